@@ -1,0 +1,1 @@
+"""Cloud adapters: one sub-package per cloud (installed with the matching extra)."""

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Create the Feast peer venv used by bench/peers/feast_peer.py.
+# Idempotent: if the venv exists and imports feast 0.67.0, do nothing.
+#   bash bench/peers/setup_feast.sh            # -> /work/main/.bench/feast-venv
+#   FEAST_VENV=/some/dir bash bench/peers/setup_feast.sh
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+VENV="${FEAST_VENV:-$ROOT/.bench/feast-venv}"
+FEAST_VERSION="${FEAST_VERSION:-0.67.0}"
+PY="${PYTHON:-python3}"
+
+check() {
+  [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "$FEAST_VERSION" <<'PYEOF' >/dev/null 2>&1
+import sys, importlib.metadata as md
+import feast, duckdb, dask  # noqa: F401  (file + duckdb offline stores)
+assert md.version("feast") == sys.argv[1], md.version("feast")
+PYEOF
+}
+
+if check; then
+  echo "feast-venv ok: $VENV (feast==$FEAST_VERSION)"
+  exit 0
+fi
+
+start=$(date +%s)
+echo "creating $VENV ..."
+rm -rf "$VENV"
+mkdir -p "$(dirname "$VENV")"
+"$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+# feast core brings dask[dataframe] (file offline store) and uses the stdlib
+# sqlite3 module (sqlite online store); the [duckdb] extra adds the
+# ibis/duckdb-based offline store. psutil is only a convenience for RSS.
+"$VENV/bin/python" -m pip install --quiet "feast[duckdb]==$FEAST_VERSION" psutil
+end=$(date +%s)
+
+if check; then
+  echo "feast-venv ready: $VENV (feast==$FEAST_VERSION) in $((end - start)) s"
+else
+  echo "feast-venv check failed" >&2
+  "$VENV/bin/python" -c "import feast, duckdb, dask" || true
+  exit 1
+fi

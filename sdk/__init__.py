@@ -1,0 +1,28 @@
+"""skewless — the features a model sees in serving are, provably, the ones it was trained on.
+
+Public API (Feast-familiar)::
+
+    import skewless as sk
+    store = sk.FeatureStore(".")
+    store.apply([entity, view, service]); store.plan([...])
+    store.ingest("view", df)
+    store.get_historical_features(entity_df, ["view:feature"]).to_pandas()
+    store.materialize(start, end); store.materialize_incremental(end)
+    store.get_online_features(["view:feature"], [{"key": 1}]).to_dict()
+"""
+
+from .definitions import Entity, FeatureService, FeatureView, Field, FileSource, ParquetSource
+from .dtypes import Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
+from .errors import (ConfigError, ConflictError, DefinitionError, NotFoundError, SkewlessError, StoreUnavailable,
+                     ValidationError)
+from .online.base import EXPIRED, NOT_FOUND, PRESENT
+from .store import FeatureStore, init_repo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bool", "Bytes", "ConfigError", "ConflictError", "DefinitionError", "EXPIRED", "Entity", "FeatureService",
+    "FeatureStore", "FeatureView", "Field", "FileSource", "Float32", "Float64", "Int32", "Int64", "NOT_FOUND",
+    "NotFoundError", "PRESENT", "ParquetSource", "SkewlessError", "StoreUnavailable", "String", "UnixTimestamp",
+    "ValidationError", "init_repo",
+]

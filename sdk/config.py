@@ -1,0 +1,109 @@
+"""``skewless.yaml``: which project, and which adapters (by URL) hold the registry, histories and online values.
+
+    project: credit_scoring
+    registry: data/registry              # folder, file://, s3://bucket/prefix, oss://bucket/prefix
+    offline:
+      url: data/offline                  # where histories live (Delta tables)
+      engine: duckdb                     # what computes over them
+      options: {memory_limit: 2GB}
+    online:
+      url: sqlite:///data/online.db      # sqlite://, redis://, rediss://, tair://
+      options: {}
+
+Relative paths are relative to the folder holding skewless.yaml. ``${VAR}`` is replaced from the environment, so
+secrets stay out of the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+FILE_NAME = "skewless.yaml"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass
+class StoreConfig:
+    url: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    project: str
+    registry: StoreConfig
+    offline: StoreConfig
+    engine: str
+    engine_options: dict
+    online: StoreConfig
+    repo_path: Path
+
+    @classmethod
+    def default(cls, repo_path: Path, project: str = "default") -> "Config":
+        return cls(project, StoreConfig("data/registry"), StoreConfig("data/offline"), "duckdb", {},
+                   StoreConfig("sqlite:///data/online.db"), repo_path)
+
+    def to_yaml(self) -> str:
+        doc = {"project": self.project, "registry": self.registry.url,
+               "offline": {"url": self.offline.url, "engine": self.engine,
+                           **({"options": self.engine_options} if self.engine_options else {})},
+               "online": {"url": self.online.url, **({"options": self.online.options} if self.online.options else {})}}
+        return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _expand(value):
+    if isinstance(value, str):
+        def sub(m):
+            if m.group(1) not in os.environ:
+                raise ConfigError(f"skewless.yaml uses ${{{m.group(1)}}} but it is not set in the environment")
+            return os.environ[m.group(1)]
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    return value
+
+
+def _store(doc: dict, key: str, default: str) -> StoreConfig:
+    v = doc.get(key, default)
+    if isinstance(v, str):
+        return StoreConfig(v)
+    if isinstance(v, dict) and isinstance(v.get("url"), str):
+        opts = v.get("options") or {}
+        if not isinstance(opts, dict):
+            raise ConfigError(f"skewless.yaml: {key}.options must be a mapping")
+        return StoreConfig(v["url"], opts)
+    raise ConfigError(f"skewless.yaml: {key} must be a URL or a mapping with 'url'")
+
+
+def load(repo_path: str | os.PathLike) -> Config:
+    repo = Path(repo_path)
+    path = repo / FILE_NAME if repo.is_dir() else repo
+    if not path.exists():
+        raise ConfigError(f"no {FILE_NAME} in {repo}; create one with `skewless init`")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    doc = _expand(doc)
+    unknown = set(doc) - {"project", "registry", "offline", "online"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (known: project, registry, offline, online)")
+    project = doc.get("project")
+    if not isinstance(project, str) or not project:
+        raise ConfigError(f"{path}: 'project' must be a non-empty string")
+    offline = _store(doc, "offline", "data/offline")
+    raw_off = doc.get("offline") if isinstance(doc.get("offline"), dict) else {}
+    engine = raw_off.get("engine", "duckdb")
+    return Config(project, _store(doc, "registry", "data/registry"), StoreConfig(offline.url), engine,
+                  offline.options, _store(doc, "online", "sqlite:///data/online.db"), path.parent)

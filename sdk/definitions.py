@@ -1,0 +1,340 @@
+"""User-facing definitions: entities, fields, sources, feature views and feature services.
+
+Definitions are plain values: they validate themselves on construction, serialise to a JSON-able dict for the
+registry (``to_dict`` / ``from_dict``) and compare by that dict. They hold no connections.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Iterable, Sequence
+
+from . import dtypes
+from .dtypes import DType
+from .errors import DefinitionError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Columns skewless itself stores beside the features of every view's history.
+EVENT_TS = "event_timestamp"
+CREATED_TS = "created_timestamp"
+WRITE_BATCH = "_skewless_batch"
+WRITE_ROW = "_skewless_row"
+RESERVED = {EVENT_TS, CREATED_TS, WRITE_BATCH, WRITE_ROW}
+
+
+def check_name(kind: str, name: Any) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DefinitionError(f"{kind} name {name!r} is invalid: use letters, digits and _, not starting with a digit")
+    if name.startswith("_skewless") or name.startswith("__"):
+        raise DefinitionError(f"{kind} name {name!r} is reserved (names starting with _skewless or __)")
+    return name
+
+
+def _tags(tags: Any, owner_of: str) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise DefinitionError(f"{owner_of}: tags must be a dict of str to str")
+    return dict(sorted(tags.items()))
+
+
+@dataclass(frozen=True)
+class Field:
+    """A named, typed column: a feature, or a join key when its name is one of the view's join keys."""
+
+    name: str
+    dtype: DType
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_name("field", self.name)
+        if isinstance(self.dtype, str):
+            object.__setattr__(self, "dtype", dtypes.by_name(self.dtype))
+        if not isinstance(self.dtype, DType):
+            raise DefinitionError(f"field {self.name!r}: dtype must be a skewless dtype such as skewless.Int64")
+        object.__setattr__(self, "tags", _tags(self.tags, f"field {self.name!r}"))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype.name, "description": self.description, "tags": self.tags}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Field":
+        return cls(d["name"], dtypes.by_name(d["dtype"]), d.get("description", ""), d.get("tags", {}))
+
+
+class Entity:
+    """Something features describe, identified by one or more join keys (e.g. ``loan_id``)."""
+
+    kind = "entity"
+
+    def __init__(self, name: str, join_keys: Sequence[str] | None = None, *, dtype: DType | None = None,
+                 description: str = "", owner: str = "", tags: dict[str, str] | None = None):
+        self.name = check_name("entity", name)
+        keys = list(join_keys) if join_keys is not None else [name]
+        if not keys:
+            raise DefinitionError(f"entity {name!r}: join_keys must not be empty")
+        for k in keys:
+            check_name(f"entity {name!r} join key", k)
+            if k in RESERVED:
+                raise DefinitionError(f"entity {name!r}: join key {k!r} is a reserved column name")
+        if len(set(keys)) != len(keys):
+            raise DefinitionError(f"entity {name!r}: duplicate join keys {keys}")
+        if dtype is not None and not isinstance(dtype, DType):
+            raise DefinitionError(f"entity {name!r}: dtype must be a skewless dtype")
+        self.join_keys = keys
+        self.dtype = dtype
+        self.description, self.owner, self.tags = description, owner, _tags(tags, f"entity {name!r}")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "join_keys": self.join_keys, "dtype": self.dtype.name if self.dtype else None,
+                "description": self.description, "owner": self.owner, "tags": self.tags}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Entity":
+        return cls(d["name"], d["join_keys"], dtype=dtypes.by_name(d["dtype"]) if d.get("dtype") else None,
+                   description=d.get("description", ""), owner=d.get("owner", ""), tags=d.get("tags"))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entity) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(("entity", self.name))
+
+    def __repr__(self) -> str:
+        return f"Entity({self.name!r}, join_keys={self.join_keys})"
+
+
+class ParquetSource:
+    """Batch source: one Parquet file, a folder of Parquet files, or a glob; relative paths are relative to the repo.
+
+    ``timestamp_field`` holds the event time; ``created_timestamp_column`` (optional) the time the row became known.
+    ``field_mapping`` renames source columns to feature names.
+    """
+
+    def __init__(self, path: str, *, timestamp_field: str = EVENT_TS, created_timestamp_column: str | None = None,
+                 field_mapping: dict[str, str] | None = None, name: str | None = None, description: str = ""):
+        if not isinstance(path, str) or not path:
+            raise DefinitionError("ParquetSource: path must be a non-empty string")
+        self.path = path
+        self.timestamp_field = timestamp_field
+        self.created_timestamp_column = created_timestamp_column or None
+        self.field_mapping = dict(field_mapping or {})
+        self.name = name or path
+        self.description = description
+
+    def to_dict(self) -> dict:
+        return {"type": "parquet", "path": self.path, "timestamp_field": self.timestamp_field,
+                "created_timestamp_column": self.created_timestamp_column, "field_mapping": self.field_mapping,
+                "name": self.name, "description": self.description}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ParquetSource":
+        return cls(d["path"], timestamp_field=d.get("timestamp_field", EVENT_TS),
+                   created_timestamp_column=d.get("created_timestamp_column"),
+                   field_mapping=d.get("field_mapping"), name=d.get("name"), description=d.get("description", ""))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ParquetSource) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"ParquetSource({self.path!r})"
+
+
+# Feast name, so Feast repos port with an import change.
+FileSource = ParquetSource
+
+
+def _ttl(ttl: Any, view: str) -> timedelta | None:
+    if ttl is None:
+        return None
+    if not isinstance(ttl, timedelta):
+        raise DefinitionError(f"feature view {view!r}: ttl must be a timedelta or None")
+    if ttl < timedelta(0):
+        raise DefinitionError(f"feature view {view!r}: ttl must not be negative")
+    # timedelta(0) means "no TTL", as in Feast.
+    return ttl if ttl > timedelta(0) else None
+
+
+class FeatureView:
+    """A named group of features of one or more entities, with a history and an optional TTL."""
+
+    kind = "feature_view"
+
+    def __init__(self, name: str, entities: Sequence[Entity | str], schema: Sequence[Field],
+                 source: ParquetSource | None = None, ttl: timedelta | None = None, *, owner: str = "",
+                 tags: dict[str, str] | None = None, description: str = "", online: bool = True):
+        self.name = check_name("feature view", name)
+        if not entities:
+            raise DefinitionError(f"feature view {name!r}: needs at least one entity")
+        self.entities = [e.name if isinstance(e, Entity) else e for e in entities]
+        for e in self.entities:
+            if not isinstance(e, str):
+                raise DefinitionError(f"feature view {name!r}: entities must be Entity objects or names")
+        self._entity_objs = {e.name: e for e in entities if isinstance(e, Entity)}
+        schema = list(schema or [])
+        for f in schema:
+            if not isinstance(f, Field):
+                raise DefinitionError(f"feature view {name!r}: schema entries must be skewless.Field")
+            if f.name in RESERVED:
+                raise DefinitionError(f"feature view {name!r}: field {f.name!r} is a reserved column name")
+        names = [f.name for f in schema]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise DefinitionError(f"feature view {name!r}: duplicate fields {sorted(dup)}")
+        self.schema = schema
+        if source is not None and not isinstance(source, ParquetSource):
+            raise DefinitionError(f"feature view {name!r}: source must be a ParquetSource (or None for push-only)")
+        self.source = source
+        self.ttl = _ttl(ttl, name)
+        self.owner, self.description, self.online = owner, description, bool(online)
+        self.tags = _tags(tags, f"feature view {name!r}")
+        self._join_key_dtypes: dict[str, DType] | None = None
+        if all(e in self._entity_objs for e in self.entities):
+            self.resolve({n: e for n, e in self._entity_objs.items()})
+        if not self.features:
+            raise DefinitionError(f"feature view {name!r}: schema has no features besides join keys")
+
+    # -- keys -------------------------------------------------------------------------------------------------
+    def resolve(self, entities: dict[str, Entity]) -> "FeatureView":
+        """Fix join keys and their dtypes from the entity definitions (done at apply for views naming entities)."""
+        keys: dict[str, DType] = {}
+        by_field = {f.name: f.dtype for f in self.schema}
+        for en in self.entities:
+            ent = entities.get(en)
+            if ent is None:
+                raise DefinitionError(f"feature view {self.name!r}: unknown entity {en!r}")
+            for k in ent.join_keys:
+                dt = by_field.get(k) or ent.dtype
+                if dt is None:
+                    raise DefinitionError(f"feature view {self.name!r}: join key {k!r} has no dtype; add "
+                                          f"Field({k!r}, <dtype>) to the schema or give Entity {en!r} a dtype")
+                if k in keys:
+                    raise DefinitionError(f"feature view {self.name!r}: join key {k!r} appears in two entities")
+                keys[k] = dt
+        self._join_key_dtypes = keys
+        return self
+
+    @property
+    def join_keys(self) -> list[str]:
+        if self._join_key_dtypes is None:
+            raise DefinitionError(f"feature view {self.name!r}: entities {self.entities} not resolved; apply them first")
+        return list(self._join_key_dtypes)
+
+    @property
+    def join_key_dtypes(self) -> dict[str, DType]:
+        self.join_keys  # raises when unresolved
+        return dict(self._join_key_dtypes or {})
+
+    @property
+    def features(self) -> list[Field]:
+        keys = set(self._join_key_dtypes or {}) | {k for e in self._entity_objs.values() for k in e.join_keys}
+        return [f for f in self.schema if f.name not in keys]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def __getitem__(self, names: Iterable[str]) -> "FeatureViewProjection":
+        if isinstance(names, str):
+            names = [names]
+        return FeatureViewProjection(self.name, list(names), self)
+
+    # -- serialisation ----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "entities": self.entities,
+            "join_keys": {k: d.name for k, d in self.join_key_dtypes.items()},
+            "schema": [f.to_dict() for f in self.schema],
+            "source": self.source.to_dict() if self.source else None,
+            "ttl_seconds": self.ttl.total_seconds() if self.ttl else None,
+            "owner": self.owner, "tags": self.tags, "description": self.description, "online": self.online,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureView":
+        fv = cls.__new__(cls)
+        fv.name, fv.entities = d["name"], list(d["entities"])
+        fv._entity_objs = {}
+        fv.schema = [Field.from_dict(f) for f in d["schema"]]
+        fv.source = ParquetSource.from_dict(d["source"]) if d.get("source") else None
+        fv.ttl = timedelta(seconds=d["ttl_seconds"]) if d.get("ttl_seconds") else None
+        fv.owner, fv.tags, fv.description = d.get("owner", ""), d.get("tags", {}), d.get("description", "")
+        fv.online = d.get("online", True)
+        fv._join_key_dtypes = {k: dtypes.by_name(v) for k, v in d["join_keys"].items()}
+        return fv
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FeatureView) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(("feature_view", self.name))
+
+    def __repr__(self) -> str:
+        return f"FeatureView({self.name!r}, features={self.feature_names})"
+
+
+@dataclass
+class FeatureViewProjection:
+    """A subset of one view's features, as used in a FeatureService: ``view[["f1", "f2"]]``."""
+
+    view_name: str
+    feature_names: list[str]
+    view: FeatureView | None = None
+
+    def __post_init__(self) -> None:
+        if self.view is not None:
+            unknown = [f for f in self.feature_names if f not in self.view.feature_names]
+            if unknown:
+                raise DefinitionError(f"feature view {self.view_name!r} has no features {unknown}")
+
+
+class FeatureService:
+    """A named, versioned list of features a model consumes; models are trained and served through one."""
+
+    kind = "feature_service"
+
+    def __init__(self, name: str, features: Sequence[FeatureView | FeatureViewProjection], *, owner: str = "",
+                 tags: dict[str, str] | None = None, description: str = ""):
+        self.name = check_name("feature service", name)
+        if not features:
+            raise DefinitionError(f"feature service {name!r}: needs at least one feature view")
+        refs: list[str] = []
+        for item in features:
+            if isinstance(item, FeatureView):
+                refs += [f"{item.name}:{f}" for f in item.feature_names]
+            elif isinstance(item, FeatureViewProjection):
+                refs += [f"{item.view_name}:{f}" for f in item.feature_names]
+            else:
+                raise DefinitionError(f"feature service {name!r}: features must be FeatureViews or view[[...]] "
+                                      f"projections, got {type(item).__name__}")
+        if len(set(refs)) != len(refs):
+            raise DefinitionError(f"feature service {name!r}: a feature is listed twice")
+        self.feature_refs = refs
+        self.owner, self.description = owner, description
+        self.tags = _tags(tags, f"feature service {name!r}")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "features": self.feature_refs, "owner": self.owner, "tags": self.tags,
+                "description": self.description}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureService":
+        fs = cls.__new__(cls)
+        fs.name, fs.feature_refs = d["name"], list(d["features"])
+        fs.owner, fs.tags, fs.description = d.get("owner", ""), d.get("tags", {}), d.get("description", "")
+        return fs
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FeatureService) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(("feature_service", self.name))
+
+    def __repr__(self) -> str:
+        return f"FeatureService({self.name!r}, features={self.feature_refs})"
+
+
+KINDS = {"entity": Entity, "feature_view": FeatureView, "feature_service": FeatureService}

@@ -1,0 +1,52 @@
+"""The skewless exception tree — every error the SDK raises on purpose is one of these.
+
+    SkewlessError                 base class; catch this to catch everything skewless raises on purpose
+    ├── ConfigError               skewless.yaml missing/invalid, unknown URL scheme, missing extra (names what to install)
+    ├── DefinitionError           an entity / feature view / feature service is invalid or refers to something unknown
+    ├── ValidationError           data handed to ingest or retrieval is malformed (names the column and first bad row)
+    ├── ConflictError             a conditional commit lost a race (e.g. two concurrent `apply` runs); re-read and retry
+    ├── NotFoundError             a named object, version or snapshot does not exist
+    └── StoreUnavailable          a backing store (file system, object store, database) cannot be reached
+
+Vendor errors are translated at the edge with ``raise SomeSkewlessError(...) from exc`` so the original stays
+attached as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+
+class SkewlessError(Exception):
+    """Base class of all errors skewless raises on purpose."""
+
+
+class ConfigError(SkewlessError):
+    """Invalid or missing configuration, unknown adapter URL scheme, or a missing optional extra."""
+
+
+class DefinitionError(SkewlessError):
+    """An object definition is invalid, or refers to an object that does not exist."""
+
+
+class ValidationError(SkewlessError):
+    """Input data is malformed. ``column`` and ``row`` name the first offending cell when known."""
+
+    def __init__(self, message: str, *, column: str | None = None, row: int | None = None):
+        super().__init__(message)
+        self.column = column
+        self.row = row
+
+
+class ConflictError(SkewlessError):
+    """A conditional write lost to a concurrent writer; nothing was written."""
+
+
+class NotFoundError(SkewlessError):
+    """A named object, version or snapshot does not exist."""
+
+
+class StoreUnavailable(SkewlessError):
+    """A backing store cannot be reached. ``endpoint`` names it."""
+
+    def __init__(self, message: str, *, endpoint: str | None = None):
+        super().__init__(message)
+        self.endpoint = endpoint

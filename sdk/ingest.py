@@ -1,0 +1,156 @@
+"""Validating and writing new feature rows.
+
+``prepare`` turns user data into the canonical history layout or raises ValidationError naming the column and the
+first bad row; nothing is written before it succeeds. ``ingest`` then writes offline and online as one logical
+operation: a "pending" marker in the online store is set before the offline commit and cleared after the online
+push, and ``repair_pending`` (run by every materialize) re-pushes what a crash left between the two.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import dtypes
+from .definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
+from .errors import ValidationError
+from .offline.duckdb_engine import parse_timestamps
+
+UTC_US = pa.timestamp("us", tz="UTC")
+PENDING = "pending/"
+
+
+def _first_bad(col: pa.ChunkedArray, ok) -> int:
+    for i, v in enumerate(col.to_pylist()):
+        if not ok(v):
+            return i
+    return -1
+
+
+def _to_arrow(data: Any, ts_columns: list[str]) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if not isinstance(data, pd.DataFrame):
+        raise ValidationError(f"ingest takes a pandas DataFrame or a pyarrow Table, not {type(data).__name__}")
+    df = data
+    conv = {}
+    for c in ts_columns:
+        if c in df.columns and not pd.api.types.is_datetime64_any_dtype(df[c].dtype):
+            conv[c] = parse_timestamps(df[c], c)
+    if conv:
+        df = df.assign(**conv)
+    arrays, names = [], []
+    for c in df.columns:
+        try:
+            arrays.append(pa.array(df[c], from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            row = next((i for i, v in enumerate(df[c]) if not _arrow_ok(v)), None)
+            raise ValidationError(f"column {c!r}: mixed or unsupported values ({exc})"
+                                  + (f"; first bad row {row}" if row is not None else ""), column=str(c),
+                                  row=row) from exc
+        names.append(str(c))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _arrow_ok(v) -> bool:
+    try:
+        pa.array([v], from_pandas=True)
+        return True
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return False
+
+
+def _timestamps(table: pa.Table, name: str, required: bool) -> pa.ChunkedArray | None:
+    col = table.column(name)
+    t = col.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        col = pa.chunked_array([pa.array(parse_timestamps(pd.Series(col.to_pylist(), dtype=object), name))])
+        t = col.type
+    if pa.types.is_date(t):
+        col = pc.cast(col, pa.timestamp("us"))
+        t = col.type
+    if not pa.types.is_timestamp(t):
+        raise ValidationError(f"column {name!r}: expected timestamps, got {t} (epoch numbers are ambiguous: "
+                              f"convert them to timestamps)", column=name, row=0)
+    if required and col.null_count:
+        row = _first_bad(col, lambda v: v is not None)
+        raise ValidationError(f"column {name!r}: missing timestamp at row {row}", column=name, row=row)
+    if t.tz is None:  # naive = UTC, by definition
+        col = pc.cast(col, pa.timestamp(t.unit, tz="UTC"))
+    return pc.cast(col, UTC_US, safe=False)  # ns inputs are truncated to microseconds
+
+
+def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime) -> pa.Table:
+    """Validate ``data`` against ``view`` and return it in the canonical history layout."""
+    src = view.source
+    ev_name = src.timestamp_field if src else EVENT_TS
+    cr_name = (src.created_timestamp_column if src else None) or CREATED_TS
+    table = _to_arrow(data, [ev_name, cr_name, EVENT_TS])
+    if src and src.field_mapping:
+        table = table.rename_columns([src.field_mapping.get(c, c) for c in table.column_names])
+    if ev_name not in table.column_names and EVENT_TS in table.column_names:
+        ev_name = EVENT_TS
+    required = list(view.join_keys) + [ev_name] + view.feature_names
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise ValidationError(f"ingest into {view.name!r}: missing columns {missing} "
+                              f"(got {table.column_names})", column=missing[0])
+    out: dict[str, pa.ChunkedArray] = {}
+    for k, dt in view.join_key_dtypes.items():
+        col = table.column(k)
+        if col.null_count:
+            row = _first_bad(col, lambda v: v is not None)
+            raise ValidationError(f"join key {k!r} is null at row {row}", column=k, row=row)
+        out[k] = _cast(col, k, dt)
+    out[EVENT_TS] = _timestamps(table, ev_name, required=True)
+    if cr_name in table.column_names:
+        cr = _timestamps(table, cr_name, required=False)
+        out[CREATED_TS] = pc.fill_null(cr, pa.scalar(write_time, UTC_US)) if cr.null_count else cr
+    else:  # absent: the write time is the time the row became known
+        out[CREATED_TS] = pa.chunked_array([pa.array([write_time] * table.num_rows, UTC_US)])
+    out[WRITE_BATCH] = pa.chunked_array([pa.array([batch] * table.num_rows, pa.int64())])
+    out[WRITE_ROW] = pa.chunked_array([pa.array(range(table.num_rows), pa.int64())])
+    for f in view.features:
+        out[f.name] = _cast(table.column(f.name), f.name, f.dtype)
+    return pa.table(out)
+
+
+def _cast(col: pa.ChunkedArray, name: str, dt: dtypes.DType) -> pa.ChunkedArray:
+    if dt is dtypes.UnixTimestamp:
+        return _timestamps(pa.table({name: col}), name, required=False)
+    if not dtypes.arrow_compatible(col.type, dt):
+        row = _first_bad(col, lambda v: v is None)
+        raise ValidationError(f"column {name!r}: dtype {col.type} does not match declared {dt}"
+                              + (f" (first non-null value at row {row})" if row >= 0 else ""),
+                              column=name, row=max(row, 0))
+    try:
+        return pc.cast(col, dt.arrow)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        def fits(v):
+            try:
+                pc.cast(pa.array([v], col.type), dt.arrow)
+                return True
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return False
+        row = _first_bad(col, fits)
+        raise ValidationError(f"column {name!r}: value at row {row} does not fit {dt} ({exc})",
+                              column=name, row=row) from exc
+
+
+def pending_key(view: str, batch: int) -> str:
+    return f"{PENDING}{view}/{batch}"
+
+
+def mark_pending(online, view: str, batch: int) -> None:
+    online.set_meta(pending_key(view, batch), json.dumps({"at": datetime.now(timezone.utc).isoformat()}))
+
+
+def pending_batches(online, view: str) -> list[int]:
+    return sorted(int(k.rsplit("/", 1)[1]) for k in online.list_meta(f"{PENDING}{view}/"))

@@ -1,0 +1,1 @@
+"""Offline side: where feature histories live (OfflineStore) and what computes over them (engines)."""

@@ -1,0 +1,49 @@
+"""The offline storage contract: append-only feature histories with atomic commits and readable snapshots."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class HistoryFiles:
+    """What an engine needs to scan one view's history at one snapshot.
+
+    ``version`` is None when the view has no history yet. ``columns`` are the columns present in the table
+    (features added later are missing from older files and read as null)."""
+
+    view: str
+    version: int | None
+    uris: list[str]
+    columns: dict[str, pa.DataType]
+    storage_options: dict[str, str] | None = None
+
+
+class OfflineStore(abc.ABC):
+    """Per-view append-only histories. Every append is one atomic commit creating a new, readable version."""
+
+    url: str
+
+    @abc.abstractmethod
+    def append(self, view: str, table: pa.Table, *, batch: int) -> int:
+        """Atomically append ``table`` (canonical history columns) as one commit; return the new version.
+
+        Either all rows become visible in one new version or none do."""
+
+    @abc.abstractmethod
+    def version(self, view: str) -> int | None:
+        """The newest committed version of ``view``'s history, None when nothing was ever written."""
+
+    @abc.abstractmethod
+    def files(self, view: str, version: int | None) -> HistoryFiles:
+        """The files making up ``view`` at ``version`` (NotFoundError when that version does not exist)."""
+
+    @abc.abstractmethod
+    def drop(self, view: str) -> None:
+        """Delete a view's whole history (used when a view is deleted for good)."""
+
+    def snapshot(self, views: list[str]) -> dict[str, int | None]:
+        return {v: self.version(v) for v in views}

@@ -1,0 +1,169 @@
+"""The embedded offline engine: DuckDB over the Parquet files of each view's history.
+
+DuckDB streams and spills (``memory_limit`` + ``temp_directory``), so entity tables and histories larger than
+memory work: nothing here pulls a whole history into Python.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
+from ..errors import ValidationError
+from .base import HistoryFiles
+from .pit import ENTITY_ROW, FeatureColumn, PitQuery, ViewQuery, latest_per_entity, q, render
+
+_CANON = {EVENT_TS: "TIMESTAMPTZ", CREATED_TS: "TIMESTAMPTZ", WRITE_BATCH: "BIGINT", WRITE_ROW: "BIGINT"}
+
+
+def _sql_list(items: Iterable[str]) -> str:
+    return "[" + ", ".join("'" + s.replace("'", "''") + "'" for s in items) + "]"
+
+
+class DuckDBEngine:
+    """Runs point-in-time joins and materialization scans with DuckDB."""
+
+    name = "duckdb"
+    dialect = "duckdb"
+    supports_asof_join = True
+
+    def __init__(self, *, memory_limit: str | None = None, threads: int | None = None,
+                 temp_directory: str | None = None):
+        self.memory_limit = memory_limit or os.environ.get("SKEWLESS_DUCKDB_MEMORY", "2GB")
+        self.threads = threads
+        self.temp_directory = temp_directory or os.path.join(tempfile.gettempdir(), "skewless-duckdb-spill")
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(config={"memory_limit": self.memory_limit, "temp_directory": self.temp_directory,
+                                     **({"threads": self.threads} if self.threads else {})})
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    # -- relations ------------------------------------------------------------------------------------------
+    def history_relation(self, view: FeatureView, files: HistoryFiles) -> str:
+        """A subquery with the canonical history columns, cast to the view's declared types."""
+        cols = [(k, d.sql) for k, d in view.join_key_dtypes.items()] + list(_CANON.items())
+        cols += [(f.name, f.dtype.sql) for f in view.features]
+        if not files.uris:
+            body = ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in cols)
+            return f"(SELECT {body} WHERE false)"
+        body = ", ".join(
+            f"CAST({q(c)} AS {t}) AS {q(c)}" if c in files.columns else f"CAST(NULL AS {t}) AS {q(c)}"
+            for c, t in cols)
+        return f"(SELECT {body} FROM read_parquet({_sql_list(files.uris)}, union_by_name = true))"
+
+    def entity_relation(self, con: duckdb.DuckDBPyConnection, entity: Any, timestamp_column: str,
+                        key_types: dict[str, str]) -> tuple[str, list[str]]:
+        """Register the entity rows; return (relation, pass-through columns in order).
+
+        The relation carries ENTITY_ROW (input position), the timestamp as TIMESTAMPTZ in UTC (naive = UTC) and
+        join keys cast to the views' key types."""
+        if isinstance(entity, (str, Path)):
+            src = f"read_parquet({_sql_list([str(entity)])}, filename = true, file_row_number = true)"
+            cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list([str(entity)])})")
+                    .fetchall()]
+            row = "row_number() OVER (ORDER BY filename, file_row_number)"
+        else:
+            table = _entity_arrow(entity, timestamp_column)
+            cols = table.column_names
+            con.register("__skewless_entity_raw", table.append_column(
+                ENTITY_ROW, pa.array(range(table.num_rows), pa.int64())))
+            src, row = "__skewless_entity_raw", q(ENTITY_ROW)
+        if timestamp_column not in cols:
+            raise ValidationError(f"entity rows have no timestamp column {timestamp_column!r} (columns: {cols})",
+                                  column=timestamp_column)
+        missing = [k for k in key_types if k not in cols]
+        if missing:
+            raise ValidationError(f"entity rows lack join key columns {missing} (columns: {cols})", column=missing[0])
+        if ENTITY_ROW in cols:
+            raise ValidationError(f"entity column name {ENTITY_ROW!r} is reserved", column=ENTITY_ROW)
+        exprs = []
+        for c in cols:
+            if c == timestamp_column:
+                exprs.append(f"CAST({q(c)} AS TIMESTAMPTZ) AS {q(c)}")
+            elif c in key_types:
+                exprs.append(f"CAST({q(c)} AS {key_types[c]}) AS {q(c)}")
+            else:
+                exprs.append(q(c))
+        con.execute(f"CREATE TEMP VIEW __skewless_entity AS SELECT {', '.join(exprs)}, {row} AS {q(ENTITY_ROW)} "
+                    f"FROM {src}")
+        return "__skewless_entity", cols
+
+    # -- queries --------------------------------------------------------------------------------------------
+    def pit_sql(self, con: duckdb.DuckDBPyConnection, entity: Any, requests: list[tuple[FeatureView, list[str]]],
+                files: dict[str, HistoryFiles], *, timestamp_column: str, full_feature_names: bool,
+                point_in_time: str, event_timestamps: bool, strategy: str | None = None) -> str:
+        key_types: dict[str, str] = {}
+        for view, _ in requests:
+            for k, d in view.join_key_dtypes.items():
+                if key_types.setdefault(k, d.sql) != d.sql:
+                    raise ValidationError(f"join key {k!r} has different dtypes in the requested views", column=k)
+        relation, cols = self.entity_relation(con, entity, timestamp_column, key_types)
+        taken = set(cols)
+        views = []
+        for view, feats in requests:
+            out = []
+            for f in feats:
+                name = f"{view.name}__{f}" if full_feature_names else f
+                if name in taken:
+                    raise ValidationError(f"output column {name!r} would overwrite another column; "
+                                          f"use full_feature_names=True or rename it", column=name)
+                taken.add(name)
+                out.append(FeatureColumn(f, name))
+            ev_out = None
+            if event_timestamps:
+                ev_out = f"{view.name}__{EVENT_TS}"
+                if ev_out in taken:
+                    raise ValidationError(f"output column {ev_out!r} collides with an input column", column=ev_out)
+                taken.add(ev_out)
+            views.append(ViewQuery(view.name, tuple(view.join_keys), tuple(out), view.ttl,
+                                   self.history_relation(view, files[view.name]), ev_out))
+        pq = PitQuery(relation, tuple(cols), timestamp_column, tuple(views), point_in_time)
+        return render(pq, dialect=self.dialect, strategy=strategy)
+
+    def latest_rows(self, con: duckdb.DuckDBPyConnection, view: FeatureView, files: HistoryFiles, start, end,
+                    batch_rows: int = 100_000) -> pa.RecordBatchReader:
+        """Per entity, the winner at ``end`` among rows with event in [start, end], ordered by key (materialize)."""
+        con.execute("CREATE OR REPLACE TEMP TABLE __skewless_bounds AS SELECT CAST($1 AS TIMESTAMPTZ) AS s, "
+                    "CAST($2 AS TIMESTAMPTZ) AS e", [start, end])
+        sql = latest_per_entity(self.history_relation(view, files), tuple(view.join_keys),
+                                tuple(view.feature_names), "(SELECT e FROM __skewless_bounds)",
+                                "(SELECT s FROM __skewless_bounds)" if start is not None else None)
+        return con.sql(sql).to_arrow_reader(batch_rows)
+
+
+def _entity_arrow(entity: Any, ts: str) -> pa.Table:
+    if isinstance(entity, pd.DataFrame):
+        df = entity
+        if ts in df.columns and not isinstance(df[ts].dtype, pd.DatetimeTZDtype):
+            df = df.copy()
+            df[ts] = parse_timestamps(df[ts], ts)
+        return pa.Table.from_pandas(df, preserve_index=False)
+    if isinstance(entity, pa.RecordBatch):
+        return pa.Table.from_batches([entity])
+    if isinstance(entity, pa.Table):
+        return entity
+    raise ValidationError(f"entity rows must be a pandas DataFrame, a pyarrow Table or a Parquet path, "
+                          f"not {type(entity).__name__}")
+
+
+def parse_timestamps(values: "pd.Series", column: str) -> "pd.Series":
+    """Parse to tz-aware UTC; naive values are UTC. Mixed zones are fine. Raises ValidationError on the first
+    unparseable value."""
+    try:
+        return pd.to_datetime(values, utc=True, format="mixed")
+    except (ValueError, TypeError, OverflowError) as exc:
+        for i, v in enumerate(values):
+            try:
+                pd.to_datetime([v], utc=True, format="mixed")
+            except (ValueError, TypeError, OverflowError):
+                raise ValidationError(f"column {column!r}: unparseable timestamp {v!r} at row {i}",
+                                      column=column, row=i) from exc
+        raise ValidationError(f"column {column!r}: cannot parse timestamps: {exc}", column=column) from exc

@@ -1,0 +1,150 @@
+"""The point-in-time join — written once, rendered per engine.
+
+This module is the only place the spec's "value at time t" rule (../shared/spec/time-semantics.md) is turned into
+SQL. A query is described as data (``PitQuery``) and rendered in one of two forms:
+
+* ``asof``   — DuckDB's ``ASOF LEFT JOIN`` on the ordering tuple ``(event, created, batch, row)``: the greatest
+  tuple not after ``(t, +inf, +inf, +inf)`` is exactly the spec's winner among rows with ``event <= t``; the TTL
+  lower bound is then applied to that single winner (if the newest row is too old, every row is).
+  Only for ``point_in_time="event"``: "available" adds a second inequality an ASOF join cannot express.
+* ``window`` — portable ANSI SQL (join on ``event <= t`` [and TTL, and ``created <= t``], ``ROW_NUMBER()`` over the
+  same ordering tuple). Any engine with window functions runs it; sqlglot renders it for Spark, Hive/MaxCompute,
+  Presto/Athena.
+
+Both forms are generated from the same ``PitQuery`` and tested against the same oracle, so they cannot drift.
+The input relations must already be canonical: the entity relation carries ``ENTITY_ROW`` (input position) and
+join keys cast to the views' key types; each history relation has the join keys, ``event_timestamp``,
+``created_timestamp``, ``_skewless_batch``, ``_skewless_row`` and the features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlglot
+
+from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW
+
+ENTITY_ROW = "_skewless_entity_row"
+# The spec's tie-breaking order, greatest wins.
+ORDER = (EVENT_TS, CREATED_TS, WRITE_BATCH, WRITE_ROW)
+_INT64_MAX = "9223372036854775807"
+
+
+def q(name: str) -> str:
+    """Quote an identifier (DuckDB/ANSI double quotes; sqlglot re-quotes for other dialects)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    feature: str  # column in the history
+    output: str  # column in the result
+
+
+@dataclass(frozen=True)
+class ViewQuery:
+    view: str
+    join_keys: tuple[str, ...]
+    features: tuple[FeatureColumn, ...]
+    ttl: timedelta | None
+    history: str  # a relation: table name or parenthesised subquery with the canonical columns
+    event_timestamp_output: str | None = None  # also return the winner's event time under this name
+
+
+@dataclass(frozen=True)
+class PitQuery:
+    entity: str  # relation with ENTITY_ROW, the timestamp column, join keys and pass-through columns
+    entity_columns: tuple[str, ...]  # pass-through columns in output order
+    timestamp_column: str
+    views: tuple[ViewQuery, ...]
+    point_in_time: str = "event"  # "event" | "available"
+
+
+def _ttl_us(ttl: timedelta | None) -> int | None:
+    return None if ttl is None else ttl // timedelta(microseconds=1)
+
+
+def _lower_bound(t: str, ttl: timedelta | None) -> str | None:
+    us = _ttl_us(ttl)
+    return None if us is None else f"{t} - INTERVAL '{us}' MICROSECOND"
+
+
+def _render_asof(pq: PitQuery) -> str:
+    t = f"e.{q(pq.timestamp_column)}"
+    select = [f"e.{q(c)}" for c in pq.entity_columns]
+    joins = []
+    for i, v in enumerate(pq.views):
+        a = f"v{i}"
+        lower = _lower_bound(t, v.ttl)
+        fresh = f"{a}.__ev >= {lower}" if lower else None
+        for f in v.features:
+            col = f"{a}.{q(f.feature)}"
+            select.append(f"CASE WHEN {fresh} THEN {col} END AS {q(f.output)}" if fresh else f"{col} AS {q(f.output)}")
+        if v.event_timestamp_output:
+            ev = f"{a}.__ev"
+            select.append(f"CASE WHEN {fresh} THEN {ev} END AS {q(v.event_timestamp_output)}" if fresh
+                          else f"{ev} AS {q(v.event_timestamp_output)}")
+        order = ", ".join(f"'{k}': {q(c)}" for k, c in zip("ecbr", ORDER))
+        cols = ", ".join([q(k) for k in v.join_keys] + [q(f.feature) for f in v.features])
+        inner = (f"SELECT {cols}, {q(EVENT_TS)} AS __ev, {{{order}}} AS __ord FROM {v.history}")
+        probe = (f"{{'e': {t}, 'c': TIMESTAMPTZ 'infinity', 'b': CAST({_INT64_MAX} AS BIGINT), "
+                 f"'r': CAST({_INT64_MAX} AS BIGINT)}}")
+        on = " AND ".join([f"e.{q(k)} = {a}.{q(k)}" for k in v.join_keys] + [f"{probe} >= {a}.__ord"])
+        joins.append(f"ASOF LEFT JOIN ({inner}) AS {a} ON {on}")
+    return (f"SELECT {', '.join(select)}\nFROM {pq.entity} AS e\n" + "\n".join(joins)
+            + f"\nORDER BY e.{q(ENTITY_ROW)}")
+
+
+def _render_window(pq: PitQuery) -> str:
+    t = f"e.{q(pq.timestamp_column)}"
+    ctes, select, joins = [], [f"e.{q(c)}" for c in pq.entity_columns], []
+    for i, v in enumerate(pq.views):
+        a = f"m{i}"
+        conds = [f"e.{q(k)} = h.{q(k)}" for k in v.join_keys] + [f"h.{q(EVENT_TS)} <= {t}"]
+        lower = _lower_bound(t, v.ttl)
+        if lower:
+            conds.append(f"h.{q(EVENT_TS)} >= {lower}")
+        if pq.point_in_time == "available":
+            conds.append(f"h.{q(CREATED_TS)} <= {t}")
+        order = ", ".join(f"h.{q(c)} DESC" for c in ORDER)
+        feats = ", ".join(f"h.{q(f.feature)} AS {q(f.feature)}" for f in v.features)
+        ctes.append(
+            f"{a} AS (SELECT e.{q(ENTITY_ROW)} AS __rid, h.{q(EVENT_TS)} AS __ev, {feats}, "
+            f"ROW_NUMBER() OVER (PARTITION BY e.{q(ENTITY_ROW)} ORDER BY {order}) AS __rn "
+            f"FROM {pq.entity} AS e JOIN {v.history} AS h ON {' AND '.join(conds)})")
+        select += [f"{a}.{q(f.feature)} AS {q(f.output)}" for f in v.features]
+        if v.event_timestamp_output:
+            select.append(f"{a}.__ev AS {q(v.event_timestamp_output)}")
+        joins.append(f"LEFT JOIN {a} ON {a}.__rid = e.{q(ENTITY_ROW)} AND {a}.__rn = 1")
+    return (f"WITH {', '.join(ctes)}\nSELECT {', '.join(select)}\nFROM {pq.entity} AS e\n" + "\n".join(joins)
+            + f"\nORDER BY e.{q(ENTITY_ROW)}")
+
+
+def render(pq: PitQuery, *, dialect: str = "duckdb", strategy: str | None = None) -> str:
+    """SQL for ``pq`` in ``dialect``. ``strategy`` defaults to ``asof`` where the dialect and mode allow it."""
+    if pq.point_in_time not in ("event", "available"):
+        raise ValueError(f"point_in_time must be 'event' or 'available', not {pq.point_in_time!r}")
+    if strategy is None:
+        strategy = "asof" if dialect == "duckdb" and pq.point_in_time == "event" else "window"
+    if strategy == "asof":
+        if dialect != "duckdb" or pq.point_in_time != "event":
+            raise ValueError("the asof strategy needs DuckDB and point_in_time='event'")
+        return _render_asof(pq)
+    sql = _render_window(pq)
+    return sql if dialect == "duckdb" else sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
+
+
+def latest_per_entity(history: str, join_keys: tuple[str, ...], columns: tuple[str, ...], end: str,
+                      start: str | None = None) -> str:
+    """Rows to materialize: per entity, the spec's winner at ``t = end`` among rows with event in [start, end].
+
+    The TTL is not applied here: the newest row is written even when already expired, and online reads apply the
+    TTL at read time, so online statuses (EXPIRED vs NOT_FOUND) match historical retrieval."""
+    where = [f"{q(EVENT_TS)} <= {end}"] + ([f"{q(EVENT_TS)} >= {start}"] if start else [])
+    keys = ", ".join(q(k) for k in join_keys)
+    order = ", ".join(f"{q(c)} DESC" for c in ORDER)
+    cols = ", ".join(q(c) for c in (*join_keys, *ORDER, *columns))
+    return (f"SELECT {cols} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {order}) AS __rn "
+            f"FROM {history} WHERE {' AND '.join(where)}) AS w WHERE __rn = 1 ORDER BY {keys}")

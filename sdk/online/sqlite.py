@@ -1,0 +1,181 @@
+"""Embedded online store: one SQLite file, one table per feature view.
+
+Why SQLite: in the standard library, transactional, and a primary-key lookup costs microseconds in-process.
+Newest-wins is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE (new order) > (stored order)`` statement, so a
+late or replayed write can never replace a newer value, even with several writers (WAL + busy timeout).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import dtypes
+from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
+from ..errors import StoreUnavailable
+from .base import Key, OnlineStore, from_us
+
+_ORDER = ("__ev", "__cr", "__wb", "__wr")
+_CHUNK = 400  # keys per SELECT (SQLite's bound-parameter limit is far above this)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _table(view: str) -> str:
+    return _q(f"fv_{view}")
+
+
+class SQLiteOnlineStore(OnlineStore):
+    supports_per_field_ttl = False
+
+    def __init__(self, path: str):
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._con.execute("PRAGMA journal_mode=WAL")
+            self._con.execute("PRAGMA synchronous=NORMAL")
+            self._con.execute("CREATE TABLE IF NOT EXISTS skewless_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite online store {path}: {exc}", endpoint=self.url) from exc
+        self._lock = threading.RLock()
+        self._columns: dict[str, set[str]] = {}
+
+    # -- schema -------------------------------------------------------------------------------------------
+    def _ensure_table(self, view: FeatureView) -> None:
+        have = self._columns.get(view.name)
+        want = set(view.feature_names)
+        if have is not None and want <= have:
+            return
+        t = _table(view.name)
+        keys = ", ".join(_q(k) for k in view.join_keys)
+        self._con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({keys}, __ev INTEGER NOT NULL, __cr INTEGER NOT NULL, "
+                          f"__wb INTEGER NOT NULL, __wr INTEGER NOT NULL, PRIMARY KEY ({keys})) WITHOUT ROWID")
+        cols = {r[1] for r in self._con.execute(f"PRAGMA table_info({t})")}
+        for f in view.feature_names:
+            if f not in cols:
+                self._con.execute(f"ALTER TABLE {t} ADD COLUMN {_q(f)}")
+                cols.add(f)
+        self._columns[view.name] = cols
+
+    # -- write --------------------------------------------------------------------------------------------
+    def write(self, view: FeatureView, rows: pa.Table) -> int:
+        if rows.num_rows == 0:
+            return 0
+        feats = view.feature_names
+        cols = list(view.join_keys) + list(_ORDER) + feats
+        data = [_to_sql_values(rows.column(k)) for k in view.join_keys]
+        data += [_to_sql_values(rows.column(c)) for c in (EVENT_TS, CREATED_TS, WRITE_BATCH, WRITE_ROW)]
+        data += [_to_sql_values(rows.column(f)) for f in feats]
+        keys = ", ".join(_q(k) for k in view.join_keys)
+        sets = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in cols[len(view.join_keys):])
+        newer = f"({', '.join('excluded.' + c for c in _ORDER)}) > ({', '.join(_ORDER)})"
+        sql = (f"INSERT INTO {_table(view.name)} ({', '.join(_q(c) for c in cols)}) "
+               f"VALUES ({', '.join('?' * len(cols))}) ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {newer}")
+        with self._lock:
+            try:
+                self._ensure_table(view)
+                self._con.execute("BEGIN IMMEDIATE")
+                self._con.executemany(sql, zip(*data))
+                self._con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._con.in_transaction:
+                    self._con.execute("ROLLBACK")
+                raise StoreUnavailable(f"write to {self.url} failed: {exc}", endpoint=self.url) from exc
+        return rows.num_rows
+
+    # -- read ---------------------------------------------------------------------------------------------
+    def read_raw(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]]
+                 ) -> list[list[tuple[int, list[Any]] | None]]:
+        out = []
+        with self._lock:
+            self._con.execute("BEGIN")  # one consistent snapshot across every view of the batch
+            try:
+                for view, feats, keys in requests:
+                    out.append(self._read_view(view, feats, keys))
+            finally:
+                self._con.execute("COMMIT")
+        return out
+
+    def _read_view(self, view: FeatureView, feats: list[str], keys: list[Key]):
+        if view.name not in self._columns:
+            exists = self._con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (f"fv_{view.name}",)).fetchone()
+            if not exists:
+                return [None] * len(keys)
+            self._ensure_table(view)
+        nk = len(view.join_keys)
+        by_name = {f.name: f for f in view.features}
+        decoders = [_decoder(by_name[f].dtype) for f in feats]
+        cols = ", ".join([_q(k) for k in view.join_keys] + ["__ev"] + [_q(f) for f in feats])
+        found: dict[tuple, tuple[int, list[Any]]] = {}
+        wanted = [k for k in dict.fromkeys(keys) if None not in k]
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i:i + _CHUNK]
+            if nk == 1:
+                where = f"{_q(view.join_keys[0])} IN ({', '.join('?' * len(chunk))})"
+                params: list = [k[0] for k in chunk]
+            else:
+                tuple_ph = "(" + ", ".join("?" * nk) + ")"
+                where = (f"({', '.join(_q(k) for k in view.join_keys)}) IN "
+                         f"(VALUES {', '.join([tuple_ph] * len(chunk))})")
+                params = [v for k in chunk for v in k]
+            for r in self._con.execute(f"SELECT {cols} FROM {_table(view.name)} WHERE {where}", params):
+                found[tuple(r[:nk])] = (r[nk], [d(v) for d, v in zip(decoders, r[nk + 1:])])
+        return [found.get(k) for k in keys]
+
+    # -- bookkeeping --------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            r = self._con.execute("SELECT v FROM skewless_meta WHERE k = ?", (key,)).fetchone()
+        return r[0] if r else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self._lock:
+            if value is None:
+                self._con.execute("DELETE FROM skewless_meta WHERE k = ?", (key,))
+            else:
+                self._con.execute("INSERT INTO skewless_meta (k, v) VALUES (?, ?) "
+                                  "ON CONFLICT (k) DO UPDATE SET v = excluded.v", (key, value))
+
+    def list_meta(self, prefix: str) -> dict[str, str]:
+        with self._lock:
+            rows = self._con.execute("SELECT k, v FROM skewless_meta WHERE substr(k, 1, ?) = ?",
+                                     (len(prefix), prefix)).fetchall()
+        return dict(rows)
+
+    def drop_view(self, view: str) -> None:
+        with self._lock:
+            self._con.execute(f"DROP TABLE IF EXISTS {_table(view)}")
+            self._columns.pop(view, None)
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _to_sql_values(col: pa.ChunkedArray) -> list:
+    """Arrow column -> Python values SQLite stores natively (timestamps as epoch microseconds)."""
+    if pa.types.is_timestamp(col.type):
+        return pc.cast(pc.cast(col, pa.timestamp("us", tz="UTC")), pa.int64()).to_pylist()
+    if pa.types.is_boolean(col.type):
+        return pc.cast(col, pa.int8()).to_pylist()
+    return col.to_pylist()
+
+
+def _decoder(dtype):
+    if dtype is dtypes.UnixTimestamp:
+        return lambda v: None if v is None else from_us(v)
+    if dtype is dtypes.Bool:
+        return lambda v: None if v is None else bool(v)
+    return lambda v: v
+
+
+__all__ = ["SQLiteOnlineStore"]

@@ -1,0 +1,77 @@
+"""Adapters chosen by URL scheme, imported only when used (so the core never imports a cloud SDK).
+
+    online:   sqlite://PATH | redis:// | rediss:// | tair://
+    offline:  PATH | file://PATH | s3://bucket/prefix | oss://bucket/prefix
+    registry: PATH | file://PATH | s3://... | oss://...
+    engine:   duckdb | maxcompute
+
+An unknown scheme, or a scheme whose extra is not installed, is a ConfigError that says what to install.
+Third parties add schemes with ``register``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Adapter:
+    target: str  # "module:factory"; the factory takes (url, repo_path, options)
+    extra: str | None  # the pip extra that provides it
+
+
+_ADAPTERS: dict[str, dict[str, Adapter]] = {
+    "online": {
+        "sqlite": Adapter("skewless.factories:sqlite_online", None),
+        "redis": Adapter("skewless.adapters.aws.redis:from_url", "aws"),
+        "rediss": Adapter("skewless.adapters.aws.redis:from_url", "aws"),
+        "tair": Adapter("skewless.adapters.alibaba.tair:from_url", "alibaba"),
+    },
+    "offline": {
+        "file": Adapter("skewless.factories:local_offline", None),
+        "s3": Adapter("skewless.adapters.aws.s3:offline_from_url", "aws"),
+        "oss": Adapter("skewless.adapters.alibaba.oss:offline_from_url", "alibaba"),
+    },
+    "registry": {
+        "file": Adapter("skewless.factories:local_registry", None),
+        "s3": Adapter("skewless.adapters.aws.s3:registry_from_url", "aws"),
+        "oss": Adapter("skewless.adapters.alibaba.oss:registry_from_url", "alibaba"),
+    },
+    "engine": {
+        "duckdb": Adapter("skewless.factories:duckdb_engine", None),
+        "maxcompute": Adapter("skewless.adapters.alibaba.maxcompute:engine_from_url", "alibaba"),
+    },
+}
+
+
+def register(role: str, scheme: str, target: str, extra: str | None = None) -> None:
+    """Add or replace the adapter for ``scheme`` in ``role`` ("online", "offline", "registry", "engine")."""
+    _ADAPTERS.setdefault(role, {})[scheme] = Adapter(target, extra)
+
+
+def scheme_of(url: str) -> str:
+    parts = urlsplit(url)
+    # A bare path (or a Windows drive letter) is a local file.
+    return parts.scheme if len(parts.scheme) > 1 else "file"
+
+
+def load(role: str, url: str) -> Callable[..., Any]:
+    """The factory for ``url`` in ``role``: a ConfigError that names the fix when it cannot be had."""
+    scheme = url if role == "engine" else scheme_of(url)
+    adapters = _ADAPTERS.get(role, {})
+    adapter = adapters.get(scheme)
+    if adapter is None:
+        raise ConfigError(f"unknown {role} store scheme {scheme!r} in {url!r}; known: {', '.join(sorted(adapters))}")
+    module_name, _, attr = adapter.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f'pip install "skewless[{adapter.extra}]"' if adapter.extra else "reinstall skewless"
+        raise ConfigError(f"the {role} adapter for {scheme}:// is not available ({exc.name or exc}); "
+                          f"install it with: {hint}") from exc
+    return getattr(module, attr)

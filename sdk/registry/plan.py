@@ -1,0 +1,100 @@
+"""Diffing two registry states: what `plan` shows and what `apply` would commit.
+
+A change is *breaking* when something already trained or served on the old definition could silently get other
+data: a removed feature or view, a changed dtype, changed join keys or entities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+KIND_ORDER = ("entity", "feature_view", "feature_service")
+
+
+@dataclass
+class Change:
+    kind: str
+    name: str
+    action: str  # "add" | "update" | "delete"
+    details: list[str] = field(default_factory=list)
+    breaking: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        sign = {"add": "+", "update": "~", "delete": "-"}[self.action]
+        text = f"{sign} {self.kind} {self.name}"
+        if self.details:
+            text += ": " + "; ".join(self.details)
+        if self.breaking:
+            text += "  [BREAKING: " + "; ".join(self.breaking) + "]"
+        return text
+
+
+@dataclass
+class Plan:
+    base_version: int
+    changes: list[Change]
+
+    @property
+    def breaking(self) -> list[Change]:
+        return [c for c in self.changes if c.breaking]
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def __str__(self) -> str:
+        if self.empty:
+            return f"No changes (registry version {self.base_version})."
+        return "\n".join(str(c) for c in self.changes)
+
+
+def _view_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
+    details, breaking = [], []
+    old_f = {f["name"]: f for f in old["schema"]}
+    new_f = {f["name"]: f for f in new["schema"]}
+    for n in new_f.keys() - old_f.keys():
+        details.append(f"add field {n} {new_f[n]['dtype']}")
+    for n in sorted(old_f.keys() - new_f.keys()):
+        breaking.append(f"field {n} removed")
+    for n in sorted(old_f.keys() & new_f.keys()):
+        if old_f[n]["dtype"] != new_f[n]["dtype"]:
+            breaking.append(f"field {n} dtype {old_f[n]['dtype']} -> {new_f[n]['dtype']}")
+        elif old_f[n] != new_f[n]:
+            details.append(f"field {n} metadata")
+    if old["join_keys"] != new["join_keys"]:
+        breaking.append(f"join keys {old['join_keys']} -> {new['join_keys']}")
+    if old["entities"] != new["entities"]:
+        breaking.append(f"entities {old['entities']} -> {new['entities']}")
+    for attr in ("ttl_seconds", "source", "owner", "tags", "description", "online"):
+        if old.get(attr) != new.get(attr):
+            details.append(f"{attr}: {old.get(attr)!r} -> {new.get(attr)!r}")
+    return details, breaking
+
+
+def diff(base_version: int, old: dict[str, dict], new: dict[str, dict]) -> Plan:
+    """``old``/``new``: kind -> name -> spec dict."""
+    changes: list[Change] = []
+    for kind in KIND_ORDER:
+        o, n = old.get(kind, {}), new.get(kind, {})
+        for name in sorted(n.keys() - o.keys()):
+            changes.append(Change(kind, name, "add"))
+        for name in sorted(o.keys() - n.keys()):
+            why = [] if kind == "entity" else [f"{kind} removed"]
+            changes.append(Change(kind, name, "delete", breaking=why))
+        for name in sorted(o.keys() & n.keys()):
+            if o[name] == n[name]:
+                continue
+            if kind == "feature_view":
+                details, breaking = _view_changes(o[name], n[name])
+            elif kind == "feature_service":
+                removed = sorted(set(o[name]["features"]) - set(n[name]["features"]))
+                added = sorted(set(n[name]["features"]) - set(o[name]["features"]))
+                details = [f"add {', '.join(added)}"] if added else []
+                details += [] if removed or added else ["metadata"]
+                breaking = [f"features removed: {', '.join(removed)}"] if removed else []
+            elif o[name]["join_keys"] != n[name]["join_keys"]:
+                details, breaking = [], [f"join keys {o[name]['join_keys']} -> {n[name]['join_keys']}"]
+            else:
+                details, breaking = ["metadata"], []
+            changes.append(Change(kind, name, "update", details, breaking))
+    return Plan(base_version, changes)

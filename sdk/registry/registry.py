@@ -1,0 +1,167 @@
+"""The registry: definitions by name, every commit a new immutable version, per-object version history."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable
+
+from ..definitions import KINDS, Entity, FeatureService, FeatureView
+from ..errors import DefinitionError, NotFoundError
+from .plan import Plan, diff
+from .store import RegistryStore
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    kind: str
+    name: str
+    version: int  # per-object: 1 on creation, +1 on each change
+    registry_version: int
+    updated_at: str
+    spec: dict
+
+
+class RegistryState:
+    """One committed registry version: all objects, each with its own version number."""
+
+    def __init__(self, doc: dict):
+        self.doc = doc
+        self.version: int = doc["version"]
+        self.objects: dict[str, dict[str, dict]] = doc["objects"]
+
+    @classmethod
+    def empty(cls) -> "RegistryState":
+        return cls({"format": FORMAT, "version": 0, "objects": {k: {} for k in KINDS}})
+
+    def specs(self) -> dict[str, dict[str, dict]]:
+        return {k: {n: e["spec"] for n, e in objs.items()} for k, objs in self.objects.items()}
+
+    def get(self, kind: str, name: str):
+        entry = self.objects.get(kind, {}).get(name)
+        if entry is None:
+            raise NotFoundError(f"{kind.replace('_', ' ')} {name!r} is not in the registry (version {self.version}); "
+                                f"known: {sorted(self.objects.get(kind, {}))}")
+        return KINDS[kind].from_dict(entry["spec"])
+
+    def list(self, kind: str) -> list:
+        return [KINDS[kind].from_dict(e["spec"]) for _, e in sorted(self.objects.get(kind, {}).items())]
+
+    def object_version(self, kind: str, name: str) -> int:
+        return self.objects[kind][name]["version"]
+
+
+def _desired_specs(base: RegistryState, objects: Iterable, prune: bool) -> dict[str, dict[str, dict]]:
+    objects = list(objects)
+    for o in objects:
+        if not isinstance(o, (Entity, FeatureView, FeatureService)):
+            raise DefinitionError(f"cannot apply {type(o).__name__}: expected Entity, FeatureView or FeatureService")
+    specs = {k: {} for k in KINDS} if prune else base.specs()
+    seen: set[tuple[str, str]] = set()
+    for o in objects:
+        if (o.kind, o.name) in seen:
+            raise DefinitionError(f"{o.kind.replace('_', ' ')} {o.name!r} is defined twice")
+        seen.add((o.kind, o.name))
+    entities = {n: Entity.from_dict(s) for n, s in specs["entity"].items()}
+    entities.update({o.name: o for o in objects if isinstance(o, Entity)})
+    for o in objects:
+        if isinstance(o, FeatureView):
+            o.resolve(entities)
+        specs[o.kind][o.name] = o.to_dict()
+    _check_references(specs)
+    return specs
+
+
+def _check_references(specs: dict[str, dict[str, dict]]) -> None:
+    for vname, v in specs["feature_view"].items():
+        for e in v["entities"]:
+            if e not in specs["entity"]:
+                raise DefinitionError(f"feature view {vname!r} refers to unknown entity {e!r}")
+            if any(k not in v["join_keys"] for k in specs["entity"][e]["join_keys"]):
+                raise DefinitionError(f"feature view {vname!r}: entity {e!r} join keys changed; re-apply the view")
+    for sname, s in specs["feature_service"].items():
+        for ref in s["features"]:
+            view, _, feat = ref.partition(":")
+            v = specs["feature_view"].get(view)
+            if v is None:
+                raise DefinitionError(f"feature service {sname!r} refers to unknown feature view {view!r}")
+            if feat not in {f["name"] for f in v["schema"]} or feat in v["join_keys"]:
+                raise DefinitionError(f"feature service {sname!r} refers to unknown feature {ref!r}")
+
+
+class Registry:
+    """Reads and commits registry versions through a RegistryStore."""
+
+    def __init__(self, store: RegistryStore):
+        self.store = store
+        self._cache: RegistryState | None = None
+
+    def state(self, version: int | None = None) -> RegistryState:
+        latest = self.store.latest() if version is None else version
+        if latest == 0:
+            return RegistryState.empty()
+        if self._cache is not None and self._cache.version == latest:
+            return self._cache
+        state = RegistryState(json.loads(self.store.read(latest)))
+        if version is None:
+            self._cache = state
+        return state
+
+    def plan(self, objects: Iterable, *, prune: bool = False) -> Plan:
+        base = self.state()
+        return diff(base.version, base.specs(), _desired_specs(base, objects, prune))
+
+    def apply(self, objects: Iterable, *, prune: bool = False, allow_breaking: bool = False,
+              message: str = "", author: str | None = None) -> Plan:
+        """Commit ``objects`` as a new version. ``prune`` deletes objects not listed (a repo's full state).
+
+        Raises DefinitionError on breaking changes unless ``allow_breaking``, and ConflictError when another
+        commit landed since this one read the registry (nothing is written then)."""
+        base = self.state()
+        desired = _desired_specs(base, objects, prune)
+        plan = diff(base.version, base.specs(), desired)
+        if plan.empty:
+            return plan
+        if plan.breaking and not allow_breaking:
+            raise DefinitionError("breaking changes need allow_breaking=True (CLI: --allow-breaking):\n"
+                                  + "\n".join(str(c) for c in plan.breaking))
+        now = datetime.now(timezone.utc).isoformat()
+        new_version = base.version + 1
+        objs: dict[str, dict[str, dict]] = {}
+        for kind, specs in desired.items():
+            objs[kind] = {}
+            for name, spec in specs.items():
+                prev = base.objects.get(kind, {}).get(name)
+                if prev is not None and prev["spec"] == spec:
+                    objs[kind][name] = prev
+                else:
+                    objs[kind][name] = {"version": (prev["version"] + 1) if prev else 1,
+                                        "registry_version": new_version, "updated_at": now, "spec": spec}
+        doc = {"format": FORMAT, "version": new_version, "parent": base.version, "committed_at": now,
+               "author": author or _user(), "message": message, "objects": objs}
+        self.store.create(new_version, json.dumps(doc, indent=1, sort_keys=True).encode())
+        self._cache = RegistryState(doc)
+        return plan
+
+    def history(self, kind: str, name: str) -> list[ObjectVersion]:
+        """Every distinct definition ``name`` has had, oldest first (feature versioning)."""
+        out: list[ObjectVersion] = []
+        for v in self.store.versions():
+            entry = json.loads(self.store.read(v))["objects"].get(kind, {}).get(name)
+            if entry and (not out or out[-1].version != entry["version"]):
+                out.append(ObjectVersion(kind, name, entry["version"], entry["registry_version"],
+                                         entry["updated_at"], entry["spec"]))
+        if not out:
+            raise NotFoundError(f"{kind.replace('_', ' ')} {name!r} has never been in the registry")
+        return out
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database in some containers
+        return "unknown"

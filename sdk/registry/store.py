@@ -1,0 +1,86 @@
+"""Where registry versions live. One document per version, each written once and never changed.
+
+A commit creates version ``n + 1`` only if it does not exist yet ("create if absent"), so two writers that both
+read version ``n`` cannot both succeed: the loser gets ``ConflictError`` and nothing of it is visible. Object
+stores implement the same contract with conditional PUTs (S3 ``If-None-Match: *``, OSS ``x-oss-forbid-overwrite``).
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from ..errors import ConflictError, NotFoundError, StoreUnavailable
+
+_VERSION_FILE = re.compile(r"^v(\d{10})\.json$")
+
+
+def version_name(version: int) -> str:
+    return f"v{version:010d}.json"
+
+
+class RegistryStore(abc.ABC):
+    """Storage contract for registry versions (the registry conformance suite checks every implementation)."""
+
+    url: str
+
+    @abc.abstractmethod
+    def versions(self) -> list[int]:
+        """All committed versions, ascending."""
+
+    def latest(self) -> int:
+        """The newest committed version, 0 when the registry is empty."""
+        vs = self.versions()
+        return vs[-1] if vs else 0
+
+    @abc.abstractmethod
+    def read(self, version: int) -> bytes:
+        """The document of ``version``; NotFoundError when it does not exist."""
+
+    @abc.abstractmethod
+    def create(self, version: int, data: bytes) -> None:
+        """Atomically publish ``data`` as ``version`` if and only if that version does not exist yet.
+
+        Raises ConflictError when it does. Readers never see a partially written document."""
+
+
+class LocalRegistryStore(RegistryStore):
+    """Registry versions as files in a folder. Publishing is ``link(tmp, vN.json)``: atomic and exclusive."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.url = f"file://{self.path}"
+
+    def versions(self) -> list[int]:
+        if not self.path.exists():
+            return []
+        try:
+            names = os.listdir(self.path)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot list registry folder {self.path}: {exc}", endpoint=str(self.path)) from exc
+        return sorted(int(m.group(1)) for n in names if (m := _VERSION_FILE.match(n)))
+
+    def read(self, version: int) -> bytes:
+        try:
+            return (self.path / version_name(version)).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"registry version {version} does not exist in {self.path}") from None
+
+    def create(self, version: int, data: bytes) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, self.path / version_name(version))
+            except FileExistsError:
+                raise ConflictError(
+                    f"registry version {version} was committed by someone else first; re-read and retry") from None
+        finally:
+            os.unlink(tmp)

@@ -1,0 +1,46 @@
+"""Feature repos are Python files: every Entity / FeatureView / FeatureService defined at module level counts."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from .definitions import Entity, FeatureService, FeatureView
+from .errors import DefinitionError
+
+_SKIP_DIRS = {"data", "__pycache__", ".venv", "venv", ".git"}
+
+
+def definition_files(repo_path: Path) -> list[Path]:
+    return sorted(p for p in repo_path.rglob("*.py")
+                  if not (set(p.relative_to(repo_path).parts[:-1]) & _SKIP_DIRS) and not p.name.startswith("_"))
+
+
+def load_objects(repo_path: str | Path) -> list:
+    """Import every definition file of the repo; return the definitions, each once, in a stable order."""
+    repo_path = Path(repo_path).resolve()
+    found: dict[tuple[str, str], object] = {}
+    sys.path.insert(0, str(repo_path))
+    try:
+        for path in definition_files(repo_path):
+            name = "skewless_repo_" + "_".join(path.relative_to(repo_path).with_suffix("").parts)
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+            except DefinitionError as exc:
+                raise DefinitionError(f"{path.name}: {exc}") from exc
+            except Exception as exc:
+                raise DefinitionError(f"{path.name} failed to import: {type(exc).__name__}: {exc}") from exc
+            for obj in vars(module).values():
+                if isinstance(obj, (Entity, FeatureView, FeatureService)):
+                    other = found.get((obj.kind, obj.name))
+                    if other is not None and other is not obj and other.to_dict() != obj.to_dict():
+                        raise DefinitionError(f"{obj.kind.replace('_', ' ')} {obj.name!r} is defined twice, "
+                                              f"differently (second time in {path.name})")
+                    found[(obj.kind, obj.name)] = obj
+    finally:
+        sys.path.remove(str(repo_path))
+    order = {"entity": 0, "feature_view": 1, "feature_service": 2}
+    return [o for _, o in sorted(found.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))]

@@ -1,0 +1,55 @@
+"""Point-in-time-correct training sets (historical retrieval)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from .errors import ValidationError
+
+
+class RetrievalJob:
+    """A training set not yet computed. ``snapshot`` records the history version each view was read at, so
+    ``store.get_historical_features(..., snapshot=job.snapshot)`` rebuilds the identical result later."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, sql: str, snapshot: dict[str, int | None],
+                 features: list[str]):
+        self._con, self.sql, self.snapshot, self.features = con, sql, snapshot, features
+
+    def _run(self, fn):
+        try:
+            return fn()
+        except duckdb.ConversionException as exc:
+            raise ValidationError(f"entity rows: {exc}") from exc
+
+    def to_arrow(self) -> pa.Table:
+        return self._run(lambda: self._con.sql(self.sql).to_arrow_table())
+
+    def to_pandas(self):
+        return self.to_arrow().to_pandas()
+
+    def to_df(self):  # Feast's name
+        return self.to_pandas()
+
+    def to_reader(self, batch_rows: int = 100_000) -> pa.RecordBatchReader:
+        """Stream the result (for training sets larger than memory)."""
+        return self._run(lambda: self._con.sql(self.sql).to_arrow_reader(batch_rows))
+
+    def to_parquet(self, path: str | Path) -> Path:
+        """Write the result to one Parquet file without holding it in memory, with the snapshot beside it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        self._run(lambda: self._con.execute(f"COPY ({self.sql}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' "
+                                            "(FORMAT parquet)"))
+        tmp.replace(path)
+        path.with_name(path.name + ".snapshot.json").write_text(json.dumps(self.snapshot, indent=1))
+        return path
+
+
+def load_snapshot(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

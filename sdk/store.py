@@ -1,0 +1,249 @@
+"""``FeatureStore``: the entry point. A thin layer that wires config to adapters and delegates every operation
+to the module that owns it (registry, ingest, retrieval, materialize, online_read)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from . import config as config_mod
+from . import features as features_mod
+from . import ingest as ingest_mod
+from . import materialize as mat
+from . import online_read, plugins
+from .definitions import Entity, FeatureService, FeatureView
+from .errors import DefinitionError, ValidationError
+from .offline.pit import q
+from .registry import Plan, Registry
+from .retrieval import RetrievalJob
+from .timeutil import new_batch_id, now as utc_now, utc
+
+REGISTRY_CACHE_SECONDS = 5.0
+
+
+class FeatureStore:
+    """A feature repo: ``FeatureStore(".")`` reads ``./skewless.yaml``."""
+
+    def __init__(self, repo_path: str | Path = ".", *, config: config_mod.Config | None = None):
+        self.repo_path = Path(repo_path).resolve()
+        self.config = config or config_mod.load(self.repo_path)
+        self._state = None
+        self._state_at = 0.0
+        self._resolved: dict[Any, list] = {}
+
+    # -- adapters (created on first use) ---------------------------------------------------------------------
+    def _make(self, role: str, url: str, options: dict):
+        return plugins.load(role, url)(url, self.config.repo_path, options)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self._make("registry", self.config.registry.url, self.config.registry.options))
+
+    @cached_property
+    def offline(self):
+        return self._make("offline", self.config.offline.url, self.config.offline.options)
+
+    @cached_property
+    def engine(self):
+        return self._make("engine", self.config.engine, self.config.engine_options)
+
+    @cached_property
+    def online(self):
+        return self._make("online", self.config.online.url, self.config.online.options)
+
+    now = staticmethod(utc_now)
+
+    # -- registry --------------------------------------------------------------------------------------------
+    def _registry_state(self, fresh: bool = False):
+        if fresh or self._state is None or time.monotonic() - self._state_at > REGISTRY_CACHE_SECONDS:
+            state = self.registry.state()
+            if self._state is None or state.version != self._state.version:
+                self._resolved.clear()
+            self._state, self._state_at = state, time.monotonic()
+        return self._state
+
+    def refresh_registry(self) -> None:
+        self._registry_state(fresh=True)
+
+    def plan(self, objects: Iterable, *, prune: bool = False) -> Plan:
+        """What ``apply`` would change, with breaking changes flagged."""
+        return self.registry.plan(objects, prune=prune)
+
+    def apply(self, objects: Iterable | Entity | FeatureView | FeatureService, *, prune: bool = False,
+              allow_breaking: bool = False, message: str = "") -> Plan:
+        """Commit definitions as a new registry version (ConflictError if another apply won the race)."""
+        if isinstance(objects, (Entity, FeatureView, FeatureService)):
+            objects = [objects]
+        plan = self.registry.apply(objects, prune=prune, allow_breaking=allow_breaking, message=message)
+        for change in plan.changes:
+            if change.kind == "feature_view" and change.action == "delete":
+                self.online.drop_view(change.name)
+        self._registry_state(fresh=True)
+        return plan
+
+    def get_entity(self, name: str) -> Entity:
+        return self._registry_state().get("entity", name)
+
+    def get_feature_view(self, name: str) -> FeatureView:
+        return self._registry_state().get("feature_view", name)
+
+    def get_feature_service(self, name: str) -> FeatureService:
+        return self._registry_state().get("feature_service", name)
+
+    def list_entities(self) -> list[Entity]:
+        return self._registry_state(fresh=True).list("entity")
+
+    def list_feature_views(self) -> list[FeatureView]:
+        return self._registry_state(fresh=True).list("feature_view")
+
+    def list_feature_services(self) -> list[FeatureService]:
+        return self._registry_state(fresh=True).list("feature_service")
+
+    def search(self, text: str = "", *, tag: str | None = None, owner: str | None = None) -> list:
+        """Objects whose name/description contains ``text``, with tag ``k`` or ``k=v``, and/or owner."""
+        out = []
+        for obj in self.list_entities() + self.list_feature_views() + self.list_feature_services():
+            hay = f"{obj.name} {getattr(obj, 'description', '')}".lower()
+            if text and text.lower() not in hay:
+                continue
+            if owner is not None and getattr(obj, "owner", "") != owner:
+                continue
+            if tag is not None:
+                k, _, v = tag.partition("=")
+                if k not in obj.tags or (v and obj.tags[k] != v):
+                    continue
+            out.append(obj)
+        return out
+
+    def _resolve(self, features: Sequence[str] | FeatureService | str):
+        key = features.name if isinstance(features, FeatureService) else (
+            features if isinstance(features, str) else tuple(features))
+        state = self._registry_state()
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = self._resolved[key] = features_mod.resolve(state, features)
+        return hit
+
+    # -- ingest ----------------------------------------------------------------------------------------------
+    def ingest(self, view_name: str, data: Any) -> int:
+        """Validate and append rows to the view's history, and push their newest values online.
+
+        Nothing is written when validation fails. Returns the history version created."""
+        view = self._registry_state(fresh=True).get("feature_view", view_name)
+        batch = new_batch_id()
+        rows = ingest_mod.prepare(view, data, batch=batch, write_time=utc_now())
+        if rows.num_rows == 0:
+            raise ValidationError(f"ingest into {view_name!r}: no rows")
+        if view.online:
+            ingest_mod.mark_pending(self.online, view.name, batch)
+        version = self.offline.append(view.name, rows, batch=batch)
+        if view.online:
+            self._push_online(view, rows)
+            self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+        return version
+
+    def _push_online(self, view: FeatureView, rows) -> None:
+        from .offline.pit import latest_per_entity
+
+        con = self.engine.connect()
+        try:
+            con.register("__batch", rows)
+            con.execute("CREATE TEMP TABLE __now AS SELECT CAST($1 AS TIMESTAMPTZ) AS t", [utc_now()])
+            latest = con.sql(latest_per_entity("__batch", tuple(view.join_keys), tuple(view.feature_names),
+                                                   "(SELECT t FROM __now)")).to_arrow_table()
+        finally:
+            con.close()
+        self.online.write(view, latest)
+
+    def ingest_source(self, view_name: str) -> int:
+        """Ingest the view's declared ParquetSource."""
+        view = self._registry_state(fresh=True).get("feature_view", view_name)
+        if view.source is None:
+            raise DefinitionError(f"feature view {view_name!r} has no source to ingest from")
+        import duckdb
+
+        path = view.source.path
+        path = path if Path(path).is_absolute() or "://" in path else str(self.config.repo_path / path)
+        if Path(path).is_dir():
+            path = str(Path(path) / "**" / "*.parquet")
+        table = duckdb.connect().sql(f"SELECT * FROM read_parquet({q(path).replace(chr(34), chr(39))})"
+                                         ).to_arrow_table()
+        return self.ingest(view_name, table)
+
+    # -- training sets ---------------------------------------------------------------------------------------
+    def get_historical_features(self, entity_df: Any, features: Sequence[str] | FeatureService | str, *,
+                                full_feature_names: bool = False, point_in_time: str = "event",
+                                timestamp_column: str = "event_timestamp",
+                                snapshot: dict[str, int | None] | None = None,
+                                include_event_timestamps: bool = False) -> RetrievalJob:
+        """A point-in-time-correct training set: every entity row once, in order, plus feature values at its time.
+
+        ``entity_df``: pandas DataFrame, pyarrow Table, or a Parquet path/glob (for tables larger than memory).
+        ``point_in_time``: "event" (default) or "available" (only rows already known at t: no backfill leakage).
+        ``snapshot``: the ``job.snapshot`` of an earlier training set, to rebuild it identically."""
+        if point_in_time not in ("event", "available"):
+            raise ValidationError(f"point_in_time must be 'event' or 'available', not {point_in_time!r}")
+        resolved = self._resolve(features)
+        names = [v.name for v, _ in resolved]
+        snap = dict(snapshot) if snapshot is not None else self.offline.snapshot(names)
+        missing = [n for n in names if n not in snap]
+        if missing:
+            raise ValidationError(f"snapshot has no version for views {missing}")
+        files = {n: self.offline.files(n, snap[n]) for n in names}
+        con = self.engine.connect()
+        sql = self.engine.pit_sql(con, entity_df, resolved, files, timestamp_column=timestamp_column,
+                                  full_feature_names=full_feature_names, point_in_time=point_in_time,
+                                  event_timestamps=include_event_timestamps)
+        refs = [f"{v.name}:{f}" for v, fs in resolved for f in fs]
+        return RetrievalJob(con, sql, {n: snap[n] for n in names}, refs)
+
+    # -- materialization -------------------------------------------------------------------------------------
+    def _views_for(self, names: Sequence[str] | None) -> list[FeatureView]:
+        state = self._registry_state(fresh=True)
+        views = [state.get("feature_view", n) for n in names] if names else state.list("feature_view")
+        return [v for v in views if v.online]
+
+    def materialize(self, start_date: datetime, end_date: datetime, feature_views: Sequence[str] | None = None,
+                    *, progress: mat.ProgressFn | None = None) -> list[mat.ViewResult]:
+        """Write to the online store, per entity with rows in [start, end], the newest row at ``end``."""
+        start, end = utc(start_date, "start_date"), utc(end_date, "end_date")
+        if start > end:
+            raise ValidationError(f"start_date {start} is after end_date {end}")
+        views = self._views_for(feature_views)
+        mat.repair_pending(self, views)
+        return [mat.materialize_view(self, v, start, end, progress) for v in views]
+
+    def materialize_incremental(self, end_date: datetime, feature_views: Sequence[str] | None = None,
+                                *, progress: mat.ProgressFn | None = None) -> list[mat.ViewResult]:
+        """Materialize each view from its last materialized end (or its beginning) to ``end_date``."""
+        end = utc(end_date, "end_date")
+        views = self._views_for(feature_views)
+        mat.repair_pending(self, views)
+        out = []
+        for v in views:
+            start = mat.last_end(self.online, v.name)
+            out.append(mat.materialize_view(self, v, start if start and start <= end else None, end, progress))
+        return out
+
+    # -- online reads ----------------------------------------------------------------------------------------
+    def get_online_features(self, features: Sequence[str] | FeatureService | str, entity_rows: Sequence[dict],
+                            *, full_feature_names: bool = False, now: datetime | None = None
+                            ) -> online_read.OnlineResponse:
+        """Current feature values for ``entity_rows``, with per-value status and event timestamp.
+
+        ``now`` (default: the clock) is the time the TTL is evaluated at."""
+        return online_read.read(self.online, self._resolve(features), entity_rows,
+                                utc_now() if now is None else utc(now, "now"), full_feature_names)
+
+
+def init_repo(path: str | Path, project: str = "default") -> FeatureStore:
+    """Create an empty repo with embedded defaults (SQLite online store, local Delta histories, DuckDB)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = path / config_mod.FILE_NAME
+    if not cfg.exists():
+        cfg.write_text(config_mod.Config.default(path, project).to_yaml())
+    return FeatureStore(path)

@@ -1,0 +1,1 @@
+"""Model serving (added by the serving issue)."""
