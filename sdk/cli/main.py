@@ -1,5 +1,286 @@
+"""`skewless` CLI. Every command exits non-zero with a one-line reason on error."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
 import typer
-app = typer.Typer()
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import SkewlessError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="skewless: a feature store whose online features provably equal the training features.")
+console = Console()
+err = Console(stderr=True)
+RepoOpt = typer.Option(Path("."), "--repo", "-r", help="Feature repo folder (holds skewless.yaml)")
+
+
+def friendly(fn):
+    """Turn SkewlessError into `error: <reason>` and exit code 1 (stack traces are for bugs only)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SkewlessError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            err.print(f"[red]error:[/red] {type(exc).__name__}: {first}", highlight=False, soft_wrap=True)
+            for line in str(exc).splitlines()[1:]:
+                err.print(f"  {line}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+    return wrapper
+
+
+def _store(repo: Path):
+    from ..store import FeatureStore
+
+    return FeatureStore(repo)
+
+
+def _time(value: str, what: str) -> datetime:
+    from ..timeutil import now, utc
+
+    return now() if value == "now" else utc(value, what)
+
+
 @app.command()
-def version():
-    print("0.1.0")
+@friendly
+def init(path: Path = typer.Argument(Path("."), help="Folder to create the repo in"),
+         template: str = typer.Option("credit-scoring", help="credit-scoring | empty"),
+         force: bool = typer.Option(False, help="Overwrite an existing skewless.yaml")):
+    """Scaffold a feature repo (default: the credit-scoring sample with its data)."""
+    from ..scaffold import scaffold
+
+    scaffold(path, template, force=force)
+    console.print(f"Created feature repo in [bold]{path}[/bold]. Next: [cyan]skewless --help[/cyan], "
+                  f"[cyan]cd {path} && skewless apply[/cyan]")
+
+
+@app.command()
+@friendly
+def plan(repo: Path = RepoOpt):
+    """Show what `apply` would change; breaking changes are flagged."""
+    from ..repo import load_objects
+
+    p = _store(repo).plan(load_objects(repo), prune=True)
+    _print_plan(p)
+
+
+def _print_plan(p) -> None:
+    if p.empty:
+        console.print(f"No changes (registry version {p.base_version}).")
+        return
+    colors = {"add": "green", "update": "yellow", "delete": "red"}
+    for c in p.changes:
+        console.print(f"[{colors[c.action]}]{c}[/{colors[c.action]}]", highlight=False)
+    if p.breaking:
+        console.print(f"[bold red]{len(p.breaking)} breaking change(s)[/bold red]")
+
+
+@app.command()
+@friendly
+def apply(repo: Path = RepoOpt, allow_breaking: bool = typer.Option(False, help="Allow breaking changes"),
+          message: str = typer.Option("", "-m", help="Commit message stored with the registry version")):
+    """Commit the repo's definitions as a new registry version (objects not in the repo are removed)."""
+    from ..repo import load_objects
+
+    store = _store(repo)
+    p = store.apply(load_objects(repo), prune=True, allow_breaking=allow_breaking, message=message)
+    _print_plan(p)
+    if not p.empty:
+        console.print(f"Registry version [bold]{p.base_version + 1}[/bold] committed.")
+
+
+@app.command()
+@friendly
+def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet or CSV file; default: the view's "
+                                                                       "source"),
+           repo: Path = RepoOpt):
+    """Validate and append rows to a view's history and push the newest values online."""
+    store = _store(repo)
+    if file is None:
+        version = store.ingest_source(view)
+    else:
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        if not file.exists():
+            raise typer.BadParameter(f"{file} does not exist")
+        data = pcsv.read_csv(file) if file.suffix == ".csv" else pq.read_table(file)
+        version = store.ingest(view, data)
+    console.print(f"Ingested into [bold]{view}[/bold]: history version {version}.")
+
+
+def _progress_run(fn):
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as prog:
+        tasks: dict[str, int] = {}
+
+        def cb(view: str, rows: int):
+            if view not in tasks:
+                tasks[view] = prog.add_task(view)
+            prog.update(tasks[view], description=f"{view}: {rows:,} rows written")
+        results = fn(cb)
+    table = Table("view", "rows written", "resumed at", "history version")
+    for r in results:
+        table.add_row(r.view, f"{r.rows:,}", f"{r.resumed_from:,}", str(r.version))
+    console.print(table)
+
+
+@app.command()
+@friendly
+def materialize(start: str, end: str, views: Optional[str] = typer.Option(None, help="Comma-separated views"),
+                repo: Path = RepoOpt):
+    """Write the newest value at END of every entity with rows in [START, END] to the online store."""
+    store = _store(repo)
+    names = views.split(",") if views else None
+    _progress_run(lambda cb: store.materialize(_time(start, "start"), _time(end, "end"), names, progress=cb))
+
+
+@app.command("materialize-incremental")
+@friendly
+def materialize_incremental(end: str = typer.Argument("now"),
+                            views: Optional[str] = typer.Option(None, help="Comma-separated views"),
+                            repo: Path = RepoOpt):
+    """Materialize each view from where the last run ended up to END (default: now)."""
+    store = _store(repo)
+    names = views.split(",") if views else None
+    _progress_run(lambda cb: store.materialize_incremental(_time(end, "end"), names, progress=cb))
+
+
+def _features(features: Optional[str], service: Optional[str]):
+    if bool(features) == bool(service):
+        raise typer.BadParameter("give exactly one of --features view:f1,view:f2 or --service NAME")
+    return service if service else [f.strip() for f in features.split(",") if f.strip()]
+
+
+@app.command("get-historical")
+@friendly
+def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) file of entity rows"),
+                   features: Optional[str] = typer.Option(None, help="view:feature,..."),
+                   service: Optional[str] = typer.Option(None, help="Feature service name"),
+                   out: Optional[Path] = typer.Option(None, help="Write the training set here (Parquet)"),
+                   full_feature_names: bool = False,
+                   point_in_time: str = typer.Option("event", help="event | available"),
+                   repo: Path = RepoOpt):
+    """Build a point-in-time-correct training set."""
+    store = _store(repo)
+    if entities.suffix == ".csv":
+        import pyarrow.csv as pcsv
+        ent = pcsv.read_csv(entities)
+    else:
+        ent = str(entities)
+    job = store.get_historical_features(ent, _features(features, service), full_feature_names=full_feature_names,
+                                        point_in_time=point_in_time)
+    if out:
+        job.to_parquet(out)
+        console.print(f"Wrote {out} (snapshot {json.dumps(job.snapshot)})")
+    else:
+        console.print(job.to_pandas().head(20).to_string())
+
+
+@app.command("get-online")
+@friendly
+def get_online(entity: list[str] = typer.Option(..., "--entity", "-e", help="key=value[,key=value]; repeatable"),
+               features: Optional[str] = typer.Option(None, help="view:feature,..."),
+               service: Optional[str] = typer.Option(None, help="Feature service name"),
+               repo: Path = RepoOpt):
+    """Read current feature values, with statuses and event timestamps."""
+    rows = []
+    for e in entity:
+        row = {}
+        for part in e.split(","):
+            k, sep, v = part.partition("=")
+            if not sep:
+                raise typer.BadParameter(f"--entity {e!r}: expected key=value")
+            row[k.strip()] = int(v) if v.strip().lstrip("-").isdigit() else v.strip()
+        rows.append(row)
+    resp = _store(repo).get_online_features(_features(features, service), rows)
+    table = Table("entity", "feature", "value", "status", "event_timestamp")
+    for i, r in enumerate(rows):
+        for name, values in resp.values.items():
+            ts = resp.event_timestamps[name][i]
+            table.add_row(json.dumps(r), name, repr(values[i]), resp.statuses[name][i], ts.isoformat() if ts else "")
+    console.print(table)
+
+
+@app.command("list")
+@friendly
+def list_(kind: str = typer.Argument("all", help="entities | views | services | all"), repo: Path = RepoOpt):
+    """List definitions."""
+    store = _store(repo)
+    kinds = {"entities": store.list_entities, "views": store.list_feature_views,
+             "services": store.list_feature_services}
+    if kind != "all" and kind not in kinds:
+        raise typer.BadParameter(f"kind must be one of all, {', '.join(kinds)}")
+    _print_objects([o for k, f in kinds.items() if kind in ("all", k) for o in f()])
+
+
+def _print_objects(objs) -> None:
+    table = Table("kind", "name", "owner", "tags", "description")
+    for o in objs:
+        table.add_row(o.kind.replace("_", " "), o.name, getattr(o, "owner", ""),
+                      ",".join(f"{k}={v}" for k, v in o.tags.items()), getattr(o, "description", ""))
+    console.print(table)
+
+
+@app.command()
+@friendly
+def describe(name: str, repo: Path = RepoOpt):
+    """Show one definition and its version history."""
+    store = _store(repo)
+    state = store.registry.state()
+    for kind in ("feature_view", "feature_service", "entity"):
+        if name in state.objects.get(kind, {}):
+            console.print_json(json.dumps(state.objects[kind][name]["spec"]))
+            versions = store.registry.history(kind, name)
+            console.print(", ".join(f"v{v.version} (registry {v.registry_version}, {v.updated_at})"
+                                    for v in versions))
+            return
+    from ..errors import NotFoundError
+
+    raise NotFoundError(f"no entity, feature view or feature service named {name!r}")
+
+
+@app.command()
+@friendly
+def search(text: str = typer.Argument(""), tag: Optional[str] = typer.Option(None, help="key or key=value"),
+           owner: Optional[str] = None, repo: Path = RepoOpt):
+    """Find definitions by name/description text, tag and owner."""
+    _print_objects(_store(repo).search(text, tag=tag, owner=owner))
+
+
+@app.command()
+@friendly
+def demo(path: Optional[Path] = typer.Option(None, help="Repo folder to create (default: a temp folder)")):
+    """Run the main job end to end on embedded defaults and print a report."""
+    from ..demo import run
+
+    report = run(path, log=lambda s: console.print(s, highlight=False))
+    table = Table("step", "seconds", "result", title="skewless demo")
+    for name, secs, summary in report.steps:
+        table.add_row(name, f"{secs:.2f}", summary)
+    console.print(table)
+    console.print(report.online.to_string(index=False))
+    console.print(f"training rows: {report.training_rows:,}   test AUC: {report.test_auc:.3f}   "
+                  f"test accuracy: {report.test_accuracy:.3f}")
+    ok = "[green]yes[/green]" if report.skew_free else "[red]NO[/red]"
+    console.print(f"online inputs and predictions equal the training-set path at t=now: {ok}")
+    if not report.skew_free:
+        raise typer.Exit(2)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name="skewless")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

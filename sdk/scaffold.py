@@ -1,0 +1,41 @@
+"""`skewless init`: a ready-to-run feature repo from the credit-scoring sample."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .config import FILE_NAME, Config
+from .errors import ConfigError
+
+_BUILTIN = Path(__file__).parent / "_data" / "credit_scoring"
+TEMPLATES = ("credit-scoring", "empty")
+
+
+def _sample_dir() -> Path:
+    """The shared datasets folder when it is beside the checkout, else the copy shipped in the package."""
+    for parent in Path(__file__).resolve().parents:
+        shared = parent / "shared" / "datasets" / "credit-scoring"
+        if (shared / "loan_table.parquet").exists():
+            return shared
+    return _BUILTIN
+
+
+def scaffold(path: str | Path, template: str = "credit-scoring", project: str | None = None,
+             force: bool = False) -> Path:
+    path = Path(path)
+    if template not in TEMPLATES:
+        raise ConfigError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    if (path / FILE_NAME).exists() and not force:
+        raise ConfigError(f"{path / FILE_NAME} already exists (use --force to overwrite the scaffold)")
+    path.mkdir(parents=True, exist_ok=True)
+    project = project or path.resolve().name.replace("-", "_")
+    (path / FILE_NAME).write_text(Config.default(path, project).to_yaml())
+    if template == "credit-scoring":
+        data = path / "data"
+        data.mkdir(exist_ok=True)
+        src = _sample_dir()
+        for name in ("loan_table.parquet", "zipcode_table.parquet"):
+            shutil.copyfile(src / name, data / name)
+        (path / "features.py").write_text((_BUILTIN / "features.py.txt").read_text())
+    return path
