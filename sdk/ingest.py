@@ -41,8 +41,8 @@ def _to_arrow(data: Any, ts_columns: list[str]) -> pa.Table:
         raise ValidationError(f"ingest takes a pandas DataFrame or a pyarrow Table, not {type(data).__name__}")
     df = data
     conv = {}
-    for c in ts_columns:
-        if c in df.columns and not pd.api.types.is_datetime64_any_dtype(df[c].dtype):
+    for c in ts_columns:  # text (or mixed-zone objects) -> instants; numbers are left for the dtype check
+        if c in df.columns and (pd.api.types.is_object_dtype(df[c].dtype) or pd.api.types.is_string_dtype(df[c].dtype)):
             conv[c] = parse_timestamps(df[c], c)
     if conv:
         df = df.assign(**conv)
@@ -51,7 +51,7 @@ def _to_arrow(data: Any, ts_columns: list[str]) -> pa.Table:
         try:
             arrays.append(pa.array(df[c], from_pandas=True))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            row = next((i for i, v in enumerate(df[c]) if not _arrow_ok(v)), None)
+            row = _first_other_type(df[c])
             raise ValidationError(f"column {c!r}: mixed or unsupported values ({exc})"
                                   + (f"; first bad row {row}" if row is not None else ""), column=str(c),
                                   row=row) from exc
@@ -59,12 +59,17 @@ def _to_arrow(data: Any, ts_columns: list[str]) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def _arrow_ok(v) -> bool:
-    try:
-        pa.array([v], from_pandas=True)
-        return True
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return False
+def _first_other_type(values) -> int | None:
+    """Row of the first value whose type differs from the first non-null value's."""
+    first = None
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and v != v):
+            continue
+        if first is None:
+            first = type(v)
+        elif type(v) is not first:
+            return i
+    return None
 
 
 def _timestamps(table: pa.Table, name: str, required: bool) -> pa.ChunkedArray | None:
@@ -89,6 +94,8 @@ def _timestamps(table: pa.Table, name: str, required: bool) -> pa.ChunkedArray |
 
 def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime) -> pa.Table:
     """Validate ``data`` against ``view`` and return it in the canonical history layout."""
+    if getattr(data, "num_rows", None) == 0 or (isinstance(data, pd.DataFrame) and data.empty):
+        raise ValidationError(f"ingest into {view.name!r}: no rows")
     src = view.source
     ev_name = src.timestamp_field if src else EVENT_TS
     cr_name = (src.created_timestamp_column if src else None) or CREATED_TS

@@ -135,8 +135,6 @@ class FeatureStore:
         view = self._registry_state(fresh=True).get("feature_view", view_name)
         batch = new_batch_id()
         rows = ingest_mod.prepare(view, data, batch=batch, write_time=utc_now())
-        if rows.num_rows == 0:
-            raise ValidationError(f"ingest into {view_name!r}: no rows")
         if view.online:
             ingest_mod.mark_pending(self.online, view.name, batch)
         version = self.offline.append(view.name, rows, batch=batch)
@@ -207,17 +205,19 @@ class FeatureStore:
         return [v for v in views if v.online]
 
     def materialize(self, start_date: datetime, end_date: datetime, feature_views: Sequence[str] | None = None,
-                    *, progress: mat.ProgressFn | None = None) -> list[mat.ViewResult]:
+                    *, progress: mat.ProgressFn | None = None, chunk_rows: int = mat.CHUNK_ROWS
+                    ) -> list[mat.ViewResult]:
         """Write to the online store, per entity with rows in [start, end], the newest row at ``end``."""
         start, end = utc(start_date, "start_date"), utc(end_date, "end_date")
         if start > end:
             raise ValidationError(f"start_date {start} is after end_date {end}")
         views = self._views_for(feature_views)
         mat.repair_pending(self, views)
-        return [mat.materialize_view(self, v, start, end, progress) for v in views]
+        return [mat.materialize_view(self, v, start, end, progress, chunk_rows) for v in views]
 
     def materialize_incremental(self, end_date: datetime, feature_views: Sequence[str] | None = None,
-                                *, progress: mat.ProgressFn | None = None) -> list[mat.ViewResult]:
+                                *, progress: mat.ProgressFn | None = None, chunk_rows: int = mat.CHUNK_ROWS
+                                ) -> list[mat.ViewResult]:
         """Materialize each view from its last materialized end (or its beginning) to ``end_date``."""
         end = utc(end_date, "end_date")
         views = self._views_for(feature_views)
@@ -225,7 +225,8 @@ class FeatureStore:
         out = []
         for v in views:
             start = mat.last_end(self.online, v.name)
-            out.append(mat.materialize_view(self, v, start if start and start <= end else None, end, progress))
+            out.append(mat.materialize_view(self, v, start if start and start <= end else None, end, progress,
+                                            chunk_rows))
         return out
 
     # -- online reads ----------------------------------------------------------------------------------------

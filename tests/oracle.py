@@ -248,20 +248,31 @@ def online_read(views, entity_rows, features, now, *, full_feature_names=False):
 
 
 class OnlineModel:
-    """The online store as the spec describes it, fed by ``materialize`` calls.
+    """The online store as the spec describes it, fed by ingest pushes and ``materialize`` calls.
 
-    ``materialize(rows_by_view, start, end)``: for every entity with rows whose event time
-    is in ``[start, end]``, write the winner at ``t = end`` (event mode); a write never
-    replaces a stored row with a greater ``(event_ts, created_ts, write_order)``.
-    ``read(...)``: stored value if not older than ``now - ttl`` (PRESENT), else null with
-    EXPIRED; nothing stored -> NOT_FOUND. A stored row with event time after ``now`` is
-    never returned (oracle convention: treated as NOT_FOUND, it cannot happen when
-    ``now`` is at or after every materialised ``end``).
+    * ``write(view, row)``: newest wins; a write never replaces a stored row with a greater
+      ``(event_ts, created_ts, write_order)``.
+    * ``write_newest(view, rows, key, t)``: write the newest of ``rows`` for ``key`` with
+      ``event_ts <= t`` (an ingest push at wall-clock time ``t``).
+    * ``materialize(view, rows, start, end)``: for every entity with rows whose event time is in
+      ``[start, end]`` (``start=None``: no lower bound), write the winner at ``t = end``.
+    * ``read(...)``: stored value if not older than ``now - ttl`` (PRESENT), else null with
+      EXPIRED; nothing stored -> NOT_FOUND.
+
+    TTL on write: with ``ttl_on_write=False`` (default) the newest row at ``end`` is written
+    even when it is already older than ``end - ttl``. For reads at ``now >= end`` this gives the
+    same values as writing only the spec's winner (an expired row can only displace rows older
+    than itself, which are expired too), and makes statuses agree with the invariant: EXPIRED
+    (rows exist, all too old) instead of NOT_FOUND (nothing stored). ``ttl_on_write=True``
+    writes only the strict winner.
+    A stored row with event time after ``now`` is never returned (oracle convention: status
+    NOT_FOUND; it cannot happen when ``now`` is at or after every write's ``t``).
     """
 
-    def __init__(self, views_meta):
+    def __init__(self, views_meta, *, ttl_on_write=False):
         # views_meta: {view: (join_keys, ttl)}
         self.meta = dict(views_meta)
+        self.ttl_on_write = ttl_on_write
         self.stored = {}  # (view, key) -> Row
 
     def write(self, view, row):
@@ -269,17 +280,21 @@ class OnlineModel:
         if cur is None or row.sort_key() > cur.sort_key():
             self.stored[(view, tuple(row.key))] = row
 
+    def write_newest(self, view, rows, key, t):
+        ttl = self.meta[view][1] if self.ttl_on_write else None
+        winner, _ = value_at(rows, key, t, ttl, "event")
+        if winner is not None:
+            self.write(view, winner)
+
     def materialize(self, view, rows, start, end):
-        join_keys, ttl = self.meta[view]
         start, end = to_utc(start), to_utc(end)
         keys = []
         for row in rows:
-            if start <= to_utc(row.event_ts) <= end and tuple(row.key) not in keys:
+            ev = to_utc(row.event_ts)
+            if (start is None or start <= ev) and ev <= end and tuple(row.key) not in keys:
                 keys.append(tuple(row.key))
         for key in keys:
-            winner, _ = value_at(rows, key, end, ttl, "event")
-            if winner is not None:
-                self.write(view, winner)
+            self.write_newest(view, rows, key, end)
 
     def read(self, entity_rows, features, now, *, full_feature_names=False):
         now = to_utc(now)

@@ -287,3 +287,24 @@ def test_online_model_materialize_writes_winner_at_end_not_latest_row():
     m = OnlineModel({"v": (["k"], None)})
     m.materialize("v", rows, T(0), T(2))
     assert m.read([{"k": 1}], ["v:f"], T(2))["values"] == {"f": ["a"]}
+
+
+def test_online_model_expired_rows_on_write():
+    rows = [row(1, T(1), f="a")]
+    lenient = OnlineModel({"v": (["k"], H)})
+    strict = OnlineModel({"v": (["k"], H)}, ttl_on_write=True)
+    for m in (lenient, strict):
+        m.materialize("v", rows, T(0), T(5))  # the row is already older than 5:00 - 1h
+    assert lenient.read([{"k": 1}], ["v:f"], T(5))["statuses"] == {"f": [EXPIRED]}
+    assert strict.read([{"k": 1}], ["v:f"], T(5))["statuses"] == {"f": [NOT_FOUND]}
+    # the lenient model agrees with the spec's invariant (online read == value at t=now)
+    assert lenient.read([{"k": 1}], ["v:f"], T(5)) == online_read({"v": (["k"], H, rows)}, [{"k": 1}], ["v:f"], T(5))
+
+
+def test_online_model_materialize_without_start_and_push():
+    rows = [row(1, T(1), wo=1, f="a"), row(1, T(3), wo=2, f="b")]
+    m = OnlineModel({"v": (["k"], None)})
+    m.write_newest("v", rows, (1,), T(2))  # push at 2:00 sees only the 1:00 row
+    assert m.read([{"k": 1}], ["v:f"], T(4))["values"] == {"f": ["a"]}
+    m.materialize("v", rows, None, T(3))
+    assert m.read([{"k": 1}], ["v:f"], T(4))["values"] == {"f": ["b"]}

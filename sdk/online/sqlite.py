@@ -107,15 +107,19 @@ class SQLiteOnlineStore(OnlineStore):
         return out
 
     def _read_view(self, view: FeatureView, feats: list[str], keys: list[Key]):
-        if view.name not in self._columns:
-            exists = self._con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (f"fv_{view.name}",)).fetchone()
-            if not exists:
+        have = self._columns.get(view.name)
+        if have is None or not set(feats) <= have:
+            # (re)read the table's columns: another writer may have created it or added features since.
+            have = {r[1] for r in self._con.execute(f"PRAGMA table_info({_table(view.name)})")}
+            if not have:
                 return [None] * len(keys)
-            self._ensure_table(view)
+            self._columns[view.name] = have
         nk = len(view.join_keys)
         by_name = {f.name: f for f in view.features}
         decoders = [_decoder(by_name[f].dtype) for f in feats]
-        cols = ", ".join([_q(k) for k in view.join_keys] + ["__ev"] + [_q(f) for f in feats])
+        # A feature added after the last write has no column yet: it reads as null (never as SQLite's
+        # "unknown double-quoted identifier is a string" fallback).
+        cols = ", ".join([_q(k) for k in view.join_keys] + ["__ev"] + [_q(f) if f in have else "NULL" for f in feats])
         found: dict[tuple, tuple[int, list[Any]]] = {}
         wanted = [k for k in dict.fromkeys(keys) if None not in k]
         for i in range(0, len(wanted), _CHUNK):

@@ -1,0 +1,163 @@
+"""OfflineConformance: every offline store + engine pair (local Delta + DuckDB, S3, OSS, MaxCompute, ...) must pass.
+
+Subclass it and define a ``feature_store`` fixture yielding a FeatureStore whose offline store and engine are the
+backend under test (the online store may be anything). Expected values come from the spec oracle."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+import oracle
+import skewless as sk
+from skewless.errors import ValidationError
+
+UTC = timezone.utc
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def H(h: float) -> datetime:
+    return T0 + timedelta(hours=h)
+
+
+def define(store, ttl=None, name="v"):
+    ent = sk.Entity("ent", join_keys=["k"])
+    v = sk.FeatureView(name, entities=[ent], schema=[sk.Field("k", sk.Int64), sk.Field("x", sk.Float64),
+                                                     sk.Field("s", sk.String)], ttl=ttl)
+    store.apply([ent, v])
+    return v
+
+
+def frame(rows):
+    return pd.DataFrame(rows, columns=["k", "event_timestamp", "created_timestamp", "x", "s"])
+
+
+class OfflineConformance:
+    @pytest.fixture
+    def feature_store(self, tmp_path):  # pragma: no cover
+        raise NotImplementedError
+
+    def _oracle_rows(self, batches):
+        out = []
+        for b, rows in enumerate(batches):
+            for i, (k, ev, cr, x, s) in enumerate(rows):
+                out.append(oracle.Row((k,), ev, cr, (b, i), {"x": x, "s": s}))
+        return out
+
+    def _check(self, store, batches, ttl, entity_rows, point_in_time="event"):
+        for rows in batches:
+            store.ingest("v", frame(rows))
+        got = store.get_historical_features(pd.DataFrame(entity_rows), ["v:x", "v:s"],
+                                            point_in_time=point_in_time).to_pandas()
+        want = oracle.training_set({"v": (["k"], ttl, self._oracle_rows(batches))}, entity_rows, ["v:x", "v:s"],
+                                   point_in_time=point_in_time)
+        assert len(got) == len(want)
+        for i, w in enumerate(want):
+            for c in ("x", "s"):
+                g = got[c].iloc[i]
+                g = None if pd.isna(g) else g
+                assert g == w[c], f"row {i} column {c}: got {g!r}, want {w[c]!r} (entity {entity_rows[i]})"
+        return got
+
+    def test_ties_on_event_then_created_then_write_order(self, feature_store):
+        define(feature_store)
+        batches = [[(1, H(1), H(1), 1.0, "a"), (1, H(1), H(3), 2.0, "b"), (1, H(1), H(3), 3.0, "c")],
+                   [(1, H(1), H(2), 4.0, "d"), (1, H(1), H(3), 5.0, "e")]]
+        got = self._check(feature_store, batches, None, [{"k": 1, "event_timestamp": H(1)}])
+        assert got["x"].iloc[0] == 5.0
+
+    def test_ttl_bounds_are_inclusive(self, feature_store):
+        define(feature_store, ttl=timedelta(hours=2))
+        batches = [[(1, H(0), H(0), 1.0, "a")]]
+        ents = [{"k": 1, "event_timestamp": H(2)}, {"k": 1, "event_timestamp": H(2) + timedelta(microseconds=1)},
+                {"k": 1, "event_timestamp": H(0)}, {"k": 1, "event_timestamp": H(0) - timedelta(microseconds=1)}]
+        got = self._check(feature_store, batches, timedelta(hours=2), ents)
+        assert list(got["x"].isna()) == [False, True, False, True]
+
+    def test_late_and_future_rows(self, feature_store):
+        define(feature_store)
+        batches = [[(1, H(5), H(5), 5.0, "new")], [(1, H(1), H(6), 1.0, "late")], [(1, H(100), H(100), 9.0, "future")]]
+        ents = [{"k": 1, "event_timestamp": H(2)}, {"k": 1, "event_timestamp": H(6)}]
+        got = self._check(feature_store, batches, None, ents)
+        assert list(got["s"]) == ["late", "new"]
+
+    def test_available_excludes_backfilled_rows(self, feature_store):
+        define(feature_store)
+        batches = [[(1, H(1), H(1), 1.0, "a"), (1, H(2), H(10), 2.0, "backfill")]]
+        ents = [{"k": 1, "event_timestamp": H(5)}, {"k": 1, "event_timestamp": H(10)}]
+        ev = self._check(feature_store, batches, None, ents, "event")
+        assert list(ev["s"]) == ["backfill", "backfill"]
+        av = feature_store.get_historical_features(pd.DataFrame(ents), ["v:s"], point_in_time="available").to_pandas()
+        assert list(av["s"]) == ["a", "backfill"]
+
+    def test_input_rows_kept_in_order_with_duplicates_nulls_and_extra_columns(self, feature_store):
+        define(feature_store)
+        feature_store.ingest("v", frame([(1, H(1), H(1), 1.0, "a"), (2, H(1), H(1), 2.0, "b")]))
+        ents = pd.DataFrame({"k": [2, 1, None, 2, 3], "event_timestamp": [H(2)] * 5, "label": [1, 0, 1, 1, 0],
+                             "note": list("vwxyz")})
+        got = feature_store.get_historical_features(ents, ["v:x"]).to_pandas()
+        assert list(got.columns) == ["k", "event_timestamp", "label", "note", "x"]
+        assert list(got["note"]) == list("vwxyz") and list(got["label"]) == [1, 0, 1, 1, 0]
+        assert got["x"].tolist()[:2] == [2.0, 1.0] and got["x"].isna().tolist()[2:] == [True, False, True]
+
+    def test_mixed_time_zones_are_the_same_instants(self, feature_store):
+        define(feature_store)
+        feature_store.ingest("v", frame([(1, H(1), H(1), 1.0, "a"), (1, H(3), H(3), 3.0, "c")]))
+        plus2 = timezone(timedelta(hours=2))
+        ents = pd.DataFrame({"k": [1, 1, 1], "event_timestamp": pd.Series(
+            [H(2).astimezone(plus2), H(3).replace(tzinfo=None), "2024-01-01T04:00:00-02:00"], dtype=object)})
+        got = feature_store.get_historical_features(ents, ["v:x"]).to_pandas()
+        assert got["x"].tolist() == [1.0, 3.0, 3.0]
+
+    def test_full_feature_names_and_collisions(self, feature_store):
+        define(feature_store)
+        feature_store.ingest("v", frame([(1, H(1), H(1), 1.0, "a")]))
+        ents = pd.DataFrame({"k": [1], "event_timestamp": [H(2)], "x": [0]})
+        with pytest.raises(ValidationError, match="overwrite"):
+            feature_store.get_historical_features(ents, ["v:x"]).to_pandas()
+        got = feature_store.get_historical_features(ents, ["v:x"], full_feature_names=True).to_pandas()
+        assert got["v__x"].tolist() == [1.0] and got["x"].tolist() == [0]
+
+    def test_snapshot_rebuilds_identically_after_more_writes(self, feature_store):
+        define(feature_store)
+        feature_store.ingest("v", frame([(1, H(1), H(1), 1.0, "a")]))
+        ents = pd.DataFrame({"k": [1], "event_timestamp": [H(10)]})
+        job = feature_store.get_historical_features(ents, ["v:x"])
+        first = job.to_pandas()
+        feature_store.ingest("v", frame([(1, H(2), H(2), 2.0, "b")]))
+        assert feature_store.get_historical_features(ents, ["v:x"]).to_pandas()["x"].tolist() == [2.0]
+        again = feature_store.get_historical_features(ents, ["v:x"], snapshot=job.snapshot).to_pandas()
+        pd.testing.assert_frame_equal(first, again)
+
+    def test_entity_rows_from_parquet_path(self, feature_store, tmp_path):
+        define(feature_store)
+        feature_store.ingest("v", frame([(1, H(1), H(1), 1.0, "a"), (2, H(1), H(1), 2.0, "b")]))
+        path = tmp_path / "entities.parquet"
+        pd.DataFrame({"k": [2, 1, 2], "event_timestamp": [H(2), H(0), H(2)]}).to_parquet(path)
+        got = feature_store.get_historical_features(str(path), ["v:x"]).to_pandas()
+        assert got["x"].tolist()[0] == 2.0 and pd.isna(got["x"].iloc[1]) and got["x"].iloc[2] == 2.0
+
+    def test_view_without_history_gives_nulls(self, feature_store):
+        define(feature_store)
+        got = feature_store.get_historical_features(pd.DataFrame({"k": [1], "event_timestamp": [H(1)]}),
+                                                    ["v:x"]).to_pandas()
+        assert got["x"].isna().all()
+
+    def test_random_histories_match_the_oracle(self, feature_store):
+        rnd = random.Random(7)
+        define(feature_store, ttl=timedelta(hours=6))
+        batches = [[(rnd.randint(1, 6), H(rnd.randint(0, 24)), H(rnd.randint(0, 30)), float(rnd.randint(0, 99)),
+                     rnd.choice(["a", "b", None])) for _ in range(40)] for _ in range(3)]
+        ents = [{"k": rnd.choice([1, 2, 3, 4, 5, 6, 7, None]), "event_timestamp": H(rnd.randint(0, 36))}
+                for _ in range(200)]
+        self._check(feature_store, batches, timedelta(hours=6), ents)
+        self._check_available(feature_store, batches, ents)
+
+    def _check_available(self, store, batches, ents):
+        got = store.get_historical_features(pd.DataFrame(ents), ["v:x"], point_in_time="available").to_pandas()
+        want = oracle.training_set({"v": (["k"], timedelta(hours=6), self._oracle_rows(batches))}, ents, ["v:x"],
+                                   point_in_time="available")
+        assert [None if pd.isna(g) else g for g in got["x"]] == [w["x"] for w in want]

@@ -1,0 +1,168 @@
+"""OnlineStoreConformance: every online store (SQLite, Redis, Tair, ...) must pass this.
+
+Subclass it and define a ``store`` fixture yielding a fresh, empty store.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+
+import skewless as sk
+from skewless.definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW
+from skewless.online.base import EXPIRED, NOT_FOUND, PRESENT
+
+UTC = timezone.utc
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+ALL_TYPES = [sk.Field("i32", sk.Int32), sk.Field("i64", sk.Int64), sk.Field("f32", sk.Float32),
+             sk.Field("f64", sk.Float64), sk.Field("s", sk.String), sk.Field("b", sk.Bool),
+             sk.Field("by", sk.Bytes), sk.Field("ts", sk.UnixTimestamp)]
+
+
+def view(name="v", ttl=None, keys=("k",), key_dtype=sk.Int64, fields=None):
+    ent = sk.Entity(f"{name}_ent", join_keys=list(keys))
+    schema = [sk.Field(k, key_dtype) for k in keys] + (fields or [sk.Field("x", sk.Float64), sk.Field("y", sk.String)])
+    return sk.FeatureView(name, entities=[ent], schema=schema, ttl=ttl)
+
+
+def rows(v: sk.FeatureView, data: list[dict]) -> pa.Table:
+    """data: dicts with keys, ev (datetime), cr (datetime, default ev), wb (batch), wr (row), and feature values."""
+    cols = {k: pa.array([d[k] for d in data], v.join_key_dtypes[k].arrow) for k in v.join_keys}
+    ts = pa.timestamp("us", tz="UTC")
+    cols[EVENT_TS] = pa.array([d["ev"] for d in data], ts)
+    cols[CREATED_TS] = pa.array([d.get("cr", d["ev"]) for d in data], ts)
+    cols[WRITE_BATCH] = pa.array([d.get("wb", 1) for d in data], pa.int64())
+    cols[WRITE_ROW] = pa.array([d.get("wr", i) for i, d in enumerate(data)], pa.int64())
+    for f in v.features:
+        cols[f.name] = pa.array([d.get(f.name) for d in data], f.dtype.arrow)
+    return pa.table(cols)
+
+
+class OnlineStoreConformance:
+    @pytest.fixture
+    def store(self):  # pragma: no cover - subclasses provide it
+        raise NotImplementedError
+
+    def read1(self, store, v, keys, now, feats=None):
+        feats = feats or v.feature_names
+        return store.read([(v, feats, [tuple(k) if isinstance(k, tuple) else (k,) for k in keys])], now)[0]
+
+    def test_write_then_read_returns_values_timestamps_and_status(self, store):
+        v = view()
+        store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.5, "y": "a"}, {"k": 2, "ev": T0 + timedelta(hours=1),
+                                                                         "x": None, "y": "b"}]))
+        r = self.read1(store, v, [1, 2, 3], T0 + timedelta(days=1))
+        assert r.values == [[1.5, "a"], [None, "b"], [None, None]]
+        assert r.statuses == [PRESENT, PRESENT, NOT_FOUND]
+        assert r.event_timestamps == [T0, T0 + timedelta(hours=1), None]
+
+    def test_late_event_never_overwrites_newer(self, store):
+        v = view()
+        store.write(v, rows(v, [{"k": 1, "ev": T0 + timedelta(hours=2), "x": 2.0}]))
+        store.write(v, rows(v, [{"k": 1, "ev": T0 + timedelta(hours=1), "x": 1.0, "wb": 99}]))
+        assert self.read1(store, v, [1], T0 + timedelta(days=1)).values == [[2.0, None]]
+
+    def test_ties_break_on_created_then_write_order(self, store):
+        v = view()
+        store.write(v, rows(v, [{"k": 1, "ev": T0, "cr": T0 + timedelta(hours=5), "x": 1.0, "wb": 1}]))
+        store.write(v, rows(v, [{"k": 1, "ev": T0, "cr": T0 + timedelta(hours=4), "x": 2.0, "wb": 2}]))
+        assert self.read1(store, v, [1], T0 + timedelta(days=1)).values[0][0] == 1.0
+        store.write(v, rows(v, [{"k": 1, "ev": T0, "cr": T0 + timedelta(hours=5), "x": 3.0, "wb": 0}]))
+        assert self.read1(store, v, [1], T0 + timedelta(days=1)).values[0][0] == 1.0  # lower batch loses
+        store.write(v, rows(v, [{"k": 1, "ev": T0, "cr": T0 + timedelta(hours=5), "x": 4.0, "wb": 1, "wr": 7}]))
+        assert self.read1(store, v, [1], T0 + timedelta(days=1)).values[0][0] == 4.0  # same batch, later row
+        # within one write, the later row of the same key wins
+        store.write(v, rows(v, [{"k": 2, "ev": T0, "x": 5.0, "wb": 3, "wr": 0}, {"k": 2, "ev": T0, "x": 6.0, "wb": 3,
+                                                                             "wr": 1}]))
+        assert self.read1(store, v, [2], T0 + timedelta(days=1)).values[0][0] == 6.0
+
+    def test_rewriting_same_rows_is_idempotent(self, store):
+        v = view()
+        data = rows(v, [{"k": i, "ev": T0 + timedelta(minutes=i), "x": float(i)} for i in range(50)])
+        store.write(v, data)
+        store.write(v, data)
+        r = self.read1(store, v, list(range(50)), T0 + timedelta(days=1))
+        assert [x[0] for x in r.values] == [float(i) for i in range(50)]
+
+    def test_ttl_enforced_at_read_with_inclusive_boundary(self, store):
+        v = view(ttl=timedelta(hours=1))
+        store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0}]))
+        at_edge = self.read1(store, v, [1], T0 + timedelta(hours=1))
+        assert at_edge.statuses == [PRESENT] and at_edge.values == [[1.0, None]]
+        past = self.read1(store, v, [1], T0 + timedelta(hours=1, microseconds=1))
+        assert past.statuses == [EXPIRED] and past.values == [[None, None]] and past.event_timestamps == [None]
+
+    def test_batched_read_across_views_in_one_call(self, store):
+        a, b = view("a"), view("b", fields=[sk.Field("z", sk.Int64)])
+        store.write(a, rows(a, [{"k": 1, "ev": T0, "x": 1.0, "y": "one"}]))
+        store.write(b, rows(b, [{"k": 1, "ev": T0, "z": 10}, {"k": 2, "ev": T0, "z": 20}]))
+        ra, rb = store.read([(a, ["y"], [(1,), (2,)]), (b, ["z"], [(2,), (1,), (2,)])], T0 + timedelta(days=1))
+        assert ra.values == [["one"], [None]] and ra.statuses == [PRESENT, NOT_FOUND]
+        assert rb.values == [[20], [10], [20]]
+
+    def test_composite_keys_and_string_keys(self, store):
+        v = view("multi", keys=("ka", "kb"), key_dtype=sk.String)
+        store.write(v, rows(v, [{"ka": "x", "kb": "1", "ev": T0, "x": 1.0}, {"ka": "x", "kb": "2", "ev": T0, "x": 2.0}]))
+        r = store.read([(v, ["x"], [("x", "2"), ("x", "1"), ("y", "1")])], T0 + timedelta(days=1))[0]
+        assert r.values == [[2.0], [1.0], [None]]
+
+    def test_null_key_reads_not_found(self, store):
+        v = view()
+        store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0}]))
+        assert store.read([(v, ["x"], [(None,)])], T0 + timedelta(days=1))[0].statuses == [NOT_FOUND]
+
+    def test_every_dtype_round_trips(self, store):
+        v = view("types", fields=ALL_TYPES)
+        vals = {"i32": -7, "i64": 2**40, "f32": 1.5, "f64": 0.1, "s": "é ü", "b": True, "by": b"\x00\xff",
+                "ts": datetime(2023, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)}
+        store.write(v, rows(v, [{"k": 1, "ev": T0, **vals}, {"k": 2, "ev": T0}]))
+        r = self.read1(store, v, [1, 2], T0 + timedelta(days=1))
+        assert dict(zip(v.feature_names, r.values[0])) == vals
+        assert r.values[1] == [None] * len(vals) and r.statuses[1] == PRESENT
+
+    def test_added_feature_reads_null_for_old_rows(self, store):
+        v1 = view("evolve")
+        store.write(v1, rows(v1, [{"k": 1, "ev": T0, "x": 1.0, "y": "a"}]))
+        v2 = view("evolve", fields=[sk.Field("x", sk.Float64), sk.Field("y", sk.String), sk.Field("w", sk.Int64)])
+        assert self.read1(store, v2, [1], T0 + timedelta(days=1)).values == [[1.0, "a", None]]
+        store.write(v2, rows(v2, [{"k": 2, "ev": T0, "x": 2.0, "w": 5}]))
+        assert self.read1(store, v2, [2], T0 + timedelta(days=1), ["w"]).values == [[5]]
+
+    def test_unknown_view_reads_not_found(self, store):
+        v = view("never_written")
+        assert self.read1(store, v, [1], T0).statuses == [NOT_FOUND]
+
+    def test_concurrent_writers_keep_the_newest(self, store):
+        if not store.supports_concurrent_writers:
+            pytest.skip("store does not support concurrent writers")
+        v = view()
+        store.write(v, rows(v, [{"k": 0, "ev": T0, "x": -1.0}]))
+
+        def writer(i):
+            store.write(v, rows(v, [{"k": k, "ev": T0 + timedelta(seconds=i), "x": float(i), "wb": i}
+                                    for k in range(20)]))
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        r = self.read1(store, v, list(range(20)), T0 + timedelta(days=1))
+        assert all(x[0] == 7.0 for x in r.values)
+
+    def test_meta_roundtrip_and_prefix_listing(self, store):
+        store.set_meta("materialize/a", "1")
+        store.set_meta("materialize/b", "2")
+        store.set_meta("other", "3")
+        assert store.get_meta("materialize/a") == "1"
+        assert store.list_meta("materialize/") == {"materialize/a": "1", "materialize/b": "2"}
+        store.set_meta("materialize/a", None)
+        assert store.get_meta("materialize/a") is None
+
+    def test_drop_view_forgets_values(self, store):
+        v = view()
+        store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0}]))
+        store.drop_view("v")
+        assert self.read1(store, v, [1], T0 + timedelta(days=1)).statuses == [NOT_FOUND]
