@@ -25,11 +25,14 @@ import numpy as np
 import pandas as pd
 
 
-def reference(data_dir: str, meta: dict) -> pd.DataFrame:
+def reference(data_dir: str, meta: dict, ties: dict | None = None) -> pd.DataFrame:
     ent = pd.read_parquet(os.path.join(data_dir, "entity.parquet"))
     ref = ent.sort_values("event_timestamp", kind="stable")
     for v in meta["views"]:
         f = pd.read_parquet(os.path.join(data_dir, v["path"]))
+        if ties is not None:
+            n = f.groupby(["driver_id", "event_timestamp"]).size()
+            ties[v["name"]] = set(n[n > 1].index)
         f = f.sort_values(["event_timestamp", "created_timestamp"], kind="stable")
         f = f.drop_duplicates(["driver_id", "event_timestamp"], keep="last")
         f = f.drop(columns=["created_timestamp"]).rename(columns={"event_timestamp": f"_ts_{v['name']}"})
@@ -49,7 +52,8 @@ def main(argv=None) -> int:
     with open(os.path.join(a.data_dir, "meta.json")) as fh:
         meta = json.load(fh)
 
-    ref = reference(a.data_dir, meta)
+    ties: dict = {}
+    ref = reference(a.data_dir, meta, ties)
     out = pd.read_parquet(a.result)
     key = ["driver_id", "event_timestamp"]
     for df in (ref, out):
@@ -81,6 +85,15 @@ def main(argv=None) -> int:
         else:
             per_view[v["name"]] = int(bad_rows.sum())
             total_bad += int(bad_rows.sum())
+            if ties[v["name"]]:
+                tk = ties[v["name"]]
+                rep.setdefault("rows_resolved_at_event_time_ties", {})[v["name"]] = int(sum(
+                    (d, t) in tk for d, t in zip(both["driver_id"], both[f"_ts_{v['name']}"])))
+            if bad_rows.any():
+                bad = both[bad_rows]
+                tie_keys = ties[v["name"]]
+                n_tie = sum((d, t) in tie_keys for d, t in zip(bad["driver_id"], bad[f"_ts_{v['name']}"]))
+                rep.setdefault("mismatched_rows_at_event_time_ties", {})[v["name"]] = int(n_tie)
     rep["mismatched_rows_per_view"] = per_view
     rep["ok"] = rep["missing_rows"] == 0 and rep["extra_rows"] == 0 and total_bad == 0 \
         and all(isinstance(x, int) for x in per_view.values())

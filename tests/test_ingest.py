@@ -75,7 +75,7 @@ def test_pyarrow_input_naive_and_aware_timestamps_and_created_default(store):
     assert got["stats__event_timestamp"].tolist() == [pd.Timestamp("2024-01-01 10:00", tz="UTC"),
                                                       pd.Timestamp("2024-01-01 11:00", tz="UTC")]
     hist = store.engine.connect().sql(store.engine.history_relation(
-        store.get_feature_view("stats"), store.offline.files("stats", store.offline.version("stats")))).df()
+        store.get_feature_view("stats"), store.offline.files("stats", store.offline.version("stats")))).to_arrow_table().to_pandas()
     assert (hist["created_timestamp"] >= pd.Timestamp(before).floor("us")).all()  # absent -> write time
 
 
