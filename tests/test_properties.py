@@ -283,12 +283,24 @@ def historical_case(draw):
     edges = list(events) + list(createds) + anchors
     edges += [e + t + d for e in events for t in ttl_values for d in (timedelta(0), US, -US)]
     edges += [e - US for e in events]
+    all_rows = [r for b in batches for r in b.rows]
     n = draw(st.integers(1, 8))
     entity = []
     for i in range(n):
-        t = draw(st.sampled_from(edges)) if edges and draw(st.integers(0, 4)) else grid(draw(st.integers(0, 2 * BAND - 1)))
-        k = draw(st.sampled_from(KEYS + [4, None]))
-        region = draw(st.sampled_from(REGIONS + [None]))
+        if all_rows and draw(st.booleans()):
+            # targeted at one row: its entity, at a time on one of the rules' edges for that row
+            r = draw(st.sampled_from(all_rows))
+            ttl = ttls[r.view] or timedelta(0)
+            t = draw(st.sampled_from([r.event_ts, r.event_ts - US, r.event_ts + ttl, r.event_ts + ttl + US,
+                                      r.event_ts + ttl - US] + ([r.created_ts, r.created_ts - US] if r.created_ts
+                                                                else [])))
+            k = r.key[0]
+            region = r.key[1] if r.view == "c" else draw(st.sampled_from(REGIONS))
+        else:
+            t = (draw(st.sampled_from(edges)) if edges and draw(st.integers(0, 4))
+                 else grid(draw(st.integers(0, 2 * BAND - 1))))
+            k = draw(st.sampled_from(KEYS + [4, None]))
+            region = draw(st.sampled_from(REGIONS + [None]))
         entity.append({"k": k, "region": region, "event_timestamp": t, "label": i, "note": f"n{i}"})
     # duplicates: copies of earlier rows (same label) inserted anywhere
     for _ in range(draw(st.integers(0, 2))):
@@ -368,8 +380,13 @@ def test_historical_matches_oracle(case):
 @st.composite
 def online_case(draw):
     ttls = draw(gen_ttls())
-    anchors = [grid(s) for s in draw(st.lists(st.integers(0, 2 * BAND - 1), min_size=1, max_size=5))]
     T = grid(BAND + draw(st.integers(BAND // 2, BAND - 1)))  # in the second half of the future band
+    delta = draw(st.sampled_from([timedelta(0), US, timedelta(seconds=1), timedelta(minutes=30), timedelta(hours=1),
+                                  timedelta(hours=6), timedelta(hours=12), timedelta(hours=12) + US]))
+    now = T + delta
+    anchors = [grid(s) for s in draw(st.lists(st.integers(0, 2 * BAND - 1), min_size=1, max_size=4))]
+    # rows exactly at now - ttl (the read-time TTL edge), at T and at now
+    anchors += [now - t for t in ttls.values() if t] + [T, now]
     until_T = st.integers(0, BAND + (T - FUTURE0) // timedelta(seconds=1)).map(grid)
 
     def at_or_before_T(t):
@@ -395,9 +412,7 @@ def online_case(draw):
             last_end = e
     if draw(st.integers(0, 4)):
         ops.append(("inc", T, None))
-    delta = draw(st.sampled_from([timedelta(0), US, timedelta(seconds=1), timedelta(minutes=30), timedelta(hours=1),
-                                  timedelta(hours=6), timedelta(hours=12), timedelta(hours=12) + US]))
-    return dict(ttls=ttls, ops=ops, T=T, now=T + delta)
+    return dict(ttls=ttls, ops=ops, T=T, now=now)
 
 
 ONLINE_ENTITIES = [{"k": k, "region": r} for k in KEYS + [4] for r in REGIONS] + [

@@ -6,6 +6,7 @@ memory work: nothing here pulls a whole history into Python.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -66,10 +67,12 @@ class DuckDBEngine:
         The relation carries ENTITY_ROW (input position), the timestamp as TIMESTAMPTZ in UTC (naive = UTC) and
         join keys cast to the views' key types."""
         if isinstance(entity, (str, Path)):
-            src = f"read_parquet({_sql_list([str(entity)])}, filename = true, file_row_number = true)"
-            cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list([str(entity)])})")
-                    .fetchall()]
-            row = "row_number() OVER (ORDER BY filename, file_row_number)"
+            files = _parquet_files(str(entity))
+            src = f"read_parquet({_sql_list(files)}, filename = true, file_row_number = true)"
+            cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list(files)})").fetchall()]
+            # Input position without a window over the whole input: (file index, row in file).
+            row = ("file_row_number" if len(files) == 1 else
+                   f"(CAST(list_position({_sql_list(files)}, filename) AS BIGINT) << 40) + file_row_number")
         else:
             table = _entity_arrow(entity, timestamp_column)
             cols = table.column_names
@@ -137,6 +140,20 @@ class DuckDBEngine:
                                 tuple(view.feature_names), "(SELECT e FROM __skewless_bounds)",
                                 "(SELECT s FROM __skewless_bounds)" if start is not None else None)
         return con.sql(sql).to_arrow_reader(batch_rows)
+
+
+def _parquet_files(path: str) -> list[str]:
+    """A Parquet file, a folder of them, or a glob -> the sorted list of files (input order = this order)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(str(f) for f in p.rglob("*.parquet"))
+    elif any(ch in path for ch in "*?["):
+        files = sorted(glob.glob(path, recursive=True))
+    else:
+        files = [path]
+    if not files or not all(Path(f).exists() for f in files):
+        raise ValidationError(f"entity rows: no Parquet file at {path!r}")
+    return files
 
 
 def _entity_arrow(entity: Any, ts: str) -> pa.Table:

@@ -139,6 +139,17 @@ class OfflineConformance:
         pd.DataFrame({"k": [2, 1, 2], "event_timestamp": [H(2), H(0), H(2)]}).to_parquet(path)
         got = feature_store.get_historical_features(str(path), ["v:x"]).to_pandas()
         assert got["x"].tolist()[0] == 2.0 and pd.isna(got["x"].iloc[1]) and got["x"].iloc[2] == 2.0
+        parts = tmp_path / "parts"
+        parts.mkdir()
+        for i, k in enumerate([[1, 2], [2], [1, 1, 2]]):  # input order = file order, then row order
+            pd.DataFrame({"k": k, "event_timestamp": [H(2)] * len(k), "pos": range(len(k))}).to_parquet(
+                parts / f"part-{i}.parquet")
+        got = feature_store.get_historical_features(str(parts / "*.parquet"), ["v:x"]).to_pandas()
+        assert got["x"].tolist() == [1.0, 2.0, 2.0, 1.0, 1.0, 2.0] and got["pos"].tolist() == [0, 1, 0, 0, 1, 2]
+        assert feature_store.get_historical_features(str(parts), ["v:x"]).to_pandas()["x"].tolist() == \
+            [1.0, 2.0, 2.0, 1.0, 1.0, 2.0]
+        with pytest.raises(ValidationError, match="no Parquet file"):
+            feature_store.get_historical_features(str(tmp_path / "missing.parquet"), ["v:x"])
 
     def test_view_without_history_gives_nulls(self, feature_store):
         define(feature_store)

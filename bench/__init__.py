@@ -1,0 +1,1 @@
+"""skewless benchmarks: `./run bench --help`."""

@@ -1,0 +1,146 @@
+"""Run the skewless benchmarks and their floors and peers in one go.
+
+    ./run bench                       # full scale: 1M entity rows x 10M feature rows over 3 views
+    ./run bench --scale small         # 100k x 1M (minutes)
+    ./run bench --no-feast            # skip the Feast 0.67 peer (it installs its own venv on first use)
+
+Each measurement runs in its own process (peak RSS is per task). Data is generated once per scale under
+.bench/data/<scale>; results go to bench/results/<scale>.json and are printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".bench"
+SCALES = {"small": (100_000, 1_000_000), "full": (1_000_000, 10_000_000)}
+TARGETS = {"pit_vs_floor_max": 1.5, "pit_vs_feast_min": 10.0, "peak_rss_mb_max": 2048}
+
+
+def sh(cmd: list[str], **kw) -> str:
+    print("   $", " ".join(str(c) for c in cmd), file=sys.stderr, flush=True)
+    return subprocess.run([str(c) for c in cmd], check=True, text=True, stdout=subprocess.PIPE, **kw).stdout
+
+
+def measure(task: str, data: Path, repo: Path, *extra: str) -> dict:
+    out = sh([sys.executable, "-m", "bench.measure", task, data, repo, *extra], cwd=ROOT)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def ensure_data(scale: str) -> Path:
+    data = WORK / "data" / scale
+    ent, feat = SCALES[scale]
+    if not (data / "meta.json").exists():
+        sh([sys.executable, ROOT / "bench" / "datagen.py", data, "--entity-rows", ent, "--feature-rows", feat])
+    return data
+
+
+def ensure_repo(data: Path, scale: str) -> Path:
+    repo = WORK / "repos" / scale
+    stamp = repo / ".source-meta"
+    digest = hashlib.sha256((data / "meta.json").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        import shutil
+
+        shutil.rmtree(repo, ignore_errors=True)
+        print(measure("prepare", data, repo), file=sys.stderr)
+        stamp.write_text(digest)
+    return repo
+
+
+def feast(data: Path, results: Path, timeout: int, stores: list[str]) -> dict:
+    sh(["bash", ROOT / "bench" / "peers" / "setup_feast.sh"])
+    py = Path(os.environ.get("FEAST_VENV", WORK / "feast-venv")) / "bin" / "python"
+    out = {}
+    for store in stores:
+        for task in ("historical", "materialize", "online"):
+            path = results / f"feast_{store}_{task}.json"
+            try:
+                sh([py, ROOT / "bench" / "peers" / "feast_peer.py", data, "--task", task, "--offline-store", store,
+                    "--timeout", timeout, "--out", path])
+            except subprocess.CalledProcessError:
+                pass  # the peer always writes its JSON, with status "timeout" / "error" when it failed
+            out[f"{store}_{task}"] = json.loads(path.read_text()) if path.exists() else {"status": "missing"}
+    return out
+
+
+def ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+def report(res: dict) -> str:
+    s, fl = res["skewless"], res["floor"]
+    lines = [f"scale: {res['scale']} ({res['entity_rows']:,} entity rows x {res['feature_rows']:,} feature rows)", ""]
+    lines.append("| measurement | skewless | raw floor | ratio to floor | Feast file | Feast duckdb | Feast / skewless |")
+    lines.append("|---|---|---|---|---|---|---|")
+    fe = res.get("feast", {})
+
+    def fwall(key):
+        r = fe.get(key, {})
+        return r.get("wall_s") if r.get("status") == "ok" else r.get("status")
+    pit_s = s["pit"]["wall_s"]
+    ff, fd = fwall("file_historical"), fwall("duckdb_historical")
+    best_feast = min([x for x in (ff, fd) if isinstance(x, (int, float))], default=None)
+    lines.append(f"| PIT training set (s) | {pit_s} | {fl['pit']['wall_s']} | {ratio(pit_s, fl['pit']['wall_s'])}x | "
+                 f"{ff} | {fd} | {ratio(best_feast, pit_s) if best_feast else '-'}x (fastest Feast) |")
+    lines.append(f"| PIT peak RSS (MB) | {s['pit']['peak_rss_mb']} | {fl['pit']['peak_rss_mb']} | | "
+                 f"{fe.get('file_historical', {}).get('peak_rss_mb', '-')} | "
+                 f"{fe.get('duckdb_historical', {}).get('peak_rss_mb', '-')} | |")
+    m = s["materialize"]
+    fm = fe.get("file_materialize", {})
+    lines.append(f"| materialize (rows/s) | {m['rows_per_s']:,} ({m['rows_written']:,} rows, {m['wall_s']} s) | | | "
+                 f"{fm.get('entity_rows_per_s', fm.get('status', '-'))} | "
+                 f"{fe.get('duckdb_materialize', {}).get('entity_rows_per_s', '-')} | "
+                 f"{ratio(m['rows_per_s'], fm.get('entity_rows_per_s'))}x |")
+    for n, key in (("1", "one"), ("100", "hundred")):
+        o, of = s["online"][key], fl["online"][key]
+        fo = fe.get("file_online", {}).get("online", {}).get(f"entities_{n}", {})
+        lines.append(f"| online read {n} entity x 3 views p50 / p99 (ms) | {o['p50_ms']} / {o['p99_ms']} | "
+                     f"{of['p50_ms']} / {of['p99_ms']} | {ratio(o['p50_ms'], of['p50_ms'])}x | "
+                     f"{fo.get('p50_ms', '-')} / {fo.get('p99_ms', '-')} | | "
+                     f"{ratio(fo.get('p50_ms'), o['p50_ms']) or '-'}x |")
+    lines.append("")
+    lines.append(f"targets: PIT <= {TARGETS['pit_vs_floor_max']}x floor, >= {TARGETS['pit_vs_feast_min']}x Feast, "
+                 f"peak RSS <= {TARGETS['peak_rss_mb_max']} MB")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="./run bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--scale", choices=sorted(SCALES), default="full")
+    p.add_argument("--no-feast", action="store_true", help="skip the Feast peer")
+    p.add_argument("--feast-stores", default="file,duckdb", help="Feast offline stores to run (file,duckdb)")
+    p.add_argument("--feast-timeout", type=int, default=1800, help="seconds per Feast task before it is killed")
+    p.add_argument("--reps", type=int, default=3, help="PIT repetitions (the best is reported)")
+    args = p.parse_args()
+    ent, feat = SCALES[args.scale]
+    data = ensure_data(args.scale)
+    repo = ensure_repo(data, args.scale)
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    raw = WORK / "results" / args.scale
+    raw.mkdir(parents=True, exist_ok=True)
+    best = lambda runs: min(runs, key=lambda r: r["wall_s"])  # noqa: E731
+    res = {"scale": args.scale, "entity_rows": ent, "feature_rows": feat,
+           "skewless": {"pit": best([measure("pit", data, repo) for _ in range(args.reps)])},
+           "floor": {"pit": best([measure("floor", data, repo) for _ in range(args.reps)])}}
+    res["skewless"]["materialize"] = measure("materialize", data, repo)
+    res["skewless"]["online"] = measure("online", data, repo)
+    res["floor"]["online"] = measure("online-floor", data, repo)
+    if not args.no_feast:
+        res["feast"] = feast(data, raw, args.feast_timeout, args.feast_stores.split(","))
+    text = report(res)
+    (results / f"{args.scale}.json").write_text(json.dumps(res, indent=1))
+    (results / f"{args.scale}.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
