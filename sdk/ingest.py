@@ -12,6 +12,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -121,9 +122,9 @@ def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime) -
         cr = _timestamps(table, cr_name, required=False)
         out[CREATED_TS] = pc.fill_null(cr, pa.scalar(write_time, UTC_US)) if cr.null_count else cr
     else:  # absent: the write time is the time the row became known
-        out[CREATED_TS] = pa.chunked_array([pa.array([write_time] * table.num_rows, UTC_US)])
-    out[WRITE_BATCH] = pa.chunked_array([pa.array([batch] * table.num_rows, pa.int64())])
-    out[WRITE_ROW] = pa.chunked_array([pa.array(range(table.num_rows), pa.int64())])
+        out[CREATED_TS] = pa.chunked_array([pa.repeat(pa.scalar(write_time, UTC_US), table.num_rows)])
+    out[WRITE_BATCH] = pa.chunked_array([pa.repeat(pa.scalar(batch, pa.int64()), table.num_rows)])
+    out[WRITE_ROW] = pa.chunked_array([pa.array(np.arange(table.num_rows, dtype=np.int64))])
     for f in view.features:
         out[f.name] = _cast(table.column(f.name), f.name, f.dtype)
     return pa.table(out)
