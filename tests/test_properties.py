@@ -31,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
@@ -117,6 +118,7 @@ class Batch:
     rows: list
     created_mode: str  # "column" (possibly with nulls) | "absent"
     tz_mode: str
+    fmt: str = "pandas"  # "pandas" | "arrow"
 
 
 @dataclass
@@ -171,7 +173,9 @@ def gen_batches(draw, anchors, serial0=0):
                 continue
             absent_ok = all(r.created_ts is None for r in part)
             mode = "absent" if absent_ok and draw(st.booleans()) else "column"
-            batches.append(Batch(view, part, mode, draw(st.sampled_from(TZ_MODES))))
+            tz_mode = draw(st.sampled_from(TZ_MODES))
+            fmt = "pandas" if tz_mode == "mixed" else draw(st.sampled_from(["pandas", "arrow"]))
+            batches.append(Batch(view, part, mode, tz_mode, fmt))
     order = draw(st.permutations(range(len(batches))))
     return [batches[i] for i in order]
 
@@ -220,7 +224,8 @@ def batch_frame(batch: Batch) -> pd.DataFrame:
             data[f] = pd.Series(vals, dtype=object)
         else:
             data[f] = pd.Series([math.nan if v is None else v for v in vals], dtype="float64")
-    return pd.DataFrame(data)
+    df = pd.DataFrame(data)
+    return pa.Table.from_pandas(df, preserve_index=False) if batch.fmt == "arrow" else df
 
 
 class Harness:
@@ -306,52 +311,65 @@ def historical_case(draw):
     for _ in range(draw(st.integers(0, 2))):
         src = draw(st.sampled_from(entity))
         entity.insert(draw(st.integers(0, len(entity))), dict(src))
+    # sometimes an input column named like a feature (a collision unless full names are used)
+    extra = draw(st.sampled_from([None] * 8 + ["g", "s"]))
+    ts_col = draw(st.sampled_from(["event_timestamp", "event_timestamp", "ts"]))
+    for r in entity:
+        r[ts_col] = r.pop("event_timestamp")
+        if extra:
+            r[extra] = "input"
     features = draw(st.lists(st.sampled_from(FEATURES), min_size=1, max_size=4, unique=True))
-    return dict(ttls=ttls, batches=batches, entity=entity, features=features,
+    if draw(st.integers(0, 15)) == 0:
+        features.append(features[0])  # the same feature twice: a name collision
+    tz_mode = draw(st.sampled_from(TZ_MODES))
+    fmt = "pandas" if tz_mode == "mixed" else draw(st.sampled_from(["pandas", "arrow"]))
+    return dict(ttls=ttls, batches=batches, entity=entity, features=features, ts_col=ts_col, extra=extra,
                 full=draw(st.booleans()), pit=draw(st.sampled_from(["event", "available"])),
-                tz_mode=draw(st.sampled_from(TZ_MODES)), with_ev=draw(st.booleans()))
+                tz_mode=tz_mode, fmt=fmt, with_ev=draw(st.booleans()))
 
 
-def entity_frame(entity, tz_mode):
-    return pd.DataFrame({
+def entity_frame(entity, tz_mode, ts_col="event_timestamp", extra=None, fmt="pandas"):
+    df = pd.DataFrame({
         "k": pd.array([r["k"] for r in entity], dtype="Int64"),
         "region": pd.Series([r["region"] for r in entity], dtype=object),
-        "event_timestamp": ts_column([r["event_timestamp"] for r in entity], tz_mode),
+        ts_col: ts_column([r[ts_col] for r in entity], tz_mode),
         "label": [r["label"] for r in entity],
         "note": pd.Series([r["note"] for r in entity], dtype=object),
+        **({extra: pd.Series([r[extra] for r in entity], dtype=object)} if extra else {}),
     })
+    return pa.Table.from_pandas(df, preserve_index=False) if fmt == "arrow" else df
 
 
-def check_historical(h: Harness, case):
-    entity, features, full, pit = case["entity"], case["features"], case["full"], case["pit"]
-    views = h.views()
-    note("oracle rows:\n" + "\n".join(f"  {v}: ttl={views[v][1]}\n{describe_rows(views[v][2])}" for v in views))
-    note(f"entity rows: {entity}\nfeatures={features} full={full} point_in_time={pit} tz={case['tz_mode']}")
+def window_strategy_table(store, entity_df, features, **kw):
+    """The same retrieval through the portable ``window`` SQL form (internal API: the public path uses DuckDB's
+    ASOF join for point_in_time="event"; other engines get the window form, so both must equal the oracle)."""
+    resolved = store._resolve(features)
+    names = [v.name for v, _ in resolved]
+    snap = store.offline.snapshot(names)
+    files = {n: store.offline.files(n, snap[n]) for n in names}
+    con = store.engine.connect()
     try:
-        expected = oracle.training_set(views, entity, features, point_in_time=pit, full_feature_names=full,
-                                       with_statuses=True)
-    except ValueError:
-        event("collision")
-        with pytest.raises((sk.SkewlessError, ValueError)):
-            h.store.get_historical_features(entity_frame(entity, case["tz_mode"]), features,
-                                            full_feature_names=full, point_in_time=pit).to_arrow()
-        return
-    job = h.store.get_historical_features(entity_frame(entity, case["tz_mode"]), features, full_feature_names=full,
-                                          point_in_time=pit, include_event_timestamps=case["with_ev"])
-    table = job.to_arrow()
+        sql = store.engine.pit_sql(con, entity_df, resolved, files, strategy="window", **kw)
+        return con.execute(sql).to_arrow_table()
+    finally:
+        con.close()
+
+
+def check_table(table, case, expected, names, view_of, what):
+    entity, ts_col = case["entity"], case["ts_col"]
     got = table.to_pylist()
-    names = [f"{r.split(':')[0]}__{r.split(':')[1]}" if full else r.split(":")[1] for r in features]
-    view_of = {n: r.split(":")[0] for n, r in zip(names, features)}
-    input_cols = ["k", "region", "event_timestamp", "label", "note"]
+    input_cols = ["k", "region", ts_col, "label", "note"] + ([case["extra"]] if case["extra"] else [])
     ev_cols = {f"{v}__event_timestamp" for v in view_of.values()} if case["with_ev"] else set()
-    assert table.column_names[:len(input_cols)] == input_cols, table.column_names
-    assert set(table.column_names[len(input_cols):]) == set(names) | ev_cols, table.column_names
-    assert len(got) == len(expected)
+    assert table.column_names[:len(input_cols)] == input_cols, (what, table.column_names)
+    assert set(table.column_names[len(input_cols):]) == set(names) | ev_cols, (what, table.column_names)
+    assert len(got) == len(expected), what
     for i, (g, e) in enumerate(zip(got, expected)):
-        ctx = f"entity row {i}: {entity[i]}"
+        ctx = f"{what}: entity row {i}: {entity[i]}"
         assert g["label"] == e["label"] and g["note"] == e["note"], ctx
         assert norm(g["k"]) == e["k"] and norm(g["region"]) == e["region"], ctx
-        assert norm(g["event_timestamp"]) == to_utc(e["event_timestamp"]), ctx
+        assert norm(g[ts_col]) == to_utc(e[ts_col]), ctx
+        if case["extra"]:
+            assert g[case["extra"]] == e[case["extra"]], ctx
         for n in names:
             assert norm(g[n]) == e[n], (f"{ctx}: feature {n}: got {g[n]!r}, expected {e[n]!r} "
                                         f"(status {e['__status__'][n]}, winner event {e['__event_ts__'][n]})")
@@ -359,12 +377,43 @@ def check_historical(h: Harness, case):
                 assert norm(g[f"{view_of[n]}__event_timestamp"]) == e["__event_ts__"][n], (
                     f"{ctx}: winner event time for {n}: got {g[f'{view_of[n]}__event_timestamp']}, "
                     f"expected {e['__event_ts__'][n]}")
-        event(f"pit={pit}")
+
+
+def check_historical(h: Harness, case):
+    entity, features, full, pit, ts_col = case["entity"], case["features"], case["full"], case["pit"], case["ts_col"]
+    views = h.views()
+    note("oracle rows:\n" + "\n".join(f"  {v}: ttl={views[v][1]}\n{describe_rows(views[v][2])}" for v in views))
+    note(f"entity rows: {entity}\nfeatures={features} full={full} point_in_time={pit} tz={case['tz_mode']} "
+         f"fmt={case['fmt']}")
+
+    def frame():
+        return entity_frame(entity, case["tz_mode"], ts_col, case["extra"], case["fmt"])
+
+    try:
+        expected = oracle.training_set(views, entity, features, timestamp_column=ts_col, point_in_time=pit,
+                                       full_feature_names=full, with_statuses=True)
+    except ValueError:
+        event("collision")
+        with pytest.raises((sk.SkewlessError, ValueError)):
+            h.store.get_historical_features(frame(), features, full_feature_names=full, point_in_time=pit,
+                                            timestamp_column=ts_col).to_arrow()
+        return
+    job = h.store.get_historical_features(frame(), features, full_feature_names=full, point_in_time=pit,
+                                          timestamp_column=ts_col, include_event_timestamps=case["with_ev"])
+    names = [f"{r.split(':')[0]}__{r.split(':')[1]}" if full else r.split(":")[1] for r in features]
+    view_of = {n: r.split(":")[0] for n, r in zip(names, features)}
+    check_table(job.to_arrow(), case, expected, names, view_of, "get_historical_features")
+    if pit == "event":  # the public path used the ASOF form; check the portable window form too
+        table = window_strategy_table(h.store, frame(), features, timestamp_column=ts_col, full_feature_names=full,
+                                      point_in_time=pit, event_timestamps=case["with_ev"])
+        check_table(table, case, expected, names, view_of, "window strategy")
+    event(f"pit={pit}")
+    for e in expected:
         for n in names:
             event(f"status {e['__status__'][n]}")
 
 
-@settings(max_examples=EXAMPLES or 40, **SETTINGS)
+@settings(max_examples=EXAMPLES or 100, **SETTINGS)
 @given(case=historical_case())
 def test_historical_matches_oracle(case):
     with tempfile.TemporaryDirectory() as d:
@@ -443,7 +492,7 @@ def test_online_matches_model_and_invariant(case):
                 for key in dict.fromkeys(r.key for r in written):
                     model.write_newest(b.view, written, key, W0)
                 pending[b.view] += [r for r in written if not in_past_band(r.event_ts)]
-                log.append(f"ingest {b.view} ({b.created_mode}, {b.tz_mode}):\n{describe_rows(written)}")
+                log.append(f"ingest {b.view} ({b.created_mode}, {b.tz_mode}, {b.fmt}):\n{describe_rows(written)}")
             elif op[0] == "mat":
                 _, s, e, views = op
                 h.store.materialize(s, e, feature_views=views)

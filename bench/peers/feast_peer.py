@@ -163,7 +163,7 @@ def task_historical(store, features, data_dir, meta, res, args):
     res["wall_s"] = round(time.perf_counter() - t, 4)
     res["rows_out"] = int(len(df))
     res["cols_out"] = int(len(df.columns))
-    res["rows_per_s_entity"] = round(len(entity_df) / res["wall_s"], 1)
+    res["entity_df_rows_per_s"] = round(len(entity_df) / res["wall_s"], 1)
     # cheap fingerprint for a cross-check against skewless
     feat_cols = [f.split(":", 1)[1] for f in features]
     res["null_counts"] = {c: int(df[c].isna().sum()) for c in feat_cols}
@@ -419,6 +419,7 @@ def parent_main(args) -> int:
         else:
             res["error"] = f"killed: process-tree RSS exceeded {args.max_rss_gb:g} GB"
         res["peak_rss_mb"] = round(ru.ru_maxrss / 1024.0, 1)
+        res["warnings"] = {}
     try:
         with open(os.path.join(args.data_dir, "meta.json")) as f:
             meta = json.load(f)
@@ -447,7 +448,7 @@ def parent_main(args) -> int:
         f.write("\n")
     # short summary on stdout
     summary = {k: res.get(k) for k in ("peer", "task", "offline_store", "status", "error", "wall_s",
-                                       "rows_out", "entity_rows_per_s", "feature_rows_scanned_per_s",
+                                       "rows_out", "entity_df_rows_per_s", "entity_rows_per_s", "feature_rows_scanned_per_s",
                                        "peak_rss_mb", "process_wall_s")}
     if "online" in res:
         summary["online"] = {b: {k: v["get_online_features"][k] for k in ("p50_ms", "p99_ms")}

@@ -49,6 +49,7 @@ class SQLiteOnlineStore(OnlineStore):
             raise StoreUnavailable(f"cannot open SQLite online store {path}: {exc}", endpoint=self.url) from exc
         self._lock = threading.RLock()
         self._columns: dict[str, set[str]] = {}
+        self._plans: dict[tuple, tuple] = {}  # (view, features, column count) -> prepared SELECT parts
 
     # -- schema -------------------------------------------------------------------------------------------
     def _ensure_table(self, view: FeatureView) -> None:
@@ -115,25 +116,35 @@ class SQLiteOnlineStore(OnlineStore):
                 return [None] * len(keys)
             self._columns[view.name] = have
         nk = len(view.join_keys)
-        by_name = {f.name: f for f in view.features}
-        decoders = [_decoder(by_name[f].dtype) for f in feats]
-        # A feature added after the last write has no column yet: it reads as null (never as SQLite's
-        # "unknown double-quoted identifier is a string" fallback).
-        cols = ", ".join([_q(k) for k in view.join_keys] + ["__ev"] + [_q(f) if f in have else "NULL" for f in feats])
-        found: dict[tuple, tuple[int, list[Any]]] = {}
+        ck = (view.name, tuple(feats), len(have))
+        plan = self._plans.get(ck)
+        if plan is None:
+            by_name = {f.name: f for f in view.features}
+            decoders = [_decoder(by_name[f].dtype) for f in feats]
+            # A feature added after the last write has no column yet: it reads as null (never as SQLite's
+            # "unknown double-quoted identifier is a string" fallback).
+            cols = ", ".join([_q(k) for k in view.join_keys] + ["__ev"]
+                             + [_q(f) if f in have else "NULL" for f in feats])
+            keys_sql = ", ".join(_q(k) for k in view.join_keys)
+            plan = self._plans[ck] = (f"SELECT {cols} FROM {_table(view.name)} WHERE ", keys_sql, decoders,
+                                      all(d is None for d in decoders))
+        head, keys_sql, decoders, plain = plan
+        found: dict = {}
         wanted = [k for k in dict.fromkeys(keys) if None not in k]
         for i in range(0, len(wanted), _CHUNK):
             chunk = wanted[i:i + _CHUNK]
             if nk == 1:
-                where = f"{_q(view.join_keys[0])} IN ({', '.join('?' * len(chunk))})"
+                where = f"{keys_sql} IN ({', '.join('?' * len(chunk))})"
                 params: list = [k[0] for k in chunk]
             else:
                 tuple_ph = "(" + ", ".join("?" * nk) + ")"
-                where = (f"({', '.join(_q(k) for k in view.join_keys)}) IN "
-                         f"(VALUES {', '.join([tuple_ph] * len(chunk))})")
+                where = f"({keys_sql}) IN (VALUES {', '.join([tuple_ph] * len(chunk))})"
                 params = [v for k in chunk for v in k]
-            for r in self._con.execute(f"SELECT {cols} FROM {_table(view.name)} WHERE {where}", params):
-                found[tuple(r[:nk])] = (r[nk], [d(v) for d, v in zip(decoders, r[nk + 1:])])
+            for r in self._con.execute(head + where, params):
+                vals = list(r[nk + 1:]) if plain else [v if d is None else d(v) for d, v in zip(decoders, r[nk + 1:])]
+                found[r[0] if nk == 1 else tuple(r[:nk])] = (r[nk], vals)
+        if nk == 1:
+            return [found.get(k[0]) for k in keys]
         return [found.get(k) for k in keys]
 
     # -- bookkeeping --------------------------------------------------------------------------------------
@@ -160,6 +171,7 @@ class SQLiteOnlineStore(OnlineStore):
         with self._lock:
             self._con.execute(f"DROP TABLE IF EXISTS {_table(view)}")
             self._columns.pop(view, None)
+            self._plans = {k: v for k, v in self._plans.items() if k[0] != view}
 
     def close(self) -> None:
         self._con.close()
@@ -175,11 +187,12 @@ def _to_sql_values(col: pa.ChunkedArray) -> list:
 
 
 def _decoder(dtype):
+    """How to turn a stored SQLite value back into the dtype's Python value (None: it already is one)."""
     if dtype is dtypes.UnixTimestamp:
         return lambda v: None if v is None else from_us(v)
     if dtype is dtypes.Bool:
         return lambda v: None if v is None else bool(v)
-    return lambda v: v
+    return None
 
 
 __all__ = ["SQLiteOnlineStore"]
