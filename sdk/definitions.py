@@ -218,15 +218,15 @@ class FeatureView:
         return self
 
     @property
-    def join_keys(self) -> list[str]:
+    def join_key_dtypes(self) -> dict[str, DType]:
         if self._join_key_dtypes is None:
-            raise DefinitionError(f"feature view {self.name!r}: entities {self.entities} not resolved; apply them first")
-        return list(self._join_key_dtypes)
+            raise DefinitionError(f"feature view {self.name!r}: entities {self.entities} are not resolved; "
+                                  f"apply them first")
+        return dict(self._join_key_dtypes)
 
     @property
-    def join_key_dtypes(self) -> dict[str, DType]:
-        self.join_keys  # raises when unresolved
-        return dict(self._join_key_dtypes or {})
+    def join_keys(self) -> list[str]:
+        return list(self.join_key_dtypes)
 
     @property
     def features(self) -> list[Field]:

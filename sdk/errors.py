@@ -1,7 +1,8 @@
 """The skewless exception tree — every error the SDK raises on purpose is one of these.
 
     SkewlessError                 base class; catch this to catch everything skewless raises on purpose
-    ├── ConfigError               skewless.yaml missing/invalid, unknown URL scheme, missing extra (names what to install)
+    ├── ConfigError               skewless.yaml missing/invalid, unknown URL scheme, missing extra
+    │                             (the message names what to install)
     ├── DefinitionError           an entity / feature view / feature service is invalid or refers to something unknown
     ├── ValidationError           data handed to ingest or retrieval is malformed (names the column and first bad row)
     ├── ConflictError             a conditional commit lost a race (e.g. two concurrent `apply` runs); re-read and retry

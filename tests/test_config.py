@@ -9,7 +9,7 @@ def test_missing_extra_names_what_to_install(tmp_path):
     (tmp_path / "skewless.yaml").write_text("project: p\nonline: {url: 'redis://localhost:6379'}\n")
     store = sk.FeatureStore(tmp_path)
     with pytest.raises(ConfigError, match=r'pip install "skewless\[aws\]"'):
-        store.online
+        _ = store.online
 
 
 def test_unknown_scheme_lists_known_ones():

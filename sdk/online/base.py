@@ -65,7 +65,7 @@ class OnlineStore(abc.ABC):
         """Batched read with the spec's read-time TTL: a value older than ``now - ttl`` is EXPIRED."""
         now_us = to_us(now)
         out = []
-        for (view, feats, keys), raw in zip(requests, self.read_raw(requests)):
+        for (view, feats, _keys), raw in zip(requests, self.read_raw(requests)):
             floor = None if view.ttl is None else now_us - view.ttl // timedelta(microseconds=1)
             nulls = [None] * len(feats)
             values, evs, sts = [], [], []
@@ -92,8 +92,9 @@ class OnlineStore(abc.ABC):
     @abc.abstractmethod
     def list_meta(self, prefix: str) -> dict[str, str]: ...
 
+    @abc.abstractmethod
     def drop_view(self, view: str) -> None:
         """Forget every value of ``view``."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: stores without connections need nothing
         """Release connections."""
