@@ -373,7 +373,14 @@ def parent_main(args) -> int:
         cmd += ["--workdir", workdir]
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "default")
+    # feast.metrics creates a prometheus multiprocess dir in /tmp at import and
+    # removes it only at a clean exit; keep it in the workdir so killed runs
+    # don't leak it
+    if "PROMETHEUS_MULTIPROCESS_DIR" not in env and own_workdir:
+        env["PROMETHEUS_MULTIPROCESS_DIR"] = env["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(workdir, "prom")
+        os.makedirs(env["PROMETHEUS_MULTIPROCESS_DIR"], exist_ok=True)
     log_path = args.out + ".log"
+    load_start = os.getloadavg()
     t0 = time.perf_counter()
     max_rss = 0
     status = None
@@ -440,6 +447,11 @@ def parent_main(args) -> int:
         "log": log_path,
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
+        # 1-min load average before/after: >~1 at start means something else was
+        # using the (2) cores during the measurement
+        "loadavg_1m_start": round(load_start[0], 2),
+        "loadavg_1m_end": round(os.getloadavg()[0], 2),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     if "peak_rss_mb" not in res:
         res["peak_rss_mb"] = round(ru.ru_maxrss / 1024.0, 1)

@@ -20,6 +20,7 @@ class HistoryFiles:
     uris: list[str]
     columns: dict[str, pa.DataType]
     storage_options: dict[str, str] | None = None
+    evolved: bool = True  # False when every file has every column (no schema growth): scans can skip unioning
 
 
 class OfflineStore(abc.ABC):

@@ -18,6 +18,9 @@ from ..errors import NotFoundError, StoreUnavailable
 from .base import HistoryFiles, OfflineStore
 
 
+EVOLVED = "skewless.schemaEvolved"
+
+
 class DeltaOfflineStore(OfflineStore):
     def __init__(self, root: str, storage_options: dict[str, str] | None = None):
         self.root = root.rstrip("/")
@@ -39,9 +42,16 @@ class DeltaOfflineStore(OfflineStore):
                                    endpoint=self.root) from exc
 
     def append(self, view: str, table: pa.Table, *, batch: int) -> int:
+        before = self._table(view)
+        # Files whose columns differ from the table's (a feature added or removed) make scans union by name;
+        # the flag is a table property, so snapshots older than the change still read without unioning.
+        evolves = before is not None and set(pa.schema(before.schema().to_arrow()).names) != set(table.column_names)
         try:
-            write_deltalake(self._uri(view), table, mode="append", schema_mode="merge",
-                            storage_options=self.storage_options,
+            # Flag first, then append: a reader never sees the new files without the flag.
+            if evolves and before.metadata().configuration.get(EVOLVED) != "true":
+                before.alter.set_table_properties({EVOLVED: "true"}, raise_if_not_exists=False)
+            write_deltalake(before if before is not None else self._uri(view), table, mode="append",
+                            schema_mode="merge", storage_options=self.storage_options,
                             commit_properties=CommitProperties(custom_metadata={"skewless.batch": str(batch)}))
         except DeltaError as exc:
             raise StoreUnavailable(f"append to history of {view!r} failed: {exc}", endpoint=self.root) from exc
@@ -60,8 +70,9 @@ class DeltaOfflineStore(OfflineStore):
         if dt is None:
             raise NotFoundError(f"view {view!r} has no history (asked for version {version})")
         schema = pa.schema(dt.schema().to_arrow())
+        evolved = dt.metadata().configuration.get(EVOLVED) == "true"
         return HistoryFiles(view, version, list(dt.file_uris()), {f.name: f.type for f in schema},
-                            self.storage_options)
+                            self.storage_options, evolved)
 
     def drop(self, view: str) -> None:
         if "://" not in self.root or self.root.startswith("file://"):

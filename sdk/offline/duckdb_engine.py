@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from .. import dtypes
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from ..errors import ValidationError
 from .base import HistoryFiles
@@ -55,10 +56,13 @@ class DuckDBEngine:
         if not files.uris:
             body = ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in cols)
             return f"(SELECT {body} WHERE false)"
-        body = ", ".join(
-            f"CAST({q(c)} AS {t}) AS {q(c)}" if c in files.columns else f"CAST(NULL AS {t}) AS {q(c)}"
-            for c, t in cols)
-        return f"(SELECT {body} FROM read_parquet({_sql_list(files.uris)}, union_by_name = true))"
+        stored = {c: _arrow_sql(t) for c, t in files.columns.items()}
+        body = ", ".join(q(c) if stored.get(c) == t else
+                         f"CAST({q(c)} AS {t}) AS {q(c)}" if c in stored else f"CAST(NULL AS {t}) AS {q(c)}"
+                         for c, t in cols)
+        # union_by_name only when the view's schema grew: older files then lack the newer columns.
+        union = ", union_by_name = true" if files.evolved else ""
+        return f"(SELECT {body} FROM read_parquet({_sql_list(files.uris)}{union}))"
 
     def entity_relation(self, con: duckdb.DuckDBPyConnection, entity: Any, timestamp_column: str,
                         key_types: dict[str, str]) -> tuple[str, list[str]]:
@@ -140,6 +144,18 @@ class DuckDBEngine:
                                 tuple(view.feature_names), "(SELECT e FROM __skewless_bounds)",
                                 "(SELECT s FROM __skewless_bounds)" if start is not None else None)
         return con.sql(sql).to_arrow_reader(batch_rows)
+
+
+def _arrow_sql(t: pa.DataType) -> str | None:
+    """The DuckDB type a stored Arrow column reads as, for the types skewless writes (None: always cast)."""
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    for d in dtypes.ALL.values():
+        if d.arrow == t:
+            return d.sql
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "VARCHAR"
+    return None
 
 
 def _parquet_files(path: str) -> list[str]:

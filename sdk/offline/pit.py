@@ -88,7 +88,9 @@ def _render_asof(pq: PitQuery) -> str:
                           else f"{ev} AS {q(v.event_timestamp_output)}")
         order = ", ".join(f"'{k}': {q(c)}" for k, c in zip("ecbr", ORDER))
         cols = ", ".join([q(k) for k in v.join_keys] + [q(f.feature) for f in v.features])
-        inner = (f"SELECT {cols}, {q(EVENT_TS)} AS __ev, {{{order}}} AS __ord FROM {v.history}")
+        # Carry the event time only when the TTL or the caller needs it: every column rides through the join's sort.
+        ev_col = f"{q(EVENT_TS)} AS __ev, " if (fresh or v.event_timestamp_output) else ""
+        inner = f"SELECT {cols}, {ev_col}{{{order}}} AS __ord FROM {v.history}"
         probe = (f"{{'e': {t}, 'c': TIMESTAMPTZ 'infinity', 'b': CAST({_INT64_MAX} AS BIGINT), "
                  f"'r': CAST({_INT64_MAX} AS BIGINT)}}")
         on = " AND ".join([f"e.{q(k)} = {a}.{q(k)}" for k in v.join_keys] + [f"{probe} >= {a}.__ord"])

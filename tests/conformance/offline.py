@@ -151,6 +151,23 @@ class OfflineConformance:
         with pytest.raises(ValidationError, match="no Parquet file"):
             feature_store.get_historical_features(str(tmp_path / "missing.parquet"), ["v:x"])
 
+    def test_added_feature_reads_null_for_older_rows_and_old_snapshots_still_read(self, feature_store):
+        v = define(feature_store)
+        feature_store.ingest("v", frame([(1, H(1), H(1), 1.0, "a")]))
+        ents = pd.DataFrame({"k": [1, 2], "event_timestamp": [H(3), H(3)]})
+        old = feature_store.get_historical_features(ents, ["v:x"])
+        before = old.to_pandas()
+        grown = sk.FeatureView("v", entities=[sk.Entity("ent", join_keys=["k"])],
+                               schema=v.schema + [sk.Field("n", sk.Int64)])
+        feature_store.apply([grown])
+        feature_store.ingest("v", pd.DataFrame({"k": [2], "event_timestamp": [H(2)], "x": [2.0], "s": ["b"],
+                                                "n": [7]}))
+        got = feature_store.get_historical_features(ents, ["v:x", "v:n"]).to_pandas()
+        assert got["x"].tolist() == [1.0, 2.0]
+        assert pd.isna(got["n"].iloc[0]) and got["n"].iloc[1] == 7
+        again = feature_store.get_historical_features(ents, ["v:x"], snapshot=old.snapshot).to_pandas()
+        pd.testing.assert_frame_equal(before, again)
+
     def test_view_without_history_gives_nulls(self, feature_store):
         define(feature_store)
         got = feature_store.get_historical_features(pd.DataFrame({"k": [1], "event_timestamp": [H(1)]}),
