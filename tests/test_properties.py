@@ -130,7 +130,7 @@ class History:
 @st.composite
 def instants(draw, anchors):
     """An anchor (frequent exact ties) moved by nothing, one microsecond or one second; or a fresh grid point."""
-    if anchors and draw(st.integers(0, 4)):
+    if anchors and draw(st.sampled_from([True] * 4 + [False])):
         base = draw(st.sampled_from(anchors))
     else:
         base = grid(draw(st.integers(0, 2 * BAND - 1)))
@@ -147,7 +147,7 @@ def gen_rows(draw, view, anchors, serial0, max_rows=8):
         cr_kind = draw(st.sampled_from(["same", "later", "earlier", "anchor", "null"]))
         cr = {"same": ev, "later": ev + draw(st.sampled_from([US, timedelta(hours=2), 2 * DAY])),
               "earlier": ev - timedelta(hours=1), "anchor": draw(instants(anchors)), "null": None}[cr_kind]
-        nulls = [draw(st.integers(0, 5)) == 0 for _ in range(2)]
+        nulls = [draw(st.sampled_from([False] * 5 + [True])) for _ in range(2)]
         rows.append(GenRow(view, key, ev, cr, feature_values(view, serial0 + i, nulls)))
     return rows
 
@@ -296,13 +296,20 @@ def historical_case(draw):
     edges = list(events) + list(createds) + anchors
     edges += [e + t + d for e in events for t in ttl_values for d in (timedelta(0), US, -US)]
     edges += [e - US for e in events]
-    all_rows = [r for b in batches for r in b.rows]
+    features = draw(st.lists(st.sampled_from(FEATURES), min_size=1, max_size=4, unique=True))
+    full = draw(st.booleans())
+    if not full and "a:f" in features and "b:f" in features and draw(st.sampled_from([True] * 3 + [False])):
+        features.remove("b:f")  # keep name collisions to a minority of examples
+    if draw(st.sampled_from([False] * 19 + [True])):
+        features.append(features[0])  # the same feature twice: a name collision
+    requested = {f.split(":")[0] for f in features}
+    targets = [r for b in batches for r in b.rows if r.view in requested]
     n = draw(st.integers(1, 8))
     entity = []
     for i in range(n):
-        if all_rows and draw(st.booleans()):
+        if targets and draw(st.sampled_from([True, True, False])):
             # targeted at one row: its entity, at a time on one of the rules' edges for that row
-            r = draw(st.sampled_from(all_rows))
+            r = draw(st.sampled_from(targets))
             ttl = ttls[r.view] or timedelta(0)
             t = draw(st.sampled_from([r.event_ts, r.event_ts - US, r.event_ts + ttl, r.event_ts + ttl + US,
                                       r.event_ts + ttl - US] + ([r.created_ts, r.created_ts - US] if r.created_ts
@@ -310,7 +317,7 @@ def historical_case(draw):
             k = r.key[0]
             region = r.key[1] if r.view == "c" else draw(st.sampled_from(REGIONS))
         else:
-            t = (draw(st.sampled_from(edges)) if edges and draw(st.integers(0, 4))
+            t = (draw(st.sampled_from(edges)) if edges and draw(st.sampled_from([True] * 4 + [False]))
                  else grid(draw(st.integers(0, 2 * BAND - 1))))
             k = draw(st.sampled_from(KEYS + [4, None]))
             region = draw(st.sampled_from(REGIONS + [None]))
@@ -320,18 +327,12 @@ def historical_case(draw):
         src = draw(st.sampled_from(entity))
         entity.insert(draw(st.integers(0, len(entity))), dict(src))
     # sometimes an input column named like a feature (a collision unless full names are used)
-    extra = draw(st.sampled_from([None] * 8 + ["g", "s"]))
+    extra = draw(st.sampled_from([None] * 12 + ["g", "s"]))
     ts_col = draw(st.sampled_from(["event_timestamp", "event_timestamp", "ts"]))
     for r in entity:
         r[ts_col] = r.pop("event_timestamp")
         if extra:
             r[extra] = "input"
-    features = draw(st.lists(st.sampled_from(FEATURES), min_size=1, max_size=4, unique=True))
-    if draw(st.integers(0, 15)) == 0:
-        features.append(features[0])  # the same feature twice: a name collision
-    full = draw(st.booleans())
-    if not full and "a:f" in features and "b:f" in features and draw(st.integers(0, 3)):
-        features.remove("b:f")  # keep name collisions to a minority of examples
     tz_mode = draw(st.sampled_from(TZ_MODES))
     fmt = "pandas" if tz_mode == "mixed" else draw(st.sampled_from(["pandas", "arrow"]))
     return dict(ttls=ttls, batches=batches, entity=entity, features=features, ts_col=ts_col, extra=extra,
@@ -437,6 +438,9 @@ def test_historical_matches_oracle(case):
 # --------------------------------------------------------------------------- property 2: online store
 
 
+ARG_TZ = ["utc", "naive", "kolkata", "minus8", "str"]  # how materialize/read time arguments are passed
+
+
 @st.composite
 def online_case(draw):
     ttls = draw(gen_ttls())
@@ -462,17 +466,17 @@ def online_case(draw):
                 ops.append(("ingest", b))
         elif kind == "mat":
             s, e = sorted([at_or_before_T(draw(instants(anchors))), draw(until_T)])
-            ops.append(("mat", s, e, views))
+            ops.append(("mat", s, e, views, draw(st.sampled_from(ARG_TZ))))
             last_end = e if last_end is None else max(last_end, e)
         else:
             # only ends at or after every earlier end: going back is not in the spec
             e = at_or_before_T(draw(instants(anchors)))
             e = e if last_end is None else max(last_end, e)
-            ops.append(("inc", e, views))
+            ops.append(("inc", e, views, draw(st.sampled_from(ARG_TZ))))
             last_end = e
-    if draw(st.integers(0, 4)):
-        ops.append(("inc", T, None))
-    return dict(ttls=ttls, ops=ops, T=T, now=now)
+    if draw(st.sampled_from([True] * 4 + [False])):
+        ops.append(("inc", T, None, "utc"))
+    return dict(ttls=ttls, ops=ops, T=T, now=now, now_tz=draw(st.sampled_from(ARG_TZ)))
 
 
 ONLINE_ENTITIES = [{"k": k, "region": r} for k in KEYS + [4] for r in REGIONS] + [
@@ -505,26 +509,27 @@ def test_online_matches_model_and_invariant(case):
                 pending[b.view] += [r for r in written if not in_past_band(r.event_ts)]
                 log.append(f"ingest {b.view} ({b.created_mode}, {b.tz_mode}, {b.fmt}):\n{describe_rows(written)}")
             elif op[0] == "mat":
-                _, s, e, views = op
-                h.store.materialize(s, e, feature_views=views)
+                _, s, e, views, tz = op
+                h.store.materialize(render_ts(s, tz), render_ts(e, tz), feature_views=views)
                 for v in _views_of(views):
                     model.materialize(v, h.rows[v], s, e)
                     pending[v] = [r for r in pending[v] if not (s <= r.event_ts <= e)]
                     last_end[v] = max(last_end.get(v, e), e)
-                log.append(f"materialize({s.isoformat()}, {e.isoformat()}, {views})")
+                log.append(f"materialize({s.isoformat()}, {e.isoformat()}, {views}) passed as {tz}")
             else:
-                _, e, views = op
-                h.store.materialize_incremental(e, feature_views=views)
+                _, e, views, tz = op
+                h.store.materialize_incremental(render_ts(e, tz), feature_views=views)
                 for v in _views_of(views):
                     prev = last_end.get(v)
                     s = prev if prev is not None and prev <= e else None
                     model.materialize(v, h.rows[v], s, e)
                     pending[v] = [r for r in pending[v] if not ((s is None or s <= r.event_ts) and r.event_ts <= e)]
                     last_end[v] = max(prev or e, e)
-                log.append(f"materialize_incremental({e.isoformat()}, {views})")
+                log.append(f"materialize_incremental({e.isoformat()}, {views}) passed as {tz}")
         note("ttls: " + repr(ttls) + "\nops:\n" + "\n".join(log) + f"\nT={case['T'].isoformat()} now={now.isoformat()}")
 
-        resp = h.store.get_online_features(FEATURES, ONLINE_ENTITIES, full_feature_names=True, now=now)
+        resp = h.store.get_online_features(FEATURES, ONLINE_ENTITIES, full_feature_names=True,
+                                           now=render_ts(now, case["now_tz"]))
         want_model = model.read(ONLINE_ENTITIES, FEATURES, now, full_feature_names=True)
         want_spec = oracle.online_read(h.views(), ONLINE_ENTITIES, FEATURES, now, full_feature_names=True)
         hist = h.store.get_historical_features(
@@ -552,3 +557,13 @@ def test_online_matches_model_and_invariant(case):
                 assert got[0] == norm(hist[i][name]), (
                     f"{ctx}: online value {got[0]!r} != historical retrieval at t=now {hist[i][name]!r}")
                 event(f"invariant checked: {got[1]}")
+
+        # and a read at the real clock (no `now`): every past-band row is before it, every future-band row after
+        resp = h.store.get_online_features(FEATURES, ONLINE_ENTITIES, full_feature_names=True)
+        wall = datetime.now(UTC)
+        want = model.read(ONLINE_ENTITIES, FEATURES, wall, full_feature_names=True)
+        for name in ALL_FULL:
+            got = [(norm(v), st_, norm(ev)) for v, st_, ev in
+                   zip(resp.values[name], resp.statuses[name], resp.event_timestamps[name])]
+            exp = list(zip(want["values"][name], want["statuses"][name], want["event_timestamps"][name]))
+            assert got == exp, f"{name}: online read at the wall clock {got}, spec model {exp}"

@@ -72,7 +72,7 @@ class DuckDBEngine:
         join keys cast to the views' key types."""
         if isinstance(entity, (str, Path)):
             files = _parquet_files(str(entity))
-            src = f"read_parquet({_sql_list(files)}, filename = true, file_row_number = true)"
+            src = f"read_parquet({_sql_list(files)}{', filename = true' if len(files) > 1 else ''}, file_row_number = true)"
             cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list(files)})").fetchall()]
             # Input position without a window over the whole input: (file index, row in file).
             row = ("file_row_number" if len(files) == 1 else
