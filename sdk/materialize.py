@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from .definitions import FeatureView
 from .ingest import PENDING, pending_batches, pending_key
-from .offline.pit import latest_per_entity
 
 ProgressFn = Callable[[str, int], None]
 CHUNK_ROWS = 50_000
@@ -44,25 +43,25 @@ def last_end(online, view: str) -> datetime | None:
     return datetime.fromisoformat(v) if v else None
 
 
+def push_latest(ctx, view: FeatureView, con, relation: str) -> int:
+    """Write online, per entity of ``relation``, its winner at t = now (rows later than now are not true yet)."""
+    reader = ctx.engine.latest_rows(con, view, relation, None, ctx.now())
+    return sum(ctx.online.write(view, pa.Table.from_batches([b])) for b in reader)
+
+
 def repair_pending(ctx, views: list[FeatureView]) -> int:
     """Re-push ingest batches whose online push did not finish (a crash between the offline and online write)."""
     pushed = 0
-    now = ctx.now()
     for view in views:
         batches = pending_batches(ctx.online, view.name)
         if not batches:
             continue
-        version = ctx.offline.version(view.name)
-        files = ctx.offline.files(view.name, version)
+        files = ctx.offline.files(view.name, ctx.offline.version(view.name))
         con = ctx.engine.connect()
         try:
             for b in batches:
-                history = (f"(SELECT * FROM {ctx.engine.history_relation(view, files)} AS h "
-                           f"WHERE _skewless_batch = {int(b)})")
-                con.execute("CREATE OR REPLACE TEMP TABLE __now AS SELECT CAST($1 AS TIMESTAMPTZ) AS t", [now])
-                rows = con.sql(latest_per_entity(history, tuple(view.join_keys), tuple(view.feature_names),
-                                                     "(SELECT t FROM __now)")).to_arrow_table()
-                pushed += ctx.online.write(view, rows)
+                relation = f"(SELECT * FROM {ctx.engine.history_relation(view, files)} WHERE _skewless_batch = {int(b)})"
+                pushed += push_latest(ctx, view, con, relation)
                 ctx.online.set_meta(pending_key(view.name, b), None)
         finally:
             con.close()
@@ -109,4 +108,4 @@ def materialize_view(ctx, view: FeatureView, start: datetime | None, end: dateti
     return ViewResult(view.name, seen, skip, job["version"])
 
 
-__all__ = ["PENDING", "ViewResult", "last_end", "materialize_view", "repair_pending"]
+__all__ = ["PENDING", "ViewResult", "last_end", "materialize_view", "push_latest", "repair_pending"]

@@ -16,7 +16,7 @@ from . import materialize as mat
 from . import online_read, plugins
 from .definitions import Entity, FeatureService, FeatureView
 from .errors import DefinitionError, ValidationError
-from .offline.pit import q
+from .offline.duckdb_engine import parquet_files
 from .registry import Plan, Registry
 from .retrieval import RetrievalJob
 from .timeutil import new_batch_id, now as utc_now, utc
@@ -139,36 +139,24 @@ class FeatureStore:
             ingest_mod.mark_pending(self.online, view.name, batch)
         version = self.offline.append(view.name, rows, batch=batch)
         if view.online:
-            self._push_online(view, rows)
+            con = self.engine.connect()
+            try:
+                con.register("__skewless_batch", rows)
+                mat.push_latest(self, view, con, "__skewless_batch")
+            finally:
+                con.close()
             self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
         return version
 
-    def _push_online(self, view: FeatureView, rows) -> None:
-        from .offline.pit import latest_per_entity
-
-        con = self.engine.connect()
-        try:
-            con.register("__batch", rows)
-            con.execute("CREATE TEMP TABLE __now AS SELECT CAST($1 AS TIMESTAMPTZ) AS t", [utc_now()])
-            latest = con.sql(latest_per_entity("__batch", tuple(view.join_keys), tuple(view.feature_names),
-                                                   "(SELECT t FROM __now)")).to_arrow_table()
-        finally:
-            con.close()
-        self.online.write(view, latest)
-
     def ingest_source(self, view_name: str) -> int:
-        """Ingest the view's declared ParquetSource."""
+        """Ingest the view's declared ParquetSource (a file, a folder of files or a glob)."""
         view = self._registry_state(fresh=True).get("feature_view", view_name)
         if view.source is None:
             raise DefinitionError(f"feature view {view_name!r} has no source to ingest from")
-        import duckdb
-
         path = view.source.path
         path = path if Path(path).is_absolute() or "://" in path else str(self.config.repo_path / path)
-        if Path(path).is_dir():
-            path = str(Path(path) / "**" / "*.parquet")
-        table = duckdb.connect().sql(f"SELECT * FROM read_parquet({q(path).replace(chr(34), chr(39))})"
-                                         ).to_arrow_table()
+        files = ", ".join("'" + f.replace("'", "''") + "'" for f in parquet_files(path))
+        table = self.engine.connect().sql(f"SELECT * FROM read_parquet([{files}])").to_arrow_table()
         return self.ingest(view_name, table)
 
     # -- training sets ---------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ class DuckDBEngine:
         The relation carries ENTITY_ROW (input position), the timestamp as TIMESTAMPTZ in UTC (naive = UTC) and
         join keys cast to the views' key types."""
         if isinstance(entity, (str, Path)):
-            files = _parquet_files(str(entity))
+            files = parquet_files(str(entity))
             src = f"read_parquet({_sql_list(files)}{', filename = true' if len(files) > 1 else ''}, file_row_number = true)"
             cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list(files)})").fetchall()]
             # Input position without a window over the whole input: (file index, row in file).
@@ -135,13 +135,15 @@ class DuckDBEngine:
         pq = PitQuery(relation, tuple(cols), timestamp_column, tuple(views), point_in_time)
         return render(pq, dialect=self.dialect, strategy=strategy)
 
-    def latest_rows(self, con: duckdb.DuckDBPyConnection, view: FeatureView, files: HistoryFiles, start, end,
-                    batch_rows: int = 100_000) -> pa.RecordBatchReader:
-        """Per entity, the winner at ``end`` among rows with event in [start, end], ordered by key (materialize)."""
+    def latest_rows(self, con: duckdb.DuckDBPyConnection, view: FeatureView, source: HistoryFiles | str, start,
+                    end, batch_rows: int = 100_000) -> pa.RecordBatchReader:
+        """Per entity, the winner at ``end`` among rows with event in [start, end] (start None: unbounded), in key
+        order, streamed. ``source``: a history snapshot, or the name of a relation with the same columns."""
         con.execute("CREATE OR REPLACE TEMP TABLE __skewless_bounds AS SELECT CAST($1 AS TIMESTAMPTZ) AS s, "
                     "CAST($2 AS TIMESTAMPTZ) AS e", [start, end])
-        sql = latest_per_entity(self.history_relation(view, files), tuple(view.join_keys),
-                                tuple(view.feature_names), "(SELECT e FROM __skewless_bounds)",
+        relation = source if isinstance(source, str) else self.history_relation(view, source)
+        sql = latest_per_entity(relation, tuple(view.join_keys), tuple(view.feature_names),
+                                "(SELECT e FROM __skewless_bounds)",
                                 "(SELECT s FROM __skewless_bounds)" if start is not None else None)
         return con.sql(sql).to_arrow_reader(batch_rows)
 
@@ -158,7 +160,7 @@ def _arrow_sql(t: pa.DataType) -> str | None:
     return None
 
 
-def _parquet_files(path: str) -> list[str]:
+def parquet_files(path: str) -> list[str]:
     """A Parquet file, a folder of them, or a glob -> the sorted list of files (input order = this order)."""
     p = Path(path)
     if p.is_dir():
@@ -168,7 +170,7 @@ def _parquet_files(path: str) -> list[str]:
     else:
         files = [path]
     if not files or not all(Path(f).exists() for f in files):
-        raise ValidationError(f"entity rows: no Parquet file at {path!r}")
+        raise ValidationError(f"no Parquet file at {path!r}")
     return files
 
 
