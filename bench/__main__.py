@@ -101,7 +101,8 @@ def report(res: dict) -> str:
                  f"{ratio(m['rows_per_s'], fm.get('entity_rows_per_s'))}x |")
     for n, key in (("1", "one"), ("100", "hundred")):
         o, of = s["online"][key], fl["online"][key]
-        fo = fe.get("file_online", {}).get("online", {}).get(f"entities_{n}", {})
+        fo = min((fe.get(f"{st}_online", {}).get("online", {}).get(f"batch_{n}", {}).get("get_online_features", {})
+                  for st in ("file", "duckdb")), key=lambda r: r.get("p50_ms", float("inf")))
         lines.append(f"| online read {n} entity x 3 views p50 / p99 (ms) | {o['p50_ms']} / {o['p99_ms']} | "
                      f"{of['p50_ms']} / {of['p99_ms']} | {ratio(o['p50_ms'], of['p50_ms'])}x | "
                      f"{fo.get('p50_ms', '-')} / {fo.get('p99_ms', '-')} | | "
