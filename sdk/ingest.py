@@ -76,6 +76,8 @@ def _first_other_type(values) -> int | None:
 def _timestamps(table: pa.Table, name: str, required: bool) -> pa.ChunkedArray | None:
     col = table.column(name)
     t = col.type
+    if pa.types.is_null(t):  # an all-null column without a type: no timestamps given
+        col, t = pa.chunked_array([pa.nulls(len(col), UTC_US)]), UTC_US
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         col = pa.chunked_array([pa.array(parse_timestamps(pd.Series(col.to_pylist(), dtype=object), name))])
         t = col.type
@@ -88,9 +90,18 @@ def _timestamps(table: pa.Table, name: str, required: bool) -> pa.ChunkedArray |
     if required and col.null_count:
         row = _first_bad(col, lambda v: v is not None)
         raise ValidationError(f"column {name!r}: missing timestamp at row {row}", column=name, row=row)
-    if t.tz is None:  # naive = UTC, by definition
+    return to_utc_us(col)
+
+
+def to_utc_us(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Timestamps -> UTC microseconds. Naive values are UTC; finer units are floored (never rounded up, so a
+    value never moves later in time), the same way everywhere: ingest, entity rows and ``now``."""
+    t = col.type
+    if t.tz is None:
         col = pc.cast(col, pa.timestamp(t.unit, tz="UTC"))
-    return pc.cast(col, UTC_US, safe=False)  # ns inputs are truncated to microseconds
+    if t.unit == "ns":
+        col = pc.floor_temporal(col, unit="microsecond")
+    return pc.cast(col, UTC_US, safe=False)
 
 
 def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime) -> pa.Table:

@@ -5,14 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Sequence
 
+import pandas as pd
+
 from . import dtypes
 from .definitions import FeatureView
 from .errors import ValidationError
 from .online.base import OnlineStore
 
 
+def _is_null(v: Any) -> bool:
+    """None and pandas' nulls (NaN, pd.NA, NaT) are null keys: they read as NOT_FOUND, like in training sets."""
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+
+
 def _norm(v: Any, dt: dtypes.DType, key: str, row: int):
-    if v is None:
+    if _is_null(v):
         return None
     try:
         if dt in (dtypes.Int32, dtypes.Int64):

@@ -61,9 +61,7 @@ def to_utc(ts) -> datetime | None:
     else:
         ts = ts.astimezone(timezone.utc)
     # rebuild as a plain datetime (drops pandas nanoseconds / subclass behaviour)
-    return datetime(
-        ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond, tzinfo=timezone.utc
-    )
+    return datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond, tzinfo=timezone.utc)
 
 
 def _has_ttl(ttl) -> bool:

@@ -3,7 +3,6 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from oracle import EXPIRED, NOT_FOUND, PRESENT, OnlineModel, Row, online_read, to_utc, training_set, value_at
 
 UTC = timezone.utc
@@ -16,8 +15,13 @@ def T(h, m=0, s=0, us=0):
 
 
 def row(key, ev, cr=None, wo=0, **values):
-    return Row(key=(key,) if not isinstance(key, tuple) else key, event_ts=ev, created_ts=cr or ev,
-               write_order=(wo,), values=values)
+    return Row(
+        key=(key,) if not isinstance(key, tuple) else key,
+        event_ts=ev,
+        created_ts=cr or ev,
+        write_order=(wo,),
+        values=values,
+    )
 
 
 # --------------------------------------------------------------------------- time handling
@@ -83,8 +87,7 @@ def test_microsecond_precision_matters():
 def test_null_value_in_winner_is_present():
     rows = [row(1, T(1), f=1), row(1, T(2), f=None)]
     assert value_at(rows, (1,), T(3), None) == (rows[1], PRESENT)
-    out = training_set({"v": (["k"], None, rows)}, [{"k": 1, "event_timestamp": T(3)}], ["v:f"],
-                       with_statuses=True)
+    out = training_set({"v": (["k"], None, rows)}, [{"k": 1, "event_timestamp": T(3)}], ["v:f"], with_statuses=True)
     assert out[0]["f"] is None and out[0]["__status__"] == {"f": PRESENT}
 
 
@@ -215,8 +218,11 @@ def test_training_set_null_keys_get_nulls():
 
 
 def test_training_set_expired_and_not_found():
-    entity = [{"k": 1, "event_timestamp": T(3, 0, 1)}, {"k": 1, "event_timestamp": T(0, 30)},
-              {"k": 9, "event_timestamp": T(3)}]
+    entity = [
+        {"k": 1, "event_timestamp": T(3, 0, 1)},
+        {"k": 1, "event_timestamp": T(0, 30)},
+        {"k": 9, "event_timestamp": T(3)},
+    ]
     out = training_set(VIEWS, entity, ["v:f"], with_statuses=True)
     assert [r["f"] for r in out] == [None, None, None]
     assert [r["__status__"]["f"] for r in out] == [EXPIRED, NOT_FOUND, NOT_FOUND]
@@ -258,12 +264,15 @@ def test_training_set_views_with_different_join_keys():
 
 
 def test_online_read_is_value_at_now():
-    res = online_read(VIEWS, [{"k": 1}, {"k": 2}, {"k": None}, {"k": 5}], ["v:f", "w:f"], T(2, 30),
-                      full_feature_names=True)
+    res = online_read(
+        VIEWS, [{"k": 1}, {"k": 2}, {"k": None}, {"k": 5}], ["v:f", "w:f"], T(2, 30), full_feature_names=True
+    )
     # k=2's row at 1:30 is exactly now - ttl: still present
     assert res["values"] == {"v__f": [20, 30, None, None], "w__f": [-1, None, None, None]}
-    assert res["statuses"] == {"v__f": [PRESENT, PRESENT, NOT_FOUND, NOT_FOUND],
-                               "w__f": [PRESENT, NOT_FOUND, NOT_FOUND, NOT_FOUND]}
+    assert res["statuses"] == {
+        "v__f": [PRESENT, PRESENT, NOT_FOUND, NOT_FOUND],
+        "w__f": [PRESENT, NOT_FOUND, NOT_FOUND, NOT_FOUND],
+    }
     assert res["event_timestamps"]["v__f"] == [T(2), T(1, 30), None, None]
     res = online_read(VIEWS, [{"k": 2}], ["v:f"], T(2, 30, 0, 1))
     assert res == {"values": {"f": [None]}, "statuses": {"f": [EXPIRED]}, "event_timestamps": {"f": [None]}}

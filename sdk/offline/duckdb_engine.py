@@ -73,7 +73,8 @@ class DuckDBEngine:
         if isinstance(entity, (str, Path)):
             files = parquet_files(str(entity))
             src = f"read_parquet({_sql_list(files)}{', filename = true' if len(files) > 1 else ''}, file_row_number = true)"
-            cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list(files)})").fetchall()]
+            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list(files)})").fetchall()
+            cols, types = [r[0] for r in described], {r[0]: r[1] for r in described}
             # Input position without a window over the whole input: (file index, row in file).
             row = ("file_row_number" if len(files) == 1 else
                    f"(CAST(list_position({_sql_list(files)}, filename) AS BIGINT) << 40) + file_row_number")
@@ -82,7 +83,7 @@ class DuckDBEngine:
             cols = table.column_names
             con.register("__skewless_entity_raw", table.append_column(
                 ENTITY_ROW, pa.array(range(table.num_rows), pa.int64())))
-            src, row = "__skewless_entity_raw", q(ENTITY_ROW)
+            src, row, types = "__skewless_entity_raw", q(ENTITY_ROW), {}
         if timestamp_column not in cols:
             raise ValidationError(f"entity rows have no timestamp column {timestamp_column!r} (columns: {cols})",
                                   column=timestamp_column)
@@ -93,7 +94,11 @@ class DuckDBEngine:
             raise ValidationError(f"entity column name {ENTITY_ROW!r} is reserved", column=ENTITY_ROW)
         exprs = []
         for c in cols:
-            if c == timestamp_column:
+            if c == timestamp_column and types.get(c) in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS"):  # floor, as ingest does (never round)
+                ns = f"epoch_ns({q(c)})"  # integer floor division: a double would round at this magnitude
+                us = f"({ns} // 1000 - CASE WHEN {ns} % 1000 < 0 THEN 1 ELSE 0 END)"
+                exprs.append(f"CAST(make_timestamp({us}) AS TIMESTAMPTZ) AS {q(c)}")
+            elif c == timestamp_column:
                 exprs.append(f"CAST({q(c)} AS TIMESTAMPTZ) AS {q(c)}")
             elif c in key_types:
                 exprs.append(f"CAST({q(c)} AS {key_types[c]}) AS {q(c)}")
@@ -180,13 +185,19 @@ def _entity_arrow(entity: Any, ts: str) -> pa.Table:
         if ts in df.columns and not isinstance(df[ts].dtype, pd.DatetimeTZDtype):
             df = df.copy()
             df[ts] = parse_timestamps(df[ts], ts)
-        return pa.Table.from_pandas(df, preserve_index=False)
-    if isinstance(entity, pa.RecordBatch):
-        return pa.Table.from_batches([entity])
-    if isinstance(entity, pa.Table):
-        return entity
-    raise ValidationError(f"entity rows must be a pandas DataFrame, a pyarrow Table or a Parquet path, "
-                          f"not {type(entity).__name__}")
+        table = pa.Table.from_pandas(df, preserve_index=False)
+    elif isinstance(entity, pa.RecordBatch):
+        table = pa.Table.from_batches([entity])
+    elif isinstance(entity, pa.Table):
+        table = entity
+    else:
+        raise ValidationError(f"entity rows must be a pandas DataFrame, a pyarrow Table or a Parquet path, "
+                              f"not {type(entity).__name__}")
+    if ts in table.column_names and pa.types.is_timestamp(table.schema.field(ts).type):
+        from ..ingest import to_utc_us  # floor sub-microsecond times exactly as ingest does
+
+        table = table.set_column(table.column_names.index(ts), ts, to_utc_us(table.column(ts)))
+    return table
 
 
 def parse_timestamps(values: "pd.Series", column: str) -> "pd.Series":

@@ -168,6 +168,17 @@ class OfflineConformance:
         again = feature_store.get_historical_features(ents, ["v:x"], snapshot=old.snapshot).to_pandas()
         pd.testing.assert_frame_equal(before, again)
 
+    def test_nanosecond_entity_times_are_floored_never_rounded_up(self, feature_store, tmp_path):
+        define(feature_store)
+        feature_store.ingest("v", frame([(1, H(1), H(1), 1.0, "a"), (1, H(1) + timedelta(microseconds=1), H(1), 2.0,
+                                                                        "b")]))
+        ts = pd.Series([pd.Timestamp(H(1)) + pd.Timedelta(nanoseconds=999)], dtype="datetime64[ns, UTC]")
+        ents = pd.DataFrame({"k": [1], "event_timestamp": ts})
+        path = tmp_path / "ns.parquet"
+        ents.to_parquet(path)
+        for source in (ents, str(path)):
+            assert feature_store.get_historical_features(source, ["v:x"]).to_pandas()["x"].tolist() == [1.0]
+
     def test_view_without_history_gives_nulls(self, feature_store):
         define(feature_store)
         got = feature_store.get_historical_features(pd.DataFrame({"k": [1], "event_timestamp": [H(1)]}),
