@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from .errors import ValidationError
@@ -14,11 +15,14 @@ from .errors import ValidationError
 
 class RetrievalJob:
     """A training set not yet computed. ``snapshot`` records the history version each view was read at, so
-    ``store.get_historical_features(..., snapshot=job.snapshot)`` rebuilds the identical result later."""
+    ``store.get_historical_features(..., snapshot=job.snapshot)`` rebuilds the identical result later.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, sql: str, snapshot: dict[str, int | None],
+    ``to_arrow``/``to_pandas`` build the result in memory (input order restored in Arrow, which is far cheaper than
+    sorting wide rows in SQL); ``to_parquet``/``to_reader`` stream it in order without holding it."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, sql: tuple[str, str], snapshot: dict[str, int | None],
                  features: list[str]):
-        self._con, self.sql, self.snapshot, self.features = con, sql, snapshot, features
+        self._con, (self.sql, self._unordered_sql), self.snapshot, self.features = con, sql, snapshot, features
 
     def _run(self, fn):
         try:
@@ -27,7 +31,9 @@ class RetrievalJob:
             raise ValidationError(f"entity rows: {exc}") from exc
 
     def to_arrow(self) -> pa.Table:
-        return self._run(lambda: self._con.sql(self.sql).to_arrow_table())
+        table = self._run(lambda: self._con.sql(self._unordered_sql).to_arrow_table())
+        position = table.column(table.num_columns - 1).to_numpy()
+        return table.remove_column(table.num_columns - 1).take(np.argsort(position, kind="stable"))
 
     def to_pandas(self):
         return self.to_arrow().to_pandas()

@@ -137,7 +137,8 @@ class FeatureStore:
         rows = ingest_mod.prepare(view, data, batch=batch, write_time=utc_now())
         if view.online:
             ingest_mod.mark_pending(self.online, view.name, batch)
-        version = self.offline.append(view.name, rows, batch=batch)
+        version = self.offline.append(view.name, rows, batch=batch,
+                                      tie_check=lambda new, prior: self.engine.write_order_ties(view, new, prior))
         if view.online:
             con = self.engine.connect()
             try:

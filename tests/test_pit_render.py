@@ -57,7 +57,7 @@ def test_asof_and_window_forms_agree_on_duckdb(repo):
     results = {}
     for strategy in ("asof", "window"):
         con = repo.engine.connect()
-        sql = repo.engine.pit_sql(con, ents, [(view, ["x"])], files, timestamp_column="event_timestamp",
+        sql, _ = repo.engine.pit_sql(con, ents, [(view, ["x"])], files, timestamp_column="event_timestamp",
                                   full_feature_names=False, point_in_time="event", event_timestamps=True,
                                   strategy=strategy)
         results[strategy] = con.sql(sql).to_arrow_table().to_pandas()

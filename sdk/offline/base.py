@@ -21,6 +21,9 @@ class HistoryFiles:
     columns: dict[str, pa.DataType]
     storage_options: dict[str, str] | None = None
     evolved: bool = True  # False when every file has every column (no schema growth): scans can skip unioning
+    # False when no two rows share (join keys, event, created): the write order then never decides a winner and
+    # engines may order by (event, created) alone. True when they may (or when unknown).
+    write_order_ties: bool = True
 
 
 class OfflineStore(abc.ABC):
@@ -29,10 +32,12 @@ class OfflineStore(abc.ABC):
     url: str
 
     @abc.abstractmethod
-    def append(self, view: str, table: pa.Table, *, batch: int) -> int:
+    def append(self, view: str, table: pa.Table, *, batch: int, tie_check=None) -> int:
         """Atomically append ``table`` (canonical history columns) as one commit; return the new version.
 
-        Either all rows become visible in one new version or none do."""
+        Either all rows become visible in one new version or none do. ``tie_check(table, prior_files) -> bool``
+        says whether the rows tie with each other or the prior history on (keys, event, created); stores that keep
+        ``HistoryFiles.write_order_ties`` call it against the exact history they commit on top of."""
 
     @abc.abstractmethod
     def version(self, view: str) -> int | None:

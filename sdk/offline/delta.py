@@ -8,17 +8,22 @@ any engine scans. The same code serves local folders and object stores (``storag
 from __future__ import annotations
 
 import shutil
+import time
+from typing import Callable
 from pathlib import Path
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from ..errors import NotFoundError, StoreUnavailable
+from ..errors import ConflictError, NotFoundError, StoreUnavailable
 from .base import HistoryFiles, OfflineStore
 
 
 EVOLVED = "skewless.schemaEvolved"
+ORDER_TIES = "skewless.writeOrderTies"
+_COMMIT_ATTEMPTS = 30
+TieCheck = Callable[[pa.Table, "HistoryFiles | None"], bool]
 
 
 class DeltaOfflineStore(OfflineStore):
@@ -41,23 +46,55 @@ class DeltaOfflineStore(OfflineStore):
             raise StoreUnavailable(f"cannot open history of {view!r} at {self._uri(view)}: {exc}",
                                    endpoint=self.root) from exc
 
-    def append(self, view: str, table: pa.Table, *, batch: int) -> int:
-        before = self._table(view)
-        # Files whose columns differ from the table's (a feature added or removed) make scans union by name;
-        # the flag is a table property, so snapshots older than the change still read without unioning.
-        evolves = before is not None and set(pa.schema(before.schema().to_arrow()).names) != set(table.column_names)
-        try:
-            # Flag first, then append: a reader never sees the new files without the flag.
-            if evolves and before.metadata().configuration.get(EVOLVED) != "true":
-                before.alter.set_table_properties({EVOLVED: "true"}, raise_if_not_exists=False)
-            write_deltalake(before if before is not None else self._uri(view), table, mode="append",
-                            schema_mode="merge", storage_options=self.storage_options,
-                            commit_properties=CommitProperties(custom_metadata={"skewless.batch": str(batch)}))
-        except DeltaError as exc:
-            raise StoreUnavailable(f"append to history of {view!r} failed: {exc}", endpoint=self.root) from exc
-        dt = self._table(view)
-        assert dt is not None
-        return dt.version()
+    def append(self, view: str, table: pa.Table, *, batch: int,
+               tie_check: TieCheck | None = None) -> int:
+        """One atomic append commit. Commits are conditional on the version read (no silent rebase): when
+        another writer commits first, the checks below are redone against the new history and the append retried,
+        so table properties always describe every file the commit makes visible."""
+        for attempt in range(_COMMIT_ATTEMPTS):
+            before = self._table(view)
+            config = before.metadata().configuration if before is not None else {}
+            props: dict[str, str] = {}
+            # Files whose columns differ from the table's (a feature added or removed) make scans union by name.
+            if before is not None and config.get(EVOLVED) != "true" and \
+                    set(pa.schema(before.schema().to_arrow()).names) != set(table.column_names):
+                props[EVOLVED] = "true"
+            # Whether any two rows share (keys, event, created) so that only the write order separates them; once
+            # true it stays true. Unknown (no check given) is recorded as true: engines then take the exact path.
+            if config.get(ORDER_TIES) != "true":
+                prior = self.files(view, before.version()) if before is not None else None
+                ties = True if tie_check is None else tie_check(table, prior)
+                if ties:
+                    props[ORDER_TIES] = "true"
+            try:
+                if before is None:
+                    write_deltalake(self._uri(view), table, mode="error", storage_options=self.storage_options,
+                                    commit_properties=CommitProperties(custom_metadata={"skewless.batch": str(batch)}))
+                    # Version 0 has no flag (read as "ties": exact); record what the check found for what follows.
+                    # If another writer got in between, the flag stays absent, which is always safe.
+                    try:
+                        self._table(view, 0).alter.set_table_properties(
+                            {ORDER_TIES: props.get(ORDER_TIES, "false")}, raise_if_not_exists=False,
+                            commit_properties=CommitProperties(max_commit_retries=0))
+                    except CommitFailedError:
+                        pass
+                    return 0
+                # Properties first, then the append: a reader never sees new files without their flags.
+                if props:
+                    before.alter.set_table_properties(props, raise_if_not_exists=False,
+                                                      commit_properties=CommitProperties(max_commit_retries=0))
+                    continue  # re-read: the append must be conditional on the version that carries the flags
+                write_deltalake(before, table, mode="append", schema_mode="merge", storage_options=self.storage_options,
+                                commit_properties=CommitProperties(custom_metadata={"skewless.batch": str(batch)},
+                                                                   max_commit_retries=0))
+                return before.version() + 1
+            except CommitFailedError:
+                time.sleep(min(0.01 * 2 ** attempt, 0.5))  # another writer won: re-read and retry
+            except DeltaError as exc:
+                if before is None and "exists" in str(exc).lower():
+                    continue  # another writer created the table first
+                raise StoreUnavailable(f"append to history of {view!r} failed: {exc}", endpoint=self.root) from exc
+        raise ConflictError(f"append to history of {view!r}: {_COMMIT_ATTEMPTS} concurrent commits won first")
 
     def version(self, view: str) -> int | None:
         dt = self._table(view)
@@ -70,9 +107,9 @@ class DeltaOfflineStore(OfflineStore):
         if dt is None:
             raise NotFoundError(f"view {view!r} has no history (asked for version {version})")
         schema = pa.schema(dt.schema().to_arrow())
-        evolved = dt.metadata().configuration.get(EVOLVED) == "true"
+        config = dt.metadata().configuration
         return HistoryFiles(view, version, list(dt.file_uris()), {f.name: f.type for f in schema},
-                            self.storage_options, evolved)
+                            self.storage_options, config.get(EVOLVED) == "true", config.get(ORDER_TIES) != "false")
 
     def drop(self, view: str) -> None:
         if "://" not in self.root or self.root.startswith("file://"):

@@ -6,6 +6,7 @@ memory work: nothing here pulls a whole history into Python.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import tempfile
@@ -111,7 +112,8 @@ class DuckDBEngine:
     # -- queries --------------------------------------------------------------------------------------------
     def pit_sql(self, con: duckdb.DuckDBPyConnection, entity: Any, requests: list[tuple[FeatureView, list[str]]],
                 files: dict[str, HistoryFiles], *, timestamp_column: str, full_feature_names: bool,
-                point_in_time: str, event_timestamps: bool, strategy: str | None = None) -> str:
+                point_in_time: str, event_timestamps: bool, strategy: str | None = None) -> tuple[str, str]:
+        """(SQL returning rows in input order, SQL returning them unordered plus the input position last)."""
         key_types: dict[str, str] = {}
         for view, _ in requests:
             for k, d in view.join_key_dtypes.items():
@@ -136,9 +138,26 @@ class DuckDBEngine:
                     raise ValidationError(f"output column {ev_out!r} collides with an input column", column=ev_out)
                 taken.add(ev_out)
             views.append(ViewQuery(view.name, tuple(view.join_keys), tuple(out), view.ttl,
-                                   self.history_relation(view, files[view.name]), ev_out))
+                                   self.history_relation(view, files[view.name]), ev_out,
+                                   files[view.name].write_order_ties))
         pq = PitQuery(relation, tuple(cols), timestamp_column, tuple(views), point_in_time)
-        return render(pq, dialect=self.dialect, strategy=strategy)
+        return (render(pq, dialect=self.dialect, strategy=strategy),
+                render(dataclasses.replace(pq, ordered=False), dialect=self.dialect, strategy=strategy))
+
+    def write_order_ties(self, view: FeatureView, rows: pa.Table, prior: HistoryFiles | None) -> bool:
+        """Whether ``rows`` share (join keys, event, created) with each other or with ``prior`` history."""
+        cols = ", ".join(q(c) for c in (*view.join_keys, EVENT_TS, CREATED_TS))
+        con = self.connect()
+        try:
+            con.register("__skewless_new", rows)
+            if con.execute(f"SELECT 1 FROM __skewless_new GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchone():
+                return True
+            if prior is None or not prior.uris:
+                return False
+            return con.execute(f"SELECT 1 FROM __skewless_new SEMI JOIN {self.history_relation(view, prior)} AS h "
+                               f"USING ({cols}) LIMIT 1").fetchone() is not None
+        finally:
+            con.close()
 
     def latest_rows(self, con: duckdb.DuckDBPyConnection, view: FeatureView, source: HistoryFiles | str, start,
                     end, batch_rows: int = 100_000) -> pa.RecordBatchReader:

@@ -51,6 +51,8 @@ class ViewQuery:
     ttl: timedelta | None
     history: str  # a relation: table name or parenthesised subquery with the canonical columns
     event_timestamp_output: str | None = None  # also return the winner's event time under this name
+    # Whether rows may share (keys, event, created) so that the write order must break the tie (see HistoryFiles).
+    write_order_ties: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,13 @@ class PitQuery:
     timestamp_column: str
     views: tuple[ViewQuery, ...]
     point_in_time: str = "event"  # "event" | "available"
+    # True: rows come back in input order (ORDER BY the input position). False: no ORDER BY, and the input
+    # position is returned as the last column so the caller restores the order itself (cheaper in memory).
+    ordered: bool = True
+
+
+def _tail(pq: PitQuery) -> str:
+    return f"\nORDER BY e.{q(ENTITY_ROW)}" if pq.ordered else ""
 
 
 def _ttl_us(ttl: timedelta | None) -> int | None:
@@ -86,17 +95,23 @@ def _render_asof(pq: PitQuery) -> str:
             ev = f"{a}.__ev"
             select.append(f"CASE WHEN {fresh} THEN {ev} END AS {q(v.event_timestamp_output)}" if fresh
                           else f"{ev} AS {q(v.event_timestamp_output)}")
-        order = ", ".join(f"'{k}': {q(c)}" for k, c in zip("ecbr", ORDER))
         cols = ", ".join([q(k) for k in v.join_keys] + [q(f.feature) for f in v.features])
         # Carry the event time only when the TTL or the caller needs it: every column rides through the join's sort.
         ev_col = f"{q(EVENT_TS)} AS __ev, " if (fresh or v.event_timestamp_output) else ""
-        inner = f"SELECT {cols}, {ev_col}{{{order}}} AS __ord FROM {v.history}"
-        probe = (f"{{'e': {t}, 'c': TIMESTAMPTZ 'infinity', 'b': CAST({_INT64_MAX} AS BIGINT), "
-                 f"'r': CAST({_INT64_MAX} AS BIGINT)}}")
+        if v.write_order_ties:  # the full ordering tuple as a struct (exact, slower to sort)
+            order = ", ".join(f"'{k}': {q(c)}" for k, c in zip("ecbr", ORDER))
+            key = f"{{{order}}}"
+            probe = (f"{{'e': {t}, 'c': TIMESTAMPTZ 'infinity', 'b': CAST({_INT64_MAX} AS BIGINT), "
+                     f"'r': CAST({_INT64_MAX} AS BIGINT)}}")
+        else:  # (event, created) alone decide: packed into one 128-bit integer, lexicographic by construction
+            key = f"(CAST(epoch_us({q(EVENT_TS)}) AS HUGEINT) << 64) + epoch_us({q(CREATED_TS)})"
+            probe = f"(CAST(epoch_us({t}) AS HUGEINT) << 64) + {_INT64_MAX}"
+        inner = f"SELECT {cols}, {ev_col}{key} AS __ord FROM {v.history}"
         on = " AND ".join([f"e.{q(k)} = {a}.{q(k)}" for k in v.join_keys] + [f"{probe} >= {a}.__ord"])
         joins.append(f"ASOF LEFT JOIN ({inner}) AS {a} ON {on}")
-    return (f"SELECT {', '.join(select)}\nFROM {pq.entity} AS e\n" + "\n".join(joins)
-            + f"\nORDER BY e.{q(ENTITY_ROW)}")
+    if not pq.ordered:
+        select.append(f"e.{q(ENTITY_ROW)}")
+    return f"SELECT {', '.join(select)}\nFROM {pq.entity} AS e\n" + "\n".join(joins) + _tail(pq)
 
 
 def _render_window(pq: PitQuery) -> str:
@@ -120,8 +135,10 @@ def _render_window(pq: PitQuery) -> str:
         if v.event_timestamp_output:
             select.append(f"{a}.__ev AS {q(v.event_timestamp_output)}")
         joins.append(f"LEFT JOIN {a} ON {a}.__rid = e.{q(ENTITY_ROW)} AND {a}.__rn = 1")
+    if not pq.ordered:
+        select.append(f"e.{q(ENTITY_ROW)}")
     return (f"WITH {', '.join(ctes)}\nSELECT {', '.join(select)}\nFROM {pq.entity} AS e\n" + "\n".join(joins)
-            + f"\nORDER BY e.{q(ENTITY_ROW)}")
+            + _tail(pq))
 
 
 def render(pq: PitQuery, *, dialect: str = "duckdb", strategy: str | None = None) -> str:

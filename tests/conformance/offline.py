@@ -47,9 +47,10 @@ class OfflineConformance:
                 out.append(oracle.Row((k,), ev, cr, (b, i), {"x": x, "s": s}))
         return out
 
-    def _check(self, store, batches, ttl, entity_rows, point_in_time="event"):
+    def _check(self, store, batches, ttl, entity_rows, point_in_time="event", oracle_batches=None):
         for rows in batches:
             store.ingest("v", frame(rows))
+        batches = oracle_batches if oracle_batches is not None else batches
         got = store.get_historical_features(pd.DataFrame(entity_rows), ["v:x", "v:s"],
                                             point_in_time=point_in_time).to_pandas()
         want = oracle.training_set({"v": (["k"], ttl, self._oracle_rows(batches))}, entity_rows, ["v:x", "v:s"],
@@ -76,6 +77,24 @@ class OfflineConformance:
                 {"k": 1, "event_timestamp": H(0)}, {"k": 1, "event_timestamp": H(0) - timedelta(microseconds=1)}]
         got = self._check(feature_store, batches, timedelta(hours=2), ents)
         assert list(got["x"].isna()) == [False, True, False, True]
+
+    def test_write_order_decides_only_full_ties_and_the_flag_tracks_them(self, feature_store):
+        define(feature_store)
+        # event ties broken by created time only: no row needs the write order
+        self._check(feature_store, [[(1, H(1), H(2), 1.0, "a"), (1, H(1), H(3), 2.0, "b"), (2, H(1), H(1), 3.0, "c")]],
+                    None, [{"k": 1, "event_timestamp": H(1)}, {"k": 2, "event_timestamp": H(5)}])
+        files = feature_store.offline.files("v", feature_store.offline.version("v"))
+        if hasattr(files, "write_order_ties"):
+            assert files.write_order_ties is False
+        # a later write repeating (key, event, created) must win through the write order
+        batches = [[(1, H(1), H(2), 1.0, "a"), (1, H(1), H(3), 2.0, "b"), (2, H(1), H(1), 3.0, "c")],
+                   [(1, H(1), H(3), 9.0, "z")]]
+        feature_store.ingest("v", frame(batches[1]))
+        got = self._check(feature_store, [], None, [{"k": 1, "event_timestamp": H(1)}], oracle_batches=batches)
+        assert got["x"].tolist() == [9.0]
+        files = feature_store.offline.files("v", feature_store.offline.version("v"))
+        if hasattr(files, "write_order_ties"):
+            assert files.write_order_ties is True
 
     def test_late_and_future_rows(self, feature_store):
         define(feature_store)
