@@ -9,6 +9,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from . import config as config_mod
 from . import features as features_mod
 from . import ingest as ingest_mod
@@ -156,8 +159,8 @@ class FeatureStore:
             raise DefinitionError(f"feature view {view_name!r} has no source to ingest from")
         path = view.source.path
         path = path if Path(path).is_absolute() or "://" in path else str(self.config.repo_path / path)
-        files = ", ".join("'" + f.replace("'", "''") + "'" for f in parquet_files(path))
-        table = self.engine.connect().sql(f"SELECT * FROM read_parquet([{files}])").to_arrow_table()
+        # pyarrow keeps file and row order, which is the write order of rows that tie on everything else
+        table = pa.concat_tables([pq.read_table(f) for f in parquet_files(path)], promote_options="default")
         return self.ingest(view_name, table)
 
     # -- training sets ---------------------------------------------------------------------------------------

@@ -39,12 +39,15 @@ class DuckDBEngine:
 
     def __init__(self, *, memory_limit: str | None = None, threads: int | None = None,
                  temp_directory: str | None = None):
-        self.memory_limit = memory_limit or os.environ.get("SKEWLESS_DUCKDB_MEMORY", "2GB")
+        self.memory_limit = memory_limit or os.environ.get("SKEWLESS_DUCKDB_MEMORY", "1GB")
         self.threads = threads
         self.temp_directory = temp_directory or os.path.join(tempfile.gettempdir(), "skewless-duckdb-spill")
 
     def connect(self) -> duckdb.DuckDBPyConnection:
+        # Results come back in input order through an explicit position column, never through DuckDB's
+        # insertion-order preservation, which costs memory in joins.
         con = duckdb.connect(config={"memory_limit": self.memory_limit, "temp_directory": self.temp_directory,
+                                     "preserve_insertion_order": False,
                                      **({"threads": self.threads} if self.threads else {})})
         con.execute("SET TimeZone = 'UTC'")
         return con
@@ -84,7 +87,8 @@ class DuckDBEngine:
             cols = table.column_names
             con.register("__skewless_entity_raw", table.append_column(
                 ENTITY_ROW, pa.array(range(table.num_rows), pa.int64())))
-            src, row, types = "__skewless_entity_raw", q(ENTITY_ROW), {}
+            src, row = "__skewless_entity_raw", q(ENTITY_ROW)
+            types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
         if timestamp_column not in cols:
             raise ValidationError(f"entity rows have no timestamp column {timestamp_column!r} (columns: {cols})",
                                   column=timestamp_column)
@@ -99,9 +103,9 @@ class DuckDBEngine:
                 ns = f"epoch_ns({q(c)})"  # integer floor division: a double would round at this magnitude
                 us = f"({ns} // 1000 - CASE WHEN {ns} % 1000 < 0 THEN 1 ELSE 0 END)"
                 exprs.append(f"CAST(make_timestamp({us}) AS TIMESTAMPTZ) AS {q(c)}")
-            elif c == timestamp_column:
+            elif c == timestamp_column and types.get(c) != "TIMESTAMP WITH TIME ZONE":
                 exprs.append(f"CAST({q(c)} AS TIMESTAMPTZ) AS {q(c)}")
-            elif c in key_types:
+            elif c in key_types and types.get(c) != key_types[c]:
                 exprs.append(f"CAST({q(c)} AS {key_types[c]}) AS {q(c)}")
             else:
                 exprs.append(q(c))
