@@ -13,7 +13,7 @@ Public API (Feast-familiar)::
 
 from .definitions import Entity, FeatureService, FeatureView, Field, FileSource, ParquetSource
 from .dtypes import Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
-from .errors import (ConfigError, ConflictError, DefinitionError, NotFoundError, SkewlessError, StoreUnavailable,
+from .errors import (ConfigError, ConflictError, DefinitionError, EngineError, NotFoundError, SkewlessError, StoreUnavailable,
                      ValidationError)
 from .online.base import EXPIRED, NOT_FOUND, PRESENT
 from .store import FeatureStore, init_repo
@@ -21,7 +21,7 @@ from .store import FeatureStore, init_repo
 __version__ = "0.1.0"
 
 __all__ = [
-    "Bool", "Bytes", "ConfigError", "ConflictError", "DefinitionError", "EXPIRED", "Entity", "FeatureService",
+    "Bool", "Bytes", "ConfigError", "ConflictError", "DefinitionError", "EngineError", "EXPIRED", "Entity", "FeatureService",
     "FeatureStore", "FeatureView", "Field", "FileSource", "Float32", "Float64", "Int32", "Int64", "NOT_FOUND",
     "NotFoundError", "PRESENT", "ParquetSource", "SkewlessError", "StoreUnavailable", "String", "UnixTimestamp",
     "ValidationError", "init_repo",

@@ -7,6 +7,7 @@
     ├── ValidationError           data handed to ingest or retrieval is malformed (names the column and first bad row)
     ├── ConflictError             a conditional commit lost a race (e.g. two concurrent `apply` runs); re-read and retry
     ├── NotFoundError             a named object, version or snapshot does not exist
+    ├── EngineError               an offline engine could not run a query (e.g. out of memory); says what to tune
     └── StoreUnavailable          a backing store (file system, object store, database) cannot be reached
 
 Vendor errors are translated at the edge with ``raise SomeSkewlessError(...) from exc`` so the original stays
@@ -43,6 +44,10 @@ class ConflictError(SkewlessError):
 
 class NotFoundError(SkewlessError):
     """A named object, version or snapshot does not exist."""
+
+
+class EngineError(SkewlessError):
+    """An offline engine failed to run a query for a reason other than bad input (e.g. out of memory)."""
 
 
 class StoreUnavailable(SkewlessError):

@@ -10,7 +10,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from .errors import ValidationError
+from .errors import EngineError, ValidationError
+
+
+_BATCH_ROWS = 122_880  # DuckDB's row-group size
 
 
 class RetrievalJob:
@@ -29,18 +32,26 @@ class RetrievalJob:
             return fn()
         except duckdb.ConversionException as exc:
             raise ValidationError(f"entity rows: {exc}") from exc
+        except duckdb.OutOfMemoryException as exc:
+            raise EngineError("the offline engine ran out of memory; raise offline.options.memory_limit in "
+                              "skewless.yaml (or SKEWLESS_DUCKDB_MEMORY), or stream with to_parquet()") from exc
 
     def to_arrow(self) -> pa.Table:
-        table = self._run(lambda: self._con.sql(self._unordered_sql).to_arrow_table())
+        # Streamed out of DuckDB in moderate batches, so the result never sits in its buffer pool next to the join.
+        table = self._run(lambda: self._con.sql(self._unordered_sql).to_arrow_reader(_BATCH_ROWS).read_all())
         position = table.column(table.num_columns - 1).to_numpy()
-        table = table.remove_column(table.num_columns - 1).combine_chunks()  # take() on one chunk is much faster
+        names = table.column_names[:-1]
+        columns = [c.combine_chunks() for c in table.columns[:-1]]  # take() on one chunk is much faster
+        del table
         n = len(position)
         if n and position.min() == 0 and position.max() == n - 1:  # positions 0..n-1: invert the permutation, O(n)
             order = np.empty(n, dtype=np.int64)
             order[position] = np.arange(n, dtype=np.int64)
         else:  # several entity files: positions are (file, row) pairs
             order = np.argsort(position, kind="stable")
-        return table.take(order)
+        for i, col in enumerate(columns):  # one column at a time: the peak is one copy of one column, not of all
+            columns[i] = col.take(order)
+        return pa.table(columns, names=names)
 
     def to_pandas(self):
         return self.to_arrow().to_pandas()

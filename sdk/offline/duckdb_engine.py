@@ -41,7 +41,8 @@ class DuckDBEngine:
                  temp_directory: str | None = None):
         self.memory_limit = memory_limit or os.environ.get("SKEWLESS_DUCKDB_MEMORY", "1GB")
         self.threads = threads
-        self.temp_directory = temp_directory or os.path.join(tempfile.gettempdir(), "skewless-duckdb-spill")
+        # Spill files go to a folder of this process's own: concurrent processes must not share one.
+        self.temp_directory = temp_directory or os.path.join(tempfile.gettempdir(), f"skewless-spill-{os.getpid()}")
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         # Results come back in input order through an explicit position column, never through DuckDB's
