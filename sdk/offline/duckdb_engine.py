@@ -39,7 +39,7 @@ class DuckDBEngine:
 
     def __init__(self, *, memory_limit: str | None = None, threads: int | None = None,
                  temp_directory: str | None = None):
-        self.memory_limit = memory_limit or os.environ.get("SKEWLESS_DUCKDB_MEMORY", "1GB")
+        self.memory_limit = memory_limit or os.environ.get("SKEWLESS_DUCKDB_MEMORY", "1536MB")
         self.threads = threads
         # Spill files go to a folder of this process's own: concurrent processes must not share one.
         self.temp_directory = temp_directory or os.path.join(tempfile.gettempdir(), f"skewless-spill-{os.getpid()}")
