@@ -198,6 +198,22 @@ class OfflineConformance:
         for source in (ents, str(path)):
             assert feature_store.get_historical_features(source, ["v:x"]).to_pandas()["x"].tolist() == [1.0]
 
+    def test_every_output_path_returns_the_same_rows_in_input_order(self, feature_store, tmp_path):
+        rnd = random.Random(3)
+        define(feature_store)
+        feature_store.ingest("v", frame([(k, H(h), H(h), float(k * 100 + h), None) for k in range(50)
+                                         for h in range(0, 48, 3)]))
+        ents = pd.DataFrame({"k": [rnd.randint(0, 60) for _ in range(20_000)],
+                             "event_timestamp": [H(rnd.uniform(-1, 50)) for _ in range(20_000)],
+                             "pos": range(20_000)})
+        job = feature_store.get_historical_features(ents, ["v:x"])
+        arrow = job.to_arrow().to_pandas()
+        streamed = job.to_reader(1000).read_all().to_pandas()
+        written = pd.read_parquet(job.to_parquet(tmp_path / "train.parquet"))
+        assert arrow["pos"].tolist() == list(range(20_000))
+        pd.testing.assert_frame_equal(arrow, streamed)
+        pd.testing.assert_frame_equal(arrow, written)
+
     def test_view_without_history_gives_nulls(self, feature_store):
         define(feature_store)
         got = feature_store.get_historical_features(pd.DataFrame({"k": [1], "event_timestamp": [H(1)]}),
