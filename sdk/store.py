@@ -122,7 +122,7 @@ class FeatureStore:
         return out
 
     def _resolve(self, features: Sequence[str] | FeatureService | str):
-        key = features.name if isinstance(features, FeatureService) else (
+        key = tuple(features.feature_refs) if isinstance(features, FeatureService) else (
             features if isinstance(features, str) else tuple(features))
         state = self._registry_state()
         hit = self._resolved.get(key)
