@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
 SCALES = {"small": (100_000, 1_000_000), "full": (1_000_000, 10_000_000)}
+REPO_FORMAT = 2  # bump when history layout or table properties change
 TARGETS = {"pit_vs_floor_max": 1.5, "pit_vs_feast_min": 10.0, "peak_rss_mb_max": 2048}
 
 
@@ -45,7 +46,8 @@ def ensure_data(scale: str) -> Path:
 def ensure_repo(data: Path, scale: str) -> Path:
     repo = WORK / "repos" / scale
     stamp = repo / ".source-meta"
-    digest = hashlib.sha256((data / "meta.json").read_bytes()).hexdigest()
+    # Rebuilt when the data or skewless's storage layout (REPO_FORMAT) changes.
+    digest = hashlib.sha256((data / "meta.json").read_bytes() + f"format={REPO_FORMAT}".encode()).hexdigest()
     if not stamp.exists() or stamp.read_text() != digest:
         import shutil
 

@@ -141,7 +141,7 @@ class FeatureStore:
         if view.online:
             ingest_mod.mark_pending(self.online, view.name, batch)
         version = self.offline.append(view.name, rows, batch=batch,
-                                      tie_check=lambda new, prior: self.engine.write_order_ties(view, new, prior))
+                                      tie_check=lambda new, prior: self.engine.tie_level(view, new, prior))
         if view.online:
             con = self.engine.connect()
             try:

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 
+NO_TIES, EVENT_TIES, FULL_TIES = 0, 1, 2
+
+
 @dataclass(frozen=True)
 class HistoryFiles:
     """What an engine needs to scan one view's history at one snapshot.
@@ -21,9 +24,10 @@ class HistoryFiles:
     columns: dict[str, pa.DataType]
     storage_options: dict[str, str] | None = None
     evolved: bool = True  # False when every file has every column (no schema growth): scans can skip unioning
-    # False when no two rows share (join keys, event, created): the write order then never decides a winner and
-    # engines may order by (event, created) alone. True when they may (or when unknown).
-    write_order_ties: bool = True
+    # How much of the ordering tuple (event, created, write order) can decide a winner, i.e. which ties exist
+    # among rows of the same entity: NO_TIES (event time alone decides), EVENT_TIES (created breaks them),
+    # FULL_TIES (the write order is needed too; also the value when unknown). Engines pick a cheaper join key.
+    tie_level: int = 2
 
 
 class OfflineStore(abc.ABC):
@@ -35,9 +39,9 @@ class OfflineStore(abc.ABC):
     def append(self, view: str, table: pa.Table, *, batch: int, tie_check=None) -> int:
         """Atomically append ``table`` (canonical history columns) as one commit; return the new version.
 
-        Either all rows become visible in one new version or none do. ``tie_check(table, prior_files) -> bool``
-        says whether the rows tie with each other or the prior history on (keys, event, created); stores that keep
-        ``HistoryFiles.write_order_ties`` call it against the exact history they commit on top of."""
+        Either all rows become visible in one new version or none do. ``tie_check(table, prior_files) -> int``
+        gives the tie level of the rows among themselves and against the prior history; stores that keep
+        ``HistoryFiles.tie_level`` call it against the exact history they commit on top of."""
 
     @abc.abstractmethod
     def version(self, view: str) -> int | None:

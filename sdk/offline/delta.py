@@ -17,13 +17,19 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from ..errors import ConflictError, NotFoundError, StoreUnavailable
-from .base import HistoryFiles, OfflineStore
+from .base import FULL_TIES, NO_TIES, HistoryFiles, OfflineStore
 
 
 EVOLVED = "skewless.schemaEvolved"
-ORDER_TIES = "skewless.writeOrderTies"
+TIE_LEVEL = "skewless.tieLevel"
 _COMMIT_ATTEMPTS = 30
-TieCheck = Callable[[pa.Table, "HistoryFiles | None"], bool]
+TieCheck = Callable[[pa.Table, "HistoryFiles | None"], int]
+
+
+def _level(config: dict) -> int:
+    """The recorded tie level; absent (version 0, or tables written without the check) means FULL_TIES."""
+    value = config.get(TIE_LEVEL)
+    return int(value) if value in ("0", "1", "2") else FULL_TIES
 
 
 class DeltaOfflineStore(OfflineStore):
@@ -59,13 +65,14 @@ class DeltaOfflineStore(OfflineStore):
             if before is not None and config.get(EVOLVED) != "true" and \
                     set(pa.schema(before.schema().to_arrow()).names) != set(table.column_names):
                 props[EVOLVED] = "true"
-            # Whether any two rows share (keys, event, created) so that only the write order separates them; once
-            # true it stays true. Unknown (no check given) is recorded as true: engines then take the exact path.
-            if config.get(ORDER_TIES) != "true":
+            # Which ties exist among rows of one entity (see HistoryFiles.tie_level); the level only ever rises.
+            # Unknown (no check given) is the highest level: engines then take the fully exact path.
+            level = _level(config) if before is not None else NO_TIES  # a new table starts with no rows, no ties
+            if level < FULL_TIES:
                 prior = self.files(view, before.version()) if before is not None else None
-                ties = True if tie_check is None else tie_check(table, prior)
-                if ties:
-                    props[ORDER_TIES] = "true"
+                new_level = max(level, FULL_TIES if tie_check is None else tie_check(table, prior))
+                if new_level > level:
+                    props[TIE_LEVEL] = str(new_level)
             try:
                 if before is None:
                     write_deltalake(self._uri(view), table, mode="error", storage_options=self.storage_options,
@@ -74,7 +81,7 @@ class DeltaOfflineStore(OfflineStore):
                     # If another writer got in between, the flag stays absent, which is always safe.
                     try:
                         self._table(view, 0).alter.set_table_properties(
-                            {ORDER_TIES: props.get(ORDER_TIES, "false")}, raise_if_not_exists=False,
+                            {TIE_LEVEL: props.get(TIE_LEVEL, str(NO_TIES))}, raise_if_not_exists=False,
                             commit_properties=CommitProperties(max_commit_retries=0))
                     except CommitFailedError:
                         pass
@@ -109,7 +116,7 @@ class DeltaOfflineStore(OfflineStore):
         schema = pa.schema(dt.schema().to_arrow())
         config = dt.metadata().configuration
         return HistoryFiles(view, version, list(dt.file_uris()), {f.name: f.type for f in schema},
-                            self.storage_options, config.get(EVOLVED) == "true", config.get(ORDER_TIES) != "false")
+                            self.storage_options, config.get(EVOLVED) == "true", _level(config))
 
     def drop(self, view: str) -> None:
         if "://" not in self.root or self.root.startswith("file://"):

@@ -20,7 +20,7 @@ import pyarrow as pa
 from .. import dtypes
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from ..errors import ValidationError
-from .base import HistoryFiles
+from .base import EVENT_TIES, FULL_TIES, NO_TIES, HistoryFiles
 from .pit import ENTITY_ROW, FeatureColumn, PitQuery, ViewQuery, latest_per_entity, q, render
 
 _CANON = {EVENT_TS: "TIMESTAMPTZ", CREATED_TS: "TIMESTAMPTZ", WRITE_BATCH: "BIGINT", WRITE_ROW: "BIGINT"}
@@ -144,23 +144,26 @@ class DuckDBEngine:
                 taken.add(ev_out)
             views.append(ViewQuery(view.name, tuple(view.join_keys), tuple(out), view.ttl,
                                    self.history_relation(view, files[view.name]), ev_out,
-                                   files[view.name].write_order_ties))
+                                   files[view.name].tie_level))
         pq = PitQuery(relation, tuple(cols), timestamp_column, tuple(views), point_in_time)
         return (render(pq, dialect=self.dialect, strategy=strategy),
                 render(dataclasses.replace(pq, ordered=False), dialect=self.dialect, strategy=strategy))
 
-    def write_order_ties(self, view: FeatureView, rows: pa.Table, prior: HistoryFiles | None) -> bool:
-        """Whether ``rows`` share (join keys, event, created) with each other or with ``prior`` history."""
-        cols = ", ".join(q(c) for c in (*view.join_keys, EVENT_TS, CREATED_TS))
+    def tie_level(self, view: FeatureView, rows: pa.Table, prior: HistoryFiles | None) -> int:
+        """The tie level (HistoryFiles.tie_level) of ``rows`` among themselves and against ``prior`` history."""
+        keys = [q(c) for c in view.join_keys]
+        by_event, by_created = ", ".join(keys + [q(EVENT_TS)]), ", ".join(keys + [q(EVENT_TS), q(CREATED_TS)])
         con = self.connect()
         try:
             con.register("__skewless_new", rows)
-            if con.execute(f"SELECT 1 FROM __skewless_new GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchone():
-                return True
-            if prior is None or not prior.uris:
-                return False
-            return con.execute(f"SELECT 1 FROM __skewless_new SEMI JOIN {self.history_relation(view, prior)} AS h "
-                               f"USING ({cols}) LIMIT 1").fetchone() is not None
+            hist = self.history_relation(view, prior) if prior is not None and prior.uris else None
+
+            def ties(cols: str) -> bool:
+                if con.execute(f"SELECT 1 FROM __skewless_new GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchone():
+                    return True
+                return hist is not None and con.execute(
+                    f"SELECT 1 FROM __skewless_new SEMI JOIN {hist} AS h USING ({cols}) LIMIT 1").fetchone() is not None
+            return FULL_TIES if ties(by_created) else EVENT_TIES if ties(by_event) else NO_TIES
         finally:
             con.close()
 

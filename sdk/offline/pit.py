@@ -51,8 +51,9 @@ class ViewQuery:
     ttl: timedelta | None
     history: str  # a relation: table name or parenthesised subquery with the canonical columns
     event_timestamp_output: str | None = None  # also return the winner's event time under this name
-    # Whether rows may share (keys, event, created) so that the write order must break the tie (see HistoryFiles).
-    write_order_ties: bool = True
+    # Which ties exist among rows of one entity (HistoryFiles.tie_level): 0 none, 1 on event time, 2 on event
+    # and created time. It picks the cheapest exact ASOF key.
+    tie_level: int = 2
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,9 @@ def _render_asof(pq: PitQuery) -> str:
         cols = ", ".join([q(k) for k in v.join_keys] + [q(f.feature) for f in v.features])
         # Carry the event time only when the TTL or the caller needs it: every column rides through the join's sort.
         ev_col = f"{q(EVENT_TS)} AS __ev, " if (fresh or v.event_timestamp_output) else ""
-        if v.write_order_ties:  # the full ordering tuple as a struct (exact, slower to sort)
+        if v.tie_level == 0:  # no two rows of an entity share an event time: it alone decides
+            key, probe = q(EVENT_TS), t
+        elif v.tie_level >= 2:  # the full ordering tuple as a struct (exact, slowest to sort)
             order = ", ".join(f"'{k}': {q(c)}" for k, c in zip("ecbr", ORDER))
             key = f"{{{order}}}"
             probe = (f"{{'e': {t}, 'c': TIMESTAMPTZ 'infinity', 'b': CAST({_INT64_MAX} AS BIGINT), "

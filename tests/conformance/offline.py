@@ -70,6 +70,12 @@ class OfflineConformance:
         got = self._check(feature_store, batches, None, [{"k": 1, "event_timestamp": H(1)}])
         assert got["x"].iloc[0] == 5.0
 
+    def test_full_ties_in_the_very_first_write(self, feature_store):
+        define(feature_store)
+        got = self._check(feature_store, [[(1, H(1), H(1), 1.0, "a"), (1, H(1), H(1), 2.0, "b")]], None,
+                          [{"k": 1, "event_timestamp": H(1)}])
+        assert got["x"].tolist() == [2.0]
+
     def test_ttl_bounds_are_inclusive(self, feature_store):
         define(feature_store, ttl=timedelta(hours=2))
         batches = [[(1, H(0), H(0), 1.0, "a")]]
@@ -80,21 +86,29 @@ class OfflineConformance:
 
     def test_write_order_decides_only_full_ties_and_the_flag_tracks_them(self, feature_store):
         define(feature_store)
+        self._check(feature_store, [[(1, H(1), H(1), 1.0, "a"), (1, H(2), H(1), 2.0, "b")]], None,
+                    [{"k": 1, "event_timestamp": H(1)}, {"k": 1, "event_timestamp": H(3)}])
+        files = feature_store.offline.files("v", feature_store.offline.version("v"))
+        if hasattr(files, "tie_level"):
+            assert files.tie_level == 0
         # event ties broken by created time only: no row needs the write order
         self._check(feature_store, [[(1, H(1), H(2), 1.0, "a"), (1, H(1), H(3), 2.0, "b"), (2, H(1), H(1), 3.0, "c")]],
-                    None, [{"k": 1, "event_timestamp": H(1)}, {"k": 2, "event_timestamp": H(5)}])
+                    None, [{"k": 1, "event_timestamp": H(1)}, {"k": 2, "event_timestamp": H(5)}],
+                    oracle_batches=[[(1, H(1), H(1), 1.0, "a"), (1, H(2), H(1), 2.0, "b")],
+                                    [(1, H(1), H(2), 1.0, "a"), (1, H(1), H(3), 2.0, "b"), (2, H(1), H(1), 3.0, "c")]])
         files = feature_store.offline.files("v", feature_store.offline.version("v"))
-        if hasattr(files, "write_order_ties"):
-            assert files.write_order_ties is False
+        if hasattr(files, "tie_level"):
+            assert files.tie_level == 1
         # a later write repeating (key, event, created) must win through the write order
-        batches = [[(1, H(1), H(2), 1.0, "a"), (1, H(1), H(3), 2.0, "b"), (2, H(1), H(1), 3.0, "c")],
+        batches = [[(1, H(1), H(1), 1.0, "a"), (1, H(2), H(1), 2.0, "b")],
+                   [(1, H(1), H(2), 1.0, "a"), (1, H(1), H(3), 2.0, "b"), (2, H(1), H(1), 3.0, "c")],
                    [(1, H(1), H(3), 9.0, "z")]]
-        feature_store.ingest("v", frame(batches[1]))
+        feature_store.ingest("v", frame(batches[2]))
         got = self._check(feature_store, [], None, [{"k": 1, "event_timestamp": H(1)}], oracle_batches=batches)
         assert got["x"].tolist() == [9.0]
         files = feature_store.offline.files("v", feature_store.offline.version("v"))
-        if hasattr(files, "write_order_ties"):
-            assert files.write_order_ties is True
+        if hasattr(files, "tie_level"):
+            assert files.tie_level == 2
 
     def test_late_and_future_rows(self, feature_store):
         define(feature_store)
