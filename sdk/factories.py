@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from .offline.delta import DeltaOfflineStore
 from .offline.duckdb_engine import DuckDBEngine
@@ -40,4 +39,4 @@ def duckdb_engine(url: str, repo_path: Path, options: dict) -> DuckDBEngine:
                         temp_directory=options.get("temp_directory"))
 
 
-__all__ = ["duckdb_engine", "local_offline", "local_registry", "sqlite_online", "urlsplit"]
+__all__ = ["duckdb_engine", "local_offline", "local_registry", "sqlite_online"]

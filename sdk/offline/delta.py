@@ -69,7 +69,7 @@ class DeltaOfflineStore(OfflineStore):
             # Unknown (no check given) is the highest level: engines then take the fully exact path.
             level = _level(config) if before is not None else NO_TIES  # a new table starts with no rows, no ties
             if level < FULL_TIES:
-                prior = self.files(view, before.version()) if before is not None else None
+                prior = self._files_of(view, before) if before is not None else None
                 new_level = max(level, FULL_TIES if tie_check is None else tie_check(table, prior))
                 if new_level > level:
                     props[TIE_LEVEL] = str(new_level)
@@ -113,9 +113,12 @@ class DeltaOfflineStore(OfflineStore):
         dt = self._table(view, version)
         if dt is None:
             raise NotFoundError(f"view {view!r} has no history (asked for version {version})")
+        return self._files_of(view, dt)
+
+    def _files_of(self, view: str, dt: DeltaTable) -> HistoryFiles:
         schema = pa.schema(dt.schema().to_arrow())
         config = dt.metadata().configuration
-        return HistoryFiles(view, version, list(dt.file_uris()), {f.name: f.type for f in schema},
+        return HistoryFiles(view, dt.version(), list(dt.file_uris()), {f.name: f.type for f in schema},
                             self.storage_options, config.get(EVOLVED) == "true", _level(config))
 
     def drop(self, view: str) -> None:
