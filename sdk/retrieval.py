@@ -25,9 +25,9 @@ class RetrievalJob:
     ``to_arrow``/``to_pandas`` build the result in memory (input order restored in Arrow, which is far cheaper than
     sorting wide rows in SQL); ``to_parquet``/``to_reader`` stream it in order without holding it."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, sql: tuple[str, str], snapshot: dict[str, int | None],
-                 features: list[str]):
-        self._con, (self.sql, self._unordered_sql), self.snapshot, self.features = con, sql, snapshot, features
+    def __init__(self, con: duckdb.DuckDBPyConnection, plan, snapshot: dict[str, int | None], features: list[str]):
+        self._con, self._plan, self.snapshot, self.features = con, plan, snapshot, features
+        self.sql = plan.ordered
 
     def _run(self, fn):
         try:
@@ -39,24 +39,15 @@ class RetrievalJob:
                               "skewless.yaml (or SKEWLESS_DUCKDB_MEMORY), or stream with to_parquet()") from exc
 
     def to_arrow(self) -> pa.Table:
-        # Streamed out of DuckDB in moderate batches, so the result never sits in its buffer pool next to the join.
-        table = self._run(lambda: self._con.sql(self._unordered_sql).to_arrow_reader(_BATCH_ROWS).read_all())
-        position = table.column(table.num_columns - 1).to_numpy()
-        names = table.column_names[:-1]
-        columns = list(table.columns[:-1])
-        del table
-        n = len(position)
-        if n and position.min() == 0 and position.max() == n - 1:  # positions 0..n-1: invert the permutation, O(n)
-            order = np.empty(n, dtype=np.int64)
-            order[position] = np.arange(n, dtype=np.int64)
-        else:  # several entity files: positions are (file, row) pairs
-            order = np.argsort(position, kind="stable")
-        order = pa.array(order)
-
-        def reorder(i: int) -> None:  # a random gather is memory-bound: columns go in parallel (Arrow frees the GIL)
-            columns[i] = columns[i].combine_chunks().take(order)
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            list(pool.map(reorder, range(len(columns))))
+        """The training set in memory: input columns as given, then each view's features joined one view at a time
+        and put back in input order with a parallel gather (cheaper than sorting wide rows in SQL)."""
+        table = self._run(lambda: self._con.sql(self._plan.entity).to_arrow_reader(_BATCH_ROWS).read_all())
+        columns, names = list(table.columns), list(table.column_names)
+        for sql in self._plan.per_view:
+            # Streamed out in moderate batches, so the result never sits in DuckDB's buffer pool next to the join.
+            part = self._run(lambda sql=sql: self._con.sql(sql).to_arrow_reader(_BATCH_ROWS).read_all())
+            columns += _in_input_order(part)
+            names += part.column_names[:-1]
         return pa.table(columns, names=names)
 
     def to_pandas(self):
@@ -79,6 +70,22 @@ class RetrievalJob:
         tmp.replace(path)
         path.with_name(path.name + ".snapshot.json").write_text(json.dumps(self.snapshot, indent=1))
         return path
+
+
+def _in_input_order(part: pa.Table) -> list[pa.Array]:
+    """The columns of ``part`` but the last (the input position), gathered into input order."""
+    position = part.column(part.num_columns - 1).to_numpy()
+    n = len(position)
+    if n and position.min() == 0 and position.max() == n - 1:  # positions 0..n-1: invert the permutation, O(n)
+        order = np.empty(n, dtype=np.int64)
+        order[position] = np.arange(n, dtype=np.int64)
+    else:  # several entity files: positions are (file, row) pairs, and input order is their sorted order
+        order = np.argsort(position, kind="stable")
+    order = pa.array(order)
+    columns = list(part.columns[:-1])
+    # A random gather is memory-bound: columns go in parallel (Arrow releases the GIL).
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(lambda c: c.combine_chunks().take(order), columns))
 
 
 def load_snapshot(path: str | Path) -> dict[str, Any]:

@@ -184,11 +184,11 @@ class FeatureStore:
             raise ValidationError(f"snapshot has no version for views {missing}")
         files = {n: self.offline.files(n, snap[n]) for n in names}
         con = self.engine.connect()
-        sql = self.engine.pit_sql(con, entity_df, resolved, files, timestamp_column=timestamp_column,
+        plan = self.engine.pit_sql(con, entity_df, resolved, files, timestamp_column=timestamp_column,
                                   full_feature_names=full_feature_names, point_in_time=point_in_time,
                                   event_timestamps=include_event_timestamps)
         refs = [f"{v.name}:{f}" for v, fs in resolved for f in fs]
-        return RetrievalJob(con, sql, {n: snap[n] for n in names}, refs)
+        return RetrievalJob(con, plan, {n: snap[n] for n in names}, refs)
 
     # -- materialization -------------------------------------------------------------------------------------
     def _views_for(self, names: Sequence[str] | None) -> list[FeatureView]:

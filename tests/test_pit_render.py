@@ -57,9 +57,9 @@ def test_asof_and_window_forms_agree_on_duckdb(repo):
     results = {}
     for strategy in ("asof", "window"):
         con = repo.engine.connect()
-        sql, _ = repo.engine.pit_sql(con, ents, [(view, ["x"])], files, timestamp_column="event_timestamp",
+        sql = repo.engine.pit_sql(con, ents, [(view, ["x"])], files, timestamp_column="event_timestamp",
                                   full_feature_names=False, point_in_time="event", event_timestamps=True,
-                                  strategy=strategy)
+                                  strategy=strategy).ordered
         results[strategy] = con.sql(sql).to_arrow_table().to_pandas()
     pd.testing.assert_frame_equal(results["asof"], results["window"])
     assert results["asof"]["x"].notna().sum() > 100  # the comparison is not vacuous

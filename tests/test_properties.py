@@ -417,7 +417,7 @@ def window_strategy_table(store, entity_df, features, **kw):
     files = {n: store.offline.files(n, snap[n]) for n in names}
     con = store.engine.connect()
     try:
-        sql, _ = store.engine.pit_sql(con, entity_df, resolved, files, strategy="window", **kw)
+        sql = store.engine.pit_sql(con, entity_df, resolved, files, strategy="window", **kw).ordered
         return con.sql(sql).to_arrow_table()
     finally:
         con.close()

@@ -30,6 +30,16 @@ def _sql_list(items: Iterable[str]) -> str:
     return "[" + ", ".join("'" + s.replace("'", "''") + "'" for s in items) + "]"
 
 
+@dataclasses.dataclass(frozen=True)
+class PitPlan:
+    """A training set as SQL: ``ordered`` streams whole rows in input order; ``entity`` gives the input columns
+    in input order and each of ``per_view`` one view's features, unordered, with the input position last."""
+
+    ordered: str
+    entity: str
+    per_view: tuple[str, ...]
+
+
 class DuckDBEngine:
     """Runs point-in-time joins and materialization scans with DuckDB."""
 
@@ -117,8 +127,7 @@ class DuckDBEngine:
     # -- queries --------------------------------------------------------------------------------------------
     def pit_sql(self, con: duckdb.DuckDBPyConnection, entity: Any, requests: list[tuple[FeatureView, list[str]]],
                 files: dict[str, HistoryFiles], *, timestamp_column: str, full_feature_names: bool,
-                point_in_time: str, event_timestamps: bool, strategy: str | None = None) -> tuple[str, str]:
-        """(SQL returning rows in input order, SQL returning them unordered plus the input position last)."""
+                point_in_time: str, event_timestamps: bool, strategy: str | None = None) -> PitPlan:
         key_types: dict[str, str] = {}
         for view, _ in requests:
             for k, d in view.join_key_dtypes.items():
@@ -146,8 +155,12 @@ class DuckDBEngine:
                                    self.history_relation(view, files[view.name]), ev_out,
                                    files[view.name].tie_level))
         pq = PitQuery(relation, tuple(cols), timestamp_column, tuple(views), point_in_time)
-        return (render(pq, dialect=self.dialect, strategy=strategy),
-                render(dataclasses.replace(pq, ordered=False), dialect=self.dialect, strategy=strategy))
+        # The same query, also split per view: one narrow join at a time needs less memory and sorts less payload
+        # than a chain of joins that carries every earlier view's features through every later join.
+        per_view = tuple(render(dataclasses.replace(pq, views=(v,), entity_columns=(), ordered=False),
+                                dialect=self.dialect, strategy=strategy) for v in views)
+        entity_sql = f"SELECT {', '.join(q(c) for c in cols)} FROM {relation} ORDER BY {q(ENTITY_ROW)}"
+        return PitPlan(render(pq, dialect=self.dialect, strategy=strategy), entity_sql, per_view)
 
     def tie_level(self, view: FeatureView, rows: pa.Table, prior: HistoryFiles | None) -> int:
         """The tie level (HistoryFiles.tie_level) of ``rows`` among themselves and against ``prior`` history."""
