@@ -44,22 +44,6 @@ def by_name(name: str) -> DType:
         raise DefinitionError(f"unknown dtype {name!r}; known: {', '.join(ALL)}") from None
 
 
-def from_arrow(t: pa.DataType) -> DType | None:
-    """The skewless dtype an Arrow column naturally maps to (None when there is none)."""
-    if pa.types.is_timestamp(t):
-        return UnixTimestamp
-    if pa.types.is_large_string(t) or pa.types.is_string(t) or pa.types.is_string_view(t):
-        return String
-    if pa.types.is_large_binary(t) or pa.types.is_binary(t):
-        return Bytes
-    for d in ALL.values():
-        if d.arrow == t:
-            return d
-    if pa.types.is_integer(t):
-        return Int64
-    return None
-
-
 def arrow_compatible(actual: pa.DataType, declared: DType) -> bool:
     """Whether an input column of type ``actual`` can be stored losslessly as ``declared``."""
     if pa.types.is_null(actual):

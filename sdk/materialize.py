@@ -16,7 +16,7 @@ from typing import Callable
 import pyarrow as pa
 
 from .definitions import FeatureView
-from .ingest import PENDING, pending_batches, pending_key
+from .ingest import pending_batches, pending_key
 
 ProgressFn = Callable[[str, int], None]
 CHUNK_ROWS = 50_000
@@ -108,4 +108,4 @@ def materialize_view(ctx, view: FeatureView, start: datetime | None, end: dateti
     return ViewResult(view.name, seen, skip, job["version"])
 
 
-__all__ = ["PENDING", "ViewResult", "last_end", "materialize_view", "push_latest", "repair_pending"]
+__all__ = ["ViewResult", "last_end", "materialize_view", "push_latest", "repair_pending"]

@@ -6,7 +6,6 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -86,7 +85,3 @@ def _in_input_order(part: pa.Table) -> list[pa.Array]:
     # A random gather is memory-bound: columns go in parallel (Arrow releases the GIL).
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         return list(pool.map(lambda c: c.combine_chunks().take(order), columns))
-
-
-def load_snapshot(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
