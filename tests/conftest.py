@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -12,3 +13,43 @@ import skewless as sk  # noqa: E402
 def repo(tmp_path):
     """An empty feature repo on embedded defaults."""
     return sk.init_repo(tmp_path / "repo", project="test")
+
+
+# -- the local cloud: started through the same code as `skewless local up`, stopped at the end if we started it --
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def local_cloud():
+    """The local cloud (state in <repo>/.skewless-local). Services start on demand via ``cloud_service``."""
+    from skewless.localcloud import DUMMY_CREDENTIALS, LocalCloud
+
+    for k, v in DUMMY_CREDENTIALS.items():  # emulators accept any keys; never a real account's
+        os.environ.setdefault(k, v)
+    cloud = LocalCloud(os.environ.get("SKEWLESS_LOCAL_STATE", ROOT / ".skewless-local"))
+    cloud.started_by_tests = []
+    yield cloud
+    cloud.down(cloud.started_by_tests)
+
+
+def _service(cloud, name):
+    cloud.started_by_tests += cloud.up([name])
+    return cloud
+
+
+@pytest.fixture(scope="session")
+def redis_url(local_cloud):
+    """A real redis-server on loopback."""
+    return _service(local_cloud, "redis").endpoints()["redis"]
+
+
+@pytest.fixture(scope="session")
+def localstack_s3(local_cloud):
+    """LocalStack's S3 endpoint URL."""
+    return _service(local_cloud, "localstack").endpoints()["s3"]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(local_cloud):
+    """moto server's endpoint URL (S3, SageMaker, ECR, ElastiCache, Glue, IAM)."""
+    return _service(local_cloud, "moto").endpoints()["moto"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from datetime import datetime
@@ -13,28 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import SkewlessError
+from .common import err, friendly
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="skewless: a feature store whose online features provably equal the training features.")
 console = Console()
-err = Console(stderr=True)
 RepoOpt = typer.Option(Path("."), "--repo", "-r", help="Feature repo folder (holds skewless.yaml)")
-
-
-def friendly(fn):
-    """Turn SkewlessError into `error: <reason>` and exit code 1 (stack traces are for bugs only)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SkewlessError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            err.print(f"[red]error:[/red] {type(exc).__name__}: {first}", highlight=False, soft_wrap=True)
-            for line in str(exc).splitlines()[1:]:
-                err.print(f"  {line}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-    return wrapper
 
 
 def _store(repo: Path):
@@ -276,6 +259,15 @@ def demo(path: Optional[Path] = typer.Option(None, help="Repo folder to create (
     console.print(f"online inputs and predictions equal the training-set path at t=now: {ok}")
     if not report.skew_free:
         raise typer.Exit(2)
+
+
+def _add_groups() -> None:
+    from . import local
+
+    app.add_typer(local.app, name="local")
+
+
+_add_groups()
 
 
 def main() -> None:  # pragma: no cover - console entry
