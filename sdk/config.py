@@ -2,10 +2,12 @@
 
     project: credit_scoring
     registry: data/registry              # folder, file://, s3://bucket/prefix, oss://bucket/prefix
+                                         # (or {url: ..., options: {...}})
     offline:
       url: data/offline                  # where histories live (Delta tables)
       engine: duckdb                     # what computes over them
-      options: {memory_limit: 2GB}
+      options: {memory_limit: 2GB}      # the engine's options
+      storage_options: {}                # the store's (e.g. S3 endpoint_url, region, profile)
     online:
       url: sqlite:///data/online.db      # sqlite://, redis://, rediss://, tair://
       options: {}
@@ -53,7 +55,8 @@ class Config:
     def to_yaml(self) -> str:
         doc = {"project": self.project, "registry": self.registry.url,
                "offline": {"url": self.offline.url, "engine": self.engine,
-                           **({"options": self.engine_options} if self.engine_options else {})},
+                           **({"options": self.engine_options} if self.engine_options else {}),
+                           **({"storage_options": self.offline.options} if self.offline.options else {})},
                "online": {"url": self.online.url, **({"options": self.online.options} if self.online.options else {})}}
         return yaml.safe_dump(doc, sort_keys=False)
 
@@ -104,6 +107,13 @@ def load(repo_path: str | os.PathLike) -> Config:
         raise ConfigError(f"{path}: 'project' must be a non-empty string")
     offline = _store(doc, "offline", "data/offline")
     raw_off = doc.get("offline") if isinstance(doc.get("offline"), dict) else {}
+    bad = set(raw_off) - {"url", "engine", "options", "storage_options"}
+    if bad:
+        raise ConfigError(f"{path}: unknown keys under offline: {sorted(bad)} (known: url, engine, options, "
+                          "storage_options)")
     engine = raw_off.get("engine", "duckdb")
-    return Config(project, _store(doc, "registry", "data/registry"), StoreConfig(offline.url), engine,
+    storage = raw_off.get("storage_options") or {}
+    if not isinstance(storage, dict):
+        raise ConfigError(f"{path}: offline.storage_options must be a mapping")
+    return Config(project, _store(doc, "registry", "data/registry"), StoreConfig(offline.url, storage), engine,
                   offline.options, _store(doc, "online", "sqlite:///data/online.db"), path.parent)

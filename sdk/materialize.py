@@ -60,7 +60,7 @@ def repair_pending(ctx, views: list[FeatureView]) -> int:
         con = ctx.engine.connect()
         try:
             for b in batches:
-                relation = f"(SELECT * FROM {ctx.engine.history_relation(view, files)} WHERE _skewless_batch = {int(b)})"
+                relation = f"(SELECT * FROM {ctx.engine.history_relation(view, files, con)} WHERE _skewless_batch = {int(b)})"
                 pushed += push_latest(ctx, view, con, relation)
                 ctx.online.set_meta(pending_key(view.name, b), None)
         finally:

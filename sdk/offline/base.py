@@ -28,6 +28,9 @@ class HistoryFiles:
     # among rows of the same entity: NO_TIES (event time alone decides), EVENT_TIES (created breaks them),
     # FULL_TIES (the write order is needed too; also the value when unknown). Engines pick a cheaper join key.
     tie_level: int = 2
+    # A pyarrow FileSystem for ``uris`` on an object store (None: local paths). Engines that cannot read the
+    # store's URLs natively scan the files through it (DuckDB's S3 support is an extension it cannot fetch here).
+    filesystem: object | None = None
 
 
 class OfflineStore(abc.ABC):

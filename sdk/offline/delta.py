@@ -46,6 +46,9 @@ class DeltaOfflineStore(OfflineStore):
             return DeltaTable(self._uri(view), version=version, storage_options=self.storage_options)
         except TableNotFoundError:
             return None
+        except OSError as exc:  # delta-rs reports an unreachable object store as OSError
+            raise StoreUnavailable(f"cannot reach the history of {view!r} at {self._uri(view)}: "
+                                   f"{str(exc).splitlines()[0]}", endpoint=self.root) from exc
         except DeltaError as exc:
             if version is not None and "version" in str(exc).lower():
                 raise NotFoundError(f"history of view {view!r} has no version {version}") from exc
@@ -97,7 +100,7 @@ class DeltaOfflineStore(OfflineStore):
                 return before.version() + 1
             except CommitFailedError:
                 time.sleep(min(0.01 * 2 ** attempt, 0.5))  # another writer won: re-read and retry
-            except DeltaError as exc:
+            except (DeltaError, OSError) as exc:
                 if before is None and "exists" in str(exc).lower():
                     continue  # another writer created the table first
                 raise StoreUnavailable(f"append to history of {view!r} failed: {exc}", endpoint=self.root) from exc

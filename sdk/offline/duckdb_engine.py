@@ -64,8 +64,12 @@ class DuckDBEngine:
         return con
 
     # -- relations ------------------------------------------------------------------------------------------
-    def history_relation(self, view: FeatureView, files: HistoryFiles) -> str:
-        """A subquery with the canonical history columns, cast to the view's declared types."""
+    def history_relation(self, view: FeatureView, files: HistoryFiles,
+                         con: duckdb.DuckDBPyConnection | None = None) -> str:
+        """A subquery with the canonical history columns, cast to the view's declared types.
+
+        Histories on an object store (``files.filesystem`` set) are registered on ``con`` as a pyarrow dataset:
+        DuckDB scans it lazily with projection and filter pushdown, so nothing is pulled into memory whole."""
         cols = [(k, d.sql) for k, d in view.join_key_dtypes.items()] + list(_CANON.items())
         cols += [(f.name, f.dtype.sql) for f in view.features]
         if not files.uris:
@@ -75,9 +79,24 @@ class DuckDBEngine:
         body = ", ".join(q(c) if stored.get(c) == t else
                          f"CAST({q(c)} AS {t}) AS {q(c)}" if c in stored else f"CAST(NULL AS {t}) AS {q(c)}"
                          for c, t in cols)
+        if files.filesystem is not None:
+            return f"(SELECT {body} FROM {self._register_dataset(con, files)})"
         # union_by_name only when the view's schema grew: older files then lack the newer columns.
         union = ", union_by_name = true" if files.evolved else ""
         return f"(SELECT {body} FROM read_parquet({_sql_list(files.uris)}{union}))"
+
+    @staticmethod
+    def _register_dataset(con: duckdb.DuckDBPyConnection | None, files: HistoryFiles) -> str:
+        if con is None:
+            raise TypeError("history_relation needs the connection to scan a history on an object store")
+        import pyarrow.dataset as ds
+
+        # The table's full schema: files written before a feature was added read it as null.
+        paths = [u.split("://", 1)[-1] for u in files.uris]
+        dataset = ds.dataset(paths, schema=pa.schema(files.columns), format="parquet", filesystem=files.filesystem)
+        name = f"__skewless_hist_{abs(hash((files.view, files.version, id(con)))):x}"
+        con.register(name, dataset)
+        return name
 
     def entity_relation(self, con: duckdb.DuckDBPyConnection, entity: Any, timestamp_column: str,
                         key_types: dict[str, str]) -> tuple[str, list[str]]:
@@ -152,7 +171,7 @@ class DuckDBEngine:
                     raise ValidationError(f"output column {ev_out!r} collides with an input column", column=ev_out)
                 taken.add(ev_out)
             views.append(ViewQuery(view.name, tuple(view.join_keys), tuple(out), view.ttl,
-                                   self.history_relation(view, files[view.name]), ev_out,
+                                   self.history_relation(view, files[view.name], con), ev_out,
                                    files[view.name].tie_level))
         pq = PitQuery(relation, tuple(cols), timestamp_column, tuple(views), point_in_time)
         # The same query, also split per view: one narrow join at a time needs less memory and sorts less payload
@@ -169,7 +188,7 @@ class DuckDBEngine:
         con = self.connect()
         try:
             con.register("__skewless_new", rows)
-            hist = self.history_relation(view, prior) if prior is not None and prior.uris else None
+            hist = self.history_relation(view, prior, con) if prior is not None and prior.uris else None
 
             def ties(cols: str) -> bool:
                 if con.execute(f"SELECT 1 FROM __skewless_new GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchone():
@@ -186,7 +205,7 @@ class DuckDBEngine:
         order, streamed. ``source``: a history snapshot, or the name of a relation with the same columns."""
         con.execute("CREATE OR REPLACE TEMP TABLE __skewless_bounds AS SELECT CAST($1 AS TIMESTAMPTZ) AS s, "
                     "CAST($2 AS TIMESTAMPTZ) AS e", [start, end])
-        relation = source if isinstance(source, str) else self.history_relation(view, source)
+        relation = source if isinstance(source, str) else self.history_relation(view, source, con)
         sql = latest_per_entity(relation, tuple(view.join_keys), tuple(view.feature_names),
                                 "(SELECT e FROM __skewless_bounds)",
                                 "(SELECT s FROM __skewless_bounds)" if start is not None else None)

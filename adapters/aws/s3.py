@@ -1,0 +1,234 @@
+"""S3 offline store (Delta Lake tables) and registry (one object per version), ``s3://bucket/prefix``.
+
+Options (skewless.yaml ``offline.storage_options`` / ``registry.options``), all optional:
+    endpoint_url        an S3-compatible endpoint (LocalStack, moto, MinIO); default: AWS's (or $AWS_ENDPOINT_URL)
+    region              default: the standard chain's ($AWS_REGION, the profile), else us-east-1
+    profile             a named profile from ~/.aws
+    access_key_id / secret_access_key / session_token   explicit keys (prefer the chain; use ${VAR} if you must)
+    connect_timeout, read_timeout (seconds), max_attempts   bounded retries with backoff (botocore "standard")
+
+Credentials come from the standard AWS chain (environment, profile, web identity, instance/task role) through
+boto3, resolved at each use so temporary credentials refresh. They are handed to delta-rs and pyarrow in memory
+and never logged or put into an error message.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from pyarrow import fs as pafs
+
+from skewless.errors import ConfigError, ConflictError, NotFoundError, StoreUnavailable
+from skewless.offline.delta import DeltaOfflineStore
+from skewless.registry.store import _VERSION_FILE, RegistryStore, version_name
+
+_KNOWN = {"endpoint_url", "region", "profile", "access_key_id", "secret_access_key", "session_token",
+          "connect_timeout", "read_timeout", "max_attempts"}
+# What an unreachable or refusing endpoint looks like from botocore.
+_UNREACHABLE = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str  # no leading or trailing slash; may be empty
+
+    @classmethod
+    def parse(cls, url: str) -> "S3Location":
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ConfigError(f"expected s3://bucket/prefix, got {url!r}")
+        return cls(parts.netloc, parts.path.strip("/"))
+
+    def key(self, *names: str) -> str:
+        return "/".join(p for p in (self.prefix, *names) if p)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+class S3Session:
+    """One place that turns the options into boto3 clients, delta-rs storage options and a pyarrow FileSystem."""
+
+    def __init__(self, options: dict | None):
+        options = dict(options or {})
+        unknown = set(options) - _KNOWN
+        if unknown:
+            raise ConfigError(f"unknown S3 options {sorted(unknown)}; known: {sorted(_KNOWN)}")
+        self.endpoint_url = options.get("endpoint_url")
+        self._session = boto3.session.Session(
+            profile_name=options.get("profile"), aws_access_key_id=options.get("access_key_id"),
+            aws_secret_access_key=options.get("secret_access_key"), aws_session_token=options.get("session_token"))
+        self.region = options.get("region") or self._session.region_name or "us-east-1"
+        self._config = botocore.config.Config(
+            region_name=self.region, connect_timeout=float(options.get("connect_timeout", 3)),
+            read_timeout=float(options.get("read_timeout", 30)),
+            retries={"max_attempts": int(options.get("max_attempts", 3)), "mode": "standard"},
+            s3={"addressing_style": "path"} if self.endpoint_url else None)
+        self._local = threading.local()
+
+    @property
+    def endpoint(self) -> str:
+        """For error messages: where requests go (never credentials)."""
+        return self.endpoint_url or f"s3.{self.region}.amazonaws.com"
+
+    def client(self):
+        # boto3 clients are thread-safe but creating one is not; one per thread keeps it simple.
+        c = getattr(self._local, "client", None)
+        if c is None:
+            c = self._local.client = self._session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
+        return c
+
+    def _credentials(self):
+        creds = self._session.get_credentials()
+        if creds is None:
+            raise ConfigError("no AWS credentials found in the standard chain (environment, profile, role); "
+                              "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a role")
+        return creds.get_frozen_credentials()
+
+    def delta_options(self) -> dict[str, str]:
+        c = self._credentials()
+        opts = {"AWS_REGION": self.region, "AWS_ACCESS_KEY_ID": c.access_key, "AWS_SECRET_ACCESS_KEY": c.secret_key,
+                # Commits are conditional PUTs (If-None-Match), which S3 and both emulators support: no lock table.
+                "AWS_CONDITIONAL_PUT": "etag", "connect_timeout": f"{int(self._config.connect_timeout)}s",
+                "max_retries": str(self._config.retries["max_attempts"])}
+        if c.token:
+            opts["AWS_SESSION_TOKEN"] = c.token
+        if self.endpoint_url:
+            opts["AWS_ENDPOINT_URL"] = self.endpoint_url
+            opts["AWS_ALLOW_HTTP"] = "true" if self.endpoint_url.startswith("http://") else "false"
+            opts["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+        return opts
+
+    def arrow_filesystem(self) -> pafs.S3FileSystem:
+        c = self._credentials()
+        kw = {}
+        if self.endpoint_url:
+            parts = urlsplit(self.endpoint_url)
+            kw = {"endpoint_override": parts.netloc, "scheme": parts.scheme or "https", "force_virtual_addressing": False}
+        return pafs.S3FileSystem(access_key=c.access_key, secret_key=c.secret_key, session_token=c.token,
+                                 region=self.region, connect_timeout=self._config.connect_timeout,
+                                 request_timeout=self._config.read_timeout,
+                                 retry_strategy=pafs.AwsStandardS3RetryStrategy(self._config.retries["max_attempts"]),
+                                 **kw)
+
+    def translate(self, exc: Exception, what: str) -> Exception:
+        """A botocore error as the skewless error it means (raise the result ``from exc``)."""
+        if isinstance(exc, _UNREACHABLE):
+            return StoreUnavailable(f"{what}: S3 endpoint {self.endpoint} is unreachable ({type(exc).__name__})",
+                                    endpoint=self.endpoint)
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            return ConfigError(f"{what}: no AWS credentials found in the standard chain")
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("NoSuchBucket",):
+                return ConfigError(f"{what}: bucket does not exist ({code})")
+            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+                return ConfigError(f"{what}: S3 refused the credentials ({code})")
+            return StoreUnavailable(f"{what}: S3 error {code or status}", endpoint=self.endpoint)
+        return StoreUnavailable(f"{what}: {type(exc).__name__}", endpoint=self.endpoint)
+
+
+def _client_errors():
+    return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+class S3RegistryStore(RegistryStore):
+    """Registry versions as objects ``<prefix>/v0000000001.json``. Publishing is a PUT with ``If-None-Match: *``:
+    S3 creates the object only if absent, so of two writers of the same version exactly one wins."""
+
+    def __init__(self, url: str, options: dict | None = None):
+        self.loc = S3Location.parse(url)
+        self.url = self.loc.url
+        self.s3 = S3Session(options)
+
+    def versions(self) -> list[int]:
+        out: list[int] = []
+        prefix = self.loc.key("") + "/" if self.loc.prefix else ""
+        try:
+            for page in self.s3.client().get_paginator("list_objects_v2").paginate(
+                    Bucket=self.loc.bucket, Prefix=prefix, Delimiter="/"):
+                for obj in page.get("Contents", []):
+                    m = _VERSION_FILE.match(obj["Key"][len(prefix):])
+                    if m:
+                        out.append(int(m.group(1)))
+        except _client_errors() as exc:
+            raise self.s3.translate(exc, f"listing registry {self.url}") from exc
+        return sorted(out)
+
+    def read(self, version: int) -> bytes:
+        try:
+            return self.s3.client().get_object(Bucket=self.loc.bucket, Key=self.loc.key(version_name(version)))[
+                "Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise NotFoundError(f"registry version {version} does not exist in {self.url}") from None
+            raise self.s3.translate(exc, f"reading registry version {version}") from exc
+        except _client_errors() as exc:
+            raise self.s3.translate(exc, f"reading registry version {version}") from exc
+
+    def create(self, version: int, data: bytes) -> None:
+        try:
+            # One PUT: S3 makes the object visible whole or not at all.
+            self.s3.client().put_object(Bucket=self.loc.bucket, Key=self.loc.key(version_name(version)), Body=data,
+                                        IfNoneMatch="*", ContentType="application/json")
+        except botocore.exceptions.ClientError as exc:
+            # 412: the version exists. 409: a concurrent conditional write to the same key is in flight.
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or \
+                    exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                raise ConflictError(f"registry version {version} was committed by someone else first; "
+                                    "re-read and retry") from None
+            raise self.s3.translate(exc, f"committing registry version {version}") from exc
+        except _client_errors() as exc:
+            raise self.s3.translate(exc, f"committing registry version {version}") from exc
+
+
+class S3OfflineStore(DeltaOfflineStore):
+    """Feature histories as Delta tables under ``s3://bucket/prefix/<view>``; commits are conditional PUTs."""
+
+    def __init__(self, url: str, options: dict | None = None):
+        self.loc = S3Location.parse(url)
+        self.s3 = S3Session(options)
+        super().__init__(self.loc.url, None)
+
+    @property
+    def storage_options(self) -> dict[str, str]:  # fresh each time: temporary credentials refresh
+        return self.s3.delta_options()
+
+    @storage_options.setter
+    def storage_options(self, value) -> None:  # the base class assigns it; ours is derived
+        pass
+
+    def _files_of(self, view, dt):
+        files = super()._files_of(view, dt)
+        from dataclasses import replace
+
+        return replace(files, storage_options=None, filesystem=self.s3.arrow_filesystem())
+
+    def drop(self, view: str) -> None:
+        prefix = self.loc.key(view) + "/"
+        client = self.s3.client()
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.loc.bucket, Prefix=prefix):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if keys:
+                    client.delete_objects(Bucket=self.loc.bucket, Delete={"Objects": keys, "Quiet": True})
+        except _client_errors() as exc:
+            raise self.s3.translate(exc, f"dropping history of {view!r}") from exc
+
+
+def offline_from_url(url: str, repo_path: Path, options: dict) -> S3OfflineStore:
+    return S3OfflineStore(url, options)
+
+
+def registry_from_url(url: str, repo_path: Path, options: dict) -> S3RegistryStore:
+    return S3RegistryStore(url, options)
