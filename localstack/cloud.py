@@ -148,6 +148,31 @@ class LocalCloud:
             self.ensure_bucket(DEFAULT_BUCKET)
         return started
 
+    # -- shared use: several test sessions (or terminals) can use one local cloud at once -------------------------
+    def acquire(self, names=None) -> list[str]:
+        """``up`` plus a lease for this process; ``release`` stops what leased sessions started once none is left."""
+        leases = self.state / "run" / "leases"
+        leases.mkdir(parents=True, exist_ok=True)
+        (leases / str(os.getpid())).write_text("")
+        started = self.up(names)
+        if started:
+            starters = self.state / "run" / "started-by-leases"
+            known = set(starters.read_text().split()) if starters.exists() else set()
+            starters.write_text(" ".join(sorted(known | set(started))))
+        return started
+
+    def release(self) -> list[str]:
+        from .process import pid_alive
+
+        leases = self.state / "run" / "leases"
+        (leases / str(os.getpid())).unlink(missing_ok=True)
+        if any(pid_alive(int(p.name)) for p in leases.iterdir() if p.name.isdigit()):
+            return []  # another session still uses the services
+        starters = self.state / "run" / "started-by-leases"
+        names = starters.read_text().split() if starters.exists() else []
+        starters.unlink(missing_ok=True)
+        return self.down(names) if names else []
+
     def down(self, names=None) -> list[str]:
         return [s.name for s in self._select(names) if s.stop(self.state / "run")]
 

@@ -27,13 +27,12 @@ def local_cloud():
     for k, v in DUMMY_CREDENTIALS.items():  # emulators accept any keys; never a real account's
         os.environ.setdefault(k, v)
     cloud = LocalCloud(os.environ.get("SKEWLESS_LOCAL_STATE", ROOT / ".skewless-local"))
-    cloud.started_by_tests = []
     yield cloud
-    cloud.down(cloud.started_by_tests)
+    cloud.release()  # stops what test sessions started, once no other session (or terminal) still uses it
 
 
 def _service(cloud, name):
-    cloud.started_by_tests += cloud.up([name])
+    cloud.acquire([name])
     return cloud
 
 

@@ -87,3 +87,21 @@ def test_cli_status_up_and_down_on_a_private_state(tmp_path, monkeypatch):
     r = runner.invoke(app, ["local", "down", "redis", "--state", str(state)])
     assert r.exit_code == 0 and "stopped: redis" in r.output
     assert cloud.status()["redis"] == "stopped"
+
+
+def test_leases_keep_services_up_while_another_session_uses_them(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("SKEWLESS_LOCAL_REDIS_PORT", str(free_port()))
+    cloud = LocalCloud(tmp_path)
+    assert cloud.acquire(["redis"]) == ["redis"]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # a second session's lease
+    try:
+        (tmp_path / "run" / "leases" / str(other.pid)).write_text("")
+        assert cloud.release() == [] and cloud.status()["redis"].startswith("running")
+    finally:
+        other.kill()
+        other.wait()
+    cloud.acquire(["redis"])  # already up: started by an earlier lease, still stopped by the last one
+    assert cloud.release() == ["redis"] and cloud.status()["redis"] == "stopped"
