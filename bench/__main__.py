@@ -3,6 +3,8 @@
     ./run bench                       # full scale: 1M entity rows x 10M feature rows over 3 views
     ./run bench --scale small         # 100k x 1M (minutes)
     ./run bench --no-feast            # skip the Feast 0.67 peer (it installs its own venv on first use)
+    ./run bench --online redis        # the Redis online store only: materialize + reads vs floor vs Feast (Redis)
+    ./run bench --online all          # both
 
 Each measurement runs in its own process (peak RSS is per task). Data is generated once per scale under
 .bench/data/<scale>; results go to bench/results/<scale>.json and are printed as a table.
@@ -23,6 +25,9 @@ WORK = ROOT / ".bench"
 SCALES = {"small": (100_000, 1_000_000), "full": (1_000_000, 10_000_000)}
 REPO_FORMAT = 2  # bump when history layout or table properties change
 TARGETS = {"pit_vs_floor_max": 1.5, "pit_vs_feast_min": 10.0, "peak_rss_mb_max": 2048}
+REDIS_TARGETS = {"read_vs_floor_max": 1.3, "read_vs_feast_min": 5.0, "materialize_rows_per_s_min": 300_000,
+                 "materialize_vs_feast_min": 10.0}
+REDIS_PORT = int(os.environ.get("SKEWLESS_BENCH_REDIS_PORT", "6392"))  # not the local cloud's 6390: ours alone
 
 
 def sh(cmd: list[str], **kw) -> str:
@@ -115,6 +120,73 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
+def redis_report(res: dict) -> str:
+    s, fe = res["skewless"], res.get("feast", {})
+    m = s["materialize"]
+    fm = fe.get("materialize", {}) if fe.get("status") == "ok" else {}
+    lines = [f"scale: {res['scale']} ({res['entity_rows']:,} entity rows x {res['feature_rows']:,} feature rows); "
+             f"Redis {m['redis']['version']} ({m['redis']['allocator']}) on 127.0.0.1:{res['redis_port']}", "",
+             "| measurement | skewless | raw floor (redis-py pipelined HMGET) | skewless / floor | Feast 0.67 (Redis) "
+             "| Feast / skewless |", "|---|---|---|---|---|---|"]
+    frows = fm.get("entity_rows_per_s")
+    lines.append(f"| materialize into Redis, rows written/s | {m['rows_per_s']:,} ({m['rows_written']:,} rows, "
+                 f"{m['wall_s']} s) | | | {frows or fe.get('status', '-')} | "
+                 f"{ratio(m['rows_per_s'], frows) or '-'}x faster |")
+    fscan = fm.get("feature_rows_scanned_per_s")
+    lines.append(f"| materialize, source rows/s ({m['feature_rows_scanned']:,} feature rows) | "
+                 f"{m['feature_rows_scanned_per_s']:,} | | | {fscan or '-'} | |")
+    for n, key in (("1", "one"), ("100", "hundred")):
+        o = s["online"][key]
+        sk_, fl = o["skewless"], o["floor"]
+        fo = fe.get("online", {}).get(f"batch_{n}", {}).get("get_online_features", {})
+        lines.append(f"| online read {n} entity x 3 views x 10 features, p50 / p99 (ms) | {sk_['p50_ms']} / "
+                     f"{sk_['p99_ms']} | {fl['p50_ms']} / {fl['p99_ms']} | {ratio(sk_['p50_ms'], fl['p50_ms'])}x / "
+                     f"{ratio(sk_['p99_ms'], fl['p99_ms'])}x | {fo.get('p50_ms', '-')} / {fo.get('p99_ms', '-')} | "
+                     f"{ratio(fo.get('p50_ms'), sk_['p50_ms']) or '-'}x / {ratio(fo.get('p99_ms'), sk_['p99_ms']) or '-'}x |")
+    t = REDIS_TARGETS
+    lines += ["", f"targets: reads <= {t['read_vs_floor_max']}x floor and >= {t['read_vs_feast_min']}x faster than "
+              f"Feast; materialize >= {t['materialize_rows_per_s_min']:,} rows/s and >= "
+              f"{t['materialize_vs_feast_min']}x Feast"]
+    return "\n".join(lines)
+
+
+def redis_section(args, data: Path, repo: Path, raw: Path) -> dict:
+    """Start a dedicated Redis through skewless.localcloud, measure skewless, the floor and Feast against it."""
+    import redis
+
+    from bench.redis_bench import redis_repo
+    from skewless.localcloud import redis_service
+
+    state = WORK / "redis"
+    svc = redis_service("bench-redis", REDIS_PORT, state=state)
+    started = svc.start(state)
+    try:
+        url = f"redis://{svc.endpoint}/0"
+        rrepo = redis_repo(repo, url, WORK / "repos" / f"{args.scale}-redis")
+        res = {"scale": args.scale, "entity_rows": SCALES[args.scale][0], "feature_rows": SCALES[args.scale][1],
+               "redis_port": svc.port, "skewless": {}}
+        best = max((measure("materialize-redis", data, rrepo) for _ in range(args.reps)),
+                   key=lambda r: r["rows_per_s"])  # the 2 cores are shared: the least disturbed run
+        res["skewless"]["materialize"] = best
+        res["skewless"]["online"] = measure("online-redis", data, rrepo)
+        if not args.no_feast:
+            sh(["bash", ROOT / "bench" / "peers" / "setup_feast.sh"])
+            redis.Redis(host=svc.host, port=svc.port, db=1).flushdb()  # Feast's own db: a fresh start
+            py = Path(os.environ.get("FEAST_VENV", WORK / "feast-venv")) / "bin" / "python"
+            path = raw / "feast_redis_online.json"
+            try:
+                sh([py, ROOT / "bench" / "peers" / "feast_peer.py", data, "--task", "online", "--offline-store",
+                    "duckdb", "--online-store", "redis", "--redis", f"{svc.endpoint},db=1", "--timeout",
+                    args.feast_timeout, "--out", path])
+            except subprocess.CalledProcessError:
+                pass  # the peer always writes its JSON, with status "timeout" / "error" when it failed
+            res["feast"] = json.loads(path.read_text()) if path.exists() else {"status": "missing"}
+        return res
+    finally:
+        if started:
+            svc.stop(state)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="./run bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--scale", choices=sorted(SCALES), default="full")
@@ -122,14 +194,28 @@ def main() -> None:
     p.add_argument("--feast-stores", default="file,duckdb", help="Feast offline stores to run (file,duckdb)")
     p.add_argument("--feast-timeout", type=int, default=1800, help="seconds per Feast task before it is killed")
     p.add_argument("--reps", type=int, default=3, help="PIT repetitions (the best is reported)")
+    p.add_argument("--online", choices=["sqlite", "redis", "all"], default="sqlite",
+                   help="sqlite: the benchmark above (embedded store); redis: only the Redis online store section "
+                        "(results/<scale>_redis.*); all: both")
     args = p.parse_args()
-    ent, feat = SCALES[args.scale]
     data = ensure_data(args.scale)
     repo = ensure_repo(data, args.scale)
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     raw = WORK / "results" / args.scale
     raw.mkdir(parents=True, exist_ok=True)
+    if args.online in ("sqlite", "all"):
+        main_section(args, data, repo, results, raw)
+    if args.online in ("redis", "all"):
+        res = redis_section(args, data, repo, raw)
+        text = redis_report(res)
+        (results / f"{args.scale}_redis.json").write_text(json.dumps(res, indent=1))
+        (results / f"{args.scale}_redis.md").write_text(text + "\n")
+        print(text)
+
+
+def main_section(args, data: Path, repo: Path, results: Path, raw: Path) -> None:
+    ent, feat = SCALES[args.scale]
     best = lambda runs: min(runs, key=lambda r: r["wall_s"])  # noqa: E731
     res = {"scale": args.scale, "entity_rows": ent, "feature_rows": feat,
            "skewless": {"pit": best([measure("pit", data, repo) for _ in range(args.reps)])},

@@ -1,6 +1,7 @@
 """One measurement per process (so peak RSS is that task's alone). Prints one JSON object.
 
     python -m bench.measure prepare|pit|floor|materialize|online|online-floor DATA_DIR REPO_DIR [options]
+    python -m bench.measure materialize-redis|online-redis DATA_DIR REDIS_REPO_DIR   (bench/redis_bench.py)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 import skewless as sk
+from bench import redis_bench
 
 
 def peak_rss_mb() -> float:
@@ -137,7 +139,7 @@ def online_floor(data: Path, repo: Path, meta: dict, args) -> dict:
 
 
 TASKS = {"prepare": prepare, "pit": pit, "floor": floor, "materialize": materialize, "online": online,
-         "online-floor": online_floor}
+         "online-floor": online_floor, **redis_bench.TASKS}
 
 
 def main() -> None:

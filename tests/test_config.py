@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 import skewless as sk
@@ -5,7 +7,10 @@ from skewless import config, plugins
 from skewless.errors import ConfigError
 
 
-def test_missing_extra_names_what_to_install(tmp_path):
+def test_missing_extra_names_what_to_install(tmp_path, monkeypatch):
+    # the Redis adapter exists now: simulate an install without skewless[aws] (no redis-py)
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.delitem(sys.modules, "skewless.adapters.aws.redis", raising=False)
     (tmp_path / "skewless.yaml").write_text("project: p\nonline: {url: 'redis://localhost:6379'}\n")
     store = sk.FeatureStore(tmp_path)
     with pytest.raises(ConfigError, match=r'pip install "skewless\[aws\]"'):

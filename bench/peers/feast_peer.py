@@ -9,7 +9,8 @@ Run with the Feast venv (bench/peers/setup_feast.sh):
 
 DATA_DIR is the output of bench/datagen.py (entity.parquet, view_*.parquet,
 meta.json).  A throw-away Feast repo is built programmatically in a temp dir:
-provider local, the chosen offline store, sqlite online store, one Entity
+provider local, the chosen offline store, sqlite (or, with --online-store redis, Redis)
+online store, one Entity
 `driver` (join key driver_id), one FeatureView per view_i over a FileSource of
 the parquet file (ttl None: no TTL), and then
 
@@ -88,11 +89,20 @@ class _WarnLog:
         warnings.simplefilter("default")
 
 
-def build_store(data_dir: str, meta: dict, offline: str, workdir: str):
+def build_store(data_dir: str, meta: dict, offline: str, workdir: str, online: str = "sqlite",
+                redis_connection: str = ""):
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
     from feast.repo_config import RepoConfig
     from feast.types import Float64, Int64
+
+    if online == "redis":
+        # Feast's defaults: newest-wins by reading stored timestamps first (HMGET), then HSET + EXPIRE pipelines
+        from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+
+        online_cfg = RedisOnlineStoreConfig(connection_string=redis_connection)
+    else:
+        online_cfg = SqliteOnlineStoreConfig(path=os.path.join(workdir, "data", "online.db"))
 
     if offline == "file":
         from feast.infra.offline_stores.dask import DaskOfflineStoreConfig
@@ -110,7 +120,7 @@ def build_store(data_dir: str, meta: dict, offline: str, workdir: str):
         project="skewless_bench",
         provider="local",
         registry=os.path.join(workdir, "data", "registry.db"),
-        online_store=SqliteOnlineStoreConfig(path=os.path.join(workdir, "data", "online.db")),
+        online_store=online_cfg,
         offline_store=offline_cfg,
         entity_key_serialization_version=3,
         repo_path=workdir,
@@ -209,7 +219,7 @@ def task_materialize(store, features, data_dir, meta, res, args, workdir):
     feature_rows = sum(v["rows"] for v in meta["views"])
     res["entities_written_expected"] = distinct
     try:
-        res["online_store_entity_rows"] = _online_rows(workdir)
+        res["online_store_entity_rows"] = _online_rows(workdir) if args.online_store == "sqlite" else "-"
     except Exception as e:  # informative only
         res["online_store_entity_rows"] = f"error: {e!r}"
     written = sum(distinct.values())
@@ -265,7 +275,7 @@ def task_online(store, features, data_dir, meta, res, args, workdir):
     for batch in (1, 100):
         reps = args.reps_1 if batch == 1 else args.reps_100
 
-        def rows():
+        def rows(batch=batch):
             return [{"driver_id": rng.randint(lo, hi)} for _ in range(batch)]
 
         for _ in range(args.warmup):
@@ -311,7 +321,8 @@ def child_main(args) -> int:
         os.makedirs(workdir, exist_ok=True)
         res["workdir"] = workdir
         t = time.perf_counter()
-        store, features = build_store(args.data_dir, meta, args.offline_store, workdir)
+        store, features = build_store(args.data_dir, meta, args.offline_store, workdir, args.online_store,
+                                      args.redis)
         res["setup_s"] = round(time.perf_counter() - t, 4)
         res["n_features"] = len(features)
         if args.task == "historical":
@@ -438,7 +449,7 @@ def parent_main(args) -> int:
         "peer": "feast",
         "task": args.task,
         "offline_store": args.offline_store,
-        "online_store": "sqlite",
+        "online_store": args.online_store,
         "data_dir": os.path.abspath(args.data_dir),
         "timeout_s": args.timeout,
         "max_rss_gb": args.max_rss_gb,
@@ -476,6 +487,9 @@ def main() -> int:
     p.add_argument("--out", required=True, help="result JSON path (a .log with the child's output goes beside it)")
     p.add_argument("--offline-store", default="file", choices=["file", "duckdb"],
                    help="file = Feast's default dask-based file offline store")
+    p.add_argument("--online-store", default="sqlite", choices=["sqlite", "redis"])
+    p.add_argument("--redis", default="127.0.0.1:6392,db=1",
+                   help="Feast redis connection_string (host:port,db=N) for --online-store redis")
     p.add_argument("--timeout", type=float, default=0, help="kill the run after S seconds (0 = none)")
     p.add_argument("--max-rss-gb", type=float, default=16.0, help="kill the run if its RSS exceeds this (0 = none)")
     p.add_argument("--workdir", default=None, help="Feast repo dir (default: a fresh temp dir)")

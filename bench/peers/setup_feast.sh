@@ -14,7 +14,7 @@ PY="${PYTHON:-python3}"
 check() {
   [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "$FEAST_VERSION" <<'PYEOF' >/dev/null 2>&1
 import sys, importlib.metadata as md
-import feast, duckdb, dask  # noqa: F401  (file + duckdb offline stores)
+import feast, duckdb, dask, redis, hiredis  # noqa: F401  (file + duckdb offline stores, redis online store)
 assert md.version("feast") == sys.argv[1], md.version("feast")
 PYEOF
 }
@@ -32,14 +32,15 @@ mkdir -p "$(dirname "$VENV")"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 # feast core brings dask[dataframe] (file offline store) and uses the stdlib
 # sqlite3 module (sqlite online store); the [duckdb] extra adds the
-# ibis/duckdb-based offline store. psutil is only a convenience for RSS.
-"$VENV/bin/python" -m pip install --quiet "feast[duckdb]==$FEAST_VERSION" psutil
+# ibis/duckdb-based offline store, [redis] its Redis online store (redis-py + hiredis). psutil is only a
+# convenience for RSS.
+"$VENV/bin/python" -m pip install --quiet "feast[duckdb,redis]==$FEAST_VERSION" psutil
 end=$(date +%s)
 
 if check; then
   echo "feast-venv ready: $VENV (feast==$FEAST_VERSION) in $((end - start)) s"
 else
   echo "feast-venv check failed" >&2
-  "$VENV/bin/python" -c "import feast, duckdb, dask" || true
+  "$VENV/bin/python" -c "import feast, duckdb, dask, redis, hiredis" || true
   exit 1
 fi

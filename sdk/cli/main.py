@@ -262,9 +262,10 @@ def demo(path: Optional[Path] = typer.Option(None, help="Repo folder to create (
 
 
 def _add_groups() -> None:
-    from . import local
+    from . import config_cmd, local
 
     app.add_typer(local.app, name="local")
+    app.add_typer(config_cmd.app, name="config")
 
 
 _add_groups()

@@ -48,6 +48,10 @@ class OnlineStore(abc.ABC):
     url: str
     supports_per_field_ttl = False  # evicts values at the store once their TTL passes
     supports_concurrent_writers = True
+    # Rows past event time + ttl + eviction_grace (wall clock) are deleted by the store itself; read() applies the
+    # TTL at `now` either way, so only statuses differ (an evicted row reads NOT_FOUND, not EXPIRED).
+    evicts_expired = False
+    eviction_grace = timedelta(0)
 
     # -- the two hot paths ---------------------------------------------------------------------------------
     @abc.abstractmethod

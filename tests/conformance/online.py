@@ -13,13 +13,18 @@ import pytest
 
 import skewless as sk
 from skewless.definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW
-from skewless.online.base import EXPIRED, NOT_FOUND, PRESENT
+from skewless.online.base import EXPIRED, NOT_FOUND, PRESENT, to_us
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 ALL_TYPES = [sk.Field("i32", sk.Int32), sk.Field("i64", sk.Int64), sk.Field("f32", sk.Float32),
              sk.Field("f64", sk.Float64), sk.Field("s", sk.String), sk.Field("b", sk.Bool),
              sk.Field("by", sk.Bytes), sk.Field("ts", sk.UnixTimestamp)]
+
+
+def wall_now() -> datetime:
+    """The real clock (stores that evict compare TTLs with it)."""
+    return datetime.now(UTC)
 
 
 def view(name="v", ttl=None, keys=("k",), key_dtype=sk.Int64, fields=None):
@@ -79,6 +84,13 @@ class OnlineStoreConformance:
                                                                              "wr": 1}]))
         assert self.read1(store, v, [2], T0 + timedelta(days=1)).values[0][0] == 6.0
 
+    def test_newer_row_with_null_clears_the_older_value(self, store):
+        v = view()
+        store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0, "y": "a"}]))
+        store.write(v, rows(v, [{"k": 1, "ev": T0 + timedelta(hours=1), "x": None, "y": "b"}]))
+        r = self.read1(store, v, [1], T0 + timedelta(days=1))
+        assert r.values == [[None, "b"]] and r.statuses == [PRESENT]
+
     def test_rewriting_same_rows_is_idempotent(self, store):
         v = view()
         data = rows(v, [{"k": i, "ev": T0 + timedelta(minutes=i), "x": float(i)} for i in range(50)])
@@ -88,12 +100,30 @@ class OnlineStoreConformance:
         assert [x[0] for x in r.values] == [float(i) for i in range(50)]
 
     def test_ttl_enforced_at_read_with_inclusive_boundary(self, store):
+        # Times relative to the wall clock: a store that evicts expired keys (``evicts_expired``) still holds a
+        # row written now when `now` is simulated at its TTL boundary, so the read-time TTL alone decides here.
+        t = wall_now()
         v = view(ttl=timedelta(hours=1))
-        store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0}]))
-        at_edge = self.read1(store, v, [1], T0 + timedelta(hours=1))
+        store.write(v, rows(v, [{"k": 1, "ev": t, "x": 1.0}]))
+        at_edge = self.read1(store, v, [1], t + timedelta(hours=1))
         assert at_edge.statuses == [PRESENT] and at_edge.values == [[1.0, None]]
-        past = self.read1(store, v, [1], T0 + timedelta(hours=1, microseconds=1))
+        past = self.read1(store, v, [1], t + timedelta(hours=1, microseconds=1))
         assert past.statuses == [EXPIRED] and past.values == [[None, None]] and past.event_timestamps == [None]
+
+    def test_evicting_store_drops_rows_past_their_ttl(self, store):
+        if not store.evicts_expired:
+            pytest.skip("store keeps expired rows (read-time TTL only)")
+        t = wall_now()
+        ttl = timedelta(hours=1)
+        v = view("evict", ttl=ttl)
+        gone = t - ttl - store.eviction_grace - timedelta(minutes=1)
+        store.write(v, rows(v, [{"k": 1, "ev": gone, "x": 1.0}, {"k": 2, "ev": t, "x": 2.0}]))
+        raw = store.read_raw([(v, ["x"], [(1,), (2,)])])[0]
+        assert raw[0] is None and raw[1] == (to_us(t), [2.0])
+        # a newer row of an evicted entity is stored again; an older one is not resurrected
+        store.write(v, rows(v, [{"k": 1, "ev": t, "x": 3.0}]))
+        store.write(v, rows(v, [{"k": 1, "ev": gone, "x": 4.0}]))
+        assert self.read1(store, v, [1], t, ["x"]).values == [[3.0]]
 
     def test_batched_read_across_views_in_one_call(self, store):
         a, b = view("a"), view("b", fields=[sk.Field("z", sk.Int64)])

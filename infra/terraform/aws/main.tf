@@ -1,0 +1,119 @@
+# The skewless stack on AWS: data bucket (registry/, offline/, models/), Redis (online store), ECR (serving image),
+# the SageMaker execution role, a Glue database for offline tables and, optionally, a SageMaker endpoint.
+# No provider block: the caller's configuration (or AWS_REGION / AWS_PROFILE when applied directly) decides where.
+
+data "aws_caller_identity" "current" {}
+
+data "aws_region" "current" {}
+
+locals {
+  account  = data.aws_caller_identity.current.account_id
+  region   = data.aws_region.current.id
+  bucket   = coalesce(var.bucket_name, "${var.name}-data-${local.account}-${local.region}")
+  prefixes = { registry = "registry", offline = "offline", models = "models" }
+  kms_keys = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+  tags     = merge({ "skewless:stack" = var.name, "managed-by" = "terraform" }, var.tags)
+}
+
+module "data" {
+  source = "../modules/aws-s3-data"
+
+  bucket_name   = local.bucket
+  kms_key_arn   = var.kms_key_arn
+  force_destroy = var.force_destroy
+  tags          = local.tags
+}
+
+module "redis" {
+  source = "../modules/aws-redis"
+
+  name                       = "${var.name}-redis"
+  vpc_id                     = var.vpc_id
+  subnet_ids                 = var.subnet_ids
+  allowed_cidr_blocks        = var.redis_allowed_cidr_blocks
+  allowed_security_group_ids = concat(var.redis_allowed_security_group_ids, aws_security_group.serving[*].id)
+  auth_token                 = var.redis_auth_token
+  node_type                  = var.redis_node_type
+  num_cache_clusters         = var.redis_num_cache_clusters
+  engine_version             = var.redis_engine_version
+  kms_key_arn                = var.kms_key_arn
+  tags                       = local.tags
+}
+
+module "ecr" {
+  source = "../modules/aws-ecr"
+
+  name        = "${var.name}/serving"
+  kms_key_arn = var.kms_key_arn
+  tags        = local.tags
+}
+
+module "glue" {
+  source = "../modules/aws-glue"
+
+  catalog_id    = local.account
+  database_name = "${replace(var.name, "-", "_")}_offline"
+  location_uri  = "s3://${module.data.bucket_name}/${local.prefixes.offline}/"
+}
+
+module "sagemaker_role" {
+  source = "../modules/aws-sagemaker-role"
+
+  name               = "${var.name}-sagemaker-execution"
+  bucket_arn         = module.data.bucket_arn
+  read_prefixes      = [for p in values(local.prefixes) : "${p}/"]
+  write_prefixes     = ["${local.prefixes.models}/"]
+  ecr_repository_arn = module.ecr.repository_arn
+  glue_database_name = module.glue.database_name
+  kms_key_arns       = local.kms_keys
+  tags               = local.tags
+}
+
+module "serving" {
+  source = "../modules/aws-sagemaker-serving"
+  count  = var.enable_sagemaker_endpoint ? 1 : 0
+
+  name               = "${var.name}-serving"
+  image              = var.serving_image
+  execution_role_arn = module.sagemaker_role.role_arn
+  model_data_url     = var.model_data_url
+  instance_type      = var.sagemaker_instance_type
+  kms_key_arn        = var.kms_key_arn
+  subnet_ids         = var.subnet_ids
+  security_group_ids = aws_security_group.serving[*].id
+  environment        = { SKEWLESS_PROJECT = var.project }
+  tags               = local.tags
+}
+
+# The endpoint's network interfaces: out to Redis and to AWS APIs over HTTPS (S3, ECR, logs), nothing in.
+resource "aws_security_group" "serving" {
+  #checkov:skip=CKV2_AWS_5:Attached to the SageMaker model's vpc_config (module.serving), which checkov does not follow.
+  count       = var.enable_sagemaker_endpoint ? 1 : 0
+  name        = "${var.name}-serving"
+  description = "SageMaker endpoint of ${var.name}: egress to Redis and HTTPS only."
+  vpc_id      = var.vpc_id
+  tags        = local.tags
+}
+
+resource "aws_security_group_rule" "serving_to_redis" {
+  count                    = var.enable_sagemaker_endpoint ? 1 : 0
+  description              = "Online feature reads from Redis"
+  type                     = "egress"
+  from_port                = module.redis.port
+  to_port                  = module.redis.port
+  protocol                 = "tcp"
+  security_group_id        = aws_security_group.serving[0].id
+  source_security_group_id = module.redis.security_group_id
+}
+
+resource "aws_security_group_rule" "serving_https" {
+  #checkov:skip=CKV_AWS_382:HTTPS egress to AWS APIs (S3, ECR, CloudWatch Logs), whose addresses are not fixed.
+  count             = var.enable_sagemaker_endpoint ? 1 : 0
+  description       = "AWS APIs over HTTPS (S3, ECR, CloudWatch Logs)"
+  type              = "egress"
+  from_port         = 443
+  to_port           = 443
+  protocol          = "tcp"
+  security_group_id = aws_security_group.serving[0].id
+  cidr_blocks       = ["0.0.0.0/0"]
+}

