@@ -129,3 +129,18 @@ def test_concurrent_applies_on_s3_never_lose_an_update(tmp_path, s3_endpoint):
     state = first.registry.state()
     assert state.version == 1 + len(winners) and first.registry.store.versions() == list(range(1, state.version + 1))
     assert {v.name for v in state.list("feature_view")} == winners
+
+
+def test_endpoint_that_never_answers_fails_within_the_configured_bounds():
+    import socket
+
+    with socket.socket() as hole:  # accepts connections (backlog) but never replies
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)
+        opts = {**_options(f"http://127.0.0.1:{hole.getsockname()[1]}"), "read_timeout": 1, "max_attempts": 2}
+        for call in (lambda: S3RegistryStore(f"s3://{BUCKET}/x", opts).versions(),
+                     lambda: S3OfflineStore(f"s3://{BUCKET}/x", opts).version("v")):
+            t0 = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                call()
+            assert time.monotonic() - t0 < 15

@@ -5,7 +5,8 @@ Options (skewless.yaml ``offline.storage_options`` / ``registry.options``), all 
     region              default: the standard chain's ($AWS_REGION, the profile), else us-east-1
     profile             a named profile from ~/.aws
     access_key_id / secret_access_key / session_token   explicit keys (prefer the chain; use ${VAR} if you must)
-    connect_timeout, read_timeout (seconds), max_attempts   bounded retries with backoff (botocore "standard")
+    connect_timeout, read_timeout (seconds), max_attempts   bounded retries with backoff (botocore "standard");
+                        read_timeout also bounds each request of a Delta commit (uploads go in parts)
 
 Credentials come from the standard AWS chain (environment, profile, web identity, instance/task role) through
 boto3, resolved at each use so temporary credentials refresh. They are handed to delta-rs and pyarrow in memory
@@ -99,7 +100,10 @@ class S3Session:
         opts = {"AWS_REGION": self.region, "AWS_ACCESS_KEY_ID": c.access_key, "AWS_SECRET_ACCESS_KEY": c.secret_key,
                 # Commits are conditional PUTs (If-None-Match), which S3 and both emulators support: no lock table.
                 "AWS_CONDITIONAL_PUT": "etag", "connect_timeout": f"{int(self._config.connect_timeout)}s",
-                "max_retries": str(self._config.retries["max_attempts"])}
+                "max_retries": str(self._config.retries["max_attempts"]),
+                # Bounds the whole retry loop (delta-rs' default is 180 s): a dead endpoint fails within this.
+                "retry_timeout": f"{int(self._config.read_timeout)}s",
+                "timeout": f"{int(self._config.read_timeout)}s"}
         if c.token:
             opts["AWS_SESSION_TOKEN"] = c.token
         if self.endpoint_url:
