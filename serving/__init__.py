@@ -1,1 +1,15 @@
-"""Model serving (added by the serving issue)."""
+"""Model serving: package a model with the feature service it was trained on, keep versions in a model registry,
+and serve it over HTTP (SageMaker and PAI-EAS contracts) with online feature lookup and a prediction log.
+
+    art = package_model(model, name="credit", store=store, feature_service="credit_model_v1", training_set=job)
+    ModelRegistry(store).register(art, stage="staging")
+    skewless model serve --model credit --stage production      # or: python -m skewless.serving serve
+"""
+
+from .artifact import ModelArtifact, ModelManifest, package_model
+from .flavors import Flavor, LoadedModel, register as register_flavor
+from .prediction_log import log_view, read_log
+from .registry import ModelRegistry, ModelVersion
+
+__all__ = ["Flavor", "LoadedModel", "ModelArtifact", "ModelManifest", "ModelRegistry", "ModelVersion", "log_view",
+           "package_model", "read_log", "register_flavor"]

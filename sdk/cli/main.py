@@ -262,10 +262,11 @@ def demo(path: Optional[Path] = typer.Option(None, help="Repo folder to create (
 
 
 def _add_groups() -> None:
-    from . import config_cmd, local
+    from . import config_cmd, local, model
 
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
+    app.add_typer(model.app, name="model")
 
 
 _add_groups()

@@ -1,0 +1,223 @@
+"""The HTTP server: one Starlette app that speaks both managed contracts.
+
+    SageMaker  GET /ping, POST /invocations                      (no token: SageMaker authenticates callers)
+    PAI-EAS    POST /api/predict/<service>, GET same for health    (``Authorization: <token>`` checked, else 401)
+    both       GET /live, /ready, /metrics (Prometheus), /openapi.json, /docs
+
+Readiness (``/ping``, ``/ready``) is true only once the model is loaded and the online store answers a round
+trip; it is re-checked (at most every ``store_check_seconds``), so the server recovers without a restart when
+the store comes back. Every error is one ``SkewlessError`` mapped to one status (``errors.http_status``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from skewless.errors import SkewlessError, StoreUnavailable, ValidationError
+
+from . import openapi
+from .batcher import MicroBatcher
+from .errors import NotReady, Unauthorized, error_body, http_status
+from .metrics import Metrics
+from .model import ServedModel
+
+log = logging.getLogger("skewless.serving")
+CONTRACTS = ("sagemaker", "eas")
+
+
+@dataclass
+class AppOptions:
+    contracts: tuple[str, ...] = CONTRACTS
+    token: str | None = None  # required by the EAS routes
+    service: str | None = None  # the EAS service name in the path (default: the model's name)
+    max_batch_rows: int = 256
+    max_queue: int = 1024
+    store_check_seconds: float = 1.0
+    store_check_timeout: float = 1.5  # SageMaker wants /ping answered within 2 s
+    shutdown_timeout: float = 30.0
+
+
+def _json(body, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+class _Server:
+    def __init__(self, model: ServedModel, opts: AppOptions):
+        self.model, self.opts = model, opts
+        self.metrics = Metrics(model.name, model.version)
+        model.log._on_event = self.metrics.log_event
+        self.batcher = MicroBatcher(model.predict_batch, max_batch_rows=opts.max_batch_rows,
+                                    max_queue=opts.max_queue, on_batch=self.metrics.batch)
+        self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-health")
+        self.store_ok = False
+        self.store_checked = 0.0
+        self._check: asyncio.Future | None = None
+        self.service = opts.service or model.name
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def lifespan(self, app):
+        self.batcher.start()
+        loop = asyncio.get_running_loop()
+        # Loaded in the background: the port answers (/live, /ping = 503) while a large model loads.
+        load = loop.run_in_executor(self.health_pool, self._load)
+        try:
+            yield
+        finally:
+            await self.batcher.drain(self.opts.shutdown_timeout)
+            if not load.done():
+                await load
+            ok = await loop.run_in_executor(None, self.model.close, self.opts.shutdown_timeout)
+            self.health_pool.shutdown(wait=False)
+            log.info("server stopped", extra={"model": self.model.name, "prediction_log_complete": ok,
+                                              "prediction_log_rows": self.model.log.written})
+
+    def _load(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.model.load()
+        except Exception:
+            log.exception("model failed to load", extra={"model": self.model.name})
+            return
+        log.info("model loaded", extra={"model": self.model.name, "version": self.model.version,
+                                        "seconds": round(time.perf_counter() - t0, 3)})
+        self._check_store()
+
+    def _check_store(self) -> bool:
+        try:
+            self.model.check_store()
+            ok = True
+        except Exception as exc:  # any failure means "not ready"; the reason goes to the log
+            if self.store_ok or not self.store_checked:
+                log.warning("online store unavailable", extra={"error": f"{type(exc).__name__}: {exc}"})
+            ok = False
+        self.store_ok, self.store_checked = ok, time.monotonic()
+        return ok
+
+    async def ready(self) -> bool:
+        if not self.model.loaded:
+            self.metrics.ready.set(0)
+            return False
+        if not self.store_ok or time.monotonic() - self.store_checked > self.opts.store_check_seconds:
+            # One check at a time: pings arriving while the store hangs wait on it instead of piling up.
+            if self._check is None or self._check.done():
+                self._check = asyncio.get_running_loop().run_in_executor(self.health_pool, self._check_store)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._check), self.opts.store_check_timeout)
+            except TimeoutError:
+                self.store_ok = False
+        self.metrics.ready.set(1 if self.store_ok else 0)
+        return self.store_ok
+
+    # -- routes -----------------------------------------------------------------------------------------------
+    async def ping(self, request: Request) -> Response:
+        if await self.ready():
+            return _json({"status": "ready", "model": self.model.name, "version": self.model.version})
+        reason = "model not loaded" if not self.model.loaded else "online store unavailable"
+        return _json({"status": "not ready", "reason": self.model.error or reason}, 503)
+
+    async def live(self, request: Request) -> Response:
+        return _json({"status": "alive"})
+
+    async def metrics_route(self, request: Request) -> Response:
+        self.metrics.queue_depth.set(self.batcher.depth)
+        self.metrics.log_pending.set(self.model.log.pending)
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def invocations(self, request: Request) -> Response:
+        return await self._predict(request, "sagemaker")
+
+    async def eas_predict(self, request: Request) -> Response:
+        if request.path_params["service"] != self.service:
+            return _json({"error": "NotFoundError", "message": f"no service {request.path_params['service']!r} "
+                          f"here (this is {self.service!r})"}, 404)
+        try:
+            self._authorize(request)
+        except Unauthorized as exc:
+            self.metrics.requests.labels("eas", "401").inc()
+            return _json(error_body(exc), 401, {"WWW-Authenticate": "Bearer"})
+        if request.method == "GET":
+            return await self.ping(request)
+        return await self._predict(request, "eas")
+
+    def _authorize(self, request: Request) -> None:
+        given = request.headers.get("authorization", "")
+        if given.lower().startswith("bearer "):
+            given = given[7:]
+        if not given or not hmac.compare_digest(given.encode(), (self.opts.token or "").encode()):
+            raise Unauthorized("missing or wrong Authorization token")
+
+    async def _predict(self, request: Request, route: str) -> Response:
+        t0 = time.perf_counter()
+        rid = request.headers.get("x-request-id") or request.headers.get("x-amzn-requestid")
+        headers = {}
+        try:
+            if not self.model.loaded:
+                raise NotReady(f"model {self.model.name!r} is not loaded yet"
+                               + (f" (load failed: {self.model.error})" if self.model.error else ""))
+            try:
+                body = orjson.loads(await request.body())
+            except orjson.JSONDecodeError as exc:
+                raise ValidationError(f"the request body is not valid JSON: {exc}") from None
+            req = self.model.parse(body, rid)
+            rid = req.request_id
+            answer = await self.batcher.submit(req, len(req.rows))
+            status, content = 200, answer
+        except SkewlessError as exc:
+            status, content = http_status(exc), error_body(exc)
+            if isinstance(exc, StoreUnavailable):
+                self.store_ok = False
+                self.metrics.store_errors.inc()
+            if status == 429:
+                headers["Retry-After"] = "1"
+            if status >= 500:
+                log.warning("prediction failed", extra={"request_id": rid, "status": status, "error": content})
+        except Exception as exc:  # a bug: answer 500 without internals, log everything
+            log.exception("unexpected error", extra={"request_id": rid})
+            status, content = 500, error_body(exc)
+        if rid:
+            headers["x-request-id"] = rid
+        self.metrics.requests.labels(route, str(status)).inc()
+        self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+        return _json(content, status, headers)
+
+    async def openapi_doc(self, request: Request) -> Response:
+        return _json(openapi.document(self.model.manifest, self.model.version, self.opts.contracts, self.service))
+
+    async def docs(self, request: Request) -> Response:
+        return HTMLResponse(openapi.SWAGGER_HTML)
+
+
+def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlette:
+    opts = options or AppOptions()
+    unknown = set(opts.contracts) - set(CONTRACTS)
+    if unknown:
+        raise ValidationError(f"unknown serving contracts {sorted(unknown)}; known: {', '.join(CONTRACTS)}")
+    if "eas" in opts.contracts and not opts.token:
+        from skewless.errors import ConfigError
+
+        raise ConfigError("the PAI-EAS contract checks an Authorization token: set SKEWLESS_SERVING_TOKEN "
+                          "(or --token)")
+    srv = _Server(model, opts)
+    routes = [Route("/live", srv.live), Route("/ready", srv.ping), Route("/metrics", srv.metrics_route),
+              Route("/openapi.json", srv.openapi_doc), Route("/docs", srv.docs)]
+    if "sagemaker" in opts.contracts:
+        routes += [Route("/ping", srv.ping), Route("/invocations", srv.invocations, methods=["POST"])]
+    if "eas" in opts.contracts:
+        routes += [Route("/api/predict/{service}", srv.eas_predict, methods=["GET", "POST"])]
+    app = Starlette(routes=routes, lifespan=srv.lifespan)
+    app.state.server = srv
+    return app

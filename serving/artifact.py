@@ -1,0 +1,252 @@
+"""The model artifact: a folder (``model.tar.gz`` when stored) holding the model, what it was trained on and what
+it needs to run.
+
+    skewless-model.json   the manifest: name, flavour, feature service with the frozen feature view definitions,
+                          input/output signature, key lookups, training snapshot (lineage), requirements
+    model/                the flavour's files
+    code/                 Python source the model needs (python flavour)
+    requirements.txt      pinned from the packaging environment
+
+The folder is exactly what SageMaker unpacks to ``/opt/ml/model``. The feature view definitions are frozen into
+the manifest so a server reads features with the definitions (TTLs, dtypes) the model was trained with, without
+reading the registry on the request path.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import io
+import json
+import platform
+import shutil
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+from skewless import dtypes
+from skewless.definitions import FeatureService, FeatureView, Field, check_name
+from skewless.errors import DefinitionError, NotFoundError, ValidationError
+from skewless.features import resolve
+
+from . import flavors
+
+MANIFEST = "skewless-model.json"
+FORMAT = 1
+
+
+@dataclass
+class ModelManifest:
+    name: str
+    flavor: str
+    flavor_options: dict
+    feature_service: str
+    feature_refs: list[str]
+    feature_views: dict[str, dict]  # frozen view specs (FeatureView.to_dict)
+    # Model input column -> where it comes from: "view:feature" (online store) or "request:<field>".
+    inputs: list[dict]  # [{"name", "dtype", "source"}], in the order the model takes them
+    outputs: list[dict]  # [{"name", "dtype"}]
+    request_keys: dict[str, str]  # join key -> dtype name: what a request carries
+    key_lookups: dict[str, str] = field(default_factory=dict)  # join key -> "view:feature" it is read from
+    requirements: list[str] = field(default_factory=list)
+    training: dict | None = None  # {"snapshot", "features", "registry_version", "feature_view_versions", ...}
+    description: str = ""
+    created_at: str = ""
+    created_by: str = ""
+    python: str = ""
+    format: int = FORMAT
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelManifest":
+        if d.get("format") != FORMAT:
+            raise DefinitionError(f"model manifest format {d.get('format')!r} is not supported (expected {FORMAT})")
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    # -- what serving needs -----------------------------------------------------------------------------------
+    def views(self) -> dict[str, FeatureView]:
+        return {n: FeatureView.from_dict(s) for n, s in self.feature_views.items()}
+
+    def read_stages(self) -> list[list[tuple[FeatureView, list[str]]]]:
+        """The online reads, in order: each stage reads views whose join keys are all known by then (from the
+        request, or from a key lookup of an earlier stage). One batched read per stage."""
+        views = self.views()
+        wanted: dict[str, list[str]] = {}
+        for ref in [i["source"] for i in self.inputs if not i["source"].startswith("request:")] + \
+                list(self.key_lookups.values()):
+            v, f = ref.split(":")
+            if f not in wanted.setdefault(v, []):
+                wanted[v].append(f)
+        known, stages, left = set(self.request_keys), [], dict(wanted)
+        while left:
+            stage = [(views[v], fs) for v, fs in left.items() if set(views[v].join_keys) <= known]
+            if not stage:
+                raise DefinitionError(f"model {self.name!r}: join keys of views {sorted(left)} come neither from "
+                                      f"the request {sorted(self.request_keys)} nor from key lookups "
+                                      f"{self.key_lookups}")
+            for v, _ in stage:
+                del left[v.name]
+                known |= {k for k, ref in self.key_lookups.items() if ref.split(":")[0] == v.name}
+            stages.append(stage)
+        return stages
+
+
+class ModelArtifact:
+    """A packaged model on disk."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.manifest = ModelManifest.from_dict(json.loads((self.path / MANIFEST).read_text()))
+        except FileNotFoundError:
+            raise NotFoundError(f"{self.path} is not a model artifact (no {MANIFEST})") from None
+
+    def load(self) -> flavors.LoadedModel:
+        m = self.manifest
+        return flavors.get(m.flavor).load(self.path, m.flavor_options)
+
+    def to_tar(self) -> bytes:
+        """``model.tar.gz`` bytes (SageMaker's model format), deterministic for identical files."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+            for p in sorted(self.path.rglob("*")):
+                info = tar.gettarinfo(str(p), arcname=str(p.relative_to(self.path)))
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+                if p.is_file():
+                    with open(p, "rb") as fh:
+                        tar.addfile(info, fh)
+                else:
+                    tar.addfile(info)
+        return buf.getvalue()
+
+    @classmethod
+    def from_tar(cls, data: bytes, dest: str | Path) -> "ModelArtifact":
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            tar.extractall(dest, filter="data")  # "data": no absolute paths, links out or device files
+        return cls(dest)
+
+    def __repr__(self) -> str:
+        return f"ModelArtifact({self.manifest.name!r}, flavor={self.manifest.flavor!r}, path={str(self.path)!r})"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _pins(packages: Sequence[str]) -> list[str]:
+    out = []
+    for p in packages:
+        try:
+            out.append(f"{p}=={metadata.version(p)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def package_model(model: Any, *, name: str, store, feature_service: str | FeatureService, path: str | Path | None
+                  = None, flavor: str | None = None, training_set=None, snapshot: dict | None = None,
+                  request_fields: Sequence[Field] = (), key_lookups: dict[str, str] | None = None,
+                  outputs: Sequence[tuple[str, Any]] | None = None, method: str | None = None,
+                  artifacts: dict[str, str] | None = None, requirements: Sequence[str] = (),
+                  full_feature_names: bool = False, description: str = "") -> ModelArtifact:
+    """Package a trained model with the feature service it was trained on.
+
+    ``training_set``: the ``RetrievalJob`` the model was trained on (its ``snapshot`` is the lineage; or give
+    ``snapshot``). ``request_fields``: model inputs that requests carry themselves (request-time values).
+    ``key_lookups``: join keys read from a feature instead of the request, e.g. ``{"zipcode":
+    "loan_zipcode:zipcode"}`` so a request with a loan id alone reaches the zipcode's features."""
+    check_name("model", name)
+    fl = flavors.get(flavor) if flavor else flavors.detect(model)
+    state = store._registry_state(fresh=True)
+    svc = feature_service if isinstance(feature_service, FeatureService) else state.get("feature_service",
+                                                                                      feature_service)
+    key_lookups = dict(key_lookups or {})
+    resolved = resolve(state, svc)
+    lookup_views = resolve(state, list(dict.fromkeys(key_lookups.values()))) if key_lookups else []
+    all_views = {v.name: v for v, _ in resolved + lookup_views}
+
+    # Inputs available to the model: the service's features (named as in the training set) and request fields.
+    available: dict[str, tuple[str, str]] = {}
+    for v, feats in resolved:
+        by_name = {f.name: f for f in v.features}
+        for f in feats:
+            col = f"{v.name}__{f}" if full_feature_names else f
+            if col in available:
+                raise DefinitionError(f"feature {col!r} is in two views of {svc.name!r}: use full_feature_names=True")
+            available[col] = (by_name[f].dtype.name, f"{v.name}:{f}")
+    for rf in request_fields:
+        if not isinstance(rf, Field):
+            raise DefinitionError("request_fields must be skewless.Field objects")
+        if rf.name in available:
+            raise DefinitionError(f"request field {rf.name!r} has the name of a feature of {svc.name!r}")
+        available[rf.name] = (rf.dtype.name, f"request:{rf.name}")
+    names = fl.input_names(model) or list(available)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise DefinitionError(f"model inputs {unknown} are neither features of {svc.name!r} nor request fields; "
+                              f"available: {list(available)}")
+    inputs = [{"name": n, "dtype": available[n][0], "source": available[n][1]} for n in names]
+
+    keys: dict[str, str] = {}
+    for v in all_views.values():
+        keys.update({k: d.name for k, d in v.join_key_dtypes.items()})
+    for k, ref in key_lookups.items():
+        if k not in keys:
+            raise DefinitionError(f"key lookup {k!r}: no view of {svc.name!r} has join key {k!r}")
+        lv, lf = ref.split(":")
+        if dtypes.by_name(keys[k]) != next(f.dtype for f in all_views[lv].features if f.name == lf):
+            raise DefinitionError(f"key lookup {k!r}: feature {ref!r} does not have the key's dtype {keys[k]}")
+    request_keys = {k: d for k, d in keys.items() if k not in key_lookups}
+    for rf in request_fields:
+        if rf.name in keys:
+            raise DefinitionError(f"request field {rf.name!r} is a join key; keys are always taken from requests")
+
+    options = {"method": method, "outputs": list(outputs) if outputs else None, "artifacts": artifacts}
+    if snapshot is None and training_set is not None:
+        snapshot = dict(training_set.snapshot)
+    training = None
+    if snapshot is not None:
+        training = {"snapshot": snapshot, "features": list(getattr(training_set, "features", svc.feature_refs)),
+                    "registry_version": state.version,
+                    "feature_view_versions": {v: state.object_version("feature_view", v) for v in all_views},
+                    "feature_service_version": state.object_version("feature_service", svc.name)
+                    if svc.name in state.objects.get("feature_service", {}) else None}
+    elif training_set is None:
+        raise ValidationError("give the training set the model was trained on (training_set=job or snapshot=...): "
+                              "it is the model's lineage")
+
+    root = Path(path) if path else Path(tempfile.mkdtemp(prefix=f"skewless-model-{name}-"))
+    if (root / MANIFEST).exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    saved = fl.save(model, root, options)
+    outs = fl.outputs(model, {**options, "method": saved.get("method", method)})
+    reqs = sorted(set(_pins(("skewless",) + fl.packages)) | set(requirements))
+    manifest = ModelManifest(
+        name=name, flavor=fl.name, flavor_options=saved, feature_service=svc.name,
+        feature_refs=list(svc.feature_refs), feature_views={n: v.to_dict() for n, v in all_views.items()},
+        inputs=inputs, outputs=[{"name": n, "dtype": d} for n, d in outs], request_keys=request_keys,
+        key_lookups=key_lookups, requirements=reqs, training=training, description=description,
+        created_at=datetime.now(timezone.utc).isoformat(), created_by=_user(), python=platform.python_version())
+    for o in manifest.outputs:
+        check_name("model output", o["name"])
+        dtypes.by_name(o["dtype"])
+    manifest.read_stages()  # every view must be reachable from the request's keys
+    (root / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=1, sort_keys=True))
+    (root / "requirements.txt").write_text("\n".join(reqs) + "\n")
+    return ModelArtifact(root)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database in some containers
+        return "unknown"

@@ -1,0 +1,63 @@
+"""Serving's errors and the one place they become HTTP statuses.
+
+Serving raises the SDK's errors (``skewless.errors``) plus three of its own, all ``SkewlessError``s, so callers
+catch one tree. Every error the server can answer with maps to exactly one status here; anything not listed is a
+bug and answers 500 with its type only (the message may hold internals).
+"""
+
+from __future__ import annotations
+
+from skewless.errors import (ConfigError, ConflictError, DefinitionError, EngineError, NotFoundError, SkewlessError,
+                             StoreUnavailable, ValidationError)
+
+
+class Unauthorized(SkewlessError):
+    """The request lacks the token the endpoint requires (PAI-EAS ``Authorization``)."""
+
+
+class Overloaded(SkewlessError):
+    """The request queue is full: the caller should back off and retry (429 with ``Retry-After``)."""
+
+
+class NotReady(SkewlessError):
+    """The model is not loaded yet, or failed to load."""
+
+
+class PredictionError(SkewlessError):
+    """The model itself raised while predicting (its message is kept: it usually names the bad input)."""
+
+
+# Ordered: the first matching class wins (subclasses before their bases).
+_STATUS: list[tuple[type[BaseException], int]] = [
+    (Unauthorized, 401),
+    (ValidationError, 400),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (Overloaded, 429),
+    (NotReady, 503),
+    (StoreUnavailable, 503),
+    (PredictionError, 500),
+    (EngineError, 500),
+    (DefinitionError, 500),
+    (ConfigError, 500),
+]
+
+
+def http_status(exc: BaseException) -> int:
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_body(exc: BaseException) -> dict:
+    """The JSON body of an error answer: the error's type and, for skewless errors, its reason."""
+    if isinstance(exc, SkewlessError):
+        body = {"error": type(exc).__name__, "message": str(exc).splitlines()[0] if str(exc) else ""}
+        if isinstance(exc, ValidationError):
+            body.update({k: v for k, v in (("column", exc.column), ("row", exc.row)) if v is not None})
+        return body
+    return {"error": "InternalError", "message": type(exc).__name__}
+
+
+__all__ = ["NotReady", "Overloaded", "PredictionError", "Unauthorized", "error_body", "http_status"]

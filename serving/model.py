@@ -1,0 +1,183 @@
+"""The served model: KServe's lifecycle (``load()``, ``ready``, ``predict()``) around one artifact, with the
+feature lookup in front and the prediction log behind.
+
+``predict_batch`` is what the micro-batcher calls with every request queued at that moment: one online read per
+stage for all their rows (``online_read.read``, the code path of ``FeatureStore.get_online_features``, with the
+view definitions frozen in the artifact), one model call, then the answers are split back per request and the
+rows handed to the prediction log.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from skewless import dtypes, online_read
+from skewless.definitions import EVENT_TS
+from skewless.errors import SkewlessError, ValidationError
+from skewless.online_read import _norm as normalize  # the key normalisation get_online_features applies
+from skewless.timeutil import now as utc_now
+
+from . import prediction_log
+from .artifact import ModelArtifact
+from .errors import NotReady, PredictionError
+
+log = logging.getLogger("skewless.serving")
+MAX_ROWS_PER_REQUEST = 10_000
+
+
+@dataclass
+class Request:
+    rows: list[dict]
+    request_id: str
+
+
+class ServedModel:
+    def __init__(self, artifact: ModelArtifact, store, *, version: int = 0, log_writer_options: dict | None = None,
+                 on_log_event=None):
+        self.artifact, self.store, self.version = artifact, store, version
+        self.manifest = m = artifact.manifest
+        self.name = m.name
+        self._model = None
+        self.error: str | None = None  # why load() failed
+        self.stages = m.read_stages()
+        self._lookups = [(k, ref, ref.split(":")[0]) for k, ref in m.key_lookups.items()]
+        self._keys = {k: dtypes.by_name(d) for k, d in m.request_keys.items()}
+        self._fields = {i["source"][8:]: dtypes.by_name(i["dtype"]) for i in m.inputs
+                        if i["source"].startswith("request:")}
+        self._inputs = [(i["name"], i["source"], dtypes.by_name(i["dtype"]).arrow) for i in m.inputs]
+        self._log_columns = prediction_log.columns(m)
+        self._log_join = [f.name for f in prediction_log.log_view(m).schema if f.name in m.request_keys]
+        self.log = prediction_log.PredictionLogWriter(store, m, on_event=on_log_event, **(log_writer_options or {}))
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        try:
+            self._model = self.artifact.load()
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.error = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def check_store(self) -> None:
+        """One round trip to the online store (StoreUnavailable when it does not answer)."""
+        self.store.online.get_meta("serving/ping")
+
+    def close(self, timeout: float = 30.0) -> bool:
+        return self.log.close(timeout)
+
+    # -- requests ---------------------------------------------------------------------------------------------
+    def parse(self, body: Any, request_id: str | None = None) -> Request:
+        """A request body -> validated rows (ValidationError naming the row and field otherwise).
+
+        Accepted: ``{"instances": [{...}, ...]}`` (KServe v1 / TF Serving), a list of objects, or one object.
+        Each object holds the request keys and request-time fields; other members are ignored."""
+        if isinstance(body, dict) and "instances" in body:
+            request_id = request_id or (body.get("request_id") if isinstance(body.get("request_id"), str) else None)
+            body = body["instances"]
+        rows = [body] if isinstance(body, dict) else body
+        if not isinstance(rows, list) or not rows:
+            raise ValidationError("the body must be an object, a non-empty list of objects, or {\"instances\": [...]}")
+        if len(rows) > MAX_ROWS_PER_REQUEST:
+            raise ValidationError(f"{len(rows)} rows in one request; at most {MAX_ROWS_PER_REQUEST}")
+        out = []
+        for i, r in enumerate(rows):
+            if not isinstance(r, dict):
+                raise ValidationError(f"row {i} is not an object", row=i)
+            row = {}
+            for k, dt in self._keys.items():
+                v = r.get(k)
+                if v is None:
+                    raise ValidationError(f"row {i} lacks entity key {k!r} (the model needs {sorted(self._keys)})",
+                                          column=k, row=i)
+                row[k] = normalize(v, dt, k, i)
+            for k, dt in self._fields.items():
+                row[k] = normalize(r.get(k), dt, k, i)
+            out.append(row)
+        return Request(out, request_id or uuid.uuid4().hex)
+
+    def predict_batch(self, requests: list[Request]) -> list[dict | SkewlessError]:
+        """Answers in request order: a response body, or the error of that request."""
+        if self._model is None:
+            raise NotReady(f"model {self.name!r} is not loaded" + (f": {self.error}" if self.error else ""))
+        try:
+            return self._predict(requests)
+        except PredictionError:
+            if len(requests) == 1:
+                raise
+        # One request's rows made the model fail: answer the others, the culprit gets its own error.
+        out: list[dict | SkewlessError] = []
+        for r in requests:
+            try:
+                out += self._predict([r])
+            except PredictionError as exc:
+                out.append(exc)
+        return out
+
+    def _predict(self, requests: list[Request]) -> list[dict]:
+        rows = [dict(r) for req in requests for r in req.rows]
+        n = len(rows)
+        now = utc_now()
+        values: dict[str, list] = {}
+        evs: dict[str, list] = {}
+        statuses: dict[str, list] = {}
+        for stage in self.stages:
+            resp = online_read.read(self.store.online, stage, rows, now, True)
+            for view, feats in stage:
+                for f in feats:
+                    values[f"{view.name}:{f}"] = resp.values[f"{view.name}__{f}"]
+                first = f"{view.name}__{feats[0]}"
+                evs[view.name], statuses[view.name] = resp.event_timestamps[first], resp.statuses[first]
+            done = {v.name for v, _ in stage}
+            for key, ref, view in self._lookups:  # keys the next stage needs, read from this one
+                if view in done:
+                    for r, v in zip(rows, values[ref]):
+                        r[key] = v
+        arrays = [pa.array(values[src] if not src.startswith("request:") else [r[src[8:]] for r in rows], type=t)
+                  for _, src, t in self._inputs]
+        # Through Arrow, as the training set is (RetrievalJob.to_pandas): the model gets the same pandas dtypes.
+        frame = pa.table(arrays, names=[name for name, _, _ in self._inputs]).to_pandas()
+        try:
+            outputs = {k: list(v.tolist() if hasattr(v, "tolist") else v)
+                       for k, v in self._model.predict(frame).items()}
+        except SkewlessError:
+            raise
+        except Exception as exc:
+            raise PredictionError(f"model {self.name!r} failed to predict: {type(exc).__name__}: {exc}") from exc
+        bad = [k for k, v in outputs.items() if len(v) != n]
+        if bad:
+            raise PredictionError(f"model {self.name!r}: outputs {bad} do not have one value per row ({n})")
+        self.log.add(self._log_chunk(requests, rows, now, values, evs, statuses, outputs))
+        answers, start = [], 0
+        names = list(outputs)
+        for req in requests:
+            k = len(req.rows)
+            preds = [{name: outputs[name][i] for name in names} for i in range(start, start + k)]
+            answers.append({"request_id": req.request_id, "model": self.name, "version": self.version,
+                            "predictions": preds})
+            start += k
+        return answers
+
+    def _log_chunk(self, requests, rows, now, values, evs, statuses, outputs) -> dict[str, list]:
+        n = len(rows)
+        chunk: dict[str, list] = {k: [r[k] for r in rows] for k in self._log_join}
+        chunk[EVENT_TS] = [now] * n
+        chunk["request_id"] = [req.request_id for req in requests for _ in req.rows]
+        chunk["request_row"] = [i for req in requests for i in range(len(req.rows))]
+        chunk["model_name"] = [self.name] * n
+        chunk["model_version"] = [self.version] * n
+        sources = {"view_ts": evs, "view_status": statuses, "feature": values, "output": outputs}
+        for col, (_, kind, what) in self._log_columns.items():
+            if kind in sources:
+                chunk[col] = sources[kind][what]
+            elif kind in ("request", "key"):
+                chunk[col] = [r.get(what) for r in rows]
+        return chunk

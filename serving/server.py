@@ -1,0 +1,155 @@
+"""Running the server: configuration (arguments or the environment, since a managed platform starts the image
+as ``<image> serve`` with nothing else), structured logs, and uvicorn.
+
+Environment (each has a ``skewless model serve`` option):
+
+    SKEWLESS_REPO             folder with skewless.yaml (default: <model dir>/repo if present, else .)
+    SKEWLESS_MODEL_DIR        an unpacked artifact (default: /opt/ml/model, SageMaker's)
+    SKEWLESS_MODEL, SKEWLESS_MODEL_VERSION | SKEWLESS_MODEL_STAGE     or: fetch it from the model registry
+    SKEWLESS_CONTRACT         sagemaker (default) | eas | both
+    SAGEMAKER_BIND_TO_PORT    SageMaker's port (default 8080); SKEWLESS_PORT: EAS's (default 8000)
+    SKEWLESS_SERVING_TOKEN    the token EAS requests carry in Authorization
+    SKEWLESS_LOG_FLUSH_SECONDS    how often the prediction log is committed (default 1; always at shutdown)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skewless.errors import ConfigError
+
+from .app import AppOptions, create_app
+from .artifact import MANIFEST, ModelArtifact
+from .model import ServedModel
+from .registry import REGISTRY_SIDECAR
+
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+
+
+@dataclass
+class ServeConfig:
+    repo: str | None = None
+    model_dir: str | None = None
+    model: str | None = None
+    version: int | None = None
+    stage: str | None = None
+    contract: str = "sagemaker"
+    host: str = "0.0.0.0"
+    port: int | None = None
+    token: str | None = None
+    max_batch_rows: int = 256
+    max_queue: int = 1024
+    limit_concurrency: int = 4096  # connections; beyond it uvicorn answers 503 at once
+    log_flush_seconds: float = 1.0
+    log_level: str = "INFO"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "ServeConfig":
+        env = os.environ
+        cfg = cls(repo=env.get("SKEWLESS_REPO"), model_dir=env.get("SKEWLESS_MODEL_DIR"),
+                  model=env.get("SKEWLESS_MODEL"), stage=env.get("SKEWLESS_MODEL_STAGE"),
+                  version=int(env["SKEWLESS_MODEL_VERSION"]) if env.get("SKEWLESS_MODEL_VERSION") else None,
+                  contract=env.get("SKEWLESS_CONTRACT", "sagemaker"), token=env.get("SKEWLESS_SERVING_TOKEN"),
+                  log_flush_seconds=float(env.get("SKEWLESS_LOG_FLUSH_SECONDS", "1.0")))
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(cfg, k, v)
+        return cfg
+
+    def contracts(self) -> tuple[str, ...]:
+        if self.contract == "both":
+            return ("sagemaker", "eas")
+        if self.contract not in ("sagemaker", "eas"):
+            raise ConfigError(f"contract must be sagemaker, eas or both, not {self.contract!r}")
+        return (self.contract,)
+
+    def resolved_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        if self.contract == "eas":
+            return int(os.environ.get("SKEWLESS_PORT", "8000"))
+        return int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log collectors (CloudWatch, SLS) index without parsing rules."""
+
+    _SKIP = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+               "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        doc.update({k: v for k, v in vars(record).items() if k not in self._SKIP})
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    for name in ("skewless.serving", "uvicorn.error"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = [handler]
+        lg.setLevel(level)
+        lg.propagate = False
+
+
+def build(cfg: ServeConfig):
+    """(FeatureStore, ServedModel, Starlette app) for ``cfg``; nothing is listening yet."""
+    from skewless import FeatureStore
+
+    model_dir = cfg.model_dir
+    if model_dir is None and not cfg.model and (Path(SAGEMAKER_MODEL_DIR) / MANIFEST).exists():
+        model_dir = SAGEMAKER_MODEL_DIR
+    repo = cfg.repo
+    if repo is None:
+        repo = str(Path(model_dir) / "repo") if model_dir and (Path(model_dir) / "repo").is_dir() else "."
+    store = FeatureStore(repo)
+    version = 0
+    if cfg.model:
+        from .registry import ModelRegistry
+
+        artifact = ModelRegistry(store).download(cfg.model, cfg.version, stage=cfg.stage, dest=model_dir)
+        version = json.loads((artifact.path / REGISTRY_SIDECAR).read_text())["version"]
+    elif model_dir:
+        artifact = ModelArtifact(model_dir)
+        sidecar = Path(model_dir) / REGISTRY_SIDECAR
+        if sidecar.exists():
+            version = json.loads(sidecar.read_text())["version"]
+    else:
+        raise ConfigError(f"no model to serve: give a model folder (SKEWLESS_MODEL_DIR, default "
+                          f"{SAGEMAKER_MODEL_DIR}) or a registered model (SKEWLESS_MODEL)")
+    model = ServedModel(artifact, store, version=version,
+                        log_writer_options={"flush_seconds": cfg.log_flush_seconds})
+    app = create_app(model, AppOptions(contracts=cfg.contracts(), token=cfg.token, max_batch_rows=cfg.max_batch_rows,
+                                       max_queue=cfg.max_queue, **cfg.extra))
+    return store, model, app
+
+
+def uvicorn_config(app, cfg: ServeConfig):
+    import uvicorn
+
+    # Our own JSON logs; uvicorn's access log costs a formatted line per request on the hot path.
+    return uvicorn.Config(app, host=cfg.host, port=cfg.resolved_port(), log_config=None, access_log=False,
+                          limit_concurrency=cfg.limit_concurrency, timeout_graceful_shutdown=30,
+                          lifespan="on")
+
+
+def run(cfg: ServeConfig) -> None:
+    """Serve until SIGTERM/SIGINT; then answer what is queued and flush the prediction log."""
+    import uvicorn
+
+    configure_logging(cfg.log_level)
+    _, model, app = build(cfg)
+    logging.getLogger("skewless.serving").info(
+        "starting", extra={"model": model.name, "version": model.version, "contracts": cfg.contracts(),
+                           "port": cfg.resolved_port()})
+    uvicorn.Server(uvicorn_config(app, cfg)).run()

@@ -1,0 +1,289 @@
+"""Model serving end to end on real parts: the credit-scoring repo -> training set -> scikit-learn model ->
+package -> registry -> a real uvicorn server on loopback (SQLite and Redis online stores) -> predictions, and the
+prediction log read back and joined by training-set retrieval."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import uvicorn
+
+import skewless as sk
+from skewless.demo import _model
+from skewless.repo import load_objects
+from skewless.scaffold import scaffold
+from skewless.serving import ModelRegistry, package_model, read_log
+from skewless.serving.server import ServeConfig, build, uvicorn_config
+from skewless.timeutil import now as utc_now
+
+SERVICE = "credit_model_v1"
+TOKEN = "s3cret-token"
+# Requests carry loan ids only: the zipcode (the key of zipcode_features) is read from this view.
+LOAN_ZIPCODE = '''
+import skewless as sk
+from features import loan
+loan_zipcode = sk.FeatureView("loan_zipcode", entities=[loan],
+    schema=[sk.Field("loan_id", sk.Int64), sk.Field("zipcode", sk.Int64)],
+    source=sk.ParquetSource("data/loan_table.parquet", timestamp_field="event_timestamp",
+                            created_timestamp_column="created_timestamp"))
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def credit_repo(path: Path, online: str | None = None) -> sk.FeatureStore:
+    scaffold(path, force=True)
+    (path / "loan_zipcode.py").write_text(LOAN_ZIPCODE)
+    if online:
+        cfg = (path / "skewless.yaml").read_text().replace("url: sqlite:///data/online.db", online)
+        (path / "skewless.yaml").write_text(cfg)
+    store = sk.FeatureStore(path)
+    store.apply(load_objects(path), prune=True)
+    for v in store.list_feature_views():
+        store.ingest_source(v.name)
+    store.materialize_incremental(utc_now())
+    return store
+
+
+@contextlib.contextmanager
+def running(cfg: ServeConfig, *, ready: bool = True):
+    """A real uvicorn server in a thread on a free loopback port; a clean shutdown on exit."""
+    cfg.host, cfg.port = "127.0.0.1", cfg.port or free_port()
+    _, model, app = build(cfg)
+    server = uvicorn.Server(uvicorn_config(app, cfg))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{cfg.port}", timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/ping" if "eas" != cfg.contract else "/ready").status_code == 200 or not ready:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server never became ready"
+            time.sleep(0.05)
+        yield client, model
+    finally:
+        client.close()
+        server.should_exit = True
+        thread.join(60)
+        assert not thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def credit(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("serving") / "repo"
+    store = credit_repo(repo)
+    loans = pd.read_parquet(repo / "data" / "loan_table.parquet",
+                            columns=["loan_id", "zipcode", "event_timestamp", "loan_status"])
+    job = store.get_historical_features(loans, SERVICE)
+    train = job.to_pandas()
+    features = [r.split(":")[1] for r in job.features]
+    model = _model().fit(train[features], train["loan_status"])
+    art = package_model(model, name="credit", store=store, feature_service=SERVICE, training_set=job,
+                        key_lookups={"zipcode": "loan_zipcode:zipcode"}, description="credit default")
+    reg = ModelRegistry(store)
+    mv = reg.register(art, message="first")
+    reg.promote("credit", mv.version, "production")
+    picks = loans.drop_duplicates("loan_id").sample(40, random_state=3)
+    return {"repo": repo, "store": store, "model": model, "features": features, "job": job, "loans": picks,
+            "artifact": art}
+
+
+def in_process(credit, rows: pd.DataFrame, at) -> list[float]:
+    """The training-set path: historical features at ``at`` for (loan_id, zipcode), predicted in process."""
+    entity = rows[["loan_id", "zipcode"]].reset_index(drop=True).assign(event_timestamp=at)
+    hist = credit["store"].get_historical_features(entity, SERVICE).to_pandas()
+    return list(credit["model"].predict_proba(hist[credit["features"]])[:, 1])
+
+
+def test_package_manifest_records_service_signature_lineage_and_requirements(credit):
+    m = credit["artifact"].manifest
+    assert m.flavor == "sklearn" and m.feature_service == SERVICE
+    assert [i["name"] for i in m.inputs] == credit["features"]  # the order the model was fitted on
+    assert m.request_keys == {"loan_id": "Int64"} and m.key_lookups == {"zipcode": "loan_zipcode:zipcode"}
+    assert [o["name"] for o in m.outputs] == ["proba_0", "proba_1"]
+    assert m.training["snapshot"] == credit["job"].snapshot
+    assert any(r.startswith("scikit-learn==") for r in m.requirements)
+    # two stages: loan views by loan_id, then zipcode_features by the zipcode read in the first
+    assert [[v.name for v, _ in st] for st in m.read_stages()] == [["loan_features", "loan_zipcode"],
+                                                                   ["zipcode_features"]]
+
+
+def test_skew_free_serving_and_prediction_log(credit):
+    """Invoke with loan ids only; predictions equal the training-set path at the same time; the log, after a
+    clean shutdown, holds every row and replays through training-set retrieval with identical inputs."""
+    store, loans = credit["store"], credit["loans"]
+    cfg = ServeConfig(repo=str(credit["repo"]), model="credit", stage="production", contract="both", token=TOKEN,
+                      log_flush_seconds=3600)  # nothing is flushed before shutdown: the shutdown must do it
+    ids = [int(i) for i in loans.loan_id]
+    with running(cfg) as (client, model):
+        assert model.version == 1
+        r = client.post("/invocations", json={"instances": [{"loan_id": i} for i in ids[:30]]},
+                        headers={"x-request-id": "batch-1"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["request_id"] == "batch-1" and body["model"] == "credit" and body["version"] == 1
+        served = [p["proba_1"] for p in body["predictions"]]
+        eas = [client.post("/api/predict/credit", json={"loan_id": i}, headers={"Authorization": TOKEN}).json()
+               for i in ids[30:]]
+        served += [e["predictions"][0]["proba_1"] for e in eas]
+        assert model.log.written == 0 and model.log.pending == len(ids)
+    log = read_log(store, "credit").to_pandas()
+    assert len(log) == len(ids) and sorted(log.loan_id) == sorted(ids)
+    assert set(log.model_version) == {1} and (log.loan_features__status == "PRESENT").all()
+    log = log.sort_values(["request_id", "request_row"]).reset_index(drop=True)
+    # same time as served: the log's event_timestamp is the time of the online read
+    at = log.event_timestamp.max()
+    assert log.event_timestamp.min() >= at - pd.Timedelta(minutes=5)
+    order = {i: n for n, i in enumerate(ids)}
+    by_id = loans.set_index("loan_id").loc[ids].reset_index()
+    expected = in_process(credit, by_id, at)
+    assert served == expected  # exact: same inputs, same model
+    assert list(log.zipcode) == [int(by_id.zipcode[order[i]]) for i in log.loan_id]
+    # replay: the logged inputs equal historical retrieval at each row's logged time
+    replay = store.get_historical_features(log[["loan_id", "zipcode", "event_timestamp"]], SERVICE,
+                                           full_feature_names=True).to_pandas()
+    for ref in credit["artifact"].manifest.feature_refs:
+        col = ref.replace(":", "__")
+        assert replay[col].astype(object).where(replay[col].notna(), None).tolist() == \
+            log[col].astype(object).where(log[col].notna(), None).tolist(), col
+    # the log is a feature view: training-set retrieval joins the logged outputs onto later entity rows
+    later = log[["loan_id", "event_timestamp"]].assign(event_timestamp=at + pd.Timedelta(seconds=1))
+    joined = store.get_historical_features(later, ["predictions_credit:output__proba_1",
+                                                   "predictions_credit:model_version"]).to_pandas()
+    assert joined.output__proba_1.tolist() == log.output__proba_1.tolist()
+    assert sorted(log.output__proba_1) == sorted(served)
+
+
+def test_contracts_errors_docs_and_metrics(credit):
+    cfg = ServeConfig(repo=str(credit["repo"]), model_dir=str(credit["artifact"].path), contract="both",
+                      token=TOKEN)
+    loan = int(credit["loans"].loan_id.iloc[0])
+    with running(cfg) as (c, model):
+        assert model.version == 0  # an artifact folder that did not come from the registry
+        assert c.get("/live").status_code == 200 and c.get("/ready").json()["status"] == "ready"
+        # PAI-EAS: token checked, service name checked
+        assert c.post("/api/predict/credit", json={"loan_id": loan}).status_code == 401
+        assert c.post("/api/predict/credit", json={"loan_id": loan},
+                      headers={"Authorization": "wrong"}).status_code == 401
+        ok = c.post("/api/predict/credit", json={"loan_id": loan}, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1
+        assert c.post("/api/predict/other", json={"loan_id": loan}, headers={"Authorization": TOKEN}
+                      ).status_code == 404
+        assert c.get("/api/predict/credit", headers={"Authorization": TOKEN}).status_code == 200
+        # bad input -> 400 with the reason
+        bad = c.post("/invocations", content=b"{not json")
+        assert bad.status_code == 400 and bad.json()["error"] == "ValidationError"
+        missing = c.post("/invocations", json={"instances": [{"loan_id": loan}, {"zipcode": 1}]}).json()
+        assert missing["column"] == "loan_id" and missing["row"] == 1 and "lacks entity key" in missing["message"]
+        wrong = c.post("/invocations", json={"loan_id": "abc"})
+        assert wrong.status_code == 400 and "not a valid Int64" in wrong.json()["message"]
+        assert c.post("/invocations", json=[]).status_code == 400
+        # an unknown loan is not an error: features read as NOT_FOUND (nulls), like get_online_features
+        unknown = c.post("/invocations", json={"loan_id": -1})
+        assert unknown.status_code == 200
+        doc = c.get("/openapi.json").json()
+        assert {"/invocations", "/ping", "/api/predict/credit", "/metrics"} <= set(doc["paths"])
+        row = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"][2]
+        assert row["required"] == ["loan_id"]
+        assert "swagger-ui" in c.get("/docs").text
+        metrics = c.get("/metrics").text
+        assert 'skewless_requests_total{route="sagemaker",status="400"} 4.0' in metrics
+        assert 'skewless_requests_total{route="eas",status="401"} 2.0' in metrics
+        assert "skewless_batch_rows_bucket" in metrics and 'skewless_model_info{model="credit",version="0"}' in metrics
+    assert {r["loan_id"] for r in read_log(credit["store"], "credit").to_pylist()} >= {loan, -1}
+
+
+def test_contract_ports_and_token_requirement(credit, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9123")
+    monkeypatch.delenv("SKEWLESS_PORT", raising=False)
+    assert ServeConfig(contract="sagemaker").resolved_port() == 9123
+    assert ServeConfig(contract="eas").resolved_port() == 8000
+    with pytest.raises(sk.ConfigError, match="token"):
+        build(ServeConfig(repo=str(credit["repo"]), model_dir=str(credit["artifact"].path), contract="eas"))
+    # SageMaker only: no EAS route is mounted
+    cfg = ServeConfig(repo=str(credit["repo"]), model_dir=str(credit["artifact"].path), contract="sagemaker")
+    with running(cfg) as (c, _):
+        assert c.post("/api/predict/credit", json={"loan_id": 1}).status_code == 404
+
+
+def test_micro_batching_answers_each_concurrent_request_its_own_rows(credit):
+    ids = [int(i) for i in credit["loans"].loan_id][:24]
+    cfg = ServeConfig(repo=str(credit["repo"]), model_dir=str(credit["artifact"].path))
+    with running(cfg) as (c, model):
+        url = str(c.base_url)
+
+        def call(i):
+            with httpx.Client(base_url=url) as cc:
+                return i, cc.post("/invocations", json={"loan_id": i}).json()["predictions"][0]["proba_1"]
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(12) as pool:
+            got = dict(pool.map(call, ids * 3))
+        one = c.post("/invocations", json={"instances": [{"loan_id": i} for i in ids]}).json()["predictions"]
+        assert [got[i] for i in ids] == [p["proba_1"] for p in one]
+        metrics = c.get("/metrics").text
+        assert "skewless_batch_requests_count" in metrics
+
+
+def test_redis_online_store_same_predictions(credit, redis_url, tmp_path):
+    prefix = f"serving{os.getpid()}"
+    store = credit_repo(tmp_path / "redis_repo",
+                        online=f"url: {redis_url}\n  options: {{key_prefix: {prefix}}}")
+    assert type(store.online).__name__ == "RedisOnlineStore"
+    cfg = ServeConfig(repo=str(tmp_path / "redis_repo"), model_dir=str(credit["artifact"].path))
+    rows = credit["loans"].head(10)
+    with running(cfg) as (c, _):
+        served = [p["proba_1"] for p in c.post("/invocations", json=[{"loan_id": int(i)} for i in rows.loan_id]
+                                               ).json()["predictions"]]
+    assert served == in_process(credit, rows, utc_now())
+
+
+def test_image_entry_point_flushes_the_log_on_sigterm(credit, tmp_path):
+    """`python -m skewless.serving serve` (what `<image> serve` runs), configured by the environment only."""
+    port = free_port()
+    env = {**os.environ, "SKEWLESS_REPO": str(credit["repo"]), "SKEWLESS_MODEL_DIR": str(credit["artifact"].path),
+           "SAGEMAKER_BIND_TO_PORT": str(port), "SKEWLESS_LOG_FLUSH_SECONDS": "3600"}
+    before = len(read_log(credit["store"], "credit"))
+    proc = subprocess.Popen([sys.executable, "-m", "skewless.serving", "serve"], env=env, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if c.get("/ping").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+            ids = [int(i) for i in credit["loans"].loan_id][:15]
+            for i in ids:
+                assert c.post("/invocations", json={"loan_id": i}).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # uvicorn re-raises the signal once shut down cleanly, as a process killed by SIGTERM would end
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert '"prediction_log_complete": true' in err  # structured (JSON) logs
+    assert len(read_log(credit["store"], "credit")) == before + 15
