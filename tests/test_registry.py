@@ -43,6 +43,21 @@ def test_plan_flags_breaking_changes_and_apply_refuses_them(repo):
     assert repo.get_feature_view("stats").schema[1].dtype is sk.String
 
 
+def test_prune_keeps_what_skewless_manages_itself(repo):
+    """A model's prediction-log view is applied by skewless, not declared in the repo's files: prune keeps it."""
+    e, v, s = defs()
+    log = sk.FeatureView("predictions_m", entities=[e], schema=[sk.Field("driver_id", sk.Int64),
+                                                                 sk.Field("out", sk.Float64)],
+                         tags={"skewless.kind": "prediction_log"})
+    repo.apply([e, v, s, log])
+    p = repo.plan([e, v, s], prune=True)
+    assert p.empty
+    repo.apply([e, v], prune=True, allow_breaking=True)
+    assert repo.get_feature_view("predictions_m").feature_names == ["out"]
+    with pytest.raises(NotFoundError):
+        repo.get_feature_service("svc")
+
+
 def test_key_change_is_breaking(repo):
     repo.apply(defs())
     e2 = sk.Entity("driver", join_keys=["driver_uuid"])

@@ -55,12 +55,18 @@ class RegistryState:
         return self.objects[kind][name]["version"]
 
 
+MANAGED_TAG = "skewless.kind"
+
+
 def _desired_specs(base: RegistryState, objects: Iterable, prune: bool) -> dict[str, dict[str, dict]]:
     objects = list(objects)
     for o in objects:
         if not isinstance(o, (Entity, FeatureView, FeatureService)):
             raise DefinitionError(f"cannot apply {type(o).__name__}: expected Entity, FeatureView or FeatureService")
-    specs = {k: {} for k in KINDS} if prune else base.specs()
+    # Objects skewless manages itself (tagged ``skewless.kind``, e.g. a model's prediction log view) are not in the
+    # user's repo files, so pruning to "what the files declare" must keep them.
+    specs = {k: {n: s for n, s in v.items() if (s.get("tags") or {}).get(MANAGED_TAG)}
+             for k, v in base.specs().items()} if prune else base.specs()
     seen: set[tuple[str, str]] = set()
     for o in objects:
         if (o.kind, o.name) in seen:
