@@ -9,6 +9,9 @@ Environment (each has a ``skewless model serve`` option):
     SKEWLESS_CONTRACT         sagemaker (default) | eas | both
     SAGEMAKER_BIND_TO_PORT    SageMaker's port (default 8080); SKEWLESS_PORT: EAS's (default 8000)
     SKEWLESS_SERVING_TOKEN    the token EAS requests carry in Authorization
+    SKEWLESS_SERVICE_NAME     the EAS service name in /api/predict/<service> (default: the model's name; a deployed
+                              EAS service is often named per version, e.g. credit_v2)
+    SKEWLESS_HOST             the address to listen on (default 0.0.0.0; deploy targets' local runtimes: loopback)
     SKEWLESS_LOG_FLUSH_SECONDS    how often the prediction log is committed (default 1; always at shutdown)
 """
 
@@ -58,6 +61,10 @@ class ServeConfig:
                   version=int(env["SKEWLESS_MODEL_VERSION"]) if env.get("SKEWLESS_MODEL_VERSION") else None,
                   contract=env.get("SKEWLESS_CONTRACT", "sagemaker"), token=env.get("SKEWLESS_SERVING_TOKEN"),
                   log_flush_seconds=float(env.get("SKEWLESS_LOG_FLUSH_SECONDS", "1.0")))
+        if env.get("SKEWLESS_HOST"):
+            cfg.host = env["SKEWLESS_HOST"]
+        if env.get("SKEWLESS_SERVICE_NAME"):
+            cfg.extra["service"] = env["SKEWLESS_SERVICE_NAME"]
         for k, v in overrides.items():
             if v is not None:
                 setattr(cfg, k, v)

@@ -156,3 +156,158 @@ def serve(model_dir: Optional[Path] = typer.Option(None, help="An unpacked artif
     run(ServeConfig.from_env(repo=str(repo) if repo else None, model_dir=str(model_dir) if model_dir else None,
                              model=model, version=version, stage=stage, contract=contract, host=host, port=port,
                              token=token))
+
+
+# -- the serving image: build (podman/buildah, or a context for docker build) and push to a registry ---------------
+@app.command("build")
+@friendly
+def build_image(tag: str = typer.Option(..., "--tag", "-t", help="Image name, e.g. localhost/credit:1"),
+                model_dir: Optional[Path] = typer.Option(None, help="Bake this artifact folder in at /opt/ml/model"),
+                model: Optional[str] = typer.Option(None, help="Or bake this registered model in"),
+                version: Optional[int] = typer.Option(None, help="Registered version (default: newest)"),
+                stage: Optional[str] = typer.Option(None, help="Or the version in this stage"),
+                extra: list[str] = typer.Option([], help="More skewless extras in the image, e.g. aws"),
+                context_only: Optional[Path] = typer.Option(None, help="Only write a docker build context here"),
+                repo: Path = RepoOpt):
+    """Build the model server image without Docker (podman; base image made once with debootstrap). Without a
+    model, mount one at /opt/ml/model at run time (as SageMaker and EAS do)."""
+    _serving()
+    from skewless.serving.container import build as image_build
+
+    progress = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
+    if model:
+        if context_only:
+            raise typer.BadParameter("--context-only takes --model-dir (a registered model: download it first)")
+        from ..store import FeatureStore
+
+        info = image_build.build_registered(tag, FeatureStore(repo), model, version, stage=stage, extras=extra,
+                                            progress=progress)
+    else:
+        reqs = _serving().ModelArtifact(model_dir).manifest.requirements if model_dir else []
+        if context_only:
+            ctx = image_build.build_context(context_only, model_dir=model_dir, requirements=reqs, extras=extra)
+            console.print(f"wrote {ctx}: docker build -t {tag} {ctx}")
+            return
+        info = image_build.build_image(tag, model_dir=model_dir, requirements=reqs, extras=extra, progress=progress)
+    size = f"{info['size_bytes'] / 1e6:.0f} MB" if info.get("size_bytes") else "?"
+    console.print(f"Built [bold]{tag}[/bold] ({size}; base {info['base_image_s']}s, wheels {info['wheels_s']}s, "
+                  f"build {info['build_s']}s)")
+
+
+@app.command("push")
+@friendly
+def push_image(image: str = typer.Argument(..., help="Local image, e.g. localhost/credit:1"),
+               dest: str = typer.Argument(..., help="registry/repository:tag, e.g. 127.0.0.1:5000/credit:1"),
+               user: str = typer.Option("AWS", help="Login user (ECR's is AWS)"),
+               password_stdin: bool = typer.Option(False, help="Read the token from stdin (e.g. from "
+                                                   "`aws ecr get-login-password`)"),
+               local_state: Optional[Path] = typer.Option(None, help="Use the token of the local OCI registry "
+                                                          "(skewless.localcloud) with this state folder"),
+               tls_verify: bool = typer.Option(False, help="Verify the registry's TLS (off for a loopback one)")):
+    """Log in with a registry token and push the image (ECR-style: user AWS, password = token)."""
+    import os
+    import sys
+
+    from skewless.serving.container import build as image_build
+
+    if local_state is not None:
+        from ..localcloud import OciRegistry
+
+        user, token = OciRegistry(local_state).credentials()
+    elif password_stdin:
+        token = sys.stdin.read().strip()
+    elif os.environ.get("SKEWLESS_REGISTRY_TOKEN"):
+        token = os.environ["SKEWLESS_REGISTRY_TOKEN"]
+    else:
+        raise typer.BadParameter("give the token: --password-stdin, SKEWLESS_REGISTRY_TOKEN or --local-state")
+    secs = image_build.push_image(image, dest, user=user, password=token, tls_verify=tls_verify)
+    console.print(f"Pushed [bold]{image}[/bold] to {dest} in {secs}s")
+
+
+# -- deploy targets (skewless.serving.deploy): deploy | invoke | endpoints | rollback | weights ----------------------
+TargetOpt = typer.Option("local", "--target", "-t", help="local | sagemaker | eas")
+TargetOptionsOpt = typer.Option([], "--option", "-o", help="Target option key=value (JSON values parsed), e.g. "
+                                "bucket=B image=URI role_arn=ARN endpoint_url=URL (sagemaker), image=URI "
+                                "endpoint=HOST:PORT protocol=http (eas), runtime=process|podman state_dir=DIR (local)")
+
+
+def _target(kind: str, options: list[str], repo: Path):
+    _serving()
+    from skewless.serving.deploy import get_target
+
+    from ..store import FeatureStore
+
+    opts = {}
+    for k, v in _pairs(options, "--option").items():
+        try:  # numbers, booleans and objects (env={"K": "V"}) as JSON; anything else is a string
+            opts[k] = json.loads(v)
+        except ValueError:
+            opts[k] = v
+    return get_target(kind, FeatureStore(repo), **opts)
+
+
+def _print_endpoint(ep) -> None:
+    console.print(f"[bold]{ep.name}[/bold] ({ep.target}) {ep.status}: "
+                  + ", ".join(f"{v.name}={v.weight:.0%}" for v in ep.variants))
+
+
+@app.command()
+@friendly
+def deploy(name: str = typer.Argument(..., help="Registered model"),
+           version: int = typer.Argument(..., help="Model version"),
+           endpoint: str = typer.Option(..., "--endpoint", "-e", help="Endpoint (EAS: service group) name"),
+           weight: Optional[float] = typer.Option(None, help="Canary: this share of traffic (0-1]; default: all "
+                                                  "traffic (blue-green, older variants kept at 0)"),
+           target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt):
+    """Deploy a registered model version to an endpoint, as a new variant v<version>."""
+    _print_endpoint(_target(target, option, repo).deploy(name, version, endpoint, weight=weight))
+
+
+@app.command()
+@friendly
+def invoke(endpoint: str, data: str = typer.Argument(..., help='JSON body: {"instances": [...]}, a list of rows, '
+                                                     'one row, or @file.json'),
+           variant: Optional[str] = typer.Option(None, help="Send to this variant (v<version>) only"),
+           target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt):
+    """Send a prediction request to an endpoint and print the answer (with the variant that served it)."""
+    from ..errors import ValidationError
+
+    text = Path(data[1:]).read_text() if data.startswith("@") else data
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(f"the request is not valid JSON: {exc}") from None
+    instances = body if isinstance(body, (list, dict)) else [body]
+    typer.echo(json.dumps(_target(target, option, repo).invoke(endpoint, instances, variant=variant)))
+
+
+@app.command()
+@friendly
+def endpoints(target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt):
+    """List a target's endpoints with their variants and traffic weights."""
+    table = Table("endpoint", "status", "variants (weight)")
+    for ep in _target(target, option, repo).endpoints():
+        table.add_row(ep.name, ep.status, ", ".join(f"{v.name}={v.weight:.0%}" for v in ep.variants))
+    console.print(table)
+
+
+@app.command()
+@friendly
+def rollback(endpoint: str, target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt):
+    """Undo the endpoint's last deploy: its variants and weights as they were before it."""
+    _print_endpoint(_target(target, option, repo).rollback(endpoint))
+
+
+@app.command()
+@friendly
+def weights(endpoint: str, weight: list[str] = typer.Argument(..., help="variant=weight, e.g. v1=0.9 v2=0.1 "
+                                                             "(unnamed variants get 0; normalized to sum 1)"),
+            target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt):
+    """Set the traffic weights of an endpoint's variants."""
+    from ..errors import ValidationError
+
+    try:
+        parsed = {k: float(v) for k, v in _pairs(weight, "weight").items()}
+    except ValueError as exc:
+        raise ValidationError(f"weights must be numbers: {exc}") from None
+    _print_endpoint(_target(target, option, repo).set_weights(endpoint, parsed))
