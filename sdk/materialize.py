@@ -4,11 +4,17 @@ Per view, ``materialize(start, end)`` writes for every entity with rows in [star
 ``t = end``. The job records (start, end, history version, rows written) in the online store after every chunk; a
 rerun of the same job after a crash reads the same snapshot in the same key order and skips what was written.
 Writes are newest-wins, so even a rerun from scratch leaves the same online state as one clean run.
+
+The scans (the engine's ``latest_rows``) run in a thread ahead of the writes (``_ReadAhead``): while the online
+store takes one chunk, the engine computes the next chunk or the next view. Writes, checkpoints and progress
+callbacks stay in the caller's thread, in order, so a checkpoint never covers a row that is not written yet.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
@@ -17,9 +23,11 @@ import pyarrow as pa
 
 from .definitions import FeatureView
 from .ingest import pending_batches, pending_key
+from .offline.base import FULL_TIES
 
 ProgressFn = Callable[[str, int], None]
 CHUNK_ROWS = 50_000
+READ_AHEAD_BYTES = 64 << 20  # scanned chunks waiting for the writer, at most (see _ReadAhead)
 
 
 @dataclass
@@ -43,9 +51,10 @@ def last_end(online, view: str) -> datetime | None:
     return datetime.fromisoformat(v) if v else None
 
 
-def push_latest(ctx, view: FeatureView, con, relation: str) -> int:
-    """Write online, per entity of ``relation``, its winner at t = now (rows later than now are not true yet)."""
-    reader = ctx.engine.latest_rows(con, view, relation, None, ctx.now())
+def push_latest(ctx, view: FeatureView, con, relation: str, tie_level: int = FULL_TIES) -> int:
+    """Write online, per entity of ``relation``, its winner at t = now (rows later than now are not true yet).
+    ``tie_level``: which ties ``relation`` may hold (HistoryFiles.tie_level; the default assumes any)."""
+    reader = ctx.engine.latest_rows(con, view, relation, None, ctx.now(), tie_level=tie_level)
     return sum(ctx.online.write(view, pa.Table.from_batches([b])) for b in reader)
 
 
@@ -61,51 +70,181 @@ def repair_pending(ctx, views: list[FeatureView]) -> int:
         try:
             for b in batches:
                 relation = f"(SELECT * FROM {ctx.engine.history_relation(view, files, con)} WHERE _skewless_batch = {int(b)})"
-                pushed += push_latest(ctx, view, con, relation)
+                pushed += push_latest(ctx, view, con, relation, files.tie_level)  # a subset: no more ties
                 ctx.online.set_meta(pending_key(view.name, b), None)
         finally:
             con.close()
     return pushed
 
 
-def materialize_view(ctx, view: FeatureView, start: datetime | None, end: datetime,
-                     progress: ProgressFn | None = None, chunk_rows: int = CHUNK_ROWS) -> ViewResult:
+@dataclass
+class _Job:
+    view: FeatureView
+    start: datetime | None
+    end: datetime
+    state: dict  # the checkpoint record: start, end, history version, rows_done, done
+    fresh: bool  # not a resumed run: the record is saved when its first row is about to be written
+    skip: int = 0  # rows a resumed run already wrote (the scan is in the same order, so the first ``skip`` rows)
+    files: object = None
+
+
+def _prepare(ctx, view: FeatureView, start: datetime | None, end: datetime) -> _Job:
     key = _job_key(view.name)
     ident = {"start": start.isoformat() if start else None, "end": end.isoformat()}
     saved = json.loads(ctx.online.get_meta(key) or "null")
     if saved and not saved.get("done") and {k: saved[k] for k in ident} == ident:
-        job = saved  # resume the interrupted run: same snapshot, skip rows already written
+        job = _Job(view, start, end, saved, False, saved["rows_done"])  # resume: same snapshot, skip rows written
     else:
-        job = {**ident, "version": ctx.offline.version(view.name), "rows_done": 0, "done": False}
-        ctx.online.set_meta(key, json.dumps(job))
-    skip = job["rows_done"]
-    files = ctx.offline.files(view.name, job["version"])
-    con = ctx.engine.connect()
-    seen = 0
-    try:
-        reader = ctx.engine.latest_rows(con, view, files, start, end, chunk_rows)
-        for batch in reader:
-            n = batch.num_rows
-            if seen + n <= skip:
-                seen += n
+        job = _Job(view, start, end, {**ident, "version": ctx.offline.version(view.name), "rows_done": 0,
+                                      "done": False}, True)
+    job.files = ctx.offline.files(view.name, job.state["version"])
+    return job
+
+
+class _ReadAhead:
+    """Scans the views' winners in a thread of its own while the caller writes earlier rows online.
+
+    DuckDB and the online store's socket both release the GIL, so the next chunks, and the next views, are computed
+    on one core while the store takes the previous chunk on the other. Scanned chunks wait in a FIFO of at most
+    ``READ_AHEAD_BYTES`` (always at least one chunk), which bounds memory: a scan is not held back by a writer still
+    busy with an earlier view as long as the results fit. Items: ("rows", i, batch), ("end", i) after job i's last
+    chunk, or ("error", exc); a scan error thus reaches the writer after every row scanned before it."""
+
+    def __init__(self, ctx, jobs: list[_Job], chunk_rows: int):
+        self._ctx, self._jobs, self._chunk_rows = ctx, jobs, chunk_rows
+        self._items: deque = deque()  # (item, bytes)
+        self._bytes = 0
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self._con = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="skewless-materialize-scan", daemon=True)
+
+    def __enter__(self) -> "_ReadAhead":
+        self._thread.start()
+        return self
+
+    def _put(self, item, nbytes: int = 0) -> bool:
+        with self._cv:
+            while self._items and self._bytes + nbytes > READ_AHEAD_BYTES and not self._stop.is_set():
+                self._cv.wait(0.1)
+            if self._stop.is_set():
+                return False
+            self._items.append((item, nbytes))
+            self._bytes += nbytes
+            self._cv.notify_all()
+            return True
+
+    def _run(self) -> None:
+        engine = self._ctx.engine
+        try:
+            for i, job in enumerate(self._jobs):
+                # The first scan runs alone. Later ones overlap the writes: they leave a core to the writer (and to
+                # an online store on this machine), which is the slower side of the pipeline there.
+                con = engine.connect(spare_cores=1 if i else 0)
+                with self._lock:
+                    self._con = con
+                try:
+                    if self._stop.is_set():
+                        return
+                    for batch in engine.latest_rows(con, job.view, job.files, job.start, job.end, self._chunk_rows):
+                        if not self._put(("rows", i, batch), batch.nbytes):
+                            return
+                finally:
+                    with self._lock:
+                        self._con = None
+                    con.close()
+                if not self._put(("end", i)):
+                    return
+        except BaseException as exc:  # handed to the writer, which raises it
+            self._put(("error", exc))
+
+    def __iter__(self):
+        while True:
+            with self._cv:
+                while not self._items:
+                    if not self._thread.is_alive():  # never wait on a scan that is gone
+                        raise RuntimeError("the materialize scan thread ended without a result")
+                    self._cv.wait(0.5)
+                item, nbytes = self._items.popleft()
+                self._bytes -= nbytes
+                self._cv.notify_all()
+            if item[0] == "error":
+                raise item[1]
+            yield item
+
+    def _interrupt(self) -> None:
+        with self._lock:
+            interrupt = getattr(self._con, "interrupt", None)
+            if interrupt is not None:
+                try:
+                    interrupt()
+                except Exception:  # noqa: BLE001 - the query already ended: nothing to interrupt
+                    pass
+
+    def __exit__(self, *exc) -> None:
+        # Normal end or the writer failed: stop the scan, unblock it, wait for it. The running query is interrupted
+        # again on every round: an interrupt that lands just before a query starts does not stop that query.
+        self._stop.set()
+        while self._thread.is_alive():
+            self._interrupt()
+            with self._cv:
+                self._cv.notify_all()
+            self._thread.join(0.05)
+        self._items.clear()
+
+
+def materialize_views(ctx, specs: list[tuple[FeatureView, datetime | None, datetime]],
+                      progress: ProgressFn | None = None, chunk_rows: int = CHUNK_ROWS) -> list[ViewResult]:
+    """Materialize each (view, start, end) in turn; the scans run ahead of the writes (``_ReadAhead``).
+
+    A view's checkpoint is saved after each chunk, once every row before it was written: the writes and the
+    checkpoints stay in this thread and in order, so resuming after a crash skips only rows that are online."""
+    jobs = [_prepare(ctx, v, s, e) for v, s, e in specs]
+    if not jobs:
+        return []
+    results: list[ViewResult] = []
+    seen, started = 0, -1
+    with _ReadAhead(ctx, jobs, chunk_rows) as scan:
+        for item in scan:
+            job = jobs[item[1]]
+            key, state = _job_key(job.view.name), job.state
+            if item[1] != started:
+                started, seen = item[1], 0
+                if job.fresh:
+                    ctx.online.set_meta(key, json.dumps(state))
+            skip = job.skip
+            if item[0] == "rows":
+                batch = item[2]
+                n = batch.num_rows
+                if seen + n <= skip:
+                    seen += n
+                    continue
+                if seen < skip:
+                    batch = batch.slice(skip - seen)
+                    seen = skip
+                ctx.online.write(job.view, pa.Table.from_batches([batch]))
+                seen += batch.num_rows
+                state["rows_done"] = seen
+                ctx.online.set_meta(key, json.dumps(state))
+                if progress:
+                    progress(job.view.name, seen)
                 continue
-            if seen < skip:
-                batch = batch.slice(skip - seen)
-                seen = skip
-            ctx.online.write(view, pa.Table.from_batches([batch]))
-            seen += batch.num_rows
-            job["rows_done"] = seen
-            ctx.online.set_meta(key, json.dumps(job))
-            if progress:
-                progress(view.name, seen)
-    finally:
-        con.close()
-    job["done"] = True
-    ctx.online.set_meta(key, json.dumps(job))
-    prev = last_end(ctx.online, view.name)
-    if prev is None or end > prev:
-        ctx.online.set_meta(_end_key(view.name), end.isoformat())
-    return ViewResult(view.name, seen, skip, job["version"])
+            # ("end", i): every row of the view is online
+            state["done"] = True
+            ctx.online.set_meta(key, json.dumps(state))
+            prev = last_end(ctx.online, job.view.name)
+            if prev is None or job.end > prev:
+                ctx.online.set_meta(_end_key(job.view.name), job.end.isoformat())
+            results.append(ViewResult(job.view.name, seen, skip, state["version"]))
+            if len(results) == len(jobs):
+                break
+    return results
 
 
-__all__ = ["ViewResult", "last_end", "materialize_view", "push_latest", "repair_pending"]
+def materialize_view(ctx, view: FeatureView, start: datetime | None, end: datetime,
+                     progress: ProgressFn | None = None, chunk_rows: int = CHUNK_ROWS) -> ViewResult:
+    return materialize_views(ctx, [(view, start, end)], progress, chunk_rows)[0]
+
+
+__all__ = ["ViewResult", "last_end", "materialize_view", "materialize_views", "push_latest", "repair_pending"]

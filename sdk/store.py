@@ -205,7 +205,7 @@ class FeatureStore:
             raise ValidationError(f"start_date {start} is after end_date {end}")
         views = self._views_for(feature_views)
         mat.repair_pending(self, views)
-        return [mat.materialize_view(self, v, start, end, progress, chunk_rows) for v in views]
+        return mat.materialize_views(self, [(v, start, end) for v in views], progress, chunk_rows)
 
     def materialize_incremental(self, end_date: datetime, feature_views: Sequence[str] | None = None,
                                 *, progress: mat.ProgressFn | None = None, chunk_rows: int = mat.CHUNK_ROWS
@@ -214,12 +214,11 @@ class FeatureStore:
         end = utc(end_date, "end_date")
         views = self._views_for(feature_views)
         mat.repair_pending(self, views)
-        out = []
+        specs = []
         for v in views:
             start = mat.last_end(self.online, v.name)
-            out.append(mat.materialize_view(self, v, start if start and start <= end else None, end, progress,
-                                            chunk_rows))
-        return out
+            specs.append((v, start if start and start <= end else None, end))
+        return mat.materialize_views(self, specs, progress, chunk_rows)
 
     # -- online reads ----------------------------------------------------------------------------------------
     def get_online_features(self, features: Sequence[str] | FeatureService | str, entity_rows: Sequence[dict],

@@ -66,6 +66,7 @@ class _Server:
         self.store_checked = 0.0
         self._check: asyncio.Future | None = None
         self.service = opts.service or model.name
+        self._children: dict = {}
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     @asynccontextmanager
@@ -190,9 +191,22 @@ class _Server:
             status, content = 500, error_body(exc)
         if rid:
             headers["x-request-id"] = rid
-        self.metrics.requests.labels(route, str(status)).inc()
-        self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+        self._count(route, status).inc()
+        self._latency(route).observe(time.perf_counter() - t0)
         return _json(content, status, headers)
+
+    # Label children cached per server: prometheus-client's labels() takes a lock and builds a key on every call.
+    def _count(self, route: str, status: int):
+        child = self._children.get((route, status))
+        if child is None:
+            child = self._children[(route, status)] = self.metrics.requests.labels(route, str(status))
+        return child
+
+    def _latency(self, route: str):
+        child = self._children.get(route)
+        if child is None:
+            child = self._children[route] = self.metrics.latency.labels(route)
+        return child
 
     async def openapi_doc(self, request: Request) -> Response:
         return _json(openapi.document(self.model.manifest, self.model.version, self.opts.contracts, self.service))

@@ -22,6 +22,7 @@ beyond ``max_pending_rows``. ``close`` flushes everything: losing rows on a clea
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -107,7 +108,7 @@ class PredictionLogWriter:
         self._types = {f.name: f.dtype.arrow for f in self.view.schema}
         self._types[EVENT_TS] = dtypes.UnixTimestamp.arrow
         self._on_event = on_event or (lambda kind, n: None)
-        self._chunks: list[dict[str, list]] = []
+        self._chunks: collections.deque[dict[str, list]] = collections.deque()  # O(1) at both ends
         self._pending = 0
         self._cond = threading.Condition()
         self._stop = False
@@ -130,7 +131,7 @@ class PredictionLogWriter:
             self._chunks.append(chunk)
             self._pending += n
             while self._pending > self.max_pending_rows and len(self._chunks) > 1:
-                old = self._chunks.pop(0)  # the store has been down too long: keep the newest rows
+                old = self._chunks.popleft()  # the store has been down too long: keep the newest rows
                 k = len(old[EVENT_TS])
                 self._pending -= k
                 self.dropped += k
@@ -145,12 +146,12 @@ class PredictionLogWriter:
             with self._cond:
                 if not self._chunks:
                     return None
-                chunks, self._chunks = self._chunks, []
+                chunks, self._chunks = list(self._chunks), collections.deque()
                 self._writing, self._pending = self._pending, 0
             ok = self._write(chunks)
             with self._cond:
                 if not ok:  # back in front, in order
-                    self._chunks[:0] = chunks
+                    self._chunks.extendleft(reversed(chunks))
                     self._pending += self._writing
                 self._writing = 0
                 self._cond.notify_all()

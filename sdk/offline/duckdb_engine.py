@@ -54,13 +54,18 @@ class DuckDBEngine:
         # Spill files go to a folder of this process's own: concurrent processes must not share one.
         self.temp_directory = temp_directory or os.path.join(tempfile.gettempdir(), f"skewless-spill-{os.getpid()}")
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
+    def connect(self, *, spare_cores: int = 0) -> duckdb.DuckDBPyConnection:
+        """A connection of its own. ``spare_cores``: run on that many fewer threads than configured (at least one),
+        leaving cores to work that runs alongside (materialize writes online while it scans the next view)."""
         # Results come back in input order through an explicit position column, never through DuckDB's
         # insertion-order preservation, which costs memory in joins.
         con = duckdb.connect(config={"memory_limit": self.memory_limit, "temp_directory": self.temp_directory,
                                      "preserve_insertion_order": False,
                                      **({"threads": self.threads} if self.threads else {})})
         con.execute("SET TimeZone = 'UTC'")
+        if spare_cores:
+            threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+            con.execute(f"SET threads = {max(1, int(threads) - spare_cores)}")
         return con
 
     # -- relations ------------------------------------------------------------------------------------------
@@ -200,15 +205,20 @@ class DuckDBEngine:
             con.close()
 
     def latest_rows(self, con: duckdb.DuckDBPyConnection, view: FeatureView, source: HistoryFiles | str, start,
-                    end, batch_rows: int = 100_000) -> pa.RecordBatchReader:
+                    end, batch_rows: int = 100_000, tie_level: int = FULL_TIES) -> pa.RecordBatchReader:
         """Per entity, the winner at ``end`` among rows with event in [start, end] (start None: unbounded), in key
-        order, streamed. ``source``: a history snapshot, or the name of a relation with the same columns."""
+        order, streamed. ``source``: a history snapshot (its recorded tie level picks the cheapest exact query), or
+        the name of a relation with the same columns whose ties are described by ``tie_level``."""
         con.execute("CREATE OR REPLACE TEMP TABLE __skewless_bounds AS SELECT CAST($1 AS TIMESTAMPTZ) AS s, "
                     "CAST($2 AS TIMESTAMPTZ) AS e", [start, end])
-        relation = source if isinstance(source, str) else self.history_relation(view, source, con)
+        if isinstance(source, str):
+            relation = source
+        else:
+            relation, tie_level = self.history_relation(view, source, con), source.tie_level
         sql = latest_per_entity(relation, tuple(view.join_keys), tuple(view.feature_names),
                                 "(SELECT e FROM __skewless_bounds)",
-                                "(SELECT s FROM __skewless_bounds)" if start is not None else None)
+                                "(SELECT s FROM __skewless_bounds)" if start is not None else None,
+                                tie_level=tie_level, dialect=self.dialect)
         return con.sql(sql).to_arrow_reader(batch_rows)
 
 

@@ -159,14 +159,33 @@ def render(pq: PitQuery, *, dialect: str = "duckdb", strategy: str | None = None
 
 
 def latest_per_entity(history: str, join_keys: tuple[str, ...], columns: tuple[str, ...], end: str,
-                      start: str | None = None) -> str:
-    """Rows to materialize: per entity, the spec's winner at ``t = end`` among rows with event in [start, end].
+                      start: str | None = None, *, tie_level: int = 2, dialect: str = "duckdb") -> str:
+    """Rows to materialize: per entity, the spec's winner at ``t = end`` among rows with event in [start, end], in
+    join-key order (a rerun reads them in the same order, which is what lets materialize resume mid-view).
+
+    The winner has its entity's greatest event time, so a narrow aggregate finds that time per entity and a join
+    fetches the rows that have it; ``ROW_NUMBER()`` over the rest of the ordering tuple (created, write order) then
+    picks one of them. The wide rows are never sorted, only these few candidates (one per entity unless rows tie on
+    event time), and when the view's ``tie_level`` (HistoryFiles.tie_level) says no two rows of an entity share
+    an event time, the candidate is the winner and that step is left out. Portable SQL: sqlglot renders it for other
+    dialects.
 
     The TTL is not applied here: the newest row is written even when already expired, and online reads apply the
     TTL at read time, so online statuses (EXPIRED vs NOT_FOUND) match historical retrieval."""
-    where = [f"{q(EVENT_TS)} <= {end}"] + ([f"{q(EVENT_TS)} >= {start}"] if start else [])
+    def window(a: str = "") -> str:
+        return " AND ".join([f"{a}{q(EVENT_TS)} <= {end}"] + ([f"{a}{q(EVENT_TS)} >= {start}"] if start else []))
     keys = ", ".join(q(k) for k in join_keys)
-    order = ", ".join(f"{q(c)} DESC" for c in ORDER)
-    cols = ", ".join(q(c) for c in (*join_keys, *ORDER, *columns))
-    return (f"SELECT {cols} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {order}) AS __rn "
-            f"FROM {history} WHERE {' AND '.join(where)}) AS w WHERE __rn = 1 ORDER BY {keys}")
+    latest = f"SELECT {keys}, max({q(EVENT_TS)}) AS __ev FROM {history} WHERE {window()} GROUP BY {keys}"
+    on = " AND ".join([f"h.{q(k)} = m.{q(k)}" for k in join_keys] + [f"h.{q(EVENT_TS)} = m.__ev"])
+    cols = (*join_keys, *ORDER, *columns)
+    # The window is repeated on the second scan (every candidate is in it anyway): it lets that scan skip files and
+    # row groups by their statistics.
+    candidates = (f"SELECT {', '.join(f'h.{q(c)}' for c in cols)} FROM {history} AS h JOIN ({latest}) AS m ON {on} "
+                  f"WHERE {window('h.')}")
+    if tie_level == 0:
+        sql = f"{candidates} ORDER BY {', '.join(f'h.{q(k)}' for k in join_keys)}"
+    else:
+        order = ", ".join(f"{q(c)} DESC" for c in ORDER[1:])
+        sql = (f"SELECT {', '.join(q(c) for c in cols)} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} "
+               f"ORDER BY {order}) AS __rn FROM ({candidates}) AS c) AS w WHERE __rn = 1 ORDER BY {keys}")
+    return sql if dialect == "duckdb" else sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
