@@ -16,18 +16,16 @@ import subprocess
 import time
 
 import httpx
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from skewless.cli.main import app
-from skewless.demo import _model
 from skewless.errors import StoreUnavailable
 from skewless.localcloud import OciRegistry
-from skewless.serving import ModelRegistry, package_model, read_log
+from skewless.serving import read_log
 from skewless.serving.container import build as image_build
 from skewless.serving.deploy.podman import PodmanRuntime
-from test_serving import SERVICE, credit_repo, free_port, in_process
+from test_serving import free_port, in_process, trained_credit
 
 TAG = f"localhost/skewless-test-credit:{os.getpid()}"
 TOOLS = ("podman", "buildah", "runc", "debootstrap", "docker-registry", "htpasswd")
@@ -43,20 +41,7 @@ def _require_tools() -> None:
 @pytest.fixture(scope="module")
 def credit(tmp_path_factory):
     _require_tools()
-    repo = tmp_path_factory.mktemp("container") / "repo"
-    store = credit_repo(repo)
-    loans = pd.read_parquet(repo / "data" / "loan_table.parquet",
-                            columns=["loan_id", "zipcode", "event_timestamp", "loan_status"])
-    job = store.get_historical_features(loans, SERVICE)
-    train = job.to_pandas()
-    features = [r.split(":")[1] for r in job.features]
-    model = _model().fit(train[features], train["loan_status"])
-    art = package_model(model, name="credit", store=store, feature_service=SERVICE, training_set=job,
-                        key_lookups={"zipcode": "loan_zipcode:zipcode"})
-    reg = ModelRegistry(store)
-    reg.promote("credit", reg.register(art).version, "production")
-    picks = loans.drop_duplicates("loan_id").sample(12, random_state=5)
-    return {"repo": repo, "store": store, "model": model, "features": features, "loans": picks, "artifact": art}
+    return trained_credit(tmp_path_factory.mktemp("container") / "repo", sample=12, random_state=5)
 
 
 @pytest.fixture(scope="module")

@@ -87,9 +87,9 @@ def running(cfg: ServeConfig, *, ready: bool = True):
         assert not thread.is_alive()
 
 
-@pytest.fixture(scope="module")
-def credit(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("serving") / "repo"
+def trained_credit(repo: Path, *, sample: int, random_state: int) -> dict:
+    """The credit repo, a model trained on its training set, packaged, registered and promoted to production;
+    plus ``sample`` loans to invoke with."""
     store = credit_repo(repo)
     loans = pd.read_parquet(repo / "data" / "loan_table.parquet",
                             columns=["loan_id", "zipcode", "event_timestamp", "loan_status"])
@@ -102,9 +102,14 @@ def credit(tmp_path_factory):
     reg = ModelRegistry(store)
     mv = reg.register(art, message="first")
     reg.promote("credit", mv.version, "production")
-    picks = loans.drop_duplicates("loan_id").sample(40, random_state=3)
+    picks = loans.drop_duplicates("loan_id").sample(sample, random_state=random_state)
     return {"repo": repo, "store": store, "model": model, "features": features, "job": job, "loans": picks,
             "artifact": art}
+
+
+@pytest.fixture(scope="module")
+def credit(tmp_path_factory):
+    return trained_credit(tmp_path_factory.mktemp("serving") / "repo", sample=40, random_state=3)
 
 
 def in_process(credit, rows: pd.DataFrame, at) -> list[float]:
