@@ -1,5 +1,5 @@
-"""The local cloud: LocalStack (S3, IAM, STS), moto server (SageMaker, ECR, ElastiCache, Glue, IAM) and a real
-Redis, on loopback, with state and logs in one project folder.
+"""The local cloud: LocalStack (S3, IAM, STS), moto server (SageMaker, ECR, ElastiCache, Glue, IAM), a real
+Redis and the OSS-protocol shim in front of moto's S3, on loopback, with state and logs in one project folder.
 
     cloud = LocalCloud(".skewless-local")
     cloud.up()                      # idempotent; reuses healthy services
@@ -7,7 +7,8 @@ Redis, on loopback, with state and logs in one project folder.
     cloud.write_config("repo")      # a skewless.yaml pointing at it all
     cloud.down()
 
-Ports default to LocalStack 4566, moto 5055, Redis 6390 and can be moved with ``SKEWLESS_LOCAL_<NAME>_PORT``.
+Ports default to LocalStack 4566, moto 5055, Redis 6390, OSS 5056 and can be moved with
+``SKEWLESS_LOCAL_<NAME>_PORT``.
 The emulators' credentials are the dummy pair ``test``/``test``; nothing here talks to a real cloud.
 """
 
@@ -22,11 +23,12 @@ from pathlib import Path
 
 from skewless.errors import ConfigError, StoreUnavailable
 
-from . import localstack_venv
+from . import localstack_venv, maxcompute_emulator, oss_shim, tair_emulator
 from .process import Service
 
 HOST = "127.0.0.1"
-DEFAULT_PORTS = {"localstack": 4566, "moto": 5055, "redis": 6390}
+DEFAULT_PORTS = {"localstack": 4566, "moto": 5055, "redis": 6390, "oss": 5056, "maxcompute": 5057, "tair": 6391}
+_NEEDS = {"oss": ("moto",), "tair": ("redis",)}  # started first: the OSS shim fronts moto's S3, Tair is over Redis
 SERVICES = tuple(DEFAULT_PORTS)
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 DEFAULT_BUCKET = "skewless-local"
@@ -127,7 +129,9 @@ class LocalCloud:
     def __init__(self, state_dir: str | os.PathLike = ".skewless-local"):
         self.state = Path(state_dir).resolve()
         self.services = {"localstack": localstack_service(self.state), "moto": moto_service(),
-                         "redis": redis_service(state=self.state)}
+                         "redis": redis_service(state=self.state), "oss": oss_shim.service(self.state),
+                         "maxcompute": maxcompute_emulator.service(self.state),
+                         "tair": tair_emulator.service(self.state)}
 
     def _select(self, names) -> list[Service]:
         names = list(names or SERVICES)
@@ -139,13 +143,16 @@ class LocalCloud:
     def up(self, names=None, progress=None) -> list[str]:
         """Start the named services (all by default) unless already healthy. Returns the ones started now."""
         started = []
+        names = list(dict.fromkeys(d for n in (names or SERVICES) for d in (*_NEEDS.get(n, ()), n)))
         for svc in self._select(names):
             if progress:
                 progress(f"{svc.name}: starting on {svc.endpoint}")
             if svc.start(self.state / "run"):
                 started.append(svc.name)
-        if "localstack" in [s.name for s in self._select(names)]:
+        if "localstack" in names:
             self.ensure_bucket(DEFAULT_BUCKET)
+        if "oss" in names:  # the OSS shim's buckets are moto's
+            self.ensure_bucket(DEFAULT_BUCKET, self.endpoints()["moto"])
         return started
 
     # -- shared use: several test sessions (or terminals) can use one local cloud at once -------------------------
@@ -182,7 +189,10 @@ class LocalCloud:
     def endpoints(self) -> dict[str, str]:
         ls, mo, rd = (self.services[n] for n in ("localstack", "moto", "redis"))
         return {"s3": f"http://{ls.endpoint}", "iam": f"http://{ls.endpoint}", "sts": f"http://{ls.endpoint}",
-                "moto": f"http://{mo.endpoint}", "redis": f"redis://{rd.endpoint}/0"}
+                "moto": f"http://{mo.endpoint}", "redis": f"redis://{rd.endpoint}/0",
+                "oss": f"http://{self.services['oss'].endpoint}",
+                "maxcompute": f"http://{self.services['maxcompute'].endpoint}/api",
+                "tair": f"tair://{self.services['tair'].endpoint}/0"}
 
     def ensure_bucket(self, bucket: str, endpoint: str | None = None) -> None:
         import boto3
@@ -196,8 +206,15 @@ class LocalCloud:
             if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise StoreUnavailable(f"cannot create bucket {bucket}: {exc}", endpoint=s3.meta.endpoint_url) from exc
 
-    def config(self, project: str = "local", bucket: str = DEFAULT_BUCKET) -> dict:
-        """A skewless.yaml document pointing at the local cloud (S3 on LocalStack, Redis)."""
+    def config(self, project: str = "local", bucket: str = DEFAULT_BUCKET, cloud: str = "aws",
+               engine: str | None = None) -> dict:
+        """A skewless.yaml document pointing at the local cloud. ``cloud="aws"``: registry and histories on S3
+        (LocalStack), Redis online. ``cloud="alibaba"``: registry on OSS (the shim), histories in MaxCompute
+        (``engine="maxcompute"``, the default) or on OSS (``engine="duckdb"``), Tair online."""
+        if cloud == "alibaba":
+            return self._alibaba_config(project, bucket, engine or "maxcompute")
+        if cloud != "aws":
+            raise ConfigError(f"unknown cloud {cloud!r}; known: aws, alibaba")
         ep = self.endpoints()
         s3_opts = {"endpoint_url": ep["s3"], "region": "us-east-1",
                    "access_key_id": "test", "secret_access_key": "test"}  # the emulators' dummy pair
@@ -207,10 +224,30 @@ class LocalCloud:
                             "storage_options": s3_opts},
                 "online": {"url": ep["redis"], "options": {"key_prefix": project}}}
 
-    def write_config(self, repo: str | os.PathLike, project: str = "local") -> Path:
+    def _alibaba_config(self, project: str, bucket: str, engine: str) -> dict:
+        ep = self.endpoints()
+        oss_opts = {"endpoint": ep["oss"], "region": "cn-hangzhou",
+                    "access_key_id": "test", "access_key_secret": "test"}  # the emulators' dummy pair
+        if engine == "maxcompute":
+            mc = self.services["maxcompute"].endpoint
+            offline = {"url": f"maxcompute://{maxcompute_emulator.DEFAULT_PROJECT}", "engine": "maxcompute",
+                       # one emulator project for every local skewless project: tables are kept apart by prefix
+                       "storage_options": {**maxcompute_emulator.endpoint_options(mc), "table_prefix": f"{project}_"}}
+            offline["storage_options"].pop("project")
+        elif engine == "duckdb":
+            offline = {"url": f"oss://{bucket}/{project}/offline", "engine": "duckdb", "storage_options": oss_opts}
+        else:
+            raise ConfigError(f"unknown engine {engine!r} for the Alibaba local cloud; known: maxcompute, duckdb")
+        return {"project": project,
+                "registry": {"url": f"oss://{bucket}/{project}/registry", "options": oss_opts},
+                "offline": offline,
+                "online": {"url": ep["tair"], "options": {"key_prefix": project}}}
+
+    def write_config(self, repo: str | os.PathLike, project: str = "local", cloud: str = "aws",
+                     engine: str | None = None) -> Path:
         import yaml
 
         path = Path(repo) / "skewless.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.config(project), sort_keys=False))
+        path.write_text(yaml.safe_dump(self.config(project, cloud=cloud, engine=engine), sort_keys=False))
         return path

@@ -1,7 +1,7 @@
 """A local PAI-EAS for deploy tests: the EAS control-plane API (2021-07-01, as ``alibabacloud-eas20210701``
 calls it) for the subset below, and a gateway that runs the model server behind each service.
 
-    python -m skewless.localcloud.eas_emulator --port P --state DIR
+    python -m skewless.localcloud.eas_emulator --port P --state DIR [--runtime podman --registry-auth AUTH.json]
 
 Control plane (ROA, JSON; the AK signature is not checked). Exactly this subset; any other request answers
 **501** ``NotImplemented`` naming the method and path:
@@ -14,7 +14,8 @@ Control plane (ROA, JSON; the AK signature is not checked). Exactly this subset;
     DeleteService    DELETE /api/v2/services/{cluster}/{name}
 
 Service config read: ``metadata.name`` (required), ``metadata.group`` (default: the name),
-``containers[0].image`` (recorded; the ``process`` runtime runs ``python -m skewless.serving serve``),
+``containers[0].image`` (the ``podman`` runtime runs it, pulled with ``--registry-auth`` when absent; the
+``process`` runtime runs ``python -m skewless.serving serve``),
 ``containers[0].port`` (recorded; the backend gets a free loopback port), ``containers[0].env`` ([{name, value}]),
 ``metadata.instance/cpu/memory`` (recorded). Services go Creating -> Running (or Failed with the log tail);
 an update starts the new backend before stopping the old one.
@@ -54,9 +55,9 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 class EasEmulator:
-    def __init__(self, state: Path, runtime: str = "process", port: int = 0):
+    def __init__(self, state: Path, runtime: str = "process", port: int = 0, registry_auth: Path | None = None):
         self.state, self.port = state, port
-        self.runtime_name = runtime
+        self.runtime_name, self.registry_auth = runtime, registry_auth
         self.runtime = emulator_http.runtime(runtime, state)  # stops any backend: handles carry their names
         self.services: dict[str, dict] = {}
         self.lock = threading.RLock()
@@ -186,11 +187,11 @@ class EasEmulator:
         env = {e["name"]: str(e["value"]) for e in container.get("env", [])}
         # The gateway's token and the service name the image sees; /ping (both contracts) is the readiness probe.
         env.update(SKEWLESS_SERVING_TOKEN=svc["token"], SKEWLESS_SERVICE_NAME=svc["name"], SKEWLESS_CONTRACT="both")
-        model_dir = self.state / "services" / f"{svc['name']}-{int(time.time() * 1000)}"
-        model_dir.mkdir(parents=True, exist_ok=True)
         try:
-            rt = emulator_http.runtime(self.runtime_name, self.state, container["image"])
-            handle = rt.start(model_dir, env, free_port())
+            rt = emulator_http.runtime(self.runtime_name, self.state, container["image"], self.registry_auth)
+            # No model folder: EAS mounts none (the config's env names the registered model the server fetches).
+            # Giving one made podman mount it read-only at /opt/ml/model, where the server then downloaded into.
+            handle = rt.start(None, env, free_port())
         except Exception as exc:  # noqa: BLE001 - reported through DescribeService, as EAS does
             with self.lock:
                 svc["status"] = "Running" if svc["handle"] else "Failed"
@@ -237,13 +238,12 @@ class EasEmulator:
             data
 
     def stop_all(self) -> None:
-        for svc in list(self.services.values()):
-            if svc["handle"]:
-                self.runtime.stop(svc["handle"])
+        emulator_http.stop_all(self.runtime, [s["handle"] for s in list(self.services.values()) if s["handle"]])
 
 
-def eas_service(port: int, state: Path, runtime: str = "process"):
-    """The emulator as a ``Service`` (start/stop by PID, like the rest of the local cloud)."""
+def eas_service(port: int, state: Path, runtime: str = "process", registry_auth: Path | None = None):
+    """The emulator as a ``Service`` (start/stop by PID, like the rest of the local cloud). Stopping it stops its
+    model servers; with podman give ``stop`` time for their graceful shutdown."""
     import sys
 
     from .cloud import _http_ok
@@ -251,7 +251,7 @@ def eas_service(port: int, state: Path, runtime: str = "process"):
 
     def command() -> list[str]:
         return [sys.executable, "-m", "skewless.localcloud.eas_emulator", "--port", str(port), "--state", str(state),
-                "--runtime", runtime]
+                "--runtime", runtime, *(["--registry-auth", str(registry_auth)] if registry_auth else [])]
 
     return Service("eas-emulator", HOST, port, command,
                    lambda s: _http_ok(f"http://{s.host}:{s.port}/health") is not None, start_timeout=30, cwd=state)
@@ -259,7 +259,7 @@ def eas_service(port: int, state: Path, runtime: str = "process"):
 
 def main() -> None:
     args = arguments("A local PAI-EAS (control-plane subset + token-checking gateway)")
-    emu = EasEmulator(args.state, args.runtime, args.port)
+    emu = EasEmulator(args.state, args.runtime, args.port, args.registry_auth)
     serve(emu.dispatch, args.port, emu.stop_all)
 
 

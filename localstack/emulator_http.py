@@ -1,6 +1,7 @@
-"""What the two serving emulators (``sagemaker_runtime``, ``eas_emulator``) share: a threaded loopback HTTP server
-whose handler hands each request to one ``dispatch(method, path, headers, body)`` function, backends started through
-the deploy runtimes (stopped when the emulator gets SIGTERM), and forwarding a request to a backend."""
+"""What the emulators (``sagemaker_runtime``, ``eas_emulator``, ``oss_shim``) share: a threaded loopback HTTP server
+whose handler hands each request (HEAD and chunked uploads included) to one ``dispatch(method, path, headers, body)``
+function, backends started through the deploy runtimes (stopped when the emulator gets SIGTERM), and forwarding a
+request to a backend."""
 
 from __future__ import annotations
 
@@ -48,21 +49,37 @@ def serve(dispatch: Callable[[str, str, dict[str, str], bytes], Reply], port: in
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def _body(self) -> bytes:
+            if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            out = bytearray()  # a chunked body (clients that stream uploads of unknown length send one)
+            while size := int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16):
+                out += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline().strip():  # trailer lines up to the blank one
+                pass
+            return bytes(out)
+
         def _handle(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = self._body()
             try:
                 status, headers, data = dispatch(self.command, self.path, dict(self.headers.items()), body)
             except Exception as exc:  # an emulator bug must still answer, loudly
                 log.exception("emulator error")
                 status, headers, data = json_reply(500, {"__type": "InternalFailure", "message": repr(exc)})
+            # HEAD answers carry the length a GET would have (the dispatcher's Content-Length) and no body.
+            head = self.command == "HEAD"
             self.send_response(status)
             for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
+                if k.lower() != "content-length":
+                    self.send_header(k, v)
+            length = next((v for k, v in headers.items() if k.lower() == "content-length"), None) if head else None
+            self.send_header("Content-Length", length or str(0 if head else len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if not head:
+                self.wfile.write(data)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
         def log_message(self, fmt, *args):
             log.info("%s %s", self.address_string(), fmt % args)
@@ -82,14 +99,25 @@ def serve(dispatch: Callable[[str, str, dict[str, str], bytes], Reply], port: in
         server.server_close()
 
 
-def runtime(name: str, state: Path, image: str | None = None):
-    """The deploy runtime a backend runs with: ``podman`` runs the image the service names; ``process`` runs the
-    server directly (the image is recorded only). Any of them stops any handle of its kind."""
+def runtime(name: str, state: Path, image: str | None = None, registry_auth: Path | None = None):
+    """The deploy runtime a backend runs with: ``podman`` runs the image the service names, pulling it with the
+    emulator's registry credentials (``registry_auth``, a podman auth file: the platform's pull access, as an
+    execution role has to ECR) when it is not present; ``process`` runs the server directly (the image is recorded
+    only). Any of them stops any handle of its kind."""
     from skewless.serving.deploy.runtime import get_runtime
 
-    if name == "podman" and image:
-        return get_runtime("podman", state_dir=state / "run", image=image)
+    if name == "podman":
+        return get_runtime("podman", state_dir=state / "run", image=image, authfile=registry_auth)
     return get_runtime(name, state_dir=state / "run")
+
+
+def stop_all(rt, handles: list[dict]) -> None:
+    """Stop backends in parallel: each stop waits for a graceful shutdown (queue answered, prediction log flushed),
+    and the emulator's own stop is bounded by its caller's timeout."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, min(8, len(handles)))) as pool:
+        list(pool.map(rt.stop, handles))
 
 
 def arguments(description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None):
@@ -97,6 +125,7 @@ def arguments(description: str, extra: Callable[[argparse.ArgumentParser], None]
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--state", type=Path, required=True, help="backends' model folders, PID files and logs")
     ap.add_argument("--runtime", default="process", help="process | podman")
+    ap.add_argument("--registry-auth", type=Path, help="podman auth file for pulling images (podman runtime)")
     if extra:
         extra(ap)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")

@@ -1,6 +1,7 @@
 """A local SageMaker for deploy tests: moto's control plane plus what moto lacks, and real inference.
 
-    python -m skewless.localcloud.sagemaker_runtime --port P --state DIR --moto http://127.0.0.1:5055
+    python -m skewless.localcloud.sagemaker_runtime --port P --state DIR --moto http://127.0.0.1:5055 \
+        [--runtime podman --registry-auth AUTH.json]
 
 Point both boto3 clients at it (``boto3.client("sagemaker", endpoint_url=...)`` and ``"sagemaker-runtime"``).
 It implements exactly this API subset; anything else answers **501** ``NotImplementedError`` naming the operation:
@@ -18,7 +19,8 @@ It implements exactly this API subset; anything else answers **501** ``NotImplem
 
 Create/UpdateEndpoint return at once with status Creating/Updating; a background thread fetches each variant's
 ``ModelDataUrl`` (model.tar.gz) from moto's S3, starts the model server through a deploy runtime (``process`` by
-default: ``python -m skewless.serving serve`` with the model's Environment, the image URI recorded only) and
+default: ``python -m skewless.serving serve`` with the model's Environment, the image URI recorded only;
+``podman``: the container ``Image``, pulled with ``--registry-auth`` when absent, model mounted at /opt/ml/model) and
 then reports InService (or Failed with the server's log tail). An update starts the new variants before stopping
 the old ones, and a failed update keeps serving the previous config, as SageMaker does.
 """
@@ -46,11 +48,11 @@ def _error(status: int, code: str, message: str) -> Reply:
 
 
 class SageMakerEmulator:
-    def __init__(self, moto: str, state: Path, runtime: str = "process"):
+    def __init__(self, moto: str, state: Path, runtime: str = "process", registry_auth: Path | None = None):
         host, _, port = moto.split("://", 1)[-1].rstrip("/").partition(":")
         self.moto_url, self.moto = moto.rstrip("/"), (host, int(port or 80))
         self.state = state
-        self.runtime_name = runtime
+        self.runtime_name, self.registry_auth = runtime, registry_auth
         self.runtime = emulator_http.runtime(runtime, state)  # stops any backend: handles carry their names
         self.endpoints: dict[str, dict] = {}
         self.lock = threading.RLock()
@@ -156,8 +158,7 @@ class SageMakerEmulator:
         if ep is None:
             return _error(400, "ValidationException", f'Could not find endpoint "{req["EndpointName"]}".')
         self._moto("DeleteEndpoint", req, headers)
-        for v in ep["variants"].values():
-            self.runtime.stop(v["handle"])
+        emulator_http.stop_all(self.runtime, [v["handle"] for v in ep["variants"].values()])
         return json_reply(200, {})
 
     # -- containers ---------------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ class SageMakerEmulator:
         model_dir = self.state / "models" / endpoint / f"{variant}-{model}-{int(time.time() * 1000)}"
         ModelArtifact.from_tar(data, model_dir)  # SageMaker unpacks model.tar.gz into /opt/ml/model
         env = {**container.get("Environment", {}), "SKEWLESS_CONTRACT": "sagemaker"}
-        rt = emulator_http.runtime(self.runtime_name, self.state, container["Image"])
+        rt = emulator_http.runtime(self.runtime_name, self.state, container["Image"], self.registry_auth)
         return rt.start(model_dir, env, free_port())
 
     def invoke(self, name: str, headers: dict[str, str], body: bytes) -> Reply:
@@ -247,21 +248,20 @@ class SageMakerEmulator:
                      "X-Amzn-Invoked-Production-Variant": chosen}, data
 
     def stop_all(self) -> None:
-        for ep in list(self.endpoints.values()):
-            for v in ep["variants"].values():
-                self.runtime.stop(v["handle"])
+        emulator_http.stop_all(self.runtime, [v["handle"] for ep in list(self.endpoints.values())
+                                              for v in ep["variants"].values()])
 
 
 def main() -> None:
     args = arguments("A local SageMaker (moto control plane + real inference)",
                      lambda ap: ap.add_argument("--moto", required=True, help="moto server URL"))
-    emu = SageMakerEmulator(args.moto, args.state, args.runtime)
+    emu = SageMakerEmulator(args.moto, args.state, args.runtime, args.registry_auth)
     serve(emu.dispatch, args.port, emu.stop_all)
 
 
-
-def sagemaker_service(port: int, state: Path, moto: str, runtime: str = "process"):
-    """The emulator as a ``Service`` (start/stop by PID, like the rest of the local cloud)."""
+def sagemaker_service(port: int, state: Path, moto: str, runtime: str = "process", registry_auth: Path | None = None):
+    """The emulator as a ``Service`` (start/stop by PID, like the rest of the local cloud). Stopping it stops its
+    model servers; with podman give ``stop`` time for their graceful shutdown."""
     import sys
 
     from .cloud import _http_ok
@@ -269,7 +269,8 @@ def sagemaker_service(port: int, state: Path, moto: str, runtime: str = "process
 
     def command() -> list[str]:
         return [sys.executable, "-m", "skewless.localcloud.sagemaker_runtime", "--port", str(port), "--state",
-                str(state), "--moto", moto, "--runtime", runtime]
+                str(state), "--moto", moto, "--runtime", runtime,
+                *(["--registry-auth", str(registry_auth)] if registry_auth else [])]
 
     return Service("sagemaker-runtime", "127.0.0.1", port, command,
                    lambda s: _http_ok(f"http://{s.host}:{s.port}/health") is not None,

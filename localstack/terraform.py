@@ -369,11 +369,14 @@ def ensure_checkov() -> Path:
     return exe
 
 
-def run_checkov(directory: str | os.PathLike, timeout: float = 600) -> dict:
-    """checkov's Terraform scan of ``directory`` (offline: no platform calls) as its JSON report."""
+def run_checkov(directory: str | os.PathLike, timeout: float = 600,
+                external_checks: str | os.PathLike | None = None) -> dict:
+    """checkov's Terraform scan of ``directory`` (offline: no platform calls) as its JSON report;
+    ``external_checks``: a folder of the project's own policies (YAML) run alongside checkov's."""
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_NO_OUTPUT_ON_SKIP": "FALSE"}
+    extra = ["--external-checks-dir", str(external_checks)] if external_checks else []
     proc = subprocess.run([str(ensure_checkov()), "-d", str(directory), "--framework", "terraform",
-                           "--skip-download", "--output", "json", "--compact"],
+                           "--skip-download", "--output", "json", "--compact", *extra],
                           capture_output=True, text=True, timeout=timeout, env=env)
     try:
         report = json.loads(proc.stdout)

@@ -51,11 +51,16 @@ def last_end(online, view: str) -> datetime | None:
     return datetime.fromisoformat(v) if v else None
 
 
-def push_latest(ctx, view: FeatureView, con, relation: str, tie_level: int = FULL_TIES) -> int:
-    """Write online, per entity of ``relation``, its winner at t = now (rows later than now are not true yet).
-    ``tie_level``: which ties ``relation`` may hold (HistoryFiles.tie_level; the default assumes any)."""
-    reader = ctx.engine.latest_rows(con, view, relation, None, ctx.now(), tie_level=tie_level)
-    return sum(ctx.online.write(view, pa.Table.from_batches([b])) for b in reader)
+def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batch: int | None = None) -> int:
+    """Write online, per entity of ``source`` (rows in memory, or a history snapshot: only write ``batch`` of it),
+    its winner at t = now (rows later than now are not true yet). ``tie_level``: which ties rows in memory may hold
+    (HistoryFiles.tie_level; the default assumes any)."""
+    con = ctx.engine.connect()
+    try:
+        reader = ctx.engine.latest_rows(con, view, source, None, ctx.now(), tie_level=tie_level, batch=batch)
+        return sum(ctx.online.write(view, pa.Table.from_batches([b])) for b in reader)
+    finally:
+        con.close()
 
 
 def repair_pending(ctx, views: list[FeatureView]) -> int:
@@ -66,14 +71,9 @@ def repair_pending(ctx, views: list[FeatureView]) -> int:
         if not batches:
             continue
         files = ctx.offline.files(view.name, ctx.offline.version(view.name))
-        con = ctx.engine.connect()
-        try:
-            for b in batches:
-                relation = f"(SELECT * FROM {ctx.engine.history_relation(view, files, con)} WHERE _skewless_batch = {int(b)})"
-                pushed += push_latest(ctx, view, con, relation, files.tie_level)  # a subset: no more ties
-                ctx.online.set_meta(pending_key(view.name, b), None)
-        finally:
-            con.close()
+        for b in batches:
+            pushed += push_latest(ctx, view, files, batch=b)
+            ctx.online.set_meta(pending_key(view.name, b), None)
     return pushed
 
 

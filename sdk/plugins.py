@@ -1,7 +1,7 @@
 """Adapters chosen by URL scheme, imported only when used (so the core never imports a cloud SDK).
 
-    online:   sqlite://PATH | redis:// | rediss:// | tair://
-    offline:  PATH | file://PATH | s3://bucket/prefix | oss://bucket/prefix
+    online:   sqlite://PATH | redis:// | rediss:// | tair:// | tairs://
+    offline:  PATH | file://PATH | s3://bucket/prefix | oss://bucket/prefix | maxcompute://project
     registry: PATH | file://PATH | s3://... | oss://...
     engine:   duckdb | maxcompute
 
@@ -31,11 +31,13 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
         "redis": Adapter("skewless.adapters.aws.redis:from_url", "aws"),
         "rediss": Adapter("skewless.adapters.aws.redis:from_url", "aws"),
         "tair": Adapter("skewless.adapters.alibaba.tair:from_url", "alibaba"),
+        "tairs": Adapter("skewless.adapters.alibaba.tair:from_url", "alibaba"),
     },
     "offline": {
         "file": Adapter("skewless.factories:local_offline", None),
         "s3": Adapter("skewless.adapters.aws.s3:offline_from_url", "aws"),
         "oss": Adapter("skewless.adapters.alibaba.oss:offline_from_url", "alibaba"),
+        "maxcompute": Adapter("skewless.adapters.alibaba.maxcompute:offline_from_url", "alibaba"),
     },
     "registry": {
         "file": Adapter("skewless.factories:local_registry", None),

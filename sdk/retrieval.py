@@ -17,6 +17,17 @@ from .errors import EngineError, ValidationError
 _BATCH_ROWS = 122_880  # DuckDB's row-group size
 
 
+def run_duckdb(fn):
+    """``fn()``, with DuckDB's errors about the entity rows or memory as skewless errors."""
+    try:
+        return fn()
+    except duckdb.ConversionException as exc:
+        raise ValidationError(f"entity rows: {exc}") from exc
+    except duckdb.OutOfMemoryException as exc:
+        raise EngineError("the offline engine ran out of memory; raise offline.options.memory_limit in "
+                          "skewless.yaml (or SKEWLESS_DUCKDB_MEMORY), or stream with to_parquet()") from exc
+
+
 class RetrievalJob:
     """A training set not yet computed. ``snapshot`` records the history version each view was read at, so
     ``store.get_historical_features(..., snapshot=job.snapshot)`` rebuilds the identical result later.
@@ -29,13 +40,7 @@ class RetrievalJob:
         self.sql = plan.ordered
 
     def _run(self, fn):
-        try:
-            return fn()
-        except duckdb.ConversionException as exc:
-            raise ValidationError(f"entity rows: {exc}") from exc
-        except duckdb.OutOfMemoryException as exc:
-            raise EngineError("the offline engine ran out of memory; raise offline.options.memory_limit in "
-                              "skewless.yaml (or SKEWLESS_DUCKDB_MEMORY), or stream with to_parquet()") from exc
+        return run_duckdb(fn)
 
     def to_arrow(self) -> pa.Table:
         """The training set in memory: input columns as given, then each view's features joined one view at a time
@@ -45,7 +50,7 @@ class RetrievalJob:
         for sql in self._plan.per_view:
             # Streamed out in moderate batches, so the result never sits in DuckDB's buffer pool next to the join.
             part = self._run(lambda sql=sql: self._con.sql(sql).to_arrow_reader(_BATCH_ROWS).read_all())
-            columns += _in_input_order(part)
+            columns += in_input_order(part)
             names += part.column_names[:-1]
         return pa.table(columns, names=names)
 
@@ -71,7 +76,7 @@ class RetrievalJob:
         return path
 
 
-def _in_input_order(part: pa.Table) -> list[pa.Array]:
+def in_input_order(part: pa.Table) -> list[pa.Array]:
     """The columns of ``part`` but the last (the input position), gathered into input order."""
     position = part.column(part.num_columns - 1).to_numpy()
     n = len(position)

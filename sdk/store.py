@@ -143,12 +143,7 @@ class FeatureStore:
         version = self.offline.append(view.name, rows, batch=batch,
                                       tie_check=lambda new, prior: self.engine.tie_level(view, new, prior))
         if view.online:
-            con = self.engine.connect()
-            try:
-                con.register("__skewless_batch", rows)
-                mat.push_latest(self, view, con, "__skewless_batch")
-            finally:
-                con.close()
+            mat.push_latest(self, view, rows)
             self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
         return version
 
@@ -183,12 +178,10 @@ class FeatureStore:
         if missing:
             raise ValidationError(f"snapshot has no version for views {missing}")
         files = {n: self.offline.files(n, snap[n]) for n in names}
-        con = self.engine.connect()
-        plan = self.engine.pit_sql(con, entity_df, resolved, files, timestamp_column=timestamp_column,
-                                  full_feature_names=full_feature_names, point_in_time=point_in_time,
-                                  event_timestamps=include_event_timestamps)
         refs = [f"{v.name}:{f}" for v, fs in resolved for f in fs]
-        return RetrievalJob(con, plan, {n: snap[n] for n in names}, refs)
+        return self.engine.historical(entity_df, resolved, files, snapshot={n: snap[n] for n in names}, features=refs,
+                                      timestamp_column=timestamp_column, full_feature_names=full_feature_names,
+                                      point_in_time=point_in_time, event_timestamps=include_event_timestamps)
 
     # -- materialization -------------------------------------------------------------------------------------
     def _views_for(self, names: Sequence[str] | None) -> list[FeatureView]:

@@ -1,10 +1,15 @@
 """Terraform outputs -> ``skewless.yaml``: the document ``skewless config from-terraform`` writes.
 
-A stack (``infra/terraform/aws``, later the Alibaba one) exposes one output, ``skewless_config``, with a fixed shape:
+A stack (``infra/terraform/aws``, ``infra/terraform/alibaba``) exposes one output, ``skewless_config``, with a fixed
+shape:
 
     {cloud, project, region, registry_url, offline_url, offline_engine, online_url,
      online_password_env,             # env var holding the Redis/Tair password (null: none)
-     storage_options}                 # object-store options: {region} on a real cloud, + endpoint/keys on emulators
+     storage_options,                 # object-store options: {region} on a real cloud (+ endpoint on OSS),
+                                      # + endpoint/keys on emulators
+     offline_storage_options,         # optional: the offline store's own options when it is not the object store
+                                      # (MaxCompute: {endpoint}); absent or null: storage_options
+     online_options}                  # optional: extra online store options (e.g. {tls: true} for Tair with TLS)
 
 Secrets never reach the file: the password is written as a ``${VAR}`` reference that ``skewless.config.load``
 expands from the environment.
@@ -66,8 +71,10 @@ def config_document(outputs: dict, overrides: list[str] | tuple[str, ...] = ()) 
     missing = [k for k in REQUIRED if not cfg.get(k)]
     if missing:
         raise ConfigError(f"{OUTPUT_NAME} lacks {', '.join(missing)}")
-    storage = {k: v for k, v in (cfg.get("storage_options") or {}).items() if v is not None}
-    online_options: dict = {"key_prefix": cfg["project"]}
+    storage = _options(cfg, "storage_options")
+    offline_storage = _options(cfg, "offline_storage_options") if cfg.get("offline_storage_options") is not None \
+        else storage
+    online_options: dict = {"key_prefix": cfg["project"], **_options(cfg, "online_options")}
     password_env = cfg.get("online_password_env")
     if password_env:
         if not _ENV_NAME.match(password_env):
@@ -78,12 +85,20 @@ def config_document(outputs: dict, overrides: list[str] | tuple[str, ...] = ()) 
         "registry": {"url": _strip(cfg["registry_url"]), "options": dict(storage)} if storage
         else _strip(cfg["registry_url"]),
         "offline": {"url": _strip(cfg["offline_url"]), "engine": cfg.get("offline_engine") or "duckdb",
-                    **({"storage_options": dict(storage)} if storage else {})},
+                    **({"storage_options": dict(offline_storage)} if offline_storage else {})},
         "online": {"url": cfg["online_url"], "options": online_options},
     }
     for item in overrides:
         _override(doc, item)
     return doc
+
+
+def _options(cfg: dict, key: str) -> dict:
+    """An options object of ``skewless_config`` without its null entries (Terraform writes unset ones as null)."""
+    value = cfg.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{OUTPUT_NAME}.{key} must be an object, got {type(value).__name__}")
+    return {k: v for k, v in value.items() if v is not None}
 
 
 def _strip(url: str) -> str:

@@ -6,7 +6,9 @@
 
 Readiness (``/ping``, ``/ready``) is true only once the model is loaded and the online store answers a round
 trip; it is re-checked (at most every ``store_check_seconds``), so the server recovers without a restart when
-the store comes back. Every error is one ``SkewlessError`` mapped to one status (``errors.http_status``).
+the store comes back. A prediction past ``predict_timeout`` is answered 504 and the server goes on serving (see
+``batcher``); readiness is false only while ``max_overrunning`` such predictions are still running. Every error
+is one ``SkewlessError`` mapped to one status (``errors.http_status``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class AppOptions:
     store_check_seconds: float = 1.0
     store_check_timeout: float = 1.5  # SageMaker wants /ping answered within 2 s
     shutdown_timeout: float = 30.0
+    # Per request, queueing included; SageMaker's own limit for an invocation is 60 s. None: no timeout.
+    predict_timeout: float | None = 60.0
+    max_overrunning: int = 4  # timed-out predictions still running (threads cannot be killed) before not ready
 
 
 def _json(body, status: int = 200, headers: dict | None = None) -> Response:
@@ -60,7 +65,8 @@ class _Server:
         self.metrics = Metrics(model.name, model.version)
         model.log._on_event = self.metrics.log_event
         self.batcher = MicroBatcher(model.predict_batch, max_batch_rows=opts.max_batch_rows,
-                                    max_queue=opts.max_queue, on_batch=self.metrics.batch)
+                                    max_queue=opts.max_queue, on_batch=self.metrics.batch,
+                                    timeout=opts.predict_timeout, max_overrunning=opts.max_overrunning)
         self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-health")
         self.store_ok = False
         self.store_checked = 0.0
@@ -109,7 +115,7 @@ class _Server:
         return ok
 
     async def ready(self) -> bool:
-        if not self.model.loaded:
+        if not self.model.loaded or self.batcher.saturated:
             self.metrics.ready.set(0)
             return False
         if not self.store_ok or time.monotonic() - self.store_checked > self.opts.store_check_seconds:
@@ -127,14 +133,20 @@ class _Server:
     async def ping(self, request: Request) -> Response:
         if await self.ready():
             return _json({"status": "ready", "model": self.model.name, "version": self.model.version})
-        reason = "model not loaded" if not self.model.loaded else "online store unavailable"
-        return _json({"status": "not ready", "reason": self.model.error or reason}, 503)
+        if not self.model.loaded:
+            reason = self.model.error or "model not loaded"
+        elif self.batcher.saturated:
+            reason = f"{self.batcher.overrunning} predictions that timed out are still running"
+        else:
+            reason = "online store unavailable"
+        return _json({"status": "not ready", "reason": reason}, 503)
 
     async def live(self, request: Request) -> Response:
         return _json({"status": "alive"})
 
     async def metrics_route(self, request: Request) -> Response:
         self.metrics.queue_depth.set(self.batcher.depth)
+        self.metrics.overrunning.set(self.batcher.overrunning)
         self.metrics.log_pending.set(self.model.log.pending)
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -225,6 +237,11 @@ def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlet
 
         raise ConfigError("the PAI-EAS contract checks an Authorization token: set SKEWLESS_SERVING_TOKEN "
                           "(or --token)")
+    if opts.predict_timeout is not None and opts.predict_timeout <= 0:
+        from skewless.errors import ConfigError
+
+        raise ConfigError(f"predict_timeout must be positive seconds (or None: no timeout), "
+                          f"not {opts.predict_timeout}")
     srv = _Server(model, opts)
     routes = [Route("/live", srv.live), Route("/ready", srv.ping), Route("/metrics", srv.metrics_route),
               Route("/openapi.json", srv.openapi_doc), Route("/docs", srv.docs)]

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import platform
+import re
 import shutil
 import tarfile
 import tempfile
@@ -130,7 +131,18 @@ class ModelArtifact:
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            tar.extractall(dest, filter="data")  # "data": no absolute paths, links out or device files
+            members = tar.getmembers()
+            # Checked here, not only by extractall's filter="data": Debian bookworm's Python (the image's, 3.11.2)
+            # predates the filter (3.11.4). An artifact holds files and folders under its root, nothing else.
+            bad = [m.name for m in members if not (m.isfile() or m.isdir()) or Path(m.name).is_absolute()
+                   or ".." in Path(m.name).parts]
+            if bad:
+                raise ValidationError(f"model archive has members that are not plain files or folders under its "
+                                      f"root: {bad[:5]}")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, members, filter="data")
+            else:
+                tar.extractall(dest, members)
         return cls(dest)
 
     def __repr__(self) -> str:
@@ -149,6 +161,17 @@ def _pins(packages: Sequence[str]) -> list[str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def _merge_requirements(*layers: Sequence[str]) -> list[str]:
+    """Requirement lines by distribution name, a later layer replacing an earlier one's line for the same name
+    (the packaging environment's pins < the saved model's own list < what the caller gives)."""
+    out: dict[str, str] = {}
+    for layer in layers:
+        for line in layer:
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)  # anything else (a URL, -e ...) kept as is
+            out[re.sub(r"[-_.]+", "-", m.group(1)).lower() if m else line.strip()] = line.strip()
+    return sorted(out.values())
 
 
 def package_model(model: Any, *, name: str, store, feature_service: str | FeatureService, path: str | Path | None
@@ -229,7 +252,7 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
     root.mkdir(parents=True, exist_ok=True)
     saved = fl.save(model, root, options)
     outs = fl.outputs(model, {**options, "method": saved.get("method", method)})
-    reqs = sorted(set(_pins(("skewless",) + fl.packages)) | set(requirements))
+    reqs = _merge_requirements(_pins(("skewless",) + fl.packages), fl.requirements(root, saved), requirements)
     manifest = ModelManifest(
         name=name, flavor=fl.name, flavor_options=saved, feature_service=svc.name,
         feature_refs=list(svc.feature_refs), feature_views={n: v.to_dict() for n, v in all_views.items()},

@@ -11,6 +11,14 @@ when such batches have been fast (the last one took under ``inline_seconds``): h
 the loop back costs a sizeable share of a millisecond, and nothing else is waiting meanwhile. Requests arriving
 while it runs queue up and form the next batch, which goes to the thread, so micro-batching under concurrency is
 unchanged; a slow model (or a slow store) is never run inline, so it cannot stall /ping or the 429 answers.
+
+With a ``timeout``, each request has a deadline (submit time + timeout, queueing included): past it the caller
+gets ``PredictTimeout`` (504) at once. A thread cannot be killed, so a batch still running once every request in it
+is past its deadline is abandoned: it finishes in the background (its rows still reach the prediction log: the
+model did compute them) while the next batches run on a fresh thread. At most ``max_overrunning`` abandoned
+batches run at a time; at that bound the batcher waits for the overrunning batch instead of starting yet another
+thread, and ``saturated`` is true (the server reports not ready). An inline batch cannot be interrupted: it is
+answered 504 if it ends past its deadline, and being slow it sends the next lone batches to the thread.
 """
 
 from __future__ import annotations
@@ -21,20 +29,26 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from .errors import Overloaded
+from .errors import Overloaded, PredictTimeout
+
+
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="skewless-predict")
 
 
 class MicroBatcher:
     def __init__(self, fn: Callable[[list], list], *, max_batch_rows: int = 256, max_queue: int = 1024,
                  on_batch: Callable[[int, int], None] | None = None, inline_rows: int = 8,
-                 inline_seconds: float = 0.005):
+                 inline_seconds: float = 0.005, timeout: float | None = None, max_overrunning: int = 4):
         self.fn, self.max_batch_rows, self.max_queue = fn, max_batch_rows, max_queue
         self.inline_rows, self.inline_seconds = inline_rows, inline_seconds
+        self.timeout, self.max_overrunning = timeout, max_overrunning
+        self.overrunning = 0  # abandoned batches whose thread is still predicting
         self._lone_seconds = float("inf")  # how long the last lone small batch took (unknown: use the thread)
         self._queue: collections.deque = collections.deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-predict")
+        self._pool = _pool()
         self._on_batch = on_batch or (lambda requests, rows: None)
         self._closing = False
         self._busy = False  # a batch is being predicted or answered
@@ -42,6 +56,15 @@ class MicroBatcher:
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def saturated(self) -> bool:
+        """As many overrunning predictions as allowed are still running: a further overrun would stall serving."""
+        return self.overrunning >= self.max_overrunning
+
+    def _timed_out(self) -> PredictTimeout:
+        return PredictTimeout(f"the prediction did not finish within the {self.timeout:g}s request timeout "
+                              f"(SKEWLESS_PREDICT_TIMEOUT)")
 
     def start(self) -> None:
         self._wake = asyncio.Event()
@@ -52,10 +75,24 @@ class MicroBatcher:
             raise Overloaded("the server is shutting down")
         if len(self._queue) >= self.max_queue:
             raise Overloaded(f"request queue full ({self.max_queue} waiting); retry later")
-        fut = asyncio.get_running_loop().create_future()
-        self._queue.append((item, rows, fut))
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        deadline = loop.time() + self.timeout if self.timeout else None
+        self._queue.append((item, rows, fut, deadline))
         self._wake.set()
-        return await fut
+        if deadline is None:
+            return await fut
+        # One timer that fails the future at the deadline (the worker then skips or drops it): ~1 us a request,
+        # where asyncio.wait_for's extra future and callbacks measured ~12 us.
+        timer = loop.call_at(deadline, self._expire, fut)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+
+    def _expire(self, fut: asyncio.Future) -> None:
+        if not fut.done():
+            fut.set_exception(self._timed_out())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -65,10 +102,10 @@ class MicroBatcher:
             while self._queue:
                 batch, total = [], 0
                 while self._queue and (not batch or total + self._queue[0][1] <= self.max_batch_rows):
-                    item, rows, fut = self._queue.popleft()
-                    if fut.cancelled():  # the client went away
+                    item, rows, fut, deadline = self._queue.popleft()
+                    if fut.done():  # the client went away, or its deadline passed while queued
                         continue
-                    batch.append((item, fut))
+                    batch.append((item, fut, deadline))
                     total += rows
                 if not batch:
                     continue
@@ -77,29 +114,68 @@ class MicroBatcher:
                 lone = len(batch) == 1 and total <= self.inline_rows
                 t0 = time.perf_counter()
                 try:
-                    items = [i for i, _ in batch]
+                    items = [i for i, _, _ in batch]
                     if lone and not self._queue and self._lone_seconds < self.inline_seconds:
                         results = self.fn(items)
                     else:
-                        results = await loop.run_in_executor(self._pool, self.fn, items)
+                        work = loop.run_in_executor(self._pool, self.fn, items)
+                        results = await self._wait(work, [f for _, f, _ in batch])
                 except Exception as exc:  # the whole batch failed (e.g. the online store is down)
                     results = [exc] * len(batch)
                 if lone:
                     self._lone_seconds = time.perf_counter() - t0
-                for (_, fut), res in zip(batch, results):
+                now = loop.time()
+                for (_, fut, deadline), res in zip(batch, results):
                     if fut.done():
                         continue
+                    if deadline is not None and now > deadline:  # finished, but too late (e.g. inline)
+                        res = self._timed_out()
                     if isinstance(res, BaseException):
                         fut.set_exception(res)
                     else:
                         fut.set_result(res)
                 self._busy = False
 
+    async def _wait(self, work: asyncio.Future, futs: list[asyncio.Future]) -> list:
+        """The batch's results; or, once every request in it is answered otherwise and at least one of them timed
+        out, abandon it (see the module docstring) and return. Decided in the requests' own done callbacks, so the
+        batch counts as overrunning before its 504s are even written."""
+        if not self.timeout:
+            return await work
+        gone = asyncio.get_running_loop().create_future()
+
+        def answered(_):
+            if gone.done() or work.done() or self.saturated or not all(f.done() for f in futs):
+                return
+            if any(not f.cancelled() and isinstance(f.exception(), PredictTimeout) for f in futs):
+                self.overrunning += 1
+                work.add_done_callback(self._overrun_done)
+                self._pool.shutdown(wait=False)  # its thread ends when the model returns
+                self._pool = _pool()
+                gone.set_result(None)
+
+        for f in futs:
+            f.add_done_callback(answered)
+        try:
+            await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for f in futs:
+                f.remove_done_callback(answered)
+        if gone.done():
+            return [self._timed_out()] * len(futs)
+        return work.result()  # the model's error, if it raised
+
+    def _overrun_done(self, work: asyncio.Future) -> None:
+        self.overrunning -= 1
+        if not work.cancelled():
+            work.exception()  # retrieved: an abandoned batch's failure is not "never retrieved" noise
+
     async def drain(self, timeout: float = 30.0) -> None:
-        """Refuse new requests, answer the queued ones, stop."""
+        """Refuse new requests, answer the queued ones, let overrunning ones end (their rows go to the prediction
+        log, which is closed after this), stop."""
         self._closing = True
         deadline = asyncio.get_running_loop().time() + timeout
-        while (self._queue or self._busy) and asyncio.get_running_loop().time() < deadline:
+        while (self._queue or self._busy or self.overrunning) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()

@@ -27,6 +27,10 @@ class PredictionError(SkewlessError):
     """The model itself raised while predicting (its message is kept: it usually names the bad input)."""
 
 
+class PredictTimeout(SkewlessError):
+    """The prediction did not finish within the server's per-request timeout (504; the server goes on serving)."""
+
+
 # Ordered: the first matching class wins (subclasses before their bases).
 _STATUS: list[tuple[type[BaseException], int]] = [
     (Unauthorized, 401),
@@ -35,6 +39,7 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (ConflictError, 409),
     (Overloaded, 429),
     (NotReady, 503),
+    (PredictTimeout, 504),
     (StoreUnavailable, 503),
     (PredictionError, 500),
     (EngineError, 500),
@@ -60,4 +65,5 @@ def error_body(exc: BaseException) -> dict:
     return {"error": "InternalError", "message": type(exc).__name__}
 
 
-__all__ = ["NotReady", "Overloaded", "PredictionError", "Unauthorized", "error_body", "http_status"]
+__all__ = ["NotReady", "Overloaded", "PredictTimeout", "PredictionError", "Unauthorized", "error_body",
+           "http_status"]

@@ -1,8 +1,9 @@
 """Model flavours: how a kind of model is saved into an artifact, loaded back, and asked for predictions.
 
-A flavour is found by ``detect(model)`` at packaging time and by name at load time. New flavours (XGBoost,
-LightGBM, MLflow pyfunc) are one class each plus ``register``; their libraries are imported inside the class
-only, so serving a scikit-learn model never imports them.
+A flavour is found by ``detect(model)`` at packaging time and by name at load time. Each flavour is one class
+plus ``register``; libraries are imported inside the class only, so serving a scikit-learn model never imports
+XGBoost or MLflow. ``detect`` asks the most recently registered flavour first: the specific ones (xgboost,
+mlflow, a user's) before scikit-learn's duck-typed check, which an XGBClassifier would pass too.
 
 Every loaded model answers ``predict(frame) -> {output name: column}``: one column per declared output, one value
 per input row. Outputs are named columns (not a bare array) so the prediction log and the HTTP answer can carry
@@ -14,6 +15,7 @@ from __future__ import annotations
 import abc
 import importlib.util
 import inspect
+import os
 import re
 import shutil
 import sys
@@ -63,6 +65,10 @@ class Flavor(abc.ABC):
     def outputs(self, model: Any, options: dict) -> list[tuple[str, str]]:
         """[(output name, dtype name)] the model produces."""
 
+    def requirements(self, root: Path, saved: dict) -> list[str]:
+        """Requirements the saved model states itself (beyond ``packages``), e.g. an MLflow model's own list."""
+        return []
+
 
 _FLAVORS: dict[str, Flavor] = {}
 
@@ -79,7 +85,7 @@ def get(name: str) -> Flavor:
 
 
 def detect(model: Any) -> Flavor:
-    for flavor in _FLAVORS.values():
+    for flavor in reversed(list(_FLAVORS.values())):
         if flavor.detect(model):
             return flavor
     raise DefinitionError(f"no model flavour packages a {type(model).__module__}.{type(model).__name__}; known: "
@@ -94,6 +100,16 @@ def _output_name(label: Any) -> str:
 def _dtype_of(values: np.ndarray) -> str:
     kind = np.asarray(values).dtype.kind
     return {"i": "Int64", "u": "Int64", "f": "Float64", "b": "Bool"}.get(kind, "String")
+
+
+def _columns(out: Any, outputs: list[str]) -> dict[str, Any]:
+    """A model's array answer as named output columns: 1-D is the one output, 2-D one column per output."""
+    out = np.asarray(out)
+    if out.ndim == 1 and len(outputs) == 1:
+        return {outputs[0]: out}
+    if out.ndim == 2 and out.shape[1] == len(outputs):
+        return {name: out[:, i] for i, name in enumerate(outputs)}
+    raise PredictionError(f"the model answered an array of shape {out.shape}; its outputs are {outputs}")
 
 
 # -- scikit-learn ------------------------------------------------------------------------------------------------
@@ -147,10 +163,7 @@ class _SklearnModel(LoadedModel):
         self.takes_frame = options.get("takes_frame", True)
 
     def predict(self, frame: pd.DataFrame) -> dict[str, Any]:
-        out = np.asarray(self.method(frame if self.takes_frame else frame.to_numpy()))
-        if out.ndim == 1:
-            return {self.outputs[0]: out}
-        return {name: out[:, i] for i, name in enumerate(self.outputs)}
+        return _columns(self.method(frame if self.takes_frame else frame.to_numpy()), self.outputs)
 
 
 # -- a plain Python class --------------------------------------------------------------------------------------
@@ -222,5 +235,175 @@ class _PythonModel(LoadedModel):
         return {self.outputs[0]: out}
 
 
-register(SklearnFlavor())
+# -- XGBoost ----------------------------------------------------------------------------------------------------
+class XGBoostFlavor(SklearnFlavor):
+    """XGBoost's scikit-learn wrappers (``XGBClassifier``, ``XGBRegressor``, ...) or a native ``Booster``, saved in
+    XGBoost's own format (``model.ubj``: loadable by later XGBoost versions, unlike a pickle). Features trained as
+    categorical (``enable_categorical``; feature type ``c``) reach the model as pandas categories: XGBoost (>= 3.1)
+    re-codes them to the training categories itself. A Booster's outputs: ``proba_<i>`` per class for
+    ``multi:softprob``, else one ``prediction`` (or declared with ``outputs=``)."""
+
+    name = "xgboost"
+    # xgboost-cpu is the `xgboost` module without the CUDA libraries; whichever is installed gets pinned.
+    packages = ("xgboost-cpu", "xgboost", "numpy", "scipy", "pandas")
+    FILE = "model.ubj"
+
+    def detect(self, model: Any) -> bool:
+        return type(model).__module__.split(".")[0] == "xgboost"
+
+    @staticmethod
+    def _booster(model: Any):
+        return model if type(model).__name__ == "Booster" else model.get_booster()
+
+    def input_names(self, model: Any) -> list[str] | None:
+        names = self._booster(model).feature_names
+        return [str(n) for n in names] if names else None
+
+    def outputs(self, model: Any, options: dict) -> list[tuple[str, str]]:
+        if type(model).__name__ != "Booster":
+            return super().outputs(model, options)
+        if options.get("outputs"):
+            return [(str(n), getattr(d, "name", d)) for n, d in options["outputs"]]
+        import json
+
+        learner = json.loads(model.save_config())["learner"]
+        classes = int(learner["learner_model_param"].get("num_class") or 0)
+        if learner["objective"]["name"] == "multi:softprob" and classes > 1:
+            return [(f"proba_{i}", "Float64") for i in range(classes)]
+        return [("prediction", "Float64")]
+
+    def save(self, model: Any, root: Path, options: dict) -> dict:
+        (root / MODEL_DIR).mkdir(parents=True, exist_ok=True)
+        model.save_model(root / MODEL_DIR / self.FILE)
+        booster = self._booster(model)
+        method = None if type(model).__name__ == "Booster" else self._method(model, options)
+        return {"class": type(model).__name__, "method": method,
+                "outputs": [n for n, _ in self.outputs(model, {**options, "method": method})],
+                "categorical": [n for n, t in zip(booster.feature_names or [], booster.feature_types or [])
+                                if t == "c"]}
+
+    def load(self, root: Path, options: dict) -> LoadedModel:
+        import xgboost
+
+        path = str(root / MODEL_DIR / self.FILE)
+        if options["class"] == "Booster":
+            return _XGBoostModel(xgboost.Booster(model_file=path).inplace_predict, options)
+        model = getattr(xgboost, options["class"])()
+        model.load_model(path)
+        return _XGBoostModel(getattr(model, options["method"]), options)
+
+
+class _XGBoostModel(LoadedModel):
+    def __init__(self, method, options: dict):
+        self.method, self.outputs, self.categorical = method, options["outputs"], options["categorical"]
+
+    def predict(self, frame: pd.DataFrame) -> dict[str, Any]:
+        if self.categorical:
+            frame = frame.astype({c: "category" for c in self.categorical})
+        return _columns(self.method(frame), self.outputs)
+
+
+# -- MLflow pyfunc -----------------------------------------------------------------------------------------------
+_MLFLOW_DTYPES = {"double": "Float64", "float": "Float64", "long": "Int64", "integer": "Int64", "boolean": "Bool",
+                  "string": "String"}
+
+
+class MlflowFlavor(Flavor):
+    """An MLflow model served through its ``python_function`` (pyfunc) form: a saved MLflow model folder (its
+    ``MLmodel`` file; any MLflow flavour with a pyfunc form, e.g. ``mlflow.sklearn``), or an
+    ``mlflow.pyfunc.PythonModel`` instance, saved here with ``mlflow.pyfunc.save_model`` and its module file as
+    ``code_paths`` (self-contained, like the python flavour). Input columns and outputs come from the model's
+    signature where it names them, else outputs are declared (``outputs=[("score", "Float64")]``). The model's own
+    ``requirements.txt`` joins the artifact's, with ``mlflow`` replaced by ``mlflow-skinny`` (the pyfunc runtime
+    without the tracking server and UI)."""
+
+    name = "mlflow"
+    packages = ("mlflow-skinny", "cloudpickle", "numpy", "pandas")
+
+    def detect(self, model: Any) -> bool:
+        if isinstance(model, (str, os.PathLike)):
+            return (Path(model) / "MLmodel").is_file()
+        return any(c.__name__ == "PythonModel" and c.__module__.startswith("mlflow.pyfunc")
+                   for c in type(model).__mro__)
+
+    @staticmethod
+    def _signature(model: Any):
+        if not isinstance(model, (str, os.PathLike)):
+            return None
+        from mlflow.models import Model
+
+        return Model.load(str(model)).signature
+
+    def input_names(self, model: Any) -> list[str] | None:
+        sig = self._signature(model)
+        return list(sig.inputs.input_names()) if sig is not None and sig.inputs.has_input_names() else None
+
+    def outputs(self, model: Any, options: dict) -> list[tuple[str, str]]:
+        if options.get("outputs"):
+            return [(str(n), getattr(d, "name", d)) for n, d in options["outputs"]]
+        sig = self._signature(model)
+        if sig is None or sig.outputs is None:
+            raise DefinitionError("this MLflow model has no output signature: declare its outputs, e.g. "
+                                  "outputs=[('score', 'Float64')]")
+        specs = sig.outputs.inputs
+        if sig.outputs.has_input_names():
+            return [(s.name, _MLFLOW_DTYPES.get(s.type.name, "String")) for s in specs]
+        if sig.outputs.is_tensor_spec():
+            dtype, shape = _dtype_of(np.empty(0, specs[0].type)), specs[0].shape
+            if len(specs) == 1 and len(shape) == 2 and shape[1] > 0:
+                return [(f"prediction_{i}", dtype) for i in range(shape[1])]
+            if len(specs) == 1 and len(shape) == 1:
+                return [("prediction", dtype)]
+        elif len(specs) == 1:
+            return [("prediction", _MLFLOW_DTYPES.get(specs[0].type.name, "String"))]
+        raise DefinitionError(f"cannot name the outputs of MLflow signature {sig.outputs}: declare them, e.g. "
+                              f"outputs=[('score', 'Float64')]")
+
+    def save(self, model: Any, root: Path, options: dict) -> dict:
+        target = root / MODEL_DIR
+        if isinstance(model, (str, os.PathLike)):
+            shutil.copytree(model, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            import mlflow.pyfunc
+
+            source = inspect.getsourcefile(type(model))
+            if type(model).__module__ == "__main__" or source is None:
+                raise DefinitionError(f"{type(model).__name__} must be defined in a module file to be packaged")
+            mlflow.pyfunc.save_model(str(target), python_model=model, code_paths=[source])
+        return {"outputs": [n for n, _ in self.outputs(model, options)]}
+
+    def requirements(self, root: Path, saved: dict) -> list[str]:
+        path = root / MODEL_DIR / "requirements.txt"
+        if not path.exists():
+            return []
+        lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+        return [ln for ln in lines if ln and not ln.startswith("-") and not re.match(r"mlflow\b(?!-)", ln)]
+
+    def load(self, root: Path, options: dict) -> LoadedModel:
+        import mlflow.pyfunc
+
+        return _MlflowModel(mlflow.pyfunc.load_model(str(root / MODEL_DIR)), options["outputs"])
+
+
+class _MlflowModel(LoadedModel):
+    def __init__(self, model, outputs: list[str]):
+        self.model, self.outputs = model, outputs
+
+    def predict(self, frame: pd.DataFrame) -> dict[str, Any]:
+        out = self.model.predict(frame)
+        if isinstance(out, pd.DataFrame):
+            if set(self.outputs) <= set(out.columns):
+                return {n: out[n].to_numpy() for n in self.outputs}
+            out = out.to_numpy()
+        elif isinstance(out, Mapping):
+            missing = [n for n in self.outputs if n not in out]
+            if missing:
+                raise PredictionError(f"the MLflow model returned no outputs {missing} (declared: {self.outputs})")
+            return {n: out[n] for n in self.outputs}
+        return _columns(out, self.outputs)
+
+
 register(PythonFlavor())
+register(SklearnFlavor())  # after python's: detect asks it first
+register(XGBoostFlavor())  # before scikit-learn's duck typing, which XGBoost's wrappers pass
+register(MlflowFlavor())

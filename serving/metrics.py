@@ -20,6 +20,8 @@ class Metrics:
         self.batch_rows = Histogram("skewless_batch_rows", "Rows per micro-batch",
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024), registry=r)
         self.queue_depth = Gauge("skewless_queue_depth", "Requests waiting for a batch", registry=r)
+        self.overrunning = Gauge("skewless_predictions_overrunning", "Predictions past their timeout (answered "
+                                 "504) whose model call is still running", registry=r)
         self.ready = Gauge("skewless_ready", "1 when the model is loaded and the online store answers", registry=r)
         self.store_errors = Counter("skewless_online_store_errors", "Online store failures seen by the server",
                                     registry=r)

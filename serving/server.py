@@ -13,6 +13,8 @@ Environment (each has a ``skewless model serve`` option):
                               EAS service is often named per version, e.g. credit_v2)
     SKEWLESS_HOST             the address to listen on (default 0.0.0.0; deploy targets' local runtimes: loopback)
     SKEWLESS_LOG_FLUSH_SECONDS    how often the prediction log is committed (default 1; always at shutdown)
+    SKEWLESS_PREDICT_TIMEOUT  seconds a request may take, queueing included (default 60, SageMaker's invocation
+                              limit; 0 = none): past it 504, and the server goes on serving (environment only)
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class ServeConfig:
     max_queue: int = 1024
     limit_concurrency: int = 4096  # connections; beyond it uvicorn answers 503 at once
     log_flush_seconds: float = 1.0
+    predict_timeout: float | None = 60.0
     log_level: str = "INFO"
     extra: dict = field(default_factory=dict)
 
@@ -61,6 +64,8 @@ class ServeConfig:
                   version=int(env["SKEWLESS_MODEL_VERSION"]) if env.get("SKEWLESS_MODEL_VERSION") else None,
                   contract=env.get("SKEWLESS_CONTRACT", "sagemaker"), token=env.get("SKEWLESS_SERVING_TOKEN"),
                   log_flush_seconds=float(env.get("SKEWLESS_LOG_FLUSH_SECONDS", "1.0")))
+        if env.get("SKEWLESS_PREDICT_TIMEOUT"):
+            cfg.predict_timeout = float(env["SKEWLESS_PREDICT_TIMEOUT"]) or None
         if env.get("SKEWLESS_HOST"):
             cfg.host = env["SKEWLESS_HOST"]
         if env.get("SKEWLESS_SERVICE_NAME"):
@@ -124,7 +129,11 @@ def build(cfg: ServeConfig):
     if cfg.model:
         from .registry import ModelRegistry
 
-        artifact = ModelRegistry(store).download(cfg.model, cfg.version, stage=cfg.stage, dest=model_dir)
+        try:
+            artifact = ModelRegistry(store).download(cfg.model, cfg.version, stage=cfg.stage, dest=model_dir)
+        except OSError as exc:  # e.g. a platform's read-only model mount given as the download folder
+            raise ConfigError(f"cannot write registered model {cfg.model!r} into {model_dir or 'a temporary folder'}"
+                              f": {exc.strerror or exc}; give a writable SKEWLESS_MODEL_DIR, or none") from exc
         version = json.loads((artifact.path / REGISTRY_SIDECAR).read_text())["version"]
     elif model_dir:
         artifact = ModelArtifact(model_dir)
@@ -137,7 +146,7 @@ def build(cfg: ServeConfig):
     model = ServedModel(artifact, store, version=version,
                         log_writer_options={"flush_seconds": cfg.log_flush_seconds})
     app = create_app(model, AppOptions(contracts=cfg.contracts(), token=cfg.token, max_batch_rows=cfg.max_batch_rows,
-                                       max_queue=cfg.max_queue, **cfg.extra))
+                                       max_queue=cfg.max_queue, predict_timeout=cfg.predict_timeout, **cfg.extra))
     return store, model, app
 
 

@@ -52,3 +52,23 @@ def localstack_s3(local_cloud):
 def moto_endpoint(local_cloud):
     """moto server's endpoint URL (S3, SageMaker, ECR, ElastiCache, Glue, IAM)."""
     return _service(local_cloud, "moto").endpoints()["moto"]
+
+
+@pytest.fixture(scope="session")
+def maxcompute_endpoint(local_cloud):
+    """Keyword arguments for ``odps.ODPS(**...)`` against the local MaxCompute emulator (project ``local``)."""
+    from skewless.localcloud.maxcompute_emulator import endpoint_options
+
+    return endpoint_options(_service(local_cloud, "maxcompute").services["maxcompute"].endpoint)
+
+
+@pytest.fixture(scope="session")
+def tair_url(local_cloud, redis_url):
+    """The Tair emulator (TairHash over the local cloud's Redis) as a tair:// URL."""
+    return _service(local_cloud, "tair").endpoints()["tair"]
+
+
+@pytest.fixture(scope="session")
+def oss_endpoint(local_cloud, moto_endpoint):
+    """The OSS-protocol shim's endpoint URL (oss2 speaks to it; objects live in moto's S3)."""
+    return _service(local_cloud, "oss").endpoints()["oss"]

@@ -6,8 +6,11 @@ holds the rows; traffic moves between versions by weight; rollback leaves versio
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from pathlib import Path
+from typing import Callable
 
 import boto3
 import botocore.exceptions
@@ -46,31 +49,48 @@ def local_target(models, tmp_path_factory):
         target.delete(ep.name)
 
 
-@pytest.fixture(scope="module")
-def sagemaker_target(models, moto_endpoint, tmp_path_factory):
-    state = tmp_path_factory.mktemp("sagemaker-emu")
-    svc = sagemaker_service(free_port(), state, moto_endpoint)
+IMAGE = "localhost/skewless-serving:test"  # recorded only by the process runtime
+STOP_SECONDS = 90  # the emulators stop their model servers on SIGTERM, each with a graceful shutdown
+
+
+@contextlib.contextmanager
+def sagemaker_emulation(store, moto_endpoint: str, state: Path, *, image: str = IMAGE, runtime: str = "process",
+                        registry_auth: Path | None = None):
+    """The SageMaker target against moto + the local SageMaker emulator running each variant with ``runtime``."""
+    svc = sagemaker_service(free_port(), state, moto_endpoint, runtime, registry_auth)
     svc.start(state / "run")
     bucket = f"skewless-deploy-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     try:
-        yield get_target("sagemaker", models["store"], bucket=bucket, image="localhost/skewless-serving:test",
+        yield get_target("sagemaker", store, bucket=bucket, image=image,
                          role_arn="arn:aws:iam::123456789012:role/skewless-sagemaker",
                          endpoint_url=f"http://{svc.endpoint}", s3_endpoint_url=moto_endpoint, poll_seconds=0.2)
     finally:
-        svc.stop(state / "run")  # the emulator stops its model servers on SIGTERM
+        svc.stop(state / "run", timeout=STOP_SECONDS)
+
+
+@contextlib.contextmanager
+def eas_emulation(store, state: Path, *, image: str = IMAGE, runtime: str = "process",
+                  registry_auth: Path | None = None):
+    """The PAI-EAS target against the local EAS emulator running each service with ``runtime``."""
+    svc = eas_service(free_port(), state, runtime, registry_auth)
+    svc.start(state / "run")
+    try:
+        yield get_target("eas", store, image=image, endpoint=svc.endpoint, protocol="http", poll_seconds=0.2)
+    finally:
+        svc.stop(state / "run", timeout=STOP_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def sagemaker_target(models, moto_endpoint, tmp_path_factory):
+    with sagemaker_emulation(models["store"], moto_endpoint, tmp_path_factory.mktemp("sagemaker-emu")) as target:
+        yield target
 
 
 @pytest.fixture(scope="module")
 def eas_target(models, tmp_path_factory):
-    state = tmp_path_factory.mktemp("eas-emu")
-    svc = eas_service(free_port(), state)
-    svc.start(state / "run")
-    try:
-        yield get_target("eas", models["store"], image="localhost/skewless-serving:test", endpoint=svc.endpoint,
-                         protocol="http", poll_seconds=0.2)
-    finally:
-        svc.stop(state / "run")
+    with eas_emulation(models["store"], tmp_path_factory.mktemp("eas-emu")) as target:
+        yield target
 
 
 def _wait_log(store, rows: int, timeout: float = 30.0):
@@ -86,11 +106,12 @@ def _versions(target, endpoint: str, ids: list[int], calls: int = 24) -> set[int
     return {target.invoke(endpoint, [{"loan_id": ids[n % len(ids)]}])["version"] for n in range(calls)}
 
 
-@pytest.mark.parametrize("kind", ["local", "sagemaker", "eas"])
-def test_deploy_invoke_log_weights_and_rollback(kind, models, request):
-    target = request.getfixturevalue(f"{kind}_target")
+def deploy_invoke_log_weights_and_rollback(target, models, endpoint: str,
+                                           servers: Callable[[], int] | None = None) -> None:
+    """The issue's path on one target: deploy v1, invoke with loan ids only, predictions equal the training-set path
+    (the skew test), the prediction log holds those rows, canary then all traffic to v2, roll back, delete.
+    ``servers``: how many model servers run now (checked after the canary and after the delete)."""
     store, loans = models["store"], models["loans"]
-    endpoint = f"credit{kind}{uuid.uuid4().hex[:6]}"
     ids = [int(i) for i in loans.loan_id][:12]
 
     ep = target.deploy("credit", 1, endpoint)
@@ -109,6 +130,8 @@ def test_deploy_invoke_log_weights_and_rollback(kind, models, request):
     # canary: version 2 takes half, both answer; then all traffic to v2 (v1 kept at 0 for an instant rollback)
     ep = target.deploy("credit", 2, endpoint, weight=0.5)
     assert ep.weights() == pytest.approx({"v1": 0.5, "v2": 0.5})
+    if servers:
+        assert servers() == 2
     assert _versions(target, endpoint, ids) == {1, 2}
     assert target.invoke(endpoint, [{"loan_id": ids[0]}], variant="v2")["version"] == 2
     ep = target.set_weights(endpoint, {"v2": 1.0})
@@ -120,6 +143,14 @@ def test_deploy_invoke_log_weights_and_rollback(kind, models, request):
     assert _versions(target, endpoint, ids, 16) == {1}
     target.delete(endpoint)
     assert endpoint not in [e.name for e in target.endpoints()]
+    if servers:
+        assert servers() == 0
+
+
+@pytest.mark.parametrize("kind", ["local", "sagemaker", "eas"])
+def test_deploy_invoke_log_weights_and_rollback(kind, models, request):
+    target = request.getfixturevalue(f"{kind}_target")
+    deploy_invoke_log_weights_and_rollback(target, models, f"credit{kind}{uuid.uuid4().hex[:6]}")
 
 
 def test_eas_gateway_checks_the_token(eas_target, models):

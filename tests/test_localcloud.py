@@ -61,7 +61,7 @@ def test_failed_start_reports_the_log(tmp_path):
 
 
 def test_local_cloud_services_answer_and_config_points_at_them(local_cloud, localstack_s3, moto_endpoint, redis_url,
-                                                               tmp_path):
+                                                               oss_endpoint, tair_url, tmp_path):
     status = local_cloud.status()
     assert all(s.startswith("running") for s in status.values()), status
     path = local_cloud.write_config(tmp_path, project="demo")

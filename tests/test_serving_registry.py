@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -146,6 +147,62 @@ def test_python_model_with_request_values_and_overload(tmp_path):
     log = read_log(store, "scorer").to_pandas()
     assert len(log) == 2 + codes.count(200) + 1
     assert set(log.columns) >= {"driver_id", "request__amount", "driver_stats__income", "output__score"}
+
+
+def test_a_prediction_past_its_timeout_is_504_and_the_server_keeps_serving(tmp_path):
+    """The Scorer sleeps ``delay`` seconds. Past the 0.5 s timeout the caller gets 504 with the reason at once,
+    requests behind it are answered (on a fresh predict thread), /ping stays 200; readiness drops only while
+    ``max_overrunning`` timed-out predictions still run, and comes back when they end."""
+    store, job = small_repo(tmp_path / "repo")
+    art = scorer(tmp_path, store, job)
+    cfg = ServeConfig(repo=str(tmp_path / "repo"), model_dir=str(art.path), predict_timeout=0.5,
+                      extra={"max_overrunning": 2})
+    with running(cfg) as (c, model):
+        url = str(c.base_url)
+
+        def call(delay: float, driver: int = 1, rows: int = 1):
+            """``rows`` > 8: never a batch the batcher may run inline on the event loop (it could not be left)."""
+            with httpx.Client(base_url=url, timeout=30) as cc:
+                t0 = time.monotonic()
+                r = cc.post("/invocations", json=[{"driver_id": driver, "amount": 0.0, "delay": delay}] * rows)
+                return r, time.monotonic() - t0
+
+        def overrunning() -> float:
+            line = [x for x in c.get("/metrics").text.splitlines() if x.startswith("skewless_predictions_overrunning")]
+            return float(line[0].split()[-1])
+
+        with ThreadPoolExecutor(2) as pool:
+            slow = pool.submit(call, 2.0, 1, 9)
+            time.sleep(0.2)  # queued behind the sleeping batch
+            fast = pool.submit(call, 0.0, 3)
+            (r_slow, t_slow), (r_fast, t_fast) = slow.result(), fast.result()
+        assert r_slow.status_code == 504 and r_slow.json()["error"] == "PredictTimeout"
+        assert "0.5s request timeout" in r_slow.json()["message"]
+        assert t_slow < 1.5  # answered at its deadline, not when the model woke up (2 s)
+        assert r_fast.status_code == 200 and r_fast.json()["predictions"] == [{"score": 60.0}] and t_fast < 1.5
+        assert c.get("/ping").status_code == 200 and overrunning() == 1.0
+
+        r, _ = call(2.0, 1, 9)  # a second one still running: the bound (2) is reached
+        assert r.status_code == 504
+        ping = c.get("/ping")
+        assert ping.status_code == 503 and "2 predictions that timed out are still running" in ping.json()["reason"]
+        deadline = time.monotonic() + 10
+        while c.get("/ping").status_code != 200:  # the first sleeper ends: under the bound, ready again
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert overrunning() == 1.0
+        while overrunning() != 0.0:  # and the second
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+        for _ in range(3):  # fast lone requests: the batcher may then run the next one inline on the event loop
+            assert call(0.0)[0].status_code == 200
+        r, took = call(1.0)  # inline (not interruptible) or on the thread (abandoned): 504 either way
+        assert r.status_code == 504 and took < 2.0
+        assert call(0.0, 2)[0].json()["predictions"] == [{"score": 40.0}]
+        assert 'skewless_requests_total{route="sagemaker",status="504"} 3.0' in c.get("/metrics").text
+    # the model computed the timed-out rows too: they are in the log (9 + 9 + 1 timed out, 5 answered)
+    assert len(read_log(store, "scorer")) == 24
 
 
 class Proxy:

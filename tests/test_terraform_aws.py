@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -29,23 +28,14 @@ from skewless.errors import ConfigError
 from skewless.localcloud import terraform as tfm
 
 import e2e_pipeline  # noqa: E402 - tests/ is on sys.path (conftest)
+import terraform_checks as tc  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-TF = ROOT / "infra" / "terraform"
-SUPPORTED = ">= 5.0, < 7.0"  # what versions.tf declares: the provider majors users run
+TF = tc.TF
+STACK = tc.AWS  # the stack and modules/aws-*; the Alibaba ones have tests/test_terraform_alibaba.py
+SUPPORTED = STACK.supported  # what versions.tf declares: the provider majors users run
 runner = CliRunner(env={"COLUMNS": "250"})
 DUMMY = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
-
-
-def tf_dirs(base: Path) -> list[Path]:
-    """Every folder holding .tf files: the stack, the modules, and their examples."""
-    return sorted({p.parent for p in base.rglob("*.tf") if ".terraform" not in p.parts})
-
-
-def roots(base: Path) -> list[Path]:
-    """The root modules: the stack and every example. Loading or validating a root covers the whole module tree it
-    calls, so every module is checked as a child (each has an example, and the stack calls them all)."""
-    return [d for d in tf_dirs(base) if d == base / "aws" or "examples" in d.relative_to(base).parts]
+roots = STACK.roots
 
 
 def free_port() -> int:
@@ -54,51 +44,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def copy_tree(dst: Path) -> Path:
-    shutil.copytree(TF, dst, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl"))
-    return dst
-
-
 # -- static checks -----------------------------------------------------------------------------------------------
 def test_terraform_fmt_is_canonical():
     assert tfm.fmt_check(TF) == [], "run: python -m skewless.localcloud.terraform fmt -recursive infra/terraform"
 
 
 def test_layout_typed_described_variables_and_declared_provider_versions():
-    modules = sorted(p for p in (TF / "modules").iterdir() if p.is_dir())
-    assert {m.name for m in modules} >= {"aws-s3-data", "aws-redis", "aws-ecr", "aws-sagemaker-role", "aws-glue",
-                                         "aws-sagemaker-serving"}
-    for root in [*modules, TF / "aws"]:
-        for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
-            assert (root / name).is_file(), f"{root} lacks {name}"
-        assert list((root / "examples").glob("*/main.tf")), f"{root} has no examples/"
-        versions = (root / "versions.tf").read_text()
-        assert re.search(rf'version\s*=\s*"{re.escape(SUPPORTED)}"', versions), root
-        for block in re.findall(r'^variable "[^"]+" \{\n(.*?)^\}', (root / "variables.tf").read_text(), re.M | re.S):
-            assert re.search(r"^  description\s*=", block, re.M) and re.search(r"^  type\s*=", block, re.M), block
-        for block in re.findall(r'^output "[^"]+" \{\n(.*?)^\}', (root / "outputs.tf").read_text(), re.M | re.S):
-            assert re.search(r"^  description\s*=", block, re.M), block
+    assert {m.name for m in STACK.dirs()[1:]} == {"aws-s3-data", "aws-redis", "aws-ecr", "aws-sagemaker-role",
+                                                  "aws-glue", "aws-sagemaker-serving"}
+    assert tc.layout_problems(STACK) == []
 
 
 def test_every_module_stack_and_example_loads_with_terraform(tmp_path):
     """Terraform's own configuration loader on the source as users run it (providers >= 5 cannot be installed
     here, so this is `terraform get` + `terraform providers`: the whole module tree is parsed and decoded)."""
-    copy = copy_tree(tmp_path / "tf")
-
-    def check(directory: Path) -> str:
-        tf = tfm.Terraform(directory, providers=False, timeout=120)
-        if any('module "' in f.read_text() for f in directory.glob("*.tf")):
-            tf.run("get", "-no-color")  # installs the (local) child modules the loader then reads
-        return tf.run("providers", "-no-color").stdout
-
-    with ThreadPoolExecutor(2) as pool:
-        reports = dict(zip(roots(copy), pool.map(check, roots(copy))))
+    copy = tc.copy_stack(STACK, tmp_path / "tf")
+    reports = tc.load_roots(roots(copy))
     assert len(reports) == 9  # the stack, its two examples, one example per module
     called = {m for r in reports.values() for m in re.findall(r"module\.(\w+)", r)}
     assert called >= {"data", "redis", "ecr", "glue", "sagemaker_role", "serving", "stack"}
     for directory, report in reports.items():
-        constraints = set(re.findall(r"provider\[registry\.terraform\.io/hashicorp/aws\][ \t]*(.*)", report))
-        assert constraints <= {">= 5.0.0, < 7.0.0", ""} and constraints, (directory, report)
+        constraints = tc.provider_constraints(report)
+        assert set(constraints) == {STACK.provider}, (directory, report)
+        assert constraints[STACK.provider] <= {STACK.constraint(), ""}, (directory, report)
 
 
 def test_a_broken_configuration_is_reported(tmp_path):
@@ -227,18 +195,10 @@ def test_aws3_rendering_validates_everywhere(tmp_path):
 
 
 # -- checkov ------------------------------------------------------------------------------------------------------
-def test_checkov_has_no_failures_and_every_suppression_is_explained():
-    report = tfm.run_checkov(TF)
-    results = report["results"]
-    failed = [(c["check_id"], c["resource"], c["file_path"]) for c in results["failed_checks"]]
-    assert not failed, failed
-    assert not results["parsing_errors"]
+def test_checkov_has_no_failures_and_every_suppression_is_explained(tmp_path):
+    report = tfm.run_checkov(tc.copy_stack(STACK, tmp_path))
+    assert tc.checkov_problems(report, (TF / "README.md").read_text()) == []
     assert report["summary"]["passed"] > 100
-    readme = (TF / "README.md").read_text()
-    for check in results["skipped_checks"]:
-        reason = (check["check_result"].get("suppress_comment") or "").strip()
-        assert len(reason) > 20 and reason != "No comment provided", check["check_id"]
-        assert check["check_id"] in readme, f"{check['check_id']} is suppressed but not listed in the README"
 
 
 # -- apply + destroy on the local cloud ----------------------------------------------------------------------------

@@ -108,6 +108,7 @@ class RedisOnlineStore(OnlineStore):
     supports_per_field_ttl = False
     supports_concurrent_writers = True
     evicts_expired = True
+    read_command = "HMGET"  # what each (view, entity) read sends (a subclass may use a same-reply command)
 
     def __init__(self, url: str, options: dict | None = None, repo_path: Path | None = None):
         opts = dict(options or {})
@@ -299,7 +300,7 @@ class RedisOnlineStore(OnlineStore):
         if plan is not None and plan.view is view:  # the common case: the registry state's own view object
             return plan
         head = b"%b:%b:{" % (self.prefix, view.name.encode())
-        fresh = codec.ReadPlan(view, feats, head)
+        fresh = codec.ReadPlan(view, feats, head, self.read_command.encode())
         if plan is None or plan.signature != fresh.signature:
             plan = self._plans[ck] = fresh
         plan.view = view  # a refreshed registry state: same definition, new object
@@ -341,7 +342,7 @@ class RedisOnlineStore(OnlineStore):
             return self._exchange(send)
         pipe = self.client.pipeline(transaction=False)
         for key, fields in cmds:
-            pipe.execute_command("HMGET", key, *fields)
+            pipe.execute_command(self.read_command, key, *fields)
         return pipe.execute(raise_on_error=False)
 
     # -- bookkeeping ---------------------------------------------------------------------------------------

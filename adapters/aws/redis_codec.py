@@ -268,9 +268,10 @@ def _single_decoder(dt: dtypes.DType) -> Callable[[bytes], Any]:
 
 
 class ReadPlan:
-    """How to ask for and decode (view, features): the packed HMGET minus its key, and the reply decoder."""
+    """How to ask for and decode (view, features): the packed HMGET (or ``command``: the Tair store's EXHMGET, same
+    reply) minus its key, and the reply decoder."""
 
-    def __init__(self, view: FeatureView, feats: list[str], head: bytes):
+    def __init__(self, view: FeatureView, feats: list[str], head: bytes, command: bytes = b"HMGET"):
         by_name = {f.name: f.dtype for f in view.features}
         dts = [by_name[f] for f in feats]
         self.view = view
@@ -278,7 +279,7 @@ class ReadPlan:
         self.signature = (tuple(d.name for d in dts), tuple(view.join_key_dtypes[k].name for k in view.join_keys))
         self.head = head  # b"<prefix>:<view>:{"
         self.entity = entity_py(view)
-        self.cmd = b"*%d\r\n$5\r\nHMGET\r\n" % (len(feats) + 3)
+        self.cmd = b"*%d\r\n%b" % (len(feats) + 3, bulk(command))
         self.tail = bulk(EV_FIELD) + b"".join(bulk(f.encode()) for f in feats)
         self.fields = [EV_FIELD] + [f.encode() for f in feats]
         self.feats, self.dtypes = feats, dts

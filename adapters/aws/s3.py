@@ -16,7 +16,6 @@ and never logged or put into an error message.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,6 +27,7 @@ from pyarrow import fs as pafs
 from skewless.errors import ConfigError, ConflictError, NotFoundError, StoreUnavailable
 from skewless.offline.delta import DeltaOfflineStore
 from skewless.registry.store import _VERSION_FILE, RegistryStore, version_name
+from skewless.adapters.location import BucketLocation
 
 _KNOWN = {"endpoint_url", "region", "profile", "access_key_id", "secret_access_key", "session_token",
           "connect_timeout", "read_timeout", "max_attempts"}
@@ -36,24 +36,8 @@ _UNREACHABLE = (botocore.exceptions.EndpointConnectionError, botocore.exceptions
                 botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)
 
 
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    prefix: str  # no leading or trailing slash; may be empty
-
-    @classmethod
-    def parse(cls, url: str) -> "S3Location":
-        parts = urlsplit(url)
-        if parts.scheme != "s3" or not parts.netloc:
-            raise ConfigError(f"expected s3://bucket/prefix, got {url!r}")
-        return cls(parts.netloc, parts.path.strip("/"))
-
-    def key(self, *names: str) -> str:
-        return "/".join(p for p in (self.prefix, *names) if p)
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+class S3Location(BucketLocation):
+    scheme = "s3"
 
 
 class S3Session:
@@ -69,10 +53,13 @@ class S3Session:
             profile_name=options.get("profile"), aws_access_key_id=options.get("access_key_id"),
             aws_secret_access_key=options.get("secret_access_key"), aws_session_token=options.get("session_token"))
         self.region = options.get("region") or self._session.region_name or "us-east-1"
+        # Kept apart from the botocore Config: creating a client rewrites Config.retries in place
+        # (max_attempts -> total_max_attempts), and delta-rs / pyarrow need the number after that too.
+        self.max_attempts = int(options.get("max_attempts", 3))
         self._config = botocore.config.Config(
             region_name=self.region, connect_timeout=float(options.get("connect_timeout", 3)),
             read_timeout=float(options.get("read_timeout", 30)),
-            retries={"max_attempts": int(options.get("max_attempts", 3)), "mode": "standard"},
+            retries={"max_attempts": self.max_attempts, "mode": "standard"},
             s3={"addressing_style": "path"} if self.endpoint_url else None)
         self._local = threading.local()
 
@@ -100,7 +87,7 @@ class S3Session:
         opts = {"AWS_REGION": self.region, "AWS_ACCESS_KEY_ID": c.access_key, "AWS_SECRET_ACCESS_KEY": c.secret_key,
                 # Commits are conditional PUTs (If-None-Match), which S3 and both emulators support: no lock table.
                 "AWS_CONDITIONAL_PUT": "etag", "connect_timeout": f"{int(self._config.connect_timeout)}s",
-                "max_retries": str(self._config.retries["max_attempts"]),
+                "max_retries": str(self.max_attempts),
                 # Bounds the whole retry loop (delta-rs' default is 180 s): a dead endpoint fails within this.
                 "retry_timeout": f"{int(self._config.read_timeout)}s",
                 "timeout": f"{int(self._config.read_timeout)}s"}
@@ -121,7 +108,7 @@ class S3Session:
         return pafs.S3FileSystem(access_key=c.access_key, secret_key=c.secret_key, session_token=c.token,
                                  region=self.region, connect_timeout=self._config.connect_timeout,
                                  request_timeout=self._config.read_timeout,
-                                 retry_strategy=pafs.AwsStandardS3RetryStrategy(self._config.retries["max_attempts"]),
+                                 retry_strategy=pafs.AwsStandardS3RetryStrategy(self.max_attempts),
                                  **kw)
 
     def translate(self, exc: Exception, what: str) -> Exception:

@@ -1,4 +1,5 @@
-"""`skewless local up|down|status|config`: the local cloud (LocalStack, moto, Redis) on loopback."""
+"""`skewless local up|down|status|config`: the local cloud (LocalStack, moto, Redis; the OSS shim, the MaxCompute
+and Tair emulators) on loopback."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from rich.table import Table
 
 from .common import friendly
 
-app = typer.Typer(no_args_is_help=True, help="The local cloud: LocalStack (S3/IAM/STS), moto, Redis on loopback.")
+app = typer.Typer(no_args_is_help=True, help="The local cloud on loopback: LocalStack (S3/IAM/STS), moto, Redis; "
+                  "the OSS, MaxCompute and Tair emulators.")
 console = Console()
 StateOpt = typer.Option(Path(".skewless-local"), "--state", help="Folder for the services' state, PIDs and logs")
-ServicesArg = typer.Argument(None, help="Services (default: all): localstack moto redis")
+ServicesArg = typer.Argument(None, help="Services (default: all): localstack moto redis oss maxcompute tair")
+CloudOpt = typer.Option("aws", "--cloud", help="Which cloud the generated skewless.yaml uses: aws (S3, Redis) or "
+                        "alibaba (OSS, MaxCompute, Tair)")
+EngineOpt = typer.Option(None, "--engine", help="alibaba only: maxcompute (default) or duckdb over OSS")
 
 
 def _cloud(state: Path):
@@ -27,14 +32,15 @@ def _cloud(state: Path):
 @friendly
 def up(services: Optional[list[str]] = ServicesArg, state: Path = StateOpt,
        config: Optional[Path] = typer.Option(None, help="Also write a skewless.yaml into this repo folder"),
-       project: str = typer.Option("local", help="Project name for the generated skewless.yaml")):
+       project: str = typer.Option("local", help="Project name for the generated skewless.yaml"),
+       cloud: str = CloudOpt, engine: Optional[str] = EngineOpt):
     """Start the services (idempotent: healthy ones are reused)."""
-    cloud = _cloud(state)
-    started = cloud.up(services, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
-    _print_status(cloud)
+    cloud_ = _cloud(state)
+    started = cloud_.up(services, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    _print_status(cloud_)
     console.print(f"started now: {', '.join(started) or 'none (already running)'}")
     if config is not None:
-        console.print(f"wrote {cloud.write_config(config, project)}")
+        console.print(f"wrote {cloud_.write_config(config, project, cloud, engine)}")
 
 
 @app.command()
@@ -58,9 +64,11 @@ def status(state: Path = StateOpt):
 @app.command()
 @friendly
 def config(repo: Path = typer.Argument(Path("."), help="Repo folder to write skewless.yaml into"),
-           state: Path = StateOpt, project: str = typer.Option("local")):
-    """Write a skewless.yaml pointing at the local cloud (S3 on LocalStack, Redis)."""
-    console.print(f"wrote {_cloud(state).write_config(repo, project)}")
+           state: Path = StateOpt, project: str = typer.Option("local"), cloud: str = CloudOpt,
+           engine: Optional[str] = EngineOpt):
+    """Write a skewless.yaml pointing at the local cloud (aws: S3 on LocalStack, Redis; alibaba: OSS, MaxCompute,
+    Tair)."""
+    console.print(f"wrote {_cloud(state).write_config(repo, project, cloud, engine)}")
 
 
 def _print_status(cloud) -> dict[str, str]:

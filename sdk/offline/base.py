@@ -1,9 +1,11 @@
-"""The offline storage contract: append-only feature histories with atomic commits and readable snapshots."""
+"""The offline contracts: storage (append-only feature histories with atomic commits and readable snapshots) and
+the engine that computes over them (training sets, materialization scans, tie checks)."""
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -30,6 +32,7 @@ class HistoryFiles:
     tie_level: int = 2
     # A pyarrow FileSystem for ``uris`` on an object store (None: local paths). Engines that cannot read the
     # store's URLs natively scan the files through it (DuckDB's S3 support is an extension it cannot fetch here).
+    # A store whose histories are tables of a warehouse (MaxCompute) puts its client here for its engine.
     filesystem: object | None = None
 
 
@@ -60,3 +63,40 @@ class OfflineStore(abc.ABC):
 
     def snapshot(self, views: list[str]) -> dict[str, int | None]:
         return {v: self.version(v) for v in views}
+
+
+class Engine(abc.ABC):
+    """What computes over one offline store's histories. The store and the engine are a pair: the engine reads the
+    ``HistoryFiles`` its store hands out. Every engine renders the one PIT definition (``pit.py``) in its dialect.
+
+    Capabilities are class attributes (``supports_asof_join``: DuckDB's ASOF join is used for point_in_time="event";
+    other engines run the portable window form)."""
+
+    name: str
+    dialect: Any  # a sqlglot dialect name or Dialect class, for pit.render / latest_per_entity
+    supports_asof_join = False
+
+    @abc.abstractmethod
+    def connect(self, *, spare_cores: int = 0) -> Any:
+        """A session of its own (``close()``; ``interrupt()`` stops its running query from another thread).
+        ``spare_cores``: leave that many cores to work running alongside (materialize's online writes)."""
+
+    @abc.abstractmethod
+    def historical(self, entity: Any, requests: list, files: dict[str, HistoryFiles], *,
+                   snapshot: dict[str, int | None], features: list[str], timestamp_column: str,
+                   full_feature_names: bool, point_in_time: str, event_timestamps: bool) -> Any:
+        """A training-set job (``to_arrow``/``to_pandas``/``to_df``/``to_reader``/``to_parquet``, ``snapshot``,
+        ``features``, ``sql``): per entity row, in input order, each requested feature at the row's time.
+        ``requests``: [(FeatureView, [feature names])]; ``files``: each view's history at ``snapshot``."""
+
+    @abc.abstractmethod
+    def latest_rows(self, con: Any, view: Any, source: "HistoryFiles | pa.Table", start, end,
+                    batch_rows: int = 100_000, tie_level: int = FULL_TIES, *,
+                    batch: int | None = None) -> pa.RecordBatchReader:
+        """Per entity, the winner at ``end`` among rows with event in [start, end] (start None: unbounded), in key
+        order, streamed; columns: join keys, the ordering tuple, features. ``source``: a history snapshot (only its
+        rows of write ``batch`` when given), or rows in memory whose ties are described by ``tie_level``."""
+
+    @abc.abstractmethod
+    def tie_level(self, view: Any, rows: pa.Table, prior: HistoryFiles | None) -> int:
+        """The tie level (HistoryFiles.tie_level) of ``rows`` among themselves and against ``prior`` history."""

@@ -78,25 +78,27 @@ class DeltaOfflineStore(OfflineStore):
                     props[TIE_LEVEL] = str(new_level)
             try:
                 if before is None:
-                    write_deltalake(self._uri(view), table, mode="error", storage_options=self.storage_options,
-                                    commit_properties=CommitProperties(custom_metadata={"skewless.batch": str(batch)}))
+                    self._commit(view, None, lambda uri: write_deltalake(
+                        uri, table, mode="error", storage_options=self.storage_options,
+                        commit_properties=CommitProperties(custom_metadata={"skewless.batch": str(batch)})))
                     # Version 0 has no flag (read as "ties": exact); record what the check found for what follows.
                     # If another writer got in between, the flag stays absent, which is always safe.
                     try:
-                        self._table(view, 0).alter.set_table_properties(
-                            {TIE_LEVEL: props.get(TIE_LEVEL, str(NO_TIES))}, raise_if_not_exists=False,
-                            commit_properties=CommitProperties(max_commit_retries=0))
+                        self._commit(view, self._table(view, 0), lambda dt, p=props: dt.alter.set_table_properties(
+                            {TIE_LEVEL: p.get(TIE_LEVEL, str(NO_TIES))}, raise_if_not_exists=False,
+                            commit_properties=CommitProperties(max_commit_retries=0)))
                     except CommitFailedError:
                         pass
                     return 0
                 # Properties first, then the append: a reader never sees new files without their flags.
                 if props:
-                    before.alter.set_table_properties(props, raise_if_not_exists=False,
-                                                      commit_properties=CommitProperties(max_commit_retries=0))
+                    self._commit(view, before, lambda dt, p=props: dt.alter.set_table_properties(
+                        p, raise_if_not_exists=False, commit_properties=CommitProperties(max_commit_retries=0)))
                     continue  # re-read: the append must be conditional on the version that carries the flags
-                write_deltalake(before, table, mode="append", schema_mode="merge", storage_options=self.storage_options,
-                                commit_properties=CommitProperties(custom_metadata={"skewless.batch": str(batch)},
-                                                                   max_commit_retries=0))
+                self._commit(view, before, lambda dt: write_deltalake(
+                    dt, table, mode="append", schema_mode="merge", storage_options=self.storage_options,
+                    commit_properties=CommitProperties(custom_metadata={"skewless.batch": str(batch)},
+                                                       max_commit_retries=0)))
                 return before.version() + 1
             except CommitFailedError:
                 time.sleep(min(0.01 * 2 ** attempt, 0.5))  # another writer won: re-read and retry
@@ -105,6 +107,12 @@ class DeltaOfflineStore(OfflineStore):
                     continue  # another writer created the table first
                 raise StoreUnavailable(f"append to history of {view!r} failed: {exc}", endpoint=self.root) from exc
         raise ConflictError(f"append to history of {view!r}: {_COMMIT_ATTEMPTS} concurrent commits won first")
+
+    def _commit(self, view: str, before: DeltaTable | None, write: Callable) -> None:
+        """Run one delta-rs commit, ``write(target)``, on top of ``before`` (None: create the table). Raises
+        CommitFailedError when another writer committed that version first. Stores whose object store delta-rs
+        cannot reach override this to commit through their own log store."""
+        write(before if before is not None else self._uri(view))
 
     def version(self, view: str) -> int | None:
         dt = self._table(view)

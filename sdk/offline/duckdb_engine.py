@@ -11,7 +11,7 @@ import glob
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import duckdb
 import pandas as pd
@@ -20,8 +20,11 @@ import pyarrow as pa
 from .. import dtypes
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from ..errors import ValidationError
-from .base import EVENT_TIES, FULL_TIES, NO_TIES, HistoryFiles
-from .pit import ENTITY_ROW, FeatureColumn, PitQuery, ViewQuery, latest_per_entity, q, render
+from .base import EVENT_TIES, FULL_TIES, NO_TIES, Engine, HistoryFiles
+from .pit import ENTITY_ROW, PitQuery, join_key_types, latest_per_entity, q, render, view_queries
+
+if TYPE_CHECKING:
+    from ..retrieval import RetrievalJob
 
 _CANON = {EVENT_TS: "TIMESTAMPTZ", CREATED_TS: "TIMESTAMPTZ", WRITE_BATCH: "BIGINT", WRITE_ROW: "BIGINT"}
 
@@ -40,7 +43,7 @@ class PitPlan:
     per_view: tuple[str, ...]
 
 
-class DuckDBEngine:
+class DuckDBEngine(Engine):
     """Runs point-in-time joins and materialization scans with DuckDB."""
 
     name = "duckdb"
@@ -149,36 +152,27 @@ class DuckDBEngine:
         return "__skewless_entity", cols
 
     # -- queries --------------------------------------------------------------------------------------------
+    def historical(self, entity: Any, requests: list[tuple[FeatureView, list[str]]], files: dict[str, HistoryFiles],
+                   *, snapshot: dict[str, int | None], features: list[str], **kw) -> "RetrievalJob":
+        from ..retrieval import RetrievalJob
+
+        con = self.connect()
+        try:
+            plan = self.pit_sql(con, entity, requests, files, **kw)
+        except BaseException:
+            con.close()
+            raise
+        return RetrievalJob(con, plan, snapshot, features)
+
     def pit_sql(self, con: duckdb.DuckDBPyConnection, entity: Any, requests: list[tuple[FeatureView, list[str]]],
                 files: dict[str, HistoryFiles], *, timestamp_column: str, full_feature_names: bool,
                 point_in_time: str, event_timestamps: bool, strategy: str | None = None) -> PitPlan:
-        key_types: dict[str, str] = {}
-        for view, _ in requests:
-            for k, d in view.join_key_dtypes.items():
-                if key_types.setdefault(k, d.sql) != d.sql:
-                    raise ValidationError(f"join key {k!r} has different dtypes in the requested views", column=k)
+        key_types = {k: d.sql for k, d in join_key_types(requests).items()}
         relation, cols = self.entity_relation(con, entity, timestamp_column, key_types)
-        taken = set(cols)
-        views = []
-        for view, feats in requests:
-            out = []
-            for f in feats:
-                name = f"{view.name}__{f}" if full_feature_names else f
-                if name in taken:
-                    raise ValidationError(f"output column {name!r} would overwrite another column; "
-                                          f"use full_feature_names=True or rename it", column=name)
-                taken.add(name)
-                out.append(FeatureColumn(f, name))
-            ev_out = None
-            if event_timestamps:
-                ev_out = f"{view.name}__{EVENT_TS}"
-                if ev_out in taken:
-                    raise ValidationError(f"output column {ev_out!r} collides with an input column", column=ev_out)
-                taken.add(ev_out)
-            views.append(ViewQuery(view.name, tuple(view.join_keys), tuple(out), view.ttl,
-                                   self.history_relation(view, files[view.name], con), ev_out,
-                                   files[view.name].tie_level))
-        pq = PitQuery(relation, tuple(cols), timestamp_column, tuple(views), point_in_time)
+        views = view_queries(requests, set(cols), lambda view: self.history_relation(view, files[view.name], con),
+                             {n: f.tie_level for n, f in files.items()}, full_feature_names=full_feature_names,
+                             event_timestamps=event_timestamps)
+        pq = PitQuery(relation, tuple(cols), timestamp_column, views, point_in_time)
         # The same query, also split per view: one narrow join at a time needs less memory and sorts less payload
         # than a chain of joins that carries every earlier view's features through every later join.
         per_view = tuple(render(dataclasses.replace(pq, views=(v,), entity_columns=(), ordered=False),
@@ -204,17 +198,24 @@ class DuckDBEngine:
         finally:
             con.close()
 
-    def latest_rows(self, con: duckdb.DuckDBPyConnection, view: FeatureView, source: HistoryFiles | str, start,
-                    end, batch_rows: int = 100_000, tie_level: int = FULL_TIES) -> pa.RecordBatchReader:
+    def latest_rows(self, con: duckdb.DuckDBPyConnection, view: FeatureView, source: HistoryFiles | pa.Table | str,
+                    start, end, batch_rows: int = 100_000, tie_level: int = FULL_TIES, *,
+                    batch: int | None = None) -> pa.RecordBatchReader:
         """Per entity, the winner at ``end`` among rows with event in [start, end] (start None: unbounded), in key
-        order, streamed. ``source``: a history snapshot (its recorded tie level picks the cheapest exact query), or
-        the name of a relation with the same columns whose ties are described by ``tie_level``."""
+        order, streamed. ``source``: a history snapshot (its recorded tie level picks the cheapest exact query; only
+        write ``batch`` when given), rows in memory, or the name of a relation with the same columns; the ties of
+        the last two are described by ``tie_level``."""
         con.execute("CREATE OR REPLACE TEMP TABLE __skewless_bounds AS SELECT CAST($1 AS TIMESTAMPTZ) AS s, "
                     "CAST($2 AS TIMESTAMPTZ) AS e", [start, end])
-        if isinstance(source, str):
+        if isinstance(source, pa.Table):
+            con.register("__skewless_rows", source)
+            relation = "__skewless_rows"
+        elif isinstance(source, str):
             relation = source
         else:
             relation, tie_level = self.history_relation(view, source, con), source.tie_level
+        if batch is not None:
+            relation = f"(SELECT * FROM {relation} WHERE {q(WRITE_BATCH)} = {int(batch)})"
         sql = latest_per_entity(relation, tuple(view.join_keys), tuple(view.feature_names),
                                 "(SELECT e FROM __skewless_bounds)",
                                 "(SELECT s FROM __skewless_bounds)" if start is not None else None,

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Callable
 
 import sqlglot
 
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW
+from ..errors import ValidationError
 
 ENTITY_ROW = "_skewless_entity_row"
 # The spec's tie-breaking order, greatest wins.
@@ -66,6 +68,42 @@ class PitQuery:
     # True: rows come back in input order (ORDER BY the input position). False: no ORDER BY, and the input
     # position is returned as the last column so the caller restores the order itself (cheaper in memory).
     ordered: bool = True
+
+
+def join_key_types(requests: list) -> dict:
+    """Join key -> dtype over the requested (view, features); a key typed differently by two views is an error."""
+    types: dict = {}
+    for view, _ in requests:
+        for k, d in view.join_key_dtypes.items():
+            if types.setdefault(k, d) != d:
+                raise ValidationError(f"join key {k!r} has different dtypes in the requested views", column=k)
+    return types
+
+
+def view_queries(requests: list, taken: set[str], history: Callable[[object], str], tie_levels: dict[str, int], *,
+                 full_feature_names: bool, event_timestamps: bool) -> tuple[ViewQuery, ...]:
+    """One ViewQuery per requested (view, features): the output names (``view__feature`` with full_feature_names,
+    ``view__event_timestamp`` for the winner's event time), each checked against ``taken`` (the input columns and
+    earlier outputs, extended here), over the relation ``history(view)``."""
+    views = []
+    for view, feats in requests:
+        out = []
+        for f in feats:
+            name = f"{view.name}__{f}" if full_feature_names else f
+            if name in taken:
+                raise ValidationError(f"output column {name!r} would overwrite another column; "
+                                      f"use full_feature_names=True or rename it", column=name)
+            taken.add(name)
+            out.append(FeatureColumn(f, name))
+        ev_out = None
+        if event_timestamps:
+            ev_out = f"{view.name}__{EVENT_TS}"
+            if ev_out in taken:
+                raise ValidationError(f"output column {ev_out!r} collides with an input column", column=ev_out)
+            taken.add(ev_out)
+        views.append(ViewQuery(view.name, tuple(view.join_keys), tuple(out), view.ttl, history(view), ev_out,
+                               tie_levels[view.name]))
+    return tuple(views)
 
 
 def _tail(pq: PitQuery) -> str:

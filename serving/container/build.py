@@ -255,18 +255,23 @@ def store_extras(config) -> set[str]:
 
 
 # -- push ---------------------------------------------------------------------------------------------------------
-def push_image(image: str, dest: str, *, user: str, password: str, tls_verify: bool = False) -> float:
-    """Log in to ``dest``'s registry (ECR-style: user ``AWS``, password = a token) and push. Returns seconds.
-
-    The login goes to a throwaway auth file, so no credential is left in the user's podman config."""
-    registry = dest.split("/", 1)[0]
+def login(registry: str, authfile: str | Path, *, user: str, password: str, tls_verify: bool = False) -> Path:
+    """``podman login`` (ECR-style: user ``AWS``, password = a token) into ``authfile`` only, never the user's
+    podman config; the file is what a later pull or push takes as ``--authfile``."""
     tls = f"--tls-verify={'true' if tls_verify else 'false'}"
+    _run([*PODMAN, "login", tls, "--authfile", str(authfile), "-u", user, "--password-stdin", registry],
+         f"login to {registry}", input=password.encode())
+    return Path(authfile)
+
+
+def push_image(image: str, dest: str, *, user: str, password: str, tls_verify: bool = False) -> float:
+    """Log in to ``dest``'s registry and push. Returns seconds. The login goes to a throwaway auth file."""
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="skewless-auth-") as tmp:
-        auth = str(Path(tmp) / "auth.json")
-        _run([*PODMAN, "login", tls, "--authfile", auth, "-u", user, "--password-stdin", registry],
-             f"login to {registry}", input=password.encode())
-        podman("push", tls, "--authfile", auth, image, f"docker://{dest}", what=f"push {image} to {dest}")
+        auth = login(dest.split("/", 1)[0], Path(tmp) / "auth.json", user=user, password=password,
+                     tls_verify=tls_verify)
+        podman("push", f"--tls-verify={'true' if tls_verify else 'false'}", "--authfile", str(auth), image,
+               f"docker://{dest}", what=f"push {image} to {dest}")
     return round(time.monotonic() - t0, 1)
 
 

@@ -7,6 +7,10 @@ The interface is three functions, so a plain process and a container are interch
     runtime.logs(handle) -> str
     runtime.stop(handle)
 
+``model_dir`` is an unpacked artifact the platform provides (SageMaker: ``ModelDataUrl`` unpacked at
+``/opt/ml/model``), or None when the server fetches a registered model itself (``SKEWLESS_MODEL`` in ``env``;
+PAI-EAS custom images): the server then needs a writable place of its own, never the platform's model folder.
+
 A handle is a JSON-serialisable dict (at least ``{"runtime": name, "port": int}``): targets persist it, so a later
 CLI call (another process) can still stop or route to what an earlier one started.
 
@@ -16,6 +20,7 @@ CLI call (another process) can still stop or route to what an earlier one starte
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import urllib.request
@@ -31,7 +36,7 @@ HOST = "127.0.0.1"
 class Runtime(Protocol):
     name: str
 
-    def start(self, model_dir: Path, env: dict[str, str], port: int) -> dict: ...
+    def start(self, model_dir: Path | None, env: dict[str, str], port: int) -> dict: ...
 
     def stop(self, handle: dict) -> None: ...
 
@@ -46,11 +51,13 @@ def ping_ok(port: int, host: str = HOST, timeout: float = 2.0) -> bool:
         return False
 
 
-def server_env(model_dir: Path, env: dict[str, str], port: int) -> dict[str, str]:
-    """The server's environment: the caller's variables plus where the model is and which port to bind (both
-    contracts' port variables, whichever the configured contract reads)."""
-    return {**env, "SKEWLESS_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
-            "SKEWLESS_PORT": str(port)}
+def server_env(model_dir: Path | None, env: dict[str, str], port: int) -> dict[str, str]:
+    """The server's environment: the caller's variables plus where the model is (if given) and which port to bind
+    (both contracts' port variables, whichever the configured contract reads)."""
+    out = {**env, "SAGEMAKER_BIND_TO_PORT": str(port), "SKEWLESS_PORT": str(port)}
+    if model_dir is not None:
+        out["SKEWLESS_MODEL_DIR"] = str(model_dir)
+    return out
 
 
 class ProcessRuntime:
@@ -70,8 +77,11 @@ class ProcessRuntime:
         return Service(handle["name"], HOST, handle["port"], lambda: argv, lambda s: ping_ok(s.port, s.host),
                        env=env or {}, start_timeout=self.start_timeout, cwd=Path(handle["state"]))
 
-    def start(self, model_dir: Path, env: dict[str, str], port: int) -> dict:
+    def start(self, model_dir: Path | None, env: dict[str, str], port: int) -> dict:
         handle = {"runtime": self.name, "name": f"serve-{port}", "port": port, "state": str(self.state)}
+        if model_dir is None:  # the server downloads its registered model: into a folder of this server's own
+            model_dir = self.state / f"{handle['name']}.model"
+            shutil.rmtree(model_dir, ignore_errors=True)
         # Loopback unless the caller says otherwise: these servers are reached through a router or an emulator.
         full = {"SKEWLESS_HOST": HOST, **server_env(Path(model_dir), env, port)}
         svc = self._service(handle, full)

@@ -1,0 +1,123 @@
+"""A read-only pyarrow filesystem over oss2, for engines that scan history files on OSS (``HistoryFiles.filesystem``).
+
+Paths are ``bucket/key``, as the DuckDB engine hands them over (``oss://`` stripped). Opening a file reads nothing;
+each read is one ranged GET, so Parquet scans fetch the footer and the column chunks they need, not whole files.
+Sizes known from the Delta log are used as they are (no HEAD per file). Writing is not offered: the store writes
+through oss2 itself, with its commit protocol.
+
+Why not ``ossfs`` (fsspec, wrapped in ``FSSpecHandler``): its current release pins ``oss2==2.18.4`` (skewless pins
+2.19.1) and brings an asyncio stack (aiooss2, aiohttp) that nothing else here needs, for the two calls used here.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import oss2
+import pyarrow as pa
+from pyarrow import fs as pafs
+
+from .oss import OSSSession
+
+
+class _RangeReader(io.RawIOBase):
+    """A seekable file whose reads are ranged GETs (pyarrow wraps it with ``PythonFile``)."""
+
+    def __init__(self, oss: OSSSession, key: str, size: int):
+        self.oss, self.key, self.size, self.pos = oss, key, size, 0
+        self._lock = threading.Lock()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.pos = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence] + offset
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        with self._lock:
+            end = self.size if n is None or n < 0 else min(self.size, self.pos + n)
+            if end <= self.pos:
+                return b""
+            data = self.oss.call(f"reading oss://{self.oss.bucket_name}/{self.key}", lambda: self.oss.bucket.get_object(
+                self.key, byte_range=(self.pos, end - 1)).read())
+            if len(data) != end - self.pos:
+                raise OSError(f"short read of oss://{self.oss.bucket_name}/{self.key}: {len(data)} of "
+                              f"{end - self.pos} bytes")
+            self.pos = end
+            return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+
+class OSSFileHandler(pafs.FileSystemHandler):
+    def __init__(self, oss: OSSSession, sizes: dict[str, int] | None = None):
+        self.oss, self.sizes = oss, dict(sizes or {})
+
+    def _key(self, path: str) -> str:
+        bucket, _, key = path.lstrip("/").partition("/")
+        if bucket != self.oss.bucket_name or not key:
+            raise OSError(f"{path!r} is not a file in bucket {self.oss.bucket_name!r}")
+        return key
+
+    def _size(self, path: str) -> int | None:
+        if path in self.sizes:
+            return self.sizes[path]
+        key = self._key(path)
+        try:
+            meta = self.oss.retrying(self.oss.bucket.head_object, key)
+        except oss2.exceptions.NotFound:
+            return None
+        except Exception as exc:  # noqa: BLE001 - translated to a skewless error, raised from it
+            raise self.oss.translate(exc, f"looking up oss://{path}") from exc
+        self.sizes[path] = meta.content_length
+        return meta.content_length
+
+    def get_type_name(self) -> str:
+        return "oss"
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def get_file_info(self, paths):
+        out = []
+        for p in paths:
+            size = self._size(p)
+            out.append(pafs.FileInfo(p, pafs.FileType.NotFound) if size is None else
+                       pafs.FileInfo(p, pafs.FileType.File, size=size))
+        return out
+
+    def open_input_file(self, path: str):
+        size = self._size(path)
+        if size is None:
+            raise FileNotFoundError(f"oss://{path} does not exist")
+        return pa.PythonFile(_RangeReader(self.oss, self._key(path), size), mode="r")
+
+    def open_input_stream(self, path: str):
+        return self.open_input_file(path)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, OSSFileHandler) and other.oss is self.oss
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+    def _read_only(self, *args, **kw):
+        raise NotImplementedError("the OSS filesystem for engines is read-only (and does not list); the store "
+                                  "writes through oss2")
+
+    get_file_info_selector = create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = \
+        delete_file = move = copy_file = open_output_stream = open_append_stream = _read_only
+
+
+def filesystem(oss: OSSSession, sizes: dict[str, int] | None = None) -> pafs.PyFileSystem:
+    """``sizes``: known file sizes by ``bucket/key`` path (from the Delta log), saving a HEAD per file."""
+    return pafs.PyFileSystem(OSSFileHandler(oss, sizes))

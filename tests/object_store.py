@@ -1,0 +1,104 @@
+"""What the object-store backends' tests share (S3, OSS): a feature repo whose registry and offline histories live
+under one fresh prefix of a bucket, and the checks every such backend must pass beyond the conformance suites."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+
+import pandas as pd
+import pytest
+import yaml
+
+import skewless as sk
+
+
+def fresh_prefix() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def object_store_repo(tmp_path, base_url: str, options: dict, project: str) -> sk.FeatureStore:
+    """A repo in ``tmp_path`` with registry ``<base_url>/<fresh>/registry`` and offline ``.../offline`` (DuckDB)."""
+    prefix = f"{base_url.rstrip('/')}/{fresh_prefix()}"
+    doc = {"project": project,
+           "registry": {"url": f"{prefix}/registry", "options": options},
+           "offline": {"url": f"{prefix}/offline", "engine": "duckdb", "storage_options": options},
+           "online": "sqlite:///online.db"}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "skewless.yaml").write_text(yaml.safe_dump(doc))
+    return sk.FeatureStore(tmp_path)
+
+
+def one_view(store: sk.FeatureStore, name: str = "v") -> sk.FeatureView:
+    ent = sk.Entity("ent", join_keys=["k"])
+    view = sk.FeatureView(name, entities=[ent], schema=[sk.Field("k", sk.Int64), sk.Field("x", sk.Float64)])
+    store.apply([ent, view])
+    return view
+
+
+def rows(*keys: int, x: float = 1.0) -> pd.DataFrame:
+    return pd.DataFrame({"k": list(keys), "event_timestamp": [pd.Timestamp("2024-01-01", tz="UTC")] * len(keys),
+                         "x": [x] * len(keys)})
+
+
+def check_history_lives_in_the_store_and_drop_removes_it(tmp_path, store: sk.FeatureStore, list_keys) -> None:
+    """``list_keys(prefix)``: the object keys under ``prefix`` in the bucket, listed with the cloud's own client."""
+    one_view(store)
+    store.ingest("v", rows(1))
+    prefix = store.offline.loc.key("v") + "/"
+    keys = list_keys(prefix)
+    assert any(k.endswith(".parquet") for k in keys) and any("_delta_log/" in k for k in keys)
+    assert not list(tmp_path.glob("**/*.parquet"))  # nothing kept in the repo
+    store.offline.drop("v")
+    assert list_keys(prefix) == []
+    assert store.offline.version("v") is None  # the store stays usable after a drop
+    store.ingest("v", rows(2))
+    assert store.offline.version("v") is not None
+
+
+def check_concurrent_applies_never_lose_an_update(tmp_path, first: sk.FeatureStore, writers: int = 6) -> None:
+    """Stores apply different views on one registry at once: each lands or gets ConflictError, and every view that
+    landed is in the final state (no update silently lost)."""
+    from skewless.errors import ConflictError
+
+    ent = sk.Entity("ent", join_keys=["k"])
+    first.apply([ent])
+    barrier, outcomes = threading.Barrier(writers), []
+
+    def apply(i):
+        store = sk.FeatureStore(tmp_path)
+        view = sk.FeatureView(f"v{i}", entities=[ent], schema=[sk.Field("k", sk.Int64), sk.Field("x", sk.Int64)])
+        store.registry.state()
+        barrier.wait()
+        try:
+            store.apply([view])
+            outcomes.append(("ok", f"v{i}"))
+        except ConflictError:
+            outcomes.append(("conflict", f"v{i}"))
+    threads = [threading.Thread(target=apply, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = {name for status, name in outcomes if status == "ok"}
+    assert len(outcomes) == writers and winners
+    state = first.registry.state()
+    assert state.version == 1 + len(winners) and first.registry.store.versions() == list(range(1, state.version + 1))
+    assert {v.name for v in state.list("feature_view")} == winners
+
+
+def check_endpoint_that_never_answers_fails_within_bounds(calls_for) -> None:
+    """``calls_for(endpoint_url)``: store calls (with read_timeout 1 and max_attempts 2) against that endpoint, each
+    of which must fail with StoreUnavailable well within the bounds."""
+    from skewless.errors import StoreUnavailable
+
+    with socket.socket() as hole:  # accepts connections (backlog) but never replies
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)
+        for call in calls_for(f"http://127.0.0.1:{hole.getsockname()[1]}"):
+            t0 = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                call()
+            assert time.monotonic() - t0 < 15

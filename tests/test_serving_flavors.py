@@ -1,0 +1,164 @@
+"""Model flavours beyond scikit-learn, each packaged and served for real: XGBoost (the scikit-learn wrapper with a
+categorical feature, and a native multi-class Booster) and MLflow pyfunc (a model folder saved by mlflow.sklearn,
+and a PythonModel instance). Models are trained on a tiny repo's training set; the server reads the features
+online and its predictions equal the model's own in-process predictions on the historical features."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import sys
+import tarfile
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import skewless as sk
+from skewless.serving import ModelArtifact, package_model
+from skewless.serving.server import ServeConfig
+from test_serving import running
+
+T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+FEATURES = ["income", "trips", "city"]
+DOUBLER = '''
+import mlflow.pyfunc
+import pandas as pd
+
+
+class Doubler(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return pd.DataFrame({"score": model_input["income"] * 2 + model_input["trips"]})
+'''
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """40 drivers with a numeric, a count and a string feature; the training set at T0 + 1h with a label."""
+    path = tmp_path_factory.mktemp("flavors") / "repo"
+    store = sk.init_repo(path, project="flavors")
+    driver = sk.Entity("driver", join_keys=["driver_id"])
+    stats = sk.FeatureView("driver_stats", entities=[driver], schema=[
+        sk.Field("driver_id", sk.Int64), sk.Field("income", sk.Float64), sk.Field("trips", sk.Int64),
+        sk.Field("city", sk.String)])
+    store.apply([driver, stats, sk.FeatureService("scoring", features=[stats])])
+    rng = np.random.default_rng(0)
+    n = 40
+    rows = pd.DataFrame({"driver_id": np.arange(1, n + 1), "income": rng.normal(50, 15, n).round(2),
+                         "trips": rng.integers(0, 20, n), "city": rng.choice(["ams", "ber", "cph"], n),
+                         "event_timestamp": [T0] * n})
+    store.ingest("driver_stats", rows)
+    label = ((rows.income > 50) ^ (rows.city == "ber")).astype(int)
+    job = store.get_historical_features(pd.DataFrame({"driver_id": rows.driver_id, "label": label,
+                                                      "event_timestamp": T0 + timedelta(hours=1)}), "scoring")
+    return {"path": path, "store": store, "job": job, "train": job.to_pandas(), "ids": rows.driver_id.tolist()}
+
+
+def serve(repo, art, ids) -> list[dict]:
+    with running(ServeConfig(repo=str(repo["path"]), model_dir=str(art.path))) as (client, model):
+        r = client.post("/invocations", json={"instances": [{"driver_id": i} for i in ids]})
+        assert r.status_code == 200, r.text
+        assert model.manifest.flavor == art.manifest.flavor
+        return r.json()["predictions"]
+
+
+def package(repo, model, **kw):
+    return package_model(model, name="m", store=repo["store"], feature_service="scoring", training_set=repo["job"],
+                         **kw)
+
+
+# -- XGBoost ------------------------------------------------------------------------------------------------------
+def test_xgboost_classifier_with_a_categorical_feature(repo):
+    import xgboost
+
+    x = repo["train"][FEATURES].astype({"city": "category"})
+    model = xgboost.XGBClassifier(n_estimators=8, max_depth=3, enable_categorical=True, tree_method="hist")
+    model.fit(x, repo["train"]["label"])
+    art = package(repo, model)
+    m = art.manifest
+    assert m.flavor == "xgboost" and (art.path / "model" / "model.ubj").exists()
+    assert [i["name"] for i in m.inputs] == FEATURES and [o["name"] for o in m.outputs] == ["proba_0", "proba_1"]
+    assert m.flavor_options["categorical"] == ["city"]
+    assert "xgboost-cpu==3.2.0" in m.requirements and not any(r.startswith("mlflow") for r in m.requirements)
+
+    served = serve(repo, art, repo["ids"])  # the server gets `city` as strings and gives XGBoost categories
+    expected = model.predict_proba(x)  # the training frame is in driver order, as the request
+    assert [p["proba_1"] for p in served] == expected[:, 1].tolist()
+    assert [p["proba_0"] for p in served] == expected[:, 0].tolist()
+    assert len({round(p["proba_1"], 6) for p in served}) > 2  # a model that learned something, not a constant
+
+
+def test_xgboost_native_booster_multiclass(repo):
+    import xgboost
+
+    x = repo["train"][["income", "trips"]]
+    booster = xgboost.train({"objective": "multi:softprob", "num_class": 3, "max_depth": 2},
+                            xgboost.DMatrix(x, label=repo["train"]["trips"] % 3), num_boost_round=5)
+    art = package(repo, booster)
+    assert art.manifest.flavor == "xgboost" and art.manifest.flavor_options["class"] == "Booster"
+    assert [i["name"] for i in art.manifest.inputs] == ["income", "trips"]  # the booster's own feature names
+    served = serve(repo, art, repo["ids"][:10])
+    expected = booster.inplace_predict(x.head(10))
+    assert [[p[f"proba_{k}"] for k in range(3)] for p in served] == expected.tolist()
+
+
+# -- MLflow pyfunc --------------------------------------------------------------------------------------------------
+def test_mlflow_model_folder_saved_by_mlflow_sklearn(repo, tmp_path):
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    x = repo["train"][["income", "city"]]
+    pipe = make_pipeline(make_column_transformer((OneHotEncoder(), ["city"]), remainder="passthrough"),
+                         LogisticRegression(max_iter=500)).fit(x, repo["train"]["label"])
+    folder = tmp_path / "mlflow-model"
+    mlflow.sklearn.save_model(pipe, str(folder), signature=infer_signature(x, pipe.predict(x)),
+                              serialization_format="cloudpickle")
+    art = package(repo, str(folder))
+    m = art.manifest
+    assert m.flavor == "mlflow" and (art.path / "model" / "MLmodel").exists()
+    assert [i["name"] for i in m.inputs] == ["income", "city"]  # from the MLflow signature, not the service
+    assert m.outputs == [{"name": "prediction", "dtype": "Int64"}]
+    # the MLflow model's own requirements, with mlflow itself as mlflow-skinny
+    assert "mlflow-skinny==3.17.2" in m.requirements and any(r.startswith("scikit-learn==") for r in m.requirements)
+    assert not any(r.startswith("mlflow==") for r in m.requirements)
+
+    served = [p["prediction"] for p in serve(repo, art, repo["ids"])]
+    assert served == mlflow.pyfunc.load_model(str(folder)).predict(x).tolist() == pipe.predict(x).tolist()
+    assert set(served) == {0, 1}
+
+
+def test_mlflow_python_model_instance(repo, tmp_path):
+    (tmp_path / "doubler_mod.py").write_text(DOUBLER)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        mod = importlib.import_module("doubler_mod")
+    finally:
+        sys.path.remove(str(tmp_path))
+    with pytest.raises(sk.DefinitionError, match="declare"):
+        package(repo, mod.Doubler())  # no signature names the outputs
+    art = package(repo, mod.Doubler(), outputs=[("score", sk.Float64)])
+    assert art.manifest.flavor == "mlflow" and art.manifest.outputs == [{"name": "score", "dtype": "Float64"}]
+    # The module travels in the artifact (code_paths): served where doubler_mod is not importable.
+    assert list((art.path / "model" / "code").glob("doubler_mod.py"))
+    del sys.modules["doubler_mod"]
+    served = [p["score"] for p in serve(repo, art, repo["ids"])]
+    train = repo["train"]
+    assert served == (train.income * 2 + train.trips).tolist()
+
+
+# -- artifact archives --------------------------------------------------------------------------------------------
+def test_model_archive_with_a_link_is_refused(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        link = tarfile.TarInfo("model/evil")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    with pytest.raises(sk.ValidationError, match="model/evil"):
+        ModelArtifact.from_tar(buf.getvalue(), tmp_path / "out")
+    assert not (tmp_path / "out" / "model").exists()
