@@ -14,6 +14,7 @@ is one ``SkewlessError`` mapped to one status (``errors.http_status``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import time
@@ -89,6 +90,7 @@ class _Server:
                 await load
             ok = await loop.run_in_executor(None, self.model.close, self.opts.shutdown_timeout)
             self.health_pool.shutdown(wait=False)
+            gc.unfreeze()  # let the interpreter's exit collect it all (native bindings report frozen objects as leaks)
             log.info("server stopped", extra={"model": self.model.name, "prediction_log_complete": ok,
                                               "prediction_log_rows": self.model.log.written})
 
@@ -99,6 +101,11 @@ class _Server:
         except Exception:
             log.exception("model failed to load", extra={"model": self.model.name})
             return
+        # Everything loaded so far (libraries, the model) lives as long as the process: move it out of the
+        # collector's reach. Otherwise every full collection walks ~160k objects (pandas, sklearn, pyarrow...), a
+        # ~110 ms pause on the request path that showed as the p99 at one connection (55-80 ms against a 1 ms p50).
+        gc.collect()
+        gc.freeze()
         log.info("model loaded", extra={"model": self.model.name, "version": self.model.version,
                                         "seconds": round(time.perf_counter() - t0, 3)})
         self._check_store()

@@ -73,6 +73,7 @@ class ServeConfig:
         for k, v in overrides.items():
             if v is not None:
                 setattr(cfg, k, v)
+        cfg.predict_timeout = cfg.predict_timeout or None  # 0 turns it off, from the environment or an override
         return cfg
 
     def contracts(self) -> tuple[str, ...]:

@@ -217,6 +217,17 @@ def test_contracts_errors_docs_and_metrics(credit):
     assert {r["loan_id"] for r in read_log(credit["store"], "credit").to_pylist()} >= {loan, -1}
 
 
+def test_predict_timeout_from_the_environment_or_an_override(monkeypatch):
+    monkeypatch.setenv("SKEWLESS_PREDICT_TIMEOUT", "2.5")
+    assert ServeConfig.from_env().predict_timeout == 2.5
+    assert ServeConfig.from_env(predict_timeout=7.0).predict_timeout == 7.0  # `skewless model serve --predict-timeout`
+    assert ServeConfig.from_env(predict_timeout=0.0).predict_timeout is None  # 0: no limit
+    monkeypatch.setenv("SKEWLESS_PREDICT_TIMEOUT", "0")
+    assert ServeConfig.from_env().predict_timeout is None
+    monkeypatch.delenv("SKEWLESS_PREDICT_TIMEOUT")
+    assert ServeConfig.from_env().predict_timeout == 60.0
+
+
 def test_contract_ports_and_token_requirement(credit, monkeypatch):
     monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9123")
     monkeypatch.delenv("SKEWLESS_PORT", raising=False)

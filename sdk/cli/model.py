@@ -148,14 +148,17 @@ def serve(model_dir: Optional[Path] = typer.Option(None, help="An unpacked artif
           host: str = typer.Option("0.0.0.0", help="Address to listen on"),
           port: Optional[int] = typer.Option(None, help="Default: 8080 (SageMaker) / 8000 (EAS)"),
           token: Optional[str] = typer.Option(None, help="EAS Authorization token (env SKEWLESS_SERVING_TOKEN)"),
-          repo: Optional[Path] = typer.Option(None, "--repo", "-r", help="Feature repo (env SKEWLESS_REPO)")):
+          repo: Optional[Path] = typer.Option(None, "--repo", "-r", help="Feature repo (env SKEWLESS_REPO)"),
+          predict_timeout: Optional[float] = typer.Option(
+              None, help="Seconds a request may take, queueing included, before a 504 (env SKEWLESS_PREDICT_TIMEOUT; "
+                         "default 60; 0: no limit)")):
     """Serve a model over HTTP until SIGTERM (queued requests answered, prediction log flushed)."""
     _serving()
     from skewless.serving.server import ServeConfig, run
 
     run(ServeConfig.from_env(repo=str(repo) if repo else None, model_dir=str(model_dir) if model_dir else None,
                              model=model, version=version, stage=stage, contract=contract, host=host, port=port,
-                             token=token))
+                             token=token, predict_timeout=predict_timeout))
 
 
 # -- the serving image: build (podman/buildah, or a context for docker build) and push to a registry ---------------
