@@ -61,7 +61,7 @@ def test_failed_start_reports_the_log(tmp_path):
 
 
 def test_local_cloud_services_answer_and_config_points_at_them(local_cloud, localstack_s3, moto_endpoint, redis_url,
-                                                               oss_endpoint, tair_url, tmp_path):
+                                                               oss_endpoint, tair_url, maxcompute_endpoint, tmp_path):
     status = local_cloud.status()
     assert all(s.startswith("running") for s in status.values()), status
     path = local_cloud.write_config(tmp_path, project="demo")
@@ -87,6 +87,25 @@ def test_cli_status_up_and_down_on_a_private_state(tmp_path, monkeypatch):
     r = runner.invoke(app, ["local", "down", "redis", "--state", str(state)])
     assert r.exit_code == 0 and "stopped: redis" in r.output
     assert cloud.status()["redis"] == "stopped"
+
+
+def test_cli_config_for_the_alibaba_cloud(tmp_path):
+    runner, state = CliRunner(), str(tmp_path / "state")
+    r = runner.invoke(app, ["local", "config", str(tmp_path / "mc"), "--state", state, "--cloud", "alibaba",
+                            "--project", "demo"])
+    assert r.exit_code == 0, r.output
+    cfg = config_mod.load(tmp_path / "mc")
+    assert cfg.registry.url == "oss://skewless-local/demo/registry" and cfg.registry.options["region"]
+    assert cfg.engine == "maxcompute" and cfg.offline.url.startswith("maxcompute://")
+    assert cfg.offline.options["table_prefix"] == "demo_"  # local projects share one emulator project
+    assert cfg.online.url.startswith("tair://") and cfg.online.options == {"key_prefix": "demo"}
+    r = runner.invoke(app, ["local", "config", str(tmp_path / "dd"), "--state", state, "--cloud", "alibaba",
+                            "--engine", "duckdb", "--project", "demo"])
+    assert r.exit_code == 0, r.output
+    cfg = config_mod.load(tmp_path / "dd")
+    assert cfg.engine == "duckdb" and cfg.offline.url == "oss://skewless-local/demo/offline"
+    r = runner.invoke(app, ["local", "config", str(tmp_path / "x"), "--state", state, "--cloud", "gcp"])
+    assert r.exit_code != 0 and "unknown cloud 'gcp'" in r.output
 
 
 def test_leases_keep_services_up_while_another_session_uses_them(tmp_path, monkeypatch):
