@@ -155,15 +155,46 @@ class SklearnFlavor(Flavor):
         return _SklearnModel(joblib.load(root / MODEL_DIR / "model.joblib"), options)
 
 
+def _checks_names_only(model: Any) -> bool:
+    """A single scikit-learn estimator that uses a DataFrame's column names only to check them: no pipeline, column
+    selector or meta-estimator (their nested parameters show as ``step__param``), which look columns up by name."""
+    if not type(model).__module__.startswith("sklearn.") or type(model).__name__ == "FunctionTransformer":
+        return False
+    try:
+        return not any("__" in k for k in model.get_params(deep=True))
+    except Exception:  # noqa: BLE001 - an estimator we cannot inspect keeps the DataFrame path
+        return False
+
+
 class _SklearnModel(LoadedModel):
     def __init__(self, model, options: dict):
         self.model, self.outputs = model, options["outputs"]
         self.method = getattr(model, options["method"])
         # Fitted on a DataFrame: give it one (names are checked); fitted on arrays: give it an array (no warning).
         self.takes_frame = options.get("takes_frame", True)
+        # The fast path. On a one-row DataFrame, scikit-learn's input check (pandas and narwhals dtype inspection)
+        # is most of the call: LogisticRegression.predict_proba took 612 us on a DataFrame and 144 us on the same
+        # values as an array. For an estimator that only checks the names, the check is done here instead: when the
+        # frame's columns are exactly the fitted names, in order, and all numeric, a copy of the estimator without
+        # the recorded names gets the array (the number of columns is still checked by scikit-learn). Anything
+        # else (pipelines, categorical or text columns, another order) keeps the DataFrame and the full check.
+        names = getattr(model, "feature_names_in_", None)
+        self._names, self._array_method = None, None
+        if self.takes_frame and names is not None and _checks_names_only(model):
+            import copy
+
+            unnamed = copy.copy(model)  # shares the fitted arrays
+            del unnamed.feature_names_in_
+            self._names, self._array_method = [str(n) for n in names], getattr(unnamed, options["method"])
 
     def predict(self, frame: pd.DataFrame) -> dict[str, Any]:
-        return _columns(self.method(frame if self.takes_frame else frame.to_numpy()), self.outputs)
+        if not self.takes_frame:
+            return _columns(self.method(frame.to_numpy()), self.outputs)
+        if self._names is not None and frame.columns.tolist() == self._names:
+            values = frame.to_numpy()
+            if values.dtype.kind in "iuf":  # mixed, categorical or text columns give an object array
+                return _columns(self._array_method(values), self.outputs)
+        return _columns(self.method(frame), self.outputs)
 
 
 # -- a plain Python class --------------------------------------------------------------------------------------

@@ -162,3 +162,57 @@ def test_model_archive_with_a_link_is_refused(tmp_path):
     with pytest.raises(sk.ValidationError, match="model/evil"):
         ModelArtifact.from_tar(buf.getvalue(), tmp_path / "out")
     assert not (tmp_path / "out" / "model").exists()
+
+
+# -- scikit-learn's array fast path ----------------------------------------------------------------------------------
+def _sklearn_loaded(model, method="predict_proba"):
+    from skewless.serving.flavors import SklearnFlavor, _SklearnModel
+
+    flavor = SklearnFlavor()
+    return _SklearnModel(model, {"outputs": [n for n, _ in flavor.outputs(model, {"method": method})],
+                                 "method": method, "takes_frame": True})
+
+
+def _numeric_frame(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame({"income": rng.normal(50, 10, n), "trips": rng.integers(0, 30, n)})
+    return x, (x["income"] + x["trips"] > 65).astype(int)
+
+
+def test_a_plain_estimator_gets_an_array_with_the_names_checked_here():
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _numeric_frame()
+    model = LogisticRegression().fit(x, y)
+    loaded = _sklearn_loaded(model)
+    assert loaded._array_method is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names" on the fast path
+        got = loaded.predict(x.iloc[:5])
+    np.testing.assert_array_equal(got["proba_1"], model.predict_proba(x.iloc[:5])[:, 1])
+    # Another column order is not the fitted layout: the DataFrame goes to scikit-learn, whose check refuses it.
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.predict(x[["trips", "income"]].iloc[:5])
+
+
+def test_pipelines_and_non_numeric_columns_keep_the_dataframe():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _numeric_frame()
+    pipe = make_pipeline(ColumnTransformer([("s", StandardScaler(), ["income"])], remainder="passthrough"),
+                         LogisticRegression()).fit(x, y)
+    loaded = _sklearn_loaded(pipe)
+    assert loaded._array_method is None  # it selects columns by name
+    np.testing.assert_array_equal(loaded.predict(x)["proba_1"], pipe.predict_proba(x)[:, 1])
+
+    cats = x.assign(city=pd.Categorical(np.where(x["trips"] > 10, "a", "b")))
+    hgb = HistGradientBoostingClassifier(max_iter=5).fit(cats, y)  # categories from the dtype
+    loaded = _sklearn_loaded(hgb)
+    assert loaded._array_method is not None  # a plain estimator, but this frame is not all numeric
+    np.testing.assert_array_equal(loaded.predict(cats)["proba_1"], hgb.predict_proba(cats)[:, 1])
