@@ -130,6 +130,19 @@ def test_mlflow_model_folder_saved_by_mlflow_sklearn(repo, tmp_path):
 
     served = [p["prediction"] for p in serve(repo, art, repo["ids"])]
     assert served == mlflow.pyfunc.load_model(str(folder)).predict(x).tolist() == pipe.predict(x).tolist()
+
+    # The same folder through the CLI: `skewless model package <folder>` registers an mlflow-flavour version.
+    from typer.testing import CliRunner
+
+    from skewless.cli.main import app as cli
+    from skewless.serving.registry import ModelRegistry
+
+    repo["job"].to_parquet(tmp_path / "train.parquet")
+    r = CliRunner().invoke(cli, ["model", "package", str(folder), "--name", "m_cli", "--service", "scoring",
+                                 "--training-set", str(tmp_path / "train.parquet"), "-r", str(repo["path"])])
+    assert r.exit_code == 0, r.output
+    registered = ModelRegistry(sk.FeatureStore(repo["path"])).download("m_cli", dest=str(tmp_path / "dl"))
+    assert registered.manifest.flavor == "mlflow"
     assert set(served) == {0, 1}
 
 

@@ -30,9 +30,12 @@ def _serving():
 
 
 def _load_model(spec: str):
-    """``model.joblib`` / ``.pkl`` (scikit-learn), or ``file.py:Class`` (a plain class with load()/predict())."""
+    """``model.joblib`` / ``.pkl`` (scikit-learn), ``file.py:Class`` (a plain class with load()/predict()), or a
+    model folder (an MLflow model: the flavours recognise it by its ``MLmodel`` file)."""
     import importlib.util
 
+    if Path(spec).is_dir():
+        return spec
     path, _, cls = spec.partition(":")
     if cls:
         name = Path(path).stem
@@ -64,7 +67,8 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 @app.command()
 @friendly
-def package(model: str = typer.Argument(..., help="model.joblib (scikit-learn) or file.py:Class (python flavour)"),
+def package(model: str = typer.Argument(..., help="model.joblib (scikit-learn), file.py:Class (python flavour) "
+                                                    "or an MLflow model folder"),
             name: str = typer.Option(..., help="Model name"),
             service: str = typer.Option(..., help="The feature service the model was trained on"),
             training_set: Optional[Path] = typer.Option(None, help="Training set Parquet written by "
