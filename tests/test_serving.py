@@ -21,43 +21,20 @@ import uvicorn
 
 import skewless as sk
 from skewless.demo import _model
-from skewless.repo import load_objects
-from skewless.scaffold import scaffold
 from skewless.serving import ModelRegistry, package_model, read_log
 from skewless.serving.server import ServeConfig, build, uvicorn_config
 from skewless.timeutil import now as utc_now
 
+from bench.serving_bench import credit_repo  # the credit repo with a loan -> zipcode view, shared with the benchmark
+
 SERVICE = "credit_model_v1"
 TOKEN = "s3cret-token"
-# Requests carry loan ids only: the zipcode (the key of zipcode_features) is read from this view.
-LOAN_ZIPCODE = '''
-import skewless as sk
-from features import loan
-loan_zipcode = sk.FeatureView("loan_zipcode", entities=[loan],
-    schema=[sk.Field("loan_id", sk.Int64), sk.Field("zipcode", sk.Int64)],
-    source=sk.ParquetSource("data/loan_table.parquet", timestamp_field="event_timestamp",
-                            created_timestamp_column="created_timestamp"))
-'''
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def credit_repo(path: Path, online: str | None = None) -> sk.FeatureStore:
-    scaffold(path, force=True)
-    (path / "loan_zipcode.py").write_text(LOAN_ZIPCODE)
-    if online:
-        cfg = (path / "skewless.yaml").read_text().replace("url: sqlite:///data/online.db", online)
-        (path / "skewless.yaml").write_text(cfg)
-    store = sk.FeatureStore(path)
-    store.apply(load_objects(path), prune=True)
-    for v in store.list_feature_views():
-        store.ingest_source(v.name)
-    store.materialize_incremental(utc_now())
-    return store
 
 
 @contextlib.contextmanager
@@ -262,7 +239,7 @@ def test_micro_batching_answers_each_concurrent_request_its_own_rows(credit):
 def test_redis_online_store_same_predictions(credit, redis_url, tmp_path):
     prefix = f"serving{os.getpid()}"
     store = credit_repo(tmp_path / "redis_repo",
-                        online=f"url: {redis_url}\n  options: {{key_prefix: {prefix}}}")
+                        online_yaml=f"url: {redis_url}\n  options: {{key_prefix: {prefix}}}")
     assert type(store.online).__name__ == "RedisOnlineStore"
     cfg = ServeConfig(repo=str(tmp_path / "redis_repo"), model_dir=str(credit["artifact"].path))
     rows = credit["loans"].head(10)
