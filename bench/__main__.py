@@ -127,7 +127,7 @@ def redis_report(res: dict) -> str:
     fm = fe.get("materialize", {}) if fe.get("status") == "ok" else {}
     lines = [f"scale: {res['scale']} ({res['entity_rows']:,} entity rows x {res['feature_rows']:,} feature rows); "
              f"Redis {m['redis']['version']} ({m['redis']['allocator']}) on 127.0.0.1:{res['redis_port']}", "",
-             "| measurement | skewless | raw floor (redis-py pipelined HMGET) | skewless / floor | Feast 0.67 (Redis) "
+             "| measurement | skewless | raw floor (redis-py MGET of the same keys) | skewless / floor | Feast 0.67 (Redis) "
              "| Feast / skewless |", "|---|---|---|---|---|---|"]
     walls = sorted(s.get("materialize_walls_s") or [m["wall_s"]])
     med = statistics.median(walls)

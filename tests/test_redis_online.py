@@ -26,7 +26,7 @@ from conformance.online import OnlineStoreConformance, rows, view, wall_now
 import skewless as sk
 from skewless import plugins
 from skewless.adapters.aws.redis import RedisOnlineStore, from_url, mask_url
-from skewless.errors import ConfigError, StoreUnavailable
+from skewless.errors import ConfigError, StoreUnavailable, ValidationError
 from skewless.localcloud import redis_service
 from skewless.localcloud.cloud import redis_binary
 
@@ -94,8 +94,8 @@ def test_strings_and_bytes_keep_empty_apart_from_null(store):
     assert [tuple(x) for x in got.values] == vals
 
 
-def test_wide_view_uses_the_looping_script_and_clears_nulls(store):
-    fields = [sk.Field(f"f{i}", sk.Int64 if i % 2 else sk.String) for i in range(60)]  # > EXPLICIT_MAX
+def test_wide_view_with_strings_and_nulls(store):
+    fields = [sk.Field(f"f{i}", sk.Int64 if i % 2 else sk.String) for i in range(60)]  # a 60-bit null bitmap
     v = view("wide", fields=fields)
     full = {f.name: (i if i % 2 else str(i)) for i, f in enumerate(fields)}
     store.write(v, rows(v, [{"k": 1, "ev": T0, **full}]))
@@ -127,6 +127,81 @@ def test_many_rows_across_script_calls_and_duplicate_keys(redis_url):
     s.close()
 
 
+def test_new_keys_take_set_nx_and_existing_keys_the_script(redis_url):
+    s = from_url(redis_url, None, {"key_prefix": prefix(), "write_batch_rows": 10})
+    admin = redis.Redis.from_url(redis_url)
+    v = view()
+
+    def calls():
+        st = admin.info("commandstats")
+        return [st.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("set", "evalsha")]
+    s.write(v, rows(v, [{"k": 1, "ev": T0, "x": 0.0}]))  # layout recorded, connection made
+    before = calls()
+    s.write(v, rows(v, [{"k": k, "ev": T0, "x": float(k)} for k in range(100)]))  # k=1 exists: 1 script call
+    mid = calls()
+    # a SET from inside a script counts too: 100 NX + 1 scripted (k=1 is newer by write order)
+    assert [mid[0] - before[0], mid[1] - before[1]] == [101, 1]
+    s.write(v, rows(v, [{"k": k, "ev": T0 - timedelta(seconds=1), "x": -1.0} for k in range(100)]))  # all older
+    after = calls()
+    assert [after[0] - mid[0], after[1] - mid[1]] == [100, 10]  # 100 refused NX, 10 script calls, no scripted SET
+    assert [g[1][0] for g in s.read_raw([(v, ["x"], [(k,) for k in range(100)])])[0]] == [float(k) for k in range(100)]
+    s.close()
+
+
+def test_rows_of_an_earlier_definition_decode_by_name_in_a_new_process(redis_url):
+    p = prefix()
+    v1 = view("evo", fields=[sk.Field("x", sk.Float64), sk.Field("y", sk.String), sk.Field("z", sk.Int64)])
+    first = from_url(redis_url, None, {"key_prefix": p})
+    first.write(v1, rows(v1, [{"k": 1, "ev": T0, "x": 1.5, "y": "a", "z": 7}]))
+    first.close()
+    # a feature removed, one added, the order changed: a new store instance knows only the recorded layouts
+    v2 = view("evo", fields=[sk.Field("w", sk.Bool), sk.Field("z", sk.Int64), sk.Field("y", sk.String)])
+    later = from_url(redis_url, None, {"key_prefix": p})
+    assert later.read_raw([(v2, ["z", "w", "y"], [(1,)])])[0] == [(sk_us(T0), [7, None, "a"])]
+    # a dtype changed since the row was written: an error that says what to do, never a reinterpreted value
+    v3 = view("evo", fields=[sk.Field("x", sk.Int64)])
+    with pytest.raises(ValidationError, match="'x' is a Float64, not a Int64.*re-materialize"):
+        later.read_raw([(v3, ["x"], [(1,)])])
+    # a layout nobody recorded (the layouts hash lost): a clear error too
+    redis.Redis.from_url(redis_url).delete(f"{p}:__layouts")
+    with pytest.raises(ValidationError, match="not recorded.*re-materialize"):
+        from_url(redis_url, None, {"key_prefix": p}).read_raw([(v2, ["z"], [(1,)])])
+    later.close()
+
+
+def test_a_hash_of_the_earlier_layout_reads_absent_and_is_replaced(store, redis_url):
+    v = view()
+    key = f"{store.prefix.decode()}:v:{{5}}"
+    redis.Redis.from_url(redis_url).hset(key, mapping={"__e": "1", "__o": "1:0:0:0", "x": b"\0" * 8})
+    assert store.read_raw([(v, ["x"], [(5,)])])[0] == [None]
+    store.write(v, rows(v, [{"k": 5, "ev": T0, "x": 4.0}]))
+    assert store.read_raw([(v, ["x"], [(5,)])])[0] == [(sk_us(T0), [4.0])]
+
+
+def test_many_key_reads_decode_like_one_key_reads(store):
+    """The vectorized decode of a many-key read against the value-by-value one: absent keys, nulls, an older
+    layout, every fixed-width dtype, a subset of features in another order."""
+    fields = [sk.Field("a", sk.Float64), sk.Field("b", sk.Int32), sk.Field("c", sk.Bool), sk.Field("d", sk.Float32),
+              sk.Field("e", sk.Int64)]
+    v1 = view("many", fields=fields[:4])
+    store.write(v1, rows(v1, [{"k": 1000, "ev": T0, "a": 1.0, "b": 1, "c": True, "d": 0.5}]))  # the older layout
+    v = view("many", fields=fields)
+    data = [{"k": k, "ev": T0 + timedelta(seconds=k), "a": k / 3, "b": -k, "c": k % 2 == 0, "d": k / 7, "e": k << 40}
+            for k in range(60)]
+    data[7]["a"] = None  # a null: that read falls back to value by value
+    store.write(v, rows(v, data))
+    keys = [(k,) for k in range(70)]  # 60..69 absent
+    for feats in (["e", "a", "c"], v.feature_names):
+        for ks in (keys, [k for k in keys if k != (7,)], keys[:5] + [(1000,)]):
+            plan = store._plan(v, feats)
+            got = store.read_raw([(v, feats, ks)])[0]
+            assert got == [plan.decode(x) for x in store._mget([plan.bulk_key(k) for k in ks])]
+            want = {d["k"]: [d[f] if f != "d" or d[f] is None else float(np.float32(d[f])) for f in feats]
+                    for d in data}
+            want[1000] = [{"a": 1.0, "b": 1, "c": True, "d": 0.5}.get(f) for f in feats]
+            assert [None if g is None else g[1] for g in got] == [want.get(k[0]) for k in ks]
+
+
 def test_script_flushed_on_the_server_is_reloaded(store, redis_url):
     v = view()
     store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0}]))
@@ -144,16 +219,16 @@ def test_batched_read_of_three_views_is_one_round_trip(store, redis_url, monkeyp
     reqs = [(v, v.feature_names, [(k,) for k in range(n + 5)]) for v in views]
     store.read_raw(reqs)  # warm: connection made, plans built
     admin = redis.Redis.from_url(redis_url)
-    before = admin.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0)
+    before = admin.info("commandstats").get("cmdstat_mget", {}).get("calls", 0)
     sends = []
     real = redis.connection.AbstractConnection.send_packed_command
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command",
                         lambda self, cmd, check_health=True: (sends.append(1), real(self, cmd, check_health))[1])
     got = store.read_raw(reqs)
     monkeypatch.undo()
-    after = admin.info("commandstats")["cmdstat_hmget"]["calls"]
+    after = admin.info("commandstats")["cmdstat_mget"]["calls"]
     assert len(sends) == 1  # every command of the batch written at once, then every reply read: one round trip
-    assert after - before == 3 * (n + 5)
+    assert after - before == 1  # 3 x 205 keys: one MGET
     for r in got:
         assert r[:n] == [(sk_us(T0), [k / 2, k]) for k in range(n)] and r[n:] == [None] * 5
 
@@ -315,19 +390,21 @@ def test_auth_password(extra_redis):
 
 def test_acl_user_with_least_privilege(extra_redis):
     p = prefix()
-    rules = [f"~{p}:*", "+hmget", "+hset", "+hget", "+hdel", "+hgetall", "+evalsha", "+script|load", "+scan",
-             "+unlink", "+pexpireat", "+persist", "+ping", "+client|setname", "+select"]
+    rules = [f"~{p}:*", "+set", "+mget", "+getrange", "+evalsha", "+script|load", "+hget", "+hset", "+hsetnx", "+hdel",
+             "+hgetall", "+scan", "+unlink", "+ping", "+client|setname", "+select"]
     svc = extra_redis("redis-acl", ["--user", "skewless", "on", ">s3cret", *rules])
     s = from_url(f"redis://skewless:s3cret@127.0.0.1:{svc.port}/1", None, {"key_prefix": p})
     v = view("acl", ttl=timedelta(days=365 * 50))
     s.write(v, rows(v, [{"k": 1, "ev": wall_now(), "x": 1.0}]))
     assert s.read_raw([(v, ["x"], [(1,)])])[0][0][1] == [1.0]
+    s.write(v, rows(v, [{"k": 1, "ev": wall_now(), "x": 2.0}]))  # an existing key: the script (GETRANGE, SET)
+    assert s.read_raw([(v, ["x"], [(1,)])])[0][0][1] == [2.0]
     s.set_meta("materialize/acl", "x")
     assert s.list_meta("materialize/") == {"materialize/acl": "x"}
     s.drop_view("acl")
     assert s.read_raw([(v, ["x"], [(1,)])])[0] == [None]
     outside = from_url(f"redis://skewless:s3cret@127.0.0.1:{svc.port}/1", None, {"key_prefix": "elsewhere"})
-    with pytest.raises(StoreUnavailable, match="NOPERM|No permissions"):
+    with pytest.raises(StoreUnavailable, match="(?i)NOPERM|no permissions"):
         outside.write(v, rows(v, [{"k": 1, "ev": wall_now(), "x": 1.0}]))
 
 
@@ -489,7 +566,27 @@ def test_feature_store_online_equals_historical_at_now(tmp_path, redis_url):
 def test_error_reply_in_a_batched_read_is_store_unavailable(store, redis_url):
     v = view()
     store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0}]))
-    redis.Redis.from_url(redis_url).set(f"{store.prefix.decode()}:v:{{2}}", "not a hash")  # WRONGTYPE for HMGET
-    with pytest.raises(StoreUnavailable, match="WRONGTYPE"):
+    admin = redis.Redis.from_url(redis_url)
+    user = f"nomget-{uuid.uuid4().hex[:8]}"
+    admin.acl_setuser(user, enabled=True, passwords=["+pw"], keys=[f"{store.prefix.decode()}:*"],
+                      commands=["+@all", "-mget"])
+    try:
+        url = redis_url.replace("redis://", f"redis://{user}:pw@")
+        denied = from_url(url, None, {"key_prefix": store.prefix.decode(), "retries": 0})
+        with pytest.raises(StoreUnavailable, match="(?i)NOPERM|no permissions"):
+            denied.read_raw([(v, ["x"], [(1,), (2,)])])
+    finally:
+        admin.acl_deluser(user)
+    assert store.read_raw([(v, ["x"], [(1,)])])[0][0][1] == [1.0]
+
+
+def test_a_foreign_value_is_a_clear_error_and_the_connection_stays_in_sync(store, redis_url):
+    v = view()
+    store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0}]))
+    redis.Redis.from_url(redis_url).set(f"{store.prefix.decode()}:v:{{2}}", "not a row")
+    with pytest.raises(ValidationError, match="view 'v' is not a skewless row.*re-materialize"):
         store.read_raw([(v, ["x"], [(1,), (2,)])])
     assert store.read_raw([(v, ["x"], [(1,)])])[0][0][1] == [1.0]  # the connection is still in sync
+    # a write replaces it (the script treats what is not a row as older than any row)
+    store.write(v, rows(v, [{"k": 2, "ev": T0, "x": 2.0}]))
+    assert store.read_raw([(v, ["x"], [(1,), (2,)])])[0] == [(sk_us(T0), [1.0]), (sk_us(T0), [2.0])]

@@ -74,14 +74,14 @@ def test_probe_picks_the_path_and_the_option_overrides_it(redis_url, tair_url):
     assert isinstance(plugins.load("online", tair_url)(tair_url, None, {}), TairOnlineStore)
     with pytest.raises(ConfigError, match="no TairHash"):
         from_url(as_tair(redis_url), None, {"tairhash": True}).uses_tairhash  # noqa: B018
-    # forced plain on a TairHash server: the Redis layout (plain hashes, key TTL) through the emulator
+    # forced plain on a TairHash server: the Redis layout (a string per row, key TTL) through the emulator
     p = prefix()
     forced = from_url(tair_url, None, {"key_prefix": p, "tairhash": False})
     v = view("forced", ttl=timedelta(hours=1))
     forced.write(v, rows(v, [{"k": 1, "ev": wall_now(), "x": 1.0}]))
     assert forced.uses_tairhash is False and forced.read_raw([(v, ["x"], [(1,)])])[0][0][1] == [1.0]
     key = f"{p}:forced:{{1}}"
-    assert admin(tair_url).type(key) == b"hash" and 0 < admin(tair_url).pttl(key) <= 3_600_000
+    assert admin(tair_url).type(key) == b"string" and 0 < admin(tair_url).pttl(key) <= 3_600_000
     # the two layouts do not mix: TairHash reads of a plain-path key are WRONGTYPE, not silently wrong
     mixed = from_url(tair_url, None, {"key_prefix": p})
     with pytest.raises(StoreUnavailable, match="WRONGTYPE"):

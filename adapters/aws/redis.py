@@ -14,35 +14,36 @@
         write_batch_rows: 128       # rows per script call: Redis serves nobody else meanwhile (~1 ms)
         ttl_grace_seconds: 0        # keys of views with a TTL expire at event time + ttl + grace
 
-Layout and encodings: ``redis_codec``. Newest-wins is decided on the server by one Lua script per batch of rows
-(``redis_lua``): a stored row whose (event, created, batch, row) is greater is never replaced.
+Layout: one string per (view, entity) holding the row's order tuple, the id of its layout and its values
+(``redis_rows``; key and value encodings: ``redis_codec``).
 
-Reads: every (view, entity) of one ``read_raw`` call is one HMGET of the requested features plus the event time,
-all written to the socket at once and answered in one round trip. A standalone server is spoken to through
-pre-packed RESP on one connection per thread (redis-py's connection class: TLS, AUTH, ACL user, db; hiredis parses
-the replies), not through redis-py's per-command Python layers. Writes: rows are encoded for a whole Arrow slice
-at once (``redis_codec``) and sent as script calls of ``write_batch_rows`` rows, pipelined.
+Writes, newest wins on the server, in two pipelined passes: every row is first sent as ``SET key value NX [PXAT
+t]``, which stores it only when the key does not exist yet (then nothing older or newer can be there); the rows
+whose key existed then go through one Lua script call per ``write_batch_rows`` rows (``redis_lua``), which replaces
+a stored row only when the new (event, created, batch, row) is strictly greater. Rows are encoded for a whole Arrow
+slice at once and sent while the next slice is encoded. Measured on this 2-core machine (Redis 7.0, 10 Float64
+features): ~1.9 µs of Redis CPU per new key, ~3.1-3.5 µs per existing key (script), against ~5.5 µs for the
+earlier hash layout's scripted HSET + PEXPIREAT.
 
-Throughput (2-core machine, Redis 7.0, 10 Float64 features): ~5.5 µs of Redis CPU per row written, so Redis, not
-Python (~1 µs per row), bounds materialize at ~180k rows written/s. Measured parts: a script that returns at once
-already costs ~2.3 µs per row (parsing 13 arguments and turning each into a Lua string); a plain pipelined HSET of
-the same 12 fields costs ~3.4 µs per new key. Packing a row's values into one argument (unpacked in Lua) or HGET
-in place of HMGET made no measurable difference; the client's part is to keep Redis busy (``_passes``).
+Reads: the keys of every (view, entity) of one ``read_raw`` call go out as one MGET (per 1,024 keys), answered in
+one round trip. A standalone server is spoken to through pre-packed RESP on one connection per thread (redis-py's
+connection class: TLS, AUTH, ACL user, db; hiredis parses the replies), not through redis-py's per-command Python
+layers.
 
-TTL: keys of a view with a TTL carry PEXPIREAT event time + ttl (+ grace), so Redis frees them; the read-time TTL
-of ``OnlineStore.read`` still applies, so a value past its TTL is never returned even before Redis evicts it.
-After eviction a read reports NOT_FOUND where an embedded store reports EXPIRED (the values are null either way);
-``ttl_grace_seconds`` keeps EXPIRED for that long.
+TTL: keys of a view with a TTL carry PXAT event time + ttl (+ grace), so Redis frees them; the read-time TTL of
+``OnlineStore.read`` still applies, so a value past its TTL is never returned even before Redis evicts it. After
+eviction a read reports NOT_FOUND where an embedded store reports EXPIRED (the values are null either way);
+``ttl_grace_seconds`` keeps EXPIRED for that long. A row of a view without TTL clears its key's expire time.
 
 Failures: connection errors are retried with exponential backoff (defaults: 3 attempts, < 2 s even against a
-black hole), then raised as ``StoreUnavailable`` naming host:port (never the password). Each script call is
-atomic, and rows are independent upserts, so an interrupted ``write`` leaves some batches applied and others not:
-every stored row is still a real row that won, and repeating the write (a materialize rerun resumes from its
-checkpoint) converges to the same state. A script call that fails inside Redis (out of memory) keeps the rows it
-applied before the failing one: the same reasoning holds.
+black hole), then raised as ``StoreUnavailable`` naming host:port (never the password). Each command and script
+call is atomic, and rows are independent upserts, so an interrupted ``write`` leaves some rows applied and others
+not: every stored row is still a real row that won, and repeating the write (a materialize rerun resumes from its
+checkpoint) converges to the same state.
 
-Least-privilege ACL (tested): ``~<prefix>:* +hmget +hset +hget +hdel +hgetall +evalsha +script|load +scan +unlink
-+pexpireat +persist +ping +client|setname +select``.
+Least-privilege ACL (tested): ``~<prefix>:* +set +mget +getrange +evalsha +script|load +hget +hset +hsetnx +hdel
++hgetall +scan +unlink +ping +client|setname +select`` (GETRANGE from the script; the H* commands keep the
+``<prefix>:__meta`` hash of checkpoints and the ``<prefix>:__layouts`` hash of row layouts).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -65,11 +68,12 @@ from redis.exceptions import (AuthenticationError, AuthorizationError, NoScriptE
 from redis.retry import Retry
 
 from skewless.definitions import FeatureView
-from skewless.errors import ConfigError, StoreUnavailable
+from skewless.errors import ConfigError, StoreUnavailable, ValidationError
 from skewless.online.base import Key, OnlineStore
 
 from . import redis_codec as codec
 from . import redis_lua as lua
+from . import redis_rows as rowcodec
 
 try:
     import hiredis
@@ -81,6 +85,8 @@ _DEFAULTS: dict[str, Any] = {"key_prefix": "skewless", "cluster": False, "connec
                              "ttl_grace_seconds": 0, "username": None, "password": None, "max_connections": None}
 _ENCODE_ROWS = 16_384  # rows encoded per vectorized pass (bounds memory; sending overlaps the next pass)
 _FIRST_ROWS = 2_048  # the first pass of a write is short: the server idles until its first call arrives
+_SEND_ROWS = 4_096  # SET commands per socket write
+_MGET_KEYS = 1_024  # keys per MGET of a read (one command holds the server: a huge read is cut into several)
 _US = 1_000_000
 
 
@@ -105,10 +111,10 @@ def _retryable(exc: Exception) -> bool:
 
 
 class RedisOnlineStore(OnlineStore):
+    kind = "Redis online store"  # how errors name it
     supports_per_field_ttl = False
     supports_concurrent_writers = True
     evicts_expired = True
-    read_command = "HMGET"  # what each (view, entity) read sends (a subclass may use a same-reply command)
 
     def __init__(self, url: str, options: dict | None = None, repo_path: Path | None = None):
         opts = dict(options or {})
@@ -152,11 +158,13 @@ class RedisOnlineStore(OnlineStore):
         self._lock = threading.Lock()
         self._client: Any = None
         self._pool: redis.ConnectionPool | None = None
-        self._plans: dict[tuple, codec.ReadPlan] = {}
+        self._plans: dict[tuple, rowcodec.RowPlan] = {}
+        self._layouts: dict[bytes, rowcodec.Layout] = {}  # recorded (or read) layouts by id
+        self._sha = lua.sha1(lua.ROW_UPSERT).encode()
         self._local = threading.local()
         self._conns: weakref.WeakSet = weakref.WeakSet()
-        self._scripts: dict[int, tuple[str, bytes]] = {}  # feature count -> (source, sha)
         self.meta_key = self.prefix + b":__meta"
+        self.layouts_key = self.prefix + b":__layouts"  # layout id (hex) -> its fields (redis_rows.Layout)
         if not self.cluster:  # lazily connecting: building the store never touches the network
             try:
                 self._pool = redis.ConnectionPool.from_url(url, **self._kwargs)
@@ -212,138 +220,192 @@ class RedisOnlineStore(OnlineStore):
             conn.disconnect()  # replies may be left unread: reconnect on next use
             raise
 
-    def _script(self, nf: int) -> tuple[str, bytes]:
-        s = self._scripts.get(nf)
-        if s is None:
-            src = lua.upsert_script(nf)
-            s = self._scripts[nf] = (src, lua.sha1(src).encode())
-        return s
-
     # -- write ---------------------------------------------------------------------------------------------
+    def _layout(self, view: FeatureView) -> rowcodec.Layout:
+        """The view's row layout, recorded in the layouts hash once per store (readers decode older rows by it)."""
+        layout = rowcodec.Layout.of(view)
+        if layout.id not in self._layouts:
+            self._call("record layout", lambda: self.client.hsetnx(self.layouts_key, layout.hex, layout.json))
+            self._layouts[layout.id] = layout
+        return layout
+
+    def _layout_of(self, lid: bytes) -> rowcodec.Layout:
+        layout = self._layouts.get(lid)
+        if layout is None:
+            text = self._call("read layout", lambda: self.client.hget(self.layouts_key, lid.hex()))
+            if text is None:
+                raise ValidationError(f"Redis online store {self.url}: a stored row names layout {lid.hex()}, which "
+                                      f"is not recorded in {self.layouts_key.decode()}: re-materialize the view")
+            layout = self._layouts[lid] = rowcodec.Layout.from_json(text.decode())
+        return layout
+
     def write(self, view: FeatureView, rows: pa.Table) -> int:
         if rows.num_rows == 0:
             return 0
-        src, sha = self._script(len(view.feature_names))
+        layout = self._layout(view)
+        run = self._write_cluster if self.cluster else self._write_standalone
+        return self._scripted_write(view, rows, lua.ROW_UPSERT, lambda head, keep_us: run(view, layout, rows, head,
+                                                                                            keep_us))
+
+    def _scripted_write(self, view: FeatureView, rows: pa.Table, script: str, run: Callable) -> int:
+        """``run(key head, keep_us)`` -> error replies, with ``script`` loaded on NOSCRIPT (first use on this server,
+        or after SCRIPT FLUSH) and the write run again: a NOSCRIPT call changed nothing, and rows already stored
+        lose to themselves (not newer)."""
         keep_us = None if not view.ttl else view.ttl // timedelta(microseconds=1) + self._grace_us
         head = b"%b:%b:{" % (self.prefix, view.name.encode())
-        run = self._write_cluster if self.cluster else self._write_standalone
         for attempt in (0, 1):
-            errors = self._call("write", lambda: run(view, rows, head, sha, keep_us))
+            errors = self._call("write", lambda: run(head, keep_us))
             if not errors:
                 return rows.num_rows
             if attempt == 0 and all(_no_script(e) for e in errors):
-                # first use on this server (or after SCRIPT FLUSH): load it; a NOSCRIPT call changed nothing
-                self._call("script load", lambda: self.client.script_load(src))
+                self._call("script load", lambda: self.client.script_load(script))
                 continue
-            raise StoreUnavailable(f"Redis online store {self.url}: write to view {view.name!r} failed at "
-                                   f"{self.endpoint}: {self._clean(errors[0])}", endpoint=self.endpoint) from errors[0]
+            raise StoreUnavailable(f"{self.kind} {self.url}: write to view {view.name!r} failed at {self.endpoint}: "
+                                   f"{self._clean(errors[0])}", endpoint=self.endpoint) from errors[0]
         raise AssertionError("unreachable")
 
-    def _encode(self, view: FeatureView, batch: pa.RecordBatch, keep_us: int | None):
-        fields = view.features
-        feats = [f.name for f in fields]
-        cols = [codec.encode_value(batch.column(f.name), f.dtype) for f in fields]
-        feats, cols = codec.sort_fixed_first(feats, cols)
-        ev, ordr, exp = codec.order_columns(batch, keep_us)
-        header = [b"1" if exp is not None else b"0"] + [f.encode() for f in feats]
-        return codec.entity_arrow(view, batch), ev, ordr, exp, cols, header
+    def _encoded(self, view, layout, rows, head, keep_us):
+        """Per encoding pass: (framed keys, framed values, framed expire times or None)."""
+        for batch in _passes(rows):
+            keys = codec.framed_keys(head, codec.entity_arrow(view, batch))
+            values = rowcodec.bulk_strings(rowcodec.encode_values(view, layout, batch))
+            exp = None if keep_us is None else rowcodec.bulk_numbers(rowcodec.expire_at_ms(batch, keep_us))
+            yield keys, values, exp
 
-    def _write_standalone(self, view, rows, head, sha, keep_us) -> list:
-        calls_head = b"*%%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % sha
+    def _write_standalone(self, view, layout, rows, head, keep_us) -> list:
+        """Two passes. First every row as ``SET key value NX [PXAT t]``, pipelined: a new key takes its row with
+        no script (the common case: a first materialization). Then the rows whose key existed (NX refused) go
+        through the newest-wins script, ``write_batch_rows`` per call, in their original order."""
+        parts: list = []
 
-        def send(conn) -> int:
-            calls = 0
-            for batch in _passes(rows):
-                entity, ev, ordr, exp, cols, header = self._encode(view, batch, keep_us)
-                stride = 2 + (exp is not None) + len(cols)
-                keys = codec.Slicer(codec.framed_keys(head, entity))
-                argv = codec.Slicer(codec.framed_rows(ev, ordr, exp, cols))
-                argv_head = b"".join(codec.bulk(h) for h in header)
-                n = batch.num_rows
-                for i in range(0, n, self._batch_rows):
-                    m = min(n, i + self._batch_rows) - i
-                    total = 3 + m + len(header) + m * stride
-                    conn.send_packed_command([calls_head % total + codec.bulk(b"%d" % m), keys(i, i + m), argv_head,
-                                              argv(i, i + m)], check_health=False)
-                    calls += 1
+        def send_new(conn) -> int:
+            sent = 0
+            for keys, values, exp in self._encoded(view, layout, rows, head, keep_us):
+                cmds = codec.Slicer(rowcodec.set_nx_commands(keys, values, exp))
+                n = len(keys)
+                for i in range(0, n, _SEND_ROWS):
+                    conn.send_packed_command([cmds(i, min(n, i + _SEND_ROWS))], check_health=False)
+                parts.append((keys, values, exp))
+                sent += n
+            return sent
+        replies = self._exchange(send_new)
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if errors:
+            return errors
+        refused = np.flatnonzero(np.fromiter((r is None for r in replies), bool, len(replies)))
+        if not len(refused):
+            return []
+        keys, values, exp = (pa.concat_arrays([p[i] for p in parts]) if parts[0][i] is not None else None
+                             for i in range(3))
+        idx = pa.array(refused)
+        keys, values = keys.take(idx), values.take(idx)
+        argv = codec.Slicer(values if exp is None else
+                            pc.binary_join_element_wise(values, exp.take(idx), pa.scalar(b"", codec.BIN)))
+        keys = codec.Slicer(keys)
+        stride = 1 if exp is None else 2
+        head_call = b"*%%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % self._sha + b"%b"
+        flag = codec.bulk(b"0" if exp is None else b"1")
+
+        def send_existing(conn) -> int:
+            n, calls = len(refused), 0
+            for i in range(0, n, self._batch_rows):
+                m = min(n, i + self._batch_rows) - i
+                conn.send_packed_command([head_call % (4 + m + m * stride, codec.bulk(b"%d" % m)), keys(i, i + m),
+                                          flag, argv(i, i + m)], check_health=False)
+                calls += 1
             return calls
-        return [r for r in self._exchange(send) if isinstance(r, Exception)]
+        return [r for r in self._exchange(send_existing) if isinstance(r, Exception)]
 
-    def _write_cluster(self, view, rows, head, sha, keep_us) -> list:
-        """A script may only touch keys of one slot in a cluster: rows are grouped by slot, one call per group,
-        all sent through one cluster pipeline (one round trip per node)."""
+    def _write_cluster(self, view, layout, rows, head, keep_us) -> list:
+        """The same two passes through redis-py's cluster pipeline (one round trip per node). A script may only
+        touch keys of one slot: the second pass groups rows by slot, one call per group."""
         from redis.crc import key_slot
 
         client = self.client
         errors = []
         for batch in rows.to_batches(max_chunksize=_ENCODE_ROWS):
-            entity, ev, ordr, exp, cols, header = self._encode(view, batch, keep_us)
-            keys = [head + e + b"}" for e in entity.to_pylist()]
-            per_row = [c.to_pylist() for c in [ev, ordr] + ([exp] if exp is not None else [])]
-            per_row += [c.raw().to_pylist() for c in cols]
-            groups: dict[int, list[int]] = {}
+            keys = [head + e + b"}" for e in codec.entity_arrow(view, batch).to_pylist()]
+            values = rowcodec.encode_values(view, layout, batch).to_pylist()
+            exp = None if keep_us is None else rowcodec.expire_at_ms(batch, keep_us).tolist()
+            pipe = client.pipeline(transaction=False)
             for i, k in enumerate(keys):
-                groups.setdefault(key_slot(k), []).append(i)
+                pipe.execute_command("SET", k, values[i], "NX", *(() if exp is None else ("PXAT", exp[i])))
+            replies = pipe.execute(raise_on_error=False)
+            errors += [r for r in replies if isinstance(r, Exception)]
+            groups: dict[int, list[int]] = {}
+            for i, r in enumerate(replies):
+                if r is None:
+                    groups.setdefault(key_slot(keys[i]), []).append(i)
+            if not groups:
+                continue
             pipe = client.pipeline(transaction=False)
             for idx in groups.values():
                 for start in range(0, len(idx), self._batch_rows):
                     part = idx[start:start + self._batch_rows]
-                    argv = header + [col[i] for i in part for col in per_row]
-                    pipe.execute_command("EVALSHA", sha, len(part), *[keys[i] for i in part], *argv)
+                    argv = [b"0" if exp is None else b"1"]
+                    for i in part:
+                        argv += [values[i]] if exp is None else [values[i], exp[i]]
+                    pipe.execute_command("EVALSHA", self._sha, len(part), *[keys[i] for i in part], *argv)
             errors += [r for r in pipe.execute(raise_on_error=False) if isinstance(r, Exception)]
         return errors
 
     # -- read ----------------------------------------------------------------------------------------------
-    def _plan(self, view: FeatureView, feats: list[str]) -> codec.ReadPlan:
+    def _plan(self, view: FeatureView, feats: list[str]) -> rowcodec.RowPlan:
+        return self._cached_plan(self._plans, view, feats, lambda head: rowcodec.RowPlan(view, feats, head,
+                                                                                          self._layout_of))
+
+    def _cached_plan(self, cache: dict, view: FeatureView, feats: list[str], make: Callable[[bytes], Any]):
+        """The read plan of (view, features) from ``cache``, rebuilt only when the definition changed."""
         ck = (view.name, tuple(feats))
-        plan = self._plans.get(ck)
+        plan = cache.get(ck)
         if plan is not None and plan.view is view:  # the common case: the registry state's own view object
             return plan
-        head = b"%b:%b:{" % (self.prefix, view.name.encode())
-        fresh = codec.ReadPlan(view, feats, head, self.read_command.encode())
+        fresh = make(b"%b:%b:{" % (self.prefix, view.name.encode()))
         if plan is None or plan.signature != fresh.signature:
-            plan = self._plans[ck] = fresh
+            plan = cache[ck] = fresh
         plan.view = view  # a refreshed registry state: same definition, new object
         return plan
 
     def read_raw(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]]
                  ) -> list[list[tuple[int, list[Any]] | None]]:
-        plans, spans, cmds = [], [], []
-        for view, feats, keys in requests:
+        plans, spans, keys = [], [], []
+        for view, feats, ks in requests:
             plan = self._plan(view, feats)
             plans.append(plan)
-            nulls = [i for i, k in enumerate(keys) if None in k]  # a null key is never stored: not asked for
-            live = [k for k in keys if None not in k] if nulls else keys
-            start = len(cmds)
-            cmds.extend(map(plan.command, live) if not self.cluster else [(plan.key(k), plan.fields) for k in live])
-            spans.append((start, len(cmds), nulls))
-        replies = self._call("read", lambda: self._read_replies(cmds)) if cmds else []
+            nulls = [i for i, k in enumerate(ks) if None in k]  # a null key is never stored: not asked for
+            live = [k for k in ks if None not in k] if nulls else ks
+            start = len(keys)
+            keys.extend(map(plan.key if self.cluster else plan.bulk_key, live))
+            spans.append((start, len(keys), nulls))
+        values = self._call("read", lambda: self._mget(keys)) if keys else []
         out = []
         for plan, (a, b, nulls) in zip(plans, spans):
-            part = replies[a:b]
-            try:
-                got = list(map(plan.decode, part))
-            except TypeError:  # an error reply (an exception object) in place of a list: no per-reply check
-                err = next((r for r in part if isinstance(r, Exception)), None)
-                if err is None:
-                    raise
-                raise StoreUnavailable(f"Redis online store {self.url}: read failed at {self.endpoint}: "
-                                       f"{self._clean(err)}", endpoint=self.endpoint) from err
+            got = plan.decode_many(values[a:b])
             for i in nulls:  # ascending: each insert lands at its final position
                 got.insert(i, None)
             out.append(got)
         return out
 
-    def _read_replies(self, cmds: list) -> list:
-        if not self.cluster:
-            def send(conn) -> int:
-                conn.send_packed_command([b"".join(cmds)], check_health=False)
-                return len(cmds)
-            return self._exchange(send)
-        pipe = self.client.pipeline(transaction=False)
-        for key, fields in cmds:
-            pipe.execute_command(self.read_command, key, *fields)
-        return pipe.execute(raise_on_error=False)
+    def _mget(self, keys: list) -> list:
+        """The values of ``keys`` (framed bulk strings; raw keys in cluster mode), None where absent or not a
+        string: one MGET per ``_MGET_KEYS`` keys, all written at once, one round trip."""
+        if self.cluster:
+            return self.client.mget_nonatomic(keys)
+
+        def send(conn) -> int:
+            cmds = [b"*%d\r\n$4\r\nMGET\r\n%b" % (min(len(keys), i + _MGET_KEYS) - i + 1,
+                                                 b"".join(keys[i:i + _MGET_KEYS]))
+                    for i in range(0, len(keys), _MGET_KEYS)]
+            conn.send_packed_command([b"".join(cmds)], check_health=False)
+            return len(cmds)
+        replies = self._exchange(send)
+        if len(replies) == 1 and not isinstance(replies[0], Exception):
+            return replies[0]
+        err = next((r for r in replies if isinstance(r, Exception)), None)
+        if err is not None:
+            raise StoreUnavailable(f"{self.kind} {self.url}: read failed at {self.endpoint}: "
+                                   f"{self._clean(err)}", endpoint=self.endpoint) from err
+        return [v for r in replies for v in r]
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

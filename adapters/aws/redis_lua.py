@@ -1,75 +1,42 @@
-"""The server-side newest-wins upsert: one Lua script call applies a batch of rows atomically.
+"""The Redis store's server-side newest-wins upsert: one Lua script call applies a batch of rows atomically.
 
-Layout of one call (built by ``redis_codec``)::
+It is the slow path of a write (``redis.py``): a row whose key is new is stored by a plain ``SET ... NX``; only the
+rows whose key already exists come here, to be compared with the stored row's order tuple.
 
-    KEYS  one hash per row (rows of one key may repeat: they are applied in order, newest wins)
-    ARGV  has_exp ('1' | '0'), then the nf field names, then per row:
-          ev (event µs, decimal), ord ("created_us:batch_hi:batch_lo:row", decimal), [expire_at_ms], nf values
-
-A value of '' is null: the field is deleted (absent fields read as null, which is also how a feature added after
-a row was written reads). Non-null values are never empty (see ``redis_codec``).
-
-Why numbers and not strings: Lua's string ``<`` uses strcoll (the server's locale), so order is compared on
-numbers. Lua numbers are doubles, exact for integers below 2^53: event and created times in µs are (years
-1685..2255), the write row is; the write batch (nanoseconds since the epoch, ~2^60) is sent split into its high
-and low 32 bits. A row replaces the stored one only when its (event, created, batch_hi, batch_lo, row) is strictly
-greater, so replaying a write changes nothing.
-
-Two shapes of the same script: for up to ``EXPLICIT_MAX`` fields the HSET arguments are spelled out (no Lua table
-built per row: about a quarter less server time on the materialize path); wider views use loops.
+Why numbers and not strings: Lua's string ``<`` uses strcoll (the server's locale), so the order tuple is compared
+as numbers, unpacked by Redis's ``struct`` library from the value's 32-byte header (``redis_rows``). Lua numbers are
+doubles, exact for integers below 2^53: event and created times in µs are (years 1685..2255), the write row is; the
+write batch (nanoseconds since the epoch, ~2^60) is stored split into its high and low 32 bits.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-EXPLICIT_MAX = 48
-
-_NEWER = """
-local function parse(o)
-  local a, b, c, d = string.match(o, '^(%-?%d+):(%-?%d+):(%-?%d+):(%-?%d+)$')
-  return tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-end
--- (created, batch_hi, batch_lo, row) of the new row strictly greater than the stored one's?
-local function newer(o, stored)
-  if not stored then return true end
-  local a1, a2, a3, a4 = parse(o)
-  local b1, b2, b3, b4 = parse(stored)
-  if not b1 then return true end
-  if a1 ~= b1 then return a1 > b1 end
-  if a2 ~= b2 then return a2 > b2 end
-  if a3 ~= b3 then return a3 > b3 end
-  return a4 > b4
-end
-"""
-
-_HEAD = """
-local nf = {nf}
+ROW_UPSERT = """-- skewless newest-wins upsert of row strings (redis_rows)
+-- KEYS: one per row (a key may repeat: rows apply in order). ARGV: has_exp ('1'|'0'), then per row its value and,
+-- when has_exp, its expire time (ms). The stored row is replaced only when the new order tuple is strictly greater:
+-- replaying a write changes nothing. A key holding something that is not a row (another type, a foreign value) is
+-- replaced.
 local has_exp = ARGV[1] == '1'
-local off = has_exp and 3 or 2
-local stride = nf + off
-local a = 2 + nf
+local stride = has_exp and 2 or 1
+local a = 2
 local written = 0
-"""
-
-_ROW_START = """
 for i = 1, #KEYS do
-  local k, ev, o = KEYS[i], ARGV[a], ARGV[a + 1]
-  local cur = redis.call('HMGET', k, '__e', '__o')
+  local k, v = KEYS[i], ARGV[a]
+  local cur = redis.pcall('GETRANGE', k, 0, 31)
   local win = true
-  if cur[1] then
-    local ce, ne = tonumber(cur[1]), tonumber(ev)
-    if ne ~= ce then win = ne > ce else win = newer(o, cur[2]) end
+  if type(cur) == 'string' and #cur == 32 then
+    local a1, a2, a3, a4, a5 = struct.unpack('<i8<i8<i4<I4<i8', v)
+    local b1, b2, b3, b4, b5 = struct.unpack('<i8<i8<i4<I4<i8', cur)
+    if a1 ~= b1 then win = a1 > b1
+    elseif a2 ~= b2 then win = a2 > b2
+    elseif a3 ~= b3 then win = a3 > b3
+    elseif a4 ~= b4 then win = a4 > b4
+    else win = a5 > b5 end
   end
   if win then
-"""
-
-_ROW_END = """
-    if has_exp then
-      redis.call('PEXPIREAT', k, ARGV[a + 2])
-    elseif cur[1] then
-      redis.call('PERSIST', k)  -- the view lost its TTL since this key was written
-    end
+    if has_exp then redis.call('SET', k, v, 'PXAT', ARGV[a + 1]) else redis.call('SET', k, v) end
     written = written + 1
   end
   a = a + stride
@@ -77,53 +44,9 @@ end
 return written
 """
 
-_GENERIC_BODY = """
-    local hs, nulls = {'__e', ev, '__o', o}, {}
-    local v0 = a + off - 1
-    for j = 1, nf do
-      local v = ARGV[v0 + j]
-      if v == '' then nulls[#nulls + 1] = F[j] else hs[#hs + 1] = F[j]; hs[#hs + 1] = v end
-    end
-    redis.call('HSET', k, unpack(hs))
-    if cur[1] and #nulls > 0 then redis.call('HDEL', k, unpack(nulls)) end
-"""
-
-
-def _explicit_body(nf: int) -> str:
-    vs = [f"v{j}" for j in range(1, nf + 1)]
-    fetch = ", ".join(f"ARGV[a + off + {j - 1}]" for j in range(1, nf + 1))
-    all_set = " and ".join(f"{v} ~= ''" for v in vs)
-    pairs = ", ".join(f"F{j}, v{j}" for j in range(1, nf + 1))
-    slow = "\n".join(f"      if v{j} == '' then nulls[#nulls + 1] = F{j} else hs[#hs + 1] = F{j}; hs[#hs + 1] = v{j} end"
-                     for j in range(1, nf + 1))
-    return f"""
-    local {', '.join(vs)} = {fetch}
-    if {all_set} then
-      redis.call('HSET', k, '__e', ev, '__o', o, {pairs})
-    else
-      local hs, nulls = {{'__e', ev, '__o', o}}, {{}}
-{slow}
-      redis.call('HSET', k, unpack(hs))
-      if cur[1] and #nulls > 0 then redis.call('HDEL', k, unpack(nulls)) end
-    end
-"""
-
-
-def upsert_script(nf: int) -> str:
-    """The Lua source for views with ``nf`` features."""
-    if nf <= EXPLICIT_MAX:
-        names = ", ".join(f"F{j}" for j in range(1, nf + 1))
-        fields = f"local {names} = {', '.join(f'ARGV[{j + 1}]' for j in range(1, nf + 1))}\n" if nf else ""
-        body = _explicit_body(nf) if nf else "    redis.call('HSET', k, '__e', ev, '__o', o)\n"
-    else:
-        fields = "local F = {}\nfor j = 1, nf do F[j] = ARGV[j + 1] end\n"
-        body = _GENERIC_BODY
-    return (f"-- skewless newest-wins upsert, {nf} features\n" + _NEWER + _HEAD.format(nf=nf) + fields
-            + _ROW_START + body + _ROW_END)
-
 
 def sha1(source: str) -> str:
     return hashlib.sha1(source.encode()).hexdigest()
 
 
-__all__ = ["EXPLICIT_MAX", "sha1", "upsert_script"]
+__all__ = ["ROW_UPSERT", "sha1"]
