@@ -26,6 +26,7 @@ from conformance.online import OnlineStoreConformance, rows, view, wall_now
 import skewless as sk
 from skewless import plugins
 from skewless.adapters.aws.redis import RedisOnlineStore, from_url, mask_url
+from skewless.adapters.aws.redis_lua import ROW_UPSERT
 from skewless.errors import ConfigError, StoreUnavailable, ValidationError
 from skewless.localcloud import redis_service
 from skewless.localcloud.cloud import redis_binary
@@ -135,6 +136,7 @@ def test_new_keys_take_set_nx_and_existing_keys_the_script(redis_url):
     def calls():
         st = admin.info("commandstats")
         return [st.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("set", "evalsha")]
+    admin.script_load(ROW_UPSERT)  # another test may have flushed it: a NOSCRIPT rerun would count twice
     s.write(v, rows(v, [{"k": 1, "ev": T0, "x": 0.0}]))  # layout recorded, connection made
     before = calls()
     s.write(v, rows(v, [{"k": k, "ev": T0, "x": float(k)} for k in range(100)]))  # k=1 exists: 1 script call
@@ -145,6 +147,28 @@ def test_new_keys_take_set_nx_and_existing_keys_the_script(redis_url):
     after = calls()
     assert [after[0] - mid[0], after[1] - mid[1]] == [100, 10]  # 100 refused NX, 10 script calls, no scripted SET
     assert [g[1][0] for g in s.read_raw([(v, ["x"], [(k,) for k in range(100)])])[0]] == [float(k) for k in range(100)]
+    s.close()
+
+
+def test_a_rewrite_of_existing_keys_goes_to_the_script_after_the_first_pass(redis_url):
+    """Re-materializing: the first 2,048 rows find their keys taken, so the rest skips SET NX."""
+    s = from_url(redis_url, None, {"key_prefix": prefix()})
+    admin = redis.Redis.from_url(redis_url)
+    v = view()
+
+    def calls():
+        st = admin.info("commandstats")
+        return [st.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("set", "evalsha")]
+    admin.script_load(ROW_UPSERT)  # another test may have flushed it: a NOSCRIPT rerun would count twice
+    n = 5000
+    s.write(v, rows(v, [{"k": k, "ev": T0, "x": 0.0} for k in range(n)]))
+    before = calls()
+    s.write(v, rows(v, [{"k": k, "ev": T0 + timedelta(seconds=1), "x": float(k)} for k in range(n)]))
+    after = calls()
+    # 2,048 refused SET NX + 5,000 scripted SETs; 16 script calls for the first pass's rows, 24 for the rest
+    assert [after[0] - before[0], after[1] - before[1]] == [2048 + n, 16 + 24]
+    got = s.read_raw([(v, ["x"], [(k,) for k in range(n)])])[0]
+    assert [g[1][0] for g in got] == [float(k) for k in range(n)]
     s.close()
 
 

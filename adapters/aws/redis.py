@@ -48,6 +48,7 @@ Least-privilege ACL (tested): ``~<prefix>:* +set +mget +getrange +evalsha +scrip
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -273,48 +274,57 @@ class RedisOnlineStore(OnlineStore):
             yield keys, values, exp
 
     def _write_standalone(self, view, layout, rows, head, keep_us) -> list:
-        """Two passes. First every row as ``SET key value NX [PXAT t]``, pipelined: a new key takes its row with
-        no script (the common case: a first materialization). Then the rows whose key existed (NX refused) go
-        through the newest-wins script, ``write_batch_rows`` per call, in their original order."""
-        parts: list = []
+        """A new key takes its row by ``SET key value NX [PXAT t]``, with no script (the common case: a first
+        materialization); a row whose key exists goes through the newest-wins script, ``write_batch_rows`` per call.
+        The first short pass is sent as SET NX and its replies read: when most of its keys existed (a
+        re-materialization), the rest goes straight to the script; otherwise the rest is sent as SET NX too, and the
+        rows it refused go to the script at the end. Any order is right: each command is an insert-if-absent or a
+        compare-and-set."""
+        passes = self._encoded(view, layout, rows, head, keep_us)
+        errors, refused = self._send(passes, 1, nx=True)
+        existing = sum(len(r[0]) for r in refused)
+        first_rows = min(rows.num_rows, _FIRST_ROWS)
+        more, later = self._send(passes, None, nx=existing * 2 <= first_rows)
+        return errors + more + (self._send(iter(refused + later), None, nx=False)[0] if refused or later else [])
 
-        def send_new(conn) -> int:
-            sent = 0
-            for keys, values, exp in self._encoded(view, layout, rows, head, keep_us):
-                cmds = codec.Slicer(rowcodec.set_nx_commands(keys, values, exp))
-                n = len(keys)
-                for i in range(0, n, _SEND_ROWS):
-                    conn.send_packed_command([cmds(i, min(n, i + _SEND_ROWS))], check_health=False)
-                parts.append((keys, values, exp))
-                sent += n
-            return sent
-        replies = self._exchange(send_new)
-        errors = [r for r in replies if isinstance(r, Exception)]
-        if errors:
-            return errors
-        refused = np.flatnonzero(np.fromiter((r is None for r in replies), bool, len(replies)))
-        if not len(refused):
-            return []
-        keys, values, exp = (pa.concat_arrays([p[i] for p in parts]) if parts[0][i] is not None else None
-                             for i in range(3))
-        idx = pa.array(refused)
-        keys, values = keys.take(idx), values.take(idx)
-        argv = codec.Slicer(values if exp is None else
-                            pc.binary_join_element_wise(values, exp.take(idx), pa.scalar(b"", codec.BIN)))
-        keys = codec.Slicer(keys)
-        stride = 1 if exp is None else 2
+    def _send(self, parts, limit: int | None, *, nx: bool) -> tuple[list, list]:
+        """Send up to ``limit`` of ``parts`` ((framed keys, values, expire times)) in one round trip, as SET NX
+        (``nx``) or as script calls. Returns (error replies, the parts' rows that SET NX refused)."""
+        sent: list = []
         head_call = b"*%%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % self._sha + b"%b"
-        flag = codec.bulk(b"0" if exp is None else b"1")
 
-        def send_existing(conn) -> int:
-            n, calls = len(refused), 0
-            for i in range(0, n, self._batch_rows):
-                m = min(n, i + self._batch_rows) - i
-                conn.send_packed_command([head_call % (4 + m + m * stride, codec.bulk(b"%d" % m)), keys(i, i + m),
-                                          flag, argv(i, i + m)], check_health=False)
-                calls += 1
-            return calls
-        return [r for r in self._exchange(send_existing) if isinstance(r, Exception)]
+        def send(conn) -> int:
+            replies = 0
+            for keys, values, exp in itertools.islice(parts, limit):
+                n = len(keys)
+                if nx:
+                    cmds = codec.Slicer(rowcodec.set_nx_commands(keys, values, exp))
+                    for i in range(0, n, _SEND_ROWS):
+                        conn.send_packed_command([cmds(i, min(n, i + _SEND_ROWS))], check_health=False)
+                    replies += n
+                else:
+                    argv = codec.Slicer(values if exp is None else
+                                        pc.binary_join_element_wise(values, exp, pa.scalar(b"", codec.BIN)))
+                    ks, stride, flag = codec.Slicer(keys), 1 if exp is None else 2, b"$1\r\n%d\r\n" % (exp is not None)
+                    for i in range(0, n, self._batch_rows):
+                        m = min(n, i + self._batch_rows) - i
+                        conn.send_packed_command([head_call % (4 + m + m * stride, codec.bulk(b"%d" % m)),
+                                                  ks(i, i + m), flag, argv(i, i + m)], check_health=False)
+                        replies += 1
+                sent.append((keys, values, exp))
+            return replies
+        replies = self._exchange(send)
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if not nx or errors:
+            return errors, []
+        refused, pos = [], 0
+        for keys, values, exp in sent:
+            mine = replies[pos:pos + len(keys)]
+            pos += len(keys)
+            if None in mine:
+                idx = pa.array(np.flatnonzero(np.fromiter((r is None for r in mine), bool, len(mine))))
+                refused.append((keys.take(idx), values.take(idx), None if exp is None else exp.take(idx)))
+        return errors, refused
 
     def _write_cluster(self, view, layout, rows, head, keep_us) -> list:
         """The same two passes through redis-py's cluster pipeline (one round trip per node). A script may only
