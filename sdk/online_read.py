@@ -1,9 +1,14 @@
-"""Online reads: entity rows in, values + statuses + event timestamps out."""
+"""Online reads: entity rows in, values + statuses + event timestamps out.
+
+The per-call work is kept to what depends on the call: everything that depends only on the resolved views (column
+names, the key normaliser of each distinct set of join keys) is prepared once per resolved list and reused (see
+``_plan_for``); the store and serving both pass the same list object on every call.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -37,30 +42,66 @@ def _norm(v: Any, dt: dtypes.DType, key: str, row: int):
     return v
 
 
-def entity_keys(view: FeatureView, entity_rows: Sequence[dict]) -> list[tuple]:
-    keys = view.join_keys
-    dts = view.join_key_dtypes
+# The Python type a join-key value of a dtype already is once normalised: such a value is its own normal form
+# (``_norm`` would return it unchanged), so the fast paths below keep it without the call. Exact types only: bool is
+# an int subclass and numpy scalars are not these types, so both still go through ``_norm``.
+_NORMAL_TYPE = {"Int32": int, "Int64": int, "String": str, "Bool": bool}
+
+
+def _rows_keys(view_name: str, spec: list[tuple[str, dtypes.DType, type | None]], entity_rows: Sequence[dict]):
+    """The general normaliser: any number of join keys, errors naming the row, the key and the view."""
     out = []
     for i, r in enumerate(entity_rows):
         try:
-            out.append(tuple(_norm(r[k], dts[k], k, i) for k in keys))
+            out.append(tuple([v if type(v) is t else _norm(v, dt, k, i) for k, dt, t in spec for v in (r[k],)]))
         except KeyError as exc:
-            raise ValidationError(f"entity row {i} lacks join key {exc.args[0]!r} needed by view {view.name!r}",
+            raise ValidationError(f"entity row {i} lacks join key {exc.args[0]!r} needed by view {view_name!r}",
                                   column=exc.args[0], row=i) from None
         except TypeError:
             raise ValidationError(f"entity row {i} must be a dict of join keys", row=i) from None
     return out
 
 
+def _normaliser(view: FeatureView) -> Callable[[Sequence[dict]], list[tuple]]:
+    """``entity_rows -> [key tuple per row]`` for ``view``'s join keys, specialised for the common one-key case."""
+    spec = [(k, dt, _NORMAL_TYPE.get(dt.name)) for k, dt in view.join_key_dtypes.items()]
+    name = view.name
+    if len(spec) != 1:
+        return lambda rows: _rows_keys(name, spec, rows)
+    key, dt, t = spec[0]
+
+    def one_key(rows: Sequence[dict]) -> list[tuple]:
+        try:
+            vals = [r[key] for r in rows]
+        except (KeyError, TypeError):  # a row without the key or not a dict: the general path names the row
+            return _rows_keys(name, spec, rows)
+        out = [(v,) for v in vals if type(v) is t]
+        if len(out) == len(vals):
+            return out
+        return [(v,) if type(v) is t else (_norm(v, dt, key, i),) for i, v in enumerate(vals)]
+    return one_key
+
+
+def entity_keys(view: FeatureView, entity_rows: Sequence[dict]) -> list[tuple]:
+    return _normaliser(view)(entity_rows)
+
+
 class OnlineResponse:
     """Values, statuses and event timestamps per requested feature, one entry per entity row."""
 
     def __init__(self, entity_rows: Sequence[dict], columns: dict[str, list], statuses: dict[str, list[str]],
-                 event_timestamps: dict[str, list[datetime | None]]):
+                 event_timestamps: dict[str, list[datetime | None]] | Callable[[], dict]):
         self.entity_rows = list(entity_rows)
         self.values = columns
         self.statuses = statuses
-        self.event_timestamps = event_timestamps
+        self._event_timestamps = event_timestamps  # or a function that builds them on first use
+
+    @property
+    def event_timestamps(self) -> dict[str, list[datetime | None]]:
+        """Per feature, each value's event time (None unless PRESENT); the views' lists are shared by their features."""
+        if callable(self._event_timestamps):
+            self._event_timestamps = self._event_timestamps()
+        return self._event_timestamps
 
     def to_dict(self, include_event_timestamps: bool = False) -> dict[str, list]:
         """Feast's shape: join keys and features as columns."""
@@ -80,17 +121,84 @@ class OnlineResponse:
         return self.to_pandas(include_event_timestamps)
 
 
+class _Plan:
+    """What a read of one resolved list needs besides the rows: a normaliser per distinct (join keys, dtypes),
+    each view's group and its column names. ``source`` is checked on every use so a changed list is re-planned."""
+
+    __slots__ = ("source", "normalisers", "views", "names", "duplicate")
+
+    def __init__(self, resolved: list[tuple[FeatureView, list[str]]], full_feature_names: bool):
+        self.source = [(view, feats, list(feats), view.name, view._join_key_dtypes) for view, feats in resolved]
+        groups: dict[tuple, int] = {}
+        self.normalisers: list[Callable] = []
+        self.views: list[tuple[FeatureView, list[str], int, tuple[str, ...]]] = []
+        self.duplicate: str | None = None
+        self.names: list[str] = []  # every column, views in order
+        seen: set[str] = set()
+        for view, feats in resolved:
+            # Views with the same join keys and dtypes get the same key tuples: normalised once per call.
+            sig = tuple((k, dt.name) for k, dt in view.join_key_dtypes.items())
+            if sig not in groups:
+                groups[sig] = len(self.normalisers)
+                self.normalisers.append(_normaliser(view))
+            names = tuple(f"{view.name}__{f}" if full_feature_names else f for f in feats)
+            for n in names:
+                if n in seen and self.duplicate is None:
+                    self.duplicate = f"feature name {n!r} appears in two views; use full_feature_names=True"
+                seen.add(n)
+            self.names += names
+            self.views.append((view, feats, groups[sig], names))
+
+    def fits(self, resolved) -> bool:
+        src = self.source
+        if len(resolved) != len(src):
+            return False
+        for (view, feats), (v0, f0, copy, name, jkd) in zip(resolved, src):
+            if view is not v0 or feats is not f0 or feats != copy or view.name != name \
+                    or view._join_key_dtypes is not jkd:
+                return False
+        return True
+
+
+_PLANS: dict[tuple[int, bool], tuple[Any, _Plan]] = {}
+_MAX_PLANS = 256
+
+
+def _plan_for(resolved, full_feature_names: bool) -> _Plan:
+    # Keyed by the list's identity; the entry holds the list itself, so its id cannot be reused while cached.
+    key = (id(resolved), full_feature_names)
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0] is resolved and hit[1].fits(resolved):
+        return hit[1]
+    plan = _Plan(resolved, full_feature_names)
+    if len(_PLANS) >= _MAX_PLANS:  # callers building a new list per call: stay bounded
+        _PLANS.clear()
+    _PLANS[key] = (resolved, plan)
+    return plan
+
+
 def read(online: OnlineStore, resolved: list[tuple[FeatureView, list[str]]], entity_rows: Sequence[dict],
          now: datetime, full_feature_names: bool) -> OnlineResponse:
-    requests = [(v, feats, entity_keys(v, entity_rows)) for v, feats in resolved]
-    reads = online.read(requests, now)
-    columns, statuses, evs = {}, {}, {}
-    for (view, feats, _), r in zip(requests, reads):
-        for j, f in enumerate(feats):
-            name = f"{view.name}__{f}" if full_feature_names else f
-            if name in columns:
-                raise ValidationError(f"feature name {name!r} appears in two views; use full_feature_names=True")
-            columns[name] = [vals[j] for vals in r.values]
-            statuses[name] = r.statuses
-            evs[name] = r.event_timestamps
-    return OnlineResponse(entity_rows, columns, statuses, evs)
+    if not isinstance(entity_rows, (list, tuple)):  # read once per distinct join keys and kept: no iterators
+        entity_rows = list(entity_rows)
+    plan = _plan_for(resolved, full_feature_names)
+    keys = [norm(entity_rows) for norm in plan.normalisers]
+    if plan.duplicate is not None:
+        raise ValidationError(plan.duplicate)
+    reads = online.read_columns([(view, feats, keys[g]) for view, feats, g, _ in plan.views], now)
+    cols: list[list] = []
+    sts: list[list[str]] = []
+    for (_, feats, _, _), r in zip(plan.views, reads):
+        if len(r.columns) != len(feats) or any(len(c) != len(r.statuses) for c in r.columns):
+            raise RuntimeError(f"{type(online).__name__}.read_raw broke its contract: a value list per entity "
+                               f"does not hold one value per feature of view {r.view!r}")
+        cols += r.columns
+        sts += [r.statuses] * len(feats)
+    names = plan.names
+
+    def event_timestamps() -> dict[str, list]:  # datetimes are built only if asked for
+        evs: list[list] = []
+        for (_, feats, _, _), r in zip(plan.views, reads):
+            evs += [r.event_timestamps] * len(feats)
+        return dict(zip(names, evs))
+    return OnlineResponse(entity_rows, dict(zip(names, cols)), dict(zip(names, sts)), event_timestamps)

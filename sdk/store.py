@@ -4,7 +4,7 @@ to the module that owns it (registry, ingest, retrieval, materialize, online_rea
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -36,6 +36,7 @@ class FeatureStore:
         self._state = None
         self._state_at = 0.0
         self._resolved: dict[Any, list] = {}
+        self._resolved_for = None  # the registry state the cached resolutions were made against
 
     # -- adapters (created on first use) ---------------------------------------------------------------------
     def _make(self, role: str, url: str, options: dict):
@@ -125,9 +126,16 @@ class FeatureStore:
         key = tuple(features.feature_refs) if isinstance(features, FeatureService) else (
             features if isinstance(features, str) else tuple(features))
         state = self._registry_state()
-        hit = self._resolved.get(key)
+        if state is not self._resolved_for:  # cached resolutions hold view definitions of one state only
+            self._resolved.clear()
+            self._resolved_for = state
+        try:
+            hit = self._resolved.get(key)
+        except TypeError:  # an unhashable ref: resolve() names it
+            return features_mod.resolve(state, key)
         if hit is None:
-            hit = self._resolved[key] = features_mod.resolve(state, features)
+            # the key, not `features`: an iterator was consumed building it
+            hit = self._resolved[key] = features_mod.resolve(state, features if isinstance(key, str) else key)
         return hit
 
     # -- ingest ----------------------------------------------------------------------------------------------
@@ -220,8 +228,11 @@ class FeatureStore:
         """Current feature values for ``entity_rows``, with per-value status and event timestamp.
 
         ``now`` (default: the clock) is the time the TTL is evaluated at."""
-        return online_read.read(self.online, self._resolve(features), entity_rows,
-                                utc_now() if now is None else utc(now, "now"), full_feature_names)
+        if now is None:
+            now = utc_now()
+        elif type(now) is not datetime or now.tzinfo is not timezone.utc:  # an aware UTC datetime already is one
+            now = utc(now, "now")
+        return online_read.read(self.online, self._resolve(features), entity_rows, now, full_feature_names)
 
 
 def init_repo(path: str | Path, project: str = "default") -> FeatureStore:

@@ -52,7 +52,7 @@ from redis.exceptions import ResponseError
 
 from skewless.definitions import FeatureView
 from skewless.errors import ConfigError
-from skewless.online.base import Key
+from skewless.online.base import Key, OnlineStore
 
 from ..aws.redis import RedisOnlineStore, mask_url
 from ..aws.redis_lua import sha1
@@ -138,6 +138,12 @@ class TairOnlineStore(exh.ExHashPath, RedisOnlineStore):
     def read_raw(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]]
                  ) -> list[list[tuple[int, list[Any]] | None]]:
         return self._exh_read_raw(requests) if self.uses_tairhash else super().read_raw(requests)
+
+    def read_raw_columns(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]]
+                         ) -> list[tuple[list[int | None], list[list[Any]]]]:
+        if self.uses_tairhash:  # TairHash replies are per key: the generic transposition of read_raw
+            return OnlineStore.read_raw_columns(self, requests)
+        return super().read_raw_columns(requests)
 
 
 __all__ = ["TairOnlineStore", "from_url", "upsert_script"]

@@ -378,22 +378,36 @@ class RedisOnlineStore(OnlineStore):
 
     def read_raw(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]]
                  ) -> list[list[tuple[int, list[Any]] | None]]:
+        return [list(map(plan.decode, values)) for plan, values in self._fetch(requests)]
+
+    def read_raw_columns(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]]
+                         ) -> list[tuple[list[int | None], list[list[Any]]]]:
+        return [plan.decode_columns(values) for plan, values in self._fetch(requests)]
+
+    def _fetch(self, requests) -> list[tuple[rowcodec.RowPlan, list]]:
+        """Per request, its plan and the stored values of its keys (None: not stored; a null key is never asked)."""
         plans, spans, keys = [], [], []
+        entities: dict[tuple, tuple[list, list[bytes]]] = {}  # views read for the same keys share their encoding
         for view, feats, ks in requests:
             plan = self._plan(view, feats)
             plans.append(plan)
-            nulls = [i for i, k in enumerate(ks) if None in k]  # a null key is never stored: not asked for
+            nulls = [i for i, k in enumerate(ks) if None in k]
             live = [k for k in ks if None not in k] if nulls else ks
+            hit = entities.get((id(live), plan.key_types))  # the entry holds `live`: its id is not reused
+            ents = hit[1] if hit is not None and hit[0] is live else None
+            if ents is None:
+                ents = list(map(plan.entity, live))
+                entities[(id(live), plan.key_types)] = (live, ents)
             start = len(keys)
-            keys.extend(map(plan.key if self.cluster else plan.bulk_key, live))
+            keys.extend(map(plan.key_of if self.cluster else plan.bulk_key_of, ents))
             spans.append((start, len(keys), nulls))
         values = self._call("read", lambda: self._mget(keys)) if keys else []
         out = []
         for plan, (a, b, nulls) in zip(plans, spans):
-            got = plan.decode_many(values[a:b])
+            got = values[a:b]
             for i in nulls:  # ascending: each insert lands at its final position
                 got.insert(i, None)
-            out.append(got)
+            out.append((plan, got))
         return out
 
     def _mget(self, keys: list) -> list:

@@ -100,6 +100,16 @@ class Layout:
 
 
 _U32 = struct.Struct("<I")
+
+
+def _spread(xs: list, at: list[int], n: int) -> list:
+    """``xs`` placed at positions ``at`` of a list of ``n`` Nones."""
+    out = [None] * n
+    for i, x in zip(at, xs):
+        out[i] = x
+    return out
+
+
 _MANY = 16  # from this many values a read decodes them in one numpy pass
 _NUMPY = {dtypes.Int32: "<i4", dtypes.Int64: "<i8", dtypes.Float32: "<f4", dtypes.Float64: "<f8", dtypes.Bool: "?"}
 
@@ -184,6 +194,9 @@ class RowPlan:
         self.signature = (layout.id, tuple(view.join_key_dtypes[k].name for k in view.join_keys), tuple(feats))
         self.head = head  # b"<prefix>:<view>:{"
         self.entity = codec.entity_py(view)
+        self.key_types = self.signature[1]  # views with the same join-key dtypes encode a key tuple alike
+        self._bulk = b"$%%d\r\n%b%%b}\r\n" % head.replace(b"%", b"%%")
+        self._head_len = len(head) + 1
         self.feats = feats
         self.layout_of = layout_of
         self.pick = [layout.index[f] for f in feats]
@@ -201,12 +214,13 @@ class RowPlan:
             self.lid_int = int.from_bytes(layout.id, "little")
             self.columns = [f"f{i}" for i in self.pick]
 
-    def key(self, key: tuple) -> bytes:
-        return b"%b%b}" % (self.head, self.entity(key))
+    def key_of(self, ent: bytes) -> bytes:
+        """The key of an encoded entity (``entity(key tuple)``)."""
+        return b"%b%b}" % (self.head, ent)
 
-    def bulk_key(self, key: tuple) -> bytes:
-        ent = self.entity(key)
-        return b"$%d\r\n%b%b}\r\n" % (len(self.head) + len(ent) + 1, self.head, ent)
+    def bulk_key_of(self, ent: bytes) -> bytes:
+        """The key of an encoded entity as a RESP bulk string."""
+        return self._bulk % (self._head_len + len(ent), ent)
 
     def decode(self, value: bytes | None) -> tuple[int, list] | None:
         if value is None:
@@ -218,21 +232,24 @@ class RowPlan:
                 return t[0], list(vals) if self.identity else [vals[i] for i in self.pick]
         return self._slow(value)
 
-    def decode_many(self, values: list) -> list:
-        """``decode`` of each value; with many values, one vectorized pass when they all have this layout."""
-        if self.np_dtype is None or len(values) < _MANY or not self.columns:
-            return list(map(self.decode, values))
-        present = [v for v in values if v is not None] if None in values else values
-        if not present or set(map(len, present)) != {self.size}:
-            return list(map(self.decode, values))
-        arr = np.frombuffer(b"".join(present), self.np_dtype)
-        if (arr["lid"] != self.lid_int).any() or arr["bm"].any():  # another layout, or nulls: value by value
-            return list(map(self.decode, values))
-        rows = list(zip(arr["ev"].tolist(), map(list, zip(*[arr[c].tolist() for c in self.columns]))))
-        if present is values:
-            return rows
-        it = iter(rows)
-        return [None if v is None else next(it) for v in values]
+    def decode_columns(self, values: list) -> tuple[list, list[list]]:
+        """The event times and one list per feature of ``values`` (None where a value is None); with many values,
+        one numpy pass when they all have this layout and no nulls, else value by value."""
+        if self.np_dtype is not None and len(values) >= _MANY and self.columns:
+            present = [v for v in values if v is not None] if None in values else values
+            if present and set(map(len, present)) == {self.size}:
+                arr = np.frombuffer(b"".join(present), self.np_dtype)
+                if not ((arr["lid"] != self.lid_int).any() or arr["bm"].any()):
+                    evs, cols = arr["ev"].tolist(), [arr[c].tolist() for c in self.columns]
+                    if present is values:
+                        return evs, cols
+                    at = [i for i, v in enumerate(values) if v is not None]
+                    return _spread(evs, at, len(values)), [_spread(c, at, len(values)) for c in cols]
+        rows = [self.decode(v) for v in values]
+        nulls = [None] * len(self.feats)
+        evs = [None if r is None else r[0] for r in rows]
+        vals = [nulls if r is None else r[1] for r in rows]
+        return evs, ([list(c) for c in zip(*vals)] if vals else [[] for _ in self.feats])
 
     def _slow(self, value: bytes) -> tuple[int, list]:
         if len(value) < PAYLOAD:

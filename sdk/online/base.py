@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from math import inf
 from typing import Any, Sequence
 
 import pyarrow as pa
@@ -18,14 +19,15 @@ from ..definitions import FeatureView
 
 PRESENT, NOT_FOUND, EXPIRED = "PRESENT", "NOT_FOUND", "EXPIRED"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
 
 
 def to_us(ts: datetime) -> int:
-    return (ts - _EPOCH) // timedelta(microseconds=1)
+    return (ts - _EPOCH) // _US
 
 
 def from_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+    return _EPOCH + _US * us  # a timedelta times an int is exact, and faster than timedelta(microseconds=us)
 
 
 @dataclass
@@ -37,6 +39,21 @@ class ViewRead:
     values: list[list[Any]]  # per entity, one value per feature
     event_timestamps: list[datetime | None]
     statuses: list[str]
+
+
+@dataclass
+class ColumnRead:
+    """``ViewRead`` by column: one list per feature, and the event times kept as µs until asked for."""
+
+    view: str
+    features: list[str]
+    columns: list[list[Any]]  # per feature, one value per entity (null unless PRESENT)
+    event_us: list[int | None]  # per entity, the value's event time (None unless PRESENT)
+    statuses: list[str]
+
+    @property
+    def event_timestamps(self) -> list[datetime | None]:
+        return [None if e is None else _EPOCH + _US * e for e in self.event_us]
 
 
 Key = tuple  # join-key values in the view's join-key order, normalised to Python scalars
@@ -65,24 +82,47 @@ class OnlineStore(abc.ABC):
 
         One call answers every view (one round trip where the store allows it)."""
 
-    def read(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]], now: datetime) -> list[ViewRead]:
-        """Batched read with the spec's read-time TTL: a value older than ``now - ttl`` is EXPIRED."""
+    def read_raw_columns(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]]
+                         ) -> list[tuple[list[int | None], list[list[Any]]]]:
+        """``read_raw`` by column: for each request, the event time (µs) per key (None: not stored) and one list per
+        feature (None where not stored). A store that decodes by column overrides this; the default transposes."""
+        out = []
+        for (_view, feats, _keys), raw in zip(requests, self.read_raw(requests)):
+            nulls = [None] * len(feats)
+            evs = [None if h is None else h[0] for h in raw]
+            rows = [nulls if h is None else h[1] for h in raw]
+            out.append((evs, [list(c) for c in zip(*rows)] if rows else [[] for _ in feats]))
+        return out
+
+    def read_columns(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]], now: datetime
+                     ) -> list[ColumnRead]:
+        """Batched read with the spec's read-time TTL, by column: a value older than ``now - ttl`` is EXPIRED, one
+        written after ``now`` (a read "in the past": not yet true) NOT_FOUND; their values are null."""
         now_us = to_us(now)
         out = []
-        for (view, feats, _keys), raw in zip(requests, self.read_raw(requests)):
-            floor = None if view.ttl is None else now_us - view.ttl // timedelta(microseconds=1)
-            nulls = [None] * len(feats)
-            values, evs, sts = [], [], []
-            for hit in raw:
-                if hit is None:
-                    values.append(nulls), evs.append(None), sts.append(NOT_FOUND)
-                elif hit[0] > now_us:  # written ahead of `now` (a read "in the past"): not yet true
-                    values.append(nulls), evs.append(None), sts.append(NOT_FOUND)
-                elif floor is not None and hit[0] < floor:
-                    values.append(nulls), evs.append(None), sts.append(EXPIRED)
-                else:
-                    values.append(hit[1]), evs.append(from_us(hit[0])), sts.append(PRESENT)
-            out.append(ViewRead(view.name, feats, values, evs, sts))
+        for (view, feats, _keys), (evs, cols) in zip(requests, self.read_raw_columns(requests)):
+            ttl = view.ttl
+            floor = -inf if ttl is None else now_us - ttl // _US
+            sts = [PRESENT if e is not None and floor <= e <= now_us else NOT_FOUND if e is None or e > now_us
+                   else EXPIRED for e in evs]
+            stale = [i for i, (e, s) in enumerate(zip(evs, sts)) if e is not None and s is not PRESENT]
+            if stale:  # stored, but not a value at `now`: nulled, and no event time
+                evs = list(evs)
+                for i in stale:
+                    evs[i] = None
+                    for c in cols:
+                        c[i] = None
+            out.append(ColumnRead(view.name, feats, cols, evs, sts))
+        return out
+
+    def read(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]], now: datetime) -> list[ViewRead]:
+        """``read_columns`` by entity."""
+        out = []
+        for r in self.read_columns(requests, now):
+            nulls = [None] * len(r.features)
+            values = [list(v) for v in zip(*r.columns)] if r.features else [[] for _ in r.statuses]
+            values = [v if s is PRESENT else nulls for v, s in zip(values, r.statuses)]
+            out.append(ViewRead(r.view, r.features, values, r.event_timestamps, r.statuses))
         return out
 
     # -- bookkeeping (checkpoints, pending ingest pushes) -----------------------------------------------------
