@@ -245,6 +245,9 @@ class RowPlan:
                         return evs, cols
                     at = [i for i, v in enumerate(values) if v is not None]
                     return _spread(evs, at, len(values)), [_spread(c, at, len(values)) for c in cols]
+        if len(values) == 1:  # the one-entity read
+            r = self.decode(values[0])
+            return ([None], [[None] for _ in self.feats]) if r is None else ([r[0]], [[x] for x in r[1]])
         rows = [self.decode(v) for v in values]
         nulls = [None] * len(self.feats)
         evs = [None if r is None else r[0] for r in rows]

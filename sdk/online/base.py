@@ -105,8 +105,8 @@ class OnlineStore(abc.ABC):
             floor = -inf if ttl is None else now_us - ttl // _US
             sts = [PRESENT if e is not None and floor <= e <= now_us else NOT_FOUND if e is None or e > now_us
                    else EXPIRED for e in evs]
-            stale = [i for i, (e, s) in enumerate(zip(evs, sts)) if e is not None and s is not PRESENT]
-            if stale:  # stored, but not a value at `now`: nulled, and no event time
+            if len(evs) - evs.count(None) > sts.count(PRESENT):  # stored, but not a value at `now`: nulled
+                stale = [i for i, (e, s) in enumerate(zip(evs, sts)) if e is not None and s is not PRESENT]
                 evs = list(evs)
                 for i in stale:
                     evs[i] = None
