@@ -45,13 +45,22 @@ class RetrievalJob:
     def to_arrow(self) -> pa.Table:
         """The training set in memory: input columns as given, then each view's features joined one view at a time
         and put back in input order with a parallel gather (cheaper than sorting wide rows in SQL)."""
-        table = self._run(lambda: self._con.sql(self._plan.entity).to_arrow_reader(_BATCH_ROWS).read_all())
-        columns, names = list(table.columns), list(table.column_names)
-        for sql in self._plan.per_view:
+        def fetch(sql: str) -> pa.Table:
             # Streamed out in moderate batches, so the result never sits in DuckDB's buffer pool next to the join.
-            part = self._run(lambda sql=sql: self._con.sql(sql).to_arrow_reader(_BATCH_ROWS).read_all())
-            columns += in_input_order(part)
-            names += part.column_names[:-1]
+            return self._run(lambda: self._con.sql(sql).to_arrow_reader(_BATCH_ROWS).read_all())
+
+        table = fetch(self._plan.entity)
+        columns, names = list(table.columns), list(table.column_names)
+        # One view ahead: DuckDB joins the next view (releasing the GIL) while Arrow puts this one in order, which
+        # fills the cores the join leaves idle; never more than one view waits, so memory stays one part higher.
+        with ThreadPoolExecutor(max_workers=1) as ahead:
+            pending = ahead.submit(fetch, self._plan.per_view[0]) if self._plan.per_view else None
+            for i in range(len(self._plan.per_view)):
+                part = pending.result()
+                pending = ahead.submit(fetch, self._plan.per_view[i + 1]) if i + 1 < len(self._plan.per_view) else None
+                columns += in_input_order(part)
+                names += part.column_names[:-1]
+                del part
         return pa.table(columns, names=names)
 
     def to_pandas(self):

@@ -21,7 +21,8 @@ from .. import dtypes
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from ..errors import ValidationError
 from .base import EVENT_TIES, FULL_TIES, NO_TIES, Engine, HistoryFiles
-from .pit import ENTITY_ROW, PitQuery, join_key_types, latest_per_entity, q, render, view_queries
+from .pit import (ENTITY_ROW, PitQuery, join_key_types, latest_per_entity, packing, packing_stats_sql, q, render,
+                  view_queries)
 
 if TYPE_CHECKING:
     from ..retrieval import RetrievalJob
@@ -172,6 +173,10 @@ class DuckDBEngine(Engine):
         views = view_queries(requests, set(cols), lambda view: self.history_relation(view, files[view.name], con),
                              {n: f.tie_level for n, f in files.items()}, full_feature_names=full_feature_names,
                              event_timestamps=event_timestamps)
+        if point_in_time == "event" and strategy in (None, "asof"):
+            # At tie level 1 the ASOF key is (event, created): one cheap scan finds whether it fits a BIGINT.
+            views = tuple(dataclasses.replace(v, packing=packing(con.execute(packing_stats_sql(v.history)).fetchall()[0]))
+                          if v.tie_level == EVENT_TIES else v for v in views)
         pq = PitQuery(relation, tuple(cols), timestamp_column, views, point_in_time)
         # The same query, also split per view: one narrow join at a time needs less memory and sorts less payload
         # than a chain of joins that carries every earlier view's features through every later join.
