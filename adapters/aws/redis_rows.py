@@ -102,14 +102,6 @@ class Layout:
 _U32 = struct.Struct("<I")
 
 
-def _spread(xs: list, at: list[int], n: int) -> list:
-    """``xs`` placed at positions ``at`` of a list of ``n`` Nones."""
-    out = [None] * n
-    for i, x in zip(at, xs):
-        out[i] = x
-    return out
-
-
 _MANY = 16  # from this many values a read decodes them in one numpy pass
 _NUMPY = {dtypes.Int32: "<i4", dtypes.Int64: "<i8", dtypes.Float32: "<f4", dtypes.Float64: "<f8", dtypes.Bool: "?"}
 
@@ -213,6 +205,7 @@ class RowPlan:
                                      + [(f"f{j}", _NUMPY[d]) for j, d in enumerate(layout.dtypes)])
             self.lid_int = int.from_bytes(layout.id, "little")
             self.columns = [f"f{i}" for i in self.pick]
+            self.blank = bytes(HEADER) + layout.id + bytes(self.size - PAYLOAD)
 
     def key_of(self, ent: bytes) -> bytes:
         """The key of an encoded entity (``entity(key tuple)``)."""
@@ -236,15 +229,20 @@ class RowPlan:
         """The event times and one list per feature of ``values`` (None where a value is None); with many values,
         one numpy pass when they all have this layout and no nulls, else value by value."""
         if self.np_dtype is not None and len(values) >= _MANY and self.columns:
-            present = [v for v in values if v is not None] if None in values else values
-            if present and set(map(len, present)) == {self.size}:
-                arr = np.frombuffer(b"".join(present), self.np_dtype)
+            missing = [i for i, v in enumerate(values) if v is None] if None in values else ()
+            if missing:  # a blank row of this layout in their place, nulled after the pass
+                values = [self.blank if v is None else v for v in values]
+            if set(map(len, values)) == {self.size}:
+                arr = np.frombuffer(b"".join(values), self.np_dtype)
                 if not ((arr["lid"] != self.lid_int).any() or arr["bm"].any()):
                     evs, cols = arr["ev"].tolist(), [arr[c].tolist() for c in self.columns]
-                    if present is values:
-                        return evs, cols
-                    at = [i for i, v in enumerate(values) if v is not None]
-                    return _spread(evs, at, len(values)), [_spread(c, at, len(values)) for c in cols]
+                    for i in missing:
+                        evs[i] = None
+                        for c in cols:
+                            c[i] = None
+                    return evs, cols
+            if missing:
+                values = [None if v is self.blank else v for v in values]
         if len(values) == 1:  # the one-entity read
             r = self.decode(values[0])
             return ([None], [[None] for _ in self.feats]) if r is None else ([r[0]], [[x] for x in r[1]])
