@@ -227,6 +227,32 @@ def test_many_key_reads_decode_like_one_key_reads(store):
             assert [None if g is None else g[1] for g in got] == [want.get(k[0]) for k in ks]
 
 
+def test_reads_poll_then_block_and_stop_polling_where_replies_are_slower(redis_url):
+    p = prefix()
+    v = view()
+    writer = from_url(redis_url, None, {"key_prefix": p})
+    writer.write(v, rows(v, [{"k": k, "ev": T0, "x": float(k)} for k in range(50)]))
+    reqs = [(v, ["x"], [(k,) for k in range(60)])]  # 60 keys: a small read, which polls
+    want = writer.read_raw(reqs)
+    assert [w[1][0] for w in want[0][:50]] == [float(k) for k in range(50)] and want[0][50:] == [None] * 10
+    blocking = from_url(redis_url, None, {"key_prefix": p, "read_spin_us": 0})
+    assert blocking.read_raw(reqs) == want and not blocking._spin.use()
+    # Replies held back by CLIENT PAUSE cannot arrive within the 100 µs of polling: each read falls back to
+    # blocking with the same answers, and after 8 such reads in a row polling pauses for the next 1,024.
+    admin = redis.Redis.from_url(redis_url)
+    store = from_url(redis_url, None, {"key_prefix": p})
+    store.read_raw(reqs)  # connected, plans built
+    store._spin.misses = 0  # whether that read finished polling depends on the moment
+    for i in range(8):
+        assert store._spin.paused == 0 and store._spin.misses == i
+        admin.client_pause(30)
+        assert store.read_raw(reqs) == want
+    assert store._spin.paused == 1024 and store._spin.misses == 0
+    assert store.read_raw(reqs) == want and store._spin.paused == 1023  # this read did not poll
+    for s in (writer, blocking, store):
+        s.close()
+
+
 def test_script_flushed_on_the_server_is_reloaded(store, redis_url):
     v = view()
     store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0}]))

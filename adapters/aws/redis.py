@@ -13,6 +13,7 @@
         backoff_base: 0.05, backoff_cap: 0.5
         write_batch_rows: 128       # rows per script call: Redis serves nobody else meanwhile (~1 ms)
         ttl_grace_seconds: 0        # keys of views with a TTL expire at event time + ttl + grace
+        read_spin_us: 100           # a read polls the socket this long (+0.5 µs/key) before blocking (0: never)
 
 Layout: one string per (view, entity) holding the row's order tuple, the id of its layout and its values
 (``redis_rows``; key and value encodings: ``redis_codec``).
@@ -51,7 +52,9 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import ssl
 import threading
+import time
 import weakref
 from datetime import timedelta
 from pathlib import Path
@@ -83,7 +86,8 @@ except ImportError:  # pragma: no cover - part of skewless[aws]
 
 _DEFAULTS: dict[str, Any] = {"key_prefix": "skewless", "cluster": False, "connect_timeout": 0.5, "socket_timeout": 5.0,
                              "retries": 2, "backoff_base": 0.05, "backoff_cap": 0.5, "write_batch_rows": 128,
-                             "ttl_grace_seconds": 0, "username": None, "password": None, "max_connections": None}
+                             "ttl_grace_seconds": 0, "username": None, "password": None, "max_connections": None,
+                             "read_spin_us": 100}
 _ENCODE_ROWS = 16_384  # rows encoded per vectorized pass (bounds memory; sending overlaps the next pass)
 _FIRST_ROWS = 2_048  # the first pass of a write is short: the server idles until its first call arrives
 _SEND_ROWS = 4_096  # SET commands per socket write
@@ -140,6 +144,7 @@ class RedisOnlineStore(OnlineStore):
         self.prefix = prefix.encode()
         self.cluster = bool(self.options["cluster"])
         self._batch_rows = max(1, int(self.options["write_batch_rows"]))
+        self._spin = _SpinPolicy(max(0.0, float(self.options["read_spin_us"])))
         self._grace_us = int(float(self.options["ttl_grace_seconds"]) * _US)
         self.eviction_grace = timedelta(microseconds=self._grace_us)
         self._retry = Retry(ExponentialBackoff(cap=float(self.options["backoff_cap"]),
@@ -211,12 +216,14 @@ class RedisOnlineStore(OnlineStore):
                 self._conns.add(conn)
         return conn
 
-    def _exchange(self, send: Callable[[Any], int]) -> list:
+    def _exchange(self, send: Callable[[Any], int], *, spin: int = 0) -> list:
         """Standalone: ``send(conn)`` writes packed commands and says how many replies to read; one round trip.
-        Error replies come back as ResponseError objects (the stream stays in sync)."""
+        Error replies come back as ResponseError objects (the stream stays in sync). ``spin``: the number of keys
+        read, to busy-poll for the replies first (``_SpinPolicy``)."""
         conn = self._conn()
         try:
-            return _replies(conn, send(conn))
+            n = send(conn)
+            return _replies(conn, n, self._spin.budget(spin) if spin else 0)
         except BaseException:
             conn.disconnect()  # replies may be left unread: reconnect on next use
             raise
@@ -387,17 +394,18 @@ class RedisOnlineStore(OnlineStore):
     def _fetch(self, requests) -> list[tuple[rowcodec.RowPlan, list]]:
         """Per request, its plan and the stored values of its keys (None: not stored; a null key is never asked)."""
         plans, spans, keys = [], [], []
-        entities: dict[tuple, tuple[list, list[bytes]]] = {}  # views read for the same keys share their encoding
+        # Views read for the same key list (the usual case: one entity, several views) share its null check and
+        # encoding. An entry holds its list, so the list's id cannot be reused while the entry exists.
+        entities: dict[tuple, tuple[list, list[int], list[bytes]]] = {}
         for view, feats, ks in requests:
             plan = self._plan(view, feats)
             plans.append(plan)
-            nulls = [i for i, k in enumerate(ks) if None in k]
-            live = [k for k in ks if None not in k] if nulls else ks
-            hit = entities.get((id(live), plan.key_types))  # the entry holds `live`: its id is not reused
-            ents = hit[1] if hit is not None and hit[0] is live else None
-            if ents is None:
-                ents = list(map(plan.entity, live))
-                entities[(id(live), plan.key_types)] = (live, ents)
+            hit = entities.get((id(ks), plan.key_types))
+            if hit is None or hit[0] is not ks:
+                nulls = [i for i, k in enumerate(ks) if None in k]
+                live = [k for k in ks if None not in k] if nulls else ks
+                hit = entities[(id(ks), plan.key_types)] = (ks, nulls, list(map(plan.entity, live)))
+            _, nulls, ents = hit
             start = len(keys)
             keys.extend(map(plan.key_of if self.cluster else plan.bulk_key_of, ents))
             spans.append((start, len(keys), nulls))
@@ -422,7 +430,7 @@ class RedisOnlineStore(OnlineStore):
                     for i in range(0, len(keys), _MGET_KEYS)]
             conn.send_packed_command([b"".join(cmds)], check_health=False)
             return len(cmds)
-        replies = self._exchange(send)
+        replies = self._exchange(send, spin=len(keys) if len(keys) <= _SPIN_KEYS else 0)
         if len(replies) == 1 and not isinstance(replies[0], Exception):
             return replies[0]
         err = next((r for r in replies if isinstance(r, Exception)), None)
@@ -482,9 +490,74 @@ def _passes(rows: pa.Table):
         yield from (b for b in part if b.num_rows)
 
 
-def _replies(conn, n: int) -> list:
+class _SpinPolicy:
+    """Busy-polling for read replies, adaptively. On a virtual machine, waking a thread blocked in recv() costs tens
+    of µs (a loopback MGET of 3 keys: ~70 µs blocking, ~24 µs polling on the project machine), which is most of a
+    small read's latency. So a read of up to 1,024 keys first polls the socket without blocking for up to
+    ``read_spin_us`` + 0.5 µs per key, then blocks. Where replies take longer than that (Redis across a network), polling only burns CPU: after
+    ``_SPIN_MISSES`` reads in a row that it did not finish, it is off for the next ``_SPIN_PAUSE`` reads."""
+
+    def __init__(self, budget_us: float):
+        self.budget_ns = int(budget_us * 1000)
+        self.misses = 0
+        self.paused = 0  # reads left without polling
+
+    def use(self) -> bool:
+        if self.paused:
+            self.paused -= 1
+            return False
+        return self.budget_ns > 0
+
+    def budget(self, keys: int) -> tuple["_SpinPolicy", int] | int:
+        """(self, ns to poll) for a read of ``keys`` keys, or 0 not to poll: the server's own time grows with the
+        keys (~0.5 µs each), so the budget does too."""
+        return (self, self.budget_ns + 500 * keys) if self.use() else 0
+
+    def done(self, finished: bool) -> None:  # races between threads only blur the counts
+        if finished:
+            self.misses = 0
+        else:
+            self.misses += 1
+            if self.misses >= _SPIN_MISSES:
+                self.misses, self.paused = 0, _SPIN_PAUSE
+
+
+_SPIN_MISSES, _SPIN_PAUSE = 8, 1024
+_SPIN_KEYS = 1024  # reads of up to one MGET poll (measured: 1 key per view ~30% faster, 100 keys per view ~10%)
+
+
+def _poll(conn, sock, reader, buf: bytearray, out: list, n: int, budget_ns: int) -> bool:
+    """Non-blocking reads into ``out`` until ``n`` replies or ``budget_ns`` passed; True when all arrived."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        deadline = time.perf_counter_ns() + budget_ns
+        while True:
+            r = reader.gets()
+            if r is not False:
+                out.append(r)
+                if len(out) >= n:
+                    return True
+                continue
+            try:
+                got = sock.recv_into(buf)
+            except BlockingIOError:
+                if time.perf_counter_ns() > deadline:
+                    return False
+                continue
+            except OSError as exc:
+                raise redis.ConnectionError(f"Error while reading from {conn.host}:{conn.port}: {exc}") from exc
+            if not got:
+                raise redis.ConnectionError(f"Connection closed by {conn.host}:{conn.port}")
+            reader.feed(buf, 0, got)
+    finally:
+        sock.settimeout(timeout)
+
+
+def _replies(conn, n: int, spin: tuple[_SpinPolicy, int] | int = 0) -> list:
     """Read ``n`` replies straight off the connection's socket with a hiredis reader of our own: redis-py's
-    per-reply Python layers cost more than the parsing (they were ~40% of a 300-key read)."""
+    per-reply Python layers cost more than the parsing (they were ~40% of a 300-key read). With ``spin``, poll
+    first (``_SpinPolicy``; not on TLS sockets, whose non-blocking reads signal differently)."""
     sock = getattr(conn, "_sock", None)
     if hiredis is None or sock is None:  # pragma: no cover - redis-py internals moved: the public, slower way
         out = []
@@ -496,7 +569,13 @@ def _replies(conn, n: int) -> list:
         return out
     reader = hiredis.Reader(replyError=ResponseError)
     buf = bytearray(1 << 16)
-    out = []
+    out: list = []
+    if spin and n and not isinstance(sock, ssl.SSLSocket):
+        policy, budget_ns = spin
+        finished = _poll(conn, sock, reader, buf, out, n, budget_ns)
+        policy.done(finished)
+        if finished:
+            return out
     while len(out) < n:
         r = reader.gets()
         if r is not False:

@@ -103,8 +103,11 @@ class OnlineStore(abc.ABC):
         for (view, feats, _keys), (evs, cols) in zip(requests, self.read_raw_columns(requests)):
             ttl = view.ttl
             floor = -inf if ttl is None else now_us - ttl // _US
-            sts = [PRESENT if e is not None and floor <= e <= now_us else NOT_FOUND if e is None or e > now_us
-                   else EXPIRED for e in evs]
+            if evs and None not in evs and floor <= min(evs) and max(evs) <= now_us:  # all present: C-level checks
+                sts = [PRESENT] * len(evs)
+            else:
+                sts = [PRESENT if e is not None and floor <= e <= now_us else NOT_FOUND if e is None or e > now_us
+                       else EXPIRED for e in evs]
             if len(evs) - evs.count(None) > sts.count(PRESENT):  # stored, but not a value at `now`: nulled
                 stale = [i for i, (e, s) in enumerate(zip(evs, sts)) if e is not None and s is not PRESENT]
                 evs = list(evs)
