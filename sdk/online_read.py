@@ -189,7 +189,7 @@ def read(online: OnlineStore, resolved: list[tuple[FeatureView, list[str]]], ent
     cols: list[list] = []
     sts: list[list[str]] = []
     for (_, feats, _, _), r in zip(plan.views, reads):
-        if len(r.columns) != len(feats) or (feats and set(map(len, r.columns)) != {len(r.statuses)}):
+        if len(r.columns) != len(feats) or (feats and len(r.columns[-1]) != len(r.statuses)):
             raise RuntimeError(f"{type(online).__name__}.read_raw broke its contract: a value list per entity "
                                f"does not hold one value per feature of view {r.view!r}")
         cols += r.columns

@@ -238,7 +238,7 @@ def test_reads_poll_then_block_and_stop_polling_where_replies_are_slower(redis_u
     blocking = from_url(redis_url, None, {"key_prefix": p, "read_spin_us": 0})
     assert blocking.read_raw(reqs) == want and not blocking._spin.use()
     # Replies held back by CLIENT PAUSE cannot arrive within the 100 µs of polling: each read falls back to
-    # blocking with the same answers, and after 8 such reads in a row polling pauses for the next 1,024.
+    # blocking with the same answers, and after 8 such reads in a row polling pauses for the next 256.
     admin = redis.Redis.from_url(redis_url)
     store = from_url(redis_url, None, {"key_prefix": p})
     store.read_raw(reqs)  # connected, plans built
@@ -247,8 +247,8 @@ def test_reads_poll_then_block_and_stop_polling_where_replies_are_slower(redis_u
         assert store._spin.paused == 0 and store._spin.misses == i
         admin.client_pause(30)
         assert store.read_raw(reqs) == want
-    assert store._spin.paused == 1024 and store._spin.misses == 0
-    assert store.read_raw(reqs) == want and store._spin.paused == 1023  # this read did not poll
+    assert store._spin.paused == 256 and store._spin.misses == 0
+    assert store.read_raw(reqs) == want and store._spin.paused == 255  # this read did not poll
     for s in (writer, blocking, store):
         s.close()
 
