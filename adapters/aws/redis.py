@@ -23,8 +23,8 @@ t]``, which stores it only when the key does not exist yet (then nothing older o
 whose key existed then go through one Lua script call per ``write_batch_rows`` rows (``redis_lua``), which replaces
 a stored row only when the new (event, created, batch, row) is strictly greater. Rows are encoded for a whole Arrow
 slice at once and sent while the next slice is encoded. Measured on this 2-core machine (Redis 7.0, 10 Float64
-features): ~1.9 µs of Redis CPU per new key, ~3.1-3.5 µs per existing key (script), against ~5.5 µs for the
-earlier hash layout's scripted HSET + PEXPIREAT.
+features): ~1.1 µs of Redis CPU per new key in the materialize benchmark (~1.9 µs in a bare pipelined test),
+~3.1-3.5 µs per existing key (script), against ~5.5 µs for the earlier hash layout's scripted HSET + PEXPIREAT.
 
 Reads: the keys of every (view, entity) of one ``read_raw`` call go out as one MGET (per 1,024 keys), answered in
 one round trip. A standalone server is spoken to through pre-packed RESP on one connection per thread (redis-py's
@@ -224,7 +224,7 @@ class RedisOnlineStore(OnlineStore):
         conn = self._conn()
         try:
             n = send(conn)
-            return _replies(conn, n, self._spin.budget(spin) if spin else 0)
+            return _replies(conn, n, self._spin if spin else None, spin)
         except BaseException:
             conn.disconnect()  # replies may be left unread: reconnect on next use
             raise
@@ -495,8 +495,9 @@ class _SpinPolicy:
     """Busy-polling for read replies, adaptively. On a virtual machine, waking a thread blocked in recv() costs tens
     of µs (a loopback MGET of 3 keys: ~70 µs blocking, ~24 µs polling on the project machine), which is most of a
     small read's latency. So a read of up to 1,024 keys first polls the socket without blocking for up to
-    ``read_spin_us`` + 0.5 µs per key, then blocks. Where replies take longer than that (Redis across a network), polling only burns CPU: after
-    ``_SPIN_MISSES`` reads in a row that it did not finish, it is off for the next ``_SPIN_PAUSE`` reads."""
+    ``read_spin_us`` + 0.5 µs per key (the server's own time grows with the keys), then blocks. Where replies take
+    longer than that (Redis across a network), polling only burns CPU: after ``_SPIN_MISSES`` reads in a row that
+    it did not finish, it is off for the next ``_SPIN_PAUSE`` reads."""
 
     def __init__(self, budget_us: float):
         self.budget_ns = int(budget_us * 1000)
@@ -508,11 +509,6 @@ class _SpinPolicy:
             self.paused -= 1
             return False
         return self.budget_ns > 0
-
-    def budget(self, keys: int) -> tuple["_SpinPolicy", int] | int:
-        """(self, ns to poll) for a read of ``keys`` keys, or 0 not to poll: the server's own time grows with the
-        keys (~0.5 µs each), so the budget does too."""
-        return (self, self.budget_ns + 500 * keys) if self.use() else 0
 
     def done(self, finished: bool) -> None:  # races between threads only blur the counts
         if finished:
@@ -555,7 +551,7 @@ def _poll(conn, sock, reader, buf: bytearray, out: list, n: int, budget_ns: int)
         sock.settimeout(timeout)
 
 
-def _replies(conn, n: int, spin: tuple[_SpinPolicy, int] | int = 0) -> list:
+def _replies(conn, n: int, spin: _SpinPolicy | None = None, keys: int = 0) -> list:
     """Read ``n`` replies straight off the connection's socket with a hiredis reader of our own: redis-py's
     per-reply Python layers cost more than the parsing (they were ~40% of a 300-key read). With ``spin``, poll
     first (``_SpinPolicy``; not on TLS sockets, whose non-blocking reads signal differently)."""
@@ -571,10 +567,9 @@ def _replies(conn, n: int, spin: tuple[_SpinPolicy, int] | int = 0) -> list:
     reader = hiredis.Reader(replyError=ResponseError)
     buf = bytearray(1 << 16)
     out: list = []
-    if spin and n and not isinstance(sock, ssl.SSLSocket):
-        policy, budget_ns = spin
-        finished = _poll(conn, sock, reader, buf, out, n, budget_ns)
-        policy.done(finished)
+    if spin is not None and n and not isinstance(sock, ssl.SSLSocket) and spin.use():
+        finished = _poll(conn, sock, reader, buf, out, n, spin.budget_ns + 500 * keys)
+        spin.done(finished)
         if finished:
             return out
     while len(out) < n:

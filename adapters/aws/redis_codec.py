@@ -1,6 +1,5 @@
-"""Keys, value encodings and the RESP framing of the Redis online store, vectorized with Arrow and numpy.
-
-Key layout: one hash per (prefix, view, entity)::
+"""Keys, value encodings and RESP framing, vectorized with Arrow and numpy: shared by the Redis store's row layout
+(``redis_rows``: one string per (view, entity)) and the Tair store's field layout (``tair_exhash``), which is::
 
     <prefix>:<view>:{<entity>}    fields: __e  event time (µs, decimal)
                                           __o  "created_us:batch_hi:batch_lo:row" (the rest of the order tuple)
@@ -15,9 +14,11 @@ reading it back is a Python call per value, while fixed-width values are framed 
 objects and one ``struct.unpack`` decodes a whole row on read:
 
     Int32 <i4, Int64 <i8, Float32 <f4 (the float32 value), Float64 <f8 (exact), Bool 1 byte, UnixTimestamp <i8 µs,
-    String UTF-8 (the empty string as the single byte 0xFF, which UTF-8 never produces), Bytes 0x00 + raw.
+    String UTF-8 (the empty string as the single byte 0xFF, which UTF-8 never produces), Bytes 0x00 + raw (both in
+    the field layout; the row layout keeps them raw behind a length).
 
-No stored value is empty: an empty value on the wire means null (the field is deleted, see ``redis_lua``).
+In the field layout no stored value is empty: an empty value on the wire means null (the field is deleted, see
+``tair_exhash``). The row layout has a null bitmap instead.
 """
 
 from __future__ import annotations

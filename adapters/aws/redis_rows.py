@@ -41,7 +41,6 @@ from . import redis_codec as codec
 
 HEADER = 32  # the order tuple
 PAYLOAD = 40  # header + layout id
-ORDER = struct.Struct("<qqiIq")  # the header (tests and tools; the script unpacks the same format)
 _FIXED = codec._FIXED
 BIN = codec.BIN
 
@@ -278,5 +277,5 @@ class RowPlan:
         return ev, out
 
 
-__all__ = ["HEADER", "Layout", "ORDER", "PAYLOAD", "RowPlan", "bulk_numbers", "bulk_strings", "encode_values",
+__all__ = ["HEADER", "Layout", "PAYLOAD", "RowPlan", "bulk_numbers", "bulk_strings", "encode_values",
            "expire_at_ms", "set_nx_commands"]

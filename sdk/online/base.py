@@ -121,10 +121,8 @@ class OnlineStore(abc.ABC):
     def read(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]], now: datetime) -> list[ViewRead]:
         """``read_columns`` by entity."""
         out = []
-        for r in self.read_columns(requests, now):
-            nulls = [None] * len(r.features)
+        for r in self.read_columns(requests, now):  # values not PRESENT are already null in the columns
             values = [list(v) for v in zip(*r.columns)] if r.features else [[] for _ in r.statuses]
-            values = [v if s is PRESENT else nulls for v, s in zip(values, r.statuses)]
             out.append(ViewRead(r.view, r.features, values, r.event_timestamps, r.statuses))
         return out
 
