@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
 SCALES = {"small": (100_000, 1_000_000), "full": (1_000_000, 10_000_000)}
-REPO_FORMAT = 2  # bump when history layout or table properties change
+REPO_FORMAT = 3  # bump when history layout or table properties change
 TARGETS = {"pit_vs_floor_max": 1.5, "pit_vs_feast_min": 10.0, "peak_rss_mb_max": 2048}
 REDIS_TARGETS = {"read_vs_floor_max": 1.3, "read_vs_feast_min": 5.0, "materialize_rows_per_s_min": 300_000,
                  "materialize_vs_feast_min": 10.0}

@@ -55,11 +55,18 @@ class RetrievalJob:
         # fills the cores the join leaves idle; never more than one view waits, so memory stays one part higher.
         with ThreadPoolExecutor(max_workers=1) as ahead:
             pending = ahead.submit(fetch, self._plan.per_view[0]) if self._plan.per_view else None
-            for i in range(len(self._plan.per_view)):
+            gathers = getattr(self._plan, "gathers", ()) or (None,) * len(self._plan.per_view)
+            for i, gather in enumerate(gathers):
                 part = pending.result()
                 pending = ahead.submit(fetch, self._plan.per_view[i + 1]) if i + 1 < len(self._plan.per_view) else None
-                columns += in_input_order(part)
-                names += part.column_names[:-1]
+                if gather is None:
+                    columns += in_input_order(part)
+                    names += part.column_names[:-1]
+                else:  # the join returned each winner's position first: read its features by position
+                    into = input_rank(part.column(part.num_columns - 1))
+                    columns += gather.take(part.column(0), into) + in_input_order(part.drop_columns(
+                        [part.column_names[0]]))
+                    names += list(gather.names) + part.column_names[1:-1]
                 del part
         return pa.table(columns, names=names)
 
@@ -85,15 +92,25 @@ class RetrievalJob:
         return path
 
 
+def input_rank(position: pa.ChunkedArray) -> np.ndarray:
+    """Where each row goes in input order: its input position when those are 0..n-1 (one entity file or table),
+    else the rank of its (file, row) position."""
+    position = position.to_numpy()
+    n = len(position)
+    if n and position.min() == 0 and position.max() == n - 1:
+        return position
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(position, kind="stable")] = np.arange(n, dtype=np.int64)
+    return rank
+
+
 def in_input_order(part: pa.Table) -> list[pa.Array]:
     """The columns of ``part`` but the last (the input position), gathered into input order."""
-    position = part.column(part.num_columns - 1).to_numpy()
-    n = len(position)
-    if n and position.min() == 0 and position.max() == n - 1:  # positions 0..n-1: invert the permutation, O(n)
-        order = np.empty(n, dtype=np.int64)
-        order[position] = np.arange(n, dtype=np.int64)
-    else:  # several entity files: positions are (file, row) pairs, and input order is their sorted order
-        order = np.argsort(position, kind="stable")
+    if part.num_columns == 1:
+        return []
+    rank = input_rank(part.column(part.num_columns - 1))
+    order = np.empty(len(rank), dtype=np.int64)  # the inverse: which row comes i-th
+    order[rank] = np.arange(len(rank), dtype=np.int64)
     order = pa.array(order)
     columns = list(part.columns[:-1])
     # A random gather is memory-bound: columns go in parallel (Arrow releases the GIL).

@@ -148,8 +148,11 @@ class FeatureStore:
         rows = ingest_mod.prepare(view, data, batch=batch, write_time=utc_now())
         if view.online:
             ingest_mod.mark_pending(self.online, view.name, batch)
+        # Stores that record the key packing scan the prior history through the engine, only when it must widen.
+        stats = {"history_stats": lambda prior: self.engine.packing_stats(view, prior)} \
+            if self.offline.records_key_packing else {}
         version = self.offline.append(view.name, rows, batch=batch,
-                                      tie_check=lambda new, prior: self.engine.tie_level(view, new, prior))
+                                      tie_check=lambda new, prior: self.engine.tie_level(view, new, prior), **stats)
         if view.online:
             mat.push_latest(self, view, rows)
             self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)

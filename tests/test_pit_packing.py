@@ -89,6 +89,8 @@ def _run(batches, ttl, ents, *, expect_packed: bool | None):
         entity = pd.DataFrame({"k": [k for k, _ in ents], "event_timestamp": [t for _, t in ents],
                                "i": range(len(ents))})
         job = store.get_historical_features(entity, ["v:x"], include_event_timestamps=True)
+        if files.tie_level == EVENT_TIES:  # ingest recorded the packing: retrieval used it, no stats scan
+            assert files.key_packing_known and (files.key_packing is not None) == ("HUGEINT" not in job.sql)
         if files.tie_level == EVENT_TIES and expect_packed is not None:
             packed = "HUGEINT" not in job._plan.per_view[0]
             assert packed == expect_packed, job._plan.per_view[0]

@@ -490,6 +490,10 @@ def check_historical(h: Harness, case):
     names = [f"{r.split(':')[0]}__{r.split(':')[1]}" if full else r.split(":")[1] for r in features]
     view_of = {n: r.split(":")[0] for n, r in zip(names, features)}
     check_table(job.to_arrow(), case, expected, names, view_of, "get_historical_features")
+    # to_arrow reads features by the winner's position where it can (offline/gather.py); the streamed path runs
+    # the one query that carries them through the join: both must equal the oracle.
+    event(f"gathered views: {sum(g is not None for g in getattr(job._plan, 'gathers', ()))}")
+    check_table(job.to_reader().read_all(), case, expected, names, view_of, "streamed")
     if pit == "event":  # the public path used the ASOF form; check the portable window form too
         table = window_strategy_table(
             h.store,

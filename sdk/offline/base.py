@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from .pit import KeyPacking
 
 
 NO_TIES, EVENT_TIES, FULL_TIES = 0, 1, 2
@@ -34,12 +37,19 @@ class HistoryFiles:
     # store's URLs natively scan the files through it (DuckDB's S3 support is an extension it cannot fetch here).
     # A store whose histories are tables of a warehouse (MaxCompute) puts its client here for its engine.
     filesystem: object | None = None
+    # At tie level 1, how (event, created) packs into a BIGINT ASOF key (pit.KeyPacking), recorded at ingest so
+    # retrieval needs no scan to find it; None: recorded as not fitting (the 128-bit key). Only meaningful when
+    # ``key_packing_known``: otherwise nothing was recorded and engines find it from the rows themselves.
+    key_packing: "KeyPacking | None" = None
+    key_packing_known: bool = False
 
 
 class OfflineStore(abc.ABC):
     """Per-view append-only histories. Every append is one atomic commit creating a new, readable version."""
 
     url: str
+    # Stores that record ``HistoryFiles.key_packing`` take ``append(..., history_stats=)`` as well.
+    records_key_packing = False
 
     @abc.abstractmethod
     def append(self, view: str, table: pa.Table, *, batch: int, tie_check=None) -> int:
@@ -47,7 +57,9 @@ class OfflineStore(abc.ABC):
 
         Either all rows become visible in one new version or none do. ``tie_check(table, prior_files) -> int``
         gives the tie level of the rows among themselves and against the prior history; stores that keep
-        ``HistoryFiles.tie_level`` call it against the exact history they commit on top of."""
+        ``HistoryFiles.tie_level`` call it against the exact history they commit on top of. Stores with
+        ``records_key_packing`` also take ``history_stats(prior_files)``: the ``pit.packing_stats_sql`` row of a
+        history snapshot (None: the engine cannot tell), asked for only when the recorded packing must widen."""
 
     @abc.abstractmethod
     def version(self, view: str) -> int | None:
@@ -100,3 +112,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def tie_level(self, view: Any, rows: pa.Table, prior: HistoryFiles | None) -> int:
         """The tie level (HistoryFiles.tie_level) of ``rows`` among themselves and against ``prior`` history."""
+
+    def packing_stats(self, view: Any, prior: HistoryFiles) -> tuple | None:
+        """The ``pit.packing_stats_sql`` row of a history snapshot, for the store to record its key packing; None
+        when this engine cannot compute it (the store then records nothing and retrieval finds it per query)."""
+        return None
+
+
+HistoryStats = Callable[[HistoryFiles], "tuple | None"]

@@ -17,11 +17,17 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from ..errors import ConflictError, NotFoundError, StoreUnavailable
-from .base import FULL_TIES, NO_TIES, HistoryFiles, OfflineStore
+from .base import FULL_TIES, NO_TIES, HistoryFiles, HistoryStats, OfflineStore
+from .pit import KeyPacking, combine_stats, covers, envelope, packing_stats_arrow, recorded_packing
 
 
 EVOLVED = "skewless.schemaEvolved"
 TIE_LEVEL = "skewless.tieLevel"
+# The BIGINT packing of (event, created) every row of the table fits (HistoryFiles.key_packing): "v1:<event min>:
+# <event step>:<delay min>:<delay step>:<delay bits>", "none" when no packing fits (final: rows are never removed),
+# "unknown" (or absent) when not recorded. Widened, rarely, in the same properties commit as the tie level.
+KEY_PACKING = "skewless.keyPacking"
+_UNKNOWN = object()  # a KEY_PACKING value: nothing recorded, engines find the packing per query
 _COMMIT_ATTEMPTS = 30
 TieCheck = Callable[[pa.Table, "HistoryFiles | None"], int]
 
@@ -30,6 +36,48 @@ def _level(config: dict) -> int:
     """The recorded tie level; absent (version 0, or tables written without the check) means FULL_TIES."""
     value = config.get(TIE_LEVEL)
     return int(value) if value in ("0", "1", "2") else FULL_TIES
+
+
+def _decode(value: str | None):
+    """A KEY_PACKING property -> KeyPacking, None (no packing fits) or _UNKNOWN (absent or unreadable)."""
+    if value == "none":
+        return None
+    parts = (value or "").split(":")
+    if len(parts) != 6 or parts[0] != "v1":
+        return _UNKNOWN
+    try:
+        e_min, e_step, d_min, d_step, bits = map(int, parts[1:])
+    except ValueError:
+        return _UNKNOWN
+    p = recorded_packing(e_min, e_step, d_min, d_step, bits)
+    return _UNKNOWN if p is None else p  # None: not what envelope() writes, never trusted
+
+
+def _encode(p) -> str:
+    if p is _UNKNOWN:
+        return "unknown"
+    if p is None:
+        return "none"
+    return f"v1:{p.event_min}:{p.event_step}:{p.delay_min}:{p.delay_step}:{p.delay_bits}"
+
+
+def _packing_after(recorded, table: pa.Table, prior: HistoryFiles | None, history_stats: HistoryStats | None):
+    """The key packing to record for the history once ``table`` is appended on top of ``prior`` (None: a new
+    table), given the ``recorded`` one. Usually the recorded one: the new rows fit it (checked in memory, no scan).
+    Otherwise it widens from exact stats of all rows (one scan of ``prior``: rare, the envelope leaves room); when
+    those cannot be had, _UNKNOWN, so that no reader ever trusts a packing some rows do not fit."""
+    if recorded is None:
+        return None  # no packing fits rows already there, nor will with more rows
+    new = packing_stats_arrow(table)
+    if new is None:
+        return _UNKNOWN
+    if not new[0]:
+        return recorded  # no rows: nothing to fit (and an empty table must not be recorded as "none")
+    if isinstance(recorded, KeyPacking) and covers(recorded, new):
+        return recorded
+    past = (0, 0, None, None, None, None, *(None,) * 6) if prior is None else \
+        history_stats(prior) if history_stats is not None else None
+    return _UNKNOWN if past is None else envelope(combine_stats(new, past))
 
 
 class DeltaOfflineStore(OfflineStore):
@@ -55,8 +103,10 @@ class DeltaOfflineStore(OfflineStore):
             raise StoreUnavailable(f"cannot open history of {view!r} at {self._uri(view)}: {exc}",
                                    endpoint=self.root) from exc
 
-    def append(self, view: str, table: pa.Table, *, batch: int,
-               tie_check: TieCheck | None = None) -> int:
+    records_key_packing = True
+
+    def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
+               history_stats: HistoryStats | None = None) -> int:
         """One atomic append commit. Commits are conditional on the version read (no silent rebase): when
         another writer commits first, the checks below are redone against the new history and the append retried,
         so table properties always describe every file the commit makes visible."""
@@ -76,6 +126,12 @@ class DeltaOfflineStore(OfflineStore):
                 new_level = max(level, FULL_TIES if tie_check is None else tie_check(table, prior))
                 if new_level > level:
                     props[TIE_LEVEL] = str(new_level)
+                # The key packing matters below FULL_TIES only, and the level never falls back: kept up to then.
+                if new_level < FULL_TIES:
+                    recorded = _decode(config.get(KEY_PACKING))
+                    packed = _packing_after(recorded, table, prior, history_stats)
+                    if packed != recorded:
+                        props[KEY_PACKING] = _encode(packed)
             try:
                 if before is None:
                     self._commit(view, None, lambda uri: write_deltalake(
@@ -83,10 +139,12 @@ class DeltaOfflineStore(OfflineStore):
                         commit_properties=CommitProperties(custom_metadata={"skewless.batch": str(batch)})))
                     # Version 0 has no flag (read as "ties": exact); record what the check found for what follows.
                     # If another writer got in between, the flag stays absent, which is always safe.
+                    # The key packing rides along (absent when the rows have full ties: then it is never used).
                     try:
                         self._commit(view, self._table(view, 0), lambda dt, p=props: dt.alter.set_table_properties(
-                            {TIE_LEVEL: p.get(TIE_LEVEL, str(NO_TIES))}, raise_if_not_exists=False,
-                            commit_properties=CommitProperties(max_commit_retries=0)))
+                            {TIE_LEVEL: p.get(TIE_LEVEL, str(NO_TIES)),
+                             **({KEY_PACKING: p[KEY_PACKING]} if KEY_PACKING in p else {})},
+                            raise_if_not_exists=False, commit_properties=CommitProperties(max_commit_retries=0)))
                     except CommitFailedError:
                         pass
                     return 0
@@ -129,8 +187,12 @@ class DeltaOfflineStore(OfflineStore):
     def _files_of(self, view: str, dt: DeltaTable) -> HistoryFiles:
         schema = pa.schema(dt.schema().to_arrow())
         config = dt.metadata().configuration
+        level = _level(config)
+        # At FULL_TIES the packing is no longer kept up to date by ingests (nothing uses it): never hand it out.
+        packed = _decode(config.get(KEY_PACKING)) if level < FULL_TIES else _UNKNOWN
         return HistoryFiles(view, dt.version(), list(dt.file_uris()), {f.name: f.type for f in schema},
-                            self.storage_options, config.get(EVOLVED) == "true", _level(config))
+                            self.storage_options, config.get(EVOLVED) == "true", level,
+                            key_packing=None if packed is _UNKNOWN else packed, key_packing_known=packed is not _UNKNOWN)
 
     def drop(self, view: str) -> None:
         if "://" not in self.root or self.root.startswith("file://"):

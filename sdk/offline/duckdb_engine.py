@@ -21,6 +21,7 @@ from .. import dtypes
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from ..errors import ValidationError
 from .base import EVENT_TIES, FULL_TIES, NO_TIES, Engine, HistoryFiles
+from .gather import POSITION, PositionGather, position_sql
 from .pit import (ENTITY_ROW, PitQuery, join_key_types, latest_per_entity, packing, packing_stats_sql, q, render,
                   view_queries)
 
@@ -37,11 +38,15 @@ def _sql_list(items: Iterable[str]) -> str:
 @dataclasses.dataclass(frozen=True)
 class PitPlan:
     """A training set as SQL: ``ordered`` streams whole rows in input order; ``entity`` gives the input columns
-    in input order and each of ``per_view`` one view's features, unordered, with the input position last."""
+    in input order and each of ``per_view`` one view's features (or their position, see ``gathers``), unordered,
+    with the input position last."""
 
     ordered: str
     entity: str
     per_view: tuple[str, ...]
+    # Per view: None when its query returns the features, else the PositionGather that reads them by the
+    # position the (narrow) query returns in their place.
+    gathers: tuple[PositionGather | None, ...] = ()
 
 
 class DuckDBEngine(Engine):
@@ -74,8 +79,9 @@ class DuckDBEngine(Engine):
 
     # -- relations ------------------------------------------------------------------------------------------
     def history_relation(self, view: FeatureView, files: HistoryFiles,
-                         con: duckdb.DuckDBPyConnection | None = None) -> str:
-        """A subquery with the canonical history columns, cast to the view's declared types.
+                         con: duckdb.DuckDBPyConnection | None = None, *, position: bool = False) -> str:
+        """A subquery with the canonical history columns, cast to the view's declared types; with ``position``
+        (local files only, see ``_gatherable``) also each row's POSITION in ``files.uris``.
 
         Histories on an object store (``files.filesystem`` set) are registered on ``con`` as a pyarrow dataset:
         DuckDB scans it lazily with projection and filter pushdown, so nothing is pulled into memory whole."""
@@ -92,6 +98,8 @@ class DuckDBEngine(Engine):
             return f"(SELECT {body} FROM {self._register_dataset(con, files)})"
         # union_by_name only when the view's schema grew: older files then lack the newer columns.
         union = ", union_by_name = true" if files.evolved else ""
+        if position:
+            body, union = f"{body}, {position_sql()} AS {q(POSITION)}", f"{union}, file_row_number = true"
         return f"(SELECT {body} FROM read_parquet({_sql_list(files.uris)}{union}))"
 
     @staticmethod
@@ -174,16 +182,29 @@ class DuckDBEngine(Engine):
                              {n: f.tie_level for n, f in files.items()}, full_feature_names=full_feature_names,
                              event_timestamps=event_timestamps)
         if point_in_time == "event" and strategy in (None, "asof"):
-            # At tie level 1 the ASOF key is (event, created): one cheap scan finds whether it fits a BIGINT.
-            views = tuple(dataclasses.replace(v, packing=packing(con.execute(packing_stats_sql(v.history)).fetchall()[0]))
+            # At tie level 1 the ASOF key is (event, created). Whether it fits a BIGINT was recorded at ingest, or
+            # else (histories written before it was) one cheap scan finds out.
+            views = tuple(dataclasses.replace(v, packing=files[v.view].key_packing if files[v.view].key_packing_known
+                                              else packing(con.execute(packing_stats_sql(v.history)).fetchall()[0]))
                           if v.tie_level == EVENT_TIES else v for v in views)
         pq = PitQuery(relation, tuple(cols), timestamp_column, views, point_in_time)
         # The same query, also split per view: one narrow join at a time needs less memory and sorts less payload
         # than a chain of joins that carries every earlier view's features through every later join.
-        per_view = tuple(render(dataclasses.replace(pq, views=(v,), entity_columns=(), ordered=False),
-                                dialect=self.dialect, strategy=strategy) for v in views)
+        # Where the join is an ASOF over local Parquet, it is narrow: it returns the winner's position, and the
+        # features are read afterwards by position (offline/gather.py), instead of riding through the join's sort.
+        narrow = point_in_time == "event" and strategy in (None, "asof")
+        per_view, gathers = [], []
+        for (view, _), v in zip(requests, views):
+            gather = _gatherable(view, files[view.name], v.features) if narrow else None
+            if gather is not None:
+                v = dataclasses.replace(v, position=POSITION,
+                                        history=self.history_relation(view, files[view.name], con, position=True))
+            per_view.append(render(dataclasses.replace(pq, views=(v,), entity_columns=(), ordered=False),
+                                   dialect=self.dialect, strategy=strategy))
+            gathers.append(gather)
         entity_sql = f"SELECT {', '.join(q(c) for c in cols)} FROM {relation} ORDER BY {q(ENTITY_ROW)}"
-        return PitPlan(render(pq, dialect=self.dialect, strategy=strategy), entity_sql, per_view)
+        return PitPlan(render(pq, dialect=self.dialect, strategy=strategy), entity_sql, tuple(per_view),
+                       tuple(gathers))
 
     def tie_level(self, view: FeatureView, rows: pa.Table, prior: HistoryFiles | None) -> int:
         """The tie level (HistoryFiles.tie_level) of ``rows`` among themselves and against ``prior`` history."""
@@ -200,6 +221,17 @@ class DuckDBEngine(Engine):
                 return hist is not None and con.execute(
                     f"SELECT 1 FROM __skewless_new SEMI JOIN {hist} AS h USING ({cols}) LIMIT 1").fetchone() is not None
             return FULL_TIES if ties(by_created) else EVENT_TIES if ties(by_event) else NO_TIES
+        finally:
+            con.close()
+
+    def packing_stats(self, view: FeatureView, prior: HistoryFiles) -> tuple | None:
+        """The ``packing_stats_sql`` row of a history snapshot (for the store's recorded key packing); None when the
+        scan fails (times so extreme their difference overflows): the store then records nothing."""
+        con = self.connect()
+        try:
+            return con.execute(packing_stats_sql(self.history_relation(view, prior, con))).fetchall()[0]
+        except duckdb.Error:
+            return None
         finally:
             con.close()
 
@@ -226,6 +258,21 @@ class DuckDBEngine(Engine):
                                 "(SELECT s FROM __skewless_bounds)" if start is not None else None,
                                 tie_level=tie_level, dialect=self.dialect)
         return con.sql(sql).to_arrow_reader(batch_rows)
+
+
+def _gatherable(view: FeatureView, files: HistoryFiles, features) -> PositionGather | None:
+    """A PositionGather for ``features`` (pit.FeatureColumn) of this history when reading them by position gives
+    exactly what the join would carry: local Parquet files that all have every column, stored in the declared
+    types (no cast to mirror). None otherwise: the join then carries the features itself."""
+    if files.filesystem is not None or not files.uris or files.evolved:
+        return None
+    if {"file_index", "file_row_number"} & set(files.columns):  # would shadow DuckDB's virtual columns
+        return None
+    declared = {f.name: f.dtype.arrow for f in view.features}
+    if any(files.columns.get(f.feature) != declared[f.feature] for f in features):
+        return None
+    return PositionGather(tuple(u.removeprefix("file://") for u in files.uris), tuple(f.feature for f in features),
+                          tuple(f.output for f in features), tuple(declared[f.feature] for f in features))
 
 
 def _arrow_sql(t: pa.DataType) -> str | None:
