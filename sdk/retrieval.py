@@ -55,17 +55,16 @@ class RetrievalJob:
         # fills the cores the join leaves idle; never more than one view waits, so memory stays one part higher.
         with ThreadPoolExecutor(max_workers=1) as ahead:
             pending = ahead.submit(fetch, self._plan.per_view[0]) if self._plan.per_view else None
-            gathers = getattr(self._plan, "gathers", ()) or (None,) * len(self._plan.per_view)
-            for i, gather in enumerate(gathers):
+            for i, gather in enumerate(self._plan.gathers):
                 part = pending.result()
                 pending = ahead.submit(fetch, self._plan.per_view[i + 1]) if i + 1 < len(self._plan.per_view) else None
                 if gather is None:
                     columns += in_input_order(part)
                     names += part.column_names[:-1]
                 else:  # the join returned each winner's position first: read its features by position
-                    into = input_rank(part.column(part.num_columns - 1))
-                    columns += gather.take(part.column(0), into) + in_input_order(part.drop_columns(
-                        [part.column_names[0]]))
+                    rank = input_rank(part.column(part.num_columns - 1))
+                    columns += gather.take(part.column(0), rank) + in_input_order(part.drop_columns(
+                        [part.column_names[0]]), rank)
                     names += list(gather.names) + part.column_names[1:-1]
                 del part
         return pa.table(columns, names=names)
@@ -104,11 +103,13 @@ def input_rank(position: pa.ChunkedArray) -> np.ndarray:
     return rank
 
 
-def in_input_order(part: pa.Table) -> list[pa.Array]:
-    """The columns of ``part`` but the last (the input position), gathered into input order."""
+def in_input_order(part: pa.Table, rank: np.ndarray | None = None) -> list[pa.Array]:
+    """The columns of ``part`` but the last (the input position), gathered into input order (``rank``: its
+    ``input_rank``, when already known)."""
     if part.num_columns == 1:
         return []
-    rank = input_rank(part.column(part.num_columns - 1))
+    if rank is None:
+        rank = input_rank(part.column(part.num_columns - 1))
     order = np.empty(len(rank), dtype=np.int64)  # the inverse: which row comes i-th
     order[rank] = np.arange(len(rank), dtype=np.int64)
     order = pa.array(order)

@@ -128,23 +128,25 @@ def test_many_rows_across_script_calls_and_duplicate_keys(redis_url):
     s.close()
 
 
+def command_calls(admin) -> list[int]:
+    """How many SET and EVALSHA commands the server has run so far."""
+    st = admin.info("commandstats")
+    return [st.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("set", "evalsha")]
+
+
 def test_new_keys_take_set_nx_and_existing_keys_the_script(redis_url):
     s = from_url(redis_url, None, {"key_prefix": prefix(), "write_batch_rows": 10})
     admin = redis.Redis.from_url(redis_url)
     v = view()
-
-    def calls():
-        st = admin.info("commandstats")
-        return [st.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("set", "evalsha")]
     admin.script_load(ROW_UPSERT)  # another test may have flushed it: a NOSCRIPT rerun would count twice
     s.write(v, rows(v, [{"k": 1, "ev": T0, "x": 0.0}]))  # layout recorded, connection made
-    before = calls()
+    before = command_calls(admin)
     s.write(v, rows(v, [{"k": k, "ev": T0, "x": float(k)} for k in range(100)]))  # k=1 exists: 1 script call
-    mid = calls()
+    mid = command_calls(admin)
     # a SET from inside a script counts too: 100 NX + 1 scripted (k=1 is newer by write order)
     assert [mid[0] - before[0], mid[1] - before[1]] == [101, 1]
     s.write(v, rows(v, [{"k": k, "ev": T0 - timedelta(seconds=1), "x": -1.0} for k in range(100)]))  # all older
-    after = calls()
+    after = command_calls(admin)
     assert [after[0] - mid[0], after[1] - mid[1]] == [100, 10]  # 100 refused NX, 10 script calls, no scripted SET
     assert [g[1][0] for g in s.read_raw([(v, ["x"], [(k,) for k in range(100)])])[0]] == [float(k) for k in range(100)]
     s.close()
@@ -155,16 +157,12 @@ def test_a_rewrite_of_existing_keys_goes_to_the_script_after_the_first_pass(redi
     s = from_url(redis_url, None, {"key_prefix": prefix()})
     admin = redis.Redis.from_url(redis_url)
     v = view()
-
-    def calls():
-        st = admin.info("commandstats")
-        return [st.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("set", "evalsha")]
     admin.script_load(ROW_UPSERT)  # another test may have flushed it: a NOSCRIPT rerun would count twice
     n = 5000
     s.write(v, rows(v, [{"k": k, "ev": T0, "x": 0.0} for k in range(n)]))
-    before = calls()
+    before = command_calls(admin)
     s.write(v, rows(v, [{"k": k, "ev": T0 + timedelta(seconds=1), "x": float(k)} for k in range(n)]))
-    after = calls()
+    after = command_calls(admin)
     # 2,048 refused SET NX + 5,000 scripted SETs; 16 script calls for the first pass's rows, 24 for the rest
     assert [after[0] - before[0], after[1] - before[1]] == [2048 + n, 16 + 24]
     got = s.read_raw([(v, ["x"], [(k,) for k in range(n)])])[0]

@@ -46,7 +46,7 @@ class PitPlan:
     per_view: tuple[str, ...]
     # Per view: None when its query returns the features, else the PositionGather that reads them by the
     # position the (narrow) query returns in their place.
-    gathers: tuple[PositionGather | None, ...] = ()
+    gathers: tuple[PositionGather | None, ...]
 
 
 class DuckDBEngine(Engine):
