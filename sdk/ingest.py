@@ -4,11 +4,17 @@
 first bad row; nothing is written before it succeeds. ``ingest`` then writes offline and online as one logical
 operation: a "pending" marker in the online store is set before the offline commit and cleared after the online
 push, and ``repair_pending`` (run by every materialize) re-pushes what a crash left between the two.
+
+Every batch has an identity (``identity``: the caller's batch id, else a hash of its rows) recorded in its offline
+commit, so a rerun of a batch that was committed (say the process died before its online push) completes the online
+part and reports ``already_ingested`` instead of appending the rows a second time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,6 +30,7 @@ from .offline.duckdb_engine import parse_timestamps
 
 UTC_US = pa.timestamp("us", tz="UTC")
 PENDING = "pending/"
+MAX_BATCH_ID = 256  # characters of a caller-given batch id
 
 
 def _first_bad(col: pa.ChunkedArray, ok) -> int:
@@ -173,3 +180,44 @@ def mark_pending(online, view: str, batch: int) -> None:
 
 def pending_batches(online, view: str) -> list[int]:
     return sorted(int(k.rsplit("/", 1)[1]) for k in online.list_meta(f"{PENDING}{view}/"))
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What ``FeatureStore.ingest`` did. ``version``: the history version holding the rows (the one that committed
+    them, or, for a batch committed long before, a later one); ``already_ingested``: the batch had been committed by
+    an earlier run, so nothing was appended (its online push was completed if it had not finished)."""
+
+    view: str
+    version: int
+    rows: int
+    batch_id: str
+    already_ingested: bool = False
+
+
+def identity(rows: pa.Table, write_time: datetime, batch_id: str | None) -> str:
+    """The batch's identity: ``batch_id`` when the caller gives one, else ``sha256:`` of its canonical rows. The
+    hash leaves out what differs between two runs of the same data: the write batch and row columns, and created
+    times that ingest filled in with ``write_time`` (hashed as null)."""
+    if batch_id is not None:
+        if not isinstance(batch_id, str) or not batch_id.strip() or len(batch_id) > MAX_BATCH_ID or \
+                any(c in "'\"\\" or not c.isprintable() for c in batch_id):
+            raise ValidationError(f"batch_id must be a non-empty printable string of at most {MAX_BATCH_ID} "
+                                  f"characters without quotes or backslashes, not {str(batch_id)[:40]!r}")
+        return batch_id
+    table = rows.drop_columns([WRITE_BATCH, WRITE_ROW])
+    i = table.column_names.index(CREATED_TS)
+    created = table.column(i)
+    filled = pc.equal(created, pa.scalar(write_time, UTC_US))
+    table = table.set_column(i, CREATED_TS, pc.if_else(filled, pa.scalar(None, UTC_US), created))
+    h = hashlib.sha256(str(table.schema).encode())
+    for col in table.columns:
+        # What each row holds, not how Arrow laid it out: which rows are null, then the non-null values packed
+        # afresh (``filter`` copies them to offset 0, leaving out bytes under null slots, which are undefined).
+        col = col.combine_chunks()
+        valid = pc.is_valid(col)
+        h.update(valid.to_numpy(zero_copy_only=False).tobytes())
+        for buf in col.filter(valid).buffers()[1:]:
+            if buf is not None:
+                h.update(buf)
+    return "sha256:" + h.hexdigest()

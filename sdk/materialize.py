@@ -22,6 +22,7 @@ from typing import Callable
 import pyarrow as pa
 
 from .definitions import FeatureView
+from .faults import kill_point
 from .ingest import pending_batches, pending_key
 from .offline.base import FULL_TIES
 
@@ -58,7 +59,11 @@ def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batc
     con = ctx.engine.connect()
     try:
         reader = ctx.engine.latest_rows(con, view, source, None, ctx.now(), tie_level=tie_level, batch=batch)
-        return sum(ctx.online.write(view, pa.Table.from_batches([b])) for b in reader)
+        written = 0
+        for b in reader:
+            written += ctx.online.write(view, pa.Table.from_batches([b]))
+            kill_point("ingest.online_push_chunk")
+        return written
     finally:
         con.close()
 
@@ -224,9 +229,11 @@ def materialize_views(ctx, specs: list[tuple[FeatureView, datetime | None, datet
                     batch = batch.slice(skip - seen)
                     seen = skip
                 ctx.online.write(job.view, pa.Table.from_batches([batch]))
+                kill_point("materialize.before_checkpoint")
                 seen += batch.num_rows
                 state["rows_done"] = seen
                 ctx.online.set_meta(key, json.dumps(state))
+                kill_point("materialize.after_checkpoint")
                 if progress:
                     progress(job.view.name, seen)
                 continue

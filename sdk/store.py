@@ -19,6 +19,8 @@ from . import materialize as mat
 from . import online_read, plugins
 from .definitions import Entity, FeatureService, FeatureView
 from .errors import DefinitionError, ValidationError
+from .faults import kill_point
+from .offline.base import BatchAlreadyCommitted, CommittedBatch
 from .offline.duckdb_engine import parquet_files
 from .registry import Plan, Registry
 from .retrieval import RetrievalJob
@@ -139,26 +141,53 @@ class FeatureStore:
         return hit
 
     # -- ingest ----------------------------------------------------------------------------------------------
-    def ingest(self, view_name: str, data: Any) -> int:
+    def ingest(self, view_name: str, data: Any, *, batch_id: str | None = None) -> ingest_mod.IngestResult:
         """Validate and append rows to the view's history, and push their newest values online.
 
-        Nothing is written when validation fails. Returns the history version created."""
+        Nothing is written when validation fails. Idempotent: the batch's identity (``batch_id``, else a hash of its
+        rows) is recorded in its commit; ingesting a committed ``batch_id`` again, or the same rows again before any
+        other ingest of the view (or while their online push is unfinished), appends nothing, completes the online
+        push and returns ``already_ingested=True``. Returns the history version holding the rows."""
         view = self._registry_state(fresh=True).get("feature_view", view_name)
-        batch = new_batch_id()
-        rows = ingest_mod.prepare(view, data, batch=batch, write_time=utc_now())
+        batch, write_time = new_batch_id(), utc_now()
+        rows = ingest_mod.prepare(view, data, batch=batch, write_time=write_time)
+        ident = ingest_mod.identity(rows, write_time, batch_id)
+        found = self.offline.committed(view.name, ident)
+        # The same rows again after other ingests is a deliberate re-send (it wins ties again): appended. A batch
+        # id always means "this batch", and a batch whose push never finished is the same run being retried.
+        if found is not None and (batch_id is not None or found.newest or self._pending(view, found.batch)):
+            return self._complete(view, found, ident, rows.num_rows)
         if view.online:
             ingest_mod.mark_pending(self.online, view.name, batch)
+        kill_point("ingest.before_offline_commit")
         # Stores that record the key packing scan the prior history through the engine, only when it must widen.
         stats = {"history_stats": lambda prior: self.engine.packing_stats(view, prior)} \
             if self.offline.records_key_packing else {}
-        version = self.offline.append(view.name, rows, batch=batch,
-                                      tie_check=lambda new, prior: self.engine.tie_level(view, new, prior), **stats)
+        try:
+            version = self.offline.append(view.name, rows, batch=batch, batch_id=ident, once=found is None,
+                                          tie_check=lambda new, prior: self.engine.tie_level(view, new, prior),
+                                          **stats)
+        except BatchAlreadyCommitted as exc:  # a concurrent run of the same batch committed it first
+            if view.online:
+                self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+            return self._complete(view, exc.found, ident, rows.num_rows)
+        kill_point("ingest.after_offline_commit")
         if view.online:
             mat.push_latest(self, view, rows)
             self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
-        return version
+        return ingest_mod.IngestResult(view.name, version, rows.num_rows, ident)
 
-    def ingest_source(self, view_name: str) -> int:
+    def _pending(self, view: FeatureView, batch: int) -> bool:
+        return view.online and self.online.get_meta(ingest_mod.pending_key(view.name, batch)) is not None
+
+    def _complete(self, view: FeatureView, found: CommittedBatch, ident: str, rows: int) -> ingest_mod.IngestResult:
+        """A rerun of a committed batch: finish its online push if it never finished (its marker is still set)."""
+        if self._pending(view, found.batch):
+            mat.push_latest(self, view, self.offline.files(view.name, found.version), batch=found.batch)
+            self.online.set_meta(ingest_mod.pending_key(view.name, found.batch), None)
+        return ingest_mod.IngestResult(view.name, found.version, rows, ident, already_ingested=True)
+
+    def ingest_source(self, view_name: str, *, batch_id: str | None = None) -> ingest_mod.IngestResult:
         """Ingest the view's declared ParquetSource (a file, a folder of files or a glob)."""
         view = self._registry_state(fresh=True).get("feature_view", view_name)
         if view.source is None:
@@ -167,7 +196,7 @@ class FeatureStore:
         path = path if Path(path).is_absolute() or "://" in path else str(self.config.repo_path / path)
         # pyarrow keeps file and row order, which is the write order of rows that tie on everything else
         table = pa.concat_tables([pq.read_table(f) for f in parquet_files(path)], promote_options="default")
-        return self.ingest(view_name, table)
+        return self.ingest(view_name, table, batch_id=batch_id)
 
     # -- training sets ---------------------------------------------------------------------------------------
     def get_historical_features(self, entity_df: Any, features: Sequence[str] | FeatureService | str, *,

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from ...definitions import EVENT_TS, WRITE_BATCH
 from ...errors import ConflictError, EngineError, NotFoundError
-from ...offline.base import FULL_TIES, NO_TIES, HistoryFiles, OfflineStore
+from ...offline.base import FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, OfflineStore
 from .maxcompute_client import MC_TYPES, Client, Settings, arrow_of, dtype_name_of
 
 _ATTEMPTS = 30
@@ -100,19 +100,26 @@ class MaxComputeOfflineStore(OfflineStore):
         return files
 
     # -- writes ---------------------------------------------------------------------------------------------
-    def append(self, view: str, table: pa.Table, *, batch: int, tie_check=None) -> int:
-        """Upload the rows (invisible: no commit names their batch yet), then commit them as the next version."""
+    def append(self, view: str, table: pa.Table, *, batch: int, tie_check=None, batch_id: str | None = None,
+               once: bool = False) -> int:
+        """Upload the rows (invisible: no commit names their batch yet), then commit them as the next version.
+        ``batch_id`` is recorded in the commit record's metadata; with ``once`` each commit attempt first checks
+        the version it builds on (CTAS of the next version fails if another writer got there first)."""
         types = {c: dtype_name_of(table.schema.field(c).type) for c in table.column_names}
         self._upload(view, table, self._ensure_history(view, types))
         for _ in range(_ATTEMPTS):
             prior_version = self.version(view)
+            if once and batch_id and prior_version is not None:
+                found = self._committed(view, prior_version, batch_id)
+                if found is not None:  # our uploaded rows stay invisible: no commit names their batch
+                    raise BatchAlreadyCommitted(found)
             prior = self.files(view, prior_version) if prior_version is not None else None
             level = prior.tie_level if prior is not None else NO_TIES
             if level < FULL_TIES:  # the level only ever rises; unknown (no check) is the exact path
                 level = max(level, FULL_TIES if tie_check is None else tie_check(table, prior))
             columns = {**({c: dtype_name_of(t) for c, t in prior.columns.items()} if prior else {}), **types}
             version = 0 if prior_version is None else prior_version + 1
-            if self._commit(view, version, batch, level, columns):
+            if self._commit(view, version, batch, level, columns, batch_id):
                 return version
         raise ConflictError(f"append to history of {view!r}: {_ATTEMPTS} concurrent commits won first")
 
@@ -161,11 +168,12 @@ class MaxComputeOfflineStore(OfflineStore):
             for _ in pool.map(lambda p: self.client.upload(hist, *p), parts):
                 pass
 
-    def _commit(self, view: str, version: int, batch: int, level: int, columns: dict[str, str]) -> bool:
+    def _commit(self, view: str, version: int, batch: int, level: int, columns: dict[str, str],
+                batch_id: str | None = None) -> bool:
         """Create the commit table of ``version``; False when another writer created it first."""
-        meta = json.dumps({"columns": columns}, separators=(",", ":"))
-        if "'" in meta or "\\" in meta:  # column names are identifiers: a quote here is a bug, not data
-            raise EngineError(f"unexpected characters in column names of {view!r}")
+        meta = json.dumps({"columns": columns, **({"id": batch_id} if batch_id else {})}, separators=(",", ":"))
+        if "'" in meta or "\\" in meta:  # a quote in a column name is a bug; in a batch id, a refused id
+            raise EngineError(f"unexpected quote or backslash in the column names or batch id of {view!r}")
         new = (f"SELECT CAST({int(batch)} AS BIGINT) AS {bq('batch')}, CAST({version} AS BIGINT) AS {bq('version')}, "
                f"CAST({int(level)} AS BIGINT) AS {bq('tie_level')}, '{meta}' AS {bq('meta')}")
         if version:
@@ -179,6 +187,21 @@ class MaxComputeOfflineStore(OfflineStore):
                 return False
             raise
         return True
+
+    def _records(self, view: str, version: int) -> list[dict]:
+        """The commit records (batch, version, tie_level, meta) of every version up to ``version``."""
+        return self.client.download(self.commit_table(view, version)).to_pylist()
+
+    def committed(self, view: str, batch_id: str) -> CommittedBatch | None:
+        version = self.version(view)
+        return None if version is None else self._committed(view, version, batch_id)
+
+    def _committed(self, view: str, version: int, batch_id: str) -> CommittedBatch | None:
+        records = sorted(self._records(view, version), key=lambda r: r["version"])
+        for r in reversed(records):
+            if json.loads(r["meta"]).get("id") == batch_id:
+                return CommittedBatch(int(r["batch"]), int(r["version"]), r is records[-1])
+        return None
 
     def drop(self, view: str) -> None:
         for table in [self.history_table(view), *self.client.tables(self._commit_prefix(view))]:

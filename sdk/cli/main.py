@@ -84,11 +84,13 @@ def apply(repo: Path = RepoOpt, allow_breaking: bool = typer.Option(False, help=
 @friendly
 def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet or CSV file; default: the view's "
                                                                        "source"),
-           repo: Path = RepoOpt):
+           repo: Path = RepoOpt,
+           batch_id: Optional[str] = typer.Option(None, "--batch-id", help="This batch's identity: rerunning a "
+                                                  "committed batch id appends nothing (default: a hash of the rows)")):
     """Validate and append rows to a view's history and push the newest values online."""
     store = _store(repo)
     if file is None:
-        version = store.ingest_source(view)
+        result = store.ingest_source(view, batch_id=batch_id)
     else:
         import pyarrow.csv as pcsv
         import pyarrow.parquet as pq
@@ -96,8 +98,13 @@ def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet 
         if not file.exists():
             raise typer.BadParameter(f"{file} does not exist")
         data = pcsv.read_csv(file) if file.suffix == ".csv" else pq.read_table(file)
-        version = store.ingest(view, data)
-    console.print(f"Ingested into [bold]{view}[/bold]: history version {version}.")
+        result = store.ingest(view, data, batch_id=batch_id)
+    if result.already_ingested:
+        console.print(f"Already ingested into [bold]{view}[/bold] (history version {result.version}, batch "
+                      f"{result.batch_id}): nothing appended; its online push is complete.", highlight=False)
+    else:
+        console.print(f"Ingested {result.rows:,} rows into [bold]{view}[/bold]: history version {result.version}.",
+                      highlight=False)
 
 
 def _progress_run(fn):

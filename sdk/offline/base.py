@@ -44,6 +44,24 @@ class HistoryFiles:
     key_packing_known: bool = False
 
 
+@dataclass(frozen=True)
+class CommittedBatch:
+    """An ingest batch already in a view's history, found by its identity (``append(..., batch_id=)``)."""
+
+    batch: int  # its write batch number (the history's ``_skewless_batch`` of its rows)
+    version: int  # a version holding it: the one that committed it when the store can tell, else a later one
+    newest: bool  # no other identified batch was committed after it
+
+
+class BatchAlreadyCommitted(Exception):
+    """Raised by ``append(..., once=True)`` when its ``batch_id`` was committed first (by a concurrent writer);
+    not an error for the caller: ``ingest`` reports the batch as already ingested."""
+
+    def __init__(self, found: CommittedBatch):
+        super().__init__(f"batch {found.batch} already committed in version {found.version}")
+        self.found = found
+
+
 class OfflineStore(abc.ABC):
     """Per-view append-only histories. Every append is one atomic commit creating a new, readable version."""
 
@@ -52,8 +70,12 @@ class OfflineStore(abc.ABC):
     records_key_packing = False
 
     @abc.abstractmethod
-    def append(self, view: str, table: pa.Table, *, batch: int, tie_check=None) -> int:
+    def append(self, view: str, table: pa.Table, *, batch: int, tie_check=None, batch_id: str | None = None,
+               once: bool = False) -> int:
         """Atomically append ``table`` (canonical history columns) as one commit; return the new version.
+
+        ``batch_id`` (an ingest's identity) is recorded in the commit, for ``committed``; with ``once`` the commit
+        is conditional on no version holding that id: BatchAlreadyCommitted when another writer committed it first.
 
         Either all rows become visible in one new version or none do. ``tie_check(table, prior_files) -> int``
         gives the tie level of the rows among themselves and against the prior history; stores that keep
@@ -72,6 +94,15 @@ class OfflineStore(abc.ABC):
     @abc.abstractmethod
     def drop(self, view: str) -> None:
         """Delete a view's whole history (used when a view is deleted for good)."""
+
+    def committed(self, view: str, batch_id: str) -> CommittedBatch | None:
+        """The batch committed with identity ``batch_id`` (the newest, when it was appended more than once)."""
+        return None
+
+    def clean_orphans(self, view: str, min_age_hours: int = 1) -> list[str]:
+        """Delete data files no committed version references (left by a writer killed before its commit), older
+        than ``min_age_hours`` (a younger one may belong to a commit in flight); returns what was deleted."""
+        return []
 
     def snapshot(self, views: list[str]) -> dict[str, int | None]:
         return {v: self.version(v) for v in views}

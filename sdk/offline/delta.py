@@ -13,11 +13,12 @@ from typing import Callable
 from pathlib import Path
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from ..errors import ConflictError, NotFoundError, StoreUnavailable
-from .base import FULL_TIES, NO_TIES, HistoryFiles, HistoryStats, OfflineStore
+from .base import (FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, HistoryStats,
+                   OfflineStore)
 from .pit import KeyPacking, combine_stats, covers, envelope, packing_stats_arrow, recorded_packing
 
 
@@ -27,9 +28,19 @@ TIE_LEVEL = "skewless.tieLevel"
 # <event step>:<delay min>:<delay step>:<delay bits>", "none" when no packing fits (final: rows are never removed),
 # "unknown" (or absent) when not recorded. Widened, rarely, in the same properties commit as the tie level.
 KEY_PACKING = "skewless.keyPacking"
+BATCH, BATCH_ID = "skewless.batch", "skewless.batchId"  # commit metadata of an append: write batch, identity
+_TXN_PREFIX = "skewless.batch:"  # Delta app transaction id of an ingest identity (its txn version: the write batch)
+_FIND_IN_COMMITS = 50  # newest commits searched for the version that committed an identified batch
 _UNKNOWN = object()  # a KEY_PACKING value: nothing recorded, engines find the packing per query
 _COMMIT_ATTEMPTS = 30
+# A data file no version references is a killed writer's once older than this; a younger one may still be
+# waiting for its commit (a large upload on a slow link). Deleted at the next append (``clean_orphans``).
+ORPHAN_MIN_AGE_HOURS = 1
 TieCheck = Callable[[pa.Table, "HistoryFiles | None"], int]
+
+
+def _app_id(batch_id: str) -> str:
+    return _TXN_PREFIX + batch_id
 
 
 def _level(config: dict) -> int:
@@ -106,12 +117,22 @@ class DeltaOfflineStore(OfflineStore):
     records_key_packing = True
 
     def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
-               history_stats: HistoryStats | None = None) -> int:
+               history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False) -> int:
         """One atomic append commit. Commits are conditional on the version read (no silent rebase): when
         another writer commits first, the checks below are redone against the new history and the append retried,
-        so table properties always describe every file the commit makes visible."""
+        so table properties always describe every file the commit makes visible. ``batch_id`` rides in the commit
+        as a Delta app transaction (``txn``: app id -> our write batch), which every snapshot keeps; with ``once``
+        it is checked on the very snapshot the commit is conditional on, so one id commits at most once."""
+        commit = CommitProperties(custom_metadata={BATCH: str(batch), **({BATCH_ID: batch_id} if batch_id else {})},
+                                  app_transactions=[Transaction(_app_id(batch_id), batch)] if batch_id else None,
+                                  max_commit_retries=0)
+        self.clean_orphans(view)  # what a writer killed before its commit left (rare: one listing when none)
         for attempt in range(_COMMIT_ATTEMPTS):
             before = self._table(view)
+            if once and before is not None and batch_id:
+                found = self._committed(view, before, batch_id)
+                if found is not None:
+                    raise BatchAlreadyCommitted(found)
             config = before.metadata().configuration if before is not None else {}
             props: dict[str, str] = {}
             # Files whose columns differ from the table's (a feature added or removed) make scans union by name.
@@ -135,8 +156,7 @@ class DeltaOfflineStore(OfflineStore):
             try:
                 if before is None:
                     self._commit(view, None, lambda uri: write_deltalake(
-                        uri, table, mode="error", storage_options=self.storage_options,
-                        commit_properties=CommitProperties(custom_metadata={"skewless.batch": str(batch)})))
+                        uri, table, mode="error", storage_options=self.storage_options, commit_properties=commit))
                     # Version 0 has no flag (read as "ties": exact); record what the check found for what follows.
                     # If another writer got in between, the flag stays absent, which is always safe.
                     # The key packing rides along (absent when the rows have full ties: then it is never used).
@@ -153,11 +173,13 @@ class DeltaOfflineStore(OfflineStore):
                     self._commit(view, before, lambda dt, p=props: dt.alter.set_table_properties(
                         p, raise_if_not_exists=False, commit_properties=CommitProperties(max_commit_retries=0)))
                     continue  # re-read: the append must be conditional on the version that carries the flags
+                # The commit is conditional on ``before`` (no retries), so it creates exactly the next version.
+                # (write_deltalake moves ``before`` itself to the version it commits: read the number first.)
+                created = before.version() + 1
                 self._commit(view, before, lambda dt: write_deltalake(
                     dt, table, mode="append", schema_mode="merge", storage_options=self.storage_options,
-                    commit_properties=CommitProperties(custom_metadata={"skewless.batch": str(batch)},
-                                                       max_commit_retries=0)))
-                return before.version() + 1
+                    commit_properties=commit))
+                return created
             except CommitFailedError:
                 time.sleep(min(0.01 * 2 ** attempt, 0.5))  # another writer won: re-read and retry
             except (DeltaError, OSError) as exc:
@@ -165,6 +187,48 @@ class DeltaOfflineStore(OfflineStore):
                     continue  # another writer created the table first
                 raise StoreUnavailable(f"append to history of {view!r} failed: {exc}", endpoint=self.root) from exc
         raise ConflictError(f"append to history of {view!r}: {_COMMIT_ATTEMPTS} concurrent commits won first")
+
+    def committed(self, view: str, batch_id: str) -> CommittedBatch | None:
+        dt = self._table(view)
+        return None if dt is None else self._committed(view, dt, batch_id)
+
+    def _committed(self, view: str, dt: DeltaTable, batch_id: str) -> CommittedBatch | None:
+        batch = dt.transaction_version(_app_id(batch_id))
+        if batch is None:
+            return None
+        # Which version committed it, and whether another ingest came after: the newest commits tell (an append
+        # names its write batch in its commit info; property and vacuum commits name none).
+        version, newest = dt.version(), None
+        try:
+            recent = dt.history(_FIND_IN_COMMITS)  # newest first
+        except DeltaError:  # older log entries cleaned up (or not mirrored): the current version holds it
+            recent = []
+        for info in recent:
+            if BATCH in info:
+                newest = info[BATCH] == str(batch) if newest is None else newest
+                if info[BATCH] == str(batch):
+                    version = info["version"]
+                    break
+        return CommittedBatch(batch, version, bool(newest))
+
+    def clean_orphans(self, view: str, min_age_hours: int = ORPHAN_MIN_AGE_HOURS) -> list[str]:
+        """delta-rs' full vacuum, restricted to files no version references: its listing (untracked files and
+        files removed longer ago than the age) is cheap and empty unless a writer died before its commit; only then
+        is it redone keeping every version's files (an outside compaction's removed files stay readable by old
+        versions) and run for real, which records VACUUM START/END commits. Best effort: never fails a write."""
+        dt = self._table(view)
+        if dt is None:
+            return []
+        opts = {"retention_hours": min_age_hours, "enforce_retention_duration": False, "full": True}
+        try:
+            if not dt.vacuum(dry_run=True, **opts):
+                return []
+            opts["keep_versions"] = list(range(dt.version() + 1))
+            if not dt.vacuum(dry_run=True, **opts):
+                return []
+            return dt.vacuum(dry_run=False, **opts)
+        except (DeltaError, OSError):
+            return []
 
     def _commit(self, view: str, before: DeltaTable | None, write: Callable) -> None:
         """Run one delta-rs commit, ``write(target)``, on top of ``before`` (None: create the table). Raises
