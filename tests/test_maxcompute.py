@@ -98,7 +98,7 @@ def test_interrupted_ingest_leaves_nothing_visible(tmp_path, maxcompute_endpoint
     assert rows[0].column(0).to_pylist() == [4]  # the stray rows are there ...
     assert store.offline.version("v") == 0  # ... but no version names them
     pd.testing.assert_frame_equal(store.get_historical_features(ents, ["v:x", "v:s"]).to_pandas(), before)
-    assert store.ingest("v", frame([(2, H(3), H(3), 2.0, "b")])) == 1  # the next ingest commits only its own rows
+    assert store.ingest("v", frame([(2, H(3), H(3), 2.0, "b")])).version == 1  # the next ingest commits only its own rows
     got = store.get_historical_features(ents, ["v:x", "v:s"]).to_pandas()
     assert got["x"].tolist() == [1.0, 2.0] and got["s"].tolist() == ["a", "b"]
 

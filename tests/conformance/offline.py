@@ -249,3 +249,37 @@ class OfflineConformance:
         want = oracle.training_set({"v": (["k"], timedelta(hours=6), self._oracle_rows(batches))}, ents, ["v:x"],
                                    point_in_time="available")
         assert [None if pd.isna(g) else g for g in got["x"]] == [w["x"] for w in want]
+
+    # -- what ingest returns, and reruns (issue 12 items 3 and 4) ------------------------------------------------------
+    def test_ingest_returns_the_version_it_created(self, feature_store):
+        define(feature_store)
+        ents = pd.DataFrame({"k": [1], "event_timestamp": [H(10)]})
+        for i in range(3):
+            got = feature_store.ingest("v", frame([(1, H(i), H(i), float(i), "a")]))
+            assert not got.already_ingested and got.rows == 1
+            # nothing is committed after an append (a new Delta table records its tie level in version 1)
+            assert got.version == feature_store.offline.version("v") or (i == 0 and got.version == 0)
+            # the returned version exists and holds this batch (not version + 1: NotFoundError)
+            snap = feature_store.get_historical_features(ents, ["v:x"], snapshot={"v": got.version}).to_pandas()
+            assert snap["x"].tolist() == [float(i)]
+
+    def test_rerun_of_a_committed_batch_appends_nothing(self, feature_store):
+        define(feature_store)
+        first = feature_store.ingest("v", frame([(1, H(1), H(1), 1.0, "a")]), batch_id="run-1")
+        head = feature_store.offline.version("v")
+        again = feature_store.ingest("v", frame([(1, H(1), H(1), 1.0, "a")]), batch_id="run-1")
+        assert again.already_ingested and again.version == first.version and again.batch_id == "run-1"
+        assert feature_store.offline.version("v") == head  # no new commit
+        # the same rows without a batch id: identified by their hash while nothing else was ingested after them
+        rows = frame([(2, H(2), None, 2.0, "b")])
+        hashed = feature_store.ingest("v", rows)
+        assert hashed.batch_id.startswith("sha256:")
+        assert feature_store.ingest("v", rows).already_ingested
+        assert feature_store.offline.version("v") == hashed.version
+        # after another ingest, the same rows again are a deliberate re-send: appended (they win ties again)
+        feature_store.ingest("v", frame([(2, H(2), None, 3.0, "c")]))
+        resent = feature_store.ingest("v", rows)
+        assert not resent.already_ingested and resent.version == feature_store.offline.version("v")
+        got = feature_store.get_historical_features(pd.DataFrame({"k": [2], "event_timestamp": [H(5)]}),
+                                                    ["v:x"]).to_pandas()
+        assert got["x"].tolist() == [2.0]
