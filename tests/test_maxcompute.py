@@ -126,7 +126,7 @@ def test_concurrent_ingests_commit_distinct_versions_and_lose_nothing(tmp_path, 
     writers = [sk.FeatureStore(store.repo_path) for _ in range(3)]
 
     def write(i):
-        return [w.ingest("v", frame([(i * 10 + j, H(j), H(j), float(i * 10 + j), "w")])) for j, w in
+        return [w.ingest("v", frame([(i * 10 + j, H(j), H(j), float(i * 10 + j), "w")])).version for j, w in
                 enumerate([writers[i]] * 3)]
     with ThreadPoolExecutor(3) as pool:
         versions = sorted(v for vs in pool.map(write, range(3)) for v in vs)
