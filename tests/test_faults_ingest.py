@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -37,14 +38,16 @@ import pandas as pd
 import skewless as sk
 repo, rnd, batch_id = sys.argv[1], int(sys.argv[2]), sys.argv[3] or None
 t = datetime(2024, 1, 1, tzinfo=timezone.utc)
-df = pd.DataFrame({"k": range(%d), "event_timestamp": [t] * %d, "x": [k * 10.0 + rnd for k in range(%d)]})
+n = int(sys.argv[4])
+df = pd.DataFrame({"k": range(n), "event_timestamp": [t] * n, "x": [k * 10.0 + rnd for k in range(n)]})
 r = sk.FeatureStore(repo).ingest("v", df, batch_id=batch_id)
 print(json.dumps({"version": r.version, "already": r.already_ingested, "rows": r.rows, "id": r.batch_id}))
-""" % (N, N, N)
+"""
 
 
-def make_repo(path: Path, online: dict | None = None) -> sk.FeatureStore:
-    store = sk.init_repo(path)
+def make_repo(path: Path, online: dict | None = None, store: sk.FeatureStore | None = None) -> sk.FeatureStore:
+    """A repo with view ``v`` (k -> x): embedded defaults, ``online`` in place of SQLite, or the given ``store``."""
+    store = store or sk.init_repo(path)
     if online is not None:
         cfg = yaml.safe_load((path / "skewless.yaml").read_text())
         cfg["online"] = online
@@ -59,7 +62,7 @@ def run_child(repo: Path, rnd: int = 1, batch_id: str = "", kill_at: str | None 
     env = {k: v for k, v in os.environ.items() if k != "SKEWLESS_KILL_AT"}
     if kill_at:
         env["SKEWLESS_KILL_AT"] = kill_at
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo), str(rnd), batch_id], env=env,
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo), str(rnd), batch_id, str(N)], env=env,
                           capture_output=True, text=True, timeout=120)
     if kill_at:
         assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -68,9 +71,29 @@ def run_child(repo: Path, rnd: int = 1, batch_id: str = "", kill_at: str | None 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def frame(rnd: int) -> pd.DataFrame:
+    return pd.DataFrame({"k": range(N), "event_timestamp": [T] * N, "x": [k * 10.0 + rnd for k in range(N)]})
+
+
+def ingest_here(store: sk.FeatureStore, rnd: int = 1, batch_id: str = "") -> dict:
+    """The child's ingest in this process (runs that are not killed need no process of their own)."""
+    r = store.ingest("v", frame(rnd), batch_id=batch_id or None)
+    return {"version": r.version, "already": r.already_ingested, "rows": r.rows, "id": r.batch_id}
+
+
+def history(store: sk.FeatureStore, version: int | None = None) -> ds.Dataset | None:
+    """The rows of view v at ``version`` (default: the newest), scanned as engines do: the files the store names."""
+    version = store.offline.version("v") if version is None else version
+    if version is None:
+        return None
+    files = store.offline.files("v", version)
+    paths = [u.split("://", 1)[1] if "://" in u else u for u in files.uris]
+    return ds.dataset(paths, format="parquet", filesystem=files.filesystem)
+
+
 def offline_rows(store: sk.FeatureStore) -> int:
-    version = store.offline.version("v")
-    return 0 if version is None else DeltaTable(store.offline._uri("v"), version=version).count()
+    rows = history(store)
+    return 0 if rows is None else rows.count_rows()
 
 
 def assert_exact(store: sk.FeatureStore, rnd: int = 1, offline: int = N) -> None:
@@ -79,9 +102,8 @@ def assert_exact(store: sk.FeatureStore, rnd: int = 1, offline: int = N) -> None
     assert got["x"] == [k * 10.0 + rnd for k in range(N)]
     # Left pending: at most the marker of a write killed before its commit (harmless: the next materialize drops
     # it, as it never knows whether such a write is still in flight); never one of a committed batch.
-    version = store.offline.version("v")
-    committed = set(DeltaTable(store.offline._uri("v"), version=version).to_pyarrow_table(
-        columns=["_skewless_batch"]).column(0).to_pylist()) if version is not None else set()
+    rows = history(store)
+    committed = set(rows.to_table(columns=["_skewless_batch"]).column(0).to_pylist()) if rows else set()
     assert not set(pending_batches(store.online, "v")) & committed
 
 
@@ -95,12 +117,12 @@ def test_kill_then_rerun_ingests_exactly_once(tmp_path, point, committed, batch_
     store = make_repo(tmp_path / "repo")
     run_child(tmp_path / "repo", batch_id=batch_id, kill_at=point)
     assert offline_rows(store) == (N if committed else 0)
-    again = run_child(tmp_path / "repo", batch_id=batch_id)
+    again = ingest_here(store, batch_id=batch_id)
     assert again["already"] is committed and again["rows"] == N
     assert store.offline.files("v", again["version"]).version == again["version"]  # the reported version exists
     assert_exact(store)
     if batch_id:  # the same batch id once more: still nothing appended
-        assert run_child(tmp_path / "repo", batch_id=batch_id)["already"] is True
+        assert ingest_here(store, batch_id=batch_id)["already"] is True
         assert_exact(store)
 
 
@@ -114,7 +136,7 @@ def test_materialize_repairs_a_push_killed_after_the_commit_without_a_rerun(tmp_
 
 def test_orphan_data_files_of_a_killed_write_are_vacuumed_when_old_enough(tmp_path):
     store = make_repo(tmp_path / "repo")
-    run_child(tmp_path / "repo", rnd=1)
+    ingest_here(store, rnd=1)
     table = Path(store.offline._uri("v"))
     before = {p.name for p in table.glob("*.parquet")}
     # What a writer killed between writing its data file and committing leaves: a file no log entry names.
@@ -122,7 +144,7 @@ def test_orphan_data_files_of_a_killed_write_are_vacuumed_when_old_enough(tmp_pa
     for f in (old, young):
         pq.write_table(pq.read_table(table / sorted(before)[0]), f)
     os.utime(old, (time.time() - 2 * 3600,) * 2)
-    run_child(tmp_path / "repo", rnd=2)  # the next write cleans up
+    ingest_here(sk.FeatureStore(tmp_path / "repo"), rnd=2)  # the next writer (a process of its own) cleans up
     assert not old.exists() and young.exists()  # a young file may belong to a commit in flight: kept
     assert before <= {p.name for p in table.glob("*.parquet")}  # every committed file kept
     assert_exact(store, rnd=2, offline=2 * N)
@@ -176,28 +198,79 @@ def test_online_store_down_fails_fast_typed_and_a_rerun_completes_exactly(tmp_pa
     server.wait()
     t = time.monotonic()
     with pytest.raises(StoreUnavailable):
-        store.ingest("v", pd.DataFrame({"k": range(N), "event_timestamp": [T] * N,
-                                        "x": [k * 10.0 + 1 for k in range(N)]}))
+        store.ingest("v", frame(1))
     assert time.monotonic() - t < 3.0
     assert offline_rows(store) == 0  # the marker could not be set: nothing was committed
     own_redis()
-    assert run_child(tmp_path / "repo")["already"] is False
+    assert ingest_here(store)["already"] is False
     assert_exact(store)
 
 
 def test_online_store_hung_fails_fast_typed_and_a_rerun_completes_exactly(tmp_path, own_redis):
     server = own_redis()
     store = redis_repo(tmp_path, own_redis)
-    run_child(tmp_path / "repo", rnd=1)
+    ingest_here(store, rnd=1)
     os.kill(server.pid, signal.SIGSTOP)
     try:
         t = time.monotonic()
         with pytest.raises(StoreUnavailable):
-            store.ingest("v", pd.DataFrame({"k": range(N), "event_timestamp": [T] * N,
-                                            "x": [k * 10.0 + 2 for k in range(N)]}))
+            store.ingest("v", frame(2))
         assert time.monotonic() - t < 4.0
     finally:
         os.kill(server.pid, signal.SIGCONT)
     assert offline_rows(store) == N
-    assert run_child(tmp_path / "repo", rnd=2)["already"] is False
+    assert ingest_here(store, rnd=2)["already"] is False
     assert_exact(store, rnd=2, offline=2 * N)
+
+
+# -- object stores: the same on S3 (LocalStack) and OSS (the local shim) ----------------------------------------------
+def test_s3_orphan_files_are_vacuumed_and_every_version_still_reads(tmp_path, localstack_s3, local_cloud):
+    import boto3
+    from test_s3 import BUCKET, s3_repo
+
+    local_cloud.ensure_bucket(BUCKET, localstack_s3)
+    store = make_repo(tmp_path / "repo", store=s3_repo(tmp_path / "repo", localstack_s3))
+    ingest_here(store, rnd=1)
+    ingest_here(store, rnd=2)
+    s3 = boto3.client("s3", endpoint_url=localstack_s3, region_name="us-east-1")
+    prefix = store.offline.loc.key("v") + "/"
+    orphan = prefix + "part-00000-0-orphan-c000.snappy.parquet"
+    s3.put_object(Bucket=BUCKET, Key=orphan, Body=b"PAR1 a killed writer's upload")
+    assert store.offline.clean_orphans("v") == []  # younger than an hour: may be a commit in flight
+    assert store.offline.clean_orphans("v", min_age_hours=0) == [orphan[len(prefix):]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]]
+    assert orphan not in keys
+    assert [history(store, v).count_rows() for v in (0, store.offline.version("v"))] == [N, 2 * N]
+    assert_exact(store, rnd=2, offline=2 * N)
+
+
+def test_oss_kill_between_upload_and_commit_then_rerun_and_clean(tmp_path, oss_endpoint, moto_endpoint, local_cloud):
+    import oss2
+    import pyarrow as pa
+    from test_oss import BUCKET, oss_repo
+
+    local_cloud.ensure_bucket(BUCKET, moto_endpoint)  # the shim fronts moto's buckets
+    oss = oss_endpoint
+    store = make_repo(tmp_path / "repo", store=oss_repo(tmp_path / "repo", oss))
+    ingest_here(store, rnd=1)
+    run_child(tmp_path / "repo", rnd=2, batch_id="b2", kill_at="oss.before_log_entry")
+    assert offline_rows(store) == N  # uploaded, never committed: invisible
+    prefix = store.offline.loc.key("v") + "/"
+    bucket = store.offline.oss.bucket
+
+    def data_files():
+        return {o.key[len(prefix):] for o in oss2.ObjectIteratorV2(bucket, prefix=prefix)
+                if "_delta_log/" not in o.key}
+    committed = {p for v in range(store.offline.version("v") + 1) for p in
+                 pa.table(store.offline._table("v", v).get_add_actions(flatten=True))
+                 .column("path").to_pylist()}
+    orphans = data_files() - committed
+    assert len(orphans) == 1
+    again = ingest_here(store, rnd=2, batch_id="b2")
+    assert again["already"] is False  # nothing had been committed
+    assert_exact(store, rnd=2, offline=2 * N)
+    assert orphans <= data_files()  # young: kept by the automatic sweep
+    assert store.offline.clean_orphans("v", min_age_hours=0) == sorted(orphans)
+    assert not orphans & data_files()
+    assert_exact(store, rnd=2, offline=2 * N)
+    assert ingest_here(store, rnd=2, batch_id="b2")["already"] is True

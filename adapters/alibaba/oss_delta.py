@@ -30,6 +30,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from dataclasses import replace
 from pathlib import Path
@@ -42,7 +43,8 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from skewless.errors import NotFoundError, StoreUnavailable
 from skewless.offline.base import HistoryFiles
-from skewless.offline.delta import DeltaOfflineStore
+from skewless.faults import kill_point
+from skewless.offline.delta import ORPHAN_MIN_AGE_HOURS, DeltaOfflineStore
 
 from . import oss_fs
 from .oss import OSSLocation, OSSSession
@@ -176,6 +178,8 @@ class OSSOfflineStore(DeltaOfflineStore):
                 key = self.loc.key(view, path.relative_to(work).as_posix())
                 self._upload(key, path, work, what)
                 uploaded.append(key)
+            if uploaded:
+                kill_point("oss.before_log_entry")  # test hook: data files up, the commit not made
             created = self.oss.put_if_absent(self._log_prefix(view) + entry.name, entry.read_bytes(), what)
         except BaseException:
             self._forget(uploaded)
@@ -223,6 +227,34 @@ class OSSOfflineStore(DeltaOfflineStore):
         sizes = dict(zip(paths, adds.column("size_bytes").to_pylist()))
         return replace(files, uris=[f"oss://{p}" for p in paths], storage_options=None,
                        filesystem=oss_fs.filesystem(self.oss, sizes))
+
+    def clean_orphans(self, view: str, min_age_hours: int = ORPHAN_MIN_AGE_HOURS) -> list[str]:
+        """Data objects no version's log names (a writer killed between uploading them and creating its log entry;
+        ``_forget`` removes those of a commit that merely failed), older than ``min_age_hours``: compared with the
+        newest version's files first (one listing), and only candidates left are checked against every version."""
+        import oss2
+
+        dt = self._table(view)
+        if dt is None:  # no commit yet: the next writer's table, once it exists, gets swept
+            return []
+        prefix = self.loc.key(view) + "/"
+        cutoff = time.time() - min_age_hours * 3600
+
+        def listing():
+            return [(o.key[len(prefix):], o.last_modified) for o in
+                    oss2.ObjectIteratorV2(self.oss.bucket, prefix=prefix, max_keys=1000) if not o.is_prefix()]
+        old = {name for name, modified in self.oss.call(f"listing the files of {view!r}", listing)
+               if not name.startswith("_delta_log/") and modified <= cutoff}
+        for version in range(dt.version(), -1, -1):
+            if not old:
+                return []
+            files = dt if version == dt.version() else self._table(view, version)
+            old -= {unquote(p) for p in pa.table(files.get_add_actions(flatten=True)).column("path").to_pylist()}
+        gone = sorted(old)
+        for i in range(0, len(gone), 1000):  # OSS deletes at most 1000 objects per request
+            self.oss.call(f"deleting orphan files of {view!r}", self.oss.bucket.batch_delete_objects,
+                          [prefix + name for name in gone[i:i + 1000]])
+        return gone
 
     def drop(self, view: str) -> None:
         self.oss.delete_prefix(self.loc.key(view) + "/", f"dropping history of {view!r}")

@@ -36,6 +36,7 @@ _COMMIT_ATTEMPTS = 30
 # A data file no version references is a killed writer's once older than this; a younger one may still be
 # waiting for its commit (a large upload on a slow link). Deleted at the next append (``clean_orphans``).
 ORPHAN_MIN_AGE_HOURS = 1
+_SWEEP_SECONDS = 600.0
 TieCheck = Callable[[pa.Table, "HistoryFiles | None"], int]
 
 
@@ -96,6 +97,7 @@ class DeltaOfflineStore(OfflineStore):
         self.root = root.rstrip("/")
         self.url = self.root
         self.storage_options = storage_options
+        self._swept: dict[str, float] = {}  # view -> when this process last looked for orphan files (monotonic)
 
     def _uri(self, view: str) -> str:
         return f"{self.root}/{view}"
@@ -126,7 +128,7 @@ class DeltaOfflineStore(OfflineStore):
         commit = CommitProperties(custom_metadata={BATCH: str(batch), **({BATCH_ID: batch_id} if batch_id else {})},
                                   app_transactions=[Transaction(_app_id(batch_id), batch)] if batch_id else None,
                                   max_commit_retries=0)
-        self.clean_orphans(view)  # what a writer killed before its commit left (rare: one listing when none)
+        self._sweep(view)
         for attempt in range(_COMMIT_ATTEMPTS):
             before = self._table(view)
             if once and before is not None and batch_id:
@@ -211,24 +213,33 @@ class DeltaOfflineStore(OfflineStore):
                     break
         return CommittedBatch(batch, version, bool(newest))
 
+    def _sweep(self, view: str) -> None:
+        """``clean_orphans`` at the first append of a view in this process, then every _SWEEP_SECONDS (each sweep
+        lists the table; an orphan waits an hour anyway). Best effort: a failed sweep never fails the write."""
+        now = time.monotonic()
+        if now - self._swept.get(view, -_SWEEP_SECONDS) < _SWEEP_SECONDS:
+            return
+        self._swept[view] = now
+        try:
+            self.clean_orphans(view)
+        except (StoreUnavailable, DeltaError, OSError):
+            pass
+
     def clean_orphans(self, view: str, min_age_hours: int = ORPHAN_MIN_AGE_HOURS) -> list[str]:
         """delta-rs' full vacuum, restricted to files no version references: its listing (untracked files and
         files removed longer ago than the age) is cheap and empty unless a writer died before its commit; only then
         is it redone keeping every version's files (an outside compaction's removed files stay readable by old
-        versions) and run for real, which records VACUUM START/END commits. Best effort: never fails a write."""
+        versions) and run for real, which records VACUUM START/END commits."""
         dt = self._table(view)
         if dt is None:
             return []
         opts = {"retention_hours": min_age_hours, "enforce_retention_duration": False, "full": True}
-        try:
-            if not dt.vacuum(dry_run=True, **opts):
-                return []
-            opts["keep_versions"] = list(range(dt.version() + 1))
-            if not dt.vacuum(dry_run=True, **opts):
-                return []
-            return dt.vacuum(dry_run=False, **opts)
-        except (DeltaError, OSError):
+        if not dt.vacuum(dry_run=True, **opts):
             return []
+        opts["keep_versions"] = list(range(dt.version() + 1))
+        if not dt.vacuum(dry_run=True, **opts):
+            return []
+        return dt.vacuum(dry_run=False, **opts)
 
     def _commit(self, view: str, before: DeltaTable | None, write: Callable) -> None:
         """Run one delta-rs commit, ``write(target)``, on top of ``before`` (None: create the table). Raises
