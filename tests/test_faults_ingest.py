@@ -126,6 +126,32 @@ def test_kill_then_rerun_ingests_exactly_once(tmp_path, point, committed, batch_
         assert_exact(store)
 
 
+def test_cli_reports_the_created_version_and_an_already_ingested_batch(tmp_path):
+    from typer.testing import CliRunner
+
+    from skewless.cli.main import app
+
+    store = make_repo(tmp_path / "repo")
+    for rnd in (1, 2):
+        frame(rnd).to_parquet(tmp_path / f"r{rnd}.parquet")
+    cli = CliRunner(env={"COLUMNS": "250"})
+
+    def ingest(*args):
+        r = cli.invoke(app, ["ingest", "v", *map(str, args), "--repo", str(tmp_path / "repo")], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r.stdout.strip()
+    first = ingest(tmp_path / "r1.parquet", "--batch-id", "day-1")
+    assert first == f"Ingested {N:,} rows into v: history version 0."
+    second = ingest(tmp_path / "r2.parquet")
+    version = store.offline.version("v")
+    assert second == f"Ingested {N:,} rows into v: history version {version}."  # the version created, not + 1
+    store.offline.files("v", version)  # exists (the returned number used to give NotFoundError)
+    again = ingest(tmp_path / "r1.parquet", "--batch-id", "day-1")
+    assert again == ("Already ingested into v (history version 0, batch day-1): nothing appended; its online push "
+                     "is complete.")
+    assert store.offline.version("v") == version and offline_rows(store) == 2 * N
+
+
 def test_materialize_repairs_a_push_killed_after_the_commit_without_a_rerun(tmp_path):
     store = make_repo(tmp_path / "repo")
     run_child(tmp_path / "repo", kill_at="ingest.after_offline_commit")
