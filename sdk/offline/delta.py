@@ -222,7 +222,7 @@ class DeltaOfflineStore(OfflineStore):
         self._swept[view] = now
         try:
             self.clean_orphans(view)
-        except (StoreUnavailable, DeltaError, OSError):
+        except StoreUnavailable:
             pass
 
     def clean_orphans(self, view: str, min_age_hours: int = ORPHAN_MIN_AGE_HOURS) -> list[str]:
@@ -234,12 +234,16 @@ class DeltaOfflineStore(OfflineStore):
         if dt is None:
             return []
         opts = {"retention_hours": min_age_hours, "enforce_retention_duration": False, "full": True}
-        if not dt.vacuum(dry_run=True, **opts):
-            return []
-        opts["keep_versions"] = list(range(dt.version() + 1))
-        if not dt.vacuum(dry_run=True, **opts):
-            return []
-        return dt.vacuum(dry_run=False, **opts)
+        try:
+            if not dt.vacuum(dry_run=True, **opts):
+                return []
+            opts["keep_versions"] = list(range(dt.version() + 1))
+            if not dt.vacuum(dry_run=True, **opts):
+                return []
+            return dt.vacuum(dry_run=False, **opts)
+        except (DeltaError, OSError) as exc:  # e.g. an old version's log entries already cleaned up: keep all
+            raise StoreUnavailable(f"cleaning orphan files of {view!r} failed: {str(exc).splitlines()[0]}",
+                                   endpoint=self.root) from exc
 
     def _commit(self, view: str, before: DeltaTable | None, write: Callable) -> None:
         """Run one delta-rs commit, ``write(target)``, on top of ``before`` (None: create the table). Raises
