@@ -96,10 +96,14 @@ def offline_rows(store: sk.FeatureStore) -> int:
     return 0 if rows is None else rows.count_rows()
 
 
-def assert_exact(store: sk.FeatureStore, rnd: int = 1, offline: int = N) -> None:
-    assert offline_rows(store) == offline
+def assert_exact_online(store: sk.FeatureStore, rnd: int = 1) -> None:
     got = store.get_online_features(["v:x"], [{"k": k} for k in range(N)]).to_dict()
     assert got["x"] == [k * 10.0 + rnd for k in range(N)]
+
+
+def assert_exact(store: sk.FeatureStore, rnd: int = 1, offline: int = N) -> None:
+    assert offline_rows(store) == offline
+    assert_exact_online(store, rnd)
     # Left pending: at most the marker of a write killed before its commit (harmless: the next materialize drops
     # it, as it never knows whether such a write is still in flight); never one of a committed batch.
     rows = history(store)
@@ -300,3 +304,26 @@ def test_oss_kill_between_upload_and_commit_then_rerun_and_clean(tmp_path, oss_e
     assert not orphans & data_files()
     assert_exact(store, rnd=2, offline=2 * N)
     assert ingest_here(store, rnd=2, batch_id="b2")["already"] is True
+
+
+def test_maxcompute_kill_between_upload_and_commit_then_rerun_counts_once(tmp_path, maxcompute_endpoint):
+    import pyarrow as pa
+    from test_maxcompute import mc_repo
+
+    store = make_repo(tmp_path / "repo", store=mc_repo(tmp_path / "repo", maxcompute_endpoint))
+    off = store.offline
+    ingest_here(store, rnd=1)
+    run_child(tmp_path / "repo", rnd=2, batch_id="b2", kill_at="maxcompute.before_commit")
+
+    def count(where: str = "") -> int:
+        sql = f"SELECT COUNT(1) AS n FROM `{off.history_table('v')}` {where}"
+        return next(off.client.result(off.client.execute(sql, "count"), "count", pa.schema([("n", pa.int64())])))[0][0].as_py()
+
+    def visible() -> int:  # what every read sees: rows of batches the newest commit names
+        return count(f"WHERE `_skewless_batch` IN (SELECT `batch` FROM `{off.commit_table('v', off.version('v'))}`)")
+    assert (count(), visible()) == (2 * N, N)  # uploaded, never committed: invisible
+    again = ingest_here(store, rnd=2, batch_id="b2")
+    assert again["already"] is False and again["version"] == off.version("v")
+    assert visible() == 2 * N  # the rerun's rows once; the killed run's stay invisible (no commit names them)
+    assert_exact_online(store, rnd=2)
+    assert ingest_here(store, rnd=2, batch_id="b2")["already"] is True and visible() == 2 * N

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from ...definitions import EVENT_TS, WRITE_BATCH
 from ...errors import ConflictError, EngineError, NotFoundError
+from ...faults import kill_point
 from ...offline.base import FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, OfflineStore
 from .maxcompute_client import MC_TYPES, Client, Settings, arrow_of, dtype_name_of
 
@@ -107,6 +108,7 @@ class MaxComputeOfflineStore(OfflineStore):
         the version it builds on (CTAS of the next version fails if another writer got there first)."""
         types = {c: dtype_name_of(table.schema.field(c).type) for c in table.column_names}
         self._upload(view, table, self._ensure_history(view, types))
+        kill_point("maxcompute.before_commit")  # test hook: rows uploaded, no commit names them yet
         for _ in range(_ATTEMPTS):
             prior_version = self.version(view)
             if once and batch_id and prior_version is not None:
