@@ -217,7 +217,11 @@ def identity(rows: pa.Table, write_time: datetime, batch_id: str | None) -> str:
         col = col.combine_chunks()
         valid = pc.is_valid(col)
         h.update(valid.to_numpy(zero_copy_only=False).tobytes())
-        for buf in col.filter(valid).buffers()[1:]:
+        values = col.filter(valid)
+        if pa.types.is_boolean(col.type):  # a bitmap: the bits past the last value are undefined too
+            h.update(values.to_numpy(zero_copy_only=False).tobytes())
+            continue
+        for buf in values.buffers()[1:]:
             if buf is not None:
                 h.update(buf)
     return "sha256:" + h.hexdigest()
