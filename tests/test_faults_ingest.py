@@ -22,7 +22,7 @@ import yaml
 from deltalake import DeltaTable
 
 import skewless as sk
-from skewless.errors import StoreUnavailable
+from skewless.errors import StoreUnavailable, ValidationError
 from skewless.ingest import pending_batches
 from skewless.localcloud.cloud import redis_binary
 
@@ -128,6 +128,25 @@ def test_kill_then_rerun_ingests_exactly_once(tmp_path, point, committed, batch_
     if batch_id:  # the same batch id once more: still nothing appended
         assert ingest_here(store, batch_id=batch_id)["already"] is True
         assert_exact(store)
+
+
+def test_batch_ids_are_validated_and_the_row_hash_ignores_layout_and_filled_created_times(tmp_path):
+    import pyarrow as pa
+
+    store = make_repo(tmp_path / "repo")
+    for bad in ("", "  ", "it's", 'a"b', "back\\slash", "tab\there", "x" * 257, 42):
+        with pytest.raises(ValidationError, match="batch_id"):
+            store.ingest("v", frame(1), batch_id=bad)
+    assert store.offline.version("v") is None  # nothing written
+    first = ingest_here(store, rnd=1)
+    # the same rows as two chunks (another Arrow layout), ingested later (another filled-in created time)
+    table = pa.Table.from_pandas(frame(1), preserve_index=False)
+    again = store.ingest("v", pa.concat_tables([table.slice(0, 10), table.slice(10)]))
+    assert again.already_ingested and again.batch_id == first["id"]
+    changed = frame(1)
+    changed.loc[N - 1, "x"] = None  # one value differs: another batch
+    assert not store.ingest("v", changed).already_ingested
+    assert offline_rows(store) == 2 * N
 
 
 def test_cli_reports_the_created_version_and_an_already_ingested_batch(tmp_path):
