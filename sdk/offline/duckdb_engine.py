@@ -20,6 +20,7 @@ import pyarrow as pa
 from .. import dtypes
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from ..errors import ValidationError
+from ..timeutil import parse_timestamps
 from .base import EVENT_TIES, FULL_TIES, NO_TIES, Engine, HistoryFiles
 from .gather import POSITION, PositionGather, position_sql
 from .pit import (ENTITY_ROW, PitQuery, join_key_types, latest_per_entity, packing, packing_stats_sql, q, render,
@@ -320,18 +321,3 @@ def _entity_arrow(entity: Any, ts: str) -> pa.Table:
 
         table = table.set_column(table.column_names.index(ts), ts, to_utc_us(table.column(ts)))
     return table
-
-
-def parse_timestamps(values: "pd.Series", column: str) -> "pd.Series":
-    """Parse to tz-aware UTC; naive values are UTC. Mixed zones are fine. Raises ValidationError on the first
-    unparseable value."""
-    try:
-        return pd.to_datetime(values, utc=True, format="mixed")
-    except (ValueError, TypeError, OverflowError) as exc:
-        for i, v in enumerate(values):
-            try:
-                pd.to_datetime([v], utc=True, format="mixed")
-            except (ValueError, TypeError, OverflowError):
-                raise ValidationError(f"column {column!r}: unparseable timestamp {v!r} at row {i}",
-                                      column=column, row=i) from exc
-        raise ValidationError(f"column {column!r}: cannot parse timestamps: {exc}", column=column) from exc
