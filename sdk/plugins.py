@@ -58,9 +58,12 @@ def register(role: str, scheme: str, target: str, extra: str | None = None) -> N
 
 
 def scheme_of(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: the scheme is still what precedes "://"
+        scheme = url.partition("://")[0] if "://" in url else ""
     # A bare path (or a Windows drive letter) is a local file.
-    return parts.scheme if len(parts.scheme) > 1 else "file"
+    return scheme if len(scheme) > 1 else "file"
 
 
 def adapter_for(role: str, url: str) -> Adapter:

@@ -103,8 +103,10 @@ def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet 
 def _progress_run(fn):
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    # Only on a terminal: elsewhere (a pipe, a CI log) rich's live display ends with a line feed, which put a blank
+    # line before an error printed after it.
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                  transient=True) as prog:
+                  transient=True, disable=not err.is_terminal) as prog:
         tasks: dict[str, int] = {}
 
         def cb(view: str, rows: int):
