@@ -210,8 +210,8 @@ def _cast(col: pa.ChunkedArray, name: str, dt: dtypes.DType, date_format: str | 
         # cast, the column's type itself is the mismatch and its first value is named.
         row = _first_unfit(col, dt.arrow)
         if row >= 0:
-            raise ValidationError(f"column {name!r}: value {col[row].as_py()!r} at row {row} is not a valid {dt} "
-                                  f"(the column holds {col.type}, declared {dt})", column=name, row=row)
+            raise ValidationError(f"column {name!r}: value {col[row].as_py()!r} at row {row} does not match "
+                                  f"declared {dt} (the column holds {col.type})", column=name, row=row)
         row = _first_bad(col, lambda v: v is None)
         raise ValidationError(f"column {name!r}: dtype {col.type} does not match declared {dt}"
                               + (f" (first non-null value at row {row})" if row >= 0 else ""),

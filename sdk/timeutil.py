@@ -49,8 +49,8 @@ def parse_timestamps(values: pd.Series, column: str, date_format: str | None = N
             try:
                 _parse([v], date_format)
             except (ValueError, TypeError, OverflowError):
-                raise ValidationError(f"column {column!r}: timestamp {v!r} at row {i} does not match "
-                                      f"{date_format or 'ISO 8601'}; {_HINT}", column=column, row=i) from exc
+                raise ValidationError(f"column {column!r}: unparseable timestamp {v!r} at row {i} (not "
+                                      f"{date_format or 'ISO 8601'}); {_HINT}", column=column, row=i) from exc
         raise ValidationError(f"column {column!r}: cannot parse timestamps: {exc}", column=column) from exc
 
 

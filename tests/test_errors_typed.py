@@ -205,7 +205,7 @@ def repo(tmp_path) -> Path:
 def test_day_first_dates_are_never_guessed_per_row(repo):
     store = sk.FeatureStore(repo)
     df = pd.DataFrame({"loan_id": [1, 2], "event_timestamp": ["13/01/2024", "12/01/2024"], "amount": [1.0, 2.0]})
-    with pytest.raises(ValidationError, match="'13/01/2024' at row 0 does not match ISO 8601") as info:
+    with pytest.raises(ValidationError, match=re.escape("timestamp '13/01/2024' at row 0 (not ISO 8601")) as info:
         store.ingest("loans", df)
     assert info.value.column == "event_timestamp" and info.value.row == 0
     store.ingest("loans", df, date_format="%d/%m/%Y")  # explicit: both are January, day first
@@ -237,7 +237,7 @@ def test_entity_csv_dates_for_get_historical(repo, tmp_path):
     ents = tmp_path / "ents.csv"
     ents.write_text("loan_id,event_timestamp\n1,2024-01-05\n1,13/01/2024\n")
     out = cli_error(["get-historical", "--entities", ents, "--features", "loans:amount", "--repo", repo])
-    assert "ValidationError: column 'event_timestamp': timestamp '13/01/2024' at row 1" in out
+    assert "ValidationError: column 'event_timestamp': unparseable timestamp '13/01/2024' at row 1" in out
     assert "__skewless" not in out  # no engine internals
     ents.write_text("loan_id,event_timestamp\n1,05/01/2024\n1,13/01/2024\n")
     r = runner.invoke(app, ["get-historical", "--entities", str(ents), "--features", "loans:amount", "--repo",
@@ -260,7 +260,7 @@ def test_cli_ingest_of_a_non_parquet_file_is_one_line(repo, tmp_path):
 
 def test_cli_date_arguments_are_iso_or_formatted(repo):
     out = cli_error(["materialize", "01/02/2024", "now", "--repo", repo])
-    assert "does not match" not in out and "ISO 8601" in out and "--date-format" in out
+    assert "cannot parse '01/02/2024'" in out and "ISO 8601" in out and "--date-format" in out
     r = runner.invoke(app, ["materialize", "01/02/2024", "02/02/2024", "--date-format", "%d/%m/%Y", "--repo",
                             str(repo)])
     assert r.exit_code == 0, r.output
