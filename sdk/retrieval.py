@@ -20,10 +20,16 @@ from .timeutil import parse_timestamps
 _BATCH_ROWS = 122_880  # DuckDB's row-group size
 
 
-def entity_timestamps(entity: Any, column: str, date_format: str | None) -> Any:
-    """In-memory entity rows with a text ``column`` parsed to UTC instants here, with ``date_format`` (default
-    ISO 8601), so a bad value is a ValidationError naming its row, never a SQL cast error in the engine. Parquet
-    paths and typed columns pass through unchanged."""
+def entity_input(entity: Any, column: str, date_format: str | None) -> Any:
+    """In-memory entity rows checked (no duplicate column names) and with a text timestamp ``column`` parsed to UTC
+    instants here, with ``date_format`` (default ISO 8601), so a bad value is a ValidationError naming its row,
+    never a SQL cast error in the engine. Parquet paths and typed columns pass through unchanged."""
+    names = list(map(str, entity.columns)) if isinstance(entity, pd.DataFrame) else \
+        entity.schema.names if isinstance(entity, (pa.Table, pa.RecordBatch)) else []
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValidationError(f"entity rows: duplicate column names {dup}: each column must appear once",
+                              column=dup[0])
     if isinstance(entity, pd.DataFrame) and column in entity.columns:
         if pd.api.types.is_object_dtype(entity[column].dtype) or pd.api.types.is_string_dtype(entity[column].dtype):
             return entity.assign(**{column: parse_timestamps(entity[column], column, date_format)})

@@ -20,7 +20,7 @@ from .definitions import Entity, FeatureService, FeatureView
 from .errors import DefinitionError, ValidationError
 from .offline.duckdb_engine import parquet_files
 from .registry import Plan, Registry
-from .retrieval import RetrievalJob, entity_timestamps
+from .retrieval import RetrievalJob, entity_input
 from .timeutil import new_batch_id, now as utc_now, utc
 
 REGISTRY_CACHE_SECONDS = 5.0
@@ -191,7 +191,7 @@ class FeatureStore:
         if missing:
             raise ValidationError(f"snapshot has no version for views {missing}")
         files = {n: self.offline.files(n, snap[n]) for n in names}
-        entity_df = entity_timestamps(entity_df, timestamp_column, date_format)
+        entity_df = entity_input(entity_df, timestamp_column, date_format)
         refs = [f"{v.name}:{f}" for v, fs in resolved for f in fs]
         return self.engine.historical(entity_df, resolved, files, snapshot={n: snap[n] for n in names}, features=refs,
                                       timestamp_column=timestamp_column, full_feature_names=full_feature_names,

@@ -286,3 +286,18 @@ def test_incremental_end_before_the_checkpoint_is_refused(repo):
     assert [(x.view, x.rows) for x in res] == [("loans", 1)]  # from the beginning to the end asked for
 
 
+
+
+def test_unreadable_or_duplicated_entity_files_for_get_historical(repo, tmp_path):
+    (tmp_path / "bad.parquet").write_text("not parquet")  # was a raw DuckDB InvalidInputException
+    out = cli_error(["get-historical", "--entities", tmp_path / "bad.parquet", "--features", "loans:amount",
+                     "--repo", repo])
+    assert "ValidationError" in out and "not a readable Parquet file" in out
+    (tmp_path / "dup.csv").write_text("loan_id,loan_id,event_timestamp\n1,1,2024-01-01\n")  # was accepted
+    out = cli_error(["get-historical", "--entities", tmp_path / "dup.csv", "--features", "loans:amount",
+                     "--repo", repo])
+    assert "duplicate column names ['loan_id']" in out
+    (tmp_path / "empty.csv").write_text("")
+    out = cli_error(["get-historical", "--entities", tmp_path / "empty.csv", "--features", "loans:amount",
+                     "--repo", repo])
+    assert "not a readable CSV file" in out

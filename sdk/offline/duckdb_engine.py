@@ -125,7 +125,11 @@ class DuckDBEngine(Engine):
         if isinstance(entity, (str, Path)):
             files = parquet_files(str(entity))
             src = f"read_parquet({_sql_list(files)}{', filename = true' if len(files) > 1 else ''}, file_row_number = true)"
-            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list(files)})").fetchall()
+            try:
+                described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list(files)})").fetchall()
+            except (duckdb.InvalidInputException, duckdb.IOException) as exc:  # not Parquet, truncated, corrupt
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise ValidationError(f"entity rows {entity}: not a readable Parquet file ({reason})") from exc
             cols, types = [r[0] for r in described], {r[0]: r[1] for r in described}
             # Input position without a window over the whole input: (file index, row in file).
             row = ("file_row_number" if len(files) == 1 else
