@@ -108,7 +108,10 @@ class RetrievalJob:
     def to_parquet(self, path: str | Path) -> Path:
         """Write the result to one Parquet file without holding it in memory, with the snapshot beside it."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a path the user gave that cannot be a folder (a file in the way, no permission)
+            raise ValidationError(f"cannot write the training set to {path}: {exc.strerror or exc}") from exc
         tmp = path.with_name(path.name + ".tmp")
         self._run(lambda: self._con.execute(f"COPY ({self.sql}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' "
                                             "(FORMAT parquet)"))

@@ -301,3 +301,12 @@ def test_unreadable_or_duplicated_entity_files_for_get_historical(repo, tmp_path
     out = cli_error(["get-historical", "--entities", tmp_path / "empty.csv", "--features", "loans:amount",
                      "--repo", repo])
     assert "not a readable CSV file" in out
+
+
+def test_init_into_a_file_and_an_unwritable_out_path_are_one_line(repo, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    assert "ConfigError" in cli_error(["init", tmp_path / "afile"])  # was a raw FileExistsError
+    pd.DataFrame({"loan_id": [1], "event_timestamp": ["2024-01-13"]}).to_parquet(tmp_path / "e.parquet")
+    out = cli_error(["get-historical", "--entities", tmp_path / "e.parquet", "--features", "loans:amount",
+                     "--out", tmp_path / "afile" / "sub" / "t.parquet", "--repo", repo])
+    assert "ValidationError: cannot write the training set to" in out  # was a raw FileExistsError
