@@ -72,6 +72,7 @@ def read_file(path: str | Path) -> pa.Table:
     try:
         if kind == "CSV":
             return pcsv.read_csv(p, convert_options=pcsv.ConvertOptions(timestamp_parsers=[pcsv.ISO8601]))
+        _duplicates(pq.read_schema(p).names)  # read_table's own error for these names a FieldRef, not the column
         return pq.read_table(p)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -37,6 +39,9 @@ def write_case(case: dict, folder: Path) -> Path:
     path = folder / case["file"]
     if "bytes" in case:
         path.write_bytes(bytes.fromhex(case["bytes"]))
+    elif "columns" in case:  # [[name, values], ...]: a Parquet file (names may repeat), types as pyarrow infers
+        pq.write_table(pa.Table.from_arrays([pa.array(v) for _, v in case["columns"]],
+                                            names=[n for n, _ in case["columns"]]), path)
     else:
         path.write_text(case["text"])
     return path
