@@ -77,14 +77,36 @@ def _expand(value):
 
 def _store(doc: dict, key: str, default: str) -> StoreConfig:
     v = doc.get(key, default)
-    if isinstance(v, str):
+    if isinstance(v, str) and v:
         return StoreConfig(v)
-    if isinstance(v, dict) and isinstance(v.get("url"), str):
+    if isinstance(v, dict) and isinstance(v.get("url"), str) and v["url"]:
         opts = v.get("options") or {}
         if not isinstance(opts, dict):
             raise ConfigError(f"skewless.yaml: {key}.options must be a mapping")
         return StoreConfig(v["url"], opts)
     raise ConfigError(f"skewless.yaml: {key} must be a URL or a mapping with 'url'")
+
+
+def validate(cfg: Config, where: str = FILE_NAME) -> Config:
+    """The whole config checked when it loads, so a typo fails here and not at the first command that uses it:
+    every store URL's scheme is registered for its role and parses, the engine is known (plugins.adapter_for;
+    nothing is imported, so a missing extra is still reported only where that adapter is used)."""
+    from . import plugins
+
+    if not isinstance(cfg.engine, str) or not cfg.engine:
+        raise ConfigError(f"{where}: offline.engine must be a name such as duckdb")
+    if not isinstance(cfg.engine_options, dict):
+        raise ConfigError(f"{where}: offline.options must be a mapping")
+    for role, store in (("registry", cfg.registry), ("offline", cfg.offline), ("online", cfg.online)):
+        try:
+            plugins.adapter_for(role, store.url)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {role}: {exc}") from None
+    try:
+        plugins.adapter_for("engine", cfg.engine)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: offline.engine: {exc}") from None
+    return cfg
 
 
 def load(repo_path: str | os.PathLike) -> Config:
@@ -95,7 +117,11 @@ def load(repo_path: str | os.PathLike) -> Config:
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        # one line: the problem and where (PyYAML's message spans several, with the offending text quoted)
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{at}: {problem}") from exc
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     doc = _expand(doc)
@@ -115,5 +141,11 @@ def load(repo_path: str | os.PathLike) -> Config:
     storage = raw_off.get("storage_options") or {}
     if not isinstance(storage, dict):
         raise ConfigError(f"{path}: offline.storage_options must be a mapping")
-    return Config(project, _store(doc, "registry", "data/registry"), StoreConfig(offline.url, storage), engine,
-                  offline.options, _store(doc, "online", "sqlite:///data/online.db"), path.parent)
+    for key in ("registry", "online"):
+        raw = doc.get(key)
+        extra = set(raw) - {"url", "options"} if isinstance(raw, dict) else set()
+        if extra:
+            raise ConfigError(f"{path}: unknown keys under {key}: {sorted(extra)} (known: url, options)")
+    return validate(Config(project, _store(doc, "registry", "data/registry"), StoreConfig(offline.url, storage),
+                           engine, offline.options, _store(doc, "online", "sqlite:///data/online.db"), path.parent),
+                    str(path))

@@ -16,6 +16,10 @@ from .dtypes import DType
 from .errors import DefinitionError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Names become store identifiers: a MaxCompute table (at most 128 characters, of which skewless's prefixes and
+# suffixes take 23 plus the configured table_prefix), a Delta folder (255 bytes per path component), S3/OSS object
+# keys (1024 bytes with the root prefix and the log file names), Redis keys. 64 fits all of them with room to spare.
+MAX_NAME = 64
 # Columns skewless itself stores beside the features of every view's history.
 EVENT_TS = "event_timestamp"
 CREATED_TS = "created_timestamp"
@@ -25,6 +29,9 @@ RESERVED = {EVENT_TS, CREATED_TS, WRITE_BATCH, WRITE_ROW}
 
 
 def check_name(kind: str, name: Any) -> str:
+    if isinstance(name, str) and len(name) > MAX_NAME:
+        raise DefinitionError(f"{kind} name {name[:20]!r}... is {len(name)} characters long; the limit is {MAX_NAME} "
+                              "(names become table, folder and key names in every store)")
     if not isinstance(name, str) or not _NAME.match(name):
         raise DefinitionError(f"{kind} name {name!r} is invalid: use letters, digits and _, not starting with a digit")
     if name.startswith("_skewless") or name.startswith("__"):

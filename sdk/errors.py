@@ -10,15 +10,23 @@
     ├── EngineError               an offline engine could not run a query (e.g. out of memory); says what to tune
     └── StoreUnavailable          a backing store (file system, object store, database) cannot be reached
 
+Messages never carry credentials: URLs in them are redacted on construction (sdk/redact.py).
+
 Vendor errors are translated at the edge with ``raise SomeSkewlessError(...) from exc`` so the original stays
 attached as ``__cause__``.
 """
 
 from __future__ import annotations
 
+from .redact import redact
+
 
 class SkewlessError(Exception):
-    """Base class of all errors skewless raises on purpose."""
+    """Base class of all errors skewless raises on purpose. Credentials in a URL of the message are masked here,
+    once for every error (``redact``): a message may quote a store URL, or a library's error that holds one."""
+
+    def __init__(self, *args):
+        super().__init__(*(redact(a) for a in args))
 
 
 class ConfigError(SkewlessError):
@@ -55,4 +63,4 @@ class StoreUnavailable(SkewlessError):
 
     def __init__(self, message: str, *, endpoint: str | None = None):
         super().__init__(message)
-        self.endpoint = endpoint
+        self.endpoint = redact(endpoint) if endpoint else endpoint

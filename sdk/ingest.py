@@ -16,17 +16,20 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 
 from . import dtypes
 from .definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from .errors import ValidationError
-from .offline.duckdb_engine import parse_timestamps
+from .timeutil import parse_timestamps
 
 UTC_US = pa.timestamp("us", tz="UTC")
 PENDING = "pending/"
@@ -40,18 +43,73 @@ def _first_bad(col: pa.ChunkedArray, ok) -> int:
     return -1
 
 
-def _to_arrow(data: Any, ts_columns: list[str]) -> pa.Table:
-    if isinstance(data, pa.Table):
-        return data
+def _first_unfit(col: pa.ChunkedArray, target: pa.DataType) -> int:
+    """Row of the first value that does not cast to ``target`` (-1: all do, or no value of this type can). A binary
+    search over prefixes (a prefix casts iff every value in it does): log2(n) casts instead of one per row."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+    def casts(n: int) -> bool:
+        try:
+            pc.cast(arr.slice(0, n), target)
+            return True
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return False
+
+    try:
+        pc.cast(arr.slice(0, 0), target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return -1
+    if casts(len(arr)):
+        return -1
+    lo, hi = 0, len(arr)  # casts(lo) holds, casts(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if casts(mid) else (lo, mid)
+    return hi - 1
+
+
+def read_file(path: str | Path) -> pa.Table:
+    """A Parquet or CSV (by its suffix) file as a table. An empty, corrupt or misnamed file is a ValidationError
+    naming the file. CSV timestamps are inferred as ISO 8601 only (other text stays text, parsed by ingest with
+    ``date_format``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValidationError(f"{p}: no such file")
+    kind = "CSV" if p.suffix.lower() == ".csv" else "Parquet"
+    try:
+        if kind == "CSV":
+            return pcsv.read_csv(p, convert_options=pcsv.ConvertOptions(timestamp_parsers=[pcsv.ISO8601]))
+        _duplicates(pq.read_schema(p).names)  # read_table's own error for these names a FieldRef, not the column
+        return pq.read_table(p)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValidationError(f"{p}: not a readable {kind} file ({reason})") from exc
+
+
+def _duplicates(names) -> None:
+    seen, dup = set(), []
+    for n in map(str, names):
+        if n in seen and n not in dup:
+            dup.append(n)
+        seen.add(n)
+    if dup:
+        raise ValidationError(f"duplicate column names {dup}: each column must appear once", column=dup[0])
+
+
+def _to_arrow(data: Any, ts_columns: list[str], date_format: str | None = None) -> pa.Table:
     if isinstance(data, pa.RecordBatch):
-        return pa.Table.from_batches([data])
+        data = pa.Table.from_batches([data])
+    if isinstance(data, pa.Table):
+        _duplicates(data.column_names)
+        return data
     if not isinstance(data, pd.DataFrame):
         raise ValidationError(f"ingest takes a pandas DataFrame or a pyarrow Table, not {type(data).__name__}")
     df = data
+    _duplicates(df.columns)
     conv = {}
     for c in ts_columns:  # text (or mixed-zone objects) -> instants; numbers are left for the dtype check
         if c in df.columns and (pd.api.types.is_object_dtype(df[c].dtype) or pd.api.types.is_string_dtype(df[c].dtype)):
-            conv[c] = parse_timestamps(df[c], c)
+            conv[c] = parse_timestamps(df[c], c, date_format)
     if conv:
         df = df.assign(**conv)
     arrays, names = [], []
@@ -80,13 +138,15 @@ def _first_other_type(values) -> int | None:
     return None
 
 
-def _timestamps(table: pa.Table, name: str, required: bool) -> pa.ChunkedArray | None:
+def _timestamps(table: pa.Table, name: str, required: bool, date_format: str | None = None
+                ) -> pa.ChunkedArray | None:
     col = table.column(name)
     t = col.type
     if pa.types.is_null(t):  # an all-null column without a type: no timestamps given
         col, t = pa.chunked_array([pa.nulls(len(col), UTC_US)]), UTC_US
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        col = pa.chunked_array([pa.array(parse_timestamps(pd.Series(col.to_pylist(), dtype=object), name))])
+        col = pa.chunked_array([pa.array(parse_timestamps(pd.Series(col.to_pylist(), dtype=object), name,
+                                                          date_format))])
         t = col.type
     if pa.types.is_date(t):
         col = pc.cast(col, pa.timestamp("us"))
@@ -111,14 +171,16 @@ def to_utc_us(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.cast(col, UTC_US, safe=False)
 
 
-def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime) -> pa.Table:
-    """Validate ``data`` against ``view`` and return it in the canonical history layout."""
+def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime, date_format: str | None = None
+            ) -> pa.Table:
+    """Validate ``data`` against ``view`` and return it in the canonical history layout. Text timestamps are ISO
+    8601 unless ``date_format`` (strftime codes, one for every timestamp column) says otherwise."""
     if getattr(data, "num_rows", None) == 0 or (isinstance(data, pd.DataFrame) and data.empty):
         raise ValidationError(f"ingest into {view.name!r}: no rows")
     src = view.source
     ev_name = src.timestamp_field if src else EVENT_TS
     cr_name = (src.created_timestamp_column if src else None) or CREATED_TS
-    table = _to_arrow(data, [ev_name, cr_name, EVENT_TS])
+    table = _to_arrow(data, [ev_name, cr_name, EVENT_TS], date_format)
     if src and src.field_mapping:
         table = table.rename_columns([src.field_mapping.get(c, c) for c in table.column_names])
     if ev_name not in table.column_names and EVENT_TS in table.column_names:
@@ -134,24 +196,30 @@ def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime) -
         if col.null_count:
             row = _first_bad(col, lambda v: v is not None)
             raise ValidationError(f"join key {k!r} is null at row {row}", column=k, row=row)
-        out[k] = _cast(col, k, dt)
-    out[EVENT_TS] = _timestamps(table, ev_name, required=True)
+        out[k] = _cast(col, k, dt, date_format)
+    out[EVENT_TS] = _timestamps(table, ev_name, required=True, date_format=date_format)
     if cr_name in table.column_names:
-        cr = _timestamps(table, cr_name, required=False)
+        cr = _timestamps(table, cr_name, required=False, date_format=date_format)
         out[CREATED_TS] = pc.fill_null(cr, pa.scalar(write_time, UTC_US)) if cr.null_count else cr
     else:  # absent: the write time is the time the row became known
         out[CREATED_TS] = pa.chunked_array([pa.repeat(pa.scalar(write_time, UTC_US), table.num_rows)])
     out[WRITE_BATCH] = pa.chunked_array([pa.repeat(pa.scalar(batch, pa.int64()), table.num_rows)])
     out[WRITE_ROW] = pa.chunked_array([pa.array(np.arange(table.num_rows, dtype=np.int64))])
     for f in view.features:
-        out[f.name] = _cast(table.column(f.name), f.name, f.dtype)
+        out[f.name] = _cast(table.column(f.name), f.name, f.dtype, date_format)
     return pa.table(out)
 
 
-def _cast(col: pa.ChunkedArray, name: str, dt: dtypes.DType) -> pa.ChunkedArray:
+def _cast(col: pa.ChunkedArray, name: str, dt: dtypes.DType, date_format: str | None = None) -> pa.ChunkedArray:
     if dt is dtypes.UnixTimestamp:
-        return _timestamps(pa.table({name: col}), name, required=False)
+        return _timestamps(pa.table({name: col}), name, required=False, date_format=date_format)
     if not dtypes.arrow_compatible(col.type, dt):
+        # The first value that is not a {dt} (e.g. the 'n/a' that made a CSV column text); when every value would
+        # cast, the column's type itself is the mismatch and its first value is named.
+        row = _first_unfit(col, dt.arrow)
+        if row >= 0:
+            raise ValidationError(f"column {name!r}: value {col[row].as_py()!r} at row {row} does not match "
+                                  f"declared {dt} (the column holds {col.type})", column=name, row=row)
         row = _first_bad(col, lambda v: v is None)
         raise ValidationError(f"column {name!r}: dtype {col.type} does not match declared {dt}"
                               + (f" (first non-null value at row {row})" if row >= 0 else ""),
@@ -159,15 +227,9 @@ def _cast(col: pa.ChunkedArray, name: str, dt: dtypes.DType) -> pa.ChunkedArray:
     try:
         return pc.cast(col, dt.arrow)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        def fits(v):
-            try:
-                pc.cast(pa.array([v], col.type), dt.arrow)
-                return True
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                return False
-        row = _first_bad(col, fits)
-        raise ValidationError(f"column {name!r}: value at row {row} does not fit {dt} ({exc})",
-                              column=name, row=row) from exc
+        row = _first_unfit(col, dt.arrow)
+        raise ValidationError(f"column {name!r}: value at row {max(row, 0)} does not fit {dt} ({exc})",
+                              column=name, row=max(row, 0)) from exc
 
 
 def pending_key(view: str, batch: int) -> str:

@@ -22,6 +22,7 @@ from typing import Callable
 import pyarrow as pa
 
 from .definitions import FeatureView
+from .errors import ValidationError
 from .faults import kill_point
 from .ingest import pending_batches, pending_key
 from .offline.base import FULL_TIES
@@ -50,6 +51,22 @@ def _end_key(view: str) -> str:
 def last_end(online, view: str) -> datetime | None:
     v = online.get_meta(_end_key(view))
     return datetime.fromisoformat(v) if v else None
+
+
+def incremental_starts(online, views: list[FeatureView], end: datetime, allow_rewind: bool = False
+                       ) -> list[datetime | None]:
+    """Where ``materialize_incremental(end)`` starts each view: its last materialized end (None: from the
+    beginning). An ``end`` before a view's last end is a ValidationError, checked for every view before anything is
+    written (it would re-materialize the whole history, which a typo in END must not do silently); with
+    ``allow_rewind`` such a view is re-materialized from its beginning up to ``end``."""
+    starts = [last_end(online, v.name) for v in views]
+    behind = [(v.name, s) for v, s in zip(views, starts) if s is not None and end < s]
+    if behind and not allow_rewind:
+        name, start = behind[0]
+        raise ValidationError(f"end {end.isoformat()} is before the last materialized end of view {name!r} "
+                              f"({start.isoformat()}); materialize-incremental only moves forward (pass "
+                              f"allow_rewind=True / --allow-rewind to re-materialize from the beginning up to end)")
+    return [None if s is not None and end < s else s for s in starts]
 
 
 def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batch: int | None = None) -> int:
@@ -254,4 +271,4 @@ def materialize_view(ctx, view: FeatureView, start: datetime | None, end: dateti
     return materialize_views(ctx, [(view, start, end)], progress, chunk_rows)[0]
 
 
-__all__ = ["ViewResult", "last_end", "materialize_view", "materialize_views", "push_latest", "repair_pending"]
+__all__ = ["ViewResult", "incremental_starts", "last_end", "materialize_view", "materialize_views", "push_latest", "repair_pending"]

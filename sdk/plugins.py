@@ -17,6 +17,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .redact import redact_url
 
 
 @dataclass(frozen=True)
@@ -57,23 +58,42 @@ def register(role: str, scheme: str, target: str, extra: str | None = None) -> N
 
 
 def scheme_of(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: the scheme is still what precedes "://"
+        scheme = url.partition("://")[0] if "://" in url else ""
     # A bare path (or a Windows drive letter) is a local file.
-    return parts.scheme if len(parts.scheme) > 1 else "file"
+    return scheme if len(scheme) > 1 else "file"
 
 
-def load(role: str, url: str) -> Callable[..., Any]:
-    """The factory for ``url`` in ``role``: a ConfigError that names the fix when it cannot be had."""
+def adapter_for(role: str, url: str) -> Adapter:
+    """The registered adapter for ``url`` in ``role`` (nothing imported): a ConfigError naming the known schemes,
+    and the URL without its credentials, when there is none. Also checks the URL parses (port, IPv6 literal)."""
     scheme = url if role == "engine" else scheme_of(url)
     adapters = _ADAPTERS.get(role, {})
     adapter = adapters.get(scheme)
     if adapter is None:
-        raise ConfigError(f"unknown {role} store scheme {scheme!r} in {url!r}; known: {', '.join(sorted(adapters))}")
+        known = ", ".join(sorted(adapters))
+        if role == "engine":
+            raise ConfigError(f"unknown engine {scheme!r}; known: {known}")
+        raise ConfigError(f"unknown {role} store scheme {scheme!r} in {redact_url(url)!r}; known: {known}")
+    if role != "engine" and "://" in url:
+        try:
+            urlsplit(url).port  # noqa: B018 - parsing it is the check: a bad port or IPv6 literal raises
+        except ValueError as exc:
+            raise ConfigError(f"invalid {role} URL {redact_url(url)!r}: {exc}") from None
+    return adapter
+
+
+def load(role: str, url: str) -> Callable[..., Any]:
+    """The factory for ``url`` in ``role``: a ConfigError that names the fix when it cannot be had."""
+    adapter = adapter_for(role, url)
     module_name, _, attr = adapter.target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         hint = f'pip install "skewless[{adapter.extra}]"' if adapter.extra else "reinstall skewless"
+        scheme = url if role == "engine" else scheme_of(url)
         raise ConfigError(f"the {role} adapter for {scheme}:// is not available ({exc.name or exc}); "
                           f"install it with: {hint}") from exc
     return getattr(module, attr)

@@ -6,15 +6,40 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from .errors import EngineError, ValidationError
+from .timeutil import parse_timestamps
 
 
 _BATCH_ROWS = 122_880  # DuckDB's row-group size
+
+
+def entity_input(entity: Any, column: str, date_format: str | None) -> Any:
+    """In-memory entity rows checked (no duplicate column names) and with a text timestamp ``column`` parsed to UTC
+    instants here, with ``date_format`` (default ISO 8601), so a bad value is a ValidationError naming its row,
+    never a SQL cast error in the engine. Parquet paths and typed columns pass through unchanged."""
+    names = list(map(str, entity.columns)) if isinstance(entity, pd.DataFrame) else \
+        entity.schema.names if isinstance(entity, (pa.Table, pa.RecordBatch)) else []
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValidationError(f"entity rows: duplicate column names {dup}: each column must appear once",
+                              column=dup[0])
+    if isinstance(entity, pd.DataFrame) and column in entity.columns:
+        if pd.api.types.is_object_dtype(entity[column].dtype) or pd.api.types.is_string_dtype(entity[column].dtype):
+            return entity.assign(**{column: parse_timestamps(entity[column], column, date_format)})
+    elif isinstance(entity, (pa.Table, pa.RecordBatch)) and column in entity.schema.names:
+        if pa.types.is_string(entity.schema.field(column).type) or pa.types.is_large_string(
+                entity.schema.field(column).type):
+            table = entity if isinstance(entity, pa.Table) else pa.Table.from_batches([entity])
+            parsed = parse_timestamps(table.column(column).to_pandas(), column, date_format)
+            return table.set_column(table.schema.get_field_index(column), column, pa.array(parsed))
+    return entity
 
 
 def run_duckdb(fn):
@@ -22,7 +47,8 @@ def run_duckdb(fn):
     try:
         return fn()
     except duckdb.ConversionException as exc:
-        raise ValidationError(f"entity rows: {exc}") from exc
+        # DuckDB's message spans lines (the SQL around the cast, naming internal relations): keep its first line
+        raise ValidationError(f"entity rows: {(str(exc).splitlines() or [''])[0]}") from exc
     except duckdb.OutOfMemoryException as exc:
         raise EngineError("the offline engine ran out of memory; raise offline.options.memory_limit in "
                           "skewless.yaml (or SKEWLESS_DUCKDB_MEMORY), or stream with to_parquet()") from exc
@@ -82,7 +108,10 @@ class RetrievalJob:
     def to_parquet(self, path: str | Path) -> Path:
         """Write the result to one Parquet file without holding it in memory, with the snapshot beside it."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a path the user gave that cannot be a folder (a file in the way, no permission)
+            raise ValidationError(f"cannot write the training set to {path}: {exc.strerror or exc}") from exc
         tmp = path.with_name(path.name + ".tmp")
         self._run(lambda: self._con.execute(f"COPY ({self.sql}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' "
                                             "(FORMAT parquet)"))

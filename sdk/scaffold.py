@@ -26,6 +26,8 @@ def scaffold(path: str | Path, template: str = "credit-scoring", project: str | 
     path = Path(path)
     if template not in TEMPLATES:
         raise ConfigError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path} is a file, not a folder to create the repo in")
     if (path / FILE_NAME).exists() and not force:
         raise ConfigError(f"{path / FILE_NAME} already exists (use --force to overwrite the scaffold)")
     path.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import config as config_mod
 from . import features as features_mod
@@ -23,7 +22,7 @@ from .faults import kill_point
 from .offline.base import BatchAlreadyCommitted, CommittedBatch
 from .offline.duckdb_engine import parquet_files
 from .registry import Plan, Registry
-from .retrieval import RetrievalJob
+from .retrieval import RetrievalJob, entity_input
 from .timeutil import new_batch_id, now as utc_now, utc
 
 REGISTRY_CACHE_SECONDS = 5.0
@@ -141,16 +140,18 @@ class FeatureStore:
         return hit
 
     # -- ingest ----------------------------------------------------------------------------------------------
-    def ingest(self, view_name: str, data: Any, *, batch_id: str | None = None) -> ingest_mod.IngestResult:
+    def ingest(self, view_name: str, data: Any, *, batch_id: str | None = None,
+               date_format: str | None = None) -> ingest_mod.IngestResult:
         """Validate and append rows to the view's history, and push their newest values online.
 
+        Text timestamps must be ISO 8601 unless ``date_format`` (strftime codes, e.g. ``%d/%m/%Y``) is given.
         Nothing is written when validation fails. Idempotent: the batch's identity (``batch_id``, else a hash of its
         rows) is recorded in its commit; ingesting a committed ``batch_id`` again, or the same rows again before any
         other ingest of the view (or while their online push is unfinished), appends nothing, completes the online
         push and returns ``already_ingested=True``. Returns the history version holding the rows."""
         view = self._registry_state(fresh=True).get("feature_view", view_name)
         batch, write_time = new_batch_id(), utc_now()
-        rows = ingest_mod.prepare(view, data, batch=batch, write_time=write_time)
+        rows = ingest_mod.prepare(view, data, batch=batch, write_time=write_time, date_format=date_format)
         ident = ingest_mod.identity(rows, write_time, batch_id)
         found = self.offline.committed(view.name, ident)
         # The same rows again after other ingests is a deliberate re-send (it wins ties again): appended. A batch
@@ -195,7 +196,7 @@ class FeatureStore:
         path = view.source.path
         path = path if Path(path).is_absolute() or "://" in path else str(self.config.repo_path / path)
         # pyarrow keeps file and row order, which is the write order of rows that tie on everything else
-        table = pa.concat_tables([pq.read_table(f) for f in parquet_files(path)], promote_options="default")
+        table = pa.concat_tables([ingest_mod.read_file(f) for f in parquet_files(path)], promote_options="default")
         return self.ingest(view_name, table, batch_id=batch_id)
 
     # -- training sets ---------------------------------------------------------------------------------------
@@ -203,12 +204,14 @@ class FeatureStore:
                                 full_feature_names: bool = False, point_in_time: str = "event",
                                 timestamp_column: str = "event_timestamp",
                                 snapshot: dict[str, int | None] | None = None,
-                                include_event_timestamps: bool = False) -> RetrievalJob:
+                                include_event_timestamps: bool = False, date_format: str | None = None
+                                ) -> RetrievalJob:
         """A point-in-time-correct training set: every entity row once, in order, plus feature values at its time.
 
         ``entity_df``: pandas DataFrame, pyarrow Table, or a Parquet path/glob (for tables larger than memory).
         ``point_in_time``: "event" (default) or "available" (only rows already known at t: no backfill leakage).
-        ``snapshot``: the ``job.snapshot`` of an earlier training set, to rebuild it identically."""
+        ``snapshot``: the ``job.snapshot`` of an earlier training set, to rebuild it identically.
+        ``date_format``: the format of a text timestamp column (default: ISO 8601 only)."""
         if point_in_time not in ("event", "available"):
             raise ValidationError(f"point_in_time must be 'event' or 'available', not {point_in_time!r}")
         resolved = self._resolve(features)
@@ -218,6 +221,7 @@ class FeatureStore:
         if missing:
             raise ValidationError(f"snapshot has no version for views {missing}")
         files = {n: self.offline.files(n, snap[n]) for n in names}
+        entity_df = entity_input(entity_df, timestamp_column, date_format)
         refs = [f"{v.name}:{f}" for v, fs in resolved for f in fs]
         return self.engine.historical(entity_df, resolved, files, snapshot={n: snap[n] for n in names}, features=refs,
                                       timestamp_column=timestamp_column, full_feature_names=full_feature_names,
@@ -241,17 +245,16 @@ class FeatureStore:
         return mat.materialize_views(self, [(v, start, end) for v in views], progress, chunk_rows)
 
     def materialize_incremental(self, end_date: datetime, feature_views: Sequence[str] | None = None,
-                                *, progress: mat.ProgressFn | None = None, chunk_rows: int = mat.CHUNK_ROWS
-                                ) -> list[mat.ViewResult]:
-        """Materialize each view from its last materialized end (or its beginning) to ``end_date``."""
+                                *, progress: mat.ProgressFn | None = None, chunk_rows: int = mat.CHUNK_ROWS,
+                                allow_rewind: bool = False) -> list[mat.ViewResult]:
+        """Materialize each view from its last materialized end (or its beginning) to ``end_date``. An end before
+        a view's last end is a ValidationError unless ``allow_rewind`` (then that view restarts from its
+        beginning)."""
         end = utc(end_date, "end_date")
         views = self._views_for(feature_views)
+        starts = mat.incremental_starts(self.online, views, end, allow_rewind)
         mat.repair_pending(self, views)
-        specs = []
-        for v in views:
-            start = mat.last_end(self.online, v.name)
-            specs.append((v, start if start and start <= end else None, end))
-        return mat.materialize_views(self, specs, progress, chunk_rows)
+        return mat.materialize_views(self, [(v, s, end) for v, s in zip(views, starts)], progress, chunk_rows)
 
     # -- online reads ----------------------------------------------------------------------------------------
     def get_online_features(self, features: Sequence[str] | FeatureService | str, entity_rows: Sequence[dict],

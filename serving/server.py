@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from skewless.errors import ConfigError
+from skewless.redact import redact
 
 from .app import AppOptions, create_app
 from .artifact import MANIFEST, ModelArtifact
@@ -102,7 +103,7 @@ class JsonFormatter(logging.Formatter):
         doc.update({k: v for k, v in vars(record).items() if k not in self._SKIP})
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
+        return redact(json.dumps(doc, default=str))  # a store URL in a message or traceback: no credentials
 
 
 def configure_logging(level: str = "INFO") -> None:

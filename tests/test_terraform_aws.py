@@ -194,6 +194,22 @@ def test_aws3_rendering_validates_everywhere(tmp_path):
     assert not bad
 
 
+def test_redis_module_refuses_an_open_cidr_block(tmp_path):
+    """The aws-redis module refuses 0.0.0.0/0 (and any /0) in allowed_cidr_blocks, as the Tair module does: its
+    example with an open block beside a private one fails `terraform validate` with the module's own message."""
+    module = tfm.render_aws3(TF / "modules" / "aws-redis", tmp_path / "aws-redis")
+    example = module / "examples" / "basic"
+    main = example / "main.tf"
+    assert 'allowed_cidr_blocks = ["10.0.0.0/16"]' in main.read_text()
+    main.write_text(main.read_text().replace('allowed_cidr_blocks = ["10.0.0.0/16"]',
+                                             'allowed_cidr_blocks = ["10.0.0.0/16", "0.0.0.0/0"]'))
+    tf = tfm.Terraform(example, timeout=180)
+    tf.run("init", "-input=false", "-no-color", "-backend=false")
+    report = tf.validate()
+    assert not report["valid"]
+    assert any("none may be 0.0.0.0/0" in d.get("detail", "") for d in report["diagnostics"]), report
+
+
 # -- checkov ------------------------------------------------------------------------------------------------------
 def test_checkov_has_no_failures_and_every_suppression_is_explained(tmp_path):
     report = tfm.run_checkov(tc.copy_stack(STACK, tmp_path))

@@ -73,7 +73,10 @@ class TairOnlineStore(exh.ExHashPath, RedisOnlineStore):
         if not (mode == "auto" or isinstance(mode, bool)) or not isinstance(tls, bool):
             raise ConfigError(f"Tair online store: tairhash must be auto, true or false (got {mode!r}) and tls a "
                               f"boolean (got {tls!r})")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # an unbalanced IPv6 bracket
+            raise ConfigError(f"invalid Tair URL {mask_url(url)}: {exc}") from None
         if parts.scheme not in ("tair", "tairs"):
             raise ConfigError(f"not a Tair URL: {mask_url(url)} (use tair:// or tairs://)")
         scheme = "rediss" if parts.scheme == "tairs" or tls else "redis"

@@ -60,7 +60,7 @@ import weakref
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Sequence
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -75,6 +75,7 @@ from redis.retry import Retry
 from skewless.definitions import FeatureView
 from skewless.errors import ConfigError, StoreUnavailable, ValidationError
 from skewless.online.base import Key, OnlineStore
+from skewless.redact import redact_url
 
 from . import redis_codec as codec
 from . import redis_lua as lua
@@ -101,14 +102,8 @@ def from_url(url: str, repo_path: Path | str | None, options: dict | None) -> "R
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = quote(parts.username or "", safe="")
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """``url`` with its password replaced by *** (the SDK's one redaction, which never raises on a bad URL)."""
+    return redact_url(url)
 
 
 def _retryable(exc: Exception) -> bool:
@@ -130,14 +125,14 @@ class RedisOnlineStore(OnlineStore):
             raise ConfigError(f"unknown Redis online store options {sorted(unknown)}; known: "
                               f"{sorted(_DEFAULTS)} and redis-py's ssl_* options")
         self.options = {**_DEFAULTS, **opts}
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ConfigError(f"not a Redis URL: {mask_url(url)} (use redis:// or rediss://)")
         self.url = mask_url(url)
-        try:
+        try:  # a bad port or IPv6 literal: urlsplit or .port raise ValueError
+            parts = urlsplit(url)
             self.endpoint = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL {self.url}: {exc}") from None
+        if parts.scheme not in ("redis", "rediss"):
+            raise ConfigError(f"not a Redis URL: {self.url} (use redis:// or rediss://)")
         self._secret = self.options["password"] or parts.password
         prefix = str(self.options["key_prefix"])
         if not prefix or any(c in prefix for c in "{} \r\n"):

@@ -26,10 +26,14 @@ def _store(repo: Path):
     return FeatureStore(repo)
 
 
-def _time(value: str, what: str) -> datetime:
+DateFormatOpt = typer.Option(None, "--date-format", help="strftime format of the dates given (e.g. %d/%m/%Y); "
+                                                         "default: ISO 8601 only (2024-01-13, 2024-01-13T08:00:00Z)")
+
+
+def _time(value: str, what: str, date_format: str | None = None) -> datetime:
     from ..timeutil import now, utc
 
-    return now() if value == "now" else utc(value, what)
+    return now() if value == "now" else utc(value, what, date_format)
 
 
 @app.command()
@@ -84,7 +88,7 @@ def apply(repo: Path = RepoOpt, allow_breaking: bool = typer.Option(False, help=
 @friendly
 def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet or CSV file; default: the view's "
                                                                        "source"),
-           repo: Path = RepoOpt,
+           repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt,
            batch_id: Optional[str] = typer.Option(None, "--batch-id", help="This batch's identity: rerunning a "
                                                   "committed batch id appends nothing (default: a hash of the rows)")):
     """Validate and append rows to a view's history and push the newest values online."""
@@ -92,13 +96,9 @@ def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet 
     if file is None:
         result = store.ingest_source(view, batch_id=batch_id)
     else:
-        import pyarrow.csv as pcsv
-        import pyarrow.parquet as pq
+        from ..ingest import read_file
 
-        if not file.exists():
-            raise typer.BadParameter(f"{file} does not exist")
-        data = pcsv.read_csv(file) if file.suffix == ".csv" else pq.read_table(file)
-        result = store.ingest(view, data, batch_id=batch_id)
+        result = store.ingest(view, read_file(file), batch_id=batch_id, date_format=date_format)
     if result.already_ingested:
         console.print(f"Already ingested into [bold]{view}[/bold] (history version {result.version}, batch "
                       f"{result.batch_id}): nothing appended; its online push is complete.", highlight=False)
@@ -110,8 +110,10 @@ def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet 
 def _progress_run(fn):
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    # Only on a terminal: elsewhere (a pipe, a CI log) rich's live display ends with a line feed, which put a blank
+    # line before an error printed after it.
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                  transient=True) as prog:
+                  transient=True, disable=not err.is_terminal) as prog:
         tasks: dict[str, int] = {}
 
         def cb(view: str, rows: int):
@@ -128,22 +130,26 @@ def _progress_run(fn):
 @app.command()
 @friendly
 def materialize(start: str, end: str, views: Optional[str] = typer.Option(None, help="Comma-separated views"),
-                repo: Path = RepoOpt):
+                repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt):
     """Write the newest value at END of every entity with rows in [START, END] to the online store."""
+    start_t, end_t = _time(start, "start", date_format), _time(end, "end", date_format)
     store = _store(repo)
     names = views.split(",") if views else None
-    _progress_run(lambda cb: store.materialize(_time(start, "start"), _time(end, "end"), names, progress=cb))
+    _progress_run(lambda cb: store.materialize(start_t, end_t, names, progress=cb))
 
 
 @app.command("materialize-incremental")
 @friendly
 def materialize_incremental(end: str = typer.Argument("now"),
                             views: Optional[str] = typer.Option(None, help="Comma-separated views"),
-                            repo: Path = RepoOpt):
+                            repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt,
+                            allow_rewind: bool = typer.Option(False, help="Allow an END before a view's last "
+                                                              "materialized end (re-materializes it from the start)")):
     """Materialize each view from where the last run ended up to END (default: now)."""
+    end_t = _time(end, "end", date_format)
     store = _store(repo)
     names = views.split(",") if views else None
-    _progress_run(lambda cb: store.materialize_incremental(_time(end, "end"), names, progress=cb))
+    _progress_run(lambda cb: store.materialize_incremental(end_t, names, progress=cb, allow_rewind=allow_rewind))
 
 
 def _features(features: Optional[str], service: Optional[str]):
@@ -160,16 +166,17 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
                    out: Optional[Path] = typer.Option(None, help="Write the training set here (Parquet)"),
                    full_feature_names: bool = False,
                    point_in_time: str = typer.Option("event", help="event | available"),
-                   repo: Path = RepoOpt):
+                   repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt):
     """Build a point-in-time-correct training set."""
     store = _store(repo)
-    if entities.suffix == ".csv":
-        import pyarrow.csv as pcsv
-        ent = pcsv.read_csv(entities)
+    if entities.suffix.lower() == ".csv":
+        from ..ingest import read_file
+
+        ent = read_file(entities)
     else:
         ent = str(entities)
     job = store.get_historical_features(ent, _features(features, service), full_feature_names=full_feature_names,
-                                        point_in_time=point_in_time)
+                                        point_in_time=point_in_time, date_format=date_format)
     if out:
         job.to_parquet(out)
         console.print(f"Wrote {out} (snapshot {json.dumps(job.snapshot)})")

@@ -20,6 +20,7 @@ import pyarrow as pa
 from .. import dtypes
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from ..errors import ValidationError
+from ..timeutil import parse_timestamps
 from .base import EVENT_TIES, FULL_TIES, NO_TIES, Engine, HistoryFiles
 from .gather import POSITION, PositionGather, position_sql
 from .pit import (ENTITY_ROW, PitQuery, join_key_types, latest_per_entity, packing, packing_stats_sql, q, render,
@@ -124,7 +125,11 @@ class DuckDBEngine(Engine):
         if isinstance(entity, (str, Path)):
             files = parquet_files(str(entity))
             src = f"read_parquet({_sql_list(files)}{', filename = true' if len(files) > 1 else ''}, file_row_number = true)"
-            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list(files)})").fetchall()
+            try:
+                described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_list(files)})").fetchall()
+            except (duckdb.InvalidInputException, duckdb.IOException) as exc:  # not Parquet, truncated, corrupt
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise ValidationError(f"entity rows {entity}: not a readable Parquet file ({reason})") from exc
             cols, types = [r[0] for r in described], {r[0]: r[1] for r in described}
             # Input position without a window over the whole input: (file index, row in file).
             row = ("file_row_number" if len(files) == 1 else
@@ -320,18 +325,3 @@ def _entity_arrow(entity: Any, ts: str) -> pa.Table:
 
         table = table.set_column(table.column_names.index(ts), ts, to_utc_us(table.column(ts)))
     return table
-
-
-def parse_timestamps(values: "pd.Series", column: str) -> "pd.Series":
-    """Parse to tz-aware UTC; naive values are UTC. Mixed zones are fine. Raises ValidationError on the first
-    unparseable value."""
-    try:
-        return pd.to_datetime(values, utc=True, format="mixed")
-    except (ValueError, TypeError, OverflowError) as exc:
-        for i, v in enumerate(values):
-            try:
-                pd.to_datetime([v], utc=True, format="mixed")
-            except (ValueError, TypeError, OverflowError):
-                raise ValidationError(f"column {column!r}: unparseable timestamp {v!r} at row {i}",
-                                      column=column, row=i) from exc
-        raise ValidationError(f"column {column!r}: cannot parse timestamps: {exc}", column=column) from exc

@@ -24,9 +24,16 @@ variable "subnet_ids" {
 }
 
 variable "allowed_cidr_blocks" {
-  description = "CIDR blocks allowed to reach Redis on its port (e.g. the serving subnets)."
+  description = "CIDR blocks allowed to reach Redis on its port (e.g. the serving subnets); never 0.0.0.0/0."
   type        = list(string)
   default     = []
+
+  validation {
+    condition = alltrue([
+      for c in var.allowed_cidr_blocks : can(cidrhost(c, 0)) && !startswith(c, "0.0.0.0") && !endswith(c, "/0")
+    ])
+    error_message = "allowed_cidr_blocks must be CIDR blocks, and none may be 0.0.0.0/0 (or any /0): Redis must not be open to the internet."
+  }
 }
 
 variable "allowed_security_group_ids" {
