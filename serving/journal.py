@@ -147,7 +147,7 @@ def committed(offline, view: str, batch: int, base: int | None) -> bool:
         return False
     files = offline.files(view, version)
     before: set[str] = set()
-    if base is not None:
+    if base is not None and base >= 0:  # -1: before the history's first version
         try:
             before = set(offline.files(view, base).uris)
         except NotFoundError:  # that version was vacuumed away: look at every file
