@@ -51,9 +51,17 @@ def history_down(store, view: str):
     try:
         yield
     finally:
+        history_up(store, view)
+
+
+def history_up(store, view: str) -> None:
+    """Undo ``history_down`` (also after the process that took it down was killed)."""
+    path = Path(store.offline.root) / view
+    aside = path.with_name(path.name + ".aside")
+    if path.is_file():
         path.unlink()
-        if aside.exists():
-            os.replace(aside, path)
+    if aside.exists():
+        os.replace(aside, path)
 
 
 def committed_keys(store, model: str = "m") -> list:
