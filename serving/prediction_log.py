@@ -297,8 +297,14 @@ class PredictionLogWriter:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
+        deadline = time.monotonic() + timeout
         self._thread.join(timeout)
-        self.flush(max(0.0, timeout))
+        delay = 0.2
+        for _ in range(4):  # a few tries, not the whole timeout: once journaled the rows are safe on disk
+            if self._flush_once() is not False and not self.pending or time.monotonic() >= deadline:
+                break
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay *= 2
         lost = self._pending + self._writing  # rows neither committed nor on disk
         if self._spool.rows:
             log.warning("prediction log: rows spilled to disk, committed at the next start",

@@ -5,6 +5,7 @@ Real server, real SQLite and Redis online stores, the official clients (httpx, t
 from __future__ import annotations
 
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -134,3 +135,53 @@ def test_cli_get_online_prints_a_one_line_validation_error(served_repo):
     assert r.exit_code == 1, r.output
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and "ValidationError" in lines[0] and "loan_id" in lines[0], r.output
+
+
+def test_sigterm_with_the_log_store_down_spills_and_the_next_start_commits(credit, tmp_path):
+    """The issue's shutdown: the server (the image's entry point) stops while the log's history is unreachable;
+    before, the rows were lost and `prediction_log_complete` false."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from skewless.serving.prediction_log import PredictionLogWriter
+
+    from predlog_helpers import history_down
+    from test_serving import free_port
+
+    store, port, spill = credit["store"], free_port(), tmp_path / "spill"
+    env = {**os.environ, "SKEWLESS_REPO": str(credit["repo"]), "SKEWLESS_MODEL_DIR": str(credit["artifact"].path),
+           "SAGEMAKER_BIND_TO_PORT": str(port), "SKEWLESS_LOG_FLUSH_SECONDS": "3600",
+           "SKEWLESS_PREDICTION_LOG_DIR": str(spill)}
+    PredictionLogWriter(store, credit["artifact"].manifest, spill_dir=spill).close()  # the history exists
+    before_keys = Counter(read_log(store, "credit").column("loan_id").to_pylist())
+    ids = [int(i) for i in credit["loans"].loan_id][:12]
+    with history_down(store, "predictions_credit"):
+        proc = subprocess.Popen([sys.executable, "-m", "skewless.serving", "serve"], env=env,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if c.get("/ping").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert proc.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.1)
+                assert c.post("/invocations", json={"loan_id": BIG}).status_code == 422
+                for i in ids:
+                    assert c.post("/invocations", json={"loan_id": i}).status_code == 200
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert '"prediction_log_complete": true' in err and "rows spilled to disk" in err, err[-2000:]
+    assert Counter(read_log(store, "credit").column("loan_id").to_pylist()) == before_keys
+    w = PredictionLogWriter(store, credit["artifact"].manifest, spill_dir=spill)  # the next start
+    assert w.flush(30) and w.close(5)
+    log = read_log(store, "credit")
+    assert Counter(log.column("loan_id").to_pylist()) == before_keys + Counter(ids)  # each once
