@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -36,7 +37,7 @@ import pyarrow as pa
 
 from skewless import dtypes
 from skewless.definitions import EVENT_TS, FeatureView
-from skewless.errors import DefinitionError
+from skewless.errors import ConfigError, DefinitionError
 from skewless.ingest import prepare
 from skewless.timeutil import new_batch_id
 
@@ -139,7 +140,7 @@ class PredictionLogWriter:
         self.dropped = 0
         self.dead_lettered = 0
         self.last_error: str | None = None
-        self._spool = journal.Spool(_spill_root(store, spill_dir) / self.view.name)
+        self._spool = _spool(store, spill_dir, self.view.name)
         self._base: int | None = None  # a history version at or before the next commit (None: unknown)
         self._thread = threading.Thread(target=self._run, name="skewless-prediction-log", daemon=True)
         self._thread.start()
@@ -315,13 +316,23 @@ class PredictionLogWriter:
         return not lost
 
 
-def _spill_root(store, spill_dir: str | Path | None) -> Path:
-    """Where journals and dead letters live: the option, else SKEWLESS_PREDICTION_LOG_DIR, else the repo's
-    ``.skewless/prediction-log``."""
-    if spill_dir is None:
-        spill_dir = os.environ.get("SKEWLESS_PREDICTION_LOG_DIR") or \
-            Path(store.config.repo_path) / ".skewless" / "prediction-log"
-    return Path(spill_dir)
+def _spool(store, spill_dir: str | Path | None, view: str) -> journal.Spool:
+    """The journals' folder: the option, else SKEWLESS_PREDICTION_LOG_DIR, else the repo's
+    ``.skewless/prediction-log``, else (a read-only repo, e.g. a model mounted in a container) the temp folder."""
+    given = spill_dir or os.environ.get("SKEWLESS_PREDICTION_LOG_DIR")
+    if given:
+        try:
+            return journal.Spool(Path(given) / view)
+        except OSError as exc:
+            raise ConfigError(f"prediction log folder {given} is not writable: {exc.strerror or exc} "
+                              "(SKEWLESS_PREDICTION_LOG_DIR)") from exc
+    try:
+        return journal.Spool(Path(store.config.repo_path) / ".skewless" / "prediction-log" / view)
+    except OSError as exc:
+        fallback = Path(tempfile.gettempdir()) / "skewless-prediction-log" / view
+        log.warning("prediction log: the repo is not writable; journals go to the temp folder",
+                    extra={"path": str(fallback), "error": exc.strerror or str(exc)})
+        return journal.Spool(fallback)
 
 
 def read_log(store, model: str) -> pa.Table:

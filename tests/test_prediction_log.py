@@ -103,3 +103,24 @@ def test_two_live_writers_never_take_each_others_journals(store, tmp_path):
         assert committed_keys(store) == [1, 2, 3]
     finally:
         a.close(5), b.close(5)
+
+
+def test_journal_folder_falls_back_to_temp_for_a_read_only_repo_and_a_bad_setting_is_a_config_error(
+        store, tmp_path, monkeypatch):
+    import tempfile
+
+    from skewless.errors import ConfigError
+
+    (store.repo_path / ".skewless").write_text("not a folder")  # mkdir fails there, as in a read-only mount
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    w = PredictionLogWriter(store, manifest())  # the server still starts
+    try:
+        assert w.spill_dir.is_relative_to(tmp_path / "tmp")
+        w.add(rows(manifest(), [1]))
+        assert w.flush(20) and committed_keys(store) == [1]
+    finally:
+        w.close(5)
+    monkeypatch.setenv("SKEWLESS_PREDICTION_LOG_DIR", str(store.repo_path / ".skewless" / "log"))
+    with pytest.raises(ConfigError, match="SKEWLESS_PREDICTION_LOG_DIR"):
+        PredictionLogWriter(store, manifest())
