@@ -125,10 +125,12 @@ class Spool:
         self.entries.remove(entry)
         self.rows -= entry.rows
 
-    def dead_letter(self, row: dict, error: str) -> None:
-        line = json.dumps({"at": datetime.now(timezone.utc).isoformat(), "error": error, "row": row}, default=str)
+    def dead_letter(self, rows: list[tuple[dict, str]]) -> None:
+        """Append (row, error) pairs to the dead-letter file, one JSON object a line, with one fsync."""
+        at = datetime.now(timezone.utc).isoformat()
+        lines = "".join(json.dumps({"at": at, "error": e, "row": r}, default=str) + "\n" for r, e in rows)
         with open(self.dead_letter_path, "a") as f:
-            f.write(line + "\n")
+            f.write(lines)
             f.flush()
             os.fsync(f.fileno())
 

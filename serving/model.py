@@ -10,6 +10,7 @@ rows handed to the prediction log.
 from __future__ import annotations
 
 import logging
+import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,9 @@ _JSON_TYPE = {"Int32": int, "Int64": int, "String": str, "Bool": bool, "Float32"
 
 
 def _bad(k: str, v: Any, dt: dtypes.DType, i: int, why: str = "") -> ValidationError:
-    return ValidationError(f"row {i}: {k}={v!r} is not a valid {dt}{why}", column=k, row=i)
+    r = repr(v)
+    r = r if len(r) <= 40 else r[:30] + f"... ({len(r)} chars)"  # a huge value is not echoed whole
+    return ValidationError(f"row {i}: {k}={r} is not a valid {dt}{why}", column=k, row=i)
 
 
 def _strict(v: Any, dt: dtypes.DType, k: str, i: int) -> Any:
@@ -57,10 +60,13 @@ def _strict(v: Any, dt: dtypes.DType, k: str, i: int) -> Any:
             raise _bad(k, v, dt, i, f" (out of range [{lo}, {hi}])")
         return v
     if name in ("Float32", "Float64"):
-        if type(v) not in (int, float) or v != v or abs(v) == float("inf") or \
-                (name == "Float32" and abs(v) > _FLOAT32_MAX):
+        try:
+            f = float(v) if type(v) in (int, float) else None
+        except OverflowError:  # an integer beyond any double
+            f = None
+        if f is None or f != f or abs(f) > (_FLOAT32_MAX if name == "Float32" else sys.float_info.max):
             raise _bad(k, v, dt, i)
-        return float(v)
+        return f
     if name in ("String", "Bool"):
         if type(v) is not _JSON_TYPE[name]:
             raise _bad(k, v, dt, i)

@@ -185,7 +185,7 @@ class PredictionLogWriter:
             try:
                 if chunks:
                     self._journal(chunks)
-            except OSError as exc:  # the local disk failed: back in front, in order
+            except Exception as exc:  # e.g. the local disk failed: back in front, in order
                 self._failed(exc, self._writing, "journal")
                 with self._cond:
                     self._chunks.extendleft(reversed(chunks))
@@ -214,7 +214,11 @@ class PredictionLogWriter:
                                             timeout=self.flush_seconds)
                 if self._stop:
                     return  # close() writes the rest
-            ok = self._flush_once()
+            try:
+                ok = self._flush_once()
+            except Exception:  # a bug must not end the writer thread (the rows stay queued or journaled)
+                log.exception("prediction log writer failed; will retry")
+                ok = False
             delay = 0.0 if ok is not False else min(max(delay * 2, 0.2), self.max_retry_seconds)
 
     def _table(self, cols: dict[str, list], batch: int) -> pa.Table:
@@ -229,30 +233,30 @@ class PredictionLogWriter:
         try:
             rows = self._table(cols, batch)
         except Exception:  # some row cannot be a log row: find it (them), dead-letter it, keep the others
-            good = self._isolate(cols, list(range(len(cols[EVENT_TS]))))
+            bad: list[tuple[dict, str]] = []
+            good = self._isolate(cols, list(range(len(cols[EVENT_TS]))), bad)
+            self._spool.dead_letter(bad)
+            self.dead_lettered += len(bad)
+            self._on_event("dead_letter", len(bad))
+            log.error("prediction log: rows it cannot hold moved to the dead-letter file",
+                      extra={"view": self.view.name, "rows": len(bad), "error": bad[0][1],
+                             "path": str(self._spool.dead_letter_path)})
             if not good:
                 return
             rows = self._table({k: [v[i] for i in good] for k, v in cols.items()}, batch)
         self._spool.add(batch, rows, self._base)
 
-    def _isolate(self, cols: dict[str, list], idx: list[int]) -> list[int]:
-        """The rows of ``idx`` that make a valid table; the others go to the dead-letter file. Bisection: a few bad
-        rows among thousands cost a few dozen conversions, not one per row."""
+    def _isolate(self, cols: dict[str, list], idx: list[int], bad: list[tuple[dict, str]]) -> list[int]:
+        """The rows of ``idx`` that make a valid table; the others (row, error) appended to ``bad``. Bisection: a
+        few bad rows among thousands cost a few dozen conversions, not one per row."""
         try:
             self._table({k: [v[i] for i in idx] for k, v in cols.items()}, 0)
             return idx
         except Exception as exc:
             if len(idx) > 1:
                 half = len(idx) // 2
-                return self._isolate(cols, idx[:half]) + self._isolate(cols, idx[half:])
-            row = {k: v[idx[0]] for k, v in cols.items()}
-            error = f"{type(exc).__name__}: {exc}"
-            self._spool.dead_letter(row, error)
-            self.dead_lettered += 1
-            self._on_event("dead_letter", 1)
-            log.error("prediction log: a row cannot be written; moved to the dead-letter file",
-                      extra={"view": self.view.name, "error": error, "path": str(self._spool.dead_letter_path),
-                             "request_id": row.get("request_id")})
+                return self._isolate(cols, idx[:half], bad) + self._isolate(cols, idx[half:], bad)
+            bad.append(({k: v[idx[0]] for k, v in cols.items()}, f"{type(exc).__name__}: {exc}"))
             return []
 
     def _commit(self, entry: journal.Entry) -> bool:

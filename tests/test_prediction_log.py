@@ -44,6 +44,12 @@ def test_a_row_the_log_cannot_hold_goes_to_the_dead_letter_file_and_the_rest_com
         assert dead["row"]["k"] == BIG and dead["row"]["request_id"] == "bad0" and "Overflow" in dead["error"]
         w.add(rows(manifest(), [5000, 5001], request="later"))  # and the log goes on
         assert w.flush(20) and committed_keys(store) == keys + [5000, 5001]
+        many = [BIG + i if i % 3 == 0 else 10_000 + i for i in range(3000)]  # a third bad: still one flush
+        t0 = time.perf_counter()
+        w.add(rows(manifest(), many, request="many"))
+        assert w.flush(20) and w.dead_lettered == 1 + 1000 and time.perf_counter() - t0 < 10
+        assert committed_keys(store) == keys + [5000, 5001] + [k for k in many if k < BIG]
+        assert len((tmp_path / "spill" / w.view.name / "dead-letter.jsonl").read_text().splitlines()) == 1001
     finally:
         w.close(5)
 
