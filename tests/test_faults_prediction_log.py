@@ -93,3 +93,42 @@ def test_kill_9_during_a_flush_then_restart_commits_each_journaled_row_once(tmp_
         assert w.close(5) and w.spilled == 0
         assert committed_keys(store) == EXPECTED[point]
     assert not list(spill.rglob("*.arrow*"))  # no journal, no torn file left behind
+
+
+def test_s3_outage_during_flush_and_kill_after_commit_on_s3(tmp_path, local_cloud, moto_endpoint):
+    """The same on an S3 history (moto, behind a TCP proxy this test owns): a kill -9 after the commit is found
+    by batch id in S3 (not committed twice); the endpoint refusing connections during a flush and at shutdown
+    loses nothing."""
+    from urllib.parse import urlsplit
+
+    from object_store import object_store_repo
+    from test_serving_registry import Proxy
+
+    local_cloud.ensure_bucket("skewless-tests", moto_endpoint)
+    parts = urlsplit(moto_endpoint)
+    proxy = Proxy((parts.hostname, parts.port))
+    options = {"endpoint_url": f"http://127.0.0.1:{proxy.port}", "region": "us-east-1", "access_key_id": "test",
+               "secret_access_key": "test", "max_attempts": 1, "connect_timeout": 1, "read_timeout": 5}
+    repo, spill = tmp_path / "repo", tmp_path / "spill"
+    store = object_store_repo(repo, "s3://skewless-tests", options, "t")
+    try:
+        child = subprocess.run([sys.executable, "-c", CHILD, "after_commit", str(repo), str(spill)],
+                               capture_output=True, text=True, timeout=120)
+        assert child.returncode == -signal.SIGKILL, (child.stdout, child.stderr)
+        assert committed_keys(store) == list(range(300))
+        w = PredictionLogWriter(store, manifest(), spill_dir=spill, flush_seconds=3600)
+        assert w.pending == 200  # the adopted journal, already in S3
+        assert w.flush(30) and committed_keys(store) == list(range(300))  # found there, not appended again
+        proxy.down()
+        from predlog_helpers import rows
+
+        w.add(rows(manifest(), list(range(300, 400))))
+        assert w.flush(1) is False and "StoreUnavailable" in w.last_error
+        w.add(rows(manifest(), list(range(400, 450))))
+        assert w.close(3) and w.spilled == 150  # shutdown during the outage: spilled, not lost
+        proxy.up()
+        again = PredictionLogWriter(store, manifest(), spill_dir=spill, flush_seconds=3600)
+        assert again.flush(30) and again.close(5)
+        assert committed_keys(store) == list(range(450))
+    finally:
+        proxy.down()
