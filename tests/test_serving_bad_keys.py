@@ -103,13 +103,11 @@ def test_concurrent_valid_requests_unaffected_by_bad_keys(served_repo, credit):
     cfg = ServeConfig(repo=str(repo), model_dir=str(credit["artifact"].path))
     ids = [int(i) for i in credit["loans"].loan_id]
     calls = [(n, BIG if n % 9 == 0 else ids[n % len(ids)]) for n in range(180)]
-    with running(cfg) as (c, _):
-        url = str(c.base_url)
-
+    with running(cfg) as (c, _), httpx.Client(base_url=str(c.base_url), timeout=30,
+                                              limits=httpx.Limits(max_connections=24)) as shared:
         def call(arg):
             n, key = arg
-            with httpx.Client(base_url=url, timeout=30) as cc:
-                return n, cc.post("/invocations", json={"loan_id": key}).status_code
+            return n, shared.post("/invocations", json={"loan_id": key}).status_code
         with ThreadPoolExecutor(24) as pool:
             codes = dict(pool.map(call, calls))
     assert {codes[n] for n, k in calls if k == BIG} == {422}
