@@ -23,6 +23,11 @@ def _is_null(v: Any) -> bool:
     return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
 
 
+# The values an integer key can hold: a key outside them cannot be stored, so it is an input error (a store would
+# otherwise raise its own untyped error, e.g. SQLite's OverflowError, in the middle of a batched read).
+INT_RANGE = {"Int32": (-2**31, 2**31 - 1), "Int64": (-2**63, 2**63 - 1)}
+
+
 def _norm(v: Any, dt: dtypes.DType, key: str, row: int):
     if _is_null(v):
         return None
@@ -30,14 +35,19 @@ def _norm(v: Any, dt: dtypes.DType, key: str, row: int):
         if dt in (dtypes.Int32, dtypes.Int64):
             if isinstance(v, float) and not v.is_integer():
                 raise ValueError
-            return int(v)
+            n = int(v)
+            lo, hi = INT_RANGE[dt.name]
+            if not lo <= n <= hi:
+                raise ValidationError(f"entity row {row}: {key}={v!r} is out of the {dt} range [{lo}, {hi}]",
+                                      column=key, row=row)
+            return n
         if dt is dtypes.String:
             return v if isinstance(v, str) else str(v)
         if dt in (dtypes.Float32, dtypes.Float64):
             return float(v)
         if dt is dtypes.Bool:
             return bool(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValidationError(f"entity row {row}: {key}={v!r} is not a valid {dt}", column=key, row=row) from None
     return v
 
@@ -48,12 +58,14 @@ def _norm(v: Any, dt: dtypes.DType, key: str, row: int):
 _NORMAL_TYPE = {"Int32": int, "Int64": int, "String": str, "Bool": bool}
 
 
-def _rows_keys(view_name: str, spec: list[tuple[str, dtypes.DType, type | None]], entity_rows: Sequence[dict]):
+def _rows_keys(view_name: str, spec: list[tuple[str, dtypes.DType, type | None, tuple | None]],
+               entity_rows: Sequence[dict]):
     """The general normaliser: any number of join keys, errors naming the row, the key and the view."""
     out = []
     for i, r in enumerate(entity_rows):
         try:
-            out.append(tuple([v if type(v) is t else _norm(v, dt, k, i) for k, dt, t in spec for v in (r[k],)]))
+            out.append(tuple([v if type(v) is t and (rng is None or rng[0] <= v <= rng[1]) else _norm(v, dt, k, i)
+                              for k, dt, t, rng in spec for v in (r[k],)]))
         except KeyError as exc:
             raise ValidationError(f"entity row {i} lacks join key {exc.args[0]!r} needed by view {view_name!r}",
                                   column=exc.args[0], row=i) from None
@@ -64,11 +76,12 @@ def _rows_keys(view_name: str, spec: list[tuple[str, dtypes.DType, type | None]]
 
 def _normaliser(view: FeatureView) -> Callable[[Sequence[dict]], list[tuple]]:
     """``entity_rows -> [key tuple per row]`` for ``view``'s join keys, specialised for the common one-key case."""
-    spec = [(k, dt, _NORMAL_TYPE.get(dt.name)) for k, dt in view.join_key_dtypes.items()]
+    spec = [(k, dt, _NORMAL_TYPE.get(dt.name), INT_RANGE.get(dt.name)) for k, dt in view.join_key_dtypes.items()]
     name = view.name
     if len(spec) != 1:
         return lambda rows: _rows_keys(name, spec, rows)
-    key, dt, t = spec[0]
+    key, dt, t, rng = spec[0]
+    lo, hi = rng or (None, None)
 
     def one_key(rows: Sequence[dict]) -> list[tuple]:
         try:
@@ -76,9 +89,10 @@ def _normaliser(view: FeatureView) -> Callable[[Sequence[dict]], list[tuple]]:
         except (KeyError, TypeError):  # a row without the key or not a dict: the general path names the row
             return _rows_keys(name, spec, rows)
         out = [(v,) for v in vals if type(v) is t]
-        if len(out) == len(vals):
-            return out
-        return [(v,) if type(v) is t else (_norm(v, dt, key, i),) for i, v in enumerate(vals)]
+        if len(out) == len(vals) and (rng is None or not vals or lo <= min(vals) and max(vals) <= hi):
+            return out  # (min/max run in C: the range check costs little next to building the tuples)
+        return [(v,) if type(v) is t and (rng is None or lo <= v <= hi) else (_norm(v, dt, key, i),)
+                for i, v in enumerate(vals)]
     return one_key
 
 

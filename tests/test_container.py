@@ -112,7 +112,7 @@ def test_container_serves_and_flushes_the_log_on_stop(image, credit):
             r = c.post("/invocations", json={"instances": [{"loan_id": i} for i in ids]})
             assert r.status_code == 200, r.text
             served = [p["proba_1"] for p in r.json()["predictions"]]
-            assert c.post("/invocations", json={"loan": 1}).status_code == 400
+            assert c.post("/invocations", json={"loan": 1}).status_code == 422  # lacks the key
     finally:
         rt.stop(handle)  # SIGTERM: the log is flushed by the shutdown, not by the (hour-long) flush interval
     logs = rt.logs(handle)
