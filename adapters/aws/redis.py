@@ -50,6 +50,7 @@ Least-privilege ACL (tested): ``~<prefix>:* +set +mget +getrange +evalsha +scrip
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -197,9 +198,26 @@ class RedisOnlineStore(OnlineStore):
             msg = msg.replace(secret, "***")
         return msg
 
-    def _call(self, op: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` with bounded retries; translate redis-py's errors at the edge."""
+    @contextlib.contextmanager
+    def bounded_reads(self, seconds: float):
+        """Within the block, on this thread, each read of a standalone server waits at most ``seconds`` in all for
+        its replies, in one attempt (no retry), else StoreUnavailable: for a caller that must not block long (the
+        model server runs small reads on its event loop) and has a slower path to fall back to. A cluster's reads
+        go through redis-py and keep their own timeouts."""
+        local = self._local
+        prev = getattr(local, "deadline", None)
+        local.deadline = time.monotonic() + seconds
         try:
+            yield
+        finally:
+            local.deadline = prev
+
+    def _call(self, op: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` with bounded retries (one attempt inside ``bounded_reads``); translate redis-py's errors at
+        the edge."""
+        try:
+            if getattr(self._local, "deadline", None) is not None:
+                return fn()
             return self._retry.call_with_retry(fn, lambda _exc: None, is_retryable=_retryable)
         except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailable(f"Redis online store {self.url}: {op} failed at {self.endpoint}: "
@@ -222,9 +240,18 @@ class RedisOnlineStore(OnlineStore):
         Error replies come back as ResponseError objects (the stream stays in sync). ``spin``: the number of keys
         read, to busy-poll for the replies first (``_SpinPolicy``)."""
         conn = self._conn()
+        deadline = getattr(self._local, "deadline", None)
         try:
             n = send(conn)
-            return _replies(conn, n, self._spin if spin else None, spin)
+            sock = getattr(conn, "_sock", None)
+            if deadline is None or sock is None:
+                return _replies(conn, n, self._spin if spin else None, spin)
+            timeout = sock.gettimeout()
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))  # bounded_reads
+            try:
+                return _replies(conn, n, self._spin if spin else None, spin)
+            finally:
+                sock.settimeout(timeout)
         except BaseException:
             conn.disconnect()  # replies may be left unread: reconnect on next use
             raise
