@@ -38,10 +38,11 @@ eviction a read reports NOT_FOUND where an embedded store reports EXPIRED (the v
 ``ttl_grace_seconds`` keeps EXPIRED for that long. A row of a view without TTL clears its key's expire time.
 
 Failures: connection errors are retried with exponential backoff (defaults: 3 attempts, < 2 s even against a
-black hole), then raised as ``StoreUnavailable`` naming host:port (never the password). Each command and script
-call is atomic, and rows are independent upserts, so an interrupted ``write`` leaves some rows applied and others
-not: every stored row is still a real row that won, and repeating the write (a materialize rerun resumes from its
-checkpoint) converges to the same state.
+black hole), then raised as ``StoreUnavailable`` naming host:port (never the password). Inside
+``bounded_reads(s)`` a read on that thread gets one attempt of at most ``s`` seconds (the model server's event loop
+uses it). Each command and script call is atomic, and rows are independent upserts, so an interrupted ``write``
+leaves some rows applied and others not: every stored row is still a real row that won, and repeating the write (a
+materialize rerun resumes from its checkpoint) converges to the same state.
 
 Least-privilege ACL (tested): ``~<prefix>:* +set +mget +getrange +evalsha +script|load +hget +hset +hsetnx +hdel
 +hgetall +scan +unlink +ping +client|setname +select`` (GETRANGE from the script; the H* commands keep the
