@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+import skewless as sk
+
 from skewless.localcloud.cloud import redis_service
 from skewless.serving import batcher
 from skewless.serving.server import ServeConfig
@@ -129,3 +131,23 @@ def test_dead_store_fails_fast_and_recovers_when_restarted(own_redis, credit, tm
         svc.start(state)  # same port; an empty Redis (no persistence): features read as NOT_FOUND, still 200
         assert until_ok(c, loans[0], within=20) < 20
         assert c.get("/ping").status_code == 200
+
+
+def test_bounded_reads_give_up_in_time_on_a_hung_redis(own_redis, credit, tmp_path):  # noqa: F811
+    """What the server's event loop relies on: inside ``bounded_reads`` a read of a hung Redis gives up after its
+    bound (one attempt: without the bound, 3 attempts of 5 s), and the thread's next read works once it is back."""
+    svc, state = own_redis
+    store = sk.FeatureStore(served_from(own_redis, credit, tmp_path).repo)
+    loan = [{"loan_id": int(credit["loans"].loan_id.iloc[0])}]
+    want = store.get_online_features(["loan_features:loan_amnt"], loan).to_dict()
+    pid = svc.pid(state)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(sk.StoreUnavailable, match="read failed"), store.online.bounded_reads(0.2):
+            store.get_online_features(["loan_features:loan_amnt"], loan)
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    with store.online.bounded_reads(5.0):
+        assert store.get_online_features(["loan_features:loan_amnt"], loan).to_dict() == want
