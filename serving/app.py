@@ -93,10 +93,16 @@ class _Server:
         self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-health")
         self.breaker = StoreBreaker(model.check_store, self.health_pool, cooldown=opts.store_check_seconds,
                                     probe_timeout=opts.store_check_timeout, on_open=self._store_down)
+        # Lone small batches run on the event loop (see batcher) only where a hung store cannot stall it for long:
+        # an embedded store, or one whose reads can be bounded (bounded_reads); never for any other store.
         online = model.store.online
-        self._bounded_reads = None if online.embedded else getattr(online, "bounded_reads", None)
-        inline = {} if online.embedded else {"inline_fn": self._predict_inline} if self._bounded_reads else \
-            {"inline_seconds": 0.0}  # a store whose reads cannot be bounded never runs on the event loop
+        self._bounded_reads = getattr(online, "bounded_reads", None)
+        if online.embedded:
+            inline: dict = {}
+        elif self._bounded_reads is not None:
+            inline = {"inline_fn": self._predict_inline}
+        else:
+            inline = {"inline_seconds": 0.0}
         self.batcher = MicroBatcher(model.predict_batch, max_batch_rows=opts.max_batch_rows,
                                     max_queue=opts.max_queue, on_batch=self.metrics.batch,
                                     timeout=opts.predict_timeout, max_overrunning=opts.max_overrunning,
@@ -241,17 +247,20 @@ class _Server:
         rid = request.headers.get("x-request-id") or request.headers.get("x-amzn-requestid")
         headers = {}
         try:
+            # The (bounded) body first: an answer sent with the body unread would leave the connection to read and
+            # discard the rest of it, however large.
+            raw = await self._body(request)
             if not self.model.loaded:
                 raise NotReady(f"model {self.model.name!r} is not loaded yet"
                                + (f" (load failed: {self.model.error})" if self.model.error else ""))
-            if not self.breaker.closed:
-                await self.breaker.admit()
             try:
-                body = orjson.loads(await self._body(request))
+                body = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise ValidationError(f"the request body is not valid JSON: {exc}") from None
             req = self.model.parse(body, rid)
             rid = req.request_id
+            if not self.breaker.closed:
+                await self.breaker.admit()
             answer = await self.batcher.submit(req, len(req.rows))
             status, content = 200, answer
         except SkewlessError as exc:

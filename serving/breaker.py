@@ -44,10 +44,11 @@ class StoreBreaker:
     # -- state changes (on the event loop) ------------------------------------------------------------------
     def failed(self, reason: str) -> None:
         """The store failed (a prediction's StoreUnavailable, a probe's error or silence): open."""
-        was_closed = self.closed
+        was_closed, first = self.closed, not self.checked
         self.closed, self.checked, self.reason = False, time.monotonic(), reason
-        if was_closed:
+        if was_closed or first:
             log.warning("online store unavailable: failing predictions fast", extra={"error": reason})
+        if was_closed:
             self._on_open(self.error())
 
     def succeeded(self) -> None:

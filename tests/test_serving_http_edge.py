@@ -137,7 +137,8 @@ def test_a_huge_body_is_refused_without_being_read(server, declared, auth):
           f"{(psutil.Process(proc.pid).memory_info().rss - rss) / MB:+.1f} MB")
     assert status in (413 if auth else 401, None), status
     assert sent < 40 * MB, f"the server read {sent / MB:.0f} MB of a refused body"  # socket buffers, no more
-    assert psutil.Process(proc.pid).memory_info().rss - rss < 30 * MB
+    # today: +280-300 MB; the margin covers the allocator's own growth (arenas), not the body
+    assert psutil.Process(proc.pid).memory_info().rss - rss < 64 * MB
     assert httpx.get(f"{url}/ping").status_code == 200  # and it goes on serving
 
 
