@@ -94,9 +94,9 @@ class _Server:
         self.breaker = StoreBreaker(model.check_store, self.health_pool, cooldown=opts.store_check_seconds,
                                     probe_timeout=opts.store_check_timeout, on_open=self._store_down)
         # Lone small batches run on the event loop (see batcher) only where a hung store cannot stall it for long:
-        # an embedded store, or one whose reads can be bounded (bounded_reads); never for any other store.
+        # an embedded store, or one whose reads can be bounded (can_bound_reads, bounded_reads); never any other.
         online = model.store.online
-        self._bounded_reads = getattr(online, "bounded_reads", None)
+        self._bounded_reads = online.bounded_reads if getattr(online, "can_bound_reads", False) else None
         if online.embedded:
             inline: dict = {}
         elif self._bounded_reads is not None:

@@ -199,6 +199,11 @@ class RedisOnlineStore(OnlineStore):
             msg = msg.replace(secret, "***")
         return msg
 
+    @property
+    def can_bound_reads(self) -> bool:
+        """Whether ``bounded_reads`` bounds anything: a standalone server's reads (not a cluster's)."""
+        return not self.cluster
+
     @contextlib.contextmanager
     def bounded_reads(self, seconds: float):
         """Within the block, on this thread, each read of a standalone server waits at most ``seconds`` in all for
