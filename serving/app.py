@@ -92,7 +92,8 @@ class _Server:
         model.log._on_event = self.metrics.log_event
         self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-health")
         self.breaker = StoreBreaker(model.check_store, self.health_pool, cooldown=opts.store_check_seconds,
-                                    probe_timeout=opts.store_check_timeout, on_open=self._store_down)
+                                    probe_timeout=opts.store_check_timeout, on_open=self._store_down,
+                                    on_probe=self.metrics.store_probes.inc)
         # Lone small batches run on the event loop (see batcher) only where a hung store cannot stall it for long:
         # an embedded store, or one whose reads can be bounded (can_bound_reads, bounded_reads); never any other.
         online = model.store.online

@@ -31,10 +31,12 @@ log = logging.getLogger("skewless.serving")
 
 class StoreBreaker:
     def __init__(self, probe: Callable[[], None], pool: Executor, *, cooldown: float, probe_timeout: float,
-                 on_open: Callable[[StoreUnavailable], None] | None = None):
+                 on_open: Callable[[StoreUnavailable], None] | None = None,
+                 on_probe: Callable[[], None] | None = None):
         self._probe_fn, self._pool = probe, pool
         self.cooldown, self.probe_timeout = cooldown, probe_timeout
         self._on_open = on_open or (lambda exc: None)
+        self._on_probe = on_probe or (lambda: None)
         self.closed = False  # True: the store answered last time
         self.checked = 0.0  # monotonic time of the last result (success or failure)
         self.reason = "the online store was not checked yet"
@@ -73,6 +75,7 @@ class StoreBreaker:
         if self.probing():
             return self._probe
         loop = asyncio.get_running_loop()
+        self._on_probe()
         self._probe_started = time.monotonic()
         fut = self._probe = loop.run_in_executor(self._pool, self._run_probe)
         fut.add_done_callback(self._probed)

@@ -27,6 +27,8 @@ class Metrics:
                                     registry=r)
         self.breaker_open = Gauge("skewless_online_store_breaker_open", "1 while predictions fail fast because the "
                                   "online store is known down", registry=r)
+        self.store_probes = Counter("skewless_online_store_probes", "Round trips to the online store made to check it "
+                                    "(readiness, the breaker's half-open probe, a slow batch)", registry=r)
         self.log_rows = Counter("skewless_prediction_log_rows", "Prediction log rows by outcome "
                                 "(written, failed attempts, dropped)", ["outcome"], registry=r)
         self.log_pending = Gauge("skewless_prediction_log_pending", "Prediction log rows not yet committed",

@@ -82,6 +82,11 @@ def inline(request, monkeypatch):
     return request.param
 
 
+def probes_started(c: httpx.Client) -> float:
+    line = [x for x in c.get("/metrics").text.splitlines() if x.startswith("skewless_online_store_probes_total ")]
+    return float(line[0].split()[1])
+
+
 def test_hung_store_fails_fast_and_recovers_without_restart(own_redis, credit, tmp_path, inline):  # noqa: F811
     svc, state = own_redis
     loans = [int(i) for i in credit["loans"].loan_id][:20]
@@ -106,6 +111,14 @@ def test_hung_store_fails_fast_and_recovers_without_restart(own_redis, credit, t
             ping = c.get("/ping")
             assert ping.status_code == 503 and ping.json()["reason"] == "online store unavailable"
             assert "skewless_online_store_breaker_open 1.0" in c.get("/metrics").text
+            # one probe at a time: while the first one hangs, 3 s of requests and pings start no other
+            probes = probes_started(c)
+            t2, answered = time.monotonic(), 0
+            while time.monotonic() - t2 < 3.0:
+                assert c.post("/invocations", json={"loan_id": loans[1]}).status_code == 503
+                assert c.get("/ready").status_code == 503
+                answered += 1
+            assert answered > 20 and probes_started(c) == probes
         finally:
             os.kill(pid, signal.SIGCONT)
         # back without a restart: one probe closes the breaker
