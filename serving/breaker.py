@@ -27,6 +27,7 @@ from typing import Callable
 from skewless.errors import StoreUnavailable
 
 log = logging.getLogger("skewless.serving")
+NEVER = float("-inf")
 
 
 class StoreBreaker:
@@ -38,7 +39,7 @@ class StoreBreaker:
         self._on_open = on_open or (lambda exc: None)
         self._on_probe = on_probe or (lambda: None)
         self.closed = False  # True: the store answered last time
-        self.checked = 0.0  # monotonic time of the last result (success or failure)
+        self.checked = NEVER  # monotonic time of the last result (success or failure)
         self.reason = "the online store was not checked yet"
         self._probe: asyncio.Future | None = None
         self._probe_started = 0.0
@@ -46,7 +47,7 @@ class StoreBreaker:
     # -- state changes (on the event loop) ------------------------------------------------------------------
     def failed(self, reason: str) -> None:
         """The store failed (a prediction's StoreUnavailable, a probe's error or silence): open."""
-        was_closed, first = self.closed, not self.checked
+        was_closed, first = self.closed, self.checked == NEVER
         self.closed, self.checked, self.reason = False, time.monotonic(), reason
         if was_closed or first:
             log.warning("online store unavailable: failing predictions fast", extra={"error": reason})
@@ -54,7 +55,7 @@ class StoreBreaker:
             self._on_open(self.error())
 
     def succeeded(self) -> None:
-        if not self.closed and self.checked:
+        if not self.closed and self.checked != NEVER:
             log.info("online store answers again", extra={"after": self.reason})
         self.closed, self.checked = True, time.monotonic()
 
