@@ -1,14 +1,33 @@
 """The HTTP server: one Starlette app that speaks both managed contracts.
 
-    SageMaker  GET /ping, POST /invocations                      (no token: SageMaker authenticates callers)
-    PAI-EAS    POST /api/predict/<service>, GET same for health    (``Authorization: <token>`` checked, else 401)
+    SageMaker  GET /ping, POST /invocations
+    PAI-EAS    POST /api/predict/<service>, GET same for health
     both       GET /live, /ready, /metrics (Prometheus), /openapi.json, /docs
+
+Access. With a token configured (``SKEWLESS_SERVING_TOKEN``; the EAS contract requires one), every route but the
+health checks needs ``Authorization: <token>`` or ``Authorization: Bearer <token>``, else 401 (checked before the
+body is read; nothing is predicted or logged): both prediction routes (``/invocations`` too: it shares the port),
+``GET /api/predict/<service>``, ``/metrics`` (model names, traffic and error counts), ``/openapi.json`` and
+``/docs`` (the model's keys and features). ``/ping``, ``/ready`` and ``/live`` stay open, as the platforms' health
+checks carry no credentials, and say only ready or not, the model's name and version, and a one-line reason. Without
+a token nothing is checked: on SageMaker, IAM authenticates callers of InvokeEndpoint before they reach the
+container (and InvokeEndpoint does not forward an Authorization header). ``skewless model serve`` listens on
+127.0.0.1 unless told otherwise (``--host``/``SKEWLESS_HOST``); the image sets ``SKEWLESS_HOST=0.0.0.0``.
+
+Request bodies are limited to ``max_body_bytes`` (``SKEWLESS_MAX_BODY_BYTES``, default 6 MB, SageMaker's own
+invocation limit): a larger ``Content-Length`` is refused (413) before anything is read, and a body without one
+(chunked) is counted while it arrives and refused the moment it passes the limit; such answers close the
+connection, so the rest of the body is never read.
 
 Readiness (``/ping``, ``/ready``) is true only once the model is loaded and the online store answers a round
 trip; it is re-checked (at most every ``store_check_seconds``), so the server recovers without a restart when
-the store comes back. A prediction past ``predict_timeout`` is answered 504 and the server goes on serving (see
-``batcher``); readiness is false only while ``max_overrunning`` such predictions are still running. Every error
-is one ``SkewlessError`` mapped to one status (``errors.http_status``).
+the store comes back. The online store sits behind a circuit breaker (``breaker``): once it is known down (a
+prediction's StoreUnavailable, a probe that failed or stayed silent for ``store_check_timeout``), queued and running
+predictions are answered 503 at once and new ones fail fast, until one probe after ``store_check_seconds``
+succeeds. A batch still predicting after ``slow_batch_seconds`` probes the store, so a hung store is found within
+about that plus ``store_check_timeout``. A prediction past ``predict_timeout`` is answered 504 and the server goes
+on serving (see ``batcher``); readiness is false only while ``max_overrunning`` such predictions are still running.
+Every error is one ``SkewlessError`` mapped to one status (``errors.http_status``).
 """
 
 from __future__ import annotations
@@ -33,23 +52,29 @@ from skewless.errors import SkewlessError, StoreUnavailable, ValidationError
 
 from . import openapi
 from .batcher import MicroBatcher
-from .errors import NotReady, Unauthorized, error_body, http_status
+from .breaker import StoreBreaker
+from .errors import NotReady, PayloadTooLarge, Unauthorized, error_body, http_status
 from .metrics import Metrics
 from .model import ServedModel
 
 log = logging.getLogger("skewless.serving")
 CONTRACTS = ("sagemaker", "eas")
+# A lone small prediction run on the event loop gives its online read this long before handing the request to the
+# predict thread: a store that hangs right then stalls the loop for this bound, not for the store's own timeouts.
+INLINE_READ_SECONDS = 0.1
 
 
 @dataclass
 class AppOptions:
     contracts: tuple[str, ...] = CONTRACTS
-    token: str | None = None  # required by the EAS routes
+    token: str | None = None  # required by every route but /ping, /ready, /live when set (the EAS contract needs one)
     service: str | None = None  # the EAS service name in the path (default: the model's name)
     max_batch_rows: int = 256
     max_queue: int = 1024
     store_check_seconds: float = 1.0
-    store_check_timeout: float = 1.5  # SageMaker wants /ping answered within 2 s
+    store_check_timeout: float = 1.5  # SageMaker wants /ping answered within 2 s; also the breaker's probe bound
+    slow_batch_seconds: float = 0.5  # a batch still predicting after this probes the store (a hung store?)
+    max_body_bytes: int = 6 * 1024 * 1024  # SageMaker's own limit for an invocation's payload
     shutdown_timeout: float = 30.0
     # Per request, queueing included; SageMaker's own limit for an invocation is 60 s. None: no timeout.
     predict_timeout: float | None = 60.0
@@ -65,13 +90,25 @@ class _Server:
         self.model, self.opts = model, opts
         self.metrics = Metrics(model.name, model.version)
         model.log._on_event = self.metrics.log_event
+        self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-health")
+        self.breaker = StoreBreaker(model.check_store, self.health_pool, cooldown=opts.store_check_seconds,
+                                    probe_timeout=opts.store_check_timeout, on_open=self._store_down,
+                                    on_probe=self.metrics.store_probes.inc)
+        # Lone small batches run on the event loop (see batcher) only where a hung store cannot stall it for long:
+        # an embedded store, or one whose reads can be bounded (can_bound_reads, bounded_reads); never any other.
+        online = model.store.online
+        self._bounded_reads = online.bounded_reads if getattr(online, "can_bound_reads", False) else None
+        if online.embedded:
+            inline: dict = {}
+        elif self._bounded_reads is not None:
+            inline = {"inline_fn": self._predict_inline}
+        else:
+            inline = {"inline_seconds": 0.0}
         self.batcher = MicroBatcher(model.predict_batch, max_batch_rows=opts.max_batch_rows,
                                     max_queue=opts.max_queue, on_batch=self.metrics.batch,
-                                    timeout=opts.predict_timeout, max_overrunning=opts.max_overrunning)
-        self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-health")
-        self.store_ok = False
-        self.store_checked = 0.0
-        self._check: asyncio.Future | None = None
+                                    timeout=opts.predict_timeout, max_overrunning=opts.max_overrunning,
+                                    slow_after=opts.slow_batch_seconds, on_slow=self.breaker.probe, **inline)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.service = opts.service or model.name
         self._children: dict = {}
 
@@ -79,7 +116,7 @@ class _Server:
     @asynccontextmanager
     async def lifespan(self, app):
         self.batcher.start()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         # Loaded in the background: the port answers (/live, /ping = 503) while a large model loads.
         load = loop.run_in_executor(self.health_pool, self._load)
         try:
@@ -108,33 +145,32 @@ class _Server:
         gc.freeze()
         log.info("model loaded", extra={"model": self.model.name, "version": self.model.version,
                                         "seconds": round(time.perf_counter() - t0, 3)})
-        self._check_store()
+        self._loop.call_soon_threadsafe(self.breaker.probe)  # queued behind this load on the health thread
 
-    def _check_store(self) -> bool:
+    def _predict_inline(self, requests: list) -> list | None:
+        """A lone small batch on the event loop, its online read bounded; None (run it on the thread, and probe
+        the store) when the store did not answer in time."""
         try:
-            self.model.check_store()
-            ok = True
-        except Exception as exc:  # any failure means "not ready"; the reason goes to the log
-            if self.store_ok or not self.store_checked:
-                log.warning("online store unavailable", extra={"error": f"{type(exc).__name__}: {exc}"})
-            ok = False
-        self.store_ok, self.store_checked = ok, time.monotonic()
-        return ok
+            with self._bounded_reads(INLINE_READ_SECONDS):
+                return self.model.predict_batch(requests)
+        except StoreUnavailable:
+            self.breaker.probe()
+            return None
+
+    def _store_down(self, exc: StoreUnavailable) -> None:
+        """The breaker opened: answer what waits on the store now rather than after the store's own timeouts."""
+        failed = self.batcher.fail_all(exc)
+        if failed:
+            log.warning("answered waiting predictions 503", extra={"requests": failed})
 
     async def ready(self) -> bool:
         if not self.model.loaded or self.batcher.saturated:
             self.metrics.ready.set(0)
             return False
-        if not self.store_ok or time.monotonic() - self.store_checked > self.opts.store_check_seconds:
-            # One check at a time: pings arriving while the store hangs wait on it instead of piling up.
-            if self._check is None or self._check.done():
-                self._check = asyncio.get_running_loop().run_in_executor(self.health_pool, self._check_store)
-            try:
-                await asyncio.wait_for(asyncio.shield(self._check), self.opts.store_check_timeout)
-            except TimeoutError:
-                self.store_ok = False
-        self.metrics.ready.set(1 if self.store_ok else 0)
-        return self.store_ok
+        # One probe at a time (shared with the breaker): pings arriving while the store hangs do not pile up.
+        ok = await self.breaker.check(self.opts.store_check_seconds)
+        self.metrics.ready.set(1 if ok else 0)
+        return ok
 
     # -- routes -----------------------------------------------------------------------------------------------
     async def ping(self, request: Request) -> Response:
@@ -152,55 +188,91 @@ class _Server:
         return _json({"status": "alive"})
 
     async def metrics_route(self, request: Request) -> Response:
+        if (denied := self._deny(request, "metrics")) is not None:
+            return denied
         self.metrics.queue_depth.set(self.batcher.depth)
         self.metrics.overrunning.set(self.batcher.overrunning)
         self.metrics.log_pending.set(self.model.log.pending)
+        self.metrics.breaker_open.set(0 if self.breaker.closed else 1)
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def invocations(self, request: Request) -> Response:
+        if (denied := self._deny(request, "sagemaker")) is not None:
+            return denied
         return await self._predict(request, "sagemaker")
 
     async def eas_predict(self, request: Request) -> Response:
+        # The token first: a caller without it learns nothing, not even the service's name.
+        if (denied := self._deny(request, "eas")) is not None:
+            return denied
         if request.path_params["service"] != self.service:
             return _json({"error": "NotFoundError", "message": f"no service {request.path_params['service']!r} "
                           f"here (this is {self.service!r})"}, 404)
-        try:
-            self._authorize(request)
-        except Unauthorized as exc:
-            self.metrics.requests.labels("eas", "401").inc()
-            return _json(error_body(exc), 401, {"WWW-Authenticate": "Bearer"})
         if request.method == "GET":
             return await self.ping(request)
         return await self._predict(request, "eas")
 
-    def _authorize(self, request: Request) -> None:
+    def _deny(self, request: Request, route: str) -> Response | None:
+        """None when the request may go on (no token configured, or the right one given); else the 401 answer,
+        sent before the body is read (and closing the connection, so an unread body is not read either)."""
+        token = self.opts.token
+        if not token:
+            return None
         given = request.headers.get("authorization", "")
-        if given.lower().startswith("bearer "):
+        if given[:7].lower() == "bearer ":
             given = given[7:]
-        if not given or not hmac.compare_digest(given.encode(), (self.opts.token or "").encode()):
-            raise Unauthorized("missing or wrong Authorization token")
+        if given and hmac.compare_digest(given.encode(), token.encode()):
+            return None
+        self._count(route, 401).inc()
+        return _json(error_body(Unauthorized("missing or wrong Authorization token")), 401,
+                     {"WWW-Authenticate": "Bearer", "Connection": "close"})
+
+    async def _body(self, request: Request) -> bytes:
+        """The body, refused (PayloadTooLarge) past ``max_body_bytes``: by its Content-Length before reading, and
+        counted while it streams (a chunked body has no length up front)."""
+        limit = self.opts.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"the request body has {int(declared):,} bytes; at most {limit:,} "
+                                  f"(SKEWLESS_MAX_BODY_BYTES)")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body passed {limit:,} bytes (SKEWLESS_MAX_BODY_BYTES)")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _predict(self, request: Request, route: str) -> Response:
         t0 = time.perf_counter()
         rid = request.headers.get("x-request-id") or request.headers.get("x-amzn-requestid")
         headers = {}
         try:
+            # The (bounded) body first: an answer sent with the body unread would leave the connection to read and
+            # discard the rest of it, however large.
+            raw = await self._body(request)
             if not self.model.loaded:
                 raise NotReady(f"model {self.model.name!r} is not loaded yet"
                                + (f" (load failed: {self.model.error})" if self.model.error else ""))
             try:
-                body = orjson.loads(await request.body())
+                body = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise ValidationError(f"the request body is not valid JSON: {exc}") from None
             req = self.model.parse(body, rid)
             rid = req.request_id
+            if not self.breaker.closed:
+                await self.breaker.admit()
             answer = await self.batcher.submit(req, len(req.rows))
             status, content = 200, answer
         except SkewlessError as exc:
             status, content = http_status(exc), error_body(exc)
             if isinstance(exc, StoreUnavailable):
-                self.store_ok = False
-                self.metrics.store_errors.inc()
+                if not getattr(exc, "from_breaker", False):  # the store itself failed, not the open breaker
+                    self.metrics.store_errors.inc()
+                    self.breaker.failed(content["message"])
+                headers["Retry-After"] = str(max(1, round(self.opts.store_check_seconds)))
+            elif isinstance(exc, PayloadTooLarge):
+                headers["Connection"] = "close"  # the rest of the body is not read
             if status == 429:
                 headers["Retry-After"] = "1"
             if status >= 500:
@@ -228,9 +300,13 @@ class _Server:
         return child
 
     async def openapi_doc(self, request: Request) -> Response:
+        if (denied := self._deny(request, "docs")) is not None:
+            return denied
         return _json(openapi.document(self.model.manifest, self.model.version, self.opts.contracts, self.service))
 
     async def docs(self, request: Request) -> Response:
+        if (denied := self._deny(request, "docs")) is not None:
+            return denied
         return HTMLResponse(openapi.SWAGGER_HTML)
 
 
@@ -244,6 +320,10 @@ def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlet
 
         raise ConfigError("the PAI-EAS contract checks an Authorization token: set SKEWLESS_SERVING_TOKEN "
                           "(or --token)")
+    if opts.max_body_bytes <= 0:
+        from skewless.errors import ConfigError
+
+        raise ConfigError(f"max_body_bytes must be a positive number of bytes, not {opts.max_body_bytes}")
     if opts.predict_timeout is not None and opts.predict_timeout <= 0:
         from skewless.errors import ConfigError
 

@@ -10,7 +10,9 @@ A lone small batch (one request, at most ``inline_rows`` rows, nothing else queu
 when such batches have been fast (the last one took under ``inline_seconds``): handing it to the thread and waking
 the loop back costs a sizeable share of a millisecond, and nothing else is waiting meanwhile. Requests arriving
 while it runs queue up and form the next batch, which goes to the thread, so micro-batching under concurrency is
-unchanged; a slow model (or a slow store) is never run inline, so it cannot stall /ping or the 429 answers.
+unchanged; a slow model (or a slow store) is never run inline, so it cannot stall /ping or the 429 answers. An
+inline run goes through ``inline_fn`` when given, which may give up by returning None (the server bounds the online
+read it makes: a store that hangs right then blocks the loop for that bound only): the batch then runs on the thread.
 
 With a ``timeout``, each request has a deadline (submit time + timeout, queueing included): past it the caller
 gets ``PredictTimeout`` (504) at once. A thread cannot be killed, so a batch still running once every request in it
@@ -19,6 +21,10 @@ model did compute them) while the next batches run on a fresh thread. At most ``
 batches run at a time; at that bound the batcher waits for the overrunning batch instead of starting yet another
 thread, and ``saturated`` is true (the server reports not ready). An inline batch cannot be interrupted: it is
 answered 504 if it ends past its deadline, and being slow it sends the next lone batches to the thread.
+
+``fail_all(exc)`` answers every queued and running request with ``exc`` at once (the server's store breaker calls
+it when the online store is found down or hung); a running batch is then abandoned as a timed-out one is. A batch
+on the thread still running after ``slow_after`` seconds calls ``on_slow`` once (the server probes the store).
 """
 
 from __future__ import annotations
@@ -39,8 +45,13 @@ def _pool() -> ThreadPoolExecutor:
 class MicroBatcher:
     def __init__(self, fn: Callable[[list], list], *, max_batch_rows: int = 256, max_queue: int = 1024,
                  on_batch: Callable[[int, int], None] | None = None, inline_rows: int = 8,
-                 inline_seconds: float = 0.005, timeout: float | None = None, max_overrunning: int = 4):
+                 inline_seconds: float = 0.005, timeout: float | None = None, max_overrunning: int = 4,
+                 slow_after: float | None = None, on_slow: Callable[[], None] | None = None,
+                 inline_fn: Callable[[list], list | None] | None = None):
         self.fn, self.max_batch_rows, self.max_queue = fn, max_batch_rows, max_queue
+        self._inline = inline_fn or fn
+        self.slow_after, self._on_slow = slow_after, on_slow
+        self._running: list[asyncio.Future] = []  # the futures of the batch being predicted
         self.inline_rows, self.inline_seconds = inline_rows, inline_seconds
         self.timeout, self.max_overrunning = timeout, max_overrunning
         self.overrunning = 0  # abandoned batches whose thread is still predicting
@@ -90,6 +101,15 @@ class MicroBatcher:
         finally:
             timer.cancel()
 
+    def fail_all(self, exc: BaseException) -> int:
+        """Answer every queued and running request with ``exc``; how many were answered."""
+        n = 0
+        for fut in [f for _, _, f, _ in self._queue] + self._running:
+            if not fut.done():
+                fut.set_exception(exc)
+                n += 1
+        return n
+
     def _expire(self, fut: asyncio.Future) -> None:
         if not fut.done():
             fut.set_exception(self._timed_out())
@@ -115,13 +135,17 @@ class MicroBatcher:
                 t0 = time.perf_counter()
                 try:
                     items = [i for i, _, _ in batch]
+                    results = None
                     if lone and not self._queue and self._lone_seconds < self.inline_seconds:
-                        results = self.fn(items)
-                    else:
+                        results = self._inline(items)  # None: it gave up (see the module docstring)
+                    if results is None:
                         work = loop.run_in_executor(self._pool, self.fn, items)
-                        results = await self._wait(work, [f for _, f, _ in batch])
+                        self._running = [f for _, f, _ in batch]
+                        results = await self._wait(work, self._running)
                 except Exception as exc:  # the whole batch failed (e.g. the online store is down)
                     results = [exc] * len(batch)
+                finally:
+                    self._running = []
                 if lone:
                     self._lone_seconds = time.perf_counter() - t0
                 now = loop.time()
@@ -137,17 +161,19 @@ class MicroBatcher:
                 self._busy = False
 
     async def _wait(self, work: asyncio.Future, futs: list[asyncio.Future]) -> list:
-        """The batch's results; or, once every request in it is answered otherwise and at least one of them timed
-        out, abandon it (see the module docstring) and return. Decided in the requests' own done callbacks, so the
-        batch counts as overrunning before its 504s are even written."""
-        if not self.timeout:
-            return await work
-        gone = asyncio.get_running_loop().create_future()
+        """The batch's results; or, once every request in it is answered otherwise and at least one of them failed
+        (timed out, or ``fail_all``), abandon it (see the module docstring) and return. Decided in the requests' own
+        done callbacks, so the batch counts as overrunning before its answers are even written."""
+        loop = asyncio.get_running_loop()
+        gone = loop.create_future()
+        slow = loop.call_later(self.slow_after, self._on_slow) if self.slow_after and self._on_slow else None
 
         def answered(_):
             if gone.done() or work.done() or self.saturated or not all(f.done() for f in futs):
                 return
-            if any(not f.cancelled() and isinstance(f.exception(), PredictTimeout) for f in futs):
+            # The batch has not returned, so an error on a request's future came from outside (its deadline,
+            # fail_all); a batch whose callers only went away (cancelled) runs to its end.
+            if any(not f.cancelled() and f.exception() is not None for f in futs):
                 self.overrunning += 1
                 work.add_done_callback(self._overrun_done)
                 self._pool.shutdown(wait=False)  # its thread ends when the model returns
@@ -159,6 +185,8 @@ class MicroBatcher:
         try:
             await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if slow is not None:
+                slow.cancel()
             for f in futs:
                 f.remove_done_callback(answered)
         if gone.done():

@@ -1,6 +1,6 @@
 """Serving's errors and the one place they become HTTP statuses.
 
-Serving raises the SDK's errors (``skewless.errors``) plus three of its own, all ``SkewlessError``s, so callers
+Serving raises the SDK's errors (``skewless.errors``) plus its own (below), all ``SkewlessError``s, so callers
 catch one tree. Every error the server can answer with maps to exactly one status here; anything not listed is a
 bug and answers 500 with its type only (the message may hold internals).
 """
@@ -12,7 +12,11 @@ from skewless.errors import (ConfigError, ConflictError, DefinitionError, Engine
 
 
 class Unauthorized(SkewlessError):
-    """The request lacks the token the endpoint requires (PAI-EAS ``Authorization``)."""
+    """The request lacks the token the server requires (``Authorization``; every route but the health checks)."""
+
+
+class PayloadTooLarge(SkewlessError):
+    """The request body is larger than the server accepts (``SKEWLESS_MAX_BODY_BYTES``; 413, connection closed)."""
 
 
 class Overloaded(SkewlessError):
@@ -34,6 +38,7 @@ class PredictTimeout(SkewlessError):
 # Ordered: the first matching class wins (subclasses before their bases).
 _STATUS: list[tuple[type[BaseException], int]] = [
     (Unauthorized, 401),
+    (PayloadTooLarge, 413),
     (ValidationError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
@@ -67,5 +72,5 @@ def error_body(exc: BaseException) -> dict:
     return {"error": "InternalError", "message": type(exc).__name__}
 
 
-__all__ = ["NotReady", "Overloaded", "PredictTimeout", "PredictionError", "Unauthorized", "error_body",
+__all__ = ["NotReady", "Overloaded", "PayloadTooLarge", "PredictTimeout", "PredictionError", "Unauthorized", "error_body",
            "http_status"]

@@ -25,6 +25,10 @@ class Metrics:
         self.ready = Gauge("skewless_ready", "1 when the model is loaded and the online store answers", registry=r)
         self.store_errors = Counter("skewless_online_store_errors", "Online store failures seen by the server",
                                     registry=r)
+        self.breaker_open = Gauge("skewless_online_store_breaker_open", "1 while predictions fail fast because the "
+                                  "online store is known down", registry=r)
+        self.store_probes = Counter("skewless_online_store_probes", "Round trips to the online store made to check it "
+                                    "(readiness, the breaker's half-open probe, a slow batch)", registry=r)
         self.log_rows = Counter("skewless_prediction_log_rows", "Prediction log rows by outcome "
                                 "(written, failed attempts, dropped)", ["outcome"], registry=r)
         self.log_pending = Gauge("skewless_prediction_log_pending", "Prediction log rows not yet committed",

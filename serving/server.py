@@ -8,10 +8,13 @@ Environment (each has a ``skewless model serve`` option):
     SKEWLESS_MODEL, SKEWLESS_MODEL_VERSION | SKEWLESS_MODEL_STAGE     or: fetch it from the model registry
     SKEWLESS_CONTRACT         sagemaker (default) | eas | both
     SAGEMAKER_BIND_TO_PORT    SageMaker's port (default 8080); SKEWLESS_PORT: EAS's (default 8000)
-    SKEWLESS_SERVING_TOKEN    the token EAS requests carry in Authorization
+    SKEWLESS_SERVING_TOKEN    when set, every route but /ping, /ready, /live needs ``Authorization: [Bearer ]<token>``
+                              (both contracts' prediction routes, /metrics, /openapi.json, /docs); EAS requires one
     SKEWLESS_SERVICE_NAME     the EAS service name in /api/predict/<service> (default: the model's name; a deployed
                               EAS service is often named per version, e.g. credit_v2)
-    SKEWLESS_HOST             the address to listen on (default 0.0.0.0; deploy targets' local runtimes: loopback)
+    SKEWLESS_HOST             the address to listen on (default 127.0.0.1; the image sets 0.0.0.0, as SageMaker and
+                              PAI-EAS reach the container from outside; deploy targets' local runtimes: loopback)
+    SKEWLESS_MAX_BODY_BYTES   the largest request body accepted (default 6 MB, SageMaker's limit): 413 past it
     SKEWLESS_LOG_FLUSH_SECONDS    how often the prediction log is committed (default 1; always at shutdown)
     SKEWLESS_PREDICT_TIMEOUT  seconds a request may take, queueing included (default 60, SageMaker's invocation
                               limit; 0 = none): past it 504, and the server goes on serving (environment only)
@@ -46,7 +49,7 @@ class ServeConfig:
     version: int | None = None
     stage: str | None = None
     contract: str = "sagemaker"
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # loopback unless asked: the image sets SKEWLESS_HOST=0.0.0.0
     port: int | None = None
     token: str | None = None
     max_batch_rows: int = 256
@@ -54,6 +57,7 @@ class ServeConfig:
     limit_concurrency: int = 4096  # connections; beyond it uvicorn answers 503 at once
     log_flush_seconds: float = 1.0
     predict_timeout: float | None = 60.0
+    max_body_bytes: int = 6 * 1024 * 1024
     log_level: str = "INFO"
     extra: dict = field(default_factory=dict)
 
@@ -67,6 +71,12 @@ class ServeConfig:
                   log_flush_seconds=float(env.get("SKEWLESS_LOG_FLUSH_SECONDS", "1.0")))
         if env.get("SKEWLESS_PREDICT_TIMEOUT"):
             cfg.predict_timeout = float(env["SKEWLESS_PREDICT_TIMEOUT"]) or None
+        if env.get("SKEWLESS_MAX_BODY_BYTES"):
+            try:
+                cfg.max_body_bytes = int(env["SKEWLESS_MAX_BODY_BYTES"])
+            except ValueError:
+                raise ConfigError(f"SKEWLESS_MAX_BODY_BYTES must be a number of bytes, not "
+                                  f"{env['SKEWLESS_MAX_BODY_BYTES']!r}") from None
         if env.get("SKEWLESS_HOST"):
             cfg.host = env["SKEWLESS_HOST"]
         if env.get("SKEWLESS_SERVICE_NAME"):
@@ -148,7 +158,8 @@ def build(cfg: ServeConfig):
     model = ServedModel(artifact, store, version=version,
                         log_writer_options={"flush_seconds": cfg.log_flush_seconds})
     app = create_app(model, AppOptions(contracts=cfg.contracts(), token=cfg.token, max_batch_rows=cfg.max_batch_rows,
-                                       max_queue=cfg.max_queue, predict_timeout=cfg.predict_timeout, **cfg.extra))
+                                       max_queue=cfg.max_queue, predict_timeout=cfg.predict_timeout,
+                                       max_body_bytes=cfg.max_body_bytes, **cfg.extra))
     return store, model, app
 
 

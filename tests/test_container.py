@@ -70,6 +70,8 @@ def test_image_contract_and_baked_model(image):
     cfg = image_build.podman("image", "inspect", "--format", "{{json .Config.Entrypoint}} {{json .Config.Cmd}} "
                              "{{index .Labels \"skewless.model.version\"}}", image)
     assert cfg.split() == ['["python3","-m","skewless.serving"]', '["serve"]', "1"]  # `<image> serve` = SageMaker's
+    # the server alone listens on loopback; in the image, on every interface (the platforms reach it from outside)
+    assert "SKEWLESS_HOST=0.0.0.0" in image_build.podman("image", "inspect", "--format", "{{json .Config.Env}}", image)
     out = image_build.podman("run", "--rm", "--network", "host", *image_build.ULIMITS, "--entrypoint", "sh", image,
                              "-c", "ls /opt/ml/model; ls /tmp/wheels 2>/dev/null | wc -l")
     *files, wheels_left = out.split()

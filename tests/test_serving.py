@@ -45,7 +45,9 @@ def running(cfg: ServeConfig, *, ready: bool = True):
     server = uvicorn.Server(uvicorn_config(app, cfg))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    client = httpx.Client(base_url=f"http://127.0.0.1:{cfg.port}", timeout=30)
+    # With a token configured every route but the health checks needs it: the client carries it.
+    client = httpx.Client(base_url=f"http://127.0.0.1:{cfg.port}", timeout=30,
+                          headers={"Authorization": cfg.token} if cfg.token else None)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -163,7 +165,8 @@ def test_contracts_errors_docs_and_metrics(credit):
         assert model.version == 0  # an artifact folder that did not come from the registry
         assert c.get("/live").status_code == 200 and c.get("/ready").json()["status"] == "ready"
         # PAI-EAS: token checked, service name checked
-        assert c.post("/api/predict/credit", json={"loan_id": loan}).status_code == 401
+        assert c.post("/api/predict/credit", json={"loan_id": loan}, headers={"Authorization": ""}
+                      ).status_code == 401
         assert c.post("/api/predict/credit", json={"loan_id": loan},
                       headers={"Authorization": "wrong"}).status_code == 401
         ok = c.post("/api/predict/credit", json={"loan_id": loan}, headers={"Authorization": f"Bearer {TOKEN}"})

@@ -38,10 +38,11 @@ eviction a read reports NOT_FOUND where an embedded store reports EXPIRED (the v
 ``ttl_grace_seconds`` keeps EXPIRED for that long. A row of a view without TTL clears its key's expire time.
 
 Failures: connection errors are retried with exponential backoff (defaults: 3 attempts, < 2 s even against a
-black hole), then raised as ``StoreUnavailable`` naming host:port (never the password). Each command and script
-call is atomic, and rows are independent upserts, so an interrupted ``write`` leaves some rows applied and others
-not: every stored row is still a real row that won, and repeating the write (a materialize rerun resumes from its
-checkpoint) converges to the same state.
+black hole), then raised as ``StoreUnavailable`` naming host:port (never the password). Inside
+``bounded_reads(s)`` a read on that thread gets one attempt of at most ``s`` seconds (the model server's event loop
+uses it). Each command and script call is atomic, and rows are independent upserts, so an interrupted ``write``
+leaves some rows applied and others not: every stored row is still a real row that won, and repeating the write (a
+materialize rerun resumes from its checkpoint) converges to the same state.
 
 Least-privilege ACL (tested): ``~<prefix>:* +set +mget +getrange +evalsha +script|load +hget +hset +hsetnx +hdel
 +hgetall +scan +unlink +ping +client|setname +select`` (GETRANGE from the script; the H* commands keep the
@@ -50,6 +51,7 @@ Least-privilege ACL (tested): ``~<prefix>:* +set +mget +getrange +evalsha +scrip
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -192,9 +194,31 @@ class RedisOnlineStore(OnlineStore):
             msg = msg.replace(secret, "***")
         return msg
 
-    def _call(self, op: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` with bounded retries; translate redis-py's errors at the edge."""
+    @property
+    def can_bound_reads(self) -> bool:
+        """Whether ``bounded_reads`` bounds anything: a standalone server's reads (not a cluster's)."""
+        return not self.cluster
+
+    @contextlib.contextmanager
+    def bounded_reads(self, seconds: float):
+        """Within the block, on this thread, each read of a standalone server waits at most ``seconds`` in all for
+        its replies, in one attempt (no retry), else StoreUnavailable: for a caller that must not block long (the
+        model server runs small reads on its event loop) and has a slower path to fall back to. A cluster's reads
+        go through redis-py and keep their own timeouts."""
+        local = self._local
+        prev = getattr(local, "deadline", None)
+        local.deadline = time.monotonic() + seconds
         try:
+            yield
+        finally:
+            local.deadline = prev
+
+    def _call(self, op: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` with bounded retries (one attempt inside ``bounded_reads``); translate redis-py's errors at
+        the edge."""
+        try:
+            if getattr(self._local, "deadline", None) is not None:
+                return fn()
             return self._retry.call_with_retry(fn, lambda _exc: None, is_retryable=_retryable)
         except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailable(f"Redis online store {self.url}: {op} failed at {self.endpoint}: "
@@ -217,9 +241,18 @@ class RedisOnlineStore(OnlineStore):
         Error replies come back as ResponseError objects (the stream stays in sync). ``spin``: the number of keys
         read, to busy-poll for the replies first (``_SpinPolicy``)."""
         conn = self._conn()
+        deadline = getattr(self._local, "deadline", None)
         try:
             n = send(conn)
-            return _replies(conn, n, self._spin if spin else None, spin)
+            sock = getattr(conn, "_sock", None)
+            if deadline is None or sock is None:
+                return _replies(conn, n, self._spin if spin else None, spin)
+            timeout = sock.gettimeout()
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))  # bounded_reads
+            try:
+                return _replies(conn, n, self._spin if spin else None, spin)
+            finally:
+                sock.settimeout(timeout)
         except BaseException:
             conn.disconnect()  # replies may be left unread: reconnect on next use
             raise

@@ -149,9 +149,13 @@ def serve(model_dir: Optional[Path] = typer.Option(None, help="An unpacked artif
           version: Optional[int] = typer.Option(None, help="Registered version (default: newest)"),
           stage: Optional[str] = typer.Option(None, help="Or the version in this stage"),
           contract: Optional[str] = typer.Option(None, help="sagemaker | eas | both (env SKEWLESS_CONTRACT)"),
-          host: str = typer.Option("0.0.0.0", help="Address to listen on"),
+          host: Optional[str] = typer.Option(None, help="Address to listen on (env SKEWLESS_HOST; default 127.0.0.1, "
+                                                         "0.0.0.0 to accept other machines)"),
           port: Optional[int] = typer.Option(None, help="Default: 8080 (SageMaker) / 8000 (EAS)"),
-          token: Optional[str] = typer.Option(None, help="EAS Authorization token (env SKEWLESS_SERVING_TOKEN)"),
+          token: Optional[str] = typer.Option(None, help="Authorization token every route but /ping, /ready, /live "
+                                                         "then requires (env SKEWLESS_SERVING_TOKEN; EAS needs one)"),
+          max_body_bytes: Optional[int] = typer.Option(None, help="Largest request body, else 413 (env "
+                                                       "SKEWLESS_MAX_BODY_BYTES; default 6 MB)"),
           repo: Optional[Path] = typer.Option(None, "--repo", "-r", help="Feature repo (env SKEWLESS_REPO)"),
           predict_timeout: Optional[float] = typer.Option(
               None, help="Seconds a request may take, queueing included, before a 504 (env SKEWLESS_PREDICT_TIMEOUT; "
@@ -162,7 +166,7 @@ def serve(model_dir: Optional[Path] = typer.Option(None, help="An unpacked artif
 
     run(ServeConfig.from_env(repo=str(repo) if repo else None, model_dir=str(model_dir) if model_dir else None,
                              model=model, version=version, stage=stage, contract=contract, host=host, port=port,
-                             token=token, predict_timeout=predict_timeout))
+                             token=token, predict_timeout=predict_timeout, max_body_bytes=max_body_bytes))
 
 
 # -- the serving image: build (podman/buildah, or a context for docker build) and push to a registry ---------------

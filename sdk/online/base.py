@@ -69,6 +69,7 @@ class OnlineStore(abc.ABC):
     # TTL at `now` either way, so only statuses differ (an evicted row reads NOT_FOUND, not EXPIRED).
     evicts_expired = False
     eviction_grace = timedelta(0)
+    embedded = False  # reads only touch this machine's files: a read cannot hang on a network or another server
 
     # -- the two hot paths ---------------------------------------------------------------------------------
     @abc.abstractmethod

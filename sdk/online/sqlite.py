@@ -34,6 +34,7 @@ def _table(view: str) -> str:
 
 class SQLiteOnlineStore(OnlineStore):
     supports_per_field_ttl = False
+    embedded = True
 
     def __init__(self, path: str):
         self.path = path
