@@ -5,7 +5,8 @@
     both       GET /live, /ready, /metrics (Prometheus), /openapi.json, /docs
 
 Readiness (``/ping``, ``/ready``) is true only once the model is loaded and the online store answers a round
-trip; it is re-checked (at most every ``store_check_seconds``), so the server recovers without a restart when
+trip and holds rows of at least one of the model's views (an empty store after a restart is not ready); it is
+re-checked (at most every ``store_check_seconds``), so the server recovers without a restart when
 the store comes back. A prediction past ``predict_timeout`` is answered 504 and the server goes on serving (see
 ``batcher``); readiness is false only while ``max_overrunning`` such predictions are still running. Every error
 is one ``SkewlessError`` mapped to one status (``errors.http_status``).
@@ -63,13 +64,15 @@ def _json(body, status: int = 200, headers: dict | None = None) -> Response:
 class _Server:
     def __init__(self, model: ServedModel, opts: AppOptions):
         self.model, self.opts = model, opts
-        self.metrics = Metrics(model.name, model.version)
+        self.metrics = Metrics(model.name, model.version, [v.name for st in model.stages for v, _ in st])
         model.log._on_event = self.metrics.log_event
+        model.on_statuses = self.metrics.statuses
         self.batcher = MicroBatcher(model.predict_batch, max_batch_rows=opts.max_batch_rows,
                                     max_queue=opts.max_queue, on_batch=self.metrics.batch,
                                     timeout=opts.predict_timeout, max_overrunning=opts.max_overrunning)
         self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-health")
         self.store_ok = False
+        self.store_reason = "online store unavailable"  # why store_ok is False
         self.store_checked = 0.0
         self._check: asyncio.Future | None = None
         self.service = opts.service or model.name
@@ -112,13 +115,18 @@ class _Server:
 
     def _check_store(self) -> bool:
         try:
-            self.model.check_store()
-            ok = True
+            # An online store that answers but holds none of the model's views (emptied by a restart) would only
+            # give default predictions: not ready either, with that reason.
+            reason = self.model.check_store()
         except Exception as exc:  # any failure means "not ready"; the reason goes to the log
+            reason = "online store unavailable"
             if self.store_ok or not self.store_checked:
                 log.warning("online store unavailable", extra={"error": f"{type(exc).__name__}: {exc}"})
-            ok = False
-        self.store_ok, self.store_checked = ok, time.monotonic()
+        else:
+            if reason and (self.store_ok or not self.store_checked):
+                log.warning("online store holds no rows of the model's views", extra={"reason": reason})
+        ok = reason is None
+        self.store_ok, self.store_reason, self.store_checked = ok, reason or "", time.monotonic()
         return ok
 
     async def ready(self) -> bool:
@@ -132,7 +140,7 @@ class _Server:
             try:
                 await asyncio.wait_for(asyncio.shield(self._check), self.opts.store_check_timeout)
             except TimeoutError:
-                self.store_ok = False
+                self.store_ok, self.store_reason = False, "online store unavailable"
         self.metrics.ready.set(1 if self.store_ok else 0)
         return self.store_ok
 
@@ -145,7 +153,7 @@ class _Server:
         elif self.batcher.saturated:
             reason = f"{self.batcher.overrunning} predictions that timed out are still running"
         else:
-            reason = "online store unavailable"
+            reason = self.store_reason or "online store unavailable"
         return _json({"status": "not ready", "reason": reason}, 503)
 
     async def live(self, request: Request) -> Response:
@@ -199,7 +207,7 @@ class _Server:
         except SkewlessError as exc:
             status, content = http_status(exc), error_body(exc)
             if isinstance(exc, StoreUnavailable):
-                self.store_ok = False
+                self.store_ok, self.store_reason = False, "online store unavailable"
                 self.metrics.store_errors.inc()
             if status == 429:
                 headers["Retry-After"] = "1"

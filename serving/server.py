@@ -13,6 +13,8 @@ Environment (each has a ``skewless model serve`` option):
                               EAS service is often named per version, e.g. credit_v2)
     SKEWLESS_HOST             the address to listen on (default 0.0.0.0; deploy targets' local runtimes: loopback)
     SKEWLESS_LOG_FLUSH_SECONDS    how often the prediction log is committed (default 1; always at shutdown)
+    SKEWLESS_MISSING_FEATURES serve | flag | reject: what a prediction does when a required feature view reads
+                              NOT_FOUND/EXPIRED for a row (default: the model's own setting, else serve)
     SKEWLESS_PREDICT_TIMEOUT  seconds a request may take, queueing included (default 60, SageMaker's invocation
                               limit; 0 = none): past it 504, and the server goes on serving (environment only)
 """
@@ -53,6 +55,7 @@ class ServeConfig:
     limit_concurrency: int = 4096  # connections; beyond it uvicorn answers 503 at once
     log_flush_seconds: float = 1.0
     predict_timeout: float | None = 60.0
+    missing_features: str | None = None  # serve | flag | reject; None: the model's own (its manifest)
     log_level: str = "INFO"
     extra: dict = field(default_factory=dict)
 
@@ -66,6 +69,8 @@ class ServeConfig:
                   log_flush_seconds=float(env.get("SKEWLESS_LOG_FLUSH_SECONDS", "1.0")))
         if env.get("SKEWLESS_PREDICT_TIMEOUT"):
             cfg.predict_timeout = float(env["SKEWLESS_PREDICT_TIMEOUT"]) or None
+        if env.get("SKEWLESS_MISSING_FEATURES"):
+            cfg.missing_features = env["SKEWLESS_MISSING_FEATURES"]
         if env.get("SKEWLESS_HOST"):
             cfg.host = env["SKEWLESS_HOST"]
         if env.get("SKEWLESS_SERVICE_NAME"):
@@ -144,7 +149,7 @@ def build(cfg: ServeConfig):
     else:
         raise ConfigError(f"no model to serve: give a model folder (SKEWLESS_MODEL_DIR, default "
                           f"{SAGEMAKER_MODEL_DIR}) or a registered model (SKEWLESS_MODEL)")
-    model = ServedModel(artifact, store, version=version,
+    model = ServedModel(artifact, store, version=version, missing_features=cfg.missing_features,
                         log_writer_options={"flush_seconds": cfg.log_flush_seconds})
     app = create_app(model, AppOptions(contracts=cfg.contracts(), token=cfg.token, max_batch_rows=cfg.max_batch_rows,
                                        max_queue=cfg.max_queue, predict_timeout=cfg.predict_timeout, **cfg.extra))
