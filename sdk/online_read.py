@@ -23,6 +23,11 @@ def _is_null(v: Any) -> bool:
     return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
 
 
+# The values an integer key can hold: a key outside them cannot be stored, so it is an input error (a store would
+# otherwise raise its own untyped error, e.g. SQLite's OverflowError, in the middle of a batched read).
+INT_RANGE = {"Int32": (-2**31, 2**31 - 1), "Int64": (-2**63, 2**63 - 1)}
+
+
 def _norm(v: Any, dt: dtypes.DType, key: str, row: int):
     if _is_null(v):
         return None

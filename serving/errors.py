@@ -59,6 +59,8 @@ _STATUS: list[tuple[type[BaseException], int]] = [
 
 
 def http_status(exc: BaseException) -> int:
+    if isinstance(exc, ValidationError) and exc.column is not None:
+        return 422  # the body parsed, but a named value does not fit its field (e.g. a key beyond Int64)
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status

@@ -21,6 +21,7 @@ from skewless import dtypes, online_read
 from skewless.definitions import EVENT_TS
 from skewless.errors import ConfigError, SkewlessError, ValidationError
 from skewless.online.base import PRESENT
+from skewless.online_read import INT_RANGE
 from skewless.online_read import _norm as normalize  # the key normalisation get_online_features applies
 from skewless.timeutil import now as utc_now
 
@@ -30,6 +31,43 @@ from .errors import MissingFeatures, NotReady, PredictionError
 
 log = logging.getLogger("skewless.serving")
 MAX_ROWS_PER_REQUEST = 10_000
+_FLOAT32_MAX = 3.4028234663852886e38
+# The JSON type a valid value of each dtype arrives as, exactly (bool is an int subclass: `true` is no Int64).
+_JSON_TYPE = {"Int32": int, "Int64": int, "String": str, "Bool": bool, "Float32": float, "Float64": float}
+
+
+def _bad(k: str, v: Any, dt: dtypes.DType, i: int, why: str = "") -> ValidationError:
+    return ValidationError(f"row {i}: {k}={v!r} is not a valid {dt}{why}", column=k, row=i)
+
+
+def _strict(v: Any, dt: dtypes.DType, k: str, i: int) -> Any:
+    """A JSON value of a request key or field, checked against its dtype (the slow path of ``parse``): the value
+    it stands for, or a ValidationError naming it. Strict on purpose: a value the log or a store cannot hold (an
+    Int64 beyond 64 bits, `true` for an integer key) is refused here, before it reaches a batch."""
+    if v is None:
+        return None
+    name = dt.name
+    if isinstance(v, bool) and name != "Bool":
+        raise _bad(k, v, dt, i, " (a boolean)")
+    if name in INT_RANGE:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if type(v) is not int:
+            raise _bad(k, v, dt, i)
+        lo, hi = INT_RANGE[name]
+        if not lo <= v <= hi:
+            raise _bad(k, v, dt, i, f" (out of range [{lo}, {hi}])")
+        return v
+    if name in ("Float32", "Float64"):
+        if type(v) not in (int, float) or v != v or abs(v) == float("inf") or \
+                (name == "Float32" and abs(v) > _FLOAT32_MAX):
+            raise _bad(k, v, dt, i)
+        return float(v)
+    if name in ("String", "Bool"):
+        if type(v) is not _JSON_TYPE[name]:
+            raise _bad(k, v, dt, i)
+        return v
+    return normalize(v, dt, k, i)  # timestamps and bytes: the SDK's conversions
 
 
 @dataclass
@@ -58,6 +96,11 @@ class ServedModel:
         self._keys = {k: dtypes.by_name(d) for k, d in m.request_keys.items()}
         self._fields = {i["source"][8:]: dtypes.by_name(i["dtype"]) for i in m.inputs
                         if i["source"].startswith("request:")}
+        # (name, dtype, the JSON type a valid value has, its integer range): what parse's fast path checks.
+        self._checks = [(k, dt, _JSON_TYPE.get(dt.name), INT_RANGE.get(dt.name, (0, 0)), True)
+                        for k, dt in self._keys.items()]
+        self._checks += [(k, dt, _JSON_TYPE.get(dt.name), INT_RANGE.get(dt.name, (0, 0)), False)
+                         for k, dt in self._fields.items()]
         self._inputs = [(i["name"], i["source"], dtypes.by_name(i["dtype"]).arrow) for i in m.inputs]
         self._input_names = [name for name, _, _ in self._inputs]
         self._log_columns = prediction_log.columns(m)
@@ -111,14 +154,14 @@ class ServedModel:
             if not isinstance(r, dict):
                 raise ValidationError(f"row {i} is not an object", row=i)
             row = {}
-            for k, dt in self._keys.items():
+            for k, dt, t, (lo, hi), key in self._checks:
                 v = r.get(k)
-                if v is None:
-                    raise ValidationError(f"row {i} lacks entity key {k!r} (the model needs {sorted(self._keys)})",
-                                          column=k, row=i)
-                row[k] = normalize(v, dt, k, i)
-            for k, dt in self._fields.items():
-                row[k] = normalize(r.get(k), dt, k, i)
+                if type(v) is not t or t is int and not lo <= v <= hi:  # the fast path: the exact type, in range
+                    if v is None and key:
+                        raise ValidationError(f"row {i} lacks entity key {k!r} (the model needs "
+                                              f"{sorted(self._keys)})", column=k, row=i)
+                    v = _strict(v, dt, k, i)
+                row[k] = v
             out.append(row)
         return Request(out, request_id or uuid.uuid4().hex)
 
