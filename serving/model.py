@@ -50,7 +50,9 @@ def _strict(v: Any, dt: dtypes.DType, k: str, i: int) -> Any:
     if isinstance(v, bool) and name != "Bool":
         raise _bad(k, v, dt, i, " (a boolean)")
     if name in INT_RANGE:
-        if isinstance(v, float) and v.is_integer():
+        # A float stands for an integer only where floats are exact: orjson reads an integer below Int64 as a float
+        # that rounds to -2**63, a key the caller never sent.
+        if isinstance(v, float) and v.is_integer() and abs(v) <= 2**53:
             v = int(v)
         if type(v) is not int:
             raise _bad(k, v, dt, i)
