@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -242,6 +243,16 @@ class _Server:
         return HTMLResponse(openapi.SWAGGER_HTML)
 
 
+_HTTP_ERRORS = {404: "NotFoundError", 405: "MethodNotAllowed"}
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own answers (no such route, wrong method) in the typed error body every other answer has."""
+    body = {"error": _HTTP_ERRORS.get(exc.status_code, "HTTPError"),
+            "message": f"{request.method} {request.url.path}: {exc.detail}"}
+    return _json(body, exc.status_code, dict(exc.headers or {}))
+
+
 def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlette:
     opts = options or AppOptions()
     unknown = set(opts.contracts) - set(CONTRACTS)
@@ -264,6 +275,6 @@ def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlet
         routes += [Route("/ping", srv.ping), Route("/invocations", srv.invocations, methods=["POST"])]
     if "eas" in opts.contracts:
         routes += [Route("/api/predict/{service}", srv.eas_predict, methods=["GET", "POST"])]
-    app = Starlette(routes=routes, lifespan=srv.lifespan)
+    app = Starlette(routes=routes, lifespan=srv.lifespan, exception_handlers={HTTPException: _http_error})
     app.state.server = srv
     return app

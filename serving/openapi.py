@@ -9,7 +9,8 @@ from .model import MAX_ROWS_PER_REQUEST
 # A JSON Schema per dtype, as strict as ``ServedModel.parse``: integers within the dtype's range (a boolean is no
 # integer), numbers, strings, booleans; what the SDK converts (timestamps, bytes) arrives as a string.
 _INT = {"Int32": (-2**31, 2**31 - 1), "Int64": (-2**63, 2**63 - 1)}
-_SCALAR = {"Float32": {"type": "number"}, "Float64": {"type": "number"}, "String": {"type": "string"},
+_F32 = 3.4028234663852886e38  # parse refuses a Float32 beyond it
+_SCALAR = {"Float32": {"type": "number", "minimum": -_F32, "maximum": _F32}, "Float64": {"type": "number"}, "String": {"type": "string"},
            "Bool": {"type": "boolean"}, "Bytes": {"type": "string"}, "UnixTimestamp": {"type": "string"}}
 
 
