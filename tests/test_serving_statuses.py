@@ -54,9 +54,9 @@ def test_every_answer_says_how_many_rows_missed_their_features_and_metrics_count
     known = [int(i) for i in credit["loans"].loan_id[:2]]
     cfg = ServeConfig(repo=str(credit["repo"]), model_dir=str(credit["artifact"].path))
     with running(cfg) as (c, model):
-        assert model.missing_policy == "serve"
         ok = c.post("/invocations", json={"loan_id": known[0]}).json()
         assert ok["feature_status"] == {"missing_rows": 0} and len(ok["predictions"]) == 1
+        assert model.missing_policy == "serve"
         unknown = c.post("/invocations", json={"loan_id": -7})
         assert unknown.status_code == 200
         assert unknown.json()["feature_status"] == {"missing_rows": 1, "views": {v: {"NOT_FOUND": 1} for v in VIEWS}}
@@ -165,10 +165,8 @@ def test_ready_is_false_while_the_online_store_is_empty_after_a_restart(credit, 
     views = {v.name: v for v in store.list_feature_views()}
     with running(cfg) as (c, _):
         assert c.get("/ping").status_code == 200
-        assert all(store.online.holds_rows(views[v]) for v in VIEWS)
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        client.delete(*keys)
-        assert not any(store.online.holds_rows(views[v]) for v in VIEWS)  # what a restart without persistence leaves: the server answers, holding nothing
+        client.delete(*keys)  # what a restart without persistence leaves: the server answers, holding nothing
         deadline = time.monotonic() + 10
         while c.get("/ping").status_code == 200:
             assert time.monotonic() < deadline, "readiness never noticed the empty store"
@@ -177,7 +175,9 @@ def test_ready_is_false_while_the_online_store_is_empty_after_a_restart(credit, 
             r = c.get(path)
             assert r.status_code == 503 and "holds no rows of the model's feature views" in r.json()["reason"]
             assert "loan_features" in r.json()["reason"]
+        assert not any(store.online.holds_rows(views[v]) for v in VIEWS)
         store.materialize_incremental(utc_now())
+        assert all(store.online.holds_rows(views[v]) for v in VIEWS)
         deadline = time.monotonic() + 10
         while c.get("/ping").status_code != 200:
             assert time.monotonic() < deadline, "readiness never came back after materializing"
