@@ -133,7 +133,7 @@ def test_python_model_with_request_values_and_overload(tmp_path):
         r = c.post("/invocations", json=[{"driver_id": 1, "amount": 1.5}, {"driver_id": 3, "amount": 0.0}])
         assert r.json()["predictions"] == [{"score": 21.5}, {"score": 60.0}]
         bad = c.post("/invocations", json={"driver_id": 1, "amount": "lots"})
-        assert bad.status_code == 400 and bad.json()["column"] == "amount"
+        assert bad.status_code == 422 and bad.json()["column"] == "amount"
         url = str(c.base_url)
 
         def slow(_):

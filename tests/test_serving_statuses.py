@@ -41,6 +41,12 @@ def _metric(text: str, name: str, **labels) -> float:
     return 0.0
 
 
+def _own_db(redis_url: str) -> str:
+    """The local Redis's database 7: the test's own, as a feature store's Redis is. Database 0 holds every test
+    session's keys, a keyspace the bounded SCAN of ``holds_rows`` may not get through (it then answers None)."""
+    return redis_url.rsplit("/", 1)[0] + "/7" if redis_url.count("/") > 2 else redis_url + "/7"
+
+
 def _packaged(credit, tmp_path, **policy) -> str:
     art = package_model(credit["model"], name="credit", store=credit["store"], feature_service=SERVICE,
                         training_set=credit["job"], key_lookups={"zipcode": "loan_zipcode:zipcode"},
@@ -146,7 +152,7 @@ def test_online_store_holds_rows_per_view(credit, redis_url, tmp_path):
     views = {v.name: v for v in credit["store"].list_feature_views()}
     assert credit["store"].online.holds_rows(views["loan_features"]) is True
     assert SQLiteOnlineStore(str(tmp_path / "empty.db")).holds_rows(views["loan_features"]) is False
-    rs = RedisOnlineStore(redis_url, {"key_prefix": f"holds{os.getpid()}{uuid.uuid4().hex[:6]}"})
+    rs = RedisOnlineStore(_own_db(redis_url), {"key_prefix": f"holds{os.getpid()}{uuid.uuid4().hex[:6]}"})
     try:
         assert rs.holds_rows(views["loan_features"]) is False
     finally:
@@ -158,10 +164,11 @@ def test_ready_is_false_while_the_online_store_is_empty_after_a_restart(credit, 
     cause within a store check, and ready again once the views are materialized. Today: 200 throughout, and every
     prediction a default."""
     prefix = f"restart{os.getpid()}{uuid.uuid4().hex[:6]}"
-    store = credit_repo(tmp_path / "repo", online_yaml=f"url: {redis_url}\n  options: {{key_prefix: {prefix}}}")
+    url = _own_db(redis_url)
+    store = credit_repo(tmp_path / "repo", online_yaml=f"url: {url}\n  options: {{key_prefix: {prefix}}}")
     cfg = ServeConfig(repo=str(tmp_path / "repo"), model_dir=str(credit["artifact"].path))
     cfg.extra["store_check_seconds"] = 0.2
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(url)
     views = {v.name: v for v in store.list_feature_views()}
     with running(cfg) as (c, _):
         assert c.get("/ping").status_code == 200
