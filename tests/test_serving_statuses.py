@@ -190,3 +190,23 @@ def test_ready_is_false_while_the_online_store_is_empty_after_a_restart(credit, 
             assert time.monotonic() < deadline, "readiness never came back after materializing"
             time.sleep(0.1)
     client.close()
+
+
+def test_cli_package_records_the_policy(credit, tmp_path):
+    import joblib
+    from typer.testing import CliRunner
+
+    from skewless.cli.main import app as cli
+
+    joblib.dump(credit["model"], tmp_path / "model.joblib")
+    credit["job"].to_parquet(tmp_path / "train.parquet")
+    args = ["model", "package", str(tmp_path / "model.joblib"), "--name", "credit", "--service", SERVICE,
+            "--training-set", str(tmp_path / "train.parquet"), "--key-lookup", "zipcode=loan_zipcode:zipcode",
+            "--no-register", "-r", str(credit["repo"])]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "art"), "--missing-features", "reject",
+                                 "--required", "loan_features", "--required", "zipcode_features"])
+    assert r.exit_code == 0, r.output
+    m = ModelArtifact(tmp_path / "art").manifest
+    assert m.missing_features == "reject" and m.required_features == ["loan_features", "zipcode_features"]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "bad"), "--missing-features", "ignore"])
+    assert r.exit_code == 1 and "DefinitionError" in r.output and "missing_features must be one of" in r.output
