@@ -3,20 +3,21 @@ entity keys and request-time fields, which a generic framework schema could not)
 
 from __future__ import annotations
 
+from skewless.online_read import INT_RANGE
+
 from .artifact import ModelManifest
-from .model import MAX_ROWS_PER_REQUEST
+from .model import _FLOAT32_MAX, MAX_ROWS_PER_REQUEST
 
 # A JSON Schema per dtype, as strict as ``ServedModel.parse``: integers within the dtype's range (a boolean is no
 # integer), numbers, strings, booleans; what the SDK converts (timestamps, bytes) arrives as a string.
-_INT = {"Int32": (-2**31, 2**31 - 1), "Int64": (-2**63, 2**63 - 1)}
-_F32 = 3.4028234663852886e38  # parse refuses a Float32 beyond it
-_SCALAR = {"Float32": {"type": "number", "minimum": -_F32, "maximum": _F32}, "Float64": {"type": "number"}, "String": {"type": "string"},
+_SCALAR = {"Float32": {"type": "number", "minimum": -_FLOAT32_MAX, "maximum": _FLOAT32_MAX},
+           "Float64": {"type": "number"}, "String": {"type": "string"},
            "Bool": {"type": "boolean"}, "Bytes": {"type": "string"}, "UnixTimestamp": {"type": "string"}}
 
 
 def _schema(dtype: str, nullable: bool = False) -> dict:
-    if dtype in _INT:
-        lo, hi = _INT[dtype]
+    if dtype in INT_RANGE:
+        lo, hi = INT_RANGE[dtype]
         out = {"type": "integer", "minimum": lo, "maximum": hi}
     else:
         out = dict(_SCALAR[dtype])
