@@ -144,9 +144,10 @@ def test_policy_is_validated_where_it_is_set(credit, tmp_path, monkeypatch):
         build(ServeConfig(repo=str(credit["repo"]), model_dir=str(credit["artifact"].path), missing_features="x"))
 
 
-def test_online_store_holds_rows_per_view(credit, redis_url, tmp_path):
+def test_online_store_holds_rows_per_view(credit, redis_url, tair_url, tmp_path):
     """The readiness probe's question: False for a view never written (SQLite, Redis), True once rows are there
     (Redis: in the next test, before and after its keys are deleted)."""
+    from skewless.adapters.alibaba.tair import from_url as tair_from_url
     from skewless.adapters.aws.redis import RedisOnlineStore
 
     views = {v.name: v for v in credit["store"].list_feature_views()}
@@ -157,6 +158,12 @@ def test_online_store_holds_rows_per_view(credit, redis_url, tmp_path):
         assert rs.holds_rows(views["loan_features"]) is False
     finally:
         rs.close()
+    # Tair (its emulator's RESP front, TairHash path): the inherited SCAN answers, or "cannot tell"; never an error
+    ts = tair_from_url(tair_url, None, {"key_prefix": f"holds{os.getpid()}{uuid.uuid4().hex[:6]}"})
+    try:
+        assert ts.holds_rows(views["loan_features"]) in (False, None)
+    finally:
+        ts.close()
 
 
 def test_ready_is_false_while_the_online_store_is_empty_after_a_restart(credit, redis_url, tmp_path):

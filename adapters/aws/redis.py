@@ -463,7 +463,7 @@ class RedisOnlineStore(OnlineStore):
     def holds_rows(self, view: FeatureView) -> bool | None:
         """A bounded SCAN for one key of the view (at most ``_HOLDS_SCANS`` calls of COUNT 1000): False only when
         the scan went through the whole database without one; None when it ran out of calls (a large database
-        shared with other data), in a cluster, or when the user may not SCAN."""
+        shared with other data), in a cluster, or when the server refuses SCAN (an ACL, a proxy without it)."""
         if self.cluster:
             return None
         pattern = _glob_escape(b"%b:%b:{" % (self.prefix, view.name.encode())) + b"*"
@@ -480,7 +480,7 @@ class RedisOnlineStore(OnlineStore):
         try:
             return self._call("holds_rows", scan)
         except StoreUnavailable as exc:
-            if isinstance(exc.__cause__, redis.exceptions.NoPermissionError):
+            if isinstance(exc.__cause__, redis.exceptions.ResponseError):  # refused (ACL, no SCAN): cannot tell
                 return None
             raise
 
