@@ -20,14 +20,17 @@ invocation limit): a larger ``Content-Length`` is refused (413) before anything 
 connection, so the rest of the body is never read.
 
 Readiness (``/ping``, ``/ready``) is true only once the model is loaded and the online store answers a round
-trip; it is re-checked (at most every ``store_check_seconds``), so the server recovers without a restart when
-the store comes back. The online store sits behind a circuit breaker (``breaker``): once it is known down (a
-prediction's StoreUnavailable, a probe that failed or stayed silent for ``store_check_timeout``), queued and running
-predictions are answered 503 at once and new ones fail fast, until one probe after ``store_check_seconds``
-succeeds. A batch still predicting after ``slow_batch_seconds`` probes the store, so a hung store is found within
-about that plus ``store_check_timeout``. A prediction past ``predict_timeout`` is answered 504 and the server goes
-on serving (see ``batcher``); readiness is false only while ``max_overrunning`` such predictions are still running.
-Every error is one ``SkewlessError`` mapped to one status (``errors.http_status``).
+trip and holds rows of at least one of the model's views (an empty store after a restart is not ready: it would
+only give default predictions); it is re-checked (at most every ``store_check_seconds``), so the server recovers
+without a restart when the store comes back. The online store sits behind a circuit breaker (``breaker``): once it
+is known down (a prediction's StoreUnavailable, a probe that failed or stayed silent for ``store_check_timeout``),
+queued and running predictions are answered 503 at once and new ones fail fast, until one probe after
+``store_check_seconds`` succeeds. A store that answers but is empty does not open the breaker: predictions go on
+under the model's missing-features policy, each answer saying what was missing. A batch still predicting after
+``slow_batch_seconds`` probes the store, so a hung store is found within about that plus ``store_check_timeout``. A
+prediction past ``predict_timeout`` is answered 504 and the server goes on serving (see ``batcher``); readiness is
+false only while ``max_overrunning`` such predictions are still running. Every error is one ``SkewlessError`` mapped
+to one status (``errors.http_status``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from dataclasses import dataclass
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -88,10 +92,13 @@ def _json(body, status: int = 200, headers: dict | None = None) -> Response:
 class _Server:
     def __init__(self, model: ServedModel, opts: AppOptions):
         self.model, self.opts = model, opts
-        self.metrics = Metrics(model.name, model.version)
+        self.metrics = Metrics(model.name, model.version, [v.name for st in model.stages for v, _ in st])
         model.log._on_event = self.metrics.log_event
+        model.on_statuses = self.metrics.statuses
+        # Why a store that answers cannot serve this model (it holds none of its views), from the last probe.
+        self.empty_reason: str | None = None
         self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-health")
-        self.breaker = StoreBreaker(model.check_store, self.health_pool, cooldown=opts.store_check_seconds,
+        self.breaker = StoreBreaker(self._probe_store, self.health_pool, cooldown=opts.store_check_seconds,
                                     probe_timeout=opts.store_check_timeout, on_open=self._store_down,
                                     on_probe=self.metrics.store_probes.inc)
         # Lone small batches run on the event loop (see batcher) only where a hung store cannot stall it for long:
@@ -163,12 +170,20 @@ class _Server:
         if failed:
             log.warning("answered waiting predictions 503", extra={"requests": failed})
 
+    def _probe_store(self) -> None:
+        """The breaker's probe (on the health thread): a round trip, which raises when the store is down; then
+        whether the store holds any of the model's views, which only readiness uses."""
+        reason = self.model.check_store()
+        if reason and reason != self.empty_reason:
+            log.warning("online store holds no rows of the model's views", extra={"reason": reason})
+        self.empty_reason = reason
+
     async def ready(self) -> bool:
         if not self.model.loaded or self.batcher.saturated:
             self.metrics.ready.set(0)
             return False
         # One probe at a time (shared with the breaker): pings arriving while the store hangs do not pile up.
-        ok = await self.breaker.check(self.opts.store_check_seconds)
+        ok = await self.breaker.check(self.opts.store_check_seconds) and self.empty_reason is None
         self.metrics.ready.set(1 if ok else 0)
         return ok
 
@@ -181,7 +196,8 @@ class _Server:
         elif self.batcher.saturated:
             reason = f"{self.batcher.overrunning} predictions that timed out are still running"
         else:
-            reason = "online store unavailable"
+            reason = self.empty_reason if self.breaker.closed and self.empty_reason else (
+                f"online store unavailable ({self.breaker.reason})")
         return _json({"status": "not ready", "reason": reason}, 503)
 
     async def live(self, request: Request) -> Response:
@@ -310,6 +326,16 @@ class _Server:
         return HTMLResponse(openapi.SWAGGER_HTML)
 
 
+_HTTP_ERRORS = {404: "NotFoundError", 405: "MethodNotAllowed"}
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own answers (no such route, wrong method) in the typed error body every other answer has."""
+    body = {"error": _HTTP_ERRORS.get(exc.status_code, "HTTPError"),
+            "message": f"{request.method} {request.url.path}: {exc.detail}"}
+    return _json(body, exc.status_code, dict(exc.headers or {}))
+
+
 def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlette:
     opts = options or AppOptions()
     unknown = set(opts.contracts) - set(CONTRACTS)
@@ -336,6 +362,6 @@ def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlet
         routes += [Route("/ping", srv.ping), Route("/invocations", srv.invocations, methods=["POST"])]
     if "eas" in opts.contracts:
         routes += [Route("/api/predict/{service}", srv.eas_predict, methods=["GET", "POST"])]
-    app = Starlette(routes=routes, lifespan=srv.lifespan)
+    app = Starlette(routes=routes, lifespan=srv.lifespan, exception_handlers={HTTPException: _http_error})
     app.state.server = srv
     return app

@@ -38,6 +38,13 @@ from . import flavors
 
 MANIFEST = "skewless-model.json"
 FORMAT = 1
+MISSING_POLICIES = ("serve", "flag", "reject")
+
+
+def check_missing_policy(policy: str, error: type[Exception] = DefinitionError) -> str:
+    if policy not in MISSING_POLICIES:
+        raise error(f"missing_features must be one of {', '.join(MISSING_POLICIES)}, not {policy!r}")
+    return policy
 
 
 @dataclass
@@ -53,6 +60,11 @@ class ModelManifest:
     outputs: list[dict]  # [{"name", "dtype"}]
     request_keys: dict[str, str]  # join key -> dtype name: what a request carries
     key_lookups: dict[str, str] = field(default_factory=dict)  # join key -> "view:feature" it is read from
+    # What a prediction does when a required view reads NOT_FOUND or EXPIRED for a row (MISSING_POLICIES); the
+    # server's SKEWLESS_MISSING_FEATURES overrides it. required_features: "view" or "view:feature" entries whose
+    # view counts as required; None: every view the model reads.
+    missing_features: str = "serve"
+    required_features: list[str] | None = None
     requirements: list[str] = field(default_factory=list)
     training: dict | None = None  # {"snapshot", "features", "registry_version", "feature_view_versions", ...}
     description: str = ""
@@ -71,6 +83,15 @@ class ModelManifest:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     # -- what serving needs -----------------------------------------------------------------------------------
+    def online_refs(self) -> list[str]:
+        """Every ``view:feature`` the server reads: the model's online inputs, then the key lookups."""
+        return [i["source"] for i in self.inputs if not i["source"].startswith("request:")] + \
+            list(self.key_lookups.values())
+
+    def required_views(self) -> dict[str, list[str]]:
+        """Required view -> the refs the model reads from it (what a 422 names)."""
+        return required_views(self.name, self.online_refs(), self.required_features)
+
     def views(self) -> dict[str, FeatureView]:
         return {n: FeatureView.from_dict(s) for n, s in self.feature_views.items()}
 
@@ -79,8 +100,7 @@ class ModelManifest:
         request, or from a key lookup of an earlier stage). One batched read per stage."""
         views = self.views()
         wanted: dict[str, list[str]] = {}
-        for ref in [i["source"] for i in self.inputs if not i["source"].startswith("request:")] + \
-                list(self.key_lookups.values()):
+        for ref in self.online_refs():
             v, f = ref.split(":")
             if f not in wanted.setdefault(v, []):
                 wanted[v].append(f)
@@ -96,6 +116,25 @@ class ModelManifest:
                 known |= {k for k, ref in self.key_lookups.items() if ref.split(":")[0] == v.name}
             stages.append(stage)
         return stages
+
+
+def required_views(model: str, refs: Sequence[str], required: Sequence[str] | None) -> dict[str, list[str]]:
+    reads: dict[str, list[str]] = {}
+    for ref in refs:
+        if ref not in reads.setdefault(ref.split(":")[0], []):
+            reads[ref.split(":")[0]].append(ref)
+    if required is None:
+        return reads
+    out: dict[str, list[str]] = {}
+    for entry in required:
+        view, _, feat = str(entry).partition(":")
+        if view not in reads or (feat and entry not in reads[view]):
+            raise DefinitionError(f"model {model!r}: required feature {entry!r} is not one the model reads "
+                                  f"({', '.join(r for rs in reads.values() for r in rs)})")
+        refs_of = out.setdefault(view, [])
+        if feat and entry not in refs_of:
+            refs_of.append(entry)
+    return {v: refs_of or reads[v] for v, refs_of in out.items()}
 
 
 class ModelArtifact:
@@ -179,14 +218,19 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
                   request_fields: Sequence[Field] = (), key_lookups: dict[str, str] | None = None,
                   outputs: Sequence[tuple[str, Any]] | None = None, method: str | None = None,
                   artifacts: dict[str, str] | None = None, requirements: Sequence[str] = (),
-                  full_feature_names: bool = False, description: str = "") -> ModelArtifact:
+                  full_feature_names: bool = False, description: str = "", missing_features: str = "serve",
+                  required_features: Sequence[str] | None = None) -> ModelArtifact:
     """Package a trained model with the feature service it was trained on.
 
     ``training_set``: the ``RetrievalJob`` the model was trained on (its ``snapshot`` is the lineage; or give
     ``snapshot``). ``request_fields``: model inputs that requests carry themselves (request-time values).
     ``key_lookups``: join keys read from a feature instead of the request, e.g. ``{"zipcode":
-    "loan_zipcode:zipcode"}`` so a request with a loan id alone reaches the zipcode's features."""
+    "loan_zipcode:zipcode"}`` so a request with a loan id alone reaches the zipcode's features.
+    ``missing_features``: ``serve`` (predict, count the rows missing a required view in the response's
+    ``feature_status``), ``flag`` (also list those rows) or ``reject`` (422 naming the missing features);
+    ``required_features``: the ``view`` or ``view:feature`` entries that count (default: all)."""
     check_name("model", name)
+    check_missing_policy(missing_features)
     fl = flavors.get(flavor) if flavor else flavors.detect(model)
     state = store._registry_state(fresh=True)
     svc = feature_service if isinstance(feature_service, FeatureService) else state.get("feature_service",
@@ -232,6 +276,8 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
         if rf.name in keys:
             raise DefinitionError(f"request field {rf.name!r} is a join key; keys are always taken from requests")
 
+    required_views(name, [i["source"] for i in inputs if not i["source"].startswith("request:")]
+                   + list(key_lookups.values()), required_features)  # before anything is written
     options = {"method": method, "outputs": list(outputs) if outputs else None, "artifacts": artifacts}
     if snapshot is None and training_set is not None:
         snapshot = dict(training_set.snapshot)
@@ -257,7 +303,9 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
         name=name, flavor=fl.name, flavor_options=saved, feature_service=svc.name,
         feature_refs=list(svc.feature_refs), feature_views={n: v.to_dict() for n, v in all_views.items()},
         inputs=inputs, outputs=[{"name": n, "dtype": d} for n, d in outs], request_keys=request_keys,
-        key_lookups=key_lookups, requirements=reqs, training=training, description=description,
+        key_lookups=key_lookups, missing_features=missing_features,
+        required_features=list(required_features) if required_features is not None else None,
+        requirements=reqs, training=training, description=description,
         created_at=datetime.now(timezone.utc).isoformat(), created_by=_user(), python=platform.python_version())
     for o in manifest.outputs:
         check_name("model output", o["name"])

@@ -31,6 +31,15 @@ class PredictionError(SkewlessError):
     """The model itself raised while predicting (its message is kept: it usually names the bad input)."""
 
 
+class MissingFeatures(ValidationError):
+    """A row's required features read NOT_FOUND or EXPIRED and the model's policy is ``reject`` (422): the request
+    was well formed, but the model would have predicted from defaults. ``features`` names them."""
+
+    def __init__(self, message: str, *, row: int | None = None, features: list[str] | None = None):
+        super().__init__(message, row=row)
+        self.features = list(features or [])
+
+
 class PredictTimeout(SkewlessError):
     """The prediction did not finish within the server's per-request timeout (504; the server goes on serving)."""
 
@@ -39,6 +48,7 @@ class PredictTimeout(SkewlessError):
 _STATUS: list[tuple[type[BaseException], int]] = [
     (Unauthorized, 401),
     (PayloadTooLarge, 413),
+    (MissingFeatures, 422),
     (ValidationError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
@@ -68,9 +78,12 @@ def error_body(exc: BaseException) -> dict:
         body = {"error": type(exc).__name__, "message": str(exc).splitlines()[0] if str(exc) else ""}
         if isinstance(exc, ValidationError):
             body.update({k: v for k, v in (("column", exc.column), ("row", exc.row)) if v is not None})
+        if isinstance(exc, MissingFeatures):
+            body["features"] = exc.features
         return body
     return {"error": "InternalError", "message": type(exc).__name__}
 
 
-__all__ = ["NotReady", "Overloaded", "PayloadTooLarge", "PredictTimeout", "PredictionError", "Unauthorized", "error_body",
+__all__ = ["MissingFeatures", "NotReady", "Overloaded", "PayloadTooLarge", "PredictTimeout", "PredictionError",
+           "Unauthorized", "error_body",
            "http_status"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from skewless.online.base import EXPIRED, NOT_FOUND, PRESENT
+
 # Sub-millisecond buckets: the latency target is p50 <= 1 ms.
 _LATENCY = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
 class Metrics:
-    def __init__(self, model: str, version: int):
+    def __init__(self, model: str, version: int, views: list[str] = ()):
         self.registry = r = CollectorRegistry()
         self.requests = Counter("skewless_requests", "Prediction requests by route and HTTP status",
                                 ["route", "status"], registry=r)
@@ -33,6 +35,15 @@ class Metrics:
                                 "(written, failed attempts, dropped)", ["outcome"], registry=r)
         self.log_pending = Gauge("skewless_prediction_log_pending", "Prediction log rows not yet committed",
                                  registry=r)
+        self.feature_rows = Counter("skewless_feature_rows", "Rows read per feature view and status (PRESENT, "
+                                    "NOT_FOUND, EXPIRED)", ["view", "status"], registry=r)
+        self.missing_rows = Counter("skewless_rows_missing_features", "Rows missing a required feature view, by what "
+                                    "the model's policy did with them (served, flagged, rejected)", ["outcome"],
+                                    registry=r)
+        # Children made once (labels() costs a lock and a key per call): a batch then costs one inc per view.
+        self._view_rows = {v: {s: self.feature_rows.labels(v, s) for s in (PRESENT, NOT_FOUND, EXPIRED)}
+                           for v in views}
+        self._missing = {o: self.missing_rows.labels(o) for o in ("served", "flagged", "rejected")}
         info = Gauge("skewless_model_info", "The served model", ["model", "version"], registry=r)
         info.labels(model, str(version)).set(1)
 
@@ -42,3 +53,20 @@ class Metrics:
     def batch(self, requests: int, rows: int) -> None:
         self.batch_requests.observe(requests)
         self.batch_rows.observe(rows)
+
+    def statuses(self, rows: int, missing: dict[str, list], missing_rows: int, outcome: str) -> None:
+        """One batch's reads: every view ``rows`` times, minus what ``missing`` (the views with a row not PRESENT)
+        says was NOT_FOUND or EXPIRED."""
+        for view, by in self._view_rows.items():
+            sts = missing.get(view)
+            if sts is None:
+                by[PRESENT].inc(rows)
+                continue
+            nf, ex = sts.count(NOT_FOUND), sts.count(EXPIRED)
+            by[PRESENT].inc(rows - nf - ex)
+            if nf:
+                by[NOT_FOUND].inc(nf)
+            if ex:
+                by[EXPIRED].inc(ex)
+        if missing_rows:
+            self._missing[outcome].inc(missing_rows)

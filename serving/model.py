@@ -9,6 +9,7 @@ rows handed to the prediction log.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import uuid
@@ -19,14 +20,15 @@ import pyarrow as pa
 
 from skewless import dtypes, online_read
 from skewless.definitions import EVENT_TS
-from skewless.errors import SkewlessError, StoreUnavailable, ValidationError
+from skewless.errors import ConfigError, SkewlessError, StoreUnavailable, ValidationError
+from skewless.online.base import PRESENT
 from skewless.online_read import INT_RANGE
 from skewless.online_read import _norm as normalize  # the key normalisation get_online_features applies
 from skewless.timeutil import now as utc_now
 
 from . import prediction_log
-from .artifact import ModelArtifact
-from .errors import NotReady, PredictionError
+from .artifact import ModelArtifact, check_missing_policy
+from .errors import MissingFeatures, NotReady, PredictionError
 
 log = logging.getLogger("skewless.serving")
 MAX_ROWS_PER_REQUEST = 10_000
@@ -51,7 +53,9 @@ def _strict(v: Any, dt: dtypes.DType, k: str, i: int) -> Any:
     if isinstance(v, bool) and name != "Bool":
         raise _bad(k, v, dt, i, " (a boolean)")
     if name in INT_RANGE:
-        if isinstance(v, float) and v.is_integer():
+        # A float stands for an integer only where floats are exact: orjson reads an integer below Int64 as a float
+        # that rounds to -2**63, a key the caller never sent.
+        if isinstance(v, float) and v.is_integer() and abs(v) <= 2**53:
             v = int(v)
         if type(v) is not int:
             raise _bad(k, v, dt, i)
@@ -82,13 +86,20 @@ class Request:
 
 class ServedModel:
     def __init__(self, artifact: ModelArtifact, store, *, version: int = 0, log_writer_options: dict | None = None,
-                 on_log_event=None):
+                 on_log_event=None, missing_features: str | None = None):
         self.artifact, self.store, self.version = artifact, store, version
         self.manifest = m = artifact.manifest
         self.name = m.name
         self._model = None
         self.error: str | None = None  # why load() failed
         self.stages = m.read_stages()
+        # serve | flag | reject when a required view is not PRESENT for a row (the server's setting wins)
+        self.missing_policy = check_missing_policy(m.missing_features) if missing_features is None else \
+            check_missing_policy(missing_features, ConfigError)
+        self.required = m.required_views()
+        # The metrics' hook, once per batch: (rows, {view: statuses} of the views with a row not PRESENT, rows
+        # missing a required view, "served" | "flagged" | "rejected").
+        self.on_statuses = None
         self._lookups = [(k, ref, ref.split(":")[0]) for k, ref in m.key_lookups.items()]
         self._keys = {k: dtypes.by_name(d) for k, d in m.request_keys.items()}
         self._fields = {i["source"][8:]: dtypes.by_name(i["dtype"]) for i in m.inputs
@@ -117,9 +128,17 @@ class ServedModel:
     def loaded(self) -> bool:
         return self._model is not None
 
-    def check_store(self) -> None:
-        """One round trip to the online store (StoreUnavailable when it does not answer)."""
-        self.store.online.get_meta("serving/ping")
+    def check_store(self) -> str | None:
+        """One round trip to the online store (StoreUnavailable when it does not answer), then why it cannot serve
+        this model although it answers: it holds no row of any of the model's views (a Redis restarted empty,
+        views never materialized). None: ready; also when the store cannot tell (``holds_rows`` None)."""
+        online = self.store.online
+        online.get_meta("serving/ping")
+        views = [v for stage in self.stages for v, _ in stage]
+        if views and all(online.holds_rows(v) is False for v in views):
+            return (f"the online store answers but holds no rows of the model's feature views "
+                    f"{', '.join(v.name for v in views)} (restarted empty, or never materialized)")
+        return None
 
     def close(self, timeout: float = 30.0) -> bool:
         return self.log.close(timeout)
@@ -177,10 +196,31 @@ class ServedModel:
                 out.append(exc)
         return out
 
-    def _predict(self, requests: list[Request]) -> list[dict]:
+    def _predict(self, requests: list[Request]) -> list[dict | SkewlessError]:
         rows = [dict(r) for req in requests for r in req.rows]
-        n = len(rows)
         now = utc_now()
+        values, evs, statuses = self._read(rows, now)
+        missing = _not_present(statuses)
+        rejected = self._rejections(requests, missing) if missing and self.missing_policy == "reject" else {}
+        if not rejected:
+            return self._answer(requests, rows, now, values, evs, statuses, missing)
+        # The rejected requests' rows leave the batch: neither predicted nor logged; counted once, here.
+        starts = list(itertools.accumulate([len(r.rows) for r in requests], initial=0))
+        gone = [i for j in rejected for i in range(starts[j], starts[j + 1])]
+        if self.on_statuses is not None:
+            lost = {v: [sts[i] for i in gone] for v, sts in missing.items()}
+            self.on_statuses(len(gone), lost, self._count_missing(lost, len(gone)), "rejected")
+        keep = [j for j in range(len(requests)) if j not in rejected]
+        idx = [i for j in keep for i in range(starts[j], starts[j + 1])]
+
+        def pick(cols: dict[str, list]) -> dict[str, list]:
+            return {k: [c[i] for i in idx] for k, c in cols.items()}
+        statuses = pick(statuses)
+        answers = iter(self._answer([requests[j] for j in keep], [rows[i] for i in idx], now, pick(values),
+                                    pick(evs), statuses, _not_present(statuses)) if keep else [])
+        return [rejected[j] if j in rejected else next(answers) for j in range(len(requests))]
+
+    def _read(self, rows: list[dict], now) -> tuple[dict, dict, dict]:
         values: dict[str, list] = {}
         evs: dict[str, list] = {}
         statuses: dict[str, list] = {}
@@ -196,6 +236,10 @@ class ServedModel:
                 if view in done:
                     for r, v in zip(rows, values[ref]):
                         r[key] = v
+        return values, evs, statuses
+
+    def _answer(self, requests, rows, now, values, evs, statuses, missing) -> list[dict]:
+        n = len(rows)
         arrays = [pa.array(values[src] if not src.startswith("request:") else [r[src[8:]] for r in rows], type=t)
                   for _, src, t in self._inputs]
         # Through Arrow, as the training set is (RetrievalJob.to_pandas): the model gets the same pandas dtypes. A
@@ -218,9 +262,59 @@ class ServedModel:
             k = len(req.rows)
             preds = [{name: outputs[name][i] for name in names} for i in range(start, start + k)]
             answers.append({"request_id": req.request_id, "model": self.name, "version": self.version,
-                            "predictions": preds})
+                            "predictions": preds,
+                            "feature_status": self._status(missing, start, k) if missing else {"missing_rows": 0}})
             start += k
+        if self.on_statuses is not None:
+            self.on_statuses(n, missing, sum(a["feature_status"]["missing_rows"] for a in answers) if missing else 0,
+                             "flagged" if self.missing_policy == "flag" else "served")
         return answers
+
+    # -- feature statuses in answers: only computed for batches where some view was not PRESENT ------------------
+    def _status(self, missing: dict[str, list], start: int, k: int) -> dict:
+        """A request's ``feature_status``: rows missing a required view, rows per (view, status) not PRESENT, and
+        with the ``flag`` policy each such row with its views' statuses."""
+        views: dict[str, dict[str, int]] = {}
+        rows: dict[int, dict[str, str]] = {}
+        for view, sts in missing.items():
+            part = sts[start:start + k]
+            for i, st in enumerate(part):
+                if st != PRESENT:
+                    views.setdefault(view, {})
+                    views[view][st] = views[view].get(st, 0) + 1
+                    if view in self.required:
+                        rows.setdefault(i, {})[view] = st
+        out: dict[str, Any] = {"missing_rows": len(rows)}
+        if views:
+            out["views"] = views
+        if self.missing_policy == "flag" and rows:
+            out["rows"] = [{"row": i, "missing": rows[i]} for i in sorted(rows)]
+        return out
+
+    def _count_missing(self, missing: dict[str, list], n: int) -> int:
+        """Rows (of ``n``) with a required view not PRESENT."""
+        required = [sts for v, sts in missing.items() if v in self.required]
+        return sum(1 for i in range(n) if any(sts[i] != PRESENT for sts in required))
+
+    def _rejections(self, requests: list[Request], missing: dict[str, list]) -> dict[int, MissingFeatures]:
+        """Index -> error, for the requests with a row missing a required view (``reject``): 422 naming the first
+        such row and the features the model would have had to do without."""
+        required = [(v, sts) for v, sts in missing.items() if v in self.required]
+        out, start = {}, 0
+        for j, req in enumerate(requests):
+            k = len(req.rows)
+            for i in range(start, start + k):
+                lost = [(v, sts[i]) for v, sts in required if sts[i] != PRESENT]
+                if lost:
+                    refs = [ref for v, _ in lost for ref in self.required[v]]
+                    many = self._count_missing({v: sts[start:start + k] for v, sts in required}, k)
+                    out[j] = MissingFeatures(
+                        f"row {i - start}: required features missing: "
+                        + ", ".join(f"{ref} ({st})" for v, st in lost for ref in self.required[v])
+                        + (f"; {many} of {k} rows miss some" if k > 1 else ""), row=i - start, features=refs)
+                    break
+            start += k
+        return out
 
     def _log_chunk(self, requests, rows, now, values, evs, statuses, outputs) -> dict[str, list]:
         n = len(rows)
@@ -237,3 +331,7 @@ class ServedModel:
             elif kind in ("request", "key"):
                 chunk[col] = [r.get(what) for r in rows]
         return chunk
+
+def _not_present(statuses: dict[str, list]) -> dict[str, list]:
+    """The views (with their statuses) where some row is not PRESENT; {} in the usual case, at C speed."""
+    return {v: sts for v, sts in statuses.items() if sts.count(PRESENT) != len(sts)}

@@ -3,10 +3,28 @@ entity keys and request-time fields, which a generic framework schema could not)
 
 from __future__ import annotations
 
-from .artifact import ModelManifest
+from skewless.online_read import INT_RANGE
 
-_JSON = {"Int32": "integer", "Int64": "integer", "Float32": "number", "Float64": "number", "String": "string",
-         "Bool": "boolean", "Bytes": "string", "UnixTimestamp": "string"}
+from .artifact import ModelManifest
+from .model import _FLOAT32_MAX, MAX_ROWS_PER_REQUEST
+
+# A JSON Schema per dtype, as strict as ``ServedModel.parse``: integers within the dtype's range (a boolean is no
+# integer), numbers, strings, booleans; what the SDK converts (timestamps, bytes) arrives as a string.
+_SCALAR = {"Float32": {"type": "number", "minimum": -_FLOAT32_MAX, "maximum": _FLOAT32_MAX},
+           "Float64": {"type": "number"}, "String": {"type": "string"},
+           "Bool": {"type": "boolean"}, "Bytes": {"type": "string"}, "UnixTimestamp": {"type": "string"}}
+
+
+def _schema(dtype: str, nullable: bool = False) -> dict:
+    if dtype in INT_RANGE:
+        lo, hi = INT_RANGE[dtype]
+        out = {"type": "integer", "minimum": lo, "maximum": hi}
+    else:
+        out = dict(_SCALAR[dtype])
+    if nullable:
+        out["type"] = [out["type"], "null"]
+    return out
+
 
 SWAGGER_HTML = """<!doctype html><html><head><title>skewless model server</title>
 <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
@@ -20,30 +38,54 @@ def _error(desc: str) -> dict:
 
 def document(m: ModelManifest, version: int, contracts: tuple[str, ...], service: str) -> dict:
     row = {"type": "object", "required": sorted(m.request_keys),
-           "properties": {**{k: {"type": _JSON[d], "description": "entity key"} for k, d in m.request_keys.items()},
-                          **{i["source"][8:]: {"type": _JSON[i["dtype"]], "nullable": True,
+           "properties": {**{k: {**_schema(d), "description": "entity key"} for k, d in m.request_keys.items()},
+                          **{i["source"][8:]: {**_schema(i["dtype"], nullable=True),
                                                "description": "request-time value"}
                              for i in m.inputs if i["source"].startswith("request:")}}}
-    out = {"type": "object", "properties": {o["name"]: {"type": _JSON[o["dtype"]]} for o in m.outputs}}
+    rows = {"type": "array", "items": row, "minItems": 1, "maxItems": MAX_ROWS_PER_REQUEST}
+    out = {"type": "object", "properties": {o["name"]: _schema(o["dtype"], nullable=True) for o in m.outputs}}
+    counts = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+    status = {"type": "object", "required": ["missing_rows"], "properties": {
+        "missing_rows": {"type": "integer", "minimum": 0,
+                         "description": "rows predicted without a required feature view (NOT_FOUND or EXPIRED)"},
+        "views": {"type": "object", "additionalProperties": counts,
+                  "description": "per feature view, rows per status other than PRESENT"},
+        "rows": {"type": "array", "description": "policy flag: each such row (index in the request) and its views",
+                 "items": {"type": "object", "properties": {
+                     "row": {"type": "integer"}, "missing": {"type": "object",
+                                                             "additionalProperties": {"type": "string"}}}}}}}
     predict = {
         "summary": f"Predict with {m.name} (features of {m.feature_service!r} read from the online store)",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+        # One object is one row; an object with "instances" holds the rows (a list, or one row) and an optional
+        # request id (a value that is not a string is ignored).
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"anyOf": [
             {"type": "object", "required": ["instances"],
-             "properties": {"instances": {"type": "array", "items": row}, "request_id": {"type": "string"}}},
-            {"type": "array", "items": row}, row]}}}},
+             "properties": {"instances": {"anyOf": [rows, row]}, "request_id": {}}},
+            rows, {"allOf": [row, {"not": {"required": ["instances"]}}]}]}}}},
         "responses": {
-            "200": {"description": "One prediction per row", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"request_id": {"type": "string"}, "model": {"type": "string"},
-                                                 "version": {"type": "integer"},
-                                                 "predictions": {"type": "array", "items": out}}}}}},
-            "400": _error("Invalid input (the reason names the row and field)"),
+            "200": {"description": "One prediction per row, and how many rows lacked their features",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["predictions", "feature_status"],
+                        "properties": {"request_id": {"type": "string"}, "model": {"type": "string"},
+                                       "version": {"type": "integer"},
+                                       "predictions": {"type": "array", "items": out},
+                                       "feature_status": status}}}}},
+            "400": _error("The body is not JSON, or not rows (the reason names the row)"),
+            "413": _error("The body is larger than the server accepts"),
+            "422": _error("A key or value does not fit its dtype (names the row and field), or, with the model's "
+                          "missing-features policy reject, a row's required features are NOT_FOUND/EXPIRED "
+                          "(names them)"),
             "429": _error("Request queue full: retry after Retry-After seconds"),
             "500": _error("The model failed"),
-            "503": _error("Model not loaded, or the online store is unavailable")}}
-    health = {"responses": {"200": {"description": "Ready"}, "503": _error("Not ready")}}
+            "503": _error("Model not loaded, or the online store is unavailable"),
+            "504": _error("The prediction took longer than the server's predict timeout")}}
+    health = {"responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready", "content": {
+        "application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"},
+                                                                          "reason": {"type": "string"}}}}}}}}
     paths: dict = {"/live": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}},
                    "/ready": {"get": {"summary": "Readiness: model loaded and online store answering", **health}},
-                   "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "OK"}}}}}
+                   "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+                       "description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}}
     if "sagemaker" in contracts:
         paths["/ping"] = {"get": {"summary": "SageMaker health check", **health}}
         paths["/invocations"] = {"post": predict}

@@ -16,6 +16,8 @@ Environment (each has a ``skewless model serve`` option):
                               PAI-EAS reach the container from outside; deploy targets' local runtimes: loopback)
     SKEWLESS_MAX_BODY_BYTES   the largest request body accepted (default 6 MB, SageMaker's limit): 413 past it
     SKEWLESS_LOG_FLUSH_SECONDS    how often the prediction log is committed (default 1; always at shutdown)
+    SKEWLESS_MISSING_FEATURES serve | flag | reject: what a prediction does when a required feature view reads
+                              NOT_FOUND/EXPIRED for a row (default: the model's own setting, else serve)
     SKEWLESS_PREDICT_TIMEOUT  seconds a request may take, queueing included (default 60, SageMaker's invocation
                               limit; 0 = none): past it 504, and the server goes on serving (environment only)
 """
@@ -58,6 +60,7 @@ class ServeConfig:
     log_flush_seconds: float = 1.0
     predict_timeout: float | None = 60.0
     max_body_bytes: int = 6 * 1024 * 1024
+    missing_features: str | None = None  # serve | flag | reject; None: the model's own (its manifest)
     log_level: str = "INFO"
     extra: dict = field(default_factory=dict)
 
@@ -77,6 +80,8 @@ class ServeConfig:
             except ValueError:
                 raise ConfigError(f"SKEWLESS_MAX_BODY_BYTES must be a number of bytes, not "
                                   f"{env['SKEWLESS_MAX_BODY_BYTES']!r}") from None
+        if env.get("SKEWLESS_MISSING_FEATURES"):
+            cfg.missing_features = env["SKEWLESS_MISSING_FEATURES"]
         if env.get("SKEWLESS_HOST"):
             cfg.host = env["SKEWLESS_HOST"]
         if env.get("SKEWLESS_SERVICE_NAME"):
@@ -155,7 +160,7 @@ def build(cfg: ServeConfig):
     else:
         raise ConfigError(f"no model to serve: give a model folder (SKEWLESS_MODEL_DIR, default "
                           f"{SAGEMAKER_MODEL_DIR}) or a registered model (SKEWLESS_MODEL)")
-    model = ServedModel(artifact, store, version=version,
+    model = ServedModel(artifact, store, version=version, missing_features=cfg.missing_features,
                         log_writer_options={"flush_seconds": cfg.log_flush_seconds})
     app = create_app(model, AppOptions(contracts=cfg.contracts(), token=cfg.token, max_batch_rows=cfg.max_batch_rows,
                                        max_queue=cfg.max_queue, predict_timeout=cfg.predict_timeout,

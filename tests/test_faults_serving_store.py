@@ -109,7 +109,7 @@ def test_hung_store_fails_fast_and_recovers_without_restart(own_redis, credit, t
             assert r.status_code == 503 and r.json()["error"] == "StoreUnavailable" and "Retry-After" in r.headers
             assert time.monotonic() - t1 < 0.5
             ping = c.get("/ping")
-            assert ping.status_code == 503 and ping.json()["reason"] == "online store unavailable"
+            assert ping.status_code == 503 and ping.json()["reason"].startswith("online store unavailable")
             assert "skewless_online_store_breaker_open 1.0" in c.get("/metrics").text
             # one probe at a time: while the first one hangs, 3 s of requests and pings start no other
             probes = probes_started(c)

@@ -187,8 +187,8 @@ def test_contracts_errors_docs_and_metrics(credit):
         assert unknown.status_code == 200
         doc = c.get("/openapi.json").json()
         assert {"/invocations", "/ping", "/api/predict/credit", "/metrics"} <= set(doc["paths"])
-        row = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"][2]
-        assert row["required"] == ["loan_id"]
+        rows = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["schema"]["anyOf"][1]
+        assert rows["items"]["required"] == ["loan_id"]
         assert "swagger-ui" in c.get("/docs").text
         metrics = c.get("/metrics").text
         assert 'skewless_requests_total{route="sagemaker",status="400"} 2.0' in metrics

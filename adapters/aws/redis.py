@@ -95,6 +95,10 @@ _DEFAULTS: dict[str, Any] = {"key_prefix": "skewless", "cluster": False, "connec
 _ENCODE_ROWS = 16_384  # rows encoded per vectorized pass (bounds memory; sending overlaps the next pass)
 _FIRST_ROWS = 2_048  # the first pass of a write is short: the server idles until its first call arrives
 _SEND_ROWS = 4_096  # SET commands per socket write
+# SCAN calls (COUNT 1000) holds_rows makes before answering "cannot tell": a store holding the view finds a key in
+# the first call or so, an emptied one ends the scan at once; only a large keyspace shared with other data and
+# without the view's keys walks the whole budget (~32k keys).
+_HOLDS_SCANS = 32
 _MGET_KEYS = 1_024  # keys per MGET of a read (one command holds the server: a huge read is cut into several)
 _US = 1_000_000
 
@@ -483,6 +487,30 @@ class RedisOnlineStore(OnlineStore):
         items = self._call("list_meta", lambda: self.client.hgetall(self.meta_key))
         out = {k.decode(): v.decode() for k, v in items.items()}
         return {k: v for k, v in sorted(out.items()) if k.startswith(prefix)}
+
+    def holds_rows(self, view: FeatureView) -> bool | None:
+        """A bounded SCAN for one key of the view (at most ``_HOLDS_SCANS`` calls of COUNT 1000): False only when
+        the scan went through the whole database without one; None when it ran out of calls (a large database
+        shared with other data), in a cluster, or when the server refuses SCAN (an ACL, a proxy without it)."""
+        if self.cluster:
+            return None
+        pattern = _glob_escape(b"%b:%b:{" % (self.prefix, view.name.encode())) + b"*"
+
+        def scan():
+            cursor = 0
+            for _ in range(_HOLDS_SCANS):
+                cursor, keys = self.client.scan(cursor, match=pattern, count=1000)
+                if keys:
+                    return True
+                if int(cursor) == 0:
+                    return False
+            return None
+        try:
+            return self._call("holds_rows", scan)
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, redis.exceptions.ResponseError):  # refused (ACL, no SCAN): cannot tell
+                return None
+            raise
 
     def drop_view(self, view: str) -> None:
         """SCAN + UNLINK the view's keys (in a cluster: on every primary). Writes racing with it may survive."""

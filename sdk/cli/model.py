@@ -81,6 +81,9 @@ def package(model: str = typer.Argument(..., help="model.joblib (scikit-learn), 
             register: bool = typer.Option(True, help="Register it as a new version in the model registry"),
             stage: Optional[str] = typer.Option(None, help="Put the new version in this stage"),
             message: str = typer.Option("", "-m", help="Note stored with the version"),
+            missing_features: str = typer.Option("serve", help="A row whose required features read NOT_FOUND or "
+                                                 "EXPIRED: serve | flag | reject (422)"),
+            required: list[str] = typer.Option([], help="A required view or view:feature (default: all)"),
             repo: Path = RepoOpt):
     """Package a trained model with its feature service, signature, requirements and training snapshot."""
     serving = _serving()
@@ -99,7 +102,7 @@ def package(model: str = typer.Argument(..., help="model.joblib (scikit-learn), 
     outputs = list(_pairs(output, "--output").items()) or None
     art = serving.package_model(_load_model(model), name=name, store=store, feature_service=service, snapshot=snap,
                                 key_lookups=_pairs(key_lookup, "--key-lookup"), outputs=outputs, method=method,
-                                path=out)
+                                path=out, missing_features=missing_features, required_features=required or None)
     console.print(f"Packaged [bold]{name}[/bold] ({art.manifest.flavor}) at {art.path}")
     if register:
         mv = serving.ModelRegistry(store).register(art, message=message, stage=stage)
@@ -159,14 +162,18 @@ def serve(model_dir: Optional[Path] = typer.Option(None, help="An unpacked artif
           repo: Optional[Path] = typer.Option(None, "--repo", "-r", help="Feature repo (env SKEWLESS_REPO)"),
           predict_timeout: Optional[float] = typer.Option(
               None, help="Seconds a request may take, queueing included, before a 504 (env SKEWLESS_PREDICT_TIMEOUT; "
-                         "default 60; 0: no limit)")):
+                         "default 60; 0: no limit)"),
+          missing_features: Optional[str] = typer.Option(
+              None, help="serve | flag | reject: overrides the model's policy for rows missing required features "
+                         "(env SKEWLESS_MISSING_FEATURES)")):
     """Serve a model over HTTP until SIGTERM (queued requests answered, prediction log flushed)."""
     _serving()
     from skewless.serving.server import ServeConfig, run
 
     run(ServeConfig.from_env(repo=str(repo) if repo else None, model_dir=str(model_dir) if model_dir else None,
                              model=model, version=version, stage=stage, contract=contract, host=host, port=port,
-                             token=token, predict_timeout=predict_timeout, max_body_bytes=max_body_bytes))
+                             token=token, predict_timeout=predict_timeout, max_body_bytes=max_body_bytes,
+                             missing_features=missing_features))
 
 
 # -- the serving image: build (podman/buildah, or a context for docker build) and push to a registry ---------------

@@ -142,5 +142,10 @@ class OnlineStore(abc.ABC):
     def drop_view(self, view: str) -> None:
         """Forget every value of ``view``."""
 
+    def holds_rows(self, view: FeatureView) -> bool | None:
+        """Whether the store holds at least one row of ``view``, found with a bounded amount of work (a serving
+        readiness check calls it every few seconds); None when the store cannot tell cheaply."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook: stores without connections need nothing
         """Release connections."""

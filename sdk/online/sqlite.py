@@ -168,6 +168,15 @@ class SQLiteOnlineStore(OnlineStore):
                                      (len(prefix), prefix)).fetchall()
         return dict(rows)
 
+    def holds_rows(self, view: FeatureView) -> bool:
+        try:
+            with self._lock:
+                return self._con.execute(f"SELECT 1 FROM {_table(view.name)} LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return False
+            raise StoreUnavailable(f"cannot read SQLite online store {self.path}: {exc}", endpoint=self.url) from exc
+
     def drop_view(self, view: str) -> None:
         with self._lock:
             self._con.execute(f"DROP TABLE IF EXISTS {_table(view)}")
