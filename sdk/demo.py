@@ -61,7 +61,7 @@ def run(repo: str | Path | None = None, *, log=print, sample: int = 5) -> DemoRe
     objects = load_objects(repo)
     step("apply", lambda: (store.apply(objects, prune=True), f"{len(objects)} definitions"))
     views = [v.name for v in store.list_feature_views()]
-    step("ingest", lambda: (None, ", ".join(f"{v} v{store.ingest_source(v)}" for v in views)))
+    step("ingest", lambda: (None, ", ".join(f"{v} v{store.ingest_source(v).version}" for v in views)))
 
     loans = pd.read_parquet(repo / "data" / "loan_table.parquet",
                             columns=["loan_id", "zipcode", "event_timestamp", LABEL])

@@ -318,7 +318,8 @@ class _Server:
     async def openapi_doc(self, request: Request) -> Response:
         if (denied := self._deny(request, "docs")) is not None:
             return denied
-        return _json(openapi.document(self.model.manifest, self.model.version, self.opts.contracts, self.service))
+        return _json(openapi.document(self.model.manifest, self.model.version, self.opts.contracts, self.service,
+                                      token=bool(self.opts.token)))
 
     async def docs(self, request: Request) -> Response:
         if (denied := self._deny(request, "docs")) is not None:

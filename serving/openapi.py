@@ -36,7 +36,9 @@ def _error(desc: str) -> dict:
     return {"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def document(m: ModelManifest, version: int, contracts: tuple[str, ...], service: str) -> dict:
+def document(m: ModelManifest, version: int, contracts: tuple[str, ...], service: str, token: bool = False) -> dict:
+    """The server's OpenAPI document. ``token``: a token is configured, so every route but the health checks
+    (``/ping``, ``/ready``, ``/live``) requires it (``Authorization: <token>`` or ``Bearer <token>``) or answers 401."""
     row = {"type": "object", "required": sorted(m.request_keys),
            "properties": {**{k: {**_schema(d), "description": "entity key"} for k, d in m.request_keys.items()},
                           **{i["source"][8:]: {**_schema(i["dtype"], nullable=True),
@@ -90,10 +92,12 @@ def document(m: ModelManifest, version: int, contracts: tuple[str, ...], service
         paths["/ping"] = {"get": {"summary": "SageMaker health check", **health}}
         paths["/invocations"] = {"post": predict}
     if "eas" in contracts:
-        eas = {**predict, "security": [{"token": []}],
-               "responses": {**predict["responses"], "401": _error("Missing or wrong token")}}
-        paths[f"/api/predict/{service}"] = {"post": eas, "get": {"summary": "EAS health check", **health,
-                                                                  "security": [{"token": []}]}}
+        paths[f"/api/predict/{service}"] = {"post": predict, "get": {"summary": "EAS health check", **health}}
+    if token:  # the EAS contract always has one
+        guarded = [op for path, ops in paths.items() if path not in ("/ping", "/ready", "/live") for op in ops.values()]
+        for op in guarded:
+            op["security"] = [{"token": []}]
+            op["responses"] = {**op["responses"], "401": _error("Missing or wrong token")}
     return {"openapi": "3.1.0",
             "info": {"title": f"skewless model {m.name}", "version": str(version), "description": m.description},
             "paths": paths,

@@ -310,3 +310,12 @@ def test_init_into_a_file_and_an_unwritable_out_path_are_one_line(repo, tmp_path
     out = cli_error(["get-historical", "--entities", tmp_path / "e.parquet", "--features", "loans:amount",
                      "--out", tmp_path / "afile" / "sub" / "t.parquet", "--repo", repo])
     assert "ValidationError: cannot write the training set to" in out  # was a raw FileExistsError
+
+
+def test_sqlite_online_store_under_a_file_is_a_typed_error(tmp_path):
+    """A SQLite path whose parent folder is a file: StoreUnavailable naming the path, not a raw FileExistsError."""
+    from skewless.online.sqlite import SQLiteOnlineStore
+
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(StoreUnavailable, match="cannot open SQLite online store"):
+        SQLiteOnlineStore(str(tmp_path / "taken" / "online.db"))

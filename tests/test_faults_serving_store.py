@@ -143,7 +143,9 @@ def test_dead_store_fails_fast_and_recovers_when_restarted(own_redis, credit, tm
         assert time.monotonic() - t1 < 0.5  # the breaker answers; no reconnect attempts with back-off
         svc.start(state)  # same port; an empty Redis (no persistence): features read as NOT_FOUND, still 200
         assert until_ok(c, loans[0], within=20) < 20
-        assert c.get("/ping").status_code == 200
+        # the breaker closed, but readiness tells the store came back empty (it holds none of the model's views)
+        ping = c.get("/ping")
+        assert ping.status_code == 503 and "holds no rows" in ping.json()["reason"], ping.text
 
 
 def test_bounded_reads_give_up_in_time_on_a_hung_redis(own_redis, credit, tmp_path):  # noqa: F811

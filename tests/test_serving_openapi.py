@@ -31,7 +31,18 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api_schema(server):
-    return schemathesis.openapi.from_url(f"{server.base_url}/openapi.json")
+    return schemathesis.openapi.from_url(f"{server.base_url}/openapi.json", headers={"Authorization": TOKEN})
+
+
+def test_the_document_says_which_routes_need_the_token(server):
+    """With a token configured, the document itself needs it, and declares it (and 401) on every route but the
+    health checks, as the server enforces (tests/test_serving_http_edge.py)."""
+    assert server.get("/openapi.json", headers={"Authorization": ""}).status_code == 401
+    doc = server.get("/openapi.json", headers={"Authorization": TOKEN}).json()
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            guarded = path not in ("/ping", "/ready", "/live")
+            assert ("security" in op) == guarded and ("401" in op["responses"]) == guarded, (method, path)
 
 
 # Every operation of the document (the EAS service is the model's name), with the examples to generate: routes

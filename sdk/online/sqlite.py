@@ -39,14 +39,14 @@ class SQLiteOnlineStore(OnlineStore):
     def __init__(self, path: str):
         self.path = path
         self.url = f"sqlite:///{path}"
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._con = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
             self._con.execute("PRAGMA journal_mode=WAL")
             self._con.execute("PRAGMA synchronous=NORMAL")
             self._con.execute("CREATE TABLE IF NOT EXISTS skewless_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # OSError: a parent folder that is a file, or not writable
             raise StoreUnavailable(f"cannot open SQLite online store {path}: {exc}", endpoint=self.url) from exc
         self._lock = threading.RLock()
         self._columns: dict[str, set[str]] = {}
