@@ -10,12 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import friendly
+from .common import JsonOpt, friendly, print_json, print_table
 
 app = typer.Typer(no_args_is_help=True, help="The local cloud on loopback: LocalStack (S3/IAM/STS), moto, Redis; "
                   "the OSS, MaxCompute and Tair emulators.")
 console = Console()
-StateOpt = typer.Option(Path(".skewless-local"), "--state", help="Folder for the services' state, PIDs and logs")
+# SKEWLESS_LOCAL_STATE: the same variable the test suite's local cloud reads, so a terminal shares its services.
+StateOpt = typer.Option(Path(".skewless-local"), "--state", envvar="SKEWLESS_LOCAL_STATE",
+                        help="Folder for the services' state, PIDs and logs")
 ServicesArg = typer.Argument(None, help="Services (default: all): localstack moto redis oss maxcompute tair")
 CloudOpt = typer.Option("aws", "--cloud", help="Which cloud the generated skewless.yaml uses: aws (S3, Redis) or "
                         "alibaba (OSS, MaxCompute, Tair)")
@@ -53,10 +55,10 @@ def down(services: Optional[list[str]] = ServicesArg, state: Path = StateOpt):
 
 @app.command()
 @friendly
-def status(state: Path = StateOpt):
+def status(state: Path = StateOpt, as_json: bool = JsonOpt):
     """Show each service's state and endpoint. Exit code 3 when any is not running."""
     cloud = _cloud(state)
-    st = _print_status(cloud)
+    st = _print_status(cloud, as_json)
     if any(not s.startswith("running") for s in st.values()):
         raise typer.Exit(3)
 
@@ -71,10 +73,15 @@ def config(repo: Path = typer.Argument(Path("."), help="Repo folder to write ske
     console.print(f"wrote {_cloud(state).write_config(repo, project, cloud, engine)}")
 
 
-def _print_status(cloud) -> dict[str, str]:
+def _print_status(cloud, as_json: bool = False) -> dict[str, str]:
     st = cloud.status()
+    rows = [(name, svc.endpoint, st[name], str(svc.log_file(cloud.state / "run")))
+            for name, svc in cloud.services.items()]
+    if as_json:
+        print_json([dict(zip(("service", "endpoint", "state", "log"), row)) for row in rows])
+        return st
     table = Table("service", "endpoint", "state", "log")
-    for name, svc in cloud.services.items():
-        table.add_row(name, svc.endpoint, st[name], str(svc.log_file(cloud.state / "run")))
-    console.print(table)
+    for row in rows:
+        table.add_row(*row)
+    print_table(console, table)
     return st

@@ -12,12 +12,26 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import err, friendly
+from .common import JsonOpt, err, friendly, print_json, print_table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="skewless: a feature store whose online features provably equal the training features.")
 console = Console()
 RepoOpt = typer.Option(Path("."), "--repo", "-r", help="Feature repo folder (holds skewless.yaml)")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"skewless {version('skewless')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the installed version and exit")) -> None:
+    """skewless: a feature store whose online features provably equal the training features."""
 
 
 def _store(repo: Path):
@@ -51,15 +65,23 @@ def init(path: Path = typer.Argument(Path("."), help="Folder to create the repo 
 
 @app.command()
 @friendly
-def plan(repo: Path = RepoOpt):
+def plan(repo: Path = RepoOpt, as_json: bool = JsonOpt):
     """Show what `apply` would change; breaking changes are flagged."""
     from ..repo import load_objects
 
     p = _store(repo).plan(load_objects(repo), prune=True)
-    _print_plan(p)
+    _print_plan(p, as_json)
 
 
-def _print_plan(p) -> None:
+def _plan_doc(p, committed: int | None = None) -> dict:
+    doc = {"base_version": p.base_version, "changes": p.changes, "breaking": len(p.breaking)}
+    return doc if committed is None else {**doc, "committed_version": committed}
+
+
+def _print_plan(p, as_json: bool = False) -> None:
+    if as_json:
+        print_json(_plan_doc(p))
+        return
     if p.empty:
         console.print(f"No changes (registry version {p.base_version}).")
         return
@@ -73,12 +95,16 @@ def _print_plan(p) -> None:
 @app.command()
 @friendly
 def apply(repo: Path = RepoOpt, allow_breaking: bool = typer.Option(False, help="Allow breaking changes"),
-          message: str = typer.Option("", "-m", help="Commit message stored with the registry version")):
+          message: str = typer.Option("", "-m", help="Commit message stored with the registry version"),
+          as_json: bool = JsonOpt):
     """Commit the repo's definitions as a new registry version (objects not in the repo are removed)."""
     from ..repo import load_objects
 
     store = _store(repo)
     p = store.apply(load_objects(repo), prune=True, allow_breaking=allow_breaking, message=message)
+    if as_json:
+        print_json(_plan_doc(p, None if p.empty else p.base_version + 1))
+        return
     _print_plan(p)
     if not p.empty:
         console.print(f"Registry version [bold]{p.base_version + 1}[/bold] committed.")
@@ -90,7 +116,8 @@ def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet 
                                                                        "source"),
            repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt,
            batch_id: Optional[str] = typer.Option(None, "--batch-id", help="This batch's identity: rerunning a "
-                                                  "committed batch id appends nothing (default: a hash of the rows)")):
+                                                  "committed batch id appends nothing (default: a hash of the rows)"),
+           as_json: bool = JsonOpt):
     """Validate and append rows to a view's history and push the newest values online."""
     store = _store(repo)
     if file is None:
@@ -99,7 +126,9 @@ def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet 
         from ..ingest import read_file
 
         result = store.ingest(view, read_file(file), batch_id=batch_id, date_format=date_format)
-    if result.already_ingested:
+    if as_json:
+        print_json(result)
+    elif result.already_ingested:
         console.print(f"Already ingested into [bold]{view}[/bold] (history version {result.version}, batch "
                       f"{result.batch_id}): nothing appended; its online push is complete.", highlight=False)
     else:
@@ -107,7 +136,7 @@ def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet 
                       highlight=False)
 
 
-def _progress_run(fn):
+def _progress_run(fn, as_json: bool = False):
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     # Only on a terminal: elsewhere (a pipe, a CI log) rich's live display ends with a line feed, which put a blank
@@ -121,21 +150,24 @@ def _progress_run(fn):
                 tasks[view] = prog.add_task(view)
             prog.update(tasks[view], description=f"{view}: {rows:,} rows written")
         results = fn(cb)
+    if as_json:
+        print_json(list(results))
+        return
     table = Table("view", "rows written", "resumed at", "history version")
     for r in results:
         table.add_row(r.view, f"{r.rows:,}", f"{r.resumed_from:,}", str(r.version))
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command()
 @friendly
 def materialize(start: str, end: str, views: Optional[str] = typer.Option(None, help="Comma-separated views"),
-                repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt):
+                repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt, as_json: bool = JsonOpt):
     """Write the newest value at END of every entity with rows in [START, END] to the online store."""
     start_t, end_t = _time(start, "start", date_format), _time(end, "end", date_format)
     store = _store(repo)
     names = views.split(",") if views else None
-    _progress_run(lambda cb: store.materialize(start_t, end_t, names, progress=cb))
+    _progress_run(lambda cb: store.materialize(start_t, end_t, names, progress=cb), as_json)
 
 
 @app.command("materialize-incremental")
@@ -144,12 +176,14 @@ def materialize_incremental(end: str = typer.Argument("now"),
                             views: Optional[str] = typer.Option(None, help="Comma-separated views"),
                             repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt,
                             allow_rewind: bool = typer.Option(False, help="Allow an END before a view's last "
-                                                              "materialized end (re-materializes it from the start)")):
+                                                              "materialized end (re-materializes it from the start)"),
+                            as_json: bool = JsonOpt):
     """Materialize each view from where the last run ended up to END (default: now)."""
     end_t = _time(end, "end", date_format)
     store = _store(repo)
     names = views.split(",") if views else None
-    _progress_run(lambda cb: store.materialize_incremental(end_t, names, progress=cb, allow_rewind=allow_rewind))
+    _progress_run(lambda cb: store.materialize_incremental(end_t, names, progress=cb, allow_rewind=allow_rewind),
+                  as_json)
 
 
 def _features(features: Optional[str], service: Optional[str]):
@@ -166,8 +200,9 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
                    out: Optional[Path] = typer.Option(None, help="Write the training set here (Parquet)"),
                    full_feature_names: bool = False,
                    point_in_time: str = typer.Option("event", help="event | available"),
-                   repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt):
-    """Build a point-in-time-correct training set."""
+                   repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt, as_json: bool = JsonOpt):
+    """Build a point-in-time-correct training set (printed: its first 20 rows; --json: row count, snapshot and
+    those rows as records)."""
     store = _store(repo)
     if entities.suffix.lower() == ".csv":
         from ..ingest import read_file
@@ -179,9 +214,19 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
                                         point_in_time=point_in_time, date_format=date_format)
     if out:
         job.to_parquet(out)
-        console.print(f"Wrote {out} (snapshot {json.dumps(job.snapshot)})")
+        if as_json:
+            import pyarrow.parquet as pq
+
+            print_json({"out": str(out), "rows": pq.read_metadata(out).num_rows, "snapshot": job.snapshot})
+        else:
+            console.print(f"Wrote {out} (snapshot {json.dumps(job.snapshot)})")
+        return
+    df = job.to_pandas()
+    if as_json:
+        head = json.loads(df.head(20).to_json(orient="records", date_format="iso"))
+        print_json({"rows": len(df), "snapshot": job.snapshot, "head": head})
     else:
-        console.print(job.to_pandas().head(20).to_string())
+        console.print(df.head(20).to_string(), soft_wrap=True)
 
 
 @app.command("get-online")
@@ -189,7 +234,7 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
 def get_online(entity: list[str] = typer.Option(..., "--entity", "-e", help="key=value[,key=value]; repeatable"),
                features: Optional[str] = typer.Option(None, help="view:feature,..."),
                service: Optional[str] = typer.Option(None, help="Feature service name"),
-               repo: Path = RepoOpt):
+               repo: Path = RepoOpt, as_json: bool = JsonOpt):
     """Read current feature values, with statuses and event timestamps."""
     rows = []
     for e in entity:
@@ -201,44 +246,60 @@ def get_online(entity: list[str] = typer.Option(..., "--entity", "-e", help="key
             row[k.strip()] = int(v) if v.strip().lstrip("-").isdigit() else v.strip()
         rows.append(row)
     resp = _store(repo).get_online_features(_features(features, service), rows)
+    if as_json:
+        print_json([{"entity": r, "features": {name: {"value": values[i], "status": resp.statuses[name][i],
+                                                      "event_timestamp": resp.event_timestamps[name][i]}
+                                               for name, values in resp.values.items()}}
+                    for i, r in enumerate(rows)])
+        return
     table = Table("entity", "feature", "value", "status", "event_timestamp")
     for i, r in enumerate(rows):
         for name, values in resp.values.items():
             ts = resp.event_timestamps[name][i]
             table.add_row(json.dumps(r), name, repr(values[i]), resp.statuses[name][i], ts.isoformat() if ts else "")
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command("list")
 @friendly
-def list_(kind: str = typer.Argument("all", help="entities | views | services | all"), repo: Path = RepoOpt):
+def list_(kind: str = typer.Argument("all", help="entities | views | services | all"), repo: Path = RepoOpt,
+          as_json: bool = JsonOpt):
     """List definitions."""
     store = _store(repo)
     kinds = {"entities": store.list_entities, "views": store.list_feature_views,
              "services": store.list_feature_services}
     if kind != "all" and kind not in kinds:
         raise typer.BadParameter(f"kind must be one of all, {', '.join(kinds)}")
-    _print_objects([o for k, f in kinds.items() if kind in ("all", k) for o in f()])
+    _print_objects([o for k, f in kinds.items() if kind in ("all", k) for o in f()], as_json)
 
 
-def _print_objects(objs) -> None:
+def _print_objects(objs, as_json: bool = False) -> None:
+    if as_json:
+        print_json([{"kind": o.kind, "name": o.name, "owner": getattr(o, "owner", ""), "tags": dict(o.tags),
+                     "description": getattr(o, "description", "")} for o in objs])
+        return
     table = Table("kind", "name", "owner", "tags", "description")
     for o in objs:
         table.add_row(o.kind.replace("_", " "), o.name, getattr(o, "owner", ""),
                       ",".join(f"{k}={v}" for k, v in o.tags.items()), getattr(o, "description", ""))
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command()
 @friendly
-def describe(name: str, repo: Path = RepoOpt):
+def describe(name: str, repo: Path = RepoOpt, as_json: bool = JsonOpt):
     """Show one definition and its version history."""
     store = _store(repo)
     state = store.registry.state()
     for kind in ("feature_view", "feature_service", "entity"):
         if name in state.objects.get(kind, {}):
-            console.print_json(json.dumps(state.objects[kind][name]["spec"]))
             versions = store.registry.history(kind, name)
+            if as_json:
+                print_json({"kind": kind, "name": name, "spec": state.objects[kind][name]["spec"],
+                            "versions": [{"version": v.version, "registry_version": v.registry_version,
+                                          "updated_at": v.updated_at} for v in versions]})
+                return
+            console.print_json(json.dumps(state.objects[kind][name]["spec"]))
             console.print(", ".join(f"v{v.version} (registry {v.registry_version}, {v.updated_at})"
                                     for v in versions))
             return
@@ -250,9 +311,9 @@ def describe(name: str, repo: Path = RepoOpt):
 @app.command()
 @friendly
 def search(text: str = typer.Argument(""), tag: Optional[str] = typer.Option(None, help="key or key=value"),
-           owner: Optional[str] = None, repo: Path = RepoOpt):
+           owner: Optional[str] = None, repo: Path = RepoOpt, as_json: bool = JsonOpt):
     """Find definitions by name/description text, tag and owner."""
-    _print_objects(_store(repo).search(text, tag=tag, owner=owner))
+    _print_objects(_store(repo).search(text, tag=tag, owner=owner), as_json)
 
 
 @app.command()
@@ -265,7 +326,7 @@ def demo(path: Optional[Path] = typer.Option(None, help="Repo folder to create (
     table = Table("step", "seconds", "result", title="skewless demo")
     for name, secs, summary in report.steps:
         table.add_row(name, f"{secs:.2f}", summary)
-    console.print(table)
+    print_table(console, table)
     console.print(report.online.to_string(index=False))
     console.print(f"training rows: {report.training_rows:,}   test AUC: {report.test_auc:.3f}   "
                   f"test accuracy: {report.test_accuracy:.3f}")

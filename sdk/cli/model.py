@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import friendly
+from .common import JsonOpt, friendly, print_json, print_table
 
 app = typer.Typer(no_args_is_help=True, help="Package, register, promote and serve models.")
 console = Console()
@@ -112,36 +112,50 @@ def package(model: str = typer.Argument(..., help="model.joblib (scikit-learn), 
 
 @app.command("list")
 @friendly
-def list_(name: Optional[str] = typer.Argument(None, help="A model: list its versions"), repo: Path = RepoOpt):
+def list_(name: Optional[str] = typer.Argument(None, help="A model: list its versions"), repo: Path = RepoOpt,
+          as_json: bool = JsonOpt):
     """List registered models, or one model's versions with stages and lineage."""
     serving = _serving()
     from ..store import FeatureStore
 
     reg = serving.ModelRegistry(FeatureStore(repo))
     if name is None:
+        models = [(n, len(reg.versions(n)), reg.stages(n)) for n in reg.list_models()]
+        if as_json:
+            print_json([{"model": n, "versions": count, "stages": stages} for n, count, stages in models])
+            return
         table = Table("model", "versions", "stages")
-        for n in reg.list_models():
-            stages = reg.stages(n)
-            table.add_row(n, str(len(reg.versions(n))), ", ".join(f"{s}=v{v}" for s, v in sorted(stages.items())))
-        console.print(table)
+        for n, count, stages in models:
+            table.add_row(n, str(count), ", ".join(f"{s}=v{v}" for s, v in sorted(stages.items())))
+        print_table(console, table)
+        return
+    versions = reg.versions(name)
+    if as_json:
+        print_json([{"version": mv.version, "stages": list(mv.stages), "flavor": mv.manifest.flavor,
+                     "feature_service": mv.manifest.feature_service, "training_snapshot": mv.training_snapshot,
+                     "created_at": mv.created_at, "created_by": mv.created_by, "message": mv.message,
+                     "artifact_sha256": mv.artifact_sha256} for mv in versions])
         return
     table = Table("version", "stages", "flavour", "feature service", "training snapshot", "created", "by")
-    for mv in reg.versions(name):
+    for mv in versions:
         m = mv.manifest
         table.add_row(str(mv.version), ",".join(mv.stages), m.flavor, m.feature_service,
                       json.dumps(mv.training_snapshot), mv.created_at[:19], mv.created_by)
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command()
 @friendly
 def promote(name: str, version: int, stage: str = typer.Argument(..., help="staging | production | archived"),
-            repo: Path = RepoOpt):
+            repo: Path = RepoOpt, as_json: bool = JsonOpt):
     """Put a model version in a stage."""
     serving = _serving()
     from ..store import FeatureStore
 
     stages = serving.ModelRegistry(FeatureStore(repo)).promote(name, version, stage)
+    if as_json:
+        print_json({"model": name, "stages": stages})
+        return
     console.print(f"{name}: " + ", ".join(f"{s}=v{v}" for s, v in sorted(stages.items())))
 
 
@@ -264,7 +278,10 @@ def _target(kind: str, options: list[str], repo: Path):
     return get_target(kind, FeatureStore(repo), **opts)
 
 
-def _print_endpoint(ep) -> None:
+def _print_endpoint(ep, as_json: bool = False) -> None:
+    if as_json:
+        print_json(ep)
+        return
     console.print(f"[bold]{ep.name}[/bold] ({ep.target}) {ep.status}: "
                   + ", ".join(f"{v.name}={v.weight:.0%}" for v in ep.variants))
 
@@ -276,9 +293,10 @@ def deploy(name: str = typer.Argument(..., help="Registered model"),
            endpoint: str = typer.Option(..., "--endpoint", "-e", help="Endpoint (EAS: service group) name"),
            weight: Optional[float] = typer.Option(None, help="Canary: this share of traffic (0-1]; default: all "
                                                   "traffic (blue-green, older variants kept at 0)"),
-           target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt):
+           target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt,
+           as_json: bool = JsonOpt):
     """Deploy a registered model version to an endpoint, as a new variant v<version>."""
-    _print_endpoint(_target(target, option, repo).deploy(name, version, endpoint, weight=weight))
+    _print_endpoint(_target(target, option, repo).deploy(name, version, endpoint, weight=weight), as_json)
 
 
 @app.command()
@@ -301,26 +319,33 @@ def invoke(endpoint: str, data: str = typer.Argument(..., help='JSON body: {"ins
 
 @app.command()
 @friendly
-def endpoints(target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt):
+def endpoints(target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt,
+              as_json: bool = JsonOpt):
     """List a target's endpoints with their variants and traffic weights."""
+    eps = _target(target, option, repo).endpoints()
+    if as_json:
+        print_json(eps)
+        return
     table = Table("endpoint", "status", "variants (weight)")
-    for ep in _target(target, option, repo).endpoints():
+    for ep in eps:
         table.add_row(ep.name, ep.status, ", ".join(f"{v.name}={v.weight:.0%}" for v in ep.variants))
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command()
 @friendly
-def rollback(endpoint: str, target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt):
+def rollback(endpoint: str, target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt,
+             as_json: bool = JsonOpt):
     """Undo the endpoint's last deploy: its variants and weights as they were before it."""
-    _print_endpoint(_target(target, option, repo).rollback(endpoint))
+    _print_endpoint(_target(target, option, repo).rollback(endpoint), as_json)
 
 
 @app.command()
 @friendly
 def weights(endpoint: str, weight: list[str] = typer.Argument(..., help="variant=weight, e.g. v1=0.9 v2=0.1 "
                                                              "(unnamed variants get 0; normalized to sum 1)"),
-            target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt):
+            target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt,
+            as_json: bool = JsonOpt):
     """Set the traffic weights of an endpoint's variants."""
     from ..errors import ValidationError
 
@@ -328,4 +353,4 @@ def weights(endpoint: str, weight: list[str] = typer.Argument(..., help="variant
         parsed = {k: float(v) for k, v in _pairs(weight, "weight").items()}
     except ValueError as exc:
         raise ValidationError(f"weights must be numbers: {exc}") from None
-    _print_endpoint(_target(target, option, repo).set_weights(endpoint, parsed))
+    _print_endpoint(_target(target, option, repo).set_weights(endpoint, parsed), as_json)
