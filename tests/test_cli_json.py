@@ -102,3 +102,36 @@ def test_local_status_reads_the_state_folder_from_the_environment(tmp_path):
     assert all(s["log"].startswith(str(state / "run")) for s in services), services
     r = runner.invoke(app, ["local", "status", "--json", "--state", str(tmp_path / "other")])  # the option wins
     assert all(s["log"].startswith(str(tmp_path / "other")) for s in json.loads(r.stdout))
+
+
+SCORER = '''
+class Scorer:
+    outputs = [("score", "Float64")]
+
+    def load(self, path):
+        pass
+
+    def predict(self, frame):
+        return {"score": [0.5] * len(frame)}
+'''
+
+
+def test_model_registry_and_endpoints_as_json(repo, tmp_path):
+    loans = pd.read_parquet(repo / "data" / "loan_table.parquet").head(5)
+    loans[["loan_id", "zipcode", "event_timestamp"]].to_parquet(tmp_path / "ents.parquet")
+    run_json("get-historical", "--entities", tmp_path / "ents.parquet", "--service", "credit_model_v1",
+             "--out", tmp_path / "train.parquet", "--repo", repo)
+    (tmp_path / "scorer.py").write_text(SCORER)
+    r = runner.invoke(app, ["model", "package", f"{tmp_path / 'scorer.py'}:Scorer", "--name", "json_model",
+                            "--service", "credit_model_v1", "--training-set", str(tmp_path / "train.parquet"),
+                            "--repo", str(repo)])
+    assert r.exit_code == 0, r.output
+    assert run_json("model", "promote", "json_model", 1, "staging", "--repo", repo) == \
+        {"model": "json_model", "stages": {"staging": 1}}
+    assert {"model": "json_model", "versions": 1, "stages": {"staging": 1}} in run_json("model", "list", "--repo",
+                                                                                          repo)
+    (v1,) = run_json("model", "list", "json_model", "--repo", repo)
+    assert v1["version"] == 1 and v1["stages"] == ["staging"] and v1["flavor"] == "python"
+    assert v1["feature_service"] == "credit_model_v1" and v1["training_snapshot"]["loan_features"] >= 1
+    assert run_json("model", "endpoints", "--target", "local", "-o", f"state_dir={tmp_path / 'state'}",
+                    "--repo", repo) == []

@@ -203,6 +203,8 @@ def test_cli_deploy_invoke_weights_rollback(models, tmp_path):
         answer = json.loads(cli("invoke", "clicredit", json.dumps({"loan_id": loan})))
         assert answer["version"] == 2 and answer["variant"] == "v2" and len(answer["predictions"]) == 1
         assert "clicredit" in cli("endpoints")
+        (ep,) = [e for e in json.loads(cli("endpoints", "--json")) if e["name"] == "clicredit"]
+        assert sorted((v["name"], v["weight"]) for v in ep["variants"]) == [("v1", 0.0), ("v2", 1.0)]
         assert "v1=100%" in cli("rollback", "clicredit")
         assert json.loads(cli("invoke", "clicredit", json.dumps([{"loan_id": loan}])))["version"] == 1
     finally:
