@@ -57,19 +57,21 @@ def resolve(*reqs: str, constraints: Path | None = None) -> dict[str, Version]:
     return {canonicalize_name(i["metadata"]["name"]): Version(i["metadata"]["version"]) for i in report["install"]}
 
 
-def test_aws_extra_installs_beside_feast():
-    """Feast 0.67 needs pandas < 3 (and numpy >= 2): our pandas range reaches down to 2.2 for it. (`feast[delta]`
-    needs deltalake < 1, which our Delta histories cannot use; `feast[redis]`'s redis < 8 is inside our range.)"""
-    got = resolve(*requirements("aws"), "feast==0.67.0", "feast[redis]==0.67.0")
+def test_aws_and_serving_extras_install_beside_feast():
+    """Feast 0.67 needs pandas < 3 (and numpy >= 2): our pandas range reaches down to 2.2 for it. `feast[redis]`'s
+    redis < 8 and Feast's prometheus-client < 0.25 are inside our ranges. (`feast[delta]` needs deltalake < 1,
+    which our Delta histories cannot use.)"""
+    got = resolve(*requirements("aws", "serving"), "feast==0.67.0", "feast[redis]==0.67.0")
     assert got["feast"] == Version("0.67.0")
     assert got["pandas"] < Version("3"), got["pandas"]
     assert got["redis"] < Version("8"), got["redis"]
+    assert got["prometheus-client"] < Version("0.25"), got["prometheus-client"]
 
 
-def test_aws_extra_installs_beside_the_pai_sdk():
+def test_aws_and_alibaba_extras_install_beside_the_pai_sdk():
     """The PAI SDK (pai 0.4.13) needs numpy < 2, which our numpy range reaches down to (1.26). pandas 3.1 needs numpy
-    >= 2.0.2, so beside it pip picks pandas 3.0.x (numpy >= 1.26)."""
-    got = resolve(*requirements("aws"), "pai==0.4.13")
+    >= 2.0.2, so beside it pip picks pandas 3.0.x (numpy >= 1.26). Its oss2 and pyodps are the `alibaba` extra's."""
+    got = resolve(*requirements("aws", "alibaba"), "pai==0.4.13")
     assert got["pai"] == Version("0.4.13")
     assert got["numpy"] < Version("2"), got["numpy"]
     assert got["pandas"] < Version("3.1"), got["pandas"]
