@@ -23,14 +23,16 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 from typing import Protocol
 
 from skewless.errors import ConfigError
 
+from .loopback import HOST, free_port, ping_ok, server_env, tail
+
+__all__ = ["HOST", "RUNTIMES", "ProcessRuntime", "Runtime", "free_port", "get_runtime", "ping_ok", "runtime_for",
+           "server_env", "tail"]
 RUNTIMES = ("process", "podman")
-HOST = "127.0.0.1"
 
 
 class Runtime(Protocol):
@@ -41,23 +43,6 @@ class Runtime(Protocol):
     def stop(self, handle: dict) -> None: ...
 
     def logs(self, handle: dict) -> str: ...
-
-
-def ping_ok(port: int, host: str = HOST, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/ping", timeout=timeout) as resp:  # noqa: S310 - loopback
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def server_env(model_dir: Path | None, env: dict[str, str], port: int) -> dict[str, str]:
-    """The server's environment: the caller's variables plus where the model is (if given) and which port to bind
-    (both contracts' port variables, whichever the configured contract reads)."""
-    out = {**env, "SAGEMAKER_BIND_TO_PORT": str(port), "SKEWLESS_PORT": str(port)}
-    if model_dir is not None:
-        out["SKEWLESS_MODEL_DIR"] = str(model_dir)
-    return out
 
 
 class ProcessRuntime:
@@ -71,7 +56,7 @@ class ProcessRuntime:
         self.start_timeout = start_timeout
 
     def _service(self, handle: dict, env: dict[str, str] | None = None):
-        from skewless.localcloud.process import Service
+        from skewless.process import Service
 
         argv = [sys.executable, "-m", "skewless.serving", "serve"]
         return Service(handle["name"], HOST, handle["port"], lambda: argv, lambda s: ping_ok(s.port, s.host),
@@ -113,16 +98,3 @@ def get_runtime(name: str = "process", **options) -> Runtime:
 def runtime_for(handle: dict, **options) -> Runtime:
     """The runtime that started ``handle`` (for stopping it from another process)."""
     return get_runtime(handle.get("runtime", "process"), **options)
-
-
-def free_port(host: str = HOST) -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
