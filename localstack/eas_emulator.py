@@ -181,7 +181,7 @@ class EasEmulator:
 
     def _run(self, svc: dict, cfg: dict) -> None:
         """Start the backend for ``cfg``; only when it answers does it replace the running one."""
-        from skewless.serving.deploy.runtime import free_port
+        from skewless.serving.deploy.loopback import free_port
 
         container = cfg["containers"][0]
         env = {e["name"]: str(e["value"]) for e in container.get("env", [])}

@@ -204,7 +204,7 @@ class SageMakerEmulator:
         import boto3
 
         from skewless.serving.artifact import ModelArtifact
-        from skewless.serving.deploy.runtime import free_port
+        from skewless.serving.deploy.loopback import free_port
 
         status, doc = self._moto("DescribeModel", {"ModelName": model}, headers)
         if status != 200:

@@ -15,7 +15,8 @@ A handle is a JSON-serialisable dict (at least ``{"runtime": name, "port": int}`
 CLI call (another process) can still stop or route to what an earlier one started.
 
 ``process`` (here) runs ``python -m skewless.serving serve`` in its own process group, stopped by PID;
-``podman`` (``podman.py``) runs the image. ``get_runtime(name)`` imports the chosen one only.
+``podman`` (``podman.py``) runs the image; what both share (host, ports, ``/ping``) is in ``loopback.py``.
+``get_runtime(name)`` imports the chosen one only.
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ from pathlib import Path
 from typing import Protocol
 
 from skewless.errors import ConfigError
+from skewless.process import Service
 
-from .loopback import HOST, free_port, ping_ok, server_env, tail
+from .loopback import HOST, ping_ok, server_env
 
-__all__ = ["HOST", "RUNTIMES", "ProcessRuntime", "Runtime", "free_port", "get_runtime", "ping_ok", "runtime_for",
-           "server_env", "tail"]
 RUNTIMES = ("process", "podman")
 
 
@@ -55,9 +55,7 @@ class ProcessRuntime:
         self.state = Path(state_dir) if state_dir else Path(tempfile.gettempdir()) / "skewless-runtime"
         self.start_timeout = start_timeout
 
-    def _service(self, handle: dict, env: dict[str, str] | None = None):
-        from skewless.process import Service
-
+    def _service(self, handle: dict, env: dict[str, str] | None = None) -> Service:
         argv = [sys.executable, "-m", "skewless.serving", "serve"]
         return Service(handle["name"], HOST, handle["port"], lambda: argv, lambda s: ping_ok(s.port, s.host),
                        env=env or {}, start_timeout=self.start_timeout, cwd=Path(handle["state"]))
