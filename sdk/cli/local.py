@@ -34,12 +34,17 @@ EngineOpt = typer.Option(None, "--engine", help="alibaba only: maxcompute (defau
 
 def localcloud():
     """``skewless.localcloud``, or a ConfigError naming the ``local`` extra when its packages are not installed."""
+    def absent(names) -> ConfigError:
+        return ConfigError(f'the local cloud needs the local extra ({", ".join(names)} not installed): '
+                           f'pip install "skewless[local]"')
+
     missing = [m for m in LOCAL_EXTRA_MODULES if importlib.util.find_spec(m) is None]
     if missing:
-        raise ConfigError(f'the local cloud needs the local extra ({", ".join(missing)} not installed): '
-                          f'pip install "skewless[local]"')
-    import skewless.localcloud
-
+        raise absent(missing)
+    try:
+        import skewless.localcloud
+    except ImportError as exc:  # a package of the extra not listed above
+        raise absent([exc.name or str(exc)]) from exc
     return skewless.localcloud
 
 
