@@ -8,31 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import resource
 import sqlite3
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 import skewless as sk
 from bench import redis_bench
+from bench.workload import entity_sets, feature_refs, materialize, views_of
 
 
 def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def views_of(meta: dict) -> list[tuple[str, list[str]]]:
-    n, f = meta["params"]["views"], meta["params"]["features_per_view"]
-    return [(f"view_{i}", [f"f{i}_{j}" for j in range(f)]) for i in range(n)]
-
-
-def feature_refs(meta):
-    return [f"{v}:{f}" for v, fs in views_of(meta) for f in fs]
 
 
 def prepare(data: Path, repo: Path, meta: dict, args) -> dict:
@@ -74,21 +65,6 @@ def floor(data: Path, repo: Path, meta: dict, args) -> dict:
     return {"wall_s": round(time.perf_counter() - t, 3), "rows_out": table.num_rows}
 
 
-def materialize(data: Path, repo: Path, meta: dict, args) -> dict:
-    store = sk.FeatureStore(repo)
-    for v, _ in views_of(meta):
-        store.online.drop_view(v)
-        store.online.set_meta(f"materialize/{v}", None)
-    start = datetime.fromisoformat(meta["time_range"]["start"]) - timedelta(days=1)
-    end = datetime.fromisoformat(meta["time_range"]["end_exclusive"]) + timedelta(days=1)
-    t = time.perf_counter()
-    res = store.materialize(start, end)
-    wall = time.perf_counter() - t
-    rows = sum(r.rows for r in res)
-    return {"wall_s": round(wall, 3), "rows_written": rows, "rows_per_s": round(rows / wall),
-            "feature_rows_scanned": meta["params"]["feature_rows"]}
-
-
 def _latencies(fn, reps: int, warmup: int = 50) -> dict:
     for _ in range(warmup):
         fn()
@@ -102,16 +78,10 @@ def _latencies(fn, reps: int, warmup: int = 50) -> dict:
             "reps": reps}
 
 
-def _entity_sets(meta, seed=0):
-    rnd = random.Random(seed)
-    lo, hi = meta["driver_id_range"]
-    return [[rnd.randint(lo, hi)] for _ in range(200)], [[rnd.randint(lo, hi) for _ in range(100)] for _ in range(50)]
-
-
 def online(data: Path, repo: Path, meta: dict, args) -> dict:
     store = sk.FeatureStore(repo)
     refs = feature_refs(meta)
-    ones, hundreds = _entity_sets(meta)
+    ones, hundreds = entity_sets(meta)
     rows1 = [[{"driver_id": k} for k in s] for s in ones]
     rows100 = [[{"driver_id": k} for k in s] for s in hundreds]
     i = iter(range(10**9))
@@ -126,7 +96,7 @@ def online(data: Path, repo: Path, meta: dict, args) -> dict:
 def online_floor(data: Path, repo: Path, meta: dict, args) -> dict:
     """The raw floor for the embedded store: the same SQLite SELECTs, no skewless code around them."""
     con = sqlite3.connect(str(repo / "data" / "online.db"))
-    ones, hundreds = _entity_sets(meta)
+    ones, hundreds = entity_sets(meta)
     stmts = [(f'SELECT driver_id, __ev, {", ".join(fs)} FROM "fv_{v}" WHERE driver_id IN ', fs)
              for v, fs in views_of(meta)]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 import skewless as sk
+from bench.workload import entity_sets, feature_refs, materialize, views_of
 
 KEY_PREFIX = "bench"
 
@@ -44,10 +45,6 @@ def redis_repo(repo: Path, redis_url: str, out: Path) -> Path:
 
 def materialize_redis(data: Path, repo: Path, meta: dict, args) -> dict:
     import resource
-
-    from bench.measure import materialize
-
-    from bench.measure import views_of
 
     store = sk.FeatureStore(repo)
     for v, _ in views_of(meta):  # drop the last run's keys now, and let Redis free them before the clock starts
@@ -80,8 +77,6 @@ def _floor_client(store):
 
 
 def online_redis(data: Path, repo: Path, meta: dict, args) -> dict:
-    from bench.measure import _entity_sets, feature_refs, views_of
-
     store = sk.FeatureStore(repo)
     refs = feature_refs(meta)
     client = _floor_client(store)
@@ -93,7 +88,7 @@ def online_redis(data: Path, repo: Path, meta: dict, args) -> dict:
     def skewless(keys):
         return store.get_online_features(refs, [{"driver_id": k} for k in keys])
 
-    ones, hundreds = _entity_sets(meta)
+    ones, hundreds = entity_sets(meta)
     _check_same(skewless(hundreds[0]), floor(hundreds[0]), meta)
     out = {}
     for name, sets, reps in (("one", ones, args.reps_1), ("hundred", hundreds, args.reps_100)):
@@ -123,8 +118,6 @@ def _summary(xs: list[float]) -> dict:
 def _check_same(resp, raw: list, meta: dict) -> None:
     """The floor reads what skewless reads: decode the floor's bytes and compare (a benchmark of wrong answers is
     worthless)."""
-    from bench.measure import views_of
-
     i = 0
     n = len(resp.entity_rows)
     for _v, fs in views_of(meta):

@@ -2,6 +2,6 @@
 
 from .cloud import DEFAULT_BUCKET, DUMMY_CREDENTIALS, LocalCloud, redis_service
 from .oci_registry import OciRegistry
-from .process import Service
+from skewless.process import Service
 
 __all__ = ["DEFAULT_BUCKET", "DUMMY_CREDENTIALS", "LocalCloud", "OciRegistry", "Service", "redis_service"]

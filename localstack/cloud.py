@@ -7,7 +7,7 @@ Redis and the OSS-protocol shim in front of moto's S3, on loopback, with state a
     cloud.write_config("repo")      # a skewless.yaml pointing at it all
     cloud.down()
 
-Ports default to LocalStack 4566, moto 5055, Redis 6390, OSS 5056 and can be moved with
+Ports (``ports.py``) default to LocalStack 4566, moto 5055, Redis 6390, OSS 5056 and can be moved with
 ``SKEWLESS_LOCAL_<NAME>_PORT``.
 The emulators' credentials are the dummy pair ``test``/``test``; nothing here talks to a real cloud.
 """
@@ -18,36 +18,18 @@ import json
 import os
 import shutil
 import sys
-import urllib.request
 from pathlib import Path
 
 from skewless.errors import ConfigError, StoreUnavailable
+from skewless.process import Service
 
 from . import localstack_venv, maxcompute_emulator, oss_shim, tair_emulator
-from .process import Service
+from .ports import DEFAULT_PORTS, HOST, http_ok, service_port
 
-HOST = "127.0.0.1"
-DEFAULT_PORTS = {"localstack": 4566, "moto": 5055, "redis": 6390, "oss": 5056, "maxcompute": 5057, "tair": 6391}
 _NEEDS = {"oss": ("moto",), "tair": ("redis",)}  # started first: the OSS shim fronts moto's S3, Tair is over Redis
 SERVICES = tuple(DEFAULT_PORTS)
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 DEFAULT_BUCKET = "skewless-local"
-
-
-def _port(name: str) -> int:
-    raw = os.environ.get(f"SKEWLESS_LOCAL_{name.upper()}_PORT")
-    try:
-        return int(raw) if raw else DEFAULT_PORTS[name]
-    except ValueError as exc:
-        raise ConfigError(f"SKEWLESS_LOCAL_{name.upper()}_PORT must be a port number, got {raw!r}") from exc
-
-
-def _http_ok(url: str, timeout: float = 1.0) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
-            return resp.read() if resp.status == 200 else None
-    except OSError:
-        return None
 
 
 # -- Redis ---------------------------------------------------------------------------------------------------
@@ -80,7 +62,7 @@ def redis_ping(host: str, port: int, timeout: float = 0.5) -> bool:
 def redis_service(name: str = "redis", port: int | None = None, extra_args: list[str] | None = None,
                   state: Path | None = None) -> Service:
     """A redis-server on loopback, no persistence. ``extra_args`` adds e.g. ``--requirepass`` or TLS options."""
-    port = _port(name) if port is None else port
+    port = service_port(name) if port is None else port
 
     def command() -> list[str]:
         return [redis_binary(), "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
@@ -91,10 +73,10 @@ def redis_service(name: str = "redis", port: int | None = None, extra_args: list
 
 # -- LocalStack --------------------------------------------------------------------------------------------
 def localstack_service(state: Path) -> Service:
-    port = _port("localstack")
+    port = service_port("localstack")
 
     def healthy(s: Service) -> bool:
-        body = _http_ok(f"http://{s.host}:{s.port}/_localstack/health")
+        body = http_ok(f"http://{s.host}:{s.port}/_localstack/health")
         if not body:
             return False
         services = json.loads(body).get("services", {})
@@ -110,7 +92,7 @@ def localstack_service(state: Path) -> Service:
 
 # -- moto ----------------------------------------------------------------------------------------------------
 def moto_service() -> Service:
-    port = _port("moto")
+    port = service_port("moto")
 
     def command() -> list[str]:
         try:
@@ -119,7 +101,7 @@ def moto_service() -> Service:
             raise ConfigError('moto server is not installed: pip install "skewless[local]"') from exc
         return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
 
-    return Service("moto", HOST, port, command, lambda s: _http_ok(f"http://{s.host}:{s.port}/moto-api/") is not None,
+    return Service("moto", HOST, port, command, lambda s: http_ok(f"http://{s.host}:{s.port}/moto-api/") is not None,
                    env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"}, start_timeout=60)
 
 
@@ -169,7 +151,7 @@ class LocalCloud:
         return started
 
     def release(self) -> list[str]:
-        from .process import pid_alive
+        from skewless.process import pid_alive
 
         leases = self.state / "run" / "leases"
         (leases / str(os.getpid())).unlink(missing_ok=True)

@@ -181,7 +181,7 @@ class EasEmulator:
 
     def _run(self, svc: dict, cfg: dict) -> None:
         """Start the backend for ``cfg``; only when it answers does it replace the running one."""
-        from skewless.serving.deploy.runtime import free_port
+        from skewless.serving.deploy.loopback import free_port
 
         container = cfg["containers"][0]
         env = {e["name"]: str(e["value"]) for e in container.get("env", [])}
@@ -246,15 +246,15 @@ def eas_service(port: int, state: Path, runtime: str = "process", registry_auth:
     model servers; with podman give ``stop`` time for their graceful shutdown."""
     import sys
 
-    from .cloud import _http_ok
-    from .process import Service
+    from .ports import http_ok
+    from skewless.process import Service
 
     def command() -> list[str]:
         return [sys.executable, "-m", "skewless.localcloud.eas_emulator", "--port", str(port), "--state", str(state),
                 "--runtime", runtime, *(["--registry-auth", str(registry_auth)] if registry_auth else [])]
 
     return Service("eas-emulator", HOST, port, command,
-                   lambda s: _http_ok(f"http://{s.host}:{s.port}/health") is not None, start_timeout=30, cwd=state)
+                   lambda s: http_ok(f"http://{s.host}:{s.port}/health") is not None, start_timeout=30, cwd=state)
 
 
 def main() -> None:

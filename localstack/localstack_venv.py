@@ -16,14 +16,11 @@ import sys
 from pathlib import Path
 
 from skewless.errors import ConfigError
+from skewless.process import cache_dir
 
 LOCALSTACK_PINS = ["localstack-core[runtime]==2026.3.0", "cbor2<6", "pyopenssl<24.3", "cryptography<44",
                    "service_identity"]
 CONTAINER_IMAGE = os.environ.get("SKEWLESS_LOCALSTACK_IMAGE", "localstack/localstack:2026.3.0")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SKEWLESS_CACHE", Path.home() / ".cache" / "skewless"))
 
 
 def _is_313(python: str) -> bool:

@@ -68,7 +68,7 @@ from pathlib import Path
 from skewless.errors import ConfigError
 
 from .emulator_http import HOST, arguments, serve
-from .process import Service
+from skewless.process import Service
 
 DEFAULT_PROJECT = "local"
 
@@ -84,9 +84,9 @@ def __getattr__(name):  # the server needs pyodps, DuckDB and pyarrow (the aliba
 def service(state: Path) -> Service:
     """The emulator as a local-cloud ``Service``: port 5057 (``SKEWLESS_LOCAL_MAXCOMPUTE_PORT``), projects in
     ``<state>/maxcompute/``."""
-    from .cloud import _http_ok, _port
+    from .ports import http_ok, service_port
 
-    port = _port("maxcompute")
+    port = service_port("maxcompute")
 
     def command() -> list[str]:
         try:
@@ -99,7 +99,7 @@ def service(state: Path) -> Service:
                 str(state)]
 
     return Service("maxcompute", HOST, port, command,
-                   lambda s: _http_ok(f"http://{s.host}:{s.port}/health") is not None, start_timeout=30, cwd=state)
+                   lambda s: http_ok(f"http://{s.host}:{s.port}/health") is not None, start_timeout=30, cwd=state)
 
 
 def endpoint_options(host_port: str, project: str = DEFAULT_PROJECT) -> dict:

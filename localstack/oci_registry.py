@@ -26,7 +26,7 @@ from pathlib import Path
 
 from skewless.errors import ConfigError
 
-from .process import Service
+from skewless.process import Service
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 5000

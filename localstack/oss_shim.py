@@ -384,17 +384,17 @@ def _xml(root: ET.Element) -> bytes:
 def service(state):
     """The shim as a ``Service`` named ``oss`` (port ``SKEWLESS_LOCAL_OSS_PORT``, default 5056), in front of the
     local cloud's moto (which must be up first: ``LocalCloud`` starts it before this one)."""
-    from .cloud import _http_ok, _port
-    from .process import Service
+    from .ports import http_ok, service_port
+    from skewless.process import Service
 
-    port = _port("oss")
+    port = service_port("oss")
 
     def command() -> list[str]:
         return [sys.executable, "-m", "skewless.localcloud.oss_shim", "--port", str(port),
-                "--moto", f"http://{HOST}:{_port('moto')}"]
+                "--moto", f"http://{HOST}:{service_port('moto')}"]
 
     return Service("oss", HOST, port, command,
-                   lambda s: _http_ok(f"http://{s.host}:{s.port}/_shim/health") is not None, start_timeout=30,
+                   lambda s: http_ok(f"http://{s.host}:{s.port}/_shim/health") is not None, start_timeout=30,
                    cwd=state)
 
 

@@ -204,7 +204,7 @@ class SageMakerEmulator:
         import boto3
 
         from skewless.serving.artifact import ModelArtifact
-        from skewless.serving.deploy.runtime import free_port
+        from skewless.serving.deploy.loopback import free_port
 
         status, doc = self._moto("DescribeModel", {"ModelName": model}, headers)
         if status != 200:
@@ -264,8 +264,8 @@ def sagemaker_service(port: int, state: Path, moto: str, runtime: str = "process
     model servers; with podman give ``stop`` time for their graceful shutdown."""
     import sys
 
-    from .cloud import _http_ok
-    from .process import Service
+    from .ports import http_ok
+    from skewless.process import Service
 
     def command() -> list[str]:
         return [sys.executable, "-m", "skewless.localcloud.sagemaker_runtime", "--port", str(port), "--state",
@@ -273,7 +273,7 @@ def sagemaker_service(port: int, state: Path, moto: str, runtime: str = "process
                 *(["--registry-auth", str(registry_auth)] if registry_auth else [])]
 
     return Service("sagemaker-runtime", "127.0.0.1", port, command,
-                   lambda s: _http_ok(f"http://{s.host}:{s.port}/health") is not None,
+                   lambda s: http_ok(f"http://{s.host}:{s.port}/health") is not None,
                    env={"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}, start_timeout=30, cwd=state)
 
 

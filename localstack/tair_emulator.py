@@ -351,14 +351,14 @@ def ping(host: str, port: int, timeout: float = 0.5) -> bool:
 def service(state: Path):
     """The emulator as a ``Service`` named ``tair`` (port ``SKEWLESS_LOCAL_TAIR_PORT``, default 6391) over the local
     cloud's Redis (which must be up first: ``LocalCloud`` starts it before this one)."""
-    from .cloud import _port
-    from .process import Service
+    from .ports import service_port
+    from skewless.process import Service
 
-    port = _port("tair")
+    port = service_port("tair")
 
     def command() -> list[str]:
         return [sys.executable, "-m", "skewless.localcloud.tair_emulator", "--port", str(port),
-                "--redis", f"{HOST}:{_port('redis')}"]
+                "--redis", f"{HOST}:{service_port('redis')}"]
 
     return Service("tair", HOST, port, command, lambda s: ping(s.host, s.port), start_timeout=15, cwd=state)
 

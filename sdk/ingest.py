@@ -29,9 +29,8 @@ import pyarrow.parquet as pq
 from . import dtypes
 from .definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from .errors import ValidationError
-from .timeutil import parse_timestamps
+from .timeutil import UTC_US, parse_timestamps, to_utc_us
 
-UTC_US = pa.timestamp("us", tz="UTC")
 PENDING = "pending/"
 MAX_BATCH_ID = 256  # characters of a caller-given batch id
 
@@ -158,17 +157,6 @@ def _timestamps(table: pa.Table, name: str, required: bool, date_format: str | N
         row = _first_bad(col, lambda v: v is not None)
         raise ValidationError(f"column {name!r}: missing timestamp at row {row}", column=name, row=row)
     return to_utc_us(col)
-
-
-def to_utc_us(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Timestamps -> UTC microseconds. Naive values are UTC; finer units are floored (never rounded up, so a
-    value never moves later in time), the same way everywhere: ingest, entity rows and ``now``."""
-    t = col.type
-    if t.tz is None:
-        col = pc.cast(col, pa.timestamp(t.unit, tz="UTC"))
-    if t.unit == "ns":
-        col = pc.floor_temporal(col, unit="microsecond")
-    return pc.cast(col, UTC_US, safe=False)
 
 
 def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime, date_format: str | None = None

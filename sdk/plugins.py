@@ -37,7 +37,7 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
     "offline": {
         "file": Adapter("skewless.factories:local_offline", None),
         "s3": Adapter("skewless.adapters.aws.s3:offline_from_url", "aws"),
-        "oss": Adapter("skewless.adapters.alibaba.oss:offline_from_url", "alibaba"),
+        "oss": Adapter("skewless.adapters.alibaba.oss_delta:offline_from_url", "alibaba"),
         "maxcompute": Adapter("skewless.adapters.alibaba.maxcompute:offline_from_url", "alibaba"),
     },
     "registry": {

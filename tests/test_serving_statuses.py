@@ -217,3 +217,33 @@ def test_cli_package_records_the_policy(credit, tmp_path):
     assert m.missing_features == "reject" and m.required_features == ["loan_features", "zipcode_features"]
     r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "bad"), "--missing-features", "ignore"])
     assert r.exit_code == 1 and "DefinitionError" in r.output and "missing_features must be one of" in r.output
+
+
+def test_rows_past_a_views_ttl_are_counted_expired_and_rejected_by_policy(tmp_path):
+    """The other missing status: a view whose TTL has passed for every row (the credit data is years old; a one-day
+    TTL applied before packaging, which bakes the views into the manifest) reads EXPIRED, which the answer counts,
+    the metrics count and ``reject`` refuses."""
+    from skewless.repo import load_objects
+
+    credit = trained_credit(tmp_path / "repo", sample=2, random_state=7)
+    features_py = credit["repo"] / "features.py"
+    text = features_py.read_text()
+    assert "ttl=None,  # slowly changing reference data" in text
+    features_py.write_text(text.replace("ttl=None,  # slowly changing reference data", "ttl=timedelta(days=1),  #"))
+    credit["store"].apply(load_objects(credit["repo"]))
+    model_dir = _packaged(credit, tmp_path)
+    loan = int(credit["loans"].loan_id.iloc[0])
+    cfg = ServeConfig(repo=str(credit["repo"]), model_dir=model_dir)
+    with running(cfg) as (c, _):
+        served = c.post("/invocations", json={"loan_id": loan})
+        assert served.status_code == 200
+        assert served.json()["feature_status"] == {"missing_rows": 1,
+                                                   "views": {"zipcode_features": {"EXPIRED": 1}}}
+        text = c.get("/metrics").text
+    assert _metric(text, "skewless_feature_rows_total", view="zipcode_features", status="EXPIRED") == 1
+    assert _metric(text, "skewless_feature_rows_total", view="loan_features", status="PRESENT") == 1
+    cfg = ServeConfig(repo=str(credit["repo"]), model_dir=model_dir, missing_features="reject")
+    with running(cfg) as (c, _):
+        r = c.post("/invocations", json={"loan_id": loan})
+        assert r.status_code == 422 and r.json()["error"] == "MissingFeatures"
+        assert any(f.startswith("zipcode_features:") for f in r.json()["features"])

@@ -22,14 +22,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlglot
 
-from ... import dtypes
-from ...definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
-from ...errors import ConfigError, EngineError
-from ...offline.base import FULL_TIES, Engine, HistoryFiles
-from ...offline.duckdb_engine import DuckDBEngine
-from ...offline.pit import ENTITY_ROW, PitQuery, ViewQuery, join_key_types, latest_per_entity, q, render, view_queries
-from ...retrieval import in_input_order, run_duckdb
-from .maxcompute_client import MC_TYPES, UTC_US, Client, Settings
+from skewless import dtypes
+from skewless.definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
+from skewless.errors import ConfigError, EngineError
+from skewless.offline.base import FULL_TIES, Engine, HistoryFiles
+from skewless.offline.duckdb_engine import DuckDBEngine
+from skewless.offline.pit import ENTITY_ROW, PitQuery, ViewQuery, join_key_types, latest_per_entity, q, render, view_queries
+from skewless.retrieval import in_input_order, run_duckdb
+from skewless.timeutil import UTC_US
+
+from .maxcompute_client import MC_TYPES, Client, Settings
 from .maxcompute_sql import MaxCompute
 from .maxcompute_store import MaxComputeOfflineStore, snapshot_filter
 

@@ -20,10 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import requests
 
-from ... import dtypes
-from ...errors import ConfigError, EngineError, NotFoundError, SkewlessError, StoreUnavailable
+from skewless import dtypes
+from skewless.errors import ConfigError, EngineError, NotFoundError, SkewlessError, StoreUnavailable
 
-UTC_US = pa.timestamp("us", tz="UTC")
 # Every SQL task runs with these: MaxCompute 2.0 types (INT, FLOAT, BINARY), scans of whole partitioned tables (the
 # snapshot filter is on write batches, partition pruning is an optimisation), ORDER BY without LIMIT (materialize
 # reads winners in key order).

@@ -26,10 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...definitions import EVENT_TS, WRITE_BATCH
-from ...errors import ConflictError, EngineError, NotFoundError
-from ...faults import kill_point
-from ...offline.base import FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, OfflineStore
+from skewless.definitions import EVENT_TS, WRITE_BATCH
+from skewless.errors import ConflictError, EngineError, NotFoundError
+from skewless.faults import kill_point
+from skewless.offline.base import FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, OfflineStore
+
 from .maxcompute_client import MC_TYPES, Client, Settings, arrow_of, dtype_name_of
 
 _ATTEMPTS = 30

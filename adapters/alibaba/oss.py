@@ -206,11 +206,5 @@ class OSSRegistryStore(RegistryStore):
             raise ConflictError(f"registry version {version} was committed by someone else first; re-read and retry")
 
 
-def offline_from_url(url: str, repo_path: Path, options: dict):
-    from .oss_delta import OSSOfflineStore
-
-    return OSSOfflineStore(url, options)
-
-
 def registry_from_url(url: str, repo_path: Path, options: dict) -> OSSRegistryStore:
     return OSSRegistryStore(url, options)

@@ -263,3 +263,7 @@ class OSSOfflineStore(DeltaOfflineStore):
             shutil.rmtree(log.folder / "_delta_log")
             (log.folder / "_delta_log").mkdir()
             log.entries = {}
+
+
+def offline_from_url(url: str, repo_path: Path, options: dict) -> OSSOfflineStore:
+    return OSSOfflineStore(url, options)

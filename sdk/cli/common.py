@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.markup import escape
 
 from ..errors import SkewlessError
 
@@ -27,9 +28,10 @@ def friendly(fn):
             return fn(*args, **kwargs)
         except SkewlessError as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            err.print(f"[red]error:[/red] {type(exc).__name__}: {first}", highlight=False, soft_wrap=True)
+            # escaped: a message is text, not markup (`pip install "skewless[local]"` would lose its "[local]")
+            err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(first)}", highlight=False, soft_wrap=True)
             for line in str(exc).splitlines()[1:]:
-                err.print(f"  {line}", highlight=False, soft_wrap=True)
+                err.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
     return wrapper
 

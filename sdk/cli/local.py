@@ -1,8 +1,14 @@
 """`skewless local up|down|status|config`: the local cloud (LocalStack, moto, Redis; the OSS shim, the MaxCompute
-and Tair emulators) on loopback."""
+and Tair emulators) on loopback.
+
+The one door from the CLI into ``skewless.localcloud`` (the import contracts in pyproject.toml allow no other): the
+local cloud is a test harness shipped with the ``local`` extra, imported only when one of these commands runs, and
+a missing extra is a one-line ConfigError naming it.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +16,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import ConfigError
 from .common import JsonOpt, friendly, print_json, print_table
+
+# What the local cloud imports of the `local` extra (its emulators and clients), by import name.
+LOCAL_EXTRA_MODULES = ("boto3", "hiredis", "moto", "odps", "oss2")
 
 app = typer.Typer(no_args_is_help=True, help="The local cloud on loopback: LocalStack (S3/IAM/STS), moto, Redis; "
                   "the OSS, MaxCompute and Tair emulators.")
@@ -24,10 +34,29 @@ CloudOpt = typer.Option("aws", "--cloud", help="Which cloud the generated skewle
 EngineOpt = typer.Option(None, "--engine", help="alibaba only: maxcompute (default) or duckdb over OSS")
 
 
-def _cloud(state: Path):
-    from ..localcloud import LocalCloud
+def localcloud():
+    """``skewless.localcloud``, or a ConfigError naming the ``local`` extra when its packages are not installed."""
+    def absent(names) -> ConfigError:
+        return ConfigError(f'the local cloud needs the local extra ({", ".join(names)} not installed): '
+                           f'pip install "skewless[local]"')
 
-    return LocalCloud(state)
+    missing = [m for m in LOCAL_EXTRA_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise absent(missing)
+    try:
+        import skewless.localcloud
+    except ImportError as exc:  # a package of the extra not listed above
+        raise absent([exc.name or str(exc)]) from exc
+    return skewless.localcloud
+
+
+def registry_credentials(state: Path) -> tuple[str, str]:
+    """The login (user, token) of the local OCI registry kept in ``state`` (`skewless model push --local-state`)."""
+    return localcloud().OciRegistry(state).credentials()
+
+
+def _cloud(state: Path):
+    return localcloud().LocalCloud(state)
 
 
 @app.command()

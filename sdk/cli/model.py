@@ -243,9 +243,9 @@ def push_image(image: str = typer.Argument(..., help="Local image, e.g. localhos
     from skewless.serving.container import build as image_build
 
     if local_state is not None:
-        from ..localcloud import OciRegistry
+        from .local import registry_credentials
 
-        user, token = OciRegistry(local_state).credentials()
+        user, token = registry_credentials(local_state)
     elif password_stdin:
         token = sys.stdin.read().strip()
     elif os.environ.get("SKEWLESS_REGISTRY_TOKEN"):

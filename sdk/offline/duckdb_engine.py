@@ -20,7 +20,7 @@ import pyarrow as pa
 from .. import dtypes
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from ..errors import ValidationError
-from ..timeutil import parse_timestamps
+from ..timeutil import parse_timestamps, to_utc_us  # floors sub-microsecond times exactly as ingest does
 from .base import EVENT_TIES, FULL_TIES, NO_TIES, Engine, HistoryFiles
 from .gather import POSITION, PositionGather, position_sql
 from .pit import (ENTITY_ROW, PitQuery, join_key_types, latest_per_entity, packing, packing_stats_sql, q, render,
@@ -321,7 +321,5 @@ def _entity_arrow(entity: Any, ts: str) -> pa.Table:
         raise ValidationError(f"entity rows must be a pandas DataFrame, a pyarrow Table or a Parquet path, "
                               f"not {type(entity).__name__}")
     if ts in table.column_names and pa.types.is_timestamp(table.schema.field(ts).type):
-        from ..ingest import to_utc_us  # floor sub-microsecond times exactly as ingest does
-
         table = table.set_column(table.column_names.index(ts), ts, to_utc_us(table.column(ts)))
     return table

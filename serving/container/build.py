@@ -41,7 +41,7 @@ TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", 
 
 
 def _cache_dir() -> Path:
-    from skewless.localcloud.localstack_venv import cache_dir
+    from skewless.process import cache_dir
 
     return cache_dir()
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from skewless.errors import NotFoundError, StoreUnavailable
 
 from . import Endpoint, Target, Variant, answer, full_weights, pick, variant_name, with_new_variant
-from .runtime import HOST, free_port, get_runtime, runtime_for, tail
+from .loopback import HOST, free_port, tail
+from .runtime import get_runtime, runtime_for
 
 
 class LocalTarget(Target):

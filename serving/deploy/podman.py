@@ -28,7 +28,7 @@ from pathlib import Path
 from skewless.errors import StoreUnavailable
 
 from ..container.build import PODMAN, ULIMITS
-from .runtime import HOST, ping_ok, server_env, tail
+from .loopback import HOST, ping_ok, server_env, tail
 
 MODEL_MOUNT = "/opt/ml/model"
 DEFAULT_IMAGE = "localhost/skewless-serving:latest"

@@ -15,7 +15,8 @@ A handle is a JSON-serialisable dict (at least ``{"runtime": name, "port": int}`
 CLI call (another process) can still stop or route to what an earlier one started.
 
 ``process`` (here) runs ``python -m skewless.serving serve`` in its own process group, stopped by PID;
-``podman`` (``podman.py``) runs the image. ``get_runtime(name)`` imports the chosen one only.
+``podman`` (``podman.py``) runs the image; what both share (host, ports, ``/ping``) is in ``loopback.py``.
+``get_runtime(name)`` imports the chosen one only.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 from typing import Protocol
 
 from skewless.errors import ConfigError
+from skewless.process import Service
+
+from .loopback import HOST, ping_ok, server_env
 
 RUNTIMES = ("process", "podman")
-HOST = "127.0.0.1"
 
 
 class Runtime(Protocol):
@@ -43,23 +45,6 @@ class Runtime(Protocol):
     def logs(self, handle: dict) -> str: ...
 
 
-def ping_ok(port: int, host: str = HOST, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/ping", timeout=timeout) as resp:  # noqa: S310 - loopback
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def server_env(model_dir: Path | None, env: dict[str, str], port: int) -> dict[str, str]:
-    """The server's environment: the caller's variables plus where the model is (if given) and which port to bind
-    (both contracts' port variables, whichever the configured contract reads)."""
-    out = {**env, "SAGEMAKER_BIND_TO_PORT": str(port), "SKEWLESS_PORT": str(port)}
-    if model_dir is not None:
-        out["SKEWLESS_MODEL_DIR"] = str(model_dir)
-    return out
-
-
 class ProcessRuntime:
     """The model server as a plain subprocess (the image's entry point, without the image)."""
 
@@ -70,9 +55,7 @@ class ProcessRuntime:
         self.state = Path(state_dir) if state_dir else Path(tempfile.gettempdir()) / "skewless-runtime"
         self.start_timeout = start_timeout
 
-    def _service(self, handle: dict, env: dict[str, str] | None = None):
-        from skewless.localcloud.process import Service
-
+    def _service(self, handle: dict, env: dict[str, str] | None = None) -> Service:
         argv = [sys.executable, "-m", "skewless.serving", "serve"]
         return Service(handle["name"], HOST, handle["port"], lambda: argv, lambda s: ping_ok(s.port, s.host),
                        env=env or {}, start_timeout=self.start_timeout, cwd=Path(handle["state"]))
@@ -113,16 +96,3 @@ def get_runtime(name: str = "process", **options) -> Runtime:
 def runtime_for(handle: dict, **options) -> Runtime:
     """The runtime that started ``handle`` (for stopping it from another process)."""
     return get_runtime(handle.get("runtime", "process"), **options)
-
-
-def free_port(host: str = HOST) -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-

@@ -1,4 +1,7 @@
-"""One local service as an OS process: idempotent start, health check, clean stop by PID.
+"""A service as an OS process (idempotent start, health check, clean stop by PID), and the per-user cache folder.
+
+The core owns these because more than the local cloud runs processes: the model server's ``process`` runtime
+(``skewless.serving.deploy.runtime``) does, and the image build caches its base image in ``cache_dir()``.
 
 State lives in a folder of the project (``<state>/<name>.pid``, ``<name>.log``). A service that is already running
 and healthy is reused, never started twice; a stale PID file (process gone) is cleaned up. Processes start in their
@@ -17,6 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 from skewless.errors import StoreUnavailable
+
+
+def cache_dir() -> Path:
+    """``$SKEWLESS_CACHE``, default ``~/.cache/skewless``: what is built once per machine (shared by clones)."""
+    return Path(os.environ.get("SKEWLESS_CACHE", Path.home() / ".cache" / "skewless"))
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
