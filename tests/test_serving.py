@@ -252,6 +252,19 @@ def test_redis_online_store_same_predictions(credit, redis_url, tmp_path):
     assert served == in_process(credit, rows, utc_now())
 
 
+def wait_ready(client: httpx.Client, proc: subprocess.Popen, within: float = 60) -> None:
+    """Until the server process answers /ping 200 (it must not exit meanwhile)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if client.get("/ping").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 def test_image_entry_point_flushes_the_log_on_sigterm(credit, tmp_path):
     """`python -m skewless.serving serve` (what `<image> serve` runs), configured by the environment only."""
     port = free_port()
@@ -262,15 +275,7 @@ def test_image_entry_point_flushes_the_log_on_sigterm(credit, tmp_path):
                             text=True)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if c.get("/ping").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_ready(c, proc)
             ids = [int(i) for i in credit["loans"].loan_id][:15]
             for i in ids:
                 assert c.post("/invocations", json={"loan_id": i}).status_code == 200
