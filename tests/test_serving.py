@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pandas as pd
@@ -265,26 +266,35 @@ def wait_ready(client: httpx.Client, proc: subprocess.Popen, within: float = 60)
         time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def entry_point(env: dict, port: int, *, stop_timeout: float = 60):
+    """`python -m skewless.serving serve` (what `<image> serve` runs) as a child process configured by ``env``,
+    once ready: yields ``.client`` and ``.proc``; on leaving, SIGTERM and its stderr in ``.err`` (killed if the
+    block failed or the server does not stop in time)."""
+    proc = subprocess.Popen([sys.executable, "-m", "skewless.serving", "serve"], env=env, stderr=subprocess.PIPE,
+                            text=True)
+    run = SimpleNamespace(proc=proc, err="")
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as run.client:
+            wait_ready(run.client, proc)
+            yield run
+        proc.send_signal(signal.SIGTERM)
+        run.err = proc.communicate(timeout=stop_timeout)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_image_entry_point_flushes_the_log_on_sigterm(credit, tmp_path):
     """`python -m skewless.serving serve` (what `<image> serve` runs), configured by the environment only."""
     port = free_port()
     env = {**os.environ, "SKEWLESS_REPO": str(credit["repo"]), "SKEWLESS_MODEL_DIR": str(credit["artifact"].path),
            "SAGEMAKER_BIND_TO_PORT": str(port), "SKEWLESS_LOG_FLUSH_SECONDS": "3600"}
     before = len(read_log(credit["store"], "credit"))
-    proc = subprocess.Popen([sys.executable, "-m", "skewless.serving", "serve"], env=env, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
-            wait_ready(c, proc)
-            ids = [int(i) for i in credit["loans"].loan_id][:15]
-            for i in ids:
-                assert c.post("/invocations", json={"loan_id": i}).status_code == 200
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with entry_point(env, port) as run:
+        for i in [int(i) for i in credit["loans"].loan_id][:15]:
+            assert run.client.post("/invocations", json={"loan_id": i}).status_code == 200
     # uvicorn re-raises the signal once shut down cleanly, as a process killed by SIGTERM would end
-    assert proc.returncode in (0, -signal.SIGTERM), err
-    assert '"prediction_log_complete": true' in err  # structured (JSON) logs
+    assert run.proc.returncode in (0, -signal.SIGTERM), run.err
+    assert '"prediction_log_complete": true' in run.err  # structured (JSON) logs
     assert len(read_log(credit["store"], "credit")) == before + 15

@@ -19,7 +19,7 @@ from skewless.serving.model import Request
 from skewless.serving.server import ServeConfig
 
 from bench.serving_bench import credit_repo
-from test_serving import running, trained_credit, wait_ready
+from test_serving import entry_point, running, trained_credit
 
 BIG = 2**70  # beyond Int64
 
@@ -144,10 +144,6 @@ def _logged_keys(store) -> Counter:
 def test_sigterm_with_the_log_store_down_spills_and_the_next_start_commits(credit, tmp_path):
     """The issue's shutdown: the server (the image's entry point) stops while the log's history is unreachable;
     before, the rows were lost and `prediction_log_complete` false."""
-    import signal
-    import subprocess
-    import sys
-
     from skewless.serving.prediction_log import PredictionLogWriter
 
     from predlog_helpers import history_down
@@ -161,20 +157,11 @@ def test_sigterm_with_the_log_store_down_spills_and_the_next_start_commits(credi
     before_keys = _logged_keys(store)
     ids = [int(i) for i in credit["loans"].loan_id][:12]
     with history_down(store, "predictions_credit"):
-        proc = subprocess.Popen([sys.executable, "-m", "skewless.serving", "serve"], env=env,
-                                stderr=subprocess.PIPE, text=True)
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
-                wait_ready(c, proc)
-                assert c.post("/invocations", json={"loan_id": BIG}).status_code == 422
-                for i in ids:
-                    assert c.post("/invocations", json={"loan_id": i}).status_code == 200
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=90)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert '"prediction_log_complete": true' in err and "rows spilled to disk" in err, err[-2000:]
+        with entry_point(env, port, stop_timeout=90) as run:
+            assert run.client.post("/invocations", json={"loan_id": BIG}).status_code == 422
+            for i in ids:
+                assert run.client.post("/invocations", json={"loan_id": i}).status_code == 200
+        assert '"prediction_log_complete": true' in run.err and "rows spilled to disk" in run.err, run.err[-2000:]
     assert _logged_keys(store) == before_keys
     w = PredictionLogWriter(store, credit["artifact"].manifest, spill_dir=spill)  # the next start
     assert w.flush(30) and w.close(5)
