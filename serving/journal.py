@@ -143,7 +143,8 @@ class Spool:
 
 def committed(offline, view: str, batch: int, base: int | None) -> bool:
     """Whether a commit of write batch ``batch`` is in ``view``'s history after version ``base``: only the batch id
-    column of the files added since is read."""
+    column of the files added since is read. Not ``OfflineStore.committed`` (ingest's batch identities): those ride
+    as Delta app transactions, which every snapshot keeps forever, and the log commits one flush a second."""
     version = offline.version(view)
     if version is None or (base is not None and version <= base):
         return False
