@@ -1,12 +1,9 @@
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # oracle, conformance
-
-import skewless as sk  # noqa: E402
+import skewless as sk
+from tests.support.paths import ROOT
 
 
 @pytest.fixture
@@ -16,7 +13,6 @@ def repo(tmp_path):
 
 
 # -- the local cloud: started through the same code as `skewless local up`, stopped at the end if we started it --
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,9 @@
 conformance suites every backend must pass."""
 
 import pytest
-from conformance.offline import OfflineConformance
-from conformance.online import OnlineStoreConformance
-from conformance.registry import RegistryStoreConformance
+from tests.support.conformance.offline import OfflineConformance
+from tests.support.conformance.online import OnlineStoreConformance
+from tests.support.conformance.registry import RegistryStoreConformance
 
 import skewless as sk
 from skewless.online.sqlite import SQLiteOnlineStore

@@ -19,7 +19,9 @@ from skewless import errors
 from skewless.cli.main import app
 from skewless.ingest import read_file
 
-CORPUS = Path(__file__).parent / "fixtures" / "bad_inputs"
+from tests.support.paths import FIXTURES
+
+CORPUS = FIXTURES / "bad_inputs"
 INGEST = yaml.safe_load((CORPUS / "ingest.yaml").read_text())
 DEFINITIONS = yaml.safe_load((CORPUS / "definitions.yaml").read_text())
 runner = CliRunner(env={"COLUMNS": "250"})

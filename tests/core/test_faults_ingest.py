@@ -275,7 +275,7 @@ def test_online_store_hung_fails_fast_typed_and_a_rerun_completes_exactly(tmp_pa
 # -- object stores: the same on S3 (LocalStack) and OSS (the local shim) ----------------------------------------------
 def test_s3_orphan_files_are_vacuumed_and_every_version_still_reads(tmp_path, localstack_s3, local_cloud):
     import boto3
-    from test_s3 import BUCKET, s3_repo
+    from tests.adapters.aws.test_s3 import BUCKET, s3_repo
 
     local_cloud.ensure_bucket(BUCKET, localstack_s3)
     store = make_repo(tmp_path / "repo", store=s3_repo(tmp_path / "repo", localstack_s3))
@@ -296,7 +296,7 @@ def test_s3_orphan_files_are_vacuumed_and_every_version_still_reads(tmp_path, lo
 def test_oss_kill_between_upload_and_commit_then_rerun_and_clean(tmp_path, oss_endpoint, moto_endpoint, local_cloud):
     import oss2
     import pyarrow as pa
-    from test_oss import BUCKET, oss_repo
+    from tests.adapters.alibaba.test_oss import BUCKET, oss_repo
 
     local_cloud.ensure_bucket(BUCKET, moto_endpoint)  # the shim fronts moto's buckets
     oss = oss_endpoint
@@ -327,7 +327,7 @@ def test_oss_kill_between_upload_and_commit_then_rerun_and_clean(tmp_path, oss_e
 
 def test_maxcompute_kill_between_upload_and_commit_then_rerun_counts_once(tmp_path, maxcompute_endpoint):
     import pyarrow as pa
-    from test_maxcompute import mc_repo
+    from tests.adapters.alibaba.test_maxcompute import mc_repo
 
     store = make_repo(tmp_path / "repo", store=mc_repo(tmp_path / "repo", maxcompute_endpoint))
     off = store.offline

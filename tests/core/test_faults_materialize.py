@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
-from test_faults_ingest import T, make_repo, own_redis, redis_repo  # noqa: F401 - own_redis is a fixture
+from tests.core.test_faults_ingest import T, make_repo, own_redis, redis_repo  # noqa: F401 - own_redis is a fixture
 
 from skewless.errors import StoreUnavailable
 

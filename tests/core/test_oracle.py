@@ -3,7 +3,8 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from oracle import EXPIRED, NOT_FOUND, PRESENT, OnlineModel, Row, online_read, to_utc, training_set, value_at
+from tests.support.oracle import (EXPIRED, NOT_FOUND, PRESENT, OnlineModel, Row, online_read, to_utc, training_set,
+                                  value_at)
 
 UTC = timezone.utc
 H = timedelta(hours=1)

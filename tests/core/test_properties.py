@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-import oracle
+from tests.support import oracle
 import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
-from oracle import NOT_FOUND, PRESENT, OnlineModel, Row, to_utc
+from tests.support.oracle import NOT_FOUND, PRESENT, OnlineModel, Row, to_utc
 
 import skewless as sk
 

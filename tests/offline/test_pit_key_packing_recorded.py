@@ -35,7 +35,7 @@ from skewless.offline.delta import KEY_PACKING, TIE_LEVEL
 from skewless.offline.pit import (KeyPacking, combine_stats, covers, envelope, packing, packing_stats_arrow,
                                   packing_stats_sql)
 
-import oracle
+from tests.support import oracle
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -441,7 +441,7 @@ def test_concurrent_ingests_keep_every_version_covered(tmp_path):
 def test_on_object_stores_the_packing_is_recorded_widened_and_used(request, tmp_path, kind):
     """The same through S3 (moto) and OSS (the shim): the follow-up and properties commits go through each store's
     own commit path, and the widening scan reads the prior history through the store's filesystem."""
-    from object_store import object_store_repo
+    from tests.support.object_store import object_store_repo
 
     cloud, moto = request.getfixturevalue("local_cloud"), request.getfixturevalue("moto_endpoint")
     if kind == "s3":

@@ -20,7 +20,7 @@ import skewless as sk
 from skewless.offline.base import EVENT_TIES
 from skewless.offline.pit import KeyPacking, packing, packing_stats_sql
 
-import oracle  # tests/ is on the path (as in test_properties)
+from tests.support import oracle
 
 UTC = timezone.utc
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

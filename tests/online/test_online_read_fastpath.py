@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import skewless as sk
-from oracle import EXPIRED, NOT_FOUND, PRESENT, Row, online_read as oracle_online_read
+from tests.support.oracle import EXPIRED, NOT_FOUND, PRESENT, Row, online_read as oracle_online_read
 from skewless import online_read
 from skewless.errors import ValidationError
 from skewless.online.base import OnlineStore, to_us

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import import_layers as il  # tests/ is on sys.path (conftest)
+from tests.support import import_layers as il
 
 ROOT = il.ROOT
 ENV = {**os.environ, "COLUMNS": "250"}  # contract names and chains on one line each

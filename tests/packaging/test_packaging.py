@@ -15,7 +15,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # pip's messages when the index could not be reached, as opposed to a resolution that is impossible.
 NETWORK = re.compile(r"Could not fetch|ConnectionError|ConnectTimeout|ReadTimeout|Read timed out|Max retries|"

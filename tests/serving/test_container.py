@@ -25,7 +25,7 @@ from skewless.localcloud import OciRegistry
 from skewless.serving import read_log
 from skewless.serving.container import build as image_build
 from skewless.serving.deploy.podman import PodmanRuntime
-from test_serving import free_port, in_process, trained_credit
+from tests.serving.test_serving import free_port, in_process, trained_credit
 
 TAG = f"localhost/skewless-test-credit:{os.getpid()}"
 TOOLS = ("podman", "buildah", "runc", "debootstrap", "docker-registry", "htpasswd")

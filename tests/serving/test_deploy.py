@@ -16,7 +16,7 @@ import boto3
 import botocore.exceptions
 import httpx
 import pytest
-from test_serving import credit, free_port, in_process  # noqa: F401 - `credit` is a fixture, taken by name below
+from tests.serving.test_serving import credit, free_port, in_process  # noqa: F401 - `credit` is a fixture, taken by name below
 
 from skewless.demo import _model
 from skewless.errors import StoreUnavailable

@@ -12,24 +12,23 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 import skewless as sk
 from skewless.serving.prediction_log import PredictionLogWriter
 
-from predlog_helpers import committed_keys, history_up, manifest
+from tests.support.paths import ROOT
+from tests.support.predlog_helpers import committed_keys, history_up, manifest
 
-TESTS = Path(__file__).resolve().parent
 
 CHILD = textwrap.dedent("""
     import os, signal, sys
-    sys.path.insert(0, {tests!r})
+    sys.path.insert(0, {root!r})
     import skewless as sk
     from skewless.serving import journal
     from skewless.serving.prediction_log import PredictionLogWriter
-    from predlog_helpers import history_down, manifest, rows
+    from tests.support.predlog_helpers import history_down, manifest, rows
 
     point, repo, spill = sys.argv[1], sys.argv[2], sys.argv[3]
     store = sk.init_repo(repo, project="t")
@@ -64,7 +63,7 @@ CHILD = textwrap.dedent("""
             w.close(5)
     w.flush(30)
     print("not killed")
-""").format(tests=str(TESTS))
+""").format(root=str(ROOT))
 
 # point -> keys committed after recovery: every row that reached a journal, once.
 EXPECTED = {
@@ -101,8 +100,8 @@ def test_s3_outage_during_flush_and_kill_after_commit_on_s3(tmp_path, local_clou
     loses nothing."""
     from urllib.parse import urlsplit
 
-    from object_store import object_store_repo
-    from test_serving_registry import Proxy
+    from tests.support.object_store import object_store_repo
+    from tests.serving.test_serving_registry import Proxy
 
     local_cloud.ensure_bucket("skewless-tests", moto_endpoint)
     parts = urlsplit(moto_endpoint)
@@ -120,7 +119,7 @@ def test_s3_outage_during_flush_and_kill_after_commit_on_s3(tmp_path, local_clou
         assert w.pending == 200  # the adopted journal, already in S3
         assert w.flush(30) and committed_keys(store) == list(range(300))  # found there, not appended again
         proxy.down()
-        from predlog_helpers import rows
+        from tests.support.predlog_helpers import rows
 
         w.add(rows(manifest(), list(range(300, 400))))
         assert w.flush(1) is False and "StoreUnavailable" in w.last_error

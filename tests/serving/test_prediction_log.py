@@ -13,7 +13,7 @@ import pytest
 import skewless as sk
 from skewless.serving.prediction_log import PredictionLogWriter
 
-from predlog_helpers import committed_keys, history_down, manifest, rows
+from tests.support.predlog_helpers import committed_keys, history_down, manifest, rows
 
 BIG = 2**70
 

@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import orjson
 import pytest
 import yaml
-from test_serving import TOKEN, running, trained_credit
+from tests.serving.test_serving import TOKEN, running, trained_credit
 
 from skewless.serving.server import ServeConfig
+from tests.support.paths import FIXTURES
 
-CASES = yaml.safe_load((Path(__file__).parent / "fixtures" / "bad_inputs" / "http.yaml").read_text())
+CASES = yaml.safe_load((FIXTURES / "bad_inputs" / "http.yaml").read_text())
 
 
 @pytest.fixture(scope="module")

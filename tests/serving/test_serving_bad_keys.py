@@ -19,7 +19,7 @@ from skewless.serving.model import Request
 from skewless.serving.server import ServeConfig
 
 from bench.serving_bench import credit_repo
-from test_serving import entry_point, running, trained_credit
+from tests.serving.test_serving import entry_point, running, trained_credit
 
 BIG = 2**70  # beyond Int64
 
@@ -146,8 +146,8 @@ def test_sigterm_with_the_log_store_down_spills_and_the_next_start_commits(credi
     before, the rows were lost and `prediction_log_complete` false."""
     from skewless.serving.prediction_log import PredictionLogWriter
 
-    from predlog_helpers import history_down
-    from test_serving import free_port
+    from tests.support.predlog_helpers import history_down
+    from tests.serving.test_serving import free_port
 
     store, port, spill = credit["store"], free_port(), tmp_path / "spill"
     env = {**os.environ, "SKEWLESS_REPO": str(credit["repo"]), "SKEWLESS_MODEL_DIR": str(credit["artifact"].path),

@@ -17,10 +17,10 @@ import time
 import uuid
 
 import pytest
-from test_container import credit, image, registry  # noqa: F401 - fixtures, taken by name below
-from test_deploy import (deploy_invoke_log_weights_and_rollback, eas_emulation, models,  # noqa: F401 - fixture
-                         sagemaker_emulation)
-from test_serving import free_port
+from tests.serving.test_container import credit, image, registry  # noqa: F401 - fixtures, taken by name below
+from tests.serving.test_deploy import (deploy_invoke_log_weights_and_rollback, eas_emulation, models,  # noqa: F401 - fixture
+                                       sagemaker_emulation)
+from tests.serving.test_serving import free_port
 
 from skewless.errors import StoreUnavailable
 from skewless.serving.container import build as image_build

@@ -18,7 +18,7 @@ import pytest
 import skewless as sk
 from skewless.serving import ModelArtifact, package_model
 from skewless.serving.server import ServeConfig
-from test_serving import running
+from tests.serving.test_serving import running
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 FEATURES = ["income", "trips", "city"]

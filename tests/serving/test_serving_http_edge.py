@@ -20,7 +20,7 @@ import skewless as sk
 from skewless.serving.container.build import DOCKERFILE
 from skewless.serving.server import ServeConfig
 
-from test_serving import credit, free_port, running  # noqa: F401 - `credit` is a fixture, taken by name below
+from tests.serving.test_serving import credit, free_port, running  # noqa: F401 - `credit` is a fixture, taken by name below
 
 TOKEN = "edge-s3cret"
 LIMIT = 1_000_000

@@ -13,7 +13,7 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,
                                                positive_data_acceptance, response_schema_conformance,
                                                status_code_conformance)
-from test_serving import TOKEN, running, trained_credit
+from tests.serving.test_serving import TOKEN, running, trained_credit
 
 from skewless.serving.server import ServeConfig
 

@@ -22,7 +22,7 @@ from skewless.cli.main import app as cli
 from skewless.serving import ModelRegistry, package_model, read_log
 from skewless.serving.server import ServeConfig
 from skewless.timeutil import now as utc_now
-from test_serving import running
+from tests.serving.test_serving import running
 
 SCORER = '''
 import time

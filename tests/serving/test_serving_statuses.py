@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 import redis
-from test_serving import SERVICE, running, trained_credit
+from tests.serving.test_serving import SERVICE, running, trained_credit
 
 import skewless as sk
 from skewless.online.sqlite import SQLiteOnlineStore

@@ -2,7 +2,7 @@
 (``sdk/`` is ``skewless``, ``adapters/`` is ``skewless.adapters``, ...; pyproject's package-dir), which grimp can
 walk (it finds a package by its folder, and the editable install maps four folders into one package).
 
-    python tests/import_layers.py          # lint-imports on the tree, with the contracts in pyproject.toml
+    python tests/support/import_layers.py          # lint-imports on the tree, with the contracts in pyproject.toml
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is tests/support/import_layers.py)
 # pyproject's [tool.setuptools] package-dir: subpackage -> its folder (the rest of `skewless` is sdk/)
 SUBPACKAGES = {"adapters": "adapters", "serving": "serving", "localcloud": "localstack"}
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skewless.localcloud import terraform as tfm
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TF = ROOT / "infra" / "terraform"
 _IGNORED = shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl")
 

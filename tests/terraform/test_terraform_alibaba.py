@@ -17,7 +17,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import terraform_checks as tc  # tests/ is on sys.path (conftest)
+from tests.support import terraform_checks as tc
+from tests.support.paths import FIXTURES
 from skewless import config as config_mod
 from skewless.cli.main import app
 from skewless.errors import ConfigError
@@ -25,7 +26,7 @@ from skewless.localcloud import terraform as tfm
 from skewless.store import FeatureStore
 
 STACK = tc.ALIBABA
-OUTPUTS = Path(__file__).parent / "fixtures" / "terraform_alibaba_outputs.json"
+OUTPUTS = FIXTURES / "terraform_alibaba_outputs.json"
 POLICIES = tc.TF / "checkov"
 MODULES = {"alicloud-vpc", "alicloud-oss", "alicloud-maxcompute", "alicloud-tair", "alicloud-cr", "alicloud-ram",
            "alicloud-pai-eas"}

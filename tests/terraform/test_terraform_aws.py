@@ -27,8 +27,8 @@ from skewless.cli.main import app
 from skewless.errors import ConfigError
 from skewless.localcloud import terraform as tfm
 
-import e2e_pipeline  # noqa: E402 - tests/ is on sys.path (conftest)
-import terraform_checks as tc  # noqa: E402
+from tests.support import e2e_pipeline
+from tests.support import terraform_checks as tc
 
 TF = tc.TF
 STACK = tc.AWS  # the stack and modules/aws-*; the Alibaba ones have tests/test_terraform_alibaba.py

@@ -9,7 +9,7 @@ import oss2
 import pandas as pd
 import yaml
 
-import e2e_pipeline
+from tests.support import e2e_pipeline
 from skewless.adapters.alibaba.maxcompute import MaxComputeEngine
 from skewless.adapters.alibaba.oss_delta import OSSOfflineStore
 from skewless.localcloud.cloud import DEFAULT_BUCKET

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import yaml
-from conformance.offline import H, OfflineConformance, define, frame
+from tests.support.conformance.offline import H, OfflineConformance, define, frame
 
 import skewless as sk
 from skewless.adapters.alibaba.maxcompute import MaxComputeEngine
@@ -59,7 +59,7 @@ def _config(endpoint: dict | None, prefix: str) -> str:
 
 
 def test_credit_scoring_training_set_equals_the_duckdb_engines(tmp_path, maxcompute_endpoint):
-    import e2e_pipeline
+    from tests.support import e2e_pipeline
 
     runs, tables = {}, {}
     for name, endpoint in (("duckdb", None), ("maxcompute", maxcompute_endpoint)):

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import sqlglot
 
-import oracle
+from tests.support import oracle
 from skewless.adapters.alibaba.maxcompute_sql import MaxCompute
 from skewless.offline.pit import ENTITY_ROW, FeatureColumn, PitQuery, ViewQuery, latest_per_entity, render
 

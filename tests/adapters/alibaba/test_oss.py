@@ -12,13 +12,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from conformance.offline import OfflineConformance
-from conformance.registry import RegistryStoreConformance
+from tests.support.conformance.offline import OfflineConformance
+from tests.support.conformance.registry import RegistryStoreConformance
 from deltalake import DeltaTable
-from object_store import (check_concurrent_applies_never_lose_an_update,
-                          check_endpoint_that_never_answers_fails_within_bounds,
-                          check_history_lives_in_the_store_and_drop_removes_it, fresh_prefix, object_store_repo,
-                          one_view, rows)
+from tests.support.object_store import (check_concurrent_applies_never_lose_an_update,
+                                        check_endpoint_that_never_answers_fails_within_bounds,
+                                        check_history_lives_in_the_store_and_drop_removes_it, fresh_prefix, object_store_repo,
+                                        one_view, rows)
 
 from skewless.adapters.alibaba.oss import OSSRegistryStore
 from skewless.adapters.alibaba.oss_delta import OSSOfflineStore

@@ -13,9 +13,11 @@ from datetime import timedelta
 
 import pytest
 import redis
-from conformance.online import OnlineStoreConformance, T0, rows, view, wall_now
-from test_redis_online import _certificates, free_port, prefix
-from test_redis_online import test_feature_store_online_equals_historical_at_now as online_equals_historical
+from tests.support.conformance.online import OnlineStoreConformance, T0, rows, view, wall_now
+from tests.adapters.redis.test_redis_online import _certificates, free_port, prefix
+from tests.adapters.redis.test_redis_online import (
+    test_feature_store_online_equals_historical_at_now as online_equals_historical,
+)
 
 import skewless as sk
 from skewless import plugins

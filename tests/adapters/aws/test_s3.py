@@ -5,11 +5,11 @@ import time
 
 import boto3
 import pytest
-from conformance.offline import OfflineConformance
-from conformance.registry import RegistryStoreConformance
-from object_store import (check_concurrent_applies_never_lose_an_update,
-                          check_endpoint_that_never_answers_fails_within_bounds,
-                          check_history_lives_in_the_store_and_drop_removes_it, fresh_prefix, object_store_repo)
+from tests.support.conformance.offline import OfflineConformance
+from tests.support.conformance.registry import RegistryStoreConformance
+from tests.support.object_store import (check_concurrent_applies_never_lose_an_update,
+                                        check_endpoint_that_never_answers_fails_within_bounds,
+                                        check_history_lives_in_the_store_and_drop_removes_it, fresh_prefix, object_store_repo)
 
 from skewless.adapters.aws.s3 import S3OfflineStore, S3RegistryStore
 from skewless.errors import ConfigError, StoreUnavailable

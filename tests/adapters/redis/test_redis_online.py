@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 import redis
 import yaml
-from conformance.online import OnlineStoreConformance, rows, view, wall_now
+from tests.support.conformance.online import OnlineStoreConformance, rows, view, wall_now
 
 import skewless as sk
 from skewless import plugins

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-import oracle
+from tests.support import oracle
 import skewless as sk
 from skewless.errors import ValidationError
 

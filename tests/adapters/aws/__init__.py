@@ -1,0 +1,1 @@
+"""AWS adapters: S3 offline store and registry."""

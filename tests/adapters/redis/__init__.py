@@ -1,0 +1,1 @@
+"""The Redis online store (shared by the AWS and Alibaba clouds)."""

@@ -1,0 +1,1 @@
+"""The local cloud (skewless.localcloud): process management and its emulators."""

@@ -1,0 +1,1 @@
+"""The online read path."""

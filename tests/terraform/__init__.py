@@ -1,0 +1,1 @@
+"""CI checks of the Terraform stacks (infra/terraform)."""
