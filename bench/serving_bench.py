@@ -37,43 +37,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from skewless.sample_repo import credit_repo  # the serving tests check the same repo
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "serving"
 RESULTS = ROOT / "bench" / "results"
 LUA = Path(__file__).with_name("serving_wrk.lua")
 SERVICE = "credit_model_v1"
-LOAN_ZIPCODE = '''
-import skewless as sk
-from features import loan
-loan_zipcode = sk.FeatureView("loan_zipcode", entities=[loan],
-    schema=[sk.Field("loan_id", sk.Int64), sk.Field("zipcode", sk.Int64)],
-    source=sk.ParquetSource("data/loan_table.parquet", timestamp_field="event_timestamp",
-                            created_timestamp_column="created_timestamp"))
-'''
 CATS = ["person_home_ownership", "loan_intent", "location_type"]
 
 
 # -- setup ---------------------------------------------------------------------------------------------------------
-def credit_repo(path: Path, online_yaml: str | None = None):
-    """The credit-scoring sample with a loan -> zipcode view, so requests carry a loan id only."""
-    import skewless as sk
-    from skewless.repo import load_objects
-    from skewless.scaffold import scaffold
-    from skewless.timeutil import now as utc_now
-
-    scaffold(path, force=True)
-    (path / "loan_zipcode.py").write_text(LOAN_ZIPCODE)
-    if online_yaml:
-        cfg = (path / "skewless.yaml").read_text().replace("url: sqlite:///data/online.db", online_yaml)
-        (path / "skewless.yaml").write_text(cfg)
-    store = sk.FeatureStore(path)
-    store.apply(load_objects(path), prune=True)
-    for v in store.list_feature_views():
-        store.ingest_source(v.name)
-    store.materialize_incremental(utc_now())
-    return store
-
-
 def logistic(features: list[str]):
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer

@@ -1,6 +1,7 @@
 """The layers of pyproject.toml's import contracts hold on the tree, and each contract fails on a copy of the tree
 with one forbidden import added (as the Terraform checks prove themselves on broken stacks). Also: no relative import
-crosses a top-level folder, the import circles issue 13 named stay broken, and the core runs without the local cloud.
+crosses a top-level folder, the import circles issue 13 named stay broken, the core runs without the local cloud, and
+no test imports bench/.
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ def test_no_relative_import_crosses_a_top_level_folder(source_copy):
     finally:
         path.write_text(before)
     assert len(found) == 1 and found[0].startswith("adapters/aws/s3.py:") and "reaches skewless.errors" in found[0]
+
+
+def test_no_test_imports_bench(tmp_path):
+    assert il.bench_imports() == []
+    # the check itself: both import forms, at any depth, are reported; a module merely named like it is not
+    (tmp_path / "tests" / "serving").mkdir(parents=True)
+    (tmp_path / "tests" / "serving" / "test_x.py").write_text(
+        "import benchmarks\nfrom bench.serving_bench import credit_repo\n\n\ndef test():\n    import bench\n")
+    assert il.bench_imports(tmp_path) == ["tests/serving/test_x.py:2: imports bench.serving_bench",
+                                          "tests/serving/test_x.py:6: imports bench"]
 
 
 CIRCLES = [  # issue 13's five import circles, as pairs of modules that reached each other

@@ -19,7 +19,7 @@ from skewless.localcloud.cloud import redis_service
 from skewless.serving import batcher
 from skewless.serving.server import ServeConfig
 
-from bench.serving_bench import credit_repo
+from skewless.sample_repo import credit_repo
 from tests.serving.test_serving import credit, free_port, running  # noqa: F401 - `credit` is a fixture, taken by name below
 
 # What the defaults promise: a batch slow for 0.5 s probes the store, the probe has 1.5 s. Margin for 2 shared cores.

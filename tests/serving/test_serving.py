@@ -26,7 +26,7 @@ from skewless.serving import ModelRegistry, package_model, read_log
 from skewless.serving.server import ServeConfig, build, uvicorn_config
 from skewless.timeutil import now as utc_now
 
-from bench.serving_bench import credit_repo  # the credit repo with a loan -> zipcode view, shared with the benchmark
+from skewless.sample_repo import credit_repo  # the credit repo with a loan -> zipcode view, shared with the benchmark
 
 SERVICE = "credit_model_v1"
 TOKEN = "s3cret-token"

@@ -18,7 +18,7 @@ from skewless.serving import read_log
 from skewless.serving.model import Request
 from skewless.serving.server import ServeConfig
 
-from bench.serving_bench import credit_repo
+from skewless.sample_repo import credit_repo
 from tests.serving.test_serving import entry_point, running, trained_credit
 
 BIG = 2**70  # beyond Int64

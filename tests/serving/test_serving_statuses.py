@@ -22,7 +22,7 @@ from skewless.serving.model import Request, ServedModel
 from skewless.serving.server import ServeConfig
 from skewless.timeutil import now as utc_now
 
-from bench.serving_bench import credit_repo
+from skewless.sample_repo import credit_repo
 
 VIEWS = ("loan_features", "loan_zipcode", "zipcode_features")  # what the credit model reads, by stage
 

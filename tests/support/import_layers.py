@@ -71,6 +71,19 @@ def crossing_relative_imports(root: Path = ROOT) -> list[str]:
     return found
 
 
+def bench_imports(root: Path = ROOT) -> list[str]:
+    """Imports of ``bench`` (the benchmarks) in any file under ``root/tests``: tests check the product, and what
+    tests and benchmarks share lives in the product (e.g. ``skewless.sample_repo``), not in bench/."""
+    found = []
+    for path in sorted((root / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and not node.level and node.module else [])
+            found += [f"{path.relative_to(root)}:{node.lineno}: imports {n}" for n in names
+                      if n == "bench" or n.startswith("bench.")]
+    return found
+
+
 if __name__ == "__main__":
     proc = lint_imports(ROOT, None, *sys.argv[1:])
     sys.stdout.write(proc.stdout)
