@@ -1,4 +1,4 @@
-"""A test hook for the fault-injection suite (tests/test_faults_*.py): ``SKEWLESS_KILL_AT=<point>[:<n>]`` makes the
+"""A test hook for the fault-injection suite (tests/*/test_faults_*.py): ``SKEWLESS_KILL_AT=<point>[:<n>]`` makes the
 process SIGKILL itself the ``n``-th time (default: the first) it reaches the named ``point``, so a test can stop a
 subprocess at an exact place of a write (see the ``kill_point`` calls). Unset, a call is one comparison with None.
 Never set it outside tests."""

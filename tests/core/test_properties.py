@@ -1,4 +1,4 @@
-"""Property-based tests: the SDK against the brute-force oracle (tests/oracle.py) built from the time spec.
+"""Property-based tests: the SDK against the brute-force oracle (tests/support/oracle.py) built from the time spec.
 
 Two properties:
 

@@ -1,6 +1,6 @@
 """The BIGINT key packing recorded at ingest (Delta property ``skewless.keyPacking``, ``HistoryFiles.key_packing``).
 
-What must hold, checked here against direct scans, per-row arithmetic and tests/oracle.py:
+What must hold, checked here against direct scans, per-row arithmetic and tests/support/oracle.py:
 
 * every version's recorded packing covers every row of that version (each row's event and delay on the packing's
   grids and inside its ranges), also under concurrent writers;

@@ -5,7 +5,7 @@ decided by created time alone. The DuckDB engine packs (event, created) into one
 granularity and created-minus-event range allow it, else keeps the 128-bit key. These tests build histories with
 many tied groups whose winners differ from write order, at every granularity the packing tries, with created times
 before and after the event, TTL edges, entity times before the first event, on events and far in the future, and
-check every row against tests/oracle.py (and that the packed path, not the fallback, really ran)."""
+check every row against tests/support/oracle.py (and that the packed path, not the fallback, really ran)."""
 
 from __future__ import annotations
 

@@ -148,7 +148,7 @@ def test_sdk_cli_and_model_server_run_without_the_local_cloud(tmp_path):
 
         for pkg in (skewless, skewless.adapters, skewless.serving):
             for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
-                # __main__ runs the CLI when imported (`python -m skewless`; tests/test_packaging.py runs it)
+                # __main__ runs the CLI when imported (`python -m skewless`; tests/packaging/test_packaging.py runs it)
                 if not m.name.startswith("skewless.localcloud") and not m.name.endswith(".__main__"):
                     importlib.import_module(m.name)
         repo = Path({str(tmp_path / "repo")!r})

@@ -36,7 +36,7 @@ def api_schema(server):
 
 def test_the_document_says_which_routes_need_the_token(server):
     """With a token configured, the document itself needs it, and declares it (and 401) on every route but the
-    health checks, as the server enforces (tests/test_serving_http_edge.py)."""
+    health checks, as the server enforces (tests/serving/test_serving_http_edge.py)."""
     assert server.get("/openapi.json", headers={"Authorization": ""}).status_code == 401
     doc = server.get("/openapi.json", headers={"Authorization": TOKEN}).json()
     for path, ops in doc["paths"].items():

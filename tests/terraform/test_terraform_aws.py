@@ -31,7 +31,7 @@ from tests.support import e2e_pipeline
 from tests.support import terraform_checks as tc
 
 TF = tc.TF
-STACK = tc.AWS  # the stack and modules/aws-*; the Alibaba ones have tests/test_terraform_alibaba.py
+STACK = tc.AWS  # the stack and modules/aws-*; the Alibaba ones have tests/terraform/test_terraform_alibaba.py
 SUPPORTED = STACK.supported  # what versions.tf declares: the provider majors users run
 runner = CliRunner(env={"COLUMNS": "250"})
 DUMMY = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
