@@ -231,11 +231,11 @@ def build_registered(tag: str, store, name: str, version: int | None = None, *, 
     need (e.g. ``aws`` for Redis/S3), so the image runs against the same stores the model was registered with."""
     import json
 
-    from ..registry import REGISTRY_SIDECAR, ModelRegistry
+    from ..model_registry import MODEL_REGISTRY_SIDECAR, ModelRegistry
 
     with tempfile.TemporaryDirectory(prefix="skewless-model-") as tmp:
         art = ModelRegistry(store).download(name, version, stage=stage, dest=Path(tmp) / "model")
-        v = json.loads((art.path / REGISTRY_SIDECAR).read_text())["version"]
+        v = json.loads((art.path / MODEL_REGISTRY_SIDECAR).read_text())["version"]
         return build_image(tag, model_dir=art.path, requirements=art.manifest.requirements,
                            extras={*extras, *store_extras(store.config)}, progress=progress,
                            labels={"skewless.model": name, "skewless.model.version": str(v)})

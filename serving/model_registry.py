@@ -28,7 +28,7 @@ from skewless.errors import ConflictError, DefinitionError, NotFoundError, Valid
 
 from .artifact import ModelArtifact, ModelManifest, sha256
 
-REGISTRY_SIDECAR = "registry.json"
+MODEL_REGISTRY_SIDECAR = "registry.json"
 STAGES = ("staging", "production", "archived")
 _ATTEMPTS = 50
 
@@ -199,7 +199,7 @@ class ModelRegistry:
         dest = Path(dest) if dest else Path(tempfile.mkdtemp(prefix=f"skewless-{name}-v{mv.version}-"))
         artifact = ModelArtifact.from_tar(data, dest)
         # Which registry version this folder is: the server reports and logs it (deploy targets ship it too).
-        (artifact.path / REGISTRY_SIDECAR).write_text(json.dumps({"name": name, "version": mv.version,
+        (artifact.path / MODEL_REGISTRY_SIDECAR).write_text(json.dumps({"name": name, "version": mv.version,
                                                                   "sha256": mv.artifact_sha256}))
         return artifact
 
