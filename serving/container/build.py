@@ -255,12 +255,12 @@ def store_extras(config) -> set[str]:
 
 
 # -- push ---------------------------------------------------------------------------------------------------------
-def login(registry: str, authfile: str | Path, *, user: str, password: str, tls_verify: bool = False) -> Path:
+def login(oci_registry: str, authfile: str | Path, *, user: str, password: str, tls_verify: bool = False) -> Path:
     """``podman login`` (ECR-style: user ``AWS``, password = a token) into ``authfile`` only, never the user's
     podman config; the file is what a later pull or push takes as ``--authfile``."""
     tls = f"--tls-verify={'true' if tls_verify else 'false'}"
-    _run([*PODMAN, "login", tls, "--authfile", str(authfile), "-u", user, "--password-stdin", registry],
-         f"login to {registry}", input=password.encode())
+    _run([*PODMAN, "login", tls, "--authfile", str(authfile), "-u", user, "--password-stdin", oci_registry],
+         f"login to {oci_registry}", input=password.encode())
     return Path(authfile)
 
 
