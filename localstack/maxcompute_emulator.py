@@ -49,7 +49,7 @@ SQL (one task = ``SET k=v;`` lines, accepted and ignored, then one or more state
     SELECT / WITH ... (joins, UNION, GROUP BY, window functions, CASE, subqueries)
 Types: BIGINT INT SMALLINT TINYINT DOUBLE FLOAT DECIMAL(p<=38,s) STRING VARCHAR(n) CHAR(n) BOOLEAN DATE
 DATETIME (millisecond precision, DuckDB TIMESTAMP_MS) TIMESTAMP (nanosecond, TIMESTAMP_NS) BINARY. All times UTC.
-Functions: see ``maxcompute_sql.SUPPORTED_FUNCTIONS``; MaxCompute's DATEADD, DATEDIFF, DATETRUNC (date parts
+Functions: see ``maxcompute_emulator_sql.SUPPORTED_FUNCTIONS``; MaxCompute's DATEADD, DATEDIFF, DATETRUNC (date parts
 yyyy/year, mm/month/mon, dd/day, hh/hour, mi/minute, ss/second, ff3), TO_MILLIS, FROM_UNIXTIME, UNIX_TIMESTAMP,
 GETDATE, TO_DATE, TO_CHAR (formats yyyy mm dd hh mi ss ff3) are translated; CAST fails on bad input (no NULL).
 Any other statement, function or type fails the instance with an ``ODPS-...`` message that names it.
@@ -75,7 +75,7 @@ DEFAULT_PROJECT = "local"
 
 def __getattr__(name):  # the server needs pyodps, DuckDB and pyarrow (the alibaba extra): load them only when used
     if name == "MaxComputeEmulator":
-        from .maxcompute_rest import MaxComputeEmulator
+        from .maxcompute_emulator_rest import MaxComputeEmulator
 
         return MaxComputeEmulator
     raise AttributeError(name)
@@ -109,7 +109,7 @@ def endpoint_options(host_port: str, project: str = DEFAULT_PROJECT) -> dict:
 
 
 def main() -> None:
-    from .maxcompute_rest import MaxComputeEmulator
+    from .maxcompute_emulator_rest import MaxComputeEmulator
 
     args = arguments("A local MaxCompute (REST + tunnel subset of pyodps, SQL on DuckDB)")
     emu = MaxComputeEmulator(args.state, args.port)

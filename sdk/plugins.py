@@ -1,12 +1,14 @@
-"""Adapters chosen by URL scheme, imported only when used (so the core never imports a cloud SDK).
+"""The plugin table: adapters chosen by role and URL scheme, imported only when used (so the core never imports a
+cloud SDK). The roles:
 
     online:   sqlite://PATH | redis:// | rediss:// | tair:// | tairs://
     offline:  PATH | file://PATH | s3://bucket/prefix | oss://bucket/prefix | maxcompute://project
-    registry: PATH | file://PATH | s3://... | oss://...
+    registry: PATH | file://PATH | s3://... | oss://...   (stores of the feature registry, and of the model
+              registry kept beside it)
     engine:   duckdb | maxcompute
 
 An unknown scheme, or a scheme whose extra is not installed, is a ConfigError that says what to install.
-Third parties add schemes with ``register``.
+Third parties add schemes to the table with ``register``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Adapter:
     extra: str | None  # the pip extra that provides it
 
 
+# The plugin table: role -> URL scheme -> adapter.
 _ADAPTERS: dict[str, dict[str, Adapter]] = {
     "online": {
         "sqlite": Adapter("skewless.factories:sqlite_online", None),
@@ -53,7 +56,8 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
 
 
 def register(role: str, scheme: str, target: str, extra: str | None = None) -> None:
-    """Add or replace the adapter for ``scheme`` in ``role`` ("online", "offline", "registry", "engine")."""
+    """Add or replace the adapter for ``scheme`` in ``role`` of the plugin table ("online", "offline", "registry"
+    (feature registry stores), "engine")."""
     _ADAPTERS.setdefault(role, {})[scheme] = Adapter(target, extra)
 
 
@@ -67,7 +71,7 @@ def scheme_of(url: str) -> str:
 
 
 def adapter_for(role: str, url: str) -> Adapter:
-    """The registered adapter for ``url`` in ``role`` (nothing imported): a ConfigError naming the known schemes,
+    """The plugin table's adapter for ``url`` in ``role`` (nothing imported): a ConfigError naming the known schemes,
     and the URL without its credentials, when there is none. Also checks the URL parses (port, IPv6 literal)."""
     scheme = url if role == "engine" else scheme_of(url)
     adapters = _ADAPTERS.get(role, {})

@@ -162,12 +162,10 @@ class FeatureStore:
             ingest_mod.mark_pending(self.online, view.name, batch)
         kill_point("ingest.before_offline_commit")
         # Stores that record the key packing scan the prior history through the engine, only when it must widen.
-        stats = {"history_stats": lambda prior: self.engine.packing_stats(view, prior)} \
-            if self.offline.records_key_packing else {}
         try:
             version = self.offline.append(view.name, rows, batch=batch, batch_id=ident, once=found is None,
                                           tie_check=lambda new, prior: self.engine.tie_level(view, new, prior),
-                                          **stats)
+                                          history_stats=lambda prior: self.engine.packing_stats(view, prior))
         except BatchAlreadyCommitted as exc:  # a concurrent run of the same batch committed it first
             if view.online:
                 self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)

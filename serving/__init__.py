@@ -9,7 +9,7 @@ and serve it over HTTP (SageMaker and PAI-EAS contracts) with online feature loo
 from .artifact import ModelArtifact, ModelManifest, package_model
 from .flavors import Flavor, LoadedModel, register as register_flavor
 from .prediction_log import log_view, read_log
-from .registry import ModelRegistry, ModelVersion
+from .model_registry import ModelRegistry, ModelVersion
 
 __all__ = ["Flavor", "LoadedModel", "ModelArtifact", "ModelManifest", "ModelRegistry", "ModelVersion", "log_view",
            "package_model", "read_log", "register_flavor"]

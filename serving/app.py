@@ -210,7 +210,7 @@ class _Server:
         self.metrics.overrunning.set(self.batcher.overrunning)
         self.metrics.log_pending.set(self.model.log.pending)
         self.metrics.breaker_open.set(0 if self.breaker.closed else 1)
-        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(self.metrics.prometheus_registry), media_type=CONTENT_TYPE_LATEST)
 
     async def invocations(self, request: Request) -> Response:
         if (denied := self._deny(request, "sagemaker")) is not None:

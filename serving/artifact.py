@@ -9,7 +9,7 @@ it needs to run.
 
 The folder is exactly what SageMaker unpacks to ``/opt/ml/model``. The feature view definitions are frozen into
 the manifest so a server reads features with the definitions (TTLs, dtypes) the model was trained with, without
-reading the registry on the request path.
+reading the feature registry on the request path.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def _columns(out: Any, outputs: list[str]) -> dict[str, Any]:
 # -- scikit-learn ------------------------------------------------------------------------------------------------
 class SklearnFlavor(Flavor):
     """Any fitted scikit-learn estimator or pipeline, saved with joblib (a pickle: load only artifacts you trust,
-    which the registry's digests check were not altered since they were registered)."""
+    which the model registry's digests check were not altered since they were registered)."""
 
     name = "sklearn"
     packages = ("scikit-learn", "numpy", "scipy", "joblib", "pandas")

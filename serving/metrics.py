@@ -1,4 +1,4 @@
-"""Prometheus metrics of one server (its own registry, so several apps in one process never collide)."""
+"""Prometheus metrics of one server (its own Prometheus collector registry, so several apps in one process never collide)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ _LATENCY = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 class Metrics:
     def __init__(self, model: str, version: int, views: list[str] = ()):
-        self.registry = r = CollectorRegistry()
+        self.prometheus_registry = r = CollectorRegistry()
         self.requests = Counter("skewless_requests", "Prediction requests by route and HTTP status",
                                 ["route", "status"], registry=r)
         self.latency = Histogram("skewless_request_seconds", "Prediction request latency (server side)", ["route"],

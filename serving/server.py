@@ -38,7 +38,7 @@ from skewless.redact import redact
 from .app import AppOptions, create_app
 from .artifact import MANIFEST, ModelArtifact
 from .model import ServedModel
-from .registry import REGISTRY_SIDECAR
+from .model_registry import MODEL_REGISTRY_SIDECAR
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 
@@ -144,17 +144,17 @@ def build(cfg: ServeConfig):
     store = FeatureStore(repo)
     version = 0
     if cfg.model:
-        from .registry import ModelRegistry
+        from .model_registry import ModelRegistry
 
         try:
             artifact = ModelRegistry(store).download(cfg.model, cfg.version, stage=cfg.stage, dest=model_dir)
         except OSError as exc:  # e.g. a platform's read-only model mount given as the download folder
             raise ConfigError(f"cannot write registered model {cfg.model!r} into {model_dir or 'a temporary folder'}"
                               f": {exc.strerror or exc}; give a writable SKEWLESS_MODEL_DIR, or none") from exc
-        version = json.loads((artifact.path / REGISTRY_SIDECAR).read_text())["version"]
+        version = json.loads((artifact.path / MODEL_REGISTRY_SIDECAR).read_text())["version"]
     elif model_dir:
         artifact = ModelArtifact(model_dir)
-        sidecar = Path(model_dir) / REGISTRY_SIDECAR
+        sidecar = Path(model_dir) / MODEL_REGISTRY_SIDECAR
         if sidecar.exists():
             version = json.loads(sidecar.read_text())["version"]
     else:

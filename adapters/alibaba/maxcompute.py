@@ -98,8 +98,8 @@ class MaxComputeEngine(Engine):
 
     @staticmethod
     def client_of(files: HistoryFiles) -> Client:
-        if isinstance(files.filesystem, Client):
-            return files.filesystem
+        if isinstance(files.warehouse_client, Client):
+            return files.warehouse_client
         raise ConfigError(f"the maxcompute engine computes over maxcompute:// histories only (offline.url), not "
                           f"{files.uris[0] if files.uris else 'a local history'}")
 

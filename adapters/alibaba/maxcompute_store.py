@@ -29,7 +29,8 @@ import pyarrow.compute as pc
 from skewless.definitions import EVENT_TS, WRITE_BATCH
 from skewless.errors import ConflictError, EngineError, NotFoundError
 from skewless.faults import kill_point
-from skewless.offline.base import FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, OfflineStore
+from skewless.offline.base import (FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles,
+                                   HistoryStats, OfflineStore, TieCheck)
 
 from .maxcompute_client import MC_TYPES, Client, Settings, arrow_of, dtype_name_of
 
@@ -96,15 +97,16 @@ class MaxComputeOfflineStore(OfflineStore):
             raise EngineError(f"MaxCompute commit table {table} is damaged: {len(own)} records for its version")
         meta = json.loads(own[0]["meta"])
         files = HistoryFiles(view, version, [self._uri(self.history_table(view)), self._uri(table)],
-                             {c: arrow_of(d) for c, d in meta["columns"].items()}, None, False,
-                             int(own[0]["tie_level"]), self.client)
+                             {c: arrow_of(d) for c, d in meta["columns"].items()}, evolved=False,
+                             tie_level=int(own[0]["tie_level"]), warehouse_client=self.client)
         self._files[(view, version)] = files
         return files
 
     # -- writes ---------------------------------------------------------------------------------------------
-    def append(self, view: str, table: pa.Table, *, batch: int, tie_check=None, batch_id: str | None = None,
-               once: bool = False) -> int:
+    def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
+               history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False) -> int:
         """Upload the rows (invisible: no commit names their batch yet), then commit them as the next version.
+        ``history_stats`` is never called: this store records no key packing (its engine has no ASOF join).
         ``batch_id`` is recorded in the commit record's metadata; with ``once`` each commit attempt first checks
         the version it builds on (CTAS of the next version fails if another writer got there first)."""
         types = {c: dtype_name_of(table.schema.field(c).type) for c in table.column_names}

@@ -50,7 +50,7 @@ def localcloud():
     return skewless.localcloud
 
 
-def registry_credentials(state: Path) -> tuple[str, str]:
+def oci_registry_credentials(state: Path) -> tuple[str, str]:
     """The login (user, token) of the local OCI registry kept in ``state`` (`skewless model push --local-state`)."""
     return localcloud().OciRegistry(state).credentials()
 

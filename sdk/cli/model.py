@@ -243,9 +243,9 @@ def push_image(image: str = typer.Argument(..., help="Local image, e.g. localhos
     from skewless.serving.container import build as image_build
 
     if local_state is not None:
-        from .local import registry_credentials
+        from .local import oci_registry_credentials
 
-        user, token = registry_credentials(local_state)
+        user, token = oci_registry_credentials(local_state)
     elif password_stdin:
         token = sys.stdin.read().strip()
     elif os.environ.get("SKEWLESS_REGISTRY_TOKEN"):

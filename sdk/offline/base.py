@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, Callable
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from .pit import KeyPacking
+    import pyarrow.fs as pafs
+
+    from .key_packing import KeyPacking
 
 
 NO_TIES, EVENT_TIES, FULL_TIES = 0, 1, 2
@@ -35,9 +37,12 @@ class HistoryFiles:
     tie_level: int = 2
     # A pyarrow FileSystem for ``uris`` on an object store (None: local paths). Engines that cannot read the
     # store's URLs natively scan the files through it (DuckDB's S3 support is an extension it cannot fetch here).
-    # A store whose histories are tables of a warehouse (MaxCompute) puts its client here for its engine.
-    filesystem: object | None = None
-    # At tie level 1, how (event, created) packs into a BIGINT ASOF key (pit.KeyPacking), recorded at ingest so
+    filesystem: "pafs.FileSystem | None" = None
+    # A store whose histories are tables of a warehouse (MaxCompute) hands its connected client to the engine it
+    # pairs with here (None for file histories). Its type belongs to that adapter, which the core never imports:
+    # the paired engine checks it (``MaxComputeEngine.client_of``).
+    warehouse_client: object | None = None
+    # At tie level 1, how (event, created) packs into a BIGINT ASOF key (key_packing.KeyPacking), recorded at ingest so
     # retrieval needs no scan to find it; None: recorded as not fitting (the 128-bit key). Only meaningful when
     # ``key_packing_known``: otherwise nothing was recorded and engines find it from the rows themselves.
     key_packing: "KeyPacking | None" = None
@@ -62,26 +67,35 @@ class BatchAlreadyCommitted(Exception):
         self.found = found
 
 
+# ``tie_check(rows, prior)``: the tie level (HistoryFiles.tie_level) of rows about to be appended, among themselves
+# and against the prior history (None: the view has none yet). The caller's engine computes it.
+TieCheck = Callable[[pa.Table, "HistoryFiles | None"], int]
+# ``history_stats(prior)``: the ``key_packing.packing_stats_sql`` row of a history snapshot (None: the engine cannot
+# tell). The caller's engine computes it.
+HistoryStats = Callable[["HistoryFiles"], "tuple | None"]
+
+
 class OfflineStore(abc.ABC):
     """Per-view append-only histories. Every append is one atomic commit creating a new, readable version."""
 
     url: str
-    # Stores that record ``HistoryFiles.key_packing`` take ``append(..., history_stats=)`` as well.
-    records_key_packing = False
 
     @abc.abstractmethod
-    def append(self, view: str, table: pa.Table, *, batch: int, tie_check=None, batch_id: str | None = None,
-               once: bool = False) -> int:
+    def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
+               history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False) -> int:
         """Atomically append ``table`` (canonical history columns) as one commit; return the new version.
 
-        ``batch_id`` (an ingest's identity) is recorded in the commit, for ``committed``; with ``once`` the commit
-        is conditional on no version holding that id: BatchAlreadyCommitted when another writer committed it first.
+        Either all rows become visible in one new version or none do.
 
-        Either all rows become visible in one new version or none do. ``tie_check(table, prior_files) -> int``
-        gives the tie level of the rows among themselves and against the prior history; stores that keep
-        ``HistoryFiles.tie_level`` call it against the exact history they commit on top of. Stores with
-        ``records_key_packing`` also take ``history_stats(prior_files)``: the ``pit.packing_stats_sql`` row of a
-        history snapshot (None: the engine cannot tell), asked for only when the recorded packing must widen."""
+        - ``batch``: the write batch number of the rows (their ``_skewless_batch``).
+        - ``tie_check``: see ``TieCheck``. Stores that keep ``HistoryFiles.tie_level`` call it against the exact
+          history they commit on top of; without it the level is unknown, recorded as FULL_TIES (always exact).
+        - ``history_stats``: see ``HistoryStats``. Stores that record ``HistoryFiles.key_packing`` ask for it only
+          when the recorded packing must widen to fit the new rows; without it (or when it returns None) they
+          record the packing as unknown. Stores that record no packing never call it.
+        - ``batch_id``: the ingest's identity, recorded in the commit for ``committed``.
+        - ``once``: the commit is conditional on no version holding ``batch_id``: BatchAlreadyCommitted when
+          another writer committed it first."""
 
     @abc.abstractmethod
     def version(self, view: str) -> int | None:
@@ -145,9 +159,7 @@ class Engine(abc.ABC):
         """The tie level (HistoryFiles.tie_level) of ``rows`` among themselves and against ``prior`` history."""
 
     def packing_stats(self, view: Any, prior: HistoryFiles) -> tuple | None:
-        """The ``pit.packing_stats_sql`` row of a history snapshot, for the store to record its key packing; None
+        """The ``key_packing.packing_stats_sql`` row of a history snapshot, for the store to record its key packing; None
         when this engine cannot compute it (the store then records nothing and retrieval finds it per query)."""
         return None
 
-
-HistoryStats = Callable[[HistoryFiles], "tuple | None"]

@@ -18,8 +18,8 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from ..errors import ConflictError, NotFoundError, StoreUnavailable
 from .base import (FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, HistoryStats,
-                   OfflineStore)
-from .pit import KeyPacking, combine_stats, covers, envelope, packing_stats_arrow, recorded_packing
+                   OfflineStore, TieCheck)
+from .key_packing import KeyPacking, combine_stats, covers, envelope, packing_stats_arrow, recorded_packing
 
 
 EVOLVED = "skewless.schemaEvolved"
@@ -37,7 +37,6 @@ _COMMIT_ATTEMPTS = 30
 # waiting for its commit (a large upload on a slow link). Deleted at the next append (``clean_orphans``).
 ORPHAN_MIN_AGE_HOURS = 1
 _SWEEP_SECONDS = 600.0
-TieCheck = Callable[[pa.Table, "HistoryFiles | None"], int]
 
 
 def _app_id(batch_id: str) -> str:
@@ -115,8 +114,6 @@ class DeltaOfflineStore(OfflineStore):
                 raise NotFoundError(f"history of view {view!r} has no version {version}") from exc
             raise StoreUnavailable(f"cannot open history of {view!r} at {self._uri(view)}: {exc}",
                                    endpoint=self.root) from exc
-
-    records_key_packing = True
 
     def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
                history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False) -> int:

@@ -23,8 +23,8 @@ from ..errors import ValidationError
 from ..timeutil import parse_timestamps, to_utc_us  # floors sub-microsecond times exactly as ingest does
 from .base import EVENT_TIES, FULL_TIES, NO_TIES, Engine, HistoryFiles
 from .gather import POSITION, PositionGather, position_sql
-from .pit import (ENTITY_ROW, PitQuery, join_key_types, latest_per_entity, packing, packing_stats_sql, q, render,
-                  view_queries)
+from .key_packing import packing, packing_stats_sql
+from .pit import ENTITY_ROW, PitQuery, join_key_types, latest_per_entity, q, render, view_queries
 
 if TYPE_CHECKING:
     from ..retrieval import RetrievalJob

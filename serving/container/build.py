@@ -231,11 +231,11 @@ def build_registered(tag: str, store, name: str, version: int | None = None, *, 
     need (e.g. ``aws`` for Redis/S3), so the image runs against the same stores the model was registered with."""
     import json
 
-    from ..registry import REGISTRY_SIDECAR, ModelRegistry
+    from ..model_registry import MODEL_REGISTRY_SIDECAR, ModelRegistry
 
     with tempfile.TemporaryDirectory(prefix="skewless-model-") as tmp:
         art = ModelRegistry(store).download(name, version, stage=stage, dest=Path(tmp) / "model")
-        v = json.loads((art.path / REGISTRY_SIDECAR).read_text())["version"]
+        v = json.loads((art.path / MODEL_REGISTRY_SIDECAR).read_text())["version"]
         return build_image(tag, model_dir=art.path, requirements=art.manifest.requirements,
                            extras={*extras, *store_extras(store.config)}, progress=progress,
                            labels={"skewless.model": name, "skewless.model.version": str(v)})
@@ -255,12 +255,12 @@ def store_extras(config) -> set[str]:
 
 
 # -- push ---------------------------------------------------------------------------------------------------------
-def login(registry: str, authfile: str | Path, *, user: str, password: str, tls_verify: bool = False) -> Path:
+def login(oci_registry: str, authfile: str | Path, *, user: str, password: str, tls_verify: bool = False) -> Path:
     """``podman login`` (ECR-style: user ``AWS``, password = a token) into ``authfile`` only, never the user's
     podman config; the file is what a later pull or push takes as ``--authfile``."""
     tls = f"--tls-verify={'true' if tls_verify else 'false'}"
-    _run([*PODMAN, "login", tls, "--authfile", str(authfile), "-u", user, "--password-stdin", registry],
-         f"login to {registry}", input=password.encode())
+    _run([*PODMAN, "login", tls, "--authfile", str(authfile), "-u", user, "--password-stdin", oci_registry],
+         f"login to {oci_registry}", input=password.encode())
     return Path(authfile)
 
 

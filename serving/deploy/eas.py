@@ -1,7 +1,7 @@
 """The PAI-EAS target (``alibabacloud-eas20210701``): one EAS service per model version, ``<endpoint>_v<version>``,
 all in the service group ``<endpoint>``; traffic is the group's ReleaseService weights (blue-green and canary).
 
-    deploy    CreateService (custom image, port, resources, SKEWLESS_* env; the registry version is fetched by the
+    deploy    CreateService (custom image, port, resources, SKEWLESS_* env; the model registry version is fetched by the
               server itself) or UpdateService when that version's service exists; DescribeService polled until
               Running (bounded by ``wait_seconds``); ReleaseService weights for every member
     rollback  delete the newest member and restore the weights it replaced (a label on the service records them:

@@ -70,7 +70,7 @@ class SageMakerTarget(Target):
             pass
         with tempfile.TemporaryDirectory() as tmp:
             art = ModelRegistry(self.store).download(model, version, dest=Path(tmp) / "model")
-            data = art.to_tar()  # includes the registry sidecar: the server reports the version it serves
+            data = art.to_tar()  # includes the model registry sidecar: the server reports the version it serves
         key = f"{self.prefix}/{model}/v{int(version)}/model.tar.gz"
         self._call(self.s3, "put_object", Bucket=self.bucket, Key=key, Body=data)
         env = {"SKEWLESS_REPO": str(self.store.config.repo_path), "SKEWLESS_CONTRACT": "sagemaker", **self.env}

@@ -32,8 +32,8 @@ from skewless import ingest as ingest_mod
 from skewless.offline import duckdb_engine
 from skewless.offline.base import EVENT_TIES, FULL_TIES
 from skewless.offline.delta import KEY_PACKING, TIE_LEVEL
-from skewless.offline.pit import (KeyPacking, combine_stats, covers, envelope, packing, packing_stats_arrow,
-                                  packing_stats_sql)
+from skewless.offline.key_packing import (KeyPacking, combine_stats, covers, envelope, packing, packing_stats_arrow,
+                                         packing_stats_sql)
 
 from tests.support import oracle
 
@@ -73,7 +73,7 @@ def pc_us(col) -> list[int | None]:
 
 
 def assert_covers(p: KeyPacking, rows: list[tuple[int, int]]) -> None:
-    """Every row has a key under ``p``, by plain arithmetic (not pit.covers): on both grids, inside both ranges,
+    """Every row has a key under ``p``, by plain arithmetic (not key_packing.covers): on both grids, inside both ranges,
     and the packed key and the capped probe are non-negative BIGINTs."""
     assert 0 <= p.delay_bits <= 62 and p.event_steps == (1 << (62 - p.delay_bits)) - 1
     for ev, cr in rows:

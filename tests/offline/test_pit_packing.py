@@ -1,4 +1,4 @@
-"""The packed BIGINT ASOF key (pit.KeyPacking) used at tie level 1: exact against the oracle.
+"""The packed BIGINT ASOF key (key_packing.KeyPacking) used at tie level 1: exact against the oracle.
 
 At tie level 1 rows of one entity tie on event time but never on (event, created), so the winner among tied rows is
 decided by created time alone. The DuckDB engine packs (event, created) into one BIGINT when the history's event
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import skewless as sk
 from skewless.offline.base import EVENT_TIES
-from skewless.offline.pit import KeyPacking, packing, packing_stats_sql
+from skewless.offline.key_packing import KeyPacking, packing, packing_stats_sql
 
 from tests.support import oracle
 

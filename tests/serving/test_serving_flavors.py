@@ -135,7 +135,7 @@ def test_mlflow_model_folder_saved_by_mlflow_sklearn(repo, tmp_path):
     from typer.testing import CliRunner
 
     from skewless.cli.main import app as cli
-    from skewless.serving.registry import ModelRegistry
+    from skewless.serving.model_registry import ModelRegistry
 
     repo["job"].to_parquet(tmp_path / "train.parquet")
     r = CliRunner().invoke(cli, ["model", "package", str(folder), "--name", "m_cli", "--service", "scoring",

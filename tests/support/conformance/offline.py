@@ -9,11 +9,15 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from tests.support import oracle
 import skewless as sk
+from skewless import ingest
 from skewless.errors import ValidationError
+from skewless.offline.base import FULL_TIES, BatchAlreadyCommitted
+from skewless.offline.key_packing import covers, packing_stats_arrow
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -283,3 +287,55 @@ class OfflineConformance:
         got = feature_store.get_historical_features(pd.DataFrame({"k": [2], "event_timestamp": [H(5)]}),
                                                     ["v:x"]).to_pandas()
         assert got["x"].tolist() == [2.0]
+
+    # -- the store contract's arguments, called as ingest calls them (issue 13) ----------------------------------------
+    def test_append_takes_every_argument_of_the_contract(self, feature_store):
+        v = define(feature_store)
+        offline, engine = feature_store.offline, feature_store.engine
+        calls = []
+
+        def tie_check(rows, prior):
+            calls.append(("tie_check", rows.num_rows, None if prior is None else prior.version))
+            return engine.tie_level(v, rows, prior)
+
+        def history_stats(prior):
+            calls.append(("history_stats", prior.version))
+            return engine.packing_stats(v, prior)
+
+        def append(batch, data, **kw):
+            rows = ingest.prepare(v, frame(data), batch=batch, write_time=datetime.now(UTC))
+            return rows, offline.append("v", rows, batch=batch, tie_check=tie_check, history_stats=history_stats,
+                                        **kw)
+
+        first, v1 = append(1, [(1, H(1), H(1), 1.0, "a"), (2, H(2), H(2), 2.0, "b")], batch_id="b-1")
+        assert calls == [("tie_check", 2, None)]  # a new history: checked against nothing, no stats to ask for
+        head = offline.version("v")
+        # An event time in microseconds: off the whole-second grid of any key packing recorded for the first rows
+        # (the union still fits 62 bits: 33 for the event steps, 1 for the delay).
+        us = timedelta(microseconds=1)
+        second, v2 = append(2, [(1, H(3) + 7 * us, H(3) + 8 * us, 3.0, "c")], batch_id="b-2", once=True)
+        assert v2 > v1 and v2 == offline.version("v")
+        assert ("tie_check", 1, head) in calls  # checked against the exact history it commits on top of
+        newest = offline.files("v", v2)
+        assert newest.tie_level < FULL_TIES  # the check's answer is what the store records
+        asked = [c for c in calls if c[0] == "history_stats"]
+        if newest.key_packing_known:  # a store recording the packing widened it from the prior history's stats
+            assert asked == [("history_stats", head)] and newest.key_packing is not None
+            assert covers(newest.key_packing, packing_stats_arrow(pa.concat_tables([first, second])))
+        else:  # a store recording no packing never asks
+            assert asked == []
+        # batch_id is recorded for committed(); once refuses a second commit of it
+        found = offline.committed("v", "b-2")
+        assert found is not None and found.batch == 2 and found.newest
+        with pytest.raises(BatchAlreadyCommitted) as refused:
+            append(3, [(3, H(5), H(5), 4.0, "d")], batch_id="b-2", once=True)
+        assert refused.value.found.batch == 2 and offline.version("v") == v2
+        got = feature_store.get_historical_features(pd.DataFrame({"k": [1, 3], "event_timestamp": [H(6), H(6)]}),
+                                                    ["v:x"]).to_pandas()
+        assert [None if pd.isna(x) else x for x in got["x"]] == [3.0, None]
+
+    def test_append_without_a_tie_check_records_full_ties(self, feature_store):
+        v = define(feature_store)
+        rows = ingest.prepare(v, frame([(1, H(1), H(1), 1.0, "a")]), batch=1, write_time=datetime.now(UTC))
+        feature_store.offline.append("v", rows, batch=1)
+        assert feature_store.offline.files("v", feature_store.offline.version("v")).tie_level == FULL_TIES

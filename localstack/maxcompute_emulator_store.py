@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from odps.models import TableSchema
 from odps.tunnel.io.types import odps_schema_to_arrow_schema
 
-from .maxcompute_sql import (ALREADY_EXISTS, NO_SUCH_TABLE, RUNTIME_ERROR, SEMANTIC_ERROR, Column, SqlError, Statement,
+from .maxcompute_emulator_sql import (ALREADY_EXISTS, NO_SUCH_TABLE, RUNTIME_ERROR, SEMANTIC_ERROR, Column, SqlError, Statement,
                              duck_type, mc_type_of, plan)
 
 _CATALOG = ("CREATE TABLE IF NOT EXISTS __mc_tables (name VARCHAR PRIMARY KEY, meta VARCHAR NOT NULL);"

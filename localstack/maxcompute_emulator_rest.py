@@ -23,9 +23,9 @@ from odps.accounts import CloudAccount
 from requests.structures import CaseInsensitiveDict
 
 from .emulator_http import HOST, Reply, json_reply
-from .maxcompute_sql import SqlError, parse_spec
-from .maxcompute_store import Project, Result, TableMeta, parse_spec_string
-from .maxcompute_tunnel import (TunnelBodyError, decode_arrow, decode_records, decompress, empty, encode_arrow,
+from .maxcompute_emulator_sql import SqlError, parse_spec
+from .maxcompute_emulator_store import Project, Result, TableMeta, parse_spec_string
+from .maxcompute_emulator_tunnel import (TunnelBodyError, decode_arrow, decode_records, decompress, empty, encode_arrow,
                                 encode_records)
 
 ACCESS_ID, SECRET = "test", "test"  # the local cloud's dummy pair

@@ -28,7 +28,7 @@ from skewless.errors import ConflictError, DefinitionError, NotFoundError, Valid
 
 from .artifact import ModelArtifact, ModelManifest, sha256
 
-REGISTRY_SIDECAR = "registry.json"
+MODEL_REGISTRY_SIDECAR = "registry.json"
 STAGES = ("staging", "production", "archived")
 _ATTEMPTS = 50
 
@@ -52,7 +52,7 @@ class ModelVersion:
 
 class ModelRegistry:
     def __init__(self, store):
-        self.store = store  # a FeatureStore: its config says where the registry lives
+        self.store = store  # a FeatureStore: its config says where the feature registry (and the model registry beside it) lives
         cfg = store.config.registry
         self._root = cfg.url.rstrip("/") + "/models"
         self._options = cfg.options
@@ -198,8 +198,8 @@ class ModelRegistry:
                                   "store); refusing to load it")
         dest = Path(dest) if dest else Path(tempfile.mkdtemp(prefix=f"skewless-{name}-v{mv.version}-"))
         artifact = ModelArtifact.from_tar(data, dest)
-        # Which registry version this folder is: the server reports and logs it (deploy targets ship it too).
-        (artifact.path / REGISTRY_SIDECAR).write_text(json.dumps({"name": name, "version": mv.version,
+        # Which model registry version this folder is: the server reports and logs it (deploy targets ship it too).
+        (artifact.path / MODEL_REGISTRY_SIDECAR).write_text(json.dumps({"name": name, "version": mv.version,
                                                                   "sha256": mv.artifact_sha256}))
         return artifact
 
