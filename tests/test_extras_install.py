@@ -122,9 +122,12 @@ PROBE = textwrap.dedent('''
 ''')
 
 
-def _pip(py: Path, *args: str) -> None:
-    subprocess.run([str(py), "-m", "pip", "--disable-pip-version-check", "-q", *args], check=True,
-                   capture_output=True, text=True, timeout=600)
+def _pip_install(py: Path, *args: str) -> None:
+    """This interpreter's pip installing into ``py``'s venv (``--python``: no pip of its own to set up there);
+    ``--no-compile``: the probe imports a few modules, byte-compiling every file of pandas/pyarrow costs more."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "--disable-pip-version-check", "-q",
+                           "install", "--no-compile", *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +146,9 @@ def venvs(wheel, tmp_path_factory) -> dict[str, tuple[Path, float]]:
 
     def make(extra: str) -> tuple[Path, float]:
         t = time.monotonic()
-        venv.EnvBuilder(with_pip=True).create(base / extra)
+        venv.EnvBuilder(with_pip=False).create(base / extra)
         py = base / extra / "bin" / "python"
-        _pip(py, "install", "-c", str(ROOT / "constraints.txt"), f"{wheel}[{extra}]")
+        _pip_install(py, "-c", str(ROOT / "constraints.txt"), f"{wheel}[{extra}]")
         return py, time.monotonic() - t
     with ThreadPoolExecutor(len(EXTRAS)) as pool:
         return dict(zip(EXTRAS, pool.map(make, EXTRAS)))
