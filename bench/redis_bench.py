@@ -125,7 +125,7 @@ def _check_same(resp, raw: list, meta: dict) -> None:
             value = raw[i]
             i += 1
             got = [resp.values[f][j] for f in fs]
-            # decoded here from the documented row layout (adapters/aws/redis_rows.py), not with skewless's decoder:
+            # decoded here from the documented row layout (adapters/redis/row_layout.py), not with skewless's decoder:
             # 32-byte order tuple, 8-byte layout id, null bitmap, then the Float64 values in view order
             nb = (len(fs) + 7) // 8
             want = [None] * len(fs) if value is None else list(struct.unpack_from(f"<{len(fs)}d", value, 40 + nb))

@@ -32,8 +32,9 @@ class Adapter:
 _ADAPTERS: dict[str, dict[str, Adapter]] = {
     "online": {
         "sqlite": Adapter("skewless.factories:sqlite_online", None),
-        "redis": Adapter("skewless.adapters.aws.redis:from_url", "aws"),
-        "rediss": Adapter("skewless.adapters.aws.redis:from_url", "aws"),
+        # the shared Redis adapter (ElastiCache, MemoryDB, any Redis): skewless[redis], also in [aws] and [alibaba]
+        "redis": Adapter("skewless.adapters.redis.store:from_url", "redis"),
+        "rediss": Adapter("skewless.adapters.redis.store:from_url", "redis"),
         "tair": Adapter("skewless.adapters.alibaba.tair:from_url", "alibaba"),
         "tairs": Adapter("skewless.adapters.alibaba.tair:from_url", "alibaba"),
     },

@@ -6,7 +6,7 @@ TairHash (exHash), per-feature TTL.
       options:
         tairhash: auto      # auto: ask the server once; true: require TairHash; false: the plain Redis layout
         tls: false          # true: TLS with a tair:// URL (Tair's "SSL encryption"); CA etc. as ssl_* options
-        # ... and every option of the Redis online store (skewless.adapters.aws.redis): key_prefix, cluster,
+        # ... and every option of the Redis online store (skewless.adapters.redis.store): key_prefix, cluster,
         # username/password, ssl_*, connect_timeout, socket_timeout, retries, backoff_*, write_batch_rows,
         # ttl_grace_seconds
 
@@ -16,7 +16,7 @@ is exactly the Redis store (one string per row, key TTL by PXAT). Otherwise it u
 (``tair_exhash``):
 
 - Layout: one exhash per (view, entity), ``<prefix>:<view>:{<entity>}`` (the Redis store's key), with the Redis
-  store's value encodings (``redis_codec``): ``__e`` event time, ``__o`` the rest of the order tuple, one field per
+  store's value encodings (``skewless.adapters.redis.codec``): ``__e`` event time, ``__o`` the rest of the order tuple, one field per
   non-null feature.
 - Writes: the Redis store's batching and framing, with a newest-wins Lua script (Tair runs module commands from
   Lua): per row, ``EXHMGET key __e __o``, the same order comparison, and when the row wins one
@@ -54,8 +54,9 @@ from skewless.definitions import FeatureView
 from skewless.errors import ConfigError
 from skewless.online.base import Key, OnlineStore
 
-from ..aws.redis import RedisOnlineStore, mask_url
-from ..aws.redis_lua import sha1
+from skewless.adapters.redis.scripts import script_sha
+from skewless.adapters.redis.store import RedisOnlineStore, mask_url
+
 from . import tair_exhash as exh
 from .tair_exhash import upsert_script
 
@@ -115,7 +116,7 @@ class TairOnlineStore(exh.ExHashPath, RedisOnlineStore):
                     return False
                 raise
             return True
-        has = self._call("TairHash probe (EXHGET)", ask)
+        has = self.call("TairHash probe (EXHGET)", ask)
         if self._mode and not has:
             raise ConfigError(f"Tair online store {self.url}: tairhash is true but {self.endpoint} has no TairHash "
                               f"(EXHGET is an unknown command there); use a Tair instance or tairhash: auto/false")
@@ -125,7 +126,7 @@ class TairOnlineStore(exh.ExHashPath, RedisOnlineStore):
         s = self._tair_scripts.get(nf)
         if s is None:
             src = upsert_script(nf)
-            s = self._tair_scripts[nf] = (src, sha1(src).encode())
+            s = self._tair_scripts[nf] = (src, script_sha(src).encode())
         return s
 
     # -- the hot paths: TairHash's, or the Redis store's -------------------------------------------------------
@@ -136,7 +137,7 @@ class TairOnlineStore(exh.ExHashPath, RedisOnlineStore):
             return 0
         src, sha = self._exh_script(len(view.feature_names))
         run = self._exh_write_cluster if self.cluster else self._exh_write_standalone
-        return self._scripted_write(view, rows, src, lambda head, keep_us: run(view, rows, head, sha, keep_us))
+        return self.scripted_write(view, rows, src, lambda head, keep_us: run(view, rows, head, sha, keep_us))
 
     def read_raw(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]]
                  ) -> list[list[tuple[int, list[Any]] | None]]:

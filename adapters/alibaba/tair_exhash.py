@@ -1,6 +1,6 @@
 """The Tair store's TairHash path: one exhash per (view, entity), one field per value, per-field expire times.
 
-Layout (``redis_codec``'s value encodings): ``__e`` event time (µs, decimal), ``__o`` "created_us:batch_hi:batch_lo:row",
+Layout (the Redis adapter's public codec, ``skewless.adapters.redis.codec``): ``__e`` event time (µs, decimal), ``__o`` "created_us:batch_hi:batch_lo:row",
 one field per non-null feature. Writes: one newest-wins Lua script call per ``write_batch_rows`` rows, framed for a
 whole Arrow slice at once and pipelined; the script reads ``EXHMGET key __e __o``, compares the order tuple as
 numbers (Lua's string ``<`` is the server locale's strcoll) and, when the row wins, sets each field with ``EXHSET ...
@@ -17,10 +17,8 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-from skewless.adapters.aws import redis_codec as codec
-from skewless.adapters.aws.redis import _ENCODE_ROWS, _passes
+from skewless.adapters.redis import codec, resp
 from skewless.definitions import FeatureView
-from skewless.errors import StoreUnavailable
 from skewless.online.base import Key
 
 _NEWER = """
@@ -93,8 +91,9 @@ def upsert_script(nf: int) -> str:
 
 
 class ExHashPath:
-    """The write and read of the TairHash layout, mixed into the Tair store (which has the Redis store's
-    connection plumbing: ``_exchange``, ``_call``, ``client``, ``cluster``, ``_batch_rows``)."""
+    """The write and read of the TairHash layout, mixed into the Tair store. It uses the Redis store's public hooks
+    only (``RedisOnlineStore``'s docstring): ``exchange``, ``call``, ``cached_plan``, ``unavailable``, ``client``,
+    ``cluster``, ``write_batch_rows``."""
 
     def _exh_encode(self, view: FeatureView, batch: pa.RecordBatch, keep_us: int | None):
         fields = view.features
@@ -106,25 +105,25 @@ class ExHashPath:
         return codec.entity_arrow(view, batch), ev, ordr, exp, cols, header
 
     def _exh_write_standalone(self, view, rows, head, sha, keep_us) -> list:
-        calls_head = b"*%%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % sha
+        calls_head = resp.evalsha_head(sha)
 
         def send(conn) -> int:
             calls = 0
-            for batch in _passes(rows):
+            for batch in codec.encoding_passes(rows):
                 entity, ev, ordr, exp, cols, header = self._exh_encode(view, batch, keep_us)
                 stride = 2 + (exp is not None) + len(cols)
-                keys = codec.Slicer(codec.framed_keys(head, entity))
-                argv = codec.Slicer(codec.framed_rows(ev, ordr, exp, cols))
-                argv_head = b"".join(codec.bulk(h) for h in header)
+                keys = resp.Slicer(resp.framed_keys(head, entity))
+                argv = resp.Slicer(resp.framed_rows(ev, ordr, exp, cols))
+                argv_head = b"".join(resp.bulk(h) for h in header)
                 n = batch.num_rows
-                for i in range(0, n, self._batch_rows):
-                    m = min(n, i + self._batch_rows) - i
+                for i in range(0, n, self.write_batch_rows):
+                    m = min(n, i + self.write_batch_rows) - i
                     total = 3 + m + len(header) + m * stride
-                    conn.send_packed_command([calls_head % total + codec.bulk(b"%d" % m), keys(i, i + m), argv_head,
+                    conn.send_packed_command([calls_head % total + resp.bulk(b"%d" % m), keys(i, i + m), argv_head,
                                               argv(i, i + m)], check_health=False)
                     calls += 1
             return calls
-        return [r for r in self._exchange(send) if isinstance(r, Exception)]
+        return [r for r in self.exchange(send) if isinstance(r, Exception)]
 
     def _exh_write_cluster(self, view, rows, head, sha, keep_us) -> list:
         """A script may only touch keys of one slot in a cluster: rows are grouped by slot, one call per group,
@@ -133,7 +132,7 @@ class ExHashPath:
 
         client = self.client
         errors = []
-        for batch in rows.to_batches(max_chunksize=_ENCODE_ROWS):
+        for batch in rows.to_batches(max_chunksize=codec.ENCODE_ROWS):
             entity, ev, ordr, exp, cols, header = self._exh_encode(view, batch, keep_us)
             keys = [head + e + b"}" for e in entity.to_pylist()]
             per_row = [c.to_pylist() for c in [ev, ordr] + ([exp] if exp is not None else [])]
@@ -143,15 +142,15 @@ class ExHashPath:
                 groups.setdefault(key_slot(k), []).append(i)
             pipe = client.pipeline(transaction=False)
             for idx in groups.values():
-                for start in range(0, len(idx), self._batch_rows):
-                    part = idx[start:start + self._batch_rows]
+                for start in range(0, len(idx), self.write_batch_rows):
+                    part = idx[start:start + self.write_batch_rows]
                     argv = header + [col[i] for i in part for col in per_row]
                     pipe.execute_command("EVALSHA", sha, len(part), *[keys[i] for i in part], *argv)
             errors += [r for r in pipe.execute(raise_on_error=False) if isinstance(r, Exception)]
         return errors
 
     def _exh_plan(self, view: FeatureView, feats: list[str]) -> codec.ReadPlan:
-        return self._cached_plan(self._exh_plans, view, feats, lambda head: codec.ReadPlan(view, feats, head,
+        return self.cached_plan(self._exh_plans, view, feats, lambda head: codec.ReadPlan(view, feats, head,
                                                                                             b"EXHMGET"))
 
     def _exh_read_raw(self, requests: Sequence[tuple[FeatureView, list[str], list[Key]]]
@@ -165,7 +164,7 @@ class ExHashPath:
             start = len(cmds)
             cmds.extend(map(plan.command, live) if not self.cluster else [(plan.key(k), plan.fields) for k in live])
             spans.append((start, len(cmds), nulls))
-        replies = self._call("read", lambda: self._exh_replies(cmds)) if cmds else []
+        replies = self.call("read", lambda: self._exh_replies(cmds)) if cmds else []
         out = []
         for plan, (a, b, nulls) in zip(plans, spans):
             part = replies[a:b]
@@ -175,8 +174,7 @@ class ExHashPath:
                 err = next((r for r in part if isinstance(r, Exception)), None)
                 if err is None:
                     raise
-                raise StoreUnavailable(f"{self.kind} {self.url}: read failed at {self.endpoint}: "
-                                       f"{self._clean(err)}", endpoint=self.endpoint) from err
+                raise self.unavailable("read", err) from err
             for i in nulls:  # ascending: each insert lands at its final position
                 got.insert(i, None)
             out.append(got)
@@ -187,7 +185,7 @@ class ExHashPath:
             def send(conn) -> int:
                 conn.send_packed_command([b"".join(cmds)], check_health=False)
                 return len(cmds)
-            return self._exchange(send)
+            return self.exchange(send)
         pipe = self.client.pipeline(transaction=False)
         for key, fields in cmds:
             pipe.execute_command("EXHMGET", key, *fields)

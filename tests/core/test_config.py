@@ -8,12 +8,12 @@ from skewless.errors import ConfigError
 
 
 def test_missing_extra_names_what_to_install(tmp_path, monkeypatch):
-    # the Redis adapter exists now: simulate an install without skewless[aws] (no redis-py)
+    # simulate an install without skewless[redis] (no redis-py): the hint names the extra that provides it
     monkeypatch.setitem(sys.modules, "redis", None)
-    monkeypatch.delitem(sys.modules, "skewless.adapters.aws.redis", raising=False)
+    monkeypatch.delitem(sys.modules, "skewless.adapters.redis.store", raising=False)
     (tmp_path / "skewless.yaml").write_text("project: p\nonline: {url: 'redis://localhost:6379'}\n")
     store = sk.FeatureStore(tmp_path)
-    with pytest.raises(ConfigError, match=r'pip install "skewless\[aws\]"'):
+    with pytest.raises(ConfigError, match=r'pip install "skewless\[redis\]"'):
         _ = store.online
 
 

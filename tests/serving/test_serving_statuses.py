@@ -148,7 +148,7 @@ def test_online_store_holds_rows_per_view(credit, redis_url, tair_url, tmp_path)
     """The readiness probe's question: False for a view never written (SQLite, Redis), True once rows are there
     (Redis: in the next test, before and after its keys are deleted)."""
     from skewless.adapters.alibaba.tair import from_url as tair_from_url
-    from skewless.adapters.aws.redis import RedisOnlineStore
+    from skewless.adapters.redis.store import RedisOnlineStore
 
     views = {v.name: v for v in credit["store"].list_feature_views()}
     assert credit["store"].online.holds_rows(views["loan_features"]) is True

@@ -25,8 +25,8 @@ from tests.support.conformance.online import OnlineStoreConformance, rows, view,
 
 import skewless as sk
 from skewless import plugins
-from skewless.adapters.aws.redis import RedisOnlineStore, from_url, mask_url
-from skewless.adapters.aws.redis_lua import ROW_UPSERT
+from skewless.adapters.redis.store import RedisOnlineStore, from_url, mask_url
+from skewless.adapters.redis.scripts import ROW_UPSERT
 from skewless.errors import ConfigError, StoreUnavailable, ValidationError
 from skewless.localcloud import redis_service
 from skewless.localcloud.cloud import redis_binary
@@ -234,19 +234,19 @@ def test_reads_poll_then_block_and_stop_polling_where_replies_are_slower(redis_u
     want = writer.read_raw(reqs)
     assert [w[1][0] for w in want[0][:50]] == [float(k) for k in range(50)] and want[0][50:] == [None] * 10
     blocking = from_url(redis_url, None, {"key_prefix": p, "read_spin_us": 0})
-    assert blocking.read_raw(reqs) == want and not blocking._spin.use()
+    assert blocking.read_raw(reqs) == want and not blocking.wire.spin.use()
     # Replies held back by CLIENT PAUSE cannot arrive within the 100 µs of polling: each read falls back to
     # blocking with the same answers, and after 8 such reads in a row polling pauses for the next 256.
     admin = redis.Redis.from_url(redis_url)
     store = from_url(redis_url, None, {"key_prefix": p})
     store.read_raw(reqs)  # connected, plans built
-    store._spin.misses = 0  # whether that read finished polling depends on the moment
+    store.wire.spin.misses = 0  # whether that read finished polling depends on the moment
     for i in range(8):
-        assert store._spin.paused == 0 and store._spin.misses == i
+        assert store.wire.spin.paused == 0 and store.wire.spin.misses == i
         admin.client_pause(30)
         assert store.read_raw(reqs) == want
-    assert store._spin.paused == 256 and store._spin.misses == 0
-    assert store.read_raw(reqs) == want and store._spin.paused == 255  # this read did not poll
+    assert store.wire.spin.paused == 256 and store.wire.spin.misses == 0
+    assert store.read_raw(reqs) == want and store.wire.spin.paused == 255  # this read did not poll
     for s in (writer, blocking, store):
         s.close()
 

@@ -1,17 +1,17 @@
 """The Redis store's row layout: one string per (view, entity), encoded and framed for a whole Arrow slice at once.
 
-Key: ``<prefix>:<view>:{<entity>}`` (``redis_codec``: the entity part is the hash tag, so in cluster mode every
+Key: ``<prefix>:<view>:{<entity>}`` (``codec``: the entity part is the hash tag, so in cluster mode every
 view's row of one entity lives in one slot). Value, little-endian::
 
     0   event_us i64 | created_us i64 | batch_hi i32 | batch_lo u32 | row i64     the order tuple (32 bytes)
     32  layout id (8 bytes)                                                        which Layout wrote it
     40  null bitmap, one bit per field in layout order (LSB first)
-    ..  fixed-width values in layout order (a null is zeros)                       ``redis_codec`` encodings
+    ..  fixed-width values in layout order (a null is zeros)                       ``codec`` encodings
     ..  variable-width values in layout order, each u32 length + bytes (a null is length 0)
 
 Why one string and not a hash of fields: a batched read of any number of views and entities is then a single MGET
 (one command, not one HMGET per key), and a write of a new key is a plain ``SET ... NX`` that needs no script
-(``redis.py``): Redis spends ~1.9 µs per new row instead of ~5.5 µs for a scripted multi-field HSET + PEXPIREAT.
+(``row_writes.py``): Redis spends ~1.9 µs per new row instead of ~5.5 µs for a scripted multi-field HSET + PEXPIREAT.
 The order tuple leads the value so the newest-wins script reads only those 32 bytes (GETRANGE) and compares them
 with Lua's ``struct.unpack`` (numbers: every part fits a double exactly; the 64-bit write batch is split in two).
 
@@ -37,11 +37,11 @@ from skewless.definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, F
 from skewless.errors import ValidationError
 from skewless.online.base import from_us
 
-from . import redis_codec as codec
+from . import codec
 
 HEADER = 32  # the order tuple
 PAYLOAD = 40  # header + layout id
-_FIXED = codec._FIXED
+_FIXED = codec.FIXED
 BIN = codec.BIN
 
 
@@ -157,23 +157,6 @@ def expire_at_ms(batch: pa.RecordBatch, keep_us: int) -> np.ndarray:
     return -((-(ev.to_numpy(zero_copy_only=False) + keep_us)) // 1000)
 
 
-def bulk_strings(values: pa.Array) -> pa.Array:
-    """Each value framed as a RESP bulk string."""
-    return pc.binary_join_element_wise(*codec._elements(values), _s(b""))
-
-
-def bulk_numbers(nums: np.ndarray) -> pa.Array:
-    return bulk_strings(pc.cast(pa.array(nums), pa.string()).cast(BIN))
-
-
-def set_nx_commands(keys: pa.Array, values: pa.Array, exp: pa.Array | None) -> pa.Array:
-    """``SET key value NX [PXAT exp]`` per row, as RESP (``keys``, ``values``, ``exp``: framed bulk strings)."""
-    if exp is None:
-        return pc.binary_join_element_wise(_s(b"*4\r\n$3\r\nSET\r\n"), keys, values, _s(b"$2\r\nNX\r\n"), _s(b""))
-    return pc.binary_join_element_wise(_s(b"*6\r\n$3\r\nSET\r\n"), keys, values,
-                                       _s(b"$2\r\nNX\r\n$4\r\nPXAT\r\n"), exp, _s(b""))
-
-
 # -- read side ---------------------------------------------------------------------------------------------
 class RowPlan:
     """How to ask for and decode (view, features) under the view's current layout; values written under another
@@ -277,5 +260,4 @@ class RowPlan:
         return ev, out
 
 
-__all__ = ["HEADER", "Layout", "PAYLOAD", "RowPlan", "bulk_numbers", "bulk_strings", "encode_values",
-           "expire_at_ms", "set_nx_commands"]
+__all__ = ["HEADER", "Layout", "PAYLOAD", "RowPlan", "encode_values", "expire_at_ms"]

@@ -1,10 +1,11 @@
-"""The Redis store's server-side newest-wins upsert: one Lua script call applies a batch of rows atomically.
+"""The Redis store's server-side Lua: the newest-wins upsert (one call applies a batch of rows atomically), and
+``script_sha`` (the SHA1 that EVALSHA names a script by; public, for stores that bring scripts of their own).
 
-It is the slow path of a write (``redis.py``): a row whose key is new is stored by a plain ``SET ... NX``; only the
+It is the slow path of a write (``row_writes.py``): a row whose key is new is stored by a plain ``SET ... NX``; only the
 rows whose key already exists come here, to be compared with the stored row's order tuple.
 
 Why numbers and not strings: Lua's string ``<`` uses strcoll (the server's locale), so the order tuple is compared
-as numbers, unpacked by Redis's ``struct`` library from the value's 32-byte header (``redis_rows``). Lua numbers are
+as numbers, unpacked by Redis's ``struct`` library from the value's 32-byte header (``row_layout``). Lua numbers are
 doubles, exact for integers below 2^53: event and created times in µs are (years 1685..2255), the write row is; the
 write batch (nanoseconds since the epoch, ~2^60) is stored split into its high and low 32 bits.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-ROW_UPSERT = """-- skewless newest-wins upsert of row strings (redis_rows)
+ROW_UPSERT = """-- skewless newest-wins upsert of row strings (row_layout)
 -- KEYS: one per row (a key may repeat: rows apply in order). ARGV: has_exp ('1'|'0'), then per row its value and,
 -- when has_exp, its expire time (ms). The stored row is replaced only when the new order tuple is strictly greater:
 -- replaying a write changes nothing. A key holding something that is not a row (another type, a foreign value) is
@@ -45,8 +46,9 @@ return written
 """
 
 
-def sha1(source: str) -> str:
+def script_sha(source: str) -> str:
+    """The SHA1 hex digest EVALSHA calls ``source`` by."""
     return hashlib.sha1(source.encode()).hexdigest()
 
 
-__all__ = ["ROW_UPSERT", "sha1"]
+__all__ = ["ROW_UPSERT", "script_sha"]

@@ -1,5 +1,6 @@
-"""Keys, value encodings and RESP framing, vectorized with Arrow and numpy: shared by the Redis store's row layout
-(``redis_rows``: one string per (view, entity)) and the Tair store's field layout (``tair_exhash``), which is::
+"""The Redis adapter's public codec: keys, value encodings and encoding passes, vectorized with Arrow and numpy.
+Shared by the Redis store's row layout (``row_layout``: one string per (view, entity)) and by field layouts built
+on it, such as Alibaba's Tair store (``skewless.adapters.alibaba.tair_exhash``), which is::
 
     <prefix>:<view>:{<entity>}    fields: __e  event time (µs, decimal)
                                           __o  "created_us:batch_hi:batch_lo:row" (the rest of the order tuple)
@@ -36,12 +37,16 @@ from skewless.definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, F
 from skewless.errors import ValidationError
 from skewless.online.base import from_us, to_us
 
+from .resp import BIN, bulk
+
+ENCODE_ROWS = 16_384  # rows encoded per vectorized pass (bounds memory; sending overlaps the next pass)
+FIRST_ROWS = 2_048  # the first pass of a write is short: the server idles until its first call arrives
+
 EV_FIELD, ORD_FIELD = b"__e", b"__o"
 EMPTY_STRING = b"\xff"
-BIN = pa.large_binary()  # 64-bit offsets: a slice of wide string rows never overflows
 
 # dtype -> (numpy dtype, width, struct code) for the fixed-width encodings
-_FIXED = {dtypes.Int32: ("<i4", 4, "i"), dtypes.Int64: ("<i8", 8, "q"), dtypes.Float32: ("<f4", 4, "f"),
+FIXED = {dtypes.Int32: ("<i4", 4, "i"), dtypes.Int64: ("<i8", 8, "q"), dtypes.Float32: ("<f4", 4, "f"),
           dtypes.Float64: ("<f8", 8, "d"), dtypes.Bool: ("u1", 1, "?"), dtypes.UnixTimestamp: ("<i8", 8, "q")}
 
 
@@ -49,12 +54,15 @@ def _s(b: bytes) -> pa.Scalar:
     return pa.scalar(b, BIN)
 
 
-_DOLLAR, _CRLF, _NOSEP, _NULL_ELEM, _COLON = _s(b"$"), _s(b"\r\n"), _s(b""), _s(b"$0\r\n\r\n"), _s(b":")
+_NOSEP, _COLON = _s(b""), _s(b":")
 
 
-def bulk(b: bytes) -> bytes:
-    """One RESP bulk string."""
-    return b"$%d\r\n%b\r\n" % (len(b), b)
+def encoding_passes(rows: pa.Table):
+    """``rows`` as record batches to encode one at a time: a short one first (its calls reach the server sooner),
+    then ``ENCODE_ROWS`` at most each, each encoded while the server works through the calls already sent."""
+    first = min(rows.num_rows, FIRST_ROWS)
+    for part in (rows.slice(0, first).to_batches(), rows.slice(first).to_batches(max_chunksize=ENCODE_ROWS)):
+        yield from (b for b in part if b.num_rows)
 
 
 # -- entity keys -------------------------------------------------------------------------------------------
@@ -141,8 +149,8 @@ def _numpy_of(col: pa.Array, arrow_type: pa.DataType, np_dtype: str) -> np.ndarr
 def encode_value(col: pa.Array, dt: dtypes.DType) -> Column:
     n = len(col)
     valid = None if col.null_count == 0 else col.is_valid().to_numpy(zero_copy_only=False)
-    if dt in _FIXED:
-        np_dtype, width, _ = _FIXED[dt]
+    if dt in FIXED:
+        np_dtype, width, _ = FIXED[dt]
         if dt is dtypes.Bool:
             vals = _numpy_of(pc.cast(col, pa.uint8()), pa.uint8(), np_dtype)
         elif dt is dtypes.UnixTimestamp:
@@ -179,77 +187,10 @@ def order_columns(batch: pa.RecordBatch, keep_us: int | None) -> tuple[pa.Array,
     return txt(ev), ordr, exp
 
 
-# -- RESP framing (the standalone fast path) ------------------------------------------------------------------
-def _elements(a: pa.Array) -> list:
-    """Join pieces that frame each value of ``a`` as a RESP bulk string."""
-    return [_DOLLAR, pc.cast(pc.binary_length(a), pa.string()).cast(BIN), _CRLF, a, _CRLF]
-
-
-def _framed_fixed(cols: list[Column]) -> pa.Array:
-    """Fixed-width columns framed as RESP bulk strings side by side, built as one byte matrix (no Python
-    object per value). Null values become empty bulk strings."""
-    n = cols[0].fixed.shape[0]
-    heads = [b"$%d\r\n" % c.fixed.shape[1] for c in cols]
-    width = sum(len(h) + c.fixed.shape[1] + 2 for h, c in zip(heads, cols))
-    mat = np.empty((n, width), np.uint8)
-    pos = 0
-    for h, c in zip(heads, cols):
-        w = c.fixed.shape[1]
-        mat[:, pos:pos + len(h)] = np.frombuffer(h, np.uint8)
-        mat[:, pos + len(h):pos + len(h) + w] = c.fixed
-        mat[:, pos + len(h) + w:pos + len(h) + w + 2] = (13, 10)
-        pos += len(h) + w + 2
-    framed = pa.Array.from_buffers(pa.binary(width), n, [None, pa.py_buffer(mat)]).cast(BIN)
-    if len(cols) == 1 and cols[0].valid is not None:
-        framed = pc.if_else(pa.array(cols[0].valid), framed, _NULL_ELEM)
-    return framed
-
-
-def framed_rows(ev: pa.Array, ordr: pa.Array, exp: pa.Array | None, cols: list[Column]) -> pa.Array:
-    """Per row, its ARGV part of the upsert call as RESP bulk strings, in ``cols`` order."""
-    pieces = _elements(ev) + _elements(ordr) + (_elements(exp) if exp is not None else [])
-    run: list[Column] = []  # consecutive null-free fixed columns share one matrix
-
-    def flush():
-        if run:
-            pieces.append(_framed_fixed(run))
-            run.clear()
-    for c in cols:
-        if c.fixed is not None and c.valid is None:
-            run.append(c)
-            continue
-        flush()
-        if c.fixed is not None:
-            pieces.append(_framed_fixed([c]))
-        else:
-            pieces.extend(_elements(c.var))  # b"" (null) frames as an empty bulk string
-    flush()
-    return pc.binary_join_element_wise(*pieces, _NOSEP)
-
-
-def framed_keys(head: bytes, entity: pa.Array) -> pa.Array:
-    """Each row's full key (``head`` + entity + "}") as a RESP bulk string."""
-    length = pc.cast(pc.add(pc.binary_length(entity), len(head) + 1), pa.string()).cast(BIN)
-    return pc.binary_join_element_wise(_DOLLAR, length, _CRLF, _s(head), entity, _s(b"}\r\n"), _NOSEP)
-
-
 def sort_fixed_first(feats: list, cols: list[Column]) -> tuple[list, list[Column]]:
     """Null-free fixed-width columns first, so they form one matrix (the field order is sent with each call)."""
     order = sorted(range(len(cols)), key=lambda i: not (cols[i].fixed is not None and cols[i].valid is None))
     return [feats[i] for i in order], [cols[i] for i in order]
-
-
-class Slicer:
-    """Zero-copy byte ranges of a binary array's data, row range by row range."""
-
-    def __init__(self, arr: pa.Array):
-        arr = arr.cast(BIN) if arr.type != BIN else arr
-        bufs = arr.buffers()
-        self.offsets = np.frombuffer(bufs[1], np.int64, len(arr) + 1, arr.offset * 8)
-        self.data = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
-
-    def __call__(self, i: int, j: int) -> memoryview:
-        return self.data[self.offsets[i]:self.offsets[j]]
 
 
 # -- reads -------------------------------------------------------------------------------------------------
@@ -258,8 +199,8 @@ def _dec_string(b: bytes) -> str:
 
 
 def _single_decoder(dt: dtypes.DType) -> Callable[[bytes], Any]:
-    if dt in _FIXED:
-        unpack = struct.Struct("<" + _FIXED[dt][2]).unpack
+    if dt in FIXED:
+        unpack = struct.Struct("<" + FIXED[dt][2]).unpack
         if dt is dtypes.UnixTimestamp:
             return lambda b: from_us(unpack(b)[0])
         return lambda b: unpack(b)[0]
@@ -285,8 +226,8 @@ class ReadPlan:
         self.fields = [EV_FIELD] + [f.encode() for f in feats]
         self.feats, self.dtypes = feats, dts
         self.decoders = [_single_decoder(d) for d in dts]
-        fixed = all(d in _FIXED for d in dts)
-        self.row = struct.Struct("<" + "".join(_FIXED[d][2] for d in dts)).unpack if fixed and dts else None
+        fixed = all(d in FIXED for d in dts)
+        self.row = struct.Struct("<" + "".join(FIXED[d][2] for d in dts)).unpack if fixed and dts else None
         self.ts_pos = [i for i, d in enumerate(dts) if d is dtypes.UnixTimestamp]
 
     def key(self, key: tuple) -> bytes:
@@ -331,5 +272,5 @@ def _decodes(decoder, v) -> bool:
         return False
 
 
-__all__ = ["EV_FIELD", "ORD_FIELD", "Column", "ReadPlan", "Slicer", "bulk", "encode_value", "entity_arrow",
-           "entity_py", "framed_keys", "framed_rows", "order_columns", "sort_fixed_first"]
+__all__ = ["BIN", "ENCODE_ROWS", "EV_FIELD", "FIRST_ROWS", "FIXED", "ORD_FIELD", "Column", "ReadPlan", "encode_value",
+           "encoding_passes", "entity_arrow", "entity_py", "order_columns", "sort_fixed_first"]
