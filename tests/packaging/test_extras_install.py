@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 EXTRAS = ("redis", "aws", "alibaba")
 BUCKET = "skewless-extras"
 
