@@ -3,6 +3,7 @@ train -> materialize -> online read -> predict -> report. Run it with ``skewless
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -44,9 +45,19 @@ def _model():
 
 
 def run(repo: str | Path | None = None, *, log=print, sample: int = 5) -> DemoReport:
+    """Run the demo in ``repo`` (kept), or in a temporary folder removed at the end, also on error or Ctrl-C."""
+    if repo:
+        return _run(Path(repo), log, sample, temporary=False)
+    tmp = Path(tempfile.mkdtemp(prefix="skewless-demo-"))
+    try:
+        return _run(tmp, log, sample, temporary=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(repo: Path, log, sample: int, temporary: bool) -> DemoReport:
     from sklearn.metrics import accuracy_score, roc_auc_score
 
-    repo = Path(repo) if repo else Path(tempfile.mkdtemp(prefix="skewless-demo-"))
     report = DemoReport(repo)
 
     def step(name, fn):
@@ -56,7 +67,8 @@ def run(repo: str | Path | None = None, *, log=print, sample: int = 5) -> DemoRe
         log(f"[{len(report.steps)}] {name}: {summary}")
         return out
 
-    step("init", lambda: (scaffold(repo, force=True), f"repo at {repo}"))
+    where = f"temporary repo at {repo} (removed at the end)" if temporary else f"repo at {repo}"
+    step("init", lambda: (scaffold(repo, force=True), where))
     store = FeatureStore(repo)
     objects = load_objects(repo)
     step("apply", lambda: (store.apply(objects, prune=True), f"{len(objects)} definitions"))
@@ -91,19 +103,20 @@ def run(repo: str | Path | None = None, *, log=print, sample: int = 5) -> DemoRe
     resp = step("online read", lambda: (store.get_online_features(SERVICE, rows, now=now),
                                         f"{len(rows)} loans x {len(features)} features"))
     online_df = pd.DataFrame(resp.values)
-    online_pred = model.predict_proba(online_df[features])[:, 1]
 
-    # The promise, checked: the same loans through the training-set path at t = now give the same inputs.
-    at_now = pd.DataFrame(rows).assign(event_timestamp=now)
-    offline_df = store.get_historical_features(at_now, SERVICE).to_pandas()
-    offline_pred = model.predict_proba(offline_df[features])[:, 1]
-    report.skew_free = bool(offline_df[features].astype(object).where(offline_df[features].notna(), None)
-                            .equals(online_df[features].astype(object).where(online_df[features].notna(), None))
-                            and (online_pred == offline_pred).all())
-    report.online = pd.DataFrame({"loan_id": [r["loan_id"] for r in rows], "zipcode": [r["zipcode"] for r in rows],
-                                  "p_default(online)": online_pred.round(4),
-                                  "p_default(training path)": offline_pred.round(4),
-                                  "statuses": [",".join(sorted({resp.statuses[f][i] for f in features}))
-                                               for i in range(len(rows))]})
-    log(f"[{len(report.steps) + 1}] predict: online inputs == training-set inputs at t=now: {report.skew_free}")
+    def predict():
+        # The promise, checked: the same loans through the training-set path at t = now give the same inputs.
+        online_pred = model.predict_proba(online_df[features])[:, 1]
+        at_now = pd.DataFrame(rows).assign(event_timestamp=now)
+        offline_df = store.get_historical_features(at_now, SERVICE).to_pandas()
+        offline_pred = model.predict_proba(offline_df[features])[:, 1]
+        report.skew_free = bool(offline_df[features].astype(object).where(offline_df[features].notna(), None)
+                                .equals(online_df[features].astype(object).where(online_df[features].notna(), None))
+                                and (online_pred == offline_pred).all())
+        report.online = pd.DataFrame({
+            "loan_id": [r["loan_id"] for r in rows], "zipcode": [r["zipcode"] for r in rows],
+            "p_default(online)": online_pred.round(4), "p_default(training path)": offline_pred.round(4),
+            "statuses": [",".join(sorted({resp.statuses[f][i] for f in features})) for i in range(len(rows))]})
+        return None, f"online inputs == training-set inputs at t=now: {report.skew_free}"
+    step("predict", predict)
     return report

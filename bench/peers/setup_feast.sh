@@ -29,12 +29,15 @@ echo "creating $VENV ..."
 rm -rf "$VENV"
 mkdir -p "$(dirname "$VENV")"
 "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
+# pip's progress without its noise, filtered as ./run filters it
+progress() { awk -f "$ROOT/.ci/pip-progress.awk"; }
+"$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | progress
 # feast core brings dask[dataframe] (file offline store) and uses the stdlib
 # sqlite3 module (sqlite online store); the [duckdb] extra adds the
 # ibis/duckdb-based offline store, [redis] its Redis online store (redis-py + hiredis). psutil is only a
 # convenience for RSS.
-"$VENV/bin/python" -m pip install --quiet "feast[duckdb,redis]==$FEAST_VERSION" psutil
+echo "installing feast[duckdb,redis]==$FEAST_VERSION into $VENV ..."
+"$VENV/bin/python" -m pip install "feast[duckdb,redis]==$FEAST_VERSION" psutil 2>&1 | progress
 end=$(date +%s)
 
 if check; then

@@ -117,8 +117,12 @@ def test_known_good_set_satisfies_every_range():
 
 def test_run_installs_with_the_constraints_and_reinstalls_when_they_change():
     run = (ROOT / "run").read_text()
-    assert '-c constraints.txt -e ".[dev]"' in run
+    assert '-c constraints.txt -e ".[$extras]"' in run
     assert "cat pyproject.toml constraints.txt | sha256sum" in run
+    # the demo installs only what it needs; the tests the dev extras, which include the demo's (one stamp per set)
+    assert "bootstrap demo\n" in run and "bootstrap dev\n    system_packages" in run
+    assert 'stamp="$VENV/.skewless-installed-$extras"' in run
+    assert "skewless[demo]" in PROJECT["optional-dependencies"]["dev"]
 
 
 def test_metadata_names_versions_and_urls():

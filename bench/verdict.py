@@ -1,0 +1,80 @@
+"""Each benchmark figure against its target: met or missed, and why a miss at a reduced scale is expected.
+
+Pure functions over the figures (no I/O), so the labelling is tested on crafted figures (tests/test_bench_verdict.py).
+Where a run writes: ``bench/out/`` (untracked); ``--publish`` also writes ``bench/results/`` (``result_dirs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"  # every run's results (gitignored)
+PUBLISHED = ROOT / "bench" / "results"  # the results the README cites: written only with --publish
+FULL_SCALE = "full"
+
+# The fixed per-query cost (registry read, snapshot resolution, plan, restoring the input order) is the same at any
+# scale; at --scale small the query itself is a fraction of a second, so that cost dominates the ratio.
+_FIXED_COST = "fixed per-query overhead dominates at this size"
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    limit: float
+    at_most: bool  # True: a figure <= limit meets it; False: a figure >= limit does
+    unit: str = "x"
+    small_scale_why: str = ""  # why a miss below full scale does not count against the target ("" = it does)
+
+    def describe(self) -> str:
+        limit = f"{self.limit:,.0f}" if self.limit >= 1000 else f"{self.limit:g}"
+        return f"{'<=' if self.at_most else '>='} {limit}{self.unit}"
+
+
+TARGETS = {
+    "pit_vs_floor": Target("PIT training set / raw DuckDB ASOF floor", 1.5, True,
+                           small_scale_why=_FIXED_COST + " (the floor has none of it)"),
+    "pit_vs_feast": Target("fastest Feast PIT / skewless PIT", 10.0, False,
+                           small_scale_why="both run in about a second and start-up costs dominate; Feast's cost "
+                                           "grows faster with rows"),
+    "pit_peak_rss": Target("PIT peak RSS", 2048, True, unit=" MB"),
+    "redis_read_vs_floor": Target("online read p50 / raw Redis MGET floor", 1.3, True),
+    "redis_read_vs_feast": Target("Feast online read p50 / skewless", 5.0, False),
+    "redis_materialize_rows_per_s": Target("materialize into Redis, rows written/s (best run)", 300_000, False,
+                                           unit=" rows/s",
+                                           small_scale_why="fixed per-run cost (process, registry, connections) "
+                                                           "over few rows"),
+    "redis_materialize_vs_feast": Target("Feast materialize wall / skewless (best vs best)", 10.0, False,
+                                         small_scale_why="fixed per-run cost over few rows"),
+    "serving_p50_ms": Target("HTTP p50 at 1 connection, a model that costs little per call (logreg1)", 1.0, True,
+                             unit=" ms"),
+}
+
+
+def verdict(figure: float | None, target: Target, scale: str = FULL_SCALE) -> str:
+    """``met``/``missed`` against ``target``; a miss below full scale says why, when the target is a full-scale one."""
+    if figure is None:
+        return f"no figure (target {target.describe()})"
+    if (figure <= target.limit) if target.at_most else (figure >= target.limit):
+        return f"met (target {target.describe()})"
+    if scale != FULL_SCALE and target.small_scale_why:
+        return (f"missed at --scale {scale} (target {target.describe()}): {target.small_scale_why}; "
+                f"the target applies at full scale")
+    return f"missed (target {target.describe()})"
+
+
+def verdict_lines(figures: list[tuple[str, str, float | None]], scale: str = FULL_SCALE) -> list[str]:
+    """One line per (target key, what was measured, figure): ``- what: figure -> met / missed ...``."""
+    lines = []
+    for key, label, figure in figures:
+        t = TARGETS[key]
+        shown = "-" if figure is None else (f"{figure:,.0f}{t.unit}" if figure >= 1000 else f"{figure:g}{t.unit}")
+        lines.append(f"- {label or t.what}: {shown} -> {verdict(figure, t, scale)}")
+    return lines
+
+
+def result_dirs(publish: bool) -> list[Path]:
+    """Where a run writes its results: bench/out/ (untracked) always; with --publish also bench/results/, the
+    results the README cites (so they change only when someone means them to)."""
+    return [OUT, PUBLISHED] if publish else [OUT]
