@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+# the repository root: the folder holding mkdocs.yml (however deep tests/ nests this file)
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "mkdocs.yml").exists())
 MKDOCS = Path(sys.executable).with_name("mkdocs")
 # what the hook needs beside docs/ and mkdocs.yml: the package folders (API reference, CLI, layer graph) and bench/
 TREE = ["sdk", "adapters", "serving", "localstack", "bench"]
