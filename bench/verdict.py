@@ -1,6 +1,6 @@
 """Each benchmark figure against its target: met or missed, and why a miss at a reduced scale is expected.
 
-Pure functions over the figures (no I/O), so the labelling is tested on crafted figures (tests/test_bench_verdict.py).
+Pure functions over the figures (no I/O), so the labelling is tested on crafted figures (bench/test_verdict.py).
 Where a run writes: ``bench/out/`` (untracked); ``--publish`` also writes ``bench/results/`` (``result_dirs``).
 """
 

@@ -2,13 +2,17 @@
 
     SkewlessError                 base class; catch this to catch everything skewless raises on purpose
     ├── ConfigError               skewless.yaml missing/invalid, unknown URL scheme, missing extra
-    │                             (the message names what to install)
+    │   │                         (the message names what to install)
+    │   └── TerraformError        a terraform command failed (defined in skewless.terraform_run)
     ├── DefinitionError           an entity / feature view / feature service is invalid or refers to something unknown
     ├── ValidationError           data handed to ingest or retrieval is malformed (names the column and first bad row)
     ├── ConflictError             a conditional commit lost a race (e.g. two concurrent `apply` runs); re-read and retry
     ├── NotFoundError             a named object, version or snapshot does not exist
     ├── EngineError               an offline engine could not run a query (e.g. out of memory); says what to tune
     └── StoreUnavailable          a backing store (file system, object store, database) cannot be reached
+
+The model server adds its own in ``skewless.serving.errors`` (each a ``SkewlessError``; the whole tree with HTTP
+statuses: docs/errors.md).
 
 Messages never carry credentials: URLs in them are redacted on construction (sdk/redact.py).
 

@@ -146,8 +146,8 @@ class _Server:
             log.exception("model failed to load", extra={"model": self.model.name})
             return
         # Everything loaded so far (libraries, the model) lives as long as the process: move it out of the
-        # collector's reach. Otherwise every full collection walks ~160k objects (pandas, sklearn, pyarrow...), a
-        # ~110 ms pause on the request path that showed as the p99 at one connection (55-80 ms against a 1 ms p50).
+        # collector's reach. Otherwise every full collection walks every object of pandas, sklearn, pyarrow..., a
+        # pause on the request path that was the p99 at one connection (bench/results/figures_in_code.md).
         gc.collect()
         gc.freeze()
         log.info("model loaded", extra={"model": self.model.name, "version": self.model.version,

@@ -93,8 +93,8 @@ class MicroBatcher:
         self._wake.set()
         if deadline is None:
             return await fut
-        # One timer that fails the future at the deadline (the worker then skips or drops it): ~1 us a request,
-        # where asyncio.wait_for's extra future and callbacks measured ~12 us.
+        # One timer that fails the future at the deadline (the worker then skips or drops it): a tenth of what
+        # asyncio.wait_for's extra future and callbacks cost (bench/results/figures_in_code.md).
         timer = loop.call_at(deadline, self._expire, fut)
         try:
             return await fut

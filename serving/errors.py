@@ -1,8 +1,11 @@
-"""Serving's errors and the one place they become HTTP statuses.
+"""Serving's own errors, and the one place errors become HTTP answers (status and JSON body).
 
-Serving raises the SDK's errors (``skewless.errors``) plus its own (below), all ``SkewlessError``s, so callers
-catch one tree. Every error the server can answer with maps to exactly one status here; anything not listed is a
-bug and answers 500 with its type only (the message may hold internals).
+The server raises the SDK's errors (``skewless.errors``) plus the ones below, all ``SkewlessError``s, so callers
+catch one tree (``MissingFeatures`` is a ``ValidationError``). ``http_status`` maps an error to its status by the
+first matching class of ``_STATUS`` (subclasses before their bases); a ``ValidationError`` that names a field
+(``column``) is 422, one that does not 400; any other exception is 500. ``error_body`` is the JSON answer:
+``{"error": <class>, "message": <first line>}`` plus ``column``/``row``/``features`` when known, and for an exception
+that is not a ``SkewlessError`` (a bug) only its type, since its message may hold internals.
 """
 
 from __future__ import annotations

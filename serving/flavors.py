@@ -173,8 +173,8 @@ class _SklearnModel(LoadedModel):
         # Fitted on a DataFrame: give it one (names are checked); fitted on arrays: give it an array (no warning).
         self.takes_frame = options.get("takes_frame", True)
         # The fast path. On a one-row DataFrame, scikit-learn's input check (pandas and narwhals dtype inspection)
-        # is most of the call: LogisticRegression.predict_proba took 612 us on a DataFrame and 144 us on the same
-        # values as an array. For an estimator that only checks the names, the check is done here instead: when the
+        # is most of the call: LogisticRegression.predict_proba took about four times as long on a DataFrame as on
+        # the same values as an array (bench/results/figures_in_code.md). For an estimator that only checks the names, the check is done here instead: when the
         # frame's columns are exactly the fitted names, in order, and all numeric, a copy of the estimator without
         # the recorded names gets the array (the number of columns is still checked by scikit-learn). Anything
         # else (pipelines, categorical or text columns, another order) keeps the DataFrame and the full check.

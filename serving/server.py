@@ -182,8 +182,8 @@ def run(cfg: ServeConfig) -> None:
     import uvicorn
 
     # One OpenMP thread unless the operator says otherwise (before the model's libraries load): a request is a few
-    # rows, and an OpenMP team spins after every parallel region, fighting the event loop for the cores. Measured
-    # with HistGradientBoosting on 2 cores: p50 8.9 -> 3.5 ms at 1 connection, 730 -> 1,500 req/s at 16.
+    # rows, and an OpenMP team spins after every parallel region, fighting the event loop for the cores (with
+    # HistGradientBoosting on 2 cores it halved p50 and doubled req/s: bench/results/figures_in_code.md).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     configure_logging(cfg.log_level)
     _, model, app = build(cfg)

@@ -11,7 +11,8 @@ view's row of one entity lives in one slot). Value, little-endian::
 
 Why one string and not a hash of fields: a batched read of any number of views and entities is then a single MGET
 (one command, not one HMGET per key), and a write of a new key is a plain ``SET ... NX`` that needs no script
-(``row_writes.py``): Redis spends ~1.9 µs per new row instead of ~5.5 µs for a scripted multi-field HSET + PEXPIREAT.
+(``row_writes.py``): Redis spends about a third of the time per new row that a scripted multi-field HSET + PEXPIREAT
+costs (figures: bench/results/figures_in_code.md).
 The order tuple leads the value so the newest-wins script reads only those 32 bytes (GETRANGE) and compares them
 with Lua's ``struct.unpack`` (numbers: every part fits a double exactly; the 64-bit write batch is split in two).
 

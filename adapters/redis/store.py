@@ -11,7 +11,7 @@
         socket_timeout: 5           # seconds per reply
         retries: 2                  # extra attempts after a connection failure, with exponential backoff
         backoff_base: 0.05, backoff_cap: 0.5
-        write_batch_rows: 128       # rows per script call: Redis serves nobody else meanwhile (~1 ms)
+        write_batch_rows: 128       # rows per script call: Redis serves nobody else meanwhile
         ttl_grace_seconds: 0        # keys of views with a TTL expire at event time + ttl + grace
         read_spin_us: 100           # a read polls the socket this long (+0.5 µs/key) before blocking (0: never)
 
