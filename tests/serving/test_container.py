@@ -57,7 +57,7 @@ def image(credit):
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
+def oci_registry(tmp_path_factory):
     _require_tools()
     reg = OciRegistry(tmp_path_factory.mktemp("registry-state"), port=free_port())
     assert reg.start()
@@ -79,18 +79,18 @@ def test_image_contract_and_baked_model(image):
     assert wheels_left == "0"  # the wheels were bind-mounted for the install, not left in a layer
 
 
-def test_push_with_token_login_and_wrong_token_refused(image, registry):
-    user, token = registry.credentials()
-    raw = registry.get_authorization_token()["authorizationData"][0]
+def test_push_with_token_login_and_wrong_token_refused(image, oci_registry):
+    user, token = oci_registry.credentials()
+    raw = oci_registry.get_authorization_token()["authorizationData"][0]
     assert base64.b64decode(raw["authorizationToken"]).decode() == f"AWS:{token}"  # ECR's response shape
-    assert raw["proxyEndpoint"] == f"http://{registry.endpoint}"
+    assert raw["proxyEndpoint"] == f"http://{oci_registry.endpoint}"
     with pytest.raises(StoreUnavailable, match="(?i)unauthorized|401|invalid"):
-        image_build.push_image(image, f"{registry.endpoint}/credit:1", user=user, password="wrong-token")
-    r = CliRunner().invoke(app, ["model", "push", image, f"{registry.endpoint}/credit:1",
-                                 "--local-state", str(registry.state)])
+        image_build.push_image(image, f"{oci_registry.endpoint}/credit:1", user=user, password="wrong-token")
+    r = CliRunner().invoke(app, ["model", "push", image, f"{oci_registry.endpoint}/credit:1",
+                                 "--local-state", str(oci_registry.state)])
     assert r.exit_code == 0, r.output
     print(f"\n{r.output.strip()}")
-    url = f"http://{registry.endpoint}/v2/credit/tags/list"
+    url = f"http://{oci_registry.endpoint}/v2/credit/tags/list"
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, auth=("AWS", "nope")).status_code == 401
     assert httpx.get(url, auth=(user, token)).json()["tags"] == ["1"]

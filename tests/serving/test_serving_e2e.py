@@ -17,7 +17,7 @@ import time
 import uuid
 
 import pytest
-from tests.serving.test_container import credit, image, registry  # noqa: F401 - fixtures, taken by name below
+from tests.serving.test_container import credit, image, oci_registry  # noqa: F401 - fixtures, taken by name below
 from tests.serving.test_deploy import (deploy_invoke_log_weights_and_rollback, eas_emulation, models,  # noqa: F401 - fixture
                                        sagemaker_emulation)
 from tests.serving.test_serving import free_port
@@ -34,18 +34,18 @@ def _running(ref: str) -> int:
     return sum(line.strip() == ref for line in out.splitlines())
 
 
-def test_image_from_the_registry_on_local_sagemaker_and_eas(image, registry, models, moto_endpoint,  # noqa: F811
+def test_image_from_the_registry_on_local_sagemaker_and_eas(image, oci_registry, models, moto_endpoint,  # noqa: F811
                                                             tmp_path):
     t_start = time.monotonic()
     store = models["store"]
-    user, token = registry.credentials()
-    ref = f"{registry.endpoint}/skewless-credit:e2e-{os.getpid()}"
+    user, token = oci_registry.credentials()
+    ref = f"{oci_registry.endpoint}/skewless-credit:e2e-{os.getpid()}"
     secs = image_build.push_image(image, ref, user=user, password=token)
     assert not image_build.image_exists(ref)  # what runs below can only come from the registry
     # Without credentials the registry refuses the pull: the containers below ran with the token's login.
     with pytest.raises(StoreUnavailable, match="(?i)unauthorized|authentication required"):
         PodmanRuntime(image=ref, state_dir=tmp_path / "no-auth").start(None, {}, free_port())
-    authfile = image_build.login(registry.endpoint, tmp_path / "auth.json", user=user, password=token)
+    authfile = image_build.login(oci_registry.endpoint, tmp_path / "auth.json", user=user, password=token)
     timings = {"push_s": secs}
     try:
         local = get_target("local", store, state_dir=tmp_path / "local", runtime="podman",
