@@ -8,7 +8,7 @@
 
 Each measurement runs in its own process (peak RSS is per task). Data is generated once per scale under
 .bench/data/<scale>; results go to bench/out/<scale>.json and .md (untracked) and are printed as a table with each
-figure met / missed against its target. --publish also writes them to bench/results/, the results the README cites.
+figure met / missed against its target. --publish also writes them to bench/results/, the results the docs cite.
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def main() -> None:
                                                         "for Redis materialize also the median)")
     p.add_argument("--feast-reps", type=int, default=1, help="Feast runs in the Redis section (best and median)")
     p.add_argument("--publish", action="store_true",
-                   help="also write the results to bench/results/ (the published ones the README cites); "
+                   help="also write the results to bench/results/ (the published ones the docs cite); "
                         "without it they go to bench/out/ only (untracked)")
     p.add_argument("--online", choices=["sqlite", "redis", "all"], default="sqlite",
                    help="sqlite: the benchmark above (embedded store); redis: only the Redis online store section "

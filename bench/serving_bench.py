@@ -235,7 +235,7 @@ def markdown(doc: dict) -> str:
         lines.append(f"| {r['model']} | {r['online']} | {s['p50_ms']:.3f} / {s['p99_ms']:.3f} | "
                      f"{b['p50_ms']:.3f} / {b['p99_ms']:.3f} |")
     # The p50 target is for a model that costs little per call; with a pipeline, scikit-learn's own per-call cost is
-    # the latency (README "Serving"), so those rows have no target.
+    # the latency (docs/benchmarks.md), so those rows have no target.
     cheap = [(r["case"], r["online"], r["latency_c1"]["p50_ms"]) for r in doc["http"]
              if r["case"].startswith("skewless, logreg1")]
     lines += ["", "targets:"] + verdict_lines(
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="logreg1,logreg,hgb")
     ap.add_argument("--tag", default="serving", help="results file name: bench/out/<tag>.{json,md}")
     ap.add_argument("--publish", action="store_true",
-                    help="also write bench/results/<tag>.{json,md}, the published results the README cites")
+                    help="also write bench/results/<tag>.{json,md}, the published results the docs cite")
     args = ap.parse_args(argv)
     if not shutil.which("wrk") and os.geteuid() == 0 and shutil.which("apt-get"):
         print("==> installing wrk (apt, Debian's package)", flush=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"  # every run's results (gitignored)
-PUBLISHED = ROOT / "bench" / "results"  # the results the README cites: written only with --publish
+PUBLISHED = ROOT / "bench" / "results"  # the results the docs cite: written only with --publish
 FULL_SCALE = "full"
 
 # The fixed per-query cost (registry read, snapshot resolution, plan, restoring the input order) is the same at any
@@ -76,5 +76,5 @@ def verdict_lines(figures: list[tuple[str, str, float | None]], scale: str = FUL
 
 def result_dirs(publish: bool) -> list[Path]:
     """Where a run writes its results: bench/out/ (untracked) always; with --publish also bench/results/, the
-    results the README cites (so they change only when someone means them to)."""
+    results the docs cite (so they change only when someone means them to)."""
     return [OUT, PUBLISHED] if publish else [OUT]

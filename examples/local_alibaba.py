@@ -6,7 +6,7 @@ emulator; training sets run as MaxCompute SQL), Tair online (the TairHash emulat
     python examples/local_alibaba.py REPO
 
 The same script runs against Alibaba Cloud with a skewless.yaml naming your OSS bucket, MaxCompute project and Tair
-instance (README "Alibaba Cloud").
+instance (docs/getting-started/alibaba.md).
 """
 
 import sys

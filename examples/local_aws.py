@@ -4,7 +4,7 @@
     skewless local config REPO --project example       # writes REPO/skewless.yaml pointing at it
     python examples/local_aws.py REPO
 
-The same script runs against real AWS with a skewless.yaml naming your bucket and cache (README "Local cloud and AWS").
+The same script runs against real AWS with a skewless.yaml naming your bucket and cache (docs/getting-started/aws.md).
 """
 
 import sys
