@@ -20,15 +20,15 @@ Service config read: ``metadata.name`` (required), ``metadata.group`` (default: 
 ``metadata.instance/cpu/memory`` (recorded). Services go Creating -> Running (or Failed with the log tail);
 an update starts the new backend before stopping the old one.
 
-Data plane (the gateway): ``POST|GET /api/predict/<service>`` needs that service's token in ``Authorization``
-(missing or wrong: 401) and is forwarded to its backend unchanged. ``/api/predict/<group>`` (a group name with
+Data plane (the gateway): ``POST|GET /api/predict/<service>`` needs that service's token in ``Authorization``,
+raw, ``Bearer <token>`` or the official client's ``EAS <signature>`` (``skewless.serving.eas_auth``; missing or
+wrong: 401) and is forwarded to its backend unchanged. ``/api/predict/<group>`` (a group name with
 no service of that name) accepts the token of any service in the group and routes each request to a Running
 member drawn by weight (the answer names it in ``X-Eas-Service``). ``GET /health`` is the emulator's liveness.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import random
 import secrets
@@ -36,6 +36,8 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
+
+from skewless.serving import eas_auth
 
 from . import emulator_http
 from .emulator_http import HOST, Reply, arguments, forward, json_reply, serve
@@ -210,18 +212,14 @@ class EasEmulator:
             self.runtime.stop(handle)
 
     # -- gateway -------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _token_ok(headers: dict[str, str], tokens: list[str]) -> bool:
-        given = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
-        given = given[7:] if given.lower().startswith("bearer ") else given
-        return bool(given) and any(hmac.compare_digest(given.encode(), t.encode()) for t in tokens)
-
     def predict(self, method: str, name: str, headers: dict[str, str], body: bytes) -> Reply:
         svc = self.services.get(name)
         members = [svc] if svc else [s for s in self.services.values() if s["group"] == name]
         if not members:
             return _error(404, "ServiceNotFound", f"no service or group {name}")
-        if not self._token_ok(headers, [m["token"] for m in members]):
+        lower = {k.lower(): v for k, v in headers.items()}
+        if not eas_auth.authorized(lower.get("authorization", ""), [m["token"] for m in members], method=method,
+                                   resource=f"/api/predict/{name}", headers=lower, body=body):
             return json_reply(401, {"error": "Unauthorized", "message": "missing or wrong Authorization token"},
                               {"WWW-Authenticate": "Bearer"})
         live = [m for m in members if m["status"] in ("Running", "Updating") and m["handle"]

@@ -7,16 +7,14 @@ processes and several clones share it.
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from skewless.errors import ConfigError
-from skewless.process import cache_dir
+from skewless.process import cache_dir, cached_venv
 
 LOCALSTACK_PINS = ["localstack-core[runtime]==2026.3.0", "cbor2<6", "pyopenssl<24.3", "cryptography<44",
                    "service_identity"]
@@ -51,28 +49,13 @@ def docker_engine() -> bool:
 def ensure_venv() -> Path:
     """The LocalStack venv's python, building the venv on first use."""
     venv = cache_dir() / "localstack-2026.3.0-py313"
-    python = venv / "bin" / "python"
-    marker = venv / ".skewless-ready"
-    if marker.exists():
-        return python
+    if (venv / ".skewless-ready").exists():
+        return venv / "bin" / "python"
     py313 = find_python313()
     if py313 is None:
         raise ConfigError("LocalStack host mode needs Python 3.13 (python3.13 on PATH or under pyenv), or a running "
                           "Docker engine for its container")
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / "localstack-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():
-            return python
-        print(f"==> building LocalStack's venv in {venv} (once per machine, ~1 min)", file=sys.stderr, flush=True)
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([py313, "-m", "venv", str(venv)], check=True)
-        proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", *LOCALSTACK_PINS],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ConfigError(f"installing LocalStack failed:\n{proc.stderr[-3000:]}")
-        marker.write_text("ok\n")
-    return python
+    return cached_venv(venv.name, py313, LOCALSTACK_PINS)
 
 
 def command(host: str, port: int, volume: Path) -> list[str]:

@@ -27,6 +27,34 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SKEWLESS_CACHE", Path.home() / ".cache" / "skewless"))
 
 
+def cached_venv(name: str, base_python: str, pins: list[str]) -> Path:
+    """The python of venv ``cache_dir()/name`` holding ``pins``, built on first use by ``base_python`` under a lock
+    (parallel processes and clones build it once; a failed build leaves no ready marker). ConfigError on failure."""
+    import fcntl
+    import shutil
+    import sys
+
+    from skewless.errors import ConfigError
+
+    venv = cache_dir() / name
+    python, marker = venv / "bin" / "python", venv / ".skewless-ready"
+    if marker.exists():
+        return python
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return python
+        print(f"==> building the venv {venv} for {' '.join(pins)} (once per machine)", file=sys.stderr, flush=True)
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([base_python, "-m", "venv", str(venv)], check=True)
+        proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", *pins], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ConfigError(f"installing {' '.join(pins)} failed:\n{proc.stderr[-3000:]}")
+        marker.write_text("ok\n")
+    return python
+
+
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

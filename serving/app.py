@@ -6,7 +6,10 @@
 
 Access. With a token configured (``SKEWLESS_SERVING_TOKEN``; the EAS contract requires one), every route but the
 health checks needs ``Authorization: <token>`` or ``Authorization: Bearer <token>``, else 401 (checked before the
-body is read; nothing is predicted or logged): both prediction routes (``/invocations`` too: it shares the port),
+body is read; nothing is predicted or logged). ``/api/predict/<service>`` also takes ``Authorization: EAS <signature>``,
+what Alibaba's ``eas_prediction`` client sends by default (see ``eas_auth``): it signs the body's md5, so that one
+form is checked once the body is read (within ``max_body_bytes``), still before anything is predicted or logged. It
+applies to: both prediction routes (``/invocations`` too: it shares the port),
 ``GET /api/predict/<service>``, ``/metrics`` (model names, traffic and error counts), ``/openapi.json`` and
 ``/docs`` (the model's keys and features). ``/ping``, ``/ready`` and ``/live`` stay open, as the platforms' health
 checks carry no credentials, and say only ready or not, the model's name and version, and a one-line reason. Without
@@ -37,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +56,7 @@ from starlette.routing import Route
 
 from skewless.errors import SkewlessError, StoreUnavailable, ValidationError
 
-from . import openapi
+from . import eas_auth, openapi
 from .batcher import MicroBatcher
 from .breaker import StoreBreaker
 from .errors import NotReady, PayloadTooLarge, Unauthorized, error_body, http_status
@@ -218,27 +220,37 @@ class _Server:
         return await self._predict(request, "sagemaker")
 
     async def eas_predict(self, request: Request) -> Response:
-        # The token first: a caller without it learns nothing, not even the service's name.
-        if (denied := self._deny(request, "eas")) is not None:
+        # The token first: a caller without it learns nothing, not even the service's name. The signed form (the
+        # official client's default) covers the body's md5, so that one check reads the (bounded) body first.
+        raw = None
+        if self.opts.token and eas_auth.is_signed(auth := request.headers.get("authorization", "")):
+            try:
+                raw = await self._body(request)
+            except PayloadTooLarge as exc:
+                self._count("eas", 413).inc()
+                return _json(error_body(exc), 413, {"Connection": "close"})
+            if not eas_auth.signature_ok(auth, (self.opts.token,), method=request.method, headers=request.headers,
+                                         resource=f"/api/predict/{request.path_params['service']}", body=raw):
+                return self._unauthorized("eas")
+        elif (denied := self._deny(request, "eas")) is not None:
             return denied
         if request.path_params["service"] != self.service:
             return _json({"error": "NotFoundError", "message": f"no service {request.path_params['service']!r} "
                           f"here (this is {self.service!r})"}, 404)
         if request.method == "GET":
             return await self.ping(request)
-        return await self._predict(request, "eas")
+        return await self._predict(request, "eas", raw)
 
     def _deny(self, request: Request, route: str) -> Response | None:
-        """None when the request may go on (no token configured, or the right one given); else the 401 answer,
-        sent before the body is read (and closing the connection, so an unread body is not read either)."""
+        """None when the request may go on (no token configured, or the right one given, raw or ``Bearer``); else
+        the 401 answer, sent before the body is read (and closing the connection, so an unread body is not read
+        either)."""
         token = self.opts.token
-        if not token:
+        if not token or eas_auth.token_ok(request.headers.get("authorization", ""), (token,)):
             return None
-        given = request.headers.get("authorization", "")
-        if given[:7].lower() == "bearer ":
-            given = given[7:]
-        if given and hmac.compare_digest(given.encode(), token.encode()):
-            return None
+        return self._unauthorized(route)
+
+    def _unauthorized(self, route: str) -> Response:
         self._count(route, 401).inc()
         return _json(error_body(Unauthorized("missing or wrong Authorization token")), 401,
                      {"WWW-Authenticate": "Bearer", "Connection": "close"})
@@ -259,14 +271,15 @@ class _Server:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _predict(self, request: Request, route: str) -> Response:
+    async def _predict(self, request: Request, route: str, raw: bytes | None = None) -> Response:
         t0 = time.perf_counter()
         rid = request.headers.get("x-request-id") or request.headers.get("x-amzn-requestid")
         headers = {}
         try:
             # The (bounded) body first: an answer sent with the body unread would leave the connection to read and
             # discard the rest of it, however large.
-            raw = await self._body(request)
+            if raw is None:
+                raw = await self._body(request)
             if not self.model.loaded:
                 raise NotReady(f"model {self.model.name!r} is not loaded yet"
                                + (f" (load failed: {self.model.error})" if self.model.error else ""))
