@@ -6,13 +6,13 @@
 
 Access. With a token configured (``SKEWLESS_SERVING_TOKEN``; the EAS contract requires one), every route but the
 health checks needs ``Authorization: <token>`` or ``Authorization: Bearer <token>``, else 401 (checked before the
-body is read; nothing is predicted or logged). ``/api/predict/<service>`` also takes ``Authorization: EAS <signature>``,
-what Alibaba's ``eas_prediction`` client sends by default (see ``eas_auth``): it signs the body's md5, so that one
-form is checked once the body is read (within ``max_body_bytes``), still before anything is predicted or logged. It
-applies to: both prediction routes (``/invocations`` too: it shares the port),
+body is read; nothing is predicted or logged): both prediction routes (``/invocations`` too: it shares the port),
 ``GET /api/predict/<service>``, ``/metrics`` (model names, traffic and error counts), ``/openapi.json`` and
 ``/docs`` (the model's keys and features). ``/ping``, ``/ready`` and ``/live`` stay open, as the platforms' health
-checks carry no credentials, and say only ready or not, the model's name and version, and a one-line reason. Without
+checks carry no credentials, and say only ready or not, the model's name and version, and a one-line reason. The
+EAS route (``/api/predict/<service>``) also takes ``Authorization: EAS <signature>``, what Alibaba's
+``eas_prediction`` client sends by default (``eas_auth``); it signs the body's md5, so that form alone is checked
+once the body is read (within ``max_body_bytes``), still before anything is predicted or logged. Without
 a token nothing is checked: on SageMaker, IAM authenticates callers of InvokeEndpoint before they reach the
 container (and InvokeEndpoint does not forward an Authorization header). ``skewless model serve`` listens on
 127.0.0.1 unless told otherwise (``--host``/``SKEWLESS_HOST``); the image sets ``SKEWLESS_HOST=0.0.0.0``.
