@@ -102,7 +102,7 @@ class _Server:
         self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-health")
         self.breaker = StoreBreaker(self._probe_store, self.health_pool, cooldown=opts.store_check_seconds,
                                     probe_timeout=opts.store_check_timeout, on_open=self._store_down,
-                                    on_probe=self.metrics.store_probes.inc)
+                                    on_probe=self.metrics.store_probes.inc, on_failure=self.metrics.store_errors.inc)
         # Lone small batches run on the event loop (see batcher) only where a hung store cannot stall it for long:
         # an embedded store, or one whose reads can be bounded (can_bound_reads, bounded_reads); never any other.
         online = model.store.online
@@ -297,7 +297,6 @@ class _Server:
             status, content = http_status(exc), error_body(exc)
             if isinstance(exc, StoreUnavailable):
                 if not getattr(exc, "from_breaker", False):  # the store itself failed, not the open breaker
-                    self.metrics.store_errors.inc()
                     self.breaker.failed(content["message"])
                 headers["Retry-After"] = str(max(1, round(self.opts.store_check_seconds)))
             elif isinstance(exc, PayloadTooLarge):

@@ -13,7 +13,8 @@ breaker open until the store answers or its own socket timeout ends it; then the
 (``/ping``) uses the same probe and state, so the two never disagree. The breaker starts open (unknown): the first
 prediction or readiness check probes. ``on_open`` is called (on the event loop) each time the breaker opens, so the
 server fails the requests already queued or running against the store instead of letting them wait out the store's
-own timeouts.
+own timeouts. ``on_failure`` is called for every failure of the store itself, whichever saw it first (a
+prediction or a probe: which one does is a race when both run at once), never for the open breaker's own answers.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ NEVER = float("-inf")
 class StoreBreaker:
     def __init__(self, probe: Callable[[], None], pool: Executor, *, cooldown: float, probe_timeout: float,
                  on_open: Callable[[StoreUnavailable], None] | None = None,
-                 on_probe: Callable[[], None] | None = None):
+                 on_probe: Callable[[], None] | None = None,
+                 on_failure: Callable[[], None] | None = None):
         self._probe_fn, self._pool = probe, pool
         self.cooldown, self.probe_timeout = cooldown, probe_timeout
         self._on_open = on_open or (lambda exc: None)
         self._on_probe = on_probe or (lambda: None)
+        self._on_failure = on_failure or (lambda: None)
         self.closed = False  # True: the store answered last time
         self.checked = NEVER  # monotonic time of the last result (success or failure)
         self.reason = "the online store was not checked yet"
@@ -49,6 +52,7 @@ class StoreBreaker:
         """The store failed (a prediction's StoreUnavailable, a probe's error or silence): open."""
         was_closed, first = self.closed, self.checked == NEVER
         self.closed, self.checked, self.reason = False, time.monotonic(), reason
+        self._on_failure()
         if was_closed or first:
             log.warning("online store unavailable: failing predictions fast", extra={"error": reason})
         if was_closed:

@@ -25,7 +25,8 @@ class Metrics:
         self.overrunning = Gauge("skewless_predictions_overrunning", "Predictions past their timeout (answered "
                                  "504) whose model call is still running", registry=r)
         self.ready = Gauge("skewless_ready", "1 when the model is loaded and the online store answers", registry=r)
-        self.store_errors = Counter("skewless_online_store_errors", "Online store failures seen by the server",
+        self.store_errors = Counter("skewless_online_store_errors", "Online store failures seen by the server (a "
+                                    "prediction's read or a probe's round trip; not the open breaker's answers)",
                                     registry=r)
         self.breaker_open = Gauge("skewless_online_store_breaker_open", "1 while predictions fail fast because the "
                                   "online store is known down", registry=r)
