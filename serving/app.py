@@ -1,14 +1,16 @@
-"""The HTTP server: one Starlette app that speaks both managed contracts.
+"""The HTTP server: one Starlette app that speaks the managed platforms' contracts and the v2 inference protocol.
 
     SageMaker  GET /ping, POST /invocations
     PAI-EAS    POST /api/predict/<service>, GET same for health
-    both       GET /live, /ready, /metrics (Prometheus), /openapi.json, /docs
+    v2         GET /v2/health/live|ready, /v2, /v2/models/<name>[/versions/<v>][/ready], POST .../infer (``v2``)
+    all        GET /live, /ready, /metrics (Prometheus), /openapi.json, /docs
 
 Access. With a token configured (``SKEWLESS_SERVING_TOKEN``; the EAS contract requires one), every route but the
 health checks needs ``Authorization: <token>`` or ``Authorization: Bearer <token>``, else 401 (checked before the
 body is read; nothing is predicted or logged): both prediction routes (``/invocations`` too: it shares the port),
 ``GET /api/predict/<service>``, ``/metrics`` (model names, traffic and error counts), ``/openapi.json`` and
-``/docs`` (the model's keys and features). ``/ping``, ``/ready`` and ``/live`` stay open, as the platforms' health
+``/docs`` (the model's keys and features), and the v2 routes but ``/v2/health/*``. ``/ping``, ``/ready`` and
+``/live`` (and ``/v2/health/live|ready``) stay open, as the platforms' health
 checks carry no credentials, and say only ready or not, the model's name and version, and a one-line reason. The
 EAS route (``/api/predict/<service>``) also takes ``Authorization: EAS <signature>``, what Alibaba's
 ``eas_prediction`` client sends by default (``eas_auth``); it signs the body's md5, so that form alone is checked
@@ -56,7 +58,7 @@ from starlette.routing import Route
 
 from skewless.errors import SkewlessError, StoreUnavailable, ValidationError
 
-from . import eas_auth, openapi
+from . import eas_auth, openapi, v2
 from .batcher import MicroBatcher
 from .breaker import StoreBreaker
 from .errors import NotReady, PayloadTooLarge, Unauthorized, error_body, http_status
@@ -64,7 +66,7 @@ from .metrics import Metrics
 from .model import ServedModel
 
 log = logging.getLogger("skewless.serving")
-CONTRACTS = ("sagemaker", "eas")
+CONTRACTS = ("sagemaker", "eas", "v2")
 # A lone small prediction run on the event loop gives its online read this long before handing the request to the
 # predict thread: a store that hangs right then stalls the loop for this bound, not for the store's own timeouts.
 INLINE_READ_SECONDS = 0.1
@@ -72,7 +74,7 @@ INLINE_READ_SECONDS = 0.1
 
 @dataclass
 class AppOptions:
-    contracts: tuple[str, ...] = CONTRACTS
+    contracts: tuple[str, ...] = ("sagemaker", "eas")
     token: str | None = None  # required by every route but /ping, /ready, /live when set (the EAS contract needs one)
     service: str | None = None  # the EAS service name in the path (default: the model's name)
     max_batch_rows: int = 256
@@ -271,7 +273,9 @@ class _Server:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _predict(self, request: Request, route: str, raw: bytes | None = None) -> Response:
+    async def _predict(self, request: Request, route: str, raw: bytes | None = None, codec=None) -> Response:
+        """One prediction request, any contract. ``codec`` (e.g. ``v2.InferCodec``): a protocol whose body is not
+        the JSON rows, turned into the same ``Request`` (``decode``) and its answer back (``respond``)."""
         t0 = time.perf_counter()
         rid = request.headers.get("x-request-id") or request.headers.get("x-amzn-requestid")
         headers = {}
@@ -283,11 +287,14 @@ class _Server:
             if not self.model.loaded:
                 raise NotReady(f"model {self.model.name!r} is not loaded yet"
                                + (f" (load failed: {self.model.error})" if self.model.error else ""))
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise ValidationError(f"the request body is not valid JSON: {exc}") from None
-            req = self.model.parse(body, rid)
+            if codec is None:
+                try:
+                    body = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    raise ValidationError(f"the request body is not valid JSON: {exc}") from None
+                req = self.model.parse(body, rid)
+            else:
+                req = codec.decode(raw, rid)
             rid = req.request_id
             if not self.breaker.closed:
                 await self.breaker.admit()
@@ -312,6 +319,8 @@ class _Server:
             headers["x-request-id"] = rid
         self._count(route, status).inc()
         self._latency(route).observe(time.perf_counter() - t0)
+        if codec is not None:
+            return codec.respond(content, status, headers)
         return _json(content, status, headers)
 
     # Label children cached per server: prometheus-client's labels() takes a lock and builds a key on every call.
@@ -375,6 +384,8 @@ def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlet
         routes += [Route("/ping", srv.ping), Route("/invocations", srv.invocations, methods=["POST"])]
     if "eas" in opts.contracts:
         routes += [Route("/api/predict/{service}", srv.eas_predict, methods=["GET", "POST"])]
+    if "v2" in opts.contracts:
+        routes += v2.V2Routes(srv).routes()
     app = Starlette(routes=routes, lifespan=srv.lifespan, exception_handlers={HTTPException: _http_error})
     app.state.server = srv
     return app

@@ -93,15 +93,87 @@ def document(m: ModelManifest, version: int, contracts: tuple[str, ...], service
         paths["/invocations"] = {"post": predict}
     if "eas" in contracts:
         paths[f"/api/predict/{service}"] = {"post": predict, "get": {"summary": "EAS health check", **health}}
+    schemas: dict = {}
+    if "v2" in contracts:
+        v2_paths, schemas = _v2(m, version)
+        paths.update(v2_paths)
     if token:  # the EAS contract always has one
-        guarded = [op for path, ops in paths.items() if path not in ("/ping", "/ready", "/live") for op in ops.values()]
-        for op in guarded:
-            op["security"] = [{"token": []}]
-            op["responses"] = {**op["responses"], "401": _error("Missing or wrong token")}
+        open_paths = ("/ping", "/ready", "/live", "/v2/health/live", "/v2/health/ready")
+        for path, ops in paths.items():
+            if path in open_paths:
+                continue
+            denied = _error("Missing or wrong token")
+            if path.startswith("/v2"):  # the protocol's error shape
+                denied["content"]["application/json"]["schema"]["$ref"] = "#/components/schemas/V2Error"
+            for op in ops.values():
+                op["security"] = [{"token": []}]
+                op["responses"] = {**op["responses"], "401": denied}
     return {"openapi": "3.1.0",
             "info": {"title": f"skewless model {m.name}", "version": str(version), "description": m.description},
             "paths": paths,
             "components": {"schemas": {"Error": {"type": "object", "properties": {
                 "error": {"type": "string"}, "message": {"type": "string"}, "column": {"type": "string"},
-                "row": {"type": "integer"}}}},
+                "row": {"type": "integer"}}}, **schemas},
                 "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}}}}
+
+
+def _v2(m: ModelManifest, version: int) -> tuple[dict, dict]:
+    """The Open Inference Protocol v2 routes (serving/v2.py) and their schemas: one input tensor per entity key
+    and request-time field, one output tensor per model output."""
+    from .v2 import ACCEPTS, DATATYPE
+
+    fields = {i["source"][8:]: i["dtype"] for i in m.inputs if i["source"].startswith("request:")}
+    types = {**m.request_keys, **fields}
+    scalar = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
+    tensor = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+        "name": {"type": "string", "enum": list(types)},
+        "datatype": {"type": "string", "enum": sorted({a for d in types.values() for a in ACCEPTS[d]})},
+        "shape": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "integer", "minimum": 0},
+                  "description": "[N] or [N, 1]: one value per row; every input has the same N"},
+        "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}},
+        "data": {"type": "array", "items": {"anyOf": [scalar, {"type": "array", "items": scalar}]}}}}
+    out = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+        "name": {"type": "string", "enum": [o["name"] for o in m.outputs]}, "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "array"},
+        "parameters": {"type": "object"}}}
+    request = {"type": "object", "required": ["inputs"], "properties": {
+        "id": {"type": "string"}, "parameters": {"type": "object"},
+        "inputs": {"type": "array", "minItems": 1, "items": tensor,
+                   "description": f"entity keys (required): {sorted(m.request_keys)}; request-time fields "
+                                  f"(optional, null when left out): {sorted(fields)}; datatypes: "
+                                  + ", ".join(f"{k} {DATATYPE[d]}" for k, d in types.items())},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "parameters": {"type": "object"}}}}}}
+    response = {"type": "object", "required": ["model_name", "outputs"], "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+        "parameters": {"type": "object", "properties": {"missing_rows": {"type": "integer", "minimum": 0},
+                                                        "feature_status": {"type": "string"}}},
+        "outputs": {"type": "array", "items": out}}}
+    error = {"type": "object", "required": ["error"], "properties": {
+        "error": {"type": "string"}, "error_type": {"type": "string"}, "column": {"type": "string"},
+        "row": {"type": "integer"}}}
+
+    def err(desc: str) -> dict:
+        return {"description": desc,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2Error"}}}}
+    infer = {"summary": f"v2 inference with {m.name}", "requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/V2InferRequest"}}}},
+        "responses": {"200": {"description": "One output tensor per requested output (all by default)", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/V2InferResponse"}}}},
+            "400": err("A malformed tensor: wrong datatype, shape or data, or no input for a key"),
+            "404": err("Another model or version"), "413": err("The body is larger than the server accepts"),
+            "422": err("A value does not fit its field, or (policy reject) required features are missing"),
+            "429": err("Request queue full"), "500": err("The model failed"),
+            "503": err("Model not loaded, or the online store is unavailable"), "504": err("Predict timeout")}}
+    ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+    not_ready = {"description": "Not ready"}
+    paths = {"/v2/health/live": {"get": {"summary": "v2 liveness", "responses": {"200": ok}}},
+             "/v2/health/ready": {"get": {"summary": "v2 readiness", "responses": {"200": ok, "503": not_ready}}},
+             "/v2": {"get": {"summary": "v2 server metadata", "responses": {"200": ok}}}}
+    for base in (f"/v2/models/{m.name}", f"/v2/models/{m.name}/versions/{version}"):
+        paths[base] = {"get": {"summary": "Model metadata: input and output tensors",
+                               "responses": {"200": ok, "404": err("Another model or version")}}}
+        paths[f"{base}/ready"] = {"get": {"summary": "v2 model readiness", "responses": {
+            "200": ok, "503": not_ready, "404": err("Another model or version")}}}
+        paths[f"{base}/infer"] = {"post": {**infer, "responses": dict(infer["responses"])}}
+    return paths, {"V2InferRequest": request, "V2InferResponse": response, "V2Error": error}

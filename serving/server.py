@@ -6,7 +6,8 @@ Environment (each has a ``skewless model serve`` option):
     SKEWLESS_REPO             folder with skewless.yaml (default: <model dir>/repo if present, else .)
     SKEWLESS_MODEL_DIR        an unpacked artifact (default: /opt/ml/model, SageMaker's)
     SKEWLESS_MODEL, SKEWLESS_MODEL_VERSION | SKEWLESS_MODEL_STAGE     or: fetch it from the model registry
-    SKEWLESS_CONTRACT         sagemaker (default) | eas | both
+    SKEWLESS_CONTRACT         sagemaker (default) | eas | v2 | both (sagemaker,eas), or a comma-separated list of
+                              them, e.g. sagemaker,v2 (v2: the Open Inference Protocol's /v2 routes, serving/v2.py)
     SAGEMAKER_BIND_TO_PORT    SageMaker's port (default 8080); SKEWLESS_PORT: EAS's (default 8000)
     SKEWLESS_SERVING_TOKEN    when set, every route but /ping, /ready, /live needs ``Authorization: [Bearer ]<token>``
                               (both contracts' prediction routes, /metrics, /openapi.json, /docs); EAS requires one
@@ -93,18 +94,31 @@ class ServeConfig:
         return cfg
 
     def contracts(self) -> tuple[str, ...]:
-        if self.contract == "both":
-            return ("sagemaker", "eas")
-        if self.contract not in ("sagemaker", "eas"):
-            raise ConfigError(f"contract must be sagemaker, eas or both, not {self.contract!r}")
-        return (self.contract,)
+        return parse_contracts(self.contract)
 
     def resolved_port(self) -> int:
         if self.port is not None:
             return self.port
-        if self.contract == "eas":
+        contracts = self.contracts()
+        if "eas" in contracts and "sagemaker" not in contracts:  # EAS's port, unless SageMaker's contract is on
             return int(os.environ.get("SKEWLESS_PORT", "8000"))
         return int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+
+
+# -- SKEWLESS_CONTRACT: kept apart from the rest of the environment's parsing (issue 14's v2 contract) --------------
+def parse_contracts(value: str) -> tuple[str, ...]:
+    """``both`` (sagemaker and eas), one contract, or a comma-separated list of known ones (``app.CONTRACTS``), in
+    that order; ConfigError naming SKEWLESS_CONTRACT otherwise."""
+    from .app import CONTRACTS
+
+    if value.strip() == "both":
+        return ("sagemaker", "eas")
+    names = [c.strip() for c in value.split(",")]
+    unknown = [c for c in names if c not in CONTRACTS]
+    if unknown or not names:
+        raise ConfigError(f"SKEWLESS_CONTRACT (--contract) must be both or a comma-separated list of "
+                          f"{', '.join(CONTRACTS)}, not {value!r}")
+    return tuple(c for c in CONTRACTS if c in names)
 
 
 class JsonFormatter(logging.Formatter):
