@@ -12,7 +12,13 @@ import time
 import httpx
 import numpy as np
 import pytest
+import schemathesis
 import tritonclient.http as triton
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                               status_code_conformance)
 from tritonclient.utils import InferenceServerException
 
 import skewless as sk
@@ -22,7 +28,10 @@ from skewless.serving.server import ServeConfig, parse_contracts
 from tests.serving.test_serving import TOKEN, running, trained_credit
 from tests.serving.test_serving_registry import small_repo
 
-AUTH = {"Authorization": TOKEN}
+
+def auth() -> dict:
+    """A fresh header dict per call: tritonclient's infer adds its own headers to the dict it is given."""
+    return {"Authorization": TOKEN}
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +59,18 @@ def test_tritonclient_predicts_as_the_sagemaker_route_and_each_row_is_logged_onc
     with running(cfg) as (http, model):
         c = client(http)
         assert c.is_server_live() and c.is_server_ready()  # the health checks need no token
-        assert c.is_model_ready("credit", headers=AUTH) and c.is_model_ready("credit", "0", headers=AUTH)
-        meta = c.get_model_metadata("credit", headers=AUTH)
+        assert c.is_model_ready("credit", headers=auth()) and c.is_model_ready("credit", "0", headers=auth())
+        meta = c.get_model_metadata("credit", headers=auth())
         assert meta["name"] == "credit" and meta["versions"] == ["0"]
         assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [("loan_id", "INT64", [-1])]
         assert [(o["name"], o["datatype"]) for o in meta["outputs"]] == [("proba_0", "FP64"), ("proba_1", "FP64")]
-        assert c.get_server_metadata(headers=AUTH)["extensions"] == ["binary_tensor_data"]
+        assert c.get_server_metadata(headers=auth())["extensions"] == ["binary_tensor_data"]
 
         sagemaker = http.post("/invocations", json=[{"loan_id": i} for i in ids], headers={"x-request-id": "sm"})
         assert sagemaker.status_code == 200, sagemaker.text
         expected = [p["proba_1"] for p in sagemaker.json()["predictions"]]
         # JSON tensors, one output asked for in JSON
-        res = c.infer("credit", [loan_input(ids, binary=False)], request_id="v2-json", headers=AUTH,
+        res = c.infer("credit", [loan_input(ids, binary=False)], request_id="v2-json", headers=auth(),
                       outputs=[triton.InferRequestedOutput("proba_1", binary_data=False)])
         doc = res.get_response()
         assert doc["model_name"] == "credit" and doc["model_version"] == "0" and doc["id"] == "v2-json"
@@ -70,7 +79,7 @@ def test_tritonclient_predicts_as_the_sagemaker_route_and_each_row_is_logged_onc
         assert doc["parameters"]["missing_rows"] == 0
         # the client's defaults: binary input tensors, every output in binary, a version in the path
         res = c.infer("credit", [loan_input(ids, binary=True)], model_version="0", request_id="v2-bin",
-                      headers=AUTH)
+                      headers=auth())
         assert res.get_response()["outputs"][0]["parameters"]["binary_data_size"] == 8 * len(ids)
         assert res.as_numpy("proba_1").tolist() == expected
         assert (res.as_numpy("proba_0") + res.as_numpy("proba_1") == pytest.approx(1.0))
@@ -264,3 +273,21 @@ def test_contract_lists_in_the_environment_and_the_openapi_document(credit, monk
         tensor = doc["components"]["schemas"]["V2InferRequest"]["properties"]["inputs"]["items"]
         assert tensor["properties"]["name"]["enum"] == ["loan_id"]
         assert "security" not in doc["paths"]["/v2/health/ready"]["get"]
+        # schemathesis on the v2 routes of that document: valid and invalid requests, no 5xx, every status and
+        # body as documented (a request the schema allows may still be refused: it cannot say "the same N for
+        # every input", so positive_data_acceptance is not asked for)
+        schema = schemathesis.openapi.from_url(f"{http.base_url}/openapi.json", headers=auth())
+        for method, path, mode, examples in [("POST", "/v2/models/credit/infer", "positive", 60),
+                                             ("POST", "/v2/models/credit/infer", "negative", 60),
+                                             ("GET", "/v2/models/credit", "positive", 3),
+                                             ("GET", "/v2/health/ready", "positive", 3)]:
+            operation = schema[path][method]
+
+            @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
+            @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                      suppress_health_check=list(HealthCheck))
+            def run(case):
+                case.call_and_validate(headers=auth(), checks=[not_a_server_error, status_code_conformance,
+                                                             content_type_conformance, response_schema_conformance])
+            run()
+        assert 'skewless_requests_total{route="v2",status="400"}' in http.get("/metrics").text  # they got there
