@@ -54,7 +54,6 @@ ACCEPTS = {"Int32": _INTS, "Int64": _INTS, "Float32": ("FP16", "FP32", "FP64"), 
 # Little-endian numpy types of the binary tensor extension (BOOL: one byte each).
 _NUMPY = {"BOOL": "?", "INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "UINT8": "u1", "UINT16": "<u2",
           "UINT32": "<u4", "UINT64": "<u8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
-
 _RANGE = {t: (int(np.iinfo(_NUMPY[t]).min), int(np.iinfo(_NUMPY[t]).max)) for t in _INTS}
 
 
@@ -152,6 +151,8 @@ class InferCodec:
         self._requested(body.get("outputs"), params.get("binary_data_output") is True)
         columns = self._columns(body["inputs"], binary)
         n = len(next(iter(columns.values())))
+        if n == 0:
+            raise _bad("the input tensors hold no rows (shape [0])")
         rows = [{k: col[i] for k, col in columns.items()} for i in range(n)]
         return self.model.parse(rows, self.id or rid)
 

@@ -27,6 +27,7 @@ from skewless.serving import package_model, read_log
 from skewless.serving.server import ServeConfig, parse_contracts
 from tests.serving.test_serving import TOKEN, running, trained_credit
 from tests.serving.test_serving_registry import small_repo
+from tests.support import kserve_client
 
 
 def auth() -> dict:
@@ -111,7 +112,8 @@ def test_tritonclient_predicts_as_the_sagemaker_route_and_each_row_is_logged_onc
 
 
 def test_bad_tensors_are_400_and_another_model_or_version_404_in_the_protocol_shape(credit):
-    cfg = ServeConfig(repo=str(credit["repo"]), model_dir=str(credit["artifact"].path), contract="sagemaker,v2")
+    cfg = ServeConfig(repo=str(credit["repo"]), model_dir=str(credit["artifact"].path), contract="sagemaker,v2",
+                      max_body_bytes=64 * 1024)
     loan = int(credit["loans"].loan_id.iloc[0])
     ok = {"name": "loan_id", "datatype": "INT64", "shape": [1], "data": [loan]}
     bad = {
@@ -124,6 +126,7 @@ def test_bad_tensors_are_400_and_another_model_or_version_404_in_the_protocol_sh
         "no data": {"inputs": [{k: v for k, v in ok.items() if k != "data"}]},
         "an unknown input": {"inputs": [{**ok, "name": "zipcode"}]},  # a lookup key, read from a view: no input
         "no inputs": {"inputs": []},
+        "no rows": {"inputs": [{**ok, "shape": [0], "data": []}]},
         "an input twice": {"inputs": [ok, ok]},
         "an unknown output": {"inputs": [ok], "outputs": [{"name": "proba_9"}]},
         "a non-string id": {"inputs": [ok], "id": 7},
@@ -149,6 +152,11 @@ def test_bad_tensors_are_400_and_another_model_or_version_404_in_the_protocol_sh
         # a value beyond its tensor's datatype is a malformed tensor
         r = http.post("/v2/models/credit/infer", json={"inputs": [{**ok, "data": [2**63]}]})
         assert r.status_code == 400 and "is not a INT64 value" in r.json()["error"], r.text
+        # a body past the limit: 413 before it is read whole, the connection closed
+        many = [loan] * 20_000
+        r = http.post("/v2/models/credit/infer", json={"inputs": [{**ok, "shape": [len(many)], "data": many}]})
+        assert r.status_code == 413 and r.json()["error_type"] == "PayloadTooLarge" and "bytes" in r.json()["error"]
+        assert r.headers["connection"] == "close"
         # another model, another version: 404, in the protocol's shape, from the official client too
         for path in ("/v2/models/other/infer", "/v2/models/credit/versions/3/infer"):
             r = http.post(path, json={"inputs": [ok]})
@@ -167,6 +175,36 @@ def test_bad_tensors_are_400_and_another_model_or_version_404_in_the_protocol_sh
         assert model.log.pending + model.log.written == 0  # nothing bad was predicted or logged
         # and the server still predicts
         assert c.infer("credit", [loan_input([loan], binary=True)]).as_numpy("proba_1").shape == (1,)
+
+
+def test_kserve_inference_rest_client_predicts_as_the_sagemaker_route(credit):
+    """KServe's own v2 client, from its venv (it pins psutil<6): health, JSON and binary tensors, the protocol's
+    error for a wrong datatype and for a missing token; the rows logged once each."""
+    python = kserve_client.ensure_venv()
+    cfg = ServeConfig(repo=str(credit["repo"]), model_dir=str(credit["artifact"].path), contract="sagemaker,v2",
+                      token=TOKEN, log_flush_seconds=3600)
+    ids = [int(i) for i in credit["loans"].loan_id]
+    with running(cfg) as (http, model):
+        expected = [p["proba_1"] for p in http.post("/invocations", json=[{"loan_id": i} for i in ids],
+                                                    headers={"x-request-id": "sm"}).json()["predictions"]]
+        loans = {"name": "loan_id", "datatype": "INT64", "data": ids}
+        out = kserve_client.kserve_session(python, str(http.base_url), "credit", [
+            {"id": "ks-json", "inputs": [loans], "outputs": ["proba_1"]},
+            {"id": "ks-bin", "inputs": [{**loans, "binary": True}]},
+            {"id": "ks-bad", "inputs": [{**loans, "datatype": "FP64", "data": [float(i) for i in ids]}]}], TOKEN)
+        assert out["live"] and out["ready"] and out["model_ready"]
+        ok_json, ok_bin, bad = out["results"]
+        assert ok_json["status"] == 200 and ok_json["id"] == "ks-json" and ok_json["model_name"] == "credit"
+        assert list(ok_json["outputs"]) == ["proba_1"] and ok_json["outputs"]["proba_1"] == expected
+        assert ok_bin["outputs"]["proba_1"] == expected and set(ok_bin["outputs"]) == {"proba_0", "proba_1"}
+        assert bad["status"] == 400 and "datatype 'FP64'" in bad["body"]["error"]
+        denied = kserve_client.kserve_session(python, str(http.base_url), "credit", [
+            {"id": "ks-denied", "inputs": [loans]}])
+        assert not denied["model_ready"] and denied["results"][0]["status"] == 401
+        assert "token" in denied["results"][0]["body"]["error"]
+    log = read_log(credit["store"], "credit").to_pandas()
+    log = log[log.request_id.isin(["sm", "ks-json", "ks-bin", "ks-bad", "ks-denied"])]
+    assert log.groupby("request_id").loan_id.apply(list).to_dict() == {"sm": ids, "ks-json": ids, "ks-bin": ids}
 
 
 MODEL = '''
