@@ -53,7 +53,7 @@ def running(cfg: ServeConfig, *, ready: bool = True):
         deadline = time.monotonic() + 60
         while True:
             try:
-                if client.get("/ping" if "eas" != cfg.contract else "/ready").status_code == 200 or not ready:
+                if client.get("/ping" if "sagemaker" in cfg.contracts() else "/ready").status_code == 200 or not ready:
                     break
             except httpx.TransportError:
                 pass

@@ -112,7 +112,8 @@ def test_tritonclient_predicts_as_the_sagemaker_route_and_each_row_is_logged_onc
 
 
 def test_bad_tensors_are_400_and_another_model_or_version_404_in_the_protocol_shape(credit):
-    cfg = ServeConfig(repo=str(credit["repo"]), model_dir=str(credit["artifact"].path), contract="sagemaker,v2",
+    # the registered version (1, production): its number is the protocol's model version
+    cfg = ServeConfig(repo=str(credit["repo"]), model="credit", stage="production", contract="sagemaker,v2",
                       max_body_bytes=64 * 1024)
     loan = int(credit["loans"].loan_id.iloc[0])
     ok = {"name": "loan_id", "datatype": "INT64", "shape": [1], "data": [loan]}
@@ -135,6 +136,7 @@ def test_bad_tensors_are_400_and_another_model_or_version_404_in_the_protocol_sh
                                                     "parameters": {"binary_data_size": 8}}]},
     }
     with running(cfg) as (http, model):
+        assert model.version == 1
         for case, body in bad.items():
             r = http.post("/v2/models/credit/infer", json=body)
             assert r.status_code == 400, (case, r.status_code, r.text)
@@ -173,8 +175,10 @@ def test_bad_tensors_are_400_and_another_model_or_version_404_in_the_protocol_sh
                 np.array([1.0], dtype=np.float32))])
         assert err.value.status() == "400" and "the model's Int64 takes" in err.value.message()
         assert model.log.pending + model.log.written == 0  # nothing bad was predicted or logged
-        # and the server still predicts
-        assert c.infer("credit", [loan_input([loan], binary=True)]).as_numpy("proba_1").shape == (1,)
+        # and the server still predicts, under its version too
+        assert c.get_model_metadata("credit", "1")["versions"] == ["1"] and c.is_model_ready("credit", "1")
+        res = c.infer("credit", [loan_input([loan], binary=True)], model_version="1")
+        assert res.get_response()["model_version"] == "1" and res.as_numpy("proba_1").shape == (1,)
 
 
 def test_kserve_inference_rest_client_predicts_as_the_sagemaker_route(credit):
