@@ -10,7 +10,8 @@ Environment (each has a ``skewless model serve`` option):
                               them, e.g. sagemaker,v2 (v2: the Open Inference Protocol's /v2 routes, serving/v2.py)
     SAGEMAKER_BIND_TO_PORT    SageMaker's port (default 8080); SKEWLESS_PORT: EAS's (default 8000)
     SKEWLESS_SERVING_TOKEN    when set, every route but /ping, /ready, /live needs ``Authorization: [Bearer ]<token>``
-                              (both contracts' prediction routes, /metrics, /openapi.json, /docs); EAS requires one
+                              (the prediction routes, /v2 but /v2/health, /metrics, /openapi.json, /docs); EAS
+                              requires one
     SKEWLESS_SERVICE_NAME     the EAS service name in /api/predict/<service> (default: the model's name; a deployed
                               EAS service is often named per version, e.g. credit_v2)
     SKEWLESS_HOST             the address to listen on (default 127.0.0.1; the image sets 0.0.0.0, as SageMaker and
@@ -36,7 +37,7 @@ from pathlib import Path
 from skewless.errors import ConfigError
 from skewless.redact import redact
 
-from .app import AppOptions, create_app
+from .app import CONTRACTS, AppOptions, create_app
 from .artifact import MANIFEST, ModelArtifact
 from .model import ServedModel
 from .model_registry import MODEL_REGISTRY_SIDECAR
@@ -109,13 +110,11 @@ class ServeConfig:
 def parse_contracts(value: str) -> tuple[str, ...]:
     """``both`` (sagemaker and eas), one contract, or a comma-separated list of known ones (``app.CONTRACTS``), in
     that order; ConfigError naming SKEWLESS_CONTRACT otherwise."""
-    from .app import CONTRACTS
-
     if value.strip() == "both":
         return ("sagemaker", "eas")
     names = [c.strip() for c in value.split(",")]
     unknown = [c for c in names if c not in CONTRACTS]
-    if unknown or not names:
+    if unknown:
         raise ConfigError(f"SKEWLESS_CONTRACT (--contract) must be both or a comma-separated list of "
                           f"{', '.join(CONTRACTS)}, not {value!r}")
     return tuple(c for c in CONTRACTS if c in names)

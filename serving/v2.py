@@ -205,8 +205,8 @@ class InferCodec:
             if n is not None and shape[0] != n:
                 raise _bad(f"input {name!r} has {shape[0]} rows; the inputs before it {n}")
             n = shape[0]
-            size = ((t.get("parameters") or {}) if isinstance(t.get("parameters"), dict) else {}).get(
-                "binary_data_size")
+            params = t.get("parameters")
+            size = params.get("binary_data_size") if isinstance(params, dict) else None
             if size is not None:
                 if binary is None or type(size) is not int or size < 0 or offset + size > len(binary):
                     raise _bad(f"input {name!r}: binary_data_size {size!r} is not within the body's binary data")
