@@ -195,14 +195,16 @@ class _Server:
     async def ping(self, request: Request) -> Response:
         if await self.ready():
             return _json({"status": "ready", "model": self.model.name, "version": self.model.version})
+        return _json({"status": "not ready", "reason": self.not_ready_reason()}, 503)
+
+    def not_ready_reason(self) -> str:
+        """Why the last ``ready()`` was false, in one line."""
         if not self.model.loaded:
-            reason = self.model.error or "model not loaded"
-        elif self.batcher.saturated:
-            reason = f"{self.batcher.overrunning} predictions that timed out are still running"
-        else:
-            reason = self.empty_reason if self.breaker.closed and self.empty_reason else (
-                f"online store unavailable ({self.breaker.reason})")
-        return _json({"status": "not ready", "reason": reason}, 503)
+            return self.model.error or "model not loaded"
+        if self.batcher.saturated:
+            return f"{self.batcher.overrunning} predictions that timed out are still running"
+        return self.empty_reason if self.breaker.closed and self.empty_reason else (
+            f"online store unavailable ({self.breaker.reason})")
 
     async def live(self, request: Request) -> Response:
         return _json({"status": "alive"})

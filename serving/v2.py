@@ -298,9 +298,14 @@ class V2Routes:
     async def live(self, request: HttpRequest) -> Response:
         return Response(orjson.dumps({"live": True}), media_type="application/json")
 
-    async def ready(self, request: HttpRequest) -> Response:
+    async def _readiness(self, doc: dict) -> Response:
+        """200 ready, else 503 with the reason ``/ready`` gives (any status but 200 is false to the protocol)."""
         ok = await self.srv.ready()
-        return Response(orjson.dumps({"ready": ok}), 200 if ok else 503, media_type="application/json")
+        doc = {**doc, "ready": ok} if ok else {**doc, "ready": ok, "reason": self.srv.not_ready_reason()}
+        return Response(orjson.dumps(doc), 200 if ok else 503, media_type="application/json")
+
+    async def ready(self, request: HttpRequest) -> Response:
+        return await self._readiness({})
 
     async def server_metadata(self, request: HttpRequest) -> Response:
         if (refused := self._refused(request)) is not None:
@@ -316,9 +321,7 @@ class V2Routes:
     async def model_ready(self, request: HttpRequest) -> Response:
         if (refused := self._refused(request)) is not None:
             return refused
-        ok = await self.srv.ready()
-        return Response(orjson.dumps({"name": self.srv.model.name, "ready": ok}), 200 if ok else 503,
-                        media_type="application/json")
+        return await self._readiness({"name": self.srv.model.name})
 
     async def infer(self, request: HttpRequest) -> Response:
         if (refused := self._refused(request)) is not None:

@@ -5,7 +5,9 @@ same predictions as the SageMaker route for the same rows, each row logged once,
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
 import time
 
@@ -209,6 +211,27 @@ def test_kserve_inference_rest_client_predicts_as_the_sagemaker_route(credit):
     log = read_log(credit["store"], "credit").to_pandas()
     log = log[log.request_id.isin(["sm", "ks-json", "ks-bin", "ks-bad", "ks-denied"])]
     assert log.groupby("request_id").loan_id.apply(list).to_dict() == {"sm": ids, "ks-json": ids, "ks-bin": ids}
+
+
+def test_v2_readiness_says_why_and_an_answer_says_which_rows_lacked_features(credit, tmp_path):
+    """A store that answers but holds none of the model's rows: not ready (503 with /ready's reason; live stays
+    true), and a prediction still answers (policy serve), its parameters saying what was missing."""
+    shutil.copytree(credit["repo"], tmp_path / "repo")
+    conf = tmp_path / "repo" / "skewless.yaml"
+    conf.write_text(conf.read_text().replace("sqlite:///data/online.db", "sqlite:///data/empty_online.db"))
+    cfg = ServeConfig(repo=str(tmp_path / "repo"), model_dir=str(credit["artifact"].path), contract="v2")
+    with running(cfg, ready=False) as (http, model):
+        deadline = time.monotonic() + 60
+        while "holds no rows" not in http.get("/ready").json().get("reason", ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        c = client(http)
+        assert c.is_server_live() and not c.is_server_ready() and not c.is_model_ready("credit")
+        r = http.get("/v2/models/credit/ready")
+        assert r.status_code == 503 and not r.json()["ready"] and "holds no rows" in r.json()["reason"]
+        res = c.infer("credit", [loan_input([int(credit["loans"].loan_id.iloc[0])], binary=True)]).get_response()
+        assert res["parameters"]["missing_rows"] == 1
+        assert json.loads(res["parameters"]["feature_status"])["views"]["loan_features"] == {"NOT_FOUND": 1}
 
 
 MODEL = '''
