@@ -45,6 +45,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -65,6 +66,7 @@ from .model import ServedModel
 
 log = logging.getLogger("skewless.serving")
 CONTRACTS = ("sagemaker", "eas")
+_ROUTES = {"sagemaker": "/invocations", "eas": "/api/predict/{service}"}  # each contract's prediction route (spans)
 # A lone small prediction run on the event loop gives its online read this long before handing the request to the
 # predict thread: a store that hangs right then stalls the loop for this bound, not for the store's own timeouts.
 INLINE_READ_SECONDS = 0.1
@@ -85,6 +87,7 @@ class AppOptions:
     # Per request, queueing included; SageMaker's own limit for an invocation is 60 s. None: no timeout.
     predict_timeout: float | None = 60.0
     max_overrunning: int = 4  # timed-out predictions still running (threads cannot be killed) before not ready
+    tracing: Any = None  # tracing.Tracing (tracing.from_env: the OTEL_* variables), None: off
 
 
 def _json(body, status: int = 200, headers: dict | None = None) -> Response:
@@ -94,9 +97,13 @@ def _json(body, status: int = 200, headers: dict | None = None) -> Response:
 class _Server:
     def __init__(self, model: ServedModel, opts: AppOptions):
         self.model, self.opts = model, opts
-        self.metrics = Metrics(model.name, model.version, [v.name for st in model.stages for v, _ in st])
+        self.metrics = Metrics(model.name, model.version, [[v.name for v, _ in st] for st in model.stages])
         model.log._on_event = self.metrics.log_event
         model.on_statuses = self.metrics.statuses
+        model.on_read = self.metrics.online_read
+        # Tracing off: the model's own predict_batch, untouched; on: wrapped in the batch's span (see tracing).
+        self.tracing = model.tracing = opts.tracing
+        self._predict_fn = model.predict_batch if opts.tracing is None else opts.tracing.batch(model.predict_batch)
         # Why a store that answers cannot serve this model (it holds none of its views), from the last probe.
         self.empty_reason: str | None = None
         self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-health")
@@ -113,7 +120,7 @@ class _Server:
             inline = {"inline_fn": self._predict_inline}
         else:
             inline = {"inline_seconds": 0.0}
-        self.batcher = MicroBatcher(model.predict_batch, max_batch_rows=opts.max_batch_rows,
+        self.batcher = MicroBatcher(self._predict_fn, max_batch_rows=opts.max_batch_rows,
                                     max_queue=opts.max_queue, on_batch=self.metrics.batch,
                                     timeout=opts.predict_timeout, max_overrunning=opts.max_overrunning,
                                     slow_after=opts.slow_batch_seconds, on_slow=self.breaker.probe, **inline)
@@ -135,6 +142,8 @@ class _Server:
             if not load.done():
                 await load
             ok = await loop.run_in_executor(None, self.model.close, self.opts.shutdown_timeout)
+            if self.tracing is not None:
+                await loop.run_in_executor(None, self.tracing.shutdown)  # the spans still buffered are exported
             self.health_pool.shutdown(wait=False)
             gc.unfreeze()  # let the interpreter's exit collect it all (native bindings report frozen objects as leaks)
             log.info("server stopped", extra={"model": self.model.name, "prediction_log_complete": ok,
@@ -161,7 +170,7 @@ class _Server:
         the store) when the store did not answer in time."""
         try:
             with self._bounded_reads(INLINE_READ_SECONDS):
-                return self.model.predict_batch(requests)
+                return self._predict_fn(requests)
         except StoreUnavailable:
             self.breaker.probe()
             return None
@@ -275,6 +284,9 @@ class _Server:
         t0 = time.perf_counter()
         rid = request.headers.get("x-request-id") or request.headers.get("x-amzn-requestid")
         headers = {}
+        tracing = self.tracing
+        span = None if tracing is None else tracing.request_span(
+            request.headers, request.method, _ROUTES.get(route, request.url.path), request.url.path)
         try:
             # The (bounded) body first: an answer sent with the body unread would leave the connection to read and
             # discard the rest of it, however large.
@@ -289,6 +301,8 @@ class _Server:
                 raise ValidationError(f"the request body is not valid JSON: {exc}") from None
             req = self.model.parse(body, rid)
             rid = req.request_id
+            if span is not None:
+                req.span = span
             if not self.breaker.closed:
                 await self.breaker.admit()
             answer = await self.batcher.submit(req, len(req.rows))
@@ -310,6 +324,8 @@ class _Server:
             status, content = 500, error_body(exc)
         if rid:
             headers["x-request-id"] = rid
+        if span is not None:
+            headers.update(tracing.end_request(span, status, rid))
         self._count(route, status).inc()
         self._latency(route).observe(time.perf_counter() - t0)
         return _json(content, status, headers)
@@ -337,6 +353,14 @@ class _Server:
         if (denied := self._deny(request, "docs")) is not None:
             return denied
         return HTMLResponse(openapi.SWAGGER_HTML)
+
+    async def docs_asset(self, request: Request) -> Response:
+        """Swagger UI's own files, from the installed package (no CDN: /docs works without internet)."""
+        if (denied := self._deny(request, "docs")) is not None:
+            return denied
+        body, media_type = openapi.swagger_asset(request.path_params["name"])
+        # Immutable for a given package version; the token check above still runs for every fetch.
+        return Response(body, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
 
 
 _HTTP_ERRORS = {404: "NotFoundError", 405: "MethodNotAllowed"}
@@ -370,7 +394,8 @@ def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlet
                           f"not {opts.predict_timeout}")
     srv = _Server(model, opts)
     routes = [Route("/live", srv.live), Route("/ready", srv.ping), Route("/metrics", srv.metrics_route),
-              Route("/openapi.json", srv.openapi_doc), Route("/docs", srv.docs)]
+              Route("/openapi.json", srv.openapi_doc), Route("/docs", srv.docs),
+              Route("/docs/{name:str}", srv.docs_asset)]
     if "sagemaker" in opts.contracts:
         routes += [Route("/ping", srv.ping), Route("/invocations", srv.invocations, methods=["POST"])]
     if "eas" in opts.contracts:
