@@ -53,7 +53,8 @@ def wanted(env: Mapping[str, str]) -> bool:
 
 def from_env(model: str, version: int = 0, env: Mapping[str, str] | None = None) -> "Tracing | None":
     """The server's tracing as the environment configures it; None when off. ConfigError (at startup) for a value
-    this server cannot honour, naming the variable."""
+    this server cannot honour, naming the variable. ``env``: the variables this function reads (default
+    ``os.environ``); the SDK and its exporter read theirs (endpoint, sampler, resource...) from ``os.environ``."""
     env = os.environ if env is None else env
     if not wanted(env):
         return None
