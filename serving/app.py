@@ -2,14 +2,18 @@
 
     SageMaker  GET /ping, POST /invocations
     PAI-EAS    POST /api/predict/<service>, GET same for health
-    both       GET /live, /ready, /metrics (Prometheus), /openapi.json, /docs
+    both       GET /live, /ready, /metrics (Prometheus), /openapi.json, /docs (+ /docs/<Swagger UI file>: no CDN)
+
+Tracing (``tracing``, off unless the ``OTEL_*`` variables turn it on): a prediction request's span continues the
+caller's ``traceparent`` and is named in the answer's; its micro-batch's spans descend from it or link to it.
 
 Access. With a token configured (``SKEWLESS_SERVING_TOKEN``; the EAS contract requires one), every route but the
 health checks needs ``Authorization: <token>`` or ``Authorization: Bearer <token>``, else 401 (checked before the
 body is read; nothing is predicted or logged): both prediction routes (``/invocations`` too: it shares the port),
 ``GET /api/predict/<service>``, ``/metrics`` (model names, traffic and error counts), ``/openapi.json`` and
-``/docs`` (the model's keys and features). ``/ping``, ``/ready`` and ``/live`` stay open, as the platforms' health
-checks carry no credentials, and say only ready or not, the model's name and version, and a one-line reason. The
+``/docs`` with its files (the model's keys and features). ``/ping``, ``/ready`` and ``/live`` stay open, as the
+platforms' health checks carry no credentials, and say only ready or not, the model's name and version, and a
+one-line reason. The
 EAS route (``/api/predict/<service>``) also takes ``Authorization: EAS <signature>``, what Alibaba's
 ``eas_prediction`` client sends by default (``eas_auth``); it signs the body's md5, so that form alone is checked
 once the body is read (within ``max_body_bytes``), still before anything is predicted or logged. Without
