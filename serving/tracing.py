@@ -145,9 +145,11 @@ class Tracing:
                 return fn(requests)
         return traced
 
-    def span(self, name: str, **attributes: Any):
-        """A child of the current span (the batch's): ``with tracing.span(...)``."""
-        return self.tracer.start_as_current_span(name, attributes=attributes or None)
+    def call(self, name: str, fn: Callable, *args: Any, attributes: dict | None = None) -> Any:
+        """``fn(*args)`` in a span ``name``, the child of the current one (the batch's); its exception is recorded
+        on the span (status ERROR) and raised."""
+        with self.tracer.start_as_current_span(name, attributes=attributes):
+            return fn(*args)
 
     def shutdown(self) -> None:
         """Export what is buffered, then stop (at server shutdown)."""
