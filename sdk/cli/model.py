@@ -165,7 +165,8 @@ def serve(model_dir: Optional[Path] = typer.Option(None, help="An unpacked artif
           model: Optional[str] = typer.Option(None, help="Or a registered model name"),
           version: Optional[int] = typer.Option(None, help="Registered version (default: newest)"),
           stage: Optional[str] = typer.Option(None, help="Or the version in this stage"),
-          contract: Optional[str] = typer.Option(None, help="sagemaker | eas | both (env SKEWLESS_CONTRACT)"),
+          contract: Optional[str] = typer.Option(None, help="sagemaker | eas | both, or a comma-separated list "
+                                                           "(env SKEWLESS_CONTRACT)"),
           host: Optional[str] = typer.Option(None, help="Address to listen on (env SKEWLESS_HOST; default 127.0.0.1, "
                                                          "0.0.0.0 to accept other machines)"),
           port: Optional[int] = typer.Option(None, help="Default: 8080 (SageMaker) / 8000 (EAS)"),

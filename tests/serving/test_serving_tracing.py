@@ -86,7 +86,10 @@ def test_traceparent_in_and_out_and_spans_for_each_stage(credit, receiver):
         fresh = httpx.post(f"{url}/invocations", json={"loan_id": loan})
         fresh_tid = fresh.headers["traceparent"].split("-")[1]
         assert fresh_tid != tid
-        spans = receiver.wait_for(lambda ss: sum(s.name == "skewless.prediction_log" for s in ss) >= 2)
+        # A malformed traceparent is ignored (W3C: start a new trace), never an error.
+        bad = httpx.post(f"{url}/invocations", json={"loan_id": loan}, headers={"traceparent": "00-xyz-1-01"})
+        assert bad.status_code == 200 and bad.headers["traceparent"].split("-")[1] not in (tid, fresh_tid, "xyz")
+        spans = receiver.wait_for(lambda ss: sum(s.name == "skewless.prediction_log" for s in ss) >= 3)
     ours = [s for s in spans if s.trace_id == tid]
     by_name = {}
     for s in ours:
