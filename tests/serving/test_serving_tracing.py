@@ -13,11 +13,13 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from tests.serving.test_serving import free_port, trained_credit
+from tests.serving.test_serving import free_port, running, trained_credit
 from tests.support.otlp_receiver import OtlpReceiver
 
 import skewless as sk
@@ -150,6 +152,58 @@ def test_a_micro_batch_is_one_span_linked_to_each_of_its_requests(credit, receiv
     assert batch.attributes["skewless.batch.requests"] == 2
     under = [s.name for s in spans if s.parent_span_id == batch.span_id]
     assert sorted(under) == sorted(["skewless.feature_lookup"] * 2 + list(STAGE_SPANS))
+
+
+def test_requests_queued_behind_a_slow_batch_share_one_batch_span_through_the_real_batcher(credit, receiver,
+                                                                                          monkeypatch):
+    """The real server and batcher: a first request holds the predict thread (the model made slow by a wrapper
+    around the real one), three more arrive meanwhile, each from its own trace, and are answered by one batch. Its
+    span is the child of one of them and links all three; each of the three answers names its own trace."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    gate = threading.Event()
+
+    class HeldFirst:  # the real model, its first call held until the other requests are queued
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def predict(self, frame):
+            self.calls += 1
+            if self.calls == 1:
+                gate.wait(30)
+            return self.inner.predict(frame)
+
+    loans = [int(x) for x in credit["loans"].loan_id]
+    cfg = ServeConfig(repo=str(credit["repo"]), model_dir=str(credit["artifact"].path))
+    with running(cfg) as (client, model):
+        model._model = HeldFirst(model._model)
+        url = str(client.base_url)
+        with ThreadPoolExecutor(4) as pool:
+            first = pool.submit(httpx.post, f"{url}/invocations", json={"loan_id": loans[0]}, timeout=60)
+            while model._model.calls == 0:  # the first holds the predict thread
+                assert not first.done(), first.result()
+                time.sleep(0.01)
+            heads = [traceparent() for _ in range(3)]
+            queued = [pool.submit(httpx.post, f"{url}/invocations", json={"loan_id": loan}, timeout=60,
+                                  headers={"traceparent": h}) for loan, (_, _, h) in zip(loans[1:], heads)]
+            deadline = time.monotonic() + 30
+            while "skewless_queue_depth 3.0" not in client.get("/metrics").text:  # all three wait for the thread
+                assert time.monotonic() < deadline, "the three requests never queued together"
+                time.sleep(0.01)
+            gate.set()
+            answers = [f.result() for f in queued]
+            assert first.result().status_code == 200
+        assert [a.status_code for a in answers] == [200] * 3
+        ids = [(tid, a.headers["traceparent"].split("-")[2]) for (tid, _, _), a in zip(heads, answers)]
+        assert [a.headers["traceparent"].split("-")[1] for a in answers] == [tid for tid, _, _ in heads]
+        spans = receiver.wait_for(lambda ss: any(s.name == "skewless.predict_batch"
+                                                 and s.attributes["skewless.batch.requests"] == 3 for s in ss))
+    (batch,) = [s for s in spans if s.name == "skewless.predict_batch" and s.attributes["skewless.batch.requests"] == 3]
+    assert sorted(batch.links) == sorted(ids)
+    assert (batch.trace_id, batch.parent_span_id) in ids
+    under = sorted(s.name for s in spans if s.parent_span_id == batch.span_id)
+    assert under == sorted(["skewless.feature_lookup"] * 2 + list(STAGE_SPANS))
 
 
 def test_a_failed_prediction_marks_its_spans_as_errors(credit, receiver, monkeypatch):
