@@ -75,7 +75,7 @@ class ServeConfig:
     def from_env(cls, **overrides) -> "ServeConfig":
         """The environment's settings (all checked at once: ``settings.read``), then ``overrides`` (the CLI's
         options) where not None."""
-        values = settings.read()
+        values = settings.read(overrides=overrides)
         cfg = cls()
         for name, value in values.items():
             if name == "service":

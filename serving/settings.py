@@ -141,9 +141,10 @@ PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
-def read(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def read(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """{field: value} for every variable of ``PARSERS`` that is set in ``env`` (default ``os.environ``); one
-    ConfigError naming each bad variable, its value and what it accepts."""
+    ConfigError naming each bad variable, its value and what it accepts. ``overrides`` (the CLI's options, None
+    where not given) take part in the checks of combinations (a version needs a model, either from either)."""
     env = os.environ if env is None else env
     out: dict[str, Any] = {}
     errors: list[str] = []
@@ -157,12 +158,14 @@ def read(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             out[field] = parse(env[name])
         except _Bad as exc:
             errors.append(f"{name}={_shown(name, env[name])}: expected {exc}")
-    if "model" not in out:
+    given = {**out, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    if "model" not in given:
         errors += [f"{name} is set but SKEWLESS_MODEL is not: it chooses a version of a registered model"
                    for name, field in (("SKEWLESS_MODEL_VERSION", "version"), ("SKEWLESS_MODEL_STAGE", "stage"))
                    if field in out]
-    elif "version" in out and "stage" in out:
-        errors.append("SKEWLESS_MODEL_VERSION and SKEWLESS_MODEL_STAGE are both set: give one")
+    elif "version" in given and "stage" in given and ("version" in out or "stage" in out):
+        errors.append("a version (SKEWLESS_MODEL_VERSION or --version) and a stage (SKEWLESS_MODEL_STAGE or "
+                      "--stage) are both given: give one")
     if errors:
         raise ConfigError("bad serving settings in the environment:\n  " + "\n  ".join(errors))
     return out

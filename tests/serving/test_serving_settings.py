@@ -86,8 +86,15 @@ def test_every_bad_variable_is_reported_at_once_and_combinations_are_checked(env
     env.delenv("SKEWLESS_MAX_BODY_BYTES")
     env.setenv("SKEWLESS_MODEL", "credit")
     env.setenv("SKEWLESS_MODEL_VERSION", "3")
-    with pytest.raises(sk.ConfigError, match="SKEWLESS_MODEL_VERSION and SKEWLESS_MODEL_STAGE are both set"):
+    with pytest.raises(sk.ConfigError, match=re.escape("a version (SKEWLESS_MODEL_VERSION or --version) and a stage")):
         ServeConfig.from_env()
+    # The CLI's options count too: `--model credit` makes the environment's version choose from it...
+    env.delenv("SKEWLESS_MODEL")
+    env.delenv("SKEWLESS_MODEL_STAGE")
+    assert (ServeConfig.from_env(model="credit").model, ServeConfig.from_env(model="credit").version) == ("credit", 3)
+    # ...and a `--stage` beside the environment's version is one choice too many.
+    with pytest.raises(sk.ConfigError, match="are both given"):
+        ServeConfig.from_env(model="credit", stage="production")
 
 
 def test_good_values_are_parsed(env):
