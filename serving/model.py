@@ -268,11 +268,11 @@ class ServedModel:
         bad = [k for k, v in outputs.items() if len(v) != n]
         if bad:
             raise PredictionError(f"model {self.name!r}: outputs {bad} do not have one value per row ({n})")
-        chunk = self._log_chunk(requests, rows, now, values, evs, statuses, outputs)
         if tr is None:
-            self.log.add(chunk)
-        else:
-            tr.call("skewless.prediction_log", self.log.add, chunk)
+            self.log.add(self._log_chunk(requests, rows, now, values, evs, statuses, outputs))
+        else:  # the span covers the log rows' making too
+            tr.call("skewless.prediction_log",
+                    lambda: self.log.add(self._log_chunk(requests, rows, now, values, evs, statuses, outputs)))
         answers, start = [], 0
         names = list(outputs)
         for req in requests:
