@@ -3,15 +3,18 @@
     SageMaker  GET /ping, POST /invocations
     PAI-EAS    POST /api/predict/<service>, GET same for health
     v2         GET /v2/health/live|ready, /v2, /v2/models/<name>[/versions/<v>][/ready], POST .../infer (``v2``)
-    all        GET /live, /ready, /metrics (Prometheus), /openapi.json, /docs
+    all        GET /live, /ready, /metrics (Prometheus), /openapi.json, /docs (+ /docs/<Swagger UI file>: no CDN)
+
+Tracing (``tracing``, off unless the ``OTEL_*`` variables turn it on): a prediction request's span continues the
+caller's ``traceparent`` and is named in the answer's; its micro-batch's spans descend from it or link to it.
 
 Access. With a token configured (``SKEWLESS_SERVING_TOKEN``; the EAS contract requires one), every route but the
 health checks needs ``Authorization: <token>`` or ``Authorization: Bearer <token>``, else 401 (checked before the
 body is read; nothing is predicted or logged): both prediction routes (``/invocations`` too: it shares the port),
 ``GET /api/predict/<service>``, ``/metrics`` (model names, traffic and error counts), ``/openapi.json`` and
-``/docs`` (the model's keys and features), and the v2 routes but ``/v2/health/*``. ``/ping``, ``/ready`` and
-``/live`` (and ``/v2/health/live|ready``) stay open, as the platforms' health
-checks carry no credentials, and say only ready or not, the model's name and version, and a one-line reason. The
+``/docs`` with its files (the model's keys and features), and the v2 routes but ``/v2/health/*``. ``/ping``,
+``/ready`` and ``/live`` (and ``/v2/health/live|ready``) stay open, as the platforms' health checks carry no
+credentials, and say only ready or not, the model's name and version, and a one-line reason. The
 EAS route (``/api/predict/<service>``) also takes ``Authorization: EAS <signature>``, what Alibaba's
 ``eas_prediction`` client sends by default (``eas_auth``); it signs the body's md5, so that form alone is checked
 once the body is read (within ``max_body_bytes``), still before anything is predicted or logged. Without
@@ -47,6 +50,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -67,6 +71,8 @@ from .model import ServedModel
 
 log = logging.getLogger("skewless.serving")
 CONTRACTS = ("sagemaker", "eas", "v2")
+# Each contract's prediction route (span names).
+_ROUTES = {"sagemaker": "/invocations", "eas": "/api/predict/{service}", "v2": "/v2/models/{name}/infer"}
 # A lone small prediction run on the event loop gives its online read this long before handing the request to the
 # predict thread: a store that hangs right then stalls the loop for this bound, not for the store's own timeouts.
 INLINE_READ_SECONDS = 0.1
@@ -87,6 +93,7 @@ class AppOptions:
     # Per request, queueing included; SageMaker's own limit for an invocation is 60 s. None: no timeout.
     predict_timeout: float | None = 60.0
     max_overrunning: int = 4  # timed-out predictions still running (threads cannot be killed) before not ready
+    tracing: Any = None  # tracing.Tracing (tracing.from_env: the OTEL_* variables), None: off
 
 
 def _json(body, status: int = 200, headers: dict | None = None) -> Response:
@@ -96,9 +103,13 @@ def _json(body, status: int = 200, headers: dict | None = None) -> Response:
 class _Server:
     def __init__(self, model: ServedModel, opts: AppOptions):
         self.model, self.opts = model, opts
-        self.metrics = Metrics(model.name, model.version, [v.name for st in model.stages for v, _ in st])
+        self.metrics = Metrics(model.name, model.version, [[v.name for v, _ in st] for st in model.stages])
         model.log._on_event = self.metrics.log_event
         model.on_statuses = self.metrics.statuses
+        model.on_read = self.metrics.online_read
+        # Tracing off: the model's own predict_batch, untouched; on: wrapped in the batch's span (see tracing).
+        self.tracing = model.tracing = opts.tracing
+        self._predict_fn = model.predict_batch if opts.tracing is None else opts.tracing.batch(model.predict_batch)
         # Why a store that answers cannot serve this model (it holds none of its views), from the last probe.
         self.empty_reason: str | None = None
         self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-health")
@@ -115,7 +126,7 @@ class _Server:
             inline = {"inline_fn": self._predict_inline}
         else:
             inline = {"inline_seconds": 0.0}
-        self.batcher = MicroBatcher(model.predict_batch, max_batch_rows=opts.max_batch_rows,
+        self.batcher = MicroBatcher(self._predict_fn, max_batch_rows=opts.max_batch_rows,
                                     max_queue=opts.max_queue, on_batch=self.metrics.batch,
                                     timeout=opts.predict_timeout, max_overrunning=opts.max_overrunning,
                                     slow_after=opts.slow_batch_seconds, on_slow=self.breaker.probe, **inline)
@@ -137,6 +148,8 @@ class _Server:
             if not load.done():
                 await load
             ok = await loop.run_in_executor(None, self.model.close, self.opts.shutdown_timeout)
+            if self.tracing is not None:
+                await loop.run_in_executor(None, self.tracing.shutdown)  # the spans still buffered are exported
             self.health_pool.shutdown(wait=False)
             gc.unfreeze()  # let the interpreter's exit collect it all (native bindings report frozen objects as leaks)
             log.info("server stopped", extra={"model": self.model.name, "prediction_log_complete": ok,
@@ -163,7 +176,7 @@ class _Server:
         the store) when the store did not answer in time."""
         try:
             with self._bounded_reads(INLINE_READ_SECONDS):
-                return self.model.predict_batch(requests)
+                return self._predict_fn(requests)
         except StoreUnavailable:
             self.breaker.probe()
             return None
@@ -281,6 +294,9 @@ class _Server:
         t0 = time.perf_counter()
         rid = request.headers.get("x-request-id") or request.headers.get("x-amzn-requestid")
         headers = {}
+        tracing = self.tracing
+        span = None if tracing is None else tracing.request_span(
+            request.headers, request.method, _ROUTES.get(route, request.url.path), request.url.path)
         try:
             # The (bounded) body first: an answer sent with the body unread would leave the connection to read and
             # discard the rest of it, however large.
@@ -298,6 +314,8 @@ class _Server:
             else:
                 req = codec.decode(raw, rid)
             rid = req.request_id
+            if span is not None:
+                req.span = span
             if not self.breaker.closed:
                 await self.breaker.admit()
             answer = await self.batcher.submit(req, len(req.rows))
@@ -319,6 +337,8 @@ class _Server:
             status, content = 500, error_body(exc)
         if rid:
             headers["x-request-id"] = rid
+        if span is not None:
+            headers.update(tracing.end_request(span, status, rid))
         self._count(route, status).inc()
         self._latency(route).observe(time.perf_counter() - t0)
         if codec is not None:
@@ -348,6 +368,14 @@ class _Server:
         if (denied := self._deny(request, "docs")) is not None:
             return denied
         return HTMLResponse(openapi.SWAGGER_HTML)
+
+    async def docs_asset(self, request: Request) -> Response:
+        """Swagger UI's own files, from the installed package (no CDN: /docs works without internet)."""
+        if (denied := self._deny(request, "docs")) is not None:
+            return denied
+        body, media_type = openapi.swagger_asset(request.path_params["name"])
+        # Immutable for a given package version; the token check above still runs for every fetch.
+        return Response(body, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
 
 
 _HTTP_ERRORS = {404: "NotFoundError", 405: "MethodNotAllowed"}
@@ -381,7 +409,8 @@ def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlet
                           f"not {opts.predict_timeout}")
     srv = _Server(model, opts)
     routes = [Route("/live", srv.live), Route("/ready", srv.ping), Route("/metrics", srv.metrics_route),
-              Route("/openapi.json", srv.openapi_doc), Route("/docs", srv.docs)]
+              Route("/openapi.json", srv.openapi_doc), Route("/docs", srv.docs),
+              Route("/docs/{name:str}", srv.docs_asset)]
     if "sagemaker" in opts.contracts:
         routes += [Route("/ping", srv.ping), Route("/invocations", srv.invocations, methods=["POST"])]
     if "eas" in opts.contracts:

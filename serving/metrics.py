@@ -1,8 +1,15 @@
-"""Prometheus metrics of one server (its own Prometheus collector registry, so several apps in one process never collide)."""
+"""Prometheus metrics of one server (its own Prometheus collector registry, so several apps in one process never
+collide): the server's own, the process's (CPU, memory, open files) and the Python runtime's (version, GC).
+
+No ``_created`` series: prometheus_client adds one per counter and histogram child (the time it was created), which
+doubles the series a scrape stores and which Prometheus itself does not use (``disable_created_metrics``: a switch
+of the whole process, which is the server's; ``PROMETHEUS_DISABLE_CREATED_SERIES=true`` is the same switch).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, Counter,
+                               Gauge, Histogram, disable_created_metrics)
 
 from skewless.online.base import EXPIRED, NOT_FOUND, PRESENT
 
@@ -11,8 +18,14 @@ _LATENCY = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class Metrics:
-    def __init__(self, model: str, version: int, views: list[str] = ()):
+    def __init__(self, model: str, version: int, stages: list[list[str]] = ()):
+        """``stages``: the model's feature views, stage by stage (one online read per stage and batch)."""
+        disable_created_metrics()
         self.prometheus_registry = r = CollectorRegistry()
+        # The standard process_* and python_* families, as the default registry has them (the same collector
+        # objects: they hold no per-registry state).
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(collector)
         self.requests = Counter("skewless_requests", "Prediction requests by route and HTTP status",
                                 ["route", "status"], registry=r)
         self.latency = Histogram("skewless_request_seconds", "Prediction request latency (server side)", ["route"],
@@ -41,12 +54,21 @@ class Metrics:
         self.missing_rows = Counter("skewless_rows_missing_features", "Rows missing a required feature view, by what "
                                     "the model's policy did with them (served, flagged, rejected)", ["outcome"],
                                     registry=r)
-        # Children made once (labels() costs a lock and a key per call): a batch then costs one inc per view.
+        self.online_read_seconds = Histogram("skewless_online_read_seconds", "Online store read latency, per batch "
+                                             "and stage (one read serves every row of the batch for the stage's "
+                                             "views)", ["stage", "views"], buckets=_LATENCY, registry=r)
+        # Children made once (labels() costs a lock and a key per call): a batch then costs one inc per view. Every
+        # (view, status) series exists from the start at 0, so rate() of NOT_FOUND/EXPIRED works before the first miss.
+        views = [v for stage in stages for v in stage]
         self._view_rows = {v: {s: self.feature_rows.labels(v, s) for s in (PRESENT, NOT_FOUND, EXPIRED)}
                            for v in views}
+        self._reads = [self.online_read_seconds.labels(str(i), ",".join(stage)) for i, stage in enumerate(stages)]
         self._missing = {o: self.missing_rows.labels(o) for o in ("served", "flagged", "rejected")}
         info = Gauge("skewless_model_info", "The served model", ["model", "version"], registry=r)
         info.labels(model, str(version)).set(1)
+
+    def online_read(self, stage: int, seconds: float) -> None:
+        self._reads[stage].observe(seconds)
 
     def log_event(self, outcome: str, rows: int) -> None:
         self.log_rows.labels(outcome).inc(rows)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,7 @@ def _strict(v: Any, dt: dtypes.DType, k: str, i: int) -> Any:
 class Request:
     rows: list[dict]
     request_id: str
+    span: Any = None  # the request's tracing span (tracing on): its batch's spans descend from it or link to it
 
 
 class ServedModel:
@@ -100,6 +102,10 @@ class ServedModel:
         # The metrics' hook, once per batch: (rows, {view: statuses} of the views with a row not PRESENT, rows
         # missing a required view, "served" | "flagged" | "rejected").
         self.on_statuses = None
+        # The metrics' hook, once per stage of a batch's online read: (stage index, seconds).
+        self.on_read = None
+        # tracing.Tracing when tracing is on: the batch's stage spans (one ``is None`` check per stage).
+        self.tracing = None
         self._lookups = [(k, ref, ref.split(":")[0]) for k, ref in m.key_lookups.items()]
         self._keys = {k: dtypes.by_name(d) for k, d in m.request_keys.items()}
         self._fields = {i["source"][8:]: dtypes.by_name(i["dtype"]) for i in m.inputs
@@ -224,8 +230,18 @@ class ServedModel:
         values: dict[str, list] = {}
         evs: dict[str, list] = {}
         statuses: dict[str, list] = {}
-        for stage in self.stages:
-            resp = online_read.read(self.store.online, stage, rows, now, True)
+        tr, on_read = self.tracing, self.on_read
+        for i, stage in enumerate(self.stages):
+            t0 = time.perf_counter()
+            # Tracing hooks are one `is None` check when off (a no-op context manager cost ~0.3 us each).
+            if tr is None:
+                resp = online_read.read(self.store.online, stage, rows, now, True)
+            else:
+                resp = tr.call("skewless.feature_lookup", online_read.read, self.store.online, stage, rows, now, True,
+                               attributes={"skewless.stage": i, "skewless.views": [v.name for v, _ in stage],
+                                           "skewless.rows": len(rows)})
+            if on_read is not None:
+                on_read(i, time.perf_counter() - t0)
             for view, feats in stage:
                 for f in feats:
                     values[f"{view.name}:{f}"] = resp.values[f"{view.name}__{f}"]
@@ -240,14 +256,11 @@ class ServedModel:
 
     def _answer(self, requests, rows, now, values, evs, statuses, missing) -> list[dict]:
         n = len(rows)
-        arrays = [pa.array(values[src] if not src.startswith("request:") else [r[src[8:]] for r in rows], type=t)
-                  for _, src, t in self._inputs]
-        # Through Arrow, as the training set is (RetrievalJob.to_pandas): the model gets the same pandas dtypes. A
-        # record batch without threads converts a few rows in 2/3 of the time a table with the thread pool takes.
-        frame = pa.RecordBatch.from_arrays(arrays, names=self._input_names).to_pandas(use_threads=False)
+        tr = self.tracing
+        frame = self._frame(rows, values) if tr is None else tr.call("skewless.transform", self._frame, rows, values)
         try:
-            outputs = {k: list(v.tolist() if hasattr(v, "tolist") else v)
-                       for k, v in self._model.predict(frame).items()}
+            raw = self._model.predict(frame) if tr is None else tr.call("skewless.predict", self._model.predict, frame)
+            outputs = {k: list(v.tolist() if hasattr(v, "tolist") else v) for k, v in raw.items()}
         except SkewlessError:
             raise
         except Exception as exc:
@@ -255,7 +268,11 @@ class ServedModel:
         bad = [k for k, v in outputs.items() if len(v) != n]
         if bad:
             raise PredictionError(f"model {self.name!r}: outputs {bad} do not have one value per row ({n})")
-        self.log.add(self._log_chunk(requests, rows, now, values, evs, statuses, outputs))
+        if tr is None:
+            self.log.add(self._log_chunk(requests, rows, now, values, evs, statuses, outputs))
+        else:  # the span covers the log rows' making too
+            tr.call("skewless.prediction_log",
+                    lambda: self.log.add(self._log_chunk(requests, rows, now, values, evs, statuses, outputs)))
         answers, start = [], 0
         names = list(outputs)
         for req in requests:
@@ -269,6 +286,14 @@ class ServedModel:
             self.on_statuses(n, missing, sum(a["feature_status"]["missing_rows"] for a in answers) if missing else 0,
                              "flagged" if self.missing_policy == "flag" else "served")
         return answers
+
+    def _frame(self, rows: list[dict], values: dict[str, list]):
+        """The model's input: features and request values, in its fitted column order (the transform step)."""
+        arrays = [pa.array(values[src] if not src.startswith("request:") else [r[src[8:]] for r in rows], type=t)
+                  for _, src, t in self._inputs]
+        # Through Arrow, as the training set is (RetrievalJob.to_pandas): the model gets the same pandas dtypes. A
+        # record batch without threads converts a few rows in 2/3 of the time a table with the thread pool takes.
+        return pa.RecordBatch.from_arrays(arrays, names=self._input_names).to_pandas(use_threads=False)
 
     # -- feature statuses in answers: only computed for batches where some view was not PRESENT ------------------
     def _status(self, missing: dict[str, list], start: int, k: int) -> dict:

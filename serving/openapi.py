@@ -3,6 +3,8 @@ entity keys and request-time fields, which a generic framework schema could not)
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
+
 from skewless.online_read import INT_RANGE
 
 from .artifact import ModelManifest
@@ -26,10 +28,27 @@ def _schema(dtype: str, nullable: bool = False) -> dict:
     return out
 
 
-SWAGGER_HTML = """<!doctype html><html><head><title>skewless model server</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="ui"></div><script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script></body></html>"""
+# The /docs page: Swagger UI from the server itself (``swagger_asset``), never a CDN, so it works where the server
+# has no internet (a VPC endpoint, an air-gapped cluster) and sends the model's schema nowhere. Relative URLs: the
+# page also works behind a gateway that serves the container under a path prefix.
+SWAGGER_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>skewless model server</title>
+<link rel="stylesheet" href="docs/swagger-ui.css"></head>
+<body><div id="ui"></div><script src="docs/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "openapi.json", dom_id: "#ui"});</script></body></html>"""
+_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8"}
+_asset_cache: dict[str, bytes] = {}
+
+
+def swagger_asset(name: str) -> tuple[bytes, str]:
+    """(content, media type) of one of Swagger UI's files, from the ``swagger-ui-bundle-v2`` package (read once)."""
+    if name not in _ASSETS:
+        raise HTTPException(404, f"no {name!r} here (the docs page's files are {', '.join(_ASSETS)})")
+    body = _asset_cache.get(name)
+    if body is None:
+        from swagger_ui_bundle import swagger_ui_path
+
+        body = _asset_cache[name] = (swagger_ui_path / name).read_bytes()
+    return body, _ASSETS[name]
 
 
 def _error(desc: str) -> dict:

@@ -1,14 +1,17 @@
 """Running the server: configuration (arguments or the environment, since a managed platform starts the image
 as ``<image> serve`` with nothing else), structured logs, and uvicorn.
 
-Environment (each has a ``skewless model serve`` option):
+Environment: every variable is parsed and checked at startup by ``settings.read`` (its docstring lists them all,
+with what each accepts); a bad one stops the server with a ConfigError naming it. Most have a ``skewless model
+serve`` option, which wins over the variable.
 
     SKEWLESS_REPO             folder with skewless.yaml (default: <model dir>/repo if present, else .)
     SKEWLESS_MODEL_DIR        an unpacked artifact (default: /opt/ml/model, SageMaker's)
     SKEWLESS_MODEL, SKEWLESS_MODEL_VERSION | SKEWLESS_MODEL_STAGE     or: fetch it from the model registry
     SKEWLESS_CONTRACT         sagemaker (default) | eas | v2 | both (sagemaker,eas), or a comma-separated list of
                               them, e.g. sagemaker,v2 (v2: the Open Inference Protocol's /v2 routes, serving/v2.py)
-    SAGEMAKER_BIND_TO_PORT    SageMaker's port (default 8080); SKEWLESS_PORT: EAS's (default 8000)
+    SAGEMAKER_BIND_TO_PORT    SageMaker's port (default 8080); SKEWLESS_PORT: the port without SageMaker's contract
+                              (EAS's, default 8000)
     SKEWLESS_SERVING_TOKEN    when set, every route but /ping, /ready, /live needs ``Authorization: [Bearer ]<token>``
                               (the prediction routes, /v2 but /v2/health, /metrics, /openapi.json, /docs); EAS
                               requires one
@@ -21,7 +24,10 @@ Environment (each has a ``skewless model serve`` option):
     SKEWLESS_MISSING_FEATURES serve | flag | reject: what a prediction does when a required feature view reads
                               NOT_FOUND/EXPIRED for a row (default: the model's own setting, else serve)
     SKEWLESS_PREDICT_TIMEOUT  seconds a request may take, queueing included (default 60, SageMaker's invocation
-                              limit; 0 = none): past it 504, and the server goes on serving (environment only)
+                              limit; 0 = none): past it 504, and the server goes on serving
+    SKEWLESS_LOG_LEVEL        DEBUG | INFO (default) | WARNING | ERROR (environment only)
+    SKEWLESS_PREDICTION_LOG_DIR   the prediction log's journal folder (see ``prediction_log``)
+    OTEL_*                    OpenTelemetry tracing, off unless these turn it on (see ``tracing``)
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ from pathlib import Path
 from skewless.errors import ConfigError
 from skewless.redact import redact
 
-from .app import CONTRACTS, AppOptions, create_app
+from . import settings, tracing
+from .app import AppOptions, create_app
 from .artifact import MANIFEST, ModelArtifact
 from .model import ServedModel
 from .model_registry import MODEL_REGISTRY_SIDECAR
@@ -68,56 +75,37 @@ class ServeConfig:
 
     @classmethod
     def from_env(cls, **overrides) -> "ServeConfig":
-        env = os.environ
-        cfg = cls(repo=env.get("SKEWLESS_REPO"), model_dir=env.get("SKEWLESS_MODEL_DIR"),
-                  model=env.get("SKEWLESS_MODEL"), stage=env.get("SKEWLESS_MODEL_STAGE"),
-                  version=int(env["SKEWLESS_MODEL_VERSION"]) if env.get("SKEWLESS_MODEL_VERSION") else None,
-                  contract=env.get("SKEWLESS_CONTRACT", "sagemaker"), token=env.get("SKEWLESS_SERVING_TOKEN"),
-                  log_flush_seconds=float(env.get("SKEWLESS_LOG_FLUSH_SECONDS", "1.0")))
-        if env.get("SKEWLESS_PREDICT_TIMEOUT"):
-            cfg.predict_timeout = float(env["SKEWLESS_PREDICT_TIMEOUT"]) or None
-        if env.get("SKEWLESS_MAX_BODY_BYTES"):
-            try:
-                cfg.max_body_bytes = int(env["SKEWLESS_MAX_BODY_BYTES"])
-            except ValueError:
-                raise ConfigError(f"SKEWLESS_MAX_BODY_BYTES must be a number of bytes, not "
-                                  f"{env['SKEWLESS_MAX_BODY_BYTES']!r}") from None
-        if env.get("SKEWLESS_MISSING_FEATURES"):
-            cfg.missing_features = env["SKEWLESS_MISSING_FEATURES"]
-        if env.get("SKEWLESS_HOST"):
-            cfg.host = env["SKEWLESS_HOST"]
-        if env.get("SKEWLESS_SERVICE_NAME"):
-            cfg.extra["service"] = env["SKEWLESS_SERVICE_NAME"]
+        """The environment's settings (all checked at once: ``settings.read``), then ``overrides`` (the CLI's
+        options) where not None."""
+        values = settings.read(overrides=overrides)
+        cfg = cls()
+        for name, value in values.items():
+            if name == "service":
+                cfg.extra["service"] = value
+            elif name not in ("sagemaker_port", "skewless_port"):  # read by resolved_port, once contracts are known
+                setattr(cfg, name, value)
         for k, v in overrides.items():
             if v is not None:
                 setattr(cfg, k, v)
         cfg.predict_timeout = cfg.predict_timeout or None  # 0 turns it off, from the environment or an override
+        cfg.contracts()  # an override's contract is checked at startup too
         return cfg
 
     def contracts(self) -> tuple[str, ...]:
-        return parse_contracts(self.contract)
+        try:
+            return settings.parse_contracts(self.contract)
+        except ValueError as exc:
+            raise ConfigError(f"SKEWLESS_CONTRACT (or --contract) {self.contract!r}: expected {exc}") from None
 
     def resolved_port(self) -> int:
+        """The port given, else the environment's: SAGEMAKER_BIND_TO_PORT (default 8080) when SageMaker's contract
+        is served, else SKEWLESS_PORT (default 8000)."""
         if self.port is not None:
             return self.port
-        contracts = self.contracts()
-        if "eas" in contracts and "sagemaker" not in contracts:  # EAS's port, unless SageMaker's contract is on
-            return int(os.environ.get("SKEWLESS_PORT", "8000"))
-        return int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
-
-
-# -- SKEWLESS_CONTRACT: kept apart from the rest of the environment's parsing (issue 14's v2 contract) --------------
-def parse_contracts(value: str) -> tuple[str, ...]:
-    """``both`` (sagemaker and eas), one contract, or a comma-separated list of known ones (``app.CONTRACTS``), in
-    that order; ConfigError naming SKEWLESS_CONTRACT otherwise."""
-    if value.strip() == "both":
-        return ("sagemaker", "eas")
-    names = [c.strip() for c in value.split(",")]
-    unknown = [c for c in names if c not in CONTRACTS]
-    if unknown:
-        raise ConfigError(f"SKEWLESS_CONTRACT (--contract) must be both or a comma-separated list of "
-                          f"{', '.join(CONTRACTS)}, not {value!r}")
-    return tuple(c for c in CONTRACTS if c in names)
+        ports = settings.read({k: v for k, v in os.environ.items() if k in ("SAGEMAKER_BIND_TO_PORT", "SKEWLESS_PORT")})
+        if "sagemaker" in self.contracts():
+            return ports.get("sagemaker_port", 8080)
+        return ports.get("skewless_port", 8000)
 
 
 class JsonFormatter(logging.Formatter):
@@ -177,7 +165,8 @@ def build(cfg: ServeConfig):
                         log_writer_options={"flush_seconds": cfg.log_flush_seconds})
     app = create_app(model, AppOptions(contracts=cfg.contracts(), token=cfg.token, max_batch_rows=cfg.max_batch_rows,
                                        max_queue=cfg.max_queue, predict_timeout=cfg.predict_timeout,
-                                       max_body_bytes=cfg.max_body_bytes, **cfg.extra))
+                                       max_body_bytes=cfg.max_body_bytes,
+                                       tracing=tracing.from_env(model.name, model.version), **cfg.extra))
     return store, model, app
 
 

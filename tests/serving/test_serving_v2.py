@@ -26,7 +26,8 @@ from tritonclient.utils import InferenceServerException
 import skewless as sk
 from skewless.sample_repo import credit_repo
 from skewless.serving import package_model, read_log
-from skewless.serving.server import ServeConfig, parse_contracts
+from skewless.serving.server import ServeConfig
+from skewless.serving.settings import parse_contracts
 from tests.serving.test_serving import TOKEN, running, trained_credit
 from tests.serving.test_serving_registry import small_repo
 from tests.support import kserve_client
@@ -319,10 +320,10 @@ def test_bytes_bool_and_float_tensors_and_optional_fields_on_a_v2_only_server(pr
 
 def test_contract_lists_in_the_environment_and_the_openapi_document(credit, monkeypatch):
     assert parse_contracts("both") == ("sagemaker", "eas")
-    assert parse_contracts("v2, sagemaker") == ("sagemaker", "v2") and parse_contracts("v2") == ("v2",)
+    assert parse_contracts("v2, sagemaker") == ("v2", "sagemaker") and parse_contracts("v2") == ("v2",)
     for bad in ("kserve", "sagemaker,kserve", "", "sagemaker,,v2", "both,v2"):
         with pytest.raises(sk.ConfigError, match="SKEWLESS_CONTRACT"):
-            parse_contracts(bad)
+            ServeConfig(contract=bad).contracts()
     monkeypatch.setenv("SKEWLESS_CONTRACT", "eas,v2")
     monkeypatch.setenv("SKEWLESS_PORT", "8123")
     cfg = ServeConfig.from_env()
