@@ -30,8 +30,8 @@ def env(monkeypatch):
 BAD = [
     ("SKEWLESS_MODEL_VERSION", "latest", "an integer >= 1"),
     ("SKEWLESS_MODEL_VERSION", "0", "an integer >= 1"),
-    ("SKEWLESS_CONTRACT", "kserve", "a comma-separated list of sagemaker, eas, or both"),
-    ("SKEWLESS_CONTRACT", "sagemaker,,eas", "a comma-separated list of sagemaker, eas, or both"),
+    ("SKEWLESS_CONTRACT", "kserve", "a comma-separated list of sagemaker, eas, v2, or both"),
+    ("SKEWLESS_CONTRACT", "sagemaker,,eas", "a comma-separated list of sagemaker, eas, v2, or both"),
     ("SAGEMAKER_BIND_TO_PORT", "http", "an integer from 1 to 65535"),
     ("SKEWLESS_PORT", "70000", "an integer from 1 to 65535"),
     ("SKEWLESS_SERVICE_NAME", "credit/v2", "an EAS service name: letters, digits, _ . - (one path segment)"),
