@@ -118,9 +118,10 @@ class Codecs:
         except csv.Error as exc:
             raise ValidationError(f"the body is not valid CSV: {exc}") from None
         columns = self.columns
-        if lines and (header == "present" or header is None and sorted(lines[0]) == sorted(self.names)):
+        names = sorted(self.names)
+        if lines and (header == "present" or header is None and sorted(c.strip() for c in lines[0]) == names):
             first = [c.strip() for c in lines.pop(0)]
-            if sorted(first) != sorted(self.names):
+            if sorted(first) != names:
                 raise ValidationError(f"the CSV header {first} does not name the model's columns {self.names}")
             dtypes = dict(columns)
             columns = [(n, dtypes[n]) for n in first]

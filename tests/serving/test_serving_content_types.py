@@ -70,6 +70,7 @@ def test_documented_column_order(served):
     ("csv-charset", _csv(ROWS), "text/csv; charset=utf-8"),
     ("csv-header", _csv(ROWS, header=True), "text/csv"),
     ("csv-header-reordered", _csv(ROWS, columns=("delay", "driver_id", "amount"), header=True), "text/csv"),
+    ("csv-header-spaces", b"driver_id, amount, delay\r\n" + _csv(ROWS), "text/csv"),
     ("csv-header-present", _csv(ROWS, columns=("amount", "delay", "driver_id"), header=True),
      "text/csv; header=present"),
     ("jsonlines", _jsonl(ROWS), "application/jsonlines"),
@@ -150,7 +151,7 @@ def test_logged_rows_are_the_same(served):
     accepted body logged its rows exactly as the JSON one did; no refused request logged anything."""
     client, model, store = served
     accepted = ["ct-json", "ct-csv", "ct-csv-charset", "ct-csv-header", "ct-csv-header-reordered",
-                "ct-csv-header-present", "ct-jsonlines", "ct-jsonlines-blank-lines", "ct-accept-csv",
+                "ct-csv-header-spaces", "ct-csv-header-present", "ct-jsonlines", "ct-jsonlines-blank-lines", "ct-accept-csv",
                 "ct-accept-jsonl", "ct-accept-q", "ct-octet"]
     deadline = time.monotonic() + 30
     while True:
