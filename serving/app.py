@@ -62,8 +62,8 @@ from skewless.errors import SkewlessError, StoreUnavailable, ValidationError
 
 from . import eas_auth, openapi
 from .batcher import MicroBatcher
-from .codecs import Codecs, request_headers
 from .breaker import StoreBreaker
+from .codecs import Codecs, request_headers
 from .errors import NotReady, PayloadTooLarge, Unauthorized, error_body, http_status
 from .metrics import Metrics
 from .model import ServedModel
