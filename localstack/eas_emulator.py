@@ -22,7 +22,8 @@ an update starts the new backend before stopping the old one.
 
 Data plane (the gateway): ``POST|GET /api/predict/<service>`` needs that service's token in ``Authorization``,
 raw, ``Bearer <token>`` or the official client's ``EAS <signature>`` (``skewless.serving.eas_auth``; missing or
-wrong: 401) and is forwarded to its backend unchanged. ``/api/predict/<group>`` (a group name with
+wrong: 401) and is forwarded to its backend with its body, Content-Type, Accept and X-Request-Id (the backend's
+Content-Type comes back). ``/api/predict/<group>`` (a group name with
 no service of that name) accepts the token of any service in the group and routes each request to a Running
 member drawn by weight (the answer names it in ``X-Eas-Service``). ``GET /health`` is the emulator's liveness.
 """
@@ -227,10 +228,12 @@ class EasEmulator:
         if not live:
             return _error(503, "ServiceUnavailable", f"{name} has no running instance with traffic")
         chosen = live[0] if svc else random.choices(live, [m["weight"] for m in live])[0]
-        fwd = {"Content-Type": headers.get("Content-Type", "application/json"), "Authorization": chosen["token"]}
-        for k, v in headers.items():
-            if k.lower() == "x-request-id":
-                fwd["X-Request-Id"] = v
+        # Content-Type and Accept as the caller sent them (the server reads CSV and JSON Lines, answers by Accept),
+        # whatever the case of their names (a lower-case content-type was dropped: JSON assumed).
+        fwd = {"Content-Type": lower.get("content-type", "application/json"), "Authorization": chosen["token"]}
+        for name, key in (("Accept", "accept"), ("X-Request-Id", "x-request-id")):
+            if key in lower:
+                fwd[name] = lower[key]
         status, rh, data = forward(HOST, chosen["handle"]["port"], method, f"/api/predict/{chosen['name']}", fwd, body)
         return status, {"Content-Type": rh.get("content-type", "application/json"), "X-Eas-Service": chosen["name"]}, \
             data

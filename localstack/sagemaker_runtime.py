@@ -13,8 +13,9 @@ It implements exactly this API subset; anything else answers **501** ``NotImplem
         CreateEndpoint (also registered in moto, which validates the config), DescribeEndpoint, ListEndpoints,
         UpdateEndpoint, UpdateEndpointWeightsAndCapacities, DeleteEndpoint
     sagemaker-runtime:
-        InvokeEndpoint  POST /endpoints/<name>/invocations  (X-Amzn-SageMaker-Target-Variant honoured; the answer
-                        carries X-Amzn-Invoked-Production-Variant; a container error is a 424 ModelError)
+        InvokeEndpoint  POST /endpoints/<name>/invocations  (X-Amzn-SageMaker-Target-Variant honoured; Content-Type
+                        and Accept passed on; the answer carries X-Amzn-Invoked-Production-Variant and the
+                        container's Content-Type; a container error is a 424 ModelError)
     GET /health: the emulator's own liveness
 
 Create/UpdateEndpoint return at once with status Creating/Updating; a background thread fetches each variant's
@@ -235,7 +236,10 @@ class SageMakerEmulator:
                 return _error(400, "ValidationError", f"Endpoint {name} has no variant with traffic.")
             chosen = random.choices(list(live), list(live.values()))[0]
         port = variants[chosen]["handle"]["port"]
-        fwd = {"Content-Type": lower.get("content-type", "application/json"), "Accept": "application/json"}
+        # Content-Type and Accept reach the container as the caller sent them (the container answers 415/406).
+        fwd = {"Content-Type": lower.get("content-type", "application/json")}
+        if "accept" in lower:
+            fwd["Accept"] = lower["accept"]
         if "x-amzn-sagemaker-custom-attributes" in lower:
             fwd["X-Amzn-SageMaker-Custom-Attributes"] = lower["x-amzn-sagemaker-custom-attributes"]
         status, rh, data = forward("127.0.0.1", port, "POST", "/invocations", fwd, body)

@@ -27,6 +27,10 @@ invocation limit): a larger ``Content-Length`` is refused (413) before anything 
 (chunked) is counted while it arrives and refused the moment it passes the limit; such answers close the
 connection, so the rest of the body is never read.
 
+Bodies are JSON, CSV or JSON Lines by ``Content-Type`` and answers JSON, CSV or JSON Lines by ``Accept``
+(``codecs``, the media types SageMaker documents for inference and batch transform): an unreadable Content-Type is
+415 and an unanswerable Accept 406, both before anything is predicted; error answers are always JSON.
+
 Readiness (``/ping``, ``/ready``) is true only once the model is loaded and the online store answers a round
 trip and holds rows of at least one of the model's views (an empty store after a restart is not ready: it would
 only give default predictions); it is re-checked (at most every ``store_check_seconds``), so the server recovers
@@ -65,6 +69,7 @@ from skewless.errors import SkewlessError, StoreUnavailable, ValidationError
 from . import eas_auth, openapi, v2
 from .batcher import MicroBatcher
 from .breaker import StoreBreaker
+from .codecs import Codecs, request_headers
 from .errors import NotReady, PayloadTooLarge, Unauthorized, error_body, http_status
 from .metrics import Metrics
 from .model import ServedModel
@@ -132,6 +137,7 @@ class _Server:
                                     slow_after=opts.slow_batch_seconds, on_slow=self.breaker.probe, **inline)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.service = opts.service or model.name
+        self.codecs = Codecs(model.manifest, model.version)
         self._children: dict = {}
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -292,11 +298,12 @@ class _Server:
         """One prediction request, any contract. ``codec`` (e.g. ``v2.InferCodec``): a protocol whose body is not
         the JSON rows, turned into the same ``Request`` (``decode``) and its answer back (``respond``)."""
         t0 = time.perf_counter()
-        rid = request.headers.get("x-request-id") or request.headers.get("x-amzn-requestid")
+        rid, ctype, accept = request_headers(request.scope)
         headers = {}
         tracing = self.tracing
         span = None if tracing is None else tracing.request_span(
             request.headers, request.method, _ROUTES.get(route, request.url.path), request.url.path)
+        encode = None  # JSON: the answer as it is (codecs: CSV, JSON Lines)
         try:
             # The (bounded) body first: an answer sent with the body unread would leave the connection to read and
             # discard the rest of it, however large.
@@ -306,12 +313,11 @@ class _Server:
                 raise NotReady(f"model {self.model.name!r} is not loaded yet"
                                + (f" (load failed: {self.model.error})" if self.model.error else ""))
             if codec is None:
-                try:
-                    body = orjson.loads(raw)
-                except orjson.JSONDecodeError as exc:
-                    raise ValidationError(f"the request body is not valid JSON: {exc}") from None
-                req = self.model.parse(body, rid)
-            else:
+                # By Content-Type and Accept (a dict lookup each for JSON); 415/406 before anything is predicted.
+                decode = self.codecs.decoder(ctype)
+                encode = self.codecs.encoder(accept)
+                req = self.model.parse(decode(raw), rid)
+            else:  # a protocol of its own (v2 tensors): its body and answer, the same Request
                 req = codec.decode(raw, rid)
             rid = req.request_id
             if span is not None:
@@ -343,7 +349,10 @@ class _Server:
         self._latency(route).observe(time.perf_counter() - t0)
         if codec is not None:
             return codec.respond(content, status, headers)
-        return _json(content, status, headers)
+        if encode is None or status != 200:  # errors answer JSON whatever the Accept
+            return _json(content, status, headers)
+        data, media, extra = encode(content)
+        return Response(data, status, headers={**headers, **extra}, media_type=media)
 
     # Label children cached per server: prometheus-client's labels() takes a lock and builds a key on every call.
     def _count(self, route: str, status: int):

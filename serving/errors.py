@@ -22,6 +22,14 @@ class PayloadTooLarge(SkewlessError):
     """The request body is larger than the server accepts (``SKEWLESS_MAX_BODY_BYTES``; 413, connection closed)."""
 
 
+class UnsupportedMediaType(SkewlessError):
+    """The request's ``Content-Type`` is none the server reads (415; ``codecs`` lists them)."""
+
+
+class NotAcceptable(SkewlessError):
+    """No media type of the request's ``Accept`` is one the server answers in (406); decided before predicting."""
+
+
 class Overloaded(SkewlessError):
     """The request queue is full: the caller should back off and retry (429 with ``Retry-After``)."""
 
@@ -51,6 +59,8 @@ class PredictTimeout(SkewlessError):
 _STATUS: list[tuple[type[BaseException], int]] = [
     (Unauthorized, 401),
     (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
+    (NotAcceptable, 406),
     (MissingFeatures, 422),
     (ValidationError, 400),
     (NotFoundError, 404),
@@ -87,6 +97,5 @@ def error_body(exc: BaseException) -> dict:
     return {"error": "InternalError", "message": type(exc).__name__}
 
 
-__all__ = ["MissingFeatures", "NotReady", "Overloaded", "PayloadTooLarge", "PredictTimeout", "PredictionError",
-           "Unauthorized", "error_body",
-           "http_status"]
+__all__ = ["MissingFeatures", "NotAcceptable", "NotReady", "Overloaded", "PayloadTooLarge", "PredictTimeout",
+           "PredictionError", "Unauthorized", "UnsupportedMediaType", "error_body", "http_status"]

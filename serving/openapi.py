@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from skewless.online_read import INT_RANGE
 
 from .artifact import ModelManifest
+from .codecs import request_columns
 from .model import _FLOAT32_MAX, MAX_ROWS_PER_REQUEST
 
 # A JSON Schema per dtype, as strict as ``ServedModel.parse``: integers within the dtype's range (a boolean is no
@@ -57,7 +58,9 @@ def _error(desc: str) -> dict:
 
 def document(m: ModelManifest, version: int, contracts: tuple[str, ...], service: str, token: bool = False) -> dict:
     """The server's OpenAPI document. ``token``: a token is configured, so every route but the health checks
-    (``/ping``, ``/ready``, ``/live``) requires it (``Authorization: <token>`` or ``Bearer <token>``) or answers 401."""
+    (``/ping``, ``/ready``, ``/live``) requires it or answers 401: ``Authorization: <token>`` or ``Bearer <token>``
+    on every such route, and on the EAS route also ``EAS <signature>``, the signed form Alibaba's ``eas_prediction``
+    client sends by default (``eas_auth``)."""
     row = {"type": "object", "required": sorted(m.request_keys),
            "properties": {**{k: {**_schema(d), "description": "entity key"} for k, d in m.request_keys.items()},
                           **{i["source"][8:]: {**_schema(i["dtype"], nullable=True),
@@ -75,24 +78,43 @@ def document(m: ModelManifest, version: int, contracts: tuple[str, ...], service
                  "items": {"type": "object", "properties": {
                      "row": {"type": "integer"}, "missing": {"type": "object",
                                                              "additionalProperties": {"type": "string"}}}}}}}
+    columns = [n for n, _ in request_columns(m)]
+    outputs = [o["name"] for o in m.outputs]
+    csv_doc = (f"One row per line, the values of {', '.join(columns)} in that order (x-columns); an empty cell is "
+               "null. A header row is optional: taken when the first line is exactly the column names (in any "
+               "order, which then sets it), always with header=present, never with header=absent")
     predict = {
         "summary": f"Predict with {m.name} (features of {m.feature_service!r} read from the online store)",
         # One object is one row; an object with "instances" holds the rows (a list, or one row) and an optional
         # request id (a value that is not a string is ignored).
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {"anyOf": [
-            {"type": "object", "required": ["instances"],
-             "properties": {"instances": {"anyOf": [rows, row]}, "request_id": {}}},
-            rows, {"allOf": [row, {"not": {"required": ["instances"]}}]}]}}}},
+        # JSON, CSV and JSON Lines (serving/codecs.py): the media types SageMaker documents for batch transform.
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"anyOf": [
+                {"type": "object", "required": ["instances"],
+                 "properties": {"instances": {"anyOf": [rows, row]}, "request_id": {}}},
+                rows, {"allOf": [row, {"not": {"required": ["instances"]}}]}]}},
+            "text/csv": {"schema": {"type": "string", "description": csv_doc}, "x-columns": columns},
+            "application/jsonlines": {"schema": {"type": "string", "description": "One row per line: a JSON "
+                                                 "object as one row of the JSON body"}, "x-row": row}}},
         "responses": {
-            "200": {"description": "One prediction per row, and how many rows lacked their features",
+            "200": {"description": "One prediction per row, and how many rows lacked their features (CSV and JSON "
+                                   "Lines answers, chosen by Accept, carry the predictions only; the request id, model "
+                                   "version and rows missing a required view are in x-request-id, x-model-version "
+                                   "and x-missing-rows)",
                     "content": {"application/json": {"schema": {
                         "type": "object", "required": ["predictions", "feature_status"],
                         "properties": {"request_id": {"type": "string"}, "model": {"type": "string"},
                                        "version": {"type": "integer"},
                                        "predictions": {"type": "array", "items": out},
-                                       "feature_status": status}}}}},
-            "400": _error("The body is not JSON, or not rows (the reason names the row)"),
+                                       "feature_status": status}}},
+                        "text/csv": {"schema": {"type": "string", "description": "One line per row: the outputs "
+                                                f"{', '.join(outputs)}, no header"}},
+                        "application/jsonlines": {"schema": {"type": "string", "description": "One line per row: "
+                                                             "its prediction object"}}}},
+            "400": _error("The body is not JSON (CSV, JSON Lines), or not rows (the reason names the row)"),
+            "406": _error("No media type of Accept is answered (application/json, text/csv, application/jsonlines)"),
             "413": _error("The body is larger than the server accepts"),
+            "415": _error("The Content-Type is not application/json, text/csv or application/jsonlines"),
             "422": _error("A key or value does not fit its dtype (names the row and field), or, with the model's "
                           "missing-features policy reject, a row's required features are NOT_FOUND/EXPIRED "
                           "(names them)"),

@@ -7,6 +7,7 @@ holds the rows; traffic moves between versions by weight; rollback leaves versio
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from pathlib import Path
@@ -174,6 +175,31 @@ def test_eas_gateway_checks_the_token(eas_target, models):
         eas_target.delete(endpoint)
 
 
+def test_emulators_pass_content_type_and_accept_on(sagemaker_target, eas_target, models):
+    """A CSV body answered as JSON Lines through SageMaker's InvokeEndpoint (boto3) and as CSV through the EAS
+    gateway: both emulators hand the container the caller's Content-Type and Accept, and its answer's type back."""
+    ids = [int(i) for i in models["loans"].loan_id][:3]
+    csv_body = "".join(f"{i}\n" for i in ids).encode()
+    endpoint = f"creditfmt{uuid.uuid4().hex[:6]}"
+    sagemaker_target.deploy("credit", 1, endpoint)
+    eas_target.deploy("credit", 1, endpoint)
+    try:
+        r = sagemaker_target.rt.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv",
+                                                Accept="application/jsonlines", Body=csv_body)
+        assert r["ContentType"].startswith("application/jsonlines")
+        lines = r["Body"].read().decode().splitlines()
+        assert len(lines) == 3 and all(set(json.loads(line)) == {"proba_0", "proba_1"} for line in lines)
+        a = httpx.post(f"{eas_target.invoke_url}/api/predict/{endpoint}", content=csv_body, timeout=30,
+                       headers={"Authorization": eas_target.token(endpoint), "content-type": "text/csv",
+                                "accept": "text/csv"})
+        assert a.status_code == 200 and a.headers["content-type"].startswith("text/csv"), a.text
+        rows = [line.split(",") for line in a.text.splitlines()]
+        assert [float(p1) for _, p1 in rows] == pytest.approx([json.loads(line)["proba_1"] for line in lines])
+    finally:
+        sagemaker_target.delete(endpoint)
+        eas_target.delete(endpoint)
+
+
 def test_sagemaker_emulator_rejects_operations_outside_its_subset(sagemaker_target):
     with pytest.raises(botocore.exceptions.ClientError, match="ListModels"):
         sagemaker_target.sm.list_models()
@@ -181,8 +207,6 @@ def test_sagemaker_emulator_rejects_operations_outside_its_subset(sagemaker_targ
 
 def test_cli_deploy_invoke_weights_rollback(models, tmp_path):
     """`skewless model deploy|invoke|endpoints|weights|rollback` on the local target (same code as the SDK)."""
-    import json
-
     from typer.testing import CliRunner
 
     from skewless.cli.main import app

@@ -59,7 +59,10 @@ def test_the_server_answers_as_its_openapi_says(api_schema, method, path, mode, 
     # operations' strategies are driven with Hypothesis directly, as that plugin would.
     operation = api_schema[path][method]
 
-    @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
+    # JSON bodies only: the CSV and JSON Lines bodies are declared as strings (their rows described in words and
+    # x-columns), which a generator can only fill with noise; test_serving_content_types covers them.
+    @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)).filter(
+        lambda case: case.media_type in (None, "application/json")))
     @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     def run(case):
