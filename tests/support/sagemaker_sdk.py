@@ -21,7 +21,10 @@ from pathlib import Path
 
 from skewless.process import cached_venv
 
-PIN = "sagemaker==3.27.0"
+# The SDK 3 package that holds Endpoint, the serializers and deserializers, at the version ``sagemaker==3.27.0``
+# pins: the ``sagemaker`` meta-package adds training, serving and MLflow packages (1 GB, ~7 min to build the venv on
+# a fresh machine) that these calls never import; sagemaker-core alone builds in ~30 s.
+PIN = "sagemaker-core==2.27.0"
 
 # Calls as a user writes them: Endpoint.get, then serializer/deserializer and invoke(content_type=serializer's,
 # accept=deserializer's or given). Prints one result per call: the deserialized body, or the ClientError's parts.
@@ -55,7 +58,7 @@ print(json.dumps(out))
 
 def ensure_venv() -> Path:
     """The SDK venv's python, built on first use."""
-    return cached_venv("sagemaker-3.27.0", sys.executable, [PIN])
+    return cached_venv("sagemaker-core-2.27.0", sys.executable, [PIN])
 
 
 def sdk_invoke(python: Path, endpoint_url: str, endpoint: str, calls: list[dict]) -> dict:
