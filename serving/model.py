@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from skewless import dtypes, online_read
@@ -91,6 +92,7 @@ class ServedModel:
         self.manifest = m = artifact.manifest
         self.name = m.name
         self._model = None
+        self._matrix = None  # the model's array predict, when its inputs need no DataFrame (see load)
         self.error: str | None = None  # why load() failed
         self.stages = m.read_stages()
         # serve | flag | reject when a required view is not PRESENT for a row (the server's setting wins)
@@ -118,10 +120,18 @@ class ServedModel:
     # -- lifecycle --------------------------------------------------------------------------------------------
     def load(self) -> None:
         try:
-            self._model = self.artifact.load()
+            model = self.artifact.load()
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             raise
+        # All inputs numeric and a model that takes their array: no DataFrame per batch. Building it (Arrow arrays,
+        # a record batch, to_pandas) was ~85 us of a ~460 us one-row prediction (bench/results/
+        # serving_i14_profile.md); the array holds what that frame's to_numpy() would (nulls as NaN).
+        kinds = {str(t) for _, _, t in self._inputs}
+        matrix = getattr(model, "matrix_predict", None)
+        self._matrix = matrix(self._input_names, integers=bool(kinds & {"int64", "int32"})) \
+            if matrix is not None and self._inputs and kinds <= {"double", "int64", "int32"} else None
+        self._model = model
         self.error = None
 
     @property
@@ -238,16 +248,27 @@ class ServedModel:
                         r[key] = v
         return values, evs, statuses
 
-    def _answer(self, requests, rows, now, values, evs, statuses, missing) -> list[dict]:
-        n = len(rows)
-        arrays = [pa.array(values[src] if not src.startswith("request:") else [r[src[8:]] for r in rows], type=t)
-                  for _, src, t in self._inputs]
+    def _model_outputs(self, rows, values) -> dict:
+        cols = [values[src] if not src.startswith("request:") else [r[src[8:]] for r in rows]
+                for _, src, _ in self._inputs]
+        if self._matrix is not None:
+            try:  # (columns x rows).T: the layout a DataFrame's to_numpy() has, so the same BLAS call as with it
+                x = np.array(cols, dtype=np.float64).T
+            except (TypeError, ValueError):  # a value that is not a number: the frame path says what is wrong
+                pass
+            else:
+                return self._matrix(x)
+        arrays = [pa.array(c, type=t) for c, (_, _, t) in zip(cols, self._inputs)]
         # Through Arrow, as the training set is (RetrievalJob.to_pandas): the model gets the same pandas dtypes. A
         # record batch without threads converts a few rows in 2/3 of the time a table with the thread pool takes.
-        frame = pa.RecordBatch.from_arrays(arrays, names=self._input_names).to_pandas(use_threads=False)
+        return self._model.predict(pa.RecordBatch.from_arrays(arrays, names=self._input_names)
+                                   .to_pandas(use_threads=False))
+
+    def _answer(self, requests, rows, now, values, evs, statuses, missing) -> list[dict]:
+        n = len(rows)
         try:
             outputs = {k: list(v.tolist() if hasattr(v, "tolist") else v)
-                       for k, v in self._model.predict(frame).items()}
+                       for k, v in self._model_outputs(rows, values).items()}
         except SkewlessError:
             raise
         except Exception as exc:
