@@ -258,7 +258,10 @@ def summary(doc: dict) -> list[dict]:
         groups.setdefault((r["case"], r["online"]), []).append(r)
     return [{"case": case, "online": online, "runs": len(rows), "p50_ms": _median(rows, "latency_c1", "p50_ms"),
              "p99_ms": _median(rows, "latency_c1", "p99_ms"), "rps": _median(rows, "throughput", "rps"),
-             "p99_ms_c": _median(rows, "throughput", "p99_ms")} for (case, online), rows in groups.items()]
+             "p99_ms_c": _median(rows, "throughput", "p99_ms"),
+             # server CPU per request at the throughput run: what the server costs whatever else runs on the cores
+             "cpu_us": round(statistics.median(r["throughput"]["server_cpu"] / r["throughput"]["rps"] * 1e6
+                                               for r in rows), 1)} for (case, online), rows in groups.items()]
 
 
 def goal_figures(rows: list[dict]) -> list[tuple[str, str, float | None]]:
@@ -297,10 +300,12 @@ def markdown(doc: dict) -> str:
                      f"{lat['p50_ms']:.3f} | {lat['p99_ms']:.3f} | {lat['rps']:.0f} | {tp['rps']:.0f} | "
                      f"{tp['p99_ms']:.2f} | {tp['server_cpu']} / {tp['client_cpu']} |")
     rows = summary(doc)
-    lines += ["", "Medians over the rounds:", "", f"| case | online | runs | p50 ms | p99 ms | req/s at c={c} | "
-              f"p99 ms at c={c} |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "Medians over the rounds (server CPU per request: its CPU seconds / requests at the throughput run, "
+              "which load from other programs changes less than req/s):", "",
+              f"| case | online | runs | p50 ms | p99 ms | req/s at c={c} | p99 ms at c={c} | server CPU us/request |",
+              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['case']} | {r['online']} | {r['runs']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['rps']:.0f} "
-              f"| {r['p99_ms_c']:.2f} |" for r in rows]
+              f"| {r['p99_ms_c']:.2f} | {r['cpu_us']:.0f} |" for r in rows]
     lines += ["", "In-process floor (no HTTP; `ServedModel.parse` + `predict_batch` = online read + predict + log "
               "hand-off; and the bare `predict_proba` on a prebuilt one-row DataFrame):", "",
               "| model | online | served_predict p50 / p99 ms | bare predict_proba p50 / p99 ms |", "|---|---|---|---|"]
