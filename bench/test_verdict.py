@@ -52,3 +52,20 @@ def test_runs_write_to_the_untracked_folder_unless_published():
     ignored = subprocess.run(["git", "check-ignore", "-q", str(OUT / "small.json")], cwd=ROOT)
     published = subprocess.run(["git", "check-ignore", "-q", str(PUBLISHED / "small.json")], cwd=ROOT)
     assert ignored.returncode == 0 and published.returncode == 1
+
+
+def test_issue_14_serving_goals_on_the_medians_and_against_the_peer():
+    from bench.serving_bench import goal_figures
+
+    assert verdict(0.42, TARGETS["serving_goal_p50_ms"]) == "met (target <= 0.5 ms)"
+    assert verdict(4177, TARGETS["serving_goal_rps"]) == "missed (target >= 5,000 req/s)"
+    rows = [{"case": "FastAPI peer, logreg1 (redis-py lookup + log)", "online": "redis", "p50_ms": 1.5, "p99_ms": 9.0,
+             "rps": 500.0, "p99_ms_c": 80.0},
+            {"case": "skewless, logreg1 (lookup + log)", "online": "sqlite", "p50_ms": 9.0, "p99_ms": 9.0,
+             "rps": 1.0, "p99_ms_c": 9.0},  # another store: not the goal's case
+            {"case": "skewless, logreg1 (lookup + log)", "online": "redis", "p50_ms": 0.5, "p99_ms": 3.5,
+             "rps": 5000.0, "p99_ms_c": 2.0}]
+    lines = verdict_lines(goal_figures(rows))
+    assert [ln.rsplit("-> ", 1)[1].split(" (")[0] for ln in lines] == ["met", "missed", "met", "met", "met", "met"]
+    assert "req/s / the FastAPI peer's: 10x" in lines[4] and "p50 / skewless p50: 3x" in lines[5]
+    assert goal_figures([r for r in rows if "skewless" not in r["case"]]) == []  # no skewless row: no figures

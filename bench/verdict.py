@@ -49,6 +49,13 @@ TARGETS = {
                                          small_scale_why="fixed per-run cost over few rows"),
     "serving_p50_ms": Target("HTTP p50 at 1 connection, a model that costs little per call (logreg1)", 1.0, True,
                              unit=" ms"),
+    # Issue 14's goals for the server with a Redis lookup and the prediction log (bench/serving_bench.py)
+    "serving_goal_p50_ms": Target("HTTP p50 at 1 connection, logreg1 with Redis lookup and log", 0.5, True,
+                                  unit=" ms"),
+    "serving_goal_p99_ms": Target("HTTP p99, logreg1 with Redis lookup and log", 3.0, True, unit=" ms"),
+    "serving_goal_rps": Target("req/s at 16 connections, logreg1 with Redis lookup and log", 5000, False,
+                               unit=" req/s"),
+    "serving_vs_peer": Target("skewless / a plain FastAPI + redis-py app doing the same job", 3.0, False),
 }
 
 

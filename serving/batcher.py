@@ -6,11 +6,13 @@ server adds no waiting at all (a lone request is a batch of one at once), and un
 themselves: one online read and one model call serve many requests. A full queue refuses at once (``Overloaded``
 -> 429) instead of growing memory and latency without bound.
 
-A lone small batch (one request, at most ``inline_rows`` rows, nothing else queued) runs on the event loop itself
-when such batches have been fast (the last one took under ``inline_seconds``): handing it to the thread and waking
-the loop back costs a sizeable share of a millisecond, and nothing else is waiting meanwhile. Requests arriving
-while it runs queue up and form the next batch, which goes to the thread, so micro-batching under concurrency is
-unchanged; a slow model (or a slow store) is never run inline, so it cannot stall /ping or the 429 answers. An
+A small batch (at most ``inline_rows`` rows in all, whatever the number of requests, nothing else queued) runs on
+the event loop itself when such batches have been fast (the last one took under ``inline_seconds``): handing it to
+the thread and waking the loop back (a futex, the GIL changing hands twice, the loop's self-pipe) costs a sizeable
+share of a millisecond at one connection, and under load about a seventh of the server's CPU per request
+(bench/results/serving_i14_profile.md). Requests arriving while it runs queue up and form the next batch, so
+micro-batching under concurrency is unchanged; a larger batch goes to the thread, and a slow model (or a slow
+store) is never run inline, so it cannot stall /ping or the 429 answers. An
 inline run goes through ``inline_fn`` when given, which may give up by returning None (the server bounds the online
 read it makes: a store that hangs right then blocks the loop for that bound only): the batch then runs on the thread.
 
@@ -20,7 +22,7 @@ is past its deadline is abandoned: it finishes in the background (its rows still
 model did compute them) while the next batches run on a fresh thread. At most ``max_overrunning`` abandoned
 batches run at a time; at that bound the batcher waits for the overrunning batch instead of starting yet another
 thread, and ``saturated`` is true (the server reports not ready). An inline batch cannot be interrupted: it is
-answered 504 if it ends past its deadline, and being slow it sends the next lone batches to the thread.
+answered 504 if it ends past its deadline, and being slow it sends the next small batches to the thread.
 
 ``fail_all(exc)`` answers every queued and running request with ``exc`` at once (the server's store breaker calls
 it when the online store is found down or hung); a running batch is then abandoned as a timed-out one is. A batch
@@ -55,7 +57,7 @@ class MicroBatcher:
         self.inline_rows, self.inline_seconds = inline_rows, inline_seconds
         self.timeout, self.max_overrunning = timeout, max_overrunning
         self.overrunning = 0  # abandoned batches whose thread is still predicting
-        self._lone_seconds = float("inf")  # how long the last lone small batch took (unknown: use the thread)
+        self._lone_seconds = float("inf")  # how long the last small batch took (unknown: use the thread)
         self._queue: collections.deque = collections.deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -131,7 +133,7 @@ class MicroBatcher:
                     continue
                 self._on_batch(len(batch), total)
                 self._busy = True
-                lone = len(batch) == 1 and total <= self.inline_rows
+                lone = total <= self.inline_rows  # a small batch, of one request or several (see the docstring)
                 t0 = time.perf_counter()
                 try:
                     items = [i for i, _, _ in batch]

@@ -20,7 +20,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -187,13 +187,38 @@ class _SklearnModel(LoadedModel):
             del unnamed.feature_names_in_
             self._names, self._array_method = [str(n) for n in names], getattr(unnamed, options["method"])
 
+        self._proba = None  # LogisticRegression's arithmetic without scikit-learn's per-call checks (linear_fast)
+        if options["method"] == "predict_proba" and (self._array_method is not None or not self.takes_frame):
+            from .linear_fast import proba_function
+
+            self._proba = proba_function(model)
+
+    def matrix_predict(self, names: list[str], integers: bool = False) -> Callable[[np.ndarray], dict[str, Any]] | None:
+        """For a caller whose inputs are all numeric: ``X -> outputs`` on the float64 array of its columns ``names``
+        (rows x columns; nulls as NaN), skipping the DataFrame; None when this model needs the DataFrame (a
+        pipeline, names in another order) or, with ``integers`` (some columns hold integers), when the estimator
+        might treat an integer array differently from a float one. The answer is what ``predict`` gives for the
+        same frame."""
+        if self.takes_frame and (self._names is None or list(names) != self._names):
+            return None
+        if integers and self._proba is None:  # LogisticRegression converts integers to float64 itself; others may not
+            return None
+        method = self._array_method if self.takes_frame else self.method
+        proba = self._proba
+
+        def predict(x: np.ndarray) -> dict[str, Any]:
+            out = proba(x) if proba is not None else None
+            return _columns(method(x) if out is None else out, self.outputs)
+        return predict
+
     def predict(self, frame: pd.DataFrame) -> dict[str, Any]:
         if not self.takes_frame:
             return _columns(self.method(frame.to_numpy()), self.outputs)
         if self._names is not None and frame.columns.tolist() == self._names:
             values = frame.to_numpy()
             if values.dtype.kind in "iuf":  # mixed, categorical or text columns give an object array
-                return _columns(self._array_method(values), self.outputs)
+                out = self._proba(values) if self._proba is not None else None
+                return _columns(self._array_method(values) if out is None else out, self.outputs)
         return _columns(self.method(frame), self.outputs)
 
 

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from skewless import dtypes, online_read
@@ -93,6 +94,7 @@ class ServedModel:
         self.manifest = m = artifact.manifest
         self.name = m.name
         self._model = None
+        self._matrix = None  # the model's array predict, when its inputs need no DataFrame (see load)
         self.error: str | None = None  # why load() failed
         self.stages = m.read_stages()
         # serve | flag | reject when a required view is not PRESENT for a row (the server's setting wins)
@@ -124,10 +126,18 @@ class ServedModel:
     # -- lifecycle --------------------------------------------------------------------------------------------
     def load(self) -> None:
         try:
-            self._model = self.artifact.load()
+            model = self.artifact.load()
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             raise
+        # All inputs numeric and a model that takes their array: no DataFrame per batch. Building it (Arrow arrays,
+        # a record batch, to_pandas) was ~85 us of a ~460 us one-row prediction (bench/results/
+        # serving_i14_profile.md); the array holds what that frame's to_numpy() would (nulls as NaN).
+        kinds = {str(t) for _, _, t in self._inputs}
+        matrix = getattr(model, "matrix_predict", None)
+        self._matrix = matrix(self._input_names, integers=bool(kinds & {"int64", "int32"})) \
+            if matrix is not None and self._inputs and kinds <= {"double", "int64", "int32"} else None
+        self._model = model
         self.error = None
 
     @property
@@ -254,12 +264,32 @@ class ServedModel:
                         r[key] = v
         return values, evs, statuses
 
+    def _model_input(self, rows, values) -> tuple:
+        """The transform step: the model's input and the call that takes it. A float64 matrix for a model whose
+        inputs need no DataFrame (``_matrix``), else the DataFrame in its fitted column order."""
+        cols = [values[src] if not src.startswith("request:") else [r[src[8:]] for r in rows]
+                for _, src, _ in self._inputs]
+        if self._matrix is not None:
+            try:  # (columns x rows).T: the layout a DataFrame's to_numpy() has, so the same BLAS call as with it
+                return np.array(cols, dtype=np.float64).T, self._matrix
+            except (TypeError, ValueError):  # a value that is not a number: the frame path says what is wrong
+                pass
+        arrays = [pa.array(c, type=t) for c, (_, _, t) in zip(cols, self._inputs)]
+        # Through Arrow, as the training set is (RetrievalJob.to_pandas): the model gets the same pandas dtypes. A
+        # record batch without threads converts a few rows in 2/3 of the time a table with the thread pool takes.
+        return (pa.RecordBatch.from_arrays(arrays, names=self._input_names).to_pandas(use_threads=False),
+                self._model.predict)
+
     def _answer(self, requests, rows, now, values, evs, statuses, missing) -> list[dict]:
         n = len(rows)
         tr = self.tracing
-        frame = self._frame(rows, values) if tr is None else tr.call("skewless.transform", self._frame, rows, values)
         try:
-            raw = self._model.predict(frame) if tr is None else tr.call("skewless.predict", self._model.predict, frame)
+            if tr is None:
+                x, predict = self._model_input(rows, values)
+                raw = predict(x)
+            else:
+                x, predict = tr.call("skewless.transform", self._model_input, rows, values)
+                raw = tr.call("skewless.predict", predict, x)
             outputs = {k: list(v.tolist() if hasattr(v, "tolist") else v) for k, v in raw.items()}
         except SkewlessError:
             raise
@@ -286,14 +316,6 @@ class ServedModel:
             self.on_statuses(n, missing, sum(a["feature_status"]["missing_rows"] for a in answers) if missing else 0,
                              "flagged" if self.missing_policy == "flag" else "served")
         return answers
-
-    def _frame(self, rows: list[dict], values: dict[str, list]):
-        """The model's input: features and request values, in its fitted column order (the transform step)."""
-        arrays = [pa.array(values[src] if not src.startswith("request:") else [r[src[8:]] for r in rows], type=t)
-                  for _, src, t in self._inputs]
-        # Through Arrow, as the training set is (RetrievalJob.to_pandas): the model gets the same pandas dtypes. A
-        # record batch without threads converts a few rows in 2/3 of the time a table with the thread pool takes.
-        return pa.RecordBatch.from_arrays(arrays, names=self._input_names).to_pandas(use_threads=False)
 
     # -- feature statuses in answers: only computed for batches where some view was not PRESENT ------------------
     def _status(self, missing: dict[str, list], start: int, k: int) -> dict:

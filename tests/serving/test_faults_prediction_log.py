@@ -9,6 +9,7 @@ step it must land in (the wrapper calls SIGKILL on its own process), nothing els
 from __future__ import annotations
 
 import signal
+import time
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ import skewless as sk
 from skewless.serving.prediction_log import PredictionLogWriter
 
 from tests.support.paths import ROOT
+from tests.serving.test_serving import credit  # noqa: F401 - a fixture, taken by name
 from tests.support.predlog_helpers import committed_keys, history_up, manifest
 
 
@@ -131,3 +133,62 @@ def test_s3_outage_during_flush_and_kill_after_commit_on_s3(tmp_path, local_clou
         assert committed_keys(store) == list(range(450))
     finally:
         proxy.down()
+
+
+def test_sigterm_under_load_logs_every_answered_prediction_once(credit, tmp_path):  # noqa: F811
+    """The image's entry point under 8 clients posting as fast as they can (micro-batches on the thread and on the
+    event loop), stopped with SIGTERM mid-stream: every request answered 200 is in the log, none twice, and
+    nothing is logged that no client sent; the shutdown reports the log complete."""
+    import os
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from skewless.serving.prediction_log import read_log
+    from tests.serving.test_serving import entry_point, free_port
+
+    port = free_port()
+    env = {**os.environ, "SKEWLESS_REPO": str(credit["repo"]), "SKEWLESS_MODEL_DIR": str(credit["artifact"].path),
+           "SAGEMAKER_BIND_TO_PORT": str(port), "SKEWLESS_LOG_FLUSH_SECONDS": "0.2"}
+    loans = [int(i) for i in credit["loans"].loan_id]
+    def logged_ids() -> list:
+        table = read_log(credit["store"], "credit")
+        return table.column("request_id").to_pylist() if table.num_rows else []
+
+    before = set(logged_ids())
+    sent, answered, stop = [], [], threading.Event()
+
+    def client(k: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            for n in range(10**6):
+                if stop.is_set():
+                    return
+                rid = f"sigterm-{k}-{n}"
+                sent.append(rid)
+                try:
+                    r = c.post("/invocations", json={"loan_id": loans[n % len(loans)]}, headers={"X-Request-Id": rid})
+                except httpx.TransportError:  # the server stopped taking requests
+                    return
+                if r.status_code == 200:
+                    answered.append(rid)
+                elif r.status_code not in (429, 503):  # 429: shutting down; 503: not ready any more
+                    raise AssertionError(r.text)
+
+    with entry_point(env, port) as run, ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(client, k) for k in range(8)]
+        deadline = time.monotonic() + 30
+        while len(answered) < 300:  # load flowing, and some of it already flushed (every 0.2 s)
+            assert time.monotonic() < deadline and not any(f.done() for f in futures)
+            time.sleep(0.05)
+        run.proc.send_signal(signal.SIGTERM)  # mid-stream; entry_point's own SIGTERM then finds it stopping
+        for f in futures:
+            f.result(timeout=60)
+        stop.set()
+    assert run.proc.returncode in (0, -signal.SIGTERM), run.err
+    assert '"prediction_log_complete": true' in run.err
+    logged = [r for r in logged_ids() if r not in before]
+    assert len(logged) == len(set(logged))  # none twice
+    assert set(answered) <= set(logged)  # every answered prediction is logged
+    assert set(logged) <= set(sent)  # and only what clients sent
+    assert len(answered) >= 300

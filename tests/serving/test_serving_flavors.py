@@ -229,3 +229,18 @@ def test_pipelines_and_non_numeric_columns_keep_the_dataframe():
     loaded = _sklearn_loaded(hgb)
     assert loaded._array_method is not None  # a plain estimator, but this frame is not all numeric
     np.testing.assert_array_equal(loaded.predict(cats)["proba_1"], hgb.predict_proba(cats)[:, 1])
+
+
+def test_served_logistic_regression_skips_the_dataframe_and_answers_what_sklearn_does(repo):
+    from sklearn.linear_model import LogisticRegression
+
+    x = repo["train"][["income", "trips"]]  # a float and an integer feature
+    model = LogisticRegression().fit(x, repo["train"]["label"])
+    art = package(repo, model)
+    with running(ServeConfig(repo=str(repo["path"]), model_dir=str(art.path))) as (client, served):
+        assert served._matrix is not None  # numeric inputs, a plain estimator: no DataFrame per batch
+        one = [client.post("/invocations", json={"driver_id": i}).json()["predictions"][0] for i in repo["ids"][:3]]
+        r = client.post("/invocations", json={"instances": [{"driver_id": i} for i in repo["ids"]]})
+    expected = model.predict_proba(x)  # the training frame is in driver order, as the request
+    assert [p["proba_1"] for p in r.json()["predictions"]] == expected[:, 1].tolist()  # exactly
+    assert [p["proba_0"] for p in one] == expected[:3, 0].tolist()
