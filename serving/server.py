@@ -187,6 +187,11 @@ def run(cfg: ServeConfig) -> None:
     # rows, and an OpenMP team spins after every parallel region, fighting the event loop for the cores (with
     # HistGradientBoosting on 2 cores it halved p50 and doubled req/s: bench/results/figures_in_code.md).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # The GIL hand-off interval 0.5 ms instead of CPython's 5 ms: the prediction log's writer thread (rows to Arrow,
+    # Parquet, the Delta commit) runs Python for stretches, and a request arriving then waited up to a whole interval
+    # for the event loop to get the GIL back. That wait was the p99 at 1 connection (logreg1 + Redis + log: 5.3-6.1
+    # ms at 5 ms, 2.6-3.0 ms at 0.5 ms; req/s at 16 connections the same; bench/results/serving_i14_final2.md).
+    sys.setswitchinterval(0.0005)
     configure_logging(cfg.log_level)
     _, model, app = build(cfg)
     logging.getLogger("skewless.serving").info(
