@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from tests.serving.test_serving import free_port, running, trained_credit
+from tests.serving.test_serving import free_port, running, trained_credit, wait_ready
 from tests.support.otlp_receiver import OtlpReceiver
 
 import skewless as sk
@@ -52,16 +52,8 @@ def serve(credit, **env_extra):
                             text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/ping").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "server never became ready"
-            time.sleep(0.1)
+        with httpx.Client(base_url=url) as client:
+            wait_ready(client, proc)
         yield url, proc
     finally:
         proc.terminate()
