@@ -11,6 +11,7 @@ Public API (Feast-familiar)::
     store.get_online_features(["view:feature"], [{"key": 1}]).to_dict()
 """
 
+from .aggregation import AggregatedView, Aggregation
 from .definitions import Entity, FeatureService, FeatureView, Field, FileSource, ParquetSource
 from .dtypes import Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
 from .errors import (ConfigError, ConflictError, DefinitionError, EngineError, NotFoundError, SkewlessError, StoreUnavailable,
@@ -21,7 +22,7 @@ from .store import FeatureStore, init_repo
 __version__ = "0.1.0"
 
 __all__ = [
-    "Bool", "Bytes", "ConfigError", "ConflictError", "DefinitionError", "EngineError", "EXPIRED", "Entity", "FeatureService",
+    "AggregatedView", "Aggregation", "Bool", "Bytes", "ConfigError", "ConflictError", "DefinitionError", "EngineError", "EXPIRED", "Entity", "FeatureService",
     "FeatureStore", "FeatureView", "Field", "FileSource", "Float32", "Float64", "Int32", "Int64", "NOT_FOUND",
     "NotFoundError", "PRESENT", "ParquetSource", "SkewlessError", "StoreUnavailable", "String", "UnixTimestamp",
     "ValidationError", "init_repo",

@@ -244,6 +244,15 @@ class FeatureView:
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
+    @property
+    def stored_fields(self) -> list[Field]:
+        """The columns the history stores besides keys and timestamps (a plain view stores its features)."""
+        return self.features
+
+    @property
+    def stored_names(self) -> list[str]:
+        return [f.name for f in self.stored_fields]
+
     def __getitem__(self, names: Iterable[str]) -> "FeatureViewProjection":
         if isinstance(names, str):
             names = [names]
@@ -262,6 +271,17 @@ class FeatureView:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureView":
+        # A view kind that extends this one (an aggregated view) is recognised by its spec; the subclass is defined
+        # in its own module (imported by the package), so this module imports none of them.
+        for sub in cls.__subclasses__():
+            if sub.spec_marker in d:
+                return sub.from_dict(d)
+        return cls._base_from_dict(d)
+
+    spec_marker = "schema"
+
+    @classmethod
+    def _base_from_dict(cls, d: dict) -> "FeatureView":
         fv = cls.__new__(cls)
         fv.name, fv.entities = d["name"], list(d["entities"])
         fv._entity_objs = {}

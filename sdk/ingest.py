@@ -173,7 +173,7 @@ def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime, d
         table = table.rename_columns([src.field_mapping.get(c, c) for c in table.column_names])
     if ev_name not in table.column_names and EVENT_TS in table.column_names:
         ev_name = EVENT_TS
-    required = list(view.join_keys) + [ev_name] + view.feature_names
+    required = list(view.join_keys) + [ev_name] + view.stored_names
     missing = [c for c in required if c not in table.column_names]
     if missing:
         raise ValidationError(f"ingest into {view.name!r}: missing columns {missing} "
@@ -193,7 +193,7 @@ def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime, d
         out[CREATED_TS] = pa.chunked_array([pa.repeat(pa.scalar(write_time, UTC_US), table.num_rows)])
     out[WRITE_BATCH] = pa.chunked_array([pa.repeat(pa.scalar(batch, pa.int64()), table.num_rows)])
     out[WRITE_ROW] = pa.chunked_array([pa.array(np.arange(table.num_rows, dtype=np.int64))])
-    for f in view.features:
+    for f in view.stored_fields:
         out[f.name] = _cast(table.column(f.name), f.name, f.dtype, date_format)
     return pa.table(out)
 

@@ -107,7 +107,7 @@ class MaxComputeEngine(Engine):
                          hi_us: int | None = None, batch: int | None = None) -> str:
         """The snapshot's rows with the canonical columns in the view's types (DuckDB syntax: pit.py transpiles the
         whole query). ``lo_us``/``hi_us``: event-time bounds, used to skip date partitions."""
-        cols = [*view.join_key_dtypes.items(), *_CANON, *((f.name, f.dtype) for f in view.features)]
+        cols = [*view.join_key_dtypes.items(), *_CANON, *((f.name, f.dtype) for f in view.stored_fields)]
         body = ", ".join(q(c) if files.columns.get(c) == d.arrow else
                          f"CAST({q(c)} AS {_sql_type(d)}) AS {q(c)}" if c in files.columns else
                          f"CAST(NULL AS {_sql_type(d)}) AS {q(c)}" for c, d in cols)
@@ -159,7 +159,7 @@ class MaxComputeEngine(Engine):
                     batch_rows: int = 100_000, tie_level: int = FULL_TIES, *,
                     batch: int | None = None) -> pa.RecordBatchReader:
         schema = pa.schema([*((k, d.arrow) for k, d in view.join_key_dtypes.items()),
-                            *((c, d.arrow) for c, d in _CANON), *((f.name, f.dtype.arrow) for f in view.features)])
+                            *((c, d.arrow) for c, d in _CANON), *((f.name, f.dtype.arrow) for f in view.stored_fields)])
         if isinstance(source, pa.Table):  # rows in memory (an ingest's online push): no round trip to MaxCompute
             local = self.local.connect()
             try:

@@ -87,7 +87,7 @@ class DuckDBEngine(Engine):
         Histories on an object store (``files.filesystem`` set) are registered on ``con`` as a pyarrow dataset:
         DuckDB scans it lazily with projection and filter pushdown, so nothing is pulled into memory whole."""
         cols = [(k, d.sql) for k, d in view.join_key_dtypes.items()] + list(_CANON.items())
-        cols += [(f.name, f.dtype.sql) for f in view.features]
+        cols += [(f.name, f.dtype.sql) for f in view.stored_fields]
         if not files.uris:
             body = ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in cols)
             return f"(SELECT {body} WHERE false)"
@@ -273,7 +273,7 @@ def _gatherable(view: FeatureView, files: HistoryFiles, features) -> PositionGat
         return None
     if {"file_index", "file_row_number"} & set(files.columns):  # would shadow DuckDB's virtual columns
         return None
-    declared = {f.name: f.dtype.arrow for f in view.features}
+    declared = {f.name: f.dtype.arrow for f in view.stored_fields}
     if any(files.columns.get(f.feature) != declared[f.feature] for f in features):
         return None
     return PositionGather(tuple(u.removeprefix("file://") for u in files.uris), tuple(f.feature for f in features),

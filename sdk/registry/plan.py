@@ -65,9 +65,37 @@ def _view_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
         breaking.append(f"join keys {old['join_keys']} -> {new['join_keys']}")
     if old["entities"] != new["entities"]:
         breaking.append(f"entities {old['entities']} -> {new['entities']}")
+    agg_details, agg_breaking = _aggregation_changes(old, new)
+    details += agg_details
+    breaking += agg_breaking
     for attr in ("ttl_seconds", "source", "owner", "tags", "description", "online"):
         if old.get(attr) != new.get(attr):
             details.append(f"{attr}: {old.get(attr)!r} -> {new.get(attr)!r}")
+    return details, breaking
+
+
+def _aggregation_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
+    """An aggregated view's outputs: a changed window, function, column or k, hop or event_id changes the value a
+    served model gets under the same name, so it is breaking; a new output is not."""
+    details, breaking = [], []
+    if ("aggregations" in old) != ("aggregations" in new):
+        breaking.append("plain view <-> aggregated view")
+        return details, breaking
+    if "aggregations" not in new:
+        return details, breaking
+    old_a = {a["name"]: a for a in old["aggregations"]}
+    new_a = {a["name"]: a for a in new["aggregations"]}
+    for n in sorted(new_a.keys() - old_a.keys()):
+        details.append(f"add aggregation {n}")
+    for n in sorted(old_a.keys() - new_a.keys()):
+        breaking.append(f"aggregation {n} removed")
+    for n in sorted(old_a.keys() & new_a.keys()):
+        for attr in ("column", "function", "window_us", "k"):
+            if old_a[n].get(attr) != new_a[n].get(attr):
+                breaking.append(f"aggregation {n} {attr} {old_a[n].get(attr)!r} -> {new_a[n].get(attr)!r}")
+    for attr in ("hop_us", "event_id"):
+        if old.get(attr) != new.get(attr):
+            breaking.append(f"{attr} {old.get(attr)!r} -> {new.get(attr)!r}")
     return details, breaking
 
 
