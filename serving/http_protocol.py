@@ -1,9 +1,9 @@
 """uvicorn's httptools protocol, answering each response with one socket write instead of two.
 
 uvicorn writes a response's status line and headers when the app sends ``http.response.start``, then its body at
-``http.response.body``: two ``send`` system calls per answer, each releasing and re-taking the GIL and each
-waking the client. Under a prediction log flush the GIL is contended, and every re-take may wait up to a switch
-interval: a response took 2-9 ms instead of 0.35 at one connection (bench/results/serving_i14_p99.md). Here the
+``http.response.body``: two ``send`` system calls per answer, each releasing and re-taking the GIL (which the
+prediction log's writer thread may hold then: up to a switch interval's wait) and each waking the client (strace
+at one connection: 2.3 -> 1.3 writes per request; bench/results/serving_i14_profile.md, "p99"). Here the
 connection's transport holds what uvicorn writes until the response is complete and sends it in one write. Anything
 written outside a complete response (``100 Continue``, a streamed body, uvicorn's own 400/500 answers) is sent at
 the end of the event loop's current step at the latest, and before the connection closes, so nothing waits.
