@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.serving_bench import LUA, WORK, free_port
+from bench.serving_bench import LUA, WORK, Server, free_port
 
 
 def _serve(out: str) -> None:
@@ -121,41 +121,25 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.serve:
         _serve(args.serve)
-    import httpx
-    import psutil
-
     port, out = free_port(), WORK / f"timeline-{os.getpid()}.json"
-    env = {**os.environ, "SKEWLESS_REPO": str(WORK / "repo-redis"), "SKEWLESS_MODEL_DIR": str(WORK / "models/logreg1"),
+    env = {"SKEWLESS_REPO": str(WORK / "repo-redis"), "SKEWLESS_MODEL_DIR": str(WORK / "models" / "logreg1"),
            "SAGEMAKER_BIND_TO_PORT": str(port), "SKEWLESS_HOST": "127.0.0.1", "SKEWLESS_LOG_LEVEL": "WARNING"}
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen([args.python, "-m", "bench.serving_timeline", "--serve", str(out)], env=env, cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/invocations"
+    server = Server("timeline", [args.python, "-m", "bench.serving_timeline", "--serve", str(out)], env, "/ping",
+                    port)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit("the server did not start")
-            time.sleep(0.2)
-
         def wrk(seconds: int) -> dict:
-            res = subprocess.run(["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s", "-s", str(LUA), url],
+            res = subprocess.run(["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s", "-s", str(LUA),
+                                  server.url + "/invocations"],
                                  env={**os.environ, "BODIES": str(WORK / "bodies-skewless.jsonl")},
                                  capture_output=True, text=True, check=True).stdout
             return json.loads(next(ln for ln in res.splitlines() if ln.startswith("JSON "))[5:])
 
         wrk(1)  # warm-up
-        cpu0 = sum(psutil.Process(proc.pid).cpu_times()[:2])
+        cpu0 = server.cpu()
         res = wrk(args.seconds)
-        cpu = sum(psutil.Process(proc.pid).cpu_times()[:2]) - cpu0
+        cpu = server.cpu() - cpu0
     finally:
-        proc.terminate()
-        proc.wait(60)
+        server.stop()  # SIGTERM: the server writes its timeline on the way out
     doc = json.loads(out.read_text())
     out.unlink()
     print(json.dumps({"connections": args.connections, "load": round(os.getloadavg()[0], 2),
