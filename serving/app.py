@@ -8,28 +8,8 @@
 Tracing (``tracing``, off unless the ``OTEL_*`` variables turn it on): a prediction request's span continues the
 caller's ``traceparent`` and is named in the answer's; its micro-batch's spans descend from it or link to it.
 
-Access. With a token configured (``SKEWLESS_SERVING_TOKEN``; the EAS contract requires one), every route but the
-health checks needs ``Authorization: <token>`` or ``Authorization: Bearer <token>``, else 401 (checked before the
-body is read; nothing is predicted or logged): both prediction routes (``/invocations`` too: it shares the port),
-``GET /api/predict/<service>``, ``/metrics`` (model names, traffic and error counts), ``/openapi.json`` and
-``/docs`` with its files (the model's keys and features), and the v2 routes but ``/v2/health/*``. ``/ping``,
-``/ready`` and ``/live`` (and ``/v2/health/live|ready``) stay open, as the platforms' health checks carry no
-credentials, and say only ready or not, the model's name and version, and a one-line reason. The
-EAS route (``/api/predict/<service>``) also takes ``Authorization: EAS <signature>``, what Alibaba's
-``eas_prediction`` client sends by default (``eas_auth``); it signs the body's md5, so that form alone is checked
-once the body is read (within ``max_body_bytes``), still before anything is predicted or logged. Without
-a token nothing is checked: on SageMaker, IAM authenticates callers of InvokeEndpoint before they reach the
-container (and InvokeEndpoint does not forward an Authorization header). ``skewless model serve`` listens on
-127.0.0.1 unless told otherwise (``--host``/``SKEWLESS_HOST``); the image sets ``SKEWLESS_HOST=0.0.0.0``.
-
-Request bodies are limited to ``max_body_bytes`` (``SKEWLESS_MAX_BODY_BYTES``, default 6 MB, SageMaker's own
-invocation limit): a larger ``Content-Length`` is refused (413) before anything is read, and a body without one
-(chunked) is counted while it arrives and refused the moment it passes the limit; such answers close the
-connection, so the rest of the body is never read.
-
-Bodies are JSON, CSV or JSON Lines by ``Content-Type`` and answers JSON, CSV or JSON Lines by ``Accept``
-(``codecs``, the media types SageMaker documents for inference and batch transform): an unreadable Content-Type is
-415 and an unanswerable Accept 406, both before anything is predicted; error answers are always JSON.
+The prediction routes (``/invocations``, ``/api/predict/<service>``, v2's ``infer``): access tokens, the body
+limit, content types, and ``POST /invocations`` dispatched before the router: ``invocations``.
 
 Readiness (``/ping``, ``/ready``) is true only once the model is loaded and the online store answers a round
 trip and holds rows of at least one of the model's views (an empty store after a restart is not ready: it would
@@ -56,7 +36,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -64,20 +43,19 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from skewless.errors import SkewlessError, StoreUnavailable, ValidationError
+from skewless.errors import StoreUnavailable, ValidationError
 
-from . import eas_auth, openapi, v2
+from . import openapi, v2
 from .batcher import MicroBatcher
 from .breaker import StoreBreaker
-from .codecs import Codecs, request_headers
-from .errors import NotReady, PayloadTooLarge, Unauthorized, error_body, http_status
+from .codecs import Codecs
+from .invocations import PredictionRoutes
+from .invocations import json_response as _json
 from .metrics import Metrics
 from .model import ServedModel
 
 log = logging.getLogger("skewless.serving")
 CONTRACTS = ("sagemaker", "eas", "v2")
-# Each contract's prediction route (span names).
-_ROUTES = {"sagemaker": "/invocations", "eas": "/api/predict/{service}", "v2": "/v2/models/{name}/infer"}
 # A lone small prediction run on the event loop gives its online read this long before handing the request to the
 # predict thread: a store that hangs right then stalls the loop for this bound, not for the store's own timeouts.
 INLINE_READ_SECONDS = 0.1
@@ -101,11 +79,7 @@ class AppOptions:
     tracing: Any = None  # tracing.Tracing (tracing.from_env: the OTEL_* variables), None: off
 
 
-def _json(body, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
-
-
-class _Server:
+class _Server(PredictionRoutes):
     def __init__(self, model: ServedModel, opts: AppOptions):
         self.model, self.opts = model, opts
         self.metrics = Metrics(model.name, model.version, [[v.name for v, _ in st] for st in model.stages])
@@ -237,136 +211,6 @@ class _Server:
         self.metrics.breaker_open.set(0 if self.breaker.closed else 1)
         return Response(generate_latest(self.metrics.prometheus_registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def invocations(self, request: Request) -> Response:
-        if (denied := self._deny(request, "sagemaker")) is not None:
-            return denied
-        return await self._predict(request, "sagemaker")
-
-    async def eas_predict(self, request: Request) -> Response:
-        # The token first: a caller without it learns nothing, not even the service's name. The signed form (the
-        # official client's default) covers the body's md5, so that one check reads the (bounded) body first.
-        raw = None
-        if self.opts.token and eas_auth.is_signed(auth := request.headers.get("authorization", "")):
-            try:
-                raw = await self._body(request)
-            except PayloadTooLarge as exc:
-                self._count("eas", 413).inc()
-                return _json(error_body(exc), 413, {"Connection": "close"})
-            if not eas_auth.signature_ok(auth, (self.opts.token,), method=request.method, headers=request.headers,
-                                         resource=f"/api/predict/{request.path_params['service']}", body=raw):
-                return self._unauthorized("eas")
-        elif (denied := self._deny(request, "eas")) is not None:
-            return denied
-        if request.path_params["service"] != self.service:
-            return _json({"error": "NotFoundError", "message": f"no service {request.path_params['service']!r} "
-                          f"here (this is {self.service!r})"}, 404)
-        if request.method == "GET":
-            return await self.ping(request)
-        return await self._predict(request, "eas", raw)
-
-    def _deny(self, request: Request, route: str) -> Response | None:
-        """None when the request may go on (no token configured, or the right one given, raw or ``Bearer``); else
-        the 401 answer, sent before the body is read (and closing the connection, so an unread body is not read
-        either)."""
-        token = self.opts.token
-        if not token or eas_auth.token_ok(request.headers.get("authorization", ""), (token,)):
-            return None
-        return self._unauthorized(route)
-
-    def _unauthorized(self, route: str) -> Response:
-        self._count(route, 401).inc()
-        return _json(error_body(Unauthorized("missing or wrong Authorization token")), 401,
-                     {"WWW-Authenticate": "Bearer", "Connection": "close"})
-
-    async def _body(self, request: Request) -> bytes:
-        """The body, refused (PayloadTooLarge) past ``max_body_bytes``: by its Content-Length before reading, and
-        counted while it streams (a chunked body has no length up front)."""
-        limit = self.opts.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"the request body has {int(declared):,} bytes; at most {limit:,} "
-                                  f"(SKEWLESS_MAX_BODY_BYTES)")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"the request body passed {limit:,} bytes (SKEWLESS_MAX_BODY_BYTES)")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def _predict(self, request: Request, route: str, raw: bytes | None = None, codec=None) -> Response:
-        """One prediction request, any contract. ``codec`` (e.g. ``v2.InferCodec``): a protocol whose body is not
-        the JSON rows, turned into the same ``Request`` (``decode``) and its answer back (``respond``)."""
-        t0 = time.perf_counter()
-        rid, ctype, accept = request_headers(request.scope)
-        headers = {}
-        tracing = self.tracing
-        span = None if tracing is None else tracing.request_span(
-            request.headers, request.method, _ROUTES.get(route, request.url.path), request.url.path)
-        encode = None  # JSON: the answer as it is (codecs: CSV, JSON Lines)
-        try:
-            # The (bounded) body first: an answer sent with the body unread would leave the connection to read and
-            # discard the rest of it, however large.
-            if raw is None:
-                raw = await self._body(request)
-            if not self.model.loaded:
-                raise NotReady(f"model {self.model.name!r} is not loaded yet"
-                               + (f" (load failed: {self.model.error})" if self.model.error else ""))
-            if codec is None:
-                # By Content-Type and Accept (a dict lookup each for JSON); 415/406 before anything is predicted.
-                decode = self.codecs.decoder(ctype)
-                encode = self.codecs.encoder(accept)
-                req = self.model.parse(decode(raw), rid)
-            else:  # a protocol of its own (v2 tensors): its body and answer, the same Request
-                req = codec.decode(raw, rid)
-            rid = req.request_id
-            if span is not None:
-                req.span = span
-            if not self.breaker.closed:
-                await self.breaker.admit()
-            answer = await self.batcher.submit(req, len(req.rows))
-            status, content = 200, answer
-        except SkewlessError as exc:
-            status, content = http_status(exc), error_body(exc)
-            if isinstance(exc, StoreUnavailable):
-                if not getattr(exc, "from_breaker", False):  # the store itself failed, not the open breaker
-                    self.breaker.failed(content["message"])
-                headers["Retry-After"] = str(max(1, round(self.opts.store_check_seconds)))
-            elif isinstance(exc, PayloadTooLarge):
-                headers["Connection"] = "close"  # the rest of the body is not read
-            if status == 429:
-                headers["Retry-After"] = "1"
-            if status >= 500:
-                log.warning("prediction failed", extra={"request_id": rid, "status": status, "error": content})
-        except Exception as exc:  # a bug: answer 500 without internals, log everything
-            log.exception("unexpected error", extra={"request_id": rid})
-            status, content = 500, error_body(exc)
-        if rid:
-            headers["x-request-id"] = rid
-        if span is not None:
-            headers.update(tracing.end_request(span, status, rid))
-        self._count(route, status).inc()
-        self._latency(route).observe(time.perf_counter() - t0)
-        if codec is not None:
-            return codec.respond(content, status, headers)
-        if encode is None or status != 200:  # errors answer JSON whatever the Accept
-            return _json(content, status, headers)
-        data, media, extra = encode(content)
-        return Response(data, status, headers={**headers, **extra}, media_type=media)
-
-    # Label children cached per server: prometheus-client's labels() takes a lock and builds a key on every call.
-    def _count(self, route: str, status: int):
-        child = self._children.get((route, status))
-        if child is None:
-            child = self._children[(route, status)] = self.metrics.requests.labels(route, str(status))
-        return child
-
-    def _latency(self, route: str):
-        child = self._children.get(route)
-        if child is None:
-            child = self._children[route] = self.metrics.latency.labels(route)
-        return child
-
     async def openapi_doc(self, request: Request) -> Response:
         if (denied := self._deny(request, "docs")) is not None:
             return denied
@@ -385,6 +229,22 @@ class _Server:
         body, media_type = openapi.swagger_asset(request.path_params["name"])
         # Immutable for a given package version; the token check above still runs for every fetch.
         return Response(body, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
+
+
+class _App(Starlette):
+    """Starlette, with ``POST /invocations`` (the hot path, when SageMaker's contract is served) answered before its
+    router and middleware: see ``invocations``. Every other request, ``/invocations`` with another method included
+    (405), goes through Starlette as before."""
+
+    fast_invocations = None  # the server's invocations_asgi
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/invocations" and scope["method"] == "POST" \
+                and self.fast_invocations is not None:
+            scope["app"] = self
+            await self.fast_invocations(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 _HTTP_ERRORS = {404: "NotFoundError", 405: "MethodNotAllowed"}
@@ -426,6 +286,8 @@ def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlet
         routes += [Route("/api/predict/{service}", srv.eas_predict, methods=["GET", "POST"])]
     if "v2" in opts.contracts:
         routes += v2.V2Routes(srv).routes()
-    app = Starlette(routes=routes, lifespan=srv.lifespan, exception_handlers={HTTPException: _http_error})
+    app = _App(routes=routes, lifespan=srv.lifespan, exception_handlers={HTTPException: _http_error})
+    if "sagemaker" in opts.contracts:
+        app.fast_invocations = srv.invocations_asgi
     app.state.server = srv
     return app

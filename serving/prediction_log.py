@@ -23,7 +23,6 @@ commit per flush), through a journal on local disk so each row is committed exac
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import tempfile
@@ -130,7 +129,7 @@ class PredictionLogWriter:
         self._types = {f.name: f.dtype.arrow for f in self.view.schema}
         self._types[EVENT_TS] = dtypes.UnixTimestamp.arrow
         self._on_event = on_event or (lambda kind, n: None)
-        self._chunks: collections.deque[dict[str, list]] = collections.deque()  # O(1) at both ends
+        self._cols = self._empty()  # the queued rows, column by column (see add)
         self._pending = 0
         self._cond = threading.Condition()
         self._stop = False
@@ -158,16 +157,26 @@ class PredictionLogWriter:
     def spilled(self) -> int:
         return self._spool.rows
 
+    def _empty(self) -> dict[str, list]:
+        return {name: [] for name in self._types}
+
     def add(self, chunk: dict[str, list]) -> None:
         """Queue rows given as columns (every column of the view, equal lengths). Never blocks on the store."""
         n = len(chunk[EVENT_TS])
         with self._cond:
-            self._chunks.append(chunk)
+            # Appended to the queue's columns here, a few us on the request path, rather than flattened from
+            # per-request chunks by the writer: that per-value Python loop held the GIL for milliseconds each flush,
+            # and every time the event loop wanted it back it waited up to a switch interval (2-9 ms responses at one
+            # connection during flushes: bench/results/serving_i14_profile.md, "p99").
+            for name, col in self._cols.items():
+                col.extend(chunk[name])
             self._pending += n
-            while self._pending > self.max_pending_rows and len(self._chunks) > 1:
-                # Only when even the local disk cannot take the rows (journals absorb a store outage).
-                old = self._chunks.popleft()
-                k = len(old[EVENT_TS])
+            # Past the bound (only when even the local disk cannot take the rows: journals absorb a store outage),
+            # the oldest rows go; never those just added.
+            k = min(self._pending - self.max_pending_rows, self._pending - n)
+            if k > 0:
+                for col in self._cols.values():
+                    del col[:k]
                 self._pending -= k
                 self.dropped += k
                 self._on_event("dropped", k)
@@ -180,23 +189,26 @@ class PredictionLogWriter:
         rows kept, in memory or on disk), None when there was nothing to do."""
         with self._write_lock:  # one writer at a time (the thread, or flush() at shutdown)
             with self._cond:
-                chunks, self._chunks = list(self._chunks), collections.deque()
+                cols, self._cols = self._cols, self._empty()
                 self._writing, self._pending = self._pending, 0
+            queued = self._writing
             try:
-                if chunks:
-                    self._journal(chunks)
+                if queued:
+                    self._journal(cols)
             except Exception as exc:  # e.g. the local disk failed: back in front, in order
-                self._failed(exc, self._writing, "journal")
+                self._failed(exc, queued, "journal")
                 with self._cond:
-                    self._chunks.extendleft(reversed(chunks))
-                    self._pending += self._writing
+                    for name, col in self._cols.items():  # rows added meanwhile go after them
+                        cols[name].extend(col)
+                    self._cols = cols
+                    self._pending += queued
                 return False
             finally:
                 with self._cond:
                     self._writing = 0
                     self._cond.notify_all()
             if not self._spool.entries:
-                return True if chunks else None
+                return True if queued else None
             for entry in list(self._spool.entries):
                 if not self._commit(entry):
                     return False
@@ -227,8 +239,7 @@ class PredictionLogWriter:
         # a flush costs one commit instead of a DuckDB query plus a commit.
         return prepare(self.view, table, batch=batch, write_time=datetime.now(timezone.utc))
 
-    def _journal(self, chunks: list[dict[str, list]]) -> None:
-        cols = {name: [v for c in chunks for v in c[name]] for name in self._types}
+    def _journal(self, cols: dict[str, list]) -> None:
         batch = new_batch_id()
         try:
             rows = self._table(cols, batch)

@@ -173,10 +173,13 @@ def build(cfg: ServeConfig):
 def uvicorn_config(app, cfg: ServeConfig):
     import uvicorn
 
-    # Our own JSON logs; uvicorn's access log costs a formatted line per request on the hot path.
+    from .http_protocol import protocol_class
+
+    # Our own JSON logs; uvicorn's access log costs a formatted line per request on the hot path. One socket write
+    # per answer (http_protocol) when httptools is there, as uvicorn's "auto" would pick it.
     return uvicorn.Config(app, host=cfg.host, port=cfg.resolved_port(), log_config=None, access_log=False,
                           limit_concurrency=cfg.limit_concurrency, timeout_graceful_shutdown=30,
-                          lifespan="on")
+                          lifespan="on", http=protocol_class() or "auto")
 
 
 def run(cfg: ServeConfig) -> None:
