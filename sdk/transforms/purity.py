@@ -139,6 +139,7 @@ def check(source: str, name: str) -> str:
             why = _WHY.get(n, "is not defined in the function (a module global or helper)")
             raise refuse(node, f"reads {n!r}, which {why}; allowed: its own variables, "
                                f"{', '.join(sorted(set(ALLOWED_MODULES)))} and pure builtins")
+    for node in ast.walk(fd):  # names first: `datetime.now()` is refused for `datetime`, the clearer reason
         if isinstance(node, ast.Attribute):
             attr = node.attr
             if attr.startswith("_") or attr in FORBIDDEN_ATTRIBUTES or attr.startswith(_FORBIDDEN_PREFIXES):

@@ -20,7 +20,9 @@ stats = sk.FeatureView("stats", entities=[driver],
 @sk.on_demand(inputs=["stats:trips", "stats:rate"], request=[sk.Field("amount", sk.Float64)],
               outputs=[sk.Field("ratio", sk.Float64), sk.Field("big", sk.Bool), sk.Field("score", sk.Int64)])
 def ratios(df):
-    """amount per trip, and a bucketed score (vectorised)."""
+    """amount per trip, and a bucketed score (vectorised); a negative amount is refused."""
+    if (df["amount"] < 0).any():
+        raise ValueError("negative amount")
     out = pd.DataFrame()
     out["ratio"] = df["amount"] / (df["trips"].fillna(0) + 1)
     out["big"] = df["amount"] > 100.0
