@@ -121,7 +121,8 @@ class FeatureStore:
     def search(self, text: str = "", *, tag: str | None = None, owner: str | None = None) -> list:
         """Objects whose name/description contains ``text``, with tag ``k`` or ``k=v``, and/or owner."""
         out = []
-        for obj in self.list_entities() + self.list_feature_views() + self.list_feature_services():
+        for obj in self.list_entities() + self.list_feature_views() + self.list_transforms() + \
+                self.list_feature_services():
             hay = f"{obj.name} {getattr(obj, 'description', '')}".lower()
             if text and text.lower() not in hay:
                 continue

@@ -373,3 +373,46 @@ def test_duplicate_output_names_need_full_feature_names(tmp_path):
     r = s.get_online_features(["ratios:ratio", "again:ratio"], [{"driver_id": 1, "amount": 1.0}], now=AT,
                               full_feature_names=True)
     assert r.values["again__ratio"] == [1.0]
+
+
+# -- repo files and the CLI ---------------------------------------------------------------------------------------
+REPO_FILE = '''
+import skewless as sk
+
+driver = sk.Entity("driver", join_keys=["driver_id"], dtype=sk.Int64)
+stats = sk.FeatureView("stats", entities=[driver], schema=[sk.Field("rate", sk.Float64)])
+
+
+@sk.on_demand(inputs=["stats:rate"], outputs=[sk.Field("pct", sk.Float64)], mode="row")
+def pct(row):
+    # a comment: not part of the stored source
+    return {"pct": (row["rate"] or 0.0) * 100}
+'''
+
+
+def test_repo_files_declare_transforms_and_the_cli_plans_lists_and_describes_them(tmp_path):
+    from typer.testing import CliRunner
+
+    from skewless.cli.main import app
+
+    def invoke(*args):
+        return CliRunner(env={"COLUMNS": "250"}).invoke(app, [str(a) for a in args], catch_exceptions=False)
+    repo = tmp_path / "repo"
+    assert invoke("init", repo).exit_code == 0
+    for p in repo.glob("*.py"):
+        p.unlink()  # the scaffold's example definitions: this test's repo declares its own
+    (repo / "defs.py").write_text(REPO_FILE)
+    r = invoke("plan", "--repo", repo)
+    assert r.exit_code == 0 and "+ transform pct" in r.stdout, r.stdout
+    assert invoke("apply", "--repo", repo).exit_code == 0
+    r = invoke("list", "transforms", "--repo", repo, "--json")
+    assert json.loads(r.stdout) == [{"kind": "transform", "name": "pct", "owner": "", "tags": {}, "description": ""}]
+    r = invoke("describe", "pct", "--repo", repo, "--json")
+    spec = json.loads(r.stdout)["spec"]
+    assert spec["source"] == "def pct(row):\n    return {'pct': (row['rate'] or 0.0) * 100}"
+    (repo / "defs.py").write_text(REPO_FILE.replace("# a comment: not part of the stored source\n    ", ""))
+    assert "No changes" in invoke("plan", "--repo", repo).stdout  # comments are not code
+    (repo / "defs.py").write_text(REPO_FILE.replace("* 100", "* 100 + time.time() * 0"))
+    r = invoke("plan", "--repo", repo)
+    assert r.exit_code == 1 and "transform 'pct' is not pure" in r.output and "'time', which reads the clock" \
+        in r.output
