@@ -60,6 +60,9 @@ def _shape(t: OnDemandTransform, out: Any, row: int) -> TransformError:
 
 
 _THREADED_ROWS = 100_000
+# Integer and boolean columns as pandas' nullable dtypes: with NumPy's, a column holding a null becomes float64 or
+# object, so a row's input type would depend on which other rows share its batch (1 row online, many offline).
+_NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
 def frame(columns: dict[str, pa.Array], n: int) -> pd.DataFrame:
@@ -68,7 +71,7 @@ def frame(columns: dict[str, pa.Array], n: int) -> pd.DataFrame:
     # Threads only pay off on big batches (a 1-row batch converts in half the time without them); the result is
     # the same either way.
     return pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns)).to_pandas(
-        use_threads=n >= _THREADED_ROWS)
+        use_threads=n >= _THREADED_ROWS, types_mapper=_NULLABLE.get)
 
 
 def run_arrays(t: OnDemandTransform, columns: dict[str, pa.Array], n: int, row_offset: int = 0

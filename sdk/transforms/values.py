@@ -79,7 +79,7 @@ def to_dtype(v: Any, dt: DType) -> Any:
 
 def _vector_ok(series: pd.Series, dt: DType) -> bool:
     """Whether the column's pandas dtype already guarantees every value fits (the fast path)."""
-    kind = series.dtype.kind
+    kind = series.dtype.kind  # pandas' nullable Int64/Float64/boolean dtypes have NumPy's kinds too
     name = dt.name
     if name == "Int64":
         return kind in "iu" and not (kind == "u" and series.dtype.itemsize == 8)

@@ -278,6 +278,22 @@ def test_property_offline_and_online_give_identical_outputs(store, rows):
         assert got == want, name
 
 
+@sk.on_demand(inputs=["stats:trips", "stats:city"], outputs=[sk.Field("dtype", sk.String)])
+def dtypes_seen(df):
+    return pd.DataFrame({"dtype": [str(df["trips"].dtype) + "/" + str(df["city"].dtype)] * len(df)})
+
+
+def test_a_pandas_transform_sees_the_same_column_dtypes_whatever_else_is_in_its_batch(tmp_path):
+    """An integer column holding a null is not float64 in one batch and int64 in another: its inputs are typed
+    alike on every path, one row or many."""
+    s = make_repo(tmp_path / "r", service=False)
+    s.apply(dtypes_seen)
+    s.materialize(T0, AT)
+    with_null = s.get_historical_features(entity([1, 99], [0.0, 0.0]), ["dtypes_seen:dtype"]).to_pandas()
+    alone = s.get_online_features(["dtypes_seen:dtype"], [{"driver_id": 1}], now=AT).values["dtype"]
+    assert with_null.dtype.tolist() == alone * 2 and alone[0].startswith("Int64/")
+
+
 # -- typed errors -------------------------------------------------------------------------------------------------
 @sk.on_demand(inputs=["stats:rate"], outputs=[sk.Field("y", sk.Float64)], mode="row")
 def wrong_type(row):
