@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import uuid
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 import skewless as sk
 from skewless.serving import package_model, read_log
+from skewless.serving.model import ServedModel
 from skewless.serving.server import ServeConfig
 from skewless.timeutil import now as utc_now
 from tests.serving.test_serving import running
@@ -84,6 +89,32 @@ def test_served_outputs_equal_online_and_training_paths_and_the_log_replays(serv
     for ref in OUT_REFS + ["stats:trips", "stats:rate"]:
         col = ref.replace(":", "__")
         assert replay[col].tolist() == log[col].tolist(), col
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.integers(0, 19), st.floats(0, 1e6, allow_nan=False, allow_infinity=False)),
+                     min_size=1, max_size=6))
+def test_property_served_outputs_equal_online_and_historical(served, rows):
+    """The server's transform outputs (read back from its prediction log) equal get_online_features at the served
+    time and the training-set path replayed at the logged time, for random requests."""
+    store = served["store"]
+    model = ServedModel(served["artifact"], store, log_writer_options={"flush_seconds": 3600})
+    model.load()
+    rid = uuid.uuid4().hex
+    req = model.parse({"instances": [{"driver_id": i, "amount": a} for i, a in rows]}, request_id=rid)
+    [answer] = model.predict_batch([req])
+    assert len(answer["predictions"]) == len(rows)
+    assert model.close()
+    log = read_log(store, "odt").to_pandas()
+    log = log[log.request_id == rid].sort_values("request_row").reset_index(drop=True)
+    at = log.event_timestamp[0].to_pydatetime()
+    online = store.get_online_features(OUT_REFS, [{"driver_id": i, "amount": a} for i, a in rows], now=at,
+                                       full_feature_names=True)
+    entity = log[["driver_id", "event_timestamp"]].assign(amount=log.request__amount)
+    replay = store.get_historical_features(entity, OUT_REFS, full_feature_names=True).to_pandas()
+    for ref in OUT_REFS:
+        col = ref.replace(":", "__")
+        assert log[col].tolist() == online.values[col] == replay[col].tolist(), col
 
 
 def test_transform_failures_are_typed_http_errors_naming_transform_and_row(served):
