@@ -8,6 +8,7 @@ skewless (embedded SQLite online store, one view ``stats`` with ``trips`` and ``
   plain      get_online_features(["stats:trips", "stats:rate"], [{"driver_id": k, "amount": a}])
   row        the same read plus ``arith:y = rate * amount + trips`` (row mode), requesting only the output
   pandas     the same transform in pandas mode
+  arrow      the same transform in arrow mode (pyarrow.compute)
 The overhead of a mode is its median minus plain's median, all timed call by call alternately in one process, so
 load from other programs on the 2 cores falls on each alike. Feast (``bench/peers/feast_odt.py``, in its own venv
 from ``bench/peers/setup_feast.sh``): a FeatureView with the same two features in its SQLite online store, and an
@@ -46,8 +47,12 @@ def build(path: Path) -> sk.FeatureStore:
     frame = sk.OnDemandTransform(
         "arith_pd", source="def arith_pd(df):\n    return pd.DataFrame({'y': df['rate'] * df['amount'] + df['trips']})",
         inputs=["stats:trips", "stats:rate"], request=request, outputs=outputs)
+    arrow = sk.OnDemandTransform(
+        "arith_pa", source="def arith_pa(b):\n    return {'y': pc.add(pc.multiply(b.column('rate'), b.column('amount')), "
+                           "b.column('trips'))}",
+        inputs=["stats:trips", "stats:rate"], request=request, outputs=outputs, mode="arrow")
     store = sk.init_repo(path)
-    store.apply([driver, stats, row, frame])
+    store.apply([driver, stats, row, frame, arrow])
     store.ingest("stats", pd.DataFrame({"driver_id": range(1000), "event_timestamp": [T0] * 1000,
                                         "trips": range(1000), "rate": [i / 1000 for i in range(1000)]}))
     return store
@@ -58,17 +63,18 @@ def skewless_run(reps: int) -> dict:
         store = build(Path(tmp) / "repo")
         rows = [[{"driver_id": i % 1000, "amount": float(i % 97)}] for i in range(1000)]
         plain = ["stats:trips", "stats:rate"]
-        row, frame = plain + ["arith:y"], plain + ["arith_pd:y"]  # the same read, plus the transform's output
+        row, frame, arrow = (plain + [f"{t}:y"] for t in ("arith", "arith_pd", "arith_pa"))  # + the output
         now = T0 + timedelta(days=1)
         got = store.get_online_features(["arith:y"], rows[7], now=now).values["y"]
         assert got == [0.007 * 7.0 + 7], got  # the transform ran on the stored values
         calls = {"plain": lambda i: store.get_online_features(plain, rows[i % 1000], now=now),
                  "row": lambda i: store.get_online_features(row, rows[i % 1000], now=now),
-                 "pandas": lambda i: store.get_online_features(frame, rows[i % 1000], now=now)}
+                 "pandas": lambda i: store.get_online_features(frame, rows[i % 1000], now=now),
+                 "arrow": lambda i: store.get_online_features(arrow, rows[i % 1000], now=now)}
         lat = time_alternately(calls, reps)
         step = transform_step(store, rows, now, reps)
     base = lat["plain"]["p50_us"]
-    return {"latency": lat, "overhead_us": {m: lat[m]["p50_us"] - base for m in ("row", "pandas")},
+    return {"latency": lat, "overhead_us": {m: lat[m]["p50_us"] - base for m in ("row", "pandas", "arrow")},
             "transform_step_p50_us": step}
 
 
@@ -77,7 +83,7 @@ def transform_step(store, rows, now, reps: int) -> dict[str, float]:
     from skewless.transforms.online import transform_columns
 
     out = {}
-    for name in ("arith", "arith_pd"):
+    for name, mode in (("arith", "row"), ("arith_pd", "pandas"), ("arith_pa", "arrow")):
         req = store._transforms([f"{name}:y"])
         values = {"stats:trips": [7], "stats:rate": [0.007]}
         s = []
@@ -86,7 +92,7 @@ def transform_step(store, rows, now, reps: int) -> dict[str, float]:
             transform_columns(req, values, rows[i % 1000], now)
             s.append(time.perf_counter() - t0)
         s.sort()
-        out["row" if name == "arith" else "pandas"] = s[len(s) // 2] * 1e6
+        out[mode] = s[len(s) // 2] * 1e6
     return out
 
 

@@ -15,7 +15,7 @@ from ..definitions import RESERVED, FeatureViewProjection, Field, _tags, check_n
 from ..errors import DefinitionError
 from .purity import compile_pure, source_of
 
-MODES = ("pandas", "row")
+MODES = ("pandas", "arrow", "row")
 
 
 def _fields(items: Any, what: str, name: str) -> list[Field]:
@@ -59,8 +59,9 @@ class OnDemandTransform:
     features of plain or aggregated views. ``request``: Fields the caller supplies (offline: entity table columns;
     online: keys of the entity rows). ``outputs``: the Fields it returns. ``time``: a column name that receives the
     row's time (the entity row's timestamp offline, the request time online); the only clock it may read.
-    ``mode``: ``"pandas"`` (the function takes and returns a DataFrame of the batch) or ``"row"`` (a dict in, a
-    dict out, called per row: the cheaper one for single-entity requests). The mode is part of the definition, so
+    ``mode``: ``"pandas"`` (the function takes and returns a DataFrame of the batch), ``"arrow"`` (a
+    ``pyarrow.RecordBatch`` in; a Table, RecordBatch or dict of arrays out) or ``"row"`` (a dict in, a dict out,
+    called per row: the cheapest for single-entity requests). The mode is part of the definition, so
     every path runs the same code the same way."""
 
     kind = "transform"

@@ -11,12 +11,14 @@ is loaded), and enforced at run time by running the code in a namespace that hol
 3. Every name it reads is one it binds itself (parameters, assignments, loop and comprehension variables, nested
    ``def``/``lambda``), a safe builtin (``SAFE_BUILTINS``: pure functions, types and exceptions; no ``open``,
    ``print``, ``input``, ``eval``, ``exec``, ``getattr``, ``globals``, ``__import__``...) or one of the allowed
-   libraries (``ALLOWED_MODULES``: ``math``, ``np``/``numpy``, ``pd``/``pandas``). Anything else (``time``,
+   libraries (``ALLOWED_MODULES``: ``math``, ``np``/``numpy``, ``pd``/``pandas``, ``pa``/``pc`` for pyarrow and
+   pyarrow.compute). Anything else (``time``,
    ``datetime``, ``random``, ``os``, ``sys``, ``socket``, ``requests``, ``urllib``, a module-level constant or
    helper of the repo file) is rejected: the stored source must be all that decides the output.
 4. No attribute whose name starts with ``_`` (no ``__globals__``/``__class__`` escapes) or is in
    ``FORBIDDEN_ATTRIBUTES`` (the clock: ``now``, ``today``, ``utcnow``; randomness: ``random``; files:
-   ``read_*``, ``to_csv``, ``load``, ``save``...; global settings: ``set_option``, ``options``, ``seterr``), and no
+   ``read_*``, ``write_*``, ``to_csv``, ``load``, ``save``, pyarrow's ``OSFile``, ``memory_map``, ``ipc``,
+   ``parquet``...; global settings: ``set_*``, ``options``, ``seterr``), and no
    assignment to an attribute of a library (``np.x = ...``).
 5. No string literal ``"now"`` or ``"today"`` (``pd.Timestamp("now")``, ``np.datetime64("today")`` read the clock).
 
@@ -35,10 +37,13 @@ from typing import Callable
 
 import numpy
 import pandas
+import pyarrow
+import pyarrow.compute
 
 from ..errors import DefinitionError
 
-ALLOWED_MODULES = {"math": math, "np": numpy, "numpy": numpy, "pd": pandas, "pandas": pandas}
+ALLOWED_MODULES = {"math": math, "np": numpy, "numpy": numpy, "pd": pandas, "pandas": pandas, "pa": pyarrow,
+                   "pc": pyarrow.compute}
 
 SAFE_BUILTINS = {n: getattr(builtins, n) for n in (
     "abs", "all", "any", "bool", "bytes", "callable", "dict", "divmod", "enumerate", "filter", "float", "frozenset",
@@ -52,8 +57,14 @@ FORBIDDEN_ATTRIBUTES = {
     "load", "loads", "save", "savez", "savez_compressed", "loadtxt", "savetxt", "genfromtxt", "fromfile", "tofile",
     "memmap", "DataSource", "io", "ctypeslib", "testing", "show_config", "set_option", "reset_option", "options",
     "option_context", "seterr", "setbufsize", "set_printoptions",
+    # pyarrow's files, streams, memory maps and process-wide settings
+    "OSFile", "PythonFile", "memory_map", "create_memory_map", "input_stream", "output_stream", "ipc", "parquet",
+    "csv", "json", "feather", "dataset", "fs", "orc", "flight", "cuda", "substrait", "jemalloc_set_decay_ms",
+    "log_memory_allocations", "register_extension_type", "unregister_extension_type", "call_function",
+    "register_scalar_function", "register_aggregate_function", "register_tabular_function",
+    "register_vector_function",
 }
-_FORBIDDEN_PREFIXES = ("read_", "to_csv", "to_parquet", "to_pickle", "to_json", "to_sql", "to_excel", "to_feather",
+_FORBIDDEN_PREFIXES = ("read_", "set_", "write_", "to_csv", "to_parquet", "to_pickle", "to_json", "to_sql", "to_excel", "to_feather",
                        "to_hdf", "to_clipboard", "to_html", "to_latex", "to_markdown", "to_stata", "to_orc", "to_xml",
                        "to_gbq", "to_string")
 # Why a name that is not allowed is refused, for the names users reach for most.

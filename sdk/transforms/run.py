@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from ..dtypes import arrow_compatible
 from ..errors import TransformError
 from .definition import OnDemandTransform
 from .values import BadValue, bad_output, output_column, to_dtype
@@ -82,6 +83,8 @@ def run_arrays(t: OnDemandTransform, columns: dict[str, pa.Array], n: int, row_o
         rows = [dict(zip(columns, vals)) for vals in zip(*py)] if py else [{} for _ in range(n)]
         out = run_rows(t, rows, row_offset)
         return {f.name: pa.array(out[f.name], type=f.dtype.arrow) for f in t.outputs}
+    if t.mode == "arrow":
+        return _run_arrow(t, columns, n, row_offset)
     df = frame(columns, n)
     try:
         res = t.function(df)
@@ -105,15 +108,53 @@ def run_arrays(t: OnDemandTransform, columns: dict[str, pa.Array], n: int, row_o
     return {f.name: output_column(res[f.name], f.dtype, t.name, f.name, row_offset) for f in t.outputs}
 
 
-def _culprit(t: OnDemandTransform, df: pd.DataFrame, row_offset: int) -> int | None:
+def _run_arrow(t: OnDemandTransform, columns: dict[str, pa.Array], n: int, row_offset: int) -> dict[str, pa.Array]:
+    batch = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns)) if columns else \
+        pa.RecordBatch.from_pydict({})
+    try:
+        res = t.function(batch)
+    except Exception as exc:
+        raise _raised(t, exc, _culprit(t, batch, row_offset, lambda lo, hi: batch.slice(lo, hi - lo))) from exc
+    if isinstance(res, (pa.Table, pa.RecordBatch)):
+        res = {name: res.column(i) for i, name in enumerate(res.schema.names)}
+    rows = f"rows {row_offset}..{row_offset + n - 1}"
+    if not isinstance(res, dict):
+        raise TransformError(f"transform {t.name!r}, {rows}: returned a {type(res).__name__}, not a Table, "
+                             "RecordBatch or dict of arrays", transform=t.name, row=row_offset)
+    if set(res) != set(t.output_names):
+        raise TransformError(f"transform {t.name!r}, {rows}: returned columns {list(res)}; declared outputs "
+                             f"{t.output_names}", transform=t.name, row=row_offset)
+    out = {}
+    for f in t.outputs:
+        col = res[f.name]
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        if not isinstance(col, pa.Array) or len(col) != n:
+            what = f"{len(col)} values" if isinstance(col, pa.Array) else f"a {type(col).__name__}"
+            raise TransformError(f"transform {t.name!r}, {rows}: output {f.name!r} is {what}, not an Arrow array of "
+                                 f"{n} values (one per input row)", transform=t.name, row=row_offset)
+        if col.type != f.dtype.arrow:
+            try:  # a lossless cast between kinds that hold the same values (int32 -> int64, int -> float)
+                if not arrow_compatible(col.type, f.dtype):
+                    raise pa.ArrowInvalid("other kind")
+                col = col.cast(f.dtype.arrow, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # the value check names the row
+                col = output_column(col.to_pylist(), f.dtype, t.name, f.name, row_offset)
+        out[f.name] = col
+    return out
+
+
+def _culprit(t: OnDemandTransform, data, row_offset: int, part=None) -> int | None:
     """The first row that raises on its own, by bisection (O(log n) calls); None if no half fails alone."""
+    part = part or (lambda lo, hi: data.iloc[lo:hi].reset_index(drop=True))
+
     def fails(lo: int, hi: int) -> bool:
         try:
-            t.function(df.iloc[lo:hi].reset_index(drop=True))
+            t.function(part(lo, hi))
             return False
         except Exception:
             return True
-    lo, hi = 0, len(df)
+    lo, hi = 0, len(data)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if fails(lo, mid):

@@ -10,6 +10,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -60,7 +61,7 @@ def test_definition_holds_normalised_source_hash_and_a_sandboxed_function():
 @pytest.mark.parametrize("make, match", [
     (lambda: sk.OnDemandTransform("t", source="def f(d):\n    return d", inputs=["v:a"], outputs=[]), "output"),
     (lambda: sk.OnDemandTransform("t", source="def f(d):\n    return d", outputs=[sk.Field("y", sk.Int64)],
-                                  mode="arrow"), "mode"),
+                                  mode="polars"), "mode"),
     (lambda: sk.OnDemandTransform("t", source="def f(d, e):\n    return d", outputs=[sk.Field("y", sk.Int64)]),
      "exactly one parameter"),
     (lambda: sk.OnDemandTransform("t", source="def f(d=1):\n    return d", outputs=[sk.Field("y", sk.Int64)]),
@@ -292,6 +293,44 @@ def test_a_pandas_transform_sees_the_same_column_dtypes_whatever_else_is_in_its_
     with_null = s.get_historical_features(entity([1, 99], [0.0, 0.0]), ["dtypes_seen:dtype"]).to_pandas()
     alone = s.get_online_features(["dtypes_seen:dtype"], [{"driver_id": 1}], now=AT).values["dtype"]
     assert with_null.dtype.tolist() == alone * 2 and alone[0].startswith("Int64/")
+
+
+@sk.on_demand(inputs=["stats:trips", "stats:rate"], request=[sk.Field("amount", sk.Float64)],
+              outputs=[sk.Field("ratio", sk.Float64), sk.Field("big", sk.Bool), sk.Field("score", sk.Int64)],
+              mode="arrow")
+def ratios_arrow(batch):
+    amount = batch.column("amount")
+    if pc.any(pc.less(amount, 0)).as_py():
+        raise ValueError("negative amount")
+    trips = pc.fill_null(batch.column("trips"), 0)
+    rate = pc.fill_null(batch.column("rate"), 0.0)
+    return {"ratio": pc.divide(amount, pc.add(pc.cast(trips, pa.float64()), 1.0)),
+            "big": pc.greater(amount, 100.0), "score": pc.cast(pc.floor(pc.multiply(rate, 10.0)), pa.int64())}
+
+
+@sk.on_demand(inputs=["stats:rate"], outputs=[sk.Field("y", sk.Int64)], mode="arrow")
+def arrow_bool_for_int(batch):
+    return {"y": pc.greater(pc.fill_null(batch.column("rate"), 0.0), 0.5)}
+
+
+def test_an_arrow_transform_equals_the_pandas_one_on_both_paths_and_names_bad_rows(tmp_path):
+    s = make_repo(tmp_path / "r", service=False)
+    s.apply([ratios_arrow, arrow_bool_for_int])
+    s.materialize(T0, AT)
+    ids, amounts = [1, 2, 99, 5], [10.0, 200.0, 5.0, 0.0]
+    refs = [f"{t}:{o}" for t in ("ratios", "ratios_arrow") for o in ("ratio", "big", "score")]
+    off = s.get_historical_features(entity(ids, amounts), refs, full_feature_names=True).to_pandas()
+    on = s.get_online_features(refs, [{"driver_id": i, "amount": a} for i, a in zip(ids, amounts)], now=AT,
+                               full_feature_names=True)
+    for o in ("ratio", "big", "score"):
+        want = [None if v is None or v != v else v for v in off[f"ratios__{o}"].astype(object)]
+        assert [None if v is None or v != v else v for v in off[f"ratios_arrow__{o}"].astype(object)] == want
+        assert [None if v is None or v != v else v for v in on.values[f"ratios_arrow__{o}"]] == want
+    with pytest.raises(TransformError, match=r"transform 'ratios_arrow', row 2: raised ValueError"):
+        _online(s, [1, 2, 3], [1.0, 1.0, -1.0], ["ratios_arrow:ratio"])
+    with pytest.raises(TransformError, match=r"transform 'arrow_bool_for_int', row 0: output 'y'=(True|False) is "
+                                             r"not a valid Int64 \(a boolean\)"):
+        s.get_historical_features(entity([1, 2], [1.0, 1.0]), ["arrow_bool_for_int:y"]).to_arrow()
 
 
 # -- typed errors -------------------------------------------------------------------------------------------------
