@@ -15,15 +15,16 @@ from .aggregation import AggregatedView, Aggregation
 from .definitions import Entity, FeatureService, FeatureView, Field, FileSource, ParquetSource
 from .dtypes import Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
 from .errors import (ConfigError, ConflictError, DefinitionError, EngineError, NotFoundError, SkewlessError, StoreUnavailable,
-                     ValidationError)
+                     TransformError, ValidationError)
 from .online.base import EXPIRED, NOT_FOUND, PRESENT
 from .store import FeatureStore, init_repo
+from .transforms import OnDemandTransform, on_demand
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AggregatedView", "Aggregation", "Bool", "Bytes", "ConfigError", "ConflictError", "DefinitionError", "EngineError", "EXPIRED", "Entity", "FeatureService",
     "FeatureStore", "FeatureView", "Field", "FileSource", "Float32", "Float64", "Int32", "Int64", "NOT_FOUND",
-    "NotFoundError", "PRESENT", "ParquetSource", "SkewlessError", "StoreUnavailable", "String", "UnixTimestamp",
-    "ValidationError", "init_repo",
+    "NotFoundError", "OnDemandTransform", "PRESENT", "ParquetSource", "SkewlessError", "StoreUnavailable", "String", "UnixTimestamp",
+    "TransformError", "ValidationError", "init_repo", "on_demand",
 ]

@@ -334,9 +334,11 @@ class FeatureService:
                 refs += [f"{item.name}:{f}" for f in item.feature_names]
             elif isinstance(item, FeatureViewProjection):
                 refs += [f"{item.view_name}:{f}" for f in item.feature_names]
+            elif getattr(item, "kind", None) == "transform":  # an OnDemandTransform: all its outputs
+                refs += [f"{item.name}:{f}" for f in item.output_names]
             else:
-                raise DefinitionError(f"feature service {name!r}: features must be FeatureViews or view[[...]] "
-                                      f"projections, got {type(item).__name__}")
+                raise DefinitionError(f"feature service {name!r}: features must be FeatureViews, transforms or "
+                                      f"view[[...]] projections, got {type(item).__name__}")
         if len(set(refs)) != len(refs):
             raise DefinitionError(f"feature service {name!r}: a feature is listed twice")
         self.feature_refs = refs

@@ -9,6 +9,8 @@
     ├── ConflictError             a conditional commit lost a race (e.g. two concurrent `apply` runs); re-read and retry
     ├── NotFoundError             a named object, version or snapshot does not exist
     ├── EngineError               an offline engine could not run a query (e.g. out of memory); says what to tune
+    ├── TransformError            an on-demand transform raised, or returned an output of the wrong type or shape
+    │                             (names the transform and the row; nothing is silently nulled)
     └── StoreUnavailable          a backing store (file system, object store, database) cannot be reached
 
 The model server adds its own in ``skewless.serving.errors`` (each a ``SkewlessError``; the whole tree with HTTP
@@ -60,6 +62,16 @@ class NotFoundError(SkewlessError):
 
 class EngineError(SkewlessError):
     """An offline engine failed to run a query for a reason other than bad input (e.g. out of memory)."""
+
+
+class TransformError(SkewlessError):
+    """An on-demand transform failed on a row: it raised, or returned an output of the wrong type or shape.
+    ``transform`` and ``row`` name it (``row`` is None when no single row can be blamed)."""
+
+    def __init__(self, message: str, *, transform: str, row: int | None = None):
+        super().__init__(message)
+        self.transform = transform
+        self.row = row
 
 
 class StoreUnavailable(SkewlessError):

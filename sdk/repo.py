@@ -1,4 +1,5 @@
-"""Feature repos are Python files: every Entity / FeatureView / FeatureService defined at module level counts."""
+"""Feature repos are Python files: every Entity / FeatureView / OnDemandTransform / FeatureService defined at module
+level counts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from .definitions import Entity, FeatureService, FeatureView
 from .errors import DefinitionError
+from .transforms import OnDemandTransform
 
 _SKIP_DIRS = {"data", "__pycache__", ".venv", "venv", ".git"}
 
@@ -34,7 +36,7 @@ def load_objects(repo_path: str | Path) -> list:
             except Exception as exc:
                 raise DefinitionError(f"{path.name} failed to import: {type(exc).__name__}: {exc}") from exc
             for obj in vars(module).values():
-                if isinstance(obj, (Entity, FeatureView, FeatureService)):
+                if isinstance(obj, (Entity, FeatureView, OnDemandTransform, FeatureService)):
                     other = found.get((obj.kind, obj.name))
                     if other is not None and other is not obj and other.to_dict() != obj.to_dict():
                         raise DefinitionError(f"{obj.kind.replace('_', ' ')} {obj.name!r} is defined twice, "
@@ -42,5 +44,5 @@ def load_objects(repo_path: str | Path) -> list:
                     found[(obj.kind, obj.name)] = obj
     finally:
         sys.path.remove(str(repo_path))
-    order = {"entity": 0, "feature_view": 1, "feature_service": 2}
+    order = {"entity": 0, "feature_view": 1, "transform": 2, "feature_service": 3}
     return [o for _, o in sorted(found.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))]

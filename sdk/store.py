@@ -24,8 +24,13 @@ from .offline.duckdb_engine import parquet_files
 from .registry import Plan, Registry
 from .retrieval import RetrievalJob, entity_input
 from .timeutil import new_batch_id, now as utc_now, utc
+from .transforms import OnDemandTransform
+from .transforms import offline as transforms_offline
+from .transforms import online as transforms_online
+from .transforms.resolve import resolve_request
 
 REGISTRY_CACHE_SECONDS = 5.0
+_UNSET = object()
 
 
 class FeatureStore:
@@ -80,7 +85,7 @@ class FeatureStore:
     def apply(self, objects: Iterable | Entity | FeatureView | FeatureService, *, prune: bool = False,
               allow_breaking: bool = False, message: str = "") -> Plan:
         """Commit definitions as a new registry version (ConflictError if another apply won the race)."""
-        if isinstance(objects, (Entity, FeatureView, FeatureService)):
+        if isinstance(objects, (Entity, FeatureView, FeatureService, OnDemandTransform)):
             objects = [objects]
         plan = self.registry.apply(objects, prune=prune, allow_breaking=allow_breaking, message=message)
         for change in plan.changes:
@@ -107,10 +112,17 @@ class FeatureStore:
     def list_feature_services(self) -> list[FeatureService]:
         return self._registry_state(fresh=True).list("feature_service")
 
+    def get_transform(self, name: str) -> OnDemandTransform:
+        return self._registry_state().get("transform", name)
+
+    def list_transforms(self) -> list[OnDemandTransform]:
+        return self._registry_state(fresh=True).list("transform")
+
     def search(self, text: str = "", *, tag: str | None = None, owner: str | None = None) -> list:
         """Objects whose name/description contains ``text``, with tag ``k`` or ``k=v``, and/or owner."""
         out = []
-        for obj in self.list_entities() + self.list_feature_views() + self.list_feature_services():
+        for obj in self.list_entities() + self.list_feature_views() + self.list_transforms() + \
+                self.list_feature_services():
             hay = f"{obj.name} {getattr(obj, 'description', '')}".lower()
             if text and text.lower() not in hay:
                 continue
@@ -122,6 +134,25 @@ class FeatureStore:
                     continue
             out.append(obj)
         return out
+
+    def _transforms(self, features: Sequence[str] | FeatureService | str):
+        """The TransformRequest of ``features`` when a ref names a transform output, else None (cached like
+        ``_resolve``, under the refs' key tagged as this kind of answer)."""
+        state = self._registry_state()
+        if not state.objects.get("transform"):
+            return None
+        if state is not self._resolved_for:
+            self._resolved.clear()
+            self._resolved_for = state
+        try:
+            key = ("transforms", tuple(features.feature_refs) if isinstance(features, FeatureService) else (
+                features if isinstance(features, str) else tuple(features)))
+            hit = self._resolved.get(key, _UNSET)
+        except TypeError:  # an unhashable ref: resolve_request names it
+            return resolve_request(state, features)
+        if hit is _UNSET:
+            hit = self._resolved[key] = resolve_request(state, features if isinstance(key[1], str) else key[1])
+        return hit
 
     def _resolve(self, features: Sequence[str] | FeatureService | str):
         key = tuple(features.feature_refs) if isinstance(features, FeatureService) else (
@@ -212,7 +243,8 @@ class FeatureStore:
         ``date_format``: the format of a text timestamp column (default: ISO 8601 only)."""
         if point_in_time not in ("event", "available"):
             raise ValidationError(f"point_in_time must be 'event' or 'available', not {point_in_time!r}")
-        resolved = self._resolve(features)
+        req = self._transforms(features)
+        resolved = self._resolve(features) if req is None else req.resolved
         names = [v.name for v, _ in resolved]
         snap = dict(snapshot) if snapshot is not None else self.offline.snapshot(names)
         missing = [n for n in names if n not in snap]
@@ -221,9 +253,17 @@ class FeatureStore:
         files = {n: self.offline.files(n, snap[n]) for n in names}
         entity_df = entity_input(entity_df, timestamp_column, date_format)
         refs = [f"{v.name}:{f}" for v, fs in resolved for f in fs]
-        return self.engine.historical(entity_df, resolved, files, snapshot={n: snap[n] for n in names}, features=refs,
-                                      timestamp_column=timestamp_column, full_feature_names=full_feature_names,
-                                      point_in_time=point_in_time, event_timestamps=include_event_timestamps)
+        if req is not None:
+            req.names(full_feature_names)  # a name given twice fails before the join runs
+        # With transforms, views are read under full names (inputs nobody requested included) and renamed after.
+        job = self.engine.historical(entity_df, resolved, files, snapshot={n: snap[n] for n in names}, features=refs,
+                                     timestamp_column=timestamp_column,
+                                     full_feature_names=full_feature_names or req is not None,
+                                     point_in_time=point_in_time, event_timestamps=include_event_timestamps)
+        if req is None:
+            return job
+        return transforms_offline.TransformedJob(job, req, timestamp_column=timestamp_column,
+                                                 full_feature_names=full_feature_names)
 
     # -- materialization -------------------------------------------------------------------------------------
     def _views_for(self, names: Sequence[str] | None) -> list[FeatureView]:
@@ -265,6 +305,9 @@ class FeatureStore:
             now = utc_now()
         elif type(now) is not datetime or now.tzinfo is not timezone.utc:  # an aware UTC datetime already is one
             now = utc(now, "now")
+        req = self._transforms(features)
+        if req is not None:
+            return transforms_online.read(self.online, req, entity_rows, now, full_feature_names)
         return online_read.read(self.online, self._resolve(features), entity_rows, now, full_feature_names)
 
 

@@ -33,6 +33,7 @@ from skewless import dtypes
 from skewless.definitions import FeatureService, FeatureView, Field, check_name
 from skewless.errors import DefinitionError, NotFoundError, ValidationError
 from skewless.features import resolve
+from skewless.transforms.resolve import resolve_request
 
 from . import flavors
 
@@ -66,6 +67,10 @@ class ModelManifest:
     missing_features: str = "serve"
     required_features: list[str] | None = None
     requirements: list[str] = field(default_factory=list)
+    # The on-demand transforms whose outputs the model takes (inputs sourced "transform:output"): name -> frozen
+    # spec (OnDemandTransform.to_dict, its source and hash). The hashes are pinned: a server refuses a feature
+    # registry whose copy of one differs (serving/model.py: ``check_transforms``).
+    transforms: dict[str, dict] = field(default_factory=dict)
     training: dict | None = None  # {"snapshot", "features", "registry_version", "feature_view_versions", ...}
     description: str = ""
     created_at: str = ""
@@ -83,10 +88,28 @@ class ModelManifest:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     # -- what serving needs -----------------------------------------------------------------------------------
+    def is_transform(self, source: str) -> bool:
+        return source.split(":")[0] in self.transforms
+
     def online_refs(self) -> list[str]:
-        """Every ``view:feature`` the server reads: the model's online inputs, then the key lookups."""
-        return [i["source"] for i in self.inputs if not i["source"].startswith("request:")] + \
-            list(self.key_lookups.values())
+        """Every ``view:feature`` the server reads: the model's online inputs, the transforms' inputs, then the
+        key lookups."""
+        refs = [i["source"] for i in self.inputs if not i["source"].startswith("request:")
+                and not self.is_transform(i["source"])]
+        for spec in self.transforms.values():
+            refs += [r for r in spec["inputs"].values() if r not in refs]
+        return refs + list(self.key_lookups.values())
+
+    def request_fields(self) -> dict[str, str]:
+        """Request-time field -> dtype: the model's own request inputs, then the transforms' request fields."""
+        out = {i["source"][8:]: i["dtype"] for i in self.inputs if i["source"].startswith("request:")}
+        for spec in self.transforms.values():
+            for f in spec.get("request", []):
+                out.setdefault(f["name"], f["dtype"])
+        return out
+
+    def transform_hashes(self) -> dict[str, str]:
+        return {n: s["hash"] for n, s in self.transforms.items()}
 
     def required_views(self) -> dict[str, list[str]]:
         """Required view -> the refs the model reads from it (what a 422 names)."""
@@ -236,7 +259,11 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
     svc = feature_service if isinstance(feature_service, FeatureService) else state.get("feature_service",
                                                                                       feature_service)
     key_lookups = dict(key_lookups or {})
-    resolved = resolve(state, svc)
+    treq = resolve_request(state, svc)
+    transforms = {t.name: t for t in treq.transforms} if treq is not None else {}
+    resolved = resolve(state, svc) if treq is None else [
+        (v, [f for f in fs if f"{v.name}:{f}" in treq.refs]) for v, fs in treq.resolved]
+    resolved = [(v, fs) for v, fs in resolved if fs]
     lookup_views = resolve(state, list(dict.fromkeys(key_lookups.values()))) if key_lookups else []
     all_views = {v.name: v for v, _ in resolved + lookup_views}
 
@@ -249,6 +276,15 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
             if col in available:
                 raise DefinitionError(f"feature {col!r} is in two views of {svc.name!r}: use full_feature_names=True")
             available[col] = (by_name[f].dtype.name, f"{v.name}:{f}")
+    for t in transforms.values():
+        for o in t.outputs:
+            if f"{t.name}:{o.name}" not in svc.feature_refs:
+                continue
+            col = f"{t.name}__{o.name}" if full_feature_names else o.name
+            if col in available:
+                raise DefinitionError(f"feature {col!r} is in two views or transforms of {svc.name!r}: use "
+                                      "full_feature_names=True")
+            available[col] = (o.dtype.name, f"{t.name}:{o.name}")
     for rf in request_fields:
         if not isinstance(rf, Field):
             raise DefinitionError("request_fields must be skewless.Field objects")
@@ -261,6 +297,12 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
         raise DefinitionError(f"model inputs {unknown} are neither features of {svc.name!r} nor request fields; "
                               f"available: {list(available)}")
     inputs = [{"name": n, "dtype": available[n][0], "source": available[n][1]} for n in names]
+    # The transforms the model takes an output of, frozen with their hashes; the views they read are read too.
+    used = {i["source"].split(":")[0] for i in inputs} & set(transforms)
+    frozen = {n: transforms[n].to_dict() for n in sorted(used)}
+    input_views = resolve(state, list(dict.fromkeys(r for n in used for r in transforms[n].inputs.values()))) \
+        if used else []
+    all_views.update({v.name: v for v, _ in input_views})
 
     keys: dict[str, str] = {}
     for v in all_views.values():
@@ -276,7 +318,9 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
         if rf.name in keys:
             raise DefinitionError(f"request field {rf.name!r} is a join key; keys are always taken from requests")
 
-    required_views(name, [i["source"] for i in inputs if not i["source"].startswith("request:")]
+    required_views(name, [i["source"] for i in inputs if not i["source"].startswith("request:")
+                          and i["source"].split(":")[0] not in frozen]
+                   + [r for n in frozen for r in transforms[n].inputs.values()]
                    + list(key_lookups.values()), required_features)  # before anything is written
     options = {"method": method, "outputs": list(outputs) if outputs else None, "artifacts": artifacts}
     if snapshot is None and training_set is not None:
@@ -303,7 +347,7 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
         name=name, flavor=fl.name, flavor_options=saved, feature_service=svc.name,
         feature_refs=list(svc.feature_refs), feature_views={n: v.to_dict() for n, v in all_views.items()},
         inputs=inputs, outputs=[{"name": n, "dtype": d} for n, d in outs], request_keys=request_keys,
-        key_lookups=key_lookups, missing_features=missing_features,
+        key_lookups=key_lookups, missing_features=missing_features, transforms=frozen,
         required_features=list(required_features) if required_features is not None else None,
         requirements=reqs, training=training, description=description,
         created_at=datetime.now(timezone.utc).isoformat(), created_by=_user(), python=platform.python_version())

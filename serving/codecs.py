@@ -50,8 +50,7 @@ _CACHE_MAX = 64  # header values remembered (an attacker's endless variants are 
 def request_columns(m: ModelManifest) -> list[tuple[str, str]]:
     """(name, dtype) of what a request carries, in the order of a CSV row: the entity keys, then the request-time
     fields (the order ``ServedModel.parse`` checks them)."""
-    return list(m.request_keys.items()) + [(i["source"][8:], i["dtype"]) for i in m.inputs
-                                           if i["source"].startswith("request:")]
+    return list(m.request_keys.items()) + list(m.request_fields().items())
 
 
 def json_body(raw: bytes) -> Any:

@@ -11,7 +11,7 @@ that is not a ``SkewlessError`` (a bug) only its type, since its message may hol
 from __future__ import annotations
 
 from skewless.errors import (ConfigError, ConflictError, DefinitionError, EngineError, NotFoundError, SkewlessError,
-                             StoreUnavailable, ValidationError)
+                             StoreUnavailable, TransformError, ValidationError)
 
 
 class Unauthorized(SkewlessError):
@@ -36,6 +36,11 @@ class Overloaded(SkewlessError):
 
 class NotReady(SkewlessError):
     """The model is not loaded yet, or failed to load."""
+
+
+class TransformMismatch(NotReady):
+    """The feature registry's copy of a transform the model takes an output of has another hash than the one the
+    model artifact pins (other code than it was trained with): the server is not ready, and says which."""
 
 
 class PredictionError(SkewlessError):
@@ -66,10 +71,11 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (NotFoundError, 404),
     (ConflictError, 409),
     (Overloaded, 429),
-    (NotReady, 503),
+    (NotReady, 503),  # TransformMismatch included
     (PredictTimeout, 504),
     (StoreUnavailable, 503),
     (PredictionError, 500),
+    (TransformError, 500),  # the transform's code failed on a row (a bug to fix there, not in the request)
     (EngineError, 500),
     (DefinitionError, 500),
     (ConfigError, 500),
@@ -91,6 +97,8 @@ def error_body(exc: BaseException) -> dict:
         body = {"error": type(exc).__name__, "message": str(exc).splitlines()[0] if str(exc) else ""}
         if isinstance(exc, ValidationError):
             body.update({k: v for k, v in (("column", exc.column), ("row", exc.row)) if v is not None})
+        if isinstance(exc, TransformError):
+            body.update({k: v for k, v in (("transform", exc.transform), ("row", exc.row)) if v is not None})
         if isinstance(exc, MissingFeatures):
             body["features"] = exc.features
         return body
@@ -98,4 +106,4 @@ def error_body(exc: BaseException) -> dict:
 
 
 __all__ = ["MissingFeatures", "NotAcceptable", "NotReady", "Overloaded", "PayloadTooLarge", "PredictTimeout",
-           "PredictionError", "Unauthorized", "UnsupportedMediaType", "error_body", "http_status"]
+           "PredictionError", "TransformMismatch", "Unauthorized", "UnsupportedMediaType", "error_body", "http_status"]

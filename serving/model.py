@@ -27,10 +27,12 @@ from skewless.online.base import PRESENT
 from skewless.online_read import INT_RANGE
 from skewless.online_read import _norm as normalize  # the key normalisation get_online_features applies
 from skewless.timeutil import now as utc_now
+from skewless.transforms.online import transform_columns
+from skewless.transforms.resolve import TransformRequest
 
 from . import prediction_log
 from .artifact import ModelArtifact, check_missing_policy
-from .errors import MissingFeatures, NotReady, PredictionError
+from .errors import MissingFeatures, NotReady, PredictionError, TransformMismatch
 
 log = logging.getLogger("skewless.serving")
 MAX_ROWS_PER_REQUEST = 10_000
@@ -110,8 +112,12 @@ class ServedModel:
         self.tracing = None
         self._lookups = [(k, ref, ref.split(":")[0]) for k, ref in m.key_lookups.items()]
         self._keys = {k: dtypes.by_name(d) for k, d in m.request_keys.items()}
-        self._fields = {i["source"][8:]: dtypes.by_name(i["dtype"]) for i in m.inputs
-                        if i["source"].startswith("request:")}
+        self._fields = {k: dtypes.by_name(d) for k, d in m.request_fields().items()}
+        # Request fields only transforms read: a row without one is refused (naming the transform), never nulled.
+        model_fields = {i["source"][8:] for i in m.inputs if i["source"].startswith("request:")}
+        self._transform_fields = [(f["name"], n) for n, spec in m.transforms.items() for f in spec.get("request", [])
+                                  if f["name"] not in model_fields]
+        self._transforms = None  # TransformRequest of the registry's copies, once check_transforms accepted them
         # (name, dtype, the JSON type a valid value has, its integer range): what parse's fast path checks.
         self._checks = [(k, dt, _JSON_TYPE.get(dt.name), INT_RANGE.get(dt.name, (0, 0)), True)
                         for k, dt in self._keys.items()]
@@ -124,8 +130,32 @@ class ServedModel:
         self.log = prediction_log.PredictionLogWriter(store, m, on_event=on_log_event, **(log_writer_options or {}))
 
     # -- lifecycle --------------------------------------------------------------------------------------------
+    def check_transforms(self) -> None:
+        """The feature registry's copy of every transform the model takes an output of must have the hash pinned in
+        the artifact; those copies are what runs. TransformMismatch (not ready, with the reason) otherwise."""
+        m = self.manifest
+        if not m.transforms:
+            return
+        state = self.store.registry.state()
+        have = state.objects.get("transform", {})
+        wrong = []
+        for name, pinned in m.transform_hashes().items():
+            entry = have.get(name)
+            if entry is None:
+                wrong.append(f"{name} (pinned {pinned[:12]}) is not in the registry")
+            elif entry["spec"]["hash"] != pinned:
+                wrong.append(f"{name}: registry {entry['spec']['hash'][:12]} != pinned {pinned[:12]}")
+        if wrong:
+            raise TransformMismatch(f"model {self.name!r} was trained with other transform code than the feature "
+                                    f"registry (version {state.version}) holds: {'; '.join(wrong)}; serve a model "
+                                    "trained on the registry's transforms, or re-apply the pinned ones")
+        views = m.views()
+        dts = {f"{v}:{f.name}": f.dtype for v, view in views.items() for f in view.features}
+        self._transforms = TransformRequest([], [], [state.get("transform", n) for n in m.transforms], dts)
+
     def load(self) -> None:
         try:
+            self.check_transforms()
             model = self.artifact.load()
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
@@ -186,6 +216,10 @@ class ServedModel:
                                               f"{sorted(self._keys)})", column=k, row=i)
                     v = _strict(v, dt, k, i)
                 row[k] = v
+            for k, t in self._transform_fields:
+                if k not in r:
+                    raise ValidationError(f"transform {t!r}, row {i}: request field {k!r} is missing from the "
+                                          "request row", column=k, row=i)
             out.append(row)
         return Request(out, request_id or uuid.uuid4().hex)
 
@@ -216,6 +250,8 @@ class ServedModel:
         rows = [dict(r) for req in requests for r in req.rows]
         now = utc_now()
         values, evs, statuses = self._read(rows, now)
+        if self._transforms is not None:  # the registry's copies, checked against the pinned hashes at load
+            values.update(transform_columns(self._transforms, values, rows, now))
         missing = _not_present(statuses)
         rejected = self._rejections(requests, missing) if missing and self.missing_policy == "reject" else {}
         if not rejected:

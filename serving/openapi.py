@@ -63,9 +63,8 @@ def document(m: ModelManifest, version: int, contracts: tuple[str, ...], service
     client sends by default (``eas_auth``)."""
     row = {"type": "object", "required": sorted(m.request_keys),
            "properties": {**{k: {**_schema(d), "description": "entity key"} for k, d in m.request_keys.items()},
-                          **{i["source"][8:]: {**_schema(i["dtype"], nullable=True),
-                                               "description": "request-time value"}
-                             for i in m.inputs if i["source"].startswith("request:")}}}
+                          **{k: {**_schema(d, nullable=True), "description": "request-time value"}
+                             for k, d in m.request_fields().items()}}}
     rows = {"type": "array", "items": row, "minItems": 1, "maxItems": MAX_ROWS_PER_REQUEST}
     out = {"type": "object", "properties": {o["name"]: _schema(o["dtype"], nullable=True) for o in m.outputs}}
     counts = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
@@ -163,7 +162,7 @@ def _v2(m: ModelManifest, version: int) -> tuple[dict, dict]:
     and request-time field, one output tensor per model output."""
     from .v2 import ACCEPTS, DATATYPE
 
-    fields = {i["source"][8:]: i["dtype"] for i in m.inputs if i["source"].startswith("request:")}
+    fields = m.request_fields()
     types = {**m.request_keys, **fields}
     scalar = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
     tensor = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {

@@ -85,6 +85,16 @@ def columns(m: ModelManifest) -> dict[str, tuple[str, str, str]]:
             cols[f"request__{src[8:]}"] = (i["dtype"], "request", src[8:])
         else:
             cols[src.replace(":", "__")] = (i["dtype"], "feature", src)
+    # What the transforms read, logged even when the model does not take it: replaying a row through training-set
+    # retrieval must be able to run them on the same inputs (their outputs the model takes are logged above).
+    views = m.views()
+    for spec in m.transforms.values():
+        for ref in spec["inputs"].values():
+            v, f = ref.split(":")
+            dt = next(x.dtype.name for x in views[v].features if x.name == f)
+            cols.setdefault(ref.replace(":", "__"), (dt, "feature", ref))
+        for f in spec.get("request", []):
+            cols.setdefault(f"request__{f['name']}", (f["dtype"], "request", f["name"]))
     for o in m.outputs:
         cols[f"output__{o['name']}"] = (o["dtype"], "output", o["name"])
     return cols

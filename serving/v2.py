@@ -183,9 +183,7 @@ class InferCodec:
             self.binary = set(known)
 
     def _columns(self, inputs: list, binary: memoryview | None) -> dict[str, list]:
-        types = {**self.model.manifest.request_keys,
-                 **{i["source"][8:]: i["dtype"] for i in self.model.manifest.inputs
-                    if i["source"].startswith("request:")}}
+        types = {**self.model.manifest.request_keys, **self.model.manifest.request_fields()}
         columns: dict[str, list] = {}
         n, offset = None, 0
         for t in inputs:
@@ -333,7 +331,7 @@ class V2Routes:
 def metadata(model) -> dict:
     """Model metadata: one input per entity key and request-time field, one output per model output."""
     m = model.manifest
-    fields = {i["source"][8:]: i["dtype"] for i in m.inputs if i["source"].startswith("request:")}
+    fields = m.request_fields()
     inputs = [{"name": k, "datatype": DATATYPE[d], "shape": [-1], "parameters": {"dtype": d, "entity_key": True}}
               for k, d in m.request_keys.items()]
     inputs += [{"name": k, "datatype": DATATYPE[d], "shape": [-1], "parameters": {"dtype": d, "entity_key": False}}

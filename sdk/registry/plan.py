@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-KIND_ORDER = ("entity", "feature_view", "feature_service")
+KIND_ORDER = ("entity", "feature_view", "transform", "feature_service")
 
 
 @dataclass
@@ -99,6 +99,32 @@ def _aggregation_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
     return details, breaking
 
 
+def _transform_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
+    """A transform: new code or inputs are a new version (same outputs, other values: retrain to adopt it); a
+    removed output or an output's dtype changed is breaking (a model served on it would get other data)."""
+    details, breaking = [], []
+    if old["hash"] != new["hash"]:
+        details.append(f"hash {old['hash'][:12]} -> {new['hash'][:12]}")
+    if old["source"] != new["source"]:
+        details.append("code changed")
+    for attr in ("inputs", "request", "time", "mode"):
+        if old.get(attr) != new.get(attr):
+            details.append(f"{attr}: {old.get(attr)!r} -> {new.get(attr)!r}")
+    old_o = {f["name"]: f["dtype"] for f in old["outputs"]}
+    new_o = {f["name"]: f["dtype"] for f in new["outputs"]}
+    for n in sorted(new_o.keys() - old_o.keys()):
+        details.append(f"add output {n} {new_o[n]}")
+    for n in sorted(old_o.keys() - new_o.keys()):
+        breaking.append(f"output {n} removed")
+    for n in sorted(old_o.keys() & new_o.keys()):
+        if old_o[n] != new_o[n]:
+            breaking.append(f"output {n} dtype {old_o[n]} -> {new_o[n]}")
+    for attr in ("owner", "tags", "description"):
+        if old.get(attr) != new.get(attr):
+            details.append(f"{attr}: {old.get(attr)!r} -> {new.get(attr)!r}")
+    return details, breaking
+
+
 def diff(base_version: int, old: dict[str, dict], new: dict[str, dict]) -> Plan:
     """``old``/``new``: kind -> name -> spec dict."""
     changes: list[Change] = []
@@ -114,6 +140,8 @@ def diff(base_version: int, old: dict[str, dict], new: dict[str, dict]) -> Plan:
                 continue
             if kind == "feature_view":
                 details, breaking = _view_changes(o[name], n[name])
+            elif kind == "transform":
+                details, breaking = _transform_changes(o[name], n[name])
             elif kind == "feature_service":
                 removed = sorted(set(o[name]["features"]) - set(n[name]["features"]))
                 added = sorted(set(n[name]["features"]) - set(o[name]["features"]))

@@ -8,12 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
-from ..definitions import KINDS, Entity, FeatureService, FeatureView
+from ..definitions import KINDS as DEFINITION_KINDS
+from ..definitions import Entity, FeatureService, FeatureView
 from ..errors import DefinitionError, NotFoundError
+from ..transforms import OnDemandTransform
+from ..transforms.resolve import check_inputs
 from .plan import Plan, diff
 from .store import RegistryStore
 
 FORMAT = 1
+# Every kind of object the registry holds (a registry written before a kind existed simply has none of it).
+KINDS = {**DEFINITION_KINDS, "transform": OnDemandTransform}
+APPLICABLE = (Entity, FeatureView, OnDemandTransform, FeatureService)
 
 
 @dataclass(frozen=True)
@@ -61,12 +67,15 @@ MANAGED_TAG = "skewless.kind"
 def _desired_specs(base: RegistryState, objects: Iterable, prune: bool) -> dict[str, dict[str, dict]]:
     objects = list(objects)
     for o in objects:
-        if not isinstance(o, (Entity, FeatureView, FeatureService)):
-            raise DefinitionError(f"cannot apply {type(o).__name__}: expected Entity, FeatureView or FeatureService")
+        if not isinstance(o, APPLICABLE):
+            raise DefinitionError(f"cannot apply {type(o).__name__}: expected Entity, FeatureView, "
+                                  "OnDemandTransform or FeatureService")
     # Objects skewless manages itself (tagged ``skewless.kind``, e.g. a model's prediction log view) are not in the
     # user's repo files, so pruning to "what the files declare" must keep them.
     specs = {k: {n: s for n, s in v.items() if (s.get("tags") or {}).get(MANAGED_TAG)}
              for k, v in base.specs().items()} if prune else base.specs()
+    for kind in KINDS:
+        specs.setdefault(kind, {})
     seen: set[tuple[str, str]] = set()
     for o in objects:
         if (o.kind, o.name) in seen:
@@ -89,9 +98,21 @@ def _check_references(specs: dict[str, dict[str, dict]]) -> None:
                 raise DefinitionError(f"feature view {vname!r} refers to unknown entity {e!r}")
             if any(k not in v["join_keys"] for k in specs["entity"][e]["join_keys"]):
                 raise DefinitionError(f"feature view {vname!r}: entity {e!r} join keys changed; re-apply the view")
+    transforms = specs.get("transform", {})
+    if transforms:
+        views = {n: FeatureView.from_dict(v) for n, v in specs["feature_view"].items()}
+        for tname, t in transforms.items():
+            if tname in views:
+                raise DefinitionError(f"transform {tname!r} has the name of a feature view ('{tname}:...' "
+                                      "references must name one object)")
+            check_inputs(OnDemandTransform.from_dict(t), views)
     for sname, s in specs["feature_service"].items():
         for ref in s["features"]:
             view, _, feat = ref.partition(":")
+            if view in transforms:
+                if feat not in {f["name"] for f in transforms[view]["outputs"]}:
+                    raise DefinitionError(f"feature service {sname!r} refers to unknown transform output {ref!r}")
+                continue
             v = specs["feature_view"].get(view)
             if v is None:
                 raise DefinitionError(f"feature service {sname!r} refers to unknown feature view {view!r}")

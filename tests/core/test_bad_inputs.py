@@ -82,7 +82,8 @@ def test_ingest_corpus_cli(case, loans_repo, tmp_path):
 def _definitions(code: str) -> list:
     scope = {"sk": sk}
     exec(LOAN + code, scope)  # noqa: S102 - the corpus is this repo's own test data
-    return [v for v in scope.values() if isinstance(v, (sk.Entity, sk.FeatureView, sk.FeatureService))]
+    return [v for v in scope.values()
+            if isinstance(v, (sk.Entity, sk.FeatureView, sk.OnDemandTransform, sk.FeatureService))]
 
 
 @pytest.mark.parametrize("case", DEFINITIONS, ids=[c["id"] for c in DEFINITIONS])
