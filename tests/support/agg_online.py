@@ -43,13 +43,16 @@ def txn_view(aggs=None, hop=H, event_id="txn", name="txn") -> sk.AggregatedView:
 
 
 class AggRepo:
-    """A repo around ``online`` (the store under test) with one aggregated view and a settable clock."""
+    """A repo around ``online`` (the store under test; None: the repo's own SQLite file) with one aggregated view and
+    a settable clock (None: the real one)."""
 
-    def __init__(self, path: Path, online, view: sk.AggregatedView | None = None, clock: datetime = T0):
+    def __init__(self, path: Path, online, view: sk.AggregatedView | None = None, clock: datetime | None = T0):
         self.fs = sk.init_repo(path)
-        self.fs.__dict__["online"] = online  # the store under test in place of the repo's own SQLite file
+        if online is not None:
+            self.fs.__dict__["online"] = online  # the store under test in place of the repo's own SQLite file
         self.clock = clock
-        self.fs.now = lambda: self.clock  # the write time ingest and materialize use
+        if clock is not None:
+            self.fs.now = lambda: self.clock  # the write time ingest and materialize use
         self.view = view or txn_view()
         self.fs.apply([CARD, self.view])
 
