@@ -233,7 +233,10 @@ class SQLiteOnlineStore(OnlineStore):
     def holds_rows(self, view: FeatureView) -> bool:
         try:
             with self._lock:
-                return self._con.execute(f"SELECT 1 FROM {_table(view.name)} LIMIT 1").fetchone() is not None
+                # an aggregated view (it has ``aggregations``) keeps tiles, not rows; a tombstone is no row
+                sql = (f"SELECT 1 FROM {_tiles_table(view.name)} WHERE __st IS NOT NULL LIMIT 1"
+                       if hasattr(view, "aggregations") else f"SELECT 1 FROM {_table(view.name)} LIMIT 1")
+                return self._con.execute(sql).fetchone() is not None
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return False

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tests.support.agg_online import T0, AggRepo
+from tests.support.agg_online import UTC, AggRepo
 
 N, CARDS = 600, 45  # events, entities: several tile chunks of 10 entities each
 
@@ -51,6 +51,7 @@ def online_values(repo: AggRepo, now) -> dict:
     return repo.fs.get_online_features(refs, [{"card": c} for c in range(CARDS + 1)], now=now).values
 
 
+T0 = datetime(2024, 1, 1, tzinfo=UTC)  # the child's events start there
 NOW = T0 + timedelta(minutes=37 * N)
 
 

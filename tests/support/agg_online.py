@@ -16,7 +16,9 @@ from skewless.definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW
 from skewless.online.base import PRESENT
 
 UTC = timezone.utc
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
+# Events from 40 days before today: stores that evict old tiles (Redis expires a hash once its newest tile is older
+# than the longest window) keep everything these tests write.
+T0 = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=40)
 H, D = timedelta(hours=1), timedelta(days=1)
 CARD = sk.Entity("card", ["card"], dtype=sk.Int64)
 SCHEMA = [sk.Field("card", sk.Int64), sk.Field("amount", sk.Float64), sk.Field("qty", sk.Int64),

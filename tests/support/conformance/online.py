@@ -12,6 +12,7 @@ import math
 
 import pyarrow as pa
 import pytest
+from tests.support.agg_online import T0 as AT0
 from tests.support.agg_online import D, H, AggRepo, around
 
 import skewless as sk
@@ -220,35 +221,35 @@ class OnlineStoreConformance:
     def test_aggregations_equal_offline_after_ingest_late_event_correction_and_replay(self, store, tmp_path):
         r = self.agg_repo(store, tmp_path)
         cards = [1, 2, 3]  # 3 never has an event
-        r.clock = T0 + 12 * D
-        first = self.txns(T0, 1, 40, "a") + self.txns(T0 + timedelta(minutes=30), 2, 50, "a")
+        r.clock = AT0 + 12 * D
+        first = self.txns(AT0, 1, 40, "a") + self.txns(AT0 + timedelta(minutes=30), 2, 50, "a")
         r.ingest(first, batch_id="first")
         last_ev = max(e["ev"] for e in first)
         r.check(cards, around(r.clock, r.clock + timedelta(minutes=59), r.clock + 3 * D, r.clock + 8 * D))
         # a late event lands in an old tile (every window holding it changes)
         r.clock += H
-        r.ingest([{"card": 1, "ev": T0 + 6 * D + timedelta(minutes=7), "amount": 100.0, "qty": 9, "merchant": "late",
-                   "paid": T0, "txn": "late-1"}])
-        r.check(cards, around(r.clock, r.clock + 2 * D, T0 + 13 * D + timedelta(hours=6)))
+        r.ingest([{"card": 1, "ev": AT0 + 6 * D + timedelta(minutes=7), "amount": 100.0, "qty": 9, "merchant": "late",
+                   "paid": AT0, "txn": "late-1"}])
+        r.check(cards, around(r.clock, r.clock + 2 * D, AT0 + 13 * D + timedelta(hours=6)))
         # corrections by event_id: a new value and a new time; the earlier version stops counting entirely
         r.clock += H
-        r.ingest([{"card": 1, "ev": T0 + 12 * D + timedelta(minutes=10), "amount": -7.5, "qty": 1, "merchant": "fix",
-                   "paid": T0 + D, "txn": "a1-3"},
-                  {"card": 2, "ev": T0 + 2 * D, "amount": 2.0, "qty": 2, "merchant": "fix", "txn": "a2-10"}])
+        r.ingest([{"card": 1, "ev": AT0 + 12 * D + timedelta(minutes=10), "amount": -7.5, "qty": 1, "merchant": "fix",
+                   "paid": AT0 + D, "txn": "a1-3"},
+                  {"card": 2, "ev": AT0 + 2 * D, "amount": 2.0, "qty": 2, "merchant": "fix", "txn": "a2-10"}])
         r.check(cards, around(r.clock, r.clock + 5 * H, r.clock + 7 * D))
         # a replayed batch never counts twice: by batch id, and re-sent events with the same event ids
         assert r.ingest(first, batch_id="first").already_ingested
         r.clock += H
-        r.ingest(self.txns(T0, 1, 10, "a"))
+        r.ingest(self.txns(AT0, 1, 10, "a"))
         r.check(cards, around(r.clock, r.clock + 2 * D))
         assert last_ev < r.clock
 
     def test_aggregations_future_dated_rows_never_count_before_their_time(self, store, tmp_path):
         r = self.agg_repo(store, tmp_path)
-        r.clock = T0 + 3 * D + timedelta(minutes=20)
+        r.clock = AT0 + 3 * D + timedelta(minutes=20)
         future = [{"card": 1, "ev": r.clock + timedelta(minutes=m), "amount": float(m), "qty": m, "merchant": f"f{m}",
                    "paid": r.clock, "txn": f"f{m}"} for m in (1, 15, 39, 40, 41, 100, 60 * 30)]
-        r.ingest(self.txns(T0, 1, 15, "a") + future)
+        r.ingest(self.txns(AT0, 1, 15, "a") + future)
         nows = around(r.clock, *(e["ev"] for e in future))
         r.check([1, 2], nows)
         # a later write into the tile holding future rows keeps them out until their time as well
@@ -258,15 +259,15 @@ class OnlineStoreConformance:
 
     def test_aggregations_after_materialize_backfill_equal_offline(self, store, tmp_path):
         r = self.agg_repo(store, tmp_path)
-        r.clock = T0 + 20 * D
-        r.ingest(self.txns(T0, 1, 60, "a") + self.txns(T0, 2, 30, "a", step=timedelta(hours=13)))
-        r.ingest([{"card": 1, "ev": T0 + 3 * D, "amount": 5.0, "qty": 5, "txn": "a1-2"}])  # a correction
+        r.clock = AT0 + 20 * D
+        r.ingest(self.txns(AT0, 1, 60, "a") + self.txns(AT0, 2, 30, "a", step=timedelta(hours=13)))
+        r.ingest([{"card": 1, "ev": AT0 + 3 * D, "amount": 5.0, "qty": 5, "txn": "a1-2"}])  # a correction
         store.drop_view(r.view.name)  # the tiles are gone: materialize rebuilds them from the history
         assert r.fs.get_online_features([f"{r.view.name}:count_365d"], [{"card": 1}], now=r.clock).values == \
             {"count_365d": [0]}
-        r.fs.materialize(T0, T0 + 10 * D)
-        r.fs.materialize_incremental(T0 + 30 * D)
+        r.fs.materialize(AT0, AT0 + 10 * D)
+        r.fs.materialize_incremental(AT0 + 30 * D)
         r.check([1, 2, 3], around(r.clock, r.clock + 4 * D))
         # materializing again changes nothing
-        r.fs.materialize(T0, T0 + 30 * D)
+        r.fs.materialize(AT0, AT0 + 30 * D)
         r.check([1, 2], [r.clock])
