@@ -90,12 +90,23 @@ class RedisTiles:
             raise self.unavailable(f"write tiles of view {view.name!r}", errors[0]) from errors[0]
         raise AssertionError("unreachable")
 
+    def _fields(self, tiles: Sequence[tuple[int, int]]) -> tuple[list[bytes], bytes]:
+        """The fields of ``tiles`` and their RESP encoding; a reader passes the same list while ``now`` stays in
+        one hop tile, so the last one is kept (with the list, so its id cannot be reused)."""
+        hit = getattr(self, "_tile_fields", None)
+        if hit is not None and hit[0] is tiles:
+            return hit[1], hit[2]
+        fields = [field(lv, t) for lv, t in tiles]
+        packed = b"".join(map(resp.bulk, fields))
+        self._tile_fields = (tiles, fields, packed)
+        return fields, packed
+
     def read_tiles(self, view, keys: list[Key], tiles: Sequence[tuple[int, int]]) -> list[dict]:
         out: list[dict] = [{} for _ in keys]
         live = [i for i, k in enumerate(keys) if None not in k]
         if not live or not tiles:
             return out
-        fields = [field(lv, t) for lv, t in tiles]
+        fields, packed = self._fields(tiles)
         rkeys = [self._tile_key(view, keys[i]) for i in live]
         if self.cluster:
             def run():
@@ -105,7 +116,6 @@ class RedisTiles:
                 return pipe.execute()
             replies = self.call("read tiles", run)
         else:
-            packed = b"".join(map(resp.bulk, fields))
             cmd = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2)
 
             def send(conn) -> int:

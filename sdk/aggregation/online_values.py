@@ -16,49 +16,75 @@ from . import partials
 from .definition import AggregatedView
 from .tiles import ReadPlan
 
-_SPECS: dict[int, tuple[AggregatedView, partials.ColumnSpecs]] = {}
+class _Reader:
+    """What reading outputs ``feats`` of one view needs, prepared once: the aggregations, their column indexes,
+    and the read plan of the hop tile ``now`` is in (a plan depends on ``now`` only through it)."""
+
+    def __init__(self, view: AggregatedView, feats: tuple[str, ...]):
+        self.view = view
+        self.specs = partials.ColumnSpecs(view)
+        self.aggs = [view.aggregation(f) for f in feats]
+        self.cols = [self.specs.index.get(a.column) for a in self.aggs]
+        self.longest = max(range(len(self.aggs)), key=lambda i: self.aggs[i].window_us) if self.aggs else None
+        self.current: tuple = (None, None)  # (hop tile of now, its plan): one attribute, swapped atomically
+
+    def plan_for(self, now_us: int) -> ReadPlan:
+        h = self.view.hop_us
+        at = (now_us // h, -((-now_us) // h))  # floor and ceiling of now / h: the window starts and the cut tile
+        have, plan = self.current
+        if at != have:
+            plan = ReadPlan(self.view, now_us, self.aggs)
+            self.current = (at, plan)
+        return plan
 
 
-def _specs(view: AggregatedView) -> partials.ColumnSpecs:
-    hit = _SPECS.get(id(view))
-    if hit is None or hit[0] is not view:
-        if len(_SPECS) > 256:
-            _SPECS.clear()
-        hit = _SPECS[id(view)] = (view, partials.ColumnSpecs(view))
-    return hit[1]
+_READERS: dict[tuple, _Reader] = {}
+
+
+def _reader(view: AggregatedView, feats: Sequence[str]) -> _Reader:
+    ck = (id(view), tuple(feats))
+    hit = _READERS.get(ck)
+    if hit is None or hit.view is not view:
+        if len(_READERS) > 256:
+            _READERS.clear()
+        hit = _READERS[ck] = _Reader(view, tuple(feats))
+    return hit
 
 
 def read(online, view: AggregatedView, feats: Sequence[str], keys: Sequence[Key], now_us: int) -> ColumnRead:
     """The outputs ``feats`` of ``view`` for each key at ``now_us`` (one ``read_tiles`` call)."""
-    specs = _specs(view)
-    plan = ReadPlan(view, now_us)
-    aggs = [view.aggregation(f) for f in feats]
-    idx = {a.name: i for i, a in enumerate(view.aggregations)}
-    longest = max(range(len(view.aggregations)), key=lambda i: view.aggregations[i].window_us)
+    r = _reader(view, feats)
+    specs, aggs, plan = r.specs, r.aggs, r.plan_for(now_us)
     blobs = online.read_tiles(view, list(keys), plan.tiles)
     columns: list[list] = [[] for _ in feats]
     event_us: list[int | None] = []
     statuses: list[str] = []
+    decode, value, column, max_ev = partials.decode, partials.value, partials.column, partials.MAX_EV
     for key, found in zip(keys, blobs):
         if None in key:  # the empty-window values, as the offline value of such a row (no entity holds them)
             _missing(columns, event_us, statuses, [partials.empty_value(a.function) for a in aggs])
             continue
-        states = {t: partials.decode(b) for t, b in found.items()}
+        states = {t: decode(b) for t, b in found.items()}
         last = states.get((0, plan.cut))
         if last is not None:
             last = partials.cut(last, now_us, specs)
             if last is False:
                 _missing(columns, event_us, statuses, [None] * len(aggs))
                 continue
-        for col, a in zip(columns, aggs):
-            got = [s for s in (states.get(t) for t in plan.covers[idx[a.name]]) if s is not None]
-            if last is not None:
-                got.append(last)
-            col.append(partials.value(a.function, specs.index.get(a.column), a.k, got, specs, view.name, a.name))
-        in_longest = [s for s in (states.get(t) for t in plan.covers[longest]) if s is not None]
-        if last is not None:
-            in_longest.append(last)
-        event_us.append(max(s[partials.MAX_EV] for s in in_longest) if in_longest else None)
+        by_cover: dict[int, list] = {}
+        merged: dict[tuple, tuple] = {}
+        for col, a, c, cov in zip(columns, aggs, r.cols, plan.covers):
+            got = by_cover.get(id(cov))
+            if got is None:
+                got = by_cover[id(cov)] = [s for s in map(states.get, cov) if s is not None]
+                if last is not None:
+                    got.append(last)
+            m = merged.get((id(cov), c))
+            if m is None:
+                m = merged[(id(cov), c)] = column(got, c)
+            col.append(value(a.function, c, a.k, got, specs, view.name, a.name, m))
+        in_longest = by_cover.get(id(plan.covers[r.longest])) if aggs else None
+        event_us.append(max(s[max_ev] for s in in_longest) if in_longest else None)
         statuses.append(PRESENT)
     return ColumnRead(view.name, list(feats), columns, event_us, statuses)
 

@@ -103,10 +103,19 @@ def cut(state: tuple, now_us: int, specs: ColumnSpecs) -> tuple | None | bool:
     return state_of([e for e in raw if e[0] <= now_us], specs, None)
 
 
+def column(states: list[tuple], col: int | None) -> tuple:
+    """What every function of column ``col`` reads of ``states``: (their column states with a value, the count of
+    non-null values, whether one is NaN). Computed once per (window, column) and shared by its functions."""
+    if col is None:
+        return (), 0, False
+    cs = [c for c in (s[COLS][col] for s in states) if c[COUNT]]
+    return cs, sum(c[COUNT] for c in cs), any(c[NAN] for c in cs)
+
+
 def value(function: str, col: int | None, k: int | None, states: list[tuple], specs: ColumnSpecs, view: str,
-          output: str) -> Any:
+          output: str, merged: tuple | None = None) -> Any:
     """The aggregation's value over the union of ``states``' tiles (transformations.md's table; empty windows
-    give 0, null or [])."""
+    give 0, null or []). ``merged``: ``column(states, col)`` when the caller has it."""
     if function == "count(*)":
         return sum(s[ROWS] for s in states)
     if function == "last":
@@ -114,8 +123,7 @@ def value(function: str, col: int | None, k: int | None, states: list[tuple], sp
             return None
         best = max(states, key=lambda s: s[LAST_KEY])
         return _out(best[COLS][col][LAST], specs, col)
-    cs = [s[COLS][col] for s in states]
-    n = sum(c[COUNT] for c in cs)
+    cs, n, nan = merged or column(states, col)
     if function == "count":
         return n
     if function == "last_k":
@@ -123,9 +131,8 @@ def value(function: str, col: int | None, k: int | None, states: list[tuple], sp
         return [_out(v, specs, col) for _, v in pairs]
     if n == 0:
         return None
-    if any(c[NAN] for c in cs):
+    if nan:
         return math.nan
-    cs = [c for c in cs if c[COUNT]]
     if function in ("min", "max"):
         pick = min if function == "min" else max
         return _out(pick(c[MIN if function == "min" else MAX] for c in cs), specs, col)
