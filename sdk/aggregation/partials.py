@@ -103,13 +103,18 @@ def cut(state: tuple, now_us: int, specs: ColumnSpecs) -> tuple | None | bool:
     return state_of([e for e in raw if e[0] <= now_us], specs, None)
 
 
-def column(states: list[tuple], col: int | None) -> tuple:
+def column(states: list[tuple], col: int | None, specs: ColumnSpecs) -> tuple:
     """What every function of column ``col`` reads of ``states``: (their column states with a value, the count of
-    non-null values, whether one is NaN). Computed once per (window, column) and shared by its functions."""
+    non-null values, whether one is NaN, the sum: exact int or fsum, None for a non-numeric column). Computed once
+    per (window, column) and shared by its functions."""
     if col is None:
-        return (), 0, False
+        return (), 0, False, None
     cs = [c for c in (s[COLS][col] for s in states) if c[COUNT]]
-    return cs, sum(c[COUNT] for c in cs), any(c[NAN] for c in cs)
+    total = None
+    if specs.numeric[col]:
+        total = sum([c[SUM] for c in cs if c[SUM] is not None]) if specs.integer[col] else \
+            math.fsum([c[SUM] for c in cs if c[SUM] is not None])
+    return cs, sum([c[COUNT] for c in cs]), any([c[NAN] for c in cs]), total
 
 
 def value(function: str, col: int | None, k: int | None, states: list[tuple], specs: ColumnSpecs, view: str,
@@ -123,7 +128,7 @@ def value(function: str, col: int | None, k: int | None, states: list[tuple], sp
             return None
         best = max(states, key=lambda s: s[LAST_KEY])
         return _out(best[COLS][col][LAST], specs, col)
-    cs, n, nan = merged or column(states, col)
+    cs, n, nan, total = merged or column(states, col, specs)
     if function == "count":
         return n
     if function == "last_k":
@@ -136,16 +141,12 @@ def value(function: str, col: int | None, k: int | None, states: list[tuple], sp
     if function in ("min", "max"):
         pick = min if function == "min" else max
         return _out(pick(c[MIN if function == "min" else MAX] for c in cs), specs, col)
-    if function == "sum" or function == "mean":
-        if specs.integer[col]:
-            total = sum(c[SUM] for c in cs)
-            if function == "mean":
-                return total / n
-            if not INT64_MIN <= total <= INT64_MAX:
-                raise ValidationError(f"aggregation {view}:{output}: sum {total} overflows Int64")
-            return total
-        total = math.fsum(c[SUM] for c in cs)
-        return total if function == "sum" else total / n
+    if function == "mean":
+        return total / n
+    if function == "sum":
+        if specs.integer[col] and not INT64_MIN <= total <= INT64_MAX:
+            raise ValidationError(f"aggregation {view}:{output}: sum {total} overflows Int64")
+        return total
     if n < 2:
         return None  # var / stddev: sample variance, divisor n - 1
     cn, cmean, cm2 = 0, 0.0, 0.0
