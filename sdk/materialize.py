@@ -57,6 +57,12 @@ def last_end(online, view: str) -> datetime | None:
     return datetime.fromisoformat(v) if v else None
 
 
+def forget_progress(online, view: str) -> None:
+    """Forget the view's materialize checkpoint and last end: the next materialization starts from its beginning."""
+    online.set_meta(_job_key(view), None)
+    online.set_meta(_end_key(view), None)
+
+
 def incremental_starts(online, views: list[FeatureView], end: datetime, allow_rewind: bool = False
                        ) -> list[datetime | None]:
     """Where ``materialize_incremental(end)`` starts each view: its last materialized end (None: from the

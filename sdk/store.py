@@ -18,6 +18,7 @@ from . import materialize as mat
 from . import online_read, plugins
 from .aggregation.definition import AggregatedView
 from .aggregation.maintain import check_store
+from .aggregation.partials import layout as tile_layout
 from .definitions import Entity, FeatureService, FeatureView
 from .errors import DefinitionError, ValidationError
 from .faults import kill_point
@@ -84,11 +85,19 @@ class FeatureStore:
         """Commit definitions as a new registry version (ConflictError if another apply won the race)."""
         if isinstance(objects, (Entity, FeatureView, FeatureService)):
             objects = [objects]
+        before = self._registry_state(fresh=True)
         plan = self.registry.apply(objects, prune=prune, allow_breaking=allow_breaking, message=message)
+        after = self._registry_state(fresh=True)
         for change in plan.changes:
             if change.kind == "feature_view" and change.action == "delete":
                 self.online.drop_view(change.name)
-        self._registry_state(fresh=True)
+            elif change.kind == "feature_view" and change.action == "update":
+                old, new = before.get("feature_view", change.name), after.get("feature_view", change.name)
+                if (tile_layout(old) or tile_layout(new)) and tile_layout(old) != tile_layout(new):
+                    # Stored tiles of another layout cannot be read: forget them and the view's materialized end, so
+                    # the next materialize (incremental too) rebuilds them from the whole history.
+                    self.online.drop_view(change.name)
+                    mat.forget_progress(self.online, change.name)
         return plan
 
     def get_entity(self, name: str) -> Entity:

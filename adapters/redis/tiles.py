@@ -22,6 +22,7 @@ from skewless.online.base import Key
 
 from . import codec, resp
 from .scripts import script_sha
+from .wire import SPIN_KEYS
 
 TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
 local ver = tonumber(ARGV[1])
@@ -121,7 +122,9 @@ class RedisTiles:
             def send(conn) -> int:
                 conn.send_packed_command([b"".join(cmd + resp.bulk(k) + packed for k in rkeys)], check_health=False)
                 return len(rkeys)
-            replies = self.call("read tiles", lambda: self.exchange(send))
+            # busy-poll for small reads first, as row reads do (wire.SpinPolicy)
+            spin = len(rkeys) if len(rkeys) <= SPIN_KEYS else 0
+            replies = self.call("read tiles", lambda: self.exchange(send, spin=spin))
             err = next((r for r in replies if isinstance(r, Exception)), None)
             if err is not None:
                 if isinstance(err, ResponseError) and "WRONGTYPE" in str(err):

@@ -50,6 +50,18 @@ class ColumnSpecs:
         self.index = {c: i for i, c in enumerate(self.names)}
 
 
+def layout(view) -> tuple | None:
+    """What the stored tiles of ``view`` depend on (None: not an aggregated view). Stored partials of another layout
+    cannot be read (their columns, levels or tile bounds differ): the view's tiles are dropped and rebuilt."""
+    if not isinstance(view, AggregatedView):
+        return None
+    from .tiles import level_count
+
+    specs = ColumnSpecs(view)
+    return (view.hop_us, level_count(view), view.event_id, tuple(specs.names),
+            tuple(d.name for d in specs.dtypes), tuple(specs.k))
+
+
 def _is_nan(v: Any) -> bool:
     return v != v  # only NaN is unequal to itself
 

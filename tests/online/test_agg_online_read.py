@@ -79,3 +79,24 @@ def test_readiness_sees_an_aggregated_views_tiles(tmp_path):
     assert r.fs.online.holds_rows(r.view) is False
     r.ingest([{"card": 1, "ev": T0, "amount": 1.0}])
     assert r.fs.online.holds_rows(r.view) is True
+
+
+def test_a_changed_tile_layout_drops_the_tiles_and_materialize_rebuilds_them(tmp_path):
+    r = repo(tmp_path)
+    r.ingest([{"card": 1, "ev": T0 + 9 * D + H * i, "amount": float(i), "qty": i, "merchant": "m", "txn": f"x{i}"}
+              for i in range(10)])
+    r.fs.materialize_incremental(r.clock)
+    # a new column aggregated and a longer window: the partials' columns and levels change
+    wider = txn_view([*r.view.aggregations, sk.Aggregation("qty", "sum", 30 * D)])
+    r.fs.apply([wider], allow_breaking=True)
+    r.view = wider
+    got = r.fs.get_online_features(["txn:qty_sum_30d", "txn:count_7d"], [{"card": 1}], now=r.clock)
+    assert got.values == {"qty_sum_30d": [None], "count_7d": [0]}  # dropped: nothing stored until materialized
+    r.fs.materialize_incremental(r.clock)  # starts from the beginning again
+    r.check([1, 2], [r.clock, r.clock + 3 * D])
+    # a change that leaves the layout alone keeps the tiles
+    described = txn_view(wider.aggregations)
+    described.description = "card transactions"
+    r.fs.apply([described])
+    r.view = described
+    r.check([1], [r.clock])
