@@ -298,7 +298,7 @@ def materialize_tiles(ctx, view: AggregatedView, start: datetime | None, end: da
     """Backfill an aggregated view's tiles: every tile holding a row with event time in [start, end] is recomputed
     from the history and overwritten. Checkpointed per chunk of entities (``rows_done`` counts entities here): a
     rerun of the same job resumes after the last chunk written (and a rerun from scratch writes the same tiles)."""
-    maintain.check_store(ctx.online, view)
+    maintain.check_store(ctx, view)
     job = _prepare(ctx, view, start, end)
     key, state = _job_key(view.name), job.state
     if job.fresh:

@@ -171,7 +171,7 @@ class FeatureStore:
             return self._complete(view, found, ident, rows.num_rows)
         if view.online:
             if isinstance(view, AggregatedView):  # before anything is written: nothing half-done
-                check_store(self.online, view)
+                check_store(self, view)
             ingest_mod.mark_pending(self.online, view.name, batch)
         kill_point("ingest.before_offline_commit")
         # Stores that record the key packing scan the prior history through the engine, only when it must widen.

@@ -4,7 +4,8 @@ A field holds the partial's history version as 20 decimal digits, then the encod
 decides what it holds; nothing after the version: the tile is empty now, a tombstone an older writer cannot undo).
 Writes go through ``TILE_UPSERT`` (one EVALSHA per entity, pipelined): a field is replaced unless it holds a later
 version. Reads are one HMGET per entity of the tiles ``now`` needs (the same fields for every entity), all sent at
-once and answered in one round trip.
+once and answered in one round trip. The Tair store puts them in a TairHash instead (``tiles_in_exhash``): the same
+fields with a per-field expire, read by EXHMGET.
 
 Eviction (transformations.md: tiles older than ``now - longest window - hop`` may go): the hash expires at its
 newest tile's end + the longest window + the hop, so an entity without recent events frees its key; the expire time
@@ -39,7 +40,20 @@ if ARGV[2] ~= '' then
 end
 return 0
 """
+# TairHash (Tair's store, when the server has it): every field expires on its own, once no window can read its tile
+# any more (tile end + longest window + hop), so old tiles go while the entity's newer ones stay.
+TILE_UPSERT_EXHASH = """-- skewless aggregation tiles in TairHash: latest history version per field, per-field expire
+local ver = tonumber(ARGV[1])
+for i = 2, #ARGV, 3 do
+  local cur = redis.call('EXHGET', KEYS[1], ARGV[i])
+  if (not cur) or tonumber(string.sub(cur, 1, 20)) <= ver then
+    redis.call('EXHSET', KEYS[1], ARGV[i], ARGV[i + 1], 'PXAT', ARGV[i + 2])
+  end
+end
+return 0
+"""
 _SHA = script_sha(TILE_UPSERT)
+_SHA_EXHASH = script_sha(TILE_UPSERT_EXHASH)
 _VER = 20  # digits of the version prefix
 
 
@@ -53,6 +67,11 @@ class RedisTiles:
 
     supports_tiles = True
 
+    @property
+    def tiles_in_exhash(self) -> bool:
+        """Whether tiles go to a TairHash (per-field expire) instead of a hash; the Tair store overrides it."""
+        return False
+
     def _tile_key(self, view, key: tuple) -> bytes:
         return b"%b%b}" % (self.key_head(view.name), codec.entity_py(view)(key))
 
@@ -60,6 +79,7 @@ class RedisTiles:
         if not tiles:
             return 0
         keep_ms = (view.longest_window_us + view.hop_us) // 1000
+        exhash = self.tiles_in_exhash
         by_key: dict[tuple, list] = {}
         for key, lv, t, st in tiles:
             by_key.setdefault(key, []).append((lv, t, st))
@@ -69,24 +89,30 @@ class RedisTiles:
             argv: list[bytes] = []
             newest = None
             for lv, t, st in items:
+                end_ms = -(-tile_range(lv, t, view.hop_us)[1] // 1000)
                 argv += [field(lv, t), head + (st or b"")]
-                if st is not None:
-                    end = tile_range(lv, t, view.hop_us)[1]
-                    newest = end if newest is None or end > newest else newest
-            expire = b"" if newest is None else b"%d" % (newest // 1000 + keep_ms)
-            calls.append((self._tile_key(view, key), [b"%d" % version, expire, *argv]))
+                if exhash:
+                    argv.append(b"%d" % max(end_ms + keep_ms, 1))  # TairHash refuses PXAT <= 0
+                elif st is not None:
+                    newest = end_ms if newest is None or end_ms > newest else newest
+            if exhash:
+                calls.append((self._tile_key(view, key), [b"%d" % version, *argv]))
+            else:
+                expire = b"" if newest is None else b"%d" % (newest + keep_ms)
+                calls.append((self._tile_key(view, key), [b"%d" % version, expire, *argv]))
+        sha, script = (_SHA_EXHASH, TILE_UPSERT_EXHASH) if exhash else (_SHA, TILE_UPSERT)
 
         def run():
             pipe = self.client.pipeline(transaction=False)
             for k, argv in calls:
-                pipe.execute_command("EVALSHA", _SHA, 1, k, *argv)  # (cluster pipelines refuse .evalsha)
+                pipe.execute_command("EVALSHA", sha, 1, k, *argv)  # (cluster pipelines refuse .evalsha)
             return pipe.execute(raise_on_error=False)
         for attempt in (0, 1):
             errors = [r for r in self.call("write tiles", run) if isinstance(r, Exception)]
             if not errors:
                 return len(tiles)
             if attempt == 0 and all(isinstance(e, NoScriptError) or str(e).startswith("NOSCRIPT") for e in errors):
-                self.call("script load", lambda: self.client.script_load(TILE_UPSERT))
+                self.call("script load", lambda: self.client.script_load(script))
                 continue
             raise self.unavailable(f"write tiles of view {view.name!r}", errors[0]) from errors[0]
         raise AssertionError("unreachable")
@@ -108,16 +134,17 @@ class RedisTiles:
         if not live or not tiles:
             return out
         fields, packed = self._fields(tiles)
+        command = b"EXHMGET" if self.tiles_in_exhash else b"HMGET"
         rkeys = [self._tile_key(view, keys[i]) for i in live]
         if self.cluster:
             def run():
                 pipe = self.client.pipeline(transaction=False)
                 for k in rkeys:
-                    pipe.hmget(k, fields)
+                    pipe.execute_command(command.decode(), k, *fields)  # (cluster routing wants a str)
                 return pipe.execute()
             replies = self.call("read tiles", run)
         else:
-            cmd = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2)
+            cmd = b"*%d\r\n%b" % (len(fields) + 2, resp.bulk(command))
 
             def send(conn) -> int:
                 conn.send_packed_command([b"".join(cmd + resp.bulk(k) + packed for k in rkeys)], check_health=False)

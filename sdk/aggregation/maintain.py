@@ -25,10 +25,16 @@ from .tiles import FANOUT, ancestors, level_count, tile_range
 ENTITIES_PER_CHUNK = 2_000
 
 
-def check_store(online, view: AggregatedView) -> None:
+def check_store(ctx, view: AggregatedView) -> None:
+    """Whether ``ctx`` can maintain ``view``'s tiles: an online store with tiles, an engine that scans histories
+    with this module's SQL (DuckDB's ``history_relation``). Checked before anything of a write is written."""
+    online = ctx.online
     if not getattr(online, "supports_tiles", False):
         raise ConfigError(f"online store {online.url} keeps no aggregation tiles: aggregated view {view.name!r} "
                           f"cannot be written online (use a store with supports_tiles)")
+    if not hasattr(ctx.engine, "history_relation"):
+        raise ConfigError(f"engine {getattr(ctx.engine, 'name', type(ctx.engine).__name__)!r} cannot compute the "
+                          f"online tiles of aggregated view {view.name!r} yet (the embedded DuckDB engine can)")
 
 
 def refresh(ctx, view: AggregatedView, files: HistoryFiles, where: str, *, skip: int = 0,
@@ -36,7 +42,7 @@ def refresh(ctx, view: AggregatedView, files: HistoryFiles, where: str, *, skip:
     """Recompute and write the tiles dirtied by the history rows matching ``where`` (SQL over the history's
     columns). Entities go in key order, ``chunk`` at a time; ``skip``: entities a resumed run already wrote;
     ``on_chunk(entities done)`` after each chunk is written. Returns the number of tiles written."""
-    check_store(ctx.online, view)
+    check_store(ctx, view)
     chunk = chunk or ENTITIES_PER_CHUNK
     if files.version is None:
         return 0
