@@ -3,6 +3,7 @@ a materialize: the online tiles give exactly the values of one clean run, which 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -87,5 +88,36 @@ def test_materialize_repairs_tiles_of_a_push_killed_mid_way(tmp_path, clean):
     run_child(repo.fs.repo_path, kill_at="ingest.online_push_chunk:2")
     assert not same(online_values(repo, NOW), clean[NOW])  # half the entities' tiles are missing
     repo.fs.materialize_incremental(NOW)
+    for t, want in clean.items():
+        assert same(online_values(repo, t), want)
+
+
+MATERIALIZE = """
+import sys
+from datetime import datetime, timedelta, timezone
+import skewless as sk
+from skewless.aggregation import maintain
+maintain.ENTITIES_PER_CHUNK = 10
+r = sk.FeatureStore(sys.argv[1]).materialize(datetime(2023, 12, 1, tzinfo=timezone.utc),
+                                             datetime.fromisoformat(sys.argv[2]))
+print(r[0].resumed_from)
+"""
+
+
+@pytest.mark.parametrize("point", ["materialize.before_checkpoint:2", "materialize.after_checkpoint:3"])
+def test_kill_during_a_tile_backfill_then_rerun_resumes_to_one_clean_run(tmp_path, clean, point):
+    repo = AggRepo(tmp_path / "repo", None, clock=None)
+    run_child(repo.fs.repo_path)
+    repo.fs.online.drop_view("txn")  # only the history: materialize rebuilds every tile
+    env = {k: v for k, v in os.environ.items() if k != "SKEWLESS_KILL_AT"}
+    args = [sys.executable, "-c", MATERIALIZE, str(repo.fs.repo_path), NOW.isoformat()]
+    killed = subprocess.run(args, env={**env, "SKEWLESS_KILL_AT": point}, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not same(online_values(repo, NOW), clean[NOW])
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) > 0  # resumed after the entities the killed run had checkpointed
+    state = json.loads(repo.fs.online.get_meta("materialize/txn"))
+    assert state["done"] and state["rows_done"] == CARDS  # entities, resumed after the last checkpoint
     for t, want in clean.items():
         assert same(online_values(repo, t), want)
