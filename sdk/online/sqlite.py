@@ -182,14 +182,29 @@ class SQLiteOnlineStore(OnlineStore):
                 raise StoreUnavailable(f"write to {self.url} failed: {exc}", endpoint=self.url) from exc
         return len(tiles)
 
+    def _tiles_sql(self, view: FeatureView, nkeys: int, ntiles: int) -> str:
+        ck = ("tiles", view.name, tuple(view.join_keys), nkeys, ntiles)
+        sql = self._plans.get(ck)
+        if sql is None:
+            nk = len(view.join_keys)
+            kph = "(" + ", ".join("?" * nk) + ")"
+            # keys x tiles as the outer loops (CROSS JOIN keeps SQLite's join order): one primary-key seek per
+            # (entity, tile), never a scan of the entity's other tiles
+            on = " AND ".join(f"t.{_q(k)} = k.c{j}" for j, k in enumerate(view.join_keys))
+            sql = self._plans[ck] = (
+                f"WITH k({', '.join(f'c{j}' for j in range(nk))}) AS (VALUES {', '.join([kph] * nkeys)}), "
+                f"w(lv, tile) AS (VALUES {', '.join(['(?, ?)'] * ntiles)}) "
+                f"SELECT {', '.join('t.' + _q(k) for k in view.join_keys)}, t.__lv, t.__tile, t.__st "
+                f"FROM k CROSS JOIN w CROSS JOIN {_tiles_table(view.name)} AS t "
+                f"WHERE {on} AND t.__lv = w.lv AND t.__tile = w.tile AND t.__st IS NOT NULL")
+        return sql
+
     def read_tiles(self, view: FeatureView, keys, tiles):
         out: list[dict] = [{} for _ in keys]
         wanted = [k for k in dict.fromkeys(keys) if None not in k]
         if not wanted or not tiles:
             return out
         nk = len(view.join_keys)
-        key_sql = ", ".join(_q(k) for k in view.join_keys)
-        tiles_sql = ", ".join(["(?, ?)"] * len(tiles))
         tile_params = [v for t in tiles for v in t]
         found: dict = {}
         step = max(1, _CHUNK // nk)
@@ -197,10 +212,7 @@ class SQLiteOnlineStore(OnlineStore):
             try:
                 for i in range(0, len(wanted), step):
                     chunk = wanted[i:i + step]
-                    kph = "(" + ", ".join("?" * nk) + ")"
-                    sql = (f"SELECT {key_sql}, __lv, __tile, __st FROM {_tiles_table(view.name)} "
-                           f"WHERE ({key_sql}) IN (VALUES {', '.join([kph] * len(chunk))}) "
-                           f"AND (__lv, __tile) IN (VALUES {tiles_sql}) AND __st IS NOT NULL")
+                    sql = self._tiles_sql(view, len(chunk), len(tiles))
                     for r in self._con.execute(sql, [v for k in chunk for v in k] + tile_params):
                         found.setdefault(tuple(r[:nk]), {})[(r[nk], r[nk + 1])] = r[nk + 2]
             except sqlite3.OperationalError as exc:
