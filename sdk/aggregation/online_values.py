@@ -18,15 +18,21 @@ from .definition import AggregatedView
 from .tiles import ReadPlan
 
 class _Reader:
-    """What reading outputs ``feats`` of one view needs, prepared once: the aggregations, their column indexes,
-    and the read plan of the hop tile ``now`` is in (a plan depends on ``now`` only through it)."""
+    """What reading outputs ``feats`` of one view needs, prepared once: the distinct windows, the outputs grouped by
+    (window, column) (one merge of a column's partials serves all its functions over that window), and the read
+    plan of the hop tile ``now`` is in (a plan depends on ``now`` only through it)."""
 
     def __init__(self, view: AggregatedView, feats: tuple[str, ...]):
         self.view = view
         self.specs = partials.ColumnSpecs(view)
         self.aggs = [view.aggregation(f) for f in feats]
-        self.cols = [self.specs.index.get(a.column) for a in self.aggs]
-        self.longest = max(range(len(self.aggs)), key=lambda i: self.aggs[i].window_us) if self.aggs else None
+        self.windows = list(dict.fromkeys(a.window_us for a in self.aggs))
+        groups: dict[tuple, list] = {}
+        for pos, a in enumerate(self.aggs):
+            col = self.specs.index.get(a.column)
+            groups.setdefault((self.windows.index(a.window_us), col), []).append((pos, a.function, a.k, a.name))
+        self.groups = list(groups.items())
+        self.longest = self.windows.index(max(self.windows)) if self.windows else None
         self.current: tuple = (None, None)  # (hop tile of now, its plan): one attribute, swapped atomically
 
     def plan_for(self, now_us: int) -> ReadPlan:
@@ -34,7 +40,7 @@ class _Reader:
         at = (now_us // h, -((-now_us) // h))  # floor and ceiling of now / h: the window starts and the cut tile
         have, plan = self.current
         if at != have:
-            plan = ReadPlan(self.view, now_us, self.aggs)
+            plan = ReadPlan(self.view, now_us, self.windows)
             self.current = (at, plan)
         return plan
 
@@ -60,7 +66,8 @@ def read(online, view: AggregatedView, feats: Sequence[str], keys: Sequence[Key]
     columns: list[list] = [[] for _ in feats]
     event_us: list[int | None] = []
     statuses: list[str] = []
-    value, column, max_ev = partials.value, partials.column, partials.MAX_EV
+    value, column, max_ev, name = partials.value, partials.column, partials.MAX_EV, view.name
+    covers, groups, longest = plan.covers, r.groups, r.longest
     for key, found in zip(keys, blobs):
         if None in key:  # the empty-window values, as the offline value of such a row (no entity holds them)
             _missing(columns, event_us, statuses, [partials.empty_value(a.function) for a in aggs])
@@ -72,19 +79,18 @@ def read(online, view: AggregatedView, feats: Sequence[str], keys: Sequence[Key]
             if last is False:
                 _missing(columns, event_us, statuses, [None] * len(aggs))
                 continue
-        by_cover: dict[int, list] = {}
-        merged: dict[tuple, tuple] = {}
-        for col, a, c, cov in zip(columns, aggs, r.cols, plan.covers):
-            got = by_cover.get(id(cov))
-            if got is None:
-                got = by_cover[id(cov)] = [s for s in map(states.get, cov) if s is not None]
-                if last is not None:
-                    got.append(last)
-            m = merged.get((id(cov), c))
-            if m is None:
-                m = merged[(id(cov), c)] = column(got, c, specs)
-            col.append(value(a.function, c, a.k, got, specs, view.name, a.name, m))
-        in_longest = by_cover.get(id(plan.covers[r.longest])) if aggs else None
+        per_window = []
+        for cov in covers:
+            got = [s for s in map(states.get, cov) if s is not None]
+            if last is not None:
+                got.append(last)
+            per_window.append(got)
+        for (wi, col), outs in groups:
+            got = per_window[wi]
+            merged = column(got, col, specs)
+            for pos, fn, k, out in outs:
+                columns[pos].append(value(fn, col, k, got, specs, name, out, merged))
+        in_longest = per_window[longest] if aggs else None
         event_us.append(max(s[max_ev] for s in in_longest) if in_longest else None)
         statuses.append(PRESENT)
     return ColumnRead(view.name, list(feats), columns, event_us, statuses)

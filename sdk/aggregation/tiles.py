@@ -53,19 +53,19 @@ def cover(first: int, last: int, levels: int) -> list[tuple[int, int]]:
 
 
 class ReadPlan:
-    """What reading aggregations ``aggs`` of a view at ``now`` needs: per aggregation the whole tiles of its window
-    (``covers``) and the last fine tile (``cut``, shared by every window), and the union of all (``tiles``)."""
+    """What reading windows ``windows`` (µs; default: every aggregation's) of a view at ``now`` needs: per window the
+    whole tiles it covers (``covers``, in ``windows`` order) and the last fine tile (``cut``, shared by every window),
+    and the union of all (``tiles``)."""
 
     __slots__ = ("now_us", "cut", "covers", "tiles")
 
-    def __init__(self, view: AggregatedView, now_us: int, aggs=None):
+    def __init__(self, view: AggregatedView, now_us: int, windows: list[int] | None = None):
         levels, hop = level_count(view), view.hop_us
         self.now_us = now_us
         self.cut = tile_of(now_us, hop)
-        windows = [a.window_us for a in (view.aggregations if aggs is None else aggs)]
-        by_window = {w: cover(window_start_us(now_us, w, hop) // hop, self.cut - 1, levels) for w in set(windows)}
-        self.covers = [by_window[w] for w in windows]
+        windows = [a.window_us for a in view.aggregations] if windows is None else windows
+        self.covers = [cover(window_start_us(now_us, w, hop) // hop, self.cut - 1, levels) for w in windows]
         seen = {(0, self.cut): None}
-        for c in by_window.values():
+        for c in self.covers:
             seen.update(dict.fromkeys(c))
         self.tiles = list(seen)
