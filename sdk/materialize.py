@@ -21,11 +21,15 @@ from typing import Callable
 
 import pyarrow as pa
 
-from .definitions import FeatureView
+from .aggregation import maintain
+from .aggregation.definition import AggregatedView
+from .definitions import EVENT_TS, WRITE_BATCH, FeatureView
 from .errors import ValidationError
 from .faults import kill_point
 from .ingest import pending_batches, pending_key
 from .offline.base import FULL_TIES
+from .offline.pit import q
+from .online.base import to_us
 
 ProgressFn = Callable[[str, int], None]
 CHUNK_ROWS = 50_000
@@ -51,6 +55,12 @@ def _end_key(view: str) -> str:
 def last_end(online, view: str) -> datetime | None:
     v = online.get_meta(_end_key(view))
     return datetime.fromisoformat(v) if v else None
+
+
+def forget_progress(online, view: str) -> None:
+    """Forget the view's materialize checkpoint and last end: the next materialization starts from its beginning."""
+    online.set_meta(_job_key(view), None)
+    online.set_meta(_end_key(view), None)
 
 
 def incremental_starts(online, views: list[FeatureView], end: datetime, allow_rewind: bool = False
@@ -85,6 +95,23 @@ def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batc
         con.close()
 
 
+def push_batch(ctx, view: FeatureView, rows: pa.Table | None, batch: int, version: int | None = None) -> int:
+    """The online part of an ingest of write ``batch`` (its rows, when in memory): the newest values of a plain
+    view; an aggregated view's tiles dirtied by the batch, recomputed from the history at ``version`` (default: the
+    newest) and overwritten (maintain.refresh: a rerun writes the same tiles again)."""
+    if not isinstance(view, AggregatedView):
+        if rows is not None:
+            return push_latest(ctx, view, rows)
+        files = ctx.offline.files(view.name, ctx.offline.version(view.name) if version is None else version)
+        return push_latest(ctx, view, files, batch=batch)
+    # A rerun or repair (rows not in memory) recomputes from the newest history: it holds the batch and whatever
+    # came after it, and the store keeps the partials of the newest version anyway.
+    files = ctx.offline.files(view.name, ctx.offline.version(view.name) if version is None or rows is None
+                              else version)
+    return maintain.refresh(ctx, view, files, f'{q(WRITE_BATCH)} = {int(batch)}',
+                            on_chunk=lambda _done: kill_point("ingest.online_push_chunk"))
+
+
 def repair_pending(ctx, views: list[FeatureView]) -> int:
     """Re-push ingest batches whose online push did not finish (a crash between the offline and online write)."""
     pushed = 0
@@ -92,9 +119,9 @@ def repair_pending(ctx, views: list[FeatureView]) -> int:
         batches = pending_batches(ctx.online, view.name)
         if not batches:
             continue
-        files = ctx.offline.files(view.name, ctx.offline.version(view.name))
+        version = ctx.offline.version(view.name)
         for b in batches:
-            pushed += push_latest(ctx, view, files, batch=b)
+            pushed += push_batch(ctx, view, None, b, version)
             ctx.online.set_meta(pending_key(view.name, b), None)
     return pushed
 
@@ -266,9 +293,49 @@ def materialize_views(ctx, specs: list[tuple[FeatureView, datetime | None, datet
     return results
 
 
+def materialize_tiles(ctx, view: AggregatedView, start: datetime | None, end: datetime,
+                      progress: ProgressFn | None = None) -> ViewResult:
+    """Backfill an aggregated view's tiles: every tile holding a row with event time in [start, end] is recomputed
+    from the history and overwritten. Checkpointed per chunk of entities (``rows_done`` counts entities here): a
+    rerun of the same job resumes after the last chunk written (and a rerun from scratch writes the same tiles)."""
+    maintain.check_store(ctx, view)
+    job = _prepare(ctx, view, start, end)
+    key, state = _job_key(view.name), job.state
+    if job.fresh:
+        ctx.online.set_meta(key, json.dumps(state))
+    lo = f"{to_us(start)} <= " if start is not None else ""
+    where = f"{lo}epoch_us({q(EVENT_TS)}) AND epoch_us({q(EVENT_TS)}) <= {to_us(end)}" if lo else \
+        f"epoch_us({q(EVENT_TS)}) <= {to_us(end)}"
+
+    def checkpoint(done: int) -> None:
+        kill_point("materialize.before_checkpoint")
+        state["rows_done"] = done
+        ctx.online.set_meta(key, json.dumps(state))
+        kill_point("materialize.after_checkpoint")
+        if progress:
+            progress(view.name, done)
+    maintain.refresh(ctx, view, job.files, where, skip=job.skip, on_chunk=checkpoint)
+    state["done"] = True
+    ctx.online.set_meta(key, json.dumps(state))
+    prev = last_end(ctx.online, view.name)
+    if prev is None or end > prev:
+        ctx.online.set_meta(_end_key(view.name), end.isoformat())
+    return ViewResult(view.name, state["rows_done"], job.skip, state["version"])
+
+
+def materialize_any(ctx, specs: list[tuple[FeatureView, datetime | None, datetime]],
+                    progress: ProgressFn | None = None, chunk_rows: int = CHUNK_ROWS) -> list[ViewResult]:
+    """``materialize_views`` for plain views, ``materialize_tiles`` for aggregated ones; results in ``specs`` order."""
+    plain = iter(materialize_views(ctx, [s for s in specs if not isinstance(s[0], AggregatedView)], progress,
+                                   chunk_rows))
+    return [materialize_tiles(ctx, v, s, e, progress) if isinstance(v, AggregatedView) else next(plain)
+            for v, s, e in specs]
+
+
 def materialize_view(ctx, view: FeatureView, start: datetime | None, end: datetime,
                      progress: ProgressFn | None = None, chunk_rows: int = CHUNK_ROWS) -> ViewResult:
     return materialize_views(ctx, [(view, start, end)], progress, chunk_rows)[0]
 
 
-__all__ = ["ViewResult", "incremental_starts", "last_end", "materialize_view", "materialize_views", "push_latest", "repair_pending"]
+__all__ = ["ViewResult", "incremental_starts", "last_end", "materialize_any", "materialize_tiles", "materialize_view",
+           "materialize_views", "push_batch", "push_latest", "repair_pending"]

@@ -15,7 +15,9 @@ import pandas as pd
 from . import dtypes
 from .definitions import FeatureView
 from .errors import ValidationError
-from .online.base import OnlineStore
+from .aggregation import online_values
+from .aggregation.definition import AggregatedView
+from .online.base import OnlineStore, to_us
 
 
 def _is_null(v: Any) -> bool:
@@ -191,6 +193,17 @@ def _plan_for(resolved, full_feature_names: bool) -> _Plan:
     return plan
 
 
+def _read_columns(online: OnlineStore, requests: list, now: datetime) -> list:
+    """``online.read_columns``, with aggregated views' outputs combined from their tiles at ``now``."""
+    if not any(isinstance(v, AggregatedView) for v, _, _ in requests):
+        return online.read_columns(requests, now)
+    plain = [r for r in requests if not isinstance(r[0], AggregatedView)]
+    done = iter(online.read_columns(plain, now) if plain else [])
+    now_us = to_us(now)
+    return [online_values.read(online, v, f, k, now_us) if isinstance(v, AggregatedView) else next(done)
+            for v, f, k in requests]
+
+
 def read(online: OnlineStore, resolved: list[tuple[FeatureView, list[str]]], entity_rows: Sequence[dict],
          now: datetime, full_feature_names: bool) -> OnlineResponse:
     if not isinstance(entity_rows, (list, tuple)):  # read once per distinct join keys and kept: no iterators
@@ -199,7 +212,7 @@ def read(online: OnlineStore, resolved: list[tuple[FeatureView, list[str]]], ent
     keys = [norm(entity_rows) for norm in plan.normalisers]
     if plan.duplicate is not None:
         raise ValidationError(plan.duplicate)
-    reads = online.read_columns([(view, feats, keys[g]) for view, feats, g, _ in plan.views], now)
+    reads = _read_columns(online, [(view, feats, keys[g]) for view, feats, g, _ in plan.views], now)
     cols: list[list] = []
     sts: list[list[str]] = []
     for (_, feats, _, _), r in zip(plan.views, reads):

@@ -16,6 +16,9 @@ from . import features as features_mod
 from . import ingest as ingest_mod
 from . import materialize as mat
 from . import online_read, plugins
+from .aggregation.definition import AggregatedView
+from .aggregation.maintain import check_store
+from .aggregation.partials import layout as tile_layout
 from .definitions import Entity, FeatureService, FeatureView
 from .errors import DefinitionError, ValidationError
 from .faults import kill_point
@@ -87,11 +90,19 @@ class FeatureStore:
         """Commit definitions as a new registry version (ConflictError if another apply won the race)."""
         if isinstance(objects, (Entity, FeatureView, FeatureService, OnDemandTransform)):
             objects = [objects]
+        before = self._registry_state(fresh=True)
         plan = self.registry.apply(objects, prune=prune, allow_breaking=allow_breaking, message=message)
+        after = self._registry_state(fresh=True)
         for change in plan.changes:
             if change.kind == "feature_view" and change.action == "delete":
                 self.online.drop_view(change.name)
-        self._registry_state(fresh=True)
+            elif change.kind == "feature_view" and change.action == "update":
+                old, new = before.get("feature_view", change.name), after.get("feature_view", change.name)
+                if (tile_layout(old) or tile_layout(new)) and tile_layout(old) != tile_layout(new):
+                    # Stored tiles of another layout cannot be read: forget them and the view's materialized end, so
+                    # the next materialize (incremental too) rebuilds them from the whole history.
+                    self.online.drop_view(change.name)
+                    mat.forget_progress(self.online, change.name)
         return plan
 
     def get_entity(self, name: str) -> Entity:
@@ -190,6 +201,8 @@ class FeatureStore:
         if found is not None and (batch_id is not None or found.newest or self._pending(view, found.batch)):
             return self._complete(view, found, ident, rows.num_rows)
         if view.online:
+            if isinstance(view, AggregatedView):  # before anything is written: nothing half-done
+                check_store(self, view)
             ingest_mod.mark_pending(self.online, view.name, batch)
         kill_point("ingest.before_offline_commit")
         # Stores that record the key packing scan the prior history through the engine, only when it must widen.
@@ -203,7 +216,7 @@ class FeatureStore:
             return self._complete(view, exc.found, ident, rows.num_rows)
         kill_point("ingest.after_offline_commit")
         if view.online:
-            mat.push_latest(self, view, rows)
+            mat.push_batch(self, view, rows, batch, version)
             self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
         return ingest_mod.IngestResult(view.name, version, rows.num_rows, ident)
 
@@ -213,7 +226,7 @@ class FeatureStore:
     def _complete(self, view: FeatureView, found: CommittedBatch, ident: str, rows: int) -> ingest_mod.IngestResult:
         """A rerun of a committed batch: finish its online push if it never finished (its marker is still set)."""
         if self._pending(view, found.batch):
-            mat.push_latest(self, view, self.offline.files(view.name, found.version), batch=found.batch)
+            mat.push_batch(self, view, None, found.batch, found.version)
             self.online.set_meta(ingest_mod.pending_key(view.name, found.batch), None)
         return ingest_mod.IngestResult(view.name, found.version, rows, ident, already_ingested=True)
 
@@ -280,7 +293,7 @@ class FeatureStore:
             raise ValidationError(f"start_date {start} is after end_date {end}")
         views = self._views_for(feature_views)
         mat.repair_pending(self, views)
-        return mat.materialize_views(self, [(v, start, end) for v in views], progress, chunk_rows)
+        return mat.materialize_any(self, [(v, start, end) for v in views], progress, chunk_rows)
 
     def materialize_incremental(self, end_date: datetime, feature_views: Sequence[str] | None = None,
                                 *, progress: mat.ProgressFn | None = None, chunk_rows: int = mat.CHUNK_ROWS,
@@ -292,7 +305,7 @@ class FeatureStore:
         views = self._views_for(feature_views)
         starts = mat.incremental_starts(self.online, views, end, allow_rewind)
         mat.repair_pending(self, views)
-        return mat.materialize_views(self, [(v, s, end) for v, s in zip(views, starts)], progress, chunk_rows)
+        return mat.materialize_any(self, [(v, s, end) for v, s in zip(views, starts)], progress, chunk_rows)
 
     # -- online reads ----------------------------------------------------------------------------------------
     def get_online_features(self, features: Sequence[str] | FeatureService | str, entity_rows: Sequence[dict],

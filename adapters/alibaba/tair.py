@@ -100,6 +100,10 @@ class TairOnlineStore(exh.ExHashPath, RedisOnlineStore):
         return self._tairhash
 
     @property
+    def tiles_in_exhash(self) -> bool:  # aggregation tiles: per-field expire where the server has TairHash
+        return self.uses_tairhash
+
+    @property
     def supports_per_field_ttl(self) -> bool:  # type: ignore[override]  # a capability known after the probe
         return self.uses_tairhash
 

@@ -15,6 +15,8 @@
         ttl_grace_seconds: 0        # keys of views with a TTL expire at event time + ttl + grace
         read_spin_us: 100           # a read polls the socket this long (+0.5 µs/key) before blocking (0: never)
 
+Aggregated views: one hash per (view, entity), a field per tile (``tiles``).
+
 Layout: one string per (view, entity) holding the row's order tuple, the id of its layout and its values
 (``row_layout``; key and value encodings: ``codec``). Writes: newest wins on the server, a ``SET NX`` pass then a
 Lua compare-and-set for the keys that existed (``row_writes``, ``scripts``). Reads: the keys of every (view,
@@ -72,6 +74,7 @@ from skewless.redact import redact_url
 from . import row_layout as rowcodec
 from . import scripts
 from .row_writes import write_cluster, write_standalone
+from .tiles import RedisTiles
 from .wire import SPIN_KEYS, SpinPolicy, Wire
 
 _DEFAULTS: dict[str, Any] = {"key_prefix": "skewless", "cluster": False, "connect_timeout": 0.5, "socket_timeout": 5.0,
@@ -100,7 +103,7 @@ def _retryable(exc: Exception) -> bool:
     return not isinstance(exc, (AuthenticationError, AuthorizationError))
 
 
-class RedisOnlineStore(OnlineStore):
+class RedisOnlineStore(RedisTiles, OnlineStore):
     kind = "Redis online store"  # how errors name it
     supports_per_field_ttl = False
     supports_concurrent_writers = True

@@ -70,6 +70,7 @@ class OnlineStore(abc.ABC):
     evicts_expired = False
     eviction_grace = timedelta(0)
     embedded = False  # reads only touch this machine's files: a read cannot hang on a network or another server
+    supports_tiles = False  # keeps aggregated views' tiles (write_tiles / read_tiles)
 
     # -- the two hot paths ---------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -126,6 +127,20 @@ class OnlineStore(abc.ABC):
             values = [list(v) for v in zip(*r.columns)] if r.features else [[] for _ in r.statuses]
             out.append(ViewRead(r.view, r.features, values, r.event_timestamps, r.statuses))
         return out
+
+    # -- aggregation tiles (aggregated views; skewless.aggregation decides what they hold) ----------------------
+    def write_tiles(self, view: FeatureView, tiles: Sequence[tuple[Key, int, int, bytes | None]], version: int
+                    ) -> int:
+        """Overwrite each ``(entity key, level, tile)``'s encoded partial (None: the tile holds no event any more),
+        unless the stored one was written from a later history ``version`` (then it is kept: a writer holding an
+        older snapshot never undoes a newer one). Idempotent. Returns the number of tiles offered."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no aggregation tiles")
+
+    def read_tiles(self, view: FeatureView, keys: list[Key], tiles: list[tuple[int, int]]
+                   ) -> list[dict[tuple[int, int], bytes]]:
+        """For each key, the stored partials among ``tiles`` (``(level, tile)``; absent ones are left out). The same
+        tiles for every key (a window's tiles depend only on ``now``): one round trip where the store allows."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no aggregation tiles")
 
     # -- bookkeeping (checkpoints, pending ingest pushes) -----------------------------------------------------
     @abc.abstractmethod

@@ -32,9 +32,14 @@ def _table(view: str) -> str:
     return _q(f"fv_{view}")
 
 
+def _tiles_table(view: str) -> str:
+    return _q(f"agg_{view}")
+
+
 class SQLiteOnlineStore(OnlineStore):
     supports_per_field_ttl = False
     embedded = True
+    supports_tiles = True
 
     def __init__(self, path: str):
         self.path = path
@@ -148,6 +153,75 @@ class SQLiteOnlineStore(OnlineStore):
             return [found.get(k[0]) for k in keys]
         return [found.get(k) for k in keys]
 
+    # -- aggregation tiles: one row per (entity, level, tile), the partial's version beside it ----------------------
+    def _ensure_tiles(self, view: FeatureView) -> None:
+        keys = ", ".join(_q(k) for k in view.join_keys)
+        self._con.execute(f"CREATE TABLE IF NOT EXISTS {_tiles_table(view.name)} ({keys}, __lv INTEGER NOT NULL, "
+                          f"__tile INTEGER NOT NULL, __ver INTEGER NOT NULL, __st BLOB, "
+                          f"PRIMARY KEY ({keys}, __lv, __tile)) WITHOUT ROWID")
+
+    def write_tiles(self, view: FeatureView, tiles, version: int) -> int:
+        if not tiles:
+            return 0
+        keys = ", ".join(_q(k) for k in view.join_keys)
+        cols = f"{keys}, __lv, __tile, __ver, __st"
+        n = len(view.join_keys) + 4
+        # An empty tile stays as a NULL state with its version (a tombstone): an older writer cannot bring it back.
+        sql = (f"INSERT INTO {_tiles_table(view.name)} ({cols}) VALUES ({', '.join('?' * n)}) "
+               f"ON CONFLICT ({keys}, __lv, __tile) DO UPDATE SET __ver = excluded.__ver, __st = excluded.__st "
+               f"WHERE excluded.__ver >= __ver")
+        with self._lock:
+            try:
+                self._ensure_tiles(view)
+                self._con.execute("BEGIN IMMEDIATE")
+                self._con.executemany(sql, [(*key, lv, t, version, st) for key, lv, t, st in tiles])
+                self._con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._con.in_transaction:
+                    self._con.execute("ROLLBACK")
+                raise StoreUnavailable(f"write to {self.url} failed: {exc}", endpoint=self.url) from exc
+        return len(tiles)
+
+    def _tiles_sql(self, view: FeatureView, nkeys: int, ntiles: int) -> str:
+        ck = ("tiles", view.name, tuple(view.join_keys), nkeys, ntiles)
+        sql = self._plans.get(ck)
+        if sql is None:
+            nk = len(view.join_keys)
+            kph = "(" + ", ".join("?" * nk) + ")"
+            # keys x tiles as the outer loops (CROSS JOIN keeps SQLite's join order): one primary-key seek per
+            # (entity, tile), never a scan of the entity's other tiles
+            on = " AND ".join(f"t.{_q(k)} = k.c{j}" for j, k in enumerate(view.join_keys))
+            sql = self._plans[ck] = (
+                f"WITH k({', '.join(f'c{j}' for j in range(nk))}) AS (VALUES {', '.join([kph] * nkeys)}), "
+                f"w(lv, tile) AS (VALUES {', '.join(['(?, ?)'] * ntiles)}) "
+                f"SELECT {', '.join('t.' + _q(k) for k in view.join_keys)}, t.__lv, t.__tile, t.__st "
+                f"FROM k CROSS JOIN w CROSS JOIN {_tiles_table(view.name)} AS t "
+                f"WHERE {on} AND t.__lv = w.lv AND t.__tile = w.tile AND t.__st IS NOT NULL")
+        return sql
+
+    def read_tiles(self, view: FeatureView, keys, tiles):
+        out: list[dict] = [{} for _ in keys]
+        wanted = [k for k in dict.fromkeys(keys) if None not in k]
+        if not wanted or not tiles:
+            return out
+        nk = len(view.join_keys)
+        tile_params = [v for t in tiles for v in t]
+        found: dict = {}
+        step = max(1, _CHUNK // nk)
+        with self._lock:
+            try:
+                for i in range(0, len(wanted), step):
+                    chunk = wanted[i:i + step]
+                    sql = self._tiles_sql(view, len(chunk), len(tiles))
+                    for r in self._con.execute(sql, [v for k in chunk for v in k] + tile_params):
+                        found.setdefault(tuple(r[:nk]), {})[(r[nk], r[nk + 1])] = r[nk + 2]
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return out
+                raise StoreUnavailable(f"cannot read SQLite online store {self.path}: {exc}",
+                                       endpoint=self.url) from exc
+        return [found.get(k, {}) for k in keys]
+
     # -- bookkeeping --------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         with self._lock:
@@ -171,7 +245,10 @@ class SQLiteOnlineStore(OnlineStore):
     def holds_rows(self, view: FeatureView) -> bool:
         try:
             with self._lock:
-                return self._con.execute(f"SELECT 1 FROM {_table(view.name)} LIMIT 1").fetchone() is not None
+                # an aggregated view (it has ``aggregations``) keeps tiles, not rows; a tombstone is no row
+                sql = (f"SELECT 1 FROM {_tiles_table(view.name)} WHERE __st IS NOT NULL LIMIT 1"
+                       if hasattr(view, "aggregations") else f"SELECT 1 FROM {_table(view.name)} LIMIT 1")
+                return self._con.execute(sql).fetchone() is not None
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return False
@@ -180,6 +257,7 @@ class SQLiteOnlineStore(OnlineStore):
     def drop_view(self, view: str) -> None:
         with self._lock:
             self._con.execute(f"DROP TABLE IF EXISTS {_table(view)}")
+            self._con.execute(f"DROP TABLE IF EXISTS {_tiles_table(view)}")
             self._columns.pop(view, None)
             self._plans = {k: v for k, v in self._plans.items() if k[0] != view}
 

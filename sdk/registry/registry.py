@@ -116,7 +116,10 @@ def _check_references(specs: dict[str, dict[str, dict]]) -> None:
             v = specs["feature_view"].get(view)
             if v is None:
                 raise DefinitionError(f"feature service {sname!r} refers to unknown feature view {view!r}")
-            if feat not in {f["name"] for f in v["schema"]} or feat in v["join_keys"]:
+            # an aggregated view serves its aggregation outputs, not its event columns
+            served = {a["name"] for a in v["aggregations"]} if v.get("aggregations") else \
+                {f["name"] for f in v["schema"]} - set(v["join_keys"])
+            if feat not in served:
                 raise DefinitionError(f"feature service {sname!r} refers to unknown feature {ref!r}")
 
 

@@ -277,3 +277,25 @@ def test_the_script_is_the_redis_scripts_shape_with_tairhash_commands():
     src = upsert_script(3)
     assert "redis.call('EXHMGET', k, '__e', '__o')" in src and "'HMGET'" not in src
     assert "local nf = 3" in src and "local function newer(o, stored)" in src
+
+
+def test_tairhash_tiles_expire_field_by_field(tairhash_store):
+    """Aggregation tiles in a TairHash: each field expires once no window can read its tile (tile end + longest
+    window + hop), so an entity's old tiles go while its newer ones stay."""
+    from skewless.aggregation.tiles import tile_range
+    from skewless.online.base import to_us
+
+    ent = sk.Entity("card", ["card"], dtype=sk.Int64)
+    v = sk.AggregatedView("aggx", [ent], [sk.Field("card", sk.Int64), sk.Field("x", sk.Float64)],
+                          [sk.Aggregation("x", "sum", timedelta(hours=1))], hop=timedelta(hours=1))
+    hop = v.hop_us
+    current = to_us(wall_now()) // hop
+    old = current - 5
+    tairhash_store.write_tiles(v, [((1,), 0, old, b"old"), ((1,), 0, current, b"cur")], 1)
+    assert tairhash_store.read_tiles(v, [(1,)], [(0, old), (0, current)]) == [{(0, current): b"cur"}]
+    key = tairhash_store._tile_key(v, (1,))
+    ttl_ms = tairhash_store.client.execute_command("EXHPTTL", key, b"0:%d" % current)
+    want_ms = (tile_range(0, current, hop)[1] + 2 * hop) // 1000 - to_us(wall_now()) // 1000
+    assert abs(ttl_ms - want_ms) < 5_000
+    tairhash_store.write_tiles(v, [((1,), 0, current, b"older version")], 0)  # an older history version loses
+    assert tairhash_store.read_tiles(v, [(1,)], [(0, current)]) == [{(0, current): b"cur"}]

@@ -639,3 +639,29 @@ def test_a_foreign_value_is_a_clear_error_and_the_connection_stays_in_sync(store
     # a write replaces it (the script treats what is not a row as older than any row)
     store.write(v, rows(v, [{"k": 2, "ev": T0, "x": 2.0}]))
     assert store.read_raw([(v, ["x"], [(1,), (2,)])])[0] == [(sk_us(T0), [1.0]), (sk_us(T0), [2.0])]
+
+
+def test_aggregation_tiles_hash_expires_after_its_newest_tile_ages_out(store):
+    """A (view, entity) hash of tiles expires at its newest tile's end + longest window + hop (transformations.md:
+    older tiles may be evicted); a write of older tiles never brings the expire time forward."""
+    from skewless.aggregation.tiles import tile_range
+    from skewless.online.base import to_us
+
+    ent = sk.Entity("card", ["card"], dtype=sk.Int64)
+    v = sk.AggregatedView("aggx", [ent], [sk.Field("card", sk.Int64), sk.Field("x", sk.Float64)],
+                          [sk.Aggregation("x", "sum", timedelta(hours=1))], hop=timedelta(hours=1))
+    hop = v.hop_us
+    now = to_us(wall_now())
+    current, old = now // hop, now // hop - 5  # tiles (current, ending after now) and 5 hours back
+    store.write_tiles(v, [((1,), 0, old, b"old"), ((2,), 0, current, b"cur")], 3)
+    assert store.read_tiles(v, [(1,), (2,)], [(0, old), (0, current)]) == [{}, {(0, current): b"cur"}]
+    key = store._tile_key(v, (2,))
+    expected_ms = (tile_range(0, current, hop)[1] + 2 * hop) // 1000
+    assert store.client.pexpiretime(key) == expected_ms
+    store.write_tiles(v, [((2,), 0, old, b"late")], 4)
+    assert store.client.pexpiretime(key) == expected_ms
+    # a write from an older history version never replaces a newer one; a tombstone of a newer one does
+    store.write_tiles(v, [((2,), 0, current, b"stale")], 2)
+    assert store.read_tiles(v, [(2,)], [(0, current)]) == [{(0, current): b"cur"}]
+    store.write_tiles(v, [((2,), 0, current, None)], 5)
+    assert store.read_tiles(v, [(2,)], [(0, current), (0, old)]) == [{(0, old): b"late"}]

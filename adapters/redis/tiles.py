@@ -1,0 +1,162 @@
+"""Aggregation tiles in Redis: one hash per (view, entity), one field per tile (``<level>:<tile>``).
+
+A field holds the partial's history version as 20 decimal digits, then the encoded partial (skewless.aggregation
+decides what it holds; nothing after the version: the tile is empty now, a tombstone an older writer cannot undo).
+Writes go through ``TILE_UPSERT`` (one EVALSHA per entity, pipelined): a field is replaced unless it holds a later
+version. Reads are one HMGET per entity of the tiles ``now`` needs (the same fields for every entity), all sent at
+once and answered in one round trip. The Tair store puts them in a TairHash instead (``tiles_in_exhash``): the same
+fields with a per-field expire, read by EXHMGET.
+
+Eviction (transformations.md: tiles older than ``now - longest window - hop`` may go): the hash expires at its
+newest tile's end + the longest window + the hop, so an entity without recent events frees its key; the expire time
+only ever moves later.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from skewless.aggregation.tiles import tile_range
+from skewless.online.base import Key
+
+from . import codec, resp
+from .scripts import script_sha
+from .wire import SPIN_KEYS
+
+TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
+local ver = tonumber(ARGV[1])
+for i = 3, #ARGV, 2 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if (not cur) or tonumber(string.sub(cur, 1, 20)) <= ver then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+if ARGV[2] ~= '' then
+  local at = tonumber(ARGV[2])
+  local cur = redis.call('PEXPIRETIME', KEYS[1])
+  if cur == -1 or cur < at then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
+end
+return 0
+"""
+# TairHash (Tair's store, when the server has it): every field expires on its own, once no window can read its tile
+# any more (tile end + longest window + hop), so old tiles go while the entity's newer ones stay.
+TILE_UPSERT_EXHASH = """-- skewless aggregation tiles in TairHash: latest history version per field, per-field expire
+local ver = tonumber(ARGV[1])
+for i = 2, #ARGV, 3 do
+  local cur = redis.call('EXHGET', KEYS[1], ARGV[i])
+  if (not cur) or tonumber(string.sub(cur, 1, 20)) <= ver then
+    redis.call('EXHSET', KEYS[1], ARGV[i], ARGV[i + 1], 'PXAT', ARGV[i + 2])
+  end
+end
+return 0
+"""
+_SHA = script_sha(TILE_UPSERT)
+_SHA_EXHASH = script_sha(TILE_UPSERT_EXHASH)
+_VER = 20  # digits of the version prefix
+
+
+def field(level: int, tile: int) -> bytes:
+    return b"%d:%d" % (level, tile)
+
+
+class RedisTiles:
+    """``write_tiles`` / ``read_tiles`` of ``RedisOnlineStore`` (mixed into it; uses its ``call``, ``client``,
+    ``exchange``, ``key_head``, ``cluster``)."""
+
+    supports_tiles = True
+
+    @property
+    def tiles_in_exhash(self) -> bool:
+        """Whether tiles go to a TairHash (per-field expire) instead of a hash; the Tair store overrides it."""
+        return False
+
+    def _tile_key(self, view, key: tuple) -> bytes:
+        return b"%b%b}" % (self.key_head(view.name), codec.entity_py(view)(key))
+
+    def write_tiles(self, view, tiles, version: int) -> int:
+        if not tiles:
+            return 0
+        keep_ms = (view.longest_window_us + view.hop_us) // 1000
+        exhash = self.tiles_in_exhash
+        by_key: dict[tuple, list] = {}
+        for key, lv, t, st in tiles:
+            by_key.setdefault(key, []).append((lv, t, st))
+        head = b"%0*d" % (_VER, version)
+        calls = []
+        for key, items in by_key.items():
+            argv: list[bytes] = []
+            newest = None
+            for lv, t, st in items:
+                end_ms = -(-tile_range(lv, t, view.hop_us)[1] // 1000)
+                argv += [field(lv, t), head + (st or b"")]
+                if exhash:
+                    argv.append(b"%d" % max(end_ms + keep_ms, 1))  # TairHash refuses PXAT <= 0
+                elif st is not None:
+                    newest = end_ms if newest is None or end_ms > newest else newest
+            if exhash:
+                calls.append((self._tile_key(view, key), [b"%d" % version, *argv]))
+            else:
+                expire = b"" if newest is None else b"%d" % (newest + keep_ms)
+                calls.append((self._tile_key(view, key), [b"%d" % version, expire, *argv]))
+        sha, script = (_SHA_EXHASH, TILE_UPSERT_EXHASH) if exhash else (_SHA, TILE_UPSERT)
+
+        def run():
+            pipe = self.client.pipeline(transaction=False)
+            for k, argv in calls:
+                pipe.execute_command("EVALSHA", sha, 1, k, *argv)  # (cluster pipelines refuse .evalsha)
+            return pipe.execute(raise_on_error=False)
+        for attempt in (0, 1):
+            errors = [r for r in self.call("write tiles", run) if isinstance(r, Exception)]
+            if not errors:
+                return len(tiles)
+            if attempt == 0 and all(isinstance(e, NoScriptError) or str(e).startswith("NOSCRIPT") for e in errors):
+                self.call("script load", lambda: self.client.script_load(script))
+                continue
+            raise self.unavailable(f"write tiles of view {view.name!r}", errors[0]) from errors[0]
+        raise AssertionError("unreachable")
+
+    def _fields(self, tiles: Sequence[tuple[int, int]]) -> tuple[list[bytes], bytes]:
+        """The fields of ``tiles`` and their RESP encoding; a reader passes the same list while ``now`` stays in
+        one hop tile, so the last one is kept (with the list, so its id cannot be reused)."""
+        hit = getattr(self, "_tile_fields", None)
+        if hit is not None and hit[0] is tiles:
+            return hit[1], hit[2]
+        fields = [field(lv, t) for lv, t in tiles]
+        packed = b"".join(map(resp.bulk, fields))
+        self._tile_fields = (tiles, fields, packed)
+        return fields, packed
+
+    def read_tiles(self, view, keys: list[Key], tiles: Sequence[tuple[int, int]]) -> list[dict]:
+        out: list[dict] = [{} for _ in keys]
+        live = [i for i, k in enumerate(keys) if None not in k]
+        if not live or not tiles:
+            return out
+        fields, packed = self._fields(tiles)
+        command = b"EXHMGET" if self.tiles_in_exhash else b"HMGET"
+        rkeys = [self._tile_key(view, keys[i]) for i in live]
+        if self.cluster:
+            def run():
+                pipe = self.client.pipeline(transaction=False)
+                for k in rkeys:
+                    pipe.execute_command(command.decode(), k, *fields)  # (cluster routing wants a str)
+                return pipe.execute()
+            replies = self.call("read tiles", run)
+        else:
+            cmd = b"*%d\r\n%b" % (len(fields) + 2, resp.bulk(command))
+
+            def send(conn) -> int:
+                conn.send_packed_command([b"".join(cmd + resp.bulk(k) + packed for k in rkeys)], check_health=False)
+                return len(rkeys)
+            # busy-poll for small reads first, as row reads do (wire.SpinPolicy)
+            spin = len(rkeys) if len(rkeys) <= SPIN_KEYS else 0
+            replies = self.call("read tiles", lambda: self.exchange(send, spin=spin))
+            err = next((r for r in replies if isinstance(r, Exception)), None)
+            if err is not None:
+                if isinstance(err, ResponseError) and "WRONGTYPE" in str(err):
+                    return out  # not a hash: the view was a plain view under this name; nothing of it is a tile
+                raise self.unavailable("read tiles", err) from err
+        for i, vals in zip(live, replies):
+            out[i] = {t: v[_VER:] for t, v in zip(tiles, vals) if v is not None and len(v) > _VER}
+        return out

@@ -1,0 +1,123 @@
+"""kill -9 during an ingest into an aggregated view (``SKEWLESS_KILL_AT``, see skewless/faults.py), then a rerun or
+a materialize: the online tiles give exactly the values of one clean run, which equal the spec oracle's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from tests.support.agg_online import UTC, AggRepo
+
+N, CARDS = 600, 45  # events, entities: several tile chunks of 10 entities each
+
+# The ingest a child process runs: N events over CARDS cards, event ids with some corrections of earlier ones.
+CHILD = """
+import sys
+from datetime import datetime, timedelta, timezone
+import pyarrow as pa
+import skewless as sk
+from skewless.aggregation import maintain
+maintain.ENTITIES_PER_CHUNK = 10
+repo, n, cards = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+t = datetime(2024, 1, 1, tzinfo=timezone.utc)
+ev = [t + timedelta(minutes=37 * i) for i in range(n)]
+table = pa.table({"card": pa.array([i % cards for i in range(n)], pa.int64()),
+                  "event_timestamp": pa.array(ev, pa.timestamp("us", tz="UTC")),
+                  "amount": pa.array([None if i % 11 == 0 else (i % 17) * 1.25 for i in range(n)], pa.float64()),
+                  "qty": pa.array([i for i in range(n)], pa.int64()),
+                  "merchant": pa.array([f"m{i % 5}" for i in range(n)], pa.string()),
+                  "paid": pa.array(ev, pa.timestamp("us", tz="UTC")),
+                  "txn": pa.array([f"t{i % (n - 50)}" for i in range(n)], pa.string())})
+sk.FeatureStore(repo).ingest("txn", table, batch_id=sys.argv[4] or None)
+"""
+
+
+def run_child(repo: Path, batch_id: str = "", kill_at: str | None = None) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SKEWLESS_KILL_AT"}
+    if kill_at:
+        env["SKEWLESS_KILL_AT"] = kill_at
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo), str(N), str(CARDS), batch_id], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == (-signal.SIGKILL if kill_at else 0), proc.stderr
+
+
+def online_values(repo: AggRepo, now) -> dict:
+    refs = [f"txn:{a.name}" for a in repo.view.aggregations]
+    return repo.fs.get_online_features(refs, [{"card": c} for c in range(CARDS + 1)], now=now).values
+
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)  # the child's events start there
+NOW = T0 + timedelta(minutes=37 * N)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> dict:
+    repo = AggRepo(tmp_path_factory.mktemp("clean") / "repo", None, clock=None)
+    run_child(repo.fs.repo_path)
+    return {t: online_values(repo, t) for t in (NOW, NOW + timedelta(days=3))}
+
+
+def same(a: dict, b: dict) -> bool:
+    from tests.support.agg_oracle import same_value
+
+    return a.keys() == b.keys() and all(len(a[k]) == len(b[k]) and all(same_value(x, y) for x, y in zip(a[k], b[k]))
+                                        for k in a)
+
+
+@pytest.mark.parametrize("point", ["ingest.before_offline_commit", "ingest.after_offline_commit",
+                                   "ingest.online_push_chunk:2"])
+@pytest.mark.parametrize("batch_id", ["", "b-1"])
+def test_kill_during_aggregated_ingest_then_rerun_gives_one_clean_run(tmp_path, clean, point, batch_id):
+    repo = AggRepo(tmp_path / "repo", None, clock=None)
+    run_child(repo.fs.repo_path, batch_id, kill_at=point)
+    run_child(repo.fs.repo_path, batch_id)
+    assert len(repo.history()) == N  # the rerun appended nothing a second time
+    for t, want in clean.items():
+        assert same(online_values(repo, t), want)
+    repo.check(list(range(CARDS + 1)), [NOW])  # and one clean run is the oracle's
+
+
+def test_materialize_repairs_tiles_of_a_push_killed_mid_way(tmp_path, clean):
+    repo = AggRepo(tmp_path / "repo", None, clock=None)
+    run_child(repo.fs.repo_path, kill_at="ingest.online_push_chunk:2")
+    assert not same(online_values(repo, NOW), clean[NOW])  # half the entities' tiles are missing
+    repo.fs.materialize_incremental(NOW)
+    for t, want in clean.items():
+        assert same(online_values(repo, t), want)
+
+
+MATERIALIZE = """
+import sys
+from datetime import datetime, timedelta, timezone
+import skewless as sk
+from skewless.aggregation import maintain
+maintain.ENTITIES_PER_CHUNK = 10
+r = sk.FeatureStore(sys.argv[1]).materialize(datetime(2023, 12, 1, tzinfo=timezone.utc),
+                                             datetime.fromisoformat(sys.argv[2]))
+print(r[0].resumed_from)
+"""
+
+
+@pytest.mark.parametrize("point", ["materialize.before_checkpoint:2", "materialize.after_checkpoint:3"])
+def test_kill_during_a_tile_backfill_then_rerun_resumes_to_one_clean_run(tmp_path, clean, point):
+    repo = AggRepo(tmp_path / "repo", None, clock=None)
+    run_child(repo.fs.repo_path)
+    repo.fs.online.drop_view("txn")  # only the history: materialize rebuilds every tile
+    env = {k: v for k, v in os.environ.items() if k != "SKEWLESS_KILL_AT"}
+    args = [sys.executable, "-c", MATERIALIZE, str(repo.fs.repo_path), NOW.isoformat()]
+    killed = subprocess.run(args, env={**env, "SKEWLESS_KILL_AT": point}, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not same(online_values(repo, NOW), clean[NOW])
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) > 0  # resumed after the entities the killed run had checkpointed
+    state = json.loads(repo.fs.online.get_meta("materialize/txn"))
+    assert state["done"] and state["rows_done"] == CARDS  # entities, resumed after the last checkpoint
+    for t, want in clean.items():
+        assert same(online_values(repo, t), want)
