@@ -17,7 +17,8 @@ from . import ingest as ingest_mod
 from . import materialize as mat
 from . import online_read, plugins
 from .definitions import Entity, FeatureService, FeatureView
-from .errors import DefinitionError, ValidationError
+from .aggregation.definition import AggregatedView
+from .errors import DefinitionError, EngineError, ValidationError
 from .faults import kill_point
 from .offline.base import BatchAlreadyCommitted, CommittedBatch
 from .offline.duckdb_engine import parquet_files
@@ -214,6 +215,10 @@ class FeatureStore:
             raise ValidationError(f"point_in_time must be 'event' or 'available', not {point_in_time!r}")
         resolved = self._resolve(features)
         names = [v.name for v, _ in resolved]
+        aggregated = [v.name for v, _ in resolved if isinstance(v, AggregatedView)]
+        if aggregated and not self.engine.supports_aggregations:
+            raise EngineError(f"the {self.engine.name} engine does not compute aggregated views' features in "
+                              f"training sets (views {aggregated}); use the duckdb engine")
         snap = dict(snapshot) if snapshot is not None else self.offline.snapshot(names)
         missing = [n for n in names if n not in snap]
         if missing:
