@@ -136,3 +136,16 @@ def test_int32_and_float32_and_timestamp_columns_keep_their_types(tmp_path):
     assert got.schema.field("f_min_1h").type == pa.float32() and got.column("f_min_1h").to_pylist() == [-2.5]
     assert got.column("ts_last_1h").to_pylist() == [at(50)]
     assert got.column("ts_last_2_1h").to_pylist() == [[at(50), at(100)]]
+
+
+def test_event_timestamps_are_returned_for_plain_views_only(tmp_path):
+    ent, view = agg_view("v", HOUR_US, [HOUR_US], False, ("count",))
+    store = _store(tmp_path, view, ent, [[_row(5, x=1.0)]])
+    plain = sk.FeatureView("p", entities=[ent], schema=[sk.Field("k", sk.Int64), sk.Field("y", sk.Float64)])
+    store.apply([ent, plain])
+    store.ingest("p", pd.DataFrame({"k": [1], "event_timestamp": [at(3)], "created_timestamp": [at(3)], "y": [2.0]}))
+    got = store.get_historical_features(pd.DataFrame({"k": [1], "event_timestamp": [at(10)]}),
+                                        ["v:x_count_1h", "p:y"], include_event_timestamps=True).to_arrow()
+    # an aggregation has no single winning row, so no event time of its own
+    assert got.column_names == ["k", "event_timestamp", "x_count_1h", "y", "p__event_timestamp"]
+    assert got.column("p__event_timestamp").to_pylist() == [at(3)] and got.column("x_count_1h").to_pylist() == [1]
