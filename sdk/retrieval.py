@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .aggregation.sql import OVERFLOW
 from .errors import EngineError, ValidationError
 from .timeutil import parse_timestamps
 
@@ -49,6 +50,12 @@ def run_duckdb(fn):
     except duckdb.ConversionException as exc:
         # DuckDB's message spans lines (the SQL around the cast, naming internal relations): keep its first line
         raise ValidationError(f"entity rows: {(str(exc).splitlines() or [''])[0]}") from exc
+    except duckdb.InvalidInputException as exc:
+        message = str(exc)
+        if OVERFLOW not in message:
+            raise
+        # An aggregation the spec makes an error (an Int64 sum outside Int64): the query raised it by name.
+        raise ValidationError(message.split(OVERFLOW, 1)[1].splitlines()[0]) from exc
     except duckdb.OutOfMemoryException as exc:
         raise EngineError("the offline engine ran out of memory; raise offline.options.memory_limit in "
                           "skewless.yaml (or SKEWLESS_DUCKDB_MEMORY), or stream with to_parquet()") from exc

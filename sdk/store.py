@@ -20,7 +20,8 @@ from .aggregation.definition import AggregatedView
 from .aggregation.maintain import check_store
 from .aggregation.partials import layout as tile_layout
 from .definitions import Entity, FeatureService, FeatureView
-from .errors import DefinitionError, ValidationError
+from .aggregation.definition import AggregatedView
+from .errors import DefinitionError, EngineError, ValidationError
 from .faults import kill_point
 from .offline.base import BatchAlreadyCommitted, CommittedBatch
 from .offline.duckdb_engine import parquet_files
@@ -259,6 +260,10 @@ class FeatureStore:
         req = self._transforms(features)
         resolved = self._resolve(features) if req is None else req.resolved
         names = [v.name for v, _ in resolved]
+        aggregated = [v.name for v, _ in resolved if isinstance(v, AggregatedView)]
+        if aggregated and not self.engine.supports_aggregations:
+            raise EngineError(f"the {self.engine.name} engine does not compute aggregated views' features in "
+                              f"training sets (views {aggregated}); use the duckdb engine")
         snap = dict(snapshot) if snapshot is not None else self.offline.snapshot(names)
         missing = [n for n in names if n not in snap]
         if missing:

@@ -132,6 +132,9 @@ class Engine(abc.ABC):
     name: str
     dialect: Any  # a sqlglot dialect name or Dialect class, for pit.render / latest_per_entity
     supports_asof_join = False
+    # Computes aggregated views' features in training sets (aggregation/sql.py); an engine without it refuses them
+    # with an EngineError rather than answering wrong.
+    supports_aggregations = False
 
     @abc.abstractmethod
     def connect(self, *, spare_cores: int = 0) -> Any:

@@ -19,12 +19,15 @@ import pyarrow as pa
 
 from .. import dtypes
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
+from ..aggregation.definition import AggregatedView
+from ..aggregation.sql import AggViewQuery, agg_view_query, render_training
 from ..errors import ValidationError
+from ..sqlnames import output_names
 from ..timeutil import parse_timestamps, to_utc_us  # floors sub-microsecond times exactly as ingest does
 from .base import EVENT_TIES, FULL_TIES, NO_TIES, Engine, HistoryFiles
 from .gather import POSITION, PositionGather, position_sql
 from .key_packing import packing, packing_stats_sql
-from .pit import ENTITY_ROW, PitQuery, join_key_types, latest_per_entity, q, render, view_queries
+from .pit import ENTITY_ROW, PitQuery, ViewQuery, join_key_types, latest_per_entity, q, render, view_queries
 
 if TYPE_CHECKING:
     from ..retrieval import RetrievalJob
@@ -56,6 +59,7 @@ class DuckDBEngine(Engine):
     name = "duckdb"
     dialect = "duckdb"
     supports_asof_join = True
+    supports_aggregations = True
 
     def __init__(self, *, memory_limit: str | None = None, threads: int | None = None,
                  temp_directory: str | None = None):
@@ -183,33 +187,57 @@ class DuckDBEngine(Engine):
                 point_in_time: str, event_timestamps: bool, strategy: str | None = None) -> PitPlan:
         key_types = {k: d.sql for k, d in join_key_types(requests).items()}
         relation, cols = self.entity_relation(con, entity, timestamp_column, key_types)
-        views = view_queries(requests, set(cols), lambda view: self.history_relation(view, files[view.name], con),
-                             {n: f.tie_level for n, f in files.items()}, full_feature_names=full_feature_names,
-                             event_timestamps=event_timestamps)
-        if point_in_time == "event" and strategy in (None, "asof"):
+        taken = set(cols)
+        # One query per requested view, in request order: a plain view's PIT join, or an aggregated view's range
+        # join (aggregation/sql.py); output names are checked against the input columns and each other in order.
+        parts: list = []
+        for view, feats in requests:
+            if isinstance(view, AggregatedView):
+                outputs = output_names(view.name, feats, taken, full_feature_names)
+                parts.append(agg_view_query(view, feats, outputs, self.history_relation(view, files[view.name], con),
+                                            files[view.name].tie_level))
+            else:
+                parts.append(view_queries([(view, feats)], taken,
+                                          lambda v: self.history_relation(v, files[v.name], con),
+                                          {view.name: files[view.name].tie_level}, full_feature_names=full_feature_names,
+                                          event_timestamps=event_timestamps)[0])
+        asof = point_in_time == "event" and strategy in (None, "asof")
+        if asof:
             # At tie level 1 the ASOF key is (event, created). Whether it fits a BIGINT was recorded at ingest, or
             # else (histories written before it was) one cheap scan finds out.
-            views = tuple(dataclasses.replace(v, packing=files[v.view].key_packing if files[v.view].key_packing_known
-                                              else packing(con.execute(packing_stats_sql(v.history)).fetchall()[0]))
-                          if v.tie_level == EVENT_TIES else v for v in views)
+            parts = [dataclasses.replace(v, packing=files[v.view].key_packing if files[v.view].key_packing_known
+                                         else packing(con.execute(packing_stats_sql(v.history)).fetchall()[0]))
+                     if isinstance(v, ViewQuery) and v.tie_level == EVENT_TIES else v for v in parts]
+        views = tuple(v for v in parts if isinstance(v, ViewQuery))
         pq = PitQuery(relation, tuple(cols), timestamp_column, views, point_in_time)
         # The same query, also split per view: one narrow join at a time needs less memory and sorts less payload
         # than a chain of joins that carries every earlier view's features through every later join.
         # Where the join is an ASOF over local Parquet, it is narrow: it returns the winner's position, and the
         # features are read afterwards by position (offline/gather.py), instead of riding through the join's sort.
-        narrow = point_in_time == "event" and strategy in (None, "asof")
-        per_view, gathers = [], []
-        for (view, _), v in zip(requests, views):
-            gather = _gatherable(view, files[view.name], v.features) if narrow else None
+        per_view, gathers, wide = [], [], []
+        for (view, _), v in zip(requests, parts):
+            if isinstance(v, AggViewQuery):
+                sql = render_training(relation, timestamp_column, v, point_in_time, dialect=self.dialect)
+                per_view.append(sql)
+                wide.append((sql, [a.output for a in v.aggs]))
+                gathers.append(None)
+                continue
+            one = dataclasses.replace(pq, views=(v,), entity_columns=(), ordered=False)
+            wide.append((render(one, dialect=self.dialect, strategy=strategy),
+                         [f.output for f in v.features] + ([v.event_timestamp_output] if v.event_timestamp_output
+                                                           else [])))
+            gather = _gatherable(view, files[view.name], v.features) if asof else None
             if gather is not None:
-                v = dataclasses.replace(v, position=POSITION,
-                                        history=self.history_relation(view, files[view.name], con, position=True))
-            per_view.append(render(dataclasses.replace(pq, views=(v,), entity_columns=(), ordered=False),
-                                   dialect=self.dialect, strategy=strategy))
+                one = dataclasses.replace(one, views=(dataclasses.replace(
+                    v, position=POSITION, history=self.history_relation(view, files[view.name], con, position=True)),))
+            per_view.append(render(one, dialect=self.dialect, strategy=strategy))
             gathers.append(gather)
         entity_sql = f"SELECT {', '.join(q(c) for c in cols)} FROM {relation} ORDER BY {q(ENTITY_ROW)}"
-        return PitPlan(render(pq, dialect=self.dialect, strategy=strategy), entity_sql, tuple(per_view),
-                       tuple(gathers))
+        if len(views) == len(parts):
+            ordered = render(pq, dialect=self.dialect, strategy=strategy)
+        else:  # the per-view results joined back on the input position
+            ordered = _ordered(relation, cols, wide)
+        return PitPlan(ordered, entity_sql, tuple(per_view), tuple(gathers))
 
     def tie_level(self, view: FeatureView, rows: pa.Table, prior: HistoryFiles | None) -> int:
         """The tie level (HistoryFiles.tie_level) of ``rows`` among themselves and against ``prior`` history."""
@@ -263,6 +291,16 @@ class DuckDBEngine(Engine):
                                 "(SELECT s FROM __skewless_bounds)" if start is not None else None,
                                 tie_level=tie_level, dialect=self.dialect)
         return con.sql(sql).to_arrow_reader(batch_rows)
+
+
+def _ordered(relation: str, cols: list[str], parts: list[tuple[str, list[str]]]) -> str:
+    """Whole rows in input order from per-view queries that each return their outputs and ENTITY_ROW."""
+    select = [f"e.{q(c)}" for c in cols]
+    joins = []
+    for i, (sql, outputs) in enumerate(parts):
+        select += [f"p{i}.{q(o)}" for o in outputs]
+        joins.append(f"LEFT JOIN ({sql}) AS p{i} ON p{i}.{q(ENTITY_ROW)} = e.{q(ENTITY_ROW)}")
+    return (f"SELECT {', '.join(select)} FROM {relation} AS e " + " ".join(joins) + f" ORDER BY e.{q(ENTITY_ROW)}")
 
 
 def _gatherable(view: FeatureView, files: HistoryFiles, features) -> PositionGather | None:

@@ -27,18 +27,13 @@ import sqlglot
 
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW
 from ..errors import ValidationError
+from ..sqlnames import ENTITY_ROW, output_names, q  # noqa: F401 - re-exported: engines import them from here
 from .key_packing import KeyPacking, packed_key
 
-ENTITY_ROW = "_skewless_entity_row"
 # The spec's tie-breaking order, greatest wins.
 ORDER = (EVENT_TS, CREATED_TS, WRITE_BATCH, WRITE_ROW)
 _INT64_MAX = "9223372036854775807"
 _TWO_64 = "18446744073709551616"
-
-
-def q(name: str) -> str:
-    """Quote an identifier (DuckDB/ANSI double quotes; sqlglot re-quotes for other dialects)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -94,14 +89,8 @@ def view_queries(requests: list, taken: set[str], history: Callable[[object], st
     earlier outputs, extended here), over the relation ``history(view)``."""
     views = []
     for view, feats in requests:
-        out = []
-        for f in feats:
-            name = f"{view.name}__{f}" if full_feature_names else f
-            if name in taken:
-                raise ValidationError(f"output column {name!r} would overwrite another column; "
-                                      f"use full_feature_names=True or rename it", column=name)
-            taken.add(name)
-            out.append(FeatureColumn(f, name))
+        out = [FeatureColumn(f, name) for f, name in zip(feats, output_names(view.name, feats, taken,
+                                                                              full_feature_names))]
         ev_out = None
         if event_timestamps:
             ev_out = f"{view.name}__{EVENT_TS}"

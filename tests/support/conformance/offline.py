@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from tests.support import oracle
+from tests.support.conformance.offline_agg import AggregationConformance
 import skewless as sk
 from skewless import ingest
 from skewless.errors import ValidationError
@@ -39,7 +40,7 @@ def frame(rows):
     return pd.DataFrame(rows, columns=["k", "event_timestamp", "created_timestamp", "x", "s"])
 
 
-class OfflineConformance:
+class OfflineConformance(AggregationConformance):
     @pytest.fixture
     def feature_store(self, tmp_path):  # pragma: no cover
         raise NotImplementedError
