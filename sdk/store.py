@@ -20,7 +20,6 @@ from .aggregation.definition import AggregatedView
 from .aggregation.maintain import check_store
 from .aggregation.partials import layout as tile_layout
 from .definitions import Entity, FeatureService, FeatureView
-from .aggregation.definition import AggregatedView
 from .errors import DefinitionError, EngineError, ValidationError
 from .faults import kill_point
 from .offline.base import BatchAlreadyCommitted, CommittedBatch

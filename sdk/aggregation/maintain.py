@@ -10,13 +10,12 @@ events update their tiles, and replays and reruns after a crash write the very s
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import ConfigError
-from ..offline.base import HistoryFiles
 from ..online.base import to_us
 from . import partials, tile_sql
 from .definition import AggregatedView
@@ -37,11 +36,12 @@ def check_store(ctx, view: AggregatedView) -> None:
                           f"online tiles of aggregated view {view.name!r} yet (the embedded DuckDB engine can)")
 
 
-def refresh(ctx, view: AggregatedView, files: HistoryFiles, where: str, *, skip: int = 0,
+def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
             on_chunk: Callable[[int], None] | None = None, chunk: int | None = None) -> int:
     """Recompute and write the tiles dirtied by the history rows matching ``where`` (SQL over the history's
     columns). Entities go in key order, ``chunk`` at a time; ``skip``: entities a resumed run already wrote;
-    ``on_chunk(entities done)`` after each chunk is written. Returns the number of tiles written."""
+    ``on_chunk(entities done)`` after each chunk is written. ``files``: the snapshot's ``offline.base.HistoryFiles``
+    (untyped here: the offline package imports this one). Returns the number of tiles written."""
     check_store(ctx, view)
     chunk = chunk or ENTITIES_PER_CHUNK
     if files.version is None:

@@ -8,7 +8,7 @@ events land in their own tile, a replayed batch or a rerun after a crash writes 
 from __future__ import annotations
 
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW
-from ..offline.pit import q
+from ..sqlnames import q
 from .sql import events
 
 
