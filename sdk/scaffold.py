@@ -1,4 +1,5 @@
-"""`skewless init`: a ready-to-run feature repo from the credit-scoring sample."""
+"""`skewless init`: a ready-to-run feature repo: the credit-scoring sample, the card-transactions template (a
+synthetic history generated on the spot, aggregated views and on-demand transforms) or an empty repo."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from .config import FILE_NAME, Config
 from .errors import ConfigError
 
 _BUILTIN = Path(__file__).parent / "_data" / "credit_scoring"
-TEMPLATES = ("credit-scoring", "empty")
+_TRANSACTIONS = Path(__file__).parent / "_data" / "transactions"
+TEMPLATES = ("credit-scoring", "transactions", "empty")
 
 
 def _sample_dir() -> Path:
@@ -40,4 +42,9 @@ def scaffold(path: str | Path, template: str = "credit-scoring", project: str | 
         for name in ("loan_table.parquet", "zipcode_table.parquet"):
             shutil.copyfile(src / name, data / name)
         (path / "features.py").write_text((_BUILTIN / "features.py.txt").read_text())
+    elif template == "transactions":
+        from .transactions_data import generate
+
+        generate(path / "data")  # deterministic: the same small history (500 cards, 20k events) every time
+        (path / "features.py").write_text((_TRANSACTIONS / "features.py.txt").read_text())
     return path

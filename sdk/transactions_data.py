@@ -4,8 +4,8 @@ benchmarks.
 Deterministic for given arguments (numpy Generators seeded per chunk), chunked so memory stays bounded at benchmark
 scale (10M events). What it holds, and why each part is there:
 
-* ``cards``: ``card_id`` Int64 and the card's home (``home_lat``, ``home_lon``) — a plain view, read by an
-  on-demand "distance from home" transform.
+* ``cards``: ``card_id`` Int64 and the card's home (``home_lat``, ``home_lon``), issued (event and created
+  timestamp) a day before the history starts — a plain view, read by an on-demand "distance from home" transform.
 * ``transactions`` (the event history of an aggregated view): ``txn_id`` String (the event id), ``card_id``,
   ``event_timestamp`` (whole seconds, uniform over ``days`` days), ``created_timestamp`` (0-120 s later; a
   ``late_frac`` share arrives 1-48 h late), ``amount`` Float64 (log-normal per card), ``merchant_category``
@@ -33,23 +33,23 @@ CATEGORIES = np.array(["grocery", "fuel", "travel", "online", "restaurant", "ele
 CHUNK = 1_000_000
 
 
-def _start_us() -> int:
-    return int(START.timestamp()) * US
+def _start_us(start: datetime = START) -> int:
+    return int(start.timestamp()) * US
 
 
-def cards(n_cards: int, seed: int = 0) -> pa.Table:
+def cards(n_cards: int, seed: int = 0, start: datetime = START) -> pa.Table:
     rng = np.random.default_rng([seed, 0])
-    return pa.table({
-        "card_id": np.arange(1, n_cards + 1, dtype=np.int64),
-        "event_timestamp": pa.array(np.full(n_cards, _start_us() - 86_400 * US), TS),
+    issued = pa.array(np.full(n_cards, _start_us(start) - 86_400 * US), TS)
+    return pa.table({  # known when issued (created_timestamp): a point_in_time="available" training set sees it
+        "card_id": np.arange(1, n_cards + 1, dtype=np.int64), "event_timestamp": issued, "created_timestamp": issued,
         "home_lat": rng.uniform(25.0, 48.0, n_cards), "home_lon": rng.uniform(-122.0, -70.0, n_cards),
     })
 
 
 def _events(rng, n: int, n_cards: int, days: int, first_id: int, home: np.ndarray, scale: np.ndarray,
-            late_frac: float) -> dict:
+            late_frac: float, start_us: int) -> dict:
     card = rng.integers(1, n_cards + 1, n)
-    ev = _start_us() + rng.integers(0, days * 86_400, n) * US
+    ev = start_us + rng.integers(0, days * 86_400, n) * US
     late = rng.random(n) < late_frac
     delay = np.where(late, rng.integers(3_600, 48 * 3_600, n), rng.integers(1, 120, n)) * US
     far = rng.random(n) < 0.05
@@ -87,11 +87,13 @@ def _tables(cols: dict, rng, correction_frac: float) -> tuple[pa.Table, pa.Table
 
 
 def generate(out: str | Path, *, n_cards: int = 500, n_events: int = 20_000, days: int = 30, seed: int = 0,
-             late_frac: float = 0.01, correction_frac: float = 0.005) -> dict[str, Path]:
-    """Write ``cards.parquet``, ``transactions.parquet`` and ``labels.parquet`` to ``out``; returns their paths."""
+             late_frac: float = 0.01, correction_frac: float = 0.005, start: datetime = START) -> dict[str, Path]:
+    """Write ``cards.parquet``, ``transactions.parquet`` and ``labels.parquet`` to ``out``; returns their paths.
+
+    ``start``: the first day of the history (whole seconds, UTC); the cards' rows are a day before it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    card_table = cards(n_cards, seed)
+    card_table = cards(n_cards, seed, start)
     pq.write_table(card_table, out / "cards.parquet")
     home = np.column_stack([card_table.column("home_lat").to_numpy(), card_table.column("home_lon").to_numpy()])
     scale = np.random.default_rng([seed, 1]).lognormal(3.0, 0.7, n_cards)
@@ -102,7 +104,7 @@ def generate(out: str | Path, *, n_cards: int = 500, n_events: int = 20_000, day
         for i, first in enumerate(range(0, n_events, CHUNK)):
             rng = np.random.default_rng([seed, 2, i])
             n = min(CHUNK, n_events - first)
-            txn, labels = _tables(_events(rng, n, n_cards, days, first, home, scale, late_frac), rng,
+            txn, labels = _tables(_events(rng, n, n_cards, days, first, home, scale, late_frac, _start_us(start)), rng,
                                   correction_frac)
             if txn_writer is None:
                 txn_writer = pq.ParquetWriter(paths["transactions"], txn.schema)

@@ -53,9 +53,10 @@ def _time(value: str, what: str, date_format: str | None = None) -> datetime:
 @app.command()
 @friendly
 def init(path: Path = typer.Argument(Path("."), help="Folder to create the repo in"),
-         template: str = typer.Option("credit-scoring", help="credit-scoring | empty"),
+         template: str = typer.Option("credit-scoring", help="credit-scoring | transactions | empty"),
          force: bool = typer.Option(False, help="Overwrite an existing skewless.yaml")):
-    """Scaffold a feature repo (default: the credit-scoring sample with its data)."""
+    """Scaffold a feature repo (default: the credit-scoring sample with its data; `transactions`: card
+    transactions with windowed aggregations and on-demand transforms)."""
     from ..scaffold import scaffold
 
     scaffold(path, template, force=force)
