@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -230,6 +231,16 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
         console.print(df.head(20).to_string(), soft_wrap=True)
 
 
+_DECIMAL = re.compile(r"^-?(\d+\.\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _scalar(text: str):
+    """An integer, a decimal number (request fields such as amount=12.5) or else the text itself."""
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return float(text) if _DECIMAL.match(text) else text
+
+
 @app.command("get-online")
 @friendly
 def get_online(entity: list[str] = typer.Option(..., "--entity", "-e", help="key=value[,key=value]; repeatable"),
@@ -244,7 +255,7 @@ def get_online(entity: list[str] = typer.Option(..., "--entity", "-e", help="key
             k, sep, v = part.partition("=")
             if not sep:
                 raise typer.BadParameter(f"--entity {e!r}: expected key=value")
-            row[k.strip()] = int(v) if v.strip().lstrip("-").isdigit() else v.strip()
+            row[k.strip()] = _scalar(v.strip())
         rows.append(row)
     resp = _store(repo).get_online_features(_features(features, service), rows)
     if as_json:

@@ -7,6 +7,7 @@ t = now (the spec's invariant)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -62,6 +63,29 @@ def test_init_writes_the_template_deterministically(tmp_path):
                     "spend": "OnDemandTransform", "distance": "OnDemandTransform", "fraud": "FeatureService"}
     r = CliRunner().invoke(app, ["init", str(tmp_path / "a"), "--template", "transactions"])
     assert r.exit_code != 0 and "already exists" in r.output
+
+
+def test_the_cli_walk_through_reads_online_with_request_fields(tmp_path, monkeypatch):
+    """The docs' commands: init, apply, ingest, get-online with decimal request fields (typed Float64, not text)."""
+    repo = tmp_path / "fraud"
+    init(repo)
+    monkeypatch.chdir(repo)
+    cli = CliRunner()
+    for args in (["apply"], ["ingest", "cards"], ["ingest", "txn_stats"], ["materialize-incremental", "now"]):
+        r = cli.invoke(app, args)
+        assert r.exit_code == 0, (args, r.output)
+    r = cli.invoke(app, ["get-online", "-e", "card_id=42,amount=250.0,lat=40.7,lon=-74.0", "--service", "fraud",
+                         "--json"])
+    assert r.exit_code == 0, r.output
+    [row] = json.loads(r.output)
+    assert row["entity"] == {"card_id": 42, "amount": 250.0, "lat": 40.7, "lon": -74.0}
+    values = {k: v["value"] for k, v in row["features"].items()}
+    home = pd.read_parquet(repo / "data" / "cards.parquet").set_index("card_id").loc[42]
+    p1, p2, dl = np.radians(home.home_lat), np.radians(40.7), np.radians(-74.0 - home.home_lon)
+    km = 2 * 6371.0 * np.arcsin(np.sqrt(np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2))
+    assert same_value(values["km_from_home"], float(km))
+    # the sample history ends in January 2024: today's windows are empty, and so is the ratio to the 7-day mean
+    assert values["count_7d"] == 0 and values["amount_mean_7d"] is None and values["amount_vs_mean"] is None
 
 
 @pytest.fixture(scope="module")
