@@ -8,46 +8,27 @@ t = now (the spec's invariant)."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from sklearn.ensemble import HistGradientBoostingClassifier
 from typer.testing import CliRunner
 
-from skewless import FeatureStore
 from skewless.cli.main import app
 from skewless.repo import load_objects
-from skewless.serving import package_model, read_log
+from skewless.serving import read_log
 from skewless.serving.server import ServeConfig
 from skewless.timeutil import now as utc_now
-from skewless.transactions_data import generate
 from tests.serving.test_serving import running
 from tests.support.agg_oracle import same_value
+from tests.support.transactions_repo import AGGS, UNKNOWN_CARD, init, predicted, replay, requests
+from tests.support.transactions_repo import trained as trained_repo
 
-AGGS = ["count_1h", "count_1d", "count_7d", "amount_sum_1d", "amount_sum_7d", "amount_mean_1d", "amount_mean_7d",
-        "amount_max_1d", "amount_max_7d", "amount_stddev_7d"]
-TRANSFORMED = ["spend:amount_vs_mean", "distance:km_from_home"]
 INPUT_COLUMNS = ([f"txn_stats__{a}" for a in AGGS] + ["cards__home_lat", "cards__home_lon", "request__amount",
                                                       "request__lat", "request__lon", "spend__amount_vs_mean",
                                                       "distance__km_from_home"])
 N_SERVED = 8
-
-
-def init(path) -> None:
-    r = CliRunner().invoke(app, ["init", str(path), "--template", "transactions"])
-    assert r.exit_code == 0, r.output
-
-
-def same_columns(a: pa.Table, b: pa.Table, columns) -> None:
-    for col in columns:
-        left, right = a.column(col).to_pylist(), b.column(col).to_pylist()
-        bad = [i for i, (x, y) in enumerate(zip(left, right)) if not same_value(x, y)]
-        assert len(left) == len(right) and not bad, (col, [(left[i], right[i]) for i in bad[:5]])
 
 
 def test_init_writes_the_template_deterministically(tmp_path):
@@ -90,35 +71,7 @@ def test_the_cli_walk_through_reads_online_with_request_fields(tmp_path, monkeyp
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The template with its history moved to end now (what has arrived by now: created_timestamp <= now), so the
-    windows read at serving time hold events; trained, materialized, packaged."""
-    repo = tmp_path_factory.mktemp("transactions") / "repo"
-    init(repo)
-    now = utc_now().replace(microsecond=0)
-    generate(repo / "data", start=now - timedelta(days=30))
-    txn_path = repo / "data" / "transactions.parquet"
-    txn = pq.read_table(txn_path)
-    txn = txn.filter(pc.less_equal(txn.column("created_timestamp"), pa.scalar(now, txn.schema.field(
-        "created_timestamp").type)))
-    pq.write_table(txn, txn_path)
-    store = FeatureStore(repo)
-    store.apply(load_objects(repo), prune=True)
-    assert store.ingest_source("cards").rows == 500
-    store.ingest_source("txn_stats")
-    labels = pd.read_parquet(repo / "data" / "labels.parquet")
-    labels = labels[labels.txn_id.isin(txn.column("txn_id").to_pylist())]  # the transactions that have arrived
-    entity = labels[["card_id", "event_timestamp", "amount", "lat", "lon", "is_fraud"]]
-    job = store.get_historical_features(entity, "fraud", point_in_time="available")
-    train = job.to_pandas()
-    features = [c for c in train.columns if c not in entity.columns]
-    assert features == AGGS + ["amount_vs_mean", "km_from_home"]
-    model = HistGradientBoostingClassifier(max_iter=40, random_state=0).fit(train[features].astype(float),
-                                                                            train.is_fraud)
-    store.materialize_incremental(utc_now())
-    art = package_model(model, name="fraud", store=store, feature_service="fraud", training_set=job,
-                        path=repo.parent / "artifact")
-    return {"repo": repo, "store": store, "model": model, "artifact": art, "train": train, "labels": labels,
-            "txn": txn.to_pandas(), "features": features}
+    return trained_repo(tmp_path_factory.mktemp("transactions") / "repo")
 
 
 def test_available_mode_leaves_out_the_labelled_transaction_itself(trained):
@@ -132,14 +85,8 @@ def test_available_mode_leaves_out_the_labelled_transaction_itself(trained):
 
 
 def test_served_predictions_replay_to_identical_inputs(trained):
-    store, txn = trained["store"], trained["txn"]
-    recent = txn.sort_values("event_timestamp").card_id.drop_duplicates(keep="last").tail(N_SERVED).tolist()
-    rng = np.random.default_rng(3)
-    homes = pd.read_parquet(trained["repo"] / "data" / "cards.parquet").set_index("card_id")
-    rows = [{"card_id": int(c), "amount": float(round(rng.uniform(1, 900), 2)),
-             "lat": float(homes.home_lat[c] + rng.normal(0, 2)), "lon": float(homes.home_lon[c] + rng.normal(0, 2))}
-            for c in recent]
-    rows.append({"card_id": 10_000_001, "amount": 12.5, "lat": 40.0, "lon": -74.0})  # an unknown card
+    store = trained["store"]
+    rows = requests(trained, N_SERVED)
     cfg = ServeConfig(repo=str(trained["repo"]), model_dir=str(trained["artifact"].path), log_flush_seconds=3600)
     with running(cfg) as (client, _model):
         r = client.post("/invocations", json={"instances": rows})
@@ -157,25 +104,16 @@ def test_served_predictions_replay_to_identical_inputs(trained):
     assert (batch.txn_stats__count_7d.iloc[:N_SERVED] > 0).all()  # the served cards have a history in the week
     assert batch.spend__amount_vs_mean.iloc[:N_SERVED].notna().all()
     assert batch.txn_stats__count_7d.iloc[-1] == 0 and pd.isna(batch.distance__km_from_home.iloc[-1])
-    # replay: every logged request through the training-set path, request fields from the log
-    entity = log[["card_id", "event_timestamp"]].assign(amount=log.request__amount, lat=log.request__lat,
-                                                          lon=log.request__lon)
-    refs = [f"txn_stats:{a}" for a in AGGS] + ["cards:home_lat", "cards:home_lon"] + TRANSFORMED
-    replay = store.get_historical_features(entity, refs, full_feature_names=True,
-                                           point_in_time="available").to_arrow()
-    logged = pa.Table.from_pandas(log, preserve_index=False)
-    same_columns(replay, logged, [r.replace(":", "__") for r in refs])
+    # replay: every logged request through the training-set path gives the logged inputs, value for value
+    replayed = replay(trained, log)
     # and the served predictions are the model's on the replayed inputs
-    replayed = replay.to_pandas()[in_batch.to_numpy()]
-    x = replayed[[f"txn_stats__{a}" for a in AGGS] + ["spend__amount_vs_mean", "distance__km_from_home"]]
-    x.columns = trained["features"]
-    expected = trained["model"].predict_proba(x.astype(float))[:, 1]
-    assert all(same_value(a, b) for a, b in zip(served, expected.tolist()))
+    expected = predicted(trained, replayed[in_batch.to_numpy()])
+    assert all(same_value(a, b) for a, b in zip(served, expected))
 
 
 def test_online_aggregations_equal_the_training_path_at_now(trained):
     store, txn = trained["store"], trained["txn"]
-    keys = sorted(set(txn.card_id.sample(40, random_state=2).tolist()) | {10_000_001})
+    keys = sorted(set(txn.card_id.sample(40, random_state=2).tolist()) | {UNKNOWN_CARD})
     rows = [{"card_id": int(k)} for k in keys]
     now = utc_now()
     refs = [f"txn_stats:{a}" for a in AGGS]
