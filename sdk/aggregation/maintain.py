@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ..errors import ConfigError
 from ..online.base import to_us
-from . import partials, tile_sql
+from . import partials, tile_sql, tile_states
 from .definition import AggregatedView
 from .tiles import FANOUT, ancestors, level_count, tile_range
 
@@ -56,16 +56,22 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
         entities = sorted(dirty)
         specs = partials.ColumnSpecs(view)
         sql = tile_sql.tile_events_sql(hist, keys, view.event_id, specs.names, specs.timestamp, "__skewless_ranges")
+        vectorised = tile_states.supported(specs)  # else per event in Python (string columns...)
         written = 0
         now_us = to_us(ctx.now())
         for lo in range(skip, len(entities), chunk):
             part = entities[lo:lo + chunk]
             con.register("__skewless_ranges", _ranges(view, part, dirty, levels))
-            evs = _events_by_entity(con.sql(sql).to_arrow_table(), len(keys), len(specs.names))
+            table = con.sql(sql).to_arrow_table()
             con.unregister("__skewless_ranges")
-            entries = []
-            for key in part:
-                entries += _states(key, evs.get(key, []), dirty[key], view.hop_us, specs, now_us)
+            if vectorised:
+                got = tile_states.encoded_states(table, len(keys), specs, dirty, levels, view.hop_us, now_us)
+                entries = [(key, lv, t, got.get((key, lv, t))) for key in part for lv, t in dirty[key]]
+            else:
+                evs = _events_by_entity(table, len(keys), len(specs.names))
+                entries = []
+                for key in part:
+                    entries += _states(key, evs.get(key, []), dirty[key], view.hop_us, specs, now_us)
             written += ctx.online.write_tiles(view, entries, files.version)
             if on_chunk is not None:
                 on_chunk(lo + len(part))
