@@ -2,8 +2,8 @@
 
 A field holds the partial's history version as 20 decimal digits, then the encoded partial (skewless.aggregation
 decides what it holds; nothing after the version: the tile is empty now, a tombstone an older writer cannot undo).
-Writes go through ``TILE_UPSERT`` (one EVALSHA per entity, pipelined): a field is replaced unless it holds a later
-version. Reads are one HMGET per entity of the tiles ``now`` needs (the same fields for every entity), all sent at
+Writes go through ``TILE_UPSERT`` (one EVALSHA per entity, framed here and pipelined in one round trip): a field is
+replaced unless it holds a later version. Reads are one HMGET per entity of the tiles ``now`` needs (the same fields for every entity), all sent at
 once and answered in one round trip. The Tair store puts them in a TairHash instead (``tiles_in_exhash``): the same
 fields with a per-field expire, read by EXHMGET.
 
@@ -27,11 +27,21 @@ from .wire import SPIN_KEYS
 
 TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
 local ver = tonumber(ARGV[1])
-for i = 3, #ARGV, 2 do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  if (not cur) or tonumber(string.sub(cur, 1, 20)) <= ver then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+-- one HMGET and one HSET per slice of fields (not two calls per field); slices keep unpack under Lua's stack limit
+for lo = 3, #ARGV, 1000 do
+  local hi = math.min(lo + 999, #ARGV)
+  local fields = {}
+  for i = lo, hi, 2 do fields[#fields + 1] = ARGV[i] end
+  local cur = redis.call('HMGET', KEYS[1], unpack(fields))
+  local set = {}
+  for j = 1, #fields do
+    local c = cur[j]
+    if (not c) or tonumber(string.sub(c, 1, 20)) <= ver then
+      set[#set + 1] = ARGV[lo + 2 * j - 2]
+      set[#set + 1] = ARGV[lo + 2 * j - 1]
+    end
   end
+  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
 end
 if ARGV[2] ~= '' then
   local at = tonumber(ARGV[2])

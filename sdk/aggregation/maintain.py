@@ -65,8 +65,10 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
             table = con.sql(sql).to_arrow_table()
             con.unregister("__skewless_ranges")
             if vectorised:
-                got = tile_states.encoded_states(table, len(keys), specs, dirty, levels, view.hop_us, now_us)
-                entries = [(key, lv, t, got.get((key, lv, t))) for key in part for lv, t in dirty[key]]
+                entries = tile_states.encoded_states(table, len(keys), specs, dirty, levels, view.hop_us, now_us)
+                if len(entries) < sum(len(dirty[key]) for key in part):  # tiles left without events: empty now
+                    have = {e[:3] for e in entries}
+                    entries += [(key, lv, t, None) for key in part for lv, t in dirty[key] if (key, lv, t) not in have]
             else:
                 evs = _events_by_entity(table, len(keys), len(specs.names))
                 entries = []

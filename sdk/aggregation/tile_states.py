@@ -33,12 +33,12 @@ def supported(specs: partials.ColumnSpecs) -> bool:
 
 
 def encoded_states(t: pa.Table, nkeys: int, specs: partials.ColumnSpecs, dirty: dict, levels: int, hop_us: int,
-                   now_us: int) -> dict[tuple, bytes]:
-    """``{(entity key, level, tile): encoded state}`` of each tile in ``dirty`` (per entity, a set of ``(level,
+                   now_us: int) -> list[tuple]:
+    """``(entity key, level, tile, encoded state)`` of each tile in ``dirty`` (per entity, a set of ``(level,
     tile)``) holding events of ``t``; a dirty tile without events is not in it (the caller writes it empty)."""
     n = t.num_rows
     if n == 0:
-        return {}
+        return []
     ev = t.column("__ev").to_numpy()
     order = [ev] + [t.column(c).to_numpy() for c in ("__cr", "__wb", "__wr")]
     new_entity = np.zeros(n, dtype=bool)
@@ -51,7 +51,7 @@ def encoded_states(t: pa.Table, nkeys: int, specs: partials.ColumnSpecs, dirty: 
     fine = (ev - 1) // hop_us  # definition.tile_of, vectorised
     keys = t.select(list(range(nkeys)))
     py_events: list = []  # the events as state_of takes them, built on first need
-    out: dict[tuple, bytes] = {}
+    out: list[tuple] = []
     for lv in range(levels):
         tile = fine // FANOUT ** lv
         edge = new_entity.copy()
@@ -72,13 +72,14 @@ def encoded_states(t: pa.Table, nkeys: int, specs: partials.ColumnSpecs, dirty: 
             slow |= ev[last] > now_us  # keeps its raw events: state_of does that
         fast = np.flatnonzero(want & ~slow)
         states = _states(fast, starts, last, order, cols, aggs)
-        for i, blob in zip(fast.tolist(), map(marshal.dumps, states, repeat(4))):
-            out[(seg_keys[i], lv, seg_tiles[i])] = blob
+        idx = fast.tolist()
+        out += zip(map(seg_keys.__getitem__, idx), repeat(lv), map(seg_tiles.__getitem__, idx),
+                   map(marshal.dumps, states, repeat(4)))
         for i in np.flatnonzero(want & slow).tolist():
             if not py_events:
                 py_events = _py_events(t, nkeys, order)
             st = partials.state_of(py_events[starts[i]:ends[i]], specs, now_us if lv == 0 else None)
-            out[(seg_keys[i], lv, seg_tiles[i])] = partials.encode(st)
+            out.append((seg_keys[i], lv, seg_tiles[i], partials.encode(st)))
     return out
 
 

@@ -74,7 +74,9 @@ def test_vectorised_states_equal_state_of(seed, signs):
         if rng.random() < 0.7:
             dirty.setdefault((r[0],), set()).update(ancestors((r[1] - 1) // HOP, levels))
     now_us = 15 * HOP + 17
-    got = tile_states.encoded_states(table, 1, specs, dirty, levels, HOP, now_us)
+    entries = tile_states.encoded_states(table, 1, specs, dirty, levels, HOP, now_us)
+    got = {e[:3]: e[3] for e in entries}
+    assert len(got) == len(entries)
     expected = {}
     for key, tiles in dirty.items():
         for lv, t in tiles:
