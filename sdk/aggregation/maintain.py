@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..online.base import to_us
 from . import partials, tile_sql, tile_states
 from .definition import AggregatedView
-from .tiles import FANOUT, ancestors, level_count, tile_range
+from .tiles import FANOUT, level_count, tile_range
 
 ENTITIES_PER_CHUNK = 2_000
 
@@ -83,16 +83,17 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
 
 
 def _dirty(touched: pa.Table, keys: tuple[str, ...], hop_us: int, levels: int) -> dict[tuple, set]:
-    """Per entity, the dirty ``(level, tile)`` of every level."""
+    """Per entity, the dirty ``(level, tile)`` of every level (``tiles.ancestors`` of each touched fine tile)."""
     fine = np.floor_divide(touched.column("__ev").to_numpy() - 1, hop_us)  # definition.tile_of, vectorised
-    out: dict[tuple, set] = {}
+    fines: dict[tuple, set] = {}
     cols = [touched.column(k).to_pylist() for k in keys]
     for key, f in zip(zip(*cols), fine.tolist()):
-        s = out.get(key)
+        s = fines.get(key)
         if s is None:
-            s = out[key] = set()
-        s.update(ancestors(f, levels))
-    return out
+            s = fines[key] = set()
+        s.add(f)
+    steps = [(j, FANOUT ** j) for j in range(levels)]  # // floors: tiles before the epoch align too
+    return {key: {(j, f // step) for j, step in steps for f in fs} for key, fs in fines.items()}
 
 
 def _ranges(view: AggregatedView, entities: Sequence[tuple], dirty: dict, levels: int) -> pa.Table:
