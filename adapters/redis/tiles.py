@@ -2,8 +2,8 @@
 
 A field holds the partial's history version as 20 decimal digits, then the encoded partial (skewless.aggregation
 decides what it holds; nothing after the version: the tile is empty now, a tombstone an older writer cannot undo).
-Writes go through ``TILE_UPSERT`` (one EVALSHA per entity, pipelined): a field is replaced unless it holds a later
-version. Reads are one HMGET per entity of the tiles ``now`` needs (the same fields for every entity), all sent at
+Writes go through ``TILE_UPSERT`` (one EVALSHA per entity, framed here and pipelined in one round trip): a field is
+replaced unless it holds a later version. Reads are one HMGET per entity of the tiles ``now`` needs (the same fields for every entity), all sent at
 once and answered in one round trip. The Tair store puts them in a TairHash instead (``tiles_in_exhash``): the same
 fields with a per-field expire, read by EXHMGET.
 
@@ -18,7 +18,7 @@ from typing import Sequence
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from skewless.aggregation.tiles import tile_range
+from skewless.aggregation.tiles import FANOUT
 from skewless.online.base import Key
 
 from . import codec, resp
@@ -27,11 +27,21 @@ from .wire import SPIN_KEYS
 
 TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
 local ver = tonumber(ARGV[1])
-for i = 3, #ARGV, 2 do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  if (not cur) or tonumber(string.sub(cur, 1, 20)) <= ver then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+-- one HMGET and one HSET per slice of fields (not two calls per field); slices keep unpack under Lua's stack limit
+for lo = 3, #ARGV, 1000 do
+  local hi = math.min(lo + 999, #ARGV)
+  local fields = {}
+  for i = lo, hi, 2 do fields[#fields + 1] = ARGV[i] end
+  local cur = redis.call('HMGET', KEYS[1], unpack(fields))
+  local set = {}
+  for j = 1, #fields do
+    local c = cur[j]
+    if (not c) or tonumber(string.sub(c, 1, 20)) <= ver then
+      set[#set + 1] = ARGV[lo + 2 * j - 2]
+      set[#set + 1] = ARGV[lo + 2 * j - 1]
+    end
   end
+  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
 end
 if ARGV[2] ~= '' then
   local at = tonumber(ARGV[2])
@@ -82,31 +92,33 @@ class RedisTiles:
         exhash = self.tiles_in_exhash
         by_key: dict[tuple, list] = {}
         for key, lv, t, st in tiles:
-            by_key.setdefault(key, []).append((lv, t, st))
+            got = by_key.get(key)
+            if got is None:
+                got = by_key[key] = []
+            got.append((lv, t, st))
         head = b"%0*d" % (_VER, version)
-        calls = []
+        sizes = [FANOUT ** lv * view.hop_us for lv in range(1 + max(lv for _, lv, _, _ in tiles))]
+        calls = []  # (key, RESP of the arguments after it, their count)
         for key, items in by_key.items():
-            argv: list[bytes] = []
+            parts: list[bytes] = []
             newest = None
             for lv, t, st in items:
-                end_ms = -(-tile_range(lv, t, view.hop_us)[1] // 1000)
-                argv += [field(lv, t), head + (st or b"")]
+                f = b"%d:%d" % (lv, t)  # field(lv, t), inline: this loop runs per tile
+                st = st or b""
+                parts.append(b"$%d\r\n%b\r\n$%d\r\n%b%b\r\n" % (len(f), f, _VER + len(st), head, st))
+                end_ms = -(-(t + 1) * sizes[lv] // 1000)  # tile_range(lv, t)'s end, in ms rounded up
                 if exhash:
-                    argv.append(b"%d" % max(end_ms + keep_ms, 1))  # TairHash refuses PXAT <= 0
-                elif st is not None:
+                    parts.append(resp.bulk(b"%d" % max(end_ms + keep_ms, 1)))  # TairHash refuses PXAT <= 0
+                elif st:
                     newest = end_ms if newest is None or end_ms > newest else newest
             if exhash:
-                calls.append((self._tile_key(view, key), [b"%d" % version, *argv]))
+                pre = [b"%d" % version]
             else:
-                expire = b"" if newest is None else b"%d" % (newest + keep_ms)
-                calls.append((self._tile_key(view, key), [b"%d" % version, expire, *argv]))
+                pre = [b"%d" % version, b"" if newest is None else b"%d" % (newest + keep_ms)]
+            calls.append((self._tile_key(view, key), b"".join(map(resp.bulk, pre)) + b"".join(parts),
+                          len(pre) + len(items) * (3 if exhash else 2)))
         sha, script = (_SHA_EXHASH, TILE_UPSERT_EXHASH) if exhash else (_SHA, TILE_UPSERT)
-
-        def run():
-            pipe = self.client.pipeline(transaction=False)
-            for k, argv in calls:
-                pipe.execute_command("EVALSHA", sha, 1, k, *argv)  # (cluster pipelines refuse .evalsha)
-            return pipe.execute(raise_on_error=False)
+        run = (lambda: self._upsert_cluster(sha, calls)) if self.cluster else (lambda: self._upsert_raw(sha, calls))
         for attempt in (0, 1):
             errors = [r for r in self.call("write tiles", run) if isinstance(r, Exception)]
             if not errors:
@@ -116,6 +128,22 @@ class RedisTiles:
                 continue
             raise self.unavailable(f"write tiles of view {view.name!r}", errors[0]) from errors[0]
         raise AssertionError("unreachable")
+
+    def _upsert_raw(self, sha: str, calls: list) -> list:
+        """One pipelined round trip of EVALSHA calls framed here (no per-argument work in redis-py)."""
+        head = resp.evalsha_head(sha.encode())
+
+        def send(conn) -> int:
+            conn.send_packed_command([b"".join(head % (n + 4) + b"$1\r\n1\r\n" + resp.bulk(k) + body
+                                               for k, body, n in calls)], check_health=False)
+            return len(calls)
+        return self.exchange(send)
+
+    def _upsert_cluster(self, sha: str, calls: list) -> list:
+        pipe = self.client.pipeline(transaction=False)
+        for k, body, _ in calls:
+            pipe.execute_command("EVALSHA", sha, 1, k, *_unframe(body))  # (cluster pipelines refuse .evalsha)
+        return pipe.execute(raise_on_error=False)
 
     def _fields(self, tiles: Sequence[tuple[int, int]]) -> tuple[list[bytes], bytes]:
         """The fields of ``tiles`` and their RESP encoding; a reader passes the same list while ``now`` stays in
@@ -160,3 +188,14 @@ class RedisTiles:
         for i, vals in zip(live, replies):
             out[i] = {t: v[_VER:] for t, v in zip(tiles, vals) if v is not None and len(v) > _VER}
         return out
+
+
+def _unframe(body: bytes) -> list[bytes]:
+    """The arguments of RESP bulk strings ``body`` (the cluster path hands redis-py arguments, not frames)."""
+    out, i = [], 0
+    while i < len(body):
+        j = body.index(b"\r\n", i)
+        n = int(body[i + 1:j])
+        out.append(body[j + 2:j + 2 + n])
+        i = j + 4 + n
+    return out

@@ -17,9 +17,9 @@ import pyarrow as pa
 
 from ..errors import ConfigError
 from ..online.base import to_us
-from . import partials, tile_sql
+from . import partials, tile_sql, tile_states
 from .definition import AggregatedView
-from .tiles import FANOUT, ancestors, level_count, tile_range
+from .tiles import FANOUT, level_count, tile_range
 
 ENTITIES_PER_CHUNK = 2_000
 
@@ -56,16 +56,24 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
         entities = sorted(dirty)
         specs = partials.ColumnSpecs(view)
         sql = tile_sql.tile_events_sql(hist, keys, view.event_id, specs.names, specs.timestamp, "__skewless_ranges")
+        vectorised = tile_states.supported(specs)  # else per event in Python (string columns...)
         written = 0
         now_us = to_us(ctx.now())
         for lo in range(skip, len(entities), chunk):
             part = entities[lo:lo + chunk]
             con.register("__skewless_ranges", _ranges(view, part, dirty, levels))
-            evs = _events_by_entity(con.sql(sql).to_arrow_table(), len(keys), len(specs.names))
+            table = con.sql(sql).to_arrow_table()
             con.unregister("__skewless_ranges")
-            entries = []
-            for key in part:
-                entries += _states(key, evs.get(key, []), dirty[key], view.hop_us, specs, now_us)
+            if vectorised:
+                entries = tile_states.encoded_states(table, len(keys), specs, dirty, levels, view.hop_us, now_us)
+                if len(entries) < sum(len(dirty[key]) for key in part):  # tiles left without events: empty now
+                    have = {e[:3] for e in entries}
+                    entries += [(key, lv, t, None) for key in part for lv, t in dirty[key] if (key, lv, t) not in have]
+            else:
+                evs = _events_by_entity(table, len(keys), len(specs.names))
+                entries = []
+                for key in part:
+                    entries += _states(key, evs.get(key, []), dirty[key], view.hop_us, specs, now_us)
             written += ctx.online.write_tiles(view, entries, files.version)
             if on_chunk is not None:
                 on_chunk(lo + len(part))
@@ -75,16 +83,17 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
 
 
 def _dirty(touched: pa.Table, keys: tuple[str, ...], hop_us: int, levels: int) -> dict[tuple, set]:
-    """Per entity, the dirty ``(level, tile)`` of every level."""
+    """Per entity, the dirty ``(level, tile)`` of every level (``tiles.ancestors`` of each touched fine tile)."""
     fine = np.floor_divide(touched.column("__ev").to_numpy() - 1, hop_us)  # definition.tile_of, vectorised
-    out: dict[tuple, set] = {}
+    fines: dict[tuple, set] = {}
     cols = [touched.column(k).to_pylist() for k in keys]
     for key, f in zip(zip(*cols), fine.tolist()):
-        s = out.get(key)
+        s = fines.get(key)
         if s is None:
-            s = out[key] = set()
-        s.update(ancestors(f, levels))
-    return out
+            s = fines[key] = set()
+        s.add(f)
+    steps = [(j, FANOUT ** j) for j in range(levels)]  # // floors: tiles before the epoch align too
+    return {key: {(j, f // step) for j, step in steps for f in fs} for key, fs in fines.items()}
 
 
 def _ranges(view: AggregatedView, entities: Sequence[tuple], dirty: dict, levels: int) -> pa.Table:

@@ -9,7 +9,9 @@ after ``now`` (the store kept no raw events to leave them out, so it cannot give
 
 from __future__ import annotations
 
+import math
 from marshal import loads  # partials.decode, without a call in between
+from operator import itemgetter
 from typing import Sequence
 
 from ..online.base import NOT_FOUND, PRESENT, ColumnRead, Key
@@ -31,7 +33,9 @@ class _Reader:
         for pos, a in enumerate(self.aggs):
             col = self.specs.index.get(a.column)
             groups.setdefault((self.windows.index(a.window_us), col), []).append((pos, a.function, a.k, a.name))
-        self.groups = list(groups.items())
+        self.groups = [(wi, col, _column_kernel(col, self.specs, outs),
+                        [(pos, _fast(fn, col, self.specs, view.name, out), fn, k, out) for pos, fn, k, out in outs])
+                       for (wi, col), outs in groups.items()]
         self.longest = self.windows.index(max(self.windows)) if self.windows else None
         self.current: tuple = (None, None)  # (hop tile of now, its plan): one attribute, swapped atomically
 
@@ -45,7 +49,58 @@ class _Reader:
         return plan
 
 
+_COUNT, _NAN, _SUM = itemgetter(partials.COUNT), itemgetter(partials.NAN), itemgetter(partials.SUM)
+
+
+def _column_kernel(col, specs: partials.ColumnSpecs, outs: list):
+    """``partials.column`` of one (window, column), specialised: what the group's functions read, nothing more."""
+    if col is None:
+        return lambda states: ((), 0, False, None)
+    numeric = specs.numeric[col]
+    needs_sum = numeric and any(fn not in ("count", "min", "max", "last", "last_k") for _, fn, _, _ in outs)
+    add = sum if specs.integer[col] else math.fsum
+    cols = itemgetter(partials.COLS)
+
+    def kernel(states):
+        cs = [c for c in (cols(s)[col] for s in states) if c[0]]
+        nan = numeric and any(map(_NAN, cs))
+        total = add([v for v in map(_SUM, cs) if v is not None]) if needs_sum else None
+        return cs, sum(map(_COUNT, cs)), nan, total
+    return kernel
+
+
+def _fast(function: str, col, specs: partials.ColumnSpecs, view: str, output: str):
+    """``partials.value`` of the plain functions as a function of ``column``'s result (None: use ``value``)."""
+    if col is None or function not in ("count", "sum", "mean", "min", "max"):
+        return None
+    if function == "count":
+        return lambda cs, n, nan, total: n
+    if function == "mean":
+        return lambda cs, n, nan, total: None if n == 0 else math.nan if nan else total / n
+    if function == "sum":
+        if specs.integer[col]:
+            return None  # Int64 overflow check: value's
+        return lambda cs, n, nan, total: None if n == 0 else math.nan if nan else total
+    if specs.timestamp[col] or not specs.numeric[col]:
+        return None
+    pick, at = (min, partials.MIN) if function == "min" else (max, partials.MAX)
+    get = itemgetter(at)
+    return lambda cs, n, nan, total: None if n == 0 else math.nan if nan else pick(map(get, cs))
+
+
 _READERS: dict[tuple, _Reader] = {}
+# Decoded partials by their encoded bytes: a tile's partial changes only by a write (new bytes), and the tiles of hot
+# entities and of the coarse levels are read again and again, so a lookup (hash of ~100 bytes) replaces most
+# unmarshal calls. Keyed by content, never stale; cleared when full (a bound on memory, ~10 MB).
+_DECODED: dict[bytes, tuple] = {}
+_DECODED_MAX = 20_000
+
+
+def _decode(blob: bytes) -> tuple:
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    state = _DECODED[blob] = loads(blob)
+    return state
 
 
 def _reader(view: AggregatedView, feats: Sequence[str]) -> _Reader:
@@ -66,13 +121,14 @@ def read(online, view: AggregatedView, feats: Sequence[str], keys: Sequence[Key]
     columns: list[list] = [[] for _ in feats]
     event_us: list[int | None] = []
     statuses: list[str] = []
-    value, column, max_ev, name = partials.value, partials.column, partials.MAX_EV, view.name
+    decoded = _DECODED.get
+    value, max_ev, name = partials.value, itemgetter(partials.MAX_EV), view.name
     covers, groups, longest = plan.covers, r.groups, r.longest
     for key, found in zip(keys, blobs):
         if None in key:  # the empty-window values, as the offline value of such a row (no entity holds them)
             _missing(columns, event_us, statuses, [partials.empty_value(a.function) for a in aggs])
             continue
-        states = {t: loads(b) for t, b in found.items()}
+        states = {t: decoded(b) or _decode(b) for t, b in found.items()}
         last = states.get((0, plan.cut))
         if last is not None:
             last = partials.cut(last, now_us, specs)
@@ -85,13 +141,14 @@ def read(online, view: AggregatedView, feats: Sequence[str], keys: Sequence[Key]
             if last is not None:
                 got.append(last)
             per_window.append(got)
-        for (wi, col), outs in groups:
+        for wi, col, kernel, outs in groups:
             got = per_window[wi]
-            merged = column(got, col, specs)
-            for pos, fn, k, out in outs:
-                columns[pos].append(value(fn, col, k, got, specs, name, out, merged))
+            merged = kernel(got)
+            for pos, fast, fn, k, out in outs:
+                columns[pos].append(fast(*merged) if fast is not None else
+                                    value(fn, col, k, got, specs, name, out, merged))
         in_longest = per_window[longest] if aggs else None
-        event_us.append(max(s[max_ev] for s in in_longest) if in_longest else None)
+        event_us.append(max(map(max_ev, in_longest)) if in_longest else None)
         statuses.append(PRESENT)
     return ColumnRead(view.name, list(feats), columns, event_us, statuses)
 

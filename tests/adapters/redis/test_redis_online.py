@@ -665,3 +665,21 @@ def test_aggregation_tiles_hash_expires_after_its_newest_tile_ages_out(store):
     assert store.read_tiles(v, [(2,)], [(0, current)]) == [{(0, current): b"cur"}]
     store.write_tiles(v, [((2,), 0, current, None)], 5)
     assert store.read_tiles(v, [(2,)], [(0, current), (0, old)]) == [{(0, old): b"late"}]
+
+
+def test_aggregation_tiles_many_of_one_entity_keep_the_latest_version_per_field(store):
+    """One entity's write of more tiles than one slice of the upsert script (500 fields): each field still keeps
+    the partial of the latest version, across slices (a backfill of a year of hourly tiles is one call)."""
+    from skewless.online.base import to_us
+
+    ent = sk.Entity("card", ["card"], dtype=sk.Int64)
+    v = sk.AggregatedView("aggmany", [ent], [sk.Field("card", sk.Int64), sk.Field("x", sk.Float64)],
+                          [sk.Aggregation("x", "sum", timedelta(days=365))], hop=timedelta(hours=1))
+    top = to_us(wall_now()) // v.hop_us
+    tiles = [(0, top - i) for i in range(1300)]
+    store.write_tiles(v, [((1,), lv, t, b"v3-%d" % t) for lv, t in tiles], 3)
+    # version 2 is older: none of its fields wins; version 4 wins on every other field, even ones in later slices
+    store.write_tiles(v, [((1,), lv, t, b"v2") for lv, t in tiles], 2)
+    store.write_tiles(v, [((1,), lv, t, b"v4-%d" % t) for lv, t in tiles[::2]], 4)
+    got = store.read_tiles(v, [(1,)], tiles)[0]
+    assert got == {(lv, t): (b"v4-%d" if i % 2 == 0 else b"v3-%d") % t for i, (lv, t) in enumerate(tiles)}
