@@ -33,7 +33,8 @@ Tunnel:
     POST /projects/{p}/instances/{id}?downloads[&instance_tunnel_limit_enabled]   a SELECT's result
     GET  /projects/{p}/instances/{id}?downloadid=..[&data&rowrange=(s,n)&columns=..&arrow]
 Not supported (loud errors): stream upload, upsert, preview, compressed bodies other than deflate, schemas
-(three-tier names), complex types (ARRAY/MAP/STRUCT), non-SQL tasks, cross-project queries.
+(three-tier names), complex column types (ARRAY/MAP/STRUCT in tables), non-SQL tasks, cross-project queries. A
+query may return ARRAY columns (COLLECT_LIST, ...): the instance tunnel sends them as Arrow lists.
 
 SQL (one task = ``SET k=v;`` lines, accepted and ignored, then one or more statements run in one transaction):
     CREATE TABLE [IF NOT EXISTS] t (col TYPE [COMMENT '..'], ...) [COMMENT '..'] [PARTITIONED BY (p TYPE, ...)]
@@ -52,6 +53,11 @@ DATETIME (millisecond precision, DuckDB TIMESTAMP_MS) TIMESTAMP (nanosecond, TIM
 Functions: see ``maxcompute_emulator_sql.SUPPORTED_FUNCTIONS``; MaxCompute's DATEADD, DATEDIFF, DATETRUNC (date parts
 yyyy/year, mm/month/mon, dd/day, hh/hour, mi/minute, ss/second, ff3), TO_MILLIS, FROM_UNIXTIME, UNIX_TIMESTAMP,
 GETDATE, TO_DATE, TO_CHAR (formats yyyy mm dd hh mi ss ff3) are translated; CAST fails on bad input (no NULL).
+What training sets' aggregations use, with the meaning Alibaba Cloud documents: ISNAN (false for NULL), VAR_SAMP,
+STDDEV_SAMP, ARG_MAX(valueToMaximize, valueToReturn) (rows with a NULL first argument skipped, a NULL result kept),
+COLLECT_LIST (NULLs skipped; [] when nothing is left, as Hive), SORT_ARRAY(a[, isasc]) (NULL least; structs field by
+field), SLICE(a, start, length) (a literal start >= 1 only), TRANSFORM(a, x -> expr), NAMED_STRUCT, ARRAY(v, ...).
+VARIANCE/STDDEV stay refused (population statistics in MaxCompute, sample ones in DuckDB).
 Any other statement, function or type fails the instance with an ``ODPS-...`` message that names it.
 Result types: DuckDB's HUGEINT sums become BIGINT and microsecond timestamps TIMESTAMP, as in MaxCompute.
 The conventional result (``open_reader(tunnel=False)``, CSV) carries DATETIME in whole seconds, the format

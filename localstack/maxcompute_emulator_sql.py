@@ -70,6 +70,8 @@ def duck_type(mc_type: str) -> str:
 def mc_type_of(duck: str) -> str:
     """The MaxCompute type of a DuckDB result column (the Arrow values are cast to it afterwards)."""
     d = duck.upper()
+    if d.endswith("[]"):  # a LIST: MaxCompute's ARRAY (the tunnel sends it as an Arrow list)
+        return f"array<{mc_type_of(duck[:-2])}>"
     fixed = {"BIGINT": "bigint", "INTEGER": "int", "SMALLINT": "smallint", "TINYINT": "tinyint", "DOUBLE": "double",
              "FLOAT": "float", "VARCHAR": "string", "BOOLEAN": "boolean", "TIMESTAMP_MS": "datetime",
              "TIMESTAMP_S": "datetime", "TIMESTAMP_NS": "timestamp", "TIMESTAMP": "timestamp",
@@ -186,20 +188,69 @@ def _part(name):
     return build
 
 
+def _isnan(args):
+    _arity("ISNAN", args, 1)  # false (not NULL) for NULL; other types are read as DOUBLE
+    return _mc(exp.Coalesce(this=_fn("isnan", _cast(args[0], "DOUBLE")), expressions=[exp.false()]))
+
+
+def _var_samp(args):
+    _arity("VAR_SAMP", args, 1)
+    return _fn("var_samp", args[0])
+
+
+def _arg_max(args):
+    _arity("ARG_MAX", args, 2)  # ARG_MAX(valueToMaximize, valueToReturn): rows with a NULL first are skipped
+    return _fn("arg_max_null", args[1], args[0])
+
+
+def _collect_list(args):
+    _arity("COLLECT_LIST", args, 1)  # NULLs are skipped; no value left: [] (as Hive; DuckDB's list gives NULL)
+    kept = _mc(exp.Filter(this=_fn("list", args[0]),
+                          expression=exp.Where(this=exp.Not(this=exp.Is(this=args[0].copy(), expression=exp.Null())))))
+    return _mc(exp.Coalesce(this=kept, expressions=[_mc(exp.Array(expressions=[]))]))
+
+
+def _sort_array(args):
+    _arity("SORT_ARRAY", args, 1, 2)  # NULL is the least value
+    asc = args[1] if len(args) == 2 else exp.true()
+    if not isinstance(asc, exp.Boolean):
+        raise unsupported("SORT_ARRAY with a non-literal order")
+    order = ("ASC", "NULLS FIRST") if asc.this else ("DESC", "NULLS LAST")
+    return _fn("list_sort", args[0], *map(exp.Literal.string, order))
+
+
+def _slice(args):
+    _arity("SLICE", args, 3)
+    start = args[1]
+    if not (isinstance(start, exp.Literal) and not start.is_string and int(start.this) >= 1):
+        raise unsupported(f"SLICE from {start.sql()} (a literal start >= 1 only)")
+    end = exp.Sub(this=exp.Add(this=start.copy(), expression=args[2]), expression=exp.Literal.number(1))
+    return _fn("list_slice", args[0], start, end)
+
+
+def _transform(args):
+    _arity("TRANSFORM", args, 2)
+    if not isinstance(args[1], exp.Lambda):
+        raise unsupported("TRANSFORM with a function other than a lambda")
+    return _fn("list_transform", args[0], args[1])
+
+
 _BUILDERS = {"DATEADD": _dateadd, "DATEDIFF": _datediff, "DATETRUNC": _datetrunc, "TO_MILLIS": _to_millis,
              "FROM_UNIXTIME": _from_unixtime, "UNIX_TIMESTAMP": _unix_timestamp, "GETDATE": _getdate,
-             "TO_DATE": _to_date, "TO_CHAR": _to_char,
+             "TO_DATE": _to_date, "TO_CHAR": _to_char, "ISNAN": _isnan, "VAR_SAMP": _var_samp, "ARG_MAX": _arg_max,
+             "COLLECT_LIST": _collect_list, "SORT_ARRAY": _sort_array, "SLICE": _slice, "TRANSFORM": _transform,
              **{p: _part(p) for p in ("YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND")}}
 
 # sqlglot function classes whose Hive reading rendered for DuckDB keeps MaxCompute's meaning (checked one by one).
 # Left out on purpose: GREATEST/LEAST (NULL handling differs), STDDEV/VARIANCE (population in MaxCompute, sample in
-# DuckDB), regular expressions (Java vs RE2 syntax).
+# DuckDB: VAR_SAMP has its own builder), regular expressions (Java vs RE2 syntax). Struct is NAMED_STRUCT('f', v, ...),
+# Array is ARRAY(v, ...).
 _ALLOWED = {"Count", "Sum", "Avg", "Min", "Max", "RowNumber", "Rank", "DenseRank", "Lag", "Lead", "FirstValue",
             "LastValue", "Coalesce", "If", "Case", "Concat", "Substring", "Length", "Lower", "Upper", "Trim", "Abs",
             "Round", "Cast", "Pow", "Sqrt", "Ln", "Exp", "Nullif", "CurrentTimestamp",
-            "StrPosition", "StddevPop", "StddevSamp", "VariancePop", "Exists"}
+            "StrPosition", "StddevPop", "StddevSamp", "VariancePop", "Exists", "Struct", "Array"}
 SUPPORTED_FUNCTIONS = sorted([*_BUILDERS, "ABS", "AVG", "CASE", "CAST", "CEIL", "COALESCE", "CONCAT", "COUNT",
-                              "CURRENT_TIMESTAMP", "DENSE_RANK", "EXISTS", "EXP", "FIRST_VALUE", "FLOOR", "IF", "INSTR",
+                              "CURRENT_TIMESTAMP", "DENSE_RANK", "ARRAY", "NAMED_STRUCT", "EXISTS", "EXP", "FIRST_VALUE", "FLOOR", "IF", "INSTR",
                               "LAG", "LAST_VALUE", "LEAD", "LENGTH", "LN", "LOWER", "MAX", "MIN", "NULLIF", "NVL",
                               "POW", "RANK", "ROUND", "ROW_NUMBER", "SQRT", "STDDEV_POP", "STDDEV_SAMP", "SUBSTR",
                               "SUM", "TRIM", "UPPER", "VAR_POP"])
@@ -208,6 +259,11 @@ SUPPORTED_FUNCTIONS = sorted([*_BUILDERS, "ABS", "AVG", "CASE", "CAST", "CEIL", 
 class MaxCompute(Hive):
     class Parser(Hive.Parser):
         FUNCTIONS = {**Hive.Parser.FUNCTIONS, **_BUILDERS}
+        # (a special parser, e.g. sqlglot's ARG_MAX, would win over the builder)
+        FUNCTION_PARSERS = {k: v for k, v in Hive.Parser.FUNCTION_PARSERS.items() if k not in _BUILDERS}
+        # TRANSFORM is the array function here (Hive's script TRANSFORM ... USING is not emulated)
+        NO_PAREN_FUNCTION_PARSERS = {k: v for k, v in Hive.Parser.NO_PAREN_FUNCTION_PARSERS.items()
+                                     if k not in _BUILDERS}
 
 
 def _check_functions(tree: exp.Expression) -> None:

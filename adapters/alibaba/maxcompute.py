@@ -4,7 +4,9 @@
 The engine pushes the work down to MaxCompute: a training set is the one PIT definition (pit.py, ``window`` form)
 rendered in the MaxCompute dialect (``maxcompute_sql.py``) over snapshot-filtered history subqueries, joined to the
 entity rows uploaded through the tunnel into a temporary table; the result comes back through the instance tunnel
-as Arrow. Only what the join needs goes up (input position, time, join keys): the other input columns stay here
+as Arrow. An aggregated view's features are its own query (aggregation/sql.py ``render_training``, the same
+rendering as DuckDB's, transpiled) over the same uploaded rows; the parts are merged by input position here. Only
+what the joins need goes up (input position, time, join keys): the other input columns stay here
 and are put beside the result in input order, so they come back exactly as DuckDB's engine returns them (the
 entity rows are read and normalised by the same embedded DuckDB code). Materialization scans are
 ``latest_per_entity`` rendered the same way and streamed back in key order.
@@ -19,16 +21,20 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlglot
 
 from skewless import dtypes
+from skewless.aggregation.definition import AggregatedView
+from skewless.aggregation.sql import AggViewQuery, agg_view_query, overflow_message, render_training
 from skewless.definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
-from skewless.errors import ConfigError, EngineError
+from skewless.errors import ConfigError, EngineError, ValidationError
 from skewless.offline.base import FULL_TIES, Engine, HistoryFiles
 from skewless.offline.duckdb_engine import DuckDBEngine
 from skewless.offline.pit import ENTITY_ROW, PitQuery, ViewQuery, join_key_types, latest_per_entity, q, render, view_queries
 from skewless.retrieval import in_input_order, run_duckdb
+from skewless.sqlnames import output_names
 from skewless.timeutil import UTC_US
 
 from .maxcompute_client import MC_TYPES, Client, Settings
@@ -83,6 +89,7 @@ class MaxComputeEngine(Engine):
     name = "maxcompute"
     dialect = MaxCompute
     supports_asof_join = False
+    supports_aggregations = True
 
     def __init__(self, options: dict | None = None):
         options = dict(options or {})
@@ -139,20 +146,45 @@ class MaxComputeEngine(Engine):
                 clients.append(self.client_of(f))
                 low = None if lo is None or not view.ttl else lo - view.ttl // timedelta(microseconds=1)
                 return self.history_relation(view, f, low, hi)
+
+            def agg_history(view: AggregatedView) -> str | None:
+                f = files[view.name]
+                if f.version is None:
+                    return None
+                clients.append(self.client_of(f))
+                # Events lie in (floor_hop(t - longest window), t]. With an event id a newer version may move its
+                # event out of those days and still replace the older one: then every day is read.
+                low = None if lo is None or view.event_id is not None else \
+                    lo - view.longest_window_us - view.hop_us
+                return self.history_relation(view, f, low, None if view.event_id is not None else hi)
             clients: list[Client] = []
-            views = view_queries(requests, set(cols), history, {n: f.tie_level for n, f in files.items()},
-                                 full_feature_names=full_feature_names, event_timestamps=event_timestamps)
+            taken = set(cols)
+            plain, aggs = [], []  # ViewQuery; (AggViewQuery, computed in MaxCompute)
+            outputs = []  # (name, Arrow type, computed) in output order
+            tie_levels = {n: f.tie_level for n, f in files.items()}
+            for view, feats in requests:
+                if isinstance(view, AggregatedView):
+                    names = output_names(view.name, feats, taken, full_feature_names)
+                    rel = agg_history(view)
+                    # Without rows the same query runs here over an empty history (count 0, last_k [], ...).
+                    vq = agg_view_query(view, feats, names, rel or self.local.history_relation(view, files[view.name]),
+                                        files[view.name].tie_level)
+                    aggs.append((vq, rel is not None))
+                    outputs += [(a.output, _agg_arrow(a), True) for a in vq.aggs]
+                    continue
+                v = view_queries([(view, feats)], taken, history, tie_levels, full_feature_names=full_feature_names,
+                                 event_timestamps=event_timestamps)[0]
+                plain.append(v)
+                types = {f.name: f.dtype.arrow for f in by_name[v.view].features}
+                outputs += [(f.output, types[f.feature], v.history is not None) for f in v.features]
+                outputs += [(v.event_timestamp_output, UTC_US, v.history is not None)] if v.event_timestamp_output \
+                    else []
         except BaseException:
             con.close()
             raise
-        outputs = []  # (name, Arrow type, computed remotely) in output order
-        for v in views:
-            types = {f.name: f.dtype.arrow for f in by_name[v.view].features}
-            outputs += [(f.output, types[f.feature], v.history is not None) for f in v.features]
-            outputs += [(v.event_timestamp_output, UTC_US, v.history is not None)] if v.event_timestamp_output else []
         return MaxComputeJob(con, relation, cols, keys, timestamp_column, clients[0] if clients else None,
-                             tuple(v for v in views if v.history is not None), point_in_time, outputs, snapshot,
-                             features)
+                             tuple(v for v in plain if v.history is not None), point_in_time, outputs, snapshot,
+                             features, tuple(aggs))
 
     # -- materialization ------------------------------------------------------------------------------------
     def latest_rows(self, con: Session, view: FeatureView, source: HistoryFiles | pa.Table, start, end,
@@ -206,25 +238,84 @@ class MaxComputeEngine(Engine):
         return max([level, *values])
 
 
+def _agg_arrow(a) -> pa.DataType:
+    """The Arrow type of an aggregation's output (last_k: a list of the column's type)."""
+    return pa.list_(a.dtype.arrow) if a.function == "last_k" else a.dtype.arrow
+
+
+def _int64_sum(a) -> bool:
+    return a.function == "sum" and a.dtype is dtypes.Int64
+
+
+_WIDE_SUM = pa.decimal128(38, 0)  # how an Int64 sum comes back: checked against Int64 here (maxcompute_sql.py)
+_INT64_RANGE = (pa.scalar(-(2 ** 63), _WIDE_SUM), pa.scalar(2 ** 63 - 1, _WIDE_SUM))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Part:
+    """One query of a training set: its outputs and ENTITY_ROW (last), unordered and in input order."""
+    unordered: str
+    ordered: str
+    schema: pa.Schema  # as the query returns it
+    remote: bool  # in MaxCompute (else over the entity rows here)
+    sums: tuple[tuple[str, str], ...] = ()  # (view, output) of Int64 sums, returned as DECIMAL(38,0)
+    row_first: bool = False  # the ordered form returns ENTITY_ROW first
+
+    @property
+    def result_schema(self) -> pa.Schema:
+        sums = {name for _, name in self.sums}
+        return pa.schema([pa.field(f.name, pa.int64()) if f.name in sums else f for f in self.schema])
+
+    def finish(self, table: pa.Table | pa.RecordBatch):
+        """The Int64 sums checked (the spec's overflow error) and cast to Int64."""
+        for view, name in self.sums:
+            i = table.schema.get_field_index(name)
+            col = table.column(i)
+            lo, hi = _INT64_RANGE
+            if pc.any(pc.or_(pc.less(col, lo), pc.greater(col, hi))).as_py():
+                raise ValidationError(overflow_message(view, name).split(":", 1)[1])
+            table = table.set_column(i, name, pc.cast(col, pa.int64()))
+        return table
+
+
+def _ordered(sql: str, dialect) -> str:
+    wrapped = f"SELECT * FROM ({sql}) AS r ORDER BY {q(ENTITY_ROW)}"
+    return wrapped if dialect == "duckdb" else sqlglot.transpile(wrapped, read="duckdb", write=dialect)[0]
+
+
 class MaxComputeJob:
     """A training set computed in MaxCompute (see RetrievalJob for the contract). The entity rows are uploaded once,
-    on first use; ``to_arrow`` restores input order here, ``to_reader``/``to_parquet`` stream it in order."""
+    on first use; ``to_arrow`` restores input order here, ``to_reader``/``to_parquet`` stream it in order. Plain
+    views are one query, each aggregated view its own; their columns are merged by input position."""
 
     def __init__(self, con, relation: str, cols: list[str], keys: dict, timestamp_column: str, client: Client | None,
-                 views: tuple[ViewQuery, ...], point_in_time: str, outputs: list, snapshot: dict, features: list):
+                 views: tuple[ViewQuery, ...], point_in_time: str, outputs: list, snapshot: dict, features: list,
+                 aggs: tuple[tuple[AggViewQuery, bool], ...] = ()):
         self._con, self._relation, self._cols, self._keys = con, relation, cols, keys
         self._ts, self._client, self._outputs = timestamp_column, client, outputs
         self.snapshot, self.features = snapshot, features
         self._uploaded = self._ready = False
         self._table = client.temp_name() if client else ""  # created, and the rows uploaded, on first use
-        pq_ = PitQuery(q(self._table), (), timestamp_column, views, point_in_time, ordered=False)
-        self._remote = bool(views)
-        self._unordered = render(pq_, dialect=MaxCompute, strategy="window") if views else None
-        self.sql = (render(dataclasses.replace(pq_, entity_columns=(ENTITY_ROW,), ordered=True), dialect=MaxCompute,
-                           strategy="window") if views else None)
-        remote = [(n, t) for n, t, r in outputs if r]
-        self._unordered_schema = pa.schema([*remote, (ENTITY_ROW, pa.int64())])
-        self._ordered_schema = pa.schema([(ENTITY_ROW, pa.int64()), *remote])
+        self._parts: list[_Part] = []
+        if views:
+            pq_ = PitQuery(q(self._table), (), timestamp_column, views, point_in_time, ordered=False)
+            names = {f.output for v in views for f in v.features} | {v.event_timestamp_output for v in views}
+            remote = [(n, t) for n, t, r in outputs if r and n in names]
+            schema = pa.schema([*remote, (ENTITY_ROW, pa.int64())])
+            ordered = render(dataclasses.replace(pq_, entity_columns=(ENTITY_ROW,), ordered=True), dialect=MaxCompute,
+                             strategy="window")
+            self._parts.append(_Part(render(pq_, dialect=MaxCompute, strategy="window"), ordered, schema, True,
+                                     row_first=True))
+        for vq, remote in aggs:
+            entity = q(self._table) if remote else relation
+            sql = render_training(entity, timestamp_column, vq, point_in_time)
+            dialect = MaxCompute if remote else "duckdb"
+            sums = tuple((vq.view, a.output) for a in vq.aggs if _int64_sum(a)) if remote else ()
+            schema = pa.schema([*((a.output, _WIDE_SUM if remote and _int64_sum(a) else _agg_arrow(a)) for a in vq.aggs),
+                                (ENTITY_ROW, pa.int64())])
+            self._parts.append(_Part(sql if not remote else sqlglot.transpile(sql, read="duckdb", write=MaxCompute)[0],
+                                     _ordered(sql, dialect), schema, remote, sums))
+        self.sql = self._parts[0].ordered if self._parts else None
 
     def _entity_sql(self, with_row: bool = False) -> str:
         cols = [q(c) for c in self._cols] + ([q(ENTITY_ROW)] if with_row else [])
@@ -245,20 +336,30 @@ class MaxComputeJob:
             f"SELECT {', '.join(cols)} FROM {self._relation}").to_arrow_reader(_BATCH_ROWS)))
         self._ready = True
 
-    def _query(self, sql: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    def _batches(self, part: _Part, ordered: bool) -> Iterator[pa.RecordBatch]:
+        """The part's rows (outputs, then ENTITY_ROW), sums checked."""
+        if not part.remote:
+            reader = run_duckdb(lambda: self._con.sql(part.ordered if ordered else part.unordered)
+                                .to_arrow_reader(_BATCH_ROWS))
+            return (part.finish(b) for b in run_duckdb(lambda: list(reader)))
         self._upload()
-        instance = self._client.execute(sql, "training set")
-        return self._client.result(instance, "download the training set", schema)
+        schema = wire = part.schema
+        if ordered and part.row_first:  # the PIT query's ordered form returns ENTITY_ROW first
+            wire = pa.schema([schema.field(ENTITY_ROW), *list(schema)[:-1]])
+        instance = self._client.execute(part.ordered if ordered else part.unordered, "training set")
+        batches = self._client.result(instance, "download the training set", wire)
+        if wire is not schema:
+            batches = (b.select(schema.names) for b in batches)
+        return (part.finish(b) for b in batches)
 
     def to_arrow(self) -> pa.Table:
-        """The training set in memory, in input order (the result is gathered into it here)."""
-        remote = {}
-        if self._remote:
-            part = pa.Table.from_batches(list(self._query(self._unordered, self._unordered_schema)),
-                                         schema=self._unordered_schema)
-            remote = dict(zip(part.column_names, in_input_order(part)))
+        """The training set in memory, in input order (the parts are gathered into it here)."""
+        values = {}
+        for part in self._parts:
+            got = pa.Table.from_batches(list(self._batches(part, ordered=False)), schema=part.result_schema)
+            values.update(zip(got.column_names, in_input_order(got)))
         table = run_duckdb(lambda: self._con.sql(self._entity_sql()).to_arrow_reader(_BATCH_ROWS).read_all())
-        columns = [*table.columns, *(remote[n] if r else pa.nulls(table.num_rows, t) for n, t, r in self._outputs)]
+        columns = [*table.columns, *(values[n] if r else pa.nulls(table.num_rows, t) for n, t, r in self._outputs)]
         return pa.table(columns, names=[*table.column_names, *(n for n, _, _ in self._outputs)])
 
     def to_pandas(self):
@@ -268,9 +369,9 @@ class MaxComputeJob:
         return self.to_pandas()
 
     def to_reader(self, batch_rows: int = 100_000) -> pa.RecordBatchReader:
-        """Stream the training set in input order: the entity rows read here and the query's rows (ordered by input
-        position in MaxCompute) are zipped batch by batch."""
-        remote = _Rows(self._query(self.sql, self._ordered_schema)) if self._remote else None
+        """Stream the training set in input order: the entity rows read here and each part's rows (ordered by input
+        position) are zipped batch by batch."""
+        parts = [_Rows(self._batches(p, ordered=True)) for p in self._parts]
         entity = run_duckdb(lambda: self._con.sql(self._entity_sql(with_row=True)).to_arrow_reader(batch_rows))
         fields = [*list(entity.schema)[:-1], *(pa.field(n, t) for n, t, _ in self._outputs)]
         schema = pa.schema(fields)
@@ -278,10 +379,12 @@ class MaxComputeJob:
         def batches() -> Iterator[pa.RecordBatch]:
             for rows in entity:
                 n = rows.num_rows
-                part = remote.take(n) if remote is not None else None
-                if part is not None and not part.column(0).combine_chunks().equals(rows.column(rows.num_columns - 1)):
-                    raise EngineError("MaxCompute returned the training set out of input order")
-                values = dict(zip(part.column_names[1:], part.columns[1:])) if part is not None else {}
+                values = {}
+                for remote in parts:
+                    part = remote.take(n)
+                    if not part.column(ENTITY_ROW).combine_chunks().equals(rows.column(rows.num_columns - 1)):
+                        raise EngineError("MaxCompute returned the training set out of input order")
+                    values.update((name, part.column(name)) for name in part.column_names if name != ENTITY_ROW)
                 columns = [*rows.columns[:-1], *(values[name].combine_chunks() if r else pa.nulls(n, t)
                                                  for name, t, r in self._outputs)]
                 yield pa.RecordBatch.from_arrays(columns, schema=schema)

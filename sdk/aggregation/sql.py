@@ -161,8 +161,9 @@ def _function(a: AggColumn, inside: str | None, order: str, raw: str, view: str)
     if fn == "sum" and a.dtype is dtypes.Int64:
         lo, hi = _INT64
         msg = overflow_message(view, a.output).replace("'", "''")
-        # DuckDB sums BIGINT into a 128-bit integer: exact, so the range check sees the true sum.
-        return [(raw, f"sum({when(col)})")], (f"CASE WHEN {raw} < {lo} OR {raw} > {hi} THEN error('{msg}') "
+        # Summed as a 128-bit integer (DuckDB's own sum of BIGINT; DECIMAL(38,0) elsewhere): exact, so the range
+        # check sees the true sum.
+        return [(raw, f"sum({when(f'CAST({col} AS HUGEINT)')})")], (f"CASE WHEN {raw} < {lo} OR {raw} > {hi} THEN error('{msg}') "
                                               f"ELSE CAST({raw} AS BIGINT) END")
     if fn == "sum":
         return [(raw, f"sum({when(f'CAST({col} AS DOUBLE)')})")], raw

@@ -13,7 +13,7 @@ from tests.support.conformance.offline import H, OfflineConformance, define, fra
 
 import skewless as sk
 from skewless.adapters.alibaba.maxcompute import MaxComputeEngine
-from skewless.errors import ConfigError, EngineError, StoreUnavailable
+from skewless.errors import ConfigError, EngineError, StoreUnavailable, ValidationError
 
 SECRET = "s3cr3t-never-printed"
 
@@ -197,3 +197,49 @@ def test_an_interrupted_online_push_is_repaired_from_the_maxcompute_batch(tmp_pa
     # only the pending write batch is scanned in MaxCompute (its winner per entity), not the whole history
     assert mat.repair_pending(store, [store.get_feature_view("v")]) == 1
     assert read() == ["newest", "other"]
+
+
+def test_aggregations_stream_in_input_order_and_empty_histories_are_computed_here(tmp_path, maxcompute_endpoint):
+    """Beyond the conformance cases (``to_arrow``): the streamed form zips every part (plain views' query, each
+    aggregated view's query, a view without history computed locally) batch by batch in input order, and raises the
+    Int64 overflow as the typed error there too."""
+    from tests.support.conformance.offline_agg import HOUR_US, SCHEMA, agg_view, at
+
+    store = mc_repo(tmp_path / "repo", maxcompute_endpoint)
+    ent, view = agg_view("aggs", HOUR_US, [HOUR_US, 4 * HOUR_US], False, ("count", "sum", "last", "last_k(2)"))
+    _, empty = agg_view("never_written", HOUR_US, [HOUR_US], False, ("count", "last_k(2)", "mean"))
+    plain = sk.FeatureView("plain", entities=[ent], schema=[sk.Field("k", sk.Int64), sk.Field("p", sk.Float64)])
+    store.apply([ent, view, empty, plain])
+    rows = [{"k": 1 + h % 2, "event_timestamp": at(h * HOUR_US + 1), "created_timestamp": at(h * HOUR_US + 1),
+             "x": float(h), "n": h, "s": str(h), "eid": None} for h in range(12)]
+    store.ingest("aggs", pa.Table.from_pylist(rows, schema=SCHEMA))
+    store.ingest("plain", pd.DataFrame({"k": [1], "event_timestamp": [at(0)], "created_timestamp": [at(0)],
+                                        "p": [0.5]}))
+    ents = pd.DataFrame({"k": [(i % 3) or None for i in range(40)], "event_timestamp": [at((i % 13) * HOUR_US)
+                                                                                          for i in range(40)],
+                         "i": range(40)})
+    refs = ["aggs:x_last_2_4h", "plain:p", "aggs:n_sum_4h", "never_written:count_1h", "never_written:x_last_2_1h",
+            "never_written:x_mean_1h", "aggs:count_1h"]
+    job = store.get_historical_features(ents, refs, full_feature_names=True)
+    whole = job.to_arrow()
+    reader = job.to_reader(batch_rows=7)
+    streamed = pa.Table.from_batches(list(reader), schema=reader.schema)
+    assert streamed.equals(whole) and whole.column("i").to_pylist() == list(range(40))
+    assert whole.column_names[3:] == ["aggs__x_last_2_4h", "aggs__n_sum_4h", "aggs__count_1h", "plain__p",
+                                      "never_written__count_1h", "never_written__x_last_2_1h",
+                                      "never_written__x_mean_1h"]
+    assert whole.schema.field("aggs__x_last_2_4h").type == pa.list_(pa.float64())
+    assert whole.schema.field("aggs__n_sum_4h").type == pa.int64()
+    got = whole.to_pylist()
+    # entity (k=1, t=5h): k=1 has the even hours; the 4h window (1h, 5h] holds the events at 2h+1 and 4h+1
+    row = next(r for r in got if r["k"] == 1 and r["event_timestamp"] == at(5 * HOUR_US))
+    assert row["aggs__x_last_2_4h"] == [4.0, 2.0] and row["aggs__n_sum_4h"] == 6 and row["plain__p"] == 0.5
+    assert all(r["never_written__x_last_2_1h"] == [] and r["never_written__x_mean_1h"] is None and
+               r["never_written__count_1h"] == 0 for r in got)  # no history: empty windows, computed here
+    assert all(r["aggs__count_1h"] == 0 for r in got if r["k"] is None)
+    assert sum(r["aggs__count_1h"] for r in got) > 5  # not vacuous
+    big = [{**rows[0], "n": 3 * 2 ** 61, "event_timestamp": at(5 * HOUR_US + i), "created_timestamp": at(6 * HOUR_US)}
+           for i in range(2)]
+    store.ingest("aggs", pa.Table.from_pylist(big, schema=SCHEMA))
+    with pytest.raises(ValidationError, match="aggs.*n_sum_4h.*Int64"):
+        list(store.get_historical_features(ents, ["aggs:n_sum_4h"]).to_reader(batch_rows=7))

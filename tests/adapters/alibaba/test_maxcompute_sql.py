@@ -108,3 +108,28 @@ def test_derived_tables_get_an_alias_and_identifiers_backticks():
     assert sql == "SELECT `k` FROM (SELECT * FROM h) AS _d0 WHERE `k` > 1"
     assert sqlglot.transpile(sql, read="maxcompute", write="duckdb")[0] == \
         'SELECT "k" FROM (SELECT * FROM h) AS _d0 WHERE "k" > 1'
+
+
+@pytest.mark.parametrize("tie_level", [0, 2])
+def test_aggregations_render_in_maxcompute_functions_only(tie_level):
+    """The shared training-set rendering (aggregation/sql.py) transpiled: only MaxCompute's documented functions,
+    instants as plain integers, the Int64 sum unchecked as DECIMAL(38, 0) (checked after download), VAR_SAMP not
+    VARIANCE (a population variance in MaxCompute), ARG_MAX with its arguments swapped."""
+    from skewless import dtypes
+    from skewless.aggregation.sql import AggColumn, AggViewQuery, render_training
+
+    aggs = (AggColumn("s", "sum", "n", 3600, None, dtypes.Int64), AggColumn("v", "var", "x", 7200, None, dtypes.Float64),
+            AggColumn("l", "last", "x", 7200, None, dtypes.Float64),
+            AggColumn("lk", "last_k", "x", 7200, 2, dtypes.Float64))
+    vq = AggViewQuery("view", ("k",), 3600, "eid", "hist", aggs, tie_level)
+    for pit in ("event", "available"):
+        sql = render_training("ent", "ts", vq, pit, dialect=MaxCompute)
+        upper = sql.upper()
+        for absent in ("EPOCH_US", "ERROR(", "VARIANCE(", "ARG_MAX_NULL", "MAX_BY", "QUALIFY", "HUGEINT", "{'"):
+            assert absent not in upper, (absent, sql)
+        for present in ("VAR_SAMP(", "ISNAN(", "SUM(CASE WHEN H.__EV > E.__S0 THEN CAST(H.`N` AS DECIMAL(38, 0))",
+                        "COLLECT_LIST(", "SORT_ARRAY(", "TRANSFORM(SLICE(", "SLICE(ARRAY(CAST(NULL AS DOUBLE)), 1, 0)"):
+            assert present in upper, (present, sql)
+        order = "NAMED_STRUCT('e', h.__ev" if tie_level else "h.__ev"
+        assert f"ARG_MAX({order}" in sql  # ARG_MAX(valueToMaximize, valueToReturn)
+        assert "`ts` AS __t" in sql and "`event_timestamp` AS __ev" in sql  # BIGINT microseconds already
