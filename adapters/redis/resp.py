@@ -103,7 +103,9 @@ def set_nx_commands(keys: pa.Array, values: pa.Array, exp: pa.Array | None) -> p
 class Slicer:
     """Zero-copy byte ranges of a binary array's data, row range by row range."""
 
-    def __init__(self, arr: pa.Array):
+    def __init__(self, arr: pa.Array | pa.ChunkedArray):
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
         arr = arr.cast(BIN) if arr.type != BIN else arr
         bufs = arr.buffers()
         self.offsets = np.frombuffer(bufs[1], np.int64, len(arr) + 1, arr.offset * 8)

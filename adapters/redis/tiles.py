@@ -16,8 +16,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from redis.exceptions import NoScriptError, ResponseError
 
+from skewless.aggregation.dirty import TileBatch
 from skewless.aggregation.tiles import FANOUT
 from skewless.online.base import Key
 
@@ -26,27 +30,53 @@ from .scripts import script_sha
 from .wire import SPIN_KEYS
 
 TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
+-- KEYS: one hash per entity. ARGV: the version, then per key: its field count n, the expire time ('' for none),
+-- n field/value pairs. Field '~v' holds the newest version written to the hash: when it is not later than ours,
+-- no field is (every write raises it), so the fields are set without reading them.
 local ver = tonumber(ARGV[1])
--- one HMGET and one HSET per slice of fields (not two calls per field); slices keep unpack under Lua's stack limit
-for lo = 3, #ARGV, 1000 do
-  local hi = math.min(lo + 999, #ARGV)
-  local fields = {}
-  for i = lo, hi, 2 do fields[#fields + 1] = ARGV[i] end
-  local cur = redis.call('HMGET', KEYS[1], unpack(fields))
-  local set = {}
-  for j = 1, #fields do
-    local c = cur[j]
-    if (not c) or tonumber(string.sub(c, 1, 20)) <= ver then
-      set[#set + 1] = ARGV[lo + 2 * j - 2]
-      set[#set + 1] = ARGV[lo + 2 * j - 1]
+local a = 2
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local first, last = a + 2, a + 1 + 2 * tonumber(ARGV[a])
+  local at = ARGV[a + 1]
+  a = last + 1
+  local hv = redis.call('HGET', key, '~v')
+  local top = nil
+  if hv then
+    top = tonumber(hv)
+  elseif redis.call('EXISTS', key) == 1 then
+    top = 0  -- written before '~v' was kept: the newest version of its fields
+    for _, v in ipairs(redis.call('HVALS', key)) do
+      local x = tonumber(string.sub(v, 1, 20)) or 0
+      if x > top then top = x end
+    end
+    redis.call('HSET', key, '~v', string.format('%.0f', top))
+  end
+  if top == nil or top <= ver then
+    redis.call('HSET', key, '~v', ARGV[1])
+    -- slices keep unpack under Lua's stack limit
+    for lo = first, last, 1000 do redis.call('HSET', key, unpack(ARGV, lo, math.min(lo + 999, last))) end
+  else
+    for lo = first, last, 1000 do
+      local hi = math.min(lo + 999, last)
+      local fields = {}
+      for i = lo, hi, 2 do fields[#fields + 1] = ARGV[i] end
+      local cur = redis.call('HMGET', key, unpack(fields))
+      local set = {}
+      for j = 1, #fields do
+        local c = cur[j]
+        if (not c) or tonumber(string.sub(c, 1, 20)) <= ver then
+          set[#set + 1] = ARGV[lo + 2 * j - 2]
+          set[#set + 1] = ARGV[lo + 2 * j - 1]
+        end
+      end
+      if #set > 0 then redis.call('HSET', key, unpack(set)) end
     end
   end
-  if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
-end
-if ARGV[2] ~= '' then
-  local at = tonumber(ARGV[2])
-  local cur = redis.call('PEXPIRETIME', KEYS[1])
-  if cur == -1 or cur < at then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
+  if at ~= '' then
+    local cur = redis.call('PEXPIRETIME', key)
+    if cur == -1 or cur < tonumber(at) then redis.call('PEXPIREAT', key, at) end
+  end
 end
 return 0
 """
@@ -65,6 +95,9 @@ return 0
 _SHA = script_sha(TILE_UPSERT)
 _SHA_EXHASH = script_sha(TILE_UPSERT_EXHASH)
 _VER = 20  # digits of the version prefix
+KEYS_PER_CALL = 100  # entities per EVALSHA: the script's call overhead shared, a call still short
+_NONE = np.iinfo(np.int64).min
+_EMPTY = pa.scalar(b"", resp.BIN)
 
 
 def field(level: int, tile: int) -> bytes:
@@ -86,39 +119,17 @@ class RedisTiles:
         return b"%b%b}" % (self.key_head(view.name), codec.entity_py(view)(key))
 
     def write_tiles(self, view, tiles, version: int) -> int:
-        if not tiles:
+        if not len(tiles):
             return 0
-        keep_ms = (view.longest_window_us + view.hop_us) // 1000
         exhash = self.tiles_in_exhash
-        by_key: dict[tuple, list] = {}
-        for key, lv, t, st in tiles:
-            got = by_key.get(key)
-            if got is None:
-                got = by_key[key] = []
-            got.append((lv, t, st))
-        head = b"%0*d" % (_VER, version)
-        sizes = [FANOUT ** lv * view.hop_us for lv in range(1 + max(lv for _, lv, _, _ in tiles))]
-        calls = []  # (key, RESP of the arguments after it, their count)
-        for key, items in by_key.items():
-            parts: list[bytes] = []
-            newest = None
-            for lv, t, st in items:
-                f = b"%d:%d" % (lv, t)  # field(lv, t), inline: this loop runs per tile
-                st = st or b""
-                parts.append(b"$%d\r\n%b\r\n$%d\r\n%b%b\r\n" % (len(f), f, _VER + len(st), head, st))
-                end_ms = -(-(t + 1) * sizes[lv] // 1000)  # tile_range(lv, t)'s end, in ms rounded up
-                if exhash:
-                    parts.append(resp.bulk(b"%d" % max(end_ms + keep_ms, 1)))  # TairHash refuses PXAT <= 0
-                elif st:
-                    newest = end_ms if newest is None or end_ms > newest else newest
-            if exhash:
-                pre = [b"%d" % version]
-            else:
-                pre = [b"%d" % version, b"" if newest is None else b"%d" % (newest + keep_ms)]
-            calls.append((self._tile_key(view, key), b"".join(map(resp.bulk, pre)) + b"".join(parts),
-                          len(pre) + len(items) * (3 if exhash else 2)))
+        if exhash or self.cluster or not isinstance(tiles, TileBatch):
+            calls = self._calls_per_entity(view, tiles, version, exhash)
+            run = (lambda: self._upsert_cluster(sha, calls)) if self.cluster else \
+                (lambda: self._upsert_raw(sha, calls))
+        else:
+            packed, ncalls = self._calls_framed(view, tiles, version)
+            run = lambda: self._send_framed(packed, ncalls)  # noqa: E731
         sha, script = (_SHA_EXHASH, TILE_UPSERT_EXHASH) if exhash else (_SHA, TILE_UPSERT)
-        run = (lambda: self._upsert_cluster(sha, calls)) if self.cluster else (lambda: self._upsert_raw(sha, calls))
         for attempt in (0, 1):
             errors = [r for r in self.call("write tiles", run) if isinstance(r, Exception)]
             if not errors:
@@ -128,6 +139,80 @@ class RedisTiles:
                 continue
             raise self.unavailable(f"write tiles of view {view.name!r}", errors[0]) from errors[0]
         raise AssertionError("unreachable")
+
+    def _calls_per_entity(self, view, tiles, version: int, exhash: bool) -> list:
+        """One EVALSHA per entity: (key, RESP of the arguments after it, their count). Tile by tile in Python: the
+        TairHash script, a cluster (each key its own slot), tiles given as tuples."""
+        keep_ms = (view.longest_window_us + view.hop_us) // 1000
+        by_key: dict[tuple, list] = {}
+        for key, lv, t, st in tiles:
+            got = by_key.get(key)
+            if got is None:
+                got = by_key[key] = []
+            got.append((lv, t, st))
+        head = b"%0*d" % (_VER, version)
+        calls = []
+        for key, items in by_key.items():
+            parts: list[bytes] = []
+            newest = None
+            for lv, t, st in items:
+                f = b"%d:%d" % (lv, t)  # field(lv, t), inline: this loop runs per tile
+                st = st or b""
+                parts.append(b"$%d\r\n%b\r\n$%d\r\n%b%b\r\n" % (len(f), f, _VER + len(st), head, st))
+                end_ms = -(-(t + 1) * FANOUT ** lv * view.hop_us // 1000)  # tile_range(lv, t)'s end, ms rounded up
+                if exhash:
+                    parts.append(resp.bulk(b"%d" % max(end_ms + keep_ms, 1)))  # TairHash refuses PXAT <= 0
+                elif st:
+                    newest = end_ms if newest is None or end_ms > newest else newest
+            if exhash:
+                pre = [b"%d" % version]
+            else:
+                pre = [b"%d" % version, b"%d" % len(items), b"" if newest is None else b"%d" % (newest + keep_ms)]
+            calls.append((self._tile_key(view, key), b"".join(map(resp.bulk, pre)) + b"".join(parts),
+                          len(pre) + len(items) * (3 if exhash else 2)))
+        return calls
+
+    def _calls_framed(self, view, b: TileBatch, version: int) -> tuple[bytes, int]:
+        """The EVALSHA calls of a batch, ``KEYS_PER_CALL`` entities each, framed as RESP with Arrow and numpy (no
+        Python object per tile): returns the bytes and the number of calls."""
+        n = len(b)
+        keep_ms = (view.longest_window_us + view.hop_us) // 1000
+        starts = np.flatnonzero(np.r_[True, b.e[1:] != b.e[:-1]])  # each entity's first tile
+        ents = b.e[starts]
+        counts = np.diff(np.r_[starts, n])
+        valid = b.state.is_valid().to_numpy(zero_copy_only=False)
+        end_ms = -(-(b.tile + 1) * (FANOUT ** b.lv * view.hop_us) // 1000)  # tile_range's end, ms rounded up
+        newest = np.maximum.reduceat(np.where(valid, end_ms, _NONE), starts)
+        exp = pc.if_else(pa.array(newest != _NONE), pc.cast(pa.array(newest + keep_ms), pa.string()).cast(resp.BIN),
+                         pa.scalar(b"", resp.BIN))
+        heads = pc.binary_join_element_wise(resp.bulk_numbers(counts), resp.bulk_strings(exp), _EMPTY)
+        first = np.full(n, len(starts), np.int64)  # the entity's head before its first tile, else nothing
+        first[starts] = np.arange(len(starts))
+        heads = pa.concat_arrays([heads, pa.array([b""], resp.BIN)]).take(pa.array(first))
+        names = pc.binary_join_element_wise(pc.cast(pa.array(b.lv), pa.string()), pc.cast(pa.array(b.tile),
+                                            pa.string()), ":").cast(resp.BIN)
+        values = pc.binary_join_element_wise(pa.scalar(b"%0*d" % (_VER, version), resp.BIN),
+                                             pc.fill_null(b.state, pa.scalar(b"", resp.BIN)), _EMPTY)
+        frames = resp.Slicer(pc.binary_join_element_wise(heads, resp.bulk_strings(names), resp.bulk_strings(values),
+                                                         _EMPTY))
+        entity = codec.entity_arrow(view, b.keys.take(pa.array(ents)))
+        keys = resp.Slicer(resp.framed_keys(self.key_head(view.name), entity))
+        head, ver = resp.evalsha_head(_SHA.encode()), resp.bulk(b"%d" % version)
+        out, ncalls = [], 0
+        tile_at = np.r_[starts, n].tolist()
+        for lo in range(0, len(starts), KEYS_PER_CALL):
+            hi = min(lo + KEYS_PER_CALL, len(starts))
+            k, t = hi - lo, tile_at[hi] - tile_at[lo]
+            out += [head % (4 + 3 * k + 2 * t), resp.bulk(b"%d" % k), keys(lo, hi), ver,
+                    frames(tile_at[lo], tile_at[hi])]
+            ncalls += 1
+        return b"".join(out), ncalls
+
+    def _send_framed(self, packed: bytes, ncalls: int) -> list:
+        def send(conn) -> int:
+            conn.send_packed_command([packed], check_health=False)
+            return ncalls
+        return self.exchange(send)
 
     def _upsert_raw(self, sha: str, calls: list) -> list:
         """One pipelined round trip of EVALSHA calls framed here (no per-argument work in redis-py)."""

@@ -10,7 +10,7 @@ events update their tiles, and replays and reruns after a crash write the very s
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +19,8 @@ from ..errors import ConfigError
 from ..online.base import to_us
 from . import partials, tile_sql, tile_states
 from .definition import AggregatedView
-from .tiles import FANOUT, level_count, tile_range
+from .dirty import Dirty, TileBatch
+from .tiles import FANOUT, level_count
 
 ENTITIES_PER_CHUNK = 2_000
 
@@ -52,74 +53,64 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
     try:
         hist = ctx.engine.history_relation(view, files, con)
         touched = con.sql(tile_sql.touched_sql(hist, keys, view.event_id, where)).to_arrow_table()
-        dirty = _dirty(touched, keys, view.hop_us, levels)
-        entities = sorted(dirty)
+        dirty = Dirty(touched, len(keys), view.hop_us, levels)
         specs = partials.ColumnSpecs(view)
         sql = tile_sql.tile_events_sql(hist, keys, view.event_id, specs.names, specs.timestamp, "__skewless_ranges")
         vectorised = tile_states.supported(specs)  # else per event in Python (string columns...)
         written = 0
         now_us = to_us(ctx.now())
-        for lo in range(skip, len(entities), chunk):
-            part = entities[lo:lo + chunk]
-            con.register("__skewless_ranges", _ranges(view, part, dirty, levels))
+        for lo in range(skip, len(dirty), chunk):
+            hi = min(lo + chunk, len(dirty))
+            part = dirty.span(lo, hi)
+            con.register("__skewless_ranges", _ranges(view, dirty, part, levels))
             table = con.sql(sql).to_arrow_table()
             con.unregister("__skewless_ranges")
+            e, lv, tile = dirty.e[part], dirty.lv[part], dirty.tile[part]
             if vectorised:
-                entries = tile_states.encoded_states(table, len(keys), specs, dirty, levels, view.hop_us, now_us)
-                if len(entries) < sum(len(dirty[key]) for key in part):  # tiles left without events: empty now
-                    have = {e[:3] for e in entries}
-                    entries += [(key, lv, t, None) for key in part for lv, t in dirty[key] if (key, lv, t) not in have]
+                batch = tile_states.encoded_states(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
             else:
-                evs = _events_by_entity(table, len(keys), len(specs.names))
-                entries = []
-                for key in part:
-                    entries += _states(key, evs.get(key, []), dirty[key], view.hop_us, specs, now_us)
-            written += ctx.online.write_tiles(view, entries, files.version)
+                batch = _batch(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
+            written += ctx.online.write_tiles(view, batch, files.version)
             if on_chunk is not None:
-                on_chunk(lo + len(part))
+                on_chunk(hi)
         return written
     finally:
         con.close()
 
 
-def _dirty(touched: pa.Table, keys: tuple[str, ...], hop_us: int, levels: int) -> dict[tuple, set]:
-    """Per entity, the dirty ``(level, tile)`` of every level (``tiles.ancestors`` of each touched fine tile)."""
-    fine = np.floor_divide(touched.column("__ev").to_numpy() - 1, hop_us)  # definition.tile_of, vectorised
-    fines: dict[tuple, set] = {}
-    cols = [touched.column(k).to_pylist() for k in keys]
-    for key, f in zip(zip(*cols), fine.tolist()):
-        s = fines.get(key)
-        if s is None:
-            s = fines[key] = set()
-        s.add(f)
-    steps = [(j, FANOUT ** j) for j in range(levels)]  # // floors: tiles before the epoch align too
-    return {key: {(j, f // step) for j, step in steps for f in fs} for key, fs in fines.items()}
-
-
-def _ranges(view: AggregatedView, entities: Sequence[tuple], dirty: dict, levels: int) -> pa.Table:
-    """Per entity, the intervals of its dirty top-level tiles: they hold every dirty tile of the levels below."""
-    top = levels - 1
-    rows = [(key, *tile_range(top, t, view.hop_us)) for key in entities for lv, t in sorted(dirty[key]) if lv == top]
-    cols = {k: pa.array([r[0][i] for r in rows], view.join_key_dtypes[k].arrow)
-            for i, k in enumerate(view.join_keys)}
-    cols["lo"] = pa.array([r[1] for r in rows], pa.int64())
-    cols["hi"] = pa.array([r[2] for r in rows], pa.int64())
+def _ranges(view: AggregatedView, dirty: Dirty, part: slice, levels: int) -> pa.Table:
+    """Per entity of ``part``, the intervals of its dirty top-level tiles: they hold every dirty tile of the levels
+    below. Columns: join keys, ``__e`` (the entity's number), ``lo``, ``hi``."""
+    top = dirty.lv[part] == levels - 1
+    e, tile = dirty.e[part][top], dirty.tile[part][top]
+    size = FANOUT ** (levels - 1) * view.hop_us
+    cols = {k: c for k, c in zip(view.join_keys, dirty.keys.take(pa.array(e)).columns)}
+    cols["__e"] = pa.array(e, pa.int64())
+    cols["lo"] = pa.array(tile * size, pa.int64())  # tile_range(top, tile), vectorised
+    cols["hi"] = pa.array((tile + 1) * size, pa.int64())
     return pa.table(cols)
 
 
-def _events_by_entity(t: pa.Table, nkeys: int, ncols: int) -> dict[tuple, list]:
+def _batch(t: pa.Table, specs: partials.ColumnSpecs, keys: pa.Table, e: np.ndarray, lv: np.ndarray,
+           tile: np.ndarray, hop_us: int, now_us: int) -> TileBatch:
+    """The tiles ``(e, lv, tile)`` computed by ``partials.state_of`` per tile (columns ``tile_states`` does not
+    vectorise: strings...)."""
     cols = [c.to_pylist() for c in t.columns]
-    keys = list(zip(*cols[:nkeys])) if nkeys > 1 else [(k,) for k in cols[0]]
-    order = cols[nkeys:nkeys + 4]
-    values = list(zip(*cols[nkeys + 4:])) if ncols else [()] * t.num_rows
-    out: dict[tuple, list] = {}
-    for key, ev, cr, wb, wr, vals in zip(keys, *order, values):
-        out.setdefault(key, []).append((ev, cr, wb, wr, vals))
-    return out
+    values = list(zip(*cols[5:])) if len(specs.names) else [()] * t.num_rows
+    evs: dict[int, list] = {}
+    for ent, ev, cr, wb, wr, vals in zip(cols[0], *cols[1:5], values):
+        evs.setdefault(ent, []).append((ev, cr, wb, wr, vals))
+    dirty: dict[int, list] = {}
+    for ent, lvl, t_ in zip(e.tolist(), lv.tolist(), tile.tolist()):
+        dirty.setdefault(ent, []).append((lvl, t_))
+    states = []
+    for ent, tiles in dirty.items():
+        states += _states(evs.get(ent, []), tiles, hop_us, specs, now_us)
+    return TileBatch.of(keys, [e], [lv], [tile], [states])
 
 
-def _states(key: tuple, events: list, dirty: set, hop_us: int, specs: partials.ColumnSpecs, now_us: int) -> list:
-    """``(key, level, tile, encoded state or None)`` for each dirty tile of one entity (None: no event left)."""
+def _states(events: list, dirty: list, hop_us: int, specs: partials.ColumnSpecs, now_us: int) -> list:
+    """The encoded state (None: no event left) of each of one entity's dirty ``(level, tile)``, in their order."""
     by_level: dict[int, dict[int, list]] = {}
     for lv, t in dirty:
         by_level.setdefault(lv, {})[t] = []
@@ -130,8 +121,7 @@ def _states(key: tuple, events: list, dirty: set, hop_us: int, specs: partials.C
             if bucket is not None:
                 bucket.append(e)
     out = []
-    for lv, tiles in by_level.items():
-        for t, evs in tiles.items():
-            st = partials.state_of(evs, specs, now_us if lv == 0 else None)
-            out.append((key, lv, t, None if st is None else partials.encode(st)))
+    for lv, t in dirty:
+        st = partials.state_of(by_level[lv][t], specs, now_us if lv == 0 else None)
+        out.append(None if st is None else partials.encode(st))
     return out

@@ -19,28 +19,28 @@ def _us(col: str) -> str:
 def touched_sql(history: str, join_keys: tuple[str, ...], event_id: str | None, where: str) -> str:
     """``(join keys, __ev)``: the event times of the history rows matching ``where`` and, with an ``event_id``, of
     every version of the same ``(join keys, event_id)`` events (a correction leaves the tile of the version it
-    replaces, which must then be recomputed too). Distinct; the caller turns times into tiles."""
+    replaces, which must then be recomputed too). Distinct, sorted by join keys; the caller turns times into tiles."""
     keys = ", ".join(q(k) for k in join_keys)
     picked = f"SELECT {keys}, {_us(EVENT_TS)} AS __ev FROM {history} AS h WHERE {where}"
     if event_id is None:
-        return f"SELECT DISTINCT * FROM ({picked})"
+        return f"SELECT DISTINCT * FROM ({picked}) ORDER BY {keys}"
     on = " AND ".join(f"h.{q(c)} = b.{q(c)}" for c in (*join_keys, event_id))
     versions = (f"SELECT {', '.join('h.' + q(k) for k in join_keys)}, epoch_us(h.{q(EVENT_TS)}) AS __ev "
                 f"FROM {history} AS h JOIN (SELECT DISTINCT {keys}, {q(event_id)} FROM {history} AS h "
                 f"WHERE ({where}) AND {q(event_id)} IS NOT NULL) AS b ON {on}")
-    return f"SELECT DISTINCT * FROM ({picked} UNION ALL {versions})"
+    return f"SELECT DISTINCT * FROM ({picked} UNION ALL {versions}) ORDER BY {keys}"
 
 
 def tile_events_sql(history: str, join_keys: tuple[str, ...], event_id: str | None, columns: list[str],
                     timestamps: list[bool], ranges: str) -> str:
     """The events (``sql.events``) of each entity with event time in one of its ``ranges`` (a relation of join keys,
-    ``lo``, ``hi``: the interval ``(lo, hi]`` in µs), ordered by entity then ordering key ``(event, created, batch,
-    row)``. Columns: join keys, the ordering key as integers, the aggregated columns (timestamps as µs)."""
+    ``__e`` the entity's number, ``lo``, ``hi``: the interval ``(lo, hi]`` in µs; an entity's intervals do not
+    overlap), ordered by entity number then ordering key ``(event, created, batch, row)``. Columns: ``__e``, the
+    ordering key as integers, the aggregated columns (timestamps as µs)."""
     cols = ", ".join(f"{_us(c) if ts else q(c)} AS {q('v_' + c)}" for c, ts in zip(columns, timestamps))
     on = " AND ".join(f"e.{q(k)} = r.{q(k)}" for k in join_keys)
-    keys = ", ".join(f"e.{q(k)}" for k in join_keys)
     order = f"{_us(EVENT_TS)}, {_us(CREATED_TS)}, {q(WRITE_BATCH)}, {q(WRITE_ROW)}"
-    sel = f"{keys}, {_us(EVENT_TS)} AS __ev, {_us(CREATED_TS)} AS __cr, {q(WRITE_BATCH)} AS __wb, " \
+    sel = f"r.__e AS __e, {_us(EVENT_TS)} AS __ev, {_us(CREATED_TS)} AS __cr, {q(WRITE_BATCH)} AS __wb, " \
           f"{q(WRITE_ROW)} AS __wr" + (f", {cols}" if cols else "")
-    return (f"SELECT {sel} FROM {events(history, join_keys, event_id)} AS e SEMI JOIN {ranges} AS r ON {on} "
-            f"AND {_us(EVENT_TS)} > r.lo AND {_us(EVENT_TS)} <= r.hi ORDER BY {keys}, {order}")
+    return (f"SELECT {sel} FROM {events(history, join_keys, event_id)} AS e JOIN {ranges} AS r ON {on} "
+            f"AND {_us(EVENT_TS)} > r.lo AND {_us(EVENT_TS)} <= r.hi ORDER BY __e, {order}")

@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import dtypes
-from . import partials
+from . import partials, state_bytes
+from .dirty import TileBatch
 from .tiles import FANOUT
 
 _FAST = (dtypes.Int32, dtypes.Int64, dtypes.Float32, dtypes.Float64, dtypes.UnixTimestamp)
@@ -32,35 +33,38 @@ def supported(specs: partials.ColumnSpecs) -> bool:
     return all(d in _FAST for d in specs.dtypes)
 
 
-def encoded_states(t: pa.Table, nkeys: int, specs: partials.ColumnSpecs, dirty: dict, levels: int, hop_us: int,
-                   now_us: int) -> list[tuple]:
-    """``(entity key, level, tile, encoded state)`` of each tile in ``dirty`` (per entity, a set of ``(level,
-    tile)``) holding events of ``t``; a dirty tile without events is not in it (the caller writes it empty)."""
+def encoded_states(t: pa.Table, specs: partials.ColumnSpecs, keys: pa.Table, e: np.ndarray, lv: np.ndarray,
+                   tile: np.ndarray, hop_us: int, now_us: int) -> TileBatch:
+    """The encoded states of the dirty tiles ``(e, lv, tile)`` (entity numbers: rows of ``keys``) from their events
+    ``t`` (``tile_sql.tile_events_sql``'s columns); a dirty tile without events is null (empty now)."""
     n = t.num_rows
-    if n == 0:
-        return []
     ev = t.column("__ev").to_numpy()
+    ent = t.column("__e").to_numpy()
     order = [ev] + [t.column(c).to_numpy() for c in ("__cr", "__wb", "__wr")]
-    new_entity = np.zeros(n, dtype=bool)
-    new_entity[0] = True
-    for i in range(nkeys):
-        col = t.column(i)
-        diff = pc.fill_null(pc.not_equal(col.slice(1), col.slice(0, n - 1)), True)
-        new_entity[1:] |= diff.to_numpy(zero_copy_only=False)
-    cols = [_Column(t.column(nkeys + 4 + i), specs, i) for i in range(len(specs.names))]
+    new_entity = np.ones(n, dtype=bool)
+    new_entity[1:] = ent[1:] != ent[:-1]
+    cols = [_Column(t.column(5 + i), specs, i) for i in range(len(specs.names))]
     fine = (ev - 1) // hop_us  # definition.tile_of, vectorised
-    keys = t.select(list(range(nkeys)))
     py_events: list = []  # the events as state_of takes them, built on first need
-    out: list[tuple] = []
-    for lv in range(levels):
-        tile = fine // FANOUT ** lv
+    out_e, out_lv, out_t, out_st = [], [], [], []
+
+    def add(level: int, es: np.ndarray, ts: np.ndarray, states: pa.Array) -> None:
+        out_e.append(es)
+        out_lv.append(np.full(len(es), level, np.int64))
+        out_t.append(ts)
+        out_st.append(states)
+    for level in range(int(lv.max()) + 1 if len(lv) else 0):
+        mine = lv == level
+        de, dt = e[mine], tile[mine]
+        tl = fine // FANOUT ** level
         edge = new_entity.copy()
-        edge[1:] |= tile[1:] != tile[:-1]
+        edge[1:] |= tl[1:] != tl[:-1]
         starts = np.flatnonzero(edge)
         ends = np.append(starts[1:], n)
-        seg_keys = list(zip(*(c.to_pylist() for c in keys.take(starts).columns)))
-        seg_tiles = tile[starts].tolist()
-        want = np.array([(lv, tl) in dirty.get(k, ()) for k, tl in zip(seg_keys, seg_tiles)], dtype=bool)
+        seg_e, seg_t = ent[starts], tl[starts]
+        want = _member(seg_e, seg_t, de, dt)
+        empty = ~_member(de, dt, seg_e, seg_t)  # dirty tiles without events: written empty
+        add(level, de[empty], dt[empty], pa.nulls(int(empty.sum()), state_bytes.BIN))
         if not want.any():
             continue
         last = ends - 1
@@ -68,19 +72,29 @@ def encoded_states(t: pa.Table, nkeys: int, specs: partials.ColumnSpecs, dirty: 
         slow = np.zeros(len(starts), dtype=bool)
         for a in aggs:
             slow |= a["slow"]
-        if lv == 0:
+        if level == 0:
             slow |= ev[last] > now_us  # keeps its raw events: state_of does that
         fast = np.flatnonzero(want & ~slow)
-        states = _states(fast, starts, last, order, cols, aggs)
-        idx = fast.tolist()
-        out += zip(map(seg_keys.__getitem__, idx), repeat(lv), map(seg_tiles.__getitem__, idx),
-                   map(marshal.dumps, states, repeat(4)))
-        for i in np.flatnonzero(want & slow).tolist():
+        add(level, seg_e[fast], seg_t[fast], _state_bytes(fast, starts, last, order, cols, aggs))
+        slow_idx = np.flatnonzero(want & slow)
+        encoded = []
+        for i in slow_idx.tolist():
             if not py_events:
-                py_events = _py_events(t, nkeys, order)
-            st = partials.state_of(py_events[starts[i]:ends[i]], specs, now_us if lv == 0 else None)
-            out.append((seg_keys[i], lv, seg_tiles[i], partials.encode(st)))
-    return out
+                py_events = _py_events(t, order)
+            st = partials.state_of(py_events[starts[i]:ends[i]], specs, now_us if level == 0 else None)
+            encoded.append(partials.encode(st))
+        add(level, seg_e[slow_idx], seg_t[slow_idx], pa.array(encoded, state_bytes.BIN))
+    return TileBatch.of(keys, out_e, out_lv, out_t, out_st)
+
+
+def _member(a_e: np.ndarray, a_t: np.ndarray, b_e: np.ndarray, b_t: np.ndarray) -> np.ndarray:
+    """Whether each ``(a_e, a_t)`` is among the ``(b_e, b_t)`` (one int64 code per pair: entity times the count of
+    distinct tiles plus the tile's rank; no overflow for any realistic chunk)."""
+    if not len(a_e) or not len(b_e):
+        return np.zeros(len(a_e), dtype=bool)
+    uniq, inv = np.unique(np.concatenate([a_t, b_t]), return_inverse=True)
+    m = len(uniq)
+    return np.isin(a_e * m + inv[:len(a_t)], b_e * m + inv[len(a_t):])
 
 
 class _Column:
@@ -135,34 +149,46 @@ class _Column:
         return self.py
 
 
-def _opt(values: np.ndarray, has: list) -> list:
-    return [v if h else None for v, h in zip(values.tolist(), has)]
-
-
-def _states(sel: np.ndarray, starts: np.ndarray, last: np.ndarray, order: list, cols: list, aggs: list) -> list:
-    """The state tuples (``partials.state_of``'s layout) of the runs ``sel``."""
+def _state_bytes(sel: np.ndarray, starts: np.ndarray, last: np.ndarray, order: list, cols: list,
+                 aggs: list) -> pa.Array:
+    """The marshal bytes of the states (``partials.state_of``'s tuple) of the runs ``sel``."""
     m = len(sel)
     if not m:
-        return []
+        return pa.array([], state_bytes.BIN)
+    rows = state_bytes.Rows(m)
     lasts = last[sel]
-    rows = (lasts - starts[sel] + 1).tolist()
-    last_key = list(zip(*(o[lasts].tolist() for o in order)))
-    per_col = []
+    rows.tuple_head(5)  # (rows, max_ev, last_key, cols, raw)
+    rows.ints(lasts - starts[sel] + 1)
+    rows.ints(order[0][lasts])  # sorted by event time first: the last row's is the greatest
+    rows.tuple_head(4)
+    for o in order:
+        rows.ints(o[lasts])
+    rows.tuple_head(len(cols))
     for c, a in zip(cols, aggs):
-        has = a["has"][sel].tolist()
-        none = [None] * m
-        total = mean = m2 = lo = hi = none
+        has = a["has"][sel]
+        put = rows.ints if c.integer else rows.floats
+        rows.tuple_head(9)  # (count, nan, sum, mean, m2, min, max, last, last_k)
+        rows.ints(a["count"][sel])
+        rows.bools(a["nan"][sel] if c.numeric else np.zeros(m, dtype=bool))
         if c.numeric:
-            total, mean, m2 = (_opt(a[f][sel], has) for f in ("sum", "mean", "m2"))
+            put(a["sum"][sel], has)
+            rows.floats(a["mean"][sel], has)
+            rows.floats(a["m2"][sel], has)
+        else:
+            rows.const(b"NNN")
         if c.ordered:
-            lo, hi = _opt(a["min"][sel], has), _opt(a["max"][sel], has)
-        newest = c.arr.take(pa.array(lasts)).to_pylist()
-        last_k = [()] * m if not c.k else [_last_k(c, s, e, order) for s, e in
-                                           zip(starts[sel].tolist(), lasts.tolist())]
-        nan = a["nan"][sel].tolist() if c.numeric else [False] * m
-        per_col.append(zip(a["count"][sel].tolist(), nan, total, mean, m2, lo, hi, newest, last_k))
-    col_states = list(zip(*per_col)) if per_col else [()] * m
-    return list(zip(rows, (o for o in order[0][lasts].tolist()), last_key, col_states, repeat(None)))
+            put(a["min"][sel], has)
+            put(a["max"][sel], has)
+        else:
+            rows.const(b"NN")
+        put(c.vals[lasts], c.present[lasts])
+        if c.k:  # per tile in Python (marshal version 2: no back-references, so it splices into the row)
+            rows.blobs([marshal.dumps(_last_k(c, s, e, order), 2) for s, e in
+                        zip(starts[sel].tolist(), lasts.tolist())])
+        else:
+            rows.const(b")\x00")
+    rows.const(b"N")  # no raw events: fast tiles hold none after now
+    return rows.build()
 
 
 def _last_k(c: _Column, s: int, e: int, order: list) -> tuple:
@@ -175,7 +201,7 @@ def _last_k(c: _Column, s: int, e: int, order: list) -> tuple:
     return tuple(out)
 
 
-def _py_events(t: pa.Table, nkeys: int, order: list) -> list:
+def _py_events(t: pa.Table, order: list) -> list:
     ords = [o.tolist() for o in order]
-    vals = [t.column(i).to_pylist() for i in range(nkeys + 4, t.num_columns)]
+    vals = [t.column(i).to_pylist() for i in range(5, t.num_columns)]
     return list(zip(*ords, zip(*vals) if vals else repeat((), t.num_rows)))

@@ -6,7 +6,9 @@ import math
 import random
 from datetime import timedelta
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 
 import skewless as sk
@@ -64,7 +66,7 @@ def test_vectorised_states_equal_state_of(seed, signs):
     assert tile_states.supported(specs)
     levels = level_count(view)
     rows = _events(rng, signs)
-    names = ["card", "__ev", "__cr", "__wb", "__wr", "v_f", "v_g", "v_i", "v_ts"]
+    names = ["__e", "__ev", "__cr", "__wb", "__wr", "v_f", "v_g", "v_i", "v_ts"]
     types = [pa.int64()] * 5 + [pa.float64(), pa.float32(), pa.int64(), pa.int64()]
     table = pa.table({n: pa.array([r[j] for r in rows], t) for j, (n, t) in enumerate(zip(names, types))})
     g = table.column("v_g").to_pylist()  # float32 rounding, as the store's events carry it
@@ -74,9 +76,17 @@ def test_vectorised_states_equal_state_of(seed, signs):
         if rng.random() < 0.7:
             dirty.setdefault((r[0],), set()).update(ancestors((r[1] - 1) // HOP, levels))
     now_us = 15 * HOP + 17
-    entries = tile_states.encoded_states(table, 1, specs, dirty, levels, HOP, now_us)
-    got = {e[:3]: e[3] for e in entries}
-    assert len(got) == len(entries)
+    dirty[(99,)] = {(0, 3), (1, 0)}  # an entity without events: its tiles come back empty
+    keys = pa.table({"card": pa.array([k[0] for k in sorted(dirty)], pa.int64())})
+    number = {k: i for i, k in enumerate(sorted(dirty))}
+    table = table.set_column(0, "__e", pa.array([number.get((r[0],), -1) for r in rows], pa.int64()))
+    table = table.filter(pa.compute.greater_equal(table.column("__e"), 0))  # the SQL returns dirty entities only
+    flat = sorted((number[k], lv, t) for k, tiles in dirty.items() for lv, t in tiles)
+    e, lv, tl = (np.array(c, np.int64) for c in zip(*flat))
+    batch = tile_states.encoded_states(table, specs, keys, e, lv, tl, HOP, now_us)
+    entries = list(batch)
+    assert [(number[k], lv_, t) for k, lv_, t, _ in entries] == flat  # every dirty tile, sorted
+    got = {e_[:3]: e_[3] for e_ in entries if e_[3] is not None}
     expected = {}
     for key, tiles in dirty.items():
         for lv, t in tiles:
@@ -86,6 +96,7 @@ def test_vectorised_states_equal_state_of(seed, signs):
             if st is not None:
                 expected[(key, lv, t)] = st
     assert set(got) == set(expected)
+    assert all(st is None for k, _, _, st in entries if k == (99,))
     assert any(partials.decode(b)[partials.RAW] for b in got.values())  # the raw path is exercised
     for k, st in expected.items():
         assert _same(partials.decode(got[k]), st), (k, partials.decode(got[k]), st)

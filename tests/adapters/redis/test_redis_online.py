@@ -641,7 +641,28 @@ def test_a_foreign_value_is_a_clear_error_and_the_connection_stays_in_sync(store
     assert store.read_raw([(v, ["x"], [(1,), (2,)])])[0] == [(sk_us(T0), [1.0]), (sk_us(T0), [2.0])]
 
 
-def test_aggregation_tiles_hash_expires_after_its_newest_tile_ages_out(store):
+def _tile_batch(v, tiles):
+    """``write_tiles``' tuples as the ``TileBatch`` maintenance hands the store (framed for many entities at once)."""
+    import numpy as np
+
+    from skewless.aggregation.dirty import TileBatch
+
+    keys = sorted({k for k, _, _, _ in tiles})
+    number = {k: i for i, k in enumerate(keys)}
+    table = pa.table({c: pa.array([k[i] for k in keys], v.join_key_dtypes[c].arrow) for i, c in enumerate(v.join_keys)})
+    e, lv, t = (np.array(c, np.int64) for c in zip(*[(number[k], lv, t) for k, lv, t, _ in tiles]))
+    return TileBatch.of(table, [e], [lv], [t], [[st for _, _, _, st in tiles]])
+
+
+@pytest.fixture(params=["tuples", "batch"])
+def write_tiles(request, store):
+    """``store.write_tiles`` given tuples (one call per entity) or a ``TileBatch`` (calls of many entities)."""
+    if request.param == "tuples":
+        return store.write_tiles
+    return lambda v, tiles, version: store.write_tiles(v, _tile_batch(v, tiles), version)
+
+
+def test_aggregation_tiles_hash_expires_after_its_newest_tile_ages_out(store, write_tiles):
     """A (view, entity) hash of tiles expires at its newest tile's end + longest window + hop (transformations.md:
     older tiles may be evicted); a write of older tiles never brings the expire time forward."""
     from skewless.aggregation.tiles import tile_range
@@ -653,21 +674,21 @@ def test_aggregation_tiles_hash_expires_after_its_newest_tile_ages_out(store):
     hop = v.hop_us
     now = to_us(wall_now())
     current, old = now // hop, now // hop - 5  # tiles (current, ending after now) and 5 hours back
-    store.write_tiles(v, [((1,), 0, old, b"old"), ((2,), 0, current, b"cur")], 3)
+    write_tiles(v, [((1,), 0, old, b"old"), ((2,), 0, current, b"cur")], 3)
     assert store.read_tiles(v, [(1,), (2,)], [(0, old), (0, current)]) == [{}, {(0, current): b"cur"}]
     key = store._tile_key(v, (2,))
     expected_ms = (tile_range(0, current, hop)[1] + 2 * hop) // 1000
     assert store.client.pexpiretime(key) == expected_ms
-    store.write_tiles(v, [((2,), 0, old, b"late")], 4)
+    write_tiles(v, [((2,), 0, old, b"late")], 4)
     assert store.client.pexpiretime(key) == expected_ms
     # a write from an older history version never replaces a newer one; a tombstone of a newer one does
-    store.write_tiles(v, [((2,), 0, current, b"stale")], 2)
+    write_tiles(v, [((2,), 0, current, b"stale")], 2)
     assert store.read_tiles(v, [(2,)], [(0, current)]) == [{(0, current): b"cur"}]
-    store.write_tiles(v, [((2,), 0, current, None)], 5)
+    write_tiles(v, [((2,), 0, current, None)], 5)
     assert store.read_tiles(v, [(2,)], [(0, current), (0, old)]) == [{(0, old): b"late"}]
 
 
-def test_aggregation_tiles_many_of_one_entity_keep_the_latest_version_per_field(store):
+def test_aggregation_tiles_many_of_one_entity_keep_the_latest_version_per_field(store, write_tiles):
     """One entity's write of more tiles than one slice of the upsert script (500 fields): each field still keeps
     the partial of the latest version, across slices (a backfill of a year of hourly tiles is one call)."""
     from skewless.online.base import to_us
@@ -677,9 +698,38 @@ def test_aggregation_tiles_many_of_one_entity_keep_the_latest_version_per_field(
                           [sk.Aggregation("x", "sum", timedelta(days=365))], hop=timedelta(hours=1))
     top = to_us(wall_now()) // v.hop_us
     tiles = [(0, top - i) for i in range(1300)]
-    store.write_tiles(v, [((1,), lv, t, b"v3-%d" % t) for lv, t in tiles], 3)
+    write_tiles(v, [((1,), lv, t, b"v3-%d" % t) for lv, t in tiles], 3)
     # version 2 is older: none of its fields wins; version 4 wins on every other field, even ones in later slices
-    store.write_tiles(v, [((1,), lv, t, b"v2") for lv, t in tiles], 2)
-    store.write_tiles(v, [((1,), lv, t, b"v4-%d" % t) for lv, t in tiles[::2]], 4)
+    write_tiles(v, [((1,), lv, t, b"v2") for lv, t in tiles], 2)
+    write_tiles(v, [((1,), lv, t, b"v4-%d" % t) for lv, t in tiles[::2]], 4)
     got = store.read_tiles(v, [(1,)], tiles)[0]
     assert got == {(lv, t): (b"v4-%d" if i % 2 == 0 else b"v3-%d") % t for i, (lv, t) in enumerate(tiles)}
+
+
+def test_aggregation_tiles_of_many_entities_per_call_keep_the_latest_version_also_in_hashes_written_before(store):
+    """A batch of more entities than one script call takes (``KEYS_PER_CALL``): each field keeps the partial of the
+    latest version, whether the hash's newest version (``~v``) is later than the write's or not, and also in a hash
+    written before ``~v`` was kept (its fields' versions are read once)."""
+    from skewless.adapters.redis.tiles import KEYS_PER_CALL
+    from skewless.online.base import to_us
+
+    ent = sk.Entity("card", ["card"], dtype=sk.Int64)
+    v = sk.AggregatedView("aggents", [ent], [sk.Field("card", sk.Int64), sk.Field("x", sk.Float64)],
+                          [sk.Aggregation("x", "sum", timedelta(days=1))], hop=timedelta(hours=1))
+    top = to_us(wall_now()) // v.hop_us
+    cards = range(2 * KEYS_PER_CALL + 7)
+    store.write_tiles(v, _tile_batch(v, [((c,), 0, top - i, b"v3") for c in cards for i in range(3)]), 3)
+    legacy = store._tile_key(v, (5,))
+    store.client.hdel(legacy, "~v")  # as written before '~v'
+    store.client.hset(legacy, f"0:{top - 9}", b"%020d" % 7 + b"v7")  # a field of a later version
+    # odd cards: version 5 is newer for their fields; even cards got version 6 first, so version 5 loses there
+    store.write_tiles(v, _tile_batch(v, [((c,), 0, top - i, b"v6") for c in cards if c % 2 == 0
+                                         for i in range(2)]), 6)
+    store.write_tiles(v, _tile_batch(v, [((c,), 0, top - i, b"v5") for c in cards for i in range(3)]
+                                     + [((5,), 0, top - 9, b"v5")]), 5)
+    got = store.read_tiles(v, [(c,) for c in cards], [(0, top - i) for i in range(3)])
+    for c, g in zip(cards, got):
+        want = [b"v6", b"v6", b"v5"] if c % 2 == 0 else [b"v5"] * 3
+        assert g == {(0, top - i): w for i, w in enumerate(want)}, c
+    assert store.read_tiles(v, [(5,)], [(0, top - 9)]) == [{(0, top - 9): b"v7"}]  # the legacy hash's later field
+    assert store.client.hget(legacy, "~v") == b"7"
