@@ -14,12 +14,13 @@ only ever moves later.
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from skewless.aggregation.dirty import TileBatch
 from skewless.aggregation.tiles import FANOUT
@@ -27,7 +28,7 @@ from skewless.online.base import Key
 
 from . import codec, resp
 from .scripts import script_sha
-from .wire import SPIN_KEYS
+from .wire import SPIN_KEYS, read_replies
 
 TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
 -- KEYS: one hash per entity. ARGV: the version, then per key: its field count n, the expire time ('' for none),
@@ -139,6 +140,41 @@ class RedisTiles:
                 continue
             raise self.unavailable(f"write tiles of view {view.name!r}", errors[0]) from errors[0]
         raise AssertionError("unreachable")
+
+    def start_write_tiles(self, view, tiles, version: int):
+        """A batch's calls sent on this thread's connection now, their replies read by the function returned: the
+        server runs them while the caller computes the next batch. Any failure of the deferred half (connection,
+        NOSCRIPT, an error reply) is settled by writing the batch again through ``write_tiles`` (idempotent)."""
+        if self.tiles_in_exhash or self.cluster or not isinstance(tiles, TileBatch) or not len(tiles):
+            n = self.write_tiles(view, tiles, version)
+            return lambda: n
+        packed, ncalls = self._calls_framed(view, tiles, version)
+        conn = self.wire.connection()
+        failed: list = []
+
+        def send() -> None:  # blocks while the server works through the calls before (sendall frees the GIL)
+            try:
+                conn.send_packed_command([packed], check_health=False)
+            except BaseException as exc:
+                failed.append(exc)
+        sender = threading.Thread(target=send, name="skewless-tiles-send", daemon=True)
+        sender.start()
+
+        def finish() -> int:
+            sender.join()
+            try:
+                if failed:
+                    raise failed[0]
+                replies = read_replies(conn, ncalls)
+            except BaseException as exc:
+                conn.disconnect()  # replies may be left unread: reconnect on next use
+                if not isinstance(exc, (RedisError, OSError)):
+                    raise
+                return self.write_tiles(view, tiles, version)
+            if any(isinstance(r, Exception) for r in replies):
+                return self.write_tiles(view, tiles, version)
+            return len(tiles)
+        return finish
 
     def _calls_per_entity(self, view, tiles, version: int, exhash: bool) -> list:
         """One EVALSHA per entity: (key, RESP of the arguments after it, their count). Tile by tile in Python: the

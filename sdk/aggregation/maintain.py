@@ -10,6 +10,7 @@ events update their tiles, and replays and reruns after a crash write the very s
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import numpy as np
@@ -59,20 +60,35 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
         vectorised = tile_states.supported(specs)  # else per event in Python (string columns...)
         written = 0
         now_us = to_us(ctx.now())
-        for lo in range(skip, len(dirty), chunk):
-            hi = min(lo + chunk, len(dirty))
-            part = dirty.span(lo, hi)
-            con.register("__skewless_ranges", _ranges(view, dirty, part, levels))
-            table = con.sql(sql).to_arrow_table()
-            con.unregister("__skewless_ranges")
-            e, lv, tile = dirty.e[part], dirty.lv[part], dirty.tile[part]
-            if vectorised:
-                batch = tile_states.encoded_states(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
-            else:
-                batch = _batch(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
-            written += ctx.online.write_tiles(view, batch, files.version)
-            if on_chunk is not None:
-                on_chunk(hi)
+        pending = None  # (the write of the chunk before: its finish, entities done once it is written)
+        try:
+            for lo in range(skip, len(dirty), chunk):
+                hi = min(lo + chunk, len(dirty))
+                part = dirty.span(lo, hi)
+                con.register("__skewless_ranges", _ranges(view, dirty, part, levels))
+                table = con.sql(sql).to_arrow_table()
+                con.unregister("__skewless_ranges")
+                e, lv, tile = dirty.e[part], dirty.lv[part], dirty.tile[part]
+                if vectorised:
+                    batch = tile_states.encoded_states(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
+                else:
+                    batch = _batch(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
+                if pending is not None:
+                    finish, pending = pending[0], None
+                    written += finish()
+                    if on_chunk is not None:
+                        on_chunk(lo)
+                # the store's server writes this chunk while the next one is computed
+                pending = (ctx.online.start_write_tiles(view, batch, files.version), hi)
+            if pending is not None:
+                finish, pending = pending[0], None
+                written += finish()
+                if on_chunk is not None:
+                    on_chunk(len(dirty))
+        finally:
+            if pending is not None:  # an error computing a chunk: the write before it is still waited for
+                with contextlib.suppress(Exception):
+                    pending[0]()
         return written
     finally:
         con.close()

@@ -36,26 +36,34 @@ class Rows:
         """int64 values as Python ints (marshal's TYPE_INT when they fit 32 bits, else TYPE_LONG); None where
         ``has`` is False."""
         v = v.astype(np.int64, copy=False)
-        mat = np.zeros((self.n, 5 + 2 * _DIGITS), np.uint8)
         small = (v >= _INT32_LO) & (v < _INT32_HI)
+        if has is not None:
+            small |= ~has
+        if small.all():  # TYPE_INT only: a narrower matrix
+            mat = np.empty((self.n, 5), np.uint8)
+            mat[:, 0] = ord("i")
+            mat[:, 1:] = v.astype("<i4").view(np.uint8).reshape(-1, 4)
+            self._opt(mat, None, has)
+            return
         neg = v < 0
         mag = np.where(neg, (-(v + 1)).astype(np.uint64) + np.uint64(1), v.astype(np.uint64))
-        digits = np.stack([(mag >> np.uint64(15 * k)) & np.uint64(0x7FFF) for k in range(_DIGITS)], axis=1)
-        ndig = (np.stack([mag >> np.uint64(15 * k) for k in range(_DIGITS)], axis=1) > 0).sum(axis=1)
-        size = np.where(neg, -ndig, ndig).astype("<i4")
+        shifted = [mag >> np.uint64(15 * k) for k in range(_DIGITS)]
+        ndig = sum((x > 0).astype(np.int64) for x in shifted)
+        width = int(ndig[~small].max())
+        mat = np.empty((self.n, 5 + 2 * width), np.uint8)
         mat[:, 0] = np.where(small, ord("i"), ord("l"))
         mat[:, 1:5] = np.where(small[:, None], v.astype("<i4").view(np.uint8).reshape(-1, 4),
-                               size.view(np.uint8).reshape(-1, 4))
-        mat[:, 5:] = digits.astype("<u2").view(np.uint8).reshape(-1, 2 * _DIGITS)
-        lens = np.where(small, 5, 5 + 2 * ndig)
-        self._opt(mat, lens, has)
+                               np.where(neg, -ndig, ndig).astype("<i4").view(np.uint8).reshape(-1, 4))
+        digits = np.stack([x[:] & np.uint64(0x7FFF) for x in shifted[:width]], axis=1)
+        mat[:, 5:] = digits.astype("<u2").view(np.uint8).reshape(-1, 2 * width)
+        self._opt(mat, np.where(small, 5, 5 + 2 * ndig), has)
 
     def floats(self, v: np.ndarray, has: np.ndarray | None = None) -> None:
         """float64 values (marshal's binary float); None where ``has`` is False."""
         mat = np.empty((self.n, 9), np.uint8)
         mat[:, 0] = ord("g")
         mat[:, 1:] = v.astype("<f8").view(np.uint8).reshape(-1, 8)
-        self._opt(mat, np.full(self.n, 9), has)
+        self._opt(mat, None, has)
 
     def bools(self, b: np.ndarray) -> None:
         self.pieces.append((np.where(b, ord("T"), ord("F")).astype(np.uint8).reshape(-1, 1), None))
@@ -64,10 +72,10 @@ class Rows:
         """Python bytes per row, each a whole marshal value without back-references (``marshal.dumps(x, 2)``)."""
         self.pieces.append(pa.array(values, BIN))
 
-    def _opt(self, mat: np.ndarray, lens: np.ndarray, has: np.ndarray | None) -> None:
-        if has is not None:
+    def _opt(self, mat: np.ndarray, lens: np.ndarray | None, has: np.ndarray | None) -> None:
+        if has is not None and not has.all():
             mat[~has, 0] = ord("N")
-            lens = np.where(has, lens, 1)
+            lens = np.where(has, mat.shape[1] if lens is None else lens, 1)
         self.pieces.append((mat, lens))
 
     def build(self) -> pa.Array:

@@ -11,7 +11,7 @@ import abc
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from math import inf
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 
@@ -135,6 +135,14 @@ class OnlineStore(abc.ABC):
         unless the stored one was written from a later history ``version`` (then it is kept: a writer holding an
         older snapshot never undoes a newer one). Idempotent. Returns the number of tiles offered."""
         raise NotImplementedError(f"{type(self).__name__} keeps no aggregation tiles")
+
+    def start_write_tiles(self, view: FeatureView, tiles, version: int) -> Callable[[], int]:
+        """``write_tiles`` in two halves: this call may only send the writes; the function it returns waits until
+        they are done (raising their error) and returns ``write_tiles``' result. It must be called before any other
+        call on the store from this thread. The caller computes the next tiles meanwhile (the store's server works
+        while the client does). Default: the whole write now."""
+        n = self.write_tiles(view, tiles, version)
+        return lambda: n
 
     def read_tiles(self, view: FeatureView, keys: list[Key], tiles: list[tuple[int, int]]
                    ) -> list[dict[tuple[int, int], bytes]]:

@@ -733,3 +733,22 @@ def test_aggregation_tiles_of_many_entities_per_call_keep_the_latest_version_als
         assert g == {(0, top - i): w for i, w in enumerate(want)}, c
     assert store.read_tiles(v, [(5,)], [(0, top - 9)]) == [{(0, top - 9): b"v7"}]  # the legacy hash's later field
     assert store.client.hget(legacy, "~v") == b"7"
+
+
+def test_aggregation_tiles_started_write_survives_a_dropped_connection_and_a_missing_script(store):
+    """``start_write_tiles`` sends now and reads the replies later: a connection dropped in between, or the script
+    flushed from the server, is settled by writing the batch again (idempotent), and the connection stays in sync."""
+    from skewless.online.base import to_us
+
+    ent = sk.Entity("card", ["card"], dtype=sk.Int64)
+    v = sk.AggregatedView("aggstart", [ent], [sk.Field("card", sk.Int64), sk.Field("x", sk.Float64)],
+                          [sk.Aggregation("x", "sum", timedelta(days=1))], hop=timedelta(hours=1))
+    top = to_us(wall_now()) // v.hop_us
+    finish = store.start_write_tiles(v, _tile_batch(v, [((c,), 0, top, b"a%d" % c) for c in range(150)]), 3)
+    store.wire.connection().disconnect()  # the replies are lost
+    assert finish() == 150
+    store.client.script_flush()
+    finish = store.start_write_tiles(v, _tile_batch(v, [((c,), 0, top - 1, b"b%d" % c) for c in range(150)]), 4)
+    assert finish() == 150  # NOSCRIPT replies: loaded and written again
+    got = store.read_tiles(v, [(c,) for c in range(150)], [(0, top), (0, top - 1)])
+    assert got == [{(0, top): b"a%d" % c, (0, top - 1): b"b%d" % c} for c in range(150)]
