@@ -1,6 +1,6 @@
 """Online reads of aggregated views against plain views (issue 15's goals), on Redis or SQLite.
 
-    python -m bench.agg_online_bench [--online redis|sqlite] [--calls N]
+    python -m bench.agg_online_bench [--online redis|sqlite] [--calls N] [--ingest-only]
 
 Three reads of one entity through ``get_online_features``, interleaved call by call in one process so other load
 falls on all alike; medians in µs:
@@ -13,6 +13,9 @@ falls on all alike; medians in µs:
 
 Then ``ingest``: ``--ingest-events`` events (default 100,000) over 10,000 cards in the last 7 days, one
 ``ingest`` call into the ``agg12`` view's layout, tiles included (goal: >= 200k events/s into Redis).
+
+``--ingest-only``: only the ingest, in a fresh process, with this process's CPU time and (Redis) the server's
+(``INFO cpu``) beside the wall time.
 
 Redis: the local cloud's (``skewless.localcloud``, started on demand); SQLite: the repo's own file.
 """
@@ -60,6 +63,7 @@ def main() -> None:
     p.add_argument("--online", choices=["redis", "sqlite"], default="redis")
     p.add_argument("--calls", type=int, default=3000)
     p.add_argument("--ingest-events", type=int, default=100_000)
+    p.add_argument("--ingest-only", action="store_true")
     args = p.parse_args()
     now = datetime.now(UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory() as d:
@@ -73,6 +77,10 @@ def main() -> None:
                                                           for f in fns], hop=H)
         plain = sk.FeatureView("plain12", [card], [sk.Field("card", sk.Int64)]
                                + [sk.Field(f"f{i}", sk.Float64) for i in range(12)])
+        if args.ingest_only:
+            fs.apply([card])
+            _ingest(fs, card, fields, agg12, now, args)
+            return
         fs.apply([card, agg12, year, plain])
         fs.ingest("agg12", _events(1, now - 8 * D, timedelta(minutes=20), 8 * 72))
         fs.ingest("year", _events(1, now - 400 * D, 2 * H, 400 * 12))
@@ -93,21 +101,32 @@ def main() -> None:
             print(f"{k:10s} median {v:8.1f} µs")
         print(f"agg12 / plain12 = {med['agg12'] / med['plain12']:.2f} (goal <= 1.5)")
         print(f"agg_365d / agg_1d = {med['agg_365d'] / med['agg_1d']:.2f} (goal <= 2)")
-        bulk = sk.AggregatedView("bulk", [card], fields, agg12.aggregations, hop=H)
-        fs.apply([bulk])
-        n = args.ingest_events
-        rng = np.random.default_rng(0)
-        ev = np.datetime64(now.replace(tzinfo=None), "us") - rng.integers(0, 7 * 86_400 * 10**6, n).astype(
-            "timedelta64[us]")
-        table = pa.table({"card": pa.array(rng.integers(0, 10_000, n), pa.int64()),
-                          "event_timestamp": pa.array(ev, pa.timestamp("us", "UTC")), "amount": pa.array(rng.random(n))})
-        t = time.perf_counter()
-        fs.ingest("bulk", table)
-        took = time.perf_counter() - t
-        print(f"ingest {n} events over 10,000 cards: {took:.2f} s = {n / took:,.0f} events/s (goal >= 200,000)")
+        _ingest(fs, card, fields, agg12, now, args)
         if args.online == "redis":
-            for v in ("agg12", "year", "plain12", "bulk"):
+            for v in ("agg12", "year", "plain12"):
                 fs.online.drop_view(v)
+
+
+def _ingest(fs: sk.FeatureStore, card: sk.Entity, fields: list, agg12: sk.AggregatedView, now: datetime,
+            args: argparse.Namespace) -> None:
+    """One ``ingest`` of ``--ingest-events`` events into a view of ``agg12``'s layout, tiles included."""
+    bulk = sk.AggregatedView("bulk", [card], fields, agg12.aggregations, hop=H)
+    fs.apply([bulk])
+    n = args.ingest_events
+    rng = np.random.default_rng(0)
+    ev = np.datetime64(now.replace(tzinfo=None), "us") - rng.integers(0, 7 * 86_400 * 10**6, n).astype(
+        "timedelta64[us]")
+    table = pa.table({"card": pa.array(rng.integers(0, 10_000, n), pa.int64()),
+                      "event_timestamp": pa.array(ev, pa.timestamp("us", "UTC")), "amount": pa.array(rng.random(n))})
+    server = (lambda: sum(fs.online.client.info("cpu")[k] for k in ("used_cpu_sys", "used_cpu_user"))) \
+        if args.online == "redis" else (lambda: 0.0)
+    s0, c0, t = server(), time.process_time(), time.perf_counter()
+    fs.ingest("bulk", table)
+    took, cpu, scpu = time.perf_counter() - t, time.process_time() - c0, server() - s0
+    print(f"ingest {n} events over 10,000 cards: {took:.2f} s = {n / took:,.0f} events/s (goal >= 200,000); "
+          f"client CPU {cpu:.2f} s, server CPU {scpu:.2f} s, load {os.getloadavg()[0]:.1f}")
+    if args.online == "redis":
+        fs.online.drop_view("bulk")
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ _SHA_EXHASH = script_sha(TILE_UPSERT_EXHASH)
 _VER = 20  # digits of the version prefix
 KEYS_PER_CALL = 100  # entities per EVALSHA: the script's call overhead shared, a call still short
 _NONE = np.iinfo(np.int64).min
-_EMPTY = pa.scalar(b"", resp.BIN)
+_EMPTY, _DOLLAR, _CRLF = (pa.scalar(x, resp.BIN) for x in (b"", b"$", b"\r\n"))
 
 
 def field(level: int, tile: int) -> bytes:
@@ -227,10 +227,12 @@ class RedisTiles:
         heads = pa.concat_arrays([heads, pa.array([b""], resp.BIN)]).take(pa.array(first))
         names = pc.binary_join_element_wise(pc.cast(pa.array(b.lv), pa.string()), pc.cast(pa.array(b.tile),
                                             pa.string()), ":").cast(resp.BIN)
-        values = pc.binary_join_element_wise(pa.scalar(b"%0*d" % (_VER, version), resp.BIN),
-                                             pc.fill_null(b.state, pa.scalar(b"", resp.BIN)), _EMPTY)
-        frames = resp.Slicer(pc.binary_join_element_wise(heads, resp.bulk_strings(names), resp.bulk_strings(values),
-                                                         _EMPTY))
+        state = pc.fill_null(b.state, _EMPTY)
+        value_len = pc.cast(pc.add(pc.binary_length(state), _VER), pa.string()).cast(resp.BIN)
+        # one pass over the states: head, field, then "$<len>" + version + state as the value's bulk string
+        frames = resp.Slicer(pc.binary_join_element_wise(
+            heads, *resp.bulk_pieces(names), _DOLLAR, value_len, pa.scalar(b"\r\n%0*d" % (_VER, version), resp.BIN),
+            state, _CRLF, _EMPTY))
         entity = codec.entity_arrow(view, b.keys.take(pa.array(ents)))
         keys = resp.Slicer(resp.framed_keys(self.key_head(view.name), entity))
         head, ver = resp.evalsha_head(_SHA.encode()), resp.bulk(b"%d" % version)
