@@ -111,3 +111,33 @@ def _same(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isinf(a):
         return a == b
     return same_value(a, b, rel=1e-12)
+
+
+def test_state_bytes_are_marshal_of_the_same_values():
+    """``state_bytes.Rows`` writes marshal's format: ints at both ends of TYPE_INT and TYPE_LONG (both signs, int64's
+    extremes), None where absent, floats with NaN and infinities, bools, tuples and a spliced ``marshal`` version 2
+    value; ``marshal.loads`` gives the same values and types."""
+    import marshal
+
+    from skewless.aggregation import state_bytes
+
+    ints = [0, 1, -1, 2 ** 31 - 1, 2 ** 31, -2 ** 31, -2 ** 31 - 1, 2 ** 45, -2 ** 60, 2 ** 63 - 1, -2 ** 63,
+            1_764_950_000_000_000, 32767, 32768, -32768]
+    n = len(ints)
+    v = np.array(ints, np.int64)
+    has = np.array([i % 3 != 1 for i in range(n)])
+    floats = np.array([0.5, -0.0, math.inf, -math.inf, math.nan] * 3)
+    rows = state_bytes.Rows(n)
+    rows.tuple_head(6)
+    rows.ints(v)
+    rows.ints(v, has)
+    rows.floats(floats, ~has)
+    rows.bools(v > 0)
+    rows.blobs([marshal.dumps(((i, -i), "x" * i), 2) for i in range(n)])
+    rows.ints(v % 1000)  # TYPE_INT only
+    got = [marshal.loads(b) for b in rows.build().to_pylist()]
+    for i, g in enumerate(got):
+        want = (ints[i], ints[i] if has[i] else None, None if has[i] else float(floats[i]), ints[i] > 0,
+                ((i, -i), "x" * i), ints[i] % 1000)
+        assert len(g) == 6 and [type(x) for x in g] == [type(x) for x in want], (g, want)
+        assert _same(g, want) or (not has[i] and math.isnan(want[2]) and math.isnan(g[2])), (g, want)
