@@ -437,10 +437,15 @@ def test_auth_password(extra_redis):
     assert "wrong-pw" not in str(err.value) and f"127.0.0.1:{svc.port}" in str(err.value)
 
 
+# The least-privilege ACL documented in adapters/redis/store.py's docstring, command by command.
+ACL_COMMANDS = ["+set", "+mget", "+getrange", "+evalsha", "+script|load", "+hget", "+hset", "+hsetnx", "+hdel",
+                "+hgetall", "+scan", "+unlink", "+ping", "+client|setname", "+select",
+                "+hmget", "+exists", "+hvals", "+pexpiretime", "+pexpireat"]
+
+
 def test_acl_user_with_least_privilege(extra_redis):
     p = prefix()
-    rules = [f"~{p}:*", "+set", "+mget", "+getrange", "+evalsha", "+script|load", "+hget", "+hset", "+hsetnx", "+hdel",
-             "+hgetall", "+scan", "+unlink", "+ping", "+client|setname", "+select"]
+    rules = [f"~{p}:*", *ACL_COMMANDS]
     svc = extra_redis("redis-acl", ["--user", "skewless", "on", ">s3cret", *rules])
     s = from_url(f"redis://skewless:s3cret@127.0.0.1:{svc.port}/1", None, {"key_prefix": p})
     v = view("acl", ttl=timedelta(days=365 * 50))
@@ -455,6 +460,35 @@ def test_acl_user_with_least_privilege(extra_redis):
     outside = from_url(f"redis://skewless:s3cret@127.0.0.1:{svc.port}/1", None, {"key_prefix": "elsewhere"})
     with pytest.raises(StoreUnavailable, match="(?i)NOPERM|no permissions"):
         outside.write(v, rows(v, [{"k": 1, "ev": wall_now(), "x": 1.0}]))
+
+
+@pytest.mark.parametrize("form", ["tuples", "batch"])
+def test_acl_user_with_least_privilege_keeps_aggregation_tiles(extra_redis, form):
+    """The documented ACL (adapters/redis/store.py) covers the tile scripts: the upsert with and without the
+    ``~v`` shortcut, a hash written before ``~v`` existed (EXISTS, HVALS), the expire time, reads, dropping."""
+    from skewless.online.base import to_us
+
+    p = prefix()
+    rules = [f"~{p}:*", *ACL_COMMANDS]
+    svc = extra_redis("redis-acl-tiles", ["--user", "skewless", "on", ">s3cret", *rules])
+    s = from_url(f"redis://skewless:s3cret@127.0.0.1:{svc.port}/1", None, {"key_prefix": p})
+    put = s.write_tiles if form == "tuples" else (lambda v, tiles, version: s.write_tiles(v, _tile_batch(v, tiles),
+                                                                                             version))
+    ent = sk.Entity("card", ["card"], dtype=sk.Int64)
+    v = sk.AggregatedView("aggacl", [ent], [sk.Field("card", sk.Int64), sk.Field("x", sk.Float64)],
+                          [sk.Aggregation("x", "sum", timedelta(hours=2))], hop=timedelta(hours=1))
+    cur = to_us(wall_now()) // v.hop_us
+    put(v, [((1,), 0, cur, b"a3"), ((2,), 0, cur - 1, b"b3")], 3)
+    put(v, [((1,), 0, cur, b"a2")], 2)  # older: kept out field by field
+    put(v, [((1,), 0, cur - 1, b"a4")], 4)  # newer: the shortcut
+    admin = redis.Redis(port=svc.port, db=1)
+    admin.hdel(s._tile_key(v, (2,)), "~v")  # as written before '~v' existed
+    put(v, [((2,), 0, cur - 1, b"b5")], 5)
+    assert s.read_tiles(v, [(1,), (2,)], [(0, cur), (0, cur - 1)]) == [
+        {(0, cur): b"a3", (0, cur - 1): b"a4"}, {(0, cur - 1): b"b5"}]
+    assert admin.pexpiretime(s._tile_key(v, (1,))) > 0
+    s.drop_view("aggacl")
+    assert s.read_tiles(v, [(1,), (2,)], [(0, cur)]) == [{}, {}]
 
 
 def _certificates(folder: Path) -> tuple[Path, Path, Path]:
