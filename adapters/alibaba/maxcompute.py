@@ -258,15 +258,15 @@ class MaxComputeTileScan:
         # Every date: a correction by event_id may move its event to any day, and still replace the older version.
         self._history = engine.history_relation(view, files)
         self._ranges = ""  # the temporary table, created on first use
-        self.session = Session()  # the running query (``interrupt`` stops it)
+
+    # Entities per events query: each query costs MaxCompute's scheduling latency (seconds) and a scan of the
+    # history, so chunks are larger than DuckDB's (maintain.ENTITIES_PER_CHUNK).
+    entities_per_chunk = 20_000
 
     def _run(self, sql: str, what: str, schema: pa.Schema) -> pa.Table:
         client = self._client
-        self.session.instance = client.run(sqlglot.transpile(sql, read="duckdb", write=MaxCompute)[0], what)
-        client.wait(self.session.instance, what)
-        table = pa.Table.from_batches(list(client.result(self.session.instance, what, schema)), schema=schema)
-        self.session.instance = None
-        return table
+        instance = client.execute(sqlglot.transpile(sql, read="duckdb", write=MaxCompute)[0], what)
+        return pa.Table.from_batches(list(client.result(instance, what, schema)), schema=schema)
 
     def touched(self, where: str) -> pa.Table:
         return self._run(tile_sql.view_touched_sql(self._view, self._history, where),
@@ -278,6 +278,7 @@ class MaxComputeTileScan:
             self._ranges = client.temp_table([*((k, MC_TYPES[d.name]) for k, d in view.join_key_dtypes.items()),
                                               ("__e", "BIGINT"), ("lo", "BIGINT"), ("hi", "BIGINT")])
         client.upload(self._ranges, ranges)
+        # The table holds the ranges of the chunks before too: this chunk's query reads its own entities' only.
         e = ranges.column("__e")
         lo, hi = (int(pc.min(e).as_py()), int(pc.max(e).as_py())) if ranges.num_rows else (0, -1)
         mine = f"(SELECT * FROM {q(self._ranges)} WHERE __e >= {lo} AND __e <= {hi})"

@@ -40,6 +40,8 @@ class TileScan(Protocol):
     def close(self) -> None:
         """Release the session (and whatever it uploaded)."""
 
+    # Optional: ``entities_per_chunk``, the chunk size that suits the engine (default ``ENTITIES_PER_CHUNK``).
+
 
 def check_store(ctx, view: AggregatedView) -> None:
     """Whether ``ctx`` can maintain ``view``'s tiles: an online store with tiles, an engine that runs this
@@ -60,11 +62,11 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
     ``on_chunk(entities done)`` after each chunk is written. ``files``: the snapshot's ``offline.base.HistoryFiles``
     (untyped here: the offline package imports this one). Returns the number of tiles written."""
     check_store(ctx, view)
-    chunk = chunk or ENTITIES_PER_CHUNK
     if files.version is None:
         return 0
     levels = level_count(view)
     scan: TileScan = ctx.engine.tile_scan(view, files)
+    chunk = chunk or getattr(scan, "entities_per_chunk", ENTITIES_PER_CHUNK)
     try:
         dirty = Dirty(scan.touched(where), len(view.join_keys), view.hop_us, levels)
         specs = partials.ColumnSpecs(view)
