@@ -6,11 +6,16 @@ training set at ``t = now``."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import uuid
 
 import pyarrow as pa
 import pytest
 import sqlglot
+from tests.core.test_faults_agg_ingest import clean  # noqa: F401 - the fixture: one clean DuckDB run
 from tests.support.agg_online import D, H, T0, AggRepo, around
 from tests.support.conformance.online import AggregationInvariant
 
@@ -117,3 +122,26 @@ def test_entity_chunks_each_read_their_own_ranges(tmp_path, maxcompute_endpoint,
         r.check([1, 2, 3, 4], around(r.clock, r.clock + 2 * D))
     finally:
         online.close()
+
+
+@pytest.mark.parametrize("point", ["ingest.after_offline_commit", "ingest.online_push_chunk:2"])
+def test_kill_during_an_aggregated_maxcompute_ingest_then_rerun_equals_a_clean_duckdb_run(
+        tmp_path, maxcompute_endpoint, clean, point):  # noqa: F811 - the imported fixture
+    """kill -9 mid-ingest (tiles computed in MaxCompute, 10 entities per chunk), then a rerun: the online values
+    are those of one clean run on the DuckDB engine (``clean``), and the oracle's."""
+    from tests.core import test_faults_agg_ingest as faults
+
+    repo = MaxComputeAggRepo(tmp_path / "repo", None, clock=None, offline=mc_offline(maxcompute_endpoint))
+    child = faults.CHILD.replace("maintain.ENTITIES_PER_CHUNK = 10", "maintain.ENTITIES_PER_CHUNK = 10\nfrom "
+                                 "skewless.adapters.alibaba.maxcompute import MaxComputeTileScan\n"
+                                 "MaxComputeTileScan.entities_per_chunk = 10")
+    env = {k: v for k, v in os.environ.items() if k != "SKEWLESS_KILL_AT"}
+    args = [sys.executable, "-c", child, str(repo.fs.repo_path), str(faults.N), str(faults.CARDS), "b-1"]
+    killed = subprocess.run(args, env={**env, "SKEWLESS_KILL_AT": point}, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(repo.history()) == faults.N  # the rerun appended nothing a second time
+    for t, want in clean.items():
+        assert faults.same(faults.online_values(repo, t), want)
+    repo.check(list(range(faults.CARDS + 1)), [faults.NOW])
