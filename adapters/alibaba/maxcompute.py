@@ -9,7 +9,9 @@ rendering as DuckDB's, transpiled) over the same uploaded rows; the parts are me
 what the joins need goes up (input position, time, join keys): the other input columns stay here
 and are put beside the result in input order, so they come back exactly as DuckDB's engine returns them (the
 entity rows are read and normalised by the same embedded DuckDB code). Materialization scans are
-``latest_per_entity`` rendered the same way and streamed back in key order.
+``latest_per_entity`` rendered the same way and streamed back in key order. An aggregated view's online tiles
+(``tile_scan``) are ``aggregation/tile_sql.py``'s two queries transpiled the same way, the tile ranges uploaded
+through the tunnel, the events downloaded; their partials are computed here by the code DuckDB's path uses.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pyarrow.parquet as pq
 import sqlglot
 
 from skewless import dtypes
+from skewless.aggregation import tile_sql
 from skewless.aggregation.definition import AggregatedView
 from skewless.aggregation.sql import AggViewQuery, agg_view_query, overflow_message, render_training
 from skewless.definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
@@ -124,6 +127,10 @@ class MaxComputeEngine(Engine):
         where += [f"{q(WRITE_BATCH)} = {int(batch)}"] if batch is not None else []
         table = files.uris[0].rsplit("/", 1)[1]
         return f"(SELECT {body} FROM {q(table)} WHERE {' AND '.join(where)})"
+
+    def tile_scan(self, view: AggregatedView, files: HistoryFiles) -> "MaxComputeTileScan":
+        """The online tiles' queries (``aggregation.maintain.TileScan``) pushed down to MaxCompute."""
+        return MaxComputeTileScan(self, view, files)
 
     # -- training sets --------------------------------------------------------------------------------------
     def historical(self, entity: Any, requests: list, files: dict[str, HistoryFiles], *,
@@ -236,6 +243,52 @@ class MaxComputeEngine(Engine):
             client.drop(tmp)
         values = [v for v in found.column(0).to_pylist() if v is not None] if found.num_rows else []
         return max([level, *values])
+
+
+class MaxComputeTileScan:
+    """``aggregation.maintain.TileScan`` in MaxCompute: ``tile_sql``'s queries (DuckDB spelling) transpiled, as
+    training sets are, over the snapshot-filtered history; each chunk's ranges uploaded through the tunnel into one
+    temporary table of this scan (a chunk's query reads its own entity numbers from it), the answers downloaded
+    through the instance tunnel as Arrow in the types DuckDB answers in. The partials are computed from them by the
+    same code as on DuckDB (``aggregation.maintain``)."""
+
+    def __init__(self, engine: MaxComputeEngine, view: AggregatedView, files: HistoryFiles):
+        self._client = engine.client_of(files)
+        self._view = view
+        # Every date: a correction by event_id may move its event to any day, and still replace the older version.
+        self._history = engine.history_relation(view, files)
+        self._ranges = ""  # the temporary table, created on first use
+
+    # Entities per events query: each query costs MaxCompute's scheduling latency (seconds) and a scan of the
+    # history, so chunks are larger than DuckDB's (maintain.ENTITIES_PER_CHUNK).
+    entities_per_chunk = 20_000
+
+    def _run(self, sql: str, what: str, schema: pa.Schema) -> pa.Table:
+        client = self._client
+        instance = client.execute(sqlglot.transpile(sql, read="duckdb", write=MaxCompute)[0], what)
+        return pa.Table.from_batches(list(client.result(instance, what, schema)), schema=schema)
+
+    def touched(self, where: str) -> pa.Table:
+        return self._run(tile_sql.view_touched_sql(self._view, self._history, where),
+                         f"tiles touched in {self._view.name!r}", tile_sql.touched_schema(self._view))
+
+    def events(self, ranges: pa.Table) -> pa.Table:
+        client, view = self._client, self._view
+        if not self._ranges:
+            self._ranges = client.temp_table([*((k, MC_TYPES[d.name]) for k, d in view.join_key_dtypes.items()),
+                                              ("__e", "BIGINT"), ("lo", "BIGINT"), ("hi", "BIGINT")])
+        client.upload(self._ranges, ranges)
+        # The table holds the ranges of the chunks before too: this chunk's query reads its own entities' only.
+        e = ranges.column("__e")
+        lo, hi = (int(pc.min(e).as_py()), int(pc.max(e).as_py())) if ranges.num_rows else (0, -1)
+        mine = f"(SELECT * FROM {q(self._ranges)} WHERE __e >= {lo} AND __e <= {hi})"
+        return self._run(tile_sql.view_events_sql(view, self._history, mine), f"tile events of {view.name!r}",
+                         tile_sql.events_schema(view))
+
+    def close(self) -> None:
+        if self._ranges:
+            self._client.drop(self._ranges)
+            self._ranges = ""
 
 
 def _agg_arrow(a) -> pa.DataType:

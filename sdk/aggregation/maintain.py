@@ -11,14 +11,14 @@ events update their tiles, and replays and reruns after a crash write the very s
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import ConfigError
 from ..online.base import to_us
-from . import partials, tile_sql, tile_states
+from . import partials, tile_states
 from .definition import AggregatedView
 from .dirty import Dirty, TileBatch
 from .tiles import FANOUT, level_count
@@ -26,16 +26,33 @@ from .tiles import FANOUT, level_count
 ENTITIES_PER_CHUNK = 2_000
 
 
+class TileScan(Protocol):
+    """What an engine's ``tile_scan(view, files)`` returns: the two queries of ``tile_sql`` over one history snapshot,
+    run where the engine computes (DuckDB here, MaxCompute in its warehouse), answered as Arrow. The partials are then
+    computed here from the events, by the same code whatever the engine, so every engine writes the same tiles."""
+
+    def touched(self, where: str) -> pa.Table:
+        """``tile_sql.touched_sql`` over the snapshot: join keys (the view's Arrow types), ``__ev`` (int64 µs)."""
+
+    def events(self, ranges: pa.Table) -> pa.Table:
+        """``tile_sql.view_events_sql`` over the snapshot with ``ranges`` (``_ranges``'s columns) as its ranges."""
+
+    def close(self) -> None:
+        """Release the session (and whatever it uploaded)."""
+
+    # Optional: ``entities_per_chunk``, the chunk size that suits the engine (default ``ENTITIES_PER_CHUNK``).
+
+
 def check_store(ctx, view: AggregatedView) -> None:
-    """Whether ``ctx`` can maintain ``view``'s tiles: an online store with tiles, an engine that scans histories
-    with this module's SQL (DuckDB's ``history_relation``). Checked before anything of a write is written."""
+    """Whether ``ctx`` can maintain ``view``'s tiles: an online store with tiles, an engine that runs this
+    package's tile SQL (``tile_scan``, see ``TileScan``). Checked before anything of a write is written."""
     online = ctx.online
     if not getattr(online, "supports_tiles", False):
         raise ConfigError(f"online store {online.url} keeps no aggregation tiles: aggregated view {view.name!r} "
                           f"cannot be written online (use a store with supports_tiles)")
-    if not hasattr(ctx.engine, "history_relation"):
+    if not hasattr(ctx.engine, "tile_scan"):
         raise ConfigError(f"engine {getattr(ctx.engine, 'name', type(ctx.engine).__name__)!r} cannot compute the "
-                          f"online tiles of aggregated view {view.name!r} yet (the embedded DuckDB engine can)")
+                          f"online tiles of aggregated view {view.name!r} (the duckdb and maxcompute engines can)")
 
 
 def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
@@ -45,18 +62,14 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
     ``on_chunk(entities done)`` after each chunk is written. ``files``: the snapshot's ``offline.base.HistoryFiles``
     (untyped here: the offline package imports this one). Returns the number of tiles written."""
     check_store(ctx, view)
-    chunk = chunk or ENTITIES_PER_CHUNK
     if files.version is None:
         return 0
-    keys = tuple(view.join_keys)
     levels = level_count(view)
-    con = ctx.engine.connect()
+    scan: TileScan = ctx.engine.tile_scan(view, files)
+    chunk = chunk or getattr(scan, "entities_per_chunk", ENTITIES_PER_CHUNK)
     try:
-        hist = ctx.engine.history_relation(view, files, con)
-        touched = con.sql(tile_sql.touched_sql(hist, keys, view.event_id, where)).to_arrow_table()
-        dirty = Dirty(touched, len(keys), view.hop_us, levels)
+        dirty = Dirty(scan.touched(where), len(view.join_keys), view.hop_us, levels)
         specs = partials.ColumnSpecs(view)
-        sql = tile_sql.tile_events_sql(hist, keys, view.event_id, specs.names, specs.timestamp, "__skewless_ranges")
         vectorised = tile_states.supported(specs)  # else per event in Python (string columns...)
         written = 0
         now_us = to_us(ctx.now())
@@ -65,9 +78,7 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
             for lo in range(skip, len(dirty), chunk):
                 hi = min(lo + chunk, len(dirty))
                 part = dirty.span(lo, hi)
-                con.register("__skewless_ranges", _ranges(view, dirty, part, levels))
-                table = con.sql(sql).to_arrow_table()
-                con.unregister("__skewless_ranges")
+                table = scan.events(_ranges(view, dirty, part, levels))
                 e, lv, tile = dirty.e[part], dirty.lv[part], dirty.tile[part]
                 if vectorised:
                     batch = tile_states.encoded_states(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
@@ -91,7 +102,7 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
                     pending[0]()
         return written
     finally:
-        con.close()
+        scan.close()
 
 
 def _ranges(view: AggregatedView, dirty: Dirty, part: slice, levels: int) -> pa.Table:

@@ -1,5 +1,8 @@
 """The SQL (DuckDB dialect) that feeds the online tiles: which tiles a write dirties, and the events of those tiles.
 
+Engines run it through their ``tile_scan`` (``maintain.TileScan``): DuckDB as is, others transpiled by sqlglot into
+their dialect (MaxCompute), the answers coming back as Arrow in ``touched_schema`` / ``events_schema``.
+
 Both read a history through ``sql.events`` (event identity rendered once), so a tile's partial is recomputed from
 the events as they are now (the newest version of each ``event_id``), never incremented: corrections replace, late
 events land in their own tile, a replayed batch or a rerun after a crash writes the same partials again.
@@ -7,8 +10,12 @@ events land in their own tile, a replayed batch or a rerun after a crash writes 
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW
 from ..sqlnames import q
+from .definition import AggregatedView
+from .partials import ColumnSpecs
 from .sql import events
 
 
@@ -44,3 +51,27 @@ def tile_events_sql(history: str, join_keys: tuple[str, ...], event_id: str | No
           f"{q(WRITE_ROW)} AS __wr" + (f", {cols}" if cols else "")
     return (f"SELECT {sel} FROM {events(history, join_keys, event_id)} AS e JOIN {ranges} AS r ON {on} "
             f"AND {_us(EVENT_TS)} > r.lo AND {_us(EVENT_TS)} <= r.hi ORDER BY __e, {order}")
+
+
+def view_touched_sql(view: AggregatedView, history: str, where: str) -> str:
+    """``touched_sql`` for ``view`` over its ``history`` relation."""
+    return touched_sql(history, tuple(view.join_keys), view.event_id, where)
+
+
+def view_events_sql(view: AggregatedView, history: str, ranges: str) -> str:
+    """``tile_events_sql`` for ``view``'s aggregated columns (``partials.ColumnSpecs`` order) over ``history``."""
+    specs = ColumnSpecs(view)
+    return tile_events_sql(history, tuple(view.join_keys), view.event_id, specs.names, specs.timestamp, ranges)
+
+
+def touched_schema(view: AggregatedView) -> pa.Schema:
+    """The Arrow types ``view_touched_sql`` answers in (DuckDB's, which every engine's answer is cast to)."""
+    return pa.schema([*((k, d.arrow) for k, d in view.join_key_dtypes.items()), ("__ev", pa.int64())])
+
+
+def events_schema(view: AggregatedView) -> pa.Schema:
+    """The Arrow types ``view_events_sql`` answers in (timestamps as int64 µs)."""
+    specs = ColumnSpecs(view)
+    return pa.schema([*((c, pa.int64()) for c in ("__e", "__ev", "__cr", "__wb", "__wr")),
+                      *(("v_" + c, pa.int64() if ts else d.arrow)
+                        for c, d, ts in zip(specs.names, specs.dtypes, specs.timestamp))])

@@ -20,6 +20,7 @@ import pyarrow as pa
 from .. import dtypes
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from ..aggregation.definition import AggregatedView
+from ..aggregation import tile_sql
 from ..aggregation.sql import AggViewQuery, agg_view_query, render_training
 from ..errors import ValidationError
 from ..sqlnames import output_names
@@ -106,6 +107,10 @@ class DuckDBEngine(Engine):
         if position:
             body, union = f"{body}, {position_sql()} AS {q(POSITION)}", f"{union}, file_row_number = true"
         return f"(SELECT {body} FROM read_parquet({_sql_list(files.uris)}{union}))"
+
+    def tile_scan(self, view: AggregatedView, files: HistoryFiles) -> "DuckDBTileScan":
+        """The online tiles' queries (``aggregation.maintain.TileScan``) over ``files``, on a connection of its own."""
+        return DuckDBTileScan(self, view, files)
 
     @staticmethod
     def _register_dataset(con: duckdb.DuckDBPyConnection | None, files: HistoryFiles) -> str:
@@ -361,3 +366,28 @@ def _entity_arrow(entity: Any, ts: str) -> pa.Table:
     if ts in table.column_names and pa.types.is_timestamp(table.schema.field(ts).type):
         table = table.set_column(table.column_names.index(ts), ts, to_utc_us(table.column(ts)))
     return table
+
+
+class DuckDBTileScan:
+    """``aggregation.maintain.TileScan`` on DuckDB: ``tile_sql`` as written, the ranges registered as Arrow."""
+
+    _RANGES = "__skewless_ranges"
+
+    def __init__(self, engine: DuckDBEngine, view: AggregatedView, files: HistoryFiles):
+        self._con = engine.connect()
+        self._view = view
+        self._history = engine.history_relation(view, files, self._con)
+        self._events = tile_sql.view_events_sql(view, self._history, self._RANGES)
+
+    def touched(self, where: str) -> pa.Table:
+        return self._con.sql(tile_sql.view_touched_sql(self._view, self._history, where)).to_arrow_table()
+
+    def events(self, ranges: pa.Table) -> pa.Table:
+        self._con.register(self._RANGES, ranges)
+        try:
+            return self._con.sql(self._events).to_arrow_table()
+        finally:
+            self._con.unregister(self._RANGES)
+
+    def close(self) -> None:
+        self._con.close()

@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
+import yaml
 from tests.support.agg_oracle import Agg, aggregate, same_value
 from tests.support.oracle import Row
 
@@ -48,7 +50,17 @@ class AggRepo:
     """A repo around ``online`` (the store under test; None: the repo's own SQLite file) with one aggregated view and
     a settable clock (None: the real one)."""
 
-    def __init__(self, path: Path, online, view: sk.AggregatedView | None = None, clock: datetime | None = T0):
+    # Also compare the online values with the training-set path at each ``now`` (the offline engine's own answer).
+    compare_training = False
+
+    def __init__(self, path: Path, online, view: sk.AggregatedView | None = None, clock: datetime | None = T0,
+                 offline: dict | None = None):
+        """``offline``: the repo's ``offline`` config section (default: local Delta + DuckDB)."""
+        if offline is not None:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "skewless.yaml").write_text(yaml.safe_dump({"project": "aggs", "registry": "data/registry",
+                                                                "offline": offline,
+                                                                "online": "sqlite:///data/online.db"}))
         self.fs = sk.init_repo(path)
         if online is not None:
             self.fs.__dict__["online"] = online  # the store under test in place of the repo's own SQLite file
@@ -70,14 +82,17 @@ class AggRepo:
             cols[f.name] = pa.array([r.get(f.name) for r in records], f.dtype.arrow)
         return self.fs.ingest(self.view.name, pa.table(cols), batch_id=batch_id)
 
+    def history_rows(self, files) -> list[dict]:
+        """The committed rows of the snapshot ``files`` (local Delta files; subclasses read other stores)."""
+        return [r for uri in files.uris for r in pq.read_table(uri.split("://", 1)[-1]).to_pylist()]
+
     def history(self) -> list[Row]:
         files = self.fs.offline.files(self.view.name, self.fs.offline.version(self.view.name))
         out = []
-        for uri in files.uris:
-            for r in pq.read_table(uri.split("://", 1)[-1]).to_pylist():
-                out.append(Row(key=(r["card"],), event_ts=r[EVENT_TS], created_ts=r[CREATED_TS],
-                               write_order=(r[WRITE_BATCH], r[WRITE_ROW]),
-                               values={f.name: r.get(f.name) for f in SCHEMA[1:]}))
+        for r in self.history_rows(files):
+            out.append(Row(key=(r["card"],), event_ts=r[EVENT_TS], created_ts=r[CREATED_TS],
+                           write_order=(r[WRITE_BATCH], r[WRITE_ROW]),
+                           values={f.name: r.get(f.name) for f in SCHEMA[1:]}))
         return out
 
     def expected(self, cards, now: datetime) -> dict[str, list]:
@@ -99,6 +114,24 @@ class AggRepo:
                     assert same_value(g, w), f"{a.name} card={c} now={now}: online {g!r} != oracle {w!r}"
                     n += 1
                 assert set(got.statuses[a.name]) == {PRESENT}, got.statuses[a.name]
+        if self.compare_training:
+            n += self.check_training(cards, nows)
+        return n
+
+    def check_training(self, cards, nows) -> int:
+        """Assert online == the training set at ``t = now`` (one entity row per card and ``now``)."""
+        refs = [f"{self.view.name}:{a.name}" for a in self.view.aggregations]
+        pairs = [(c, now) for now in nows for c in cards]
+        entity = pd.DataFrame({"card": [c for c, _ in pairs], "event_timestamp": [t for _, t in pairs]})
+        offline = self.fs.get_historical_features(entity, refs).to_arrow().to_pydict()
+        n = 0
+        for now in nows:
+            got = self.fs.get_online_features(refs, [{"card": c} for c in cards], now=now)
+            for a in self.view.aggregations:
+                want = [v for (c, t), v in zip(pairs, offline[a.name]) if t == now]
+                for c, g, w in zip(cards, got.values[a.name], want):
+                    assert same_value(g, w), f"{a.name} card={c} now={now}: online {g!r} != training set {w!r}"
+                    n += 1
         return n
 
 

@@ -1,6 +1,7 @@
 """OnlineStoreConformance: every online store (SQLite, Redis, Tair, ...) must pass this.
 
-Subclass it and define a ``store`` fixture yielding a fresh, empty store.
+Subclass it and define a ``store`` fixture yielding a fresh, empty store. ``AggregationInvariant`` (the
+aggregated views' cases, which it inherits) also runs on its own with another offline engine (MaxCompute).
 """
 
 from __future__ import annotations
@@ -50,7 +51,83 @@ def rows(v: sk.FeatureView, data: list[dict]) -> pa.Table:
     return pa.table(cols)
 
 
-class OnlineStoreConformance:
+class AggregationInvariant:
+    """The online invariant of aggregated views (online == offline at ``t = now``), after ingest, a late event, a
+    correction by event_id, a replay and a materialize backfill. Needs a ``store`` fixture (the online store under
+    test); ``agg_repo`` builds the repo around it (subclasses pick another offline store and engine)."""
+
+    def agg_repo(self, store, tmp_path, **kw) -> AggRepo:
+        if not store.supports_tiles:
+            pytest.skip("store keeps no aggregation tiles (supports_tiles)")
+        return AggRepo(tmp_path / "repo", store, **kw)
+
+    @staticmethod
+    def txns(start: datetime, card: int, n: int, tag: str, step=timedelta(hours=5)) -> list[dict]:
+        """n events of ``card`` from ``start``, ``step`` apart: nulls, a NaN, repeated merchants, txn ids."""
+        out = []
+        for i in range(n):
+            amount = None if i % 7 == 3 else math.nan if (i == 5 and card == 2) else round(1.5 * i - 4.25, 2)
+            out.append({"card": card, "ev": start + step * i, "amount": amount, "qty": None if i % 5 == 4 else i * 3,
+                        "merchant": None if i % 4 == 1 else f"m{(i * 7) % 5}", "paid": start + step * i - H,
+                        "txn": None if i % 6 == 5 else f"{tag}{card}-{i}"})
+        return out
+
+    def test_aggregations_equal_offline_after_ingest_late_event_correction_and_replay(self, store, tmp_path):
+        r = self.agg_repo(store, tmp_path)
+        cards = [1, 2, 3]  # 3 never has an event
+        r.clock = AT0 + 12 * D
+        first = self.txns(AT0, 1, 40, "a") + self.txns(AT0 + timedelta(minutes=30), 2, 50, "a")
+        r.ingest(first, batch_id="first")
+        last_ev = max(e["ev"] for e in first)
+        r.check(cards, around(r.clock, r.clock + timedelta(minutes=59), r.clock + 3 * D, r.clock + 8 * D))
+        # a late event lands in an old tile (every window holding it changes)
+        r.clock += H
+        r.ingest([{"card": 1, "ev": AT0 + 6 * D + timedelta(minutes=7), "amount": 100.0, "qty": 9, "merchant": "late",
+                   "paid": AT0, "txn": "late-1"}])
+        r.check(cards, around(r.clock, r.clock + 2 * D, AT0 + 13 * D + timedelta(hours=6)))
+        # corrections by event_id: a new value and a new time; the earlier version stops counting entirely
+        r.clock += H
+        r.ingest([{"card": 1, "ev": AT0 + 12 * D + timedelta(minutes=10), "amount": -7.5, "qty": 1, "merchant": "fix",
+                   "paid": AT0 + D, "txn": "a1-3"},
+                  {"card": 2, "ev": AT0 + 2 * D, "amount": 2.0, "qty": 2, "merchant": "fix", "txn": "a2-10"}])
+        r.check(cards, around(r.clock, r.clock + 5 * H, r.clock + 7 * D))
+        # a replayed batch never counts twice: by batch id, and re-sent events with the same event ids
+        assert r.ingest(first, batch_id="first").already_ingested
+        r.clock += H
+        r.ingest(self.txns(AT0, 1, 10, "a"))
+        r.check(cards, around(r.clock, r.clock + 2 * D))
+        assert last_ev < r.clock
+
+    def test_aggregations_future_dated_rows_never_count_before_their_time(self, store, tmp_path):
+        r = self.agg_repo(store, tmp_path)
+        r.clock = AT0 + 3 * D + timedelta(minutes=20)
+        future = [{"card": 1, "ev": r.clock + timedelta(minutes=m), "amount": float(m), "qty": m, "merchant": f"f{m}",
+                   "paid": r.clock, "txn": f"f{m}"} for m in (1, 15, 39, 40, 41, 100, 60 * 30)]
+        r.ingest(self.txns(AT0, 1, 15, "a") + future)
+        nows = around(r.clock, *(e["ev"] for e in future))
+        r.check([1, 2], nows)
+        # a later write into the tile holding future rows keeps them out until their time as well
+        r.clock += timedelta(minutes=10)
+        r.ingest([{"card": 1, "ev": r.clock - timedelta(minutes=1), "amount": 0.5, "qty": 1, "txn": "now-1"}])
+        r.check([1], [n for n in nows if n >= r.clock])
+
+    def test_aggregations_after_materialize_backfill_equal_offline(self, store, tmp_path):
+        r = self.agg_repo(store, tmp_path)
+        r.clock = AT0 + 20 * D
+        r.ingest(self.txns(AT0, 1, 60, "a") + self.txns(AT0, 2, 30, "a", step=timedelta(hours=13)))
+        r.ingest([{"card": 1, "ev": AT0 + 3 * D, "amount": 5.0, "qty": 5, "txn": "a1-2"}])  # a correction
+        store.drop_view(r.view.name)  # the tiles are gone: materialize rebuilds them from the history
+        assert r.fs.get_online_features([f"{r.view.name}:count_365d"], [{"card": 1}], now=r.clock).values == \
+            {"count_365d": [0]}
+        r.fs.materialize(AT0, AT0 + 10 * D)
+        r.fs.materialize_incremental(AT0 + 30 * D)
+        r.check([1, 2, 3], around(r.clock, r.clock + 4 * D))
+        # materializing again changes nothing
+        r.fs.materialize(AT0, AT0 + 30 * D)
+        r.check([1, 2], [r.clock])
+
+
+class OnlineStoreConformance(AggregationInvariant):
     @pytest.fixture
     def store(self):  # pragma: no cover - subclasses provide it
         raise NotImplementedError
@@ -200,74 +277,3 @@ class OnlineStoreConformance:
         store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0}]))
         store.drop_view("v")
         assert self.read1(store, v, [1], T0 + timedelta(days=1)).statuses == [NOT_FOUND]
-
-    # -- aggregated views: the invariant, online == offline (agg_oracle) at t = now -----------------------------
-    def agg_repo(self, store, tmp_path, **kw) -> AggRepo:
-        if not store.supports_tiles:
-            pytest.skip("store keeps no aggregation tiles (supports_tiles)")
-        return AggRepo(tmp_path / "repo", store, **kw)
-
-    @staticmethod
-    def txns(start: datetime, card: int, n: int, tag: str, step=timedelta(hours=5)) -> list[dict]:
-        """n events of ``card`` from ``start``, ``step`` apart: nulls, a NaN, repeated merchants, txn ids."""
-        out = []
-        for i in range(n):
-            amount = None if i % 7 == 3 else math.nan if (i == 5 and card == 2) else round(1.5 * i - 4.25, 2)
-            out.append({"card": card, "ev": start + step * i, "amount": amount, "qty": None if i % 5 == 4 else i * 3,
-                        "merchant": None if i % 4 == 1 else f"m{(i * 7) % 5}", "paid": start + step * i - H,
-                        "txn": None if i % 6 == 5 else f"{tag}{card}-{i}"})
-        return out
-
-    def test_aggregations_equal_offline_after_ingest_late_event_correction_and_replay(self, store, tmp_path):
-        r = self.agg_repo(store, tmp_path)
-        cards = [1, 2, 3]  # 3 never has an event
-        r.clock = AT0 + 12 * D
-        first = self.txns(AT0, 1, 40, "a") + self.txns(AT0 + timedelta(minutes=30), 2, 50, "a")
-        r.ingest(first, batch_id="first")
-        last_ev = max(e["ev"] for e in first)
-        r.check(cards, around(r.clock, r.clock + timedelta(minutes=59), r.clock + 3 * D, r.clock + 8 * D))
-        # a late event lands in an old tile (every window holding it changes)
-        r.clock += H
-        r.ingest([{"card": 1, "ev": AT0 + 6 * D + timedelta(minutes=7), "amount": 100.0, "qty": 9, "merchant": "late",
-                   "paid": AT0, "txn": "late-1"}])
-        r.check(cards, around(r.clock, r.clock + 2 * D, AT0 + 13 * D + timedelta(hours=6)))
-        # corrections by event_id: a new value and a new time; the earlier version stops counting entirely
-        r.clock += H
-        r.ingest([{"card": 1, "ev": AT0 + 12 * D + timedelta(minutes=10), "amount": -7.5, "qty": 1, "merchant": "fix",
-                   "paid": AT0 + D, "txn": "a1-3"},
-                  {"card": 2, "ev": AT0 + 2 * D, "amount": 2.0, "qty": 2, "merchant": "fix", "txn": "a2-10"}])
-        r.check(cards, around(r.clock, r.clock + 5 * H, r.clock + 7 * D))
-        # a replayed batch never counts twice: by batch id, and re-sent events with the same event ids
-        assert r.ingest(first, batch_id="first").already_ingested
-        r.clock += H
-        r.ingest(self.txns(AT0, 1, 10, "a"))
-        r.check(cards, around(r.clock, r.clock + 2 * D))
-        assert last_ev < r.clock
-
-    def test_aggregations_future_dated_rows_never_count_before_their_time(self, store, tmp_path):
-        r = self.agg_repo(store, tmp_path)
-        r.clock = AT0 + 3 * D + timedelta(minutes=20)
-        future = [{"card": 1, "ev": r.clock + timedelta(minutes=m), "amount": float(m), "qty": m, "merchant": f"f{m}",
-                   "paid": r.clock, "txn": f"f{m}"} for m in (1, 15, 39, 40, 41, 100, 60 * 30)]
-        r.ingest(self.txns(AT0, 1, 15, "a") + future)
-        nows = around(r.clock, *(e["ev"] for e in future))
-        r.check([1, 2], nows)
-        # a later write into the tile holding future rows keeps them out until their time as well
-        r.clock += timedelta(minutes=10)
-        r.ingest([{"card": 1, "ev": r.clock - timedelta(minutes=1), "amount": 0.5, "qty": 1, "txn": "now-1"}])
-        r.check([1], [n for n in nows if n >= r.clock])
-
-    def test_aggregations_after_materialize_backfill_equal_offline(self, store, tmp_path):
-        r = self.agg_repo(store, tmp_path)
-        r.clock = AT0 + 20 * D
-        r.ingest(self.txns(AT0, 1, 60, "a") + self.txns(AT0, 2, 30, "a", step=timedelta(hours=13)))
-        r.ingest([{"card": 1, "ev": AT0 + 3 * D, "amount": 5.0, "qty": 5, "txn": "a1-2"}])  # a correction
-        store.drop_view(r.view.name)  # the tiles are gone: materialize rebuilds them from the history
-        assert r.fs.get_online_features([f"{r.view.name}:count_365d"], [{"card": 1}], now=r.clock).values == \
-            {"count_365d": [0]}
-        r.fs.materialize(AT0, AT0 + 10 * D)
-        r.fs.materialize_incremental(AT0 + 30 * D)
-        r.check([1, 2, 3], around(r.clock, r.clock + 4 * D))
-        # materializing again changes nothing
-        r.fs.materialize(AT0, AT0 + 30 * D)
-        r.check([1, 2], [r.clock])
