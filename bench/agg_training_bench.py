@@ -54,6 +54,11 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def cpu_s(usage) -> float:
+    """User + system CPU seconds of a whole process (start-up included): on a shared host, less load-bound than wall."""
+    return round(usage.ru_utime + usage.ru_stime, 1)
+
+
 def generate(data: Path, scale: str, seed: int = 15) -> None:
     n_ent, n_ev, n_keys = SCALES[scale]
     if (data / "events.parquet").exists():
@@ -151,10 +156,11 @@ def _child(task: str, data: Path, repo: Path, out: Path | None) -> dict:
     cmd = [sys.executable, "-m", "bench.agg_training_bench", "--task", task, "--data", str(data), "--repo", str(repo)]
     if out:
         cmd += ["--out", str(out)]
+    load = round(os.getloadavg()[0], 2)
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{task} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]), loadavg_1m_start=load)
 
 
 FEAST_VENV = ROOT / ".bench" / "feast-venv"
@@ -173,13 +179,18 @@ FEAST_EVIDENCE = [
     "compute engine.' (the probe's materialize of txn_stream)",
     "time-windowed (tiled) aggregation is in the Spark and Ray engines only: infra/compute_engines/spark/nodes.py:"
     "235-238, infra/compute_engines/ray/nodes.py:348-350 (aggregation/tiling/__init__.py: 'implemented by any "
-    "compute engine (Spark, Ray, etc.)')",
+    "compute engine (Spark, Ray, etc.)'), reached from materialize (passthrough_provider.py:466), not from a "
+    "training set: their get_historical_features(registry, task) (spark/compute.py:197, ray/compute.py:278) takes "
+    "a HistoricalRetrievalTask, a class (infra/common/retrieval_task.py:12) that nothing in feast/ constructs",
     "documented path: 'Create Batch Features: ELT/ETL systems like Spark and SQL are used to transform data in the "
     "batch store', then 'Get Historical Features: Feast exports a point-in-time correct training dataset' "
     "(https://docs.feast.dev/v0.40-branch/getting-started/architecture-and-components/overview); an offline store "
     "(DuckDB among them) as the transformation engine "
     "(https://docs.feast.dev/getting-started/architecture/feature-transformation)",
 ]
+
+
+STOPPED = ("memory-cap", "killed", "timeout")  # a Feast run stopped for its resources: its time is a lower bound
 
 
 def _phases(log: Path) -> dict[str, float]:
@@ -218,6 +229,7 @@ def run_feast(venv: Path, data: Path, root: Path, store: str, max_as_gb: float, 
     ended = time.time()
     res = json.loads(out.read_text()) if out.exists() else {"status": "error", "offline_store": store}
     res["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # wait4: known even for a child that was killed
+    res["process_cpu_s"] = cpu_s(usage)
     res["exit_code"] = proc.returncode
     if timed_out:
         res["status"] = "timeout"
@@ -226,7 +238,8 @@ def run_feast(venv: Path, data: Path, root: Path, store: str, max_as_gb: float, 
         res["error"] = f"signal {signal.Signals(-proc.returncode).name}; log tail: {log.read_text()[-500:]}"
     if res["status"] != "ok":
         ph = _phases(log)
-        if "precompute" in ph:  # measured phases only (apply, between them, is not in wall_s)
+        # a run stopped for its resources was slower than this; one that failed otherwise bounds nothing
+        if "precompute" in ph and res["status"] in STOPPED:  # measured phases only (apply is not in wall_s)
             pit = ph.get("get_historical_features")
             res["lower_bound_wall_s"] = round((ph.get("apply", ended) - ph["precompute"])
                                               + ((ended - pit) if pit else 0.0), 1)
@@ -239,8 +252,8 @@ def run_feast(venv: Path, data: Path, root: Path, store: str, max_as_gb: float, 
 def run_probe(venv: Path, root: Path) -> dict:
     work = root / "feast_probe"
     shutil.rmtree(work, ignore_errors=True)
-    done = subprocess.run([str(venv / "bin" / "python"), str(PEERS / "feast_agg_probe.py"), "--workdir", str(work)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run([str(venv / "bin" / "python"), str(PEERS / "feast_agg_probe.py"), "--workdir",
+                           str(work.resolve())], capture_output=True, text=True, check=False)
     shutil.rmtree(work, ignore_errors=True)
     try:
         return json.loads(done.stdout.strip().splitlines()[-1])
@@ -257,9 +270,11 @@ def feast_side(args, data: Path, root: Path, result: dict) -> None:
     result["feast_probe"] = run_probe(venv, root)
     result["feast_evidence"] = FEAST_EVIDENCE
     runs: dict[str, list] = {}
+    for store in args.feast_stores.split(","):
+        (root / f"feast_{store}.parquet").unlink(missing_ok=True)  # compare this run's output, never an older one
     for i in range(args.feast_reps):
         for store in args.feast_stores.split(","):
-            save = root / f"feast_{store}.parquet" if i == 0 else None
+            save = root / f"feast_{store}.parquet"  # written after the timed phases, by every run that finishes
             runs.setdefault(store, []).append(run_feast(venv, data, root, store, args.feast_max_as_gb,
                                                         args.feast_timeout, save))
             r = runs[store][-1]
@@ -270,6 +285,7 @@ def feast_side(args, data: Path, root: Path, result: dict) -> None:
         ok = [r for r in rs if r["status"] == "ok"]
         best = min(ok, key=lambda r: r["wall_s"]) if ok else max(rs, key=lambda r: r.get("lower_bound_wall_s", 0))
         best["all_wall_s"] = [r.get("wall_s") for r in rs]
+        best["all_loadavg_1m"] = [round(r.get("loadavg_1m_start", -1), 2) for r in rs]
         best["all_status"] = [r["status"] for r in rs]
         if ok and (root / f"feast_{store}.parquet").exists() and (root / "skewless.parquet").exists():
             best["same_values"] = same_values(root / "skewless.parquet", root / f"feast_{store}.parquet")
@@ -297,32 +313,49 @@ def figures(result: dict) -> list[tuple]:
     return out
 
 
+def _runs(r: dict) -> str:
+    """Every run's wall time, with the 1-minute load average when it started where recorded ("@")."""
+    loads = r.get("all_loadavg_1m") or [None] * len(r["all_wall_s"])
+    walls = [w if w is not None else st for w, st in zip(r["all_wall_s"], r.get("all_status", r["all_wall_s"]))]
+    return ", ".join(f"{w}" + (f" @{ld}" if ld is not None else "") for w, ld in zip(walls, loads))
+
+
+def _cpu(r: dict) -> str:
+    return str(r.get("process_cpu_s", "-"))  # results written before it was recorded have none
+
+
 def markdown(result: dict) -> str:
     sk, fl, fe = result["skewless"], result["floor"], result.get("feast")
     lines = [f"# Training set with aggregations, --scale {result['scale']}", "",
              f"{result['entity_rows']:,} entity rows x {result['events']:,} events, count/sum/mean/max x 1 h/1 d/7 d, "
-             f"hop 1 h. `python -m bench.agg_training_bench --scale {result['scale']}`; load average (1 min) "
+             f"hop 1 h. `{result.get('command', 'python -m bench.agg_training_bench --scale ' + result['scale'])}`; "
+             f"load average (1 min) "
              f"{result['loadavg_start']} at the start, {result['loadavg_end']} at the end (2 cores, shared).", "",
-             "| | wall s (best; all runs) | peak RSS MB | / skewless | same values as skewless |", "|---|---|---|---|---|",
-             f"| skewless | {sk['wall_s']} ({sk['all_wall_s']}) | {sk['peak_rss_mb']:,.0f} | 1 | - |",
-             f"| hand-written DuckDB floor | {fl['wall_s']} ({fl['all_wall_s']}) | {fl['peak_rss_mb']:,.0f} | "
-             f"{round(fl['wall_s'] / sk['wall_s'], 2)} | {result['same_values']} |"]
+             "| | wall s (best; all runs @ load 1 min) | peak RSS MB | process CPU s | / skewless | same values as skewless |",
+             "|---|---|---|---|---|---|",
+             f"| skewless | {sk['wall_s']} ({_runs(sk)}) | {sk['peak_rss_mb']:,.0f} | {_cpu(sk)} | 1 | - |",
+             f"| hand-written DuckDB floor | {fl['wall_s']} ({_runs(fl)}) | {fl['peak_rss_mb']:,.0f} | "
+             f"{_cpu(fl)} | {round(fl['wall_s'] / sk['wall_s'], 2)} | {result['same_values']} |"]
     for store, r in result.get("feast_stores", {}).items():
         if r["status"] == "ok":
             lines.append(f"| Feast 0.67, precompute + `get_historical_features` ({store} offline store) | "
-                         f"{r['wall_s']} = {r['precompute_s']} + {r['pit_s']} ({r['all_wall_s']}) | "
-                         f"{r['peak_rss_mb']:,.0f} | {round(r['wall_s'] / sk['wall_s'], 1)} | "
+                         f"{r['wall_s']} = {r['precompute_s']} + {r['pit_s']} ({_runs(r)}) | "
+                         f"{r['peak_rss_mb']:,.0f} | {_cpu(r)} | {round(r['wall_s'] / sk['wall_s'], 1)} | "
                          f"{r.get('same_values', '-')} |")
+        elif "lower_bound_wall_s" not in r:
+            lines.append(f"| Feast 0.67 ({store} offline store) | {r['status']} in {r.get('died_in_phase')}: "
+                         f"{str(r.get('error', '?')).splitlines()[0][:160]} ({r['all_status']}) | "
+                         f"{r['peak_rss_mb']:,.0f} | {_cpu(r)} | - | - |")
         else:
             lines.append(f"| Feast 0.67 ({store} offline store) | {r['status']} in {r.get('died_in_phase')} after "
                          f">= {r.get('lower_bound_wall_s')} s of measured phases ({r['all_status']}) | "
-                         f"{r['peak_rss_mb']:,.0f} (cap {r.get('max_as_gb', '?')} GB of address space) | "
+                         f"{r['peak_rss_mb']:,.0f} (cap {r.get('max_as_gb', '?')} GB of address space) | {_cpu(r)} | "
                          f">= {round(r.get('lower_bound_wall_s', 0) / sk['wall_s'], 1)} | - |")
     lines += ["", *verdict_lines(figures(result), result["scale"])]
     if fe:
         lines += ["", f"Feast compared: the {fe.get('store')} offline store (the faster of those run: "
                       f"{', '.join(result.get('feast_stores', {}))}). Its precompute wrote "
-                      f"{fe.get('precompute_rows', '?'):,} rows (one per card and change point); its own PIT join "
+                      f"{fe.get('precompute_rows', 0):,} rows (one per card and change point); its own PIT join "
                       f"alone is {result.get('feast_pit_only_ratio', '-')}x skewless's whole job.",
                   "", "Feast computes no windowed aggregation for a training set: `bench/peers/feast_agg_probe.py` "
                       "(amounts 1, 2, 4 in one hour, sum over 1 h expected 7):", "",
@@ -352,12 +385,15 @@ def main(argv: list[str] | None = None) -> int:
             args.data, args.repo, args.out), "floor": lambda: run_floor(args.data, args.repo, args.out)}[args.task]
         result = fn()
         result["peak_rss_mb"] = peak_rss_mb()
+        result["process_cpu_s"] = cpu_s(resource.getrusage(resource.RUSAGE_SELF))
         print(json.dumps(result))
         return 0
     root = Path(".bench") / "agg" / args.scale
     data, repo = root / "data", root / "repo"
     generate(data, args.scale)
     result: dict = {"scale": args.scale, "entity_rows": SCALES[args.scale][0], "events": SCALES[args.scale][1],
+                    "command": " ".join(["python -m bench.agg_training_bench", *(sys.argv[1:] if argv is None
+                                                                                 else argv)]),
                     "loadavg_start": round(os.getloadavg()[0], 2)}
     if not (repo / "feature_store.yaml").exists() and not (repo / "skewless.yaml").exists():
         result["prepare"] = _child("prepare", data, repo, None)
@@ -368,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     for side, rs in runs.items():
         result[side] = min(rs, key=lambda r: r["wall_s"])
         result[side]["all_wall_s"] = [r["wall_s"] for r in rs]
+        result[side]["all_loadavg_1m"] = [r["loadavg_1m_start"] for r in rs]
     result["ratio"] = round(result["skewless"]["wall_s"] / result["floor"]["wall_s"], 2)
     result["same_values"] = same_values(root / "skewless.parquet", root / "floor.parquet")
     if not args.no_feast:

@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--offline-store", choices=["duckdb", "file"], default="duckdb")
     args = ap.parse_args()
+    args.workdir = os.path.abspath(args.workdir)  # Feast resolves repo paths against repo_path
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(args.workdir, "metrics"))
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     warnings.simplefilter("ignore")
