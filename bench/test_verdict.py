@@ -69,3 +69,18 @@ def test_issue_14_serving_goals_on_the_medians_and_against_the_peer():
     assert [ln.rsplit("-> ", 1)[1].split(" (")[0] for ln in lines] == ["met", "missed", "met", "met", "met", "met"]
     assert "req/s / the FastAPI peer's: 10x" in lines[4] and "p50 / skewless p50: 3x" in lines[5]
     assert goal_figures([r for r in rows if "skewless" not in r["case"]]) == []  # no skewless row: no figures
+
+
+def test_a_peer_stopped_before_it_finished_gives_only_a_lower_bound():
+    feast = TARGETS["agg_vs_feast"]  # >= 10x faster than Feast
+    assert verdict(14.2, feast, lower_bound=True) == "met, on a lower bound (target >= 10x)"
+    # a bound under the target does not show a miss: the finished run could still have been 10x slower
+    assert verdict(6.0, feast, lower_bound=True) == "no verdict: only a lower bound (target >= 10x)"
+    assert verdict(6.0, feast) == "missed (target >= 10x)"
+    # a lower bound says nothing about an at-most target
+    assert verdict(1.0, TARGETS["agg_vs_floor"], lower_bound=True).startswith("no verdict")
+    lines = verdict_lines([("agg_vs_feast", "", 14.2, True), ("agg_vs_feast", "", 52.5),
+                           ("agg_vs_feast", "", None, True)])
+    assert lines[0].endswith(": >= 14.2x -> met, on a lower bound (target >= 10x)")
+    assert lines[1].endswith(": 52.5x -> met (target >= 10x)")
+    assert lines[2].endswith(": - -> no figure (target >= 10x)")
