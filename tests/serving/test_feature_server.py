@@ -8,6 +8,8 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
+import yaml
+from tests.support.paths import FIXTURES
 from tests.support.feature_server import T0, TOKEN, driver_repo, running
 from typer.testing import CliRunner
 
@@ -153,23 +155,15 @@ def test_limits_413_and_422_with_a_clear_message(repo):
                                                           "entities": {"driver_id": list(range(10))}}).status_code == 200
 
 
-@pytest.mark.parametrize(("body", "status"), [
-    (b"not json", 400), (b"[1]", 400), (b'{"features": [], "entities": {"driver_id": [1]}}', 422),
-    (b'{"features": ["driver_stats"], "entities": {"driver_id": [1]}}', 422),
-    (b'{"feature_service": "nope", "entities": {"driver_id": [1]}}', 404),
-    (b'{"features": ["nope:conv_rate"], "entities": {"driver_id": [1]}}', 404),
-    (b'{"features": ["driver_stats:conv_rate"], "entities": {}}', 422),
-    (b'{"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [1.5]}}', 422),
-    (b'{"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [{"a": 1}]}}', 422),
-    (b'{"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [99999999999999999999]}}', 422),
-    (b'{"features": ["driver_stats:conv_rate"], "entities": {"rider_id": [1]}}', 422),
-    (b'{"features": ["driver_stats:nope"], "entities": {"driver_id": [1]}}', 404),
-    (b'{"features": ["driver_stats:conv_rate"], "entities": {"driver_id": [1]}, "full_feature_names": 1}', 422),
-])
-def test_malformed_reads_are_typed_4xx(server, body, status):
-    r = server.post("/get-online-features", content=body, headers={"Content-Type": "application/json"})
-    assert r.status_code == status, r.text
-    assert set(r.json()) >= {"error", "message"}
+BAD = yaml.safe_load((FIXTURES / "bad_inputs" / "feature_server_http.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c["id"] for c in BAD])
+def test_bad_inputs_are_typed_4xx_and_write_nothing(server, case):
+    r = server.post(case["path"], content=case["raw"].encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == case["status"], r.text
+    assert r.json()["error"] == case["error"] and r.json()["message"]
+    assert read(server, ["driver_stats:conv_rate"], [1])["results"][1]["values"] == [0.1]
 
 
 def test_health_metrics_docs_without_a_cdn(server):
