@@ -64,4 +64,4 @@ def test_the_fuzz_reached_the_store(server):
     (Generated pushes rarely hold every column of a view: the push tests write through ingest.)"""
     text = server.get("/metrics").text
     m = re.search(r'^skewless_fs_requests_total{route="get-online-features",status="200"} (\S+)$', text, re.M)
-    assert m and float(m.group(1)) >= 10, re.findall(r"^skewless_fs_requests_total.*$", text, re.M)
+    assert m and float(m.group(1)) >= 5, re.findall(r"^skewless_fs_requests_total.*$", text, re.M)
