@@ -184,3 +184,20 @@ def test_health_metrics_docs_without_a_cdn(server):
 def test_cli_serve_refuses_bad_settings_in_one_line(tmp_path):
     r = CliRunner().invoke(cli, ["serve", "--repo", str(tmp_path)], env={"SKEWLESS_FS_PORT": "http"})
     assert r.exit_code == 1 and "SKEWLESS_FS_PORT='http'" in r.output
+
+
+def test_online_push_keeps_ingests_winner_rules(server):
+    """An entity twice in one push: the newer row wins (the engine's path); a row later than now is not true yet,
+    as ingest has it; a row older than the stored one loses (newest-wins). Rows that are each their entity's winner
+    are written without the engine (materialize._own_winners): the same answers."""
+    now = utc_now().replace(microsecond=0)
+    older, future = (now - timedelta(hours=1)).isoformat(), (now + timedelta(days=1)).isoformat()
+    r = server.post("/push", json={"push_source_name": "driver_stats", "df": {
+        "driver_id": [1, 1, 2], "conv_rate": [0.5, 0.6, 0.7], "trips": [5, 6, 7],
+        "event_timestamp": [now.isoformat(), older, future]}})
+    assert r.status_code == 200, r.text
+    assert read(server, ["driver_stats:conv_rate"], [1, 2])["results"][1]["values"] == [0.5, 0.2]
+    stale = server.post("/push", json={"push_source_name": "driver_stats", "df": {
+        "driver_id": [1, 3], "conv_rate": [0.9, 0.8], "trips": [9, 8], "event_timestamp": [older, now.isoformat()]}})
+    assert stale.status_code == 200
+    assert read(server, ["driver_stats:conv_rate"], [1, 3])["results"][1]["values"] == [0.5, 0.8]
