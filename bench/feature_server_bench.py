@@ -2,7 +2,7 @@
 bench.feature_server_bench``).
 
     ./run shell -m bench.feature_server_bench [--entities N] [--seconds S] [--concurrency C] [--rounds R]
-                                              [--no-feast] [--push-rate EVENTS_PER_S]
+                                              [--no-feast] [--push-rate EVENTS_PER_S] [--tag T] [--publish]
 
 One entity ``driver`` (Int64) and three views (``driver_stats``: conv_rate, acc_rate, trips; ``driver_profile``:
 city, age; ``driver_rating``: rating, reviews), ``--entities`` drivers each, written to the local cloud's Redis by
@@ -15,6 +15,11 @@ with a bearer token (production's shape); Feast without auth (its default).
 Freshness: ``/push`` at ``--push-rate`` events/s (batches of ``--push-batch`` rows, paced), each push's time from
 send to its answer (the rows are readable from then on: the push writes before it answers), and, for every 10th
 push, the time until a separate ``/get-online-features`` sees its value.
+
+Where the time goes: the in-process stages of a ``1x3`` request (``--stage-calls`` calls each, medians: JSON parse,
+the store's read with its Redis round trip, the JSON answer) and, per server, its CPU per request at
+``--concurrency`` connections (server CPU / req/s), beside the trivial ASGI app's (uvicorn's HTTP floor). The
+machine may be shared: the 1-minute load average is recorded before and after each server's runs.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from bench.serving_bench import ROOT, Server, free_port, measure, uvicorn_server
+from bench.verdict import result_dirs
 
 WORK = ROOT / ".bench" / "feature_server"
 TOKEN = "bench-token"
@@ -140,6 +146,40 @@ def check_same_answers(skewless_url: str, feast_url: str, body: str) -> None:
     assert by_name(a) == by_name(b), (a, b)
 
 
+def loaded(fn, *args, **kwargs) -> dict:
+    """``fn``'s result with the machine's 1-minute load average before and after (the machine may be shared)."""
+    before = os.getloadavg()[0]
+    out = fn(*args, **kwargs)
+    return {**out, "load_before": round(before, 2), "load_after": round(os.getloadavg()[0], 2)}
+
+
+def stages(repo: Path, body_file: Path, calls: int) -> dict:
+    """Median microseconds of each in-process stage of ``POST /get-online-features`` (what the server's route runs
+    between the body and the answer's bytes), over the bench's 1x3 bodies."""
+    from skewless import FeatureStore
+    from skewless.serving.feature_server import feast_json
+
+    store = FeatureStore(repo)
+    raw = [line.encode() for line in body_file.read_text().splitlines()]
+    reqs = [feast_json.parse_online(b, 1000) for b in raw]
+
+    def read(req):
+        return store.get_online_features(req.features, req.rows, full_feature_names=req.full_feature_names)
+
+    resps = [read(r) for r in reqs]  # warm: the plan, the connection
+    cases = {"parse_json": lambda i: feast_json.parse_online(raw[i], 1000), "online_read": lambda i: read(reqs[i]),
+             "render_json": lambda i: feast_json.render_online(reqs[i], resps[i])}
+    out = {}
+    for name, fn in cases.items():
+        times = []
+        for k in range(calls):
+            t0 = time.perf_counter()
+            fn(k % len(raw))
+            times.append(time.perf_counter() - t0)
+        out[name] = round(statistics.median(times) * 1e6, 1)
+    return out
+
+
 def freshness(url: str, rate: int, batch: int, seconds: float) -> dict:
     """``/push`` (online) at ``rate`` events/s in batches of ``batch``: per push, send -> answer (readable from then
     on), and for every 10th, send -> a read that sees it."""
@@ -199,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-feast", action="store_true")
     ap.add_argument("--push-rate", type=int, default=10_000, help="events/s for the freshness run")
     ap.add_argument("--push-batch", type=int, default=100, help="rows per push in the freshness run")
+    ap.add_argument("--stage-calls", type=int, default=3000, help="in-process stages: calls per stage")
+    ap.add_argument("--tag", default="feature_server", help="results file name: bench/out/<tag>.{json,md}")
+    ap.add_argument("--publish", action="store_true",
+                    help="also write bench/results/<tag>.{json,md}, the published results the docs cite")
     args = ap.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     (ROOT / ".bench" / "serving").mkdir(parents=True, exist_ok=True)  # serving_bench.Server's logs
@@ -220,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, k in (("1x3", 1), ("100x3", 100)):
             files[name] = WORK / f"bodies-{name}.jsonl"
             files[name].write_text("\n".join(bodies(args.entities, k)) + "\n")
+        print("==> in-process stages of a 1x3 request", flush=True)
+        stage_us = stages(WORK / "repo", files["1x3"], args.stage_calls)
         port = free_port()
         env = {"SKEWLESS_REPO": str(WORK / "repo"), "SKEWLESS_FS_PORT": str(port), "SKEWLESS_FS_TOKENS": TOKEN,
                "SKEWLESS_LOG_LEVEL": "WARNING", "SKEWLESS_FS_MAX_ENTITIES": "1000"}
@@ -245,25 +291,28 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(1, args.rounds + 1):
             os.environ.pop("AUTH", None)
             rows.append({"case": "trivial ASGI (calibration)", "body": "1x3", "round": rnd,
-                         **measure(triv, "/", files["1x3"], args)})
+                         **loaded(measure, triv, "/", files["1x3"], args)})
             for body in ("1x3", "100x3"):
                 os.environ["AUTH"] = f"Bearer {TOKEN}"
                 rows.append({"case": "skewless serve", "body": body, "round": rnd,
-                             **measure(sk, "/get-online-features", files[body], args)})
+                             **loaded(measure, sk, "/get-online-features", files[body], args)})
                 os.environ.pop("AUTH")
                 if feast is not None:
                     rows.append({"case": "feast serve 0.67", "body": body, "round": rnd,
-                                 **measure(feast, "/get-online-features", files[body], args)})
+                                 **loaded(measure, feast, "/get-online-features", files[body], args)})
         os.environ.pop("AUTH", None)
         print("==> freshness: /push -> online", flush=True)
-        fresh = freshness(sk.url, args.push_rate, args.push_batch, seconds=max(args.seconds, 5))
+        fresh = loaded(freshness, sk.url, args.push_rate, args.push_batch, seconds=max(args.seconds, 5))
         doc = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
                "command": "./run shell -m bench.feature_server_bench " + " ".join(argv if argv is not None
                                                                                  else sys.argv[1:]),
                "entities": args.entities, "concurrency": args.concurrency, "seconds": args.seconds,
-               "http": rows, "freshness": fresh}
-        (WORK / "result.json").write_text(json.dumps(doc, indent=1))
+               "http": rows, "freshness": fresh, "stages_us": stage_us}
+        for folder in result_dirs(args.publish):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{args.tag}.json").write_text(json.dumps(doc, indent=1))
+            (folder / f"{args.tag}.md").write_text(markdown(doc) + "\n")
         print(markdown(doc))
     finally:
         for s in servers:
@@ -278,7 +327,7 @@ def markdown(doc: dict) -> str:
              f"{doc['entities']:,} drivers x 3 views in the local Redis; wrk 1 thread, latency at 1 connection, "
              f"throughput at {c} connections, {doc['seconds']} s each; medians over rounds.", "",
              f"| server | request | p50 ms (1 conn) | p99 ms (1 conn) | req/s ({c} conn) | p99 ms ({c} conn) | "
-             "CPU server / wrk |", "|---|---|---|---|---|---|---|"]
+             f"CPU server / wrk | server CPU us/request ({c} conn) | load avg |", "|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["case"], r["body"]) for r in doc["http"]}, key=lambda k: (k[1], k[0]))
     for case, body in keys:
         rs = [r for r in doc["http"] if r["case"] == case and r["body"] == body]
@@ -287,12 +336,18 @@ def markdown(doc: dict) -> str:
             return statistics.median(r[part][key] for r in rs)
         lines.append(f"| {case} | {body} | {med('latency_c1', 'p50_ms'):.3f} | {med('latency_c1', 'p99_ms'):.3f} | "
                      f"{med('throughput', 'rps'):,.0f} | {med('throughput', 'p99_ms'):.2f} | "
-                     f"{med('throughput', 'server_cpu'):.2f} / {med('throughput', 'client_cpu'):.2f} |")
+                     f"{med('throughput', 'server_cpu'):.2f} / {med('throughput', 'client_cpu'):.2f} | "
+                     f"{statistics.median(r['throughput']['server_cpu'] / r['throughput']['rps'] * 1e6 for r in rs):.0f} | "
+                     f"{min(r.get('load_before', 0) for r in rs):.1f}-{max(r.get('load_after', 0) for r in rs):.1f} |")
     f = doc["freshness"]
     lines += ["", f"Freshness: `/push` (online) at {f['rate_target']:,} events/s target ({f['rate_achieved']:,} "
               f"achieved; {f['pushes']} pushes of {f['batch']} rows, {f['late_pushes']} sent late): push answered "
               f"p50 {f['push_p50_ms']} ms / p99 {f['push_p99_ms']} ms; visible to a read p50 {f['visible_p50_ms']} ms "
-              f"/ p99 {f['visible_p99_ms']} ms."]
+              f"/ p99 {f['visible_p99_ms']} ms (load average {f.get('load_before', '?')} before, "
+              f"{f.get('load_after', '?')} after)."]
+    if doc.get("stages_us"):
+        lines += ["", "In process, one 1x3 request (median us): " + ", ".join(
+            f"{k} {v}" for k, v in doc["stages_us"].items()) + "."]
     return "\n".join(lines)
 
 
