@@ -4,8 +4,12 @@ local reqs = {}
 local i = 0
 
 init = function(args)
+  local headers = {["Content-Type"] = "application/json"}
+  if os.getenv("AUTH") then  -- an Authorization header, when the server wants a token (the feature server bench)
+    headers["Authorization"] = os.getenv("AUTH")
+  end
   for line in io.lines(os.getenv("BODIES")) do
-    reqs[#reqs + 1] = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, line)
+    reqs[#reqs + 1] = wrk.format("POST", nil, headers, line)
   end
 end
 

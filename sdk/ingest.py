@@ -236,10 +236,11 @@ def pending_batches(online, view: str) -> list[int]:
 class IngestResult:
     """What ``FeatureStore.ingest`` did. ``version``: the history version holding the rows (the one that committed
     them, or, for a batch committed long before, a later one); ``already_ingested``: the batch had been committed by
-    an earlier run, so nothing was appended (its online push was completed if it had not finished)."""
+    an earlier run, so nothing was appended (its online push was completed if it had not finished). A push to
+    the online store only (``FeatureStore.push(to="online")``) appends nothing: ``version`` None."""
 
     view: str
-    version: int
+    version: int | None
     rows: int
     batch_id: str
     already_ingested: bool = False

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .aggregation import maintain
 from .aggregation.definition import AggregatedView
@@ -28,7 +29,7 @@ from .errors import ValidationError
 from .faults import kill_point
 from .ingest import pending_batches, pending_key
 from .offline.base import FULL_TIES
-from .offline.pit import q
+from .offline.pit import ORDER, q
 from .online.base import to_us
 
 ProgressFn = Callable[[str, int], None]
@@ -83,9 +84,16 @@ def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batc
     """Write online, per entity of ``source`` (rows in memory, or a history snapshot: only write ``batch`` of it),
     its winner at t = now (rows later than now are not true yet). ``tie_level``: which ties rows in memory may hold
     (HistoryFiles.tie_level; the default assumes any)."""
+    now = ctx.now()
+    if batch is None and isinstance(source, pa.Table):
+        own = _own_winners(view, source, now)
+        if own is not None:
+            written = ctx.online.write(view, own)
+            kill_point("ingest.online_push_chunk")
+            return written
     con = ctx.engine.connect()
     try:
-        reader = ctx.engine.latest_rows(con, view, source, None, ctx.now(), tie_level=tie_level, batch=batch)
+        reader = ctx.engine.latest_rows(con, view, source, None, now, tie_level=tie_level, batch=batch)
         written = 0
         for b in reader:
             written += ctx.online.write(view, pa.Table.from_batches([b]))
@@ -93,6 +101,26 @@ def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batc
         return written
     finally:
         con.close()
+
+
+FAST_ROWS = 100_000  # the engine's own batch size for latest_rows: a larger table takes the engine's path
+
+
+def _own_winners(view: FeatureView, rows: pa.Table, now: datetime) -> pa.Table | None:
+    """``rows`` (in memory) as ``latest_rows`` would return them, without the engine, when each row is its entity's
+    winner already: one row per entity and none later than ``now``. None otherwise. A push or a small ingest is
+    mostly this case, and the engine's connection and query cost ~15 ms for what is then a projection (the
+    feature server's push freshness, bench/feature_server_bench.py)."""
+    if rows.num_rows == 0 or rows.num_rows > FAST_ROWS:
+        return None
+    keys = list(view.join_keys)
+    if len(keys) == 1:
+        distinct = pc.count_distinct(rows.column(keys[0])).as_py()
+    else:
+        distinct = rows.group_by(keys).aggregate([]).num_rows
+    if distinct != rows.num_rows or pc.max(rows.column(EVENT_TS)).as_py() > now:
+        return None
+    return rows.select([*keys, *ORDER, *view.feature_names])
 
 
 def push_batch(ctx, view: FeatureView, rows: pa.Table | None, batch: int, version: int | None = None) -> int:

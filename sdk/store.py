@@ -16,6 +16,7 @@ from . import features as features_mod
 from . import ingest as ingest_mod
 from . import materialize as mat
 from . import online_read, plugins
+from . import push as push_mod
 from .aggregation.definition import AggregatedView
 from .aggregation.maintain import check_store
 from .aggregation.partials import layout as tile_layout
@@ -183,15 +184,17 @@ class FeatureStore:
 
     # -- ingest ----------------------------------------------------------------------------------------------
     def ingest(self, view_name: str, data: Any, *, batch_id: str | None = None,
-               date_format: str | None = None) -> ingest_mod.IngestResult:
+               date_format: str | None = None, online: bool = True) -> ingest_mod.IngestResult:
         """Validate and append rows to the view's history, and push their newest values online.
 
         Text timestamps must be ISO 8601 unless ``date_format`` (strftime codes, e.g. ``%d/%m/%Y``) is given.
         Nothing is written when validation fails. Idempotent: the batch's identity (``batch_id``, else a hash of its
         rows) is recorded in its commit; ingesting a committed ``batch_id`` again, or the same rows again before any
         other ingest of the view (or while their online push is unfinished), appends nothing, completes the online
-        push and returns ``already_ingested=True``. Returns the history version holding the rows."""
+        push and returns ``already_ingested=True``. Returns the history version holding the rows. ``online=False``
+        appends to the history only (the online store catches up at the next materialize)."""
         view = self._registry_state(fresh=True).get("feature_view", view_name)
+        to_online = view.online and online
         batch, write_time = new_batch_id(), utc_now()
         rows = ingest_mod.prepare(view, data, batch=batch, write_time=write_time, date_format=date_format)
         ident = ingest_mod.identity(rows, write_time, batch_id)
@@ -200,7 +203,7 @@ class FeatureStore:
         # id always means "this batch", and a batch whose push never finished is the same run being retried.
         if found is not None and (batch_id is not None or found.newest or self._pending(view, found.batch)):
             return self._complete(view, found, ident, rows.num_rows)
-        if view.online:
+        if to_online:
             if isinstance(view, AggregatedView):  # before anything is written: nothing half-done
                 check_store(self, view)
             ingest_mod.mark_pending(self.online, view.name, batch)
@@ -211,11 +214,11 @@ class FeatureStore:
                                           tie_check=lambda new, prior: self.engine.tie_level(view, new, prior),
                                           history_stats=lambda prior: self.engine.packing_stats(view, prior))
         except BatchAlreadyCommitted as exc:  # a concurrent run of the same batch committed it first
-            if view.online:
+            if to_online:
                 self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
             return self._complete(view, exc.found, ident, rows.num_rows)
         kill_point("ingest.after_offline_commit")
-        if view.online:
+        if to_online:
             mat.push_batch(self, view, rows, batch, version)
             self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
         return ingest_mod.IngestResult(view.name, version, rows.num_rows, ident)
@@ -240,6 +243,11 @@ class FeatureStore:
         # pyarrow keeps file and row order, which is the write order of rows that tie on everything else
         table = pa.concat_tables([ingest_mod.read_file(f) for f in parquet_files(path)], promote_options="default")
         return self.ingest(view_name, table, batch_id=batch_id)
+
+    def push(self, name: str, data: Any, *, to: str = "online") -> list[ingest_mod.IngestResult]:
+        """Feast's push: write ``data`` to every view named ``name`` or whose source is named ``name``, ``to``
+        "online", "offline" or "online_and_offline", with ingest's validation and write path (``push``)."""
+        return push_mod.push(self, name, data, to=to)
 
     # -- training sets ---------------------------------------------------------------------------------------
     def get_historical_features(self, entity_df: Any, features: Sequence[str] | FeatureService | str, *,

@@ -250,7 +250,7 @@ class _App(Starlette):
 _HTTP_ERRORS = {404: "NotFoundError", 405: "MethodNotAllowed"}
 
 
-async def _http_error(request: Request, exc: HTTPException) -> Response:
+async def http_error(request: Request, exc: HTTPException) -> Response:
     """Starlette's own answers (no such route, wrong method) in the typed error body every other answer has."""
     body = {"error": _HTTP_ERRORS.get(exc.status_code, "HTTPError"),
             "message": f"{request.method} {request.url.path}: {exc.detail}"}
@@ -286,7 +286,7 @@ def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlet
         routes += [Route("/api/predict/{service}", srv.eas_predict, methods=["GET", "POST"])]
     if "v2" in opts.contracts:
         routes += v2.V2Routes(srv).routes()
-    app = _App(routes=routes, lifespan=srv.lifespan, exception_handlers={HTTPException: _http_error})
+    app = _App(routes=routes, lifespan=srv.lifespan, exception_handlers={HTTPException: http_error})
     if "sagemaker" in opts.contracts:
         app.fast_invocations = srv.invocations_asgi
     app.state.server = srv

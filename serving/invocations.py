@@ -56,6 +56,21 @@ def json_response(body, status: int = 200, headers: dict | None = None) -> Respo
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
 
+async def read_body(request: Request, limit: int, setting: str = "SKEWLESS_MAX_BODY_BYTES") -> bytes:
+    """The body, refused (PayloadTooLarge, naming ``setting``) past ``limit`` bytes: by its Content-Length before
+    reading, and counted while it streams (a chunked body has no length up front)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the request body has {int(declared):,} bytes; at most {limit:,} ({setting})")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the request body passed {limit:,} bytes ({setting})")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class PredictionRoutes:
     """The prediction routes of ``app._Server`` (see the module docstring)."""
 
@@ -106,20 +121,7 @@ class PredictionRoutes:
                      {"WWW-Authenticate": "Bearer", "Connection": "close"})
 
     async def _body(self, request: Request) -> bytes:
-        """The body, refused (PayloadTooLarge) past ``max_body_bytes``: by its Content-Length before reading, and
-        counted while it streams (a chunked body has no length up front)."""
-        limit = self.opts.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"the request body has {int(declared):,} bytes; at most {limit:,} "
-                                  f"(SKEWLESS_MAX_BODY_BYTES)")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"the request body passed {limit:,} bytes (SKEWLESS_MAX_BODY_BYTES)")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_body(request, self.opts.max_body_bytes)
 
     async def _predict(self, request: Request, route: str, raw: bytes | None = None, codec=None) -> Response:
         """One prediction request, any contract. ``codec`` (e.g. ``v2.InferCodec``): a protocol whose body is not

@@ -17,15 +17,20 @@ from skewless.online.base import EXPIRED, NOT_FOUND, PRESENT
 _LATENCY = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
+def new_registry() -> CollectorRegistry:
+    """A server's own collector registry, with the standard process_* and python_* families as the default registry
+    has them (the same collector objects: they hold no per-registry state), and no ``_created`` series."""
+    disable_created_metrics()
+    r = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        r.register(collector)
+    return r
+
+
 class Metrics:
     def __init__(self, model: str, version: int, stages: list[list[str]] = ()):
         """``stages``: the model's feature views, stage by stage (one online read per stage and batch)."""
-        disable_created_metrics()
-        self.prometheus_registry = r = CollectorRegistry()
-        # The standard process_* and python_* families, as the default registry has them (the same collector
-        # objects: they hold no per-registry state).
-        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-            r.register(collector)
+        self.prometheus_registry = r = new_registry()
         self.requests = Counter("skewless_requests", "Prediction requests by route and HTTP status",
                                 ["route", "status"], registry=r)
         self.latency = Histogram("skewless_request_seconds", "Prediction request latency (server side)", ["route"],

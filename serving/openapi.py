@@ -32,10 +32,14 @@ def _schema(dtype: str, nullable: bool = False) -> dict:
 # The /docs page: Swagger UI from the server itself (``swagger_asset``), never a CDN, so it works where the server
 # has no internet (a VPC endpoint, an air-gapped cluster) and sends the model's schema nowhere. Relative URLs: the
 # page also works behind a gateway that serves the container under a path prefix.
-SWAGGER_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>skewless model server</title>
+def swagger_html(title: str) -> str:
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <link rel="stylesheet" href="docs/swagger-ui.css"></head>
 <body><div id="ui"></div><script src="docs/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "openapi.json", dom_id: "#ui"});</script></body></html>"""
+<script>SwaggerUIBundle({{url: "openapi.json", dom_id: "#ui"}});</script></body></html>"""
+
+
+SWAGGER_HTML = swagger_html("skewless model server")
 _ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8"}
 _asset_cache: dict[str, bytes] = {}
 

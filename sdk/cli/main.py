@@ -350,8 +350,9 @@ def demo(path: Optional[Path] = typer.Option(None, help="Repo folder to create (
 
 
 def _add_groups() -> None:
-    from . import config_cmd, local, model
+    from . import config_cmd, local, model, serve_cmd
 
+    app.command("serve")(serve_cmd.serve)
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")

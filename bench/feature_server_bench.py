@@ -1,0 +1,355 @@
+"""The HTTP feature server vs ``feast serve`` (Feast 0.67), same Redis, same data (``./run shell -m
+bench.feature_server_bench``).
+
+    ./run shell -m bench.feature_server_bench [--entities N] [--seconds S] [--concurrency C] [--rounds R]
+                                              [--no-feast] [--push-rate EVENTS_PER_S] [--tag T] [--publish]
+
+One entity ``driver`` (Int64) and three views (``driver_stats``: conv_rate, acc_rate, trips; ``driver_profile``:
+city, age; ``driver_rating``: rating, reviews), ``--entities`` drivers each, written to the local cloud's Redis by
+skewless (ingest) and by Feast (materialize from the same Parquet files) under their own key spaces. Requests:
+``1x3`` (one entity, the seven features of the three views) and ``100x3`` (100 entities, the same features), random
+ids, pre-built bodies cycled by wrk (``bench/serving_wrk.lua``, wrk and the trivial-ASGI calibration as
+``serving_bench``). Latency p50/p99 at 1 connection, requests/s at ``--concurrency`` connections. skewless runs
+with a bearer token (production's shape); Feast without auth (its default).
+
+Freshness: ``/push`` at ``--push-rate`` events/s (batches of ``--push-batch`` rows, paced), each push's time from
+send to its answer (the rows are readable from then on: the push writes before it answers), and, for every 10th
+push, the time until a separate ``/get-online-features`` sees its value.
+
+Where the time goes: the in-process stages of a ``1x3`` request (``--stage-calls`` calls each, medians: JSON parse,
+the store's read with its Redis round trip, the JSON answer) and, per server, its CPU per request at
+``--concurrency`` connections (server CPU / req/s), beside the trivial ASGI app's (uvicorn's HTTP floor). The
+machine may be shared: the 1-minute load average is recorded before and after each server's runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.serving_bench import ROOT, Server, free_port, measure, uvicorn_server
+from bench.verdict import result_dirs
+
+WORK = ROOT / ".bench" / "feature_server"
+TOKEN = "bench-token"
+VIEWS = {"driver_stats": {"conv_rate": "Float64", "acc_rate": "Float64", "trips": "Int64"},
+         "driver_profile": {"city": "String", "age": "Int64"},
+         "driver_rating": {"rating": "Float64", "reviews": "Int64"}}
+FEATURES = [f"{v}:{f}" for v, fs in VIEWS.items() for f in fs]
+T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+def view_frames(n: int) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    ts = pd.Series([T0] * n)
+    return {"driver_stats": pd.DataFrame({"driver_id": ids, "conv_rate": rng.random(n), "acc_rate": rng.random(n),
+                                          "trips": rng.integers(0, 1000, n), "event_timestamp": ts}),
+            "driver_profile": pd.DataFrame({"driver_id": ids, "city": [f"city{i % 97}" for i in ids],
+                                            "age": rng.integers(18, 80, n), "event_timestamp": ts}),
+            "driver_rating": pd.DataFrame({"driver_id": ids, "rating": rng.random(n) * 5,
+                                           "reviews": rng.integers(0, 500, n), "event_timestamp": ts})}
+
+
+def build_skewless(repo: Path, redis_url: str, frames: dict) -> None:
+    import skewless as sk
+
+    store = sk.init_repo(repo, project="fsbench")
+    (repo / "skewless.yaml").write_text((repo / "skewless.yaml").read_text().replace(
+        "url: sqlite:///data/online.db", f"url: {redis_url}\n  options: {{key_prefix: fsbench}}"))
+    store = sk.FeatureStore(repo)
+    driver = sk.Entity("driver", join_keys=["driver_id"])
+    dt = {"Float64": sk.Float64, "Int64": sk.Int64, "String": sk.String}
+    views = [sk.FeatureView(v, entities=[driver], schema=[sk.Field("driver_id", sk.Int64)]
+                            + [sk.Field(f, dt[t]) for f, t in fs.items()]) for v, fs in VIEWS.items()]
+    store.apply([driver, *views])
+    for v, df in frames.items():
+        store.ingest(v, df)
+
+
+_FEAST_SETUP = r"""
+import json, sys
+from datetime import datetime, timedelta, timezone
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, Int64, String
+a = json.loads(sys.argv[1])
+types = {"Float64": Float64, "Int64": Int64, "String": String}
+open(a["repo"] + "/feature_store.yaml", "w").write(f'''project: fsbench
+registry: {a["repo"]}/registry.db
+provider: local
+online_store:
+  type: redis
+  connection_string: "{a["redis"]}"
+entity_key_serialization_version: 3
+''')
+driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
+views = [FeatureView(name=v, entities=[driver], ttl=timedelta(0), schema=[Field(name=f, dtype=types[t]) for f, t in fs.items()],
+                     source=FileSource(path=f'{a["repo"]}/{v}.parquet', timestamp_field="event_timestamp"))
+         for v, fs in a["views"].items()]
+store = FeatureStore(repo_path=a["repo"])
+store.apply([driver, *views])
+store.materialize(datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 1, tzinfo=timezone.utc))
+print("ok")
+"""
+
+
+def build_feast(python: Path, repo: Path, redis_url: str, frames: dict) -> None:
+    repo.mkdir(parents=True, exist_ok=True)
+    for v, df in frames.items():
+        df.to_parquet(repo / f"{v}.parquet")
+    host_port = redis_url.split("://", 1)[1].split("/")[0]
+    args = {"repo": str(repo), "redis": f"{host_port},db=0", "views": VIEWS}
+    subprocess.run([str(python), "-c", _FEAST_SETUP, json.dumps(args)], check=True, cwd=repo)
+
+
+class _Tree(Server):
+    """A server whose work runs in child processes (feast serve: gunicorn's master and its worker)."""
+
+    def cpu(self) -> float:
+        import psutil
+
+        procs = [psutil.Process(self.proc.pid)]
+        procs += procs[0].children(recursive=True)
+        return sum(t.user + t.system for p in procs for t in [p.cpu_times()])
+
+
+def bodies(n: int, entities: int, count: int = 200) -> list[str]:
+    rng = random.Random(entities)
+    return [json.dumps({"features": FEATURES, "entities": {"driver_id": [rng.randint(1, n) for _ in range(entities)]}})
+            for _ in range(count)]
+
+
+def check_same_answers(skewless_url: str, feast_url: str, body: str) -> None:
+    """Both servers answer the same values for the same request (so the comparison measures the same work)."""
+    import httpx
+
+    a = httpx.post(skewless_url + "/get-online-features", content=body, headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).json()
+    b = httpx.post(feast_url + "/get-online-features", content=body,
+                   headers={"Content-Type": "application/json"}).json()
+    # Feast 0.67 lists a view's features in another order than requested; clients read them by name.
+    def by_name(doc):
+        return {n: ([round(x, 9) if isinstance(x, float) else x for x in r["values"]], r["statuses"])
+                for n, r in zip(doc["metadata"]["feature_names"], doc["results"])}
+    assert by_name(a) == by_name(b), (a, b)
+
+
+def loaded(fn, *args, **kwargs) -> dict:
+    """``fn``'s result with the machine's 1-minute load average before and after (the machine may be shared)."""
+    before = os.getloadavg()[0]
+    out = fn(*args, **kwargs)
+    return {**out, "load_before": round(before, 2), "load_after": round(os.getloadavg()[0], 2)}
+
+
+def stages(repo: Path, body_file: Path, calls: int) -> dict:
+    """Median microseconds of each in-process stage of ``POST /get-online-features`` (what the server's route runs
+    between the body and the answer's bytes), over the bench's 1x3 bodies."""
+    from skewless import FeatureStore
+    from skewless.serving.feature_server import feast_json
+
+    store = FeatureStore(repo)
+    raw = [line.encode() for line in body_file.read_text().splitlines()]
+    reqs = [feast_json.parse_online(b, 1000) for b in raw]
+
+    def read(req):
+        return store.get_online_features(req.features, req.rows, full_feature_names=req.full_feature_names)
+
+    resps = [read(r) for r in reqs]  # warm: the plan, the connection
+    cases = {"parse_json": lambda i: feast_json.parse_online(raw[i], 1000), "online_read": lambda i: read(reqs[i]),
+             "render_json": lambda i: feast_json.render_online(reqs[i], resps[i])}
+    out = {}
+    for name, fn in cases.items():
+        times = []
+        for k in range(calls):
+            t0 = time.perf_counter()
+            fn(k % len(raw))
+            times.append(time.perf_counter() - t0)
+        out[name] = round(statistics.median(times) * 1e6, 1)
+    return out
+
+
+def freshness(url: str, rate: int, batch: int, seconds: float) -> dict:
+    """``/push`` (online) at ``rate`` events/s in batches of ``batch``: per push, send -> answer (readable from then
+    on), and for every 10th, send -> a read that sees it."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    client, reader = httpx.Client(base_url=url, headers=headers), httpx.Client(base_url=url, headers=headers)
+    answered, visible = [], []
+    interval = batch / rate
+    n_push = int(seconds * rate / batch)
+    next_id = 10_000_000
+    start = time.perf_counter()
+    late = 0
+    for k in range(n_push):
+        due = start + k * interval
+        now = time.perf_counter()
+        if now < due:
+            time.sleep(due - now)
+        elif now - due > interval:
+            late += 1
+        ids = list(range(next_id, next_id + batch))
+        next_id += batch
+        stamp = datetime.now(timezone.utc).isoformat()
+        marker = float(k)
+        body = {"push_source_name": "driver_stats", "to": "online", "df": {
+            "driver_id": ids, "conv_rate": [marker] * batch, "acc_rate": [0.5] * batch, "trips": [k] * batch,
+            "event_timestamp": [stamp] * batch}}
+        t0 = time.perf_counter()
+        r = client.post("/push", json=body)
+        t1 = time.perf_counter()
+        assert r.status_code == 200, r.text
+        answered.append(t1 - t0)
+        if k % 10 == 0:
+            while True:
+                doc = reader.post("/get-online-features", json={"features": ["driver_stats:conv_rate"],
+                                                                "entities": {"driver_id": [ids[-1]]}}).json()
+                if doc["results"][1]["values"] == [marker]:
+                    visible.append(time.perf_counter() - t0)
+                    break
+    wall = time.perf_counter() - start
+    client.close()
+    reader.close()
+
+    def pct(xs, q):
+        return round(sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000, 2)
+    return {"rate_target": rate, "rate_achieved": round(n_push * batch / wall), "batch": batch, "pushes": n_push,
+            "late_pushes": late, "push_p50_ms": pct(answered, 0.5), "push_p99_ms": pct(answered, 0.99),
+            "visible_p50_ms": pct(visible, 0.5), "visible_p99_ms": pct(visible, 0.99)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entities", type=int, default=10_000, help="drivers per view")
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--no-feast", action="store_true")
+    ap.add_argument("--push-rate", type=int, default=10_000, help="events/s for the freshness run")
+    ap.add_argument("--push-batch", type=int, default=100, help="rows per push in the freshness run")
+    ap.add_argument("--stage-calls", type=int, default=3000, help="in-process stages: calls per stage")
+    ap.add_argument("--tag", default="feature_server", help="results file name: bench/out/<tag>.{json,md}")
+    ap.add_argument("--publish", action="store_true",
+                    help="also write bench/results/<tag>.{json,md}, the published results the docs cite")
+    args = ap.parse_args(argv)
+    WORK.mkdir(parents=True, exist_ok=True)
+    (ROOT / ".bench" / "serving").mkdir(parents=True, exist_ok=True)  # serving_bench.Server's logs
+    from skewless.localcloud import LocalCloud
+
+    cloud = LocalCloud(os.environ.get("SKEWLESS_LOCAL_STATE", ROOT / ".skewless-local"))
+    cloud.acquire(["redis"])
+    servers: list[Server] = []
+    try:
+        url = cloud.endpoints()["redis"]
+        frames = view_frames(args.entities)
+        import shutil
+
+        shutil.rmtree(WORK / "repo", ignore_errors=True)
+        shutil.rmtree(WORK / "feast", ignore_errors=True)
+        print(f"==> skewless repo: {args.entities} drivers x 3 views into Redis", flush=True)
+        build_skewless(WORK / "repo", url, frames)
+        files = {}
+        for name, k in (("1x3", 1), ("100x3", 100)):
+            files[name] = WORK / f"bodies-{name}.jsonl"
+            files[name].write_text("\n".join(bodies(args.entities, k)) + "\n")
+        print("==> in-process stages of a 1x3 request", flush=True)
+        stage_us = stages(WORK / "repo", files["1x3"], args.stage_calls)
+        port = free_port()
+        env = {"SKEWLESS_REPO": str(WORK / "repo"), "SKEWLESS_FS_PORT": str(port), "SKEWLESS_FS_TOKENS": TOKEN,
+               "SKEWLESS_LOG_LEVEL": "WARNING", "SKEWLESS_FS_MAX_ENTITIES": "1000"}
+        sk = Server("skewless-fs", [sys.executable, "-m", "skewless", "serve"], env, "/health", port)
+        servers.append(sk)
+        triv = uvicorn_server("trivial-fs", "bench.serving_apps:trivial", {}, "/", factory=False)
+        servers.append(triv)
+        feast = None
+        if not args.no_feast:
+            from skewless.process import cached_venv
+
+            python = cached_venv("feast-0.67", sys.executable, ["feast[redis]==0.67.0"])
+            print("==> Feast repo: the same rows, materialized into the same Redis", flush=True)
+            build_feast(python, WORK / "feast", url, frames)
+            fport = free_port()
+            feast = _Tree("feast-serve", [str(python.parent / "feast"), "-c", str(WORK / "feast"), "serve", "-h",
+                                           "127.0.0.1", "-p", str(fport), "--no-access-log", "-w", "1",
+                                          "--max-requests", "0"],  # else its worker restarts every ~1000 requests
+                           {}, "/health", fport)
+            servers.append(feast)
+            check_same_answers(sk.url, feast.url, files["100x3"].read_text().splitlines()[0])
+        rows = []
+        for rnd in range(1, args.rounds + 1):
+            os.environ.pop("AUTH", None)
+            rows.append({"case": "trivial ASGI (calibration)", "body": "1x3", "round": rnd,
+                         **loaded(measure, triv, "/", files["1x3"], args)})
+            for body in ("1x3", "100x3"):
+                os.environ["AUTH"] = f"Bearer {TOKEN}"
+                rows.append({"case": "skewless serve", "body": body, "round": rnd,
+                             **loaded(measure, sk, "/get-online-features", files[body], args)})
+                os.environ.pop("AUTH")
+                if feast is not None:
+                    rows.append({"case": "feast serve 0.67", "body": body, "round": rnd,
+                                 **loaded(measure, feast, "/get-online-features", files[body], args)})
+        os.environ.pop("AUTH", None)
+        print("==> freshness: /push -> online", flush=True)
+        fresh = loaded(freshness, sk.url, args.push_rate, args.push_batch, seconds=max(args.seconds, 5))
+        doc = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
+               "command": "./run shell -m bench.feature_server_bench " + " ".join(argv if argv is not None
+                                                                                 else sys.argv[1:]),
+               "entities": args.entities, "concurrency": args.concurrency, "seconds": args.seconds,
+               "http": rows, "freshness": fresh, "stages_us": stage_us}
+        for folder in result_dirs(args.publish):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{args.tag}.json").write_text(json.dumps(doc, indent=1))
+            (folder / f"{args.tag}.md").write_text(markdown(doc) + "\n")
+        print(markdown(doc))
+    finally:
+        for s in servers:
+            s.stop()
+        cloud.release()
+    return 0
+
+
+def markdown(doc: dict) -> str:
+    c = doc["concurrency"]
+    lines = [f"Feature server vs feast serve ({doc['when']}, {doc['machine']}). Command: `{doc['command']}`. "
+             f"{doc['entities']:,} drivers x 3 views in the local Redis; wrk 1 thread, latency at 1 connection, "
+             f"throughput at {c} connections, {doc['seconds']} s each; medians over rounds.", "",
+             f"| server | request | p50 ms (1 conn) | p99 ms (1 conn) | req/s ({c} conn) | p99 ms ({c} conn) | "
+             f"CPU server / wrk | server CPU us/request ({c} conn) | load avg |", "|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["case"], r["body"]) for r in doc["http"]}, key=lambda k: (k[1], k[0]))
+    for case, body in keys:
+        rs = [r for r in doc["http"] if r["case"] == case and r["body"] == body]
+
+        def med(part, key, rs=rs):
+            return statistics.median(r[part][key] for r in rs)
+        lines.append(f"| {case} | {body} | {med('latency_c1', 'p50_ms'):.3f} | {med('latency_c1', 'p99_ms'):.3f} | "
+                     f"{med('throughput', 'rps'):,.0f} | {med('throughput', 'p99_ms'):.2f} | "
+                     f"{med('throughput', 'server_cpu'):.2f} / {med('throughput', 'client_cpu'):.2f} | "
+                     f"{statistics.median(r['throughput']['server_cpu'] / r['throughput']['rps'] * 1e6 for r in rs):.0f} | "
+                     f"{min(r.get('load_before', 0) for r in rs):.1f}-{max(r.get('load_after', 0) for r in rs):.1f} |")
+    f = doc["freshness"]
+    lines += ["", f"Freshness: `/push` (online) at {f['rate_target']:,} events/s target ({f['rate_achieved']:,} "
+              f"achieved; {f['pushes']} pushes of {f['batch']} rows, {f['late_pushes']} sent late): push answered "
+              f"p50 {f['push_p50_ms']} ms / p99 {f['push_p99_ms']} ms; visible to a read p50 {f['visible_p50_ms']} ms "
+              f"/ p99 {f['visible_p99_ms']} ms (load average {f.get('load_before', '?')} before, "
+              f"{f.get('load_after', '?')} after)."]
+    if doc.get("stages_us"):
+        lines += ["", "In process, one 1x3 request (median us): " + ", ".join(
+            f"{k} {v}" for k, v in doc["stages_us"].items()) + "."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""The feature server's routes (Starlette), speaking ``feast serve``'s contract.
+
+    POST /get-online-features     Feast's request and answer (``feast_json``)
+    POST /push                    Feast's push: ``FeatureStore.push`` (ingest's validation and write path)
+    POST /write-to-online-store   what Feast's ``remote`` online store sends when a Feast client writes online
+    GET  /health                  200 while the online store answers, else 503 (no token: a load balancer's probe)
+    GET  /metrics, /openapi.json, /docs (+ /docs/<Swagger UI file>, served from the package: no CDN)
+
+Tokens: when configured, every route but ``/health`` needs ``Authorization: Bearer <token>`` (any of them: several
+allow rotation); without it the answer is 401 before the body is read, and nothing is done. Bodies are limited to
+``max_body_bytes`` (413), a read to ``max_entities`` entities and a push to ``max_push_rows`` rows (422, saying so).
+
+The online store sits behind the model server's circuit breaker (``serving.breaker``): once a read, a write or a
+probe finds it down, reads and online pushes answer 503 at once, until a probe after ``store_check_seconds``
+succeeds; so the server recovers without a restart. A read runs on the event loop when it cannot hang it (an
+embedded store, or one whose reads are bounded: ``bounded_reads(read_timeout)``), otherwise on a thread. Pushes run
+on their own threads (``push_threads``); at shutdown uvicorn stops accepting, the pushes in flight finish (their
+threads are waited for, ``shutdown_timeout``), and only then does the process exit: every push answered 200 is
+written. Errors are mapped to statuses in one place (``serving.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, nullcontext
+from dataclasses import dataclass
+
+import pandas as pd
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from skewless.errors import DefinitionError, NotFoundError, StoreUnavailable, ValidationError
+
+from .. import openapi as model_openapi
+from ..app import http_error
+from ..breaker import StoreBreaker
+from ..eas_auth import token_ok
+from ..errors import PayloadTooLarge, Unauthorized, error_body, http_status
+from ..invocations import json_response, read_body
+from . import feast_json, openapi
+from .metrics import FeatureServerMetrics
+
+log = logging.getLogger("skewless.serving")
+
+
+@dataclass
+class FeatureServerOptions:
+    tokens: tuple[str, ...] = ()  # none: no auth (a warning is logged at startup)
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_entities: int = 1000  # per online read
+    max_push_rows: int = 100_000  # per push
+    store_check_seconds: float = 1.0  # the breaker's cooldown, and how old /health's last probe may be
+    store_check_timeout: float = 1.5  # a probe's bound
+    read_timeout: float = 1.0  # a read on the event loop (bounded stores) waits at most this, then 503
+    push_threads: int = 4
+    shutdown_timeout: float = 30.0
+
+
+class FeatureServer:
+    def __init__(self, store, opts: FeatureServerOptions):
+        self.store, self.opts = store, opts
+        self.metrics = m = FeatureServerMetrics()
+        self.health_pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-fs-health")
+        self.push_pool = ThreadPoolExecutor(opts.push_threads, thread_name_prefix="skewless-fs-push")
+        self.read_pool = ThreadPoolExecutor(4, thread_name_prefix="skewless-fs-read")
+        self.breaker = StoreBreaker(self._probe, self.health_pool, cooldown=opts.store_check_seconds,
+                                    probe_timeout=opts.store_check_timeout, on_probe=m.store_probes.inc,
+                                    on_failure=m.store_errors.inc)
+        online = store.online
+        self._inline = online.embedded or getattr(online, "can_bound_reads", False)
+        self._bound = (lambda: online.bounded_reads(opts.read_timeout)) if not online.embedded and self._inline \
+            else nullcontext
+        self._offline_locks: dict[str, threading.Lock] = {}  # one history append per push source at a time
+        self.in_flight = 0
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def lifespan(self, app):
+        if not self.opts.tokens:
+            log.warning("feature server without tokens: every route is open (set SKEWLESS_FS_TOKENS or "
+                        "SKEWLESS_FS_TOKEN_FILE)")
+        self.breaker.probe()
+        try:
+            yield
+        finally:
+            # uvicorn has stopped accepting and waited for open requests; a push whose request was cancelled
+            # (shutdown timeout) still finishes its write here before the process exits.
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.push_pool.shutdown, True)
+            self.read_pool.shutdown(wait=False)
+            self.health_pool.shutdown(wait=False)
+            log.info("feature server stopped", extra={"pushes_in_flight": self.in_flight})
+
+    def _probe(self) -> None:
+        self.store.online.get_meta("serving/ping")
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+    def _deny(self, request: Request, route: str) -> Response | None:
+        tokens = self.opts.tokens
+        if not tokens or token_ok(request.headers.get("authorization", ""), tokens):
+            return None
+        return self._unauthorized(route)
+
+    def _unauthorized(self, route: str) -> Response:
+        self.metrics.observe(route, 401, 0.0)
+        return json_response(error_body(Unauthorized("missing or wrong Authorization token (Bearer <token>)")),
+                             401, {"WWW-Authenticate": "Bearer", "Connection": "close"})
+
+    def _error(self, exc: BaseException, route: str, t0: float) -> Response:
+        status = http_status(exc)
+        if isinstance(exc, StoreUnavailable) and not getattr(exc, "from_breaker", False):
+            self.breaker.failed(str(exc).splitlines()[0])
+        if status >= 500 and not isinstance(exc, StoreUnavailable):
+            log.error("request failed", exc_info=exc, extra={"route": route})
+        self.metrics.observe(route, status, time.perf_counter() - t0)
+        headers = {"Connection": "close"} if status == 413 else None
+        return json_response(error_body(exc), status, headers)
+
+    async def _admit(self) -> None:
+        if not self.breaker.closed:
+            await self.breaker.admit()
+
+    # -- routes -----------------------------------------------------------------------------------------------
+    async def get_online_features(self, request: Request) -> Response:
+        """The route's Starlette form (the ASGI fast path below answers POSTs before the router)."""
+        return await self._online(request.headers.get("authorization", ""), read_body(
+            request, self.opts.max_body_bytes, "SKEWLESS_FS_MAX_BODY_BYTES"))
+
+    async def online_asgi(self, scope, receive, send) -> None:
+        """``POST /get-online-features`` as bare ASGI: no Request or Response object on the hot path (they cost
+        about as much as the read itself at one entity: bench/feature_server_bench.py)."""
+        auth = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                auth = value.decode("latin-1")
+                break
+        answer = await self._online(auth, self._receive_body(scope, receive))
+        if isinstance(answer, bytes):
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
+            await send({"type": "http.response.body", "body": answer})
+        else:
+            await answer(scope, receive, send)
+
+    async def _receive_body(self, scope, receive) -> bytes:
+        limit = self.opts.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise PayloadTooLarge(f"the request body has {int(value):,} bytes; at most {limit:,} "
+                                      f"(SKEWLESS_FS_MAX_BODY_BYTES)")
+        chunks, size = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":  # the client went away: nothing to answer
+                raise ValidationError("the client disconnected before sending the whole body")
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body passed {limit:,} bytes (SKEWLESS_FS_MAX_BODY_BYTES)")
+            chunks.append(chunk)
+            if not msg.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _online(self, auth: str, body) -> bytes | Response:
+        """The answer's JSON (200), or an error Response. ``body``: the awaitable reading the body (not awaited
+        when the token is wrong: the body is never read)."""
+        t0 = time.perf_counter()
+        tokens = self.opts.tokens
+        if tokens and not token_ok(auth, tokens):
+            body.close()
+            return self._unauthorized("get-online-features")
+        try:
+            req = feast_json.parse_online(await body, self.opts.max_entities)
+            await self._admit()
+            if self._inline:
+                resp = self._read(req)
+            else:
+                resp = await asyncio.get_running_loop().run_in_executor(self.read_pool, self._read, req)
+            out = feast_json.render_online(req, resp)
+        except Exception as exc:
+            return self._error(exc, "get-online-features", t0)
+        self.metrics.entities.observe(len(req.rows))
+        self.metrics.observe("get-online-features", 200, time.perf_counter() - t0)
+        return out
+
+    def _read(self, req: feast_json.OnlineRequest):
+        try:
+            with self._bound():
+                return self.store.get_online_features(req.features, req.rows,
+                                                      full_feature_names=req.full_feature_names)
+        except DefinitionError as exc:  # the references are well formed (parse_online): a name the repo lacks
+            raise NotFoundError(str(exc)) from None
+
+    async def push(self, request: Request) -> Response:
+        return await self._write(request, "push")
+
+    async def write_to_online_store(self, request: Request) -> Response:
+        return await self._write(request, "write-to-online-store")
+
+    async def _write(self, request: Request, route: str) -> Response:
+        t0 = time.perf_counter()
+        if (denied := self._deny(request, route)) is not None:
+            return denied
+        try:
+            raw = await read_body(request, self.opts.max_body_bytes, "SKEWLESS_FS_MAX_BODY_BYTES")
+            req = (feast_json.parse_push(raw, self.opts.max_push_rows) if route == "push"
+                   else feast_json.parse_online_write(raw, self.opts.max_push_rows))
+            if req.to != "offline":
+                await self._admit()
+            self.in_flight += 1
+            self.metrics.pushes_in_flight.inc()
+            try:
+                results = await asyncio.get_running_loop().run_in_executor(self.push_pool, self._push_now, req)
+            finally:
+                self.in_flight -= 1
+                self.metrics.pushes_in_flight.dec()
+        except Exception as exc:
+            return self._error(exc, route, t0)
+        rows = sum(r.rows for r in results)
+        self.metrics.pushed_rows.labels(req.to).inc(rows)
+        self.metrics.observe(route, 200, time.perf_counter() - t0)
+        return json_response({"to": req.to, "views": [{"view": r.view, "rows": r.rows, "version": r.version,
+                                                       "already_pushed": r.already_ingested} for r in results]})
+
+    def _push_now(self, req: feast_json.PushRequest) -> list:
+        """On a push thread: the rows as a DataFrame (text timestamps parsed as ingest parses them), written."""
+        try:
+            df = pd.DataFrame(req.columns)
+        except ValueError as exc:  # e.g. columns of different lengths (checked before; a last guard)
+            raise ValidationError(f"'df': {exc}", column="df") from None
+        if req.to == "online":
+            return self.store.push(req.source, df, to="online")
+        lock = self._offline_locks.setdefault(req.source, threading.Lock())
+        with lock:
+            return self.store.push(req.source, df, to=req.to)
+
+    async def health(self, request: Request) -> Response:
+        if await self.breaker.check(self.opts.store_check_seconds):
+            self.metrics.breaker_open.set(0)
+            return json_response({"status": "ok"})
+        self.metrics.breaker_open.set(1)
+        return json_response({"status": "unavailable", "reason": f"online store unavailable ({self.breaker.reason})"},
+                             503)
+
+    async def metrics_route(self, request: Request) -> Response:
+        if (denied := self._deny(request, "metrics")) is not None:
+            return denied
+        self.metrics.breaker_open.set(0 if self.breaker.closed else 1)
+        return Response(generate_latest(self.metrics.prometheus_registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi_doc(self, request: Request) -> Response:
+        if (denied := self._deny(request, "docs")) is not None:
+            return denied
+        return json_response(openapi.document(self.opts, self.store))
+
+    async def docs(self, request: Request) -> Response:
+        if (denied := self._deny(request, "docs")) is not None:
+            return denied
+        return HTMLResponse(model_openapi.swagger_html("skewless feature server"))
+
+    async def docs_asset(self, request: Request) -> Response:
+        if (denied := self._deny(request, "docs")) is not None:
+            return denied
+        body, media_type = model_openapi.swagger_asset(request.path_params["name"])
+        return Response(body, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
+
+
+class _App(Starlette):
+    """Starlette, with ``POST /get-online-features`` (the hot path) answered before its router."""
+
+    hot = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/get-online-features" and scope["method"] == "POST":
+            await self.hot(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(store, options: FeatureServerOptions | None = None) -> Starlette:
+    """The feature server's ASGI app over ``store`` (a ``FeatureStore``); nothing is listening yet."""
+    opts = options or FeatureServerOptions()
+    for name in ("max_body_bytes", "max_entities", "max_push_rows", "push_threads"):
+        if getattr(opts, name) < 1:
+            raise ValidationError(f"feature server option {name} must be >= 1, not {getattr(opts, name)}")
+    if any(not isinstance(t, str) or not t or t != t.strip() for t in opts.tokens):
+        raise ValidationError("feature server tokens must be non-empty strings without surrounding spaces")
+    srv = FeatureServer(store, opts)
+    routes = [Route("/get-online-features", srv.get_online_features, methods=["POST"]),
+              Route("/push", srv.push, methods=["POST"]),
+              Route("/write-to-online-store", srv.write_to_online_store, methods=["POST"]),
+              Route("/health", srv.health), Route("/metrics", srv.metrics_route),
+              Route("/openapi.json", srv.openapi_doc), Route("/docs", srv.docs),
+              Route("/docs/{name}", srv.docs_asset)]
+    app = _App(routes=routes, lifespan=srv.lifespan, exception_handlers={HTTPException: http_error})
+    app.hot = srv.online_asgi
+    app.state.server = srv
+    return app
+
+
+__all__ = ["FeatureServer", "FeatureServerOptions", "create_app"]

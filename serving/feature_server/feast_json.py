@@ -1,0 +1,172 @@
+"""Feast's feature-server JSON: the requests of ``/get-online-features`` and ``/push`` parsed and checked, and the
+online answer rendered as ``feast serve`` renders it (``feast/feature_server.py`` and ``feature_server_utils.py`` of
+Feast 0.67), so a Feast HTTP client (its ``remote`` online store, or plain HTTP) reads it unchanged.
+
+    request   {"features": ["view:feature", ...] | "feature_service": "name", "entities": {"key": [v, ...]},
+               "full_feature_names": false}
+    answer    {"metadata": {"feature_names": [keys..., features...]},
+               "results": [{"values": [...], "statuses": [...], "event_timestamps": [...]}, ...]}
+
+One result per column, entity keys first (as Feast does: its remote store reads the view's event time from
+``results[1]``), each holding one value per entity. Statuses are Feast's: PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE (our
+EXPIRED). Event timestamps are RFC 3339 in UTC with ``Z``; a value that is not PRESENT, and a key, has the epoch
+("1970-01-01T00:00:00Z"), as Feast's empty protobuf Timestamp does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from skewless.errors import ValidationError
+from skewless.online.base import EXPIRED
+
+from skewless.push import MODES as PUSH_MODES
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_STATUS = {EXPIRED: "OUTSIDE_MAX_AGE"}  # the others (PRESENT, NOT_FOUND) have Feast's names already
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class OnlineRequest:
+    __slots__ = ("features", "entities", "rows", "full_feature_names")
+
+    def __init__(self, features, entities: dict[str, list], rows: list[dict], full_feature_names: bool):
+        self.features, self.entities, self.rows, self.full_feature_names = features, entities, rows, full_feature_names
+
+
+def _object(body: bytes) -> dict:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"the body is not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ValidationError(f"the body must be a JSON object, not {type(doc).__name__}")
+    return doc
+
+
+def _columns(value: Any, field: str, max_rows: int, what: str, whats: str) -> tuple[dict[str, list], int]:
+    """A columnar object ``{name: [scalar, ...]}`` whose columns have one length (at most ``max_rows``)."""
+    if not isinstance(value, dict) or not value:
+        raise ValidationError(f"{field!r} must be an object of columns, {{name: [values]}}, with at least one",
+                              column=field)
+    n = None
+    for name, col in value.items():
+        if not isinstance(col, list):
+            raise ValidationError(f"{field}[{name!r}] must be a list of values, one per {what}", column=name)
+        if n is None:
+            n = len(col)
+        elif len(col) != n:
+            raise ValidationError(f"{field}: column {name!r} has {len(col)} values, the first column {n}: every "
+                                  f"column needs one value per {what}", column=name)
+        for i, v in enumerate(col):
+            if not isinstance(v, _SCALARS):
+                raise ValidationError(f"{field}[{name!r}][{i}]: a value must be a string, number, boolean or null",
+                                      column=name, row=i)
+    if not n:
+        raise ValidationError(f"{field!r}: no {whats} (each column is empty)", column=field)
+    if n > max_rows:
+        raise ValidationError(f"{field!r}: {n:,} {whats} in one request; at most {max_rows:,} (the server's "
+                              f"SKEWLESS_FS_MAX_ENTITIES): split the request", column=field)
+    return value, n
+
+
+def _flag(doc: dict, name: str) -> bool:
+    v = doc.get(name, False)
+    if not isinstance(v, bool):
+        raise ValidationError(f"{name!r} must be true or false", column=name)
+    return v
+
+
+def parse_online(body: bytes, max_entities: int) -> OnlineRequest:
+    doc = _object(body)
+    service, features = doc.get("feature_service"), doc.get("features")
+    if service is not None:
+        if not isinstance(service, str) or not service:
+            raise ValidationError("'feature_service' must be a feature service's name", column="feature_service")
+        if features:
+            raise ValidationError("give 'features' or 'feature_service', not both", column="features")
+        refs: Any = service
+    else:
+        if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+            raise ValidationError("'features' must be a non-empty list of \"view:feature\" references (or give "
+                                  "'feature_service')", column="features")
+        bad = next((f for f in features if f.count(":") != 1 or f.startswith(":") or f.endswith(":")), None)
+        if bad is not None:
+            raise ValidationError(f"feature reference {bad!r} must look like 'view:feature'", column="features")
+        if len(set(features)) != len(features):
+            raise ValidationError("a feature is requested twice", column="features")
+        refs = features
+    entities, n = _columns(doc.get("entities"), "entities", max_entities, "entity", "entities")
+    names = list(entities)
+    cols = [entities[k] for k in names]
+    rows = [dict(zip(names, vals)) for vals in zip(*cols)] if len(names) > 1 else [{names[0]: v} for v in cols[0]]
+    return OnlineRequest(refs, entities, rows, _flag(doc, "full_feature_names"))
+
+
+def render_online(req: OnlineRequest, response) -> bytes:
+    """The answer to ``req`` from an ``OnlineResponse``, as JSON bytes."""
+    n = len(req.rows)
+    epochs = [EPOCH] * n
+    present = ["PRESENT"] * n
+    names = list(req.entities)
+    results = [{"values": col, "statuses": present, "event_timestamps": epochs} for col in req.entities.values()]
+    evs = response.event_timestamps
+    done: dict[int, list] = {}  # the views' lists are shared by their features: each converted once
+    for name, values in response.values.items():
+        sts, ts = response.statuses[name], evs[name]
+        if id(ts) not in done:
+            done[id(ts)] = [EPOCH if t is None else t for t in ts]
+        if id(sts) not in done:
+            done[id(sts)] = [_STATUS.get(s, s) for s in sts]
+        results.append({"values": values, "statuses": done[id(sts)], "event_timestamps": done[id(ts)]})
+        names.append(name)
+    return orjson.dumps({"metadata": {"feature_names": names}, "results": results},
+                        option=orjson.OPT_UTC_Z | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_SUBCLASS,
+                        default=_default)
+
+
+def _default(v: Any) -> Any:
+    if isinstance(v, bytes):  # Feast sends bytes base64-encoded (protobuf's JSON form)
+        import base64
+
+        return base64.b64encode(v).decode("ascii")
+    if isinstance(v, (list, tuple)):
+        return list(v)
+    return str(v)
+
+
+class PushRequest:
+    __slots__ = ("source", "columns", "to")
+
+    def __init__(self, source: str, columns: dict[str, list], to: str):
+        self.source, self.columns, self.to = source, columns, to
+
+
+def parse_push(body: bytes, max_rows: int) -> PushRequest:
+    """Feast's push request: ``{"push_source_name": ..., "df": {column: [values]}, "to": "online"}``."""
+    doc = _object(body)
+    source = doc.get("push_source_name")
+    if not isinstance(source, str) or not source:
+        raise ValidationError("'push_source_name' must name a feature view or a push source", column="push_source_name")
+    to = doc.get("to", "online")
+    if to not in PUSH_MODES:
+        raise ValidationError(f"'to' must be one of {', '.join(PUSH_MODES)}, not {to!r}", column="to")
+    columns, _ = _columns(doc.get("df"), "df", max_rows, "row", "rows")
+    for name in ("allow_registry_cache", "transform_on_write"):  # Feast's; accepted, and checked to be flags
+        if name in doc and not isinstance(doc[name], bool):
+            raise ValidationError(f"{name!r} must be true or false", column=name)
+    return PushRequest(source, columns, to)
+
+
+def parse_online_write(body: bytes, max_rows: int) -> PushRequest:
+    """What Feast's ``remote`` online store sends to write online: ``{"feature_view_name": ..., "df": {...}}``
+    (join keys, features, ``event_timestamp`` and ``created``); a push of those rows to the view, online."""
+    doc = _object(body)
+    view = doc.get("feature_view_name")
+    if not isinstance(view, str) or not view:
+        raise ValidationError("'feature_view_name' must name a feature view", column="feature_view_name")
+    columns, _ = _columns(doc.get("df"), "df", max_rows, "row", "rows")
+    return PushRequest(view, columns, "online")
