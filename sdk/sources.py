@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -235,3 +236,65 @@ def _read_sql(config, source: SqlSource, after: int | None) -> pa.Table:
         raise ValidationError(f"source query failed: {(str(exc).splitlines() or [''])[0]}") from exc
     finally:
         con.close()
+
+
+# -- entity tables and training sets at URLs -------------------------------------------------------------------------
+_SQL_START = re.compile(r"^\s*(\(\s*)*(select|with|from|values)\s", re.IGNORECASE)
+
+
+def is_query(value: str) -> bool:
+    """A string entity table that is a SQL query (as Feast takes one) rather than a path: it starts as one."""
+    return bool(_SQL_START.match(value))
+
+
+def on_object_store(value: str) -> bool:
+    return "://" in value and plugins.scheme_of(value) != "file"
+
+
+def entity_files(config, value: str, into: Path) -> str:
+    """An entity table given as a query or an object-store path/glob -> a local Parquet path the engine streams
+    (disk, not memory: the query's result is written by DuckDB as it runs, remote files are copied as streams)."""
+    if is_query(value):
+        target = into / "entity.parquet"
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET file_search_path = '{_sql_text(str(config.repo_path))}'")
+            con.execute(f"COPY ({value.strip().rstrip(';')}) TO '{_sql_text(str(target))}' (FORMAT parquet)")
+        except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as exc:
+            raise ValidationError(f"entity query: {(str(exc).splitlines() or [''])[0]}") from exc
+        except duckdb.Error as exc:
+            raise ValidationError(f"entity query failed: {(str(exc).splitlines() or [''])[0]}") from exc
+        finally:
+            con.close()
+        return str(target)
+    p = place(config, value)
+    for i, path in enumerate(files(p, "parquet")):  # in sorted order: the names keep it (input order)
+        try:
+            pafs.copy_files(path, str(into / f"part-{i:06d}.parquet"), source_filesystem=p.filesystem,
+                            destination_filesystem=pafs.LocalFileSystem())
+        except Exception as exc:  # noqa: BLE001
+            raise _translate(exc, value) from exc
+    return str(into / "part-*.parquet")
+
+
+def _sql_text(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def write_parquet_at(config, reader: pa.RecordBatchReader, url: str, snapshot: dict) -> str:
+    """Stream ``reader`` into one Parquet object at ``url`` (an object store: the object appears whole when its
+    upload completes, never half-written), with the snapshot beside it as ``<url>.snapshot.json``."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    p = place(config, url)
+    try:
+        with p.filesystem.open_output_stream(p.path) as out, pq.ParquetWriter(out, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+        with p.filesystem.open_output_stream(p.path + ".snapshot.json") as out:
+            out.write(json.dumps(snapshot, indent=1).encode())
+    except Exception as exc:  # noqa: BLE001
+        raise _translate(exc, url) from exc
+    return url

@@ -3,6 +3,7 @@ to the module that owns it (registry, ingest, retrieval, materialize, online_rea
 
 from __future__ import annotations
 
+import tempfile
 import time
 from datetime import datetime, timezone
 from functools import cached_property
@@ -23,7 +24,7 @@ from .errors import ConfigError, ConflictError, DefinitionError, EngineError, Va
 from .faults import kill_point
 from .offline.base import BatchAlreadyCommitted, CommittedBatch, Watermark, WatermarkMoved
 from .registry import Plan, Registry
-from .retrieval import RetrievalJob, entity_input
+from .retrieval import LocatedJob, entity_input, polars_to_arrow
 from .timeutil import new_batch_id, now as utc_now, utc
 from .transforms import OnDemandTransform
 from .transforms import offline as transforms_offline
@@ -273,10 +274,12 @@ class FeatureStore:
                                 timestamp_column: str = "event_timestamp",
                                 snapshot: dict[str, int | None] | None = None,
                                 include_event_timestamps: bool = False, date_format: str | None = None
-                                ) -> RetrievalJob:
+                                ) -> LocatedJob:
         """A point-in-time-correct training set: every entity row once, in order, plus feature values at its time.
 
-        ``entity_df``: pandas DataFrame, pyarrow Table, or a Parquet path/glob (for tables larger than memory).
+        ``entity_df``: pandas, pyarrow or polars table; a Parquet path or glob, local or at an ``s3://`` / ``oss://``
+        URL (for tables larger than memory); or a DuckDB SQL query (``SELECT ... FROM read_parquet('...')``).
+        ``job.to_parquet`` writes locally or to an ``s3://`` / ``oss://`` URL, streamed.
         ``point_in_time``: "event" (default) or "available" (only rows already known at t: no backfill leakage).
         ``snapshot``: the ``job.snapshot`` of an earlier training set, to rebuild it identically.
         ``date_format``: the format of a text timestamp column (default: ISO 8601 only)."""
@@ -294,7 +297,11 @@ class FeatureStore:
         if missing:
             raise ValidationError(f"snapshot has no version for views {missing}")
         files = {n: self.offline.files(n, snap[n]) for n in names}
-        entity_df = entity_input(entity_df, timestamp_column, date_format)
+        keep = None
+        if isinstance(entity_df, str) and (sources.is_query(entity_df) or sources.on_object_store(entity_df)):
+            keep = tempfile.TemporaryDirectory(prefix="skewless-entity-")
+            entity_df = sources.entity_files(self.config, entity_df, Path(keep.name))
+        entity_df = entity_input(polars_to_arrow(entity_df), timestamp_column, date_format)
         refs = [f"{v.name}:{f}" for v, fs in resolved for f in fs]
         if req is not None:
             req.names(full_feature_names)  # a name given twice fails before the join runs
@@ -303,10 +310,10 @@ class FeatureStore:
                                      timestamp_column=timestamp_column,
                                      full_feature_names=full_feature_names or req is not None,
                                      point_in_time=point_in_time, event_timestamps=include_event_timestamps)
-        if req is None:
-            return job
-        return transforms_offline.TransformedJob(job, req, timestamp_column=timestamp_column,
-                                                 full_feature_names=full_feature_names)
+        if req is not None:
+            job = transforms_offline.TransformedJob(job, req, timestamp_column=timestamp_column,
+                                                    full_feature_names=full_feature_names)
+        return LocatedJob(job, self.config, keep)
 
     # -- materialization -------------------------------------------------------------------------------------
     def _views_for(self, names: Sequence[str] | None) -> list[FeatureView]:
