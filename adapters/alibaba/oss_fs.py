@@ -86,6 +86,12 @@ class OSSFileHandler(pafs.FileSystemHandler):
         self.sizes[path] = meta.content_length
         return meta.content_length
 
+    def _is_folder(self, path: str) -> bool:
+        prefix = self._key(path).rstrip("/") + "/"
+        found = self.oss.call(f"listing oss://{self.oss.bucket_name}/{prefix}", lambda: self.oss.bucket.list_objects_v2(
+            prefix=prefix, max_keys=1))
+        return bool(found.object_list or found.prefix_list)
+
     def get_file_info_selector(self, selector):
         """Objects under ``selector.base_dir`` (recursively, or its direct children); folders are implied by keys."""
         base = selector.base_dir.strip("/")
@@ -125,6 +131,9 @@ class OSSFileHandler(pafs.FileSystemHandler):
                 out.append(pafs.FileInfo(p, pafs.FileType.Directory))
                 continue
             size = self._size(p)
+            if size is None and self._is_folder(p):  # no object, but keys under it: a folder
+                out.append(pafs.FileInfo(p, pafs.FileType.Directory))
+                continue
             out.append(pafs.FileInfo(p, pafs.FileType.NotFound) if size is None else
                        pafs.FileInfo(p, pafs.FileType.File, size=size))
         return out
