@@ -217,25 +217,37 @@ def _read_sql(config, source: SqlSource, after: int | None) -> pa.Table:
     try:
         # Relative paths in the query (read_parquet('data/x.parquet')) are relative to the repo, as everywhere.
         con.execute(f"SET file_search_path = '{str(config.repo_path).replace(chr(39), chr(39) * 2)}'")
+        _one_select(con, source.query, "source query", DefinitionError)
         for name, table in source.tables.items():
             con.register(name, dataset(place(config, table.path), table.type))
-        sql = source.query.strip().rstrip(";")
+        # A relation, not text wrapped around the query: a query ending in a -- comment or a ';' stays whole.
+        rel = con.sql(source.query)
         if source.watermark is not None:
-            schema = con.sql(f"SELECT * FROM ({sql}) AS __src LIMIT 0").to_arrow_table().schema
+            schema = rel.limit(0).to_arrow_table().schema
             if source.watermark not in schema.names:
                 raise ValidationError(f"source query: no watermark column {source.watermark!r} (columns: "
                                       f"{schema.names})", column=source.watermark)
             t = schema.field(source.watermark).type
             _watermark_type(t, source.watermark)
             if after is not None:
-                sql = f"SELECT * FROM ({sql}) AS __src WHERE {q(source.watermark)} > {_sql_literal(t, after)}"
-        return con.sql(sql).to_arrow_table()
+                rel = rel.filter(f"{q(source.watermark)} > {_sql_literal(t, after)}")
+        return rel.to_arrow_table()
     except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as exc:
         raise DefinitionError(f"source query: {(str(exc).splitlines() or [''])[0]}") from exc
     except duckdb.Error as exc:
         raise ValidationError(f"source query failed: {(str(exc).splitlines() or [''])[0]}") from exc
     finally:
         con.close()
+
+
+def _one_select(con: duckdb.DuckDBPyConnection, query: str, what: str, error: type[SkewlessError]) -> None:
+    """A source or entity query reads: exactly one SELECT (WITH/FROM/VALUES are SELECTs too). Anything else would run with
+    the ingest's rights and its result taken as the rows: ``COPY ... TO`` writes files, ``ATTACH`` opens databases,
+    and a second statement's result would silently replace the first's."""
+    kinds = [st.type.name for st in con.extract_statements(query)]
+    if kinds != ["SELECT"]:
+        raise error(f"{what} must be one SELECT statement; it holds {len(kinds)} statement(s): "
+                              f"{', '.join(kinds) or 'none'}")
 
 
 # -- entity tables and training sets at URLs -------------------------------------------------------------------------
@@ -259,7 +271,8 @@ def entity_files(config, value: str, into: Path) -> str:
         con = duckdb.connect()
         try:
             con.execute(f"SET file_search_path = '{_sql_text(str(config.repo_path))}'")
-            con.execute(f"COPY ({value.strip().rstrip(';')}) TO '{_sql_text(str(target))}' (FORMAT parquet)")
+            _one_select(con, value, "entity query", ValidationError)
+            con.sql(value).write_parquet(str(target))  # streamed to disk by DuckDB as the query runs
         except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as exc:
             raise ValidationError(f"entity query: {(str(exc).splitlines() or [''])[0]}") from exc
         except duckdb.Error as exc:

@@ -193,3 +193,16 @@ def test_cli_ingest_without_a_file_reads_the_source_incrementally(repo):
     assert first.exit_code == 0 and "Ingested 3 rows" in first.output, first.output
     second = runner.invoke(app, ["ingest", "v", "--repo", str(repo.repo_path)])
     assert second.exit_code == 0 and "Nothing new" in second.output, second.output
+
+
+def test_queries_ending_in_a_comment_or_semicolon_run_whole(repo):
+    """A query is run as written, not pasted into wrapping SQL, where a trailing ``-- comment`` swallowed the rest."""
+    with_view(repo, sk.SqlSource("SELECT * FROM read_parquet('data/src/*.parquet') -- every export\n;",
+                                 watermark="event_timestamp"))
+    rows(0, 2).to_parquet(data_dir(repo) / "a.parquet")
+    assert repo.ingest("v").rows == 2
+    rows(2, 1).to_parquet(data_dir(repo) / "b.parquet")
+    assert repo.ingest("v").rows == 1  # the watermark filter applies to the commented query too
+    got = repo.get_historical_features("SELECT k, event_timestamp FROM read_parquet('data/src/b.parquet') -- new",
+                                       ["v:x"]).to_pandas()
+    assert got["x"].tolist() == [2.0]
