@@ -157,7 +157,8 @@ def in_input_order(part: pa.Table, rank: np.ndarray | None = None) -> list[pa.Ar
 
 class LocatedJob:
     """A training-set job (any engine's) whose ``to_parquet`` also writes to object-store URLs (``s3://``,
-    ``oss://``: streamed batch by batch, never collected); everything else is the job's own. It holds the local
+    ``oss://``: streamed batch by batch to a local file, never collected, then uploaded whole, so a failed export
+    leaves no object); everything else is the job's own. It holds the local
     copy of an entity table that came from a query or an object store for as long as the job lives."""
 
     def __init__(self, job, config, keep=None):

@@ -295,17 +295,25 @@ def _sql_text(value: str) -> str:
 
 
 def write_parquet_at(config, reader: pa.RecordBatchReader, url: str, snapshot: dict) -> str:
-    """Stream ``reader`` into one Parquet object at ``url`` (an object store: the object appears whole when its
-    upload completes, never half-written), with the snapshot beside it as ``<url>.snapshot.json``."""
+    """Stream ``reader`` into one Parquet object at ``url``, with the snapshot beside it as ``<url>.snapshot.json``.
+
+    The batches go to a local temporary file (bounded memory), uploaded only once the stream is complete: closing an
+    object-store upload completes it (pyarrow's S3 stream, our OSS spool), so writing in place left a truncated but
+    valid Parquet file where the training set should be when the stream failed midway. A crash mid-upload leaves an
+    incomplete multipart upload, never an object."""
     import json
+    import tempfile
 
     import pyarrow.parquet as pq
 
     p = place(config, url)
     try:
-        with p.filesystem.open_output_stream(p.path) as out, pq.ParquetWriter(out, reader.schema) as writer:
-            for batch in reader:
-                writer.write_batch(batch)
+        with tempfile.TemporaryDirectory(prefix="skewless-export-") as tmp:
+            part = str(Path(tmp) / "set.parquet")
+            with pq.ParquetWriter(part, reader.schema) as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+            pafs.copy_files(part, p.path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=p.filesystem)
         with p.filesystem.open_output_stream(p.path + ".snapshot.json") as out:
             out.write(json.dumps(snapshot, indent=1).encode())
     except Exception as exc:  # noqa: BLE001

@@ -279,7 +279,7 @@ class FeatureStore:
 
         ``entity_df``: pandas, pyarrow or polars table; a Parquet path or glob, local or at an ``s3://`` / ``oss://``
         URL (for tables larger than memory); or a DuckDB SQL query (``SELECT ... FROM read_parquet('...')``).
-        ``job.to_parquet`` writes locally or to an ``s3://`` / ``oss://`` URL, streamed.
+        ``job.to_parquet`` writes locally or to an ``s3://`` / ``oss://`` URL, streamed (an object appears only whole).
         ``point_in_time``: "event" (default) or "available" (only rows already known at t: no backfill leakage).
         ``snapshot``: the ``job.snapshot`` of an earlier training set, to rebuild it identically.
         ``date_format``: the format of a text timestamp column (default: ISO 8601 only)."""

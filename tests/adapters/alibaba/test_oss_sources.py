@@ -90,3 +90,14 @@ def test_entity_glob_on_oss_and_training_set_written_to_oss(store, bucket):
     assert got["k"].tolist() == [4, 0, 2, 7]
     assert [None if pd.isna(v) else v for v in got["x"]] == [4.0, 0.0, 2.0, None]
     assert bucket.object_exists(f"{prefix}/training/set.parquet.snapshot.json")
+
+
+def test_a_training_set_that_fails_midway_leaves_no_object(store, bucket):
+    """The OSS upload ran on close, even when the stream failed: a truncated Parquet file appeared at the URL."""
+    from skewless import sources
+    from tests.adapters.aws.test_s3_sources import broken_stream
+
+    prefix = fresh_prefix()
+    with pytest.raises(sk.errors.SkewlessError, match="producer failed"):
+        sources.write_parquet_at(store.config, broken_stream(3), f"oss://{BUCKET}/{prefix}/set.parquet", {})
+    assert not list(oss2.ObjectIterator(bucket, prefix=prefix))

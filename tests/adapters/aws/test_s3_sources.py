@@ -106,3 +106,26 @@ def test_entity_glob_on_s3_and_training_set_written_to_s3(store, s3):
     assert [None if pd.isna(v) else v for v in got["x"]] == [4.0, 0.0, 2.0, None]
     snap = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/training/set.parquet.snapshot.json")["Body"].read()
     assert b'"v"' in snap
+
+
+def broken_stream(batches: int) -> pa.RecordBatchReader:
+    """A training set's batches whose producer fails after ``batches`` of them (a query interrupted, a disk gone)."""
+    schema = pa.schema([("k", pa.int64()), ("x", pa.float64())])
+
+    def gen():
+        for i in range(batches):
+            yield pa.record_batch([pa.array(range(i * 1000, i * 1000 + 1000)), pa.array([1.0] * 1000)], schema=schema)
+        raise OSError("the training set's producer failed")
+
+    return pa.RecordBatchReader.from_batches(schema, gen())
+
+
+def test_a_training_set_that_fails_midway_leaves_no_object(store, s3):
+    """Closing an S3 upload completes it: written in place, a failed export left a valid Parquet file holding only
+    the first batches where the training set should be."""
+    from skewless import sources
+
+    prefix = fresh_prefix()
+    with pytest.raises(sk.errors.SkewlessError, match="producer failed"):
+        sources.write_parquet_at(store.config, broken_stream(3), f"s3://{BUCKET}/{prefix}/set.parquet", {})
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("KeyCount", 0) == 0
