@@ -137,7 +137,7 @@ def load(repo_path: str | os.PathLike) -> Config:
                           "sources)")
     sources = doc.get("sources") or {}
     if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
-        raise ConfigError(f"{path}: sources must map a URL scheme (s3, oss) to its options")
+        raise ConfigError(f"{path}: sources must map a URL scheme (s3, oss, maxcompute) to its options")
     project = doc.get("project")
     if not isinstance(project, str) or not project:
         raise ConfigError(f"{path}: 'project' must be a non-empty string")

@@ -12,12 +12,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from deltalake import write_deltalake
 
 import skewless as sk
 from skewless.errors import ValidationError
-from tests.support.object_store import fresh_prefix
+from tests.support.object_store import fresh_prefix, sources_repo
 
 BUCKET = "skewless-sources"
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -43,11 +42,7 @@ def s3(endpoint):
 @pytest.fixture
 def store(tmp_path, endpoint):
     """A local repo whose sources' S3 options come from skewless.yaml's `sources:`."""
-    sk.init_repo(tmp_path)
-    doc = yaml.safe_load((tmp_path / "skewless.yaml").read_text())
-    doc["sources"] = {"s3": _options(endpoint)}
-    (tmp_path / "skewless.yaml").write_text(yaml.safe_dump(doc))
-    return sk.FeatureStore(tmp_path)
+    return sources_repo(tmp_path, {"s3": _options(endpoint)})
 
 
 def rows(start: int, n: int) -> pd.DataFrame:
