@@ -256,24 +256,31 @@ class SqlSource(DataSource):
                    **cls._common(d))
 
 
-
 class MaxComputeSource(DataSource):
-    """A MaxCompute table: ``table`` (in the project of ``project``, else of the ``sources: {maxcompute: ...}``
-    options, else of a MaxCompute offline store), its rows filtered by ``partition``, a MaxCompute SQL condition on
-    its partition columns (``ds >= '20240101'``), so only those partitions are read. Read through the table's SQL and
-    the instance tunnel (Arrow), by the Alibaba adapter. A ``watermark`` here is a BIGINT column (a load sequence,
-    epoch milliseconds): MaxCompute's DATETIME is in the project's time zone, so it is not taken as one."""
+    """A MaxCompute table, or the rows of a MaxCompute SQL ``query``, in the project of ``project`` (else of the
+    ``sources: {maxcompute: ...}`` options, else of a MaxCompute offline store). A table's rows can be limited by
+    ``partition``, a MaxCompute SQL condition on its partition columns (``ds >= '20240101'``), so only those
+    partitions are read. Read through one SQL task and the instance tunnel (Arrow), by the Alibaba adapter. A
+    ``watermark`` here is an integer column (a load sequence, epoch milliseconds): MaxCompute's DATETIME is in the
+    project's time zone, so it is not taken as one."""
 
     type = "maxcompute"
 
-    def __init__(self, table: str, *, partition: str | None = None, project: str | None = None, **kw):
-        if not isinstance(table, str) or not _NAME.match(table):
+    def __init__(self, table: str | None = None, *, query: str | None = None, partition: str | None = None,
+                 project: str | None = None, **kw):
+        if (table is None) == (query is None):
+            raise DefinitionError("MaxComputeSource: give a table or a query (one of them)")
+        if table is not None and (not isinstance(table, str) or not _NAME.match(table)):
             raise DefinitionError(f"MaxComputeSource: table {table!r} is invalid: use letters, digits and _")
+        if query is not None and (not isinstance(query, str) or not query.strip()):
+            raise DefinitionError("MaxComputeSource: query must be a non-empty SQL string")
         if project is not None and (not isinstance(project, str) or not _NAME.match(project)):
             raise DefinitionError(f"MaxComputeSource: project {project!r} is invalid: use letters, digits and _")
-        if partition is not None and (not isinstance(partition, str) or not partition.strip() or ";" in partition):
-            raise DefinitionError("MaxComputeSource: partition must be one SQL condition on partition columns")
-        self.table, self.partition, self.project = table, partition, project
+        if partition is not None and (table is None or not isinstance(partition, str) or not partition.strip() or
+                                      ";" in partition):
+            raise DefinitionError("MaxComputeSource: partition must be one SQL condition on a table's partition "
+                                  "columns (a query filters its own rows)")
+        self.table, self.query, self.partition, self.project = table, query, partition, project
         super().__init__(**kw)
 
     @property
@@ -281,14 +288,18 @@ class MaxComputeSource(DataSource):
         return f"maxcompute://{self.project or ''}"
 
     def _where(self) -> str:
+        if self.query is not None:
+            return self.query.strip().splitlines()[0][:80]
         return f"{self.project}.{self.table}" if self.project else self.table
 
     def _spec(self) -> dict:
-        return {"table": self.table, "partition": self.partition, "project": self.project}
+        return {"table": self.table, "query": self.query, "partition": self.partition, "project": self.project}
 
     @classmethod
     def _from_spec(cls, d: dict) -> "MaxComputeSource":
-        return cls(d["table"], partition=d.get("partition"), project=d.get("project"), **cls._common(d))
+        return cls(d.get("table"), query=d.get("query"), partition=d.get("partition"), project=d.get("project"),
+                   **cls._common(d))
+
 
 # Feast name, so Feast repos port with an import change.
 FileSource = ParquetSource

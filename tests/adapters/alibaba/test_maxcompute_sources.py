@@ -81,17 +81,35 @@ def test_whole_table_without_a_watermark(store, odps, table):
     assert store.ingest("v").rows == 4
 
 
+def test_maxcompute_sql_query_source_incremental(store, odps, table):
+    """A MaxCompute SQL query (ending in a comment) as the source, the watermark condition put around it."""
+    put(odps, table, "20240101", 0, 3)
+    query = f"SELECT k, event_timestamp, x * 2 AS x, seq FROM {table} WHERE ds = '20240101' -- day one"
+    with_view(store, sk.MaxComputeSource(query=query, watermark="seq"))
+    assert store.ingest("v").rows == 3
+    assert store.ingest("v").rows == 0
+    put(odps, table, "20240101", 3, 2)
+    assert store.ingest("v").rows == 2
+    got = store.get_historical_features(
+        "SELECT 4 AS k, TIMESTAMPTZ '2030-01-01 00:00:00+00' AS event_timestamp", ["v:x"]).to_pandas()
+    assert got["x"].tolist() == [8.0]
+    assert history_keys(store) == [0, 1, 2, 3, 4]
+
+
 def test_maxcompute_source_errors_are_typed(store, odps, table):
     put(odps, table, "20240101", 0, 1)
     with pytest.raises(sk.errors.DefinitionError, match="table 'a-b' is invalid"):
         sk.MaxComputeSource("a-b")
+    with pytest.raises(sk.errors.DefinitionError, match="a table or a query"):
+        sk.MaxComputeSource(table, query="SELECT 1")
     with pytest.raises(sk.errors.DefinitionError, match="one SQL condition"):
         sk.MaxComputeSource(table, partition="ds = '1'; DROP TABLE x")
     e = sk.Entity("e", ["k"], dtype=sk.Int64)
     views = {"missing": sk.MaxComputeSource("no_such_table_here"),
              "textwm": sk.MaxComputeSource(table, watermark="note"),
              "nowm": sk.MaxComputeSource(table, watermark="loaded"),
-             "badcond": sk.MaxComputeSource(table, partition="no_such_column = 1")}
+             "badcond": sk.MaxComputeSource(table, partition="no_such_column = 1"),
+             "querywm": sk.MaxComputeSource(query=f"SELECT k, event_timestamp, x FROM {table}", watermark="seq")}
     store.apply([e] + [sk.FeatureView(n, [e], [sk.Field("x", sk.Float64)], source=s) for n, s in views.items()])
     with pytest.raises(NotFoundError, match="no_such_table_here"):
         store.ingest("missing")
@@ -101,5 +119,7 @@ def test_maxcompute_source_errors_are_typed(store, odps, table):
         store.ingest("nowm")
     with pytest.raises(EngineError, match="MaxCompute"):
         store.ingest("badcond")
+    with pytest.raises(ValidationError, match="the MaxCompute source query: no watermark column 'seq'"):
+        store.ingest("querywm")
     for name in views:
         assert store.offline.version(name) is None
