@@ -363,8 +363,8 @@ def _entity_arrow(entity: Any, ts: str) -> pa.Table:
     elif isinstance(entity, pa.Table):
         table = entity
     else:
-        raise ValidationError(f"entity rows must be a pandas, pyarrow or polars table, a Parquet path or glob, or a "
-                              f"SQL query, not {type(entity).__name__}")
+        raise ValidationError("entity rows must be a pandas or polars DataFrame, a pyarrow Table, a Parquet path or "
+                              f"glob, or a SQL query, not {type(entity).__name__}")
     if ts in table.column_names and pa.types.is_timestamp(table.schema.field(ts).type):
         table = table.set_column(table.column_names.index(ts), ts, to_utc_us(table.column(ts)))
     return table
