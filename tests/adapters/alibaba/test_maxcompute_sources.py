@@ -9,8 +9,10 @@ from datetime import datetime, timedelta
 
 import pytest
 from odps import ODPS
+from typer.testing import CliRunner
 
 import skewless as sk
+from skewless.cli.main import app
 from skewless.errors import EngineError, NotFoundError, ValidationError
 from tests.support.object_store import sources_repo
 
@@ -75,10 +77,12 @@ def test_partition_condition_and_incremental_ingest_by_a_bigint_watermark(store,
     assert at["x"].tolist() == [7.0]
 
 
-def test_whole_table_without_a_watermark(store, odps, table):
+def test_whole_table_without_a_watermark_through_the_cli(store, odps, table):
     put(odps, table, "20240101", 0, 4)
     with_view(store, sk.MaxComputeSource(table))
-    assert store.ingest("v").rows == 4
+    out = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["ingest", "v", "--repo", str(store.repo_path)])
+    assert out.exit_code == 0 and "Ingested 4 rows" in out.output, out.output
+    assert history_keys(store) == [0, 1, 2, 3]
 
 
 def test_maxcompute_sql_query_source_incremental(store, odps, table):
