@@ -12,7 +12,8 @@ Public API (Feast-familiar)::
 """
 
 from .aggregation import AggregatedView, Aggregation
-from .definitions import Entity, FeatureService, FeatureView, Field, FileSource, ParquetSource
+from .definitions import (CsvSource, DataSource, DeltaSource, Entity, FeatureService, FeatureView, Field, FileSource,
+                          MaxComputeSource, ParquetSource, SqlSource)
 from .dtypes import Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
 from .errors import (ConfigError, ConflictError, DefinitionError, EngineError, NotFoundError, SkewlessError, StoreUnavailable,
                      TransformError, ValidationError)
@@ -23,8 +24,8 @@ from .transforms import OnDemandTransform, on_demand
 __version__ = "0.1.0"
 
 __all__ = [
-    "AggregatedView", "Aggregation", "Bool", "Bytes", "ConfigError", "ConflictError", "DefinitionError", "EngineError", "EXPIRED", "Entity", "FeatureService",
+    "AggregatedView", "Aggregation", "Bool", "Bytes", "ConfigError", "ConflictError", "CsvSource", "DataSource", "DefinitionError", "DeltaSource", "EngineError", "EXPIRED", "Entity", "FeatureService",
     "FeatureStore", "FeatureView", "Field", "FileSource", "Float32", "Float64", "Int32", "Int64", "NOT_FOUND",
-    "NotFoundError", "OnDemandTransform", "PRESENT", "ParquetSource", "SkewlessError", "StoreUnavailable", "String", "UnixTimestamp",
+    "MaxComputeSource", "NotFoundError", "OnDemandTransform", "PRESENT", "ParquetSource", "SkewlessError", "StoreUnavailable", "SqlSource", "String", "UnixTimestamp",
     "TransformError", "ValidationError", "init_repo", "on_demand",
 ]

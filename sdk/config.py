@@ -11,6 +11,9 @@
     online:
       url: sqlite:///data/online.db      # sqlite://, redis://, rediss://, tair://
       options: {}
+    sources:                             # optional: options of batch sources (and entity tables, training sets)
+      s3: {region: us-east-1}            # at s3:// / oss:// URLs (default: the offline store's storage_options
+      oss: {region: cn-hangzhou}         # when it is on the same scheme, else the environment's)
 
 Relative paths are relative to the folder holding skewless.yaml. ``${VAR}`` is replaced from the environment, so
 secrets stay out of the file.
@@ -46,6 +49,7 @@ class Config:
     engine_options: dict
     online: StoreConfig
     repo_path: Path
+    source_options: dict = field(default_factory=dict)  # URL scheme -> options (``sources:``)
 
     @classmethod
     def default(cls, repo_path: Path, project: str = "default") -> "Config":
@@ -58,6 +62,8 @@ class Config:
                            **({"options": self.engine_options} if self.engine_options else {}),
                            **({"storage_options": self.offline.options} if self.offline.options else {})},
                "online": {"url": self.online.url, **({"options": self.online.options} if self.online.options else {})}}
+        if self.source_options:
+            doc["sources"] = self.source_options
         return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -125,9 +131,13 @@ def load(repo_path: str | os.PathLike) -> Config:
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     doc = _expand(doc)
-    unknown = set(doc) - {"project", "registry", "offline", "online"}
+    unknown = set(doc) - {"project", "registry", "offline", "online", "sources"}
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (known: project, registry, offline, online)")
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (known: project, registry, offline, online, "
+                          "sources)")
+    sources = doc.get("sources") or {}
+    if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
+        raise ConfigError(f"{path}: sources must map a URL scheme (s3, oss, maxcompute) to its options")
     project = doc.get("project")
     if not isinstance(project, str) or not project:
         raise ConfigError(f"{path}: 'project' must be a non-empty string")
@@ -147,5 +157,6 @@ def load(repo_path: str | os.PathLike) -> Config:
         if extra:
             raise ConfigError(f"{path}: unknown keys under {key}: {sorted(extra)} (known: url, options)")
     return validate(Config(project, _store(doc, "registry", "data/registry"), StoreConfig(offline.url, storage),
-                           engine, offline.options, _store(doc, "online", "sqlite:///data/online.db"), path.parent),
+                           engine, offline.options, _store(doc, "online", "sqlite:///data/online.db"), path.parent,
+                           sources),
                     str(path))

@@ -114,40 +114,191 @@ class Entity:
         return f"Entity({self.name!r}, join_keys={self.join_keys})"
 
 
-class ParquetSource:
-    """Batch source: one Parquet file, a folder of Parquet files, or a glob; relative paths are relative to the repo.
+class DataSource:
+    """A batch source a view's rows are read from (``skewless ingest VIEW`` without a file, ``store.ingest(view)``).
 
     ``timestamp_field`` holds the event time; ``created_timestamp_column`` (optional) the time the row became known.
-    ``field_mapping`` renames source columns to feature names.
-    """
+    ``field_mapping`` renames source columns to feature names. ``watermark`` (optional) makes source ingests
+    incremental: the name of a source column (a timestamp or an integer; usually the event or created time) whose
+    newest ingested value is recorded in the history's commit, so the next ingest reads only rows above it.
+    Subclasses say where the rows are: a file path or URL (``ParquetSource``, ``CsvSource``, ``DeltaSource``) or a
+    query (``SqlSource``)."""
 
-    def __init__(self, path: str, *, timestamp_field: str = EVENT_TS, created_timestamp_column: str | None = None,
-                 field_mapping: dict[str, str] | None = None, name: str | None = None, description: str = ""):
-        if not isinstance(path, str) or not path:
-            raise DefinitionError("ParquetSource: path must be a non-empty string")
-        self.path = path
+    type = ""
+    _by_type: dict[str, type] = {}
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        DataSource._by_type[cls.type] = cls
+
+    def __init__(self, *, timestamp_field: str = EVENT_TS, created_timestamp_column: str | None = None,
+                 field_mapping: dict[str, str] | None = None, name: str | None = None, description: str = "",
+                 watermark: str | None = None):
+        kind = type(self).__name__
+        if not isinstance(timestamp_field, str) or not timestamp_field:
+            raise DefinitionError(f"{kind}: timestamp_field must be a column name")
+        if field_mapping is not None and not (isinstance(field_mapping, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in field_mapping.items())):
+            raise DefinitionError(f"{kind}: field_mapping must be a dict of source column to feature name")
+        if watermark is not None and (not isinstance(watermark, str) or not watermark):
+            raise DefinitionError(f"{kind}: watermark must be the name of a source column (or None)")
         self.timestamp_field = timestamp_field
         self.created_timestamp_column = created_timestamp_column or None
         self.field_mapping = dict(field_mapping or {})
-        self.name = name or path
+        self.name = name or self._where()
         self.description = description
+        self.watermark = watermark
+
+    def _where(self) -> str:
+        raise NotImplementedError
+
+    def _spec(self) -> dict:
+        """What says where the rows are (the subclass's own fields)."""
+        raise NotImplementedError
 
     def to_dict(self) -> dict:
-        return {"type": "parquet", "path": self.path, "timestamp_field": self.timestamp_field,
-                "created_timestamp_column": self.created_timestamp_column, "field_mapping": self.field_mapping,
-                "name": self.name, "description": self.description}
+        d = {"type": self.type, **self._spec(), "timestamp_field": self.timestamp_field,
+             "created_timestamp_column": self.created_timestamp_column, "field_mapping": self.field_mapping,
+             "name": self.name, "description": self.description}
+        if self.watermark is not None:  # absent when unset: registries written before it compare equal
+            d["watermark"] = self.watermark
+        return d
+
+    @staticmethod
+    def _common(d: dict) -> dict:
+        return {"timestamp_field": d.get("timestamp_field", EVENT_TS),
+                "created_timestamp_column": d.get("created_timestamp_column"), "field_mapping": d.get("field_mapping"),
+                "name": d.get("name"), "description": d.get("description", ""), "watermark": d.get("watermark")}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ParquetSource":
-        return cls(d["path"], timestamp_field=d.get("timestamp_field", EVENT_TS),
-                   created_timestamp_column=d.get("created_timestamp_column"),
-                   field_mapping=d.get("field_mapping"), name=d.get("name"), description=d.get("description", ""))
+    def from_dict(cls, d: dict) -> "DataSource":
+        sub = DataSource._by_type.get(d.get("type", "parquet"))
+        if sub is None:
+            raise DefinitionError(f"unknown source type {d.get('type')!r}; known: {sorted(DataSource._by_type)}")
+        return sub._from_spec(d)
+
+    @classmethod
+    def _from_spec(cls, d: dict) -> "DataSource":
+        return cls(d["path"], **cls._common(d))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ParquetSource) and self.to_dict() == other.to_dict()
+        return isinstance(other, DataSource) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.name))
 
     def __repr__(self) -> str:
-        return f"ParquetSource({self.path!r})"
+        return f"{type(self).__name__}({self._where()!r})"
+
+
+class _PathSource(DataSource):
+    """A source at a path or URL: a local path (relative to the repo), ``file://``, ``s3://bucket/key`` or
+    ``oss://bucket/key``; the object stores are reached through the plugin table's ``source`` role."""
+
+    def __init__(self, path: str, **kw):
+        if not isinstance(path, str) or not path.strip():
+            raise DefinitionError(f"{type(self).__name__}: path must be a non-empty string")
+        self.path = path
+        super().__init__(**kw)
+
+    def _where(self) -> str:
+        return self.path
+
+    def _spec(self) -> dict:
+        return {"path": self.path}
+
+
+class ParquetSource(_PathSource):
+    """Parquet: one file, a folder of files (read recursively) or a glob (``data/*/part-*.parquet``)."""
+
+    type = "parquet"
+
+
+class CsvSource(_PathSource):
+    """CSV with a header row: one file, a folder of ``*.csv`` files or a glob. Timestamps are ISO 8601."""
+
+    type = "csv"
+
+
+class DeltaSource(_PathSource):
+    """A Delta Lake table (its newest version), on a local path or ``s3://``."""
+
+    type = "delta"
+
+
+class SqlSource(DataSource):
+    """Rows of a DuckDB SQL query. ``tables`` names path sources the query reads (``FROM orders``), wherever they
+    live (local, S3, OSS); the query may also read local files itself (``read_parquet('data/*.parquet')``)."""
+
+    type = "sql"
+
+    def __init__(self, query: str, *, tables: dict[str, DataSource] | None = None, **kw):
+        if not isinstance(query, str) or not query.strip():
+            raise DefinitionError("SqlSource: query must be a non-empty SQL string")
+        tables = dict(tables or {})
+        for t, src in tables.items():
+            if not isinstance(t, str) or not _NAME.match(t):
+                raise DefinitionError(f"SqlSource: table name {t!r} is invalid: use letters, digits and _")
+            if not isinstance(src, _PathSource):
+                raise DefinitionError(f"SqlSource: table {t!r} must be a ParquetSource, CsvSource or DeltaSource")
+        self.query, self.tables = query, tables
+        super().__init__(**kw)
+
+    def _where(self) -> str:
+        return self.query.strip().splitlines()[0][:80]
+
+    def _spec(self) -> dict:
+        return {"query": self.query, "tables": {t: s.to_dict() for t, s in sorted(self.tables.items())}}
+
+    @classmethod
+    def _from_spec(cls, d: dict) -> "SqlSource":
+        return cls(d["query"], tables={t: DataSource.from_dict(s) for t, s in d.get("tables", {}).items()},
+                   **cls._common(d))
+
+
+class MaxComputeSource(DataSource):
+    """A MaxCompute table, or the rows of a MaxCompute SQL ``query``, in the project of ``project`` (else of the
+    ``sources: {maxcompute: ...}`` options, else of a MaxCompute offline store). A table's rows can be limited by
+    ``partition``, a MaxCompute SQL condition on its partition columns (``ds >= '20240101'``), so only those
+    partitions are read. Read through one SQL task and the instance tunnel (Arrow), by the Alibaba adapter. A
+    ``watermark`` here is an integer column (a load sequence, epoch milliseconds): MaxCompute's DATETIME is in the
+    project's time zone, so it is not taken as one."""
+
+    type = "maxcompute"
+
+    def __init__(self, table: str | None = None, *, query: str | None = None, partition: str | None = None,
+                 project: str | None = None, **kw):
+        if (table is None) == (query is None):
+            raise DefinitionError("MaxComputeSource: give a table or a query (one of them)")
+        if table is not None and (not isinstance(table, str) or not _NAME.match(table)):
+            raise DefinitionError(f"MaxComputeSource: table {table!r} is invalid: use letters, digits and _")
+        if query is not None and (not isinstance(query, str) or not query.strip()):
+            raise DefinitionError("MaxComputeSource: query must be a non-empty SQL string")
+        if project is not None and (not isinstance(project, str) or not _NAME.match(project)):
+            raise DefinitionError(f"MaxComputeSource: project {project!r} is invalid: use letters, digits and _")
+        if partition is not None and (table is None or not isinstance(partition, str) or not partition.strip() or
+                                      ";" in partition):
+            raise DefinitionError("MaxComputeSource: partition must be one SQL condition on a table's partition "
+                                  "columns (a query filters its own rows)")
+        self.table, self.query, self.partition, self.project = table, query, partition, project
+        super().__init__(**kw)
+
+    @property
+    def url(self) -> str:
+        return f"maxcompute://{self.project or ''}"
+
+    def _where(self) -> str:
+        if self.query is not None:
+            return self.query.strip().splitlines()[0][:80]
+        return f"{self.project}.{self.table}" if self.project else self.table
+
+    def _spec(self) -> dict:
+        return {"table": self.table, "query": self.query, "partition": self.partition, "project": self.project}
+
+    @classmethod
+    def _from_spec(cls, d: dict) -> "MaxComputeSource":
+        return cls(d.get("table"), query=d.get("query"), partition=d.get("partition"), project=d.get("project"),
+                   **cls._common(d))
 
 
 # Feast name, so Feast repos port with an import change.
@@ -171,7 +322,7 @@ class FeatureView:
     kind = "feature_view"
 
     def __init__(self, name: str, entities: Sequence[Entity | str], schema: Sequence[Field],
-                 source: ParquetSource | None = None, ttl: timedelta | None = None, *, owner: str = "",
+                 source: DataSource | None = None, ttl: timedelta | None = None, *, owner: str = "",
                  tags: dict[str, str] | None = None, description: str = "", online: bool = True):
         self.name = check_name("feature view", name)
         if not entities:
@@ -192,8 +343,9 @@ class FeatureView:
         if dup:
             raise DefinitionError(f"feature view {name!r}: duplicate fields {sorted(dup)}")
         self.schema = schema
-        if source is not None and not isinstance(source, ParquetSource):
-            raise DefinitionError(f"feature view {name!r}: source must be a ParquetSource (or None for push-only)")
+        if source is not None and not isinstance(source, DataSource):
+            raise DefinitionError(f"feature view {name!r}: source must be a source such as ParquetSource (or None "
+                                  "for push-only)")
         self.source = source
         self.ttl = _ttl(ttl, name)
         self.owner, self.description, self.online = owner, description, bool(online)
@@ -286,7 +438,7 @@ class FeatureView:
         fv.name, fv.entities = d["name"], list(d["entities"])
         fv._entity_objs = {}
         fv.schema = [Field.from_dict(f) for f in d["schema"]]
-        fv.source = ParquetSource.from_dict(d["source"]) if d.get("source") else None
+        fv.source = DataSource.from_dict(d["source"]) if d.get("source") else None
         fv.ttl = timedelta(seconds=d["ttl_seconds"]) if d.get("ttl_seconds") else None
         fv.owner, fv.tags, fv.description = d.get("owner", ""), d.get("tags", {}), d.get("description", "")
         fv.online = d.get("online", True)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pyarrow.fs import LocalFileSystem
+
 from .offline.delta import DeltaOfflineStore
 from .offline.duckdb_engine import DuckDBEngine
 from .online.sqlite import SQLiteOnlineStore
 from .registry.store import LocalRegistryStore
+from .sources import Place
 
 
 def local_path(url: str, repo_path: Path) -> Path:
@@ -34,9 +37,14 @@ def local_registry(url: str, repo_path: Path, options: dict) -> LocalRegistrySto
     return LocalRegistryStore(local_path(url, repo_path))
 
 
+def local_source(url: str, repo_path: Path, options: dict) -> Place:
+    path = str(local_path(url, repo_path).absolute())
+    return Place(LocalFileSystem(), path, url, delta_uri=path)
+
+
 def duckdb_engine(url: str, repo_path: Path, options: dict) -> DuckDBEngine:
     return DuckDBEngine(memory_limit=options.get("memory_limit"), threads=options.get("threads"),
                         temp_directory=options.get("temp_directory"))
 
 
-__all__ = ["duckdb_engine", "local_offline", "local_registry", "sqlite_online"]
+__all__ = ["duckdb_engine", "local_offline", "local_registry", "local_source", "sqlite_online"]

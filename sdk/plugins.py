@@ -6,6 +6,9 @@ cloud SDK). The roles:
     registry: PATH | file://PATH | s3://... | oss://...   (stores of the feature registry, and of the model
               registry kept beside it)
     engine:   duckdb | maxcompute
+    source:   PATH | file://PATH | s3://bucket/key | oss://bucket/key   (where batch sources' files are read: a
+              ``sources.Place``, a pyarrow filesystem and the path in it)
+    table:    maxcompute://[project]   (batch sources that are warehouse tables: a reader of a source's rows)
 
 An unknown scheme, or a scheme whose extra is not installed, is a ConfigError that says what to install.
 Third parties add schemes to the table with ``register``.
@@ -49,6 +52,14 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
         "s3": Adapter("skewless.adapters.aws.s3:registry_from_url", "aws"),
         "oss": Adapter("skewless.adapters.alibaba.oss:registry_from_url", "alibaba"),
     },
+    "source": {
+        "file": Adapter("skewless.factories:local_source", None),
+        "s3": Adapter("skewless.adapters.aws.s3:source_from_url", "aws"),
+        "oss": Adapter("skewless.adapters.alibaba.oss_fs:source_from_url", "alibaba"),
+    },
+    "table": {
+        "maxcompute": Adapter("skewless.adapters.alibaba.maxcompute_source:reader_from_url", "alibaba"),
+    },
     "engine": {
         "duckdb": Adapter("skewless.factories:duckdb_engine", None),
         "maxcompute": Adapter("skewless.adapters.alibaba.maxcompute:engine_from_url", "alibaba"),
@@ -58,7 +69,8 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
 
 def register(role: str, scheme: str, target: str, extra: str | None = None) -> None:
     """Add or replace the adapter for ``scheme`` in ``role`` of the plugin table ("online", "offline", "registry"
-    (feature registry stores), "engine")."""
+    (feature registry stores), "engine", "source": where batch sources are read, "table": warehouse tables read as
+    batch sources)."""
     _ADAPTERS.setdefault(role, {})[scheme] = Adapter(target, extra)
 
 

@@ -153,3 +153,35 @@ def in_input_order(part: pa.Table, rank: np.ndarray | None = None) -> list[pa.Ar
     # A random gather is memory-bound: columns go in parallel (Arrow releases the GIL).
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         return list(pool.map(lambda c: c.combine_chunks().take(order), columns))
+
+
+class LocatedJob:
+    """A training-set job (any engine's) whose ``to_parquet`` also writes to object-store URLs (``s3://``,
+    ``oss://``: streamed batch by batch to a local file, never collected, then uploaded whole, so a failed export
+    leaves no object); everything else is the job's own. It holds the local
+    copy of an entity table that came from a query or an object store for as long as the job lives."""
+
+    def __init__(self, job, config, keep=None):
+        self._job, self._config = job, config
+        # On the job itself: ``get_historical_features(...).to_pandas()`` drops this wrapper before the job runs.
+        job._entity_copy = keep
+
+    def __getattr__(self, name):
+        return getattr(self._job, name)
+
+    def to_parquet(self, path):
+        from . import sources
+
+        if isinstance(path, str) and sources.on_object_store(path):
+            return sources.write_parquet_at(self._config, self._job.to_reader(), path, self._job.snapshot)
+        return self._job.to_parquet(path)
+
+
+def polars_to_arrow(entity: Any) -> Any:
+    """A polars DataFrame (or LazyFrame) as a pyarrow Table, without importing polars (it is the caller's)."""
+    module = type(entity).__module__ or ""
+    if module.startswith("polars"):
+        if hasattr(entity, "collect") and not hasattr(entity, "to_arrow"):
+            entity = entity.collect()
+        return entity.to_arrow()
+    return entity

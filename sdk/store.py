@@ -3,30 +3,29 @@ to the module that owns it (registry, ingest, retrieval, materialize, online_rea
 
 from __future__ import annotations
 
+import tempfile
 import time
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import pyarrow as pa
 
 from . import config as config_mod
 from . import features as features_mod
 from . import ingest as ingest_mod
 from . import materialize as mat
-from . import online_read, plugins
+from . import online_read, plugins, sources
 from . import push as push_mod
 from .aggregation.definition import AggregatedView
 from .aggregation.maintain import check_store
 from .aggregation.partials import layout as tile_layout
 from .definitions import Entity, FeatureService, FeatureView
-from .errors import DefinitionError, EngineError, ValidationError
+from .errors import ConfigError, ConflictError, DefinitionError, EngineError, ValidationError
 from .faults import kill_point
-from .offline.base import BatchAlreadyCommitted, CommittedBatch
-from .offline.duckdb_engine import parquet_files
+from .offline.base import BatchAlreadyCommitted, CommittedBatch, Watermark, WatermarkMoved
 from .registry import Plan, Registry
-from .retrieval import RetrievalJob, entity_input
+from .retrieval import LocatedJob, entity_input, polars_to_arrow
 from .timeutil import new_batch_id, now as utc_now, utc
 from .transforms import OnDemandTransform
 from .transforms import offline as transforms_offline
@@ -183,9 +182,12 @@ class FeatureStore:
         return hit
 
     # -- ingest ----------------------------------------------------------------------------------------------
-    def ingest(self, view_name: str, data: Any, *, batch_id: str | None = None,
+    def ingest(self, view_name: str, data: Any = None, *, batch_id: str | None = None,
                date_format: str | None = None, online: bool = True) -> ingest_mod.IngestResult:
         """Validate and append rows to the view's history, and push their newest values online.
+
+        ``data``: a pandas DataFrame or pyarrow Table; None reads the view's source (``ingest_source``): only its
+        rows above the last ingested watermark when the source declares one.
 
         Text timestamps must be ISO 8601 unless ``date_format`` (strftime codes, e.g. ``%d/%m/%Y``) is given.
         Nothing is written when validation fails. Idempotent: the batch's identity (``batch_id``, else a hash of its
@@ -193,6 +195,12 @@ class FeatureStore:
         other ingest of the view (or while their online push is unfinished), appends nothing, completes the online
         push and returns ``already_ingested=True``. Returns the history version holding the rows. ``online=False``
         appends to the history only (the online store catches up at the next materialize)."""
+        if data is None:
+            return self.ingest_source(view_name, batch_id=batch_id, date_format=date_format)
+        return self._ingest(view_name, data, batch_id, date_format, online=online)
+
+    def _ingest(self, view_name: str, data: Any, batch_id: str | None, date_format: str | None,
+                watermark: Watermark | None = None, *, online: bool = True) -> ingest_mod.IngestResult:
         view = self._registry_state(fresh=True).get("feature_view", view_name)
         to_online = view.online and online
         batch, write_time = new_batch_id(), utc_now()
@@ -212,11 +220,17 @@ class FeatureStore:
         try:
             version = self.offline.append(view.name, rows, batch=batch, batch_id=ident, once=found is None,
                                           tie_check=lambda new, prior: self.engine.tie_level(view, new, prior),
-                                          history_stats=lambda prior: self.engine.packing_stats(view, prior))
+                                          history_stats=lambda prior: self.engine.packing_stats(view, prior),
+                                          **({"watermark": watermark} if watermark else {}))
         except BatchAlreadyCommitted as exc:  # a concurrent run of the same batch committed it first
             if to_online:
                 self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
             return self._complete(view, exc.found, ident, rows.num_rows)
+        except WatermarkMoved as exc:  # another ingest of this source committed first: nothing appended
+            if to_online:
+                self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+            raise ConflictError(f"ingest of {view.name!r} from its source: another ingest committed first "
+                                f"({exc}); run it again to ingest what is new since") from None
         kill_point("ingest.after_offline_commit")
         if to_online:
             mat.push_batch(self, view, rows, batch, version)
@@ -233,16 +247,29 @@ class FeatureStore:
             self.online.set_meta(ingest_mod.pending_key(view.name, found.batch), None)
         return ingest_mod.IngestResult(view.name, found.version, rows, ident, already_ingested=True)
 
-    def ingest_source(self, view_name: str, *, batch_id: str | None = None) -> ingest_mod.IngestResult:
-        """Ingest the view's declared ParquetSource (a file, a folder of files or a glob)."""
+    def ingest_source(self, view_name: str, *, batch_id: str | None = None,
+                      date_format: str | None = None) -> ingest_mod.IngestResult:
+        """Ingest the view's declared source (``ParquetSource``, ``CsvSource``, ``DeltaSource``, ``SqlSource``;
+        local, ``s3://``, ``oss://``). With a ``watermark`` column, only rows above the watermark recorded by the
+        last source ingest are read, and the new one is recorded in the same offline commit as the rows, so a rerun
+        (after a crash at any point) ingests each row once; ``rows == 0``: nothing new."""
         view = self._registry_state(fresh=True).get("feature_view", view_name)
-        if view.source is None:
+        src = view.source
+        if src is None:
             raise DefinitionError(f"feature view {view_name!r} has no source to ingest from")
-        path = view.source.path
-        path = path if Path(path).is_absolute() or "://" in path else str(self.config.repo_path / path)
-        # pyarrow keeps file and row order, which is the write order of rows that tie on everything else
-        table = pa.concat_tables([ingest_mod.read_file(f) for f in parquet_files(path)], promote_options="default")
-        return self.ingest(view_name, table, batch_id=batch_id)
+        if src.watermark is None:
+            return self._ingest(view_name, sources.read(self.config, src), batch_id, date_format)
+        if not self.offline.supports_watermarks:
+            raise ConfigError(f"the offline store {self.offline.url} does not record watermarks; incremental "
+                              f"ingest of {view_name!r} needs a Delta store (local, s3://, oss://)")
+        if view.online:  # a crash after the last run's offline commit: its online push is finished first
+            mat.repair_pending(self, [view])
+        prior = self.offline.watermark(view.name, src.watermark)
+        table = sources.read(self.config, src, prior)
+        if table.num_rows == 0:
+            return ingest_mod.IngestResult(view.name, self.offline.version(view.name) or 0, 0, "")
+        value = sources.watermark_value(table.column(src.watermark), src.watermark)
+        return self._ingest(view_name, table, batch_id, date_format, Watermark(src.watermark, value, prior))
 
     def push(self, name: str, data: Any, *, to: str = "online") -> list[ingest_mod.IngestResult]:
         """Feast's push: write ``data`` to every view named ``name`` or whose source is named ``name``, ``to``
@@ -255,10 +282,12 @@ class FeatureStore:
                                 timestamp_column: str = "event_timestamp",
                                 snapshot: dict[str, int | None] | None = None,
                                 include_event_timestamps: bool = False, date_format: str | None = None
-                                ) -> RetrievalJob:
+                                ) -> LocatedJob:
         """A point-in-time-correct training set: every entity row once, in order, plus feature values at its time.
 
-        ``entity_df``: pandas DataFrame, pyarrow Table, or a Parquet path/glob (for tables larger than memory).
+        ``entity_df``: pandas, pyarrow or polars table; a Parquet path or glob, local or at an ``s3://`` / ``oss://``
+        URL (for tables larger than memory); or a DuckDB SQL query (``SELECT ... FROM read_parquet('...')``).
+        ``job.to_parquet`` writes locally or to an ``s3://`` / ``oss://`` URL, streamed (an object appears only whole).
         ``point_in_time``: "event" (default) or "available" (only rows already known at t: no backfill leakage).
         ``snapshot``: the ``job.snapshot`` of an earlier training set, to rebuild it identically.
         ``date_format``: the format of a text timestamp column (default: ISO 8601 only)."""
@@ -276,7 +305,11 @@ class FeatureStore:
         if missing:
             raise ValidationError(f"snapshot has no version for views {missing}")
         files = {n: self.offline.files(n, snap[n]) for n in names}
-        entity_df = entity_input(entity_df, timestamp_column, date_format)
+        keep = None
+        if isinstance(entity_df, str) and (sources.is_query(entity_df) or sources.on_object_store(entity_df)):
+            keep = tempfile.TemporaryDirectory(prefix="skewless-entity-")
+            entity_df = sources.entity_files(self.config, entity_df, Path(keep.name))
+        entity_df = entity_input(polars_to_arrow(entity_df), timestamp_column, date_format)
         refs = [f"{v.name}:{f}" for v, fs in resolved for f in fs]
         if req is not None:
             req.names(full_feature_names)  # a name given twice fails before the join runs
@@ -285,10 +318,10 @@ class FeatureStore:
                                      timestamp_column=timestamp_column,
                                      full_feature_names=full_feature_names or req is not None,
                                      point_in_time=point_in_time, event_timestamps=include_event_timestamps)
-        if req is None:
-            return job
-        return transforms_offline.TransformedJob(job, req, timestamp_column=timestamp_column,
-                                                 full_feature_names=full_feature_names)
+        if req is not None:
+            job = transforms_offline.TransformedJob(job, req, timestamp_column=timestamp_column,
+                                                    full_feature_names=full_feature_names)
+        return LocatedJob(job, self.config, keep)
 
     # -- materialization -------------------------------------------------------------------------------------
     def _views_for(self, names: Sequence[str] | None) -> list[FeatureView]:

@@ -223,3 +223,14 @@ def offline_from_url(url: str, repo_path: Path, options: dict) -> S3OfflineStore
 
 def registry_from_url(url: str, repo_path: Path, options: dict) -> S3RegistryStore:
     return S3RegistryStore(url, options)
+
+
+def source_from_url(url: str, repo_path: Path, options: dict):
+    """Where a batch source's (or an entity table's, or a training set's) objects under ``s3://bucket/key`` are:
+    pyarrow's S3 filesystem for files, delta-rs' storage options for Delta tables."""
+    from skewless.sources import Place
+
+    loc = S3Location.parse(url)
+    s3 = S3Session(options)
+    return Place(s3.arrow_filesystem(), f"{loc.bucket}/{loc.prefix}".rstrip("/"), url, delta_uri=url,
+                 delta_options=s3.delta_options())

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any, Sequence
 
 from .. import dtypes
-from ..definitions import RESERVED, Entity, FeatureView, Field, ParquetSource, check_name
+from ..definitions import RESERVED, DataSource, Entity, FeatureView, Field, check_name
 from ..dtypes import DType
 from ..errors import DefinitionError
 
@@ -134,7 +134,7 @@ class AggregatedView(FeatureView):
 
     def __init__(self, name: str, entities: Sequence[Entity | str], schema: Sequence[Field],
                  aggregations: Sequence[Aggregation], hop: timedelta, *, event_id: str | None = None,
-                 source: ParquetSource | None = None, owner: str = "", tags: dict[str, str] | None = None,
+                 source: DataSource | None = None, owner: str = "", tags: dict[str, str] | None = None,
                  description: str = "", online: bool = True):
         self.aggregations = list(aggregations or [])
         if not self.aggregations:

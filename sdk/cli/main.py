@@ -115,7 +115,8 @@ def apply(repo: Path = RepoOpt, allow_breaking: bool = typer.Option(False, help=
 @app.command()
 @friendly
 def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet or CSV file; default: the view's "
-                                                                       "source"),
+                                                                       "source (only its new rows when it declares a "
+                                                                       "watermark)"),
            repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt,
            batch_id: Optional[str] = typer.Option(None, "--batch-id", help="This batch's identity: rerunning a "
                                                   "committed batch id appends nothing (default: a hash of the rows)"),
@@ -123,13 +124,16 @@ def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet 
     """Validate and append rows to a view's history and push the newest values online."""
     store = _store(repo)
     if file is None:
-        result = store.ingest_source(view, batch_id=batch_id)
+        result = store.ingest_source(view, batch_id=batch_id, date_format=date_format)
     else:
         from ..ingest import read_file
 
         result = store.ingest(view, read_file(file), batch_id=batch_id, date_format=date_format)
     if as_json:
         print_json(result)
+    elif result.rows == 0:
+        console.print(f"Nothing new in the source of [bold]{view}[/bold] since the last ingest (history version "
+                      f"{result.version}).", highlight=False)
     elif result.already_ingested:
         console.print(f"Already ingested into [bold]{view}[/bold] (history version {result.version}, batch "
                       f"{result.batch_id}): nothing appended; its online push is complete.", highlight=False)

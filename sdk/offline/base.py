@@ -75,10 +75,28 @@ TieCheck = Callable[[pa.Table, "HistoryFiles | None"], int]
 HistoryStats = Callable[["HistoryFiles"], "tuple | None"]
 
 
+@dataclass(frozen=True)
+class Watermark:
+    """An incremental source ingest's progress, committed atomically with its append (``append(..., watermark=)``):
+    the newest ``value`` (an integer: UTC microseconds for timestamps) of source column ``name`` now in the history,
+    conditional on the history still recording ``prior`` (None: nothing recorded yet)."""
+
+    name: str
+    value: int
+    prior: int | None
+
+
+class WatermarkMoved(Exception):
+    """Raised by ``append(..., watermark=)`` when another ingest of the same source committed first (the recorded
+    watermark is no longer ``prior``): nothing was appended; ``ingest`` turns it into a ConflictError."""
+
+
 class OfflineStore(abc.ABC):
     """Per-view append-only histories. Every append is one atomic commit creating a new, readable version."""
 
     url: str
+    # Records incremental ingests' watermarks in the append's own commit (``append(..., watermark=)``, ``watermark``).
+    supports_watermarks = False
 
     @abc.abstractmethod
     def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
@@ -95,7 +113,9 @@ class OfflineStore(abc.ABC):
           record the packing as unknown. Stores that record no packing never call it.
         - ``batch_id``: the ingest's identity, recorded in the commit for ``committed``.
         - ``once``: the commit is conditional on no version holding ``batch_id``: BatchAlreadyCommitted when
-          another writer committed it first."""
+          another writer committed it first.
+        - ``watermark`` (stores with ``supports_watermarks`` only; never passed to others): recorded in the same
+          commit, which is conditional on the recorded value being ``watermark.prior`` (else WatermarkMoved)."""
 
     @abc.abstractmethod
     def version(self, view: str) -> int | None:
@@ -108,6 +128,10 @@ class OfflineStore(abc.ABC):
     @abc.abstractmethod
     def drop(self, view: str) -> None:
         """Delete a view's whole history (used when a view is deleted for good)."""
+
+    def watermark(self, view: str, name: str) -> int | None:
+        """The newest watermark recorded under ``name`` for ``view`` (None: never recorded, or not supported)."""
+        return None
 
     def committed(self, view: str, batch_id: str) -> CommittedBatch | None:
         """The batch committed with identity ``batch_id`` (the newest, when it was appended more than once)."""

@@ -18,7 +18,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from ..errors import ConflictError, NotFoundError, StoreUnavailable
 from .base import (FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, HistoryStats,
-                   OfflineStore, TieCheck)
+                   OfflineStore, TieCheck, Watermark, WatermarkMoved)
 from .key_packing import KeyPacking, combine_stats, covers, envelope, packing_stats_arrow, recorded_packing
 
 
@@ -30,6 +30,9 @@ TIE_LEVEL = "skewless.tieLevel"
 KEY_PACKING = "skewless.keyPacking"
 BATCH, BATCH_ID = "skewless.batch", "skewless.batchId"  # commit metadata of an append: write batch, identity
 _TXN_PREFIX = "skewless.batch:"  # Delta app transaction id of an ingest identity (its txn version: the write batch)
+# Delta app transaction id of an incremental source's watermark (its txn version: the watermark value). Every
+# snapshot keeps the newest txn per id, so the watermark is read from the table itself, never from a side file.
+_WATERMARK_PREFIX = "skewless.watermark:"
 _FIND_IN_COMMITS = 50  # newest commits searched for the version that committed an identified batch
 _UNKNOWN = object()  # a KEY_PACKING value: nothing recorded, engines find the packing per query
 _COMMIT_ATTEMPTS = 30
@@ -92,6 +95,8 @@ def _packing_after(recorded, table: pa.Table, prior: HistoryFiles | None, histor
 
 
 class DeltaOfflineStore(OfflineStore):
+    supports_watermarks = True
+
     def __init__(self, root: str, storage_options: dict[str, str] | None = None):
         self.root = root.rstrip("/")
         self.url = self.root
@@ -116,15 +121,17 @@ class DeltaOfflineStore(OfflineStore):
                                    endpoint=self.root) from exc
 
     def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
-               history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False) -> int:
+               history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False,
+               watermark: Watermark | None = None) -> int:
         """One atomic append commit. Commits are conditional on the version read (no silent rebase): when
         another writer commits first, the checks below are redone against the new history and the append retried,
         so table properties always describe every file the commit makes visible. ``batch_id`` rides in the commit
         as a Delta app transaction (``txn``: app id -> our write batch), which every snapshot keeps; with ``once``
         it is checked on the very snapshot the commit is conditional on, so one id commits at most once."""
+        txns = ([Transaction(_app_id(batch_id), batch)] if batch_id else []) + \
+            ([Transaction(_WATERMARK_PREFIX + watermark.name, watermark.value)] if watermark else [])
         commit = CommitProperties(custom_metadata={BATCH: str(batch), **({BATCH_ID: batch_id} if batch_id else {})},
-                                  app_transactions=[Transaction(_app_id(batch_id), batch)] if batch_id else None,
-                                  max_commit_retries=0)
+                                  app_transactions=txns or None, max_commit_retries=0)
         self._sweep(view)
         for attempt in range(_COMMIT_ATTEMPTS):
             before = self._table(view)
@@ -132,6 +139,11 @@ class DeltaOfflineStore(OfflineStore):
                 found = self._committed(view, before, batch_id)
                 if found is not None:
                     raise BatchAlreadyCommitted(found)
+            if watermark is not None:  # checked on the very snapshot the commit is conditional on
+                recorded = before.transaction_version(_WATERMARK_PREFIX + watermark.name) if before else None
+                if recorded != watermark.prior:
+                    raise WatermarkMoved(f"watermark {watermark.name!r} of {view!r} is {recorded}, not "
+                                         f"{watermark.prior}")
             config = before.metadata().configuration if before is not None else {}
             props: dict[str, str] = {}
             # Files whose columns differ from the table's (a feature added or removed) make scans union by name.
@@ -186,6 +198,10 @@ class DeltaOfflineStore(OfflineStore):
                     continue  # another writer created the table first
                 raise StoreUnavailable(f"append to history of {view!r} failed: {exc}", endpoint=self.root) from exc
         raise ConflictError(f"append to history of {view!r}: {_COMMIT_ATTEMPTS} concurrent commits won first")
+
+    def watermark(self, view: str, name: str) -> int | None:
+        dt = self._table(view)
+        return None if dt is None else dt.transaction_version(_WATERMARK_PREFIX + name)
 
     def committed(self, view: str, batch_id: str) -> CommittedBatch | None:
         dt = self._table(view)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import dtypes
 from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
@@ -252,6 +253,12 @@ class DuckDBEngine(Engine):
         try:
             con.register("__skewless_new", rows)
             hist = self.history_relation(view, prior, con) if prior is not None and prior.uris else None
+            first = pc.min(rows.column(EVENT_TS)).value if hist is not None and rows.num_rows else None
+            if first is not None:
+                # Only history rows at or after the new rows' first event can tie with them: a literal bound that
+                # DuckDB pushes into the Parquet scan, so row groups before it (all of an older history, when rows
+                # arrive in time order: incremental source ingests) are skipped by their statistics, not read.
+                hist = f"(SELECT * FROM {hist} WHERE {q(EVENT_TS)} >= make_timestamptz({int(first)}))"
 
             def ties(cols: str) -> bool:
                 if con.execute(f"SELECT 1 FROM __skewless_new GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchone():
@@ -361,8 +368,8 @@ def _entity_arrow(entity: Any, ts: str) -> pa.Table:
     elif isinstance(entity, pa.Table):
         table = entity
     else:
-        raise ValidationError(f"entity rows must be a pandas DataFrame, a pyarrow Table or a Parquet path, "
-                              f"not {type(entity).__name__}")
+        raise ValidationError("entity rows must be a pandas or polars DataFrame, a pyarrow Table, a Parquet path or "
+                              f"glob, or a SQL query, not {type(entity).__name__}")
     if ts in table.column_names and pa.types.is_timestamp(table.schema.field(ts).type):
         table = table.set_column(table.column_names.index(ts), ts, to_utc_us(table.column(ts)))
     return table

@@ -100,3 +100,36 @@ def test_definitions_corpus_cli(case, tmp_path):
     out = cli_error(["apply", "--repo", tmp_path])
     assert out.startswith(f"error: {case['error']}: ") and case["message"] in out, out
     assert sk.FeatureStore(tmp_path).list_feature_views() == []  # nothing committed
+
+
+SOURCES = yaml.safe_load((CORPUS / "sources.yaml").read_text())
+
+
+def _source_repo(case: dict, path: Path, monkeypatch) -> Path:
+    for k, v in case.get("env", {}).items():
+        monkeypatch.setenv(k, v)
+    store = sk.init_repo(path)
+    for name, text in case.get("files", {}).items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    loan = sk.Entity("loan", ["loan_id"], dtype=sk.Int64)
+    source = eval(case["source"], {"sk": sk})  # noqa: S307 - the corpus is this repo's own test data
+    store.apply([loan, sk.FeatureView("loans", [loan], [sk.Field("amount", sk.Float64)], source=source)])
+    return path
+
+
+@pytest.mark.parametrize("case", SOURCES, ids=[c["id"] for c in SOURCES])
+def test_sources_corpus_sdk(case, tmp_path, monkeypatch):
+    store = sk.FeatureStore(_source_repo(case, tmp_path, monkeypatch))
+    with pytest.raises(getattr(errors, case["error"])) as info:
+        store.ingest("loans")
+    assert case["message"] in str(info.value)
+    assert "\n" not in str(info.value)
+    assert store.offline.version("loans") is None
+
+
+@pytest.mark.parametrize("case", SOURCES, ids=[c["id"] for c in SOURCES])
+def test_sources_corpus_cli(case, tmp_path, monkeypatch):
+    repo = _source_repo(case, tmp_path, monkeypatch)
+    out = cli_error(["ingest", "loans", "--repo", repo])
+    assert out.startswith(f"error: {case['error']}: ") and case["message"] in out, out

@@ -92,9 +92,12 @@ def registered() -> list[tuple[str, str]]:
 def test_every_registered_scheme_with_a_bad_url_fails_at_load_without_the_password(tmp_path, role, scheme):
     # a bad port in a URL with credentials in both places: the config check quotes the URL, redacted
     url = f"{scheme}://admin:{SECRET}@host.example.com:99999/x?token={SECRET}"
-    write_config(tmp_path, **{role: url})
     with pytest.raises(ConfigError, match=f"invalid {role} URL") as info:
-        config.load(tmp_path)
+        if role in ("source", "table"):  # named by a view's source, not skewless.yaml: checked where it is read
+            plugins.load(role, url)
+        else:
+            write_config(tmp_path, **{role: url})
+            config.load(tmp_path)
     assert SECRET not in str(info.value) and "admin:***@host.example.com:99999" in str(info.value)
 
 

@@ -31,6 +31,15 @@ def object_store_repo(tmp_path, base_url: str, options: dict, project: str) -> s
     return sk.FeatureStore(tmp_path)
 
 
+def sources_repo(tmp_path, sources: dict) -> sk.FeatureStore:
+    """An embedded repo whose batch sources' options (by URL scheme) come from skewless.yaml's `sources:`."""
+    sk.init_repo(tmp_path)
+    doc = yaml.safe_load((tmp_path / "skewless.yaml").read_text())
+    doc["sources"] = sources
+    (tmp_path / "skewless.yaml").write_text(yaml.safe_dump(doc))
+    return sk.FeatureStore(tmp_path)
+
+
 def one_view(store: sk.FeatureStore, name: str = "v") -> sk.FeatureView:
     ent = sk.Entity("ent", join_keys=["k"])
     view = sk.FeatureView(name, entities=[ent], schema=[sk.Field("k", sk.Int64), sk.Field("x", sk.Float64)])
