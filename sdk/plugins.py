@@ -6,6 +6,7 @@ cloud SDK). The roles:
     registry: PATH | file://PATH | s3://... | oss://...   (stores of the feature registry, and of the model
               registry kept beside it)
     engine:   duckdb | maxcompute
+    stream:   kinesis://STREAM | memory:///FOLDER   (sources of ``skewless stream``, skewless.streams.source)
 
 An unknown scheme, or a scheme whose extra is not installed, is a ConfigError that says what to install.
 Third parties add schemes to the table with ``register``.
@@ -48,6 +49,10 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
         "file": Adapter("skewless.factories:local_registry", None),
         "s3": Adapter("skewless.adapters.aws.s3:registry_from_url", "aws"),
         "oss": Adapter("skewless.adapters.alibaba.oss:registry_from_url", "alibaba"),
+    },
+    "stream": {
+        "kinesis": Adapter("skewless.adapters.aws.kinesis:from_url", "aws"),
+        "memory": Adapter("skewless.streams.memory:from_url", None),
     },
     "engine": {
         "duckdb": Adapter("skewless.factories:duckdb_engine", None),
