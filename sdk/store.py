@@ -265,6 +265,12 @@ class FeatureStore:
         finally:
             source.close()
 
+    def compact(self, view_name: str, target_file_mb: int = 128) -> dict | None:
+        """Compact the view's history (small files from stream micro-batches) into large files as one new version;
+        older versions stay readable. See ``OfflineStore.compact``."""
+        view = self._registry_state(fresh=True).get("feature_view", view_name)
+        return self.offline.compact(view.name, target_file_mb)
+
     # -- training sets ---------------------------------------------------------------------------------------
     def get_historical_features(self, entity_df: Any, features: Sequence[str] | FeatureService | str, *,
                                 full_feature_names: bool = False, point_in_time: str = "event",

@@ -129,6 +129,12 @@ class OfflineStore(abc.ABC):
         """The newest ``StreamProgress`` of ``consumer`` committed in ``view``'s history (None: it never committed)."""
         return None
 
+    def compact(self, view: str, target_file_mb: int = 128) -> dict | None:
+        """Rewrite a history's small files into few large ones as one new version (the rows unchanged; older
+        versions stay readable, their files kept). Returns what was done; None when the store has no files to
+        compact (e.g. a warehouse table)."""
+        return None
+
     def committed(self, view: str, batch_id: str) -> CommittedBatch | None:
         """The batch committed with identity ``batch_id`` (the newest, when it was appended more than once)."""
         return None

@@ -203,6 +203,22 @@ class DeltaOfflineStore(OfflineStore):
                 raise StoreUnavailable(f"append to history of {view!r} failed: {exc}", endpoint=self.root) from exc
         raise ConflictError(f"append to history of {view!r}: {_COMMIT_ATTEMPTS} concurrent commits won first")
 
+    def compact(self, view: str, target_file_mb: int = 128) -> dict | None:
+        """Delta OPTIMIZE (bin-packing compaction) as one commit: data files rewritten, rows and their write batch /
+        row columns unchanged, so every answer is the same. The files it replaces are only marked removed: old
+        versions still read them (``clean_orphans`` keeps every version's files), so snapshots stay reproducible."""
+        dt = self._table(view)
+        if dt is None:
+            return {"files_removed": 0, "files_added": 0, "version": None}
+        try:
+            metrics = dt.optimize.compact(target_size=target_file_mb * 1024 * 1024,
+                                          commit_properties=CommitProperties(custom_metadata={"skewless.compact": "1"}))
+        except (DeltaError, OSError) as exc:
+            raise StoreUnavailable(f"compacting the history of {view!r} failed: {str(exc).splitlines()[0]}",
+                                   endpoint=self.root) from exc
+        return {"files_removed": int(metrics.get("numFilesRemoved", 0)),
+                "files_added": int(metrics.get("numFilesAdded", 0)), "version": dt.version()}
+
     def stream_progress(self, view: str, consumer: str) -> StreamProgress | None:
         """The consumer's seq from the snapshot's app transaction, its positions from that commit's metadata (the
         log searched newest first: a consumer commits often, so it is near the end)."""

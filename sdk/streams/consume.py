@@ -45,6 +45,7 @@ class StreamStats:
     rows: int = 0
     dead_lettered: int = 0
     version: int | None = None
+    compactions: int = 0
     positions: dict[str, str] = field(default_factory=dict)
 
 
@@ -66,9 +67,11 @@ class _Pending:
 
 def consume(ctx, view_name: str, source: StreamSource, *, consumer: str, dead_letter: DeadLetter,
             max_records: int = 10_000, max_seconds: float = 1.0, poll_seconds: float = 0.2,
-            until_caught_up: bool = False, max_batches: int | None = None, stop=None) -> StreamStats:
+            until_caught_up: bool = False, max_batches: int | None = None, stop=None,
+            compact_every: int | None = 500) -> StreamStats:
     """Consume ``source`` into ``view_name`` (see the module docstring). Runs until ``stop()`` is true, ``max_batches``
-    micro-batches are committed, or, with ``until_caught_up``, every shard returns nothing new."""
+    micro-batches are committed, or, with ``until_caught_up``, every shard returns nothing new. Every
+    ``compact_every`` micro-batches (None: never) the history is compacted (``OfflineStore.compact``)."""
     view = ctx._registry_state(fresh=True).get("feature_view", view_name)
     if view.online and isinstance(view, AggregatedView):
         check_store(ctx, view)
@@ -97,8 +100,12 @@ def consume(ctx, view_name: str, source: StreamSource, *, consumer: str, dead_le
         late = pending.first_at is not None and time.monotonic() - pending.first_at >= max_seconds
         idle = not got_any
         if len(pending) and (full or late or idle):
+            before = stats.batches
             seq = _commit(ctx, view, pending, seq, consumer, dead_letter, stats)
             pending = _Pending(pending.positions)
+            if compact_every and stats.batches > before and stats.batches % compact_every == 0:
+                ctx.offline.compact(view.name)  # small files from micro-batches: one rewrite, old versions kept
+                stats.compactions += 1
         if (max_batches is not None and stats.batches >= max_batches) or (stop is not None and stop()):
             break
         if idle and not len(pending):

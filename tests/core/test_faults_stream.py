@@ -143,3 +143,36 @@ def test_a_second_consumer_of_the_same_name_cannot_commit_twice(tmp_path):
     rows = history(store).to_table()
     with pytest.raises(ConflictError, match="micro-batch 1"):  # a stale consumer still at seq 0
         store.offline.append("v", rows, batch=1, progress=StreamProgress("c", 1, {}))
+
+
+def test_cli_streams_then_compacts_keeping_old_versions_and_answers(tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from skewless.cli.main import app
+
+    store = make_repo(tmp_path / "repo")
+    write_stream(tmp_path / "s")
+    cli = CliRunner(env={"COLUMNS": "250"})
+    r = cli.invoke(app, ["stream", "v", "--from", f"memory://{tmp_path / 's'}", "--repo", str(tmp_path / "repo"),
+                         "--max-records", "100", "--until-caught-up", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["rows"] == KEYS * PER_KEY and out["batches"] == KEYS * PER_KEY // 100
+    assert_exactly_once(store)
+    before = store.offline.version("v")
+    files_before = len(store.offline.files("v", before).uris)
+    entity = pd.DataFrame({"k": list(range(KEYS)) * 3, "event_timestamp": [T + timedelta(minutes=m) for m in
+                                                                           (0, 17, 90) for _ in range(KEYS)]})
+    answer = store.get_historical_features(entity, ["v:x", "v:eid"]).to_pandas()
+    r = cli.invoke(app, ["compact", "v", "--repo", str(tmp_path / "repo"), "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    done = json.loads(r.stdout)
+    assert done["files_removed"] == files_before and done["version"] == before + 1
+    assert len(store.offline.files("v", done["version"]).uris) < files_before
+    assert history(store, before).count_rows() == KEYS * PER_KEY  # the old version still reads
+    again = store.get_historical_features(entity, ["v:x", "v:eid"]).to_pandas()
+    pd.testing.assert_frame_equal(answer, again)
+    assert_exactly_once(store)
+    # the consumer resumes across the compaction commit: nothing new, nothing appended
+    assert store.stream("v", f"memory://{tmp_path / 's'}", until_caught_up=True).rows == 0
