@@ -8,6 +8,7 @@
     ├── ValidationError           data handed to ingest or retrieval is malformed (names the column and first bad row)
     ├── ConflictError             a conditional commit lost a race (e.g. two concurrent `apply` runs); re-read and retry
     ├── NotFoundError             a named object, version or snapshot does not exist
+    │   └── StreamPositionExpired a stream position to resume from is no longer retained (records were trimmed)
     ├── EngineError               an offline engine could not run a query (e.g. out of memory); says what to tune
     ├── TransformError            an on-demand transform raised, or returned an output of the wrong type or shape
     │                             (names the transform and the row; nothing is silently nulled)
@@ -58,6 +59,17 @@ class ConflictError(SkewlessError):
 
 class NotFoundError(SkewlessError):
     """A named object, version or snapshot does not exist."""
+
+
+class StreamPositionExpired(NotFoundError):
+    """A stream position to resume from is older than the stream's retention: the records between it and the oldest
+    retained one cannot be read. ``shard`` and ``position`` name it. Never skipped silently: resume past it only by
+    an explicit reset of the consumer's positions."""
+
+    def __init__(self, message: str, *, shard: str | None = None, position: str | None = None):
+        super().__init__(message)
+        self.shard = shard
+        self.position = position
 
 
 class EngineError(SkewlessError):

@@ -9,6 +9,7 @@ cloud SDK). The roles:
     source:   PATH | file://PATH | s3://bucket/key | oss://bucket/key   (where batch sources' files are read: a
               ``sources.Place``, a pyarrow filesystem and the path in it)
     table:    maxcompute://[project]   (batch sources that are warehouse tables: a reader of a source's rows)
+    stream:   kinesis://STREAM | memory:///FOLDER   (sources of ``skewless stream``, skewless.streams.source)
 
 An unknown scheme, or a scheme whose extra is not installed, is a ConfigError that says what to install.
 Third parties add schemes to the table with ``register``.
@@ -59,6 +60,10 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
     },
     "table": {
         "maxcompute": Adapter("skewless.adapters.alibaba.maxcompute_source:reader_from_url", "alibaba"),
+    },
+    "stream": {
+        "kinesis": Adapter("skewless.adapters.aws.kinesis:from_url", "aws"),
+        "memory": Adapter("skewless.streams.memory:from_url", None),
     },
     "engine": {
         "duckdb": Adapter("skewless.factories:duckdb_engine", None),

@@ -24,6 +24,7 @@ from .definitions import Entity, FeatureService, FeatureView
 from .errors import ConfigError, ConflictError, DefinitionError, EngineError, ValidationError
 from .faults import kill_point
 from .offline.base import BatchAlreadyCommitted, CommittedBatch, Watermark, WatermarkMoved
+from .redact import redact_url
 from .registry import Plan, Registry
 from .retrieval import LocatedJob, entity_input, polars_to_arrow
 from .timeutil import new_batch_id, now as utc_now, utc
@@ -275,6 +276,35 @@ class FeatureStore:
         """Feast's push: write ``data`` to every view named ``name`` or whose source is named ``name``, ``to``
         "online", "offline" or "online_and_offline", with ingest's validation and write path (``push``)."""
         return push_mod.push(self, name, data, to=to)
+
+    # -- streams ---------------------------------------------------------------------------------------------
+    def stream(self, view_name: str, source, *, consumer: str | None = None, dead_letter: str | Path | None = None,
+               options: dict | None = None, **kwargs):
+        """Consume a stream into ``view_name`` exactly once (skewless.streams.consume): ``source`` is a
+        ``StreamSource`` or its URL (``kinesis://NAME``, ``memory:///FOLDER``; ``options`` go to its adapter).
+        ``consumer`` names the consumer whose positions are committed with each append (default: the URL);
+        ``dead_letter``: the folder for bad records (default: ``dead-letter/`` in the repo). Other keyword
+        arguments: ``max_records``, ``max_seconds``, ``poll_seconds``, ``until_caught_up``, ``max_batches``, ``stop``.
+        Returns a ``StreamStats``."""
+        from .streams.consume import consume
+        from .streams.deadletter import DeadLetter
+
+        if isinstance(source, str):
+            url = source
+            source = plugins.load("stream", url)(url, self.config.repo_path, options or {})
+            consumer = consumer or redact_url(url)
+        consumer = consumer or source.name
+        dead = DeadLetter(dead_letter or self.config.repo_path / "dead-letter")
+        try:
+            return consume(self, view_name, source, consumer=consumer, dead_letter=dead, **kwargs)
+        finally:
+            source.close()
+
+    def compact(self, view_name: str, target_file_mb: int = 128) -> dict | None:
+        """Compact the view's history (small files from stream micro-batches) into large files as one new version;
+        older versions stay readable. See ``OfflineStore.compact``."""
+        view = self._registry_state(fresh=True).get("feature_view", view_name)
+        return self.offline.compact(view.name, target_file_mb)
 
     # -- training sets ---------------------------------------------------------------------------------------
     def get_historical_features(self, entity_df: Any, features: Sequence[str] | FeatureService | str, *,

@@ -142,6 +142,43 @@ def ingest(view: str, file: Optional[Path] = typer.Argument(None, help="Parquet 
                       highlight=False)
 
 
+@app.command()
+@friendly
+def stream(view: str, source: str = typer.Option(..., "--from", help="Stream URL: kinesis://STREAM, "
+                                                  "memory:///FOLDER"),
+           repo: Path = RepoOpt,
+           consumer: Optional[str] = typer.Option(None, help="Consumer name whose positions are committed with "
+                                                  "each append (default: the URL)"),
+           max_records: int = typer.Option(10_000, help="Micro-batch size bound"),
+           max_seconds: float = typer.Option(1.0, help="Micro-batch latency bound (seconds after its first record)"),
+           endpoint_url: Optional[str] = typer.Option(None, help="Stream service endpoint (an emulator)"),
+           dead_letter: Optional[Path] = typer.Option(None, help="Folder for bad records (default: REPO/dead-letter)"),
+           until_caught_up: bool = typer.Option(False, "--until-caught-up", help="Stop once every shard is read"),
+           as_json: bool = JsonOpt):
+    """Consume a stream into a view exactly once: validated micro-batches appended offline with the stream
+    positions in the same commit, newest values online; bad records to the dead-letter folder."""
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    stats = _store(repo).stream(view, source, consumer=consumer, dead_letter=dead_letter, options=options,
+                                max_records=max_records, max_seconds=max_seconds, until_caught_up=until_caught_up)
+    if as_json:
+        print_json(stats)
+    else:
+        console.print(f"Streamed {stats.rows:,} rows into [bold]{view}[/bold] in {stats.batches:,} micro-batches "
+                      f"({stats.dead_lettered:,} dead-lettered): history version {stats.version}.", highlight=False)
+
+
+@app.command()
+@friendly
+def compact(view: str, repo: Path = RepoOpt, as_json: bool = JsonOpt):
+    """Rewrite a view's small history files into large ones as one new version (older versions stay readable)."""
+    result = _store(repo).compact(view)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"Compacted [bold]{view}[/bold]: {result['files_removed']:,} files into "
+                      f"{result['files_added']:,}: history version {result['version']}.", highlight=False)
+
+
 def _progress_run(fn, as_json: bool = False):
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

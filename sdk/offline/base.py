@@ -67,6 +67,17 @@ class BatchAlreadyCommitted(Exception):
         self.found = found
 
 
+@dataclass(frozen=True)
+class StreamProgress:
+    """How far a stream consumer got, committed atomically with the append of the records it read
+    (``append(..., progress=)``): micro-batch ``seq`` (1, 2, ...) of ``consumer`` and, per shard, the position of the
+    last record read (opaque strings, see skewless.streams.source)."""
+
+    consumer: str
+    seq: int
+    positions: dict[str, str]
+
+
 # ``tie_check(rows, prior)``: the tie level (HistoryFiles.tie_level) of rows about to be appended, among themselves
 # and against the prior history (None: the view has none yet). The caller's engine computes it.
 TieCheck = Callable[[pa.Table, "HistoryFiles | None"], int]
@@ -100,7 +111,8 @@ class OfflineStore(abc.ABC):
 
     @abc.abstractmethod
     def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
-               history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False) -> int:
+               history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False,
+               progress: StreamProgress | None = None) -> int:
         """Atomically append ``table`` (canonical history columns) as one commit; return the new version.
 
         Either all rows become visible in one new version or none do.
@@ -115,7 +127,11 @@ class OfflineStore(abc.ABC):
         - ``once``: the commit is conditional on no version holding ``batch_id``: BatchAlreadyCommitted when
           another writer committed it first.
         - ``watermark`` (stores with ``supports_watermarks`` only; never passed to others): recorded in the same
-          commit, which is conditional on the recorded value being ``watermark.prior`` (else WatermarkMoved)."""
+          commit, which is conditional on the recorded value being ``watermark.prior`` (else WatermarkMoved).
+        - ``progress``: a stream consumer's positions, recorded in the same commit (``stream_progress`` reads them);
+          the commit is conditional on the consumer's recorded ``seq`` being ``progress.seq - 1`` (ConflictError
+          otherwise: another consumer of the same name committed). Stores that cannot record it raise ConfigError.
+          ``table`` may then have no rows (a micro-batch whose records all went to the dead-letter location)."""
 
     @abc.abstractmethod
     def version(self, view: str) -> int | None:
@@ -131,6 +147,16 @@ class OfflineStore(abc.ABC):
 
     def watermark(self, view: str, name: str) -> int | None:
         """The newest watermark recorded under ``name`` for ``view`` (None: never recorded, or not supported)."""
+        return None
+
+    def stream_progress(self, view: str, consumer: str) -> StreamProgress | None:
+        """The newest ``StreamProgress`` of ``consumer`` committed in ``view``'s history (None: it never committed)."""
+        return None
+
+    def compact(self, view: str, target_file_mb: int = 128) -> dict | None:
+        """Rewrite a history's small files into few large ones as one new version (the rows unchanged; older
+        versions stay readable, their files kept). Returns what was done; None when the store has no files to
+        compact (e.g. a warehouse table)."""
         return None
 
     def committed(self, view: str, batch_id: str) -> CommittedBatch | None:

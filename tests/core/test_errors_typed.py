@@ -84,8 +84,24 @@ def test_unknown_scheme_error_hides_the_password(tmp_path, scheme):
     assert SECRET not in out and f"unknown online store scheme '{scheme}'" in out
 
 
-def registered() -> list[tuple[str, str]]:
-    return [(role, scheme) for role, schemes in plugins._ADAPTERS.items() if role != "engine" for scheme in schemes]
+def registered(roles=("online", "offline", "registry")) -> list[tuple[str, str]]:
+    """The schemes of the roles skewless.yaml configures (streams are named per command: tested below)."""
+    return [(role, scheme) for role, schemes in plugins._ADAPTERS.items() if role in roles for scheme in schemes]
+
+
+def test_the_roles_checked_through_the_config_are_every_role_but_engines_and_streams():
+    assert set(plugins._ADAPTERS) == {"online", "offline", "registry", "engine", "stream"}
+
+
+@pytest.mark.parametrize("role, scheme", registered(("stream",)))
+def test_every_stream_scheme_with_a_bad_url_fails_without_the_password(tmp_path, role, scheme):
+    import skewless as sk
+
+    store = sk.init_repo(tmp_path)
+    url = f"{scheme}://admin:{SECRET}@host.example.com:99999/x?token={SECRET}"
+    with pytest.raises(ConfigError, match="invalid stream URL") as info:
+        store.stream("v", url)
+    assert SECRET not in str(info.value) and "admin:***@host.example.com:99999" in str(info.value)
 
 
 @pytest.mark.parametrize("role, scheme", registered())
