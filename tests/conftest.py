@@ -68,3 +68,9 @@ def tair_url(local_cloud, redis_url):
 def oss_endpoint(local_cloud, moto_endpoint):
     """The OSS-protocol shim's endpoint URL (oss2 speaks to it; objects live in moto's S3)."""
     return _service(local_cloud, "oss").endpoints()["oss"]
+
+
+@pytest.fixture(scope="session")
+def datahub_endpoint(local_cloud):
+    """The local DataHub emulator's endpoint URL (pydatahub's default client speaks to it with ``test``/``test``)."""
+    return _service(local_cloud, "datahub").endpoints()["datahub"]
