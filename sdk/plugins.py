@@ -6,6 +6,7 @@ cloud SDK). The roles:
     registry: PATH | file://PATH | s3://... | oss://...   (stores of the feature registry, and of the model
               registry kept beside it)
     engine:   duckdb | maxcompute
+    stream:   datahub://PROJECT/TOPIC   (stream sources: ``skewless.streams.source.StreamSource``)
 
 An unknown scheme, or a scheme whose extra is not installed, is a ConfigError that says what to install.
 Third parties add schemes to the table with ``register``.
@@ -52,6 +53,9 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
     "engine": {
         "duckdb": Adapter("skewless.factories:duckdb_engine", None),
         "maxcompute": Adapter("skewless.adapters.alibaba.maxcompute:engine_from_url", "alibaba"),
+    },
+    "stream": {
+        "datahub": Adapter("skewless.adapters.alibaba.datahub:from_url", "alibaba"),
     },
 }
 

@@ -5,7 +5,6 @@ NextCursor, hash routing, split/merge and sealed shards, signatures and DataHub'
 import decimal
 import hashlib
 import time
-import uuid
 
 import pytest
 
@@ -34,19 +33,14 @@ ROWS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def dh(datahub_endpoint):
-    return DataHub("test", "test", datahub_endpoint)
+@pytest.fixture
+def dh(datahub_client):
+    return datahub_client
 
 
 @pytest.fixture
-def project(dh):
-    name = f"p_{uuid.uuid4().hex[:12]}"
-    dh.create_project(name, "test project")
-    yield name
-    for topic in dh.list_topic(name).topic_names:
-        dh.delete_topic(name, topic)
-    dh.delete_project(name)
+def project(datahub_project):
+    return datahub_project
 
 
 def _tuple_topic(dh, project, shards=1, name="t"):
