@@ -79,7 +79,8 @@ def incremental_starts(online, views: list[FeatureView], end: datetime, allow_re
     return [None if s is not None and end < s else s for s in starts]
 
 
-def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batch: int | None = None) -> int:
+def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batch: int | None = None,
+                point: str = "ingest.online_push_chunk") -> int:
     """Write online, per entity of ``source`` (rows in memory, or a history snapshot: only write ``batch`` of it),
     its winner at t = now (rows later than now are not true yet). ``tie_level``: which ties rows in memory may hold
     (HistoryFiles.tie_level; the default assumes any)."""
@@ -89,27 +90,28 @@ def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batc
         written = 0
         for b in reader:
             written += ctx.online.write(view, pa.Table.from_batches([b]))
-            kill_point("ingest.online_push_chunk")
+            kill_point(point)
         return written
     finally:
         con.close()
 
 
-def push_batch(ctx, view: FeatureView, rows: pa.Table | None, batch: int, version: int | None = None) -> int:
+def push_batch(ctx, view: FeatureView, rows: pa.Table | None, batch: int, version: int | None = None,
+               point: str = "ingest.online_push_chunk") -> int:
     """The online part of an ingest of write ``batch`` (its rows, when in memory): the newest values of a plain
     view; an aggregated view's tiles dirtied by the batch, recomputed from the history at ``version`` (default: the
     newest) and overwritten (maintain.refresh: a rerun writes the same tiles again)."""
     if not isinstance(view, AggregatedView):
         if rows is not None:
-            return push_latest(ctx, view, rows)
+            return push_latest(ctx, view, rows, point=point)
         files = ctx.offline.files(view.name, ctx.offline.version(view.name) if version is None else version)
-        return push_latest(ctx, view, files, batch=batch)
+        return push_latest(ctx, view, files, batch=batch, point=point)
     # A rerun or repair (rows not in memory) recomputes from the newest history: it holds the batch and whatever
     # came after it, and the store keeps the partials of the newest version anyway.
     files = ctx.offline.files(view.name, ctx.offline.version(view.name) if version is None or rows is None
                               else version)
     return maintain.refresh(ctx, view, files, f'{q(WRITE_BATCH)} = {int(batch)}',
-                            on_chunk=lambda _done: kill_point("ingest.online_push_chunk"))
+                            on_chunk=lambda _done: kill_point(point))
 
 
 def repair_pending(ctx, views: list[FeatureView]) -> int:

@@ -6,7 +6,8 @@ cloud SDK). The roles:
     registry: PATH | file://PATH | s3://... | oss://...   (stores of the feature registry, and of the model
               registry kept beside it)
     engine:   duckdb | maxcompute
-    stream:   datahub://PROJECT/TOPIC   (stream sources: ``skewless.streams.source.StreamSource``)
+    stream:   kinesis://STREAM | datahub://PROJECT/TOPIC | memory:///FOLDER   (sources of ``skewless stream``,
+              skewless.streams.source)
 
 An unknown scheme, or a scheme whose extra is not installed, is a ConfigError that says what to install.
 Third parties add schemes to the table with ``register``.
@@ -50,12 +51,14 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
         "s3": Adapter("skewless.adapters.aws.s3:registry_from_url", "aws"),
         "oss": Adapter("skewless.adapters.alibaba.oss:registry_from_url", "alibaba"),
     },
+    "stream": {
+        "kinesis": Adapter("skewless.adapters.aws.kinesis:from_url", "aws"),
+        "datahub": Adapter("skewless.adapters.alibaba.datahub:from_url", "alibaba"),
+        "memory": Adapter("skewless.streams.memory:from_url", None),
+    },
     "engine": {
         "duckdb": Adapter("skewless.factories:duckdb_engine", None),
         "maxcompute": Adapter("skewless.adapters.alibaba.maxcompute:engine_from_url", "alibaba"),
-    },
-    "stream": {
-        "datahub": Adapter("skewless.adapters.alibaba.datahub:from_url", "alibaba"),
     },
 }
 

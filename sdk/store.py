@@ -24,6 +24,7 @@ from .errors import DefinitionError, EngineError, ValidationError
 from .faults import kill_point
 from .offline.base import BatchAlreadyCommitted, CommittedBatch
 from .offline.duckdb_engine import parquet_files
+from .redact import redact_url
 from .registry import Plan, Registry
 from .retrieval import RetrievalJob, entity_input
 from .timeutil import new_batch_id, now as utc_now, utc
@@ -240,6 +241,29 @@ class FeatureStore:
         # pyarrow keeps file and row order, which is the write order of rows that tie on everything else
         table = pa.concat_tables([ingest_mod.read_file(f) for f in parquet_files(path)], promote_options="default")
         return self.ingest(view_name, table, batch_id=batch_id)
+
+    # -- streams ---------------------------------------------------------------------------------------------
+    def stream(self, view_name: str, source, *, consumer: str | None = None, dead_letter: str | Path | None = None,
+               options: dict | None = None, **kwargs):
+        """Consume a stream into ``view_name`` exactly once (skewless.streams.consume): ``source`` is a
+        ``StreamSource`` or its URL (``kinesis://NAME``, ``memory:///FOLDER``; ``options`` go to its adapter).
+        ``consumer`` names the consumer whose positions are committed with each append (default: the URL);
+        ``dead_letter``: the folder for bad records (default: ``dead-letter/`` in the repo). Other keyword
+        arguments: ``max_records``, ``max_seconds``, ``poll_seconds``, ``until_caught_up``, ``max_batches``, ``stop``.
+        Returns a ``StreamStats``."""
+        from .streams.consume import consume
+        from .streams.deadletter import DeadLetter
+
+        if isinstance(source, str):
+            url = source
+            source = plugins.load("stream", url)(url, self.config.repo_path, options or {})
+            consumer = consumer or redact_url(url)
+        consumer = consumer or source.name
+        dead = DeadLetter(dead_letter or self.config.repo_path / "dead-letter")
+        try:
+            return consume(self, view_name, source, consumer=consumer, dead_letter=dead, **kwargs)
+        finally:
+            source.close()
 
     # -- training sets ---------------------------------------------------------------------------------------
     def get_historical_features(self, entity_df: Any, features: Sequence[str] | FeatureService | str, *,

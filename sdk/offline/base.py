@@ -67,6 +67,17 @@ class BatchAlreadyCommitted(Exception):
         self.found = found
 
 
+@dataclass(frozen=True)
+class StreamProgress:
+    """How far a stream consumer got, committed atomically with the append of the records it read
+    (``append(..., progress=)``): micro-batch ``seq`` (1, 2, ...) of ``consumer`` and, per shard, the position of the
+    last record read (opaque strings, see skewless.streams.source)."""
+
+    consumer: str
+    seq: int
+    positions: dict[str, str]
+
+
 # ``tie_check(rows, prior)``: the tie level (HistoryFiles.tie_level) of rows about to be appended, among themselves
 # and against the prior history (None: the view has none yet). The caller's engine computes it.
 TieCheck = Callable[[pa.Table, "HistoryFiles | None"], int]
@@ -82,7 +93,8 @@ class OfflineStore(abc.ABC):
 
     @abc.abstractmethod
     def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
-               history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False) -> int:
+               history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False,
+               progress: StreamProgress | None = None) -> int:
         """Atomically append ``table`` (canonical history columns) as one commit; return the new version.
 
         Either all rows become visible in one new version or none do.
@@ -95,7 +107,11 @@ class OfflineStore(abc.ABC):
           record the packing as unknown. Stores that record no packing never call it.
         - ``batch_id``: the ingest's identity, recorded in the commit for ``committed``.
         - ``once``: the commit is conditional on no version holding ``batch_id``: BatchAlreadyCommitted when
-          another writer committed it first."""
+          another writer committed it first.
+        - ``progress``: a stream consumer's positions, recorded in the same commit (``stream_progress`` reads them);
+          the commit is conditional on the consumer's recorded ``seq`` being ``progress.seq - 1`` (ConflictError
+          otherwise: another consumer of the same name committed). Stores that cannot record it raise ConfigError.
+          ``table`` may then have no rows (a micro-batch whose records all went to the dead-letter location)."""
 
     @abc.abstractmethod
     def version(self, view: str) -> int | None:
@@ -108,6 +124,10 @@ class OfflineStore(abc.ABC):
     @abc.abstractmethod
     def drop(self, view: str) -> None:
         """Delete a view's whole history (used when a view is deleted for good)."""
+
+    def stream_progress(self, view: str, consumer: str) -> StreamProgress | None:
+        """The newest ``StreamProgress`` of ``consumer`` committed in ``view``'s history (None: it never committed)."""
+        return None
 
     def committed(self, view: str, batch_id: str) -> CommittedBatch | None:
         """The batch committed with identity ``batch_id`` (the newest, when it was appended more than once)."""

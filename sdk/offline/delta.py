@@ -7,6 +7,7 @@ any engine scans. The same code serves local folders and object stores (``storag
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from typing import Callable
@@ -18,7 +19,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from ..errors import ConflictError, NotFoundError, StoreUnavailable
 from .base import (FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, HistoryStats,
-                   OfflineStore, TieCheck)
+                   OfflineStore, StreamProgress, TieCheck)
 from .key_packing import KeyPacking, combine_stats, covers, envelope, packing_stats_arrow, recorded_packing
 
 
@@ -29,6 +30,10 @@ TIE_LEVEL = "skewless.tieLevel"
 # "unknown" (or absent) when not recorded. Widened, rarely, in the same properties commit as the tie level.
 KEY_PACKING = "skewless.keyPacking"
 BATCH, BATCH_ID = "skewless.batch", "skewless.batchId"  # commit metadata of an append: write batch, identity
+# A stream consumer's progress: a Delta app transaction (app id -> micro-batch seq, kept by every snapshot, so the
+# conditional check needs no log scan) plus the positions in the same commit's metadata.
+STREAM_CONSUMER, STREAM_SEQ, STREAM_POSITIONS = "skewless.stream", "skewless.streamSeq", "skewless.streamPositions"
+_STREAM_PREFIX = "skewless.stream:"
 _TXN_PREFIX = "skewless.batch:"  # Delta app transaction id of an ingest identity (its txn version: the write batch)
 _FIND_IN_COMMITS = 50  # newest commits searched for the version that committed an identified batch
 _UNKNOWN = object()  # a KEY_PACKING value: nothing recorded, engines find the packing per query
@@ -116,15 +121,20 @@ class DeltaOfflineStore(OfflineStore):
                                    endpoint=self.root) from exc
 
     def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
-               history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False) -> int:
+               history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False,
+               progress: StreamProgress | None = None) -> int:
         """One atomic append commit. Commits are conditional on the version read (no silent rebase): when
         another writer commits first, the checks below are redone against the new history and the append retried,
         so table properties always describe every file the commit makes visible. ``batch_id`` rides in the commit
         as a Delta app transaction (``txn``: app id -> our write batch), which every snapshot keeps; with ``once``
         it is checked on the very snapshot the commit is conditional on, so one id commits at most once."""
-        commit = CommitProperties(custom_metadata={BATCH: str(batch), **({BATCH_ID: batch_id} if batch_id else {})},
-                                  app_transactions=[Transaction(_app_id(batch_id), batch)] if batch_id else None,
-                                  max_commit_retries=0)
+        meta = {BATCH: str(batch), **({BATCH_ID: batch_id} if batch_id else {})}
+        txns = [Transaction(_app_id(batch_id), batch)] if batch_id else []
+        if progress is not None:
+            meta.update({STREAM_CONSUMER: progress.consumer, STREAM_SEQ: str(progress.seq),
+                         STREAM_POSITIONS: json.dumps(progress.positions, sort_keys=True)})
+            txns.append(Transaction(_STREAM_PREFIX + progress.consumer, progress.seq))
+        commit = CommitProperties(custom_metadata=meta, app_transactions=txns or None, max_commit_retries=0)
         self._sweep(view)
         for attempt in range(_COMMIT_ATTEMPTS):
             before = self._table(view)
@@ -132,6 +142,12 @@ class DeltaOfflineStore(OfflineStore):
                 found = self._committed(view, before, batch_id)
                 if found is not None:
                     raise BatchAlreadyCommitted(found)
+            if progress is not None:  # checked on the very snapshot the commit is conditional on
+                done = (before.transaction_version(_STREAM_PREFIX + progress.consumer) if before is not None
+                        else None) or 0
+                if done != progress.seq - 1:
+                    raise ConflictError(f"stream consumer {progress.consumer!r} of {view!r} is at micro-batch "
+                                        f"{done}, not {progress.seq - 1}: another consumer of that name committed")
             config = before.metadata().configuration if before is not None else {}
             props: dict[str, str] = {}
             # Files whose columns differ from the table's (a feature added or removed) make scans union by name.
@@ -186,6 +202,19 @@ class DeltaOfflineStore(OfflineStore):
                     continue  # another writer created the table first
                 raise StoreUnavailable(f"append to history of {view!r} failed: {exc}", endpoint=self.root) from exc
         raise ConflictError(f"append to history of {view!r}: {_COMMIT_ATTEMPTS} concurrent commits won first")
+
+    def stream_progress(self, view: str, consumer: str) -> StreamProgress | None:
+        """The consumer's seq from the snapshot's app transaction, its positions from that commit's metadata (the
+        log searched newest first: a consumer commits often, so it is near the end)."""
+        dt = self._table(view)
+        seq = None if dt is None else dt.transaction_version(_STREAM_PREFIX + consumer)
+        if not seq:
+            return None
+        for info in dt.history():  # newest first
+            if info.get(STREAM_CONSUMER) == consumer and info.get(STREAM_SEQ) == str(seq):
+                return StreamProgress(consumer, seq, json.loads(info[STREAM_POSITIONS]))
+        raise NotFoundError(f"history of {view!r} records micro-batch {seq} of stream consumer {consumer!r} but its "
+                            f"commit is no longer in the log (cleaned up): reset the consumer's positions")
 
     def committed(self, view: str, batch_id: str) -> CommittedBatch | None:
         dt = self._table(view)
