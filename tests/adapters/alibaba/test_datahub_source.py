@@ -175,3 +175,52 @@ def test_plugin_table_names_the_source(datahub_endpoint, datahub_project, datahu
     src = factory(f"datahub://{datahub_project}/events?endpoint={datahub_endpoint}", None,
                   {"access_key_id": "test", "access_key_secret": "test"})
     assert isinstance(src, DataHubSource) and src.shards() == ["0"]
+
+
+CHILD = """
+import sys, json
+import skewless as sk
+repo, project, endpoint = sys.argv[1:4]
+s = sk.FeatureStore(repo).stream("v", f"datahub://{project}/events",
+                                 options={"endpoint": endpoint, "access_key_id": "test", "access_key_secret": "test"},
+                                 max_records=150, until_caught_up=True)
+print(json.dumps({"rows": s.rows, "dead": s.dead_lettered}))
+"""
+EVENT_SCHEMA = RecordSchema.from_lists(["k", "event_timestamp", "x", "eid"],
+                                       [FieldType.BIGINT, FieldType.TIMESTAMP, FieldType.DOUBLE, FieldType.BIGINT])
+
+
+def test_datahub_into_a_view_exactly_once_across_repeated_kill_9(datahub_client, datahub_endpoint, datahub_project,
+                                                                 tmp_path):
+    """kill -9 at each stream point in turn (each run resumes from the last commit and dies further on), then a clean
+    run: every event once, offline and online."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.core.test_faults_stream import KEYS, PER_KEY, assert_exactly_once, events, history, make_repo
+
+    datahub_client.create_tuple_topic(datahub_project, "events", 3, 1, EVENT_SCHEMA, "events")
+    recs = []
+    for ev in events():  # TIMESTAMP is microseconds; a key's partition key keeps it on one shard, in time order
+        ts = int(dt.datetime.fromisoformat(ev["event_timestamp"]).timestamp() * 1_000_000)
+        rec = TupleRecord(schema=EVENT_SCHEMA, values=[ev["k"], ts, ev["x"], ev["eid"]])
+        rec.partition_key = str(ev["k"])
+        recs.append(rec)
+    for i in range(0, len(recs), 500):
+        assert datahub_client.put_records(datahub_project, "events", recs[i:i + 500]).failed_record_count == 0
+    store = make_repo(tmp_path / "repo")
+    env = {k: v for k, v in os.environ.items() if k != "SKEWLESS_KILL_AT"}
+    args = [sys.executable, "-c", CHILD, str(tmp_path / "repo"), datahub_project, datahub_endpoint]
+    committed = [0]
+    for point in ("stream.before_offline_commit:3", "stream.online_chunk:2", "stream.after_offline_commit:2"):
+        killed = subprocess.run(args, env={**env, "SKEWLESS_KILL_AT": point}, capture_output=True, text=True,
+                                timeout=300)
+        assert killed.returncode == -signal.SIGKILL, (point, killed.stderr)
+        committed.append(history(store).count_rows())
+    assert 0 < committed[1] < committed[-1] < KEYS * PER_KEY, committed  # each run got further before dying
+    last = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert last.returncode == 0, last.stderr
+    assert json.loads(last.stdout.strip().splitlines()[-1]) == {"rows": KEYS * PER_KEY - committed[-1], "dead": 0}
+    assert_exactly_once(store)
