@@ -85,7 +85,9 @@ def test_unknown_scheme_error_hides_the_password(tmp_path, scheme):
 
 
 def registered() -> list[tuple[str, str]]:
-    return [(role, scheme) for role, schemes in plugins._ADAPTERS.items() if role != "engine" for scheme in schemes]
+    # stream sources are named by `skewless stream`, not by skewless.yaml: config.load has nothing to check for them
+    return [(role, scheme) for role, schemes in plugins._ADAPTERS.items() if role not in ("engine", "stream")
+            for scheme in schemes]
 
 
 @pytest.mark.parametrize("role, scheme", registered())
