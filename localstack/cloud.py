@@ -1,5 +1,5 @@
 """The local cloud: LocalStack (S3, IAM, STS), moto server (SageMaker, ECR, ElastiCache, Glue, IAM), a real
-Redis and the OSS-protocol shim in front of moto's S3, on loopback, with state and logs in one project folder.
+Redis, the OSS-protocol shim in front of moto's S3 and the MaxCompute, Tair and DataHub emulators, on loopback, with state and logs in one project folder.
 
     cloud = LocalCloud(".skewless-local")
     cloud.up()                      # idempotent; reuses healthy services
@@ -23,7 +23,7 @@ from pathlib import Path
 from skewless.errors import ConfigError, StoreUnavailable
 from skewless.process import Service
 
-from . import localstack_venv, maxcompute_emulator, oss_shim, tair_emulator
+from . import datahub_emulator, localstack_venv, maxcompute_emulator, oss_shim, tair_emulator
 from .ports import DEFAULT_PORTS, HOST, http_ok, service_port
 
 _NEEDS = {"oss": ("moto",), "tair": ("redis",)}  # started first: the OSS shim fronts moto's S3, Tair is over Redis
@@ -113,7 +113,7 @@ class LocalCloud:
         self.services = {"localstack": localstack_service(self.state), "moto": moto_service(),
                          "redis": redis_service(state=self.state), "oss": oss_shim.service(self.state),
                          "maxcompute": maxcompute_emulator.service(self.state),
-                         "tair": tair_emulator.service(self.state)}
+                         "tair": tair_emulator.service(self.state), "datahub": datahub_emulator.service(self.state)}
 
     def _select(self, names) -> list[Service]:
         names = list(names or SERVICES)
@@ -174,7 +174,8 @@ class LocalCloud:
                 "moto": f"http://{mo.endpoint}", "redis": f"redis://{rd.endpoint}/0",
                 "oss": f"http://{self.services['oss'].endpoint}",
                 "maxcompute": f"http://{self.services['maxcompute'].endpoint}/api",
-                "tair": f"tair://{self.services['tair'].endpoint}/0"}
+                "tair": f"tair://{self.services['tair'].endpoint}/0",
+                "datahub": f"http://{self.services['datahub'].endpoint}"}
 
     def ensure_bucket(self, bucket: str, endpoint: str | None = None) -> None:
         import boto3

@@ -1,7 +1,7 @@
 """Where the local services listen and how they are probed, shared by ``cloud.py`` and every emulator's
 ``service()`` (so the emulators need not import the cloud that starts them).
 
-Ports default to LocalStack 4566, moto 5055, Redis 6390, OSS 5056, MaxCompute 5057, Tair 6391 and can be moved with
+Ports default to LocalStack 4566, moto 5055, Redis 6390, OSS 5056, MaxCompute 5057, Tair 6391, DataHub 5058 and can be moved with
 ``SKEWLESS_LOCAL_<NAME>_PORT``.
 """
 
@@ -13,7 +13,8 @@ import urllib.request
 from skewless.errors import ConfigError
 
 HOST = "127.0.0.1"
-DEFAULT_PORTS = {"localstack": 4566, "moto": 5055, "redis": 6390, "oss": 5056, "maxcompute": 5057, "tair": 6391}
+DEFAULT_PORTS = {"localstack": 4566, "moto": 5055, "redis": 6390, "oss": 5056, "maxcompute": 5057, "tair": 6391,
+                 "datahub": 5058}
 
 
 def service_port(name: str) -> int:

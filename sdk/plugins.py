@@ -9,7 +9,8 @@ cloud SDK). The roles:
     source:   PATH | file://PATH | s3://bucket/key | oss://bucket/key   (where batch sources' files are read: a
               ``sources.Place``, a pyarrow filesystem and the path in it)
     table:    maxcompute://[project]   (batch sources that are warehouse tables: a reader of a source's rows)
-    stream:   kinesis://STREAM | memory:///FOLDER   (sources of ``skewless stream``, skewless.streams.source)
+    stream:   kinesis://STREAM | datahub://PROJECT/TOPIC | memory:///FOLDER   (sources of ``skewless stream``,
+              skewless.streams.source)
 
 An unknown scheme, or a scheme whose extra is not installed, is a ConfigError that says what to install.
 Third parties add schemes to the table with ``register``.
@@ -63,6 +64,7 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
     },
     "stream": {
         "kinesis": Adapter("skewless.adapters.aws.kinesis:from_url", "aws"),
+        "datahub": Adapter("skewless.adapters.alibaba.datahub:from_url", "alibaba"),
         "memory": Adapter("skewless.streams.memory:from_url", None),
     },
     "engine": {

@@ -68,3 +68,29 @@ def tair_url(local_cloud, redis_url):
 def oss_endpoint(local_cloud, moto_endpoint):
     """The OSS-protocol shim's endpoint URL (oss2 speaks to it; objects live in moto's S3)."""
     return _service(local_cloud, "oss").endpoints()["oss"]
+
+
+@pytest.fixture(scope="session")
+def datahub_endpoint(local_cloud):
+    """The local DataHub emulator's endpoint URL (pydatahub's default client speaks to it with ``test``/``test``)."""
+    return _service(local_cloud, "datahub").endpoints()["datahub"]
+
+
+@pytest.fixture(scope="session")
+def datahub_client(datahub_endpoint):
+    """pydatahub's default client (JSON protocol, LZ4 bodies) on the local DataHub emulator."""
+    datahub = pytest.importorskip("datahub")  # the alibaba extra
+    return datahub.DataHub("test", "test", datahub_endpoint)
+
+
+@pytest.fixture
+def datahub_project(datahub_client):
+    """A fresh DataHub project on the emulator, deleted (with its topics) afterwards."""
+    import uuid
+
+    name = f"p_{uuid.uuid4().hex[:12]}"
+    datahub_client.create_project(name, "test project")
+    yield name
+    for topic in datahub_client.list_topic(name).topic_names:
+        datahub_client.delete_topic(name, topic)
+    datahub_client.delete_project(name)

@@ -28,7 +28,7 @@ console = Console()
 # SKEWLESS_LOCAL_STATE: the same variable the test suite's local cloud reads, so a terminal shares its services.
 StateOpt = typer.Option(Path(".skewless-local"), "--state", envvar="SKEWLESS_LOCAL_STATE",
                         help="Folder for the services' state, PIDs and logs")
-ServicesArg = typer.Argument(None, help="Services (default: all): localstack moto redis oss maxcompute tair")
+ServicesArg = typer.Argument(None, help="Services (default: all): localstack moto redis oss maxcompute tair datahub")
 CloudOpt = typer.Option("aws", "--cloud", help="Which cloud the generated skewless.yaml uses: aws (S3, Redis) or "
                         "alibaba (OSS, MaxCompute, Tair)")
 EngineOpt = typer.Option(None, "--engine", help="alibaba only: maxcompute (default) or duckdb over OSS")

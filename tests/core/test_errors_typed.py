@@ -84,13 +84,14 @@ def test_unknown_scheme_error_hides_the_password(tmp_path, scheme):
     assert SECRET not in out and f"unknown online store scheme '{scheme}'" in out
 
 
-def registered(roles=("online", "offline", "registry")) -> list[tuple[str, str]]:
-    """The schemes of the roles skewless.yaml configures (streams are named per command: tested below)."""
+def registered(roles=("online", "offline", "registry", "source", "table")) -> list[tuple[str, str]]:
+    """The schemes of the roles skewless.yaml or a view's source names (streams are named per command: tested
+    below)."""
     return [(role, scheme) for role, schemes in plugins._ADAPTERS.items() if role in roles for scheme in schemes]
 
 
 def test_the_roles_checked_through_the_config_are_every_role_but_engines_and_streams():
-    assert set(plugins._ADAPTERS) == {"online", "offline", "registry", "engine", "stream"}
+    assert set(plugins._ADAPTERS) == {"online", "offline", "registry", "source", "table", "engine", "stream"}
 
 
 @pytest.mark.parametrize("role, scheme", registered(("stream",)))
