@@ -128,43 +128,52 @@ def test_many_rows_across_script_calls_and_duplicate_keys(redis_url):
     s.close()
 
 
-def command_calls(admin) -> list[int]:
-    """How many SET and EVALSHA commands the server has run so far."""
-    st = admin.info("commandstats")
-    return [st.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("set", "evalsha")]
+def command_calls(redis_url: str, key_prefix: str, action) -> list[int]:
+    """The SET and EVALSHA commands (a SET run by a script counts too) on keys under ``key_prefix`` while
+    ``action()`` runs, read from MONITOR. The server-wide commandstats would also count the commands of tests running
+    at the same time in other workers against the same server."""
+    sentinel = "end-" + uuid.uuid4().hex
+    with redis.Redis.from_url(redis_url).monitor() as mon:  # MONITOR is on when this returns
+        action()
+        redis.Redis.from_url(redis_url).echo(sentinel)
+        counts = [0, 0]
+        while True:
+            cmd = mon.next_command()["command"]
+            if cmd == f"ECHO {sentinel}":
+                return counts
+            name = cmd.split(" ", 1)[0].upper()
+            if key_prefix in cmd and name in ("SET", "EVALSHA"):
+                counts[name == "EVALSHA"] += 1
 
 
 def test_new_keys_take_set_nx_and_existing_keys_the_script(redis_url):
-    s = from_url(redis_url, None, {"key_prefix": prefix(), "write_batch_rows": 10})
-    admin = redis.Redis.from_url(redis_url)
-    v = view()
-    admin.script_load(ROW_UPSERT)  # another test may have flushed it: a NOSCRIPT rerun would count twice
+    p = prefix()
+    s = from_url(redis_url, None, {"key_prefix": p, "write_batch_rows": 10})
+    redis.Redis.from_url(redis_url).script_load(ROW_UPSERT)  # another test may have flushed it: a NOSCRIPT rerun
+    v = view()                                                 # would count twice
     s.write(v, rows(v, [{"k": 1, "ev": T0, "x": 0.0}]))  # layout recorded, connection made
-    before = command_calls(admin)
-    s.write(v, rows(v, [{"k": k, "ev": T0, "x": float(k)} for k in range(100)]))  # k=1 exists: 1 script call
-    mid = command_calls(admin)
-    # a SET from inside a script counts too: 100 NX + 1 scripted (k=1 is newer by write order)
-    assert [mid[0] - before[0], mid[1] - before[1]] == [101, 1]
-    s.write(v, rows(v, [{"k": k, "ev": T0 - timedelta(seconds=1), "x": -1.0} for k in range(100)]))  # all older
-    after = command_calls(admin)
-    assert [after[0] - mid[0], after[1] - mid[1]] == [100, 10]  # 100 refused NX, 10 script calls, no scripted SET
+    # k=1 exists: 1 script call. A SET from inside a script counts too: 100 NX + 1 scripted (k=1 is newer by write
+    # order)
+    assert command_calls(redis_url, p, lambda: s.write(
+        v, rows(v, [{"k": k, "ev": T0, "x": float(k)} for k in range(100)]))) == [101, 1]
+    # all older: 100 refused NX, 10 script calls, no scripted SET
+    assert command_calls(redis_url, p, lambda: s.write(
+        v, rows(v, [{"k": k, "ev": T0 - timedelta(seconds=1), "x": -1.0} for k in range(100)]))) == [100, 10]
     assert [g[1][0] for g in s.read_raw([(v, ["x"], [(k,) for k in range(100)])])[0]] == [float(k) for k in range(100)]
     s.close()
 
 
 def test_a_rewrite_of_existing_keys_goes_to_the_script_after_the_first_pass(redis_url):
     """Re-materializing: the first 2,048 rows find their keys taken, so the rest skips SET NX."""
-    s = from_url(redis_url, None, {"key_prefix": prefix()})
-    admin = redis.Redis.from_url(redis_url)
+    p = prefix()
+    s = from_url(redis_url, None, {"key_prefix": p})
+    redis.Redis.from_url(redis_url).script_load(ROW_UPSERT)  # as above
     v = view()
-    admin.script_load(ROW_UPSERT)  # another test may have flushed it: a NOSCRIPT rerun would count twice
     n = 5000
     s.write(v, rows(v, [{"k": k, "ev": T0, "x": 0.0} for k in range(n)]))
-    before = command_calls(admin)
-    s.write(v, rows(v, [{"k": k, "ev": T0 + timedelta(seconds=1), "x": float(k)} for k in range(n)]))
-    after = command_calls(admin)
     # 2,048 refused SET NX + 5,000 scripted SETs; 16 script calls for the first pass's rows, 24 for the rest
-    assert [after[0] - before[0], after[1] - before[1]] == [2048 + n, 16 + 24]
+    assert command_calls(redis_url, p, lambda: s.write(
+        v, rows(v, [{"k": k, "ev": T0 + timedelta(seconds=1), "x": float(k)} for k in range(n)]))) == [2048 + n, 16 + 24]
     got = s.read_raw([(v, ["x"], [(k,) for k in range(n)])])[0]
     assert [g[1][0] for g in got] == [float(k) for k in range(n)]
     s.close()
