@@ -235,12 +235,19 @@ def _read_sql(config, source: SqlSource, after: int | None) -> pa.Table:
             if after is not None:
                 rel = rel.filter(f"{q(source.watermark)} > {_sql_literal(t, after)}")
         return rel.to_arrow_table()
-    except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as exc:
-        raise DefinitionError(f"source query: {(str(exc).splitlines() or [''])[0]}") from exc
     except duckdb.Error as exc:
-        raise ValidationError(f"source query failed: {(str(exc).splitlines() or [''])[0]}") from exc
+        raise _query_error(exc, "source query", DefinitionError) from exc
     finally:
         con.close()
+
+
+def _query_error(exc: duckdb.Error, what: str, bad_query: type[SkewlessError]) -> SkewlessError:
+    """A DuckDB error of a user's query, typed: a query that does not parse or bind is ``bad_query``; one that
+    failed while running is a ValidationError. The first line only (DuckDB appends hints and context)."""
+    first = (str(exc).splitlines() or [""])[0]
+    if isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)):
+        return bad_query(f"{what}: {first}")
+    return ValidationError(f"{what} failed: {first}")
 
 
 def _one_select(con: duckdb.DuckDBPyConnection, query: str, what: str, error: type[SkewlessError]) -> None:
@@ -276,10 +283,8 @@ def entity_files(config, value: str, into: Path) -> str:
             con.execute(f"SET file_search_path = '{_sql_text(str(config.repo_path))}'")
             _one_select(con, value, "entity query", ValidationError)
             con.sql(value).write_parquet(str(target))  # streamed to disk by DuckDB as the query runs
-        except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as exc:
-            raise ValidationError(f"entity query: {(str(exc).splitlines() or [''])[0]}") from exc
         except duckdb.Error as exc:
-            raise ValidationError(f"entity query failed: {(str(exc).splitlines() or [''])[0]}") from exc
+            raise _query_error(exc, "entity query", ValidationError) from exc
         finally:
             con.close()
         return str(target)
