@@ -27,6 +27,7 @@ from skewless.serving.server import ServeConfig, build, uvicorn_config
 from skewless.timeutil import now as utc_now
 
 from skewless.sample_repo import credit_repo  # the credit repo with a loan -> zipcode view, shared with the benchmark
+from tests.support.predictions import assert_same_predictions
 
 SERVICE = "credit_model_v1"
 TOKEN = "s3cret-token"
@@ -141,7 +142,7 @@ def test_skew_free_serving_and_prediction_log(credit):
     order = {i: n for n, i in enumerate(ids)}
     by_id = loans.set_index("loan_id").loc[ids].reset_index()
     expected = in_process(credit, by_id, at)
-    assert served == expected  # exact: same inputs, same model
+    assert_same_predictions(served, expected)  # same inputs, same model (BLAS layout: tests/support/predictions.py)
     assert list(log.zipcode) == [int(by_id.zipcode[order[i]]) for i in log.loan_id]
     # replay: the logged inputs equal historical retrieval at each row's logged time
     replay = store.get_historical_features(log[["loan_id", "zipcode", "event_timestamp"]], SERVICE,
@@ -250,7 +251,7 @@ def test_redis_online_store_same_predictions(credit, redis_url, tmp_path):
     with running(cfg) as (c, _):
         served = [p["proba_1"] for p in c.post("/invocations", json=[{"loan_id": int(i)} for i in rows.loan_id]
                                                ).json()["predictions"]]
-    assert served == in_process(credit, rows, utc_now())
+    assert_same_predictions(served, in_process(credit, rows, utc_now()))
 
 
 def wait_ready(client: httpx.Client, proc: subprocess.Popen, within: float = 60) -> None:

@@ -24,6 +24,7 @@ from skewless.serving.server import ServeConfig
 from skewless.timeutil import now as utc_now
 from tests.serving.test_serving import running
 from tests.support.odt_repo import T0, driver, make_repo, per_trip, ratios, stats
+from tests.support.predictions import assert_same_predictions
 
 INPUTS = ["trips", "rate", "ratio", "big", "score", "per_trip", "hour"]
 OUT_REFS = ["ratios:ratio", "ratios:big", "ratios:score", "per_trip:per_trip", "per_trip:hour"]
@@ -82,7 +83,7 @@ def test_served_outputs_equal_online_and_training_paths_and_the_log_replays(serv
     for ref in OUT_REFS:
         assert online.values[ref.split(":")[1]] == batch[ref.replace(":", "__")].tolist(), ref
     expected = served["model"].predict_proba(pd.DataFrame({c: online.values[c] for c in INPUTS}).astype(float))[:, 1]
-    assert served_p == expected.tolist()
+    assert_same_predictions(served_p, expected)  # BLAS layout: see tests/support/predictions.py
     # replay: the logged request through the training-set path gives the logged outputs, every row
     entity = log[["driver_id", "event_timestamp"]].assign(amount=log.request__amount)
     replay = store.get_historical_features(entity, "svc", full_feature_names=True).to_pandas()
