@@ -11,6 +11,7 @@ import glob
 import os
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -95,6 +96,9 @@ class DuckDBEngine(Engine):
         with self._shared_lock:
             if self._shared is None or self._shared[0] != os.getpid():  # a forked child opens its own
                 self._shared = (os.getpid(), self.connect())
+                # Closed with the engine or at exit: an open database at interpreter exit makes DuckDB's bindings
+                # print reference-leak warnings.
+                weakref.finalize(self, self._shared[1].close)
             con = self._shared[1].cursor()
         con.execute("SET TimeZone = 'UTC'")
         return con
