@@ -1,7 +1,7 @@
 """Incremental batch ingest from a source (issue 16's goal: ingesting 1% new rows costs <= 3% of a full ingest).
 
     .venv/bin/python -m bench.incremental_bench [--rows 10000000] [--files 100] [--reps 3] [--out bench/out/incremental.json]
-                                                [--publish]   # also bench/results/incremental_ingest.md
+                                                [--compare LABEL=PYTHON] [--publish]   # bench/results/incremental_ingest.md
 
 A view (one entity key, three features) over a ``ParquetSource`` folder with ``watermark="event_timestamp"``; the
 source holds ``--rows`` rows in ``--files`` files written in event order (as exports by day/hour are). Both runs go
@@ -11,15 +11,19 @@ included:
   incremental  after the full ingest, one new file with 1% more rows (newer events); ingest reads every file's footer,
                skips the row groups below the watermark by their statistics, validates and commits the new rows only
 Both are measured for an online view (the push of the new rows' entities to SQLite included) and an offline-only one
-(``online=False``). Each figure is the median of ``--reps`` runs, each in a fresh copy of the repo.
+(``online=False``). Each figure is the median of ``--reps`` runs, each a fresh process on a fresh copy of the repo;
+``--compare LABEL=PYTHON`` runs another checkout's skewless (its venv's python, this bench's code) in turn, run by run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -53,10 +57,25 @@ def make_repo(path: Path, online: bool = True) -> sk.FeatureStore:
     return store
 
 
-def timed(fn) -> float:
-    t = time.perf_counter()
+def timed(fn) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of this process (every thread: DuckDB's too) spent in ``fn()``."""
+    t, c = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def one(base: Path, run: Path, files: int, per: int, new_rows: int) -> dict:
+    """One full ingest then one incremental ingest, in a fresh copy of ``base`` (this process's skewless)."""
+    shutil.copytree(base, run)
+    store = sk.FeatureStore(run)
+    full, full_cpu = timed(lambda: store.ingest("activity"))
+    pq.write_table(chunk(files * per, new_rows), run / "data" / "src" / "part-new.parquet")
+    store = sk.FeatureStore(run)
+    got = []
+    incr, incr_cpu = timed(lambda: got.append(store.ingest("activity")))
+    assert got[0].rows == new_rows, got
+    shutil.rmtree(run)
+    return {"full_s": full, "incremental_s": incr, "full_cpu_s": full_cpu, "incremental_cpu_s": incr_cpu}
 
 
 def main() -> None:
@@ -65,53 +84,73 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=100)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "incremental.json")
+    ap.add_argument("--compare", action="append", default=[], metavar="LABEL=PYTHON",
+                    help="another checkout's python: its own skewless runs the same runs, alternating with this one")
+    ap.add_argument("--one", nargs=2, metavar=("BASE", "RUN"), help=argparse.SUPPRESS)
     ap.add_argument("--publish", action="store_true")
     args = ap.parse_args()
     new_rows = args.rows // 100
-    results = {}
+    per = args.rows // args.files
+    if args.one:
+        print(json.dumps(one(Path(args.one[0]), Path(args.one[1]), args.files, per, new_rows)))
+        return
+    pythons = {"this checkout": sys.executable, **dict(c.split("=", 1) for c in args.compare)}
+    results: dict = {label: {} for label in pythons}
     with tempfile.TemporaryDirectory(prefix="skewless-incr-bench-") as tmp:
-        per = args.rows // args.files
         for online in (True, False):
-            full, incr = [], []
+            mode = "online" if online else "offline_only"
             base = make_repo(Path(tmp) / f"base-{online}", online)
             for f in range(args.files):
                 pq.write_table(chunk(f * per, per), base.repo_path / "data" / "src" / f"part-{f:04d}.parquet")
+            runs: dict[str, list[dict]] = {label: [] for label in pythons}
             for rep in range(args.reps):
-                path = Path(tmp) / f"run{rep}"
-                shutil.copytree(base.repo_path, path)
-                store = sk.FeatureStore(path)
-                full.append(timed(lambda s=store: s.ingest("activity")))
-                pq.write_table(chunk(args.files * per, new_rows), path / "data" / "src" / "part-new.parquet")
-                store = sk.FeatureStore(path)
-                got = []
-                incr.append(timed(lambda s=store, g=got: g.append(s.ingest("activity"))))
-                assert got[0].rows == new_rows, got
-                shutil.rmtree(path)
+                for label, python in pythons.items():
+                    cmd = [python, "-m", "bench.incremental_bench", "--rows", str(args.rows), "--files",
+                           str(args.files), "--one", str(base.repo_path), str(Path(tmp) / f"run{rep}")]
+                    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True,
+                                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                    runs[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                    print(mode, label, runs[label][-1], flush=True)
             shutil.rmtree(base.repo_path)
-            r = {"full_s": statistics.median(full), "incremental_s": statistics.median(incr), "full_runs_s": full,
-                 "incremental_runs_s": incr}
-            r["ratio"] = r["incremental_s"] / r["full_s"]
-            r["goal_met"] = r["ratio"] <= 0.03
-            results["online" if online else "offline_only"] = r
-    result = {"rows": args.rows, "files": args.files, "new_rows": new_rows, "reps": args.reps, **results}
+            for label, rs in runs.items():
+                full, incr = [r["full_s"] for r in rs], [r["incremental_s"] for r in rs]
+                r = {"full_s": statistics.median(full), "incremental_s": statistics.median(incr),
+                     "full_runs_s": full, "incremental_runs_s": incr,
+                     "full_cpu_s": statistics.median(x["full_cpu_s"] for x in rs),
+                     "incremental_cpu_s": statistics.median(x["incremental_cpu_s"] for x in rs)}
+                r["ratio"] = r["incremental_s"] / r["full_s"]
+                r["cpu_ratio"] = r["incremental_cpu_s"] / r["full_cpu_s"]
+                r["goal_met"] = r["ratio"] <= 0.03
+                results[label][mode] = r
+    result = {"rows": args.rows, "files": args.files, "new_rows": new_rows, "reps": args.reps,
+              "load_1min": os.getloadavg()[0], **results["this checkout"], "by_code": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     if args.publish:
+        cmd = " ".join(["--compare " + c.split("=", 1)[0] + "=..." for c in args.compare])
         lines = ["# Incremental source ingest\n",
-                 "`.venv/bin/python -m bench.incremental_bench --publish` (see `bench/incremental_bench.py`), on the "
-                 "2-core development machine (shared with other work while it ran), embedded defaults (local Delta "
-                 "history, SQLite online store).\n",
-                 "| view | source rows | files | new rows | full ingest (s) | incremental ingest (s) | ratio | goal <= 3% |",
-                 "|---|---:|---:|---:|---:|---:|---:|---|"]
-        for name, r in results.items():
-            lines.append(f"| {name.replace('_', ' ')} | {args.rows:,} | {args.files} | {new_rows:,} | {r['full_s']:.2f} | "
-                         f"{r['incremental_s']:.3f} | {r['ratio']:.1%} | {'met' if r['goal_met'] else 'missed'} |")
+                 f"`.venv/bin/python -m bench.incremental_bench --reps {args.reps} {cmd} --publish` (see "
+                 "`bench/incremental_bench.py`), on the 2-core development machine (shared with other work while it "
+                 f"ran: 1-minute load {os.getloadavg()[0]:.1f} at the end), embedded defaults (local Delta history, "
+                 "SQLite online store). Each run is a fresh process on a fresh copy of the repo; with `--compare` the "
+                 "checkouts alternate run by run on the same source files.\n",
+                 "Wall time is what the goal names; the CPU seconds of the process (all its threads), which load from "
+                 "other programs disturbs much less, are given beside it.\n",
+                 "| code | view | source rows | new rows | full ingest (s) | incremental ingest (s) | ratio | goal <= 3% "
+                 "| CPU full / incremental (s) | CPU ratio |", "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+        for label, modes in results.items():
+            for name, r in modes.items():
+                lines.append(f"| {label} | {name.replace('_', ' ')} | {args.rows:,} | {new_rows:,} | "
+                             f"{r['full_s']:.2f} | {r['incremental_s']:.3f} | {r['ratio']:.1%} | "
+                             f"{'met' if r['goal_met'] else 'missed'} | {r['full_cpu_s']:.2f} / "
+                             f"{r['incremental_cpu_s']:.3f} | {r['cpu_ratio']:.1%} |")
         lines.append("")
-        for name, r in results.items():
-            lines.append(f"- {name.replace('_', ' ')}: medians of {args.reps} runs (full: "
-                         f"{', '.join(f'{v:.2f}' for v in r['full_runs_s'])} s; incremental: "
-                         f"{', '.join(f'{v:.3f}' for v in r['incremental_runs_s'])} s).")
+        for label, modes in results.items():
+            for name, r in modes.items():
+                lines.append(f"- {label}, {name.replace('_', ' ')}: medians of {args.reps} runs (full: "
+                             f"{', '.join(f'{v:.2f}' for v in r['full_runs_s'])} s; incremental: "
+                             f"{', '.join(f'{v:.3f}' for v in r['incremental_runs_s'])} s).")
         (ROOT / "bench" / "results" / "incremental_ingest.md").write_text("\n".join(lines) + "\n")
 
 

@@ -7,7 +7,8 @@ compaction, against the same rows ingested at once.
 Each small append is the stream consumer's offline commit (``OfflineStore.append(..., progress=)``: one Delta
 commit carrying the consumer's positions), without its online push (which does not touch the history). Then
 ``get_historical_features`` of 100k entity rows (``to_arrow``), best of ``--reps``, on: the once-ingested history,
-the 10,000-commit history, and that history after ``FeatureStore.compact``. Answers are checked equal.
+the 10,000-commit history, and that history after ``FeatureStore.compact``. Answers are checked equal. With
+``--publish`` also ``bench/results/stream_small_files.{md,json}``.
 
 Target (issue 16): after compaction, within 1.5x of the same rows ingested at once.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from datetime import datetime, timezone
@@ -30,6 +32,7 @@ from skewless.offline.base import StreamProgress
 from skewless.timeutil import now as utc_now
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def repo(path: Path) -> sk.FeatureStore:
@@ -64,6 +67,7 @@ def main() -> None:
     ap.add_argument("--entity-rows", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dir", default=".bench/stream_small_files")
+    ap.add_argument("--publish", action="store_true", help="also write bench/results/stream_small_files.{md,json}")
     a = ap.parse_args()
     base = Path(a.dir)
     n, keys = a.appends * a.rows_per_append, 10_000
@@ -100,10 +104,36 @@ def main() -> None:
               "compact_s": round(compact_s, 1), "files_removed": done["files_removed"],
               "ratio_compacted_vs_once": round(t_comp / t_once, 2), "ratio_uncompacted_vs_once": round(t_small / t_once, 2),
               "answers_equal": bool(same), "target": "ratio_compacted_vs_once <= 1.5"}
+    result["load_1min"] = os.getloadavg()[0]
     out = Path("bench/out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "stream_small_files.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
+    if a.publish:
+        publish(result)
+
+
+def publish(result: dict) -> None:
+    """``bench/results/stream_small_files.{md,json}`` from a result of ``main``."""
+    r = result
+    lines = ["# Small files from stream appends\n",
+             f"`python -m bench.stream_small_files_bench --appends {r['appends']} --rows-per-append "
+             f"{r['rows'] // r['appends']} --publish` (see `bench/stream_small_files_bench.py`) on the shared 2-core "
+             f"machine (1-minute load {r.get('load_1min', float('nan')):.1f} at the end): a history of "
+             f"{r['rows']:,} rows built from {r['appends']:,} stream appends (each one Delta commit with the "
+             f"consumer's positions, tie check included) against the same rows ingested at once; "
+             f"`get_historical_features` of {r['entity_rows']:,} entity rows, best of 3, answers checked equal "
+             f"({'equal' if r['answers_equal'] else 'NOT equal'}).\n",
+             "| history | PIT (s) | vs ingested at once | goal |", "|---|---:|---:|---|",
+             f"| ingested at once | {r['pit_once_s']:.3f} | 1.00x | |",
+             f"| {r['appends']:,} small appends | {r['pit_small_files_s']:.3f} | {r['ratio_uncompacted_vs_once']:.2f}x | |",
+             f"| after `FeatureStore.compact` ({r['files_removed']:,} files rewritten in {r['compact_s']} s) | "
+             f"{r['pit_compacted_s']:.3f} | {r['ratio_compacted_vs_once']:.2f}x | "
+             f"{'met' if r['ratio_compacted_vs_once'] <= 1.5 else 'missed'} (<= 1.5x) |", "",
+             f"Building the history: {r['build_s']} s, {r['appends_per_s']} appends/s.", ""]
+    results = ROOT / "bench" / "results"
+    (results / "stream_small_files.md").write_text("\n".join(lines))
+    (results / "stream_small_files.json").write_text(json.dumps(r, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batc
             written = ctx.online.write(view, own)
             kill_point(point)
             return written
-    con = ctx.engine.connect()
+    # A micro-batch's or a small ingest's rows: a cheap session, not a database (and memory limit) of its own.
+    small = isinstance(source, pa.Table) and source.num_rows <= SMALL_SESSION_ROWS
+    con = ctx.engine.small_session() if small else ctx.engine.connect()
     try:
         reader = ctx.engine.latest_rows(con, view, source, None, now, tie_level=tie_level, batch=batch)
         written = 0
@@ -104,6 +106,7 @@ def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batc
         con.close()
 
 
+SMALL_SESSION_ROWS = 1_000_000
 FAST_ROWS = 100_000  # the engine's own batch size for latest_rows: a larger table takes the engine's path
 
 

@@ -191,6 +191,11 @@ class Engine(abc.ABC):
         """A session of its own (``close()``; ``interrupt()`` stops its running query from another thread).
         ``spare_cores``: leave that many cores to work running alongside (materialize's online writes)."""
 
+    def small_session(self) -> Any:
+        """A session for small, short queries on the write path (tie checks, a micro-batch's winners); engines whose
+        ``connect`` is costly hand out a cheaper one. Default: ``connect()``."""
+        return self.connect()
+
     @abc.abstractmethod
     def historical(self, entity: Any, requests: list, files: dict[str, HistoryFiles], *,
                    snapshot: dict[str, int | None], features: list[str], timestamp_column: str,

@@ -7,16 +7,20 @@ any engine scans. The same code serves local folders and object stores (``storag
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
 from typing import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from ..definitions import EVENT_TS
 from ..errors import ConflictError, NotFoundError, StoreUnavailable
 from .base import (FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, HistoryStats,
                    OfflineStore, StreamProgress, TieCheck, Watermark, WatermarkMoved)
@@ -99,6 +103,42 @@ def _packing_after(recorded, table: pa.Table, prior: HistoryFiles | None, histor
     return _UNKNOWN if past is None else envelope(combine_stats(new, past))
 
 
+# Delta's per-file statistics hold timestamps at millisecond precision (truncated): a file's recorded event range
+# is widened by this much before it is trusted to exclude a tie.
+_STATS_SLACK_US = 1_000_000
+
+
+def _tie_candidates(dt: DeltaTable | None, prior: HistoryFiles | None, table: pa.Table) -> HistoryFiles | None:
+    """``prior`` narrowed to the files that may hold a row tying with one of ``table``'s. A tie needs equal event
+    times, so a file whose event-time range (the min/max statistics its add action records in the log: no file is
+    opened) lies wholly before the new rows' first event or after their last cannot hold one. Exact: a file without
+    statistics, or a log whose paths cannot be matched to the files, stays whole. Stream micro-batches and
+    incremental ingests arrive in time order, so this leaves the newest file or two instead of the whole history
+    (whose every footer the check would otherwise open, once per append)."""
+    if dt is None or prior is None or not prior.uris or table.num_rows == 0:
+        return prior
+    events = pc.cast(table.column(EVENT_TS), pa.int64())
+    first, last = pc.min(events).as_py(), pc.max(events).as_py()
+    try:
+        adds = pa.table(dt.get_add_actions(flatten=True))
+    except (DeltaError, OSError, TypeError, ValueError):
+        return prior
+    lo_col, hi_col = f"min.{EVENT_TS}", f"max.{EVENT_TS}"
+    if lo_col not in adds.column_names or hi_col not in adds.column_names or adds.num_rows != len(prior.uris):
+        return prior
+    lo, hi = pc.cast(adds.column(lo_col), pa.int64()), pc.cast(adds.column(hi_col), pa.int64())
+    apart = pc.or_(pc.less(hi, first - _STATS_SLACK_US), pc.greater(lo, last + _STATS_SLACK_US))
+    keep = pc.invert(pc.fill_null(apart, False))  # no statistics: kept
+    paths = adds.column("path").to_pylist()
+    if any("/" in p for p in paths):  # partitioned or nested paths: not matched by name below, keep all
+        return prior
+    kept = {p for p, k in zip(paths, keep.to_pylist()) if k}
+    uris = [u for u in prior.uris if unquote(u.rsplit("/", 1)[-1]) in kept]
+    if len(kept) != len(uris):
+        return prior
+    return dataclasses.replace(prior, uris=uris)
+
+
 class DeltaOfflineStore(OfflineStore):
     supports_watermarks = True
 
@@ -171,7 +211,8 @@ class DeltaOfflineStore(OfflineStore):
             level = _level(config) if before is not None else NO_TIES  # a new table starts with no rows, no ties
             if level < FULL_TIES:
                 prior = self._files_of(view, before) if before is not None else None
-                new_level = max(level, FULL_TIES if tie_check is None else tie_check(table, prior))
+                new_level = max(level, FULL_TIES if tie_check is None else
+                                tie_check(table, _tie_candidates(before, prior, table)))
                 if new_level > level:
                     props[TIE_LEVEL] = str(new_level)
                 # The key packing matters below FULL_TIES only, and the level never falls back: kept up to then.

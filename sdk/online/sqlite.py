@@ -268,7 +268,9 @@ class SQLiteOnlineStore(OnlineStore):
 def _to_sql_values(col: pa.ChunkedArray) -> list:
     """Arrow column -> Python values SQLite stores natively (timestamps as epoch microseconds)."""
     if pa.types.is_timestamp(col.type):
-        return pc.cast(pc.cast(col, pa.timestamp("us", tz="UTC")), pa.int64()).to_pylist()
+        col = pc.cast(pc.cast(col, pa.timestamp("us", tz="UTC")), pa.int64())
+    if col.null_count == 0 and (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        return col.to_numpy().tolist()  # the same Python ints and floats as to_pylist, built in C (a push's cost)
     if pa.types.is_boolean(col.type):
         return pc.cast(col, pa.int8()).to_pylist()
     return col.to_pylist()

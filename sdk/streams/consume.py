@@ -19,6 +19,7 @@ push writes the same values (idempotent). So the offline history and the online 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -82,6 +83,20 @@ def consume(ctx, view_name: str, source: StreamSource, *, consumer: str, dead_le
     stats = StreamStats(positions=dict(done.positions) if done else {})
     pending = _Pending(stats.positions)
     per_read = max(1, min(max_records, 10_000))
+    pusher = _Pusher()
+    try:
+        _loop(ctx, view, source, consumer, dead_letter, stats, pending, seq, pusher, max_records=max_records,
+              max_seconds=max_seconds, poll_seconds=poll_seconds, until_caught_up=until_caught_up,
+              max_batches=max_batches, stop=stop, compact_every=compact_every, per_read=per_read)
+    except BaseException:
+        pusher.wait(raise_error=False)  # the error that stopped the loop is the one reported
+        raise
+    pusher.wait()  # the last micro-batch's push finishes (or raises) before consume returns
+    return stats
+
+
+def _loop(ctx, view, source, consumer, dead_letter, stats, pending, seq, pusher, *, max_records, max_seconds,
+          poll_seconds, until_caught_up, max_batches, stop, compact_every, per_read) -> None:
     while True:
         shards = source.shards()
         got_any = False
@@ -101,9 +116,11 @@ def consume(ctx, view_name: str, source: StreamSource, *, consumer: str, dead_le
         idle = not got_any
         if len(pending) and (full or late or idle):
             before = stats.batches
-            seq = _commit(ctx, view, pending, seq, consumer, dead_letter, stats)
+            pusher.wait()  # the previous micro-batch is online (its marker cleared) before the next one commits
+            seq = _commit(ctx, view, pending, seq, consumer, dead_letter, stats, pusher)
             pending = _Pending(pending.positions)
             if compact_every and stats.batches > before and stats.batches % compact_every == 0:
+                pusher.wait()
                 ctx.offline.compact(view.name)  # small files from micro-batches: one rewrite, old versions kept
                 stats.compactions += 1
         if (max_batches is not None and stats.batches >= max_batches) or (stop is not None and stop()):
@@ -113,7 +130,36 @@ def consume(ctx, view_name: str, source: StreamSource, *, consumer: str, dead_le
                 break
             time.sleep(poll_seconds)
     stats.positions = dict(pending.positions)
-    return stats
+
+
+class _Pusher:
+    """A micro-batch's online push, run in a thread while the consumer reads and validates the next micro-batch
+    (the push waits on the online store's socket, the reading on the stream and Python: the two overlap). At most
+    one push runs; ``wait`` is called before the next commit and before ``consume`` returns, so micro-batches still
+    reach the online store in commit order and a push's error surfaces at the latest there. A crash while a push
+    runs leaves its pending marker set: the restart re-pushes it, as after a crash of an inline push."""
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, push) -> None:
+        def run():
+            try:
+                push()
+            except BaseException as exc:  # re-raised in the consumer's thread by wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="skewless-stream-push", daemon=True)
+        self._thread.start()
+
+    def wait(self, raise_error: bool = True) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None and raise_error:
+            raise error
 
 
 def _read(source: StreamSource, shard: str, after: str | None, n: int, attempts: int = 8):
@@ -132,6 +178,11 @@ def _take(pending: _Pending, shard: str, records) -> None:
     if isinstance(records, pa.Table):
         pending.tables.append(records)
         pending.table_shards.append(shard)
+        return
+    values = [r.value for r in records]
+    if None not in values:  # the usual case, without a per-record branch (records/s is the consumer's bound)
+        pending.values += values
+        pending.where += [(shard, r.position) for r in records]
         return
     for r in records:
         if r.value is None:
@@ -193,7 +244,7 @@ def _validate_each(view, pending: _Pending, batch: int, write_time) -> pa.Table 
 
 
 def _commit(ctx, view, pending: _Pending, seq: int, consumer: str, dead_letter: DeadLetter,
-            stats: StreamStats) -> int:
+            stats: StreamStats, pusher: _Pusher) -> int:
     batch, write_time = new_batch_id(), utc_now()
     rows = _validate(view, pending, batch, write_time)
     if pending.bad:  # before the commit: a crash after it must not lose them (the files are keyed: replay-safe)
@@ -213,8 +264,10 @@ def _commit(ctx, view, pending: _Pending, seq: int, consumer: str, dead_letter: 
         history_stats=lambda prior: ctx.engine.packing_stats(view, prior))
     kill_point("stream.after_offline_commit")
     if view.online:
-        mat.push_batch(ctx, view, rows, batch, version, point="stream.online_chunk")
-        ctx.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+        def push():
+            mat.push_batch(ctx, view, rows, batch, version, point="stream.online_chunk")
+            ctx.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+        pusher.start(push)
     stats.batches += 1
     stats.rows += rows.num_rows
     stats.version = version

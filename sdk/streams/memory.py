@@ -28,8 +28,13 @@ class MemorySource(StreamSource):
     def read(self, shard: str, after: str | None, max_records: int) -> ReadBatch:
         items = self._shards[shard]
         start = 0 if after is None else int(after) + 1
+        stop = min(len(items), start + max_records)
+        if not any(isinstance(item, bytes) for item in items[start:stop]):  # decoded already: no per-record branch
+            out = [StreamRecord(str(i), item) for i, item in zip(range(start, stop), items[start:stop])]
+            return ReadBatch(out, out[-1].position if out else after,
+                             behind_latest_ms=0 if stop >= len(items) else None)
         out = []
-        for i in range(start, min(len(items), start + max_records)):
+        for i in range(start, stop):
             item = items[i]
             if isinstance(item, bytes):
                 try:

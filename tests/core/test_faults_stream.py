@@ -17,7 +17,7 @@ import pytest
 import skewless as sk
 from skewless.streams.deadletter import DeadLetter
 from skewless.streams.memory import MemorySource
-from tests.core.test_faults_ingest import history
+from tests.core.test_faults_ingest import history, own_redis  # noqa: F401 - a fixture
 
 T = datetime(2024, 1, 1, tzinfo=timezone.utc)
 KEYS, PER_KEY, SHARDS = 50, 40, 3  # 2,000 events
@@ -176,3 +176,41 @@ def test_cli_streams_then_compacts_keeping_old_versions_and_answers(tmp_path):
     assert_exactly_once(store)
     # the consumer resumes across the compaction commit: nothing new, nothing appended
     assert store.stream("v", f"memory://{tmp_path / 's'}", until_caught_up=True).rows == 0
+
+
+def test_online_store_hung_during_an_overlapped_push_fails_typed_commits_nothing_more_then_exactly_once(
+        tmp_path, own_redis):  # noqa: F811 - the fixture imported above
+    """The online push of a micro-batch runs while the next one is read: the store hanging then still stops the
+    consumer with a StoreUnavailable before anything more is committed, and a restart completes exactly once."""
+    import yaml
+
+    from skewless.errors import StoreUnavailable
+
+    server = own_redis()
+    repo = tmp_path / "repo"
+    make_repo(repo)
+    cfg = yaml.safe_load((repo / "skewless.yaml").read_text())
+    cfg["online"] = {"url": f"redis://127.0.0.1:{own_redis.port}/0", "options": {
+        "connect_timeout": 0.3, "socket_timeout": 0.5, "retries": 1, "key_prefix": "stream-faults"}}
+    (repo / "skewless.yaml").write_text(yaml.safe_dump(cfg))
+    store = sk.FeatureStore(repo)
+    write_stream(tmp_path / "s")
+    stopped = []
+
+    def hang_after_first_commit() -> bool:  # called after each commit, while that micro-batch's push may run
+        if not stopped:
+            os.kill(server.pid, signal.SIGSTOP)
+            stopped.append(True)
+        return False
+
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.stream("v", MemorySource.from_folder(tmp_path / "s"), consumer="c", max_records=150,
+                         until_caught_up=True, stop=hang_after_first_commit)
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert stopped and history(store).count_rows() == 150  # the first micro-batch only
+    stats = sk.FeatureStore(repo).stream("v", MemorySource.from_folder(tmp_path / "s"), consumer="c",
+                                         max_records=150, until_caught_up=True)
+    assert stats.rows == KEYS * PER_KEY - 150
+    assert_exactly_once(sk.FeatureStore(repo))
