@@ -130,36 +130,53 @@ class _Column:
         self.nan = np.zeros(len(vals), dtype=bool) if self.integer else self.present & np.isnan(self.vals)
         self.clean = self.present & ~self.nan
         self.py: list | None = None
+        self._events: dict | None = None
 
     def reduce(self, starts: np.ndarray, ends: np.ndarray) -> dict:
         with np.errstate(all="ignore"):  # inf - inf, overflows: such runs are slow (state_of's) or NaN-flagged
             return self._reduce(starts, ends)
 
+    def _per_event(self) -> dict:
+        """What every level reduces, per event: computed once for all levels."""
+        if self._events is None:
+            e = self._events = {"present": self.present.astype(np.int64), "clean": self.clean.astype(np.int64),
+                                "nan": self.nan.astype(np.int64)}
+            if self.numeric:
+                x = e["x"] = np.where(self.clean, self.vals, 0)
+                if self.integer:
+                    e["abs"] = np.abs(x.astype(np.float64))
+                else:
+                    e["neg"], e["pos"] = (x < 0).astype(np.int64), (x > 0).astype(np.int64)
+            if self.ordered:
+                if self.integer:
+                    hi_fill, lo_fill = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+                else:
+                    hi_fill, lo_fill = np.inf, -np.inf
+                e["lo"] = np.where(self.clean, self.vals, hi_fill)
+                e["hi"] = np.where(self.clean, self.vals, lo_fill)
+        return self._events
+
     def _reduce(self, starts: np.ndarray, ends: np.ndarray) -> dict:
-        count = np.add.reduceat(self.present.astype(np.int64), starts)
-        clean_n = np.add.reduceat(self.clean.astype(np.int64), starts)
-        got = {"count": count, "nan": np.add.reduceat(self.nan.astype(np.int64), starts) > 0,
+        ev = self._per_event()
+        count = np.add.reduceat(ev["present"], starts)
+        clean_n = np.add.reduceat(ev["clean"], starts)
+        got = {"count": count, "nan": np.add.reduceat(ev["nan"], starts) > 0,
                "has": clean_n > 0, "slow": np.zeros(len(starts), dtype=bool)}
         if self.numeric:
-            x = np.where(self.clean, self.vals, 0)
-            total = np.add.reduceat(x, starts)
+            total = np.add.reduceat(ev["x"], starts)
             if self.integer:
-                got["slow"] = np.add.reduceat(np.abs(x.astype(np.float64)), starts) >= _EXACT_INT
+                got["slow"] = np.add.reduceat(ev["abs"], starts) >= _EXACT_INT
                 mean = total.astype(np.float64) / np.maximum(clean_n, 1)
             else:
-                neg = np.add.reduceat((x < 0).astype(np.int64), starts)
-                pos = np.add.reduceat((x > 0).astype(np.int64), starts)
+                neg = np.add.reduceat(ev["neg"], starts)
+                pos = np.add.reduceat(ev["pos"], starts)
                 got["slow"] = ((neg > 0) & (pos > 0)) | ~np.isfinite(total)
                 mean = total / np.maximum(clean_n, 1)
             dev = np.where(self.clean, self.vals - np.repeat(mean, ends - starts), 0.0)
             got["sum"], got["mean"], got["m2"] = total, mean, np.add.reduceat(dev * dev, starts)
         if self.ordered:
-            if self.integer:
-                hi_fill, lo_fill = np.iinfo(np.int64).max, np.iinfo(np.int64).min
-            else:
-                hi_fill, lo_fill = np.inf, -np.inf
-            got["min"] = np.minimum.reduceat(np.where(self.clean, self.vals, hi_fill), starts)
-            got["max"] = np.maximum.reduceat(np.where(self.clean, self.vals, lo_fill), starts)
+            got["min"] = np.minimum.reduceat(ev["lo"], starts)
+            got["max"] = np.maximum.reduceat(ev["hi"], starts)
         return got
 
     def values(self) -> list:
