@@ -29,10 +29,9 @@ class Rows:
         self.n = n
         self.pieces: list = []  # (matrix (n, w) uint8, lengths (n,) or None: all w) or an Arrow binary array
 
-    def const(self, b: bytes, where: np.ndarray | None = None) -> None:
-        """The same bytes in every row (``where``: only in those rows)."""
-        mat = np.broadcast_to(np.frombuffer(b, np.uint8), (self.n, len(b)))
-        self.pieces.append((mat, None if where is None else np.where(where, len(b), 0)))
+    def const(self, b: bytes) -> None:
+        """The same bytes in every row."""
+        self.pieces.append((np.broadcast_to(np.frombuffer(b, np.uint8), (self.n, len(b))), None))
 
     def decimal(self, v: np.ndarray) -> None:
         """int64 values as ASCII decimal digits (a ``-`` before negative ones), as RESP and field names spell them."""
