@@ -141,7 +141,7 @@ def push_batch(ctx, view: FeatureView, rows: pa.Table | None, batch: int, versio
     # came after it, and the store keeps the partials of the newest version anyway.
     files = ctx.offline.files(view.name, ctx.offline.version(view.name) if version is None or rows is None
                               else version)
-    return maintain.refresh(ctx, view, files, f'{q(WRITE_BATCH)} = {int(batch)}',
+    return maintain.refresh(ctx, view, files, f'{q(WRITE_BATCH)} = {int(batch)}', rows=rows,
                             on_chunk=lambda _done: kill_point(point))
 
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from skewless.aggregation import state_bytes
 from skewless.aggregation.dirty import TileBatch
 from skewless.aggregation.tiles import FANOUT
 from skewless.online.base import Key
@@ -128,7 +129,7 @@ class RedisTiles:
             run = (lambda: self._upsert_cluster(sha, calls)) if self.cluster else \
                 (lambda: self._upsert_raw(sha, calls))
         else:
-            packed, ncalls = self._calls_framed(view, tiles, version)
+            packed, ncalls = self._frame_batch(view, tiles, version)
             run = lambda: self._send_framed(packed, ncalls)  # noqa: E731
         sha, script = (_SHA_EXHASH, TILE_UPSERT_EXHASH) if exhash else (_SHA, TILE_UPSERT)
         for attempt in (0, 1):
@@ -148,13 +149,13 @@ class RedisTiles:
         if self.tiles_in_exhash or self.cluster or not isinstance(tiles, TileBatch) or not len(tiles):
             n = self.write_tiles(view, tiles, version)
             return lambda: n
-        packed, ncalls = self._calls_framed(view, tiles, version)
+        packed, ncalls = self._frame_batch(view, tiles, version)
         conn = self.wire.connection()
         failed: list = []
 
         def send() -> None:  # blocks while the server works through the calls before (sendall frees the GIL)
             try:
-                conn.send_packed_command([packed], check_health=False)
+                conn.send_packed_command(packed, check_health=False)
             except BaseException as exc:
                 failed.append(exc)
         sender = threading.Thread(target=send, name="skewless-tiles-send", daemon=True)
@@ -208,16 +209,31 @@ class RedisTiles:
                           len(pre) + len(items) * (3 if exhash else 2)))
         return calls
 
-    def _calls_framed(self, view, b: TileBatch, version: int) -> tuple[bytes, int]:
-        """The EVALSHA calls of a batch, ``KEYS_PER_CALL`` entities each, framed as RESP with Arrow and numpy (no
-        Python object per tile): returns the bytes and the number of calls."""
-        n = len(b)
+    def _frame_batch(self, view, b: TileBatch, version: int) -> tuple[list, int]:
+        """The EVALSHA calls of a batch, part by part (``TileBatch.parts``), ``KEYS_PER_CALL`` entities each, framed
+        as RESP with numpy and Arrow (no Python object per tile): the buffers to send in turn (the tiles' frames
+        as views of one buffer per part, never joined) and the number of calls. An entity with
+        tiles in two parts is in two calls; each keeps the newest version per field, so that is one write."""
+        out, ncalls = [], 0
+        for e, lv, tile, states in b.parts:
+            if isinstance(states, state_bytes.Rows) and states.packable:
+                frames = self._frames_packed(view, e, lv, tile, states, version)
+            else:
+                frames = self._frames_arrow(view, e, lv, tile, states, version)
+            ncalls += self._calls(view, b.keys, e, frames, version, out)
+        return out, ncalls
+
+    def _frames_arrow(self, view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray, state, version: int) -> pa.Array:
+        """Per tile (sorted by entity), its ARGV frames: the entity's count and expire time before its first tile,
+        then the field and the versioned state as RESP bulk strings, built with Arrow."""
+        if isinstance(state, state_bytes.Rows):
+            state = state.build()
+        n = len(e)
         keep_ms = (view.longest_window_us + view.hop_us) // 1000
-        starts = np.flatnonzero(np.r_[True, b.e[1:] != b.e[:-1]])  # each entity's first tile
-        ents = b.e[starts]
+        starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]])  # each entity's first tile
         counts = np.diff(np.r_[starts, n])
-        valid = b.state.is_valid().to_numpy(zero_copy_only=False)
-        end_ms = -(-(b.tile + 1) * (FANOUT ** b.lv * view.hop_us) // 1000)  # tile_range's end, ms rounded up
+        valid = state.is_valid().to_numpy(zero_copy_only=False)
+        end_ms = -(-(tile + 1) * (FANOUT ** lv * view.hop_us) // 1000)  # tile_range's end, ms rounded up
         newest = np.maximum.reduceat(np.where(valid, end_ms, _NONE), starts)
         exp = pc.if_else(pa.array(newest != _NONE), pc.cast(pa.array(newest + keep_ms), pa.string()).cast(resp.BIN),
                          pa.scalar(b"", resp.BIN))
@@ -225,30 +241,73 @@ class RedisTiles:
         first = np.full(n, len(starts), np.int64)  # the entity's head before its first tile, else nothing
         first[starts] = np.arange(len(starts))
         heads = pa.concat_arrays([heads, pa.array([b""], resp.BIN)]).take(pa.array(first))
-        names = pc.binary_join_element_wise(pc.cast(pa.array(b.lv), pa.string()), pc.cast(pa.array(b.tile),
+        names = pc.binary_join_element_wise(pc.cast(pa.array(lv), pa.string()), pc.cast(pa.array(tile),
                                             pa.string()), ":").cast(resp.BIN)
-        state = pc.fill_null(b.state, _EMPTY)
+        state = pc.fill_null(state, _EMPTY)
         value_len = pc.cast(pc.add(pc.binary_length(state), _VER), pa.string()).cast(resp.BIN)
         # one pass over the states: head, field, then "$<len>" + version + state as the value's bulk string
-        frames = resp.Slicer(pc.binary_join_element_wise(
+        return pc.binary_join_element_wise(
             heads, *resp.bulk_pieces(names), _DOLLAR, value_len, pa.scalar(b"\r\n%0*d" % (_VER, version), resp.BIN),
-            state, _CRLF, _EMPTY))
-        entity = codec.entity_arrow(view, b.keys.take(pa.array(ents)))
-        keys = resp.Slicer(resp.framed_keys(self.key_head(view.name), entity))
+            state, _CRLF, _EMPTY)
+
+    def _frames_packed(self, view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray, states: state_bytes.Rows,
+                       version: int) -> pa.Array:
+        """``_frames_arrow`` for states not packed yet (every one present): the frames are pieces around the
+        states' own and everything is packed in one pass of numpy over the bytes."""
+        n = len(e)
+        keep_ms = (view.longest_window_us + view.hop_us) // 1000
+        starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]])
+        counts = np.diff(np.r_[starts, n])
+        end_ms = -(-(tile + 1) * (FANOUT ** lv * view.hop_us) // 1000)
+        exp = np.maximum.reduceat(end_ms, starts) + keep_ms
+        head = state_bytes.Rows(len(starts))  # per entity: its tile count and expire time as bulk strings
+        for v in (counts, exp):
+            head.const(b"$")
+            head.decimal(state_bytes.decimal_width(v))
+            head.const(b"\r\n")
+            head.decimal(v)
+            head.const(b"\r\n")
+        mat, lens = head.matrix()
+        at = np.zeros((n, mat.shape[1]), np.uint8)
+        at[starts] = mat
+        width = np.zeros(n, np.int64)
+        width[starts] = lens
+        frame = state_bytes.Rows(n)
+        frame.padded(at, width)  # the entity's head before its first tile
+        frame.const(b"$")
+        frame.decimal(state_bytes.decimal_width(lv) + 1 + state_bytes.decimal_width(tile))
+        frame.const(b"\r\n")
+        frame.decimal(lv)  # the field: field(lv, tile)
+        frame.const(b":")
+        frame.decimal(tile)
+        frame.const(b"\r\n$")
+        frame.decimal(states.lengths() + _VER)
+        frame.const(b"\r\n%0*d" % (_VER, version))
+        frame.extend(states)
+        frame.const(b"\r\n")
+        return frame.build()
+
+    def _calls(self, view, keys: pa.Table, e: np.ndarray, frames: pa.Array, version: int, out: list) -> int:
+        """The EVALSHA calls of the tiles ``frames`` (sorted by entity ``e``, rows of ``keys``), their pieces added to
+        ``out``; returns their number."""
+        starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]])
+        entity = codec.entity_arrow(view, keys.take(pa.array(e[starts])))
+        keys_at = resp.Slicer(resp.framed_keys(self.key_head(view.name), entity))
+        at = resp.Slicer(frames)
         head, ver = resp.evalsha_head(_SHA.encode()), resp.bulk(b"%d" % version)
-        out, ncalls = [], 0
-        tile_at = np.r_[starts, n].tolist()
+        ncalls = 0
+        tile_at = np.r_[starts, len(e)].tolist()
         for lo in range(0, len(starts), KEYS_PER_CALL):
             hi = min(lo + KEYS_PER_CALL, len(starts))
             k, t = hi - lo, tile_at[hi] - tile_at[lo]
-            out += [head % (4 + 3 * k + 2 * t), resp.bulk(b"%d" % k), keys(lo, hi), ver,
-                    frames(tile_at[lo], tile_at[hi])]
+            out += [b"".join([head % (4 + 3 * k + 2 * t), resp.bulk(b"%d" % k), keys_at(lo, hi), ver]),
+                    at(tile_at[lo], tile_at[hi])]
             ncalls += 1
-        return b"".join(out), ncalls
+        return ncalls
 
-    def _send_framed(self, packed: bytes, ncalls: int) -> list:
+    def _send_framed(self, packed: list, ncalls: int) -> list:
         def send(conn) -> int:
-            conn.send_packed_command([packed], check_health=False)
+            conn.send_packed_command(packed, check_health=False)
             return ncalls
         return self.exchange(send)
 

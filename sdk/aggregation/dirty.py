@@ -15,6 +15,8 @@ import pyarrow.compute as pc
 
 from .tiles import FANOUT
 
+BIN = pa.large_binary()
+
 
 def entity_starts(t: pa.Table, ncols: int) -> np.ndarray:
     """Whether each row of ``t`` (sorted by its first ``ncols`` columns) starts a new entity."""
@@ -33,14 +35,26 @@ def unique_rows(*cols: np.ndarray) -> tuple[np.ndarray, ...]:
     """The distinct rows of parallel integer columns, sorted lexicographically (first column most significant)."""
     if not len(cols[0]):
         return cols
-    order = np.lexsort(cols[::-1])
-    cols = tuple(c[order] for c in cols)
-    keep = np.ones(len(order), dtype=bool)
-    same = np.ones(len(order) - 1, dtype=bool)
+    if not _sorted(cols):  # (the SQL answers in order already: no sort then)
+        order = np.lexsort(cols[::-1])
+        cols = tuple(c[order] for c in cols)
+    keep = np.ones(len(cols[0]), dtype=bool)
+    same = np.ones(len(cols[0]) - 1, dtype=bool)
     for c in cols:
         same &= c[1:] == c[:-1]
     keep[1:] = ~same
     return tuple(c[keep] for c in cols)
+
+
+def _sorted(cols: tuple) -> bool:
+    """Whether the rows of parallel columns are in lexicographic order."""
+    undecided = np.ones(len(cols[0]) - 1, dtype=bool)  # pairs equal on the columns so far
+    for c in cols:
+        a, b = c[:-1], c[1:]
+        if (undecided & (a > b)).any():
+            return False
+        undecided &= a == b
+    return True
 
 
 class Dirty:
@@ -56,10 +70,15 @@ class Dirty:
         ent, fine = unique_rows(ent, fine)
         es, lvs, ts = [], [], []
         for j in range(levels):  # // floors: tiles before the epoch align too
-            es.append(ent)
-            lvs.append(np.full(len(ent), j, np.int64))
-            ts.append(fine // FANOUT ** j)
-        self.e, self.lv, self.tile = unique_rows(np.concatenate(es), np.concatenate(lvs), np.concatenate(ts))
+            t = fine // FANOUT ** j  # still sorted by (entity, tile): its distinct pairs are where either changes
+            keep = np.ones(len(t), dtype=bool)
+            keep[1:] = (ent[1:] != ent[:-1]) | (t[1:] != t[:-1])
+            es.append(ent[keep])
+            lvs.append(np.full(int(keep.sum()), j, np.int64))
+            ts.append(t[keep])
+        e = np.concatenate(es)
+        order = np.argsort(e, kind="stable")  # the levels in turn: now sorted by (entity, level, tile)
+        self.e, self.lv, self.tile = e[order], np.concatenate(lvs)[order], np.concatenate(ts)[order]
 
     def __len__(self) -> int:
         return self.keys.num_rows
@@ -70,24 +89,51 @@ class Dirty:
 
 
 class TileBatch:
-    """Tiles to write: ``keys`` (join-key columns, one row per entity), per tile ``e`` (row of ``keys``), ``lv``,
-    ``tile`` (numpy int64) and ``state`` (large_binary, null: empty), sorted by (e, lv, tile)."""
+    """``keys`` (join-key columns, one row per entity), per tile ``e`` (row of ``keys``), ``lv``, ``tile`` (numpy
+    int64) and ``state`` (large_binary, null: empty), sorted by (e, lv, tile).
 
-    def __init__(self, keys: pa.Table, e: np.ndarray, lv: np.ndarray, tile: np.ndarray, state: pa.Array):
-        self.keys, self.e, self.lv, self.tile, self.state = keys, e, lv, tile, state
+    Built from ``parts``, each ``(e, lv, tile, states)`` sorted by (e, lv, tile), where ``states`` is a large_binary
+    array or a ``state_bytes.Rows`` whose bytes are not packed yet: a store that frames its writes itself (Redis)
+    takes the parts as they are and packs each state into its frame in one pass; the sorted union above is built on
+    first use, for stores that write tile by tile."""
+
+    def __init__(self, keys: pa.Table, parts: list):
+        self.keys, self.parts = keys, [p for p in parts if len(p[0])]
+        self._merged: tuple | None = None
 
     @classmethod
     def of(cls, keys: pa.Table, e, lv, tile, states: list) -> "TileBatch":
         """From parts in any order: ``states`` a list of large_binary arrays (or Python lists of bytes | None)."""
         e, lv, tile = (np.concatenate(x).astype(np.int64) if len(x) else np.zeros(0, np.int64) for x in (e, lv, tile))
-        arrs = [s if isinstance(s, (pa.Array, pa.ChunkedArray)) else pa.array(s, pa.large_binary()) for s in states]
+        arrs = [s if isinstance(s, (pa.Array, pa.ChunkedArray)) else pa.array(s, BIN) for s in states]
         state = pa.concat_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrs]) \
-            if arrs else pa.array([], pa.large_binary())
+            if arrs else pa.array([], BIN)
         order = np.lexsort((tile, lv, e))
-        return cls(keys, e[order], lv[order], tile[order], state.take(pa.array(order)))
+        return cls(keys, [(e[order], lv[order], tile[order], state.take(pa.array(order)))])
+
+    def _union(self) -> tuple:
+        if self._merged is None:
+            parts = [(e, lv, t, s if isinstance(s, (pa.Array, pa.ChunkedArray)) else s.build())
+                     for e, lv, t, s in self.parts]
+            if len(parts) == 1:
+                self._merged = parts[0]
+            elif not parts:
+                z = np.zeros(0, np.int64)
+                self._merged = (z, z, z, pa.array([], BIN))
+            else:
+                e, lv, t = (np.concatenate([p[i] for p in parts]) for i in range(3))
+                state = pa.concat_arrays([p[3] for p in parts])
+                order = np.lexsort((t, lv, e))
+                self._merged = (e[order], lv[order], t[order], state.take(pa.array(order)))
+        return self._merged
+
+    e = property(lambda self: self._union()[0])
+    lv = property(lambda self: self._union()[1])
+    tile = property(lambda self: self._union()[2])
+    state = property(lambda self: self._union()[3])
 
     def __len__(self) -> int:
-        return len(self.e)
+        return sum(len(p[0]) for p in self.parts)
 
     def __iter__(self):
         keys = list(zip(*(c.to_pylist() for c in self.keys.columns)))

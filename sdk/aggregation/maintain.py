@@ -11,16 +11,21 @@ events update their tiles, and replays and reruns after a crash write the very s
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import ConfigError
+from ..timeutil import UTC_US
 from ..online.base import to_us
 from . import partials, tile_states
 from .definition import AggregatedView
-from .dirty import Dirty, TileBatch
+from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW
+from . import tile_sql
+from .dirty import Dirty, TileBatch, entity_starts
 from .tiles import FANOUT, level_count
 
 ENTITIES_PER_CHUNK = 2_000
@@ -40,7 +45,9 @@ class TileScan(Protocol):
     def close(self) -> None:
         """Release the session (and whatever it uploaded)."""
 
-    # Optional: ``entities_per_chunk``, the chunk size that suits the engine (default ``ENTITIES_PER_CHUNK``).
+    # Optional: ``entities_per_chunk``, the chunk size that suits the engine (default ``ENTITIES_PER_CHUNK``);
+    # ``count(where) -> (rows, rows matching where)`` of the snapshot (``tile_sql.count_sql``), cheap (metadata):
+    # lets a write whose rows are the whole history skip both queries (``_written_rows``).
 
 
 def check_store(ctx, view: AggregatedView) -> None:
@@ -56,29 +63,42 @@ def check_store(ctx, view: AggregatedView) -> None:
 
 
 def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
-            on_chunk: Callable[[int], None] | None = None, chunk: int | None = None) -> int:
+            on_chunk: Callable[[int], None] | None = None, chunk: int | None = None,
+            rows: pa.Table | None = None) -> int:
     """Recompute and write the tiles dirtied by the history rows matching ``where`` (SQL over the history's
     columns). Entities go in key order, ``chunk`` at a time; ``skip``: entities a resumed run already wrote;
     ``on_chunk(entities done)`` after each chunk is written. ``files``: the snapshot's ``offline.base.HistoryFiles``
-    (untyped here: the offline package imports this one). Returns the number of tiles written."""
+    (untyped here: the offline package imports this one). ``rows``: the rows matching ``where`` when the caller
+    holds them (an ingest's batch, in the history's layout); used instead of the scans only when the snapshot holds
+    no other row (``_written_rows``). Returns the number of tiles written."""
     check_store(ctx, view)
     if files.version is None:
         return 0
     levels = level_count(view)
     scan: TileScan = ctx.engine.tile_scan(view, files)
     chunk = chunk or getattr(scan, "entities_per_chunk", ENTITIES_PER_CHUNK)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-tile-scan")
+    fetching = None  # the scan of the next chunk's events, run while this one is computed and written
     try:
-        dirty = Dirty(scan.touched(where), len(view.join_keys), view.hop_us, levels)
+        own = _written_rows(view, scan, where, rows)
+        dirty = Dirty(scan.touched(where) if own is None else own.touched, len(view.join_keys), view.hop_us, levels)
         specs = partials.ColumnSpecs(view)
         vectorised = tile_states.supported(specs)  # else per event in Python (string columns...)
         written = 0
         now_us = to_us(ctx.now())
+        spans = [(lo, min(lo + chunk, len(dirty))) for lo in range(skip, len(dirty), chunk)]
+
+        def events(k: int) -> pa.Table:  # one query at a time on the scan's session: this thread, in turn
+            if own is not None:
+                return own.events_of(*spans[k])
+            return scan.events(_ranges(view, dirty, dirty.span(*spans[k]), levels))
+        fetching = pool.submit(events, 0) if spans else None
         pending = None  # (the write of the chunk before: its finish, entities done once it is written)
         try:
-            for lo in range(skip, len(dirty), chunk):
-                hi = min(lo + chunk, len(dirty))
+            for k, (lo, hi) in enumerate(spans):
+                table = fetching.result()
+                fetching = pool.submit(events, k + 1) if k + 1 < len(spans) else None
                 part = dirty.span(lo, hi)
-                table = scan.events(_ranges(view, dirty, part, levels))
                 e, lv, tile = dirty.e[part], dirty.lv[part], dirty.tile[part]
                 if vectorised:
                     batch = tile_states.encoded_states(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
@@ -102,7 +122,53 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
                     pending[0]()
         return written
     finally:
+        if fetching is not None:  # an error: the scan under way ends before its session closes
+            with contextlib.suppress(Exception):
+                fetching.result()
+        pool.shutdown()
         scan.close()
+
+
+class _Written:
+    """A write's rows as ``TileScan`` would answer for them when they are the whole history: ``touched`` (join keys,
+    ``__ev``; sorted) and the events of entities ``lo .. hi - 1`` (``events_of``), entities numbered as ``Dirty``
+    numbers them (the same sort)."""
+
+    def __init__(self, view: AggregatedView, rows: pa.Table):
+        keys = list(view.join_keys)
+        specs = partials.ColumnSpecs(view)
+        us = {c: pc.cast(rows.column(c), pa.int64()) for c in (EVENT_TS, CREATED_TS)}  # timestamp[us]: its µs
+        t = pa.table({**{k: rows.column(k) for k in keys}, "__ev": us[EVENT_TS], "__cr": us[CREATED_TS],
+                      "__wb": rows.column(WRITE_BATCH), "__wr": rows.column(WRITE_ROW),
+                      **{"v_" + c: rows.column(c) for c in specs.names}})
+        # tile_sql's orders: join keys then the ordering key (event, created, batch, row)
+        t = t.take(pc.sort_indices(t, [(c, "ascending") for c in (*keys, "__ev", "__cr", "__wb", "__wr")]))
+        self.touched = t.select([*keys, "__ev"]).cast(tile_sql.touched_schema(view))
+        self.entity = np.cumsum(entity_starts(t, len(keys))) - 1
+        self.events = pa.table([pa.array(self.entity, pa.int64()), *t.columns[len(keys):]],
+                               schema=tile_sql.events_schema(view))
+
+    def events_of(self, lo: int, hi: int) -> pa.Table:
+        a, b = np.searchsorted(self.entity, [lo, hi])
+        return self.events.slice(int(a), int(b - a))
+
+
+def _written_rows(view: AggregatedView, scan: TileScan, where: str, rows: pa.Table | None) -> _Written | None:
+    """``rows`` as the scans' answers, when they are provably all the history holds: the snapshot's row count and
+    its count of rows matching ``where`` both equal theirs (``count``), so every tile they dirty holds exactly their
+    events. Not for views with an ``event_id`` (which version of an event counts depends on every version), nor
+    null join keys (no entity), nor engines without ``count``. Else None: the scans run."""
+    if rows is None or view.event_id is not None or not hasattr(scan, "count") or not rows.num_rows:
+        return None
+    if any(rows.column(k).null_count for k in view.join_keys):
+        return None
+    dt = {f.name: f.dtype for f in view.schema}
+    if any(rows.schema.field(c).type != UTC_US for c in (EVENT_TS, CREATED_TS)) or \
+            any(rows.schema.field(c).type != dt[c].arrow for c in partials.ColumnSpecs(view).names):
+        return None  # not the history's layout: µs timestamps, the declared types
+    if scan.count(where) != (rows.num_rows, rows.num_rows):
+        return None
+    return _Written(view, rows)
 
 
 def _ranges(view: AggregatedView, dirty: Dirty, part: slice, levels: int) -> pa.Table:

@@ -5,7 +5,8 @@ format (version 4 without back-references: ``)`` small tuples, ``i``/``l`` ints,
 ``N``), so ``marshal.loads`` gives exactly the tuple ``partials.state_of`` builds and the stored layout, the reads
 and the other stores do not change. A row is the concatenation of pieces, each a byte matrix with a length per row
 (shorter values are padded in the matrix and cut when rows are packed); pieces that are Python bytes per row (a
-``last_k`` tuple, rare) are joined by Arrow.
+``last_k`` tuple, rare) are joined by Arrow. A store that frames its own writes (Redis's RESP) adds its pieces
+around a batch's state pieces (``decimal``, ``padded``, ``extend``) and packs frame and state in one pass.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pyarrow.compute as pc
 BIN = pa.large_binary()
 _INT32_LO, _INT32_HI = -(2 ** 31), 2 ** 31
 _DIGITS = 5  # 15-bit digits of marshal's long: 5 cover 64 bits
+_POW10 = 10 ** np.arange(19, dtype=np.uint64)  # ASCII decimals: every uint64 below 10**19 ...
+_POW10_TOP = np.uint64(10 ** 19)  # ... and those at or above it (20 digits)
 
 
 class Rows:
@@ -27,7 +30,55 @@ class Rows:
         self.pieces: list = []  # (matrix (n, w) uint8, lengths (n,) or None: all w) or an Arrow binary array
 
     def const(self, b: bytes) -> None:
+        """The same bytes in every row."""
         self.pieces.append((np.broadcast_to(np.frombuffer(b, np.uint8), (self.n, len(b))), None))
+
+    def decimal(self, v: np.ndarray) -> None:
+        """int64 values as ASCII decimal digits (a ``-`` before negative ones), as RESP and field names spell them."""
+        neg, mag, nd = _magnitude(v)
+        lens = nd + neg
+        width = int(lens.max()) if self.n else 1
+        mat = np.empty((self.n, width), np.uint8)
+        q = mag.astype(np.uint32) if self.n and int(mag.max()) < 2 ** 32 else mag  # narrower: faster division
+        for j in range(width - 1, -1, -1):  # right-aligned first: a division by a constant per column
+            mat[:, j] = q % 10
+            q = q // 10
+        mat += ord("0")
+        if neg.any():
+            mat[np.flatnonzero(neg), width - lens[neg]] = ord("-")
+        short = np.flatnonzero(lens < width)
+        if len(short):  # left-align the shorter values (few: values of one column mostly share their length)
+            shift = np.minimum(np.arange(width) + (width - lens[short])[:, None], width - 1)
+            mat[short] = np.take_along_axis(mat[short], shift, axis=1)
+        self._opt(mat, lens, None)
+
+    def padded(self, mat: np.ndarray, lens: np.ndarray | None) -> None:
+        """A piece given as a byte matrix (rows padded) and each row's length (None: the full width)."""
+        self._opt(mat, lens, None)
+
+    def extend(self, other: "Rows") -> None:
+        """``other``'s pieces (the same rows) after these."""
+        assert other.n == self.n
+        self.pieces.extend(other.pieces)
+
+    def lengths(self) -> np.ndarray:
+        """Each row's length in bytes so far."""
+        out = np.zeros(self.n, np.int64)
+        for p in self.pieces:
+            if isinstance(p, tuple):
+                out += p[0].shape[1] if p[1] is None else p[1]
+            else:
+                out += pc.binary_length(p).to_numpy(zero_copy_only=False)
+        return out
+
+    @property
+    def packable(self) -> bool:
+        """Whether every piece is a byte matrix (no Python bytes to join with Arrow)."""
+        return all(isinstance(p, tuple) for p in self.pieces)
+
+    def matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows as one byte matrix, each left-aligned and padded, and their lengths (every piece a matrix)."""
+        return _matrix(self.pieces, self.n)
 
     def tuple_head(self, size: int) -> None:
         self.const(bytes((ord(")"), size)) if size < 256 else b"(" + size.to_bytes(4, "little"))
@@ -76,6 +127,8 @@ class Rows:
         if has is not None and not has.all():
             mat[~has, 0] = ord("N")
             lens = np.where(has, mat.shape[1] if lens is None else lens, 1)
+        if lens is not None and self.n and (lens == lens[0]).all():  # one length after all: a fixed piece
+            mat, lens = mat[:, :int(lens[0])], None
         self.pieces.append((mat, lens))
 
     def build(self) -> pa.Array:
@@ -96,15 +149,79 @@ class Rows:
         return pc.binary_join_element_wise(*parts, pa.scalar(b"", BIN))
 
 
+def _magnitude(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of int64 values: which are negative, their magnitudes (uint64) and decimal digit counts."""
+    v = v.astype(np.int64, copy=False)
+    neg = v < 0
+    mag = np.where(neg, (-(v + 1)).astype(np.uint64) + np.uint64(1), v.astype(np.uint64))
+    nd = np.searchsorted(_POW10, mag, side="right").astype(np.int64)  # 1 <= 10**k <= mag: k + 1 digits; 0 for 0
+    return neg, mag, np.maximum(nd, 1) + (mag >= _POW10_TOP)
+
+
+def decimal_width(v: np.ndarray) -> np.ndarray:
+    """The length of each int64 value written in decimal (``Rows.decimal``)."""
+    neg, _, nd = _magnitude(v)
+    return nd + neg
+
+
+_BLOCK = 4096  # rows packed at a time: the block's matrix stays in cache while every piece is written into it
+
+
 def _pack(pieces: list, n: int) -> pa.Array:
-    """Matrix pieces side by side, each row cut to its pieces' lengths, as one binary array."""
-    mat = np.concatenate([np.ascontiguousarray(m) for m, _ in pieces], axis=1)
-    masks, lens = [], np.zeros(n, np.int64)
+    """Matrix pieces side by side, each row cut to its pieces' lengths, as one binary array. Block by block of rows:
+    each piece is a pass over the matrix, so a matrix of all rows would go through memory once per piece. Constant
+    pieces (the same bytes in every row) are laid down once per block with a template row."""
+    lens = np.zeros(n, np.int64)
     for m, ln in pieces:
-        w = m.shape[1]
-        masks.append(np.ones((n, w), bool) if ln is None else np.arange(w) < ln[:, None])
-        lens += w if ln is None else ln
-    data = mat[np.concatenate(masks, axis=1)]
+        lens += m.shape[1] if ln is None else ln
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(lens, out=offsets[1:])
+    fixed = all(ln is None for _, ln in pieces)
+    at = np.cumsum([0] + [m.shape[1] for m, _ in pieces]).tolist()
+    template = np.zeros(at[-1], np.uint8)
+    rows = []  # (column, piece) of the pieces that differ by row
+    for (m, _), p in zip(pieces, at):
+        if n and m.strides[0] == 0:  # broadcast: one row's bytes
+            template[p:p + m.shape[1]] = m[0]
+        else:
+            rows.append((p, m))
+    data = np.empty(int(offsets[-1]), np.uint8)
+    for lo in range(0, n, _BLOCK):
+        hi = min(lo + _BLOCK, n)
+        mat = np.empty((hi - lo, at[-1]), np.uint8)
+        mat[:] = template
+        for p, m in rows:
+            mat[:, p:p + m.shape[1]] = m[lo:hi]
+        if fixed:  # every row as wide as the matrix: its bytes as they are
+            data[offsets[lo]:offsets[hi]] = mat.reshape(-1)
+            continue
+        keep = np.ones(mat.shape, bool)
+        for (m, ln), p in zip(pieces, at):
+            if ln is not None:
+                w = m.shape[1]
+                keep[:, p:p + w] = np.arange(w) < ln[lo:hi, None]
+        data[offsets[lo]:offsets[hi]] = mat[keep]
     return pa.Array.from_buffers(BIN, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _matrix(pieces: list, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Matrix pieces packed left-aligned into one padded matrix, and the rows' lengths."""
+    width = sum(m.shape[1] for m, _ in pieces)
+    mat = np.zeros((n, width), np.uint8)
+    lens = np.zeros(n, np.int64)
+    rows = np.arange(n)
+    for m, ln in pieces:
+        w = m.shape[1]
+        if ln is None:
+            if (lens == lens[0]).all() if n else True:
+                at = int(lens[0]) if n else 0
+                mat[:, at:at + w] = m
+            else:
+                mat[rows[:, None], lens[:, None] + np.arange(w)] = m
+            lens = lens + w
+        else:
+            cols = lens[:, None] + np.arange(w)
+            ok = np.arange(w) < ln[:, None]
+            mat[np.broadcast_to(rows[:, None], (n, w))[ok], cols[ok]] = np.broadcast_to(m, (n, w))[ok]
+            lens = lens + ln
+    return mat, lens

@@ -26,16 +26,22 @@ def _us(col: str) -> str:
 def touched_sql(history: str, join_keys: tuple[str, ...], event_id: str | None, where: str) -> str:
     """``(join keys, __ev)``: the event times of the history rows matching ``where`` and, with an ``event_id``, of
     every version of the same ``(join keys, event_id)`` events (a correction leaves the tile of the version it
-    replaces, which must then be recomputed too). Distinct, sorted by join keys; the caller turns times into tiles."""
+    replaces, which must then be recomputed too). Distinct, sorted by join keys then time; the caller turns times into
+    tiles."""
     keys = ", ".join(q(k) for k in join_keys)
     picked = f"SELECT {keys}, {_us(EVENT_TS)} AS __ev FROM {history} AS h WHERE {where}"
     if event_id is None:
-        return f"SELECT DISTINCT * FROM ({picked}) ORDER BY {keys}"
+        return f"SELECT DISTINCT * FROM ({picked}) ORDER BY {keys}, __ev"
     on = " AND ".join(f"h.{q(c)} = b.{q(c)}" for c in (*join_keys, event_id))
     versions = (f"SELECT {', '.join('h.' + q(k) for k in join_keys)}, epoch_us(h.{q(EVENT_TS)}) AS __ev "
                 f"FROM {history} AS h JOIN (SELECT DISTINCT {keys}, {q(event_id)} FROM {history} AS h "
                 f"WHERE ({where}) AND {q(event_id)} IS NOT NULL) AS b ON {on}")
-    return f"SELECT DISTINCT * FROM ({picked} UNION ALL {versions}) ORDER BY {keys}"
+    return f"SELECT DISTINCT * FROM ({picked} UNION ALL {versions}) ORDER BY {keys}, __ev"
+
+
+def count_sql(history: str, where: str) -> str:
+    """``(rows, rows matching where)`` of the history: whether a write's rows are all of it (``maintain``)."""
+    return f"SELECT count(*), count(*) FILTER (WHERE {where}) FROM {history} AS h"
 
 
 def tile_events_sql(history: str, join_keys: tuple[str, ...], event_id: str | None, columns: list[str],

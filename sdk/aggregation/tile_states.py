@@ -35,8 +35,10 @@ def supported(specs: partials.ColumnSpecs) -> bool:
 
 def encoded_states(t: pa.Table, specs: partials.ColumnSpecs, keys: pa.Table, e: np.ndarray, lv: np.ndarray,
                    tile: np.ndarray, hop_us: int, now_us: int) -> TileBatch:
-    """The encoded states of the dirty tiles ``(e, lv, tile)`` (entity numbers: rows of ``keys``) from their events
-    ``t`` (``tile_sql.tile_events_sql``'s columns); a dirty tile without events is null (empty now)."""
+    """The encoded states of the dirty tiles ``(e, lv, tile)`` (entity numbers: rows of ``keys``; sorted) from their
+    events ``t`` (``tile_sql.tile_events_sql``'s columns); a dirty tile without events is null (empty now). The fast
+    tiles of every level form one part whose bytes are left unpacked (``TileBatch``); the others (empty, through
+    ``state_of``) another."""
     n = t.num_rows
     ev = t.column("__ev").to_numpy()
     ent = t.column("__e").to_numpy()
@@ -46,13 +48,14 @@ def encoded_states(t: pa.Table, specs: partials.ColumnSpecs, keys: pa.Table, e: 
     cols = [_Column(t.column(5 + i), specs, i) for i in range(len(specs.names))]
     fine = (ev - 1) // hop_us  # definition.tile_of, vectorised
     py_events: list = []  # the events as state_of takes them, built on first need
-    out_e, out_lv, out_t, out_st = [], [], [], []
+    fast: list[dict] = []  # per level, the fields of its fast tiles
+    rest_e, rest_lv, rest_t, rest_st = [], [], [], []  # empty tiles and those state_of computes
 
     def add(level: int, es: np.ndarray, ts: np.ndarray, states: pa.Array) -> None:
-        out_e.append(es)
-        out_lv.append(np.full(len(es), level, np.int64))
-        out_t.append(ts)
-        out_st.append(states)
+        rest_e.append(es)
+        rest_lv.append(np.full(len(es), level, np.int64))
+        rest_t.append(ts)
+        rest_st.append(states)
     for level in range(int(lv.max()) + 1 if len(lv) else 0):
         mine = lv == level
         de, dt = e[mine], tile[mine]
@@ -74,8 +77,9 @@ def encoded_states(t: pa.Table, specs: partials.ColumnSpecs, keys: pa.Table, e: 
             slow |= a["slow"]
         if level == 0:
             slow |= ev[last] > now_us  # keeps its raw events: state_of does that
-        fast = np.flatnonzero(want & ~slow)
-        add(level, seg_e[fast], seg_t[fast], _state_bytes(fast, starts, last, order, cols, aggs))
+        sel = np.flatnonzero(want & ~slow)
+        if len(sel):
+            fast.append(_fields(level, sel, seg_e, seg_t, starts, last, order, cols, aggs))
         slow_idx = np.flatnonzero(want & slow)
         encoded = []
         for i in slow_idx.tolist():
@@ -84,14 +88,29 @@ def encoded_states(t: pa.Table, specs: partials.ColumnSpecs, keys: pa.Table, e: 
             st = partials.state_of(py_events[starts[i]:ends[i]], specs, now_us if level == 0 else None)
             encoded.append(partials.encode(st))
         add(level, seg_e[slow_idx], seg_t[slow_idx], pa.array(encoded, state_bytes.BIN))
-    return TileBatch.of(keys, out_e, out_lv, out_t, out_st)
+    parts = []
+    if fast:
+        f = {k: np.concatenate([x[k] for x in fast]) for k in fast[0]}
+        by_e = np.argsort(f["e"], kind="stable")  # levels in turn, each sorted by (e, tile): now by (e, lv, tile)
+        f = {k: v[by_e] for k, v in f.items()}
+        parts.append((f["e"], f["lv"], f["tile"], _state_rows(f, cols)))
+    rest = TileBatch.of(keys, rest_e, rest_lv, rest_t, rest_st)
+    return TileBatch(keys, parts + rest.parts)
 
 
 def _member(a_e: np.ndarray, a_t: np.ndarray, b_e: np.ndarray, b_t: np.ndarray) -> np.ndarray:
-    """Whether each ``(a_e, a_t)`` is among the ``(b_e, b_t)`` (one int64 code per pair: entity times the count of
-    distinct tiles plus the tile's rank; no overflow for any realistic chunk)."""
+    """Whether each ``(a_e, a_t)`` is among the ``(b_e, b_t)``. Both come sorted by (entity, tile) (the dirty tiles of
+    a level, the runs of its events): one int64 code per pair (entity times the span of tiles plus the tile's offset)
+    is then sorted too, and a binary search finds them; else (a span too wide for the code) ranks by ``np.unique``."""
     if not len(a_e) or not len(b_e):
         return np.zeros(len(a_e), dtype=bool)
+    lo = min(int(a_t.min()), int(b_t.min()))
+    span = max(int(a_t.max()), int(b_t.max())) - lo + 1
+    if (max(int(a_e.max()), int(b_e.max())) + 1) * span < 2 ** 62 and min(int(a_e.min()), int(b_e.min())) >= 0:
+        a, b = a_e * span + (a_t - lo), b_e * span + (b_t - lo)
+        if len(b) < 2 or bool((b[1:] > b[:-1]).all()):
+            at = np.searchsorted(b, a)
+            return b[np.minimum(at, len(b) - 1)] == a
     uniq, inv = np.unique(np.concatenate([a_t, b_t]), return_inverse=True)
     m = len(uniq)
     return np.isin(a_e * m + inv[:len(a_t)], b_e * m + inv[len(a_t):])
@@ -111,36 +130,53 @@ class _Column:
         self.nan = np.zeros(len(vals), dtype=bool) if self.integer else self.present & np.isnan(self.vals)
         self.clean = self.present & ~self.nan
         self.py: list | None = None
+        self._events: dict | None = None
 
     def reduce(self, starts: np.ndarray, ends: np.ndarray) -> dict:
         with np.errstate(all="ignore"):  # inf - inf, overflows: such runs are slow (state_of's) or NaN-flagged
             return self._reduce(starts, ends)
 
+    def _per_event(self) -> dict:
+        """What every level reduces, per event: computed once for all levels."""
+        if self._events is None:
+            e = self._events = {"present": self.present.astype(np.int64), "clean": self.clean.astype(np.int64),
+                                "nan": self.nan.astype(np.int64)}
+            if self.numeric:
+                x = e["x"] = np.where(self.clean, self.vals, 0)
+                if self.integer:
+                    e["abs"] = np.abs(x.astype(np.float64))
+                else:
+                    e["neg"], e["pos"] = (x < 0).astype(np.int64), (x > 0).astype(np.int64)
+            if self.ordered:
+                if self.integer:
+                    hi_fill, lo_fill = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+                else:
+                    hi_fill, lo_fill = np.inf, -np.inf
+                e["lo"] = np.where(self.clean, self.vals, hi_fill)
+                e["hi"] = np.where(self.clean, self.vals, lo_fill)
+        return self._events
+
     def _reduce(self, starts: np.ndarray, ends: np.ndarray) -> dict:
-        count = np.add.reduceat(self.present.astype(np.int64), starts)
-        clean_n = np.add.reduceat(self.clean.astype(np.int64), starts)
-        got = {"count": count, "nan": np.add.reduceat(self.nan.astype(np.int64), starts) > 0,
+        ev = self._per_event()
+        count = np.add.reduceat(ev["present"], starts)
+        clean_n = np.add.reduceat(ev["clean"], starts)
+        got = {"count": count, "nan": np.add.reduceat(ev["nan"], starts) > 0,
                "has": clean_n > 0, "slow": np.zeros(len(starts), dtype=bool)}
         if self.numeric:
-            x = np.where(self.clean, self.vals, 0)
-            total = np.add.reduceat(x, starts)
+            total = np.add.reduceat(ev["x"], starts)
             if self.integer:
-                got["slow"] = np.add.reduceat(np.abs(x.astype(np.float64)), starts) >= _EXACT_INT
+                got["slow"] = np.add.reduceat(ev["abs"], starts) >= _EXACT_INT
                 mean = total.astype(np.float64) / np.maximum(clean_n, 1)
             else:
-                neg = np.add.reduceat((x < 0).astype(np.int64), starts)
-                pos = np.add.reduceat((x > 0).astype(np.int64), starts)
+                neg = np.add.reduceat(ev["neg"], starts)
+                pos = np.add.reduceat(ev["pos"], starts)
                 got["slow"] = ((neg > 0) & (pos > 0)) | ~np.isfinite(total)
                 mean = total / np.maximum(clean_n, 1)
             dev = np.where(self.clean, self.vals - np.repeat(mean, ends - starts), 0.0)
             got["sum"], got["mean"], got["m2"] = total, mean, np.add.reduceat(dev * dev, starts)
         if self.ordered:
-            if self.integer:
-                hi_fill, lo_fill = np.iinfo(np.int64).max, np.iinfo(np.int64).min
-            else:
-                hi_fill, lo_fill = np.inf, -np.inf
-            got["min"] = np.minimum.reduceat(np.where(self.clean, self.vals, hi_fill), starts)
-            got["max"] = np.maximum.reduceat(np.where(self.clean, self.vals, lo_fill), starts)
+            got["min"] = np.minimum.reduceat(ev["lo"], starts)
+            got["max"] = np.maximum.reduceat(ev["hi"], starts)
         return got
 
     def values(self) -> list:
@@ -149,46 +185,64 @@ class _Column:
         return self.py
 
 
-def _state_bytes(sel: np.ndarray, starts: np.ndarray, last: np.ndarray, order: list, cols: list,
-                 aggs: list) -> pa.Array:
-    """The marshal bytes of the states (``partials.state_of``'s tuple) of the runs ``sel``."""
-    m = len(sel)
-    if not m:
-        return pa.array([], state_bytes.BIN)
-    rows = state_bytes.Rows(m)
+def _fields(level: int, sel: np.ndarray, seg_e: np.ndarray, seg_t: np.ndarray, starts: np.ndarray,
+            last: np.ndarray, order: list, cols: list, aggs: list) -> dict:
+    """What the states of the runs ``sel`` of one level hold, as arrays (one value per tile)."""
     lasts = last[sel]
+    f = {"e": seg_e[sel], "lv": np.full(len(sel), level, np.int64), "tile": seg_t[sel],
+         "rows": lasts - starts[sel] + 1}
+    for j, o in enumerate(order):
+        f[f"key{j}"] = o[lasts]  # sorted by event time first: the last row's is the greatest (max_ev)
+    for i, (c, a) in enumerate(zip(cols, aggs)):
+        for name in ("count", "nan", "has", "sum", "mean", "m2", "min", "max"):
+            if name in a:
+                f[f"{i}.{name}"] = a[name][sel]
+        f[f"{i}.last"], f[f"{i}.lastp"] = c.vals[lasts], c.present[lasts]
+        if c.k:  # per tile in Python (marshal version 2: no back-references, so it splices into the row)
+            blobs = np.empty(len(sel), object)
+            blobs[:] = [marshal.dumps(_last_k(c, s_, e_, order), 2) for s_, e_ in
+                        zip(starts[sel].tolist(), lasts.tolist())]
+            f[f"{i}.last_k"] = blobs
+    return f
+
+
+def _state_rows(f: dict, cols: list) -> state_bytes.Rows:
+    """The marshal bytes (``partials.state_of``'s tuple) of the tiles whose fields are ``f``, as unpacked rows."""
+    m = len(f["e"])
+    rows = state_bytes.Rows(m)
     rows.tuple_head(5)  # (rows, max_ev, last_key, cols, raw)
-    rows.ints(lasts - starts[sel] + 1)
-    rows.ints(order[0][lasts])  # sorted by event time first: the last row's is the greatest
+    rows.ints(f["rows"])
+    rows.ints(f["key0"])
+    max_ev = rows.pieces[-1]
     rows.tuple_head(4)
-    for o in order:
-        rows.ints(o[lasts])
+    rows.pieces.append(max_ev)  # the newest row's event time again: the same bytes
+    for j in range(1, 4):
+        rows.ints(f[f"key{j}"])
     rows.tuple_head(len(cols))
-    for c, a in zip(cols, aggs):
-        has = a["has"][sel]
+    for i, c in enumerate(cols):
+        has = f[f"{i}.has"]
         put = rows.ints if c.integer else rows.floats
         rows.tuple_head(9)  # (count, nan, sum, mean, m2, min, max, last, last_k)
-        rows.ints(a["count"][sel])
-        rows.bools(a["nan"][sel] if c.numeric else np.zeros(m, dtype=bool))
+        rows.ints(f[f"{i}.count"])
+        rows.bools(f[f"{i}.nan"] if c.numeric else np.zeros(m, dtype=bool))
         if c.numeric:
-            put(a["sum"][sel], has)
-            rows.floats(a["mean"][sel], has)
-            rows.floats(a["m2"][sel], has)
+            put(f[f"{i}.sum"], has)
+            rows.floats(f[f"{i}.mean"], has)
+            rows.floats(f[f"{i}.m2"], has)
         else:
             rows.const(b"NNN")
         if c.ordered:
-            put(a["min"][sel], has)
-            put(a["max"][sel], has)
+            put(f[f"{i}.min"], has)
+            put(f[f"{i}.max"], has)
         else:
             rows.const(b"NN")
-        put(c.vals[lasts], c.present[lasts])
-        if c.k:  # per tile in Python (marshal version 2: no back-references, so it splices into the row)
-            rows.blobs([marshal.dumps(_last_k(c, s, e, order), 2) for s, e in
-                        zip(starts[sel].tolist(), lasts.tolist())])
+        put(f[f"{i}.last"], f[f"{i}.lastp"])
+        if c.k:
+            rows.blobs(f[f"{i}.last_k"].tolist())
         else:
             rows.const(b")\x00")
     rows.const(b"N")  # no raw events: fast tiles hold none after now
-    return rows.build()
+    return rows
 
 
 def _last_k(c: _Column, s: int, e: int, order: list) -> tuple:

@@ -411,6 +411,10 @@ class DuckDBTileScan:
     def touched(self, where: str) -> pa.Table:
         return self._con.sql(tile_sql.view_touched_sql(self._view, self._history, where)).to_arrow_table()
 
+    def count(self, where: str) -> tuple[int, int]:
+        total, matching = self._con.execute(tile_sql.count_sql(self._history, where)).fetchall()[0]
+        return int(total), int(matching)
+
     def events(self, ranges: pa.Table) -> pa.Table:
         self._con.register(self._RANGES, ranges)
         try:
