@@ -7,6 +7,7 @@ import contextlib
 import socket
 import threading
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -53,6 +54,15 @@ def driver_repo(path: Path, online: str | None = None, drivers: int = 3) -> sk.F
                                                  "event_timestamp": ts}))
     store.ingest("driver_rating", pd.DataFrame({"driver_id": ids, "rating": [4.5] * drivers, "event_timestamp": ts}))
     return store
+
+
+def online_of(request, prefix: str) -> str | None:
+    """For a test parametrised ``sqlite`` / ``redis``: the ``url:`` line ``driver_repo`` takes (None: SQLite), on
+    the session's Redis under a key prefix of its own."""
+    if request.param != "redis":
+        return None
+    url = request.getfixturevalue("redis_url")
+    return f"url: {url}\n  options: {{key_prefix: {prefix}{uuid.uuid4().hex[:12]}}}"
 
 
 @contextlib.contextmanager
