@@ -65,6 +65,20 @@ def online_of(request, prefix: str) -> str | None:
     return f"url: {url}\n  options: {{key_prefix: {prefix}{uuid.uuid4().hex[:12]}}}"
 
 
+def wait_healthy(base: str, alive=lambda: True, timeout: float = 60, why=lambda: "") -> None:
+    """Until ``base``/health answers 200; fails after ``timeout`` seconds or once ``alive()`` is false, with
+    ``why()`` (e.g. the server's log) in the message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and alive(), f"the feature server at {base} did not start: {why()}"
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def running(cfg: FeatureServerConfig, *, healthy: bool = True):
     """(client, app) of a real uvicorn serving ``cfg`` in a thread; the client carries the first token."""
