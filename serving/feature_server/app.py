@@ -13,8 +13,8 @@ allow rotation); without it the answer is 401 before the body is read, and nothi
 The online store sits behind the model server's circuit breaker (``serving.breaker``): once a read, a write or a
 probe finds it down, reads and online pushes answer 503 at once, until a probe after ``store_check_seconds``
 succeeds; so the server recovers without a restart. The reads of requests that reach the loop together are made as
-one store read (``coalesce``); it runs on the event loop when it cannot hang it (an embedded store, or one whose
-reads are bounded: ``bounded_reads(read_timeout)``), otherwise on a thread. Pushes run
+one store read (``coalesce``); a lone read runs on the event loop when it cannot hang it (an embedded store, or one
+whose reads are bounded: ``bounded_reads(read_timeout)``), others on a thread while the loop goes on. Pushes run
 on their own threads (``push_threads``); at shutdown uvicorn stops accepting, the pushes in flight finish (their
 threads are waited for, ``shutdown_timeout``), and only then does the process exit: every push answered 200 is
 written. Errors are mapped to statuses in one place (``serving.errors``).
@@ -81,9 +81,9 @@ class FeatureServer:
         self._inline = online.embedded or getattr(online, "can_bound_reads", False)
         self._bound = (lambda: online.bounded_reads(opts.read_timeout)) if not online.embedded and self._inline \
             else nullcontext
-        # Concurrent requests' reads coalesced, one store read per loop step (``coalesce``): on the loop when the
-        # read is bounded, else on the read threads.
-        self.reads = ReadCoalescer(self._read, None if self._inline else self.read_pool)
+        # Concurrent requests' reads coalesced, one store read per loop step (``coalesce``): a lone one on the loop
+        # when the read is bounded, else on the read threads.
+        self.reads = ReadCoalescer(self._read, self.read_pool, inline=self._inline)
         self._offline_locks: dict[str, threading.Lock] = {}  # one history append per push source at a time
         self.in_flight = 0
 

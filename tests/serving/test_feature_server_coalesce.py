@@ -1,10 +1,13 @@
 """The feature server's coalesced reads (serving/feature_server/coalesce.py): requests that reach the event loop
-together are read from the store as one read per feature list, and each gets exactly its own answer, the same as
-it would alone; one request's bad key is its own 422, not its neighbours'. On SQLite and a real Redis."""
+together are read from the store as one read per feature list (on the loop or on a thread), and each gets exactly
+its own answer, the same as it would alone; one request's bad key is its own 422, not its neighbours'. On SQLite
+and a real Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -36,10 +39,16 @@ def _alone(store, req) -> bytes:
                                                         full_feature_names=req.full_feature_names))
 
 
-def test_one_loop_step_is_one_read_per_feature_list_and_each_gets_its_own_answer(store):
+def _coalescer(store, inline: bool) -> ReadCoalescer:
+    return ReadCoalescer(lambda f, rows, full: store.get_online_features(f, rows, full_feature_names=full),
+                         ThreadPoolExecutor(2), inline=inline)
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_one_loop_step_is_one_read_per_feature_list_and_each_gets_its_own_answer(store, inline):
     reqs = [_req(FEATURES, [1]), _req(FEATURES, [3, 99, 2]), _req(FEATURES, [6]),
             _req(["driver_profile:city"], [4, 5]), _req(FEATURES, [5], full=True), _req(FEATURES, [2, 2])]
-    co = ReadCoalescer(lambda f, rows, full: store.get_online_features(f, rows, full_feature_names=full))
+    co = _coalescer(store, inline)
 
     async def main():
         return await asyncio.gather(*(co.read(r) for r in reqs))
@@ -50,9 +59,10 @@ def test_one_loop_step_is_one_read_per_feature_list_and_each_gets_its_own_answer
         assert render_online(req, resp) == _alone(store, req)
 
 
-def test_a_bad_key_fails_its_own_request_only(store):
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_bad_key_fails_its_own_request_only(store, inline):
     reqs = [_req(FEATURES, [1]), _req(FEATURES, ["not-an-int"]), _req(FEATURES, [2, 3])]
-    co = ReadCoalescer(lambda f, rows, full: store.get_online_features(f, rows, full_feature_names=full))
+    co = _coalescer(store, inline)
 
     async def main():
         return await asyncio.gather(*(co.read(r) for r in reqs), return_exceptions=True)
@@ -81,3 +91,18 @@ def test_concurrent_http_requests_share_reads_and_answer_as_alone(store):
     assert srv.reads.reads - before < len(ids)  # coalesced (all 25 were in flight together)
     for i, a in zip(ids, answers):
         assert a.content == _alone(store, _req(FEATURES, i))
+
+
+def test_a_lone_read_stays_on_the_loop_and_a_crowd_goes_to_a_thread(store):
+    threads = []
+
+    def read(f, rows, full):
+        threads.append(threading.current_thread())
+        return store.get_online_features(f, rows, full_feature_names=full)
+    co = ReadCoalescer(read, ThreadPoolExecutor(2), inline=True)
+
+    async def main():
+        await co.read(_req(FEATURES, [1]))  # alone: on the loop's thread, no hop
+        await asyncio.gather(*(co.read(_req(FEATURES, [i])) for i in (1, 2, 3)))  # a crowd: on a thread
+    asyncio.run(main())
+    assert threads[0] is threading.main_thread() and threads[1] is not threading.main_thread()
