@@ -188,7 +188,9 @@ def push_frame(columns: dict[str, list], timestamps: Collection[str] = ()):
             arrays.append(arr)
         else:
             return pa.Table.from_arrays(arrays, names=list(columns))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+    except OverflowError:
+        _too_large(columns)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
         pass
     import pandas as pd
 
@@ -196,6 +198,15 @@ def push_frame(columns: dict[str, list], timestamps: Collection[str] = ()):
         return pd.DataFrame(columns)
     except ValueError as exc:  # e.g. columns of different lengths (checked before; a last guard)
         raise ValidationError(f"'df': {exc}", column="df") from None
+
+
+def _too_large(columns: dict[str, list]) -> None:
+    """An integer no column type holds (past 64 bits): a 422 naming it, where ingest's conversion would fail
+    untyped."""
+    for name, col in columns.items():
+        for i, v in enumerate(col):
+            if type(v) is int and not -2**63 <= v < 2**64:
+                raise ValidationError(f"'df'[{name!r}][{i}]: {v} does not fit a 64-bit integer", column=name, row=i)
 
 
 def parse_online_write(body: bytes, max_rows: int) -> PushRequest:

@@ -60,6 +60,14 @@ def test_the_server_frame_validates_as_a_dataframe_does(view, case):
     assert _prepared(view, frame).equals(_prepared(view, pd.DataFrame(cols)))
 
 
+def test_an_integer_past_64_bits_is_a_validation_error_naming_it():
+    """(A DataFrame of it made ingest fail untyped: a 500 from the server.)"""
+    with pytest.raises(ValidationError, match="does not fit a 64-bit integer") as exc:
+        push_frame({"driver_id": [1, 2], "trips": [3, 2**64 + 1], "event_timestamp": ["2026-01-02T03:04:05Z"] * 2},
+                   TS)
+    assert (exc.value.column, exc.value.row) == ("trips", 1)
+
+
 def test_the_common_push_skips_pandas_and_its_timestamp_parse():
     frame = push_frame(GOOD["zulu_and_created"], TS)
     assert isinstance(frame, pa.Table)
