@@ -3,6 +3,7 @@ bench.feature_server_bench``).
 
     ./run shell -m bench.feature_server_bench [--entities N] [--seconds S] [--concurrency C] [--rounds R]
                                               [--no-feast] [--push-rate EVENTS_PER_S] [--tag T] [--publish]
+                                              [--baseline GIT_REF] [--workers N]
 
 One entity ``driver`` (Int64) and three views (``driver_stats``: conv_rate, acc_rate, trips; ``driver_profile``:
 city, age; ``driver_rating``: rating, reviews), ``--entities`` drivers each, written to the local cloud's Redis by
@@ -15,6 +16,10 @@ with a bearer token (production's shape); Feast without auth (its default).
 Freshness: ``/push`` at ``--push-rate`` events/s (batches of ``--push-batch`` rows, paced), each push's time from
 send to its answer (the rows are readable from then on: the push writes before it answers), and, for every 10th
 push, the time until a separate ``/get-online-features`` sees its value.
+
+Comparisons in one run: ``--baseline REF`` also runs the server of git REF (its code laid out as the installed
+package, first on PYTHONPATH), ``--workers N`` also runs this code with N worker processes; the servers are measured
+in alternating order round by round, each with the load average before and after.
 
 Where the time goes: the in-process stages of a ``1x3`` request (``--stage-calls`` calls each, medians: JSON parse,
 the store's read with its Redis round trip, the JSON answer) and, per server, its CPU per request at
@@ -146,6 +151,31 @@ def check_same_answers(skewless_url: str, feast_url: str, body: str) -> None:
     assert by_name(a) == by_name(b), (a, b)
 
 
+def baseline_tree(ref: str) -> Path:
+    """The code at git ``ref`` laid out as the installed ``skewless`` package (``sdk/`` is ``skewless``, ``serving/``
+    its ``serving`` and so on, as the editable install maps them), for a server run with it first on PYTHONPATH: the
+    previous code measured in the same run as the current one."""
+    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    dest = WORK / f"baseline-{sha}"
+    pkg = dest / "skewless"
+    if not pkg.exists():
+        import shutil
+        import tarfile
+        import tempfile
+
+        with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+            tar = subprocess.run(["git", "archive", "--format=tar", sha, "sdk", "adapters", "serving", "localstack"],
+                                 cwd=ROOT, check=True, capture_output=True).stdout
+            tarfile.open(fileobj=__import__("io").BytesIO(tar)).extractall(tmp, filter="data")
+            shutil.move(Path(tmp) / "sdk", Path(tmp) / "skewless")
+            for folder, name in (("adapters", "adapters"), ("serving", "serving"), ("localstack", "localcloud")):
+                shutil.move(Path(tmp) / folder, Path(tmp) / "skewless" / name)
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.move(Path(tmp) / "skewless", pkg)
+    return dest
+
+
 def loaded(fn, *args, **kwargs) -> dict:
     """``fn``'s result with the machine's 1-minute load average before and after (the machine may be shared)."""
     before = os.getloadavg()[0]
@@ -180,10 +210,13 @@ def stages(repo: Path, body_file: Path, calls: int) -> dict:
     return out
 
 
-def freshness(url: str, rate: int, batch: int, seconds: float) -> dict:
+def freshness(server: Server, rate: int, batch: int, seconds: float) -> dict:
     """``/push`` (online) at ``rate`` events/s in batches of ``batch``: per push, send -> answer (readable from then
-    on), and for every 10th, send -> a read that sees it."""
+    on), and for every 10th, send -> a read that sees it. Also the server's CPU per push (its process CPU over the
+    run / pushes, the reads included): what a push costs when nothing else wants the cores."""
     import httpx
+
+    url, cpu0 = server.url, server.cpu()
 
     headers = {"Authorization": f"Bearer {TOKEN}"}
     client, reader = httpx.Client(base_url=url, headers=headers), httpx.Client(base_url=url, headers=headers)
@@ -226,6 +259,7 @@ def freshness(url: str, rate: int, batch: int, seconds: float) -> dict:
     def pct(xs, q):
         return round(sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000, 2)
     return {"rate_target": rate, "rate_achieved": round(n_push * batch / wall), "batch": batch, "pushes": n_push,
+            "server_cpu_ms_per_push": round((server.cpu() - cpu0) / n_push * 1000, 2),
             "late_pushes": late, "push_p50_ms": pct(answered, 0.5), "push_p99_ms": pct(answered, 0.99),
             "visible_p50_ms": pct(visible, 0.5), "visible_p99_ms": pct(visible, 0.99)}
 
@@ -240,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--push-rate", type=int, default=10_000, help="events/s for the freshness run")
     ap.add_argument("--push-batch", type=int, default=100, help="rows per push in the freshness run")
     ap.add_argument("--stage-calls", type=int, default=3000, help="in-process stages: calls per stage")
+    ap.add_argument("--baseline", metavar="REF", help="also run the feature server of git REF (e.g. main), in "
+                    "the same rounds: a change measured against the previous code")
+    ap.add_argument("--workers", type=int, default=0, help="also run skewless serve with this many worker "
+                    "processes (SKEWLESS_FS_WORKERS)")
     ap.add_argument("--tag", default="feature_server", help="results file name: bench/out/<tag>.{json,md}")
     ap.add_argument("--publish", action="store_true",
                     help="also write bench/results/<tag>.{json,md}, the published results the docs cite")
@@ -271,6 +309,24 @@ def main(argv: list[str] | None = None) -> int:
                "SKEWLESS_LOG_LEVEL": "WARNING", "SKEWLESS_FS_MAX_ENTITIES": "1000"}
         sk = Server("skewless-fs", [sys.executable, "-m", "skewless", "serve"], env, "/health", port)
         servers.append(sk)
+        base = None
+        if args.baseline:
+            bport = free_port()
+            tree = baseline_tree(args.baseline)
+            base = Server("skewless-fs-baseline", [sys.executable, "-m", "skewless", "serve"],
+                          {**env, "SKEWLESS_FS_PORT": str(bport), "PYTHONPATH": str(tree)}, "/health", bport)
+            servers.append(base)
+            where = subprocess.run([sys.executable, "-c", "import skewless.serving.feature_server.app as m; "
+                                    "print(m.__file__)"], env={**os.environ, "PYTHONPATH": str(tree)},
+                                   capture_output=True, text=True, check=True).stdout
+            assert where.startswith(str(tree)), f"the baseline would run this checkout's code: {where}"
+        multi = None
+        if args.workers > 1:
+            mport = free_port()
+            multi = _Tree(f"skewless-fs-w{args.workers}", [sys.executable, "-m", "skewless", "serve"],
+                          {**env, "SKEWLESS_FS_PORT": str(mport), "SKEWLESS_FS_WORKERS": str(args.workers)},
+                          "/health", mport)
+            servers.append(multi)
         triv = uvicorn_server("trivial-fs", "bench.serving_apps:trivial", {}, "/", factory=False)
         servers.append(triv)
         feast = None
@@ -294,21 +350,32 @@ def main(argv: list[str] | None = None) -> int:
                          **loaded(measure, triv, "/", files["1x3"], args)})
             for body in ("1x3", "100x3"):
                 os.environ["AUTH"] = f"Bearer {TOKEN}"
-                rows.append({"case": "skewless serve", "body": body, "round": rnd,
-                             **loaded(measure, sk, "/get-online-features", files[body], args)})
+                # alternated: the baseline first in odd rounds, this code first in even ones (shared machine)
+                pair = [(f"skewless serve ({args.baseline})", base), ("skewless serve", sk),
+                        (f"skewless serve, {args.workers} workers", multi)]
+                for case, srv in (pair if rnd % 2 else pair[::-1]):
+                    if srv is not None:
+                        rows.append({"case": case, "body": body, "round": rnd,
+                                     **loaded(measure, srv, "/get-online-features", files[body], args)})
                 os.environ.pop("AUTH")
                 if feast is not None:
                     rows.append({"case": "feast serve 0.67", "body": body, "round": rnd,
                                  **loaded(measure, feast, "/get-online-features", files[body], args)})
         os.environ.pop("AUTH", None)
         print("==> freshness: /push -> online", flush=True)
-        fresh = loaded(freshness, sk.url, args.push_rate, args.push_batch, seconds=max(args.seconds, 5))
+        fresh = []  # per round, each server (alternating order, as above)
+        for rnd in range(1, args.rounds + 1):
+            pair = [(f"skewless serve ({args.baseline})", base), ("skewless serve", sk)]
+            for case, srv in (pair if rnd % 2 else pair[::-1]):
+                if srv is not None:
+                    fresh.append({"case": case, "round": rnd, **loaded(
+                        freshness, srv, args.push_rate, args.push_batch, seconds=max(args.seconds, 5))})
         doc = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
                "command": "./run shell -m bench.feature_server_bench " + " ".join(argv if argv is not None
                                                                                  else sys.argv[1:]),
                "entities": args.entities, "concurrency": args.concurrency, "seconds": args.seconds,
-               "http": rows, "freshness": fresh, "stages_us": stage_us}
+               "http": rows, "freshness": fresh, "stages_us": stage_us, "baseline": args.baseline}
         for folder in result_dirs(args.publish):
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{args.tag}.json").write_text(json.dumps(doc, indent=1))
@@ -339,12 +406,17 @@ def markdown(doc: dict) -> str:
                      f"{med('throughput', 'server_cpu'):.2f} / {med('throughput', 'client_cpu'):.2f} | "
                      f"{statistics.median(r['throughput']['server_cpu'] / r['throughput']['rps'] * 1e6 for r in rs):.0f} | "
                      f"{min(r.get('load_before', 0) for r in rs):.1f}-{max(r.get('load_after', 0) for r in rs):.1f} |")
-    f = doc["freshness"]
-    lines += ["", f"Freshness: `/push` (online) at {f['rate_target']:,} events/s target ({f['rate_achieved']:,} "
-              f"achieved; {f['pushes']} pushes of {f['batch']} rows, {f['late_pushes']} sent late): push answered "
-              f"p50 {f['push_p50_ms']} ms / p99 {f['push_p99_ms']} ms; visible to a read p50 {f['visible_p50_ms']} ms "
-              f"/ p99 {f['visible_p99_ms']} ms (load average {f.get('load_before', '?')} before, "
-              f"{f.get('load_after', '?')} after)."]
+    fresh = doc["freshness"] if isinstance(doc["freshness"], list) else [{"case": "skewless serve", **doc["freshness"]}]
+    if fresh:
+        lines += [""]
+    for f in fresh:
+        rnd = f", round {f['round']}" if "round" in f else ""
+        lines += [f"- Freshness, {f['case']}{rnd}: `/push` (online) at {f['rate_target']:,} events/s target "
+                  f"({f['rate_achieved']:,} achieved; {f['pushes']} pushes of {f['batch']} rows, {f['late_pushes']} "
+                  f"sent late): push answered p50 {f['push_p50_ms']} ms / p99 {f['push_p99_ms']} ms; visible to a "
+                  f"read p50 {f['visible_p50_ms']} ms / p99 {f['visible_p99_ms']} ms; server CPU "
+                  f"{f.get('server_cpu_ms_per_push', '?')} ms per push (load average "
+                  f"{f.get('load_before', '?')} before, {f.get('load_after', '?')} after)."]
     if doc.get("stages_us"):
         lines += ["", "In process, one 1x3 request (median us): " + ", ".join(
             f"{k} {v}" for k, v in doc["stages_us"].items()) + "."]

@@ -9,7 +9,8 @@ written outside a complete response (``100 Continue``, a streamed body, uvicorn'
 the end of the event loop's current step at the latest, and before the connection closes, so nothing waits.
 
 ``protocol_class()`` is the class for ``uvicorn.Config(http=...)``; None when httptools is not installed (uvicorn's
-own choice then applies).
+own choice then applies). ``PROTOCOL_PATH`` names the same class as an import string, for uvicorn's worker
+processes (``workers`` > 1), which import it rather than unpickle it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,19 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+PROTOCOL_PATH = "skewless.serving.http_protocol:CoalescingHttpToolsProtocol"
+_made: list = []
+
+
+def __getattr__(name: str):  # ``PROTOCOL_PATH``'s class, made on first import by uvicorn
+    if name == "CoalescingHttpToolsProtocol" and (cls := protocol_class()) is not None:
+        return cls
+    raise AttributeError(name)
+
+
 def protocol_class():
+    if _made:
+        return _made[0]
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # no httptools: uvicorn's h11 protocol, as before
@@ -61,4 +74,5 @@ def protocol_class():
             self.transport.flush()  # the whole answer, written at once (see the module docstring)
             super().on_response_complete()
 
+    _made.append(CoalescingHttpToolsProtocol)
     return CoalescingHttpToolsProtocol

@@ -394,6 +394,7 @@ def _add_groups() -> None:
     from . import config_cmd, local, model, serve_cmd
 
     app.command("serve")(serve_cmd.serve)
+    app.command("serve-image")(serve_cmd.serve_image)
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")

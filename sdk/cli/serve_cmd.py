@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from .common import friendly
-from .model import _serving
+from .model import _serving, console
 
 
 @friendly
@@ -24,7 +24,9 @@ def serve(repo: Optional[Path] = typer.Option(None, "--repo", "-r", help="Featur
           max_entities: Optional[int] = typer.Option(None, help="Entities per online read, else 422 (env "
                                                                 "SKEWLESS_FS_MAX_ENTITIES; default 1000)"),
           max_push_rows: Optional[int] = typer.Option(None, help="Rows per push, else 422 (env "
-                                                                 "SKEWLESS_FS_MAX_PUSH_ROWS; default 100000)")):
+                                                                 "SKEWLESS_FS_MAX_PUSH_ROWS; default 100000)"),
+          workers: Optional[int] = typer.Option(None, help="Server processes sharing the port (env "
+                                                           "SKEWLESS_FS_WORKERS; default 1)")):
     """Serve online features over HTTP with feast serve's contract (/get-online-features, /push) until SIGTERM
     (pushes in flight are finished first). Tokens come from the environment or a secret file, never the command
     line (it is visible to every user of the machine)."""
@@ -35,4 +37,35 @@ def serve(repo: Optional[Path] = typer.Option(None, "--repo", "-r", help="Featur
     run(FeatureServerConfig.from_env(repo=str(repo) if repo else None, host=host, port=port,
                                      token_file=str(token_file) if token_file else None,
                                      max_body_bytes=max_body_bytes, max_entities=max_entities,
-                                     max_push_rows=max_push_rows))
+                                     max_push_rows=max_push_rows, workers=workers))
+
+
+@friendly
+def serve_image(tag: str = typer.Option(..., "--tag", "-t", help="Image name, e.g. localhost/features:1"),
+                repo: Optional[Path] = typer.Option(None, "--repo", "-r", help="Add the extras this repo's stores "
+                                                    "need (e.g. redis); the repo itself is mounted at /repo at run "
+                                                    "time"),
+                extra: list[str] = typer.Option([], help="More skewless extras in the image, e.g. aws"),
+                context_only: Optional[Path] = typer.Option(None, help="Only write a docker build context here "
+                                                            "(then: docker build --target feature-server)")):
+    """Build the feature server's image (`skewless serve` in a container: the serving image's feature-server
+    target) without Docker (podman; base image made once with debootstrap). Run it with the repo mounted at /repo,
+    tokens in SKEWLESS_FS_TOKENS or a mounted SKEWLESS_FS_TOKEN_FILE, port 6566."""
+    _serving()
+    from skewless.serving.container import build as image_build
+
+    store = None
+    if repo is not None:
+        from ..store import FeatureStore
+
+        store = FeatureStore(repo)
+    if context_only:
+        extras = {*extra, *(image_build.store_extras(store.config) if store is not None else ())}
+        ctx = image_build.build_context(context_only, extras=extras)
+        console.print(f"wrote {ctx}: docker build --target feature-server -t {tag} {ctx}")
+        return
+    info = image_build.build_feature_server(tag, store, extras=extra,
+                                            progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    size = f"{info['size_bytes'] / 1e6:.0f} MB" if info.get("size_bytes") else "?"
+    console.print(f"Built [bold]{tag}[/bold] ({size}; base {info['base_image_s']}s, wheels {info['wheels_s']}s, "
+                  f"build {info['build_s']}s)")

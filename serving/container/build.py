@@ -2,6 +2,7 @@
 
     ctx = build_context(dest, model_dir=art.path, requirements=art.manifest.requirements)  # wheels/ + model/
     build_image("credit:1", model_dir=..., requirements=...)   # podman build of the same Dockerfile
+    build_feature_server("features:1", FeatureStore("repo"))   # its feature-server target (`skewless serve`)
     push_image("credit:1", "127.0.0.1:5000/credit:1", user="AWS", password=token)
 
 Where no base image can be pulled, the base is a Debian bookworm root with python3 (3.11, the same minor version
@@ -32,6 +33,9 @@ from skewless.errors import ConfigError, StoreUnavailable
 HERE = Path(__file__).resolve().parent
 DOCKERFILE = HERE / "Dockerfile"
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs"]
+# Wheels the image's Python (bookworm's 3.11.2) needs that a newer 3.11 host leaves out by their markers: redis-py
+# requires async-timeout below Python 3.11.3 (``skewless[redis]``, the feature server's usual store).
+IMAGE_PYTHON_WHEELS = ("async-timeout>=4.0.3",)
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 BASE_TAG = "localhost/skewless-base:bookworm-py311"
 BASE_PACKAGES = ("python3", "ca-certificates")  # certificates: the server talks HTTPS to S3/OSS in a cloud
@@ -185,7 +189,7 @@ def build_context(dest: str | Path, *, model_dir: str | Path | None = None, requ
     pins = [r for r in requirements if not re.match(r"skewless\b", r.strip())]
     spec = f"skewless[{','.join(extras)}]"
     _run([sys.executable, "-m", "pip", "wheel", "--quiet", "-w", str(wheels), f"{whl}[{','.join(extras)}]", *pins,
-          "pip"], "pip wheel of the image's requirements")
+          "pip", *IMAGE_PYTHON_WHEELS], "pip wheel of the image's requirements")
     (wheels / "requirements.txt").write_text("\n".join([spec, *pins]) + "\n")
     if model_dir is not None:
         shutil.copytree(model_dir, model, dirs_exist_ok=True,
@@ -194,10 +198,16 @@ def build_context(dest: str | Path, *, model_dir: str | Path | None = None, requ
     return dest
 
 
+TARGETS = ("model-server", "feature-server")  # the Dockerfile's final stages
+
+
 def build_image(tag: str, *, model_dir: str | Path | None = None, requirements: Iterable[str] = (),
                 extras: Iterable[str] = ("serving",), labels: dict[str, str] | None = None,
-                progress=None) -> dict:
-    """Build ``Dockerfile`` with podman on the cached base image. Returns timings and the image size."""
+                progress=None, target: str = "model-server") -> dict:
+    """Build ``Dockerfile``'s ``target`` (the model server, or ``feature-server``: ``skewless serve``) with podman
+    on the cached base image. Returns timings and the image size."""
+    if target not in TARGETS:
+        raise ConfigError(f"image target {target!r}: expected one of {', '.join(TARGETS)}")
     timings = {}
     t0 = time.monotonic()
     base = base_image(progress)
@@ -216,7 +226,7 @@ def build_image(tag: str, *, model_dir: str | Path | None = None, requirements: 
         # --no-cache: the wheels are bind-mounted, so a layer cache keyed on the RUN line alone would reuse an
         # install of older wheels; the RUN is the whole cost of a build anyway.
         podman("build", "--no-cache", "--network", "host", *ULIMITS, "--build-arg", f"BASE={base}", *label_args,
-               "-t", tag, "-f", str(ctx / "Dockerfile"), str(ctx), what=f"podman build {tag}")
+               "--target", target, "-t", tag, "-f", str(ctx / "Dockerfile"), str(ctx), what=f"podman build {tag}")
         timings["build_s"] = round(time.monotonic() - t0, 1)
     if previous and previous != _image_id(tag):
         # The image this tag named before is now untagged: drop it (not a global prune, other images are not ours).
@@ -239,6 +249,14 @@ def build_registered(tag: str, store, name: str, version: int | None = None, *, 
         return build_image(tag, model_dir=art.path, requirements=art.manifest.requirements,
                            extras={*extras, *store_extras(store.config)}, progress=progress,
                            labels={"skewless.model": name, "skewless.model.version": str(v)})
+
+
+def build_feature_server(tag: str, store=None, *, extras: Iterable[str] = (), progress=None) -> dict:
+    """The ``feature-server`` image (``skewless serve``; the repo is mounted at /repo when it runs), with the
+    extras ``store``'s stores need (e.g. ``redis`` for a Redis online store), when a ``FeatureStore`` is given."""
+    more = store_extras(store.config) if store is not None else set()
+    return build_image(tag, extras={*extras, *more}, progress=progress, target="feature-server",
+                       labels={"skewless.server": "feature-server"})
 
 
 def store_extras(config) -> set[str]:

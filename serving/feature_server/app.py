@@ -12,8 +12,9 @@ allow rotation); without it the answer is 401 before the body is read, and nothi
 
 The online store sits behind the model server's circuit breaker (``serving.breaker``): once a read, a write or a
 probe finds it down, reads and online pushes answer 503 at once, until a probe after ``store_check_seconds``
-succeeds; so the server recovers without a restart. A read runs on the event loop when it cannot hang it (an
-embedded store, or one whose reads are bounded: ``bounded_reads(read_timeout)``), otherwise on a thread. Pushes run
+succeeds; so the server recovers without a restart. The reads of requests that reach the loop together are made as
+one store read (``coalesce``); a lone read runs on the event loop when it cannot hang it (an embedded store, or one
+whose reads are bounded: ``bounded_reads(read_timeout)``), others on a thread while the loop goes on. Pushes run
 on their own threads (``push_threads``); at shutdown uvicorn stops accepting, the pushes in flight finish (their
 threads are waited for, ``shutdown_timeout``), and only then does the process exit: every push answered 200 is
 written. Errors are mapped to statuses in one place (``serving.errors``).
@@ -29,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 
-import pandas as pd
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,7 +37,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from skewless.definitions import CREATED_TS, EVENT_TS
 from skewless.errors import DefinitionError, NotFoundError, StoreUnavailable, ValidationError
+from skewless.push import views_for as push_views
 
 from .. import openapi as model_openapi
 from ..app import http_error
@@ -46,6 +48,7 @@ from ..eas_auth import token_ok
 from ..errors import PayloadTooLarge, Unauthorized, error_body, http_status
 from ..invocations import json_response, read_body
 from . import feast_json, openapi
+from .coalesce import ReadCoalescer
 from .metrics import FeatureServerMetrics
 
 log = logging.getLogger("skewless.serving")
@@ -78,6 +81,9 @@ class FeatureServer:
         self._inline = online.embedded or getattr(online, "can_bound_reads", False)
         self._bound = (lambda: online.bounded_reads(opts.read_timeout)) if not online.embedded and self._inline \
             else nullcontext
+        # Concurrent requests' reads coalesced, one store read per loop step (``coalesce``): a lone one on the loop
+        # when the read is bounded, else on the read threads.
+        self.reads = ReadCoalescer(self._read, self.read_pool, inline=self._inline)
         self._offline_locks: dict[str, threading.Lock] = {}  # one history append per push source at a time
         self.in_flight = 0
 
@@ -180,22 +186,17 @@ class FeatureServer:
         try:
             req = feast_json.parse_online(await body, self.opts.max_entities)
             await self._admit()
-            if self._inline:
-                resp = self._read(req)
-            else:
-                resp = await asyncio.get_running_loop().run_in_executor(self.read_pool, self._read, req)
-            out = feast_json.render_online(req, resp)
+            out = feast_json.render_online(req, await self.reads.read(req))
         except Exception as exc:
             return self._error(exc, "get-online-features", t0)
         self.metrics.entities.observe(len(req.rows))
         self.metrics.observe("get-online-features", 200, time.perf_counter() - t0)
         return out
 
-    def _read(self, req: feast_json.OnlineRequest):
+    def _read(self, features, rows: list[dict], full_feature_names: bool):
         try:
             with self._bound():
-                return self.store.get_online_features(req.features, req.rows,
-                                                      full_feature_names=req.full_feature_names)
+                return self.store.get_online_features(features, rows, full_feature_names=full_feature_names)
         except DefinitionError as exc:  # the references are well formed (parse_online): a name the repo lacks
             raise NotFoundError(str(exc)) from None
 
@@ -231,16 +232,26 @@ class FeatureServer:
                                                        "already_pushed": r.already_ingested} for r in results]})
 
     def _push_now(self, req: feast_json.PushRequest) -> list:
-        """On a push thread: the rows as a DataFrame (text timestamps parsed as ingest parses them), written."""
-        try:
-            df = pd.DataFrame(req.columns)
-        except ValueError as exc:  # e.g. columns of different lengths (checked before; a last guard)
-            raise ValidationError(f"'df': {exc}", column="df") from None
+        """On a push thread: the rows as a table (``feast_json.push_frame``; text timestamps parsed as ingest parses
+        them), written."""
+        df = feast_json.push_frame(req.columns, self._time_columns(req.source))
         if req.to == "online":
             return self.store.push(req.source, df, to="online")
         lock = self._offline_locks.setdefault(req.source, threading.Lock())
         with lock:
             return self.store.push(req.source, df, to=req.to)
+
+    def _time_columns(self, source: str) -> set[str]:
+        """The columns ingest parses as timestamps for a push to ``source``'s views (its ``_to_arrow``'s)."""
+        names = {EVENT_TS, CREATED_TS}
+        try:
+            views = push_views(self.store, source)
+        except NotFoundError:
+            return names  # the push itself says so
+        for v in views:
+            if v.source is not None:
+                names |= {v.source.timestamp_field, v.source.created_timestamp_column} - {None}
+        return names
 
     async def health(self, request: Request) -> Response:
         if await self.breaker.check(self.opts.store_check_seconds):

@@ -9,6 +9,8 @@ variable), the tokens, and uvicorn with the model server's one-write-per-answer 
     SKEWLESS_FS_MAX_BODY_BYTES    largest request body, an integer >= 1 (default 16 MiB): 413 past it
     SKEWLESS_FS_MAX_ENTITIES      entities per online read, >= 1 (default 1000): 422 past it
     SKEWLESS_FS_MAX_PUSH_ROWS     rows per push, >= 1 (default 100000): 422 past it
+    SKEWLESS_FS_WORKERS           server processes sharing the port, 1-64 (default 1): a second one uses a second
+                                  core (each has its own event loop, store connections and /metrics counters)
     SKEWLESS_LOG_LEVEL            DEBUG | INFO (default) | WARNING | ERROR
 """
 
@@ -35,6 +37,7 @@ PARSERS = {
     "SKEWLESS_FS_MAX_BODY_BYTES": ("max_body_bytes", _integer(1)),
     "SKEWLESS_FS_MAX_ENTITIES": ("max_entities", _integer(1)),
     "SKEWLESS_FS_MAX_PUSH_ROWS": ("max_push_rows", _integer(1)),
+    "SKEWLESS_FS_WORKERS": ("workers", _integer(1, 64)),
     "SKEWLESS_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, upper=True)),
 }
 
@@ -57,6 +60,7 @@ class FeatureServerConfig:
     max_entities: int = FeatureServerOptions.max_entities
     max_push_rows: int = FeatureServerOptions.max_push_rows
     log_level: str = "INFO"
+    workers: int = 1
     limit_concurrency: int = 4096
     extra: dict = field(default_factory=dict)  # more FeatureServerOptions
 
@@ -111,24 +115,55 @@ def build(cfg: FeatureServerConfig):
 def uvicorn_config(app, cfg: FeatureServerConfig):
     import uvicorn
 
-    from ..http_protocol import protocol_class
+    from ..http_protocol import PROTOCOL_PATH, protocol_class
 
+    http = protocol_class() and (PROTOCOL_PATH if isinstance(app, str) else protocol_class())
     return uvicorn.Config(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False,
                           limit_concurrency=cfg.limit_concurrency, timeout_graceful_shutdown=30, lifespan="on",
-                          http=protocol_class() or "auto")
+                          http=http or "auto", workers=cfg.workers, factory=isinstance(app, str))
 
 
-def run(cfg: FeatureServerConfig) -> None:
-    """Serve until SIGTERM/SIGINT; then finish the pushes in flight and exit."""
-    import logging
+_WORKER_CONFIG = "_SKEWLESS_FS_WORKER_CONFIG"  # the parent's settings, for its worker processes
 
-    import uvicorn
 
+def worker_app():
+    """A worker process's app (``workers`` > 1: uvicorn starts each worker fresh and calls this factory), from
+    the settings the parent resolved (its CLI options included)."""
+    import json
+
+    cfg = FeatureServerConfig(**json.loads(os.environ[_WORKER_CONFIG]))
+    _process_setup(cfg)
+    return build(cfg)[1]
+
+
+def _process_setup(cfg: FeatureServerConfig) -> None:
     from ..server import configure_logging
 
     sys.setswitchinterval(0.0005)  # as the model server (serving/server.py): the loop gets the GIL back sooner
     configure_logging(cfg.log_level)
-    _, app = build(cfg)
-    logging.getLogger("skewless.serving").info("feature server starting", extra={"repo": cfg.repo,
-                                                                                 "port": cfg.port})
-    uvicorn.Server(uvicorn_config(app, cfg)).run()
+
+
+def run(cfg: FeatureServerConfig) -> None:
+    """Serve until SIGTERM/SIGINT; then finish the pushes in flight and exit. With ``workers`` > 1, that many
+    processes accept on the one listening socket (uvicorn's supervisor: SIGTERM reaches each, each drains)."""
+    import logging
+
+    import uvicorn
+
+    _process_setup(cfg)
+    log = logging.getLogger("skewless.serving")
+    if cfg.workers == 1:
+        _, app = build(cfg)
+        log.info("feature server starting", extra={"repo": cfg.repo, "port": cfg.port})
+        uvicorn.Server(uvicorn_config(app, cfg)).run()
+        return
+    import json
+    from dataclasses import asdict
+
+    from uvicorn.supervisors import Multiprocess
+
+    build(cfg)  # the repo and settings checked once, here, before any worker starts
+    os.environ[_WORKER_CONFIG] = json.dumps(asdict(cfg))
+    config = uvicorn_config(f"{__name__}:worker_app", cfg)
+    log.info("feature server starting", extra={"repo": cfg.repo, "port": cfg.port, "workers": cfg.workers})
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

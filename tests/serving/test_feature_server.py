@@ -3,14 +3,13 @@ push to online / offline / both through ingest's write path, tokens, limits, hea
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pandas as pd
 import pytest
 import yaml
 from tests.support.paths import FIXTURES
-from tests.support.feature_server import T0, TOKEN, driver_repo, running
+from tests.support.feature_server import T0, TOKEN, driver_repo, online_of, running
 from typer.testing import CliRunner
 
 from skewless.cli.main import app as cli
@@ -20,11 +19,7 @@ from skewless.timeutil import now as utc_now
 
 @pytest.fixture(params=["sqlite", "redis"])
 def repo(request, tmp_path):
-    online = None
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        online = f"url: {url}\n  options: {{key_prefix: fs{uuid.uuid4().hex[:12]}}}"
-    driver_repo(tmp_path / "repo", online=online)
+    driver_repo(tmp_path / "repo", online=online_of(request, "fs"))
     return tmp_path / "repo"
 
 

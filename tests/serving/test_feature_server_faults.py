@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pandas as pd
+import pytest
 from tests.serving.test_serving_registry import Proxy
-from tests.support.feature_server import TOKEN, driver_repo, free_port, running
+from tests.support.feature_server import TOKEN, driver_repo, free_port, running, wait_healthy
 
 from skewless import FeatureStore
 from skewless.serving.feature_server.server import FeatureServerConfig
@@ -66,23 +67,18 @@ def test_store_down_is_503_at_once_and_recovers_without_restart(tmp_path, redis_
         proxy.down()
 
 
-def test_sigterm_under_push_load_every_200_push_is_in_the_store(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_push_load_every_200_push_is_in_the_store(tmp_path, workers):
+    """With 2 workers, uvicorn's supervisor passes the SIGTERM to each; each drains its own pushes."""
     repo = tmp_path / "repo"
     driver_repo(repo)
     port = free_port()
-    env = {**os.environ, "SKEWLESS_FS_TOKENS": TOKEN, "SKEWLESS_FS_PORT": str(port), "SKEWLESS_REPO": str(repo)}
+    env = {**os.environ, "SKEWLESS_FS_TOKENS": TOKEN, "SKEWLESS_FS_PORT": str(port), "SKEWLESS_REPO": str(repo),
+           "SKEWLESS_FS_WORKERS": str(workers)}
     proc = subprocess.Popen([sys.executable, "-m", "skewless", "serve"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-        time.sleep(0.05)
+    wait_healthy(base, alive=lambda: proc.poll() is None)
     when = utc_now().replace(microsecond=0)
     ok: list[int] = []
     both: set[int] = set()  # pushed to online_and_offline
@@ -117,7 +113,8 @@ def test_sigterm_under_push_load_every_200_push_is_in_the_store(tmp_path):
         t.join(30)
     # uvicorn re-raises the SIGTERM it handled once its shutdown is complete: the exit says "terminated", the log
     # says the shutdown (pushes drained) finished.
-    assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in out, out[-3000:]
+    assert proc.returncode in (0, -signal.SIGTERM) and out.count("Application shutdown complete") == workers, \
+        out[-3000:]
     assert len(ok) >= 6, f"too few pushes before SIGTERM ({len(ok)}): the test proves nothing"
     store = FeatureStore(repo)
     resp = store.get_online_features(["driver_stats:trips"], [{"driver_id": n} for n in ok])

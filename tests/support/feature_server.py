@@ -7,6 +7,7 @@ import contextlib
 import socket
 import threading
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -53,6 +54,29 @@ def driver_repo(path: Path, online: str | None = None, drivers: int = 3) -> sk.F
                                                  "event_timestamp": ts}))
     store.ingest("driver_rating", pd.DataFrame({"driver_id": ids, "rating": [4.5] * drivers, "event_timestamp": ts}))
     return store
+
+
+def online_of(request, prefix: str) -> str | None:
+    """For a test parametrised ``sqlite`` / ``redis``: the ``url:`` line ``driver_repo`` takes (None: SQLite), on
+    the session's Redis under a key prefix of its own."""
+    if request.param != "redis":
+        return None
+    url = request.getfixturevalue("redis_url")
+    return f"url: {url}\n  options: {{key_prefix: {prefix}{uuid.uuid4().hex[:12]}}}"
+
+
+def wait_healthy(base: str, alive=lambda: True, timeout: float = 60, why=lambda: "") -> None:
+    """Until ``base``/health answers 200; fails after ``timeout`` seconds or once ``alive()`` is false, with
+    ``why()`` (e.g. the server's log) in the message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and alive(), f"the feature server at {base} did not start: {why()}"
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
