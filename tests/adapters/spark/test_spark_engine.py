@@ -4,11 +4,12 @@ histories, and what only Spark has (``to_spark``, Parquet written by Spark, mate
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from tests.support.conformance.offline import H, OfflineConformance, define, frame
 
 from skewless.adapters.spark.engine import SparkEngine
 
-from .conftest import spark_repo
+from .conftest import SPARK_OPTIONS, spark_repo
 
 
 class TestLocalDeltaSpark(OfflineConformance):
@@ -61,3 +62,29 @@ def test_materialize_through_spark_matches_historical_at_end(tmp_path):
                                          ["v:x", "v:s"]).to_pandas()
     assert online["x"][:30] == hist["x"].tolist()[:30] == [float(k * 10 + 3) for k in range(30)]
     assert online["x"][30] is None
+
+
+def _config(engine: str) -> str:
+    offline = {"url": "data/offline", "engine": engine, **({"options": SPARK_OPTIONS} if engine == "spark" else {})}
+    return yaml.safe_dump({"project": "credit", "registry": "data/registry", "offline": offline,
+                           "online": "sqlite:///data/online.db"})
+
+
+def test_credit_scoring_training_set_equals_the_duckdb_engines(tmp_path):
+    from tests.support import e2e_pipeline
+
+    runs, tables = {}, {}
+    for name in ("duckdb", "spark"):
+        repo = e2e_pipeline.scaffold_with_config(tmp_path / name, _config(name))
+        runs[name] = run = e2e_pipeline.run(repo, sample=200)
+        assert run["online"].equals(run["offline"]) and all(run["materialized"].values())  # materialize == PIT at now
+        loans = pd.read_parquet(repo / "data" / "loan_table.parquet", columns=["loan_id", "zipcode",
+                                                                               "event_timestamp", "loan_status"])
+        tables[name] = run["store"].get_historical_features(loans, e2e_pipeline.SERVICE,
+                                                            include_event_timestamps=True).to_arrow()
+    assert isinstance(runs["spark"]["store"].engine, SparkEngine)
+    assert tables["spark"].schema == tables["duckdb"].schema  # the same Arrow types, column for column
+    assert tables["spark"].equals(tables["duckdb"])
+    pd.testing.assert_frame_equal(runs["spark"]["training"], runs["duckdb"]["training"])
+    assert runs["spark"]["training"]["loan_int_rate"].notna().sum() > 20_000  # not vacuous
+    assert runs["spark"]["materialized"] == runs["duckdb"]["materialized"]
