@@ -9,7 +9,7 @@ from tests.support.conformance.offline import H, OfflineConformance, define, fra
 
 from skewless.adapters.spark.engine import SparkEngine
 
-from .conftest import SPARK_OPTIONS, spark_repo
+from .conftest import SPARK_OPTIONS, spark_config, spark_repo
 
 
 class TestLocalDeltaSpark(OfflineConformance):
@@ -88,3 +88,22 @@ def test_credit_scoring_training_set_equals_the_duckdb_engines(tmp_path):
     pd.testing.assert_frame_equal(runs["spark"]["training"], runs["duckdb"]["training"])
     assert runs["spark"]["training"]["loan_int_rate"].notna().sum() > 20_000  # not vacuous
     assert runs["spark"]["materialized"] == runs["duckdb"]["materialized"]
+
+
+def test_on_demand_transforms_over_a_spark_training_set_equal_the_duckdb_engines(tmp_path):
+    import skewless as sk
+    from tests.support.odt_repo import T0, make_repo
+
+    duck = make_repo(tmp_path / "repo")
+    spark_config(tmp_path / "repo")
+    spark = sk.FeatureStore(tmp_path / "repo")  # the same histories, computed by Spark
+    refs = ["stats:rate", "ratios:ratio", "ratios:big", "ratios:score", "per_trip:per_trip", "per_trip:hour"]
+    ent = pd.DataFrame({"driver_id": [1, 2, 99, 1], "event_timestamp": [T0 + pd.Timedelta(days=1)] * 4,
+                        "amount": [10.0, 200.0, 5.0, 1.0]})
+    want = duck.get_historical_features(ent, refs).to_arrow()
+    job = spark.get_historical_features(ent, refs)
+    assert isinstance(spark.engine, SparkEngine)
+    got = job.to_arrow()
+    assert got.schema == want.schema and got.equals(want)
+    assert job.to_reader(batch_rows=3).read_all().equals(want)
+    assert pq.read_table(job.to_parquet(tmp_path / "t.parquet")).equals(want)
