@@ -105,9 +105,11 @@ class SparkEngine(Engine):
             paths.append(path)
         return paths
 
-    def history_relation(self, view: FeatureView, files: HistoryFiles, batch: int | None = None) -> str:
+    def history_relation(self, view: FeatureView, files: HistoryFiles, batch: int | None = None,
+                         views: list[str] | None = None) -> str:
         """A subquery (DuckDB spelling) with the canonical history columns in the view's declared types, over a
-        temporary view of the snapshot's files registered in the Spark session."""
+        temporary view of the snapshot's files registered in the Spark session (its name appended to ``views``:
+        the caller drops it when done, ``drop_views``)."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
         cols = [*((k, d.sql, d.arrow) for k, d in view.join_key_dtypes.items()), *_CANON,
@@ -120,10 +122,17 @@ class SparkEngine(Engine):
         frame = run_spark(lambda: self.spark.read.schema(schema).parquet(*self._local_paths(files)),
                           f"read the history of {view.name!r}")
         frame.createOrReplaceTempView(name)
+        if views is not None:
+            views.append(name)
         body = ", ".join(q(c) if files.columns.get(c) == a else f"CAST({q(c)} AS {t}) AS {q(c)}"
                          if c in files.columns else f"CAST(NULL AS {t}) AS {q(c)}" for c, t, a in cols)
         where = f" WHERE {q(WRITE_BATCH)} = {int(batch)}" if batch is not None else ""
         return f"(SELECT {body} FROM {q(name)}{where})"
+
+    def drop_views(self, views: list[str]) -> None:
+        """Drop the temporary views a job registered (they would otherwise live as long as the session)."""
+        while views:
+            self.spark.catalog.dropTempView(views.pop())
 
     def tile_scan(self, view: AggregatedView, files: HistoryFiles) -> "SparkTileScan":
         """The online tiles' queries (``aggregation.maintain.TileScan``) on Spark."""
@@ -169,7 +178,8 @@ class SparkEngine(Engine):
             return rows.cast(schema).to_reader(batch_rows)
         if not source.uris:
             return schema.empty_table().to_reader()
-        relation = self.history_relation(view, source, batch)
+        views: list[str] = []
+        relation = self.history_relation(view, source, batch, views)
         sql = latest_per_entity(relation, tuple(view.join_keys), tuple(view.feature_names), timestamp_sql(end),
                                 None if start is None else timestamp_sql(start), tie_level=source.tie_level,
                                 dialect=SparkSkewless)
@@ -179,6 +189,8 @@ class SparkEngine(Engine):
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        finally:
+            self.drop_views(views)
         return pa.RecordBatchReader.from_batches(schema, stream_parts(parts, schema, batch_rows, folder))
 
     def tie_level(self, view: FeatureView, rows: pa.Table, prior: HistoryFiles | None) -> int:
@@ -195,8 +207,8 @@ class SparkTileScan:
     entities_per_chunk = 20_000  # each query costs Spark's scheduling (tens of ms) and a scan of the history
 
     def __init__(self, engine: SparkEngine, view: AggregatedView, files: HistoryFiles):
-        self._engine, self._view = engine, view
-        self._history = engine.history_relation(view, files)
+        self._engine, self._view, self._views = engine, view, []
+        self._history = engine.history_relation(view, files, views=self._views)
 
     def touched(self, where: str) -> pa.Table:
         return self._engine.table(to_spark_sql(tile_sql.view_touched_sql(self._view, self._history, where)),
@@ -213,4 +225,4 @@ class SparkTileScan:
             spark.catalog.dropTempView(name)
 
     def close(self) -> None:
-        pass
+        self._engine.drop_views(self._views)

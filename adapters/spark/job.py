@@ -57,6 +57,7 @@ class SparkJob:
         self._ts, self._keys, self._parts, self._folder, self._narrow = timestamp_column, keys, parts, folder, narrow
         self.snapshot, self.features = snapshot, features
         self._wide = ""
+        self._views: list[str] = []
         self.sql = parts[0].sql if parts else None
 
     @classmethod
@@ -66,6 +67,7 @@ class SparkJob:
         keys = join_key_types(requests)
         con = engine.local.connect()
         folder = engine.scratch()
+        views: list[str] = []  # the Spark temporary views it registers, dropped at close
         try:
             relation, cols = engine.local.entity_relation(con, entity, timestamp_column,
                                                           {k: d.sql for k, d in keys.items()})
@@ -74,12 +76,13 @@ class SparkJob:
             select = ", ".join(q(c) for c in (ENTITY_ROW, timestamp_column, *keys))
             run_duckdb(lambda: con.execute(f"COPY (SELECT {select} FROM {relation}) TO '{path}' (FORMAT parquet)"))
             engine.spark.read.parquet(path).createOrReplaceTempView(narrow)
+            views.append(narrow)
             taken, plain, parts, order = set(cols), [], [], []
             tie_levels = {n: f.tie_level for n, f in files.items()}
             for view, feats in requests:  # one part per aggregated view; the plain views' features in one part
                 if isinstance(view, AggregatedView):
                     names = output_names(view.name, feats, taken, full_feature_names)
-                    vq = agg_view_query(view, feats, names, engine.history_relation(view, files[view.name]),
+                    vq = agg_view_query(view, feats, names, engine.history_relation(view, files[view.name], views=views),
                                         files[view.name].tie_level)
                     schema = pa.schema([*((a.output, pa.list_(a.dtype.arrow) if a.function == "last_k"
                                            else a.dtype.arrow) for a in vq.aggs), (ENTITY_ROW, pa.int64())])
@@ -87,7 +90,7 @@ class SparkJob:
                                                        dialect=SparkSkewless), schema))
                     order += schema.names[:-1]
                     continue
-                v = view_queries([(view, feats)], taken, lambda fv: engine.history_relation(fv, files[fv.name]),
+                v = view_queries([(view, feats)], taken, lambda fv: engine.history_relation(fv, files[fv.name], views=views),
                                  tie_levels, full_feature_names=full_feature_names, event_timestamps=event_timestamps)[0]
                 types = {f.name: f.dtype.arrow for f in view.features}
                 fields = [(f.output, types[f.feature]) for f in v.features]
@@ -103,10 +106,13 @@ class SparkJob:
             parts = [p for p in parts if p is not None]
         except BaseException:
             con.close()
+            engine.drop_views(views)
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return cls(engine, con, relation, cols, timestamp_column, list(keys), parts, snapshot, features, folder,
-                   narrow, order)
+        job = cls(engine, con, relation, cols, timestamp_column, list(keys), parts, snapshot, features, folder,
+                  narrow, order)
+        job._views = views
+        return job
 
     # -- the result -----------------------------------------------------------------------------------------
     def _entity_schema(self) -> pa.Schema:
@@ -144,6 +150,7 @@ class SparkJob:
                 f"COPY (SELECT {cols} FROM {self._relation}) TO '{path}' (FORMAT parquet)"))
             name = unique_name("entity_wide")
             self._engine.spark.read.parquet(path).createOrReplaceTempView(name)
+            self._views.append(name)
             self._wide = name
         return self._wide
 
@@ -190,6 +197,7 @@ class SparkJob:
 
     def close(self) -> None:
         self._con.close()
+        self._engine.drop_views(self._views)
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def __del__(self):  # the scratch folder goes with the job (close() removes it earlier)

@@ -70,3 +70,19 @@ def test_unknown_options_are_a_config_error():
         SparkSettings.from_options({"mastr": "local[1]"})
     with pytest.raises(ConfigError, match="shuffle_partitions must be an integer"):
         SparkSettings.from_options({"shuffle_partitions": "many"})
+
+
+def test_without_java_the_engine_is_a_config_error_naming_the_package(tmp_path):
+    """A process with no java on PATH and no JAVA_HOME: the first use of the engine says what to install."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from skewless.adapters.spark.engine import SparkEngine\n"
+            "from skewless.errors import ConfigError\n"
+            "try:\n    SparkEngine().spark\nexcept ConfigError as e:\n    print('CONFIG', e)\n")
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    env["PATH"] = str(tmp_path)  # nothing in it
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "CONFIG the spark engine needs Java 17 or later" in out.stdout, out.stderr
+    assert "openjdk-17-jre-headless" in out.stdout
