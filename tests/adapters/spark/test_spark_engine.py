@@ -107,3 +107,28 @@ def test_on_demand_transforms_over_a_spark_training_set_equal_the_duckdb_engines
     assert got.schema == want.schema and got.equals(want)
     assert job.to_reader(batch_rows=3).read_all().equals(want)
     assert pq.read_table(job.to_parquet(tmp_path / "t.parquet")).equals(want)
+
+
+def test_kill_mid_materialize_on_spark_then_rerun_resumes_exactly(tmp_path):
+    """kill -9 after the 2nd checkpoint of a materialize whose rows Spark computed: the rerun reads the same snapshot
+    in the same key order (Spark's sorted part files) and resumes after exactly what the checkpoint covers."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.core import test_faults_materialize as fm
+
+    fm.make_repo(tmp_path / "repo", store=spark_repo(tmp_path / "repo"))
+    store = spark_repo(tmp_path / "repo")
+    fm.fill(store)
+    env = {**os.environ, "SKEWLESS_KILL_AT": "materialize.after_checkpoint:2"}
+    proc = subprocess.run([sys.executable, "-c", fm.CHILD, str(tmp_path / "repo"), fm.START.isoformat(),
+                           fm.END.isoformat(), str(fm.CHUNK)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    state = json.loads(store.online.get_meta("materialize/v"))
+    assert state["rows_done"] == 2 * fm.CHUNK and not state["done"]
+    [res] = store.materialize(fm.START, fm.END, chunk_rows=fm.CHUNK)
+    assert (res.rows, res.resumed_from) == (fm.N, 2 * fm.CHUNK)
+    fm.assert_online_exact(store)
