@@ -5,8 +5,8 @@ sqlglot's own Spark dialect renders nearly all of it; this subclass adds the Duc
 each to a function of the Spark SQL reference (spark.apache.org/docs/latest/api/sql):
 
 * ``epoch_us(t)`` is ``UNIX_MICROS(t)`` (the session time zone is UTC; instants are TIMESTAMP, i.e. LTZ).
-* ``arg_max_null(v, o)`` is ``MAX_BY(v, o)``: rows with a null ``o`` are skipped, a null ``v`` is kept (checked in
-  tests/adapters/spark/test_spark_sql.py).
+* ``arg_max_null(v, o)`` is ``MAX_BY(v, o)``: rows with a null ``o`` are skipped, a null ``v`` is kept (checked on Spark in
+  tests/adapters/spark/test_spark_s3_and_sql.py).
 * ``arg_max(v, o, k)`` (the k newest, newest first) is ``TRANSFORM(SLICE(SORT_ARRAY(COLLECT_LIST(<o, v> or NULL),
   FALSE), 1, k), s -> s.v)``: COLLECT_LIST skips nulls, SORT_ARRAY sorts structs field by field (sqlglot refuses the
   count for Spark).
