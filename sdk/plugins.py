@@ -5,7 +5,7 @@ cloud SDK). The roles:
     offline:  PATH | file://PATH | s3://bucket/prefix | oss://bucket/prefix | maxcompute://project
     registry: PATH | file://PATH | s3://... | oss://...   (stores of the feature registry, and of the model
               registry kept beside it)
-    engine:   duckdb | maxcompute
+    engine:   duckdb | maxcompute | spark
     source:   PATH | file://PATH | s3://bucket/key | oss://bucket/key   (where batch sources' files are read: a
               ``sources.Place``, a pyarrow filesystem and the path in it)
     table:    maxcompute://[project]   (batch sources that are warehouse tables: a reader of a source's rows)
@@ -70,6 +70,7 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
     "engine": {
         "duckdb": Adapter("skewless.factories:duckdb_engine", None),
         "maxcompute": Adapter("skewless.adapters.alibaba.maxcompute:engine_from_url", "alibaba"),
+        "spark": Adapter("skewless.adapters.spark.engine:engine_from_url", "spark"),
     },
 }
 

@@ -186,11 +186,11 @@ def test_bad_port_or_ipv6_literal_in_a_redis_url(tmp_path, url, fragment):
 
 
 def test_unknown_engine_fails_when_the_config_loads(tmp_path):
-    write_config(tmp_path, offline={"url": "data/offline", "engine": "spark"})
-    with pytest.raises(ConfigError, match="offline.engine: unknown engine 'spark'; known: duckdb, maxcompute"):
+    write_config(tmp_path, offline={"url": "data/offline", "engine": "presto"})
+    with pytest.raises(ConfigError, match="offline.engine: unknown engine 'presto'; known: duckdb, maxcompute, spark"):
         config.load(tmp_path)
     out = cli_error(["list", "--repo", tmp_path])  # not only at get-historical
-    assert "unknown engine 'spark'" in out and "store scheme" not in out
+    assert "unknown engine 'presto'" in out and "store scheme" not in out
 
 
 @pytest.mark.parametrize("doc, fragment", [

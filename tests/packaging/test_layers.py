@@ -54,6 +54,7 @@ BREAKS = [
     ("plugins", "sdk/cli/main.py", "import skewless.adapters.aws.s3", "skewless.cli.main -> skewless.adapters.aws.s3"),
     ("clouds", "adapters/aws/s3.py", "import skewless.adapters.alibaba.oss", "skewless.adapters.aws.s3 -> skewless.adapters.alibaba.oss"),
     ("clouds", "adapters/alibaba/oss.py", "import skewless.adapters.aws.s3", "skewless.adapters.alibaba.oss -> skewless.adapters.aws.s3"),
+    ("clouds", "adapters/spark/engine.py", "import skewless.adapters.aws.s3", "skewless.adapters.spark.engine -> skewless.adapters.aws.s3"),
     ("shared-redis", "adapters/redis/store.py", "import skewless.adapters.aws.s3", "skewless.adapters.redis.store -> skewless.adapters.aws.s3"),
     ("shared-redis", "adapters/redis/codec.py", "from skewless.adapters.alibaba import tair", "skewless.adapters.redis.codec -> skewless.adapters.alibaba.tair"),
     ("localcloud", "sdk/tfconfig.py", "from skewless.localcloud import terraform", "skewless.tfconfig -> skewless.localcloud"),

@@ -1,0 +1,151 @@
+"""The one SparkSession of a process, its settings, and Spark's errors as skewless errors.
+
+A SparkSession is a JVM: it is started once per process (``session``), on the first use of the engine, and shared
+by every ``SparkEngine`` of the process (Spark allows one active SparkContext per JVM). Settings that only take
+effect at start (master, driver memory) come from the first engine's options. Each ``connect()`` is a ``Session``:
+a job group of its own, so ``interrupt()`` from another thread cancels exactly its running query.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from skewless.aggregation.sql import OVERFLOW
+from skewless.errors import ConfigError, EngineError, ValidationError
+
+_LOCK = threading.Lock()
+_SESSION = None
+_GROUPS = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """``offline.options`` of ``engine: spark`` (docs/engines/spark.md)."""
+
+    master: str = "local[2]"
+    shuffle_partitions: int = 4
+    driver_memory: str | None = None
+    conf: dict = field(default_factory=dict)  # any further Spark setting, as given
+
+    KNOWN = ("master", "shuffle_partitions", "driver_memory", "conf", "memory_limit", "threads")
+
+    @classmethod
+    def from_options(cls, options: dict) -> "SparkSettings":
+        unknown = set(options) - set(cls.KNOWN)
+        if unknown:
+            raise ConfigError(f"unknown spark engine options {sorted(unknown)} (known: {', '.join(cls.KNOWN)})")
+        conf = options.get("conf") or {}
+        if not isinstance(conf, dict):
+            raise ConfigError("spark engine option conf must be a mapping of Spark settings")
+        try:
+            partitions = int(options.get("shuffle_partitions", cls.shuffle_partitions))
+        except (TypeError, ValueError):
+            raise ConfigError("spark engine option shuffle_partitions must be an integer") from None
+        return cls(str(options.get("master", cls.master)), partitions, options.get("driver_memory"),
+                   {str(k): str(v) for k, v in conf.items()})
+
+
+def _java() -> str | None:
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
+        return os.path.join(home, "bin", "java")
+    return shutil.which("java")
+
+
+def session(settings: SparkSettings):
+    """The process's SparkSession, started on first use with ``settings``."""
+    global _SESSION
+    with _LOCK:
+        if _SESSION is not None:
+            return _SESSION
+        if _java() is None:
+            raise ConfigError("the spark engine needs Java 17 or later (java on PATH or JAVA_HOME); on Debian: "
+                              "apt-get install openjdk-17-jre-headless")
+        from pyspark.sql import SparkSession
+
+        local_dir = tempfile.mkdtemp(prefix="skewless-spark-")
+        conf = {
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.log.level": "ERROR",
+            "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+            # Instants are compared and returned in UTC, as every engine does; written as Parquet TIMESTAMP_MICROS
+            # (UTC-adjusted), which pyarrow reads back as timestamp[us, tz=UTC].
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
+            "spark.local.dir": local_dir,
+            **({"spark.driver.memory": settings.driver_memory} if settings.driver_memory else {}),
+            **settings.conf,
+        }
+        builder = SparkSession.builder.master(settings.master).appName("skewless")
+        for k, v in conf.items():
+            builder = builder.config(k, v)
+        try:
+            _SESSION = builder.getOrCreate()
+        except Exception as exc:  # noqa: BLE001 - the JVM did not start: say why, typed
+            raise EngineError(f"the spark engine could not start Spark ({str(exc).splitlines()[0][:300]})") from exc
+        return _SESSION
+
+
+def unique_name(prefix: str) -> str:
+    """A name for a temporary view of the shared session, unique in it."""
+    return f"__skewless_{prefix}_{os.getpid()}_{next(_GROUPS)}"
+
+
+def stream_parts(parts: list[str], schema: pa.Schema, batch_rows: int, folder: str | None = None
+                 ) -> Iterator[pa.RecordBatch]:
+    """The rows of Spark's part files, in file order, as batches of ``schema`` (names as Spark wrote them are
+    matched by position); ``folder`` is removed once read (or abandoned)."""
+    try:
+        for path in parts:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+                yield pa.RecordBatch.from_arrays([c.cast(f.type) for c, f in zip(batch.columns, schema)],
+                                                 schema=schema)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class Session:
+    """What ``SparkEngine.connect`` hands out: a job group of its own, so another thread can cancel its query."""
+
+    def __init__(self, spark):
+        self.spark = spark
+        self.group = f"skewless-{os.getpid()}-{next(_GROUPS)}"
+
+    def bind(self) -> None:
+        """Run this thread's next Spark jobs in this session's group (pyspark pins Python threads to JVM threads)."""
+        self.spark.sparkContext.setJobGroup(self.group, "skewless", interruptOnCancel=True)
+
+    def interrupt(self) -> None:
+        self.spark.sparkContext.cancelJobGroup(self.group)
+
+    def close(self) -> None:
+        pass
+
+
+def run_spark(fn, what: str):
+    """``fn()``, with Spark's errors as skewless errors: the aggregation overflow the query raises by name is a
+    ValidationError (as on every engine), anything else an EngineError naming ``what``."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    try:
+        return fn()
+    except PySparkException as exc:
+        message = str(exc)
+        if OVERFLOW in message:
+            raise ValidationError(message.split(OVERFLOW, 1)[1].splitlines()[0].split(" SQLSTATE")[0]) from exc
+        raise EngineError(f"{what}: Spark failed: {(message.splitlines() or [type(exc).__name__])[0][:500]}") from exc
+    except Py4JError as exc:
+        raise EngineError(f"{what}: Spark is not answering ({str(exc).splitlines()[0][:300]})") from exc
