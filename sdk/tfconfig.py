@@ -93,7 +93,8 @@ def config_document(outputs: dict, overrides: list[str] | tuple[str, ...] = ()) 
     }
     submit = _options(cfg, "submit")
     if submit:
-        doc["submit"] = {**submit, "region": submit.get("region") or cfg.get("region")}
+        region = submit.get("region") or cfg.get("region")
+        doc["submit"] = {**submit, **({"region": region} if region else {})}
     for item in overrides:
         _override(doc, item)
     return doc
