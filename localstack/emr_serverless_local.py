@@ -98,10 +98,9 @@ class LocalEmrServerless:
                     done.append(run.id)
         return done
 
-    def cancel_running(self, run_id: str) -> None:
-        proc = self._procs.get(run_id)
-        if proc and proc.poll() is None:
-            proc.kill()
+    def running(self) -> list[str]:
+        """Ids of the runs whose process is alive."""
+        return [run_id for run_id, proc in self._procs.items() if proc.poll() is None]
 
     def _execute(self, app_id: str, run) -> None:
         run.state = "RUNNING"

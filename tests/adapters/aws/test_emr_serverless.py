@@ -12,6 +12,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import boto3
@@ -214,3 +219,41 @@ def test_a_failing_job_is_a_job_failed_with_the_driver_error(local_emr, repo):
                               "--service", "no_such_service", "--to", "/tmp/never.parquet",
                               "--repo", str(local_emr["repo"])])
     assert res.exit_code == 1 and "error: JobFailed: job run" in res.output and "ended FAILED" in res.output
+
+
+def test_ctrl_c_on_skewless_submit_cancels_the_running_job(local_emr, repo, tmp_path):
+    """A real Ctrl-C (SIGINT) to a `skewless submit` process while its run is RUNNING: the run is cancelled on the
+    server, the job's process is stopped there, nothing is written, and the command exits 130. The job reads its
+    entity rows from a FIFO nobody writes to, so it cannot finish before the interrupt."""
+    fifo = tmp_path / "entities.parquet"
+    os.mkfifo(fifo)
+    out = tmp_path / "never.parquet"
+    proc = subprocess.Popen([sys.executable, "-m", "skewless", "submit", "training-set", "--entities", str(fifo),
+                             "--service", SERVICE, "--to", str(out), "--repo", str(local_emr["repo"])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    emr = local_emr["cloud"].client("emr-serverless")
+    try:
+        deadline = time.monotonic() + 60
+        runs = []
+        while time.monotonic() < deadline and not runs:
+            try:
+                runs = emr.list_job_runs(applicationId=local_emr["app_id"], states=["RUNNING"])["jobRuns"]
+            except emr.exceptions.ResourceNotFoundException:  # moto: no run started on the application yet
+                pass
+            time.sleep(0.1)
+        assert runs, "the run never reached RUNNING"
+        time.sleep(1.0)  # the command is polling
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert f"cancelled job run {runs[0]['id']}" in err and "RUNNING" in err
+    run = emr.get_job_run(applicationId=local_emr["app_id"], jobRunId=runs[0]["id"])["jobRun"]
+    assert run["state"] == "CANCELLED"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and local_emr["cloud"].running():
+        time.sleep(0.1)
+    assert not local_emr["cloud"].running()  # the job's process was stopped on the "cluster"
+    assert not out.exists()
