@@ -34,7 +34,8 @@ import botocore.config
 import botocore.exceptions
 
 from skewless.config import Config
-from skewless.errors import ConfigError, JobCancelled, JobFailed, NotFoundError, StoreUnavailable
+from skewless.errors import (ConfigError, JobCancelled, JobFailed, NotFoundError, SkewlessError,
+                             StoreUnavailable)
 from skewless.jobs import DONE_STATES, ERROR_MARK, JobOutcome, JobSpec, ProgressFn, result_of
 from skewless.adapters.aws.s3 import S3Location, S3Session
 
@@ -190,7 +191,11 @@ class EmrServerlessSubmitter:
                     break
                 time.sleep(self.poll_seconds)
         except KeyboardInterrupt:
-            self.cancel(job_run_id)
+            try:
+                self.cancel(job_run_id)
+            except SkewlessError:  # refused because the run ended meanwhile: nothing left to cancel
+                if self.state(job_run_id)[0] not in DONE_STATES:
+                    raise
             raise
         if state == "SUCCESS":
             return JobOutcome(job_run_id, state, result_of(self.logs(job_run_id)))

@@ -13,7 +13,7 @@ from .common import JsonOpt, err, friendly, print_json
 app = typer.Typer(no_args_is_help=True, help="Run a job on the cluster skewless.yaml's submit: section names.")
 RepoOpt = typer.Option(Path("."), "--repo", "-r", help="Feature repo folder (holds skewless.yaml)")
 WaitOpt = typer.Option(True, "--wait/--no-wait", help="Wait for the run to end (default) or print its id and return")
-LogsOpt = typer.Option(False, "--logs", help="Print the driver's stdout when the run ends")
+LogsOpt = typer.Option(False, "--logs", help="Print the driver's stdout when the run ends (--json: as driver_stdout)")
 
 
 def _submit(repo: Path, kind: str, args: dict, name: Optional[str], wait: bool, logs: bool, as_json: bool) -> None:
@@ -37,12 +37,14 @@ def _submit(repo: Path, kind: str, args: dict, name: Optional[str], wait: bool, 
     except KeyboardInterrupt:
         err.print(f"cancelled job run {run_id}", highlight=False)
         raise typer.Exit(130) from None
-    if logs:
-        typer.echo(target.logs(run_id) or "(no driver log)")
+    driver_log = target.logs(run_id) if logs else None
     if as_json:
-        print_json({"job_run_id": outcome.job_run_id, "state": outcome.state, "result": outcome.result})
-    else:
-        typer.echo(f"job run {run_id}: {outcome.state}" + (f" {outcome.result}" if outcome.result else ""))
+        print_json({"job_run_id": outcome.job_run_id, "state": outcome.state, "result": outcome.result,
+                    **({"driver_stdout": driver_log} if logs else {})})
+        return
+    if logs:
+        typer.echo(driver_log or "(no driver log)")
+    typer.echo(f"job run {run_id}: {outcome.state}" + (f" {outcome.result}" if outcome.result else ""))
 
 
 @app.command("training-set")

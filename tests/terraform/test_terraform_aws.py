@@ -292,7 +292,7 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
             assert wildcard == {"EcrLogin", "SageMakerMetrics"}  # actions without resource-level permissions
             assert not any(a.endswith(":*") or a == "*" for s in sids.values() for a in as_list(s["Action"]))
 
-            # EMR Serverless job runtime role (moto IAM): EMR-only trust, reads registry/offline/jobs, writes only
+            # EMR Serverless job runtime role (moto IAM): EMR-only trust, reads registry/offline/entities/jobs, writes only
             # training sets and logs, never deletes. (The application itself needs aws provider >= 4: the 3.39
             # rendering leaves it out and its id is null; tests/adapters/aws/test_emr_serverless.py starts jobs on
             # one created with boto3.)
@@ -302,7 +302,7 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
             assert sorted(as_list(emr_sids["WriteTrainingSetsAndLogs"]["Resource"])) == [
                 f"{arn}/emr-logs/*", f"{arn}/training-sets/*"]
             assert sorted(as_list(emr_sids["ReadSkewlessPrefixes"]["Resource"])) == sorted(
-                f"{arn}/{p}/*" for p in ("registry", "offline", "jobs", "training-sets", "emr-logs"))
+                f"{arn}/{p}/*" for p in ("registry", "offline", "entities", "jobs", "training-sets", "emr-logs"))
             actions = {a for s in emr_sids.values() for a in as_list(s["Action"])}
             assert not any(a.endswith(":*") or a == "*" or "Delete" in a for a in actions)
             assert not any("*" == r for s in emr_sids.values() for r in as_list(s["Resource"]))

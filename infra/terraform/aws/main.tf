@@ -11,7 +11,7 @@ locals {
   account  = data.aws_caller_identity.current.account_id
   region   = data.aws_region.current.id
   bucket   = coalesce(var.bucket_name, "${var.name}-data-${local.account}-${local.region}")
-  prefixes = { registry = "registry", offline = "offline", models = "models", jobs = "jobs", training_sets = "training-sets", emr_logs = "emr-logs" }
+  prefixes = { registry = "registry", offline = "offline", models = "models", jobs = "jobs", entities = "entities", training_sets = "training-sets", emr_logs = "emr-logs" }
   kms_keys = var.kms_key_arn == null ? [] : [var.kms_key_arn]
   tags     = merge({ "skewless:stack" = var.name, "managed-by" = "terraform" }, var.tags)
 }
@@ -119,15 +119,15 @@ resource "aws_security_group_rule" "serving_https" {
   cidr_blocks       = ["0.0.0.0/0"]
 }
 
-# Spark jobs on EMR Serverless (`skewless submit`): read the registry, the histories and the staged entry point;
-# write training sets and logs. Workers run in the Redis subnets so materialization reaches it.
+# Spark jobs on EMR Serverless (`skewless submit`): read the registry, the histories, entity tables and the staged
+# entry point; write training sets and logs. Workers run in the Redis subnets so materialization reaches it.
 module "emr" {
   source = "../modules/aws-emr-serverless"
   count  = var.enable_emr_serverless ? 1 : 0
 
   name               = "${var.name}-jobs"
   bucket_name        = module.data.bucket_name
-  read_prefixes      = [for p in ["registry", "offline", "jobs"] : "${local.prefixes[p]}/"]
+  read_prefixes      = [for p in ["registry", "offline", "entities", "jobs"] : "${local.prefixes[p]}/"]
   write_prefixes     = ["${local.prefixes.training_sets}/"]
   log_prefix         = "${local.prefixes.emr_logs}/"
   release_label      = var.emr_release_label

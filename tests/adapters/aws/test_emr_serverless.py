@@ -199,10 +199,10 @@ def test_submitted_materialize_fills_the_online_store(local_emr, repo):
     res = runner.invoke(app, ["submit", "materialize", "2030-01-01T00:00:00Z", "--start", "2000-01-01T00:00:00Z",
                               "--repo", str(local_emr["repo"]), "--json", "--logs"])
     assert res.exit_code == 0, res.output
-    doc = json.loads(res.stdout[res.stdout.index("{\n"):])
+    doc = json.loads(res.stdout)
     rows = {v["view"]: v["rows"] for v in doc["result"]["views"]}
     assert rows and all(n > 0 for n in rows.values())
-    assert "SKEWLESS_JOB_RESULT" in res.stdout  # --logs: the driver's stdout, read from the log URI
+    assert "SKEWLESS_JOB_RESULT" in doc["driver_stdout"]  # --logs: the driver's stdout, read from the log URI
     online = FeatureStore(repo).get_online_features(SERVICE, [{"loan_id": 10000, "zipcode": 76104}]).values
     assert any(v is not None for k, v in online.items() if k not in ("loan_id", "zipcode"))
 
@@ -257,3 +257,38 @@ def test_ctrl_c_on_skewless_submit_cancels_the_running_job(local_emr, repo, tmp_
         time.sleep(0.1)
     assert not local_emr["cloud"].running()  # the job's process was stopped on the "cluster"
     assert not out.exists()
+
+
+def test_a_submitted_training_set_reads_entities_from_s3_and_writes_the_set_to_s3(repo, tmp_path):
+    """Entity rows under entities/ and the training set under training-sets/ of the bucket (the prefixes the stack's
+    job runtime role may read and write), with the credentials only in the job's environment: the config carries
+    `sources.s3` without keys."""
+    cloud = LocalEmrServerless(env={"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}).start().serve()
+    try:
+        s3 = cloud.client("s3")
+        bucket = f"skt-emr-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=bucket)
+        s3.upload_file(str(repo / ENTITIES), bucket, "entities/loans.parquet")
+        here = _with_submit(repo, tmp_path, cloud.endpoint, _application(cloud.client("emr-serverless")), bucket)
+        doc = yaml.safe_load((here / "skewless.yaml").read_text())
+        doc["sources"] = {"s3": {"endpoint_url": cloud.endpoint, "region": "us-east-1"}}
+        (here / "skewless.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        url = f"s3://{bucket}/training-sets/credit.parquet"
+        res = runner.invoke(app, ["submit", "training-set", "--entities", f"s3://{bucket}/entities/loans.parquet",
+                                  "--service", SERVICE, "--to", url, "--repo", str(here), "--json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["result"]["destination"] == url
+        run = cloud.client("emr-serverless").get_job_run(applicationId=doc["submit"]["application_id"],
+                                                         jobRunId=json.loads(res.stdout)["job_run_id"])["jobRun"]
+        carried = yaml.safe_load(json.loads(run["jobDriver"]["sparkSubmit"]["entryPointArguments"][1])["config"])
+        assert carried["sources"] == {"s3": {"endpoint_url": cloud.endpoint, "region": "us-east-1"}}  # no keys
+        assert "submit" not in carried
+        s3.download_file(bucket, "training-sets/credit.parquet", str(tmp_path / "from-s3.parquet"))
+        # the object-store writer keeps the set's Arrow schema (NOT NULL keys included): equal to to_arrow() here
+        want = FeatureStore(repo).get_historical_features(str(repo / ENTITIES), SERVICE).to_arrow()
+        got = pq.read_table(tmp_path / "from-s3.parquet")
+        assert got.schema.equals(want.schema) and got.equals(want)
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="training-sets/")["Contents"]}
+        assert keys == {"training-sets/credit.parquet", "training-sets/credit.parquet.snapshot.json"}
+    finally:
+        cloud.stop()
