@@ -110,6 +110,7 @@ def test_start_job_run_request_shape_and_staged_entry_point(on_moto, tmp_path):
     assert run["configurationOverrides"]["monitoringConfiguration"]["s3MonitoringConfiguration"]["logUri"] == \
         f"s3://{on_moto['bucket']}/emr-logs/"
     assert run["tags"] == {"skewless:job": "training-set"}
+    assert sub.request(spec, entry)["executionTimeoutMinutes"] == 60  # sent; moto's get_job_run does not echo it
     staged = on_moto["s3"].get_object(Bucket=on_moto["bucket"], Key=entry.split("/", 3)[3])["Body"].read()
     assert staged == emr_serverless.ENTRY.read_bytes()
     # moto finishes a run at once and writes no logs: SUCCESS, without a result to read back
