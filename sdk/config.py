@@ -11,6 +11,9 @@
     online:
       url: sqlite:///data/online.db      # sqlite://, redis://, rediss://, tair://
       options: {}
+    submit:                              # optional: where `skewless submit` runs jobs (docs/emr-serverless.md)
+      target: emr-serverless             # the plugin table's `submit` role; the other keys are the target's
+      application_id: 00f...
     sources:                             # optional: options of batch sources (and entity tables, training sets)
       s3: {region: us-east-1}            # at s3:// / oss:// URLs (default: the offline store's storage_options
       oss: {region: cn-hangzhou}         # when it is on the same scheme, else the environment's)
@@ -31,6 +34,8 @@ import yaml
 from .errors import ConfigError
 
 FILE_NAME = "skewless.yaml"
+# Where each store is when skewless.yaml does not say (relative to its folder).
+DEFAULT_URLS = {"registry": "data/registry", "offline": "data/offline", "online": "sqlite:///data/online.db"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -50,6 +55,7 @@ class Config:
     online: StoreConfig
     repo_path: Path
     source_options: dict = field(default_factory=dict)  # URL scheme -> options (``sources:``)
+    submit: dict = field(default_factory=dict)  # ``submit:``: the job target and its settings (empty: none)
 
     @classmethod
     def default(cls, repo_path: Path, project: str = "default") -> "Config":
@@ -112,6 +118,14 @@ def validate(cfg: Config, where: str = FILE_NAME) -> Config:
         plugins.adapter_for("engine", cfg.engine)
     except ConfigError as exc:
         raise ConfigError(f"{where}: offline.engine: {exc}") from None
+    if cfg.submit:
+        target = cfg.submit.get("target")
+        if not isinstance(target, str) or not target:
+            raise ConfigError(f"{where}: submit.target must name where jobs run, e.g. emr-serverless")
+        try:
+            plugins.adapter_for("submit", target)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: submit.target: {exc}") from None
     return cfg
 
 
@@ -131,17 +145,20 @@ def load(repo_path: str | os.PathLike) -> Config:
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     doc = _expand(doc)
-    unknown = set(doc) - {"project", "registry", "offline", "online", "sources"}
+    unknown = set(doc) - {"project", "registry", "offline", "online", "sources", "submit"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (known: project, registry, offline, online, "
-                          "sources)")
+                          "sources, submit)")
+    submit = doc.get("submit") or {}
+    if not isinstance(submit, dict):
+        raise ConfigError(f"{path}: submit must be a mapping (target: emr-serverless, ...)")
     sources = doc.get("sources") or {}
     if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
         raise ConfigError(f"{path}: sources must map a URL scheme (s3, oss, maxcompute) to its options")
     project = doc.get("project")
     if not isinstance(project, str) or not project:
         raise ConfigError(f"{path}: 'project' must be a non-empty string")
-    offline = _store(doc, "offline", "data/offline")
+    offline = _store(doc, "offline", DEFAULT_URLS["offline"])
     raw_off = doc.get("offline") if isinstance(doc.get("offline"), dict) else {}
     bad = set(raw_off) - {"url", "engine", "options", "storage_options"}
     if bad:
@@ -156,7 +173,7 @@ def load(repo_path: str | os.PathLike) -> Config:
         extra = set(raw) - {"url", "options"} if isinstance(raw, dict) else set()
         if extra:
             raise ConfigError(f"{path}: unknown keys under {key}: {sorted(extra)} (known: url, options)")
-    return validate(Config(project, _store(doc, "registry", "data/registry"), StoreConfig(offline.url, storage),
-                           engine, offline.options, _store(doc, "online", "sqlite:///data/online.db"), path.parent,
-                           sources),
+    return validate(Config(project, _store(doc, "registry", DEFAULT_URLS["registry"]), StoreConfig(offline.url, storage),
+                           engine, offline.options, _store(doc, "online", DEFAULT_URLS["online"]), path.parent,
+                           sources, submit),
                     str(path))

@@ -12,7 +12,9 @@
     ├── EngineError               an offline engine could not run a query (e.g. out of memory); says what to tune
     ├── TransformError            an on-demand transform raised, or returned an output of the wrong type or shape
     │                             (names the transform and the row; nothing is silently nulled)
-    └── StoreUnavailable          a backing store (file system, object store, database) cannot be reached
+    ├── StoreUnavailable          a backing store (file system, object store, database) cannot be reached
+    └── JobFailed                 a job submitted to a cluster (``skewless submit``) ended FAILED; names the run
+        └── JobCancelled          ... ended CANCELLED (by Ctrl-C here, or by someone else)
 
 The model server adds its own in ``skewless.serving.errors`` (each a ``SkewlessError``; the whole tree with HTTP
 statuses: docs/errors.md).
@@ -92,3 +94,22 @@ class StoreUnavailable(SkewlessError):
     def __init__(self, message: str, *, endpoint: str | None = None):
         super().__init__(message)
         self.endpoint = redact(endpoint) if endpoint else endpoint
+
+
+class JobFailed(SkewlessError):
+    """A job submitted to a cluster (``skewless submit``: EMR Serverless) ended without success. ``job_run_id``,
+    ``state`` and ``details`` (the service's reason) name it; ``log_tail`` holds the end of the driver's log when it
+    could be read."""
+
+    def __init__(self, message: str, *, job_run_id: str, state: str, details: str | None = None,
+                 log_tail: str | None = None):
+        super().__init__(message)
+        self.job_run_id = job_run_id
+        self.state = state
+        self.details = redact(details) if details else details
+        self.log_tail = redact(log_tail) if log_tail else log_tail
+
+
+class JobCancelled(JobFailed):
+    """A submitted job ended CANCELLED: by Ctrl-C in the submitting process (which cancels the run before it
+    stops), or by someone else."""

@@ -11,6 +11,7 @@ cloud SDK). The roles:
     table:    maxcompute://[project]   (batch sources that are warehouse tables: a reader of a source's rows)
     stream:   kinesis://STREAM | datahub://PROJECT/TOPIC | memory:///FOLDER   (sources of ``skewless stream``,
               skewless.streams.source)
+    submit:   emr-serverless   (where ``skewless submit`` runs jobs: a name, like an engine; skewless.jobs)
 
 An unknown scheme, or a scheme whose extra is not installed, is a ConfigError that says what to install.
 Third parties add schemes to the table with ``register``.
@@ -25,6 +26,9 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .redact import redact_url
+
+
+_NAMED = ("engine", "submit")  # roles chosen by a name, not by a URL's scheme
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
         "datahub": Adapter("skewless.adapters.alibaba.datahub:from_url", "alibaba"),
         "memory": Adapter("skewless.streams.memory:from_url", None),
     },
+    "submit": {
+        "emr-serverless": Adapter("skewless.adapters.aws.emr_serverless:submitter", "aws"),
+    },
     "engine": {
         "duckdb": Adapter("skewless.factories:duckdb_engine", None),
         "maxcompute": Adapter("skewless.adapters.alibaba.maxcompute:engine_from_url", "alibaba"),
@@ -94,15 +101,15 @@ def scheme_of(url: str) -> str:
 def adapter_for(role: str, url: str) -> Adapter:
     """The plugin table's adapter for ``url`` in ``role`` (nothing imported): a ConfigError naming the known schemes,
     and the URL without its credentials, when there is none. Also checks the URL parses (port, IPv6 literal)."""
-    scheme = url if role == "engine" else scheme_of(url)
+    scheme = url if role in _NAMED else scheme_of(url)
     adapters = _ADAPTERS.get(role, {})
     adapter = adapters.get(scheme)
     if adapter is None:
         known = ", ".join(sorted(adapters))
-        if role == "engine":
-            raise ConfigError(f"unknown engine {scheme!r}; known: {known}")
+        if role in _NAMED:
+            raise ConfigError(f"unknown {'submit target' if role == 'submit' else role} {scheme!r}; known: {known}")
         raise ConfigError(f"unknown {role} store scheme {scheme!r} in {redact_url(url)!r}; known: {known}")
-    if role != "engine" and "://" in url:
+    if role not in _NAMED and "://" in url:
         try:
             urlsplit(url).port  # noqa: B018 - parsing it is the check: a bad port or IPv6 literal raises
         except ValueError as exc:
@@ -118,7 +125,7 @@ def load(role: str, url: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         hint = f'pip install "skewless[{adapter.extra}]"' if adapter.extra else "reinstall skewless"
-        scheme = url if role == "engine" else scheme_of(url)
+        scheme = url if role in _NAMED else scheme_of(url)
         raise ConfigError(f"the {role} adapter for {scheme}:// is not available ({exc.name or exc}); "
                           f"install it with: {hint}") from exc
     return getattr(module, attr)

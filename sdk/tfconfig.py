@@ -9,7 +9,10 @@ shape:
                                       # + endpoint/keys on emulators
      offline_storage_options,         # optional: the offline store's own options when it is not the object store
                                       # (MaxCompute: {endpoint}); absent or null: storage_options
-     online_options}                  # optional: extra online store options (e.g. {tls: true} for Tair with TLS)
+     online_options,                  # optional: extra online store options (e.g. {tls: true} for Tair with TLS)
+     submit}                          # optional: where `skewless submit` runs jobs, {target, ...the target's
+                                      # settings} (AWS: emr-serverless, application_id, execution_role_arn,
+                                      # log_uri, jobs_uri); null: no job target. The stack's region is added.
 
 Secrets never reach the file: the password is written as a ``${VAR}`` reference that ``skewless.config.load``
 expands from the environment.
@@ -88,6 +91,10 @@ def config_document(outputs: dict, overrides: list[str] | tuple[str, ...] = ()) 
                     **({"storage_options": dict(offline_storage)} if offline_storage else {})},
         "online": {"url": cfg["online_url"], "options": online_options},
     }
+    submit = _options(cfg, "submit")
+    if submit:
+        region = submit.get("region") or cfg.get("region")
+        doc["submit"] = {**submit, **({"region": region} if region else {})}
     for item in overrides:
         _override(doc, item)
     return doc

@@ -391,13 +391,14 @@ def demo(path: Optional[Path] = typer.Option(None, help="Repo folder to create (
 
 
 def _add_groups() -> None:
-    from . import config_cmd, local, model, serve_cmd
+    from . import config_cmd, local, model, serve_cmd, submit_cmd
 
     app.command("serve")(serve_cmd.serve)
     app.command("serve-image")(serve_cmd.serve_image)
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")
+    app.add_typer(submit_cmd.app, name="submit")
 
 
 _add_groups()

@@ -91,7 +91,9 @@ def registered(roles=("online", "offline", "registry", "source", "table")) -> li
 
 
 def test_the_roles_checked_through_the_config_are_every_role_but_engines_and_streams():
-    assert set(plugins._ADAPTERS) == {"online", "offline", "registry", "source", "table", "engine", "stream"}
+    # engine and submit are names, not URLs: their unknown names are checked in test_config_field_types_...
+    assert set(plugins._ADAPTERS) == {"online", "offline", "registry", "source", "table", "engine", "stream",
+                                      "submit"}
 
 
 @pytest.mark.parametrize("role, scheme", registered(("stream",)))
@@ -199,6 +201,9 @@ def test_unknown_engine_fails_when_the_config_loads(tmp_path):
     ({"online": {"url": "sqlite:///x.db", "option": {}}}, "unknown keys under online: ['option']"),
     ({"registry": ""}, "registry must be a URL"),
     ({"registry": "ftp://host/x"}, "registry: unknown registry store scheme 'ftp'"),
+    ({"submit": ["emr-serverless"]}, "submit must be a mapping"),
+    ({"submit": {"application_id": "00f1"}}, "submit.target must name where jobs run"),
+    ({"submit": {"target": "slurm"}}, "submit.target: unknown submit target 'slurm'; known: emr-serverless"),
 ])
 def test_config_field_types_are_checked_at_load(tmp_path, doc, fragment):
     write_config(tmp_path, **doc)

@@ -23,6 +23,7 @@ import yaml
 from typer.testing import CliRunner
 
 from skewless import config as config_mod
+from skewless import tfconfig
 from skewless.cli.main import app
 from skewless.errors import ConfigError
 from skewless.localcloud import terraform as tfm
@@ -51,7 +52,7 @@ def test_terraform_fmt_is_canonical():
 
 def test_layout_typed_described_variables_and_declared_provider_versions():
     assert {m.name for m in STACK.dirs()[1:]} == {"aws-s3-data", "aws-redis", "aws-ecr", "aws-sagemaker-role",
-                                                  "aws-glue", "aws-sagemaker-serving"}
+                                                  "aws-glue", "aws-sagemaker-serving", "aws-emr-serverless"}
     assert tc.layout_problems(STACK) == []
 
 
@@ -60,9 +61,9 @@ def test_every_module_stack_and_example_loads_with_terraform(tmp_path):
     here, so this is `terraform get` + `terraform providers`: the whole module tree is parsed and decoded)."""
     copy = tc.copy_stack(STACK, tmp_path / "tf")
     reports = tc.load_roots(roots(copy))
-    assert len(reports) == 9  # the stack, its two examples, one example per module
+    assert len(reports) == 10  # the stack, its two examples, one example per module
     called = {m for r in reports.values() for m in re.findall(r"module\.(\w+)", r)}
-    assert called >= {"data", "redis", "ecr", "glue", "sagemaker_role", "serving", "stack"}
+    assert called >= {"data", "redis", "ecr", "glue", "sagemaker_role", "serving", "emr", "stack"}
     for directory, report in reports.items():
         constraints = tc.provider_constraints(report)
         assert set(constraints) == {STACK.provider}, (directory, report)
@@ -167,7 +168,8 @@ def test_aws3_rendering_of_the_tree_changes_only_the_listed_constructs(tmp_path)
         if (dst / rel).read_text() != src.read_text():
             changed.append(rel.as_posix())
     assert {c for c in changed if not c.endswith("versions.tf")} == {
-        "modules/aws-s3-data/main.tf", "modules/aws-redis/main.tf", "aws/examples/localcloud/main.tf"}
+        "modules/aws-s3-data/main.tf", "modules/aws-redis/main.tf", "aws/examples/localcloud/main.tf",
+        "modules/aws-emr-serverless/main.tf", "modules/aws-emr-serverless/outputs.tf"}
     rendered = "".join(p.read_text() for p in dst.rglob("*.tf"))
     for gone in (*tfm.AWS3_FOLDS, *tfm.AWS3_DROPS, "s3_use_path_style", SUPPORTED):
         assert gone not in rendered
@@ -188,7 +190,7 @@ def test_aws3_rendering_validates_everywhere(tmp_path):
 
     with ThreadPoolExecutor(2) as pool:
         reports = dict(zip(roots(dst), pool.map(validate, roots(dst))))
-    assert len(reports) == 9
+    assert len(reports) == 10
     bad = {str(d.relative_to(dst)): r["diagnostics"] for d, r in reports.items()
            if not r["valid"] or r["warning_count"]}
     assert not bad
@@ -224,6 +226,18 @@ def _gone(call, *codes) -> bool:
     except botocore.exceptions.ClientError as exc:
         return exc.response["Error"]["Code"] in codes or exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     return False
+
+
+def _role_and_statements(iam, role_name: str, service: str) -> tuple[dict, dict]:
+    """The role (asserting only ``service`` may assume it) and its inline policy ``<role>-access``'s statements by
+    Sid (moto answers the documents as JSON text or as objects)."""
+    role = iam.get_role(RoleName=role_name)["Role"]
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert trust["Statement"][0]["Principal"] == {"Service": service}
+    doc = iam.get_role_policy(RoleName=role_name, PolicyName=f"{role_name}-access")["PolicyDocument"]
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    return role, {s["Sid"]: s for s in doc["Statement"]}
 
 
 def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3, moto_endpoint, redis_url,
@@ -266,14 +280,7 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
             assert moto["ecr"].get_lifecycle_policy(repositoryName=f"{name}/serving")["lifecyclePolicyText"]
 
             # IAM (moto): SageMaker-only trust, access scoped to the bucket prefixes, the repository and logs
-            role = moto["iam"].get_role(RoleName=f"{name}-sagemaker-execution")["Role"]
-            trust = role["AssumeRolePolicyDocument"]
-            trust = json.loads(trust) if isinstance(trust, str) else trust
-            assert trust["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
-            doc = moto["iam"].get_role_policy(RoleName=role["RoleName"],
-                                              PolicyName=f"{role['RoleName']}-access")["PolicyDocument"]
-            doc = json.loads(doc) if isinstance(doc, str) else doc
-            sids = {s["Sid"]: s for s in doc["Statement"]}
+            role, sids = _role_and_statements(moto["iam"], f"{name}-sagemaker-execution", "sagemaker.amazonaws.com")
             as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
             arn = f"arn:aws:s3:::{bucket}"
             assert sorted(as_list(sids["ReadSkewlessPrefixes"]["Resource"])) == sorted(
@@ -284,6 +291,26 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
             wildcard = {sid for sid, s in sids.items() if "*" in as_list(s["Resource"])}
             assert wildcard == {"EcrLogin", "SageMakerMetrics"}  # actions without resource-level permissions
             assert not any(a.endswith(":*") or a == "*" for s in sids.values() for a in as_list(s["Action"]))
+
+            # EMR Serverless job runtime role (moto IAM): EMR-only trust, reads registry/offline/entities/jobs, writes only
+            # training sets and logs, never deletes. (The application itself needs aws provider >= 4: the 3.39
+            # rendering leaves it out and its id is null; tests/adapters/aws/test_emr_serverless.py starts jobs on
+            # one created with boto3.)
+            emr_role, emr_sids = _role_and_statements(moto["iam"], f"{name}-jobs-execution",
+                                                      "emr-serverless.amazonaws.com")
+            assert emr_role["Arn"] == stack["emr_execution_role_arn"]
+            assert sorted(as_list(emr_sids["WriteTrainingSetsAndLogs"]["Resource"])) == [
+                f"{arn}/emr-logs/*", f"{arn}/training-sets/*"]
+            assert sorted(as_list(emr_sids["ReadSkewlessPrefixes"]["Resource"])) == sorted(
+                f"{arn}/{p}/*" for p in ("registry", "offline", "entities", "jobs", "training-sets", "emr-logs"))
+            actions = {a for s in emr_sids.values() for a in as_list(s["Action"])}
+            assert not any(a.endswith(":*") or a == "*" or "Delete" in a for a in actions)
+            assert not any("*" == r for s in emr_sids.values() for r in as_list(s["Resource"]))
+            submit = stack["skewless_config"]["submit"]
+            assert submit == {"target": "emr-serverless", "application_id": None,
+                              "execution_role_arn": emr_role["Arn"], "log_uri": f"s3://{bucket}/emr-logs/",
+                              "jobs_uri": f"s3://{bucket}/jobs/"}
+            assert stack["skewless_config"]["offline_engine"] == "spark" and stack["emr_application_id"] is None
 
             # Glue (moto)
             database = moto["glue"].get_database(Name=stack["glue_database_name"])["Database"]
@@ -307,6 +334,10 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
             assert cfg.project == "local" and cfg.registry.url == f"s3://{bucket}/registry"
             assert cfg.registry.options["endpoint_url"] == localstack_s3
             assert cfg.offline.url == f"s3://{bucket}/offline" and cfg.online.url == redis_url
+            assert cfg.engine == "duckdb"  # the example's override: local-mode jobs run on DuckDB
+            assert cfg.submit == {"target": "emr-serverless", "execution_role_arn": emr_role["Arn"],
+                                  "log_uri": f"s3://{bucket}/emr-logs/", "jobs_uri": f"s3://{bucket}/jobs/",
+                                  "region": "us-east-1"}
 
             # ... which drives the store end to end on the bucket Terraform made (+ the local Redis, own prefix)
             prefix = f"{name}-e2e"
@@ -327,6 +358,7 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
             outputs_file = tmp_path / "outputs.json"
             outputs_file.write_text(json.dumps({"skewless_config": {"value": stack["skewless_config"],
                                                                     "type": "object", "sensitive": False}}))
+            # (engine: spark is what the stack names with EMR Serverless on; the Spark engine loads it)
             res = runner.invoke(app, ["config", "from-terraform", "--outputs-file", str(outputs_file),
                                       "--repo", str(tmp_path / "aws-repo")])
             assert res.exit_code == 0, res.output
@@ -345,6 +377,7 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
         assert _gone(lambda: moto["ecr"].describe_repositories(repositoryNames=[f"{name}/serving"]),
                      "RepositoryNotFoundException")
         assert _gone(lambda: moto["iam"].get_role(RoleName=f"{name}-sagemaker-execution"), "NoSuchEntity")
+        assert _gone(lambda: moto["iam"].get_role(RoleName=f"{name}-jobs-execution"), "NoSuchEntity")
         assert _gone(lambda: moto["glue"].get_database(Name=f"{name.replace('-', '_')}_offline"),
                      "EntityNotFoundException")
         assert _gone(lambda: elasticache.describe_replication_groups(ReplicationGroupId=f"{name}-redis"),
@@ -411,3 +444,31 @@ def test_from_terraform_print_and_errors(tmp_path):
     assert res.exit_code == 1 and "either a Terraform directory or --outputs-file" in res.output
     res = runner.invoke(app, ["config", "from-terraform", str(tmp_path / "nowhere"), "--repo", str(tmp_path)])
     assert res.exit_code == 1 and "not a directory" in res.output
+
+
+def test_from_terraform_turns_the_emr_serverless_outputs_into_engine_spark_and_submit_settings(tmp_path,
+                                                                                                monkeypatch):
+    """The stack with enable_emr_serverless: offline_engine spark and a `submit` object -> skewless.yaml's
+    offline.engine and submit: section (the stack's region added); without it (null), no submit: section."""
+    outputs = json.loads(json.dumps(AWS_OUTPUTS))
+    value = outputs["skewless_config"]["value"]
+    value.update(offline_engine="spark", submit={
+        "target": "emr-serverless", "application_id": "00fabc123", "jobs_uri": "s3://b/jobs/",
+        "execution_role_arn": "arn:aws:iam::123456789012:role/credit-jobs-execution", "log_uri": "s3://b/emr-logs/"})
+    doc = tfconfig.config_document(outputs)
+    assert doc["offline"]["engine"] == "spark"
+    assert doc["submit"] == {**value["submit"], "region": "eu-west-1"}
+    # loadable (engine: spark is in the plugin table); the submit target is checked at load
+    f = tmp_path / "outputs.json"
+    f.write_text(json.dumps(outputs))
+    res = runner.invoke(app, ["config", "from-terraform", "--outputs-file", str(f), "--repo", str(tmp_path / "r"),])
+    assert res.exit_code == 0, res.output
+    monkeypatch.setenv("SKEWLESS_REDIS_PASSWORD", "s3cret")
+    loaded = config_mod.load(tmp_path / "r")
+    assert loaded.submit == doc["submit"] and loaded.engine == "spark"
+    value["submit"]["target"] = "emr-on-eks"
+    f.write_text(json.dumps(outputs))
+    res = runner.invoke(app, ["config", "from-terraform", "--outputs-file", str(f), "--repo", str(tmp_path / "r2"),])
+    assert res.exit_code == 1 and "submit.target: unknown submit target 'emr-on-eks'" in res.output
+    value["submit"] = None
+    assert "submit" not in tfconfig.config_document(outputs)

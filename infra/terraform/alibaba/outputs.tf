@@ -19,6 +19,10 @@ output "skewless_config" {
     # The offline store's own options when it is not the bucket (MaxCompute: its endpoint); null: storage_options.
     offline_storage_options = local.maxcompute ? { endpoint = local.mc_endpoint } : null
     online_options          = { tls = true }
+    # The AWS stack's job submission settings (EMR Serverless). Null here: with offline_engine = maxcompute the
+    # jobs already run inside MaxCompute; Alibaba's Spark services (EMR Serverless Spark, MaxCompute Spark) have
+    # no skewless submitter yet.
+    submit = null
   }
 }
 

@@ -1,5 +1,6 @@
 # The skewless stack on AWS: data bucket (registry/, offline/, models/), Redis (online store), ECR (serving image),
-# the SageMaker execution role, a Glue database for offline tables and, optionally, a SageMaker endpoint.
+# the SageMaker execution role, a Glue database for offline tables and, optionally, a SageMaker endpoint and an EMR
+# Serverless application for Spark jobs.
 # No provider block: the caller's configuration (or AWS_REGION / AWS_PROFILE when applied directly) decides where.
 
 data "aws_caller_identity" "current" {}
@@ -10,7 +11,7 @@ locals {
   account  = data.aws_caller_identity.current.account_id
   region   = data.aws_region.current.id
   bucket   = coalesce(var.bucket_name, "${var.name}-data-${local.account}-${local.region}")
-  prefixes = { registry = "registry", offline = "offline", models = "models" }
+  prefixes = { registry = "registry", offline = "offline", models = "models", jobs = "jobs", entities = "entities", training_sets = "training-sets", emr_logs = "emr-logs" }
   kms_keys = var.kms_key_arn == null ? [] : [var.kms_key_arn]
   tags     = merge({ "skewless:stack" = var.name, "managed-by" = "terraform" }, var.tags)
 }
@@ -31,7 +32,7 @@ module "redis" {
   vpc_id                     = var.vpc_id
   subnet_ids                 = var.subnet_ids
   allowed_cidr_blocks        = var.redis_allowed_cidr_blocks
-  allowed_security_group_ids = concat(var.redis_allowed_security_group_ids, aws_security_group.serving[*].id)
+  allowed_security_group_ids = concat(var.redis_allowed_security_group_ids, aws_security_group.serving[*].id, aws_security_group.emr[*].id)
   auth_token                 = var.redis_auth_token
   node_type                  = var.redis_node_type
   num_cache_clusters         = var.redis_num_cache_clusters
@@ -61,7 +62,7 @@ module "sagemaker_role" {
 
   name               = "${var.name}-sagemaker-execution"
   bucket_arn         = module.data.bucket_arn
-  read_prefixes      = [for p in values(local.prefixes) : "${p}/"]
+  read_prefixes      = [for p in ["registry", "offline", "models"] : "${local.prefixes[p]}/"]
   write_prefixes     = ["${local.prefixes.models}/"]
   ecr_repository_arn = module.ecr.repository_arn
   glue_database_name = module.glue.database_name
@@ -115,5 +116,59 @@ resource "aws_security_group_rule" "serving_https" {
   to_port           = 443
   protocol          = "tcp"
   security_group_id = aws_security_group.serving[0].id
+  cidr_blocks       = ["0.0.0.0/0"]
+}
+
+# Spark jobs on EMR Serverless (`skewless submit`): read the registry, the histories, entity tables and the staged
+# entry point; write training sets and logs. Workers run in the Redis subnets so materialization reaches it.
+module "emr" {
+  source = "../modules/aws-emr-serverless"
+  count  = var.enable_emr_serverless ? 1 : 0
+
+  name               = "${var.name}-jobs"
+  bucket_name        = module.data.bucket_name
+  read_prefixes      = [for p in ["registry", "offline", "entities", "jobs"] : "${local.prefixes[p]}/"]
+  write_prefixes     = ["${local.prefixes.training_sets}/"]
+  log_prefix         = "${local.prefixes.emr_logs}/"
+  release_label      = var.emr_release_label
+  max_cpu            = var.emr_max_cpu
+  max_memory         = var.emr_max_memory
+  subnet_ids         = var.subnet_ids
+  security_group_ids = aws_security_group.emr[*].id
+  image_uri          = var.emr_image_uri
+  kms_key_arns       = local.kms_keys
+  tags               = local.tags
+}
+
+# The job workers' network interfaces: out to Redis and to AWS APIs over HTTPS (S3), nothing in.
+resource "aws_security_group" "emr" {
+  #checkov:skip=CKV2_AWS_5:Attached to the EMR Serverless application's network_configuration (module.emr), which checkov does not follow.
+  count       = var.enable_emr_serverless ? 1 : 0
+  name        = "${var.name}-jobs"
+  description = "EMR Serverless workers of ${var.name}: egress to Redis and HTTPS only."
+  vpc_id      = var.vpc_id
+  tags        = local.tags
+}
+
+resource "aws_security_group_rule" "emr_to_redis" {
+  count                    = var.enable_emr_serverless ? 1 : 0
+  description              = "Materialization writes to Redis"
+  type                     = "egress"
+  from_port                = module.redis.port
+  to_port                  = module.redis.port
+  protocol                 = "tcp"
+  security_group_id        = aws_security_group.emr[0].id
+  source_security_group_id = module.redis.security_group_id
+}
+
+resource "aws_security_group_rule" "emr_https" {
+  #checkov:skip=CKV_AWS_382:HTTPS egress to AWS APIs (S3, STS), whose addresses are not fixed.
+  count             = var.enable_emr_serverless ? 1 : 0
+  description       = "AWS APIs over HTTPS (S3, STS)"
+  type              = "egress"
+  from_port         = 443
+  to_port           = 443
+  protocol          = "tcp"
+  security_group_id = aws_security_group.emr[0].id
   cidr_blocks       = ["0.0.0.0/0"]
 }

@@ -9,12 +9,20 @@ output "skewless_config" {
     region              = local.region
     registry_url        = "s3://${module.data.bucket_name}/${local.prefixes.registry}"
     offline_url         = "s3://${module.data.bucket_name}/${local.prefixes.offline}"
-    offline_engine      = "duckdb"
+    offline_engine      = var.enable_emr_serverless ? "spark" : "duckdb"
     online_url          = module.redis.url
     online_password_env = "SKEWLESS_REDIS_PASSWORD"
     storage_options     = { region = local.region }
     models_url          = "s3://${module.data.bucket_name}/${local.prefixes.models}"
     glue_database       = module.glue.database_name
+    # Where `skewless submit` runs jobs (null: it does not). Alibaba's stack has the key too, null there.
+    submit = var.enable_emr_serverless ? {
+      target             = "emr-serverless"
+      application_id     = module.emr[0].application_id
+      execution_role_arn = module.emr[0].execution_role_arn
+      log_uri            = module.emr[0].log_uri
+      jobs_uri           = "s3://${module.data.bucket_name}/${local.prefixes.jobs}/"
+    } : null
   }
 }
 
@@ -81,4 +89,14 @@ output "glue_database_name" {
 output "sagemaker_endpoint_name" {
   description = "SageMaker endpoint name, or null when enable_sagemaker_endpoint is false."
   value       = try(module.serving[0].endpoint_name, null)
+}
+
+output "emr_application_id" {
+  description = "EMR Serverless application id, or null when enable_emr_serverless is false."
+  value       = try(module.emr[0].application_id, null)
+}
+
+output "emr_execution_role_arn" {
+  description = "EMR Serverless job runtime role, or null when enable_emr_serverless is false."
+  value       = try(module.emr[0].execution_role_arn, null)
 }

@@ -97,6 +97,36 @@ variable "sagemaker_instance_type" {
   default     = "ml.m5.large"
 }
 
+variable "enable_emr_serverless" {
+  description = "Create an EMR Serverless application (and its job runtime role) for Spark jobs; skewless_config then names engine spark and the submission settings."
+  type        = bool
+  default     = false
+}
+
+variable "emr_release_label" {
+  description = "EMR release of the EMR Serverless application (its Spark version)."
+  type        = string
+  default     = "emr-7.9.0"
+}
+
+variable "emr_max_cpu" {
+  description = "Most vCPUs the EMR Serverless application may use at once (caps the cost of a run)."
+  type        = string
+  default     = "64 vCPU"
+}
+
+variable "emr_max_memory" {
+  description = "Most memory the EMR Serverless application may use at once."
+  type        = string
+  default     = "256 GB"
+}
+
+variable "emr_image_uri" {
+  description = "Custom EMR Serverless image with skewless installed. Null: EMR's image plus a packed virtualenv (see docs/emr-serverless.md)."
+  type        = string
+  default     = null
+}
+
 variable "force_destroy" {
   description = "Let `terraform destroy` delete a non-empty bucket. Keep false outside throwaway environments."
   type        = bool

@@ -51,5 +51,6 @@ module "stack" {
   redis_engine_version      = "6.x" # the aws provider 3.39 that CI applies with knows no Redis 7 ("7.1")
   force_destroy             = true
   enable_sagemaker_endpoint = var.enable_sagemaker_endpoint
+  enable_emr_serverless     = var.enable_emr_serverless
   serving_image             = "${module.stack.ecr_repository_url}:local"
 }

@@ -40,3 +40,9 @@ variable "enable_sagemaker_endpoint" {
   type        = bool
   default     = true
 }
+
+variable "enable_emr_serverless" {
+  description = "Also create the EMR Serverless job runtime role (the application itself needs aws provider >= 4, see infra/terraform/README.md)."
+  type        = bool
+  default     = true
+}
