@@ -17,7 +17,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,7 +30,7 @@ from .faults import kill_point
 from .ingest import pending_batches, pending_key
 from .offline.base import FULL_TIES
 from .offline.pit import ORDER, q
-from .online.base import to_us
+from .online.base import StagedWrite, to_us
 
 ProgressFn = Callable[[str, int], None]
 CHUNK_ROWS = 50_000
@@ -85,25 +85,52 @@ def push_latest(ctx, view: FeatureView, source, tie_level: int = FULL_TIES, batc
     """Write online, per entity of ``source`` (rows in memory, or a history snapshot: only write ``batch`` of it),
     its winner at t = now (rows later than now are not true yet). ``tie_level``: which ties rows in memory may hold
     (HistoryFiles.tie_level; the default assumes any)."""
-    now = ctx.now()
+    written = 0
+    tables = _winners(ctx, view, source, ctx.now(), tie_level, batch)
+    try:
+        for t in tables:
+            written += ctx.online.write(view, t)
+            kill_point(point)
+    finally:
+        tables.close()
+    return written
+
+
+def _winners(ctx, view: FeatureView, source, now: datetime, tie_level: int = FULL_TIES, batch: int | None = None
+             ) -> Iterator[pa.Table]:
+    """``push_latest``'s rows to write, as tables."""
     if batch is None and isinstance(source, pa.Table):
         own = _own_winners(view, source, now)
         if own is not None:
-            written = ctx.online.write(view, own)
-            kill_point(point)
-            return written
+            yield own
+            return
     # A micro-batch's or a small ingest's rows: a cheap session, not a database (and memory limit) of its own.
     small = isinstance(source, pa.Table) and source.num_rows <= SMALL_SESSION_ROWS
     con = ctx.engine.small_session() if small else ctx.engine.connect()
     try:
-        reader = ctx.engine.latest_rows(con, view, source, None, now, tie_level=tie_level, batch=batch)
-        written = 0
-        for b in reader:
-            written += ctx.online.write(view, pa.Table.from_batches([b]))
-            kill_point(point)
-        return written
+        for b in ctx.engine.latest_rows(con, view, source, None, now, tie_level=tie_level, batch=batch):
+            yield pa.Table.from_batches([b])
     finally:
         con.close()
+
+
+STAGE_MIN_ROWS = 10_000
+
+
+def stage_push(ctx, view: FeatureView, rows: pa.Table) -> StagedWrite | None:
+    """The online push of an ingest's ``rows``, begun before its offline append where the online store stages
+    writes (``OnlineStore.stage_write``): the winners are computed and upserted in a thread, in a transaction
+    that the caller commits after the offline commit (``commit()``; ``abort()`` when the append failed), so the
+    push runs on the second core alongside the append instead of after it, and nothing is visible online before
+    the rows are in the history. None: the push happens after the commit (``push_batch``): an aggregated view, a
+    store that does not stage, fewer than STAGE_MIN_ROWS rows (a thread and a transaction of their own cost more
+    than they save there), or more than SMALL_SESSION_ROWS (an engine scan of their own beside the append's tie
+    check would hold two scans' memory at once)."""
+    if isinstance(view, AggregatedView) or not ctx.online.stages_writes or \
+            not STAGE_MIN_ROWS <= rows.num_rows <= SMALL_SESSION_ROWS:
+        return None
+    now = ctx.now()
+    return ctx.online.stage_write(view, lambda: _winners(ctx, view, rows, now))
 
 
 SMALL_SESSION_ROWS = 1_000_000
@@ -371,4 +398,4 @@ def materialize_view(ctx, view: FeatureView, start: datetime | None, end: dateti
 
 
 __all__ = ["ViewResult", "incremental_starts", "last_end", "materialize_any", "materialize_tiles", "materialize_view",
-           "materialize_views", "push_batch", "push_latest", "repair_pending"]
+           "materialize_views", "push_batch", "push_latest", "repair_pending", "stage_push"]

@@ -216,6 +216,8 @@ class FeatureStore:
             if isinstance(view, AggregatedView):  # before anything is written: nothing half-done
                 check_store(self, view)
             ingest_mod.mark_pending(self.online, view.name, batch)
+        # The online push begins now where the store stages writes (alongside the append, visible after it).
+        staged = mat.stage_push(self, view, rows) if to_online else None
         kill_point("ingest.before_offline_commit")
         # Stores that record the key packing scan the prior history through the engine, only when it must widen.
         try:
@@ -223,18 +225,26 @@ class FeatureStore:
                                           tie_check=lambda new, prior: self.engine.tie_level(view, new, prior),
                                           history_stats=lambda prior: self.engine.packing_stats(view, prior),
                                           **({"watermark": watermark} if watermark else {}))
-        except BatchAlreadyCommitted as exc:  # a concurrent run of the same batch committed it first
-            if to_online:
-                self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
-            return self._complete(view, exc.found, ident, rows.num_rows)
-        except WatermarkMoved as exc:  # another ingest of this source committed first: nothing appended
-            if to_online:
-                self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
-            raise ConflictError(f"ingest of {view.name!r} from its source: another ingest committed first "
-                                f"({exc}); run it again to ingest what is new since") from None
+        except BaseException as exc:
+            if staged is not None:  # nothing of this run's rows becomes visible online
+                staged.abort()
+            if isinstance(exc, BatchAlreadyCommitted):  # a concurrent run of the same batch committed it first
+                if to_online:
+                    self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+                return self._complete(view, exc.found, ident, rows.num_rows)
+            if isinstance(exc, WatermarkMoved):  # another ingest of this source committed first: nothing appended
+                if to_online:
+                    self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+                raise ConflictError(f"ingest of {view.name!r} from its source: another ingest committed first "
+                                    f"({exc}); run it again to ingest what is new since") from None
+            raise
         kill_point("ingest.after_offline_commit")
         if to_online:
-            mat.push_batch(self, view, rows, batch, version)
+            if staged is not None:
+                staged.commit()
+                kill_point("ingest.online_push_chunk")
+            else:
+                mat.push_batch(self, view, rows, batch, version)
             self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
         return ingest_mod.IngestResult(view.name, version, rows.num_rows, ident)
 

@@ -11,7 +11,7 @@ import abc
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from math import inf
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pyarrow as pa
 
@@ -59,6 +59,14 @@ class ColumnRead:
 Key = tuple  # join-key values in the view's join-key order, normalised to Python scalars
 
 
+class StagedWrite:
+    """A write begun by ``OnlineStore.stage_write``: ``commit()`` makes it visible and returns the rows offered,
+    ``abort()`` drops it."""
+
+    def __init__(self, commit: Callable[[], int], abort: Callable[[], None] = lambda: None):
+        self.commit, self.abort = commit, abort
+
+
 class OnlineStore(abc.ABC):
     """Capabilities are class attributes (tests skip by capability, never by backend name)."""
 
@@ -71,6 +79,7 @@ class OnlineStore(abc.ABC):
     eviction_grace = timedelta(0)
     embedded = False  # reads only touch this machine's files: a read cannot hang on a network or another server
     supports_tiles = False  # keeps aggregated views' tiles (write_tiles / read_tiles)
+    stages_writes = False  # stage_write works ahead in a transaction of its own (else it only defers the write)
 
     # -- the two hot paths ---------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -135,6 +144,14 @@ class OnlineStore(abc.ABC):
         unless the stored one was written from a later history ``version`` (then it is kept: a writer holding an
         older snapshot never undoes a newer one). Idempotent. Returns the number of tiles offered."""
         raise NotImplementedError(f"{type(self).__name__} keeps no aggregation tiles")
+
+    def stage_write(self, view: FeatureView, tables: Callable[[], Iterable[pa.Table]]) -> "StagedWrite":
+        """``write`` of the tables ``tables()`` yields, visible only once ``commit()`` of the returned object has run,
+        never after ``abort()`` (one of the two is called). A store that ``stages_writes`` does the work now, in a
+        thread, in a transaction that ``commit()`` completes: a caller commits elsewhere meanwhile (an ingest, its
+        offline append) and makes the rows visible after that, as if it had written them then; a crash before
+        ``commit()`` leaves none of them. Default: the whole write at ``commit()``."""
+        return StagedWrite(lambda: sum(self.write(view, t) for t in tables()))
 
     def start_write_tiles(self, view: FeatureView, tiles, version: int) -> Callable[[], int]:
         """``write_tiles`` in two halves: this call may only send the writes; the function it returns waits until

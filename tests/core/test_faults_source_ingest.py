@@ -18,7 +18,9 @@ import skewless as sk
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 N = 2_000
-CHILD = "import sys, skewless as sk; r = sk.FeatureStore(sys.argv[1]).ingest('v'); print(r.rows)"
+# argv[2]: materialize.STAGE_MIN_ROWS in the child (0: the online push is staged alongside the offline append)
+CHILD = ("import sys, skewless as sk, skewless.materialize as m; m.STAGE_MIN_ROWS = int(sys.argv[2]); "
+         "r = sk.FeatureStore(sys.argv[1]).ingest('v'); print(r.rows)")
 
 
 def rows(start: int, n: int, x: float = 0.0) -> pd.DataFrame:
@@ -27,12 +29,12 @@ def rows(start: int, n: int, x: float = 0.0) -> pd.DataFrame:
                          "x": [i + x for i in range(start, start + n)]})
 
 
-def run(repo, kill_at: str | None = None) -> int | None:
+def run(repo, kill_at: str | None = None, staged: bool = False) -> int | None:
     env = {k: v for k, v in os.environ.items() if k != "SKEWLESS_KILL_AT"}
     if kill_at:
         env["SKEWLESS_KILL_AT"] = kill_at
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo)], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo), "0" if staged else str(10**12)], env=env,
+                          capture_output=True, text=True, timeout=120)
     if kill_at:
         assert proc.returncode == -signal.SIGKILL, proc.stderr
         return None
@@ -40,9 +42,12 @@ def run(repo, kill_at: str | None = None) -> int | None:
     return int(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["push_after_commit", "push_staged"])
 @pytest.mark.parametrize("point", ["ingest.before_offline_commit", "ingest.after_offline_commit",
                                    "ingest.online_push_chunk"])
-def test_killed_incremental_ingest_reruns_to_exactly_one_copy(tmp_path, point):
+def test_killed_incremental_ingest_reruns_to_exactly_one_copy(tmp_path, point, staged):
+    """Also with the online push staged (begun in a transaction alongside the offline append, committed after
+    it): a kill before that commit leaves none of the batch online, whatever the thread had written."""
     store = sk.init_repo(tmp_path / "repo")
     src = store.repo_path / "data" / "src"
     src.mkdir(parents=True)
@@ -50,12 +55,15 @@ def test_killed_incremental_ingest_reruns_to_exactly_one_copy(tmp_path, point):
     store.apply([e, sk.FeatureView("v", [e], [sk.Field("x", sk.Float64)],
                                    source=sk.ParquetSource("data/src", watermark="event_timestamp"))])
     rows(0, N).to_parquet(src / "a.parquet")
-    assert run(store.repo_path) == N
+    assert run(store.repo_path, staged=staged) == N
     rows(N, N).to_parquet(src / "b.parquet")
-    run(store.repo_path, kill_at=point)  # killed in the middle of ingesting b
+    run(store.repo_path, kill_at=point, staged=staged)  # killed in the middle of ingesting b
+    if point != "ingest.online_push_chunk":  # killed before the online push was committed: none of b online
+        seen = sk.FeatureStore(store.repo_path).get_online_features(["v:x"], [{"k": N}, {"k": 2 * N - 1}])
+        assert seen.statuses["x"] == ["NOT_FOUND", "NOT_FOUND"]
     rows(2 * N, 10).to_parquet(src / "c.parquet")  # more rows arrive before the rerun
-    run(store.repo_path)
-    assert run(store.repo_path) == 0  # nothing left
+    run(store.repo_path, staged=staged)
+    assert run(store.repo_path, staged=staged) == 0  # nothing left
     fresh = sk.FeatureStore(store.repo_path)
     files = fresh.offline.files("v", fresh.offline.version("v"))
     keys = ds.dataset(files.uris, format="parquet").to_table(columns=["k"]).column("k").to_pylist()

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import skewless as sk
 from skewless.cli.main import app
+from skewless.definitions import WRITE_ROW
 from skewless.errors import ConflictError, DefinitionError, ValidationError
 from skewless.offline.base import Watermark, WatermarkMoved
 
@@ -107,6 +108,31 @@ def test_incremental_ingest_reads_only_rows_above_the_watermark(repo, kind):
     assert got["x"] == [104.0]
 
 
+def test_incremental_ingest_skips_by_statistics_only_what_they_exclude(repo):
+    """Files and row groups wholly below the watermark are left out before the scan, by their footers' statistics;
+    a row group whose statistics are absent, or whose range reaches above the watermark, is read and its rows
+    filtered. Every new row once, in file order, none of the old ones again."""
+    import pyarrow.parquet as pq
+
+    d = data_dir(repo)
+    with_view(repo, sk.ParquetSource("data/src", watermark="event_timestamp"))
+
+    def write(name: str, df: pd.DataFrame, **kw) -> None:
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), d / name, row_group_size=4, **kw)
+
+    write("a.parquet", rows(0, 20))
+    assert repo.ingest("v").rows == 20
+    write("b.parquet", rows(20, 3), write_statistics=False)  # no statistics: kept, its rows filtered by the scan
+    write("c.parquet", pd.concat([rows(10, 5), rows(23, 2)]))  # old rows and new ones, a row group straddling both
+    write("d.parquet", rows(5, 8))  # a late file wholly below the watermark: skipped
+    got = repo.ingest("v")
+    assert got.rows == 5
+    h = history(repo)
+    assert h["k"].tolist() == list(range(25))  # every row once
+    new = h[h["k"] >= 20].sort_values(WRITE_ROW)
+    assert new["k"].tolist() == [20, 21, 22, 23, 24]  # in file order: b, then c
+
+
 def test_watermark_moves_only_with_a_commit_and_a_stale_one_conflicts(repo):
     with_view(repo, sk.ParquetSource("data/src", watermark="event_timestamp"))
     rows(0, 3).to_parquet(data_dir(repo) / "a.parquet")
@@ -127,20 +153,28 @@ def test_watermark_moves_only_with_a_commit_and_a_stale_one_conflicts(repo):
     assert repo.offline.version("v") == before
 
 
-def test_two_ingests_racing_on_one_source_ingest_each_row_once(repo, monkeypatch):
+@pytest.mark.parametrize("staged", [False, True], ids=["push_after_commit", "push_staged"])
+def test_two_ingests_racing_on_one_source_ingest_each_row_once(repo, monkeypatch, staged):
     """The second of two runs that read the same watermark finds it moved at its commit: ConflictError, nothing
-    appended; its rerun ingests only what is new."""
+    appended, nothing online (a push staged alongside the append is dropped, and the online store takes writes
+    again); its rerun ingests only what is new."""
+    import skewless.materialize as mat
+
+    monkeypatch.setattr(mat, "STAGE_MIN_ROWS", 0 if staged else 10**12)
     with_view(repo, sk.ParquetSource("data/src", watermark="event_timestamp"))
     rows(0, 3).to_parquet(data_dir(repo) / "a.parquet")
     stale = repo.offline.watermark("v", "event_timestamp")  # None: nothing ingested yet
     repo.ingest("v")
     rows(3, 2).to_parquet(data_dir(repo) / "b.parquet")
+    read_watermark = type(repo.offline).watermark
     monkeypatch.setattr(type(repo.offline), "watermark", lambda self, view, name: stale)  # it read before the commit
     with pytest.raises(ConflictError, match="another ingest committed first"):
         repo.ingest("v")
-    monkeypatch.undo()
+    assert repo.get_online_features(["v:x"], [{"k": 3}, {"k": 4}]).statuses["x"] == ["NOT_FOUND", "NOT_FOUND"]
+    monkeypatch.setattr(type(repo.offline), "watermark", read_watermark)
     assert repo.ingest("v").rows == 2
     assert history(repo)["k"].tolist() == list(range(5))
+    assert repo.get_online_features(["v:x"], [{"k": 3}, {"k": 4}]).to_dict()["x"] == [3.0, 4.0]
 
 
 def test_integer_watermark_and_created_time_watermark(repo):

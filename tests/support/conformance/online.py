@@ -172,6 +172,51 @@ class OnlineStoreConformance(AggregationInvariant):
         r = self.read1(store, v, [1], T0 + timedelta(days=1))
         assert r.values == [[None, "b"]] and r.statuses == [PRESENT]
 
+    def test_large_write_keeps_each_keys_newest_row_wherever_it_sits(self, store):
+        """A write of many rows (stores that send them in groups: several statements or pipelines, and a last
+        partial one) where each key's rows are scattered over the write in shuffled order, newer and older mixed,
+        on top of a stored row that some keys' new rows are older than: each key ends with its greatest
+        (event, created, batch, row) — the same as writing the rows one at a time."""
+        import random
+
+        v = view()
+        rnd = random.Random(7)
+        keys = 130
+        stored = {k: T0 + timedelta(hours=95 if k % 3 == 0 else 0) for k in range(keys)}  # batch 4: older batch
+        store.write(v, rows(v, [{"k": k, "ev": ev, "x": -1.0, "wb": 4} for k, ev in stored.items()]))
+        data = [{"k": rnd.randrange(keys), "ev": T0 + timedelta(hours=rnd.randrange(100)), "x": float(i), "wb": 5}
+                for i in range(1_037)]
+        rnd.shuffle(data)
+        for i, d in enumerate(data):
+            d["wr"] = i  # equal events of one key: the later row of the write wins
+        store.write(v, rows(v, data))
+        want = {k: (ev, -1, -1.0) for k, ev in stored.items()}  # (event, write row, x); batch 5 beats batch 4
+        for d in data:
+            if (d["ev"], d["wr"]) > want[d["k"]][:2]:
+                want[d["k"]] = (d["ev"], d["wr"], d["x"])
+        got = self.read1(store, v, list(range(keys)), T0 + timedelta(days=30))
+        assert [x[0] for x in got.values] == [want[k][2] for k in range(keys)]
+        assert sum(w[2] == -1.0 for w in want.values()) > 0  # some keys kept their stored (newer) row
+
+    def test_staged_write_is_visible_only_after_commit_and_never_after_abort(self, store):
+        """``stage_write`` (an ingest's online push begun before its offline commit): reads see none of the rows
+        until ``commit()``, which returns the rows offered; an aborted one leaves nothing, and the store takes
+        writes again right after either."""
+        v = view()
+        now = T0 + timedelta(days=1)
+        store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0}]))
+        staged = store.stage_write(v, lambda: iter([rows(v, [{"k": 1, "ev": T0 + timedelta(hours=1), "x": 2.0}]),
+                                                    rows(v, [{"k": 2, "ev": T0, "x": 3.0}])]))
+        assert self.read1(store, v, [1, 2], now).values == [[1.0, None], [None, None]]
+        assert staged.commit() == 2
+        assert self.read1(store, v, [1, 2], now).values == [[2.0, None], [3.0, None]]
+        dropped = store.stage_write(v, lambda: iter([rows(v, [{"k": 3, "ev": T0, "x": 4.0},
+                                                              {"k": 1, "ev": T0 + timedelta(hours=2), "x": 5.0}])]))
+        assert self.read1(store, v, [1, 3], now).values == [[2.0, None], [None, None]]
+        dropped.abort()
+        store.write(v, rows(v, [{"k": 4, "ev": T0, "x": 6.0}]))
+        assert self.read1(store, v, [1, 3, 4], now).values == [[2.0, None], [None, None], [6.0, None]]
+
     def test_rewriting_same_rows_is_idempotent(self, store):
         v = view()
         data = rows(v, [{"k": i, "ev": T0 + timedelta(minutes=i), "x": float(i)} for i in range(50)])
