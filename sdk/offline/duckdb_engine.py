@@ -6,12 +6,12 @@ memory work: nothing here pulls a whole history into Python.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import glob
 import os
 import tempfile
 import threading
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -57,6 +57,12 @@ class PitPlan:
     gathers: tuple[PositionGather | None, ...]
 
 
+# small_session's databases: (memory limit, threads, spill folder) -> (pid, database), shared by every engine of
+# the process with those settings.
+_SMALL: dict[tuple, tuple[int, duckdb.DuckDBPyConnection]] = {}
+_SMALL_LOCK = threading.Lock()
+
+
 class DuckDBEngine(Engine):
     """Runs point-in-time joins and materialization scans with DuckDB."""
 
@@ -71,8 +77,6 @@ class DuckDBEngine(Engine):
         self.threads = threads
         # Spill files go to a folder of this process's own: concurrent processes must not share one.
         self.temp_directory = temp_directory or os.path.join(tempfile.gettempdir(), f"skewless-spill-{os.getpid()}")
-        self._shared: tuple[int, duckdb.DuckDBPyConnection] | None = None  # (pid, database) of ``small_session``
-        self._shared_lock = threading.Lock()
 
     def connect(self, *, spare_cores: int = 0) -> duckdb.DuckDBPyConnection:
         """A connection of its own. ``spare_cores``: run on that many fewer threads than configured (at least one),
@@ -90,16 +94,20 @@ class DuckDBEngine(Engine):
 
     def small_session(self) -> duckdb.DuckDBPyConnection:
         """A session for the write path's small, short queries (an append's tie check, a micro-batch's winners): a
-        cursor of one database this engine keeps per process, ~0.5 ms instead of the ~40 ms a database of its own
-        (``connect``) costs, which every stream micro-batch paid twice. Same settings; temporary tables and
-        registered relations stay the cursor's own. Never with spare cores: threads are a database-wide setting."""
-        with self._shared_lock:
-            if self._shared is None or self._shared[0] != os.getpid():  # a forked child opens its own
-                self._shared = (os.getpid(), self.connect())
-                # Closed with the engine or at exit: an open database at interpreter exit makes DuckDB's bindings
-                # print reference-leak warnings.
-                weakref.finalize(self, self._shared[1].close)
-            con = self._shared[1].cursor()
+        cursor of one database kept per process and settings (``_SMALL``), ~0.5 ms instead of the ~10-40 ms a
+        database of its own (``connect``) costs, which every stream micro-batch paid twice, and every new engine
+        (a FeatureStore opened again in the same process: a scheduler's next incremental ingest) paid once. Same
+        settings; temporary tables and registered relations stay the cursor's own. Never with spare cores: threads
+        are a database-wide setting."""
+        key = (self.memory_limit, self.threads, self.temp_directory)
+        with _SMALL_LOCK:
+            shared = _SMALL.get(key)
+            if shared is None or shared[0] != os.getpid():  # a forked child opens its own
+                shared = _SMALL[key] = (os.getpid(), self.connect())
+                # Closed at exit: an open database at interpreter exit makes DuckDB's bindings print reference-leak
+                # warnings.
+                atexit.register(shared[1].close)
+            con = shared[1].cursor()
         con.execute("SET TimeZone = 'UTC'")
         return con
 
