@@ -19,28 +19,15 @@ import struct
 import time
 from pathlib import Path
 
-import yaml
-
 import skewless as sk
-from bench.workload import entity_sets, feature_refs, materialize, views_of
+from bench.workload import derived_repo, entity_sets, feature_refs, materialize, views_of
 
 KEY_PREFIX = "bench"
 
 
 def redis_repo(repo: Path, redis_url: str, out: Path) -> Path:
     """A repo reading ``repo``'s registry and histories, with its online store on ``redis_url``."""
-    cfg = yaml.safe_load((repo / "skewless.yaml").read_text())
-
-    def abs_path(p: str) -> str:
-        return p if "://" in p or Path(p).is_absolute() else str((repo / p).resolve())
-    registry = cfg["registry"] if isinstance(cfg["registry"], str) else cfg["registry"]["url"]
-    offline = cfg["offline"]
-    doc = {"project": cfg["project"], "registry": abs_path(registry),
-           "offline": {**offline, "url": abs_path(offline["url"] if isinstance(offline, dict) else offline)},
-           "online": {"url": redis_url, "options": {"key_prefix": KEY_PREFIX}}}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "skewless.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return out
+    return derived_repo(repo, out, online={"url": redis_url, "options": {"key_prefix": KEY_PREFIX}})
 
 
 def materialize_redis(data: Path, repo: Path, meta: dict, args) -> dict:

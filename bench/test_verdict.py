@@ -84,3 +84,20 @@ def test_a_peer_stopped_before_it_finished_gives_only_a_lower_bound():
     assert lines[0].endswith(": >= 14.2x -> met, on a lower bound (target >= 10x)")
     assert lines[1].endswith(": 52.5x -> met (target >= 10x)")
     assert lines[2].endswith(": - -> no figure (target >= 10x)")
+
+
+def test_issue_17_spark_figures_cold_warm_and_scaling():
+    from bench.spark_bench import figures
+
+    res = {"spark": {"wall_s": 20.0, "warm_s": 4.0},
+           "feast": {"status": "ok", "wall_s": 50.0, "warm_s": 16.0},
+           "scaling": [{"entity_rows": 1_000_000, "wall_s": 30.0}, {"entity_rows": 10_000_000, "wall_s": 330.0}]}
+    lines = verdict_lines(figures(res))
+    assert lines[0].endswith("first call (JVM start included): 2.5x -> missed (target >= 3x)")
+    assert lines[1].endswith("warm (best later call, same process): 4x -> met (target >= 3x)")
+    assert lines[2] == ("- time for 10,000,000 / 1,000,000 entity rows (10x the rows): 11x -> missed (target <= "
+                        "10.5x)")
+    # Feast failed or was skipped: no figure rather than a ratio against nothing; one size: no scaling figure
+    res["feast"], res["scaling"] = {"status": "timeout", "wall_s": None}, res["scaling"][:1]
+    assert [f[2] for f in figures(res)] == [None, None]
+    assert verdict(10.5, TARGETS["spark_scaling"]) == "met (target <= 10.5x)"

@@ -62,6 +62,9 @@ TARGETS = {
     "agg_peak_rss": Target("training set with aggregations, peak RSS", 4096, True, unit=" MB"),
     "agg_vs_feast": Target("Feast 0.67 (precompute + its PIT join) / skewless, training set with aggregations", 10.0,
                            False),
+    # Issue 17, the Spark engine (bench/spark_bench.py)
+    "spark_vs_feast": Target("Feast 0.67's Spark offline store / skewless's Spark engine, PIT training set", 3.0, False),
+    "spark_scaling": Target("Spark engine: time for 10x the entity rows / time for 1x (near-linear)", 10.5, True),
 }
 
 

@@ -1,6 +1,7 @@
-"""The generated workload's shape (views, feature references, entity key sets), read from its ``meta.json``, and
-the measurement every online store shares (materialize). Used by ``measure.py`` (embedded stores) and
-``redis_bench.py`` (Redis), so neither imports the other's tasks.
+"""The generated workload's shape (views, feature references, entity key sets), read from its ``meta.json``, the
+measurement every online store shares (materialize), and repos that share the benchmark repo's registry and
+histories but move one store or engine (``derived_repo``). Used by ``measure.py`` (embedded stores),
+``redis_bench.py`` (Redis) and ``spark_bench.py`` (the Spark engine), so none imports another's tasks.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import random
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+
+import yaml
 
 import skewless as sk
 
@@ -41,3 +44,23 @@ def materialize(data: Path, repo: Path, meta: dict, args) -> dict:
     rows = sum(r.rows for r in res)
     return {"wall_s": round(wall, 3), "rows_written": rows, "rows_per_s": round(rows / wall),
             "feature_rows_scanned": meta["params"]["feature_rows"]}
+
+
+def derived_repo(repo: Path, out: Path, *, online: dict | None = None, offline: dict | None = None) -> Path:
+    """A repo at ``out`` reading ``repo``'s registry and Delta histories (absolute paths), with ``online`` as its
+    online store and ``offline``'s keys (e.g. ``engine``, ``options``) over its offline section when given."""
+    cfg = yaml.safe_load((repo / "skewless.yaml").read_text())
+
+    def abs_path(p: str) -> str:
+        return p if "://" in p or Path(p).is_absolute() else str((repo / p).resolve())
+    registry = cfg["registry"] if isinstance(cfg["registry"], str) else cfg["registry"]["url"]
+    base = cfg["offline"] if isinstance(cfg["offline"], dict) else {"url": cfg["offline"]}
+    doc = {"project": cfg["project"], "registry": abs_path(registry),
+           "offline": {**base, "url": abs_path(base["url"]), **(offline or {})}}
+    if online is not None:
+        doc["online"] = online
+    elif "online" in cfg:
+        doc["online"] = cfg["online"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "skewless.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out

@@ -3,6 +3,9 @@
 # Idempotent: if the venv exists and imports feast 0.67.0, do nothing.
 #   bash bench/peers/setup_feast.sh            # -> /work/main/.bench/feast-venv
 #   FEAST_VENV=/some/dir bash bench/peers/setup_feast.sh
+#   FEAST_VENV=.bench/feast-spark-venv FEAST_EXTRAS=duckdb,redis,spark bash bench/peers/setup_feast.sh
+#     (Feast's Spark offline store, bench/spark_bench.py: pyspark pinned to skewless's constraints.txt version, so
+#     both run the same Spark)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,17 +13,25 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 VENV="${FEAST_VENV:-$ROOT/.bench/feast-venv}"
 FEAST_VERSION="${FEAST_VERSION:-0.67.0}"
 PY="${PYTHON:-python3}"
+EXTRAS="${FEAST_EXTRAS:-duckdb,redis}"
+PINS=()
+SPARK_CHECK=""
+if [[ ",$EXTRAS," == *",spark,"* ]]; then
+  PINS+=("$(grep -i '^pyspark==' "$ROOT/constraints.txt")")
+  SPARK_CHECK="import pyspark"
+fi
 
 check() {
-  [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "$FEAST_VERSION" <<'PYEOF' >/dev/null 2>&1
+  [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "$FEAST_VERSION" "$SPARK_CHECK" <<'PYEOF' >/dev/null 2>&1
 import sys, importlib.metadata as md
 import feast, duckdb, dask, redis, hiredis  # noqa: F401  (file + duckdb offline stores, redis online store)
 assert md.version("feast") == sys.argv[1], md.version("feast")
+exec(sys.argv[2])  # the spark extra: pyspark imports
 PYEOF
 }
 
 if check; then
-  echo "feast-venv ok: $VENV (feast==$FEAST_VERSION)"
+  echo "feast-venv ok: $VENV (feast[$EXTRAS]==$FEAST_VERSION)"
   exit 0
 fi
 
@@ -36,8 +47,8 @@ progress() { awk -f "$ROOT/.ci/pip-progress.awk"; }
 # sqlite3 module (sqlite online store); the [duckdb] extra adds the
 # ibis/duckdb-based offline store, [redis] its Redis online store (redis-py + hiredis). psutil is only a
 # convenience for RSS.
-echo "installing feast[duckdb,redis]==$FEAST_VERSION into $VENV ..."
-"$VENV/bin/python" -m pip install "feast[duckdb,redis]==$FEAST_VERSION" psutil 2>&1 | progress
+echo "installing feast[$EXTRAS]==$FEAST_VERSION ${PINS[*]} into $VENV ..."
+"$VENV/bin/python" -m pip install "feast[$EXTRAS]==$FEAST_VERSION" "${PINS[@]}" psutil 2>&1 | progress
 end=$(date +%s)
 
 if check; then
