@@ -20,9 +20,10 @@ from typing import Any
 import pyarrow as pa
 
 from .definitions import check_name
-from .errors import DefinitionError, ValidationError
+from .errors import ConflictError, DefinitionError, ValidationError
 
 KIND = "training_set"
+_ATTEMPTS = 50
 MANAGED_TAG = "skewless.kind"  # the registry keeps managed objects when a repo's `apply` prunes
 
 
@@ -108,13 +109,18 @@ def register(store, ts: TrainingSet, *, new_version: bool = False) -> tuple[Trai
     if not ts.features or not ts.snapshot:
         raise ValidationError(f"training set {ts.name!r}: no features or no snapshot to register")
     spec = ts.to_dict()
-    state = store._registry_state(fresh=True)
-    entry = state.objects.get(KIND, {}).get(ts.name)
-    if entry is not None and entry["spec"] != spec and not new_version:
-        changed = sorted(k for k in spec if spec[k] != entry["spec"].get(k))
-        raise DefinitionError(f"training set {ts.name!r} (version {entry['version']}) is registered with another "
-                              f"definition (differs in {', '.join(changed)}); register it under another name, or "
-                              "pass new_version=True to make this its next version")
-    store.registry.put(KIND, ts.name, spec, message=f"register training set {ts.name}")
-    state = store._registry_state(fresh=True)
-    return ts, state.object_version(KIND, ts.name)
+    for _ in range(_ATTEMPTS):
+        state = store._registry_state(fresh=True)
+        entry = state.objects.get(KIND, {}).get(ts.name)
+        if entry is not None and entry["spec"] != spec and not new_version:
+            changed = sorted(k for k in spec if spec[k] != entry["spec"].get(k))
+            raise DefinitionError(f"training set {ts.name!r} (version {entry['version']}) is registered with "
+                                  f"another definition (differs in {', '.join(changed)}); register it under another "
+                                  "name, or pass new_version=True to make this its next version")
+        try:
+            store.registry.put(KIND, ts.name, spec, message=f"register training set {ts.name}")
+        except ConflictError:  # another commit landed since the read: re-read, re-check, retry
+            continue
+        state = store._registry_state(fresh=True)
+        return ts, state.object_version(KIND, ts.name)
+    raise ConflictError(f"training set {ts.name!r}: {_ATTEMPTS} concurrent registry commits won first")

@@ -4,12 +4,12 @@ different definition under a taken name refused (or made the next version), type
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
-
-import json
 
 from skewless.cli.main import app
 from skewless.errors import DefinitionError, NotFoundError
@@ -87,3 +87,36 @@ def test_cli_lists_and_shows_training_sets(store):
         [("drivers_jan", 1, "svc")]
     out = runner.invoke(app, ["training-sets", "missing", "--repo", str(store.config.repo_path)])
     assert out.exit_code == 1 and "NotFoundError" in out.output
+
+
+class _Racing:
+    """The registry's real store, but another writer commits (a real apply of another FeatureStore on the same
+    repo) just before this writer's first create: the commit it planned loses the race."""
+
+    def __init__(self, inner, other):
+        self.inner, self.other, self.raced = inner, other, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def create(self, version, data):
+        if not self.raced:
+            self.raced = True
+            self.other.apply([stats_described])
+        return self.inner.create(version, data)
+
+
+stats_described = type(stats).from_dict({**stats.to_dict(), "description": "changed meanwhile"})
+
+
+def test_a_concurrent_commit_is_retried_and_neither_is_lost(store):
+    import skewless as sk
+
+    other = sk.FeatureStore(store.config.repo_path)
+    store.registry.store = _Racing(store.registry.store, other)
+    job = store.get_historical_features(_entities(), "svc")
+    job.register("raced")
+    state = sk.FeatureStore(store.config.repo_path).registry.state()
+    assert store.registry.store.raced and job.registered == ("raced", 1)
+    assert state.get("training_set", "raced").snapshot == job.snapshot
+    assert state.get("feature_view", "stats").description == "changed meanwhile"
