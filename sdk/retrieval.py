@@ -161,10 +161,30 @@ class LocatedJob:
     leaves no object); everything else is the job's own. It holds the local
     copy of an entity table that came from a query or an object store for as long as the job lives."""
 
-    def __init__(self, job, config, keep=None):
+    def __init__(self, job, config, keep=None, *, store=None, entity=None, feature_service: str | None = None,
+                 point_in_time: str = "event"):
         self._job, self._config = job, config
         # On the job itself: ``get_historical_features(...).to_pandas()`` drops this wrapper before the job runs.
         job._entity_copy = keep
+        self._store, self._entity = store, entity
+        self.feature_service, self.point_in_time = feature_service, point_in_time
+
+    @property
+    def entity_fingerprint(self) -> tuple[str | None, int | None]:
+        """(sha256, rows) of the entity rows, computed when asked (registering), never on every retrieval."""
+        from .training_sets import fingerprint
+
+        return fingerprint(self._entity)
+
+    def register(self, name: str, *, description: str = "", new_version: bool = False):
+        """Register this training set under ``name`` (see ``skewless.training_sets``); returns the
+        ``TrainingSet``. Its ``registered`` attribute, (name, version), is what ``package_model`` records."""
+        from . import training_sets
+
+        ts, version = training_sets.register(self._store, training_sets.from_job(self, name, description=description),
+                                             new_version=new_version)
+        self.registered = (ts.name, version)
+        return ts
 
     def __getattr__(self, name):
         return getattr(self._job, name)

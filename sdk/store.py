@@ -27,6 +27,7 @@ from .offline.base import BatchAlreadyCommitted, CommittedBatch, Watermark, Wate
 from .redact import redact_url
 from .registry import Plan, Registry
 from .retrieval import LocatedJob, entity_input, polars_to_arrow
+from .training_sets import TrainingSet
 from .timeutil import new_batch_id, now as utc_now, utc
 from .transforms import OnDemandTransform
 from .transforms import offline as transforms_offline
@@ -129,6 +130,12 @@ class FeatureStore:
 
     def list_transforms(self) -> list[OnDemandTransform]:
         return self._registry_state(fresh=True).list("transform")
+
+    def get_training_set(self, name: str) -> TrainingSet:
+        return self._registry_state(fresh=True).get("training_set", name)
+
+    def list_training_sets(self) -> list[TrainingSet]:
+        return self._registry_state(fresh=True).list("training_set")
 
     def search(self, text: str = "", *, tag: str | None = None, owner: str | None = None) -> list:
         """Objects whose name/description contains ``text``, with tag ``k`` or ``k=v``, and/or owner."""
@@ -361,7 +368,9 @@ class FeatureStore:
         if req is not None:
             job = transforms_offline.TransformedJob(job, req, timestamp_column=timestamp_column,
                                                     full_feature_names=full_feature_names)
-        return LocatedJob(job, self.config, keep)
+        return LocatedJob(job, self.config, keep, store=self, entity=entity_df, point_in_time=point_in_time,
+                          feature_service=features.name if isinstance(features, FeatureService) else
+                          features if isinstance(features, str) else None)
 
     # -- materialization -------------------------------------------------------------------------------------
     def _views_for(self, names: Sequence[str] | None) -> list[FeatureView]:

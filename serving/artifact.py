@@ -33,6 +33,7 @@ from skewless import dtypes
 from skewless.definitions import FeatureService, FeatureView, Field, check_name
 from skewless.errors import DefinitionError, NotFoundError, ValidationError
 from skewless.features import resolve
+from skewless.training_sets import TrainingSet
 from skewless.transforms.resolve import resolve_request
 
 from . import flavors
@@ -246,7 +247,9 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
     """Package a trained model with the feature service it was trained on.
 
     ``training_set``: the ``RetrievalJob`` the model was trained on (its ``snapshot`` is the lineage; or give
-    ``snapshot``). ``request_fields``: model inputs that requests carry themselves (request-time values).
+    ``snapshot``), or a registered training set (its name or ``TrainingSet``; a job registered with
+    ``job.register(name)`` counts too): the manifest's ``training["training_set"]`` then names it.
+    ``request_fields``: model inputs that requests carry themselves (request-time values).
     ``key_lookups``: join keys read from a feature instead of the request, e.g. ``{"zipcode":
     "loan_zipcode:zipcode"}`` so a request with a loan id alone reaches the zipcode's features.
     ``missing_features``: ``serve`` (predict, count the rows missing a required view in the response's
@@ -256,6 +259,8 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
     check_missing_policy(missing_features)
     fl = flavors.get(flavor) if flavor else flavors.detect(model)
     state = store._registry_state(fresh=True)
+    if isinstance(training_set, str):
+        training_set = state.get("training_set", training_set)  # NotFoundError for an unknown name, first
     svc = feature_service if isinstance(feature_service, FeatureService) else state.get("feature_service",
                                                                                       feature_service)
     key_lookups = dict(key_lookups or {})
@@ -323,11 +328,21 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
                    + [r for n in frozen for r in transforms[n].inputs.values()]
                    + list(key_lookups.values()), required_features)  # before anything is written
     options = {"method": method, "outputs": list(outputs) if outputs else None, "artifacts": artifacts}
+    registered = None  # (name, version) of a registered training set: the model version's lineage points at it
+    if isinstance(training_set, TrainingSet):
+        registered = (training_set.name, state.object_version("training_set", training_set.name)
+                      if training_set.name in state.objects.get("training_set", {}) else None)
+        if registered[1] is None or state.get("training_set", training_set.name) != training_set:
+            raise ValidationError(f"training set {training_set.name!r} is not registered with this definition: "
+                                  "register it first (job.register(name))")
+    elif training_set is not None:
+        registered = getattr(training_set, "registered", None)
     if snapshot is None and training_set is not None:
         snapshot = dict(training_set.snapshot)
     training = None
     if snapshot is not None:
         training = {"snapshot": snapshot, "features": list(getattr(training_set, "features", svc.feature_refs)),
+                    "training_set": {"name": registered[0], "version": registered[1]} if registered else None,
                     "registry_version": state.version,
                     "feature_view_versions": {v: state.object_version("feature_view", v) for v in all_views},
                     "feature_service_version": state.object_version("feature_service", svc.name)

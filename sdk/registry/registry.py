@@ -11,6 +11,7 @@ from typing import Iterable
 from ..definitions import KINDS as DEFINITION_KINDS
 from ..definitions import Entity, FeatureService, FeatureView
 from ..errors import DefinitionError, NotFoundError
+from ..training_sets import TrainingSet
 from ..transforms import OnDemandTransform
 from ..transforms.resolve import check_inputs
 from .plan import Plan, diff
@@ -18,7 +19,7 @@ from .store import RegistryStore
 
 FORMAT = 1
 # Every kind of object the registry holds (a registry written before a kind existed simply has none of it).
-KINDS = {**DEFINITION_KINDS, "transform": OnDemandTransform}
+KINDS = {**DEFINITION_KINDS, "transform": OnDemandTransform, "training_set": TrainingSet}
 APPLICABLE = (Entity, FeatureView, OnDemandTransform, FeatureService)
 
 
@@ -159,6 +160,22 @@ class Registry:
         if plan.breaking and not allow_breaking:
             raise DefinitionError("breaking changes need allow_breaking=True (CLI: --allow-breaking):\n"
                                   + "\n".join(str(c) for c in plan.breaking))
+        self._commit(base, desired, message, author)
+        return plan
+
+    def put(self, kind: str, name: str, spec: dict, *, message: str = "", author: str | None = None) -> bool:
+        """Commit one object skewless manages itself (e.g. a registered training set), outside ``apply``'s plan:
+        a no-op (False) when the registry already holds ``spec`` under that name, else a new registry version in
+        which it is the object's next version. ConflictError when another commit landed first."""
+        base = self.state()
+        if base.objects.get(kind, {}).get(name, {}).get("spec") == spec:
+            return False
+        desired = base.specs()
+        desired.setdefault(kind, {})[name] = spec
+        self._commit(base, desired, message, author)
+        return True
+
+    def _commit(self, base: RegistryState, desired: dict, message: str, author: str | None) -> None:
         now = datetime.now(timezone.utc).isoformat()
         new_version = base.version + 1
         objs: dict[str, dict[str, dict]] = {}
@@ -175,7 +192,6 @@ class Registry:
                "author": author or _user(), "message": message, "objects": objs}
         self.store.create(new_version, json.dumps(doc, indent=1, sort_keys=True).encode())
         self._cache = RegistryState(doc)
-        return plan
 
     def history(self, kind: str, name: str) -> list[ObjectVersion]:
         """Every distinct definition ``name`` has had, oldest first (feature versioning)."""

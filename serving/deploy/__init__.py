@@ -37,6 +37,7 @@ class Endpoint:
     status: str
     variants: list[Variant] = field(default_factory=list)
     url: str | None = None
+    model: str | None = None  # the registered model its variants are versions of (lineage), when the target knows
 
     def weights(self) -> dict[str, float]:
         return {v.name: v.weight for v in self.variants}

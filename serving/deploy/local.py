@@ -55,7 +55,8 @@ class LocalTarget(Target):
     @staticmethod
     def _view(name: str, ep: dict) -> Endpoint:
         return Endpoint(name, "local", "InService",
-                        [Variant(n, v["version"], v["weight"]) for n, v in sorted(ep["variants"].items())])
+                        [Variant(n, v["version"], v["weight"]) for n, v in sorted(ep["variants"].items())],
+                        model=ep.get("model"))
 
     # -- operations --------------------------------------------------------------------------------------------
     def deploy(self, model: str, version: int, endpoint: str, *, weight: float | None = None) -> Endpoint:

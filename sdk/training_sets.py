@@ -1,0 +1,126 @@
+"""Training sets as registered objects: a name for what a model was trained on, stored in the feature registry.
+
+A training set records what rebuilds it and what describes it: the history version each view was read at
+(``snapshot``), the feature refs, the feature service (when one was asked for), the point-in-time mode and a
+fingerprint of the entity rows. Registering is idempotent (the same definition under the same name is a no-op);
+another definition under a taken name is a ``DefinitionError`` unless ``new_version=True``, which commits it as
+the name's next version (the registry's per-object versions). A model version points at ``name`` + ``version``.
+
+``statistics`` is the reference the write-time statistics hang on: view -> history version whose statistics
+describe this training set (today the snapshot itself; statistics stored per history version need no copy here).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from .definitions import check_name
+from .errors import ConflictError, DefinitionError, ValidationError
+
+KIND = "training_set"
+_ATTEMPTS = 50
+MANAGED_TAG = "skewless.kind"  # the registry keeps managed objects when a repo's `apply` prunes
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    name: str
+    features: list[str]
+    snapshot: dict[str, int | None]  # view -> history version it was read at
+    feature_service: str | None = None
+    point_in_time: str = "event"
+    entity_fingerprint: str | None = None  # sha256 of the entity rows (Arrow IPC, or the files' bytes)
+    entity_rows: int | None = None
+    statistics: dict[str, int | None] = field(default_factory=dict)  # view -> history version its stats are of
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=lambda: {MANAGED_TAG: KIND})
+    kind: str = KIND
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("kind")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainingSet":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "kind"})
+
+    @property
+    def views(self) -> list[str]:
+        return list(self.snapshot)
+
+
+def fingerprint(entity: Any) -> tuple[str | None, int | None]:
+    """(sha256, rows) of an entity table as given to retrieval: a pandas/Arrow table hashed as Arrow IPC, a Parquet
+    path or glob as its files' bytes (in name order); a SQL query has no stable content here: (None, None)."""
+    h = hashlib.sha256()
+    if isinstance(entity, str):
+        files = sorted(glob.glob(entity))
+        if not files:
+            return None, None
+        for f in files:
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        return h.hexdigest(), None
+    if hasattr(entity, "to_arrow") and not isinstance(entity, pa.Table):
+        entity = entity.to_arrow()
+    if not isinstance(entity, (pa.Table, pa.RecordBatch)):
+        try:
+            entity = pa.Table.from_pandas(entity, preserve_index=False)
+        except (TypeError, ValueError, pa.ArrowException):
+            return None, None
+    table = entity if isinstance(entity, pa.Table) else pa.Table.from_batches([entity])
+    table = table.replace_schema_metadata(None).combine_chunks()
+
+    class _Sink:  # hashes the IPC bytes without holding them
+        closed = False
+
+        def write(self, data):
+            h.update(data)
+            return len(data)
+
+        def flush(self):
+            pass
+
+    with pa.ipc.new_stream(pa.PythonFile(_Sink(), mode="w"), table.schema) as w:
+        w.write_table(table)
+    return h.hexdigest(), table.num_rows
+
+
+def from_job(job, name: str, *, description: str = "") -> TrainingSet:
+    snapshot = dict(job.snapshot)
+    fp, rows = getattr(job, "entity_fingerprint", (None, None))
+    return TrainingSet(name=name, features=list(job.features), snapshot=snapshot,
+                       feature_service=getattr(job, "feature_service", None),
+                       point_in_time=getattr(job, "point_in_time", "event"), entity_fingerprint=fp, entity_rows=rows,
+                       statistics=dict(snapshot), description=description)
+
+
+def register(store, ts: TrainingSet, *, new_version: bool = False) -> tuple[TrainingSet, int]:
+    """Commit ``ts`` to the feature registry; (the training set, its version). Idempotent for the same definition;
+    another definition under the name is a DefinitionError unless ``new_version``."""
+    check_name("training set", ts.name)
+    if not ts.features or not ts.snapshot:
+        raise ValidationError(f"training set {ts.name!r}: no features or no snapshot to register")
+    spec = ts.to_dict()
+    for _ in range(_ATTEMPTS):
+        state = store._registry_state(fresh=True)
+        entry = state.objects.get(KIND, {}).get(ts.name)
+        if entry is not None and entry["spec"] != spec and not new_version:
+            changed = sorted(k for k in spec if spec[k] != entry["spec"].get(k))
+            raise DefinitionError(f"training set {ts.name!r} (version {entry['version']}) is registered with "
+                                  f"another definition (differs in {', '.join(changed)}); register it under another "
+                                  "name, or pass new_version=True to make this its next version")
+        try:
+            store.registry.put(KIND, ts.name, spec, message=f"register training set {ts.name}")
+        except ConflictError:  # another commit landed since the read: re-read, re-check, retry
+            continue
+        state = store._registry_state(fresh=True)
+        return ts, state.object_version(KIND, ts.name)
+    raise ConflictError(f"training set {ts.name!r}: {_ATTEMPTS} concurrent registry commits won first")
