@@ -1,6 +1,7 @@
 """Lineage: which data feeds which features, services, training sets, model versions and endpoints, both ways.
 
-    g = lineage.graph(store, endpoints=target.endpoints())   # endpoints: any deploy target's, optional
+    g = lineage.graph(store, models=ModelRegistry(store).records(),   # model versions and endpoints: optional,
+                      endpoints=target.endpoints())                     # given by the serving layer
     g.upstream("model/credit@2")      # what version 2 of model credit read, down to its sources
     g.downstream("zipcode:city")      # a feature ref: the services, training sets, models and endpoints using it
     g.paths("feature_view/zipcode", "endpoint/credit")
@@ -9,19 +10,17 @@
 Nodes are ``kind/name`` (``@version`` for model versions), kinds in ``KINDS``. Edges point the way data flows.
 Features are nodes of their own (``feature/view:name``, ``feature/transform:output``), so a question about one
 feature follows it through transforms, services, training sets and models. The graph is read from the feature
-registry (definitions, registered training sets) and the model registry's documents beside it (the layout of
-``serving/model_registry.py``: ``models/index``, ``models/<name>/versions``, ``models/<name>/stages``, read as
-JSON here so the core never imports serving). Model versions packaged before training sets were registered
-point at their feature service directly.
+registry (definitions, registered training sets); model versions and endpoints are handed in by the caller that
+has the serving layer (``serving.ModelRegistry.records()``, a deploy target's ``endpoints()``), so the core neither
+imports serving nor reads its storage layout. Model versions packaged before training sets were registered point
+at their feature service directly.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
-from . import plugins
 from .errors import NotFoundError, ValidationError
 
 KINDS = ("source", "feature_view", "aggregated_view", "transform", "feature", "feature_service", "training_set",
@@ -171,28 +170,6 @@ def _add_training_sets(g: Graph, state) -> None:
             g.add_edge(Edge(g.add(Node("feature", ref)), tid, "trained_on"))
 
 
-def _model_docs(store) -> list[dict]:
-    """Every model version record, read through the registry store contract (serving/model_registry.py layout)."""
-    cfg = store.config.registry
-    root = cfg.url.rstrip("/") + "/models"
-
-    def rs(*parts: str):
-        url = "/".join((root,) + parts)
-        return plugins.load("registry", url)(url, store.config.repo_path, cfg.options)
-
-    index = rs("index")
-    latest = index.latest()
-    docs = []
-    for name in json.loads(index.read(latest))["models"] if latest else []:
-        recs, log = rs(name, "versions"), rs(name, "stages")
-        stages = json.loads(log.read(log.latest()))["stages"] if log.latest() else {}
-        for v in recs.versions():
-            doc = json.loads(recs.read(v))
-            doc["stages"] = sorted(s for s, n in stages.items() if n == v)
-            docs.append(doc)
-    return docs
-
-
 def _add_models(g: Graph, docs: list[dict]) -> None:
     for doc in docs:
         m = doc["manifest"]
@@ -221,13 +198,15 @@ def _add_endpoints(g: Graph, endpoints: Iterable) -> None:
                             {"variant": v.name, "weight": v.weight}))
 
 
-def graph(store, endpoints: Iterable = ()) -> Graph:
-    """The whole lineage graph of ``store``'s registries; ``endpoints``: deploy targets' ``Endpoint`` objects
-    (``name``, ``target``, ``status``, ``model``, ``variants`` with ``version`` and ``weight``)."""
+def graph(store, models: Iterable[dict] = (), endpoints: Iterable = ()) -> Graph:
+    """The whole lineage graph of ``store``'s feature registry, with ``models``: model version records (``name``,
+    ``version``, ``stages``, ``manifest`` as a mapping: ``serving.ModelRegistry.records()``) and ``endpoints``:
+    deploy targets' ``Endpoint`` objects (``name``, ``target``, ``status``, ``model``, ``variants`` with ``version``
+    and ``weight``)."""
     state = store._registry_state(fresh=True)
     g = Graph()
     _add_definitions(g, state.specs())
     _add_training_sets(g, state)
-    _add_models(g, _model_docs(store))
+    _add_models(g, models)
     _add_endpoints(g, endpoints)
     return g

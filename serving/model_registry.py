@@ -139,6 +139,17 @@ class ModelRegistry:
         latest = index.latest()
         return json.loads(index.read(latest))["models"] if latest else []
 
+    def records(self) -> list[dict]:
+        """Every version of every model as stored (``name``, ``version``, ``manifest`` as a mapping...) with its
+        ``stages``: what ``skewless.lineage.graph`` draws."""
+        out = []
+        for name in self.list_models():
+            recs, by_version = self._rs(name, "versions"), self._stages_by_version(name)
+            for v in recs.versions():
+                doc = json.loads(recs.read(v))
+                out.append({**doc, "stages": sorted(by_version.get(v, ()))})
+        return out
+
     def stages(self, name: str) -> dict[str, int]:
         log = self._rs(name, "stages")
         latest = log.latest()

@@ -31,13 +31,14 @@ def lineage(name: str = typer.Argument(..., help="A node id (feature_view/NAME, 
         raise ValidationError("give --upstream or --downstream, not both (neither: both ways)")
     try:
         import skewless.serving  # noqa: F401 - endpoints come from a deploy target, which needs serving
-    except ImportError:  # the core alone: definitions, training sets and model versions, no endpoints
+    except ImportError:  # the core alone: definitions and training sets; model versions and endpoints need serving
         from ..store import FeatureStore
 
         g = lineage_mod.graph(FeatureStore(repo))
     else:
         tgt = _target(target, option, repo)
-        g = lineage_mod.graph(tgt.store, endpoints=tgt.endpoints())
+        g = lineage_mod.graph(tgt.store, models=skewless.serving.ModelRegistry(tgt.store).records(),
+                              endpoints=tgt.endpoints())
     parts = [g.upstream(name)] if upstream else [g.downstream(name)] if downstream else \
         [g.upstream(name), g.downstream(name)]
     sub = lineage_mod.Graph([n for p in parts for n in p.nodes.values()], [e for p in parts for e in p.edges])

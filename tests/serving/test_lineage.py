@@ -52,7 +52,8 @@ def chain(tmp_path_factory):
 
 
 def _graph(chain) -> lineage.Graph:
-    return lineage.graph(chain["store"], endpoints=chain["target"].endpoints())
+    return lineage.graph(chain["store"], models=ModelRegistry(chain["store"]).records(),
+                         endpoints=chain["target"].endpoints())
 
 
 def test_model_version_points_at_the_registered_training_set(chain):
