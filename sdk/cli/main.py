@@ -395,6 +395,7 @@ def _add_groups() -> None:
 
     app.command("serve")(serve_cmd.serve)
     app.command("serve-image")(serve_cmd.serve_image)
+    app.command("ui")(serve_cmd.ui)
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")
