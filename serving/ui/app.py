@@ -109,7 +109,7 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = ()) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app):
         # Parse every registry version once in the background, so the first visit of /versions or of an object's
-        # history does not pay for it (about 3 s for 110 versions of 1,000 views, bench/ui_bench.py).
+        # history does not pay for it (about 2-3 s for 110 versions of 1,000 views, bench/ui_bench.py).
         threading.Thread(target=catalogue.warm, name="skewless-ui-warm", daemon=True).start()
         yield
 

@@ -24,7 +24,7 @@ PAGES = ["/", "/entities", "/views", "/aggregated", "/transforms", "/services", 
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
-    with serving(transactions_repo(tmp_path_factory.mktemp("ui") / "repo"), tokens=(TOKEN,)) as base:
+    with serving(transactions_repo(tmp_path_factory.mktemp("ui") / "repo", model=True), tokens=(TOKEN,)) as base:
         yield base
 
 
@@ -99,9 +99,17 @@ def test_the_versions_chart_is_drawn(ui, browser):
 def test_the_diff_between_versions_names_the_added_view(ui, browser):
     page = _page(browser, [], [])
     page.goto(f"{ui}/diff?a=1&b=2")
-    assert [t.strip() for t in page.locator("ul.diff li").all_inner_texts()] == ["+ feature view merchants"]
+    assert [t.strip() for t in page.locator("ul.diff li").all_inner_texts()] == ["+ feature view merchants",
+                                                                              "+ feature service merchant_risk"]
     page.goto(f"{ui}/object/feature_view/merchants")
     assert '"domain": "payments"' in page.locator("pre.spec").inner_text()
+
+
+def test_models_page_lists_the_model_and_its_stage(ui, browser):
+    page = _page(browser, [], [])
+    page.goto(f"{ui}/models")
+    rows = [t.split("\t") for t in page.locator("table.rows tbody tr").all_inner_texts()]
+    assert [[c.strip() for c in r] for r in rows] == [["risk", "1", "production: v1"]]
 
 
 def test_lineage_slot_says_not_available_without_the_module(ui):

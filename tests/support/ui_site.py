@@ -28,18 +28,32 @@ merchants = sk.FeatureView("merchants", entities=[card],
     schema=[sk.Field("card_id", sk.Int64), sk.Field("merchant_risk", sk.Float64)],
     source=sk.ParquetSource("data/merchants.parquet", timestamp_field="event_timestamp"),
     owner="risk-team", tags={"domain": "payments"}, description="merchant risk per card")
+merchant_risk = sk.FeatureService("merchant_risk", features=[merchants], description="the risk model's inputs")
 '''
 SCREENSHOTS = {"catalogue": "/?q=fraud", "versions": "/versions", "diff": "/diff?a=1&b=2",
-               "definition": "/object/feature_view/txn_stats"}
+               "definition": "/object/feature_view/txn_stats", "models": "/models"}
 
 
-def transactions_repo(repo: Path) -> Path:
-    """The transactions template applied twice: v1 the template, v2 + a ``merchants`` view tagged domain=payments."""
+def transactions_repo(repo: Path, model: bool = False) -> Path:
+    """The transactions template applied twice: v1 the template, v2 + a ``merchants`` view tagged domain=payments
+    and its service. ``model``: also a scikit-learn model ``risk`` registered on that service (its prediction-log
+    view makes registry version 3) and promoted to production."""
     scaffold(repo, template="transactions")
     store = FeatureStore(repo)
     store.apply(load_objects(repo), prune=True, message="the template")
     (repo / "merchants.py").write_text(MERCHANTS)
     store.apply(load_objects(repo), prune=True, message="add merchants")
+    if model:
+        from sklearn.linear_model import LogisticRegression
+
+        from skewless.serving.artifact import package_model
+        from skewless.serving.model_registry import ModelRegistry
+
+        lr = LogisticRegression().fit([[0.1], [0.9], [0.2], [0.8]], [0, 1, 0, 1])
+        art = package_model(lr, name="risk", store=store, feature_service="merchant_risk", snapshot={"merchants": 0},
+                            path=repo / "models" / "risk")
+        reg = ModelRegistry(store)
+        reg.promote("risk", reg.register(art, message="first").version, "production")
     return repo
 
 
@@ -76,7 +90,7 @@ def screenshots(out: Path, work: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    with serving(transactions_repo(work / "repo")) as base, sync_playwright() as p:
+    with serving(transactions_repo(work / "repo", model=True)) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 760})
         for name, path in SCREENSHOTS.items():
