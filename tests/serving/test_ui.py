@@ -158,3 +158,14 @@ def test_without_a_token_the_ui_is_read_only(tmp_path):
     with serving(transactions_repo(tmp_path / "repo")) as base:
         assert httpx.post(f"{base}/actions/clear-cache", headers={"Authorization": TOKEN}).status_code == 403
         assert httpx.get(f"{base}/versions").status_code == 200
+
+
+def test_hostile_text_is_escaped_not_run(ui, browser):
+    errors = []
+    page = _page(browser, [], errors)
+    page.goto(f"{ui}/object/feature_view/%3Cimg%20src%3Dx%20onerror%3D%22window.pwned%3D1%22%3E")
+    page.goto(f"{ui}/?q=%3Cscript%3Ewindow.pwned%3D1%3C%2Fscript%3E")
+    assert page.evaluate("() => window.pwned === undefined")
+    assert "<script>window.pwned=1</script>" in page.locator("input[name=q]").input_value()
+    r = httpx.get(f"{ui}/object/feature_view/%3Cb%3Ebold")
+    assert r.status_code == 404 and "&lt;b&gt;bold" in r.text and "<b>bold" not in r.text
