@@ -60,6 +60,8 @@ TARGETS = {
     "agg_vs_floor": Target("training set with aggregations / hand-written DuckDB floor", 1.5, True,
                            small_scale_why=_FIXED_COST + " (the floor has none of it)"),
     "agg_peak_rss": Target("training set with aggregations, peak RSS", 4096, True, unit=" MB"),
+    # Issue 18, the web UI (bench/ui_bench.py): the slowest page's median with 1,000 views and 100 models
+    "ui_page_ms": Target("web UI, slowest page's server time (median)", 200, True, unit=" ms"),
     "agg_vs_feast": Target("Feast 0.67 (precompute + its PIT join) / skewless, training set with aggregations", 10.0,
                            False),
     # Issue 17, the Spark engine (bench/spark_bench.py)

@@ -397,6 +397,7 @@ def _add_groups() -> None:
     app.command("training-sets")(lineage_cmd.training_sets)
     app.command("serve")(serve_cmd.serve)
     app.command("serve-image")(serve_cmd.serve_image)
+    app.command("ui")(serve_cmd.ui)
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")

@@ -69,3 +69,27 @@ def serve_image(tag: str = typer.Option(..., "--tag", "-t", help="Image name, e.
     size = f"{info['size_bytes'] / 1e6:.0f} MB" if info.get("size_bytes") else "?"
     console.print(f"Built [bold]{tag}[/bold] ({size}; base {info['base_image_s']}s, wheels {info['wheels_s']}s, "
                   f"build {info['build_s']}s)")
+
+
+@friendly
+def ui(repo: Optional[Path] = typer.Option(None, "--repo", "-r", help="Feature repo (env SKEWLESS_REPO; default .)"),
+       host: Optional[str] = typer.Option(None, help="Address to listen on (env SKEWLESS_HOST; default 127.0.0.1)"),
+       port: Optional[int] = typer.Option(None, help="Port (env SKEWLESS_UI_PORT; default 8890)"),
+       token_file: Optional[Path] = typer.Option(None, help="Secret file of tokens, one per line, for the UI's "
+                                                            "actions (env SKEWLESS_UI_TOKEN_FILE; or "
+                                                            "SKEWLESS_UI_TOKENS); without one the UI is read-only")):
+    """Browse the catalogue, definitions, registry versions and diffs, and models in a web browser (no internet
+    needed: the page's scripts ship with skewless)."""
+    _serving()
+    try:
+        import jinja2  # noqa: F401  (the pages' templates; only the `ui` extra brings it)
+    except ImportError:
+        from ..errors import ConfigError
+
+        raise ConfigError('the web UI is not installed (jinja2); install it with: pip install "skewless[ui]"') from None
+    from skewless.serving.ui.server import UIConfig, run
+
+    cfg = UIConfig.from_env(repo=str(repo) if repo else None, host=host, port=port,
+                            token_file=str(token_file) if token_file else None)
+    console.print(f"skewless ui on http://{cfg.host}:{cfg.port}/ ({'actions need a token' if cfg.tokens else 'read-only'})")
+    run(cfg)

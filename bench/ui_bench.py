@@ -1,0 +1,114 @@
+"""Web UI page server time (issue 18's goal: each page <= 200 ms with 1,000 views and 100 models in the registry).
+
+    .venv/bin/python -m bench.ui_bench [--views 1000] [--models 100] [--reps 15] [--publish]
+                                       # writes bench/out/ui_bench.json (+ bench/results/ with --publish)
+
+The repo: 1,000 feature views (tags team=t<i mod 10>, owner o<i mod 7>, three features each) applied in ten
+commits of 100 (ten registry versions), 50 feature services, then 100 models (a scikit-learn logistic regression
+packaged and registered under 100 names, each adding its prediction-log view: one registry version each), half
+promoted to production. Each page is requested through the app in process (httpx's ASGI transport: the server's work,
+no network); the first request of a page (a cold cache of parsed registry versions) and the median of
+``--reps`` warm ones are reported. The target applies to the slowest page's median; the cold figures show the cost
+of the first read after a start without the start-up warm-up (``Catalogue.warm``, run by the app's lifespan in a
+thread, which the ASGI transport here does not start): /versions parses every registry version then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+import skewless as sk
+from bench.verdict import TARGETS, result_dirs, verdict_lines
+from skewless.serving.artifact import package_model
+from skewless.serving.model_registry import ModelRegistry
+from skewless.serving.ui import Catalogue, create_app
+
+PAGES = ["/", "/?q=team%3Dt3", "/?q=o2&section=views", "/entities", "/views", "/aggregated", "/transforms",
+         "/services", "/versions", "/diff?a=5&b=10", "/object/feature_view/v0000", "/models", "/lineage"]
+
+
+def build(path: Path, n_views: int, n_models: int) -> sk.FeatureStore:
+    store = sk.init_repo(path)
+    user = sk.Entity("user", join_keys=["user_id"], dtype=sk.Int64)
+    views = [sk.FeatureView(f"v{i:04d}", entities=[user], schema=[sk.Field(f"f{j}", sk.Float64) for j in range(3)],
+                            owner=f"o{i % 7}", tags={"team": f"t{i % 10}"}, description=f"view {i}")
+             for i in range(n_views)]
+    services = [sk.FeatureService(f"s{i:03d}", features=[views[i][["f0"]], views[i + 1][["f1"]]]) for i in range(50)]
+    step = max(n_views // 10, 1)
+    for k in range(0, n_views, step):
+        store.apply([user, *views[:k + step], *(services if k + step >= n_views else [])],
+                    message=f"views up to {k + step}")
+    model = LogisticRegression().fit(np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [0.2, 0.9]]), [0, 1, 1, 0])
+    reg = ModelRegistry(store)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(n_models):
+            art = package_model(model, name=f"m{i:03d}", store=store, feature_service="s000",
+                                snapshot={"v0000": 0, "v0001": 0},
+                                path=Path(tmp) / f"m{i:03d}")
+            mv = reg.register(art, message="bench")
+            if i % 2 == 0:
+                reg.promote(mv.name, mv.version, "production")
+    return store
+
+
+def measure(store: sk.FeatureStore, reps: int) -> dict:
+    return asyncio.run(_measure(store, reps))
+
+
+async def _measure(store: sk.FeatureStore, reps: int) -> dict:
+    app = create_app(Catalogue(store.registry, ModelRegistry(store)))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ui")
+    out = {}
+    for page in PAGES:
+        t = time.perf_counter()
+        r = await client.get(page)
+        cold = time.perf_counter() - t
+        assert r.status_code == 200, (page, r.status_code)
+        warm = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            await client.get(page)
+            warm.append(time.perf_counter() - t)
+        out[page] = {"cold_ms": round(cold * 1e3, 1), "median_ms": round(statistics.median(warm) * 1e3, 1),
+                     "max_ms": round(max(warm) * 1e3, 1), "bytes": len(r.content)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--views", type=int, default=1000)
+    ap.add_argument("--models", type=int, default=100)
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--publish", action="store_true", help="also write bench/results/ui_bench.json")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        store = build(Path(tmp) / "repo", args.views, args.models)
+        built = time.perf_counter() - t
+        pages = measure(store, args.reps)
+        versions = store.registry.store.latest()
+    slowest = max(v["median_ms"] for v in pages.values())
+    res = {"views": args.views, "models": args.models, "registry_versions": versions, "reps": args.reps,
+           "build_s": round(built, 1), "pages": pages, "slowest_median_ms": slowest,
+           "slowest_cold_ms": max(v["cold_ms"] for v in pages.values())}
+    for page, v in pages.items():
+        print(f"{page:32s} cold {v['cold_ms']:7.1f} ms   median {v['median_ms']:7.1f} ms   {v['bytes']:>9,} B")
+    print("\n".join(verdict_lines([("ui_page_ms", None, slowest)])))
+    for d in result_dirs(args.publish):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "ui_bench.json").write_text(json.dumps(res, indent=1) + "\n")
+    assert "ui_page_ms" in TARGETS
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+// Line charts drawn with uPlot (vendored: uplot.iife.min.js, see UPLOT_LICENSE) from a data-chart attribute:
+// {"x": [...], "series": {"label": [...], ...}}.
+const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
+const PALETTE = ["#0969da", "#1a7f37", "#bf8700", "#8250df", "#cf222e", "#57606a"];
+
+function drawLines(el) {
+  const spec = JSON.parse(el.dataset.chart);
+  const labels = Object.keys(spec.series);
+  const opts = {
+    width: Math.min(900, el.clientWidth || 900), height: 320,
+    scales: { x: { time: false } },
+    // Whole numbers only on both axes (versions and counts): no 1.5th version.
+    axes: [{ label: "registry version", incrs: WHOLE }, { label: "objects", incrs: WHOLE }],
+    series: [{ label: "version" }].concat(labels.map((l, i) => ({ label: l, stroke: PALETTE[i % PALETTE.length], width: 2 }))),
+  };
+  return new uPlot(opts, [spec.x].concat(labels.map((l) => spec.series[l])), el);
+}
