@@ -19,10 +19,30 @@ def definition_files(repo_path: Path) -> list[Path]:
                   if not (set(p.relative_to(repo_path).parts[:-1]) & _SKIP_DIRS) and not p.name.startswith("_"))
 
 
+def _forget_other_repos(repo_path: Path) -> None:
+    """Drop from ``sys.modules`` the modules named like this repo's top-level files or packages that were imported
+    from a directory no longer on ``sys.path``: a file of another repo loaded earlier in this process (its folder is
+    taken off ``sys.path`` after loading). Without this, ``from features import card`` in this repo would get the
+    other repo's cached ``features`` module. Libraries (imported from ``sys.path``) are never touched."""
+    own = {p.stem for p in repo_path.glob("*.py")} | {p.parent.name for p in repo_path.glob("*/__init__.py")}
+    on_path = {Path(p or ".").resolve() for p in sys.path}
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        file = getattr(module, "__file__", None)
+        if top not in own or file is None:
+            continue
+        root = Path(file).resolve().parent
+        for _ in name.split(".")[1:] + ([] if Path(file).name != "__init__.py" else [None]):
+            root = root.parent  # the folder the top-level name was imported from
+        if root not in on_path:
+            del sys.modules[name]
+
+
 def load_objects(repo_path: str | Path) -> list:
     """Import every definition file of the repo; return the definitions, each once, in a stable order."""
     repo_path = Path(repo_path).resolve()
     found: dict[tuple[str, str], object] = {}
+    _forget_other_repos(repo_path)
     sys.path.insert(0, str(repo_path))
     try:
         for path in definition_files(repo_path):
