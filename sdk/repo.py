@@ -31,10 +31,9 @@ def _forget_other_repos(repo_path: Path) -> None:
         file = getattr(module, "__file__", None)
         if top not in own or file is None:
             continue
-        root = Path(file).resolve().parent
-        for _ in name.split(".")[1:] + ([] if Path(file).name != "__init__.py" else [None]):
-            root = root.parent  # the folder the top-level name was imported from
-        if root not in on_path:
+        # the folder the top-level name was imported from: one level up per dotted part, one more for a package
+        depth = name.count(".") + (Path(file).name == "__init__.py")
+        if Path(file).resolve().parents[depth] not in on_path:
             del sys.modules[name]
 
 
