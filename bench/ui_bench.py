@@ -31,10 +31,11 @@ import skewless as sk
 from bench.verdict import TARGETS, result_dirs, verdict_lines
 from skewless.serving.artifact import package_model
 from skewless.serving.model_registry import ModelRegistry
-from skewless.serving.ui import Catalogue, create_app
+from skewless.serving.ui.server import app_for_store
 
 PAGES = ["/", "/?q=team%3Dt3", "/?q=o2&section=views", "/entities", "/views", "/aggregated", "/transforms",
-         "/services", "/versions", "/diff?a=5&b=10", "/object/feature_view/v0000", "/models", "/lineage"]
+         "/services", "/versions", "/diff?a=5&b=10", "/object/feature_view/v0000", "/models", "/lineage",
+         "/lineage?name=feature_view/v0000"]
 
 
 def build(path: Path, n_views: int, n_models: int) -> sk.FeatureStore:
@@ -66,7 +67,7 @@ def measure(store: sk.FeatureStore, reps: int) -> dict:
 
 
 async def _measure(store: sk.FeatureStore, reps: int) -> dict:
-    app = create_app(Catalogue(store.registry, ModelRegistry(store)))
+    app = app_for_store(store)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ui")
     out = {}
     for page in PAGES:

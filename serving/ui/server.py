@@ -32,16 +32,20 @@ class UIConfig:
 def build_app(cfg: UIConfig):
     from skewless.store import FeatureStore
 
+    return app_for_store(FeatureStore(cfg.repo), cfg.tokens)
+
+
+def app_for_store(store, tokens: tuple[str, ...] = ()):
+    """The UI over an open ``FeatureStore``: its registry, the model registry beside it, and their lineage."""
+    from skewless import lineage
+
     from ..model_registry import ModelRegistry
     from .app import create_app
     from .catalogue import Catalogue
 
-    from skewless import lineage
-
-    store = FeatureStore(cfg.repo)
     models = ModelRegistry(store)
     # Model versions from the model registry; endpoints need a deploy target's cloud calls: not drawn yet.
-    return create_app(Catalogue(store.registry, models), cfg.tokens,
+    return create_app(Catalogue(store.registry, models), tokens,
                       lineage_graph=lambda: lineage.graph(store, models=models.records()))
 
 
