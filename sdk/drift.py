@@ -55,7 +55,7 @@ class FeatureDrift:
     missing_share: float | None  # NOT_FOUND + EXPIRED rows / rows
     not_found_share: float | None
     expired_share: float | None
-    null_share: float | None  # null values among present rows
+    null_share: float | None  # null (or NaN) values among present rows
     reference_null_rate: float | None
     ks_error: float | None  # the reference sketch's normalized rank error (99% confidence)
     bins: list[str] = field(default_factory=list)
@@ -146,6 +146,8 @@ def compare(feature: str, reference, values: Any, statuses: Any = None) -> Featu
         arr = arr.filter(pc.fill_null(pc.equal(st, PRESENT), False))
     present = len(arr)
     nulls = arr.null_count
+    if pa.types.is_floating(arr.type):  # NaN is missing data, as the write-time statistics count it
+        nulls += int(pc.sum(pc.is_nan(arr)).as_py() or 0)
     kll, freq = getattr(reference, "kll", None), getattr(reference, "frequent", None)
     kind = "numeric" if kll is not None and not kll.is_empty() else \
         "categorical" if freq is not None and not freq.is_empty() else "none"

@@ -134,7 +134,7 @@ def test_statuses_and_nulls_are_shares_and_stay_out_of_the_distribution():
     statuses = ["PRESENT", "PRESENT", "PRESENT", "NOT_FOUND", "PRESENT", "PRESENT", "EXPIRED", "PRESENT"]
     d = drift.compare("v:x", ref, values, statuses)
     assert d.rows == 8 and (d.not_found_share, d.expired_share, d.missing_share) == (1 / 8, 1 / 8, 2 / 8)
-    assert d.null_share == pytest.approx(1 / 6)  # one null among the six present rows (NaN is a value, not null)
+    assert d.null_share == pytest.approx(2 / 6)  # a null and a NaN among the six present rows (NaN is missing too)
     assert d.values == 4  # present, not null, not NaN
     assert d.reference_null_rate == 0.01
     nothing = drift.compare("v:x", ref, pa.array([None, None], type=pa.float64()), ["NOT_FOUND", "EXPIRED"])
@@ -196,3 +196,26 @@ def test_thresholds_layers_and_breaches():
 def test_bad_monitoring_declarations(spec, message):
     with pytest.raises(DefinitionError, match="^svc: .*" + __import__("re").escape(message)):
         drift.check_monitoring(spec, "svc")
+
+
+def test_feature_service_monitoring_is_stored_only_when_declared(repo):
+    import skewless as sk
+
+    e = sk.Entity("driver", join_keys=["driver_id"])
+    v = sk.FeatureView("stats", entities=[e], schema=[sk.Field("driver_id", sk.Int64), sk.Field("rate", sk.Float64)])
+    plain = sk.FeatureService("svc", features=[v])
+    assert "monitoring" not in plain.to_dict()  # a registry written before the field: its specs compare equal
+    repo.apply([e, v, plain])
+    assert repo.plan([e, v, sk.FeatureService("svc", features=[v])]).empty
+    watched = sk.FeatureService("svc", features=[v], monitoring={"psi": 0.3, "features": {"stats:rate": {"ks": 0.2}}})
+    (change,) = repo.plan([e, v, watched]).changes
+    assert change.action == "update" and not change.breaking
+    assert change.details == ["monitoring: None -> {'psi': 0.3, 'features': {'stats:rate': {'ks': 0.2}}}"]
+    repo.apply([e, v, watched])
+    got = repo.get_feature_service("svc")
+    assert got.monitoring == {"psi": 0.3, "features": {"stats:rate": {"ks": 0.2}}} and got == watched
+    assert repo.plan([e, v, watched]).empty
+    with pytest.raises(DefinitionError, match=r"monitoring names features it does not list: \['stats:speed'\]"):
+        sk.FeatureService("svc", features=[v], monitoring={"features": {"stats:speed": {"psi": 0.1}}})
+    with pytest.raises(DefinitionError, match="feature service 'svc': unknown monitoring keys"):
+        sk.FeatureService("svc", features=[v], monitoring={"kl": 0.1})

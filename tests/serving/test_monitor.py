@@ -19,10 +19,13 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
+import skewless as sk
 from skewless.cli.main import app as cli
 from skewless.demo import _model
 from skewless.sample_repo import credit_repo
@@ -163,3 +166,56 @@ def test_bad_input_is_a_typed_error_with_exit_2(credit):
         code, out = run_cli(*args, "--repo", repo)
         assert code == 2, (args, out)
         assert message in out and "Traceback" not in out, (args, out)
+
+
+def test_a_model_without_a_registered_training_set_has_nothing_to_compare(credit, tmp_path):
+    store, repo = credit["store"], str(credit["repo"])
+    loans = credit["loans"]
+    job = store.get_historical_features(loans[["loan_id", "zipcode", "event_timestamp", "loan_status"]].head(200),
+                                        SERVICE)
+    train = job.to_pandas()
+    model = _model().fit(train[[r.split(":")[1] for r in job.features]], train["loan_status"])
+    with pytest.raises(sk.DefinitionError, match=r"monitoring names features it does not read: \['loan_features:x'\]"):
+        package_model(model, name="plain", store=store, feature_service=SERVICE, snapshot=job.snapshot,
+                      key_lookups={"zipcode": "loan_zipcode:zipcode"}, path=tmp_path / "bad",
+                      monitoring={"features": {"loan_features:x": {"psi": 1}}})
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
+    art = package_model(model, name="plain", store=store, feature_service=SERVICE, snapshot=job.snapshot,
+                        key_lookups={"zipcode": "loan_zipcode:zipcode"})
+    ModelRegistry(store).register(art)
+    code, out = run_cli("plain", "--repo", repo)
+    assert code == 2 and "ValidationError: model 'plain' version 1 was not packaged with a registered training set" \
+        in out
+    cfg = ServeConfig(repo=repo, model="plain", monitor_seconds=0.1)
+    with running(cfg) as (c, _):
+        serve(c, credit["replay"][:10])
+        time.sleep(0.5)  # a few refresh periods: the refresher ended at its first run
+        fams = {f.name: f for f in text_string_to_metric_families(c.get("/metrics").text)}
+    assert fams["skewless_feature_psi"].samples == [] and fams["skewless_monitor_rows"].samples == []
+
+
+def test_windows_split_drift_over_time(credit):
+    """``evaluate`` in windows: rows of three hours, the middle one drifted, judged hour by hour."""
+    from skewless.serving.monitor import evaluate, monitored, read_rows
+    from skewless.definitions import EVENT_TS
+
+    store = credit["store"]
+    mv = ModelRegistry(store).get("credit", stage="production")
+    mon = monitored(store, mv.manifest, mv.version)
+    cols = list(mon.features) + sorted({s for _, s in mon.features.values()})
+    if len(read_rows(store, "credit", mv.version, cols)) < ROWS:  # run alone: log an identical replay first
+        with running(ServeConfig(repo=str(credit["repo"]), model="credit", monitor_seconds=0)) as (c, _):
+            serve(c, credit["replay"])
+    replay = read_rows(store, "credit", mv.version, cols).slice(0, ROWS)  # the replay phase: the first rows logged
+    assert len(replay) == ROWS
+    t0 = pd.Timestamp("2026-12-01T10:00:00Z")
+    hours = [replay.set_column(replay.schema.get_field_index(EVENT_TS), EVENT_TS,
+                               pa.array([t0 + pd.Timedelta(hours=h, seconds=i) for i in range(ROWS)],
+                                        pa.timestamp("us", "UTC"))) for h in range(3)]
+    col = next(c for c, (ref, _) in mon.features.items() if ref == SHIFTED)
+    i = hours[1].schema.get_field_index(col)
+    hours[1] = hours[1].set_column(i, col, pc.add(hours[1].column(col), 10.0))
+    windows = evaluate(mon, pa.concat_tables(hours), window=timedelta(hours=1))
+    assert [w.start for w in windows] == [t0 + pd.Timedelta(hours=h) for h in range(3)]
+    assert [w.rows for w in windows] == [ROWS] * 3
+    assert [sorted(w.breaches) for w in windows] == [[], [SHIFTED], []]
