@@ -101,9 +101,14 @@ def monitored(store, manifest: ModelManifest, version: int) -> Monitored:
 
 
 def read_rows(store, model: str, version: int, columns: list[str], *, since: datetime | None = None,
-              until: datetime | None = None) -> pa.Table:
+              until: datetime | None = None, cache: dict | None = None) -> pa.Table:
     """The model version's prediction-log rows in [since, until): ``columns`` and the event time, sorted by it.
-    Columns a file lacks (the log view gained them later) read as null."""
+    Columns a file lacks (the log view gained them later) read as null.
+
+    ``cache`` (the server's refresher, whose ``since`` only moves forward): uri -> the file's rows at or after
+    ``since``. Log files are immutable, so a refresh reads only the files committed since the last one (the log
+    commits a file per flush, thousands an hour); a file whose rows all left the range stays as an empty table
+    (never read again), one no longer in the log is forgotten."""
     name = prediction_log.view_name(model)
     offline = store.offline
     latest = offline.version(name)
@@ -117,11 +122,22 @@ def read_rows(store, model: str, version: int, columns: list[str], *, since: dat
     if until is not None:
         cond &= pc.field(EVENT_TS) < pa.scalar(until, pa.timestamp("us", "UTC"))
     tables = []
+    if cache is not None:
+        for gone in set(cache) - set(files.uris):  # compacted away, or a vacuum: no longer part of the log
+            del cache[gone]
     for uri in files.uris:
+        if cache is not None and uri in cache:
+            t = cache[uri]
+            if since is not None and len(t):
+                t = cache[uri] = t.filter(pc.field(EVENT_TS) >= pa.scalar(since, pa.timestamp("us", "UTC")))
+            tables.append(t)
+            continue
         path = uri.removeprefix("file://") if files.filesystem is None else uri.split("://", 1)[-1]
         has = set(pq.read_schema(path, filesystem=files.filesystem).names)
         t = pq.read_table(path, filesystem=files.filesystem, columns=[c for c in wanted if c in has],
                           filters=cond if "model_version" in has else None)
+        if cache is not None:
+            cache[uri] = t
         tables.append(t)
     if not tables:
         return pa.table({c: pa.array([], pa.null()) for c in wanted})
@@ -190,6 +206,7 @@ class Refresher:
         self.interval, self.lookback = interval, lookback
         self._stop = threading.Event()
         self._mon: Monitored | None = None
+        self._files: dict = {}  # read_rows' cache: the log's files read so far
         self.last: Report | None = None
         self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="skewless-monitor", daemon=True)
@@ -207,7 +224,7 @@ class Refresher:
             self._mon = monitored(self.store, self.manifest, self.version)
         cols = list(self._mon.features) + sorted({s for _, s in self._mon.features.values()})
         since = datetime.now(timezone.utc) - timedelta(seconds=self.lookback)
-        table = read_rows(self.store, self.manifest.name, self.version, cols, since=since)
+        table = read_rows(self.store, self.manifest.name, self.version, cols, since=since, cache=self._files)
         report = Report(self.manifest.name, self.version, self._mon.training_set, self._mon.thresholds,
                         evaluate(self._mon, table))
         self.last = report
