@@ -22,6 +22,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from ..definitions import EVENT_TS
 from ..errors import ConflictError, NotFoundError, StoreUnavailable
+from ..faults import kill_point
 from . import delta_stats
 from .base import (FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, HistoryStats,
                    OfflineStore, StreamProgress, TieCheck, Watermark, WatermarkMoved)
@@ -189,6 +190,7 @@ class DeltaOfflineStore(OfflineStore):
         def commit_for(before: DeltaTable | None, created: int) -> CommitProperties:
             if statistics is not None and not own:
                 own.append(statistics())
+                kill_point("offline.statistics_ready")  # test hook: statistics in hand, the commit not yet made
             extra, more = delta_stats.entries(before, created, own[0] if own else None,
                                               lambda v: self._commit_info(view, v))
             return CommitProperties(custom_metadata={**meta, **extra}, app_transactions=(txns + more) or None,
