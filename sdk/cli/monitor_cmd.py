@@ -92,7 +92,7 @@ def _run(model, version, stage, since, until, window, repo, as_json) -> bool:
         return False
     table = Table("window", "feature", "rows", "values", "psi", "ks", "js", "missing", "breach")
     for w in report.windows:
-        label = f"{w.start:%Y-%m-%d %H:%M}" if len(report.windows) > 1 else "all"
+        label = f"{w.start:%Y-%m-%d %H:%M:%S}" if window else "all"
         for ref, d in w.features.items():
             over = w.breaches.get(ref, [])
             table.add_row(label, ref, str(d.rows), str(d.values), *(_num(getattr(d, m)) for m in

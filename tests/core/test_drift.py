@@ -6,7 +6,6 @@ within the sketch's documented rank error of the exact values on the full refere
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -17,10 +16,12 @@ from scipy.stats import ks_2samp
 
 from skewless import drift
 from skewless.errors import DefinitionError
+from skewless.statistics import FeatureStatistics
 
 
-def reference(values=None, categories=None, null_rate=0.0, k=200):
-    """A reference as write-time statistics give it: the sketches of the present values."""
+def reference(values=None, categories=None, null_rate=0.0, k=200) -> FeatureStatistics:
+    """A reference as write-time statistics give it: the sketches of the present values (and 1,000 rows with
+    ``null_rate`` of them null)."""
     kll = freq = None
     if values is not None:
         kll = kll_doubles_sketch(k)
@@ -29,7 +30,8 @@ def reference(values=None, categories=None, null_rate=0.0, k=200):
         freq = frequent_strings_sketch(10)
         for c in categories:
             freq.update(c)
-    return SimpleNamespace(kll=kll, frequent=freq, null_rate=null_rate)
+    return FeatureStatistics("x", "Float64" if values is not None else "String", count=1000,
+                             nulls=round(1000 * null_rate), kll=kll, frequent=freq)
 
 
 def exact_shares(edges: np.ndarray, sample: np.ndarray) -> np.ndarray:
@@ -154,8 +156,9 @@ def test_integers_with_few_values_and_booleans_and_no_sketch():
     assert d.ks == pytest.approx(ks_2samp(ints, np.repeat([1, 2, 3], [100, 200, 700])).statistic)
     b = drift.compare("v:b", reference([0] * 90 + [1] * 10), pa.array([True] * 50 + [False] * 50))
     assert b.ks == pytest.approx(0.4)
-    bare = drift.compare("v:s", SimpleNamespace(kll=None, frequent=None, null_rate=None), ["x", "y"])
+    bare = drift.compare("v:s", FeatureStatistics("s", "UnixTimestamp", count=0, nulls=0), ["x", "y"])
     assert bare.kind == "none" and bare.psi is None and bare.missing_share == 0.0
+    assert drift.compare("v:s", None, ["x"]).kind == "none"  # no statistics for the feature at all
 
 
 def test_psi_and_js_limits():
@@ -219,3 +222,17 @@ def test_feature_service_monitoring_is_stored_only_when_declared(repo):
         sk.FeatureService("svc", features=[v], monitoring={"features": {"stats:speed": {"psi": 0.1}}})
     with pytest.raises(DefinitionError, match="feature service 'svc': unknown monitoring keys"):
         sk.FeatureService("svc", features=[v], monitoring={"kl": 0.1})
+
+
+def test_booleans_against_a_true_false_frequent_sketch():
+    """Booleans' write-time statistics are a frequent-items sketch of "true"/"false": served bools compare as such."""
+    freq = frequent_strings_sketch(7)
+    freq.update("true", 300)
+    freq.update("false", 700)
+    ref = FeatureStatistics("b", "Bool", count=1000, nulls=0, frequent=freq)
+    same = drift.compare("v:b", ref, pa.array([True] * 30 + [False] * 70))
+    assert same.kind == "categorical" and same.bins == ["false", "true", drift.OTHER]
+    assert same.psi == pytest.approx(0.0, abs=1e-12)
+    flipped = drift.compare("v:b", ref, pa.array([True] * 70 + [False] * 30))
+    assert flipped.served_shares == pytest.approx([0.3, 0.7, 0.0])
+    assert flipped.js == pytest.approx(jensenshannon([0.7, 0.3, 0], [0.3, 0.7, 0], base=2))
