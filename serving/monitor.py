@@ -40,7 +40,8 @@ class Monitored:
     model: str
     version: int
     training_set: tuple[str, int | None]
-    features: dict[str, tuple[str, str]]  # log column -> (ref "view:feature", the view's status column)
+    # log column -> (ref "view:feature", the view's status column; None for a transform's output: never missing)
+    features: dict[str, tuple[str, str | None]]
     reference: dict[str, object]  # ref -> FeatureStatistics (None: no statistics for it; missing shares only)
     thresholds: dict[str, drift.Thresholds]
 
@@ -92,8 +93,10 @@ def monitored(store, manifest: ModelManifest, version: int) -> Monitored:
         service = store._registry_state(fresh=True).get("feature_service", manifest.feature_service)
     except NotFoundError:  # the service was deleted since: the model's own thresholds still hold
         pass
-    features = {col: (what, f"{what.split(':')[0]}__status")
-                for col, (_, kind, what) in prediction_log.columns(manifest).items() if kind == "feature"}
+    cols = prediction_log.columns(manifest)
+    statuses = {what: col for col, (_, kind, what) in cols.items() if kind == "view_status"}
+    features = {col: (what, statuses.get(what.split(":")[0]))
+                for col, (_, kind, what) in cols.items() if kind == "feature"}
     refs = [ref for ref, _ in features.values()]
     layers = (getattr(service, "monitoring", None), manifest.monitoring)
     return Monitored(manifest.name, version, (ts["name"], ts.get("version")), features,
@@ -148,6 +151,10 @@ def read_rows(store, model: str, version: int, columns: list[str], *, since: dat
     return table.select(wanted).sort_by(EVENT_TS)
 
 
+def _columns(mon: Monitored) -> list[str]:
+    return list(mon.features) + sorted({s for _, s in mon.features.values() if s})
+
+
 def evaluate(mon: Monitored, table: pa.Table, *, window: timedelta | None = None) -> list[Window]:
     """Per window of ``window`` (aligned to the epoch; only windows with rows) or, without one, for all of
     ``table``: each feature's drift and breaches."""
@@ -171,7 +178,7 @@ def _window(mon: Monitored, table: pa.Table, start, end) -> Window:
     features, breaches = {}, {}
     for col, (ref, status) in mon.features.items():
         d = drift.compare(ref, mon.reference.get(ref), table.column(col),
-                          table.column(status) if status in table.column_names else None)
+                          table.column(status) if status else None)
         features[ref] = d
         if over := mon.thresholds[ref].breaches(d):
             breaches[ref] = over
@@ -189,7 +196,7 @@ def monitor(store, model: str, *, version: int | None = None, stage: str | None 
         raise ValidationError(f"window must be a positive duration, not {window}")
     mv = ModelRegistry(store).get(model, version, stage=stage)
     mon = monitored(store, mv.manifest, mv.version)
-    cols = list(mon.features) + sorted({s for _, s in mon.features.values()})
+    cols = _columns(mon)
     table = read_rows(store, model, mv.version, cols, since=since, until=until)
     return Report(model, mv.version, mon.training_set, mon.thresholds, evaluate(mon, table, window=window))
 
@@ -222,7 +229,7 @@ class Refresher:
     def refresh(self) -> Report:
         if self._mon is None:  # loaded once: a version's training set and thresholds do not change while it serves
             self._mon = monitored(self.store, self.manifest, self.version)
-        cols = list(self._mon.features) + sorted({s for _, s in self._mon.features.values()})
+        cols = _columns(self._mon)
         since = datetime.now(timezone.utc) - timedelta(seconds=self.lookback)
         table = read_rows(self.store, self.manifest.name, self.version, cols, since=since, cache=self._files)
         report = Report(self.manifest.name, self.version, self._mon.training_set, self._mon.thresholds,

@@ -219,3 +219,37 @@ def test_windows_split_drift_over_time(credit):
     assert [w.start for w in windows] == [t0 + pd.Timedelta(hours=h) for h in range(3)]
     assert [w.rows for w in windows] == [ROWS] * 3
     assert [sorted(w.breaches) for w in windows] == [[], [SHIFTED], []]
+
+
+def test_transform_outputs_have_no_view_status_and_no_statistics(tmp_path):
+    """A model taking on-demand transform outputs: their log columns have no view status (never counted missing) and
+    the training set has no statistics of them (missing shares only); the views' features are compared as usual."""
+    from skewless.serving.model import ServedModel
+    from tests.serving.test_serving_transforms import INPUTS
+    from tests.support.odt_repo import T0, make_repo
+
+    store = make_repo(tmp_path / "repo")
+    store.materialize(T0, utc_now())
+    rng = np.random.default_rng(1)
+    ent = pd.DataFrame({"driver_id": np.arange(20).repeat(5), "amount": rng.uniform(0, 200, 100).round(2),
+                        "event_timestamp": pd.Timestamp(T0) + pd.to_timedelta(rng.integers(0, 48, 100), unit="h")})
+    job = store.get_historical_features(ent, "svc")
+    job.register("odt_train")
+    train = job.to_pandas()
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(max_iter=500).fit(train[INPUTS].astype(float), (train.amount > 100).astype(int))
+    art = package_model(model, name="odt", store=store, feature_service="svc", training_set=job,
+                        monitoring={"min_rows": 1})
+    mv = ModelRegistry(store).register(art)
+    served = ServedModel(art, store, version=mv.version)
+    served.load()
+    (answer,) = served.predict_batch([served.parse([{"driver_id": i % 20, "amount": 10.0 * i} for i in range(30)])])
+    assert isinstance(answer, dict) and served.close()
+    rep = monitor(store, "odt")
+    (w,) = rep.windows
+    assert w.rows == 30
+    ratio, trips = w.features["ratios:ratio"], w.features["stats:trips"]
+    assert ratio.kind == "none" and ratio.missing_share == 0 and ratio.values == 0
+    assert ratio.null_share == 0.0  # all 30 rows count as present (no view status to say otherwise)
+    assert trips.kind == "numeric" and trips.values == 30 and trips.ks is not None
