@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import hll_batch
 from .errors import NotFoundError, StatisticsUnavailable
 
 FORMAT = 1
@@ -37,6 +38,7 @@ FREQ_LG_MAP = 7  # frequent items: a map of 128 (96 items tracked); error <= 3.5
 # The frequent-items sketch is fed each append's most frequent values (all of them up to this many distinct):
 # the tail left out holds items of at most rows/FREQ_FEED occurrences each, well below the sketch's own error.
 FREQ_FEED = 4096
+_PROBE = 16_384  # rows whose distinct count picks how a string column is counted
 # An append records the merged statistics of all versions so far when the newest such record is at least this many
 # versions old, so reading any version merges at most this many per-append records.
 CUMULATIVE_EVERY = 50
@@ -168,13 +170,16 @@ def _column(name: str, dtype: str, col: pa.ChunkedArray) -> dict:
             freq.update("false", int(values - true))
         st["freq"] = freq
     elif kind == "string":
-        counts = pc.value_counts(col.combine_chunks() if col.num_chunks != 1 else col.chunk(0))
-        values, weights = counts.field("values"), counts.field("counts").to_numpy()
-        valid = values.is_valid().to_numpy(zero_copy_only=False)
-        if not valid.all():  # value_counts lists null as a value
-            values, weights = values.filter(pa.array(valid)), weights[valid]
-        st["freq"] = _frequent(values, weights)
-        st["hll"] = _hll(values)
+        arr = pc.drop_null(col).combine_chunks()
+        # Whether to count every value or only the frequent ones (below) is decided on the first rows; either way
+        # the result is exact, only the cost differs.
+        if pc.count_distinct(arr.slice(0, _PROBE)).as_py() <= _PROBE // 8:
+            counts = pc.value_counts(arr)
+            values = counts.field("values")
+            st["freq"] = _frequent(values, counts.field("counts").to_numpy())
+            st["hll"] = hll_batch.sketch(hll_batch.prepare(values), HLL_LG_K)
+        else:
+            st["freq"], st["hll"] = _many_distinct(arr)
     elif kind == "timestamp":
         if rows - st["nulls"]:
             mm = pc.min_max(col)
@@ -198,11 +203,21 @@ def _frequent(values: pa.Array, weights: np.ndarray) -> "ds.frequent_strings_ske
     return freq
 
 
-def _hll(distinct: pa.Array) -> "ds.hll_sketch":
-    sk = ds.hll_sketch(HLL_LG_K, ds.HLL_4)
-    for v in distinct.to_pylist():
-        sk.update(v)
-    return sk
+def _many_distinct(arr: pa.Array) -> tuple:
+    """Frequent items and distinct count of a string column with many distinct values, from one vectorised hash of
+    every value (hll_batch): only the rows whose hash bucket holds more than rows/FREQ_FEED rows are counted — every
+    value occurring that often is among them, with its exact count — and the HLL keeps one value per register."""
+    values = hll_batch.prepare(arr)
+    hashes = hll_batch.murmur3(values)
+    hll = hll_batch.sketch(values, HLL_LG_K, hashes)
+    bucket = (hashes[0] >> np.uint64(48)).astype(np.intp)
+    heavy = np.bincount(bucket, minlength=1 << 16) * FREQ_FEED > len(arr)
+    counts = pc.value_counts(values.filter(pa.array(heavy[bucket])))
+    vals, weights = counts.field("values"), counts.field("counts").to_numpy()
+    empty = len(arr) - len(values)  # empty strings: no hash (HLL ignores them), still a value
+    if empty * FREQ_FEED > len(arr):
+        vals, weights = pa.concat_arrays([vals, pa.array([""], vals.type)]), np.append(weights, empty)
+    return _frequent(vals, weights), hll
 
 
 def compute(view, rows: pa.Table) -> dict:

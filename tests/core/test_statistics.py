@@ -275,3 +275,27 @@ def test_a_frequent_value_in_high_cardinality_strings_is_found_and_distinct_is_c
     assert f.top(1)[0][0] == "hot" and abs(f.top(1)[0][1] - 2 * n // 10) <= 2 * n * 3.5 / 128
     distinct = 2 * (n - n // 10) + 1
     assert math.isclose(f.distinct, distinct, rel_tol=abs(f.hll.get_rel_err(True, True, f.hll.lg_config_k, 3)))
+
+
+@pytest.mark.parametrize("n", [50, 3_000, 30_000, 120_000])
+def test_the_vectorised_hll_is_the_sketch_of_feeding_every_value(n):
+    # hll_batch hashes in numpy and feeds one value per register: the registers must be exactly DataSketches' own
+    # (any length: MurmurHash's 16-byte blocks and tails; UTF-8; empty strings and nulls ignored as update() does)
+    import datasketches as ds
+    import pyarrow as pa
+
+    from skewless import hll_batch
+
+    rng = np.random.default_rng(n)
+    alphabet = list("abcdefghijklmnopqrstuvwxyz0123456789é漢字-")
+    values = ["".join(rng.choice(alphabet, rng.integers(0, 40))) for _ in range(n)]
+    values[::7] = [None] * len(values[::7])
+    values[::11] = [""] * len(values[::11])
+    want = ds.hll_sketch(12, ds.HLL_4)
+    for v in values[5:]:
+        if v is not None:
+            want.update(v)
+    got = hll_batch.sketch(hll_batch.prepare(pa.array(values).slice(5)), 12)  # a slice: offsets not from 0
+    assert got.serialize_compact() == hll_batch._mark_out_of_order(want).serialize_compact()
+    distinct = len({v for v in values[5:] if v})
+    assert abs(got.get_estimate() - distinct) <= 3 * abs(got.get_rel_err(True, True, 12, 1)) * distinct + 1
