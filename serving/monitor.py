@@ -108,8 +108,8 @@ def read_rows(store, model: str, version: int, columns: list[str], *, since: dat
     """The model version's prediction-log rows in [since, until): ``columns`` and the event time, sorted by it.
     Columns a file lacks (the log view gained them later) read as null.
 
-    ``cache`` (the server's refresher, whose ``since`` only moves forward): uri -> the file's rows at or after
-    ``since``. Log files are immutable, so a refresh reads only the files committed since the last one (the log
+    ``cache`` (the server's refresher, whose ``since`` only moves forward): uri -> (the file's rows at or after
+    ``since``, the earliest one's time). Log files are immutable, so a refresh reads only the files committed since the last one (the log
     commits a file per flush, thousands an hour); a file whose rows all left the range stays as an empty table
     (never read again), one no longer in the log is forgotten."""
     name = prediction_log.view_name(model)
@@ -128,11 +128,13 @@ def read_rows(store, model: str, version: int, columns: list[str], *, since: dat
     if cache is not None:
         for gone in set(cache) - set(files.uris):  # compacted away, or a vacuum: no longer part of the log
             del cache[gone]
+    start = None if since is None else pa.scalar(since, pa.timestamp("us", "UTC"))
     for uri in files.uris:
         if cache is not None and uri in cache:
-            t = cache[uri]
-            if since is not None and len(t):
-                t = cache[uri] = t.filter(pc.field(EVENT_TS) >= pa.scalar(since, pa.timestamp("us", "UTC")))
+            t, first = cache[uri]
+            if start is not None and first is not None and first < start.value:  # some rows left the range
+                t = t.filter(pc.field(EVENT_TS) >= start)
+                cache[uri] = t, _first(t)
             tables.append(t)
             continue
         path = uri.removeprefix("file://") if files.filesystem is None else uri.split("://", 1)[-1]
@@ -140,7 +142,7 @@ def read_rows(store, model: str, version: int, columns: list[str], *, since: dat
         t = pq.read_table(path, filesystem=files.filesystem, columns=[c for c in wanted if c in has],
                           filters=cond if "model_version" in has else None)
         if cache is not None:
-            cache[uri] = t
+            cache[uri] = t, _first(t)
         tables.append(t)
     if not tables:
         return pa.table({c: pa.array([], pa.null()) for c in wanted})
@@ -153,6 +155,14 @@ def read_rows(store, model: str, version: int, columns: list[str], *, since: dat
 
 def _columns(mon: Monitored) -> list[str]:
     return list(mon.features) + sorted({s for _, s in mon.features.values() if s})
+
+
+def _first(t: pa.Table) -> int | None:
+    """The earliest event time of a log file's cached rows (us), so a refresh filters only files at the range's
+    edge: None when it has none."""
+    if not len(t):
+        return None
+    return pc.min(t.column(EVENT_TS)).cast(pa.timestamp("us", "UTC")).value
 
 
 def evaluate(mon: Monitored, table: pa.Table, *, window: timedelta | None = None) -> list[Window]:

@@ -253,3 +253,29 @@ def test_transform_outputs_have_no_view_status_and_no_statistics(tmp_path):
     assert ratio.kind == "none" and ratio.missing_share == 0 and ratio.values == 0
     assert ratio.null_share == 0.0  # all 30 rows count as present (no view status to say otherwise)
     assert trips.kind == "numeric" and trips.values == 30 and trips.ks is not None
+
+
+def test_the_refreshers_file_cache_gives_what_a_full_read_gives(credit):
+    """read_rows with the refresher's cache: a later ``since`` drops the rows that left the range from cached files,
+    and the answer equals a read without the cache."""
+    from skewless.definitions import EVENT_TS
+    from skewless.serving.monitor import _columns, monitored, read_rows
+
+    store = credit["store"]
+    mv = ModelRegistry(store).get("credit", stage="production")
+    cols = _columns(monitored(store, mv.manifest, mv.version))
+    if len(read_rows(store, "credit", mv.version, cols)) < 2 * ROWS:  # run alone: two flushes' worth of rows
+        with running(ServeConfig(repo=str(credit["repo"]), model="credit", monitor_seconds=0,
+                                 log_flush_seconds=0.2)) as (c, _):
+            serve(c, credit["replay"])
+            time.sleep(0.5)
+            serve(c, credit["replay"])
+    cache: dict = {}
+    full = read_rows(store, "credit", mv.version, cols, since=pd.Timestamp("2000-01-01", tz="UTC"), cache=cache)
+    assert len(cache) > 1 and len(full) >= 2 * ROWS
+    ts = full.column(EVENT_TS).to_pylist()
+    mid = ts[len(ts) // 2]
+    later = read_rows(store, "credit", mv.version, cols, since=mid, cache=cache)
+    assert later.equals(read_rows(store, "credit", mv.version, cols, since=mid))
+    assert len(later) == sum(1 for t in ts if t >= mid) < len(full)
+    assert sum(len(t) for t, _ in cache.values()) == len(later)  # the rows before ``mid`` are gone from the cache
