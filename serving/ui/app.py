@@ -36,7 +36,8 @@ def _authorized(request: Request, tokens: tuple[str, ...]) -> bool:
 
 
 def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph: Callable | None = None) -> Starlette:
-    """``lineage_graph``: builds the current ``skewless.lineage.Graph`` (None: no lineage page content)."""
+    """``lineage_graph``: builds the current ``skewless.lineage.Graph`` and a note on its endpoints (None when they
+    are drawn; else why not) (None: no lineage page content)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
 
@@ -97,17 +98,18 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         name = request.query_params.get("name", "").strip()
         if lineage_graph is None:
             return page(request, "lineage.html", title="Lineage", name=name)
-        g = lineage_graph()
+        g, note = lineage_graph()
         counts = {k: len(g.of_kind(k)) for k in KINDS_SHOWN if g.of_kind(k)}
         if not name:
-            return page(request, "lineage.html", title="Lineage", name=name, counts=counts)
+            return page(request, "lineage.html", title="Lineage", name=name, counts=counts, note=note)
         try:
             up, down = g.upstream(name).to_dict(), g.downstream(name).to_dict()
         except (NotFoundError, ValidationError) as exc:
             status = 404 if isinstance(exc, NotFoundError) else 400
-            return page(request, "lineage.html", status, title="Lineage", name=name, counts=counts, error=str(exc))
+            return page(request, "lineage.html", status, title="Lineage", name=name, counts=counts, error=str(exc),
+                        note=note)
         return page(request, "lineage.html", title=f"Lineage of {name}", name=name, counts=counts,
-                    upstream=up["edges"], downstream=down["edges"])
+                    upstream=up["edges"], downstream=down["edges"], note=note)
 
     async def clear_cache(request: Request):
         if not tokens:

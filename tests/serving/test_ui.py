@@ -127,7 +127,7 @@ def test_lineage_page_traces_a_view_to_its_service_and_model_and_back(ui, browse
     page.locator("table.lineage-downstream a", has_text="model/risk@1").first.click()
     page.wait_for_url(lambda url: "risk" in url)
     assert any(r[0].startswith("feature/merchants:") for r in rows("lineage-upstream"))
-    assert rows("lineage-downstream") == set()  # not deployed (endpoints are not drawn by the UI yet)
+    assert rows("lineage-downstream") == set()  # started without a deploy target: no endpoints (tests/serving/test_ui_endpoints.py)
     missing = httpx.get(f"{ui}/lineage", params={"name": "nope"})
     assert missing.status_code == 404 and "nope" in missing.text
 
