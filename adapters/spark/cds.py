@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from skewless.process import cache_dir
+from skewless.process import cache_dir, pid_alive
 
 QUIET = ["-Xshare:auto", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]  # signed jars are skipped with a warning each
 
@@ -47,16 +47,6 @@ def key(java: str) -> str:
     for jar in sorted(jars.glob("*.jar")) if jars.is_dir() else ():
         h.update(jar.name.encode())
     return h.hexdigest()[:16]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Plan:
@@ -110,9 +100,9 @@ def _writer_alive(tmp: Path) -> bool:
     process's before) is alive; with no pid file, the Python process named in the file name."""
     pid_file = tmp.with_suffix(".pid")
     try:
-        return _alive(int(pid_file.read_text()))
+        return pid_alive(int(pid_file.read_text()))
     except (FileNotFoundError, ValueError):
-        return _alive(int(tmp.name.split(".")[1]))
+        return pid_alive(int(tmp.name.split(".")[1]))
 
 
 def _adopt(java: str, base: Path, k: str, final: Path) -> None:
