@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .catalogue import SECTIONS, Catalogue
+from .stats_pages import statistics_page
 
 HERE = Path(__file__).parent
 KIND_OF_SECTION = {s: k for s, (k, _) in SECTIONS.items()}
@@ -35,14 +36,17 @@ def _authorized(request: Request, tokens: tuple[str, ...]) -> bool:
     return any(hmac.compare_digest(got.encode(), t.encode()) for t in tokens)
 
 
-def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph: Callable | None = None) -> Starlette:
+def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph: Callable | None = None,
+               statistics: Callable | None = None) -> Starlette:
     """``lineage_graph``: builds the current ``skewless.lineage.Graph`` and a note on its endpoints (None when they
-    are drawn; else why not) (None: no lineage page content)."""
+    are drawn; else why not) (None: no lineage page content). ``statistics``: ``FeatureStore.get_statistics``
+    (None: no statistics pages)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
 
     def page(request: Request, template: str, status: int = 200, **ctx):
-        ctx.update(sections=SECTIONS, lineage=lineage_graph is not None, latest=catalogue.latest())
+        ctx.update(sections=SECTIONS, lineage=lineage_graph is not None, latest=catalogue.latest(),
+                   statistics=statistics is not None)
         return templates.TemplateResponse(request, template, ctx, status_code=status)
 
     async def index(request: Request):
@@ -139,6 +143,7 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         Route("/health", health),
         Route("/actions/clear-cache", clear_cache, methods=["POST"]),
         Route("/object/{kind}/{name}", detail),
+        *([Route("/statistics/{view}", statistics_page(page, statistics))] if statistics is not None else []),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
         Route("/{section}", listing),
     ])

@@ -83,7 +83,8 @@ def app_for_store(store, tokens: tuple[str, ...] = (), endpoints: Callable[[], l
         note = cached.note if cached is not None else \
             "endpoints are drawn when the UI is started with a deploy target (skewless ui -t TARGET)"
         return lineage.graph(store, models=models.records(), endpoints=eps), note
-    return create_app(Catalogue(store.registry, models), tokens, lineage_graph=graph)
+    return create_app(Catalogue(store.registry, models), tokens, lineage_graph=graph,
+                      statistics=store.get_statistics)
 
 
 def run(cfg: UIConfig) -> None:
