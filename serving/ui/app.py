@@ -30,6 +30,9 @@ KINDS_SHOWN = ("source", "feature_view", "aggregated_view", "transform", "featur
                "training_set", "model", "endpoint")  # skewless.lineage.KINDS, in flow order
 
 
+NO_TARGET = "endpoints are shown when the UI is started with a deploy target (skewless ui -t TARGET)"
+
+
 def _authorized(request: Request, tokens: tuple[str, ...]) -> bool:
     got = request.headers.get("authorization", "")
     got = got[7:] if got.lower().startswith("bearer ") else got
@@ -37,10 +40,11 @@ def _authorized(request: Request, tokens: tuple[str, ...]) -> bool:
 
 
 def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph: Callable | None = None,
-               statistics: Callable | None = None) -> Starlette:
+               statistics: Callable | None = None, endpoints: Callable | None = None) -> Starlette:
     """``lineage_graph``: builds the current ``skewless.lineage.Graph`` and a note on its endpoints (None when they
     are drawn; else why not) (None: no lineage page content). ``statistics``: ``FeatureStore.get_statistics``
-    (None: no statistics pages)."""
+    (None: no statistics pages). ``endpoints``: a deploy target's endpoints and a note (None: no target), for the
+    models page's endpoints and traffic splits."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
 
@@ -91,8 +95,9 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         return page(request, "diff.html", title=f"Diff v{a} → v{b}", a=a, b=b, plan=catalogue.diff(a, b))
 
     async def models(request: Request):
+        eps, note = endpoints() if endpoints is not None else (None, NO_TARGET)
         return page(request, "models.html", title="Models", models=catalogue.model_rows(),
-                    have_models=catalogue.models is not None)
+                    have_models=catalogue.models is not None, endpoints=eps, endpoints_note=note, monitor=False)
 
     async def lineage(request: Request):
         """Both directions from one node (``?name=``: a node id, a ``view:feature`` ref or a bare name), as edge

@@ -72,7 +72,7 @@ def app_for_store(store, tokens: tuple[str, ...] = (), endpoints: Callable[[], l
     from skewless import lineage
 
     from ..model_registry import ModelRegistry
-    from .app import create_app
+    from .app import NO_TARGET, create_app
     from .catalogue import Catalogue
 
     models = ModelRegistry(store)
@@ -80,11 +80,10 @@ def app_for_store(store, tokens: tuple[str, ...] = (), endpoints: Callable[[], l
 
     def graph():
         eps = cached() if cached is not None else ()
-        note = cached.note if cached is not None else \
-            "endpoints are drawn when the UI is started with a deploy target (skewless ui -t TARGET)"
-        return lineage.graph(store, models=models.records(), endpoints=eps), note
+        return lineage.graph(store, models=models.records(), endpoints=eps), cached.note if cached else NO_TARGET
     return create_app(Catalogue(store.registry, models), tokens, lineage_graph=graph,
-                      statistics=store.get_statistics)
+                      statistics=store.get_statistics,
+                      endpoints=(lambda: (cached(), cached.note)) if cached is not None else None)
 
 
 def run(cfg: UIConfig) -> None:

@@ -70,6 +70,10 @@ def test_skewless_ui_with_a_target_draws_the_endpoint_both_ways_in_a_browser(dep
             assert ("model/risk@1", "deployed", "endpoint/risk-ep") in up
             assert any(r[0] == "feature_view/merchants" for r in up)  # back up to the view the model reads
             assert _edges(page, "lineage-downstream") == set()
+            # the models page: the endpoint with its traffic split
+            page.goto(f"{base}/models")
+            (row,) = [r.split("\t") for r in page.locator("table.endpoints tbody tr").all_inner_texts()]
+            assert row[0] == "risk-ep" and row[1] == "local" and row[3] == "risk" and "(v1): 100%" in row[4]
             browser.close()
         assert errors == []
     finally:
@@ -82,6 +86,8 @@ def test_without_a_target_the_page_says_how_to_draw_endpoints(deployed):
         page = httpx.get(f"{base}/lineage", params={"name": "model/risk@1"})
         assert page.status_code == 200 and "endpoint/risk-ep" not in page.text
         assert "skewless ui -t TARGET" in page.text
+        models = httpx.get(f"{base}/models")
+        assert "risk-ep" not in models.text and "skewless ui -t TARGET" in models.text
 
 
 def test_a_target_that_cannot_be_read_leaves_the_graph_and_says_why(deployed, tmp_path):
@@ -95,6 +101,8 @@ def test_a_target_that_cannot_be_read_leaves_the_graph_and_says_why(deployed, tm
         assert page.status_code == 200
         assert "model/risk@1" in page.text and "endpoint/" not in page.text
         assert "endpoints unavailable: NotADirectoryError" in page.text
+        models = httpx.get(f"{base}/models")
+        assert models.status_code == 200 and "endpoints unavailable: NotADirectoryError" in models.text
 
 
 def test_endpoints_are_read_at_most_once_per_ttl_and_a_deploy_shows_after_it(deployed):
