@@ -85,10 +85,15 @@ class Wire:
         local = self.local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():  # after a fork the parent's socket is not ours
-            conn = self.pool.connection_class(**self.pool.connection_kwargs)
+            conn = self.new_connection()
             local.conn, local.pid = conn, os.getpid()
-            with self._lock:
-                self._conns.add(conn)
+        return conn
+
+    def new_connection(self):
+        """A connection of the pool's class and options, not connected yet, closed by ``close``."""
+        conn = self.pool.connection_class(**self.pool.connection_kwargs)
+        with self._lock:
+            self._conns.add(conn)
         return conn
 
     def exchange(self, send: Callable[[Any], int], *, spin: int = 0) -> list:

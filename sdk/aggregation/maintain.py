@@ -93,7 +93,7 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
                 return own.events_of(*spans[k])
             return scan.events(_ranges(view, dirty, dirty.span(*spans[k]), levels))
         fetching = pool.submit(events, 0) if spans else None
-        pending = None  # (the write of the chunk before: its finish, entities done once it is written)
+        pending: list = []  # writes started, not finished: (their finish, entities done once written), in order
         try:
             for k, (lo, hi) in enumerate(spans):
                 table = fetching.result()
@@ -104,22 +104,17 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
                     batch = tile_states.encoded_states(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
                 else:
                     batch = _batch(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
-                if pending is not None:
-                    finish, pending = pending[0], None
-                    written += finish()
-                    if on_chunk is not None:
-                        on_chunk(lo)
-                # the store's server writes this chunk while the next one is computed
-                pending = (ctx.online.start_write_tiles(view, batch, files.version), hi)
-            if pending is not None:
-                finish, pending = pending[0], None
-                written += finish()
-                if on_chunk is not None:
-                    on_chunk(len(dirty))
+                # started before the chunk before is waited for: the store's server goes on to this chunk without
+                # waiting for the client, and works while the next one is computed
+                pending.append((ctx.online.start_write_tiles(view, batch, files.version), hi))
+                while len(pending) > 1:
+                    written += _finish(pending, on_chunk)
+            while pending:
+                written += _finish(pending, on_chunk)
         finally:
-            if pending is not None:  # an error computing a chunk: the write before it is still waited for
+            for finish, _ in pending:  # an error: the writes under way are still waited for
                 with contextlib.suppress(Exception):
-                    pending[0]()
+                    finish()
         return written
     finally:
         if fetching is not None:  # an error: the scan under way ends before its session closes
@@ -127,6 +122,15 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
                 fetching.result()
         pool.shutdown()
         scan.close()
+
+
+def _finish(pending: list, on_chunk: Callable[[int], None] | None) -> int:
+    """Wait for the oldest started write; report its entities done (a checkpoint) only once it is written."""
+    finish, done = pending.pop(0)  # (not waited for twice if it raises)
+    n = finish()
+    if on_chunk is not None:
+        on_chunk(done)
+    return n
 
 
 class _Written:
