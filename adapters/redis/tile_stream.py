@@ -26,14 +26,14 @@ import os
 import threading
 from typing import Callable
 
-import redis
-
 try:
     import hiredis
 except ImportError:  # pragma: no cover - part of skewless[redis]
     hiredis = None
 
 from redis.exceptions import RedisError, ResponseError
+
+from .wire import read_into
 
 
 class Stream:
@@ -78,25 +78,7 @@ class Stream:
 
     def read(self, n: int) -> list:
         """The next ``n`` replies, in order (error replies as ResponseError objects)."""
-        out: list = []
-        reader, sock, buf = self.reader, self.sock, self.buf
-        while len(out) < n:
-            r = reader.gets()
-            if r is not False:
-                out.append(r)
-                continue
-            try:
-                got = sock.recv_into(buf)
-            except TimeoutError as exc:
-                raise redis.TimeoutError(f"Timeout reading tile replies from {self.conn.host}:{self.conn.port}") \
-                    from exc
-            except OSError as exc:
-                raise redis.ConnectionError(f"Error reading tile replies from {self.conn.host}:{self.conn.port}: "
-                                            f"{exc}") from exc
-            if not got:
-                raise redis.ConnectionError(f"Connection closed by {self.conn.host}:{self.conn.port}")
-            reader.feed(buf, 0, got)
-        return out
+        return read_into(self.conn, self.sock, self.reader, self.buf, [], n)
 
 
 class Ticket:

@@ -173,6 +173,12 @@ def read_replies(conn, n: int, spin: SpinPolicy | None = None, keys: int = 0) ->
         spin.done(finished)
         if finished:
             return out
+    return read_into(conn, sock, reader, buf, out, n)
+
+
+def read_into(conn, sock, reader, buf: bytearray, out: list, n: int) -> list:
+    """Replies parsed by ``reader`` (blocking reads of ``sock`` into ``buf``) appended to ``out`` until it holds
+    ``n``; bytes past the ``n``-th reply stay in ``reader``. Socket errors become redis-py's."""
     while len(out) < n:
         r = reader.gets()
         if r is not False:
@@ -190,4 +196,4 @@ def read_replies(conn, n: int, spin: SpinPolicy | None = None, keys: int = 0) ->
     return out
 
 
-__all__ = ["SPIN_KEYS", "SpinPolicy", "Wire", "read_replies"]
+__all__ = ["SPIN_KEYS", "SpinPolicy", "Wire", "read_into", "read_replies"]
