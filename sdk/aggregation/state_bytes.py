@@ -37,6 +37,14 @@ class Rows:
 
     def decimal(self, v: np.ndarray) -> None:
         """int64 values as ASCII decimal digits (a ``-`` before negative ones), as RESP and field names spell them."""
+        lut = _lut(v)
+        if lut is not None:  # few distinct values (lengths, counts, levels): each spelled once, rows gathered
+            lo, table = lut
+            table.decimal(np.arange(lo, lo + table.n, dtype=np.int64))
+            mat, lens = table.pieces[0]
+            at = v - lo
+            self._opt(mat[at], None if lens is None else lens[at], None)
+            return
         neg, mag, nd = _magnitude(v)
         lens = nd + neg
         width = int(lens.max()) if self.n else 1
@@ -162,8 +170,21 @@ def _magnitude(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def decimal_width(v: np.ndarray) -> np.ndarray:
     """The length of each int64 value written in decimal (``Rows.decimal``)."""
+    lut = _lut(v)
+    if lut is not None:
+        lo, table = lut
+        return decimal_width(np.arange(lo, lo + table.n, dtype=np.int64))[v - lo]
     neg, _, nd = _magnitude(v)
     return nd + neg
+
+
+def _lut(v: np.ndarray) -> tuple[int, Rows] | None:
+    """For values spanning a range of at most an eighth of their number: (its low end, a ``Rows`` of its size), so
+    the range is computed once and gathered, instead of every value computed (a division per digit per value)."""
+    if len(v) < 64:
+        return None
+    lo, hi = int(v.min()), int(v.max())
+    return (lo, Rows(hi - lo + 1)) if hi - lo < len(v) // 8 else None
 
 
 _SPLIT_TAIL = 32  # bytes of fixed pieces after the last varying one that are packed apart (``_pack``)
