@@ -11,7 +11,9 @@ handed to a sender thread and the caller returns at once; the replies of the chu
 - One ordered stream: each chunk's sender thread waits for the previous one's before sending (``sendall`` frees the
   GIL while the kernel buffer is full), so the bytes of two chunks never interleave and a key's updates reach the
   server in the order they were started. The replies are read in the same order with one hiredis reader kept
-  across chunks (a recv may hold the start of the next chunk's replies).
+  across chunks (a recv may hold the start of the next chunk's replies). A plain socket is read while the next
+  chunk is being sent; a TLS one is not (an OpenSSL connection is not read and written from two threads at once):
+  its replies are read once the chunks started so far are sent.
 - A failure never leaves a chunk half-known: an error reply (NOSCRIPT, a script error, OOM) is read like any
   reply and the chunk is written again through ``write_tiles`` (idempotent: the newest history version wins, equal
   versions carry equal states), which loads the script or raises the typed error. A broken connection (send or
@@ -23,6 +25,7 @@ handed to a sender thread and the caller returns at once; the replies of the chu
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 from typing import Callable
 
@@ -43,6 +46,7 @@ class Stream:
         self.conn = conn
         conn.connect()  # now, on the caller's thread: a sender never reconnects a stream that broke
         self.sock = conn._sock
+        self.tls = isinstance(self.sock, ssl.SSLSocket)  # OpenSSL: never read and written at once (``replies``)
         self.reader = hiredis.Reader(replyError=ResponseError)
         self.buf = bytearray(1 << 16)
         self.last: threading.Thread | None = None  # the sender of the newest chunk
@@ -93,6 +97,8 @@ class Ticket:
     def replies(self, n: int) -> list | None:
         self.sender.join()
         s = self.stream
+        if s.tls and s.last is not None:  # the later chunks sent first: then no sender writes while this reads
+            s.last.join()
         if self.failed is not None or s.broken is not None:
             return None
         try:
