@@ -66,8 +66,9 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
             on_chunk: Callable[[int], None] | None = None, chunk: int | None = None,
             rows: pa.Table | None = None) -> int:
     """Recompute and write the tiles dirtied by the history rows matching ``where`` (SQL over the history's
-    columns). Entities go in key order, ``chunk`` at a time; ``skip``: entities a resumed run already wrote;
-    ``on_chunk(entities done)`` after each chunk is written. ``files``: the snapshot's ``offline.base.HistoryFiles``
+    columns). Entities go in key order, ``chunk`` at a time (the first and last chunks written in parts,
+    ``_spans``), each part's write started before the part before is waited for; ``skip``: entities a resumed run
+    already wrote; ``on_chunk(entities done)`` after each part is written. ``files``: the snapshot's ``offline.base.HistoryFiles``
     (untyped here: the offline package imports this one). ``rows``: the rows matching ``where`` when the caller
     holds them (an ingest's batch, in the history's layout); used instead of the scans only when the snapshot holds
     no other row (``_written_rows``). Returns the number of tiles written."""
