@@ -25,31 +25,27 @@ _OUT_OF_ORDER = 16  # the preamble's flags byte (5): estimates from registers on
 _MIN_REGISTERS = 1024
 
 
-def _rotl(x: np.ndarray, r: int) -> np.ndarray:
-    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+# The hash runs as whole-array numpy operations, in place with one scratch array (temporaries would double its cost).
+def _rotl(x: np.ndarray, r: int, tmp: np.ndarray) -> None:
+    np.left_shift(x, np.uint64(r), out=tmp)
+    x >>= np.uint64(64 - r)
+    x |= tmp
 
 
-def _fmix(k: np.ndarray) -> np.ndarray:
-    k ^= k >> np.uint64(33)
-    k *= np.uint64(0xFF51AFD7ED558CCD)
-    k ^= k >> np.uint64(33)
-    k *= np.uint64(0xC4CEB9FE1A85EC53)
-    k ^= k >> np.uint64(33)
+def _fmix(k: np.ndarray, tmp: np.ndarray) -> None:
+    for mult in (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)):
+        np.right_shift(k, np.uint64(33), out=tmp)
+        k ^= tmp
+        k *= mult
+    np.right_shift(k, np.uint64(33), out=tmp)
+    k ^= tmp
+
+
+def _mix(k: np.ndarray, first: np.uint64, r: int, second: np.uint64, tmp: np.ndarray) -> np.ndarray:
+    k *= first
+    _rotl(k, r, tmp)
+    k *= second
     return k
-
-
-def _mix1(k1: np.ndarray) -> np.ndarray:
-    k1 *= _C1
-    k1 = _rotl(k1, 31)
-    k1 *= _C2
-    return k1
-
-
-def _mix2(k2: np.ndarray) -> np.ndarray:
-    k2 *= _C2
-    k2 = _rotl(k2, 33)
-    k2 *= _C1
-    return k2
 
 
 def murmur3(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -72,26 +68,30 @@ def murmur3(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
             words = block.view("<u8")
             a = np.full(len(rows), _SEED, np.uint64)
             b = a.copy()
+            tmp = np.empty_like(a)
             full = length // 16
             for i in range(full):
-                a ^= _mix1(words[:, 2 * i].copy())
-                a = _rotl(a, 27)
+                a ^= _mix(words[:, 2 * i].copy(), _C1, 31, _C2, tmp)
+                _rotl(a, 27, tmp)
                 a += b
-                a = a * np.uint64(5) + np.uint64(0x52DCE729)
-                b ^= _mix2(words[:, 2 * i + 1].copy())
-                b = _rotl(b, 31)
+                a *= np.uint64(5)
+                a += np.uint64(0x52DCE729)
+                b ^= _mix(words[:, 2 * i + 1].copy(), _C2, 33, _C1, tmp)
+                _rotl(b, 31, tmp)
                 b += a
-                b = b * np.uint64(5) + np.uint64(0x38495AB5)
+                b *= np.uint64(5)
+                b += np.uint64(0x38495AB5)
             tail = length % 16
             if tail > 8:
-                b ^= _mix2(words[:, 2 * full + 1].copy())
+                b ^= _mix(words[:, 2 * full + 1].copy(), _C2, 33, _C1, tmp)
             if tail > 0:
-                a ^= _mix1(words[:, 2 * full].copy())
+                a ^= _mix(words[:, 2 * full].copy(), _C1, 31, _C2, tmp)
             a ^= np.uint64(length)
             b ^= np.uint64(length)
             a += b
             b += a
-            a, b = _fmix(a), _fmix(b)
+            _fmix(a, tmp)
+            _fmix(b, tmp)
             a += b
             b += a
             h1[rows], h2[rows] = a, b

@@ -272,8 +272,9 @@ class DeltaOfflineStore(OfflineStore):
         raise ConflictError(f"append to history of {view!r}: {_COMMIT_ATTEMPTS} concurrent commits won first")
 
     def statistics_records(self, view: str, version: int) -> list[str]:
-        if self._table(view, version) is None:
-            raise NotFoundError(f"view {view!r} has no history (asked for version {version})")
+        latest = self.version(view)
+        if latest is None or not 0 <= version <= latest:
+            raise NotFoundError(f"history of view {view!r} has no version {version}")
         return delta_stats.records(view, version, lambda v: self._commit_info(view, v))
 
     def _commit_info(self, view: str, version: int) -> dict | None:
@@ -282,17 +283,9 @@ class DeltaOfflineStore(OfflineStore):
         return delta_stats.commit_info(self._log_entry(view, version))
 
     def _log_entry(self, view: str, version: int) -> bytes | None:
-        """The bytes of one log entry; stores on an object store override this (or their ``storage_options``
-        reach it through pyarrow)."""
-        import pyarrow.fs as pafs
-
-        uri = f"{self._uri(view)}/_delta_log/{version:020d}.json"
+        """One log entry's bytes (None: gone); stores whose files pyarrow cannot reach by URL override this."""
         try:
-            fs, path = pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
-            with fs.open_input_stream(path) as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
+            return delta_stats.read_entry(f"{self._uri(view)}/_delta_log/{version:020d}.json")
         except OSError as exc:
             raise StoreUnavailable(f"cannot read the history log of {view!r}: {str(exc).splitlines()[0]}",
                                    endpoint=self.root) from exc

@@ -13,6 +13,7 @@ version from it on has none (``StatisticsUnavailable``).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Callable
 
 from deltalake import Transaction
@@ -27,6 +28,18 @@ _BATCH = "skewless.batch"  # what marks an append's commit (delta.BATCH)
 
 # ``info(version)``: the commitInfo of that version's commit (None when its log entry is gone).
 CommitInfo = Callable[[int], "dict | None"]
+
+
+def read_entry(uri: str) -> bytes | None:
+    """A log entry's bytes through pyarrow's file systems (None: no such entry)."""
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
 
 
 def commit_info(entry: bytes | None) -> dict | None:

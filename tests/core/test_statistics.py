@@ -299,3 +299,27 @@ def test_the_vectorised_hll_is_the_sketch_of_feeding_every_value(n):
     assert got.serialize_compact() == hll_batch._mark_out_of_order(want).serialize_compact()
     distinct = len({v for v in values[5:] if v})
     assert abs(got.get_estimate() - distinct) <= 3 * abs(got.get_rel_err(True, True, 12, 1)) * distinct + 1
+
+
+def test_compaction_keeps_the_statistics_and_an_added_feature_counts_older_rows_as_null(tmp_path):
+    store = make(tmp_path)
+    first = batch(1)
+    store.ingest("v", first)
+    store.ingest("v", batch(2))
+    before = store.get_statistics("v")
+    done = store.compact("v")
+    assert done["version"] > before.version  # a new version, the same rows: the same statistics
+    after = store.get_statistics("v")
+    assert after.version == done["version"] and after.rows == before.rows
+    a, b = after.features["x"], before.features["x"]
+    assert (a.count, a.nulls, a.min, a.max, a.mean, a.stddev, a.kll.n) == (b.count, b.nulls, b.min, b.max, b.mean,
+                                                                         b.stddev, b.kll.n)
+    # KLL merges pick their compaction offsets at random: two reads agree within the sketch's bound, not bit for bit
+    assert a.kll.get_rank(b.quantile(0.5)) == pytest.approx(0.5, abs=a.kll.normalized_rank_error(False))
+    # a feature added to the view: the rows written before it read as null, and so count as nulls
+    user = sk.Entity("user", ["user_id"], dtype=sk.Int64)
+    view = store.get_feature_view("v")
+    store.apply([user, sk.FeatureView("v", [user], list(view.schema) + [sk.Field("y", sk.Float64)])])
+    store.ingest("v", batch(3).assign(y=1.5))
+    y = store.get_statistics("v").features["y"]
+    assert (y.count, y.nulls, y.mean) == (3 * len(first), 2 * len(first), 1.5)
