@@ -108,10 +108,10 @@ def read_rows(store, model: str, version: int, columns: list[str], *, since: dat
     """The model version's prediction-log rows in [since, until): ``columns`` and the event time, sorted by it.
     Columns a file lacks (the log view gained them later) read as null.
 
-    ``cache`` (the server's refresher, whose ``since`` only moves forward): uri -> (the file's rows at or after
-    ``since``, the earliest one's time). Log files are immutable, so a refresh reads only the files committed since the last one (the log
-    commits a file per flush, thousands an hour); a file whose rows all left the range stays as an empty table
-    (never read again), one no longer in the log is forgotten."""
+    ``cache`` (the server's refresher: no ``until``, a ``since`` that only moves forward): uri -> (the file's rows
+    at or after ``since``, the earliest one's time). Log files are immutable, so a refresh reads only the files
+    committed since the last one (the log commits a file per flush, thousands an hour); a file whose rows all left
+    the range stays as an empty table (never read again), one no longer in the log is forgotten."""
     name = prediction_log.view_name(model)
     offline = store.offline
     latest = offline.version(name)
