@@ -279,3 +279,35 @@ def test_the_refreshers_file_cache_gives_what_a_full_read_gives(credit):
     assert later.equals(read_rows(store, "credit", mv.version, cols, since=mid))
     assert len(later) == sum(1 for t in ts if t >= mid) < len(full)
     assert sum(len(t) for t, _ in cache.values()) == len(later)  # the rows before ``mid`` are gone from the cache
+
+
+def test_read_rows_on_an_s3_history(tmp_path, local_cloud, moto_endpoint):
+    """The log read where it lives: an S3 history (moto) through the store's pyarrow filesystem, the model version
+    and time range pushed into the scan, the refresher's cache equal to a plain read."""
+    from datetime import timedelta as td
+
+    from skewless.serving.monitor import read_rows
+    from skewless.serving.prediction_log import PredictionLogWriter
+    from tests.support.object_store import object_store_repo
+    from tests.support.predlog_helpers import T0, manifest, rows
+
+    local_cloud.ensure_bucket("skewless-tests", moto_endpoint)
+    options = {"endpoint_url": moto_endpoint, "region": "us-east-1", "access_key_id": "test",
+               "secret_access_key": "test"}
+    store = object_store_repo(tmp_path / "repo", "s3://skewless-tests", options, "t")
+    m = manifest()
+    w = PredictionLogWriter(store, m, spill_dir=tmp_path / "spill", flush_seconds=3600)
+    w.add(rows(m, list(range(10))))
+    assert w.flush(30)
+    other = rows(m, list(range(10, 15)), request="o")
+    other["model_version"] = [2] * 5  # another version of the model: never its rows
+    w.add(other)
+    assert w.flush(30) and w.close(10)
+    cols = ["v__x", "v__status"]
+    got = read_rows(store, "m", 1, cols, since=T0 + td(seconds=4))
+    assert got.column_names == ["event_timestamp", *cols]
+    assert got.column("v__x").to_pylist() == [float(i) for i in range(4, 10)]
+    cache: dict = {}
+    assert read_rows(store, "m", 1, cols, since=T0, cache=cache).num_rows == 10 and len(cache) == 2
+    assert read_rows(store, "m", 1, cols, since=T0 + td(seconds=4), cache=cache).equals(got)
+    assert read_rows(store, "m", 2, cols).num_rows == 5
