@@ -76,3 +76,22 @@ def test_a_registry_with_training_sets_is_catalogued(credit):  # noqa: F811
         assert listing.status_code == 200 and "credit_train" in listing.text
         assert httpx.get(f"{base}/object/training_set/credit_train").status_code == 200
         assert httpx.get(f"{base}/versions").status_code == 200
+
+
+def test_monitor_plot_draws_psi_over_windows_into_a_png(credit, tmp_path):  # noqa: F811
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from skewless.cli.main import app
+
+    repo = str(credit["repo"])
+    with running(ServeConfig(repo=repo, model="credit", stage="production", log_flush_seconds=0.2)) as (c, _):
+        serve(c, credit["replay"][:600])
+    png = tmp_path / "drift.png"
+    r = CliRunner().invoke(app, ["monitor", "credit", "--window", "1h", "--plot", str(png), "--repo", repo])
+    assert r.exit_code in (0, 1), r.output
+    img = np.asarray(Image.open(png).convert("RGB"))
+    assert img.shape[1] > 600 and int((img.sum(axis=2) < 600).sum()) > 2000
+    no_window = CliRunner().invoke(app, ["monitor", "credit", "--plot", str(tmp_path / "x.png"), "--repo", repo])
+    assert no_window.exit_code == 2 and "--window" in no_window.output and not (tmp_path / "x.png").exists()
