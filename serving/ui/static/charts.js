@@ -15,3 +15,18 @@ function drawLines(el) {
   };
   return new uPlot(opts, [spec.x].concat(labels.map((l) => spec.series[l])), el);
 }
+
+// A histogram from a data-chart attribute {"x": bin centres, "series": {"rows": [...]}, "xlabel": name}: bars
+// drawn by uPlot's bars path builder.
+function drawBars(el) {
+  const spec = JSON.parse(el.dataset.chart);
+  const label = Object.keys(spec.series)[0];
+  const opts = {
+    width: Math.min(900, el.clientWidth || 900), height: 220,
+    scales: { x: { time: false } },
+    axes: [{ label: spec.xlabel || "value" }, { label: label }],
+    series: [{ label: spec.xlabel || "value" },
+             { label: label, stroke: PALETTE[0], fill: PALETTE[0] + "55", paths: uPlot.paths.bars({ size: [0.9] }) }],
+  };
+  return new uPlot(opts, [spec.x, spec.series[label]], el);
+}
