@@ -55,12 +55,14 @@ def monitor(model: str = typer.Argument(..., help="A registered model"),
             until: Optional[str] = typer.Option(None, "--until", help="Predictions before this time (same forms)"),
             window: Optional[str] = typer.Option(None, "--window", help="One result per window of this length "
                                                  "(1h, 1d): drift over time"),
+            plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw drift over time (PSI per feature "
+                                                "per window, needs --window) into this PNG file"),
             repo: Path = RepoOpt, as_json: bool = JsonOpt):
     """Training-serving skew of MODEL: per feature, PSI, Kolmogorov-Smirnov, Jensen-Shannon and the share of
     NOT_FOUND/EXPIRED reads in its prediction log against its training set's statistics. Exit 1 when a feature is
     over a threshold (declared on the feature service or the model), 2 when the check cannot run."""
     try:
-        breached = _run(model, version, stage, since, until, window, repo, as_json)
+        breached = _run(model, version, stage, since, until, window, repo, as_json, plot)
     except typer.Exit as exc:  # friendly's error exit: 2 here, so 1 means a breach and nothing else
         raise typer.Exit(2 if exc.exit_code else 0) from None
     if breached:
@@ -68,7 +70,7 @@ def monitor(model: str = typer.Argument(..., help="A registered model"),
 
 
 @friendly
-def _run(model, version, stage, since, until, window, repo, as_json) -> bool:
+def _run(model, version, stage, since, until, window, repo, as_json, plot=None) -> bool:
     from ..errors import ValidationError
     from ..store import FeatureStore
 
@@ -79,8 +81,12 @@ def _run(model, version, stage, since, until, window, repo, as_json) -> bool:
     end = instant(until, "--until") if until else None
     if start and end and start >= end:
         raise ValidationError(f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})")
+    if plot is not None and not window:
+        raise ValidationError("--plot draws drift over time: give --window too (e.g. --window 1h)")
     report = serving.monitor(FeatureStore(repo), model, version=version, stage=stage, since=start, until=end,
                              window=duration(window, "--window") if window else None)
+    if plot is not None:
+        _plot(report, plot)
     if as_json:
         print_json(report.to_dict())
         return report.breached
@@ -103,6 +109,21 @@ def _run(model, version, stage, since, until, window, repo, as_json) -> bool:
     over = sorted({ref for w in report.windows for ref in w.breaches})
     console.print(f"BREACH: {', '.join(over)}" if over else "no feature over its thresholds", highlight=False)
     return report.breached
+
+
+def _plot(report, path: Path) -> None:
+    """PSI per feature over the windows, with the most common PSI threshold as a dashed line."""
+    from collections import Counter
+
+    from ..plots import lines_png
+
+    ws = [w for w in report.windows if w.start is not None]
+    refs = list(ws[0].features) if ws else []
+    series = {ref: [w.features[ref].psi if ref in w.features else None for w in ws] for ref in refs}
+    limits = Counter(t.psi for t in report.thresholds.values() if t.psi is not None)
+    written = lines_png([w.start for w in ws], series, f"{report.model} v{report.version}: PSI per window", "PSI",
+                        path, limit=limits.most_common(1)[0][0] if limits else None)
+    console.print(f"wrote {written}", highlight=False)
 
 
 def _num(v: float | None) -> str:

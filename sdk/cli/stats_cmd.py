@@ -35,6 +35,14 @@ def _rows(features: dict) -> list[list[str]]:
     return out
 
 
+def _plot(feats: dict, title: str, path: Path) -> None:
+    from ..plots import statistics_png
+
+    written = statistics_png(feats, title, path)
+    console.print(f"wrote {written}", style="dim", highlight=False) if not console.is_terminal else \
+        console.print(f"wrote [bold]{written}[/bold]")
+
+
 @friendly
 def stats(view: Optional[str] = typer.Argument(None, help="A feature view"),
           version: Optional[int] = typer.Option(None, "--version", "-v",
@@ -43,6 +51,8 @@ def stats(view: Optional[str] = typer.Argument(None, help="A feature view"),
           training_set: Optional[str] = typer.Option(None, "--training-set", "-t",
                                                      help="A registered training set: its features' statistics at "
                                                           "the versions it was built from (VIEW narrows to one view)"),
+          plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw each feature's distribution "
+                                              "(histogram, or top values) into this PNG file"),
           repo: Path = RepoOpt, as_json: bool = JsonOpt):
     """Per-feature statistics recorded when the rows were written: count, null rate, min, p50, p99, max, mean,
     stddev, distinct values (≈, HLL) and the most frequent values. They describe every row appended up to the
@@ -57,18 +67,22 @@ def stats(view: Optional[str] = typer.Argument(None, help="A feature view"),
         feats = store.get_training_set_statistics(training_set, version)
         if view is not None:
             feats = {r: f for r, f in feats.items() if r.partition(":")[0] == view}
+        title = f"training set {training_set}" + (f" (version {version})" if version is not None else "")
+        if plot is not None:
+            _plot(feats, title, plot)
         if as_json:
             print_json({"training_set": training_set, "version": version,
                         "features": {r: f.to_dict() for r, f in feats.items()}})
             return
-        title = f"training set {training_set}" + (f" (version {version})" if version is not None else "")
     else:
         vs = store.get_statistics(view, version)
+        feats = vs.features
+        title = f"{vs.view} at version {vs.version}: {vs.rows:,} rows written"
+        if plot is not None:
+            _plot(feats, title, plot)
         if as_json:
             print_json(vs.to_dict())
             return
-        feats = vs.features
-        title = f"{vs.view} at version {vs.version}: {vs.rows:,} rows written"
     table = Table("feature", "dtype", "count", "null rate", "min", "p50", "p99", "max", "mean", "stddev", "distinct≈",
                   "top items", title=title)
     for row in _rows(feats):

@@ -82,7 +82,7 @@ def app_for_store(store, tokens: tuple[str, ...] = (), endpoints: Callable[[], l
         eps = cached() if cached is not None else ()
         return lineage.graph(store, models=models.records(), endpoints=eps), cached.note if cached else NO_TARGET
     return create_app(Catalogue(store.registry, models), tokens, lineage_graph=graph,
-                      statistics=store.get_statistics,
+                      statistics=store.get_statistics, store=store,
                       endpoints=(lambda: (cached(), cached.note)) if cached is not None else None)
 
 

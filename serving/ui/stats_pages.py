@@ -1,31 +1,16 @@
 """The UI's statistics page: a view's write-time statistics (``skewless.statistics``) at a history version, one
 row per feature, and each number feature's distribution drawn from its KLL sketch.
 
-The distribution is the sketch's mass in ``BINS`` equal-width bins between the feature's min and max
-(``kll.get_pmf``), times the non-null count: approximate rows per bin, with the sketch's rank error (about 1.3% at
-k=200, docs/statistics.md), read from the stored sketch, never from the data.
+The distribution is ``skewless.plots.histogram`` (the one ``skewless stats --plot`` draws too): the sketch's mass in
+equal-width bins between the feature's min and max, times the non-null count: approximate rows per bin, within the
+sketch's rank error, read from the stored sketch, never from the data.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-
-BINS = 30
-
-
-def histogram(f) -> dict | None:
-    """``{"x": bin centres, "series": {"rows": estimated rows per bin}}`` of a number feature (None: no values,
-    one value, or no sketch)."""
-    if f.kll is None or f.kll.is_empty() or f.min is None or f.max is None or not f.max > f.min:
-        return None
-    edges = np.linspace(float(f.min), float(f.max), BINS + 1)
-    mass = np.asarray(f.kll.get_pmf(edges[1:-1].tolist()), dtype=float)  # BINS masses: below e1, [e1, e2), …
-    values = f.count - f.nulls
-    centres = (edges[:-1] + edges[1:]) / 2
-    return {"x": [float(c) for c in centres], "series": {"rows": [round(float(m) * values, 1) for m in mass]},
-            "xlabel": f.name}
+from skewless.plots import histogram
 
 
 def rows(stats) -> list[dict]:

@@ -75,7 +75,7 @@ def test_statistics_page_shows_exact_counts_and_draws_each_histogram(repo):
 
 
 def test_histogram_holds_every_value_once():
-    from skewless.serving.ui.stats_pages import histogram
+    from skewless.plots import histogram
 
     class F:  # the statistics of 1..1000 as the store would return them, the sketch a real KLL sketch
         import datasketches as ds
