@@ -40,7 +40,9 @@ class _Cache:
 def _charts(whole, windowed) -> dict:
     """The page's chart data: per feature its skew chart; per metric its drift-over-time chart."""
     skew = {}
-    for ref, d in whole.windows[0].features.items() if whole.windows else ():
+    first = whole.windows[0] if whole.windows else None
+    # the breached features' charts first: what the page is looked at for
+    for ref, d in sorted(first.features.items(), key=lambda kv: kv[0] not in first.breaches) if first else ():
         if d.bins:
             skew[ref] = {"x": list(range(len(d.bins))), "labels": d.bins,
                          "series": {"training set": d.reference_shares, "served": d.served_shares}}

@@ -28,42 +28,17 @@ from typer.testing import CliRunner
 import skewless as sk
 from skewless.cli.main import app as cli
 from skewless.demo import _model
-from skewless.sample_repo import credit_repo
 from skewless.serving import ModelRegistry, monitor, package_model
 from skewless.serving.server import ServeConfig
 from skewless.timeutil import now as utc_now
-from tests.serving.test_serving import SERVICE, running
+from tests.serving.test_serving import running
+from tests.support.monitor_site import MONITORING, ROWS, SERVICE, SHIFTED, credit_model, inject_drift, serve  # noqa: F401
 
-SHIFTED = "loan_features:loan_int_rate"
-ROWS = 1500  # per phase: over min_rows (500), where sampling noise stays well under the thresholds
-MONITORING = {"psi": 0.2, "ks": 0.1, "js": 0.1, "missing_share": 0.05, "min_rows": 500}
 
 
 @pytest.fixture(scope="module")
 def credit(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("monitor") / "repo"
-    store = credit_repo(repo)
-    loans = pd.read_parquet(repo / "data" / "loan_table.parquet")
-    job = store.get_historical_features(loans[["loan_id", "zipcode", "event_timestamp", "loan_status"]], SERVICE)
-    job.register("credit_train")
-    train = job.to_pandas()
-    features = [r.split(":")[1] for r in job.features]
-    model = _model().fit(train[features], train["loan_status"])
-    art = package_model(model, name="credit", store=store, feature_service=SERVICE, training_set=job,
-                        key_lookups={"zipcode": "loan_zipcode:zipcode"}, monitoring=MONITORING)
-    reg = ModelRegistry(store)
-    reg.promote("credit", reg.register(art).version, "production")
-    rng = np.random.default_rng(18)
-    order = rng.permutation(loans.loan_id.to_numpy())
-    return {"repo": repo, "store": store, "loans": loans, "replay": order[:ROWS],
-            "drifted": order[ROWS:2 * ROWS]}
-
-
-def serve(client, loan_ids) -> None:
-    ids = [int(x) for x in loan_ids]
-    for i in range(0, len(ids), 100):
-        r = client.post("/invocations", json=[{"loan_id": x} for x in ids[i:i + 100]])
-        assert r.status_code == 200, r.text
+    return credit_model(tmp_path_factory.mktemp("monitor") / "repo")
 
 
 def gauges(client, rows: int, timeout: float = 60.0) -> dict:
@@ -108,14 +83,7 @@ def test_identical_replay_passes_injected_drift_and_missing_burst_are_flagged(cr
         assert rep["training_set"] == {"name": "credit_train", "version": 1}
 
         # 2. Injected drift: +3 sd on one feature of other loans, ingested (history and online) and served.
-        loans = credit["loans"]
-        drifted = loans[loans.loan_id.isin(credit["drifted"])].copy()
-        sd = loans.loan_int_rate.std()
-        drifted["loan_int_rate"] = drifted["loan_int_rate"] + 3 * sd
-        drifted["event_timestamp"] = drifted["created_timestamp"] = pd.Timestamp(utc_now())
-        store.ingest("loan_features", drifted[["loan_id", "person_age", "person_income", "person_home_ownership",
-                                               "person_emp_length", "loan_intent", "loan_amnt", "loan_int_rate",
-                                               "event_timestamp", "created_timestamp"]])
+        inject_drift(credit)
         t1 = utc_now()
         serve(c, credit["drifted"])
         g = gauges(c, 2 * ROWS)  # the last hour: half identical, half drifted

@@ -7,14 +7,13 @@ unknown model a 404."""
 from __future__ import annotations
 
 import httpx
-import pandas as pd
 from playwright.sync_api import sync_playwright
-from tests.serving.test_monitor import ROWS, SHIFTED, credit, serve  # noqa: F401 - credit is a fixture
+from tests.serving.test_monitor import credit  # noqa: F401 - a fixture
+from tests.support.monitor_site import ROWS, SHIFTED, inject_drift, serve
 from tests.serving.test_serving import running
 from tests.support.ui_site import ARGS, CHROMIUM, serving
 
 from skewless.serving.server import ServeConfig
-from skewless.timeutil import now as utc_now
 
 PIXELS = """(sel) => { const c = document.querySelector(sel + ' canvas');
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
@@ -22,15 +21,10 @@ PIXELS = """(sel) => { const c = document.querySelector(sel + ' canvas');
 
 
 def test_drift_page_flags_the_shifted_feature_and_draws_its_charts(credit):  # noqa: F811
-    store, repo = credit["store"], credit["repo"]
+    repo = credit["repo"]
     with running(ServeConfig(repo=str(repo), model="credit", stage="production", log_flush_seconds=0.2)) as (c, _):
         serve(c, credit["replay"])
-        loans = credit["loans"]
-        drifted = loans[loans.loan_id.isin(credit["drifted"])].copy()
-        drifted["loan_int_rate"] = drifted["loan_int_rate"] + 3 * loans.loan_int_rate.std()
-        drifted["event_timestamp"] = drifted["created_timestamp"] = pd.Timestamp(utc_now())
-        store.ingest("loan_features", drifted.drop(columns=["zipcode", "loan_status"], errors="ignore")
-                     [[c_ for c_ in drifted.columns if c_ not in ("zipcode", "loan_status")]])
+        inject_drift(credit)
         serve(c, credit["drifted"])
     with serving(repo) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)

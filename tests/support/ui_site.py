@@ -116,7 +116,32 @@ def screenshots(out: Path, work: Path) -> list[Path]:
             page.screenshot(path=str(target))
             written.append(target)
         browser.close()
+    written.append(monitor_screenshot(out / "ui-monitor.png", work / "credit"))
     return written
+
+
+def monitor_screenshot(target: Path, repo: Path) -> Path:
+    """The drift page of a model whose log holds an identical replay then one drifted feature (the known-answer
+    data of tests/serving/test_monitor.py), served by a real model server."""
+    from playwright.sync_api import sync_playwright
+
+    from skewless.serving.server import ServeConfig
+    from tests.serving.test_serving import running
+    from tests.support.monitor_site import credit_model, inject_drift, serve
+
+    credit = credit_model(repo)
+    with running(ServeConfig(repo=str(repo), model="credit", stage="production", log_flush_seconds=0.2)) as (c, _):
+        serve(c, credit["replay"])
+        inject_drift(credit)
+        serve(c, credit["drifted"])
+    with serving(repo) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        page.goto(f"{base}/monitor/credit")
+        page.locator(".skew canvas").first.wait_for(timeout=10_000)
+        page.screenshot(path=str(target))
+        browser.close()
+    return target
 
 
 if __name__ == "__main__":  # pragma: no cover - the docs' screenshots, by hand

@@ -38,7 +38,9 @@ function drawShares(el) {
   const names = Object.keys(spec.series);
   const opts = {
     width: Math.min(900, el.clientWidth || 900), height: 220,
-    scales: { x: { time: false } },
+    // every bin whole (half a bin of room at each end), shares from 0: bars never start mid-air
+    scales: { x: { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] },
+              y: { range: (u, min, max) => [0, Math.max(max, 0) * 1.1 || 1] } },
     axes: [{ values: (u, ticks) => ticks.map((t) => spec.labels[t] ?? ""), incrs: [1] }, { label: "share" }],
     series: [{ label: "bin", value: (u, v) => (v == null ? "" : spec.labels[v]) }].concat(names.map((n, i) => ({
       label: n, stroke: PALETTE[i], fill: PALETTE[i] + "55",
