@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 from playwright.sync_api import sync_playwright
 from tests.serving.test_monitor import credit  # noqa: F401 - a fixture
-from tests.support.monitor_site import ROWS, SHIFTED, inject_drift, serve
+from tests.support.monitor_site import ROWS, SHIFTED, log_replay_then_drift, serve
 from tests.serving.test_serving import running
 from tests.support.ui_site import ARGS, CHROMIUM, serving
 
@@ -22,10 +22,7 @@ PIXELS = """(sel) => { const c = document.querySelector(sel + ' canvas');
 
 def test_drift_page_flags_the_shifted_feature_and_draws_its_charts(credit):  # noqa: F811
     repo = credit["repo"]
-    with running(ServeConfig(repo=str(repo), model="credit", stage="production", log_flush_seconds=0.2)) as (c, _):
-        serve(c, credit["replay"])
-        inject_drift(credit)
-        serve(c, credit["drifted"])
+    log_replay_then_drift(credit)
     with serving(repo) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 900})

@@ -55,3 +55,16 @@ def inject_drift(credit: dict) -> None:
     drifted["loan_int_rate"] = drifted["loan_int_rate"] + 3 * loans.loan_int_rate.std()
     drifted["event_timestamp"] = drifted["created_timestamp"] = pd.Timestamp(utc_now())
     credit["store"].ingest("loan_features", drifted[LOAN_COLUMNS])
+
+
+def log_replay_then_drift(credit: dict) -> None:
+    """A real model server (production stage) logs an identical replay of ``ROWS`` loans, then, after
+    ``inject_drift``, ``ROWS`` drifted ones; the log is flushed when the server stops."""
+    from skewless.serving.server import ServeConfig
+    from tests.serving.test_serving import running
+
+    cfg = ServeConfig(repo=str(credit["repo"]), model="credit", stage="production", log_flush_seconds=0.2)
+    with running(cfg) as (client, _):
+        serve(client, credit["replay"])
+        inject_drift(credit)
+        serve(client, credit["drifted"])

@@ -125,15 +125,9 @@ def monitor_screenshot(target: Path, repo: Path) -> Path:
     data of tests/serving/test_monitor.py), served by a real model server."""
     from playwright.sync_api import sync_playwright
 
-    from skewless.serving.server import ServeConfig
-    from tests.serving.test_serving import running
-    from tests.support.monitor_site import credit_model, inject_drift, serve
+    from tests.support.monitor_site import credit_model, log_replay_then_drift
 
-    credit = credit_model(repo)
-    with running(ServeConfig(repo=str(repo), model="credit", stage="production", log_flush_seconds=0.2)) as (c, _):
-        serve(c, credit["replay"])
-        inject_drift(credit)
-        serve(c, credit["drifted"])
+    log_replay_then_drift(credit_model(repo))
     with serving(repo) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 1000})
