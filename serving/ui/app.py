@@ -44,7 +44,8 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
     """``lineage_graph``: builds the current ``skewless.lineage.Graph`` and a note on its endpoints (None when they
     are drawn; else why not) (None: no lineage page content). ``statistics``: ``FeatureStore.get_statistics``
     (None: no statistics pages). ``endpoints``: a deploy target's endpoints and a note (None: no target), for the
-    models page's endpoints and traffic splits."""
+    models page's endpoints and traffic splits. ``gate``: called with the caller's token before every page, raises
+    PermissionDenied to refuse it (``view_ui``; None: no check)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
 
@@ -139,7 +140,7 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         threading.Thread(target=catalogue.warm, name="skewless-ui-warm", daemon=True).start()
         yield
 
-    return Starlette(lifespan=lifespan, routes=[
+    app = Starlette(lifespan=lifespan, routes=[
         Route("/", index),
         Route("/versions", versions),
         Route("/diff", version_diff),
@@ -152,3 +153,6 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
         Route("/{section}", listing),
     ])
+    if gate is not None:
+        app.add_middleware(_Gate, check=gate)
+    return app

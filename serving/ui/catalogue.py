@@ -23,6 +23,7 @@ SECTIONS = {
     "transforms": ("transform", "On-demand transforms"),
     "services": ("feature_service", "Feature services"),
 }
+CATALOGUED = ("entity", "feature_view", "transform", "feature_service")
 
 
 def section_of(kind: str, spec: dict) -> str:
@@ -89,6 +90,8 @@ class Catalogue:
         if got is None:
             got = []
             for kind, objs in sorted(self.doc(version).get("objects", {}).items()):
+                if kind not in CATALOGUED:  # training sets, permission objects: not catalogue sections
+                    continue
                 for name, e in sorted(objs.items()):
                     s = e["spec"]
                     got.append(Row(section_of(kind, s), kind, name, s.get("owner", "") or "", s.get("tags") or {},
