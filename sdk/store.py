@@ -386,17 +386,26 @@ class FeatureStore:
         from .streams.consume import consume
         from .streams.deadletter import DeadLetter
 
+        try:
+            who = self.authorize("ingest", [("view", view_name)])  # before a stream is opened or read
+        except PermissionDenied:
+            if not isinstance(source, str):
+                source.close()  # ours to close, as below
+            raise
         if isinstance(source, str):
             url = source
             source = plugins.load("stream", url)(url, self.config.repo_path, options or {})
             consumer = consumer or redact_url(url)
         consumer = consumer or source.name
-        self.authorize("ingest", [("view", view_name)])
         dead = DeadLetter(dead_letter or self.config.repo_path / "dead-letter")
         try:
-            return consume(self, view_name, source, consumer=consumer, dead_letter=dead, **kwargs)
+            stats = consume(self, view_name, source, consumer=consumer, dead_letter=dead, **kwargs)
         finally:
             source.close()
+        # one record per run (not per micro-batch: a long-running consumer would write one per second)
+        self.audit_log.append(who, "ingest", f"view:{view_name}", "allowed",
+                              f"stream {consumer}: {stats.batches} micro-batches, {stats.rows} rows")
+        return stats
 
     def compact(self, view_name: str, target_file_mb: int = 128) -> dict | None:
         """Compact the view's history (small files from stream micro-batches) into large files as one new version;

@@ -3,6 +3,11 @@
 Reading needs no token. Routes that change something (under ``/actions/``) need ``Authorization: Bearer <token>``
 (or the bare token); with no token configured they are off (403), so a UI started without one is read-only.
 The one action today empties the cache of parsed registry versions; the write actions to come use the same gate.
+
+Permissions (``skewless.permissions``, ``gate``): once the registry declares any, every page but ``/health`` and
+the static files needs ``view_ui`` on the project: the caller's token (``Authorization: Bearer <token>``, or the
+``skewless_token`` cookie a ``?token=`` link sets) names the principal. A denial is 403 (the usual error body) and
+audited; a registry without permissions is open, as before.
 """
 
 from __future__ import annotations
@@ -39,8 +44,48 @@ def _authorized(request: Request, tokens: tuple[str, ...]) -> bool:
     return any(hmac.compare_digest(got.encode(), t.encode()) for t in tokens)
 
 
+TOKEN_COOKIE = "skewless_token"
+
+
+class _Gate:
+    """ASGI middleware: ``check(token)`` (raising PermissionDenied) before every route but /health and /static."""
+
+    def __init__(self, app, check: Callable[[str | None], None]):
+        self.app, self.check = app, check
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/health" or scope["path"].startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        from skewless.errors import PermissionDenied
+
+        request = Request(scope)
+        given = request.query_params.get("token")
+        token = given or request.cookies.get(TOKEN_COOKIE)
+        auth = request.headers.get("authorization", "")
+        if auth:
+            token = auth[7:] if auth.lower().startswith("bearer ") else auth
+        try:
+            self.check(token)
+        except PermissionDenied as exc:
+            body = {"error": "PermissionDenied", "message": str(exc).splitlines()[0]}
+            await JSONResponse(body, status_code=403)(scope, receive, send)
+            return
+        if not given:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_cookie(message):  # a link with the token: kept as a cookie for the next pages
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + [(b"set-cookie", (
+                    f"{TOKEN_COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/").encode())]
+            await send(message)
+        await self.app(scope, receive, send_cookie)
+
+
 def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph: Callable | None = None,
-               statistics: Callable | None = None, endpoints: Callable | None = None) -> Starlette:
+               statistics: Callable | None = None, endpoints: Callable | None = None,
+               gate: Callable[[str | None], None] | None = None) -> Starlette:
     """``lineage_graph``: builds the current ``skewless.lineage.Graph`` and a note on its endpoints (None when they
     are drawn; else why not) (None: no lineage page content). ``statistics``: ``FeatureStore.get_statistics``
     (None: no statistics pages). ``endpoints``: a deploy target's endpoints and a note (None: no target), for the

@@ -247,3 +247,20 @@ def test_the_audit_log_is_append_only(governed):
     after = store.registry.store.record_keys("audit/")
     assert after[:len(keys)] == keys and len(after) == len(keys) + 2
     assert {k: store.registry.store.read_record(k) for k in keys} == contents
+
+
+def test_stream_consumer_needs_ingest_and_is_audited_once_per_run(governed):
+    from skewless.streams.memory import MemorySource
+
+    def source():
+        return MemorySource({"s0": [{"loan_id": 1, "amount": 11.0, "event_timestamp": T0.isoformat()}]})
+
+    writer = sk.FeatureStore(governed, principal="writer")
+    before = writer.offline.version("payroll")
+    with pytest.raises(PermissionDenied):
+        writer.stream("payroll", source(), until_caught_up=True)
+    assert writer.offline.version("payroll") == before
+    stats = writer.stream("loan_stats", source(), until_caught_up=True)
+    assert stats.rows == 1 and online_amounts(writer, "loan_stats", ids=(1,)) == [11.0]
+    got = [(r.resource, r.outcome) for r in writer.audit_log.records(principal="writer")]
+    assert got == [("view:payroll", "denied"), ("view:loan_stats", "allowed")]
