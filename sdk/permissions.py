@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import hmac
 import os
 import re
 from dataclasses import dataclass
@@ -189,21 +188,41 @@ def check_references(specs: dict[str, dict[str, dict]]) -> None:
             owners[h] = pname
 
 
+_CACHE_LIMIT = 10_000  # decisions kept per registry state (names in requests are the caller's: bounded)
+
+
+class _Index:
+    """What the gates ask of one (immutable) registry state, computed once: on the feature server's path a check
+    is a dict lookup, not a walk over every grant."""
+
+    __slots__ = ("governed", "tokens", "decisions")
+
+    def __init__(self, state):
+        objects = state.objects
+        self.governed = any(objects.get(k) for k in PERMISSION_KINDS)
+        self.tokens = {h: name for name, e in objects.get("principal", {}).items()
+                       for h in e["spec"].get("token_hashes", ())}
+        self.decisions: dict[tuple, bool] = {}
+
+
+def _index(state) -> _Index:
+    index = state.__dict__.get("_permissions")
+    if index is None:
+        index = state.__dict__["_permissions"] = _Index(state)
+    return index
+
+
 def governed(state) -> bool:
     """Whether any permission object exists: then access is denied by default (else open, as before)."""
-    objects = state.objects
-    return any(objects.get(k) for k in PERMISSION_KINDS)
+    return _index(state).governed
 
 
 def principal_for_token(state, token: str | None) -> str | None:
-    """The registered principal whose ``token_hashes`` hold this token's hash (None: no such principal)."""
+    """The registered principal whose ``token_hashes`` hold this token's hash (None: no such principal). A lookup by
+    the hash: what an attacker could time is the hash of their own guess, not a stored secret."""
     if not token:
         return None
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    for name, entry in state.objects.get("principal", {}).items():
-        if any(hmac.compare_digest(digest, h) for h in entry["spec"].get("token_hashes", ())):
-            return name
-    return None
+    return _index(state).tokens.get(hashlib.sha256(token.encode()).hexdigest())
 
 
 def principal_from_env(state, env=None) -> str | None:
@@ -213,6 +232,19 @@ def principal_from_env(state, env=None) -> str | None:
     if token:
         return principal_for_token(state, token) or f"<unknown token {hash_token(token)[:8]}>"
     return env.get(PRINCIPAL_ENV) or None
+
+
+def read_resources(state, refs) -> list[tuple[str, str]]:
+    """The views a read of ``refs`` (``view:feature`` / ``transform:output``) reads: a transform's output reads its
+    input views, so ``read_online`` is checked on those (a transform is no resource of its own)."""
+    transforms = state.objects.get("transform", {})
+    views: dict[str, None] = {}
+    for ref in refs:
+        name = ref.partition(":")[0]
+        t = transforms.get(name)
+        for v in ([i.partition(":")[0] for i in t["spec"]["inputs"].values()] if t is not None else [name]):
+            views[v] = None
+    return [("view", v) for v in views]
 
 
 def resource_text(resource: tuple[str, str]) -> str:
@@ -230,10 +262,21 @@ def allowed(state, principal: str | None, action: str, resource: tuple[str, str]
     """``check`` as a bool (see the module's rule)."""
     if action not in ACTIONS:
         raise DefinitionError(f"unknown action {action!r}; actions are {list(ACTIONS)}")
-    if not governed(state):
+    index = _index(state)
+    if not index.governed:
         return True
     if principal is None or principal not in state.objects.get("principal", {}):
         return False
+    key = (principal, action, resource)
+    hit = index.decisions.get(key)
+    if hit is None:
+        if len(index.decisions) >= _CACHE_LIMIT:
+            index.decisions.clear()
+        hit = index.decisions[key] = _decide(state, principal, action, resource)
+    return hit
+
+
+def _decide(state, principal: str, action: str, resource: tuple[str, str]) -> bool:
     roles = state.objects.get("role", {})
     for entry in state.objects.get("grant", {}).values():
         g = entry["spec"]

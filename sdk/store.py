@@ -110,6 +110,13 @@ class FeatureStore:
             return perms.principal_for_token(state, self._token) or "<unknown token>"
         return perms.principal_from_env(state)
 
+    def _audit_write(self, who: str | None, resource: str, outcome: str, detail: str) -> None:
+        """An allowed data write (ingest, push, stream run, materialize) in the audit log — only while the registry
+        declares permissions: an open registry writes as before, with no added object per ingest or push (applies,
+        deploys and denials are always recorded)."""
+        if perms.governed(self._registry_state()):
+            self.audit_log.append(who, "ingest", resource, outcome, detail)
+
     def authorize(self, action: str, resources: Sequence[tuple[str, str]], state=None) -> str | None:
         """Check ``action`` on every resource before anything is done (``permissions.check``): on a denial the
         denial is audited and ``PermissionDenied`` raised. Returns the principal (for the audit of the call)."""
@@ -315,7 +322,7 @@ class FeatureStore:
                                     f"({exc}); run it again to ingest what is new since") from None
             raise
         kill_point("ingest.after_offline_commit")
-        self.audit_log.append(who, "ingest", f"view:{view.name}", "allowed",
+        self._audit_write(who, f"view:{view.name}", "allowed",
                               f"{rows.num_rows} rows, history version {version}{'' if to_online else ', offline only'}")
         if to_online:
             if staged is not None:
@@ -371,7 +378,7 @@ class FeatureStore:
         results = push_mod.push(self, name, data, to=to)
         if to == "online":  # the other modes went through ingest, which audited each view
             for r in results:
-                self.audit_log.append(who, "ingest", f"view:{r.view}", "allowed", f"push {r.rows} rows, online only")
+                self._audit_write(who, f"view:{r.view}", "allowed", f"push {r.rows} rows, online only")
         return results
 
     # -- streams ---------------------------------------------------------------------------------------------
@@ -403,14 +410,16 @@ class FeatureStore:
         finally:
             source.close()
         # one record per run (not per micro-batch: a long-running consumer would write one per second)
-        self.audit_log.append(who, "ingest", f"view:{view_name}", "allowed",
+        self._audit_write(who, f"view:{view_name}", "allowed",
                               f"stream {consumer}: {stats.batches} micro-batches, {stats.rows} rows")
         return stats
 
     def compact(self, view_name: str, target_file_mb: int = 128) -> dict | None:
         """Compact the view's history (small files from stream micro-batches) into large files as one new version;
         older versions stay readable. See ``OfflineStore.compact``."""
-        view = self._registry_state(fresh=True).get("feature_view", view_name)
+        state = self._registry_state(fresh=True)
+        view = state.get("feature_view", view_name)
+        self.authorize("ingest", [("view", view.name)], state)  # it writes a new history version
         return self.offline.compact(view.name, target_file_mb)
 
     # -- statistics ------------------------------------------------------------------------------------------
@@ -499,7 +508,7 @@ class FeatureStore:
 
     def _audit_materialize(self, who: str | None, results: list, what: str) -> None:
         for r in results:
-            self.audit_log.append(who, "ingest", f"view:{r.view}", "allowed", f"{what}: {r.rows} rows online")
+            self._audit_write(who, f"view:{r.view}", "allowed", f"{what}: {r.rows} rows online")
 
     def materialize_incremental(self, end_date: datetime, feature_views: Sequence[str] | None = None,
                                 *, progress: mat.ProgressFn | None = None, chunk_rows: int = mat.CHUNK_ROWS,

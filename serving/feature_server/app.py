@@ -121,12 +121,12 @@ class FeatureServer:
             return None
         return self._unauthorized(route)
 
-    def _principal(self, auth: str) -> str | None:
+    def _principal(self, auth: str, state=None) -> str | None:
         """The registered principal whose token this header holds (None: none; the registry state is cached)."""
         token = auth[7:] if auth[:7].lower() == "bearer " else auth
         if not token:
             return None
-        return perms.principal_for_token(self.store._registry_state(), token)
+        return perms.principal_for_token(state if state is not None else self.store._registry_state(), token)
 
     def _check_read(self, auth: str, features) -> None:
         """``read_online`` on the service a read names, or on every view of its references; PermissionDenied
@@ -134,7 +134,7 @@ class FeatureServer:
         state = self.store._registry_state()
         if not perms.governed(state):
             return
-        who = self._principal(auth)
+        who = self._principal(auth, state)
         if isinstance(features, str):
             if perms.allowed(state, who, "read_online", ("service", features)):
                 return
@@ -144,7 +144,7 @@ class FeatureServer:
         else:
             refs = features
             resources = []
-        resources += [("view", v) for v in dict.fromkeys(r.partition(":")[0] for r in refs)]
+        resources += perms.read_resources(state, refs)
         for resource in resources:
             try:
                 perms.check(state, who, "read_online", resource)

@@ -122,16 +122,15 @@ def test_plan_and_apply_show_permission_changes(repo):
 
 
 # -- open registry: as before ------------------------------------------------------------------------------------
-def test_a_registry_without_permissions_is_open_and_still_audited(repo):
+def test_a_registry_without_permissions_is_open_as_before(repo):
     store = sk.FeatureStore(repo)  # no principal at all
     assert store.ingest("loan_risk", rows(2.0)).rows == 2
     store.push("loan_stats", rows(3.0))
     store.materialize(T0 - timedelta(days=1), T0 + timedelta(days=1), ["loan_risk"])
     assert online_amounts(store, "loan_stats") == [3.0, 3.0]
     assert denials(store) == []
-    audited = [(r.action, r.resource) for r in store.audit_log.records()]
-    assert ("apply", "*") in audited and ("ingest", "view:loan_risk") in audited
-    assert audited.count(("ingest", "view:loan_stats")) == 2  # the fixture's ingest and the push
+    # applies are recorded; data writes are not while the registry is open (no added object per ingest or push)
+    assert [(r.action, r.resource) for r in store.audit_log.records()] == [("apply", "*")]
 
 
 # -- governed: denials write nothing and are audited --------------------------------------------------------------------

@@ -5,6 +5,7 @@ read back) and is audited; allowed calls work; a registry without permissions is
 from __future__ import annotations
 
 import httpx
+import pandas as pd
 import pytest
 from tests.serving.test_serving_registry import SCORER, small_repo
 from tests.support.feature_server import TOKEN, driver_repo, online_of, running
@@ -23,8 +24,8 @@ READER, PUSHER, ADMIN = "reader-token-1", "pusher-token-1", "admin-token-1"
 def govern(repo) -> sk.FeatureStore:
     """reader: read_online on driver_stats and the driver_service, and the UI; pusher: ingest on driver_stats; admin: all."""
     store = sk.FeatureStore(repo)
-    objs = [*store.list_entities(), *store.list_feature_views(), *store.list_feature_services(),
-            sk.Principal("reader", token_hashes=[hash_token(READER)]),
+    objs = [*store.list_entities(), *store.list_feature_views(), *store.list_transforms(),
+            *store.list_feature_services(), sk.Principal("reader", token_hashes=[hash_token(READER)]),
             sk.Principal("pusher", token_hashes=[hash_token(PUSHER)]),
             sk.Principal("admin", token_hashes=[hash_token(ADMIN)]),
             sk.Role("read", ["read_online"]), sk.Role("write", ["ingest"]), sk.Role("ui", ["view_ui"]),
@@ -154,3 +155,22 @@ def test_model_deploy_and_promote_need_deploy(tmp_path, monkeypatch):
     got = [(r.principal, r.action, r.resource, r.outcome) for r in store.audit_log.records(action="deploy")]
     assert got == [("dev", "deploy", "model:scorer", "denied"), ("dev", "deploy", "model:scorer", "denied"),
                    ("ops", "deploy", "model:scorer", "allowed")]
+
+
+@sk.on_demand(inputs=["driver_profile:city"], outputs=[sk.Field("city_len", sk.Int64)])
+def city_len(df):
+    return pd.DataFrame({"city_len": df["city"].str.len()})
+
+
+def test_a_transform_output_needs_read_online_on_its_input_views(tmp_path):
+    repo = tmp_path / "repo"
+    store = driver_repo(repo)
+    store.apply([city_len])
+    govern(repo)  # reader may read driver_stats only; admin everything
+    store.refresh_registry()
+    with running(FeatureServerConfig(repo=str(repo))) as (client, _):
+        r = post(client, "/get-online-features", READER, read_body(["city_len:city_len"]))
+        assert r.status_code == 403 and "view:driver_profile" in r.json()["message"]
+        r = post(client, "/get-online-features", ADMIN, read_body(["city_len:city_len"]))
+        assert r.status_code == 200 and r.json()["results"][1]["values"] == [5, 5]
+    assert [r.resource for r in store.audit_log.records(outcome="denied")] == ["view:driver_profile"]
