@@ -372,7 +372,7 @@ class FeatureStore:
     def push(self, name: str, data: Any, *, to: str = "online") -> list[ingest_mod.IngestResult]:
         """Feast's push: write ``data`` to every view named ``name`` or whose source is named ``name``, ``to``
         "online", "offline" or "online_and_offline", with ingest's validation and write path (``push``)."""
-        state = self._registry_state(fresh=True)
+        state = self._registry_state()  # cached (as views_for's): a push is the feature server's hot write path
         views = push_mod.views_for(self, name)
         who = self.authorize("ingest", [("view", v.name) for v in views], state)  # every view, before any write
         results = push_mod.push(self, name, data, to=to)
