@@ -156,7 +156,8 @@ class FeatureStore:
         # Checked against the registry as it is: the apply that first declares permissions is allowed (open), and
         # one that changes them needs `apply` under the permissions in force.
         who = self.authorize("apply", [perms.PROJECT], before)
-        plan = self.registry.apply(objects, prune=prune, allow_breaking=allow_breaking, message=message)
+        # the principal is also the registry version's author (its own history names who committed it)
+        plan = self.registry.apply(objects, prune=prune, allow_breaking=allow_breaking, message=message, author=who)
         if plan.empty:
             return plan
         after = self._registry_state(fresh=True)
@@ -322,8 +323,6 @@ class FeatureStore:
                                     f"({exc}); run it again to ingest what is new since") from None
             raise
         kill_point("ingest.after_offline_commit")
-        self._audit_write(who, f"view:{view.name}", "allowed",
-                              f"{rows.num_rows} rows, history version {version}{'' if to_online else ', offline only'}")
         if to_online:
             if staged is not None:
                 staged.commit()
@@ -331,6 +330,9 @@ class FeatureStore:
             else:
                 mat.push_batch(self, view, rows, batch, version)
             self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+        # After the whole write (a failure here leaves the rows written and the push complete, unrecorded)
+        self._audit_write(who, f"view:{view.name}", "allowed",
+                          f"{rows.num_rows} rows, history version {version}{'' if to_online else ', offline only'}")
         return ingest_mod.IngestResult(view.name, version, rows.num_rows, ident)
 
     def _pending(self, view: FeatureView, batch: int) -> bool:

@@ -203,6 +203,8 @@ def test_denied_apply_commits_nothing_and_permission_changes_are_audited(governe
     # the CLI's apply as the writer (environment): refused in one line, exit 1
     admin = sk.FeatureStore(governed, token=ADMIN_TOKEN)
     admin.apply([*definitions(), *permissions()[:-1]], prune=True)  # writers_loans removed: denied from now on
+    latest = admin.registry.store.latest()
+    assert json.loads(admin.registry.store.read(latest))["author"] == "admin"  # the version names its principal
     changes = admin.audit_log.records(action="permission_change")
     assert [(r.principal, r.resource, r.detail) for r in changes][-1] == ("admin", "grant:writers_loans",
                                                                           "- grant writers_loans")
