@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .catalogue import SECTIONS, Catalogue
+from .monitor_page import monitor_page
 from .stats_pages import statistics_page
 
 HERE = Path(__file__).parent
@@ -84,13 +85,14 @@ class _Gate:
 
 
 def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph: Callable | None = None,
-               statistics: Callable | None = None, endpoints: Callable | None = None,
+               statistics: Callable | None = None, endpoints: Callable | None = None, store=None,
                gate: Callable[[str | None], None] | None = None) -> Starlette:
     """``lineage_graph``: builds the current ``skewless.lineage.Graph`` and a note on its endpoints (None when they
     are drawn; else why not) (None: no lineage page content). ``statistics``: ``FeatureStore.get_statistics``
     (None: no statistics pages). ``endpoints``: a deploy target's endpoints and a note (None: no target), for the
-    models page's endpoints and traffic splits. ``gate``: called with the caller's token before every page, raises
-    PermissionDenied to refuse it (``view_ui``; None: no check)."""
+    models page's endpoints and traffic splits. ``store``: the ``FeatureStore`` whose models' prediction logs the
+    skew and drift pages read (None: no such pages). ``gate``: called with the caller's token before every page,
+    raises PermissionDenied to refuse it (``view_ui``; None: no check)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
 
@@ -143,7 +145,8 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
     async def models(request: Request):
         eps, note = endpoints() if endpoints is not None else (None, NO_TARGET)
         return page(request, "models.html", title="Models", models=catalogue.model_rows(),
-                    have_models=catalogue.models is not None, endpoints=eps, endpoints_note=note, monitor=False)
+                    have_models=catalogue.models is not None, endpoints=eps, endpoints_note=note,
+                    monitor=store is not None)
 
     async def lineage(request: Request):
         """Both directions from one node (``?name=``: a node id, a ``view:feature`` ref or a bare name), as edge
@@ -195,6 +198,7 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         Route("/actions/clear-cache", clear_cache, methods=["POST"]),
         Route("/object/{kind}/{name}", detail),
         *([Route("/statistics/{view}", statistics_page(page, statistics))] if statistics is not None else []),
+        *([Route("/monitor/{model}", monitor_page(page, store))] if store is not None else []),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
         Route("/{section}", listing),
     ])

@@ -97,7 +97,7 @@ def app_for_store(store, tokens: tuple[str, ...] = (), endpoints: Callable[[], l
             raise
 
     return create_app(Catalogue(store.registry, models), tokens, lineage_graph=graph, gate=gate,
-                      statistics=store.get_statistics,
+                      statistics=store.get_statistics, store=store,
                       endpoints=(lambda: (cached(), cached.note)) if cached is not None else None)
 
 

@@ -45,34 +45,31 @@ def _wait_written(base: Path, timeout: float = 120) -> None:
         time.sleep(0.5)
 
 
-def test_first_process_writes_the_archive_and_the_next_starts_with_it(tmp_path):
+def test_the_archive_is_written_adopted_only_whole_and_mapped_by_the_next_process(tmp_path):
+    """Three fresh processes (each a JVM start): the first asks for the archive; its archive is then cut short (a
+    JVM killed while dumping: a JVM that maps one dies of SIGBUS), so the second must not adopt it but start
+    without and write a new one; the third maps that one. All three answer the same."""
+    expected = [[k, len(range(k, 1000, 7))] for k in range(7)]
+    base = tmp_path / "spark-cds"
     first = _run(tmp_path)
-    base = tmp_path / "spark-cds"
-    assert any(a.startswith("-XX:ArchiveClassesAtExit=") for a in first["args"])
-    _wait_written(base)
-    tmps = list(base.glob("*.jsa.tmp"))
-    assert len(tmps) == 1 and tmps[0].stat().st_size > 10 << 20  # Spark's classes: tens of MB at least
-    second = _run(tmp_path)
-    final = list(base.glob("*.jsa"))
-    assert len(final) == 1 and not list(base.glob("*.jsa.tmp"))
-    assert f"-XX:SharedArchiveFile={final[0]}" in second["args"]
-    assert second["rows"] == first["rows"] == [[k, len(range(k, 1000, 7))] for k in range(7)]
-
-
-def test_an_archive_cut_short_is_not_adopted_and_is_written_again(tmp_path):
-    """A JVM killed while dumping leaves a truncated archive; a JVM that maps one dies of SIGBUS, so it must never
-    be adopted: the next process deletes it, starts without an archive and writes a new one."""
-    _run(tmp_path)
-    base = tmp_path / "spark-cds"
+    assert any(a.startswith("-XX:ArchiveClassesAtExit=") for a in first["args"]) and first["rows"] == expected
     _wait_written(base)
     (tmp,) = base.glob("*.jsa.tmp")
+    assert tmp.stat().st_size > 10 << 20  # Spark's classes: tens of MB at least
     data = tmp.read_bytes()
     tmp.chmod(0o644)
     tmp.write_bytes(data[: len(data) * 9 // 10])
-    again = _run(tmp_path)
-    assert not [a for a in again["args"] if "SharedArchiveFile" in a]
-    assert any(a.startswith("-XX:ArchiveClassesAtExit=") for a in again["args"])
-    assert again["rows"] == [[k, len(range(k, 1000, 7))] for k in range(7)] and not list(base.glob("*.jsa"))
+
+    second = _run(tmp_path)
+    assert not [a for a in second["args"] if "SharedArchiveFile" in a]
+    assert any(a.startswith("-XX:ArchiveClassesAtExit=") for a in second["args"]) and second["rows"] == expected
+    assert not list(base.glob("*.jsa"))
+    _wait_written(base)
+
+    third = _run(tmp_path)
+    (final,) = base.glob("*.jsa")
+    assert not list(base.glob("*.jsa.tmp")) and final.stat().st_size > 10 << 20
+    assert f"-XX:SharedArchiveFile={final}" in third["args"] and third["rows"] == expected
 
 
 def test_off_by_option_and_only_booleans(tmp_path):
