@@ -88,6 +88,10 @@ def test_feature_server_reads_and_pushes_per_principal(repo):
         assert store.offline.version("driver_stats") == history  # no denied push appended to the history
         online = post(client, "/get-online-features", ADMIN, read_body(["driver_stats:conv_rate", "driver_profile:city"]))
         assert [res["values"] for res in online.json()["results"][1:]] == [[0.1, 0.2], ["city1", "city2"]]
+        # a principal's token passes the server's token check on every route (it is not in SKEWLESS_FS_TOKENS)
+        doc = client.get("/openapi.json", headers={"Authorization": f"Bearer {READER}"})
+        assert doc.status_code == 200 and "403" in doc.json()["paths"]["/push"]["post"]["responses"]
+        assert client.get("/openapi.json", headers={"Authorization": "Bearer nobody"}).status_code == 401
         ok = post(client, "/push", PUSHER, push_body(value=0.75))
         assert ok.status_code == 200, ok.text
         assert post(client, "/get-online-features", READER, read_body(["driver_stats:conv_rate"])
