@@ -43,7 +43,8 @@ from starlette.routing import Route
 
 from skewless.definitions import CREATED_TS, EVENT_TS
 from skewless import permissions as perms
-from skewless.errors import DefinitionError, NotFoundError, PermissionDenied, StoreUnavailable, ValidationError
+from skewless.errors import (DefinitionError, NotFoundError, PermissionDenied, SkewlessError, StoreUnavailable,
+                             ValidationError)
 from skewless.push import views_for as push_views
 
 from .. import openapi as model_openapi
@@ -95,7 +96,7 @@ class FeatureServer:
     # -- lifecycle --------------------------------------------------------------------------------------------
     @asynccontextmanager
     async def lifespan(self, app):
-        if not self.opts.tokens:
+        if not self.opts.tokens and not self._governed():
             log.warning("feature server without tokens: every route is open (set SKEWLESS_FS_TOKENS or "
                         "SKEWLESS_FS_TOKEN_FILE)")
         self.breaker.probe()
@@ -120,6 +121,13 @@ class FeatureServer:
         if not tokens or token_ok(auth, tokens) or self._principal(auth) is not None:
             return None
         return self._unauthorized(route)
+
+    def _governed(self) -> bool:
+        """Whether the registry declares permissions now (False when it cannot be read: start-up must not need it)."""
+        try:
+            return perms.governed(self.store._registry_state())
+        except SkewlessError:
+            return False
 
     def _principal(self, auth: str, state=None) -> str | None:
         """The registered principal whose token this header holds (None: none; the registry state is cached)."""
