@@ -10,8 +10,10 @@ store's pyarrow filesystem, file by file and streamed (bounded memory; a data fi
 so a staged copy is reused). On a cluster the same SQL would read ``s3a://`` paths instead: that is untested here.
 
 Entity rows are read and normalised by the embedded DuckDB code (as the MaxCompute engine does) and handed to Spark
-as a Parquet file. Materialization scans (``latest_rows``) are ``latest_per_entity`` in key order written by Spark
-as Parquet (one file per sorted range) and streamed back file by file, so neither side holds a view whole.
+as a Parquet file. Materialization into an online store that takes writes from many processes (Redis, Tair) is
+written by the executors (``write_latest``, ``materialize.py``); otherwise its scans (``latest_rows``) are
+``latest_per_entity`` in key order written by Spark as Parquet (one file per sorted range) and streamed back file by
+file, so neither side holds a view whole.
 Ingest-time checks over rows in memory (``tie_level``, ``packing_stats``) and scans of rows in memory run on the
 embedded DuckDB engine, as on MaxCompute.
 """

@@ -65,7 +65,7 @@ def _count(options: dict, name: str, default: int | None) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() \
             or int(value) < 1:
-        raise ConfigError(f"spark engine option {name} must be a positive integer, not {value!r}")
+        raise ConfigError(f"spark engine option {name} must be an integer >= 1, not {value!r}")
     return int(value)
 
 

@@ -11,12 +11,11 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
 import redis
-from tests.support.conformance.offline import H
 
 import skewless as sk
 from skewless.adapters.spark.engine import SparkEngine
@@ -25,6 +24,14 @@ from skewless.errors import ConfigError, EngineError
 from skewless.materialize import last_end
 
 from .conftest import SPARK_OPTIONS
+
+# Recent times: Redis evicts aggregation tiles past their newest tile + the longest window, by the wall clock.
+T0 = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+
+
+def H(h: float) -> datetime:
+    return T0 + timedelta(hours=h)
+
 
 N = 300  # entities of view v
 PARTS = 4
@@ -40,7 +47,12 @@ def _define(store: sk.FeatureStore) -> None:
                                                              sk.Field("s", sk.String)]),
                  sk.FeatureView("w", entities=[cust], ttl=timedelta(hours=1.5),
                                 schema=[sk.Field("c", sk.Int64), sk.Field("region", sk.String),
-                                        sk.Field("y", sk.Int64)])])
+                                        sk.Field("y", sk.Int64)]),
+                 # tiles: materialize takes the aggregation path on every engine, with workers on or not
+                 sk.AggregatedView("a", [ent], [sk.Field("k", sk.Int64), sk.Field("x", sk.Float64)],
+                                   [sk.Aggregation("x", "sum", timedelta(hours=2), name="x_sum_2h"),
+                                    sk.Aggregation(None, "count(*)", timedelta(hours=6), name="n_6h")],
+                                   hop=timedelta(hours=1))])
 
 
 def _fill(store: sk.FeatureStore) -> None:
@@ -54,6 +66,8 @@ def _fill(store: sk.FeatureStore) -> None:
     w = [(c, r, H(c % 4), H(c % 4), c * 100 + i) for c in range(120) for i, r in enumerate(("eu", "us", "ap"))]
     store.ingest("w", pd.DataFrame(w, columns=["c", "region", "event_timestamp", "created_timestamp", "y"]),
                  online=False)
+    a = [(k % 40, H(h / 2), H(h / 2), float(k + h)) for k in range(80) for h in range(8)]
+    store.ingest("a", pd.DataFrame(a, columns=["k", "event_timestamp", "created_timestamp", "x"]), online=False)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +92,8 @@ def _store(repo, engine: str, online_url: str, **options) -> sk.FeatureStore:
 def _online(store: sk.FeatureStore) -> dict:
     got = {}
     for refs, rows in ((["v:x", "v:s"], [{"k": k} for k in range(N + 12)]),
-                       (["w:y"], [{"c": c, "region": r} for c in range(122) for r in ("eu", "us", "ap", "zz")])):
+                       (["w:y"], [{"c": c, "region": r} for c in range(122) for r in ("eu", "us", "ap", "zz")]),
+                       (["a:x_sum_2h", "a:n_6h"], [{"k": k} for k in range(42)])):
         resp = store.get_online_features(refs, rows, now=NOW)
         got.update(resp.to_dict(include_event_timestamps=True))
         got.update({f"{f}__status": s for f, s in resp.statuses.items()})
@@ -96,7 +111,8 @@ def test_worker_writes_equal_the_driver_paths_and_the_duckdb_engines(repo, redis
     assert workers.engine.writes_online(workers.online) and not driver.engine.writes_online(driver.online)
     results = {name: s.materialize(START, END) for name, s in
                (("workers", workers), ("driver", driver), ("duckdb", duck))}
-    assert [(r.view, r.rows, r.resumed_from) for r in results["workers"]] == [("v", N, 0), ("w", 360, 0)]
+    assert [(r.view, r.rows, r.resumed_from) for r in results["workers"]] == [("a", 40, 0), ("v", N, 0),
+                                                                                ("w", 360, 0)]
     assert [(r.view, r.rows) for r in results["workers"]] == [(r.view, r.rows) for r in results["driver"]] \
         == [(r.view, r.rows) for r in results["duckdb"]]
     state = json.loads(workers.online.get_meta("materialize/v"))
@@ -108,6 +124,9 @@ def test_worker_writes_equal_the_driver_paths_and_the_duckdb_engines(repo, redis
     assert v["x"][:N] == [-float(k) if k % 5 == 0 else float(k * 10 + 3) for k in range(N)]
     assert v["x"][N:] == [None] * 12 and set(v["x__status"][N:]) == {"NOT_FOUND"}
     assert {"PRESENT", "EXPIRED", "NOT_FOUND"} <= set(v["y__status"])  # not vacuous: every status occurs
+    # tiles written (2 x 8 rows per key, 7 of them at or before NOW), none for keys without events
+    assert v["n_6h"][:40] == [14] * 40 and v["n_6h"][40:] == [0] * 2
+    assert "parts" not in json.loads(workers.online.get_meta("materialize/a"))  # ... by the tiles' path
     # the same keys in Redis, under each store's prefix (the encoding is the store's own write in both)
     client = redis.Redis.from_url(redis_url)
 
@@ -115,7 +134,7 @@ def test_worker_writes_equal_the_driver_paths_and_the_duckdb_engines(repo, redis
         head = store.online.prefix + b":"
         return sorted(k[len(head):] for k in client.scan_iter(match=head + b"*", count=1000)
                       if not k.startswith(head + b"__"))
-    assert keys(workers) == keys(driver) == keys(duck) and len(keys(workers)) == N + 360
+    assert keys(workers) == keys(driver) == keys(duck) and len(keys(workers)) == N + 360 + 40
     assert last_end(workers.online, "v") == END
 
 
@@ -178,9 +197,9 @@ def test_sqlite_keeps_the_driver_path(repo, tmp_path):
 
 @pytest.mark.parametrize("options, message", [
     ({"materialize_writes": "executors"}, "materialize_writes must be workers or driver"),
-    ({"materialize_partitions": 0}, "materialize_partitions must be a positive integer"),
-    ({"materialize_partitions": "many"}, "materialize_partitions must be a positive integer"),
-    ({"materialize_partitions": True}, "materialize_partitions must be a positive integer"),
+    ({"materialize_partitions": 0}, "materialize_partitions must be an integer >= 1"),
+    ({"materialize_partitions": "many"}, "materialize_partitions must be an integer >= 1"),
+    ({"materialize_partitions": True}, "materialize_partitions must be an integer >= 1"),
 ])
 def test_bad_materialize_options_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):
