@@ -83,7 +83,7 @@ def repo(tmp_path_factory):
 def _store(repo, engine: str, online_url: str, **options) -> sk.FeatureStore:
     """The repo with ``engine`` and ``online_url`` (a Redis URL gets a key prefix of its own: an empty store)."""
     base = sk.FeatureStore(repo).config
-    online = dict(GRACE, key_prefix=f"t{uuid.uuid4().hex[:12]}") if online_url.startswith("redis") else {}
+    online = dict(GRACE, key_prefix=f"t{uuid.uuid4().hex[:12]}") if online_url.startswith(("redis", "tair")) else {}
     cfg = dataclasses.replace(base, engine=engine, engine_options={**SPARK_OPTIONS, **options} if engine == "spark"
                               else {}, online=StoreConfig(online_url, online))
     return sk.FeatureStore(repo, config=cfg)
@@ -204,3 +204,17 @@ def test_sqlite_keeps_the_driver_path(repo, tmp_path):
 def test_bad_materialize_options_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):
         SparkEngine({**SPARK_OPTIONS, **options})
+
+
+def test_tair_takes_the_worker_path_and_matches_the_duckdb_engine(repo, tair_url):
+    """Tair's store (the Redis store plus TairHash) opened on the executors from its tair:// URL: the same online
+    state as the DuckDB engine's materialize into the same Tair."""
+    workers = _store(repo, "spark", tair_url, materialize_partitions=PARTS)
+    duck = _store(repo, "duckdb", tair_url)
+    assert workers.engine.writes_online(workers.online)
+    [res] = workers.materialize(START, END, ["v"])
+    duck.materialize(START, END, ["v"])
+    assert res.rows == N and json.loads(workers.online.get_meta("materialize/v"))["parts"] == PARTS
+    got = [s.get_online_features(["v:x", "v:s"], [{"k": k} for k in range(N + 12)], now=NOW) for s in (workers, duck)]
+    assert got[0].to_dict(include_event_timestamps=True) == got[1].to_dict(include_event_timestamps=True)
+    assert got[0].statuses == got[1].statuses and got[0].to_dict()["x"][1] == 13.0
