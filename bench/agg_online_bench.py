@@ -19,7 +19,9 @@ Then ``ingest``: ``--ingest-events`` events (default 100,000) over 10,000 cards 
 (the first finds an empty history and computes its tiles from its own rows; each later one has every tile it
 touches shared with earlier events, so it scans the history for them).
 
-Redis: the local cloud's (``skewless.localcloud``, started on demand); SQLite: the repo's own file.
+Redis: the local cloud's (``skewless.localcloud``, started on demand), or ``--redis-url``'s (a server of your own:
+its ``INFO cpu`` is then this run's alone); SQLite: the repo's own file. ``overlap``: the share of the server's CPU
+time hidden behind the client's, ``(client CPU + server CPU - wall) / server CPU`` (0: one waits for the other).
 """
 
 from __future__ import annotations
@@ -41,16 +43,18 @@ UTC = timezone.utc
 H, D = timedelta(hours=1), timedelta(days=1)
 
 
-def _store(path: Path, online: str) -> sk.FeatureStore:
+def _store(path: Path, online: str, redis_url: str | None = None) -> sk.FeatureStore:
     fs = sk.init_repo(path)
     if online == "redis":
-        from skewless.localcloud import LocalCloud
-
-        cloud = LocalCloud(os.environ.get("SKEWLESS_LOCAL_STATE", Path.cwd() / ".skewless-local"))
-        cloud.acquire(["redis"])
         from skewless.adapters.redis.store import from_url
 
-        fs.__dict__["online"] = from_url(cloud.endpoints()["redis"], None, {"key_prefix": f"aggbench{os.getpid()}"})
+        if redis_url is None:
+            from skewless.localcloud import LocalCloud
+
+            cloud = LocalCloud(os.environ.get("SKEWLESS_LOCAL_STATE", Path.cwd() / ".skewless-local"))
+            cloud.acquire(["redis"])
+            redis_url = cloud.endpoints()["redis"]
+        fs.__dict__["online"] = from_url(redis_url, None, {"key_prefix": f"aggbench{os.getpid()}"})
     return fs
 
 
@@ -67,10 +71,12 @@ def main() -> None:
     p.add_argument("--ingest-events", type=int, default=100_000)
     p.add_argument("--ingest-only", action="store_true")
     p.add_argument("--ingest-batches", type=int, default=1)
+    p.add_argument("--redis-url", help="a Redis of your own (redis://host:port), its INFO cpu then this run's alone; "
+                                       "default: the local cloud's")
     args = p.parse_args()
     now = datetime.now(UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory() as d:
-        fs = _store(Path(d) / "repo", args.online)
+        fs = _store(Path(d) / "repo", args.online, args.redis_url)
         card = sk.Entity("card", ["card"], dtype=sk.Int64)
         fields = [sk.Field("card", sk.Int64), sk.Field("amount", sk.Float64)]
         fns = ["count", "sum", "mean", "max"]
@@ -130,7 +136,8 @@ def _ingest(fs: sk.FeatureStore, card: sk.Entity, fields: list, agg12: sk.Aggreg
         took, cpu, scpu = time.perf_counter() - t, time.process_time() - c0, server() - s0
         history = "empty history" if b == 0 else f"history of {b * n:,} events"
         print(f"ingest {n} events over 10,000 cards ({history}): {took:.2f} s = {n / took:,.0f} events/s "
-              f"(goal >= 200,000); client CPU {cpu:.2f} s, server CPU {scpu:.2f} s, load {os.getloadavg()[0]:.1f}")
+              f"(goal >= 200,000); client CPU {cpu:.2f} s, server CPU {scpu:.2f} s, "
+              f"overlap {(cpu + scpu - took) / scpu if scpu else 0:.2f}, load {os.getloadavg()[0]:.1f}")
     if args.online == "redis":
         fs.online.drop_view("bulk")
 

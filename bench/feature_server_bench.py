@@ -14,8 +14,9 @@ ids, pre-built bodies cycled by wrk (``bench/serving_wrk.lua``, wrk and the triv
 with a bearer token (production's shape); Feast without auth (its default).
 
 Freshness: ``/push`` at ``--push-rate`` events/s (batches of ``--push-batch`` rows, paced), each push's time from
-send to its answer (the rows are readable from then on: the push writes before it answers), and, for every 10th
-push, the time until a separate ``/get-online-features`` sees its value.
+send to its answer (the rows are readable from then on: the push writes before it answers), and the time until a
+separate ``/get-online-features`` sees its value, for every push. The first ``--push-warmup`` pushes are not
+counted (a server's first push loads the view, its layout and the write script; its time is reported apart).
 
 Comparisons in one run: ``--baseline REF`` also runs the server of git REF (its code laid out as the installed
 package, first on PYTHONPATH), ``--workers N`` also runs this code with N worker processes; the servers are measured
@@ -210,10 +211,11 @@ def stages(repo: Path, body_file: Path, calls: int) -> dict:
     return out
 
 
-def freshness(server: Server, rate: int, batch: int, seconds: float) -> dict:
+def freshness(server: Server, rate: int, batch: int, seconds: float, warmup: int = 20) -> dict:
     """``/push`` (online) at ``rate`` events/s in batches of ``batch``: per push, send -> answer (readable from then
-    on), and for every 10th, send -> a read that sees it. Also the server's CPU per push (its process CPU over the
-    run / pushes, the reads included): what a push costs when nothing else wants the cores."""
+    on), and send -> a read that sees it; the first ``warmup`` pushes not counted (the first one's time apart).
+    Also the server's CPU per push (its process CPU over the measured run / pushes, the reads included): what a push
+    costs when nothing else wants the cores."""
     import httpx
 
     url, cpu0 = server.url, server.cpu()
@@ -222,8 +224,9 @@ def freshness(server: Server, rate: int, batch: int, seconds: float) -> dict:
     client, reader = httpx.Client(base_url=url, headers=headers), httpx.Client(base_url=url, headers=headers)
     answered, visible = [], []
     interval = batch / rate
-    n_push = int(seconds * rate / batch)
+    n_push = int(seconds * rate / batch) + warmup
     next_id = 10_000_000
+    first_ms = None
     start = time.perf_counter()
     late = 0
     for k in range(n_push):
@@ -244,21 +247,29 @@ def freshness(server: Server, rate: int, batch: int, seconds: float) -> dict:
         r = client.post("/push", json=body)
         t1 = time.perf_counter()
         assert r.status_code == 200, r.text
+        while True:
+            doc = reader.post("/get-online-features", json={"features": ["driver_stats:conv_rate"],
+                                                            "entities": {"driver_id": [ids[-1]]}}).json()
+            if doc["results"][1]["values"] == [marker]:
+                seen = time.perf_counter()
+                break
+        if k == 0:
+            first_ms = round((seen - t0) * 1000, 2)
+        if k < warmup:
+            continue
+        if k == warmup:
+            measured_from, cpu0, late = t0, server.cpu(), 0
         answered.append(t1 - t0)
-        if k % 10 == 0:
-            while True:
-                doc = reader.post("/get-online-features", json={"features": ["driver_stats:conv_rate"],
-                                                                "entities": {"driver_id": [ids[-1]]}}).json()
-                if doc["results"][1]["values"] == [marker]:
-                    visible.append(time.perf_counter() - t0)
-                    break
-    wall = time.perf_counter() - start
+        visible.append(seen - t0)
+    wall = time.perf_counter() - measured_from
     client.close()
     reader.close()
 
     def pct(xs, q):
         return round(sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000, 2)
+    n_push -= warmup
     return {"rate_target": rate, "rate_achieved": round(n_push * batch / wall), "batch": batch, "pushes": n_push,
+            "warmup_pushes": warmup, "first_push_visible_ms": first_ms,
             "server_cpu_ms_per_push": round((server.cpu() - cpu0) / n_push * 1000, 2),
             "late_pushes": late, "push_p50_ms": pct(answered, 0.5), "push_p99_ms": pct(answered, 0.99),
             "visible_p50_ms": pct(visible, 0.5), "visible_p99_ms": pct(visible, 0.99)}
@@ -271,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--no-feast", action="store_true")
-    ap.add_argument("--push-rate", type=int, default=10_000, help="events/s for the freshness run")
+    ap.add_argument("--push-rate", type=int, default=10_000, help="events/s for the freshness run (0: no "
+                    "freshness run)")
+    ap.add_argument("--push-warmup", type=int, default=20, help="pushes before the freshness run, not counted")
+    ap.add_argument("--only", choices=("http", "freshness"), help="run only the HTTP load (with the in-process "
+                    "stages) or only the freshness run")
     ap.add_argument("--push-batch", type=int, default=100, help="rows per push in the freshness run")
     ap.add_argument("--stage-calls", type=int, default=3000, help="in-process stages: calls per stage")
     ap.add_argument("--baseline", metavar="REF", help="also run the feature server of git REF (e.g. main), in "
@@ -282,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--publish", action="store_true",
                     help="also write bench/results/<tag>.{json,md}, the published results the docs cite")
     args = ap.parse_args(argv)
+    if args.push_rate < 0 or args.push_batch < 1:
+        ap.error("--push-rate must be >= 0 and --push-batch >= 1")
+    http, fresh_run = args.only != "freshness", args.only != "http" and args.push_rate > 0
     WORK.mkdir(parents=True, exist_ok=True)
     (ROOT / ".bench" / "serving").mkdir(parents=True, exist_ok=True)  # serving_bench.Server's logs
     from skewless.localcloud import LocalCloud
@@ -302,8 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, k in (("1x3", 1), ("100x3", 100)):
             files[name] = WORK / f"bodies-{name}.jsonl"
             files[name].write_text("\n".join(bodies(args.entities, k)) + "\n")
-        print("==> in-process stages of a 1x3 request", flush=True)
-        stage_us = stages(WORK / "repo", files["1x3"], args.stage_calls)
+        stage_us = {}
+        if http:
+            print("==> in-process stages of a 1x3 request", flush=True)
+            stage_us = stages(WORK / "repo", files["1x3"], args.stage_calls)
         port = free_port()
         env = {"SKEWLESS_REPO": str(WORK / "repo"), "SKEWLESS_FS_PORT": str(port), "SKEWLESS_FS_TOKENS": TOKEN,
                "SKEWLESS_LOG_LEVEL": "WARNING", "SKEWLESS_FS_MAX_ENTITIES": "1000"}
@@ -330,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         triv = uvicorn_server("trivial-fs", "bench.serving_apps:trivial", {}, "/", factory=False)
         servers.append(triv)
         feast = None
-        if not args.no_feast:
+        if http and not args.no_feast:
             from skewless.process import cached_venv
 
             python = cached_venv("feast-0.67", sys.executable, ["feast[redis]==0.67.0"])
@@ -344,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             servers.append(feast)
             check_same_answers(sk.url, feast.url, files["100x3"].read_text().splitlines()[0])
         rows = []
-        for rnd in range(1, args.rounds + 1):
+        for rnd in range(1, args.rounds + 1 if http else 1):
             os.environ.pop("AUTH", None)
             rows.append({"case": "trivial ASGI (calibration)", "body": "1x3", "round": rnd,
                          **loaded(measure, triv, "/", files["1x3"], args)})
@@ -364,12 +384,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop("AUTH", None)
         print("==> freshness: /push -> online", flush=True)
         fresh = []  # per round, each server (alternating order, as above)
-        for rnd in range(1, args.rounds + 1):
+        for rnd in range(1, args.rounds + 1 if fresh_run else 1):
             pair = [(f"skewless serve ({args.baseline})", base), ("skewless serve", sk)]
             for case, srv in (pair if rnd % 2 else pair[::-1]):
                 if srv is not None:
                     fresh.append({"case": case, "round": rnd, **loaded(
-                        freshness, srv, args.push_rate, args.push_batch, seconds=max(args.seconds, 5))})
+                        freshness, srv, args.push_rate, args.push_batch, seconds=max(args.seconds, 5),
+                        warmup=args.push_warmup)})
         doc = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
                "command": "./run shell -m bench.feature_server_bench " + " ".join(argv if argv is not None
@@ -415,7 +436,8 @@ def markdown(doc: dict) -> str:
                   f"({f['rate_achieved']:,} achieved; {f['pushes']} pushes of {f['batch']} rows, {f['late_pushes']} "
                   f"sent late): push answered p50 {f['push_p50_ms']} ms / p99 {f['push_p99_ms']} ms; visible to a "
                   f"read p50 {f['visible_p50_ms']} ms / p99 {f['visible_p99_ms']} ms; server CPU "
-                  f"{f.get('server_cpu_ms_per_push', '?')} ms per push (load average "
+                  f"{f.get('server_cpu_ms_per_push', '?')} ms per push; after {f.get('warmup_pushes', 0)} warm-up "
+                  f"pushes (the server's first push visible in {f.get('first_push_visible_ms', '?')} ms) (load average "
                   f"{f.get('load_before', '?')} before, {f.get('load_after', '?')} after)."]
     if doc.get("stages_us"):
         lines += ["", "In process, one 1x3 request (median us): " + ", ".join(

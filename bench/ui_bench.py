@@ -6,7 +6,8 @@
 The repo: 1,000 feature views (tags team=t<i mod 10>, owner o<i mod 7>, three features each) applied in ten
 commits of 100 (ten registry versions), 50 feature services, then 100 models (a scikit-learn logistic regression
 packaged and registered under 100 names, each adding its prediction-log view: one registry version each), half
-promoted to production. Each page is requested through the app in process (httpx's ASGI transport: the server's work,
+promoted to production; view v0000 gets 99 appends of 1,000 rows, so its statistics page merges the most records a
+version can need (a cumulative record every 50 versions). Each page is requested through the app in process (httpx's ASGI transport: the server's work,
 no network); the first request of a page (a cold cache of parsed registry versions) and the median of
 ``--reps`` warm ones are reported. The target applies to the slowest page's median; the cold figures show the cost
 of the first read after a start without the start-up warm-up (``Catalogue.warm``, run by the app's lifespan in a
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pyarrow as pa
 from sklearn.linear_model import LogisticRegression
 
 import skewless as sk
@@ -35,7 +37,8 @@ from skewless.serving.ui.server import app_for_store
 
 PAGES = ["/", "/?q=team%3Dt3", "/?q=o2&section=views", "/entities", "/views", "/aggregated", "/transforms",
          "/services", "/versions", "/diff?a=5&b=10", "/object/feature_view/v0000", "/models", "/lineage",
-         "/lineage?name=feature_view/v0000"]
+         "/lineage?name=feature_view/v0000", "/statistics/v0000"]
+APPENDS = 99  # appends to v0000: its newest statistics merge 49 per-append records onto a cumulative one (the most)
 
 
 def build(path: Path, n_views: int, n_models: int) -> sk.FeatureStore:
@@ -49,6 +52,13 @@ def build(path: Path, n_views: int, n_models: int) -> sk.FeatureStore:
     for k in range(0, n_views, step):
         store.apply([user, *views[:k + step], *(services if k + step >= n_views else [])],
                     message=f"views up to {k + step}")
+    rng = np.random.default_rng(0)
+    t0 = np.datetime64("2026-01-01T00:00:00", "us")
+    for k in range(APPENDS):
+        store.ingest("v0000", pa.table({"user_id": np.arange(1000) + k * 1000, "f0": rng.normal(size=1000),
+                                        "f1": rng.exponential(size=1000), "f2": rng.uniform(size=1000),
+                                        "event_timestamp": pa.array(t0 + np.arange(1000).astype("timedelta64[s]"),
+                                                                    pa.timestamp("us", "UTC"))}))
     model = LogisticRegression().fit(np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [0.2, 0.9]]), [0, 1, 1, 0])
     reg = ModelRegistry(store)
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,7 @@
     online:
       url: sqlite:///data/online.db      # sqlite://, redis://, rediss://, tair://
       options: {}
+    statistics: true                     # optional: per-feature statistics computed at every write (docs/statistics.md)
     submit:                              # optional: where `skewless submit` runs jobs (docs/emr-serverless.md)
       target: emr-serverless             # the plugin table's `submit` role; the other keys are the target's
       application_id: 00f...
@@ -56,6 +57,7 @@ class Config:
     repo_path: Path
     source_options: dict = field(default_factory=dict)  # URL scheme -> options (``sources:``)
     submit: dict = field(default_factory=dict)  # ``submit:``: the job target and its settings (empty: none)
+    statistics: bool = True  # ``statistics:``: write-time statistics recorded with every append (docs/statistics.md)
 
     @classmethod
     def default(cls, repo_path: Path, project: str = "default") -> "Config":
@@ -70,6 +72,8 @@ class Config:
                "online": {"url": self.online.url, **({"options": self.online.options} if self.online.options else {})}}
         if self.source_options:
             doc["sources"] = self.source_options
+        if not self.statistics:
+            doc["statistics"] = False
         return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -145,10 +149,13 @@ def load(repo_path: str | os.PathLike) -> Config:
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     doc = _expand(doc)
-    unknown = set(doc) - {"project", "registry", "offline", "online", "sources", "submit"}
+    unknown = set(doc) - {"project", "registry", "offline", "online", "sources", "submit", "statistics"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (known: project, registry, offline, online, "
-                          "sources, submit)")
+                          "sources, submit, statistics)")
+    statistics = doc.get("statistics", True)
+    if not isinstance(statistics, bool):
+        raise ConfigError(f"{path}: statistics must be true or false, not {statistics!r}")
     submit = doc.get("submit") or {}
     if not isinstance(submit, dict):
         raise ConfigError(f"{path}: submit must be a mapping (target: emr-serverless, ...)")
@@ -175,5 +182,5 @@ def load(repo_path: str | os.PathLike) -> Config:
             raise ConfigError(f"{path}: unknown keys under {key}: {sorted(extra)} (known: url, options)")
     return validate(Config(project, _store(doc, "registry", DEFAULT_URLS["registry"]), StoreConfig(offline.url, storage),
                            engine, offline.options, _store(doc, "online", DEFAULT_URLS["online"]), path.parent,
-                           sources, submit),
+                           sources, submit, statistics),
                     str(path))

@@ -8,7 +8,9 @@
     ├── ValidationError           data handed to ingest or retrieval is malformed (names the column and first bad row)
     ├── ConflictError             a conditional commit lost a race (e.g. two concurrent `apply` runs); re-read and retry
     ├── NotFoundError             a named object, version or snapshot does not exist
-    │   └── StreamPositionExpired a stream position to resume from is no longer retained (records were trimmed)
+    │   ├── StreamPositionExpired a stream position to resume from is no longer retained (records were trimmed)
+    │   └── StatisticsUnavailable a history version has no write-time statistics (written before them, or with
+    │                             them off)
     ├── EngineError               an offline engine could not run a query (e.g. out of memory); says what to tune
     ├── TransformError            an on-demand transform raised, or returned an output of the wrong type or shape
     │                             (names the transform and the row; nothing is silently nulled)
@@ -72,6 +74,17 @@ class StreamPositionExpired(NotFoundError):
         super().__init__(message)
         self.shard = shard
         self.position = position
+
+
+class StatisticsUnavailable(NotFoundError):
+    """A history version exists but has no write-time statistics (skewless.statistics): it, or an append before
+    it, was written before skewless recorded statistics or with ``statistics: false``. ``view`` and ``version``
+    name it."""
+
+    def __init__(self, message: str, *, view: str, version: int | None):
+        super().__init__(message)
+        self.view = view
+        self.version = version
 
 
 class EngineError(SkewlessError):

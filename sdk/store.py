@@ -17,6 +17,7 @@ from . import ingest as ingest_mod
 from . import materialize as mat
 from . import online_read, plugins, sources
 from . import push as push_mod
+from . import statistics as stats_mod
 from .aggregation.definition import AggregatedView
 from .aggregation.maintain import check_store
 from .aggregation.partials import layout as tile_layout
@@ -223,6 +224,10 @@ class FeatureStore:
             if isinstance(view, AggregatedView):  # before anything is written: nothing half-done
                 check_store(self, view)
             ingest_mod.mark_pending(self.online, view.name, batch)
+        # Computed alongside the checks and staging below; the append takes it just before its commit.
+        extra = stats_mod.append_options(self, view, rows)
+        if watermark:
+            extra["watermark"] = watermark
         # The online push begins now where the store stages writes (alongside the append, visible after it).
         staged = mat.stage_push(self, view, rows) if to_online else None
         kill_point("ingest.before_offline_commit")
@@ -231,7 +236,7 @@ class FeatureStore:
             version = self.offline.append(view.name, rows, batch=batch, batch_id=ident, once=found is None,
                                           tie_check=lambda new, prior: self.engine.tie_level(view, new, prior),
                                           history_stats=lambda prior: self.engine.packing_stats(view, prior),
-                                          **({"watermark": watermark} if watermark else {}))
+                                          **extra)
         except BaseException as exc:
             if staged is not None:  # nothing of this run's rows becomes visible online
                 staged.abort()
@@ -322,6 +327,21 @@ class FeatureStore:
         older versions stay readable. See ``OfflineStore.compact``."""
         view = self._registry_state(fresh=True).get("feature_view", view_name)
         return self.offline.compact(view.name, target_file_mb)
+
+    # -- statistics ------------------------------------------------------------------------------------------
+    def get_statistics(self, view_name: str, version: int | None = None) -> stats_mod.ViewStatistics:
+        """Per-feature statistics of every row written to the view's history up to ``version`` (None: the newest),
+        recorded at write time (skewless.statistics; docs/statistics.md). NotFoundError for an unknown view or
+        version; ``StatisticsUnavailable`` (a NotFoundError) for a version written without statistics."""
+        view = self._registry_state(fresh=True).get("feature_view", view_name)
+        return stats_mod.read(self.offline, view.name, version)
+
+    def get_training_set_statistics(self, name: str, version: int | None = None
+                                    ) -> dict[str, stats_mod.FeatureStatistics]:
+        """The statistics of a registered training set's features (``version``: the training set's registry
+        version, None: the newest), keyed ``view:feature``: each view's at the history version the training set
+        recorded (its ``statistics``)."""
+        return stats_mod.for_training_set(self, name, version)
 
     # -- training sets ---------------------------------------------------------------------------------------
     def get_historical_features(self, entity_df: Any, features: Sequence[str] | FeatureService | str, *,

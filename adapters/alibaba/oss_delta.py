@@ -151,6 +151,24 @@ class OSSOfflineStore(DeltaOfflineStore):
     def version(self, view: str) -> int | None:
         return self._sync(view)
 
+    def _log_entry(self, view: str, version: int) -> bytes | None:
+        """From the mirror when it holds the entry (entries never change), else from OSS (statistics read commits
+        older than the newest checkpoint, which the mirror does not fetch)."""
+        import oss2
+
+        name = f"{version:020d}.json"
+        path = self._log(view).folder / "_delta_log" / name
+        if path.exists():
+            return path.read_bytes()
+
+        def get() -> bytes | None:
+            try:
+                return self.oss.bucket.get_object(self._log_prefix(view) + name).read()
+            except oss2.exceptions.NoSuchKey:
+                return None
+
+        return self.oss.call(f"reading the history log of {view!r}", get)
+
     # -- commits -----------------------------------------------------------------------------------------------------
     def _commit(self, view: str, before: DeltaTable | None, write: Callable) -> None:
         base = -1 if before is None else before.version()

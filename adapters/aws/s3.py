@@ -205,6 +205,17 @@ class S3OfflineStore(DeltaOfflineStore):
 
         return replace(files, storage_options=None, filesystem=self.s3.arrow_filesystem())
 
+    def _log_entry(self, view: str, version: int) -> bytes | None:
+        try:
+            with self.s3.arrow_filesystem().open_input_stream(
+                    f"{self.loc.bucket}/{self.loc.key(view, '_delta_log', f'{version:020d}.json')}") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(f"reading the history log of {view!r}: {str(exc).splitlines()[0]}",
+                                   endpoint=self.s3.endpoint) from exc
+
     def drop(self, view: str) -> None:
         prefix = self.loc.key(view) + "/"
         client = self.s3.client()

@@ -27,9 +27,9 @@ from skewless.aggregation.dirty import TileBatch
 from skewless.aggregation.tiles import FANOUT
 from skewless.online.base import Key
 
-from . import codec, resp
+from . import codec, resp, tile_stream
 from .scripts import script_sha
-from .wire import SPIN_KEYS, read_replies
+from .wire import SPIN_KEYS
 
 TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
 -- KEYS: one hash per entity. ARGV: the version, then per key: its field count n, the expire time ('' for none),
@@ -99,6 +99,7 @@ _SHA_EXHASH = script_sha(TILE_UPSERT_EXHASH)
 _VER = 20  # digits of the version prefix
 KEYS_PER_CALL = 100  # entities per EVALSHA: the script's call overhead shared, a call still short
 _NONE = np.iinfo(np.int64).min
+_STREAMS_LOCK = threading.Lock()
 _EMPTY, _DOLLAR, _CRLF = (pa.scalar(x, resp.BIN) for x in (b"", b"$", b"\r\n"))
 
 
@@ -143,39 +144,35 @@ class RedisTiles:
         raise AssertionError("unreachable")
 
     def start_write_tiles(self, view, tiles, version: int):
-        """A batch's calls sent on this thread's connection now, their replies read by the function returned: the
-        server runs them while the caller computes the next batch. Any failure of the deferred half (connection,
-        NOSCRIPT, an error reply) is settled by writing the batch again through ``write_tiles`` (idempotent)."""
-        if self.tiles_in_exhash or self.cluster or not isinstance(tiles, TileBatch) or not len(tiles):
+        """A batch framed now and queued on this thread's tile stream (``tile_stream``: one ordered, pipelined
+        connection), its replies read by the function returned: the server runs it while the caller computes the
+        next batch, and the next batch may be started before this one is finished (finish them in start order).
+        Any failure of the deferred half (a broken connection, NOSCRIPT, an error reply) is settled by writing the
+        batch again through ``write_tiles`` (idempotent), which raises the typed error if it persists."""
+        if self.tiles_in_exhash or self.cluster or not isinstance(tiles, TileBatch) or not len(tiles) \
+                or tile_stream.hiredis is None:
             n = self.write_tiles(view, tiles, version)
             return lambda: n
         packed, ncalls = self._frame_batch(view, tiles, version)
-        conn = self.wire.connection()
-        failed: list = []
-
-        def send() -> None:  # blocks while the server works through the calls before (sendall frees the GIL)
-            try:
-                conn.send_packed_command(packed, check_health=False)
-            except BaseException as exc:
-                failed.append(exc)
-        sender = threading.Thread(target=send, name="skewless-tiles-send", daemon=True)
-        sender.start()
+        try:
+            ticket = self._tile_streams().get().send(packed)
+        except (RedisError, OSError):  # no stream (cannot connect): the synchronous path retries and raises typed
+            n = self.write_tiles(view, tiles, version)
+            return lambda: n
 
         def finish() -> int:
-            sender.join()
-            try:
-                if failed:
-                    raise failed[0]
-                replies = read_replies(conn, ncalls)
-            except BaseException as exc:
-                conn.disconnect()  # replies may be left unread: reconnect on next use
-                if not isinstance(exc, (RedisError, OSError)):
-                    raise
-                return self.write_tiles(view, tiles, version)
-            if any(isinstance(r, Exception) for r in replies):
+            replies = ticket.replies(ncalls)
+            if replies is None or any(isinstance(r, Exception) for r in replies):
                 return self.write_tiles(view, tiles, version)
             return len(tiles)
         return finish
+
+    def _tile_streams(self) -> tile_stream.Streams:
+        streams = self.__dict__.get("_streams")
+        if streams is None:
+            with _STREAMS_LOCK:
+                streams = self.__dict__.setdefault("_streams", tile_stream.Streams(self.wire.new_connection))
+        return streams
 
     def _calls_per_entity(self, view, tiles, version: int, exhash: bool) -> list:
         """One EVALSHA per entity: (key, RESP of the arguments after it, their count). Tile by tile in Python: the

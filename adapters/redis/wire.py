@@ -85,10 +85,15 @@ class Wire:
         local = self.local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():  # after a fork the parent's socket is not ours
-            conn = self.pool.connection_class(**self.pool.connection_kwargs)
+            conn = self.new_connection()
             local.conn, local.pid = conn, os.getpid()
-            with self._lock:
-                self._conns.add(conn)
+        return conn
+
+    def new_connection(self):
+        """A connection of the pool's class and options, not connected yet, closed by ``close``."""
+        conn = self.pool.connection_class(**self.pool.connection_kwargs)
+        with self._lock:
+            self._conns.add(conn)
         return conn
 
     def exchange(self, send: Callable[[Any], int], *, spin: int = 0) -> list:
@@ -168,6 +173,12 @@ def read_replies(conn, n: int, spin: SpinPolicy | None = None, keys: int = 0) ->
         spin.done(finished)
         if finished:
             return out
+    return read_into(conn, sock, reader, buf, out, n)
+
+
+def read_into(conn, sock, reader, buf: bytearray, out: list, n: int) -> list:
+    """Replies parsed by ``reader`` (blocking reads of ``sock`` into ``buf``) appended to ``out`` until it holds
+    ``n``; bytes past the ``n``-th reply stay in ``reader``. Socket errors become redis-py's."""
     while len(out) < n:
         r = reader.gets()
         if r is not False:
@@ -185,4 +196,4 @@ def read_replies(conn, n: int, spin: SpinPolicy | None = None, keys: int = 0) ->
     return out
 
 
-__all__ = ["SPIN_KEYS", "SpinPolicy", "Wire", "read_replies"]
+__all__ = ["SPIN_KEYS", "SpinPolicy", "Wire", "read_into", "read_replies"]

@@ -36,10 +36,11 @@ class SparkSettings:
     shuffle_partitions: int = 4
     driver_memory: str | None = None
     conf: dict = field(default_factory=dict)  # any further Spark setting, as given
+    class_data_sharing: bool = True  # the driver JVM's class archive (cds.py)
     materialize_writes: str | None = None  # "workers" | "driver"; None: workers when the online store accepts it
     materialize_partitions: int | None = None  # parts of a materialize job written by workers (None: 2 x cores)
 
-    KNOWN = ("master", "shuffle_partitions", "driver_memory", "conf", "memory_limit", "threads",
+    KNOWN = ("master", "shuffle_partitions", "driver_memory", "conf", "memory_limit", "threads", "class_data_sharing",
              "materialize_writes", "materialize_partitions")
 
     @classmethod
@@ -51,11 +52,14 @@ class SparkSettings:
         if not isinstance(conf, dict):
             raise ConfigError("spark engine option conf must be a mapping of Spark settings")
         partitions = _count(options, "shuffle_partitions", cls.shuffle_partitions)
+        cds = options.get("class_data_sharing", True)
+        if not isinstance(cds, bool):
+            raise ConfigError("spark engine option class_data_sharing must be true or false")
         writes = options.get("materialize_writes")
         if writes not in (None, "workers", "driver"):
             raise ConfigError(f"spark engine option materialize_writes must be workers or driver, not {writes!r}")
         return cls(str(options.get("master", cls.master)), partitions, options.get("driver_memory"),
-                   {str(k): str(v) for k, v in conf.items()}, writes,
+                   {str(k): str(v) for k, v in conf.items()}, cds, writes,
                    _count(options, "materialize_partitions", None))
 
 
@@ -106,6 +110,14 @@ def session(settings: SparkSettings):
             **({"spark.driver.memory": settings.driver_memory} if settings.driver_memory else {}),
             **settings.conf,
         }
+        cds_plan = None
+        if settings.class_data_sharing and not os.environ.get("PYSPARK_GATEWAY_PORT"):  # we start the JVM
+            from . import cds
+
+            cds_plan = cds.plan(_java())
+            if cds_plan.options:
+                conf["spark.driver.extraJavaOptions"] = " ".join(
+                    [*cds_plan.options, conf.get("spark.driver.extraJavaOptions", "")]).strip()
         builder = SparkSession.builder.master(settings.master).appName("skewless")
         for k, v in conf.items():
             builder = builder.config(k, v)
@@ -113,6 +125,8 @@ def session(settings: SparkSettings):
             _SESSION = builder.getOrCreate()
         except Exception as exc:  # noqa: BLE001 - the JVM did not start: say why, typed
             raise EngineError(f"the spark engine could not start Spark ({str(exc).splitlines()[0][:300]})") from exc
+        if cds_plan is not None and cds_plan.writing is not None:
+            cds_plan.started(int(_SESSION._jvm.java.lang.ProcessHandle.current().pid()))
         return _SESSION
 
 

@@ -66,8 +66,9 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
             on_chunk: Callable[[int], None] | None = None, chunk: int | None = None,
             rows: pa.Table | None = None) -> int:
     """Recompute and write the tiles dirtied by the history rows matching ``where`` (SQL over the history's
-    columns). Entities go in key order, ``chunk`` at a time; ``skip``: entities a resumed run already wrote;
-    ``on_chunk(entities done)`` after each chunk is written. ``files``: the snapshot's ``offline.base.HistoryFiles``
+    columns). Entities go in key order, ``chunk`` at a time (the first and last chunks written in parts,
+    ``_spans``), each part's write started before the part before is waited for; ``skip``: entities a resumed run
+    already wrote; ``on_chunk(entities done)`` after each part is written. ``files``: the snapshot's ``offline.base.HistoryFiles``
     (untyped here: the offline package imports this one). ``rows``: the rows matching ``where`` when the caller
     holds them (an ingest's batch, in the history's layout); used instead of the scans only when the snapshot holds
     no other row (``_written_rows``). Returns the number of tiles written."""
@@ -86,40 +87,38 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
         vectorised = tile_states.supported(specs)  # else per event in Python (string columns...)
         written = 0
         now_us = to_us(ctx.now())
-        spans = [(lo, min(lo + chunk, len(dirty))) for lo in range(skip, len(dirty), chunk)]
+        groups = _spans(skip, len(dirty), chunk)
 
         def events(k: int) -> pa.Table:  # one query at a time on the scan's session: this thread, in turn
+            lo, hi = groups[k][0][0], groups[k][-1][1]
             if own is not None:
-                return own.events_of(*spans[k])
-            return scan.events(_ranges(view, dirty, dirty.span(*spans[k]), levels))
-        fetching = pool.submit(events, 0) if spans else None
-        pending = None  # (the write of the chunk before: its finish, entities done once it is written)
+                return own.events_of(lo, hi)
+            return scan.events(_ranges(view, dirty, dirty.span(lo, hi), levels))
+        fetching = pool.submit(events, 0) if groups else None
+        pending: list = []  # writes started, not finished: (their finish, entities done once written), in order
         try:
-            for k, (lo, hi) in enumerate(spans):
-                table = fetching.result()
-                fetching = pool.submit(events, k + 1) if k + 1 < len(spans) else None
-                part = dirty.span(lo, hi)
-                e, lv, tile = dirty.e[part], dirty.lv[part], dirty.tile[part]
-                if vectorised:
-                    batch = tile_states.encoded_states(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
-                else:
-                    batch = _batch(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
-                if pending is not None:
-                    finish, pending = pending[0], None
-                    written += finish()
-                    if on_chunk is not None:
-                        on_chunk(lo)
-                # the store's server writes this chunk while the next one is computed
-                pending = (ctx.online.start_write_tiles(view, batch, files.version), hi)
-            if pending is not None:
-                finish, pending = pending[0], None
-                written += finish()
-                if on_chunk is not None:
-                    on_chunk(len(dirty))
+            for k, group in enumerate(groups):
+                events_k = fetching.result()
+                fetching = pool.submit(events, k + 1) if k + 1 < len(groups) else None
+                for lo, hi in group:
+                    table = events_k if len(group) == 1 else _entities(events_k, lo, hi)
+                    part = dirty.span(lo, hi)
+                    e, lv, tile = dirty.e[part], dirty.lv[part], dirty.tile[part]
+                    if vectorised:
+                        batch = tile_states.encoded_states(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
+                    else:
+                        batch = _batch(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
+                    # started before the chunk before is waited for: the store's server goes on to this chunk
+                    # without waiting for the client, and works while the next one is computed
+                    pending.append((ctx.online.start_write_tiles(view, batch, files.version), hi))
+                    while len(pending) > 1:
+                        written += _finish(pending, on_chunk)
+            while pending:
+                written += _finish(pending, on_chunk)
         finally:
-            if pending is not None:  # an error computing a chunk: the write before it is still waited for
+            for finish, _ in pending:  # an error: the writes under way are still waited for
                 with contextlib.suppress(Exception):
-                    pending[0]()
+                    finish()
         return written
     finally:
         if fetching is not None:  # an error: the scan under way ends before its session closes
@@ -127,6 +126,51 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
                 fetching.result()
         pool.shutdown()
         scan.close()
+
+
+def _spans(lo: int, n: int, chunk: int) -> list[list[tuple[int, int]]]:
+    """Entities ``lo .. n - 1`` in chunks of ``chunk`` entities (one events scan each), each a list of the spans
+    written one by one. The first and last chunks are written in parts: the store's server writes a part while the
+    client computes the next, so it waits for the client's first part before it starts and has the last part
+    alone to write once the client is done; quarters instead of whole chunks shorten both."""
+    out = [[(a, min(a + chunk, n))] for a in range(lo, n, chunk)]
+    if len(out) > 1:
+        out[0] = _parts(*out[0][0], chunk, first=True)
+    if out:
+        out[-1] = _parts(*out[-1][0], chunk, first=False)
+    return out
+
+
+def _parts(lo: int, hi: int, chunk: int, first: bool) -> list[tuple[int, int]]:
+    """``lo .. hi - 1`` as growing (``first``) or shrinking parts, halving down to a quarter of ``chunk``."""
+    sizes, left = [], hi - lo
+    while left > max(chunk // 4, 1):
+        sizes.append(-(-left // 2))
+        left -= sizes[-1]
+    if left:
+        sizes.append(left)
+    if first:
+        sizes.reverse()
+    out = []
+    for size in sizes:
+        out.append((lo, lo + size))
+        lo += size
+    return out
+
+
+def _entities(events: pa.Table, lo: int, hi: int) -> pa.Table:
+    """The rows of entities ``lo .. hi - 1`` of events sorted by entity (``__e``)."""
+    a, b = np.searchsorted(events.column("__e").to_numpy(), [lo, hi])
+    return events.slice(int(a), int(b - a))
+
+
+def _finish(pending: list, on_chunk: Callable[[int], None] | None) -> int:
+    """Wait for the oldest started write; report its entities done (a checkpoint) only once it is written."""
+    finish, done = pending.pop(0)  # (not waited for twice if it raises)
+    n = finish()
+    if on_chunk is not None:
+        on_chunk(done)
+    return n
 
 
 class _Written:

@@ -18,6 +18,8 @@ import pyarrow.compute as pc
 BIN = pa.large_binary()
 _INT32_LO, _INT32_HI = -(2 ** 31), 2 ** 31
 _DIGITS = 5  # 15-bit digits of marshal's long: 5 cover 64 bits
+_DIGIT_SHIFTS = np.arange(0, 15 * _DIGITS, 15, dtype=np.uint64)
+_DIGIT_TOPS = np.array([1 << (15 * k) for k in range(1, _DIGITS)], np.uint64)  # a value >= 2**(15k): > k digits
 _POW10 = 10 ** np.arange(19, dtype=np.uint64)  # ASCII decimals: every uint64 below 10**19 ...
 _POW10_TOP = np.uint64(10 ** 19)  # ... and those at or above it (20 digits)
 
@@ -35,6 +37,14 @@ class Rows:
 
     def decimal(self, v: np.ndarray) -> None:
         """int64 values as ASCII decimal digits (a ``-`` before negative ones), as RESP and field names spell them."""
+        lut = _lut(v)
+        if lut is not None:  # few distinct values (lengths, counts, levels): each spelled once, rows gathered
+            lo, table = lut
+            table.decimal(np.arange(lo, lo + table.n, dtype=np.int64))
+            mat, lens = table.pieces[0]
+            at = v - lo
+            self._opt(mat[at], None if lens is None else lens[at], None)
+            return
         neg, mag, nd = _magnitude(v)
         lens = nd + neg
         width = int(lens.max()) if self.n else 1
@@ -97,17 +107,26 @@ class Rows:
             self._opt(mat, None, has)
             return
         neg = v < 0
-        mag = np.where(neg, (-(v + 1)).astype(np.uint64) + np.uint64(1), v.astype(np.uint64))
-        shifted = [mag >> np.uint64(15 * k) for k in range(_DIGITS)]
-        ndig = sum((x > 0).astype(np.int64) for x in shifted)
-        width = int(ndig[~small].max())
+        mag = np.abs(v).view(np.uint64)  # (|int64 min| wraps to itself: 2**63 as uint64, right)
+        mixed = bool(small.any())
+        if not mixed and not neg.any():  # one digit count for all (times, batch ids): one head for every row
+            lo, hi = (int(np.searchsorted(_DIGIT_TOPS, x, side="right")) + 1 for x in (mag.min(), mag.max()))
+            if lo == hi:
+                mat = np.empty((self.n, 5 + 2 * hi), np.uint8)
+                mat[:, :5] = np.frombuffer(b"l" + hi.to_bytes(4, "little"), np.uint8)
+                digits = (mag[:, None] >> _DIGIT_SHIFTS[:hi]) & np.uint64(0x7FFF)
+                mat[:, 5:] = digits.astype("<u2").view(np.uint8).reshape(-1, 2 * hi)
+                self._opt(mat, None, has)
+                return
+        ndig = np.searchsorted(_DIGIT_TOPS, mag, side="right") + 1  # 15-bit digits (ints here are >= 2**31)
+        width = int(ndig[~small].max() if mixed else ndig.max())
         mat = np.empty((self.n, 5 + 2 * width), np.uint8)
-        mat[:, 0] = np.where(small, ord("i"), ord("l"))
-        mat[:, 1:5] = np.where(small[:, None], v.astype("<i4").view(np.uint8).reshape(-1, 4),
-                               np.where(neg, -ndig, ndig).astype("<i4").view(np.uint8).reshape(-1, 4))
-        digits = np.stack([x[:] & np.uint64(0x7FFF) for x in shifted[:width]], axis=1)
+        mat[:, 0] = np.where(small, ord("i"), ord("l")) if mixed else ord("l")
+        head = np.where(neg, -ndig, ndig)
+        mat[:, 1:5] = (np.where(small, v, head) if mixed else head).astype("<i4").view(np.uint8).reshape(-1, 4)
+        digits = (mag[:, None] >> _DIGIT_SHIFTS[:width]) & np.uint64(0x7FFF)  # (digits past ndig: zeros, cut)
         mat[:, 5:] = digits.astype("<u2").view(np.uint8).reshape(-1, 2 * width)
-        self._opt(mat, np.where(small, 5, 5 + 2 * ndig), has)
+        self._opt(mat, np.where(small, 5, 5 + 2 * ndig) if mixed else 5 + 2 * ndig, has)
 
     def floats(self, v: np.ndarray, has: np.ndarray | None = None) -> None:
         """float64 values (marshal's binary float); None where ``has`` is False."""
@@ -160,17 +179,45 @@ def _magnitude(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def decimal_width(v: np.ndarray) -> np.ndarray:
     """The length of each int64 value written in decimal (``Rows.decimal``)."""
+    lut = _lut(v)
+    if lut is not None:
+        lo, table = lut
+        return decimal_width(np.arange(lo, lo + table.n, dtype=np.int64))[v - lo]
     neg, _, nd = _magnitude(v)
     return nd + neg
 
 
+def _lut(v: np.ndarray) -> tuple[int, Rows] | None:
+    """For values spanning a range of at most an eighth of their number: (its low end, a ``Rows`` of its size), so
+    the range is computed once and gathered, instead of every value computed (a division per digit per value)."""
+    if len(v) < 64:
+        return None
+    lo, hi = int(v.min()), int(v.max())
+    return (lo, Rows(hi - lo + 1)) if hi - lo < len(v) // 8 else None
+
+
+_SPLIT_TAIL = 32  # bytes of fixed pieces after the last varying one that are packed apart (``_pack``)
 _BLOCK = 4096  # rows packed at a time: the block's matrix stays in cache while every piece is written into it
 
 
 def _pack(pieces: list, n: int) -> pa.Array:
-    """Matrix pieces side by side, each row cut to its pieces' lengths, as one binary array. Block by block of rows:
-    each piece is a pass over the matrix, so a matrix of all rows would go through memory once per piece. Constant
-    pieces (the same bytes in every row) are laid down once per block with a template row."""
+    """Matrix pieces side by side, each row cut to its pieces' lengths, as one binary array. The pieces after the
+    last one of varying length are packed apart, without a mask (a fixed width), and joined to the rest row by
+    row by Arrow: cutting rows to their lengths is a byte-wise compress whose cost grows with the width it runs
+    over, and the varying pieces (a frame's head) come first and are narrow."""
+    last = max((i for i, (_, ln) in enumerate(pieces) if ln is not None), default=-1)
+    tail = sum(m.shape[1] for m, _ in pieces[last + 1:])
+    if last < 0 or tail < _SPLIT_TAIL:
+        return _pack_block(pieces, n)
+    return pc.binary_join_element_wise(_pack_block(pieces[:last + 1], n), _pack_block(pieces[last + 1:], n),
+                                       pa.scalar(b"", BIN))
+
+
+def _pack_block(pieces: list, n: int) -> pa.Array:
+    """``_pack`` in one matrix. Block by block of rows: each piece is a pass over the matrix, so a matrix of all
+    rows would go through memory once per piece. Constant pieces (the same bytes in every row) are laid down once
+    per block with a template row; the others are copied as one item of their width per row (a void view), not
+    byte by byte."""
     lens = np.zeros(n, np.int64)
     for m, ln in pieces:
         lens += m.shape[1] if ln is None else ln
@@ -191,7 +238,12 @@ def _pack(pieces: list, n: int) -> pa.Array:
         mat = np.empty((hi - lo, at[-1]), np.uint8)
         mat[:] = template
         for p, m in rows:
-            mat[:, p:p + m.shape[1]] = m[lo:hi]
+            w = m.shape[1]
+            src = m[lo:hi]
+            if w and src.strides[1] == 1:  # each row's bytes contiguous: copied as one item of w bytes
+                mat[:, p:p + w].view(f"V{w}")[:, 0] = src.view(f"V{w}")[:, 0]
+            else:
+                mat[:, p:p + w] = src
         if fixed:  # every row as wide as the matrix: its bytes as they are
             data[offsets[lo]:offsets[hi]] = mat.reshape(-1)
             continue

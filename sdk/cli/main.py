@@ -391,13 +391,15 @@ def demo(path: Optional[Path] = typer.Option(None, help="Repo folder to create (
 
 
 def _add_groups() -> None:
-    from . import config_cmd, lineage_cmd, local, model, serve_cmd, submit_cmd
+    from . import config_cmd, lineage_cmd, local, model, monitor_cmd, serve_cmd, stats_cmd, submit_cmd
 
     app.command("lineage")(lineage_cmd.lineage)
+    app.command("stats")(stats_cmd.stats)
     app.command("training-sets")(lineage_cmd.training_sets)
     app.command("serve")(serve_cmd.serve)
     app.command("serve-image")(serve_cmd.serve_image)
     app.command("ui")(serve_cmd.ui)
+    app.command("monitor")(monitor_cmd.monitor)
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")

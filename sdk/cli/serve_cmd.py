@@ -77,9 +77,14 @@ def ui(repo: Optional[Path] = typer.Option(None, "--repo", "-r", help="Feature r
        port: Optional[int] = typer.Option(None, help="Port (env SKEWLESS_UI_PORT; default 8890)"),
        token_file: Optional[Path] = typer.Option(None, help="Secret file of tokens, one per line, for the UI's "
                                                             "actions (env SKEWLESS_UI_TOKEN_FILE; or "
-                                                            "SKEWLESS_UI_TOKENS); without one the UI is read-only")):
-    """Browse the catalogue, definitions, registry versions and diffs, and models in a web browser (no internet
-    needed: the page's scripts ship with skewless)."""
+                                                            "SKEWLESS_UI_TOKENS); without one the UI is read-only"),
+       target: Optional[str] = typer.Option(None, "--target", "-t", help="A deploy target (local | sagemaker | "
+                                            "eas) whose endpoints the lineage draws, read at most every 30 s; "
+                                            "default: none (the lineage stops at model versions)"),
+       option: list[str] = typer.Option([], "--option", "-o", help="Target option key=value, as for `skewless "
+                                        "endpoints`")):
+    """Browse the catalogue, definitions, registry versions and diffs, models and lineage in a web browser (no
+    internet needed: the page's scripts ship with skewless)."""
     _serving()
     try:
         import jinja2  # noqa: F401  (the pages' templates; only the `ui` extra brings it)
@@ -91,5 +96,13 @@ def ui(repo: Optional[Path] = typer.Option(None, "--repo", "-r", help="Feature r
 
     cfg = UIConfig.from_env(repo=str(repo) if repo else None, host=host, port=port,
                             token_file=str(token_file) if token_file else None)
+    if target is not None:
+        from .model import _target
+
+        cfg.endpoints = _target(target, option, Path(cfg.repo)).endpoints
+    elif option:
+        from ..errors import ValidationError
+
+        raise ValidationError("--option is for a deploy target: give --target too")
     console.print(f"skewless ui on http://{cfg.host}:{cfg.port}/ ({'actions need a token' if cfg.tokens else 'read-only'})")
     run(cfg)

@@ -108,6 +108,9 @@ class OfflineStore(abc.ABC):
     url: str
     # Records incremental ingests' watermarks in the append's own commit (``append(..., watermark=)``, ``watermark``).
     supports_watermarks = False
+    # Records each append's write-time statistics in its own commit (``append(..., statistics=)``,
+    # ``statistics_records``); stores without it are never passed ``statistics``.
+    supports_statistics = False
 
     @abc.abstractmethod
     def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
@@ -131,7 +134,11 @@ class OfflineStore(abc.ABC):
         - ``progress``: a stream consumer's positions, recorded in the same commit (``stream_progress`` reads them);
           the commit is conditional on the consumer's recorded ``seq`` being ``progress.seq - 1`` (ConflictError
           otherwise: another consumer of the same name committed). Stores that cannot record it raise ConfigError.
-          ``table`` may then have no rows (a micro-batch whose records all went to the dead-letter location)."""
+          ``table`` may then have no rows (a micro-batch whose records all went to the dead-letter location).
+        - ``statistics`` (stores with ``supports_statistics`` only; never passed to others): called once, just
+          before the commit, for the encoded statistics of ``table``'s rows (skewless.statistics), recorded in the
+          same commit; an error it raises fails the append with nothing committed. Not given: the version (and every
+          later one) has no statistics."""
 
     @abc.abstractmethod
     def version(self, view: str) -> int | None:
@@ -144,6 +151,14 @@ class OfflineStore(abc.ABC):
     @abc.abstractmethod
     def drop(self, view: str) -> None:
         """Delete a view's whole history (used when a view is deleted for good)."""
+
+    def statistics_records(self, view: str, version: int) -> list[str]:
+        """The encoded statistics records (skewless.statistics) whose merge describes every row appended up to
+        ``version``: NotFoundError when there is no such version, StatisticsUnavailable when it has none."""
+        from ..errors import StatisticsUnavailable
+
+        raise StatisticsUnavailable(f"the offline store {self.url} records no statistics (view {view!r})",
+                                    view=view, version=version)
 
     def watermark(self, view: str, name: str) -> int | None:
         """The newest watermark recorded under ``name`` for ``view`` (None: never recorded, or not supported)."""

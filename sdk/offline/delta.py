@@ -22,6 +22,8 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from ..definitions import EVENT_TS
 from ..errors import ConflictError, NotFoundError, StoreUnavailable
+from ..faults import kill_point
+from . import delta_stats
 from .base import (FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, HistoryStats,
                    OfflineStore, StreamProgress, TieCheck, Watermark, WatermarkMoved)
 from .key_packing import KeyPacking, combine_stats, covers, envelope, packing_stats_arrow, recorded_packing
@@ -141,6 +143,7 @@ def _tie_candidates(dt: DeltaTable | None, prior: HistoryFiles | None, table: pa
 
 class DeltaOfflineStore(OfflineStore):
     supports_watermarks = True
+    supports_statistics = True
 
     def __init__(self, root: str, storage_options: dict[str, str] | None = None):
         self.root = root.rstrip("/")
@@ -167,7 +170,8 @@ class DeltaOfflineStore(OfflineStore):
 
     def append(self, view: str, table: pa.Table, *, batch: int, tie_check: TieCheck | None = None,
                history_stats: HistoryStats | None = None, batch_id: str | None = None, once: bool = False,
-               watermark: Watermark | None = None, progress: StreamProgress | None = None) -> int:
+               watermark: Watermark | None = None, progress: StreamProgress | None = None,
+               statistics: Callable[[], str] | None = None) -> int:
         """One atomic append commit. Commits are conditional on the version read (no silent rebase): when
         another writer commits first, the checks below are redone against the new history and the append retried,
         so table properties always describe every file the commit makes visible. ``batch_id`` rides in the commit
@@ -181,7 +185,17 @@ class DeltaOfflineStore(OfflineStore):
             meta.update({STREAM_CONSUMER: progress.consumer, STREAM_SEQ: str(progress.seq),
                          STREAM_POSITIONS: json.dumps(progress.positions, sort_keys=True)})
             txns.append(Transaction(_STREAM_PREFIX + progress.consumer, progress.seq))
-        commit = CommitProperties(custom_metadata=meta, app_transactions=txns or None, max_commit_retries=0)
+        own: list[str | None] = []  # this append's statistics, asked for once, just before its first commit
+
+        def commit_for(before: DeltaTable | None, created: int) -> CommitProperties:
+            if statistics is not None and not own:
+                own.append(statistics())
+                kill_point("offline.statistics_ready")  # test hook: statistics in hand, the commit not yet made
+            extra, more = delta_stats.entries(before, created, own[0] if own else None,
+                                              lambda v: self._commit_info(view, v))
+            return CommitProperties(custom_metadata={**meta, **extra}, app_transactions=(txns + more) or None,
+                                    max_commit_retries=0)
+
         self._sweep(view)
         for attempt in range(_COMMIT_ATTEMPTS):
             before = self._table(view)
@@ -223,8 +237,8 @@ class DeltaOfflineStore(OfflineStore):
                         props[KEY_PACKING] = _encode(packed)
             try:
                 if before is None:
-                    self._commit(view, None, lambda uri: write_deltalake(
-                        uri, table, mode="error", storage_options=self.storage_options, commit_properties=commit))
+                    self._commit(view, None, lambda uri, c=commit_for(None, 0): write_deltalake(
+                        uri, table, mode="error", storage_options=self.storage_options, commit_properties=c))
                     # Version 0 has no flag (read as "ties": exact); record what the check found for what follows.
                     # If another writer got in between, the flag stays absent, which is always safe.
                     # The key packing rides along (absent when the rows have full ties: then it is never used).
@@ -244,9 +258,10 @@ class DeltaOfflineStore(OfflineStore):
                 # The commit is conditional on ``before`` (no retries), so it creates exactly the next version.
                 # (write_deltalake moves ``before`` itself to the version it commits: read the number first.)
                 created = before.version() + 1
-                self._commit(view, before, lambda dt: write_deltalake(
+                commit = commit_for(before, created)
+                self._commit(view, before, lambda dt, c=commit: write_deltalake(
                     dt, table, mode="append", schema_mode="merge", storage_options=self.storage_options,
-                    commit_properties=commit))
+                    commit_properties=c))
                 return created
             except CommitFailedError:
                 time.sleep(min(0.01 * 2 ** attempt, 0.5))  # another writer won: re-read and retry
@@ -255,6 +270,25 @@ class DeltaOfflineStore(OfflineStore):
                     continue  # another writer created the table first
                 raise StoreUnavailable(f"append to history of {view!r} failed: {exc}", endpoint=self.root) from exc
         raise ConflictError(f"append to history of {view!r}: {_COMMIT_ATTEMPTS} concurrent commits won first")
+
+    def statistics_records(self, view: str, version: int) -> list[str]:
+        latest = self.version(view)
+        if latest is None or not 0 <= version <= latest:
+            raise NotFoundError(f"history of view {view!r} has no version {version}")
+        return delta_stats.records(view, version, lambda v: self._commit_info(view, v))
+
+    def _commit_info(self, view: str, version: int) -> dict | None:
+        """The commitInfo of one version's log entry (None: the entry is gone). Read from the entry itself:
+        delta-rs' ``history()`` of a table opened at an older version reads the newest commits instead."""
+        return delta_stats.commit_info(self._log_entry(view, version))
+
+    def _log_entry(self, view: str, version: int) -> bytes | None:
+        """One log entry's bytes (None: gone); stores whose files pyarrow cannot reach by URL override this."""
+        try:
+            return delta_stats.read_entry(f"{self._uri(view)}/_delta_log/{version:020d}.json")
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read the history log of {view!r}: {str(exc).splitlines()[0]}",
+                                   endpoint=self.root) from exc
 
     def watermark(self, view: str, name: str) -> int | None:
         dt = self._table(view)

@@ -174,9 +174,10 @@ class OnlineStore(abc.ABC):
 
     def start_write_tiles(self, view: FeatureView, tiles, version: int) -> Callable[[], int]:
         """``write_tiles`` in two halves: this call may only send the writes; the function it returns waits until
-        they are done (raising their error) and returns ``write_tiles``' result. It must be called before any other
-        call on the store from this thread. The caller computes the next tiles meanwhile (the store's server works
-        while the client does). Default: the whole write now."""
+        they are done (raising their error) and returns ``write_tiles``' result. More batches may be started before
+        it is called; the functions are then called in start order, before any other call on the store from this
+        thread. The caller computes the next tiles meanwhile (the store's server works while the client does).
+        Default: the whole write now."""
         n = self.write_tiles(view, tiles, version)
         return lambda: n
 

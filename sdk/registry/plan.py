@@ -146,7 +146,9 @@ def diff(base_version: int, old: dict[str, dict], new: dict[str, dict]) -> Plan:
                 removed = sorted(set(o[name]["features"]) - set(n[name]["features"]))
                 added = sorted(set(n[name]["features"]) - set(o[name]["features"]))
                 details = [f"add {', '.join(added)}"] if added else []
-                details += [] if removed or added else ["metadata"]
+                if o[name].get("monitoring") != n[name].get("monitoring"):
+                    details.append(f"monitoring: {o[name].get('monitoring')!r} -> {n[name].get('monitoring')!r}")
+                details += [] if removed or added or details else ["metadata"]
                 breaking = [f"features removed: {', '.join(removed)}"] if removed else []
             elif o[name]["join_keys"] != n[name]["join_keys"]:
                 details, breaking = [], [f"join keys {o[name]['join_keys']} -> {n[name]['join_keys']}"]

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from .. import ingest as ingest_mod
 from .. import materialize as mat
+from .. import statistics as stats_mod
 from ..aggregation import AggregatedView
 from ..aggregation.maintain import check_store
 from ..errors import StoreUnavailable, ValidationError
@@ -259,7 +260,7 @@ def _commit(ctx, view, pending: _Pending, seq: int, consumer: str, dead_letter: 
     kill_point("stream.before_offline_commit")
     progress = StreamProgress(consumer, seq + 1, dict(pending.positions))
     version = ctx.offline.append(
-        view.name, rows, batch=batch, progress=progress,
+        view.name, rows, batch=batch, progress=progress, **stats_mod.append_options(ctx, view, rows),
         tie_check=lambda new, prior: NO_TIES if new.num_rows == 0 else ctx.engine.tie_level(view, new, prior),
         history_stats=lambda prior: ctx.engine.packing_stats(view, prior))
     kill_point("stream.after_offline_commit")

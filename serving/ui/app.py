@@ -22,11 +22,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .catalogue import SECTIONS, Catalogue
+from .monitor_page import monitor_page
+from .stats_pages import statistics_page
 
 HERE = Path(__file__).parent
 KIND_OF_SECTION = {s: k for s, (k, _) in SECTIONS.items()}
 KINDS_SHOWN = ("source", "feature_view", "aggregated_view", "transform", "feature", "feature_service",
                "training_set", "model", "endpoint")  # skewless.lineage.KINDS, in flow order
+
+
+NO_TARGET = "endpoints are shown when the UI is started with a deploy target (skewless ui -t TARGET)"
 
 
 def _authorized(request: Request, tokens: tuple[str, ...]) -> bool:
@@ -35,13 +40,19 @@ def _authorized(request: Request, tokens: tuple[str, ...]) -> bool:
     return any(hmac.compare_digest(got.encode(), t.encode()) for t in tokens)
 
 
-def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph: Callable | None = None) -> Starlette:
-    """``lineage_graph``: builds the current ``skewless.lineage.Graph`` (None: no lineage page content)."""
+def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph: Callable | None = None,
+               statistics: Callable | None = None, endpoints: Callable | None = None, store=None) -> Starlette:
+    """``lineage_graph``: builds the current ``skewless.lineage.Graph`` and a note on its endpoints (None when they
+    are drawn; else why not) (None: no lineage page content). ``statistics``: ``FeatureStore.get_statistics``
+    (None: no statistics pages). ``endpoints``: a deploy target's endpoints and a note (None: no target), for the
+    models page's endpoints and traffic splits. ``store``: the ``FeatureStore`` whose models' prediction logs the
+    skew and drift pages read (None: no such pages)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
 
     def page(request: Request, template: str, status: int = 200, **ctx):
-        ctx.update(sections=SECTIONS, lineage=lineage_graph is not None, latest=catalogue.latest())
+        ctx.update(sections=SECTIONS, lineage=lineage_graph is not None, latest=catalogue.latest(),
+                   statistics=statistics is not None)
         return templates.TemplateResponse(request, template, ctx, status_code=status)
 
     async def index(request: Request):
@@ -86,8 +97,10 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         return page(request, "diff.html", title=f"Diff v{a} → v{b}", a=a, b=b, plan=catalogue.diff(a, b))
 
     async def models(request: Request):
+        eps, note = endpoints() if endpoints is not None else (None, NO_TARGET)
         return page(request, "models.html", title="Models", models=catalogue.model_rows(),
-                    have_models=catalogue.models is not None)
+                    have_models=catalogue.models is not None, endpoints=eps, endpoints_note=note,
+                    monitor=store is not None)
 
     async def lineage(request: Request):
         """Both directions from one node (``?name=``: a node id, a ``view:feature`` ref or a bare name), as edge
@@ -97,17 +110,18 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         name = request.query_params.get("name", "").strip()
         if lineage_graph is None:
             return page(request, "lineage.html", title="Lineage", name=name)
-        g = lineage_graph()
+        g, note = lineage_graph()
         counts = {k: len(g.of_kind(k)) for k in KINDS_SHOWN if g.of_kind(k)}
         if not name:
-            return page(request, "lineage.html", title="Lineage", name=name, counts=counts)
+            return page(request, "lineage.html", title="Lineage", name=name, counts=counts, note=note)
         try:
             up, down = g.upstream(name).to_dict(), g.downstream(name).to_dict()
         except (NotFoundError, ValidationError) as exc:
             status = 404 if isinstance(exc, NotFoundError) else 400
-            return page(request, "lineage.html", status, title="Lineage", name=name, counts=counts, error=str(exc))
+            return page(request, "lineage.html", status, title="Lineage", name=name, counts=counts, error=str(exc),
+                        note=note)
         return page(request, "lineage.html", title=f"Lineage of {name}", name=name, counts=counts,
-                    upstream=up["edges"], downstream=down["edges"])
+                    upstream=up["edges"], downstream=down["edges"], note=note)
 
     async def clear_cache(request: Request):
         if not tokens:
@@ -137,6 +151,8 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         Route("/health", health),
         Route("/actions/clear-cache", clear_cache, methods=["POST"]),
         Route("/object/{kind}/{name}", detail),
+        *([Route("/statistics/{view}", statistics_page(page, statistics))] if statistics is not None else []),
+        *([Route("/monitor/{model}", monitor_page(page, store))] if store is not None else []),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
         Route("/{section}", listing),
     ])

@@ -141,3 +141,10 @@ def test_state_bytes_are_marshal_of_the_same_values():
                 ((i, -i), "x" * i), ints[i] % 1000)
         assert len(g) == 6 and [type(x) for x in g] == [type(x) for x in want], (g, want)
         assert _same(g, want) or (not has[i] and math.isnan(want[2]) and math.isnan(g[2])), (g, want)
+    # every value a TYPE_LONG of one digit count (event times, batch ids): the rows share one head
+    for same in ([2 ** 31 + i for i in range(7)], [1_764_950_000_000_000 + i * 997 for i in range(7)],
+                 [2 ** 63 - 1 - i for i in range(7)], [2 ** 45 - 1, 2 ** 45]):  # (the last: two digit counts)
+        rows = state_bytes.Rows(len(same))
+        rows.ints(np.array(same, np.int64))
+        assert [marshal.loads(b) for b in rows.build().to_pylist()] == same
+        assert rows.build().to_pylist() == [marshal.dumps(x, 2) for x in same]  # (2: no reference flags)

@@ -25,7 +25,7 @@ import skewless as sk
 from skewless.aggregation import maintain
 maintain.ENTITIES_PER_CHUNK = 10
 repo, n, cards = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-t = datetime(2024, 1, 1, tzinfo=timezone.utc)
+t = datetime.fromisoformat(sys.argv[5]) if len(sys.argv) > 5 else datetime(2024, 1, 1, tzinfo=timezone.utc)
 ev = [t + timedelta(minutes=37 * i) for i in range(n)]
 table = pa.table({"card": pa.array([i % cards for i in range(n)], pa.int64()),
                   "event_timestamp": pa.array(ev, pa.timestamp("us", tz="UTC")),
@@ -34,15 +34,21 @@ table = pa.table({"card": pa.array([i % cards for i in range(n)], pa.int64()),
                   "merchant": pa.array([f"m{i % 5}" for i in range(n)], pa.string()),
                   "paid": pa.array(ev, pa.timestamp("us", tz="UTC")),
                   "txn": pa.array([f"t{i % (n - 50)}" for i in range(n)], pa.string())})
-sk.FeatureStore(repo).ingest("txn", table, batch_id=sys.argv[4] or None)
+fs = sk.FeatureStore(repo)
+if len(sys.argv) > 6:  # a Redis (url, key prefix) instead of the repo's SQLite file
+    from skewless.adapters.redis.store import from_url
+    fs.__dict__["online"] = from_url(sys.argv[6], None, {"key_prefix": sys.argv[7]})
+fs.ingest("txn", table, batch_id=sys.argv[4] or None)
 """
 
 
-def run_child(repo: Path, batch_id: str = "", kill_at: str | None = None) -> None:
+def run_child(repo: Path, batch_id: str = "", kill_at: str | None = None, redis: tuple = ()) -> None:
+    """``redis``: (url, key prefix, first event time): the child ingests into that Redis, its events from then."""
     env = {k: v for k, v in os.environ.items() if k != "SKEWLESS_KILL_AT"}
     if kill_at:
         env["SKEWLESS_KILL_AT"] = kill_at
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo), str(N), str(CARDS), batch_id], env=env,
+    more = [redis[2].isoformat(), redis[0], redis[1]] if redis else []
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo), str(N), str(CARDS), batch_id, *more], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == (-signal.SIGKILL if kill_at else 0), proc.stderr
 
@@ -81,6 +87,40 @@ def test_kill_during_aggregated_ingest_then_rerun_gives_one_clean_run(tmp_path, 
     for t, want in clean.items():
         assert same(online_values(repo, t), want)
     repo.check(list(range(CARDS + 1)), [NOW])  # and one clean run is the oracle's
+
+
+def redis_run(tmp_path: Path, redis_url: str, name: str, kill_at: str | None = None):
+    """A repo whose online store is Redis, the child's ingest run into it (killed at ``kill_at``), its events 40
+    days back from today (``agg_online.T0``: Redis expires tiles no window reads any more)."""
+    import uuid
+
+    from tests.support.agg_online import T0 as RECENT
+
+    from skewless.adapters.redis.store import from_url
+
+    prefix = "kill" + uuid.uuid4().hex[:12]
+    repo = AggRepo(tmp_path / name, from_url(redis_url, None, {"key_prefix": prefix}), clock=None)
+    run_child(repo.fs.repo_path, "b-1", kill_at=kill_at, redis=(redis_url, prefix, RECENT))
+    return repo, (redis_url, prefix, RECENT), RECENT + timedelta(minutes=37 * N)
+
+
+@pytest.mark.parametrize("point", ["ingest.online_push_chunk:2", "ingest.online_push_chunk:4"])
+def test_kill_during_a_pipelined_push_into_redis_then_rerun_gives_one_clean_run(tmp_path, redis_url, point):
+    """Redis pipelines a push's chunks (the next sent before the one before is read): killed with chunks in flight,
+    perhaps half run by the server, the rerun gives exactly the values of one clean run."""
+    clean, _, now = redis_run(tmp_path, redis_url, "clean")
+    repo, redis, _ = redis_run(tmp_path, redis_url, "killed", kill_at=point)
+    nows = (now, now + timedelta(days=3))
+    want = {t: online_values(clean, t) for t in nows}
+    assert not same(online_values(repo, now), want[now])  # killed before the push was done
+    run_child(repo.fs.repo_path, "b-1", redis=redis)
+    assert len(repo.history()) == N
+    for t in nows:
+        assert same(online_values(repo, t), want[t])
+    repo.check(list(range(CARDS + 1)), [now])
+    for r in (clean, repo):
+        r.fs.online.drop_view("txn")
+        r.fs.online.close()
 
 
 def test_materialize_repairs_tiles_of_a_push_killed_mid_way(tmp_path, clean):

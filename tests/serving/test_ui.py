@@ -17,8 +17,8 @@ from playwright.sync_api import sync_playwright
 from tests.support.ui_site import ARGS, CHROMIUM, free_port, serving, transactions_repo
 
 TOKEN = "ui-secret-token"
-PAGES = ["/", "/entities", "/views", "/aggregated", "/transforms", "/services", "/versions", "/diff?a=1&b=2",
-         "/models", "/lineage", "/lineage?name=feature_view/merchants", "/object/feature_view/merchants",
+PAGES = ["/", "/entities", "/views", "/aggregated", "/transforms", "/services", "/training-sets", "/versions",
+         "/diff?a=1&b=2", "/models", "/lineage", "/lineage?name=feature_view/merchants", "/object/feature_view/merchants",
          "/object/feature_view/txn_stats"]
 
 
@@ -108,8 +108,11 @@ def test_the_diff_between_versions_names_the_added_view(ui, browser):
 def test_models_page_lists_the_model_and_its_stage(ui, browser):
     page = _page(browser, [], [])
     page.goto(f"{ui}/models")
-    rows = [t.split("\t") for t in page.locator("table.rows tbody tr").all_inner_texts()]
-    assert [[c.strip() for c in r] for r in rows] == [["risk", "1", "production: v1"]]
+    rows = [t.split("\t") for t in page.locator("table.models tbody tr").all_inner_texts()]
+    assert [[c.strip() for c in r] for r in rows] == [["risk", "1", "production: v1", "lineage · skew and drift"]]
+    page.locator("table.models a", has_text="lineage").click()
+    page.wait_for_url(lambda url: "lineage" in url)
+    assert "model/risk@1" in page.locator("h1").inner_text() + page.content()
 
 
 def test_lineage_page_traces_a_view_to_its_service_and_model_and_back(ui, browser):
@@ -127,7 +130,7 @@ def test_lineage_page_traces_a_view_to_its_service_and_model_and_back(ui, browse
     page.locator("table.lineage-downstream a", has_text="model/risk@1").first.click()
     page.wait_for_url(lambda url: "risk" in url)
     assert any(r[0].startswith("feature/merchants:") for r in rows("lineage-upstream"))
-    assert rows("lineage-downstream") == set()  # not deployed (endpoints are not drawn by the UI yet)
+    assert rows("lineage-downstream") == set()  # started without a deploy target: no endpoints (tests/serving/test_ui_endpoints.py)
     missing = httpx.get(f"{ui}/lineage", params={"name": "nope"})
     assert missing.status_code == 404 and "nope" in missing.text
 

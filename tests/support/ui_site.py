@@ -64,11 +64,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(repo: Path, tokens: tuple[str, ...] = ()):
-    """The UI over ``repo`` on a free port; yields its base URL."""
+def serving(repo: Path, tokens: tuple[str, ...] = (), endpoints=None):
+    """The UI over ``repo`` on a free port (``endpoints``: a deploy target's ``endpoints``); yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(UIConfig(repo=str(repo), tokens=tokens)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(build_app(UIConfig(repo=str(repo), tokens=tokens, endpoints=endpoints)),
+                                           host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"

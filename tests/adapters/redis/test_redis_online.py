@@ -539,6 +539,15 @@ def test_tls_with_a_private_ca(extra_redis, tmp_path):
     v = view()
     s.write(v, rows(v, [{"k": k, "ev": T0, "x": float(k)} for k in range(100)]))
     assert [r[1] for r in s.read_raw([(v, ["x"], [(k,) for k in range(100)])])[0]] == [[float(k)] for k in range(100)]
+    tv = sk.AggregatedView("tlstiles", [sk.Entity("card", ["card"], dtype=sk.Int64)],
+                           [sk.Field("card", sk.Int64), sk.Field("x", sk.Float64)],
+                           [sk.Aggregation("x", "sum", timedelta(days=1))], hop=timedelta(hours=1))
+    top = int(wall_now().timestamp() * 1e6) // tv.hop_us  # (tiles of 2024 would expire at once)
+    finishes = [s.start_write_tiles(tv, _tile_batch(tv, [((c,), 0, top, b"t%d" % c) for c in range(k, k + 150)]), 1)
+                for k in (0, 150, 300)]  # pipelined on a TLS stream: each read once the later ones are sent
+    assert [f() for f in finishes] == [150] * 3
+    assert s._tile_streams().get().tls
+    assert s.read_tiles(tv, [(c,) for c in range(450)], [(0, top)]) == [{(0, top): b"t%d" % c} for c in range(450)]
     untrusted = from_url(url, None, {"key_prefix": prefix()})  # the system CAs do not know this server
     with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{tls_port}") as err:
         untrusted.get_meta("x")

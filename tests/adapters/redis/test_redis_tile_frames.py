@@ -74,8 +74,12 @@ def test_last_k_states_keep_the_arrow_frames():
 def test_decimal_spells_int64_as_python():
     rng = random.Random(1)
     values = [0, 1, -1, 9, 10, -10, 99, 100, 2 ** 32 - 1, 2 ** 32, 10 ** 18 - 1, 10 ** 18, 2 ** 63 - 1, -2 ** 63]
+    narrow = [[rng.randint(-40, 20) for _ in range(500)], [rng.randint(10 ** 15 - 9, 10 ** 15 + 30) for _ in
+                                                            range(500)], [5] * 100, [-2 ** 63 + rng.randint(0, 3)
+                                                                                     for _ in range(100)]]
     for case in (values, [rng.randint(-2 ** 63, 2 ** 63 - 1) for _ in range(500)], [rng.randint(0, 999) for _ in
-                                                                                         range(500)], [7], [-7]):
+                                                                                         range(500)], [7], [-7],
+                 *narrow):  # (narrow ranges: spelled once per value and gathered)
         rows = state_bytes.Rows(len(case))
         rows.decimal(np.array(case, np.int64))
         assert rows.build().to_pylist() == [str(v).encode() for v in case]

@@ -340,3 +340,28 @@ class OfflineConformance(AggregationConformance):
         rows = ingest.prepare(v, frame([(1, H(1), H(1), 1.0, "a")]), batch=1, write_time=datetime.now(UTC))
         feature_store.offline.append("v", rows, batch=1)
         assert feature_store.offline.files("v", feature_store.offline.version("v")).tie_level == FULL_TIES
+
+    # -- write-time statistics (issue 18) ---------------------------------------------------------------------------
+    def test_statistics_are_recorded_with_each_append_or_typed_unavailable(self, feature_store, monkeypatch):
+        from skewless import statistics as stats_mod
+        from skewless.errors import StatisticsUnavailable
+
+        monkeypatch.setattr(stats_mod, "CUMULATIVE_EVERY", 2)  # cross cumulative records within a few appends
+        define(feature_store)
+        xs, versions = [], []
+        for i in range(5):
+            batch = [(k, H(i), H(i), float(10 * i + k), "ab"[k % 2]) for k in range(3)]
+            versions.append(feature_store.ingest("v", frame(batch)).version)
+            xs.append([r[3] for r in batch])
+        if not feature_store.offline.supports_statistics:
+            with pytest.raises(StatisticsUnavailable):
+                feature_store.get_statistics("v")
+            return
+        for i, v in enumerate(versions):
+            seen = [x for part in xs[:i + 1] for x in part]
+            got = feature_store.get_statistics("v", v)
+            x, s = got.features["x"], got.features["s"]
+            assert got.rows == len(seen) and (x.count, x.nulls, x.min, x.max) == (len(seen), 0, min(seen), max(seen))
+            assert x.mean == pytest.approx(sum(seen) / len(seen))
+            assert dict(s.top()) == {"a": sum(1 for p in xs[:i + 1] for k in range(3) if k % 2 == 0),
+                                     "b": sum(1 for p in xs[:i + 1] for k in range(3) if k % 2 == 1)}

@@ -1,0 +1,43 @@
+"""The UI's statistics page: a view's write-time statistics (``skewless.statistics``) at a history version, one
+row per feature, and each number feature's distribution drawn from its KLL sketch.
+
+The distribution is ``skewless.plots.histogram`` (the one ``skewless stats --plot`` draws too): the sketch's mass in
+equal-width bins between the feature's min and max, times the non-null count: approximate rows per bin, within the
+sketch's rank error, read from the stored sketch, never from the data.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from skewless.plots import histogram
+
+
+def rows(stats) -> list[dict]:
+    """The table's rows: the plain statistics of every feature, with its histogram when it has one."""
+    out = []
+    for f in stats.features.values():
+        d = f.to_dict()
+        d["chart"] = histogram(f)
+        out.append(d)
+    return out
+
+
+def statistics_page(page, get_statistics: Callable) -> Callable:
+    """The ``/statistics/{view}`` route (``?version=N``; none: the newest): 404 for an unknown view or version,
+    and for a version written without statistics (the page says so)."""
+    from skewless.errors import NotFoundError
+
+    async def statistics(request):
+        view = request.path_params["view"]
+        raw = request.query_params.get("version", "").strip()
+        if raw and not raw.isdigit():
+            return page(request, "statistics.html", 400, title=f"Statistics of {view}", view=view,
+                        error="version must be a history version number")
+        try:
+            stats = get_statistics(view, int(raw) if raw else None)
+        except NotFoundError as exc:
+            return page(request, "statistics.html", 404, title=f"Statistics of {view}", view=view, error=str(exc))
+        return page(request, "statistics.html", title=f"Statistics of {view}", view=view, stats=stats,
+                    features=rows(stats))
+    return statistics
