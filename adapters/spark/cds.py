@@ -122,10 +122,13 @@ def _maps_cleanly(java: str, archive: Path) -> bool:
     """Whether a JVM maps every region of ``archive``, relocated (so every page is read): exit 0 is not enough,
     because a JVM ignores an archive whose header is not written yet (a dump in progress writes it last) and exits
     0 without it; so the log must also say the top archive's last region (its bitmap) was mapped."""
+    import tempfile
+
     cmd = [java, "-XX:+UnlockDiagnosticVMOptions", "-XX:ArchiveRelocationMode=1", f"-XX:SharedArchiveFile={archive}",
-           "-Xshare:auto", "-Xlog:cds=info", "-version"]
+           "-Xshare:auto", "-Xlog:cds=info", "-XX:-CreateCoredumpFiles", "-version"]
     try:
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        with tempfile.TemporaryDirectory(prefix="skewless-cds-") as scratch:  # a crash's hs_err log lands there
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=scratch)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return run.returncode == 0 and "Mapped dynamic region #2" in run.stdout + run.stderr
