@@ -124,8 +124,8 @@ def _maps_cleanly(java: str, archive: Path) -> bool:
     0 without it; so the log must also say the top archive's last region (its bitmap) was mapped."""
     import tempfile
 
-    cmd = [java, "-XX:+UnlockDiagnosticVMOptions", "-XX:ArchiveRelocationMode=1", f"-XX:SharedArchiveFile={archive}",
-           "-Xshare:auto", "-Xlog:cds=info", "-XX:-CreateCoredumpFiles", "-version"]
+    cmd = [java, "-XX:-CreateCoredumpOnCrash", "-XX:+UnlockDiagnosticVMOptions", "-XX:ArchiveRelocationMode=1",
+           f"-XX:SharedArchiveFile={archive}", "-Xshare:auto", "-Xlog:cds=info", "-version"]
     try:
         with tempfile.TemporaryDirectory(prefix="skewless-cds-") as scratch:  # a crash's hs_err log lands there
             run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=scratch)
