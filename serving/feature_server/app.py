@@ -15,7 +15,8 @@ probe finds it down, reads and online pushes answer 503 at once, until a probe a
 succeeds; so the server recovers without a restart. The reads of requests that reach the loop together are made as
 one store read (``coalesce``); a lone read runs on the event loop when it cannot hang it (an embedded store, or one
 whose reads are bounded: ``bounded_reads(read_timeout)``), others on a thread while the loop goes on. Pushes run
-on their own threads (``push_threads``); at shutdown uvicorn stops accepting, the pushes in flight finish (their
+on their own threads (``push_threads``), but for a small online push with no other push in flight, written on the
+loop with its store calls bounded as a read's (``inline_push_rows``; a timeout redoes it on a thread); at shutdown uvicorn stops accepting, the pushes in flight finish (their
 threads are waited for, ``shutdown_timeout``), and only then does the process exit: every push answered 200 is
 written. Errors are mapped to statuses in one place (``serving.errors``).
 """
@@ -65,6 +66,7 @@ class FeatureServerOptions:
     store_check_timeout: float = 1.5  # a probe's bound
     read_timeout: float = 1.0  # a read on the event loop (bounded stores) waits at most this, then 503
     push_threads: int = 4
+    inline_push_rows: int = 1000  # an online push of at most this many rows, alone, is written on the loop (0: never)
     shutdown_timeout: float = 30.0
 
 
@@ -82,6 +84,7 @@ class FeatureServer:
         self._inline = online.embedded or getattr(online, "can_bound_reads", False)
         self._bound = (lambda: online.bounded_reads(opts.read_timeout)) if not online.embedded and self._inline \
             else nullcontext
+        self._bounded_writes = not online.embedded and self._inline and opts.inline_push_rows > 0
         # Concurrent requests' reads coalesced, one store read per loop step (``coalesce``): a lone one on the loop
         # when the read is bounded, else on the read threads.
         self.reads = ReadCoalescer(self._read, self.read_pool, inline=self._inline)
@@ -220,7 +223,9 @@ class FeatureServer:
             self.in_flight += 1
             self.metrics.pushes_in_flight.inc()
             try:
-                results = await asyncio.get_running_loop().run_in_executor(self.push_pool, self._push_now, req)
+                results = self._push_inline(req) if self._inline_push(req) else None
+                if results is None:
+                    results = await asyncio.get_running_loop().run_in_executor(self.push_pool, self._push_now, req)
             finally:
                 self.in_flight -= 1
                 self.metrics.pushes_in_flight.dec()
@@ -231,6 +236,23 @@ class FeatureServer:
         self.metrics.observe(route, 200, time.perf_counter() - t0)
         return json_response({"to": req.to, "views": [{"view": r.view, "rows": r.rows, "version": r.version,
                                                        "already_pushed": r.already_ingested} for r in results]})
+
+    def _inline_push(self, req: feast_json.PushRequest) -> bool:
+        """Whether ``req`` is written on the event loop: a small online push, alone (no other push in flight), to a
+        store whose calls can be bounded. A push thread costs two thread wake-ups per push (to the thread, back to
+        the loop), and on a loaded host each may wait a scheduler turn: most of a push's p99."""
+        return self._bounded_writes and req.to == "online" and self.in_flight == 1 and \
+            len(next(iter(req.columns.values()), ())) <= self.opts.inline_push_rows
+
+    def _push_inline(self, req: feast_json.PushRequest) -> list | None:
+        """The push on the loop, its store calls bounded as an inline read's (one attempt, ``read_timeout``); None
+        when the store did not answer in time: the caller redoes it on a push thread, with its retries (rows are
+        newest-wins upserts: writing some of them twice changes nothing)."""
+        try:
+            with self._bound():
+                return self._push_now(req)
+        except StoreUnavailable:
+            return None
 
     def _push_now(self, req: feast_json.PushRequest) -> list:
         """On a push thread: the rows as a table (``feast_json.push_frame``; text timestamps parsed as ingest parses
@@ -303,6 +325,8 @@ def create_app(store, options: FeatureServerOptions | None = None) -> Starlette:
     for name in ("max_body_bytes", "max_entities", "max_push_rows", "push_threads"):
         if getattr(opts, name) < 1:
             raise ValidationError(f"feature server option {name} must be >= 1, not {getattr(opts, name)}")
+    if opts.inline_push_rows < 0:
+        raise ValidationError(f"feature server option inline_push_rows must be >= 0, not {opts.inline_push_rows}")
     if any(not isinstance(t, str) or not t or t != t.strip() for t in opts.tokens):
         raise ValidationError("feature server tokens must be non-empty strings without surrounding spaces")
     srv = FeatureServer(store, opts)
