@@ -1,5 +1,6 @@
-"""A small online push alone is written on the event loop (no push thread: two thread wake-ups less per push), with
-its store calls bounded as an inline read's; one that does not finish in time is redone on a push thread."""
+"""A small online push alone (no other push, no read being answered) is written on the event loop (no push thread:
+two thread wake-ups less per push), with its store calls bounded as an inline read's; one that does not finish in
+time is redone on a push thread."""
 
 from __future__ import annotations
 
@@ -35,6 +36,13 @@ def test_small_online_pushes_on_the_loop_larger_and_offline_ones_on_threads(tmp_
     with running(cfg) as (c, app):
         assert push(c, [1, 2], 0.7).status_code == 200
         assert conv_rate(c, [1, 2]) == [0.7, 0.7] and threads(app) == 0  # written, no push thread ever started
+        srv = app.state.server
+        srv.reading += 1  # a read being answered (as at 16 connections): the push leaves the loop to it
+        try:
+            assert push(c, [1, 2], 0.75).status_code == 200 and threads(app) == 1
+        finally:
+            srv.reading -= 1
+        assert conv_rate(c, [1, 2]) == [0.75, 0.75]
         assert push(c, [1, 2, 3], 0.8).status_code == 200  # more rows than inline_push_rows
         assert conv_rate(c, [1, 2, 3]) == [0.8] * 3 and threads(app) == 1
         bad = push(c, [1], "x")  # validation on the loop: the same 422, nothing written
