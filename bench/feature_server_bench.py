@@ -307,9 +307,11 @@ def mixed(server: Server, rate: int, batch: int, seconds: float, body_file: Path
     thread.start()
     time.sleep(1.0)  # the pushes' warm-up
     answered.clear()
+    os.environ["AUTH"] = f"Bearer {TOKEN}"  # bench/serving_wrk.lua's header
     try:
         reads = wrk(server.url + "/get-online-features", body_file, connections, seconds, server)
     finally:
+        os.environ.pop("AUTH")
         stop.set()
         thread.join(30)
     xs = sorted(answered)
