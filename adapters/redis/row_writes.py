@@ -1,4 +1,5 @@
-"""The row layout's writes, newest wins on the server, in two pipelined passes.
+"""The row layout's writes, newest wins on the server, in two pipelined passes (one script call for a write of at
+most ``write_batch_rows`` rows).
 
 Every row is first sent as ``SET key value NX [PXAT t]``, which stores it only when the key does not exist yet (then
 nothing older or newer can be there); the rows whose key existed then go through one Lua script call per

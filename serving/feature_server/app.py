@@ -42,6 +42,7 @@ from skewless.definitions import CREATED_TS, EVENT_TS
 from skewless.errors import DefinitionError, NotFoundError, StoreUnavailable, ValidationError
 from skewless import push as push_mod
 from skewless.push import views_for as push_views
+from skewless.registry.store import LocalRegistryStore
 
 from .. import openapi as model_openapi
 from ..app import http_error
@@ -84,7 +85,10 @@ class FeatureServer:
         self._inline = online.embedded or getattr(online, "can_bound_reads", False)
         self._bound = (lambda: online.bounded_reads(opts.read_timeout)) if not online.embedded and self._inline \
             else nullcontext
-        self._bounded_writes = not online.embedded and self._inline and opts.inline_push_rows > 0
+        # A push reads the registry's newest version (push.views_for): on the loop only from local files, never an
+        # object store's listing (unbounded by the online store's deadline).
+        self._bounded_writes = not online.embedded and self._inline and opts.inline_push_rows > 0 and \
+            isinstance(getattr(store.registry, "store", None), LocalRegistryStore)
         # Concurrent requests' reads coalesced, one store read per loop step (``coalesce``): a lone one on the loop
         # when the read is bounded, else on the read threads.
         self.reads = ReadCoalescer(self._read, self.read_pool, inline=self._inline)

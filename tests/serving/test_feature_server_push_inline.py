@@ -11,6 +11,9 @@ from urllib.parse import urlsplit
 from tests.serving.test_serving_registry import Proxy
 from tests.support.feature_server import TOKEN, driver_repo, running
 
+from skewless import FeatureStore
+from skewless.registry.store import RegistryStore
+from skewless.serving.feature_server.app import create_app
 from skewless.serving.feature_server.server import FeatureServerConfig
 from skewless.timeutil import now as utc_now
 
@@ -90,3 +93,30 @@ def test_an_inline_push_that_times_out_is_redone_on_a_thread(tmp_path, redis_url
             assert c.get("/health").status_code == 200  # the breaker was not tripped by the loop's timeout
     finally:
         proxy.down()
+
+
+class ElsewhereRegistry(RegistryStore):
+    """The repo's registry files, seen as a store that is not local files (as S3's or OSS's would be)."""
+
+    def __init__(self, local):
+        self.local, self.url = local, "elsewhere://" + local.url
+
+    def versions(self):
+        return self.local.versions()
+
+    def read(self, version):
+        return self.local.read(version)
+
+    def create(self, version, data):
+        return self.local.create(version, data)
+
+
+def test_pushes_stay_off_the_loop_when_the_registry_is_not_local_files(tmp_path, redis_url):
+    """A push reads the registry's newest version: from an object store that is a request the online store's
+    deadline does not bound, so it never runs on the loop."""
+    online = f"url: {redis_url}\n  options: {{key_prefix: fsin{uuid.uuid4().hex[:8]}}}"
+    local = driver_repo(tmp_path / "repo", online=online)
+    assert create_app(local).state.server._bounded_writes
+    remote = FeatureStore(tmp_path / "repo")
+    remote.registry.store = ElsewhereRegistry(remote.registry.store)
+    assert not create_app(remote).state.server._bounded_writes
