@@ -294,10 +294,11 @@ class FeatureStore:
         value = sources.watermark_value(table.column(src.watermark), src.watermark)
         return self._ingest(view_name, table, batch_id, date_format, Watermark(src.watermark, value, prior))
 
-    def push(self, name: str, data: Any, *, to: str = "online") -> list[ingest_mod.IngestResult]:
+    def push(self, name: str, data: Any, *, to: str = "online", identify: bool = True) -> list[ingest_mod.IngestResult]:
         """Feast's push: write ``data`` to every view named ``name`` or whose source is named ``name``, ``to``
-        "online", "offline" or "online_and_offline", with ingest's validation and write path (``push``)."""
-        return push_mod.push(self, name, data, to=to)
+        "online", "offline" or "online_and_offline", with ingest's validation and write path (``push``).
+        ``identify=False``: an online push's results carry no ``batch_id`` (None; its rows are not hashed)."""
+        return push_mod.push(self, name, data, to=to, identify=identify)
 
     # -- streams ---------------------------------------------------------------------------------------------
     def stream(self, view_name: str, source, *, consumer: str | None = None, dead_letter: str | Path | None = None,

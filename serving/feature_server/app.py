@@ -40,7 +40,6 @@ from starlette.routing import Route
 
 from skewless.definitions import CREATED_TS, EVENT_TS
 from skewless.errors import DefinitionError, NotFoundError, StoreUnavailable, ValidationError
-from skewless import push as push_mod
 from skewless.push import views_for as push_views
 from skewless.registry.store import LocalRegistryStore
 
@@ -269,7 +268,7 @@ class FeatureServer:
         them), written. An online push skips hashing its rows: the answer carries no batch id."""
         df = feast_json.push_frame(req.columns, self._time_columns(req.source))
         if req.to == "online":
-            return push_mod.push(self.store, req.source, df, to="online", identify=False)
+            return self.store.push(req.source, df, to="online", identify=False)
         lock = self._offline_locks.setdefault(req.source, threading.Lock())
         with lock:
             return self.store.push(req.source, df, to=req.to)

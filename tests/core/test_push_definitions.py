@@ -41,7 +41,7 @@ def test_an_online_push_without_identity_writes_the_same_rows(repo):
     df = pd.DataFrame({"driver_id": [1, 2], "rate": [0.5, 0.6], "event_timestamp": [T, T]})
     hashed = repo.push("stats", df)
     assert hashed[0].batch_id.startswith("sha256:") and hashed[0].rows == 2
-    bare = push_mod.push(repo, "stats", df.assign(rate=[0.8, 0.9]), to="online", identify=False)
+    bare = repo.push("stats", df.assign(rate=[0.8, 0.9]), to="online", identify=False)
     assert bare[0].batch_id is None and bare[0].rows == 2 and bare[0].version is None
     assert repo.get_online_features(["stats:rate"], [{"driver_id": 1}, {"driver_id": 2}]).values["rate"] == \
         [0.8, 0.9]
