@@ -13,6 +13,7 @@ from typing import Any, Iterable, Sequence
 
 from . import dtypes
 from .dtypes import DType
+from .drift import check_monitoring
 from .errors import DefinitionError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -476,7 +477,10 @@ class FeatureService:
     kind = "feature_service"
 
     def __init__(self, name: str, features: Sequence[FeatureView | FeatureViewProjection], *, owner: str = "",
-                 tags: dict[str, str] | None = None, description: str = ""):
+                 tags: dict[str, str] | None = None, description: str = "", monitoring: dict | None = None):
+        """``monitoring``: skew/drift thresholds for the models served through this service (see
+        ``skewless.drift.check_monitoring``; docs/monitoring.md), e.g. ``{"psi": 0.2, "features": {"v:f": {"ks":
+        0.05}}}``; a model's own declaration wins over it."""
         self.name = check_name("feature service", name)
         if not features:
             raise DefinitionError(f"feature service {name!r}: needs at least one feature view")
@@ -496,16 +500,24 @@ class FeatureService:
         self.feature_refs = refs
         self.owner, self.description = owner, description
         self.tags = _tags(tags, f"feature service {name!r}")
+        self.monitoring = check_monitoring(monitoring, f"feature service {name!r}")
+        unknown = sorted(set((self.monitoring or {}).get("features", {})) - set(refs))
+        if unknown:
+            raise DefinitionError(f"feature service {name!r}: monitoring names features it does not list: {unknown}")
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "features": self.feature_refs, "owner": self.owner, "tags": self.tags,
-                "description": self.description}
+        d = {"name": self.name, "features": self.feature_refs, "owner": self.owner, "tags": self.tags,
+             "description": self.description}
+        if self.monitoring is not None:  # only when declared: registries written before it show no change
+            d["monitoring"] = self.monitoring
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureService":
         fs = cls.__new__(cls)
         fs.name, fs.feature_refs = d["name"], list(d["features"])
         fs.owner, fs.tags, fs.description = d.get("owner", ""), d.get("tags", {}), d.get("description", "")
+        fs.monitoring = d.get("monitoring")
         return fs
 
     def __eq__(self, other: object) -> bool:

@@ -24,6 +24,13 @@ class DType:
     def __str__(self) -> str:
         return self.name
 
+    def __reduce_ex__(self, protocol):
+        # Code compares types by identity (``dt is String``), so a type pickled to another process (a view sent to
+        # Spark's executors) must come back as that process's own instance, not an equal copy.
+        if ALL.get(self.name) is self:
+            return by_name, (self.name,)
+        return super().__reduce_ex__(protocol)
+
 
 Int32 = DType("Int32", pa.int32(), "INTEGER")
 Int64 = DType("Int64", pa.int64(), "BIGINT")

@@ -14,6 +14,8 @@
     ├── EngineError               an offline engine could not run a query (e.g. out of memory); says what to tune
     ├── TransformError            an on-demand transform raised, or returned an output of the wrong type or shape
     │                             (names the transform and the row; nothing is silently nulled)
+    ├── PermissionDenied          the calling principal may not do this action on this resource (skewless.permissions);
+    │                             nothing was done, the denial is in the audit log (HTTP 403)
     ├── StoreUnavailable          a backing store (file system, object store, database) cannot be reached
     └── JobFailed                 a job submitted to a cluster (``skewless submit``) ended FAILED; names the run
         └── JobCancelled          ... ended CANCELLED (by Ctrl-C here, or by someone else)
@@ -99,6 +101,17 @@ class TransformError(SkewlessError):
         super().__init__(message)
         self.transform = transform
         self.row = row
+
+
+class PermissionDenied(SkewlessError):
+    """The calling principal may not do ``action`` on ``resource`` (``skewless.permissions.check``). Raised before
+    anything is written; the denial is recorded in the audit log. ``principal`` is None for an anonymous caller."""
+
+    def __init__(self, message: str, *, principal: str | None, action: str, resource: str):
+        super().__init__(message)
+        self.principal = principal
+        self.action = action
+        self.resource = resource
 
 
 class StoreUnavailable(SkewlessError):

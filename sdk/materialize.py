@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import materialize_parts as parts
 from .aggregation import maintain
 from .aggregation.definition import AggregatedView
 from .definitions import EVENT_TS, WRITE_BATCH, FeatureView
@@ -62,6 +63,7 @@ def forget_progress(online, view: str) -> None:
     """Forget the view's materialize checkpoint and last end: the next materialization starts from its beginning."""
     online.set_meta(_job_key(view), None)
     online.set_meta(_end_key(view), None)
+    parts.forget(online, view)
 
 
 def incremental_starts(online, views: list[FeatureView], end: datetime, allow_rewind: bool = False
@@ -303,13 +305,42 @@ class _ReadAhead:
         self._items.clear()
 
 
+def _finish(ctx, job: _Job) -> None:
+    """The job is done: its record says so, and the view's last end moves forward (never back)."""
+    job.state["done"] = True
+    ctx.online.set_meta(_job_key(job.view.name), json.dumps(job.state))
+    prev = last_end(ctx.online, job.view.name)
+    if prev is None or job.end > prev:
+        ctx.online.set_meta(_end_key(job.view.name), job.end.isoformat())
+
+
+def _by_workers(ctx, job: _Job, progress: ProgressFn | None) -> ViewResult:
+    """A view the engine's workers write (``materialize_parts``), checkpointed per part."""
+    key, state = _job_key(job.view.name), job.state
+    rows, resumed = parts.write(ctx, job.view, job.files, job.start, job.end, state,
+                                lambda: ctx.online.set_meta(key, json.dumps(state)))
+    state["rows_done"] = rows
+    if progress:
+        progress(job.view.name, rows)
+    _finish(ctx, job)
+    parts.forget(ctx.online, job.view.name)
+    return ViewResult(job.view.name, rows, resumed, state["version"])
+
+
 def materialize_views(ctx, specs: list[tuple[FeatureView, datetime | None, datetime]],
                       progress: ProgressFn | None = None, chunk_rows: int = CHUNK_ROWS) -> list[ViewResult]:
-    """Materialize each (view, start, end) in turn; the scans run ahead of the writes (``_ReadAhead``).
+    """Materialize each (view, start, end) in turn; the scans run ahead of the writes (``_ReadAhead``), or the
+    engine's workers write the rows (``materialize_parts``) where the engine and the online store allow it.
 
     A view's checkpoint is saved after each chunk, once every row before it was written: the writes and the
     checkpoints stay in this thread and in order, so resuming after a crash skips only rows that are online."""
     jobs = [_prepare(ctx, v, s, e) for v, s, e in specs]
+    workers = [parts.by_workers(ctx, j.view) for j in jobs]
+    scanned = iter(_scan_and_write(ctx, [j for j, w in zip(jobs, workers) if not w], progress, chunk_rows))
+    return [_by_workers(ctx, j, progress) if w else next(scanned) for j, w in zip(jobs, workers)]
+
+
+def _scan_and_write(ctx, jobs: list[_Job], progress: ProgressFn | None, chunk_rows: int) -> list[ViewResult]:
     if not jobs:
         return []
     results: list[ViewResult] = []
@@ -342,11 +373,7 @@ def materialize_views(ctx, specs: list[tuple[FeatureView, datetime | None, datet
                     progress(job.view.name, seen)
                 continue
             # ("end", i): every row of the view is online
-            state["done"] = True
-            ctx.online.set_meta(key, json.dumps(state))
-            prev = last_end(ctx.online, job.view.name)
-            if prev is None or job.end > prev:
-                ctx.online.set_meta(_end_key(job.view.name), job.end.isoformat())
+            _finish(ctx, job)
             results.append(ViewResult(job.view.name, seen, skip, state["version"]))
             if len(results) == len(jobs):
                 break
@@ -375,11 +402,7 @@ def materialize_tiles(ctx, view: AggregatedView, start: datetime | None, end: da
         if progress:
             progress(view.name, done)
     maintain.refresh(ctx, view, job.files, where, skip=job.skip, on_chunk=checkpoint)
-    state["done"] = True
-    ctx.online.set_meta(key, json.dumps(state))
-    prev = last_end(ctx.online, view.name)
-    if prev is None or end > prev:
-        ctx.online.set_meta(_end_key(view.name), end.isoformat())
+    _finish(ctx, job)
     return ViewResult(view.name, state["rows_done"], job.skip, state["version"])
 
 

@@ -6,7 +6,7 @@ extra; imported only when a plot is asked for, on the file-only Agg backend).
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +97,10 @@ def lines_png(x: list, series: dict[str, list], title: str, ylabel: str, path: s
     if limit is not None:
         ax.axhline(limit, linestyle="--", color="#cf222e", label=f"threshold {limit:g}")
     if isinstance(x[0], datetime):
+        if len(x) == 1:  # one window: a day around it, not matplotlib's default of years
+            ax.set_xlim(x[0] - timedelta(hours=12), x[0] + timedelta(hours=12))
         fig.autofmt_xdate()
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, plt, path)

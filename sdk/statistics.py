@@ -38,6 +38,7 @@ FREQ_LG_MAP = 7  # frequent items: a map of 128 (96 items tracked); error <= 3.5
 # The frequent-items sketch is fed each append's most frequent values (all of them up to this many distinct):
 # the tail left out holds items of at most rows/FREQ_FEED occurrences each, well below the sketch's own error.
 FREQ_FEED = 4096
+_RUN = 256  # values sorted together before the KLL update (see _column)
 _PROBE = 16_384  # rows whose distinct count picks how a string column is counted
 # An append records the merged statistics of all versions so far when the newest such record is at least this many
 # versions old, so reading any version merges at most this many per-append records.
@@ -149,14 +150,23 @@ def _column(name: str, dtype: str, col: pa.ChunkedArray) -> dict:
         values = rows - st["nulls"]
         st["n"] = values
         if values:
-            mm = pc.min_max(col)
-            st["min"], st["max"] = mm["min"].as_py(), mm["max"].as_py()
             mean = pc.mean(col).as_py()
             st["mean"], st["m2"] = mean, (pc.variance(col, ddof=0).as_py() or 0.0) * values
             kll = ds.kll_doubles_sketch(KLL_K)
-            # One vectorised update (a writable float64 copy: the binding refuses Arrow's read-only buffers).
-            kll.update(np.array((pc.drop_null(col) if st["nulls"] else col).to_numpy(), dtype=np.float64))
+            # One vectorised update (a writable float64 copy: the binding refuses Arrow's read-only buffers). KLL's
+            # compactions sort its buffer: fed runs already sorted (numpy sorts 256-value blocks at ~2-3 ns a value)
+            # it costs about half. Its error bound holds whatever the order of the input.
+            vals = np.array((pc.drop_null(col) if st["nulls"] else col).to_numpy(), dtype=np.float64)
+            runs = vals[:len(vals) // _RUN * _RUN].reshape(-1, _RUN)
+            runs.sort(axis=1)
+            kll.update(vals)
             st["kll"] = kll
+            if pa.types.is_floating(col.type):  # the runs' ends and the rest hold the extremes
+                ends = np.concatenate([runs[:, 0], runs[:, -1], vals[runs.size:]])
+                st["min"], st["max"] = float(ends.min()), float(ends.max())
+            else:  # integers stay exact (a double holds only 53 bits)
+                mm = pc.min_max(col)
+                st["min"], st["max"] = mm["min"].as_py(), mm["max"].as_py()
         else:
             st["kll"] = ds.kll_doubles_sketch(KLL_K)
     elif kind == "bool":

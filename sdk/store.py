@@ -3,7 +3,9 @@ to the module that owns it (registry, ingest, retrieval, materialize, online_rea
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from functools import cached_property
@@ -11,7 +13,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 
+from . import audit as audit_mod
 from . import config as config_mod
+from . import permissions as perms
 from . import features as features_mod
 from . import ingest as ingest_mod
 from . import materialize as mat
@@ -22,7 +26,7 @@ from .aggregation.definition import AggregatedView
 from .aggregation.maintain import check_store
 from .aggregation.partials import layout as tile_layout
 from .definitions import Entity, FeatureService, FeatureView
-from .errors import ConfigError, ConflictError, DefinitionError, EngineError, ValidationError
+from .errors import ConfigError, ConflictError, DefinitionError, EngineError, PermissionDenied, ValidationError
 from .faults import kill_point
 from .offline.base import BatchAlreadyCommitted, CommittedBatch, Watermark, WatermarkMoved
 from .redact import redact_url
@@ -42,9 +46,15 @@ _UNSET = object()
 class FeatureStore:
     """A feature repo: ``FeatureStore(".")`` reads ``./skewless.yaml``."""
 
-    def __init__(self, repo_path: str | Path = ".", *, config: config_mod.Config | None = None):
+    def __init__(self, repo_path: str | Path = ".", *, config: config_mod.Config | None = None,
+                 principal: str | None = None, token: str | None = None):
+        """``principal`` (a registered principal's name) or ``token`` (a service token, matched by its hash) says
+        who calls, for the permission checks of the write paths (``skewless.permissions``); neither: the
+        environment's ``SKEWLESS_TOKEN`` / ``SKEWLESS_PRINCIPAL``."""
         self.repo_path = Path(repo_path).resolve()
         self.config = config or config_mod.load(self.repo_path)
+        self._principal, self._token = principal, token
+        self._acting = threading.local()  # a server's per-request principal (``acting_as``)
         self._state = None
         self._state_at = 0.0
         self._resolved: dict[Any, list] = {}
@@ -72,6 +82,54 @@ class FeatureStore:
 
     now = staticmethod(utc_now)
 
+    # -- permissions and audit (skewless.permissions, skewless.audit) ------------------------------------------
+    @cached_property
+    def audit_log(self) -> audit_mod.AuditLog:
+        return audit_mod.AuditLog(self.registry.store)
+
+    @contextlib.contextmanager
+    def acting_as(self, principal: str | None):
+        """Within the block, this thread's calls are checked and audited as ``principal`` (a server's caller,
+        identified by its token: the feature server's pushes)."""
+        prior = getattr(self._acting, "principal", _UNSET)
+        self._acting.principal = principal
+        try:
+            yield self
+        finally:
+            self._acting.principal = prior
+
+    def principal(self, state=None) -> str | None:
+        """Who this call is made as: ``acting_as``'s, else the constructor's, else the environment's."""
+        acting = getattr(self._acting, "principal", _UNSET)
+        if acting is not _UNSET:
+            return acting
+        if self._principal is not None:
+            return self._principal
+        state = state if state is not None else self._registry_state()
+        if self._token is not None:
+            return perms.principal_for_token(state, self._token) or "<unknown token>"
+        return perms.principal_from_env(state)
+
+    def _audit_write(self, who: str | None, resource: str, outcome: str, detail: str) -> None:
+        """An allowed data write (ingest, push, stream run, materialize) in the audit log — only while the registry
+        declares permissions: an open registry writes as before, with no added object per ingest or push (applies,
+        deploys and denials are always recorded)."""
+        if perms.governed(self._registry_state()):
+            self.audit_log.append(who, "ingest", resource, outcome, detail)
+
+    def authorize(self, action: str, resources: Sequence[tuple[str, str]], state=None) -> str | None:
+        """Check ``action`` on every resource before anything is done (``permissions.check``): on a denial the
+        denial is audited and ``PermissionDenied`` raised. Returns the principal (for the audit of the call)."""
+        state = state if state is not None else self._registry_state(fresh=True)
+        who = self.principal(state)
+        for resource in resources:
+            try:
+                perms.check(state, who, action, resource)
+            except PermissionDenied as exc:
+                self.audit_log.append(who, action, exc.resource, "denied", str(exc))
+                raise
+        return who
+
     # -- registry --------------------------------------------------------------------------------------------
     def _registry_state(self, fresh: bool = False):
         if fresh or self._state is None or time.monotonic() - self._state_at > REGISTRY_CACHE_SECONDS:
@@ -91,11 +149,23 @@ class FeatureStore:
     def apply(self, objects: Iterable | Entity | FeatureView | FeatureService, *, prune: bool = False,
               allow_breaking: bool = False, message: str = "") -> Plan:
         """Commit definitions as a new registry version (ConflictError if another apply won the race)."""
-        if isinstance(objects, (Entity, FeatureView, FeatureService, OnDemandTransform)):
+        if isinstance(objects, (Entity, FeatureView, FeatureService, OnDemandTransform, perms.Principal, perms.Role,
+                                perms.Grant)):
             objects = [objects]
         before = self._registry_state(fresh=True)
-        plan = self.registry.apply(objects, prune=prune, allow_breaking=allow_breaking, message=message)
+        # Checked against the registry as it is: the apply that first declares permissions is allowed (open), and
+        # one that changes them needs `apply` under the permissions in force.
+        who = self.authorize("apply", [perms.PROJECT], before)
+        # the principal is also the registry version's author (its own history names who committed it)
+        plan = self.registry.apply(objects, prune=prune, allow_breaking=allow_breaking, message=message, author=who)
+        if plan.empty:
+            return plan
         after = self._registry_state(fresh=True)
+        self.audit_log.append(who, "apply", "*", "allowed",
+                              f"registry version {after.version}: {len(plan.changes)} change(s)")
+        for change in plan.changes:
+            if change.kind in perms.PERMISSION_KINDS:
+                self.audit_log.append(who, "permission_change", f"{change.kind}:{change.name}", "allowed", str(change))
         for change in plan.changes:
             if change.kind == "feature_view" and change.action == "delete":
                 self.online.drop_view(change.name)
@@ -210,7 +280,9 @@ class FeatureStore:
 
     def _ingest(self, view_name: str, data: Any, batch_id: str | None, date_format: str | None,
                 watermark: Watermark | None = None, *, online: bool = True) -> ingest_mod.IngestResult:
-        view = self._registry_state(fresh=True).get("feature_view", view_name)
+        state = self._registry_state(fresh=True)
+        view = state.get("feature_view", view_name)
+        who = self.authorize("ingest", [("view", view.name)], state)
         to_online = view.online and online
         batch, write_time = new_batch_id(), utc_now()
         rows = ingest_mod.prepare(view, data, batch=batch, write_time=write_time, date_format=date_format)
@@ -258,6 +330,9 @@ class FeatureStore:
             else:
                 mat.push_batch(self, view, rows, batch, version)
             self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+        # After the whole write (a failure here leaves the rows written and the push complete, unrecorded)
+        self._audit_write(who, f"view:{view.name}", "allowed",
+                          f"{rows.num_rows} rows, history version {version}{'' if to_online else ', offline only'}")
         return ingest_mod.IngestResult(view.name, version, rows.num_rows, ident)
 
     def _pending(self, view: FeatureView, batch: int) -> bool:
@@ -276,7 +351,9 @@ class FeatureStore:
         local, ``s3://``, ``oss://``). With a ``watermark`` column, only rows above the watermark recorded by the
         last source ingest are read, and the new one is recorded in the same offline commit as the rows, so a rerun
         (after a crash at any point) ingests each row once; ``rows == 0``: nothing new."""
-        view = self._registry_state(fresh=True).get("feature_view", view_name)
+        state = self._registry_state(fresh=True)
+        view = state.get("feature_view", view_name)
+        self.authorize("ingest", [("view", view.name)], state)  # before the source is read
         src = view.source
         if src is None:
             raise DefinitionError(f"feature view {view_name!r} has no source to ingest from")
@@ -298,7 +375,14 @@ class FeatureStore:
         """Feast's push: write ``data`` to every view named ``name`` or whose source is named ``name``, ``to``
         "online", "offline" or "online_and_offline", with ingest's validation and write path (``push``).
         ``identify=False``: an online push's results carry no ``batch_id`` (None; its rows are not hashed)."""
-        return push_mod.push(self, name, data, to=to, identify=identify)
+        state = self._registry_state()  # cached (as views_for's): a push is the feature server's hot write path
+        views = push_mod.views_for(self, name)
+        who = self.authorize("ingest", [("view", v.name) for v in views], state)  # every view, before any write
+        results = push_mod.push(self, name, data, to=to, identify=identify)
+        if to == "online":  # the other modes went through ingest, which audited each view
+            for r in results:
+                self._audit_write(who, f"view:{r.view}", "allowed", f"push {r.rows} rows, online only")
+        return results
 
     # -- streams ---------------------------------------------------------------------------------------------
     def stream(self, view_name: str, source, *, consumer: str | None = None, dead_letter: str | Path | None = None,
@@ -312,6 +396,12 @@ class FeatureStore:
         from .streams.consume import consume
         from .streams.deadletter import DeadLetter
 
+        try:
+            who = self.authorize("ingest", [("view", view_name)])  # before a stream is opened or read
+        except PermissionDenied:
+            if not isinstance(source, str):
+                source.close()  # ours to close, as below
+            raise
         if isinstance(source, str):
             url = source
             source = plugins.load("stream", url)(url, self.config.repo_path, options or {})
@@ -319,14 +409,20 @@ class FeatureStore:
         consumer = consumer or source.name
         dead = DeadLetter(dead_letter or self.config.repo_path / "dead-letter")
         try:
-            return consume(self, view_name, source, consumer=consumer, dead_letter=dead, **kwargs)
+            stats = consume(self, view_name, source, consumer=consumer, dead_letter=dead, **kwargs)
         finally:
             source.close()
+        # one record per run (not per micro-batch: a long-running consumer would write one per second)
+        self._audit_write(who, f"view:{view_name}", "allowed",
+                              f"stream {consumer}: {stats.batches} micro-batches, {stats.rows} rows")
+        return stats
 
     def compact(self, view_name: str, target_file_mb: int = 128) -> dict | None:
         """Compact the view's history (small files from stream micro-batches) into large files as one new version;
         older versions stay readable. See ``OfflineStore.compact``."""
-        view = self._registry_state(fresh=True).get("feature_view", view_name)
+        state = self._registry_state(fresh=True)
+        view = state.get("feature_view", view_name)
+        self.authorize("ingest", [("view", view.name)], state)  # it writes a new history version
         return self.offline.compact(view.name, target_file_mb)
 
     # -- statistics ------------------------------------------------------------------------------------------
@@ -407,8 +503,15 @@ class FeatureStore:
         if start > end:
             raise ValidationError(f"start_date {start} is after end_date {end}")
         views = self._views_for(feature_views)
+        who = self.authorize("ingest", [("view", v.name) for v in views])
         mat.repair_pending(self, views)
-        return mat.materialize_any(self, [(v, start, end) for v in views], progress, chunk_rows)
+        out = mat.materialize_any(self, [(v, start, end) for v in views], progress, chunk_rows)
+        self._audit_materialize(who, out, f"materialize {start.isoformat()} .. {end.isoformat()}")
+        return out
+
+    def _audit_materialize(self, who: str | None, results: list, what: str) -> None:
+        for r in results:
+            self._audit_write(who, f"view:{r.view}", "allowed", f"{what}: {r.rows} rows online")
 
     def materialize_incremental(self, end_date: datetime, feature_views: Sequence[str] | None = None,
                                 *, progress: mat.ProgressFn | None = None, chunk_rows: int = mat.CHUNK_ROWS,
@@ -418,9 +521,12 @@ class FeatureStore:
         beginning)."""
         end = utc(end_date, "end_date")
         views = self._views_for(feature_views)
+        who = self.authorize("ingest", [("view", v.name) for v in views])
         starts = mat.incremental_starts(self.online, views, end, allow_rewind)
         mat.repair_pending(self, views)
-        return mat.materialize_any(self, [(v, s, end) for v, s in zip(views, starts)], progress, chunk_rows)
+        out = mat.materialize_any(self, [(v, s, end) for v, s in zip(views, starts)], progress, chunk_rows)
+        self._audit_materialize(who, out, f"materialize-incremental to {end.isoformat()}")
+        return out
 
     # -- online reads ----------------------------------------------------------------------------------------
     def get_online_features(self, features: Sequence[str] | FeatureService | str, entity_rows: Sequence[dict],

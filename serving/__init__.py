@@ -4,12 +4,14 @@ and serve it over HTTP (SageMaker and PAI-EAS contracts) with online feature loo
     art = package_model(model, name="credit", store=store, feature_service="credit_model_v1", training_set=job)
     ModelRegistry(store).register(art, stage="staging")
     skewless model serve --model credit --stage production      # or: python -m skewless.serving serve
+    skewless monitor credit --stage production                  # skew of its predictions vs its training set
 """
 
 from .artifact import ModelArtifact, ModelManifest, package_model
 from .flavors import Flavor, LoadedModel, register as register_flavor
 from .prediction_log import log_view, read_log
 from .model_registry import ModelRegistry, ModelVersion
+from .monitor import Report as MonitorReport, monitor
 
-__all__ = ["Flavor", "LoadedModel", "ModelArtifact", "ModelManifest", "ModelRegistry", "ModelVersion", "log_view",
-           "package_model", "read_log", "register_flavor"]
+__all__ = ["Flavor", "LoadedModel", "ModelArtifact", "ModelManifest", "ModelRegistry", "ModelVersion", "MonitorReport",
+           "log_view", "monitor", "package_model", "read_log", "register_flavor"]

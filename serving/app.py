@@ -53,6 +53,7 @@ from .invocations import PredictionRoutes
 from .invocations import json_response as _json
 from .metrics import Metrics
 from .model import ServedModel
+from .monitor import Refresher
 
 log = logging.getLogger("skewless.serving")
 CONTRACTS = ("sagemaker", "eas", "v2")
@@ -77,6 +78,10 @@ class AppOptions:
     predict_timeout: float | None = 60.0
     max_overrunning: int = 4  # timed-out predictions still running (threads cannot be killed) before not ready
     tracing: Any = None  # tracing.Tracing (tracing.from_env: the OTEL_* variables), None: off
+    # Skew gauges (monitor.Refresher): recomputed every monitor_seconds (0: off) over the last monitor_lookback
+    # seconds of the prediction log, in a background thread.
+    monitor_seconds: float = 60.0
+    monitor_lookback: float = 3600.0
 
 
 class _Server(PredictionRoutes):
@@ -113,11 +118,16 @@ class _Server(PredictionRoutes):
         self.service = opts.service or model.name
         self.codecs = Codecs(model.manifest, model.version)
         self._children: dict = {}
+        self.refresher = Refresher(model.store, model.manifest, model.version, self.metrics.skew,
+                                   interval=opts.monitor_seconds, lookback=opts.monitor_lookback) \
+            if opts.monitor_seconds else None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     @asynccontextmanager
     async def lifespan(self, app):
         self.batcher.start()
+        if self.refresher is not None:
+            self.refresher.start()
         loop = self._loop = asyncio.get_running_loop()
         # Loaded in the background: the port answers (/live, /ping = 503) while a large model loads.
         load = loop.run_in_executor(self.health_pool, self._load)
@@ -125,6 +135,8 @@ class _Server(PredictionRoutes):
             yield
         finally:
             await self.batcher.drain(self.opts.shutdown_timeout)
+            if self.refresher is not None:
+                await loop.run_in_executor(None, self.refresher.stop)
             if not load.done():
                 await load
             ok = await loop.run_in_executor(None, self.model.close, self.opts.shutdown_timeout)
@@ -271,6 +283,11 @@ def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlet
         from skewless.errors import ConfigError
 
         raise ConfigError(f"max_body_bytes must be a positive number of bytes, not {opts.max_body_bytes}")
+    if opts.monitor_seconds < 0 or opts.monitor_lookback <= 0:
+        from skewless.errors import ConfigError
+
+        raise ConfigError(f"monitor_seconds must be >= 0 (0: off) and monitor_lookback > 0 seconds, not "
+                          f"{opts.monitor_seconds} and {opts.monitor_lookback}")
     if opts.predict_timeout is not None and opts.predict_timeout <= 0:
         from skewless.errors import ConfigError
 

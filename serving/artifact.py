@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 from skewless import dtypes
 from skewless.definitions import FeatureService, FeatureView, Field, check_name
+from skewless.drift import check_monitoring
 from skewless.errors import DefinitionError, NotFoundError, ValidationError
 from skewless.features import resolve
 from skewless.training_sets import TrainingSet
@@ -73,6 +74,8 @@ class ModelManifest:
     # registry whose copy of one differs (serving/model.py: ``check_transforms``).
     transforms: dict[str, dict] = field(default_factory=dict)
     training: dict | None = None  # {"snapshot", "features", "registry_version", "feature_view_versions", ...}
+    # Skew/drift thresholds of this model (skewless.drift.check_monitoring), over its feature service's; None: none.
+    monitoring: dict | None = None
     description: str = ""
     created_at: str = ""
     created_by: str = ""
@@ -243,7 +246,7 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
                   outputs: Sequence[tuple[str, Any]] | None = None, method: str | None = None,
                   artifacts: dict[str, str] | None = None, requirements: Sequence[str] = (),
                   full_feature_names: bool = False, description: str = "", missing_features: str = "serve",
-                  required_features: Sequence[str] | None = None) -> ModelArtifact:
+                  required_features: Sequence[str] | None = None, monitoring: dict | None = None) -> ModelArtifact:
     """Package a trained model with the feature service it was trained on.
 
     ``training_set``: the ``RetrievalJob`` the model was trained on (its ``snapshot`` is the lineage; or give
@@ -254,9 +257,11 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
     "loan_zipcode:zipcode"}`` so a request with a loan id alone reaches the zipcode's features.
     ``missing_features``: ``serve`` (predict, count the rows missing a required view in the response's
     ``feature_status``), ``flag`` (also list those rows) or ``reject`` (422 naming the missing features);
-    ``required_features``: the ``view`` or ``view:feature`` entries that count (default: all)."""
+    ``required_features``: the ``view`` or ``view:feature`` entries that count (default: all).
+    ``monitoring``: the model's skew/drift thresholds, over its feature service's (docs/monitoring.md)."""
     check_name("model", name)
     check_missing_policy(missing_features)
+    monitoring = check_monitoring(monitoring, f"model {name!r}")
     fl = flavors.get(flavor) if flavor else flavors.detect(model)
     state = store._registry_state(fresh=True)
     if isinstance(training_set, str):
@@ -323,10 +328,13 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
         if rf.name in keys:
             raise DefinitionError(f"request field {rf.name!r} is a join key; keys are always taken from requests")
 
-    required_views(name, [i["source"] for i in inputs if not i["source"].startswith("request:")
-                          and i["source"].split(":")[0] not in frozen]
-                   + [r for n in frozen for r in transforms[n].inputs.values()]
-                   + list(key_lookups.values()), required_features)  # before anything is written
+    reads = ([i["source"] for i in inputs if not i["source"].startswith("request:")
+              and i["source"].split(":")[0] not in frozen]
+             + [r for n in frozen for r in transforms[n].inputs.values()] + list(key_lookups.values()))
+    required_views(name, reads, required_features)  # before anything is written
+    unknown = sorted(set((monitoring or {}).get("features", {})) - set(reads))
+    if unknown:
+        raise DefinitionError(f"model {name!r}: monitoring names features it does not read: {unknown}")
     options = {"method": method, "outputs": list(outputs) if outputs else None, "artifacts": artifacts}
     registered = None  # (name, version) of a registered training set: the model version's lineage points at it
     if isinstance(training_set, TrainingSet):
@@ -364,7 +372,7 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
         inputs=inputs, outputs=[{"name": n, "dtype": d} for n, d in outs], request_keys=request_keys,
         key_lookups=key_lookups, missing_features=missing_features, transforms=frozen,
         required_features=list(required_features) if required_features is not None else None,
-        requirements=reqs, training=training, description=description,
+        requirements=reqs, training=training, monitoring=monitoring, description=description,
         created_at=datetime.now(timezone.utc).isoformat(), created_by=_user(), python=platform.python_version())
     for o in manifest.outputs:
         check_name("model output", o["name"])

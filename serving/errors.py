@@ -10,8 +10,8 @@ that is not a ``SkewlessError`` (a bug) only its type, since its message may hol
 
 from __future__ import annotations
 
-from skewless.errors import (ConfigError, ConflictError, DefinitionError, EngineError, NotFoundError, SkewlessError,
-                             StoreUnavailable, TransformError, ValidationError)
+from skewless.errors import (ConfigError, ConflictError, DefinitionError, EngineError, NotFoundError,
+                             PermissionDenied, SkewlessError, StoreUnavailable, TransformError, ValidationError)
 
 
 class Unauthorized(SkewlessError):
@@ -63,6 +63,7 @@ class PredictTimeout(SkewlessError):
 # Ordered: the first matching class wins (subclasses before their bases).
 _STATUS: list[tuple[type[BaseException], int]] = [
     (Unauthorized, 401),
+    (PermissionDenied, 403),
     (PayloadTooLarge, 413),
     (UnsupportedMediaType, 415),
     (NotAcceptable, 406),

@@ -8,11 +8,19 @@ of the whole process, which is the server's; ``PROMETHEUS_DISABLE_CREATED_SERIES
 
 from __future__ import annotations
 
+import math
+import time
+
 from prometheus_client import (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, Counter,
                                Gauge, Histogram, disable_created_metrics)
 
+from skewless.drift import METRICS
 from skewless.online.base import EXPIRED, NOT_FOUND, PRESENT
 
+_SKEW_HELP = {"psi": "Population stability index of the feature's served values against its training set",
+             "ks": "Kolmogorov-Smirnov statistic of the feature's served values against its training set (numbers)",
+             "js": "Jensen-Shannon distance (base 2) of the feature's served values against its training set",
+             "missing_share": "Share of served rows whose feature view read NOT_FOUND or EXPIRED"}
 # Sub-millisecond buckets: the latency target is p50 <= 1 ms.
 _LATENCY = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -71,6 +79,29 @@ class Metrics:
         self._missing = {o: self.missing_rows.labels(o) for o in ("served", "flagged", "rejected")}
         info = Gauge("skewless_model_info", "The served model", ["model", "version"], registry=r)
         info.labels(model, str(version)).set(1)
+        # Training-serving skew over the last lookback of the prediction log (serving/monitor.py's Refresher): one
+        # series per feature once the reference is loaded; NaN where a metric does not apply or there are no rows.
+        self._id = (model, str(version))
+        labels = ["model", "version", "feature"]
+        self.skew_gauges = {m: Gauge(f"skewless_feature_{m}", _SKEW_HELP[m], labels, registry=r) for m in METRICS}
+        self.skew_breach = Gauge("skewless_feature_drift_breach", "1 when the feature's skew is over one of its "
+                                 "thresholds (judged from min_rows rows on)", labels, registry=r)
+        self.skew_rows = Gauge("skewless_monitor_rows", "Prediction log rows the skew gauges were computed on",
+                               ["model", "version"], registry=r)
+        self.skew_refreshed = Gauge("skewless_monitor_refresh_timestamp_seconds", "When the skew gauges were last "
+                                    "computed (Unix time)", ["model", "version"], registry=r)
+
+    def skew(self, report) -> None:
+        """Publish a ``monitor.Report`` of one window (the Refresher's): each feature's metrics and breach flag."""
+        window = report.windows[0] if report.windows else None
+        for ref in report.thresholds:
+            d = window.features.get(ref) if window else None
+            for m, gauge in self.skew_gauges.items():
+                v = getattr(d, m) if d is not None else None
+                gauge.labels(*self._id, ref).set(math.nan if v is None else v)
+            self.skew_breach.labels(*self._id, ref).set(1 if window and ref in window.breaches else 0)
+        self.skew_rows.labels(*self._id).set(window.rows if window else 0)
+        self.skew_refreshed.labels(*self._id).set(time.time())
 
     def online_read(self, stage: int, seconds: float) -> None:
         self._reads[stage].observe(seconds)

@@ -27,6 +27,8 @@ serve`` option, which wins over the variable.
                               limit; 0 = none): past it 504, and the server goes on serving
     SKEWLESS_LOG_LEVEL        DEBUG | INFO (default) | WARNING | ERROR (environment only)
     SKEWLESS_PREDICTION_LOG_DIR   the prediction log's journal folder (see ``prediction_log``)
+    SKEWLESS_MONITOR_SECONDS  how often the skew gauges are recomputed (default 60; 0 = off; see ``monitor``)
+    SKEWLESS_MONITOR_LOOKBACK_SECONDS   how much of the prediction log they cover (default 3600)
     OTEL_*                    OpenTelemetry tracing, off unless these turn it on (see ``tracing``)
 """
 
@@ -71,6 +73,8 @@ class ServeConfig:
     max_body_bytes: int = 6 * 1024 * 1024
     missing_features: str | None = None  # serve | flag | reject; None: the model's own (its manifest)
     log_level: str = "INFO"
+    monitor_seconds: float = 60.0
+    monitor_lookback: float = 3600.0
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -165,7 +169,8 @@ def build(cfg: ServeConfig):
                         log_writer_options={"flush_seconds": cfg.log_flush_seconds})
     app = create_app(model, AppOptions(contracts=cfg.contracts(), token=cfg.token, max_batch_rows=cfg.max_batch_rows,
                                        max_queue=cfg.max_queue, predict_timeout=cfg.predict_timeout,
-                                       max_body_bytes=cfg.max_body_bytes,
+                                       max_body_bytes=cfg.max_body_bytes, monitor_seconds=cfg.monitor_seconds,
+                                       monitor_lookback=cfg.monitor_lookback,
                                        tracing=tracing.from_env(model.name, model.version), **cfg.extra))
     return store, model, app
 

@@ -21,6 +21,8 @@ listing every bad one. The variables (``ServeConfig`` field in brackets):
     SKEWLESS_MISSING_FEATURES     serve | flag | reject                                      [missing_features]
     SKEWLESS_PREDICT_TIMEOUT      seconds >= 0 (0: none)                                     [predict_timeout]
     SKEWLESS_LOG_LEVEL            DEBUG | INFO | WARNING | ERROR                             [log_level]
+    SKEWLESS_MONITOR_SECONDS      seconds >= 0 between skew gauge refreshes (0: off)         [monitor_seconds]
+    SKEWLESS_MONITOR_LOOKBACK_SECONDS  seconds > 0 of prediction log the gauges cover        [monitor_lookback]
 
 Read elsewhere, and checked there at startup too: ``SKEWLESS_PREDICTION_LOG_DIR`` (the prediction log's journal
 folder: ``prediction_log``, which creates it when the server is built) and the standard ``OTEL_*`` variables of
@@ -138,6 +140,8 @@ PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SKEWLESS_MISSING_FEATURES": ("missing_features", _choice(MISSING_POLICIES)),
     "SKEWLESS_PREDICT_TIMEOUT": ("predict_timeout", _seconds(zero=True)),
     "SKEWLESS_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, upper=True)),
+    "SKEWLESS_MONITOR_SECONDS": ("monitor_seconds", _seconds(zero=True)),
+    "SKEWLESS_MONITOR_LOOKBACK_SECONDS": ("monitor_lookback", _seconds(zero=False)),
 }
 
 

@@ -205,6 +205,22 @@ class OSSRegistryStore(RegistryStore):
                                       f"committing registry version {version}"):
             raise ConflictError(f"registry version {version} was committed by someone else first; re-read and retry")
 
+    def put_record(self, key: str, data: bytes) -> None:
+        if not self.oss.put_if_absent(self.loc.key(key), data, f"writing record {key}"):
+            raise ConflictError(f"record {key} exists already")
+
+    def record_keys(self, prefix: str) -> list[str]:
+        root = self.loc.key("") + "/" if self.loc.prefix else ""
+        return sorted(k[len(root):] for k, _ in self.oss.keys(root + prefix))
+
+    def read_record(self, key: str) -> bytes:
+        try:
+            return self.oss.retrying(lambda: self.oss.bucket.get_object(self.loc.key(key)).read())
+        except oss2.exceptions.NoSuchKey:
+            raise NotFoundError(f"record {key} does not exist in {self.url}") from None
+        except (oss2.exceptions.OssError, *_TRANSIENT) as exc:
+            raise self.oss.translate(exc, f"reading record {key}") from exc
+
 
 def registry_from_url(url: str, repo_path: Path, options: dict) -> OSSRegistryStore:
     return OSSRegistryStore(url, options)

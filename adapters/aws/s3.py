@@ -182,6 +182,39 @@ class S3RegistryStore(RegistryStore):
         except _client_errors() as exc:
             raise self.s3.translate(exc, f"committing registry version {version}") from exc
 
+    def put_record(self, key: str, data: bytes) -> None:
+        try:
+            self.s3.client().put_object(Bucket=self.loc.bucket, Key=self.loc.key(key), Body=data, IfNoneMatch="*",
+                                        ContentType="application/json")
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or \
+                    exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                raise ConflictError(f"record {key} exists already") from None
+            raise self.s3.translate(exc, f"writing record {key}") from exc
+        except _client_errors() as exc:
+            raise self.s3.translate(exc, f"writing record {key}") from exc
+
+    def record_keys(self, prefix: str) -> list[str]:
+        root = self.loc.key("") + "/" if self.loc.prefix else ""
+        out: list[str] = []
+        try:
+            for page in self.s3.client().get_paginator("list_objects_v2").paginate(
+                    Bucket=self.loc.bucket, Prefix=root + prefix):
+                out += [obj["Key"][len(root):] for obj in page.get("Contents", [])]
+        except _client_errors() as exc:
+            raise self.s3.translate(exc, f"listing records {prefix}") from exc
+        return sorted(out)
+
+    def read_record(self, key: str) -> bytes:
+        try:
+            return self.s3.client().get_object(Bucket=self.loc.bucket, Key=self.loc.key(key))["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise NotFoundError(f"record {key} does not exist in {self.url}") from None
+            raise self.s3.translate(exc, f"reading record {key}") from exc
+        except _client_errors() as exc:
+            raise self.s3.translate(exc, f"reading record {key}") from exc
+
 
 class S3OfflineStore(DeltaOfflineStore):
     """Feature histories as Delta tables under ``s3://bucket/prefix/<view>``; commits are conditional PUTs."""

@@ -110,6 +110,7 @@ class RedisOnlineStore(RedisTiles, OnlineStore):
     supports_per_field_ttl = False
     supports_concurrent_writers = True
     evicts_expired = True
+    accepts_worker_writes = True  # a server: any process that can reach it writes newest-wins (materialize from Spark)
 
     def __init__(self, url: str, options: dict | None = None, repo_path: Path | None = None):
         opts = dict(options or {})

@@ -11,7 +11,8 @@ write ``<key>.<pid>.jsa.tmp`` in ``cache_dir()/spark-cds`` at exit and records t
 process adopts a temporary archive whose JVM has exited (renamed to ``<key>.jsa``, atomically) and starts with it.
 A JVM killed while dumping leaves a truncated file, and a JVM that maps a truncated archive dies (SIGBUS), whatever
 ``-Xshare:auto`` says: so a temporary archive is adopted only after ``java -XX:SharedArchiveFile=it -version`` exits
-cleanly (once per machine, ~0.2 s), and deleted otherwise (tests/adapters/spark/test_spark_cds.py truncates one).
+cleanly, every region mapped and relocated (once per machine, ~0.2 s), and deleted otherwise
+(tests/adapters/spark/test_spark_cds.py truncates one, and one whose header is not written yet).
 While one process is writing an archive, others start without one.
 
 Only when skewless starts the JVM itself (not under ``spark-submit``, e.g. on EMR, where the JVM already runs).
@@ -118,8 +119,16 @@ def _adopt(java: str, base: Path, k: str, final: Path) -> None:
 
 
 def _maps_cleanly(java: str, archive: Path) -> bool:
+    """Whether a JVM maps every region of ``archive``, relocated (so every page is read): exit 0 is not enough,
+    because a JVM ignores an archive whose header is not written yet (a dump in progress writes it last) and exits
+    0 without it; so the log must also say the top archive's last region (its bitmap) was mapped."""
+    import tempfile
+
+    cmd = [java, "-XX:+UnlockDiagnosticVMOptions", "-XX:ArchiveRelocationMode=1", f"-XX:SharedArchiveFile={archive}",
+           "-Xshare:auto", "-Xlog:cds=info", "-XX:-CreateCoredumpFiles", "-version"]
     try:
-        return subprocess.run([java, f"-XX:SharedArchiveFile={archive}", "-Xshare:auto", "-version"],
-                              capture_output=True, timeout=60).returncode == 0
+        with tempfile.TemporaryDirectory(prefix="skewless-cds-") as scratch:  # a crash's hs_err log lands there
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=scratch)
     except (OSError, subprocess.TimeoutExpired):
         return False
+    return run.returncode == 0 and "Mapped dynamic region #2" in run.stdout + run.stderr

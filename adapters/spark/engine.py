@@ -10,8 +10,10 @@ store's pyarrow filesystem, file by file and streamed (bounded memory; a data fi
 so a staged copy is reused). On a cluster the same SQL would read ``s3a://`` paths instead: that is untested here.
 
 Entity rows are read and normalised by the embedded DuckDB code (as the MaxCompute engine does) and handed to Spark
-as a Parquet file. Materialization scans (``latest_rows``) are ``latest_per_entity`` in key order written by Spark
-as Parquet (one file per sorted range) and streamed back file by file, so neither side holds a view whole.
+as a Parquet file. Materialization into an online store that takes writes from many processes (Redis, Tair) is
+written by the executors (``write_latest``, ``materialize.py``); otherwise its scans (``latest_rows``) are
+``latest_per_entity`` in key order written by Spark as Parquet (one file per sorted range) and streamed back file by
+file, so neither side holds a view whole.
 Ingest-time checks over rows in memory (``tie_level``, ``packing_stats``) and scans of rows in memory run on the
 embedded DuckDB engine, as on MaxCompute.
 """
@@ -32,6 +34,7 @@ import sqlglot
 
 from skewless.aggregation import tile_sql
 from skewless.aggregation.definition import AggregatedView
+from skewless.errors import ConfigError
 from skewless.definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from skewless.offline.base import FULL_TIES, Engine, HistoryFiles
 from skewless.offline.duckdb_engine import DuckDBEngine
@@ -39,6 +42,7 @@ from skewless.offline.pit import latest_per_entity, q
 from skewless.timeutil import UTC_US
 
 from .job import SparkJob
+from .materialize import write_parts
 from .session import Session, SparkSettings, run_spark, session, stream_parts, unique_name
 from .spark_sql import SparkSkewless
 
@@ -54,6 +58,13 @@ def engine_from_url(url: str, repo_path: Path, options: dict) -> "SparkEngine":
 def to_spark_sql(sql: str) -> str:
     """DuckDB-spelled SQL (what the core renders) in Spark SQL."""
     return sqlglot.transpile(sql, read="duckdb", write=SparkSkewless)[0]
+
+
+def rows_schema(view: FeatureView) -> pa.Schema:
+    """The columns of ``latest_rows`` (and of the rows written online): join keys, ordering tuple, features."""
+    types = {f.name: f.dtype.arrow for f in view.features}
+    return pa.schema([*((k, d.arrow) for k, d in view.join_key_dtypes.items()), *((c, a) for c, _, a in _CANON),
+                      *((f, types[f]) for f in view.feature_names)])
 
 
 def timestamp_sql(t: datetime) -> str:
@@ -162,12 +173,17 @@ class SparkEngine(Engine):
                               point_in_time=point_in_time, event_timestamps=event_timestamps)
 
     # -- materialization ------------------------------------------------------------------------------------
+    def _latest_sql(self, view: FeatureView, source: HistoryFiles, start, end, views: list[str], *,
+                    batch: int | None = None, ordered: bool = True) -> str:
+        relation = self.history_relation(view, source, batch, views)
+        return latest_per_entity(relation, tuple(view.join_keys), tuple(view.feature_names), timestamp_sql(end),
+                                 None if start is None else timestamp_sql(start), tie_level=source.tie_level,
+                                 dialect=SparkSkewless, ordered=ordered)
+
     def latest_rows(self, con: Session, view: FeatureView, source: HistoryFiles | pa.Table, start, end,
                     batch_rows: int = 100_000, tie_level: int = FULL_TIES, *,
                     batch: int | None = None) -> pa.RecordBatchReader:
-        types = {f.name: f.dtype.arrow for f in view.features}
-        schema = pa.schema([*((k, d.arrow) for k, d in view.join_key_dtypes.items()),
-                            *((c, a) for c, _, a in _CANON), *((f, types[f]) for f in view.feature_names)])
+        schema = rows_schema(view)
         if isinstance(source, pa.Table):  # rows in memory (an ingest's online push): no round trip to Spark
             local = self.local.connect()
             try:
@@ -179,12 +195,9 @@ class SparkEngine(Engine):
         if not source.uris:
             return schema.empty_table().to_reader()
         views: list[str] = []
-        relation = self.history_relation(view, source, batch, views)
-        sql = latest_per_entity(relation, tuple(view.join_keys), tuple(view.feature_names), timestamp_sql(end),
-                                None if start is None else timestamp_sql(start), tie_level=source.tie_level,
-                                dialect=SparkSkewless)
         folder = self.scratch()
         try:
+            sql = self._latest_sql(view, source, start, end, views, batch=batch)
             parts = self.write_sorted(con, sql, os.path.join(folder, "rows"), f"materialize {view.name!r}")
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -192,6 +205,29 @@ class SparkEngine(Engine):
         finally:
             self.drop_views(views)
         return pa.RecordBatchReader.from_batches(schema, stream_parts(parts, schema, batch_rows, folder))
+
+    def writes_online(self, online) -> bool:
+        accepts = bool(getattr(online, "accepts_worker_writes", False))
+        if self.settings.materialize_writes == "workers" and not accepts:
+            raise ConfigError(f"spark engine option materialize_writes: workers needs an online store that takes "
+                              f"writes from many processes (Redis, Tair); {type(online).__name__} does not "
+                              f"(use materialize_writes: driver, or leave it unset)")
+        return accepts and self.settings.materialize_writes != "driver"
+
+    def write_parts(self) -> int:
+        return self.settings.materialize_partitions or 2 * self.spark.sparkContext.defaultParallelism
+
+    def write_latest(self, view: FeatureView, files: HistoryFiles, start, end, online, *, parts: int,
+                     skip: set[int], part_meta: str) -> dict[int, int]:
+        """Executors write the winners (``materialize.write_parts``); see ``Engine.write_latest``."""
+        if not files.uris:
+            return {}
+        views: list[str] = []
+        try:
+            sql = self._latest_sql(view, files, start, end, views, ordered=False)
+            return write_parts(self, view, sql, rows_schema(view), online, parts, skip, part_meta)
+        finally:
+            self.drop_views(views)
 
     def tie_level(self, view: FeatureView, rows: pa.Table, prior: HistoryFiles | None) -> int:
         return self.local.tie_level(view, rows, prior)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -36,8 +37,11 @@ class SparkSettings:
     driver_memory: str | None = None
     conf: dict = field(default_factory=dict)  # any further Spark setting, as given
     class_data_sharing: bool = True  # the driver JVM's class archive (cds.py)
+    materialize_writes: str | None = None  # "workers" | "driver"; None: workers when the online store accepts it
+    materialize_partitions: int | None = None  # parts of a materialize job written by workers (None: 2 x cores)
 
-    KNOWN = ("master", "shuffle_partitions", "driver_memory", "conf", "memory_limit", "threads", "class_data_sharing")
+    KNOWN = ("master", "shuffle_partitions", "driver_memory", "conf", "memory_limit", "threads", "class_data_sharing",
+             "materialize_writes", "materialize_partitions")
 
     @classmethod
     def from_options(cls, options: dict) -> "SparkSettings":
@@ -47,15 +51,26 @@ class SparkSettings:
         conf = options.get("conf") or {}
         if not isinstance(conf, dict):
             raise ConfigError("spark engine option conf must be a mapping of Spark settings")
-        try:
-            partitions = int(options.get("shuffle_partitions", cls.shuffle_partitions))
-        except (TypeError, ValueError):
-            raise ConfigError("spark engine option shuffle_partitions must be an integer") from None
+        partitions = _count(options, "shuffle_partitions", cls.shuffle_partitions)
         cds = options.get("class_data_sharing", True)
         if not isinstance(cds, bool):
             raise ConfigError("spark engine option class_data_sharing must be true or false")
+        writes = options.get("materialize_writes")
+        if writes not in (None, "workers", "driver"):
+            raise ConfigError(f"spark engine option materialize_writes must be workers or driver, not {writes!r}")
         return cls(str(options.get("master", cls.master)), partitions, options.get("driver_memory"),
-                   {str(k): str(v) for k, v in conf.items()}, cds)
+                   {str(k): str(v) for k, v in conf.items()}, cds, writes,
+                   _count(options, "materialize_partitions", None))
+
+
+def _count(options: dict, name: str, default: int | None) -> int | None:
+    value = options.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() \
+            or int(value) < 1:
+        raise ConfigError(f"spark engine option {name} must be an integer >= 1, not {value!r}")
+    return int(value)
 
 
 def _java() -> str | None:
@@ -75,6 +90,10 @@ def session(settings: SparkSettings):
             raise ConfigError("the spark engine needs Java 17 or later (java on PATH or JAVA_HOME); on Debian: "
                               "apt-get install openjdk-17-jre-headless")
         from pyspark.sql import SparkSession
+
+        # Python workers (materialize's writes from executors) run this interpreter, so they import the same
+        # skewless and its dependencies; a cluster's own setting is kept.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
         local_dir = tempfile.mkdtemp(prefix="skewless-spark-")
         conf = {

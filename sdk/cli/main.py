@@ -390,8 +390,32 @@ def demo(path: Optional[Path] = typer.Option(None, help="Repo folder to create (
         raise typer.Exit(2)
 
 
+@app.command("audit-log")
+@friendly
+def audit_log(since: Optional[str] = typer.Option(None, help="Only records at or after this time (ISO 8601, UTC "
+                                                  "unless it has an offset)"),
+              principal: Optional[str] = typer.Option(None, help="Only this principal's records"),
+              action: Optional[str] = typer.Option(None, help="Only this action (apply, ingest, deploy, "
+                                                   "permission_change, read_online, view_ui, ...)"),
+              outcome: Optional[str] = typer.Option(None, help="allowed | denied"),
+              repo: Path = RepoOpt, as_json: bool = JsonOpt):
+    """The audit log: applies, ingests, deploys, permission changes and denials, oldest first (docs/governance.md)."""
+    if outcome is not None and outcome not in ("allowed", "denied"):
+        from ..errors import ValidationError
+        raise ValidationError(f"--outcome must be allowed or denied, not {outcome!r}")
+    records = _store(repo).audit_log.records(since=_time(since, "--since") if since else None, principal=principal,
+                                             action=action, outcome=outcome)
+    if as_json:
+        print_json([r.to_dict() for r in records])
+        return
+    table = Table("time", "principal", "action", "resource", "outcome", "detail")
+    for r in records:
+        table.add_row(r.time, r.principal or "-", r.action, r.resource, r.outcome, r.detail)
+    print_table(console, table)
+
+
 def _add_groups() -> None:
-    from . import config_cmd, lineage_cmd, local, model, serve_cmd, stats_cmd, submit_cmd
+    from . import config_cmd, lineage_cmd, local, model, monitor_cmd, serve_cmd, stats_cmd, submit_cmd
 
     app.command("lineage")(lineage_cmd.lineage)
     app.command("stats")(stats_cmd.stats)
@@ -399,6 +423,7 @@ def _add_groups() -> None:
     app.command("serve")(serve_cmd.serve)
     app.command("serve-image")(serve_cmd.serve_image)
     app.command("ui")(serve_cmd.ui)
+    app.command("monitor")(monitor_cmd.monitor)
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")

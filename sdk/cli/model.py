@@ -148,11 +148,14 @@ def list_(name: Optional[str] = typer.Argument(None, help="A model: list its ver
 @friendly
 def promote(name: str, version: int, stage: str = typer.Argument(..., help="staging | production | archived"),
             repo: Path = RepoOpt, as_json: bool = JsonOpt):
-    """Put a model version in a stage."""
+    """Put a model version in a stage (needs `deploy` on the model when the registry declares permissions)."""
     serving = _serving()
     from ..store import FeatureStore
 
-    stages = serving.ModelRegistry(FeatureStore(repo)).promote(name, version, stage)
+    store = FeatureStore(repo)
+    who = store.authorize("deploy", [("model", name)])
+    stages = serving.ModelRegistry(store).promote(name, version, stage)
+    store.audit_log.append(who, "deploy", f"model:{name}", "allowed", f"promote v{version} to {stage}")
     if as_json:
         print_json({"model": name, "stages": stages})
         return
@@ -296,8 +299,16 @@ def deploy(name: str = typer.Argument(..., help="Registered model"),
                                                   "traffic (blue-green, older variants kept at 0)"),
            target: str = TargetOpt, option: list[str] = TargetOptionsOpt, repo: Path = RepoOpt,
            as_json: bool = JsonOpt):
-    """Deploy a registered model version to an endpoint, as a new variant v<version>."""
-    _print_endpoint(_target(target, option, repo).deploy(name, version, endpoint, weight=weight), as_json)
+    """Deploy a registered model version to an endpoint, as a new variant v<version>. Needs `deploy` on the model
+    when the registry declares permissions (docs/governance.md); audited."""
+    from ..store import FeatureStore
+
+    store = FeatureStore(repo)
+    who = store.authorize("deploy", [("model", name)])  # before the target is touched: a denial does nothing
+    ep = _target(target, option, repo).deploy(name, version, endpoint, weight=weight)
+    store.audit_log.append(who, "deploy", f"model:{name}", "allowed",
+                           f"v{version} to endpoint {endpoint}" + (f" (weight {weight})" if weight else ""))
+    _print_endpoint(ep, as_json)
 
 
 @app.command()

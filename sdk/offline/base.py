@@ -227,6 +227,25 @@ class Engine(abc.ABC):
         order, streamed; columns: join keys, the ordering tuple, features. ``source``: a history snapshot (only its
         rows of write ``batch`` when given), or rows in memory whose ties are described by ``tie_level``."""
 
+    def writes_online(self, online: Any) -> bool:
+        """Whether materialize hands this engine the online writes of plain views (``write_latest``: its workers
+        write into ``online``, opened where they run) instead of streaming the rows back (``latest_rows``). A
+        ConfigError when the engine's options ask for it and ``online`` cannot take it. Default: never."""
+        return False
+
+    def write_parts(self) -> int:
+        """Into how many parts (by a hash of the join keys) ``write_latest`` splits a new materialize job."""
+        raise NotImplementedError(f"the {self.name} engine does not write online")
+
+    def write_latest(self, view: Any, files: "HistoryFiles", start, end, online: Any, *, parts: int,
+                     skip: set[int], part_meta: str) -> dict[int, int]:
+        """``latest_rows``' winners written newest-wins into the online store by the engine's workers: the rows are
+        split into ``parts`` parts by a hash of the join keys (the same split for the same parts count), the parts
+        in ``skip`` are left out, and each other part is written by a worker that opens the store from ``online``
+        (an ``OnlineOpener``) and, once every row of the part is written, records it done as the store's meta
+        ``part_meta + str(part)`` = its rows. Nothing is collected to the caller. Returns the rows per part written."""
+        raise NotImplementedError(f"the {self.name} engine does not write online")
+
     @abc.abstractmethod
     def tie_level(self, view: Any, rows: pa.Table, prior: HistoryFiles | None) -> int:
         """The tie level (HistoryFiles.tie_level) of ``rows`` among themselves and against ``prior`` history."""

@@ -13,6 +13,7 @@ version from it on has none (``StatisticsUnavailable``).
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +26,7 @@ STATS, STATS_TOTAL = "skewless.stats", "skewless.statsTotal"
 _TOTAL_TXN = "skewless.statsTotal"  # app transaction: the newest version holding a cumulative record
 _GAP_TXN = "skewless.statsGap"  # app transaction: the newest append committed without statistics
 _BATCH = "skewless.batch"  # what marks an append's commit (delta.BATCH)
+_FETCH = 16  # log entries read at once
 
 # ``info(version)``: the commitInfo of that version's commit (None when its log entry is gone).
 CommitInfo = Callable[[int], "dict | None"]
@@ -71,13 +73,21 @@ def entries(before, created: int, own: str | None, info: CommitInfo) -> tuple[di
     return {**meta, STATS_TOTAL: stats_mod.merge_encoded(parts + [own])}, [Transaction(_TOTAL_TXN, created)]
 
 
+def _newest_first(info: CommitInfo, version: int, floor: int):
+    """(version, commitInfo) from ``version`` down to ``floor``, read _FETCH at a time in parallel: on an object
+    store each is a GET, and up to CUMULATIVE_EVERY of them stand between a version and its cumulative record."""
+    with ThreadPoolExecutor(_FETCH) as pool:
+        for top in range(version, floor - 1, -_FETCH):
+            chunk = list(range(top, max(top - _FETCH, floor - 1), -1))
+            yield from zip(chunk, pool.map(info, chunk))
+
+
 def records(view: str, version: int, info: CommitInfo, floor: int = 0) -> list[str]:
     """The encoded records that merge into version ``version``'s statistics: the newest cumulative one at or below
     it (at ``floor`` or above) and the per-append ones after it. StatisticsUnavailable when there is none, naming
     the append that broke the chain."""
     deltas: list[str] = []
-    for v in range(version, floor - 1, -1):
-        ci = info(v)
+    for v, ci in _newest_first(info, version, floor):
         if ci is None:
             raise StatisticsUnavailable(f"history of {view!r}: the log entry of version {v} is gone (cleaned "
                                         f"up), so version {version} has no statistics", view=view, version=version)

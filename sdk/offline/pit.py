@@ -197,7 +197,8 @@ def render(pq: PitQuery, *, dialect: str = "duckdb", strategy: str | None = None
 
 
 def latest_per_entity(history: str, join_keys: tuple[str, ...], columns: tuple[str, ...], end: str,
-                      start: str | None = None, *, tie_level: int = 2, dialect: str = "duckdb") -> str:
+                      start: str | None = None, *, tie_level: int = 2, dialect: str = "duckdb",
+                      ordered: bool = True) -> str:
     """Rows to materialize: per entity, the spec's winner at ``t = end`` among rows with event in [start, end], in
     join-key order (a rerun reads them in the same order, which is what lets materialize resume mid-view).
 
@@ -209,7 +210,10 @@ def latest_per_entity(history: str, join_keys: tuple[str, ...], columns: tuple[s
     dialects.
 
     The TTL is not applied here: the newest row is written even when already expired, and online reads apply the
-    TTL at read time, so online statuses (EXPIRED vs NOT_FOUND) match historical retrieval."""
+    TTL at read time, so online statuses (EXPIRED vs NOT_FOUND) match historical retrieval.
+
+    ``ordered=False`` leaves the ORDER BY out, for a caller that partitions the rows by key itself and writes them in
+    no particular order (an engine's workers): a global sort would be a shuffle for nothing."""
     def window(a: str = "") -> str:
         return " AND ".join([f"{a}{q(EVENT_TS)} <= {end}"] + ([f"{a}{q(EVENT_TS)} >= {start}"] if start else []))
     keys = ", ".join(q(k) for k in join_keys)
@@ -221,9 +225,10 @@ def latest_per_entity(history: str, join_keys: tuple[str, ...], columns: tuple[s
     candidates = (f"SELECT {', '.join(f'h.{q(c)}' for c in cols)} FROM {history} AS h JOIN ({latest}) AS m ON {on} "
                   f"WHERE {window('h.')}")
     if tie_level == 0:
-        sql = f"{candidates} ORDER BY {', '.join(f'h.{q(k)}' for k in join_keys)}"
+        sql = candidates + (f" ORDER BY {', '.join(f'h.{q(k)}' for k in join_keys)}" if ordered else "")
     else:
         order = ", ".join(f"{q(c)} DESC" for c in ORDER[1:])
         sql = (f"SELECT {', '.join(q(c) for c in cols)} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} "
-               f"ORDER BY {order}) AS __rn FROM ({candidates}) AS c) AS w WHERE __rn = 1 ORDER BY {keys}")
+               f"ORDER BY {order}) AS __rn FROM ({candidates}) AS c) AS w WHERE __rn = 1"
+               + (f" ORDER BY {keys}" if ordered else ""))
     return sql if dialect == "duckdb" else sqlglot.transpile(sql, read="duckdb", write=dialect)[0]

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 import pyarrow as pa
 
 from ..definitions import FeatureView
+from ..plugins import load
 
 PRESENT, NOT_FOUND, EXPIRED = "PRESENT", "NOT_FOUND", "EXPIRED"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -56,6 +57,20 @@ class ColumnRead:
         return [None if e is None else _EPOCH + _US * e for e in self.event_us]
 
 
+@dataclass(frozen=True)
+class OnlineOpener:
+    """How another process opens the same online store: the configuration's URL and options (credentials included:
+    it travels only to the engine's own workers) and the repo folder relative paths are resolved against.
+    Picklable; ``open()`` goes through the plugin table as the driver did."""
+
+    url: str
+    options: dict
+    repo_path: Any = None
+
+    def open(self) -> "OnlineStore":
+        return load("online", self.url)(self.url, self.repo_path, dict(self.options))
+
+
 Key = tuple  # join-key values in the view's join-key order, normalised to Python scalars
 
 
@@ -80,6 +95,10 @@ class OnlineStore(abc.ABC):
     embedded = False  # reads only touch this machine's files: a read cannot hang on a network or another server
     supports_tiles = False  # keeps aggregated views' tiles (write_tiles / read_tiles)
     stages_writes = False  # stage_write works ahead in a transaction of its own (else it only defers the write)
+    # Other processes may open it from its configuration (``OnlineOpener``) and write into it at the same time, each
+    # with ``write``: materialize lets an engine's workers write their part of a view (Spark's executors). An
+    # embedded file store (SQLite) keeps its one writer, the caller of materialize.
+    accepts_worker_writes = False
 
     # -- the two hot paths ---------------------------------------------------------------------------------
     @abc.abstractmethod

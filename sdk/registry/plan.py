@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-KIND_ORDER = ("entity", "feature_view", "transform", "feature_service")
+KIND_ORDER = ("entity", "feature_view", "transform", "feature_service", "principal", "role", "grant")
+# Permission objects (skewless.permissions): never breaking (no data changes meaning), but every change is shown.
+PERMISSION_KINDS = ("principal", "role", "grant")
 
 
 @dataclass
@@ -125,6 +127,24 @@ def _transform_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
     return details, breaking
 
 
+def _permission_changes(old: dict, new: dict) -> list[str]:
+    """Each changed attribute; token hashes only as a count (the digests are secret-adjacent and unreadable)."""
+    out = []
+    for attr in sorted(old.keys() | new.keys()):
+        a, b = old.get(attr), new.get(attr)
+        if a == b:
+            continue
+        if attr == "token_hashes":
+            added, removed = len(set(b or ()) - set(a or ())), len(set(a or ()) - set(b or ()))
+            out.append(f"tokens: {added} added, {removed} removed")
+        elif isinstance(a, list) and isinstance(b, list):
+            plus, minus = sorted(set(b) - set(a)), sorted(set(a) - set(b))
+            out.append(f"{attr}: " + ", ".join([f"+{x}" for x in plus] + [f"-{x}" for x in minus]))
+        else:
+            out.append(f"{attr}: {a!r} -> {b!r}")
+    return out
+
+
 def diff(base_version: int, old: dict[str, dict], new: dict[str, dict]) -> Plan:
     """``old``/``new``: kind -> name -> spec dict."""
     changes: list[Change] = []
@@ -133,7 +153,7 @@ def diff(base_version: int, old: dict[str, dict], new: dict[str, dict]) -> Plan:
         for name in sorted(n.keys() - o.keys()):
             changes.append(Change(kind, name, "add"))
         for name in sorted(o.keys() - n.keys()):
-            why = [] if kind == "entity" else [f"{kind} removed"]
+            why = [] if kind == "entity" or kind in PERMISSION_KINDS else [f"{kind} removed"]
             changes.append(Change(kind, name, "delete", breaking=why))
         for name in sorted(o.keys() & n.keys()):
             if o[name] == n[name]:
@@ -146,8 +166,12 @@ def diff(base_version: int, old: dict[str, dict], new: dict[str, dict]) -> Plan:
                 removed = sorted(set(o[name]["features"]) - set(n[name]["features"]))
                 added = sorted(set(n[name]["features"]) - set(o[name]["features"]))
                 details = [f"add {', '.join(added)}"] if added else []
-                details += [] if removed or added else ["metadata"]
+                if o[name].get("monitoring") != n[name].get("monitoring"):
+                    details.append(f"monitoring: {o[name].get('monitoring')!r} -> {n[name].get('monitoring')!r}")
+                details += [] if removed or added or details else ["metadata"]
                 breaking = [f"features removed: {', '.join(removed)}"] if removed else []
+            elif kind in PERMISSION_KINDS:
+                details, breaking = _permission_changes(o[name], n[name]), []
             elif o[name]["join_keys"] != n[name]["join_keys"]:
                 details, breaking = [], [f"join keys {o[name]['join_keys']} -> {n[name]['join_keys']}"]
             else:

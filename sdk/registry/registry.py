@@ -11,6 +11,9 @@ from typing import Iterable
 from ..definitions import KINDS as DEFINITION_KINDS
 from ..definitions import Entity, FeatureService, FeatureView
 from ..errors import DefinitionError, NotFoundError
+from ..permissions import KINDS as PERMISSION_KINDS
+from ..permissions import Grant, Principal, Role
+from ..permissions import check_references as check_permission_references
 from ..training_sets import TrainingSet
 from ..transforms import OnDemandTransform
 from ..transforms.resolve import check_inputs
@@ -19,8 +22,8 @@ from .store import RegistryStore
 
 FORMAT = 1
 # Every kind of object the registry holds (a registry written before a kind existed simply has none of it).
-KINDS = {**DEFINITION_KINDS, "transform": OnDemandTransform, "training_set": TrainingSet}
-APPLICABLE = (Entity, FeatureView, OnDemandTransform, FeatureService)
+KINDS = {**DEFINITION_KINDS, "transform": OnDemandTransform, "training_set": TrainingSet, **PERMISSION_KINDS}
+APPLICABLE = (Entity, FeatureView, OnDemandTransform, FeatureService, Principal, Role, Grant)
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def _desired_specs(base: RegistryState, objects: Iterable, prune: bool) -> dict[
     for o in objects:
         if not isinstance(o, APPLICABLE):
             raise DefinitionError(f"cannot apply {type(o).__name__}: expected Entity, FeatureView, "
-                                  "OnDemandTransform or FeatureService")
+                                  "OnDemandTransform, FeatureService, Principal, Role or Grant")
     # Objects skewless manages itself (tagged ``skewless.kind``, e.g. a model's prediction log view) are not in the
     # user's repo files, so pruning to "what the files declare" must keep them.
     specs = {k: {n: s for n, s in v.items() if (s.get("tags") or {}).get(MANAGED_TAG)}
@@ -93,6 +96,7 @@ def _desired_specs(base: RegistryState, objects: Iterable, prune: bool) -> dict[
 
 
 def _check_references(specs: dict[str, dict[str, dict]]) -> None:
+    check_permission_references(specs)
     for vname, v in specs["feature_view"].items():
         for e in v["entities"]:
             if e not in specs["entity"]:

@@ -46,6 +46,19 @@ class RegistryStore(abc.ABC):
 
         Raises ConflictError when it does. Readers never see a partially written document."""
 
+    # -- records: small documents beside the versions, each written once (the audit log, skewless.audit) -------
+    def put_record(self, key: str, data: bytes) -> None:
+        """Publish ``data`` at ``key`` (``audit/…``, relative to the registry's root) if absent, whole or not at
+        all; never overwritten (ConflictError when it exists)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no records (the audit log)")
+
+    def record_keys(self, prefix: str) -> list[str]:
+        """The keys of the records under ``prefix``, sorted."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no records (the audit log)")
+
+    def read_record(self, key: str) -> bytes:
+        raise NotImplementedError(f"{type(self).__name__} keeps no records (the audit log)")
+
 
 class LocalRegistryStore(RegistryStore):
     """Registry versions as files in a folder. Publishing is ``link(tmp, vN.json)``: atomic and exclusive."""
@@ -84,3 +97,32 @@ class LocalRegistryStore(RegistryStore):
                     f"registry version {version} was committed by someone else first; re-read and retry") from None
         finally:
             os.unlink(tmp)
+
+    def put_record(self, key: str, data: bytes) -> None:
+        target = self.path / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, target)  # exclusive, like a version: a record is never replaced
+            except FileExistsError:
+                raise ConflictError(f"record {key} exists already") from None
+        finally:
+            os.unlink(tmp)
+
+    def record_keys(self, prefix: str) -> list[str]:
+        root = self.path / prefix
+        if not root.exists():
+            return []
+        return sorted(str(p.relative_to(self.path)) for p in root.rglob("*") if p.is_file()
+                      and not p.name.startswith(".tmp-"))
+
+    def read_record(self, key: str) -> bytes:
+        try:
+            return (self.path / key).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"record {key} does not exist in {self.path}") from None

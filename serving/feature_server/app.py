@@ -7,7 +7,11 @@
     GET  /metrics, /openapi.json, /docs (+ /docs/<Swagger UI file>, served from the package: no CDN)
 
 Tokens: when configured, every route but ``/health`` needs ``Authorization: Bearer <token>`` (any of them: several
-allow rotation); without it the answer is 401 before the body is read, and nothing is done. Bodies are limited to
+allow rotation, or a registered principal's token); without it the answer is 401 before the body is read, and
+nothing is done. Permissions (``skewless.permissions``): once the registry declares any, the token names the
+principal (by its hash) and a read needs ``read_online`` on each view it reads (or on the feature service it
+names), a push or online write ``ingest`` on each view it writes: else 403 ``PermissionDenied``, audited, nothing
+read or written. A registry without permissions is open, as before. Bodies are limited to
 ``max_body_bytes`` (413), a read to ``max_entities`` entities and a push to ``max_push_rows`` rows (422, saying so).
 
 The online store sits behind the model server's circuit breaker (``serving.breaker``): once a read, a write or a
@@ -39,7 +43,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from skewless.definitions import CREATED_TS, EVENT_TS
-from skewless.errors import DefinitionError, NotFoundError, StoreUnavailable, ValidationError
+from skewless import permissions as perms
+from skewless.errors import (DefinitionError, NotFoundError, PermissionDenied, SkewlessError, StoreUnavailable,
+                             ValidationError)
 from skewless.push import views_for as push_views
 from skewless.registry.store import LocalRegistryStore
 
@@ -98,7 +104,7 @@ class FeatureServer:
     # -- lifecycle --------------------------------------------------------------------------------------------
     @asynccontextmanager
     async def lifespan(self, app):
-        if not self.opts.tokens:
+        if not self.opts.tokens and not self._governed():
             log.warning("feature server without tokens: every route is open (set SKEWLESS_FS_TOKENS or "
                         "SKEWLESS_FS_TOKEN_FILE)")
         self.breaker.probe()
@@ -119,9 +125,48 @@ class FeatureServer:
     # -- helpers ----------------------------------------------------------------------------------------------
     def _deny(self, request: Request, route: str) -> Response | None:
         tokens = self.opts.tokens
-        if not tokens or token_ok(request.headers.get("authorization", ""), tokens):
+        auth = request.headers.get("authorization", "")
+        if not tokens or token_ok(auth, tokens) or self._principal(auth) is not None:
             return None
         return self._unauthorized(route)
+
+    def _governed(self) -> bool:
+        """Whether the registry declares permissions now (False when it cannot be read: start-up must not need it)."""
+        try:
+            return perms.governed(self.store._registry_state())
+        except SkewlessError:
+            return False
+
+    def _principal(self, auth: str, state=None) -> str | None:
+        """The registered principal whose token this header holds (None: none; the registry state is cached)."""
+        token = auth[7:] if auth[:7].lower() == "bearer " else auth
+        if not token:
+            return None
+        return perms.principal_for_token(state if state is not None else self.store._registry_state(), token)
+
+    def _check_read(self, auth: str, features) -> None:
+        """``read_online`` on the service a read names, or on every view of its references; PermissionDenied
+        (audited) else. Nothing to do for a registry without permissions (the common case: one dict lookup)."""
+        state = self.store._registry_state()
+        if not perms.governed(state):
+            return
+        who = self._principal(auth, state)
+        if isinstance(features, str):
+            if perms.allowed(state, who, "read_online", ("service", features)):
+                return
+            refs = state.get("feature_service", features).feature_refs if features in state.objects.get(
+                "feature_service", {}) else []
+            resources = [("service", features)] if not refs else []
+        else:
+            refs = features
+            resources = []
+        resources += perms.read_resources(state, refs)
+        for resource in resources:
+            try:
+                perms.check(state, who, "read_online", resource)
+            except PermissionDenied as exc:
+                self.store.audit_log.append(who, "read_online", exc.resource, "denied", str(exc))
+                raise
 
     def _unauthorized(self, route: str) -> Response:
         self.metrics.observe(route, 401, 0.0)
@@ -188,12 +233,13 @@ class FeatureServer:
         when the token is wrong: the body is never read)."""
         t0 = time.perf_counter()
         tokens = self.opts.tokens
-        if tokens and not token_ok(auth, tokens):
+        if tokens and not token_ok(auth, tokens) and self._principal(auth) is None:
             body.close()
             return self._unauthorized("get-online-features")
         self.reading += 1
         try:
             req = feast_json.parse_online(await body, self.opts.max_entities)
+            self._check_read(auth, req.features)
             await self._admit()
             out = feast_json.render_online(req, await self.reads.read(req))
         except Exception as exc:
@@ -230,9 +276,11 @@ class FeatureServer:
             self.in_flight += 1
             self.metrics.pushes_in_flight.inc()
             try:
-                results = self._push_inline(req) if self._inline_push(req) else None
+                principal = self._principal(request.headers.get("authorization", ""))
+                results = self._push_inline(principal, req) if self._inline_push(req) else None
                 if results is None:
-                    results = await asyncio.get_running_loop().run_in_executor(self.push_pool, self._push_now, req)
+                    results = await asyncio.get_running_loop().run_in_executor(
+                        self.push_pool, self._push_as, principal, req)
             finally:
                 self.in_flight -= 1
                 self.metrics.pushes_in_flight.dec()
@@ -246,22 +294,28 @@ class FeatureServer:
 
     def _inline_push(self, req: feast_json.PushRequest) -> bool:
         """Whether ``req`` is written on the event loop: a small online push, alone (no other push in flight, no
-        read being answered), to a store whose calls can be bounded. A push thread costs two thread wake-ups per
-        push (to the thread, back to the loop), each a scheduler wait on a busy host. Not while reads are served:
-        the loop blocked in the push's round trip cut reads at 16 connections by ~45% with pushes at 100/s
-        (load 7-8), where on a thread the push only shares the GIL."""
+        read being answered), to a store whose calls can be bounded, in a repo without permissions (a governed
+        push is audited: that write stays on a thread). A push thread costs two thread wake-ups per push (to the
+        thread, back to the loop), each a scheduler wait on a busy host. Not while reads are served: the loop
+        blocked in the push's round trip cut reads at 16 connections by ~45% with pushes at 100/s (load 7-8),
+        where on a thread the push only shares the GIL."""
         return self._bounded_writes and req.to == "online" and self.in_flight == 1 and not self.reading and \
-            len(next(iter(req.columns.values()), ())) <= self.opts.inline_push_rows
+            len(next(iter(req.columns.values()), ())) <= self.opts.inline_push_rows and not self._governed()
 
-    def _push_inline(self, req: feast_json.PushRequest) -> list | None:
+    def _push_inline(self, principal: str | None, req: feast_json.PushRequest) -> list | None:
         """The push on the loop, its store calls bounded as an inline read's (one attempt, ``read_timeout``); None
         when the store did not answer in time: the caller redoes it on a push thread, with its retries (rows are
         newest-wins upserts: writing some of them twice changes nothing)."""
         try:
             with self._bound():
-                return self._push_now(req)
+                return self._push_as(principal, req)
         except StoreUnavailable:
             return None
+
+    def _push_as(self, principal: str | None, req: feast_json.PushRequest) -> list:
+        """The push made as the token's principal: ``FeatureStore.push`` checks ``ingest`` on every view first."""
+        with self.store.acting_as(principal):
+            return self._push_now(req)
 
     def _push_now(self, req: feast_json.PushRequest) -> list:
         """On a push thread: the rows as a table (``feast_json.push_frame``; text timestamps parsed as ingest parses

@@ -69,6 +69,8 @@ def document(opts, store=None) -> dict:
         return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
     common = {"400": _error("The body is not a JSON object of the documented shape, or a reference is malformed"),
               "401": _error("Missing or wrong token"),
+              "403": _error("The token's principal may not read (read_online) or write (ingest) a view of the "
+                            "request: PermissionDenied, once the registry declares permissions; nothing done"),
               "404": _error("No such feature view, feature, feature service or push source"),
               "413": _error("The body is larger than the server accepts"),
               "422": _error("A value does not fit its field, or too many entities / rows (names the field)"),

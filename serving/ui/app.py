@@ -3,6 +3,11 @@
 Reading needs no token. Routes that change something (under ``/actions/``) need ``Authorization: Bearer <token>``
 (or the bare token); with no token configured they are off (403), so a UI started without one is read-only.
 The one action today empties the cache of parsed registry versions; the write actions to come use the same gate.
+
+Permissions (``skewless.permissions``, ``gate``): once the registry declares any, every page but ``/health`` and
+the static files needs ``view_ui`` on the project: the caller's token (``Authorization: Bearer <token>``, or the
+``skewless_token`` cookie a ``?token=`` link sets) names the principal. A denial is 403 (the usual error body) and
+audited; a registry without permissions is open, as before.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .catalogue import SECTIONS, Catalogue
+from .monitor_page import monitor_page
 from .stats_pages import statistics_page
 
 HERE = Path(__file__).parent
@@ -39,12 +45,54 @@ def _authorized(request: Request, tokens: tuple[str, ...]) -> bool:
     return any(hmac.compare_digest(got.encode(), t.encode()) for t in tokens)
 
 
+TOKEN_COOKIE = "skewless_token"
+
+
+class _Gate:
+    """ASGI middleware: ``check(token)`` (raising PermissionDenied) before every route but /health and /static."""
+
+    def __init__(self, app, check: Callable[[str | None], None]):
+        self.app, self.check = app, check
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/health" or scope["path"].startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        from skewless.errors import PermissionDenied
+
+        request = Request(scope)
+        given = request.query_params.get("token")
+        token = given or request.cookies.get(TOKEN_COOKIE)
+        auth = request.headers.get("authorization", "")
+        if auth:
+            token = auth[7:] if auth.lower().startswith("bearer ") else auth
+        try:
+            self.check(token)
+        except PermissionDenied as exc:
+            body = {"error": "PermissionDenied", "message": str(exc).splitlines()[0]}
+            await JSONResponse(body, status_code=403)(scope, receive, send)
+            return
+        if not given:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_cookie(message):  # a link with the token: kept as a cookie for the next pages
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + [(b"set-cookie", (
+                    f"{TOKEN_COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/").encode())]
+            await send(message)
+        await self.app(scope, receive, send_cookie)
+
+
 def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph: Callable | None = None,
-               statistics: Callable | None = None, endpoints: Callable | None = None) -> Starlette:
+               statistics: Callable | None = None, endpoints: Callable | None = None, store=None,
+               gate: Callable[[str | None], None] | None = None) -> Starlette:
     """``lineage_graph``: builds the current ``skewless.lineage.Graph`` and a note on its endpoints (None when they
     are drawn; else why not) (None: no lineage page content). ``statistics``: ``FeatureStore.get_statistics``
     (None: no statistics pages). ``endpoints``: a deploy target's endpoints and a note (None: no target), for the
-    models page's endpoints and traffic splits."""
+    models page's endpoints and traffic splits. ``store``: the ``FeatureStore`` whose models' prediction logs the
+    skew and drift pages read (None: no such pages). ``gate``: called with the caller's token before every page,
+    raises PermissionDenied to refuse it (``view_ui``; None: no check)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
 
@@ -97,7 +145,8 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
     async def models(request: Request):
         eps, note = endpoints() if endpoints is not None else (None, NO_TARGET)
         return page(request, "models.html", title="Models", models=catalogue.model_rows(),
-                    have_models=catalogue.models is not None, endpoints=eps, endpoints_note=note, monitor=False)
+                    have_models=catalogue.models is not None, endpoints=eps, endpoints_note=note,
+                    monitor=store is not None)
 
     async def lineage(request: Request):
         """Both directions from one node (``?name=``: a node id, a ``view:feature`` ref or a bare name), as edge
@@ -139,7 +188,7 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         threading.Thread(target=catalogue.warm, name="skewless-ui-warm", daemon=True).start()
         yield
 
-    return Starlette(lifespan=lifespan, routes=[
+    app = Starlette(lifespan=lifespan, routes=[
         Route("/", index),
         Route("/versions", versions),
         Route("/diff", version_diff),
@@ -149,6 +198,10 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         Route("/actions/clear-cache", clear_cache, methods=["POST"]),
         Route("/object/{kind}/{name}", detail),
         *([Route("/statistics/{view}", statistics_page(page, statistics))] if statistics is not None else []),
+        *([Route("/monitor/{model}", monitor_page(page, store))] if store is not None else []),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
         Route("/{section}", listing),
     ])
+    if gate is not None:
+        app.add_middleware(_Gate, check=gate)
+    return app

@@ -22,13 +22,18 @@ SECTIONS = {
     "aggregated": ("feature_view", "Aggregated views"),
     "transforms": ("transform", "On-demand transforms"),
     "services": ("feature_service", "Feature services"),
+    "training-sets": ("training_set", "Training sets"),
 }
+_SECTION_OF_KIND = {"entity": "entities", "transform": "transforms", "feature_service": "services",
+                    "training_set": "training-sets"}
 
 
-def section_of(kind: str, spec: dict) -> str:
+def section_of(kind: str, spec: dict) -> str | None:
+    """The UI section of a registry object; None for a kind the UI does not list (a newer skewless may register
+    kinds this one does not know: they are left out, never an error)."""
     if kind == "feature_view":
         return "aggregated" if spec.get("aggregations") else "views"
-    return {"entity": "entities", "transform": "transforms", "feature_service": "services"}[kind]
+    return _SECTION_OF_KIND.get(kind)
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ class Catalogue:
             for kind, objs in sorted(self.doc(version).get("objects", {}).items()):
                 for name, e in sorted(objs.items()):
                     s = e["spec"]
+                    if section_of(kind, s) is None:
+                        continue
                     got.append(Row(section_of(kind, s), kind, name, s.get("owner", "") or "", s.get("tags") or {},
                                    s.get("description", "") or "", e["version"], e["registry_version"]))
             with self._lock:

@@ -81,8 +81,23 @@ def app_for_store(store, tokens: tuple[str, ...] = (), endpoints: Callable[[], l
     def graph():
         eps = cached() if cached is not None else ()
         return lineage.graph(store, models=models.records(), endpoints=eps), cached.note if cached else NO_TARGET
-    return create_app(Catalogue(store.registry, models), tokens, lineage_graph=graph,
-                      statistics=store.get_statistics,
+    def gate(token: str | None) -> None:
+        """``view_ui`` on the project for the token's principal (PermissionDenied, audited); open registries pass."""
+        from skewless import permissions as perms
+        from skewless.errors import PermissionDenied
+
+        state = store._registry_state()
+        if not perms.governed(state):
+            return
+        who = perms.principal_for_token(state, token)
+        try:
+            perms.check(state, who, "view_ui", perms.PROJECT)
+        except PermissionDenied as exc:
+            store.audit_log.append(who, "view_ui", exc.resource, "denied", str(exc))
+            raise
+
+    return create_app(Catalogue(store.registry, models), tokens, lineage_graph=graph, gate=gate,
+                      statistics=store.get_statistics, store=store,
                       endpoints=(lambda: (cached(), cached.note)) if cached is not None else None)
 
 

@@ -59,3 +59,19 @@ def test_zero_ttl_means_no_ttl_like_feast():
     fv = sk.FeatureView("v", entities=[ent()], schema=[sk.Field("driver_id", sk.Int64), sk.Field("x", sk.Int64)],
                         ttl=timedelta(0))
     assert fv.ttl is None
+
+
+def test_dtypes_and_views_unpickle_to_the_modules_own_types():
+    """A view pickled to another process (Spark's executors write materialize's rows) keeps ``dt is String`` true:
+    the Redis/Tair value codecs branch on identity (a copied String type was encoded as Bytes, read back with a
+    leading NUL)."""
+    import pickle
+
+    from skewless import dtypes
+
+    for dt in dtypes.ALL.values():
+        assert pickle.loads(pickle.dumps(dt)) is dt
+    ent = sk.Entity("e", join_keys=["k"])
+    view = sk.FeatureView("v", entities=[ent], schema=[sk.Field("k", sk.Int64), sk.Field("s", sk.String)])
+    copy = pickle.loads(pickle.dumps(view))
+    assert [f.dtype for f in copy.features] == [sk.String] and copy.features[0].dtype is dtypes.String

@@ -46,6 +46,9 @@ BAD = [
     ("SKEWLESS_PREDICT_TIMEOUT", "inf", "a number of seconds >= 0 (0: no limit)"),
     ("SKEWLESS_LOG_LEVEL", "verbose", "DEBUG | INFO | WARNING | ERROR"),
     ("SKEWLESS_MODEL", "my model", "a registered model's name (no spaces)"),
+    ("SKEWLESS_MONITOR_SECONDS", "-1", "a number of seconds >= 0 (0: no limit)"),
+    ("SKEWLESS_MONITOR_LOOKBACK_SECONDS", "0", "a number of seconds > 0"),
+    ("SKEWLESS_MONITOR_LOOKBACK_SECONDS", "1h", "a number of seconds > 0"),
 ]
 
 
@@ -110,7 +113,10 @@ def test_good_values_are_parsed(env):
     env.setenv("SKEWLESS_REPO", "")  # empty: unset (a template's `-e SKEWLESS_REPO=`)
     env.setenv("SKEWLESS_MODEL", "credit")
     env.setenv("SKEWLESS_MODEL_STAGE", "production")
+    env.setenv("SKEWLESS_MONITOR_SECONDS", "0")
+    env.setenv("SKEWLESS_MONITOR_LOOKBACK_SECONDS", "600")
     cfg = ServeConfig.from_env()
+    assert (cfg.monitor_seconds, cfg.monitor_lookback) == (0.0, 600.0)
     assert cfg.contracts() == ("eas", "sagemaker") and cfg.resolved_port() == 9001
     assert (cfg.max_body_bytes, cfg.log_flush_seconds, cfg.missing_features, cfg.predict_timeout, cfg.log_level) == (
         1048576, 0.25, "flag", None, "DEBUG")

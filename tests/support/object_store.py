@@ -52,6 +52,26 @@ def rows(*keys: int, x: float = 1.0) -> pd.DataFrame:
                          "x": [x] * len(keys)})
 
 
+def check_permissions_and_audit_log_in_the_store(store: sk.FeatureStore, list_keys) -> None:
+    """A governed repo on an object-store registry: a denied ingest writes nothing and its denial, like the apply
+    before it, is a record under the registry's ``audit/`` prefix (listed with the cloud's own client)."""
+    view = one_view(store)
+    store.ingest("v", rows(1))
+    admin = sk.FeatureStore(store.repo_path, principal="admin")
+    store.apply([view, *store.list_entities(), sk.Principal("admin"), sk.Principal("intern"),
+                 sk.Role("owner", ["apply", "ingest"]), sk.Grant("admins", role="owner", principals=["admin"])])
+    history = store.offline.version("v")
+    intern = sk.FeatureStore(store.repo_path, principal="intern")
+    with pytest.raises(sk.PermissionDenied):
+        intern.ingest("v", rows(2, x=9.0))
+    assert store.offline.version("v") == history
+    assert admin.ingest("v", rows(3)).rows == 1
+    records = [(r.principal, r.action, r.outcome) for r in store.audit_log.records()]
+    assert records[0][1] == "apply" and records[-2:] == [("intern", "ingest", "denied"), ("admin", "ingest", "allowed")]
+    keys = list_keys(store.registry.store.loc.key("audit") + "/")
+    assert len(keys) == len(records) and all(k.endswith(".json") for k in keys)
+
+
 def check_history_lives_in_the_store_and_drop_removes_it(tmp_path, store: sk.FeatureStore, list_keys) -> None:
     """``list_keys(prefix)``: the object keys under ``prefix`` in the bucket, listed with the cloud's own client."""
     one_view(store)

@@ -31,7 +31,8 @@ merchants = sk.FeatureView("merchants", entities=[card],
 merchant_risk = sk.FeatureService("merchant_risk", features=[merchants], description="the risk model's inputs")
 '''
 SCREENSHOTS = {"catalogue": "/?q=fraud", "versions": "/versions", "diff": "/diff?a=1&b=2",
-               "definition": "/object/feature_view/txn_stats", "models": "/models"}
+               "definition": "/object/feature_view/txn_stats", "models": "/models",
+               "statistics": "/statistics/merchants", "lineage": "/lineage?name=feature_view/merchants"}
 
 
 def transactions_repo(repo: Path, model: bool = False) -> Path:
@@ -55,6 +56,19 @@ def transactions_repo(repo: Path, model: bool = False) -> Path:
         reg = ModelRegistry(store)
         reg.promote("risk", reg.register(art, message="first").version, "production")
     return repo
+
+
+def merchants_rows(store: FeatureStore, n: int = 2000) -> None:
+    """Rows for the ``merchants`` view (a skewed risk, 5% missing), so its statistics page has something to draw."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    risk = rng.beta(2, 5, n)
+    risk[: n // 20] = np.nan
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    store.ingest("merchants", pd.DataFrame({"card_id": np.arange(n), "merchant_risk": risk,
+                                            "event_timestamp": now - pd.to_timedelta(np.arange(n), unit="s")}))
 
 
 def free_port() -> int:
@@ -90,7 +104,9 @@ def screenshots(out: Path, work: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    with serving(transactions_repo(work / "repo", model=True)) as base, sync_playwright() as p:
+    repo = transactions_repo(work / "repo", model=True)
+    merchants_rows(FeatureStore(repo))
+    with serving(repo) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 760})
         for name, path in SCREENSHOTS.items():
@@ -100,7 +116,26 @@ def screenshots(out: Path, work: Path) -> list[Path]:
             page.screenshot(path=str(target))
             written.append(target)
         browser.close()
+    written.append(monitor_screenshot(out / "ui-monitor.png", work / "credit"))
     return written
+
+
+def monitor_screenshot(target: Path, repo: Path) -> Path:
+    """The drift page of a model whose log holds an identical replay then one drifted feature (the known-answer
+    data of tests/serving/test_monitor.py), served by a real model server."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.monitor_site import credit_model, log_replay_then_drift
+
+    log_replay_then_drift(credit_model(repo))
+    with serving(repo) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        page.goto(f"{base}/monitor/credit")
+        page.locator(".skew canvas").first.wait_for(timeout=10_000)
+        page.screenshot(path=str(target))
+        browser.close()
+    return target
 
 
 if __name__ == "__main__":  # pragma: no cover - the docs' screenshots, by hand

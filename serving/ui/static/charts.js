@@ -30,3 +30,34 @@ function drawBars(el) {
   };
   return new uPlot(opts, [spec.x, spec.series[label]], el);
 }
+
+// The skew chart: two share series (training set, served) over the same bins, bars side by side; the x axis
+// labelled with the bins' names ({"x": [0..n), "labels": [...], "series": {...}}).
+function drawShares(el) {
+  const spec = JSON.parse(el.dataset.chart);
+  const names = Object.keys(spec.series);
+  const opts = {
+    width: Math.min(900, el.clientWidth || 900), height: 220,
+    // every bin whole (half a bin of room at each end), shares from 0: bars never start mid-air
+    scales: { x: { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] },
+              y: { range: (u, min, max) => [0, Math.max(max, 0) * 1.1 || 1] } },
+    axes: [{ values: (u, ticks) => ticks.map((t) => spec.labels[t] ?? ""), incrs: [1] }, { label: "share" }],
+    series: [{ label: "bin", value: (u, v) => (v == null ? "" : spec.labels[v]) }].concat(names.map((n, i) => ({
+      label: n, stroke: PALETTE[i], fill: PALETTE[i] + "55",
+      paths: uPlot.paths.bars({ size: [0.4], align: i === 0 ? -1 : 1 }) }))),
+  };
+  return new uPlot(opts, [spec.x].concat(names.map((n) => spec.series[n])), el);
+}
+
+// Drift over time: one line per feature over the windows' start times ({"x": epoch seconds, "series": {...}}).
+function drawOverTime(el) {
+  const spec = JSON.parse(el.dataset.chart);
+  const names = Object.keys(spec.series);
+  const opts = {
+    width: Math.min(900, el.clientWidth || 900), height: 240,
+    scales: { x: { time: true } },
+    series: [{ label: "window" }].concat(names.map((n, i) => ({ label: n, stroke: PALETTE[i % PALETTE.length], width: 2,
+                                                                  spanGaps: false }))),
+  };
+  return new uPlot(opts, [spec.x].concat(names.map((n) => spec.series[n])), el);
+}

@@ -45,34 +45,38 @@ def _wait_written(base: Path, timeout: float = 120) -> None:
         time.sleep(0.5)
 
 
-def test_first_process_writes_the_archive_and_the_next_starts_with_it(tmp_path):
+def test_the_archive_is_written_adopted_only_whole_and_mapped_by_the_next_process(tmp_path):
+    """Three fresh processes (each a JVM start): the first asks for the archive; its archive is then cut short (a
+    JVM killed while dumping: a JVM that maps one dies of SIGBUS), so the second must not adopt it but start
+    without and write a new one; the third maps that one. All three answer the same."""
+    expected = [[k, len(range(k, 1000, 7))] for k in range(7)]
+    base = tmp_path / "spark-cds"
     first = _run(tmp_path)
-    base = tmp_path / "spark-cds"
-    assert any(a.startswith("-XX:ArchiveClassesAtExit=") for a in first["args"])
-    _wait_written(base)
-    tmps = list(base.glob("*.jsa.tmp"))
-    assert len(tmps) == 1 and tmps[0].stat().st_size > 10 << 20  # Spark's classes: tens of MB at least
-    second = _run(tmp_path)
-    final = list(base.glob("*.jsa"))
-    assert len(final) == 1 and not list(base.glob("*.jsa.tmp"))
-    assert f"-XX:SharedArchiveFile={final[0]}" in second["args"]
-    assert second["rows"] == first["rows"] == [[k, len(range(k, 1000, 7))] for k in range(7)]
-
-
-def test_an_archive_cut_short_is_not_adopted_and_is_written_again(tmp_path):
-    """A JVM killed while dumping leaves a truncated archive; a JVM that maps one dies of SIGBUS, so it must never
-    be adopted: the next process deletes it, starts without an archive and writes a new one."""
-    _run(tmp_path)
-    base = tmp_path / "spark-cds"
+    assert any(a.startswith("-XX:ArchiveClassesAtExit=") for a in first["args"]) and first["rows"] == expected
     _wait_written(base)
     (tmp,) = base.glob("*.jsa.tmp")
+    assert tmp.stat().st_size > 10 << 20  # Spark's classes: tens of MB at least
     data = tmp.read_bytes()
     tmp.chmod(0o644)
     tmp.write_bytes(data[: len(data) * 9 // 10])
-    again = _run(tmp_path)
-    assert not [a for a in again["args"] if "SharedArchiveFile" in a]
-    assert any(a.startswith("-XX:ArchiveClassesAtExit=") for a in again["args"])
-    assert again["rows"] == [[k, len(range(k, 1000, 7))] for k in range(7)] and not list(base.glob("*.jsa"))
+
+    second = _run(tmp_path)
+    assert not [a for a in second["args"] if "SharedArchiveFile" in a]
+    assert any(a.startswith("-XX:ArchiveClassesAtExit=") for a in second["args"]) and second["rows"] == expected
+    assert not list(base.glob("*.jsa"))
+    _wait_written(base)
+
+    # a copy whose header is not written yet (a dump in progress) maps "cleanly" by exit code alone: refused
+    (new,) = base.glob("*.jsa.tmp")
+    headless = tmp_path / "headless.jsa"
+    headless.write_bytes(b"\0" * 4096 + new.read_bytes()[4096:])
+    assert cds._maps_cleanly(_java(), new) and not cds._maps_cleanly(_java(), headless)
+    headless.unlink()
+
+    third = _run(tmp_path)
+    (final,) = base.glob("*.jsa")
+    assert not list(base.glob("*.jsa.tmp")) and final.stat().st_size > 10 << 20
+    assert f"-XX:SharedArchiveFile={final}" in third["args"] and third["rows"] == expected
 
 
 def test_off_by_option_and_only_booleans(tmp_path):
@@ -95,9 +99,9 @@ def test_while_one_process_writes_an_archive_others_start_without_one(tmp_path, 
     dead = subprocess.Popen(["true"])
     dead.wait()
     writing.started(dead.pid)
-    # what it left is not an archive (a JVM refuses to map it and starts without: rc 0): adopted as harmless
+    # what it left is no archive (a dump whose header is not written yet): a JVM ignores it and exits 0, but it
+    # must not be adopted; it is deleted and this start writes a new one
     writing.writing.write_bytes(b"\0" * 4096)
-    adopted = cds.plan(java)
-    final = cds.folder() / f"{cds.key(java)}.jsa"
-    assert adopted.options[0] == f"-XX:SharedArchiveFile={final}" and final.read_bytes() == b"\0" * 4096
-    assert not list(cds.folder().glob("*.tmp")) and not list(cds.folder().glob("*.pid"))
+    again = cds.plan(java)
+    assert any("ArchiveClassesAtExit" in o for o in again.options)
+    assert not list(cds.folder().glob("*.jsa")) and not writing.writing.exists()

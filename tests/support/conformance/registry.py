@@ -57,3 +57,31 @@ class RegistryStoreConformance:
         doc = b"x" * 5_000_000
         registry_store.create(1, doc)
         assert registry_store.read(1) == doc
+
+    # -- records (the audit log lives in them: skewless.audit) ----------------------------------------------------
+    def test_records_are_created_once_and_never_rewritten(self, registry_store):
+        registry_store.create(1, b"v1")
+        registry_store.put_record("audit/2026-01-01/a.json", b"first")
+        with pytest.raises(ConflictError):
+            registry_store.put_record("audit/2026-01-01/a.json", b"second")
+        assert registry_store.read_record("audit/2026-01-01/a.json") == b"first"
+        registry_store.put_record("audit/2026-01-02/b.json", b"other")
+        assert registry_store.record_keys("audit/") == ["audit/2026-01-01/a.json", "audit/2026-01-02/b.json"]
+        assert registry_store.versions() == [1]  # records are not versions
+        with pytest.raises(NotFoundError):
+            registry_store.read_record("audit/nope.json")
+
+    def test_audit_log_appends_and_filters(self, registry_store):
+        from datetime import datetime, timezone
+
+        from skewless.audit import AuditLog
+
+        log = AuditLog(registry_store)
+        t0 = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+        log.append("alice", "apply", "*", "allowed", "v1", at=t0)
+        log.append(None, "ingest", "view:a", "denied", "no", at=t0.replace(day=2))
+        log.append("bob", "ingest", "view:a", "allowed", "3 rows", at=t0.replace(day=2, hour=13))
+        assert [r.principal for r in log.records()] == ["alice", None, "bob"]
+        assert [r.detail for r in log.records(since=t0.replace(day=2, hour=12, minute=30))] == ["3 rows"]
+        assert [r.principal for r in log.records(action="ingest", outcome="allowed")] == ["bob"]
+        assert [r.action for r in log.records(principal="alice")] == ["apply"]

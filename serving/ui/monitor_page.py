@@ -1,0 +1,98 @@
+"""The UI's skew and drift page of a model version (``/monitor/{model}``): ``skewless.serving.monitor`` over its
+prediction log against its registered training set's statistics, as ``skewless monitor`` computes it.
+
+Shown: per feature, the metrics over the period with the breached ones marked; the skew chart (the reference's and
+the served values' shares over the same bins: KLL deciles, or top categories + other); drift over time (each
+metric per window, one line per feature). The period and the window are chosen from fixed lists (no free-text
+durations to parse); a result is kept ``TTL_S`` seconds, so reloading the page does not re-read the log.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Callable
+
+from skewless.drift import METRICS
+from skewless.timeutil import now
+
+TTL_S = 30.0
+PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "all": None}
+WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "1d": timedelta(days=1), "7d": timedelta(days=7)}
+
+
+class _Cache:
+    def __init__(self):
+        self._lock, self._items = threading.Lock(), {}
+
+    def get(self, key, compute: Callable):
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and time.monotonic() - hit[0] < TTL_S:
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self._items[key] = (time.monotonic(), value)
+        return value
+
+
+def _charts(whole, windowed) -> dict:
+    """The page's chart data: per feature its skew chart; per metric its drift-over-time chart."""
+    skew = {}
+    first = whole.windows[0] if whole.windows else None
+    # the breached features' charts first: what the page is looked at for
+    for ref, d in sorted(first.features.items(), key=lambda kv: kv[0] not in first.breaches) if first else ():
+        if d.bins:
+            skew[ref] = {"x": list(range(len(d.bins))), "labels": d.bins,
+                         "series": {"training set": d.reference_shares, "served": d.served_shares}}
+    over_time = {}
+    ws = [w for w in windowed.windows if w.start is not None]
+    if ws:
+        x = [w.start.timestamp() for w in ws]
+        for m in METRICS:
+            series = {ref: [getattr(w.features[ref], m) if ref in w.features else None for w in ws]
+                      for ref in ws[0].features}
+            if any(v is not None for ys in series.values() for v in ys):
+                over_time[m] = {"x": x, "series": series}
+    return {"skew": skew, "over_time": over_time}
+
+
+def monitor_page(page, store) -> Callable:
+    """The ``/monitor/{model}`` route: ``?version=N`` or ``?stage=S`` (default: the newest version), ``period``
+    (one of PERIODS, default 7d) and ``window`` (one of WINDOWS, default 1h). 404 for an unknown model or version,
+    400 for a bad choice or a model that cannot be monitored (no registered training set), said on the page."""
+    from skewless.errors import NotFoundError, ValidationError
+
+    from ..monitor import monitor
+
+    cache = _Cache()
+
+    async def route(request):
+        model = request.path_params["model"]
+        q = request.query_params
+        period, window = q.get("period", "7d"), q.get("window", "1h")
+        ctx = {"title": f"Skew and drift of {model}", "model": model, "period": period, "window": window,
+               "period_choices": list(PERIODS), "window_choices": list(WINDOWS), "metrics": METRICS}
+        raw_version, stage = q.get("version", "").strip(), q.get("stage", "").strip() or None
+        if period not in PERIODS or window not in WINDOWS or (raw_version and not raw_version.isdigit()):
+            return page(request, "monitor.html", 400, error=f"period must be one of {', '.join(PERIODS)}, window "
+                        f"one of {', '.join(WINDOWS)}, version a number", **ctx)
+        version = int(raw_version) if raw_version else None
+        since = None if PERIODS[period] is None else now() - PERIODS[period]
+
+        def compute():
+            whole = monitor(store, model, version=version, stage=stage, since=since)
+            return whole, monitor(store, model, version=whole.version, since=since, window=WINDOWS[window])
+        try:
+            whole, windowed = cache.get((model, version, stage, period, window), compute)
+        except NotFoundError as exc:
+            return page(request, "monitor.html", 404, error=str(exc), **ctx)
+        except ValidationError as exc:
+            return page(request, "monitor.html", 400, error=str(exc), **ctx)
+        features = whole.windows[0].features if whole.windows else {}
+        breaches = whole.windows[0].breaches if whole.windows else {}
+        return page(request, "monitor.html", report=whole, features=features, breaches=breaches,
+                    rows=whole.windows[0].rows if whole.windows else 0, charts=_charts(whole, windowed),
+                    n_windows=len(windowed.windows), **ctx)
+    return route
