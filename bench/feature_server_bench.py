@@ -3,7 +3,7 @@ bench.feature_server_bench``).
 
     ./run shell -m bench.feature_server_bench [--entities N] [--seconds S] [--concurrency C] [--rounds R]
                                               [--no-feast] [--push-rate EVENTS_PER_S] [--tag T] [--publish]
-                                              [--baseline GIT_REF] [--workers N]
+                                              [--baseline GIT_REF] [--workers N] [--mixed]
 
 One entity ``driver`` (Int64) and three views (``driver_stats``: conv_rate, acc_rate, trips; ``driver_profile``:
 city, age; ``driver_rating``: rating, reviews), ``--entities`` drivers each, written to the local cloud's Redis by
@@ -17,6 +17,8 @@ Freshness: ``/push`` at ``--push-rate`` events/s (batches of ``--push-batch`` ro
 send to its answer (the rows are readable from then on: the push writes before it answers), and the time until a
 separate ``/get-online-features`` sees its value, for every push. The first ``--push-warmup`` pushes are not
 counted (a server's first push loads the view, its layout and the write script; its time is reported apart).
+
+``--mixed``: reads at ``--concurrency`` connections while pushes run at ``--push-rate`` (what each costs the other).
 
 Comparisons in one run: ``--baseline REF`` also runs the server of git REF (its code laid out as the installed
 package, first on PYTHONPATH), ``--workers N`` also runs this code with N worker processes; the servers are measured
@@ -275,6 +277,49 @@ def freshness(server: Server, rate: int, batch: int, seconds: float, warmup: int
             "visible_p50_ms": pct(visible, 0.5), "visible_p99_ms": pct(visible, 0.99)}
 
 
+def mixed(server: Server, rate: int, batch: int, seconds: float, body_file: Path, connections: int) -> dict:
+    """Reads under wrk at ``connections`` (``body_file``'s requests) while ``/push`` runs at ``rate`` events/s in
+    batches of ``batch`` on another connection: what pushes cost the reads, and what reads cost the pushes."""
+    import threading
+
+    import httpx
+
+    from bench.serving_bench import wrk
+
+    stop, answered = threading.Event(), []
+
+    def pusher():
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            next_id, due = 20_000_000, time.perf_counter()
+            while not stop.is_set():
+                ids = list(range(next_id, next_id + batch))
+                next_id += batch
+                body = {"push_source_name": "driver_stats", "to": "online", "df": {
+                    "driver_id": ids, "conv_rate": [1.0] * batch, "acc_rate": [0.5] * batch, "trips": [1] * batch,
+                    "event_timestamp": [datetime.now(timezone.utc).isoformat()] * batch}}
+                t0 = time.perf_counter()
+                r = client.post("/push", json=body)
+                answered.append(time.perf_counter() - t0)
+                assert r.status_code == 200, r.text
+                due += batch / rate
+                time.sleep(max(0.0, due - time.perf_counter()))
+    thread = threading.Thread(target=pusher, daemon=True)
+    thread.start()
+    time.sleep(1.0)  # the pushes' warm-up
+    answered.clear()
+    os.environ["AUTH"] = f"Bearer {TOKEN}"  # bench/serving_wrk.lua's header
+    try:
+        reads = wrk(server.url + "/get-online-features", body_file, connections, seconds, server)
+    finally:
+        os.environ.pop("AUTH")
+        stop.set()
+        thread.join(30)
+    xs = sorted(answered)
+    return {"read_rps": reads["rps"], "read_p50_ms": reads["p50_ms"], "read_p99_ms": reads["p99_ms"],
+            "pushes": len(xs), "push_rate_achieved": round(len(xs) * batch / seconds),
+            "push_p50_ms": round(xs[len(xs) // 2] * 1000, 2), "push_p99_ms": round(xs[int(len(xs) * .99)] * 1000, 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entities", type=int, default=10_000, help="drivers per view")
@@ -287,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--push-warmup", type=int, default=20, help="pushes before the freshness run, not counted")
     ap.add_argument("--only", choices=("http", "freshness"), help="run only the HTTP load (with the in-process "
                     "stages) or only the freshness run")
+    ap.add_argument("--mixed", action="store_true", help="also read at --concurrency connections while /push runs "
+                    "at --push-rate (each server, each round)")
     ap.add_argument("--push-batch", type=int, default=100, help="rows per push in the freshness run")
     ap.add_argument("--stage-calls", type=int, default=3000, help="in-process stages: calls per stage")
     ap.add_argument("--baseline", metavar="REF", help="also run the feature server of git REF (e.g. main), in "
@@ -391,12 +438,19 @@ def main(argv: list[str] | None = None) -> int:
                     fresh.append({"case": case, "round": rnd, **loaded(
                         freshness, srv, args.push_rate, args.push_batch, seconds=max(args.seconds, 5),
                         warmup=args.push_warmup)})
+        mix = []
+        for rnd in range(1, args.rounds + 1 if args.mixed and args.push_rate > 0 else 1):
+            pair = [(f"skewless serve ({args.baseline})", base), ("skewless serve", sk)]
+            for case, srv in (pair if rnd % 2 else pair[::-1]):
+                if srv is not None:
+                    mix.append({"case": case, "round": rnd, **loaded(
+                        mixed, srv, args.push_rate, args.push_batch, args.seconds, files["1x3"], args.concurrency)})
         doc = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
                "command": "./run shell -m bench.feature_server_bench " + " ".join(argv if argv is not None
                                                                                  else sys.argv[1:]),
                "entities": args.entities, "concurrency": args.concurrency, "seconds": args.seconds,
-               "http": rows, "freshness": fresh, "stages_us": stage_us, "baseline": args.baseline}
+               "http": rows, "freshness": fresh, "mixed": mix, "stages_us": stage_us, "baseline": args.baseline}
         for folder in result_dirs(args.publish):
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{args.tag}.json").write_text(json.dumps(doc, indent=1))
@@ -439,6 +493,11 @@ def markdown(doc: dict) -> str:
                   f"{f.get('server_cpu_ms_per_push', '?')} ms per push; after {f.get('warmup_pushes', 0)} warm-up "
                   f"pushes (the server's first push visible in {f.get('first_push_visible_ms', '?')} ms) (load average "
                   f"{f.get('load_before', '?')} before, {f.get('load_after', '?')} after)."]
+    for m in doc.get("mixed", []):
+        lines += [f"- Reads under pushes, {m['case']}, round {m['round']}: 1x3 at {doc['concurrency']} connections "
+                  f"{m['read_rps']:,.0f} req/s (p50 {m['read_p50_ms']} / p99 {m['read_p99_ms']} ms) while `/push` ran "
+                  f"at {m['push_rate_achieved']:,} events/s (answered p50 {m['push_p50_ms']} / p99 {m['push_p99_ms']} "
+                  f"ms) (load average {m['load_before']} before, {m['load_after']} after)."]
     if doc.get("stages_us"):
         lines += ["", "In process, one 1x3 request (median us): " + ", ".join(
             f"{k} {v}" for k, v in doc["stages_us"].items()) + "."]

@@ -242,7 +242,7 @@ class IngestResult:
     view: str
     version: int | None
     rows: int
-    batch_id: str
+    batch_id: str | None  # None: an online push whose caller asked for no identity (``push(identify=False)``)
     already_ingested: bool = False
 
 

@@ -371,13 +371,14 @@ class FeatureStore:
         value = sources.watermark_value(table.column(src.watermark), src.watermark)
         return self._ingest(view_name, table, batch_id, date_format, Watermark(src.watermark, value, prior))
 
-    def push(self, name: str, data: Any, *, to: str = "online") -> list[ingest_mod.IngestResult]:
+    def push(self, name: str, data: Any, *, to: str = "online", identify: bool = True) -> list[ingest_mod.IngestResult]:
         """Feast's push: write ``data`` to every view named ``name`` or whose source is named ``name``, ``to``
-        "online", "offline" or "online_and_offline", with ingest's validation and write path (``push``)."""
+        "online", "offline" or "online_and_offline", with ingest's validation and write path (``push``).
+        ``identify=False``: an online push's results carry no ``batch_id`` (None; its rows are not hashed)."""
         state = self._registry_state()  # cached (as views_for's): a push is the feature server's hot write path
         views = push_mod.views_for(self, name)
         who = self.authorize("ingest", [("view", v.name) for v in views], state)  # every view, before any write
-        results = push_mod.push(self, name, data, to=to)
+        results = push_mod.push(self, name, data, to=to, identify=identify)
         if to == "online":  # the other modes went through ingest, which audited each view
             for r in results:
                 self._audit_write(who, f"view:{r.view}", "allowed", f"push {r.rows} rows, online only")

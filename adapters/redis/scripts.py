@@ -2,7 +2,8 @@
 ``script_sha`` (the SHA1 that EVALSHA names a script by; public, for stores that bring scripts of their own).
 
 It is the slow path of a write (``row_writes.py``): a row whose key is new is stored by a plain ``SET ... NX``; only the
-rows whose key already exists come here, to be compared with the stored row's order tuple.
+rows whose key already exists come here, to be compared with the stored row's order tuple (and the rows of a write
+small enough for one call, new keys or not: one round trip instead of two).
 
 Why numbers and not strings: Lua's string ``<`` uses strcoll (the server's locale), so the order tuple is compared
 as numbers, unpacked by Redis's ``struct`` library from the value's 32-byte header (``row_layout``). Lua numbers are

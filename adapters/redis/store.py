@@ -19,7 +19,8 @@ Aggregated views: one hash per (view, entity), a field per tile (``tiles``).
 
 Layout: one string per (view, entity) holding the row's order tuple, the id of its layout and its values
 (``row_layout``; key and value encodings: ``codec``). Writes: newest wins on the server, a ``SET NX`` pass then a
-Lua compare-and-set for the keys that existed (``row_writes``, ``scripts``). Reads: the keys of every (view,
+Lua compare-and-set for the keys that existed, or the compare-and-set alone for a write that fits one script call
+(``row_writes``, ``scripts``). Reads: the keys of every (view,
 entity) of one ``read_raw`` call go out as one MGET (per 1,024 keys), answered in one round trip, through the wire
 layer (``wire``: one connection per thread, pre-packed RESP from ``resp``, hiredis replies, adaptive polling).
 

@@ -163,6 +163,29 @@ def test_new_keys_take_set_nx_and_existing_keys_the_script(redis_url):
     s.close()
 
 
+def test_a_write_that_fits_one_script_call_is_one_call_new_keys_or_not(redis_url):
+    """A push of at most ``write_batch_rows`` rows is one EVALSHA (one round trip), not SET NX then the script:
+    new keys are inserted, newer rows replace stored ones, older ones lose."""
+    p = prefix()
+    s = from_url(redis_url, None, {"key_prefix": p, "write_batch_rows": 100})
+    redis.Redis.from_url(redis_url).script_load(ROW_UPSERT)  # as above
+    v = view()
+    s.write(v, rows(v, [{"k": 1000, "ev": T0, "x": 0.0}]))  # layout recorded, connection made
+    s.write(v, rows(v, [{"k": k, "ev": T0, "x": 0.0} for k in range(50)]))
+    # 50 existing (newer: replaced, a SET each from the script) + 50 new (inserted): 1 call, 100 scripted SETs
+    assert command_calls(redis_url, p, lambda: s.write(
+        v, rows(v, [{"k": k, "ev": T0 + timedelta(seconds=1), "x": float(k)} for k in range(100)]))) == [100, 1]
+    # all older: one call, nothing replaced
+    assert command_calls(redis_url, p, lambda: s.write(
+        v, rows(v, [{"k": k, "ev": T0, "x": -1.0} for k in range(100)]))) == [0, 1]
+    assert [g[1][0] for g in s.read_raw([(v, ["x"], [(k,) for k in range(100)])])[0]] == [float(k) for k in range(100)]
+    # one more row than a call holds: the two passes (101 SET NX, k=100 new and inserted; the 100 refused in
+    # 1 script call)
+    assert command_calls(redis_url, p, lambda: s.write(
+        v, rows(v, [{"k": k, "ev": T0, "x": -1.0} for k in range(101)]))) == [101, 1]
+    s.close()
+
+
 def test_a_rewrite_of_existing_keys_goes_to_the_script_after_the_first_pass(redis_url):
     """Re-materializing: the first 2,048 rows find their keys taken, so the rest skips SET NX."""
     p = prefix()
