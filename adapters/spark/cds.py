@@ -21,6 +21,7 @@ Off with the engine option ``class_data_sharing: false``. The archive takes ~160
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -71,7 +72,9 @@ def plan(java: str) -> Plan:
         return Plan([])
 
 
-def _plan(java: str) -> Plan:
+@contextlib.contextmanager
+def _locked(java: str):
+    """(folder, key, archive path) under the key's lock, a finished temporary archive adopted first."""
     base = folder()
     base.mkdir(parents=True, exist_ok=True)
     k = key(java)
@@ -80,6 +83,11 @@ def _plan(java: str) -> Plan:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not final.exists():
             _adopt(java, base, k, final)
+        yield base, k, final
+
+
+def _plan(java: str) -> Plan:
+    with _locked(java) as (base, k, final):
         if final.exists():
             return Plan([f"-XX:SharedArchiveFile={final}", *QUIET])
         if any(_writer_alive(t) for t in _pending(base, k)):
@@ -87,6 +95,13 @@ def _plan(java: str) -> Plan:
         tmp = base / f"{k}.{os.getpid()}.jsa.tmp"
         tmp.with_suffix(".pid").write_text(str(os.getpid()))  # this process until its JVM runs (started)
         return Plan([f"-XX:ArchiveClassesAtExit={tmp}", *QUIET], writing=tmp)
+
+
+def adopt(java: str) -> Path | None:
+    """Adopt a finished temporary archive now, without starting a JVM (what the next start would do first); the
+    archive, or None when there is none yet."""
+    with _locked(java) as (_, _, final):
+        return final if final.exists() else None
 
 
 def _pending(base: Path, k: str) -> list[Path]:

@@ -105,3 +105,4 @@ def test_while_one_process_writes_an_archive_others_start_without_one(tmp_path, 
     again = cds.plan(java)
     assert any("ArchiveClassesAtExit" in o for o in again.options)
     assert not list(cds.folder().glob("*.jsa")) and not writing.writing.exists()
+    assert cds.adopt(java) is None  # nothing finished to adopt (the new writer is this live process)
