@@ -95,11 +95,42 @@ async def _measure(store: sk.FeatureStore, reps: int) -> dict:
     return out
 
 
+def measure_monitor(files: int, reps: int) -> dict:
+    """The skew and drift page (/monitor/credit) over a model whose prediction log holds ``files`` files of 10 rows
+    (bench/monitor_bench.py's build: the server's own log path, one flush per file): its first view (every file
+    read), a view with another window (the page's file cache: no file read again; median over the other three
+    windows) and a view repeated within the page's 30 s (its result cache; median of ``reps``)."""
+    from bench.monitor_bench import build as build_logged
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store, served, *_ = build_logged(Path(tmp), files, 10)
+        served.close()
+        return asyncio.run(_measure_monitor(app_for_store(store), files, reps))
+
+
+async def _measure_monitor(app, files: int, reps: int) -> dict:
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ui")
+
+    async def view(window: str) -> float:
+        t = time.perf_counter()
+        r = await client.get("/monitor/credit", params={"window": window})
+        assert r.status_code == 200, r.text[:300]
+        return time.perf_counter() - t
+    first = await view("1h")
+    others = [await view(w) for w in ("6h", "1d", "7d")]
+    same = [await view("1h") for _ in range(reps)]
+    return {"log_files": files, "first_view_ms": round(first * 1e3, 1),
+            "other_window_ms": round(statistics.median(others) * 1e3, 1),
+            "same_view_ms": round(statistics.median(same) * 1e3, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--views", type=int, default=1000)
     ap.add_argument("--models", type=int, default=100)
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--log-files", type=int, default=1000, help="prediction-log files behind the skew and drift "
+                    "page's model (0: not measured)")
     ap.add_argument("--publish", action="store_true", help="also write bench/results/ui_bench.json")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,12 +139,17 @@ def main() -> None:
         built = time.perf_counter() - t
         pages = measure(store, args.reps)
         versions = store.registry.store.latest()
+    monitor_page = measure_monitor(args.log_files, args.reps) if args.log_files else None
     slowest = max(v["median_ms"] for v in pages.values())
     res = {"views": args.views, "models": args.models, "registry_versions": versions, "reps": args.reps,
            "build_s": round(built, 1), "pages": pages, "slowest_median_ms": slowest,
-           "slowest_cold_ms": max(v["cold_ms"] for v in pages.values())}
+           "slowest_cold_ms": max(v["cold_ms"] for v in pages.values()), "monitor_page": monitor_page}
     for page, v in pages.items():
         print(f"{page:32s} cold {v['cold_ms']:7.1f} ms   median {v['median_ms']:7.1f} ms   {v['bytes']:>9,} B")
+    if monitor_page:
+        print(f"/monitor/credit ({monitor_page['log_files']} log files): first view {monitor_page['first_view_ms']} ms, "
+              f"another window {monitor_page['other_window_ms']} ms, the same view again "
+              f"{monitor_page['same_view_ms']} ms")
     print("\n".join(verdict_lines([("ui_page_ms", None, slowest)])))
     for d in result_dirs(args.publish):
         d.mkdir(parents=True, exist_ok=True)

@@ -4,13 +4,17 @@ prediction log against its registered training set's statistics, as ``skewless m
 Shown: per feature, the metrics over the period with the breached ones marked; the skew chart (the reference's and
 the served values' shares over the same bins: KLL deciles, or top categories + other); drift over time (each
 metric per window, one line per feature). The period and the window are chosen from fixed lists (no free-text
-durations to parse); a result is kept ``TTL_S`` seconds, so reloading the page does not re-read the log.
+durations to parse). The log is read once per view of the page for both (the period's rows, then judged whole and
+per window), and its files are cached per (model, version, period) as the server's refresher caches them
+(``read_rows(cache=)``: log files are immutable, so a later view reads only the files committed since); a result
+is kept ``TTL_S`` seconds, so reloading the page reads nothing.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Callable
 
@@ -20,6 +24,9 @@ from skewless.timeutil import now
 TTL_S = 30.0
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "all": None}
 WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "1d": timedelta(days=1), "7d": timedelta(days=7)}
+
+
+FILE_CACHES = 4  # (model, version, period) file caches kept, the least recently used dropped
 
 
 class _Cache:
@@ -64,9 +71,26 @@ def monitor_page(page, store) -> Callable:
     400 for a bad choice or a model that cannot be monitored (no registered training set), said on the page."""
     from skewless.errors import NotFoundError, ValidationError
 
-    from ..monitor import monitor
+    from ..model_registry import ModelRegistry
+    from ..monitor import Report, _columns, evaluate, monitored, read_rows
 
     cache = _Cache()
+    files: OrderedDict = OrderedDict()  # (model, version, period) -> read_rows' file cache
+    files_lock = threading.Lock()
+
+    def reports(model, version, stage, period, window, since):
+        mv = ModelRegistry(store).get(model, version, stage=stage)
+        mon = monitored(store, mv.manifest, mv.version)
+        with files_lock:
+            fc = files.setdefault((model, mv.version, period), {})
+            files.move_to_end((model, mv.version, period))
+            while len(files) > FILE_CACHES:
+                files.popitem(last=False)
+            # no until, and a since (now - period) that only moves forward: read_rows' cache holds
+            table = read_rows(store, model, mv.version, _columns(mon), since=since, cache=fc)
+        return (Report(model, mv.version, mon.training_set, mon.thresholds, evaluate(mon, table)),
+                Report(model, mv.version, mon.training_set, mon.thresholds,
+                       evaluate(mon, table, window=WINDOWS[window])))
 
     async def route(request):
         model = request.path_params["model"]
@@ -82,8 +106,7 @@ def monitor_page(page, store) -> Callable:
         since = None if PERIODS[period] is None else now() - PERIODS[period]
 
         def compute():
-            whole = monitor(store, model, version=version, stage=stage, since=since)
-            return whole, monitor(store, model, version=whole.version, since=since, window=WINDOWS[window])
+            return reports(model, version, stage, period, window, since)
         try:
             whole, windowed = cache.get((model, version, stage, period, window), compute)
         except NotFoundError as exc:
