@@ -168,31 +168,25 @@ class S3RegistryStore(RegistryStore):
             raise self.s3.translate(exc, f"reading registry version {version}") from exc
 
     def create(self, version: int, data: bytes) -> None:
-        try:
-            # One PUT: S3 makes the object visible whole or not at all.
-            self.s3.client().put_object(Bucket=self.loc.bucket, Key=self.loc.key(version_name(version)), Body=data,
-                                        IfNoneMatch="*", ContentType="application/json")
-        except botocore.exceptions.ClientError as exc:
-            # 412: the version exists. 409: a concurrent conditional write to the same key is in flight.
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or \
-                    exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
-                raise ConflictError(f"registry version {version} was committed by someone else first; "
-                                    "re-read and retry") from None
-            raise self.s3.translate(exc, f"committing registry version {version}") from exc
-        except _client_errors() as exc:
-            raise self.s3.translate(exc, f"committing registry version {version}") from exc
+        self._put_if_absent(self.loc.key(version_name(version)), data, f"committing registry version {version}",
+                            f"registry version {version} was committed by someone else first; re-read and retry")
 
     def put_record(self, key: str, data: bytes) -> None:
+        self._put_if_absent(self.loc.key(key), data, f"writing record {key}", f"record {key} exists already")
+
+    def _put_if_absent(self, key: str, data: bytes, what: str, conflict: str) -> None:
+        """One conditional PUT (S3 makes the object visible whole or not at all); ConflictError(``conflict``) when
+        the key exists (412) or a concurrent conditional write to it is in flight (409)."""
         try:
-            self.s3.client().put_object(Bucket=self.loc.bucket, Key=self.loc.key(key), Body=data, IfNoneMatch="*",
+            self.s3.client().put_object(Bucket=self.loc.bucket, Key=key, Body=data, IfNoneMatch="*",
                                         ContentType="application/json")
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or \
                     exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
-                raise ConflictError(f"record {key} exists already") from None
-            raise self.s3.translate(exc, f"writing record {key}") from exc
+                raise ConflictError(conflict) from None
+            raise self.s3.translate(exc, what) from exc
         except _client_errors() as exc:
-            raise self.s3.translate(exc, f"writing record {key}") from exc
+            raise self.s3.translate(exc, what) from exc
 
     def record_keys(self, prefix: str) -> list[str]:
         root = self.loc.key("") + "/" if self.loc.prefix else ""

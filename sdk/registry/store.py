@@ -83,34 +83,27 @@ class LocalRegistryStore(RegistryStore):
             raise NotFoundError(f"registry version {version} does not exist in {self.path}") from None
 
     def create(self, version: int, data: bytes) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, self.path / version_name(version))
-            except FileExistsError:
-                raise ConflictError(
-                    f"registry version {version} was committed by someone else first; re-read and retry") from None
-        finally:
-            os.unlink(tmp)
+        self._create_exclusive(self.path / version_name(version), data,
+                               f"registry version {version} was committed by someone else first; re-read and retry")
 
     def put_record(self, key: str, data: bytes) -> None:
-        target = self.path / key
+        self._create_exclusive(self.path / key, data, f"record {key} exists already")  # never replaced
+
+    @staticmethod
+    def _create_exclusive(target: Path, data: bytes, conflict: str) -> None:
+        """``target`` with ``data``, whole (written, synced, then hard-linked into place) and only when absent:
+        ConflictError(``conflict``) when it exists."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             try:
-                os.link(tmp, target)  # exclusive, like a version: a record is never replaced
+                os.link(tmp, target)
             except FileExistsError:
-                raise ConflictError(f"record {key} exists already") from None
+                raise ConflictError(conflict) from None
         finally:
             os.unlink(tmp)
 
