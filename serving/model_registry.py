@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from skewless import permissions as perms
 from skewless import plugins
 from skewless.errors import ConflictError, DefinitionError, NotFoundError, ValidationError
 
@@ -97,7 +98,8 @@ class ModelRegistry:
         else:
             raise ConflictError(f"model {m.name!r}: {_ATTEMPTS} concurrent registrations won first")
         self._add_to_index(m.name)
-        self.store.audit_log.append(who, "deploy", f"model:{m.name}", "allowed", f"register version {version}")
+        if perms.governed(self.store._registry_state()):  # as data writes: an open registry records none
+            self.store.audit_log.append(who, "deploy", f"model:{m.name}", "allowed", f"register version {version}")
         if stage:
             self.promote(m.name, version, stage, author=author)
         return self.get(m.name, version)
