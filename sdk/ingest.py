@@ -203,7 +203,15 @@ def _cast(col: pa.ChunkedArray, name: str, dt: dtypes.DType, date_format: str | 
           hidden: bool = False) -> pa.ChunkedArray:
     """``col`` as ``dt``; a ValidationError quoting the first value that is not (``***`` for PII: skewless.pii)."""
     if dt is dtypes.UnixTimestamp:
-        return _timestamps(pa.table({name: col}), name, required=False, date_format=date_format)
+        try:
+            return _timestamps(pa.table({name: col}), name, required=False, date_format=date_format)
+        except ValidationError as exc:
+            if not hidden:
+                raise
+            # the parser quotes the value; a PII timestamp (a birth date) is named by its row alone
+            raise ValidationError(f"column {name!r}: the value at row {exc.row} is not a timestamp "
+                                  f"({date_format or 'ISO 8601'}; personal data: not quoted)", column=name,
+                                  row=exc.row) from None
     if not dtypes.arrow_compatible(col.type, dt):
         # The first value that is not a {dt} (e.g. the 'n/a' that made a CSV column text); when every value would
         # cast, the column's type itself is the mismatch and its first value is named.

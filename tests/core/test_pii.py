@@ -167,6 +167,12 @@ def test_errors_quote_a_pii_value_as_masked_and_other_values_as_they_are(store):
     with pytest.raises(ValidationError) as exc:
         store.ingest("customer_profile", bad)
     assert "n/a-secret" not in str(exc.value) and f"value {MASK} at row 0" in str(exc.value)
+    store.apply([sk.Entity("person", join_keys=["person_id"]), sk.FeatureView("births", entities=["person"], schema=[
+        sk.Field("person_id", sk.Int64), sk.Field("born", sk.UnixTimestamp, pii=True)])])
+    with pytest.raises(ValidationError) as exc:
+        store.ingest("births", pd.DataFrame({"person_id": [1, 2], "born": ["1990-01-02", "02/01/1990"],
+                                             "event_timestamp": [T0] * 2}))
+    assert "02/01/1990" not in str(exc.value) and "row 1" in str(exc.value) and exc.value.column == "born"
     store.apply([sk.Entity("plain", join_keys=["plain_id"]), sk.FeatureView("plain_view", entities=["plain"], schema=[
         sk.Field("plain_id", sk.Int64), sk.Field("score", sk.Float64)])])
     with pytest.raises(ValidationError, match="plain_id='abc'"):  # not personal data: quoted as before
