@@ -27,7 +27,7 @@ import os
 from typing import Any, Iterable
 
 from . import permissions as perms
-from .errors import ConfigError
+from .errors import ConfigError, NotFoundError
 from .statistics import FeatureStatistics
 
 MASK = "***"
@@ -57,7 +57,7 @@ class Masking:
         if out is None:
             try:
                 names = self.state.get("feature_view", view).pii_names
-            except Exception:  # an unknown view (a transform, a log view): nothing declared, nothing masked
+            except NotFoundError:  # not a view (a transform's name): nothing declared, nothing masked
                 names = frozenset()
             out = self._hidden[view] = (frozenset() if not names or may_unmask(self.state, self.principal, view)
                                         else frozenset(names))

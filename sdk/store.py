@@ -139,8 +139,13 @@ class FeatureStore:
 
     def authorize_read(self, features, state=None) -> str | None:
         """``read_offline`` for a read of ``features`` (a feature service's name: on it, or else on every view it
-        reads; refs: on every view they read, a transform's input views included), before anything is read."""
-        state = state if state is not None else self._registry_state(fresh=True)
+        reads; refs: on every view they read, a transform's input views included), before anything is read. An
+        open registry costs no registry read (its cached state, at most REGISTRY_CACHE_SECONDS old, as the servers
+        read it); a governed one is checked against its newest version, as the write paths are."""
+        if state is None:
+            state = self._registry_state()
+            if perms.governed(state):
+                state = self._registry_state(fresh=True)
         needed = perms.needed_for_read(state, self.principal(state), "read_offline", features) \
             if perms.governed(state) else []
         return self.authorize("read_offline", needed, state)
