@@ -251,7 +251,12 @@ def read_resources(state, refs) -> list[tuple[str, str]]:
 def needed_for_read(state, principal: str | None, action: str, features) -> list[tuple[str, str]]:
     """What a read of ``features`` (a feature service's name, or ``view:feature`` refs) must be allowed ``action``
     on: nothing more when the principal holds it on the service it names; else each view it reads (a service that
-    does not exist: the service itself, so the denial names it)."""
+    does not exist: the service itself, so the denial names it). A ``FeatureService`` object is judged by its
+    name and its own refs (it may be one not applied yet)."""
+    if hasattr(features, "feature_refs"):
+        if allowed(state, principal, action, ("service", features.name)):
+            return []
+        return read_resources(state, features.feature_refs)
     if isinstance(features, str):
         if allowed(state, principal, action, ("service", features)):
             return []

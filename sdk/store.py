@@ -479,7 +479,7 @@ class FeatureStore:
         ``date_format``: the format of a text timestamp column (default: ISO 8601 only)."""
         if point_in_time not in ("event", "available"):
             raise ValidationError(f"point_in_time must be 'event' or 'available', not {point_in_time!r}")
-        self.authorize_read(features.name if isinstance(features, FeatureService) else features)
+        self.authorize_read(features)
         req = self._transforms(features)
         resolved = self._resolve(features) if req is None else req.resolved
         names = [v.name for v, _ in resolved]

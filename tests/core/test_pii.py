@@ -210,7 +210,12 @@ def test_read_offline_gates_raise_are_audited_and_do_nothing(store, tmp_path):
                       ("intruder", "read_offline", "view:customer_profile"),
                       ("intruder", "read_offline", "service:nope_service"),
                       ("intruder", "read_offline", "view:customer_profile")]
+    assert [r.action for r in store.audit_log.records(outcome="allowed", action="read_offline")] == []
+    svc = store.get_feature_service("profile_service")  # an object: judged by its own refs
+    with pytest.raises(PermissionDenied):
+        intruder.get_historical_features(entity, svc)
     analyst = sk.FeatureStore(repo, principal="analyst")  # read_offline on view:customer_* covers the service
+    assert analyst.get_historical_features(entity, svc).to_pandas()["email"].tolist() == [EMAILS[0]]
     assert analyst.get_historical_features(entity, "profile_service").to_pandas()["email"].tolist() == [EMAILS[0]]
     assert analyst.get_statistics("customer_profile").features["email"].count == 3
     assert analyst.get_training_set_statistics("ts_open")["customer_profile:income"].count == 3
