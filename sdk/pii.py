@@ -69,7 +69,7 @@ class Masking:
         return name in self.hidden(view)
 
     def keys(self, views: Iterable[str]) -> frozenset[str]:
-        """Join keys masked in any of ``views`` (an entity row's key shown once for several views)."""
+        """The names masked in any of ``views``: what an entity row's keys, shown once for several views, hide."""
         out: set[str] = set()
         for v in views:
             out |= self.hidden(v)
@@ -93,12 +93,6 @@ def show(value: Any, pii: bool, limit: int | None = None) -> str:
         return MASK
     r = repr(value)
     return r if limit is None or len(r) <= limit else r[:limit - 10] + f"... ({len(r)} chars)"
-
-
-def mask_columns(columns: dict[str, list], hidden: Iterable[str]) -> dict[str, list]:
-    """``columns`` (name -> values) with the hidden names' values masked (a copy; the others shared)."""
-    hidden = set(hidden)
-    return {n: mask_list(vs) if n in hidden else vs for n, vs in columns.items()}
 
 
 def mask_frame(df, hidden: Iterable[str]):
@@ -182,4 +176,4 @@ def is_redacted(value: Any) -> bool:
 
 
 __all__ = ["HASH_KEY_ENV", "MASK", "MaskedStatistics", "Masking", "REDACTED", "UNMASK_ACTION", "is_redacted", "log_value", "mask",
-           "mask_columns", "mask_frame", "mask_list", "mask_statistics", "may_unmask", "show"]
+           "mask_frame", "mask_list", "mask_statistics", "may_unmask", "show"]
