@@ -48,14 +48,39 @@ def _tags(tags: Any, owner_of: str) -> dict[str, str]:
     return dict(sorted(tags.items()))
 
 
+# Data classifications a field may carry; the last two are personal data, masked in every output (skewless.pii).
+CLASSIFICATIONS = ("public", "internal", "confidential", "pii", "sensitive")
+PII_CLASSES = ("pii", "sensitive")
+
+
+def _classification(pii: Any, classification: Any, owner_of: str) -> str | None:
+    """The field's classification: ``pii=True`` alone means "pii"; a classification names its class; both must
+    agree (pii=True with "public" is a contradiction, refused)."""
+    if not isinstance(pii, bool):
+        raise DefinitionError(f"{owner_of}: pii must be True or False")
+    if classification is not None and classification not in CLASSIFICATIONS:
+        raise DefinitionError(f"{owner_of}: classification {classification!r} is unknown; use one of "
+                              f"{list(CLASSIFICATIONS)}")
+    if pii and classification is not None and classification not in PII_CLASSES:
+        raise DefinitionError(f"{owner_of}: pii=True contradicts classification {classification!r}; personal data "
+                              f"is one of {list(PII_CLASSES)}")
+    return classification if classification is not None else ("pii" if pii else None)
+
+
 @dataclass(frozen=True)
 class Field:
-    """A named, typed column: a feature, or a join key when its name is one of the view's join keys."""
+    """A named, typed column: a feature, or a join key when its name is one of the view's join keys.
+
+    ``pii=True`` (or ``classification="pii"`` / ``"sensitive"``) marks personal data: its values are masked in the
+    UI, CLI output, logs and error messages unless the caller holds ``read_pii`` (skewless.pii), and prediction logs
+    redact it (``FeatureService(log_pii=...)``). Other classifications (public, internal, confidential) are labels."""
 
     name: str
     dtype: DType
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    pii: bool = False
+    classification: str | None = None
 
     def __post_init__(self) -> None:
         check_name("field", self.name)
@@ -64,13 +89,20 @@ class Field:
         if not isinstance(self.dtype, DType):
             raise DefinitionError(f"field {self.name!r}: dtype must be a skewless dtype such as skewless.Int64")
         object.__setattr__(self, "tags", _tags(self.tags, f"field {self.name!r}"))
+        cls = _classification(self.pii, self.classification, f"field {self.name!r}")
+        object.__setattr__(self, "classification", cls)
+        object.__setattr__(self, "pii", cls in PII_CLASSES)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "dtype": self.dtype.name, "description": self.description, "tags": self.tags}
+        d = {"name": self.name, "dtype": self.dtype.name, "description": self.description, "tags": self.tags}
+        if self.classification is not None:  # only when declared: registries written before it compare equal
+            d["classification"] = self.classification
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Field":
-        return cls(d["name"], dtypes.by_name(d["dtype"]), d.get("description", ""), d.get("tags", {}))
+        return cls(d["name"], dtypes.by_name(d["dtype"]), d.get("description", ""), d.get("tags", {}),
+                   classification=d.get("classification"))
 
 
 class Entity:
@@ -79,8 +111,13 @@ class Entity:
     kind = "entity"
 
     def __init__(self, name: str, join_keys: Sequence[str] | None = None, *, dtype: DType | None = None,
-                 description: str = "", owner: str = "", tags: dict[str, str] | None = None):
+                 description: str = "", owner: str = "", tags: dict[str, str] | None = None, pii: bool = False):
+        """``pii=True``: the join keys identify a person (a customer id, an e-mail): masked wherever values are
+        shown, as a PII field's (skewless.pii)."""
         self.name = check_name("entity", name)
+        if not isinstance(pii, bool):
+            raise DefinitionError(f"entity {name!r}: pii must be True or False")
+        self.pii = pii
         keys = list(join_keys) if join_keys is not None else [name]
         if not keys:
             raise DefinitionError(f"entity {name!r}: join_keys must not be empty")
@@ -97,13 +134,17 @@ class Entity:
         self.description, self.owner, self.tags = description, owner, _tags(tags, f"entity {name!r}")
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "join_keys": self.join_keys, "dtype": self.dtype.name if self.dtype else None,
-                "description": self.description, "owner": self.owner, "tags": self.tags}
+        d = {"name": self.name, "join_keys": self.join_keys, "dtype": self.dtype.name if self.dtype else None,
+             "description": self.description, "owner": self.owner, "tags": self.tags}
+        if self.pii:  # only when declared: registries written before it compare equal
+            d["pii"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Entity":
         return cls(d["name"], d["join_keys"], dtype=dtypes.by_name(d["dtype"]) if d.get("dtype") else None,
-                   description=d.get("description", ""), owner=d.get("owner", ""), tags=d.get("tags"))
+                   description=d.get("description", ""), owner=d.get("owner", ""), tags=d.get("tags"),
+                   pii=d.get("pii", False))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Entity) and self.to_dict() == other.to_dict()
@@ -352,6 +393,7 @@ class FeatureView:
         self.owner, self.description, self.online = owner, description, bool(online)
         self.tags = _tags(tags, f"feature view {name!r}")
         self._join_key_dtypes: dict[str, DType] | None = None
+        self._pii_keys: list[str] = []
         if all(e in self._entity_objs for e in self.entities):
             self.resolve({n: e for n, e in self._entity_objs.items()})
         if not self.features:
@@ -375,6 +417,10 @@ class FeatureView:
                     raise DefinitionError(f"feature view {self.name!r}: join key {k!r} appears in two entities")
                 keys[k] = dt
         self._join_key_dtypes = keys
+        # Join keys of an entity declared pii=True are personal data in this view too (kept on the view's spec, so
+        # a model's frozen copy and every output that has only the view know it).
+        self._pii_keys = [k for en in self.entities if getattr(entities[en], "pii", False)
+                          for k in entities[en].join_keys]
         return self
 
     @property
@@ -396,6 +442,11 @@ class FeatureView:
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def pii_names(self) -> frozenset[str]:
+        """The columns holding personal data: PII fields and the join keys of PII entities (skewless.pii)."""
+        return frozenset([f.name for f in self.schema if f.pii] + list(getattr(self, "_pii_keys", ())))
 
     @property
     def stored_fields(self) -> list[Field]:
@@ -420,6 +471,7 @@ class FeatureView:
             "source": self.source.to_dict() if self.source else None,
             "ttl_seconds": self.ttl.total_seconds() if self.ttl else None,
             "owner": self.owner, "tags": self.tags, "description": self.description, "online": self.online,
+            **({"pii_keys": list(self._pii_keys)} if getattr(self, "_pii_keys", None) else {}),
         }
 
     @classmethod
@@ -444,6 +496,7 @@ class FeatureView:
         fv.owner, fv.tags, fv.description = d.get("owner", ""), d.get("tags", {}), d.get("description", "")
         fv.online = d.get("online", True)
         fv._join_key_dtypes = {k: dtypes.by_name(v) for k, v in d["join_keys"].items()}
+        fv._pii_keys = list(d.get("pii_keys", ()))
         return fv
 
     def __eq__(self, other: object) -> bool:
@@ -471,17 +524,29 @@ class FeatureViewProjection:
                 raise DefinitionError(f"feature view {self.view_name!r} has no features {unknown}")
 
 
+LOG_PII = ("redact", "hash", "keep")
+
+
 class FeatureService:
     """A named, versioned list of features a model consumes; models are trained and served through one."""
 
     kind = "feature_service"
 
     def __init__(self, name: str, features: Sequence[FeatureView | FeatureViewProjection], *, owner: str = "",
-                 tags: dict[str, str] | None = None, description: str = "", monitoring: dict | None = None):
+                 tags: dict[str, str] | None = None, description: str = "", monitoring: dict | None = None,
+                 log_pii: str = "redact"):
         """``monitoring``: skew/drift thresholds for the models served through this service (see
         ``skewless.drift.check_monitoring``; docs/monitoring.md), e.g. ``{"psi": 0.2, "features": {"v:f": {"ks":
-        0.05}}}``; a model's own declaration wins over it."""
+        0.05}}}``; a model's own declaration wins over it.
+
+        ``log_pii``: what the prediction log of a model served through this service stores for a PII feature
+        (``Field(pii=True)``): ``"redact"`` (the default: the text ``<redacted>``), ``"hash"`` (a keyed HMAC-SHA256,
+        ``hmac-sha256:<hex>``, equal for equal values: joins and counts still work) or ``"keep"`` (the value)."""
         self.name = check_name("feature service", name)
+        if log_pii not in LOG_PII:
+            raise DefinitionError(f"feature service {name!r}: log_pii must be one of {list(LOG_PII)}, not "
+                                  f"{log_pii!r}")
+        self.log_pii = log_pii
         if not features:
             raise DefinitionError(f"feature service {name!r}: needs at least one feature view")
         refs: list[str] = []
@@ -510,6 +575,8 @@ class FeatureService:
              "description": self.description}
         if self.monitoring is not None:  # only when declared: registries written before it show no change
             d["monitoring"] = self.monitoring
+        if self.log_pii != "redact":  # likewise: the default is absent
+            d["log_pii"] = self.log_pii
         return d
 
     @classmethod
@@ -518,6 +585,7 @@ class FeatureService:
         fs.name, fs.feature_refs = d["name"], list(d["features"])
         fs.owner, fs.tags, fs.description = d.get("owner", ""), d.get("tags", {}), d.get("description", "")
         fs.monitoring = d.get("monitoring")
+        fs.log_pii = d.get("log_pii", "redact")
         return fs
 
     def __eq__(self, other: object) -> bool:

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from . import dtypes
 from .definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW, FeatureView
 from .errors import ValidationError
+from .pii import show
 from .timeutil import UTC_US, parse_timestamps, to_utc_us
 
 PENDING = "pending/"
@@ -184,7 +185,7 @@ def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime, d
         if col.null_count:
             row = _first_bad(col, lambda v: v is not None)
             raise ValidationError(f"join key {k!r} is null at row {row}", column=k, row=row)
-        out[k] = _cast(col, k, dt, date_format)
+        out[k] = _cast(col, k, dt, date_format, k in view.pii_names)
     out[EVENT_TS] = _timestamps(table, ev_name, required=True, date_format=date_format)
     if cr_name in table.column_names:
         cr = _timestamps(table, cr_name, required=False, date_format=date_format)
@@ -194,19 +195,29 @@ def prepare(view: FeatureView, data: Any, *, batch: int, write_time: datetime, d
     out[WRITE_BATCH] = pa.chunked_array([pa.repeat(pa.scalar(batch, pa.int64()), table.num_rows)])
     out[WRITE_ROW] = pa.chunked_array([pa.array(np.arange(table.num_rows, dtype=np.int64))])
     for f in view.stored_fields:
-        out[f.name] = _cast(table.column(f.name), f.name, f.dtype, date_format)
+        out[f.name] = _cast(table.column(f.name), f.name, f.dtype, date_format, f.pii)
     return pa.table(out)
 
 
-def _cast(col: pa.ChunkedArray, name: str, dt: dtypes.DType, date_format: str | None = None) -> pa.ChunkedArray:
+def _cast(col: pa.ChunkedArray, name: str, dt: dtypes.DType, date_format: str | None = None,
+          hidden: bool = False) -> pa.ChunkedArray:
+    """``col`` as ``dt``; a ValidationError quoting the first value that is not (``***`` for PII: skewless.pii)."""
     if dt is dtypes.UnixTimestamp:
-        return _timestamps(pa.table({name: col}), name, required=False, date_format=date_format)
+        try:
+            return _timestamps(pa.table({name: col}), name, required=False, date_format=date_format)
+        except ValidationError as exc:
+            if not hidden:
+                raise
+            # the parser quotes the value; a PII timestamp (a birth date) is named by its row alone
+            raise ValidationError(f"column {name!r}: the value at row {exc.row} is not a timestamp "
+                                  f"({date_format or 'ISO 8601'}; personal data: not quoted)", column=name,
+                                  row=exc.row) from None
     if not dtypes.arrow_compatible(col.type, dt):
         # The first value that is not a {dt} (e.g. the 'n/a' that made a CSV column text); when every value would
         # cast, the column's type itself is the mismatch and its first value is named.
         row = _first_unfit(col, dt.arrow)
         if row >= 0:
-            raise ValidationError(f"column {name!r}: value {col[row].as_py()!r} at row {row} does not match "
+            raise ValidationError(f"column {name!r}: value {show(col[row].as_py(), hidden)} at row {row} does not match "
                                   f"declared {dt} (the column holds {col.type})", column=name, row=row)
         row = _first_bad(col, lambda v: v is None)
         raise ValidationError(f"column {name!r}: dtype {col.type} does not match declared {dt}"

@@ -15,6 +15,7 @@ import pandas as pd
 from . import dtypes
 from .definitions import FeatureView
 from .errors import ValidationError
+from .pii import show
 from .aggregation import online_values
 from .aggregation.definition import AggregatedView
 from .online.base import OnlineStore, to_us
@@ -30,7 +31,8 @@ def _is_null(v: Any) -> bool:
 INT_RANGE = {"Int32": (-2**31, 2**31 - 1), "Int64": (-2**63, 2**63 - 1)}
 
 
-def _norm(v: Any, dt: dtypes.DType, key: str, row: int):
+def _norm(v: Any, dt: dtypes.DType, key: str, row: int, pii: bool = False):
+    """``v`` as a ``dt`` key, or a ValidationError naming it (``***`` for a PII key: skewless.pii)."""
     if _is_null(v):
         return None
     try:
@@ -40,7 +42,7 @@ def _norm(v: Any, dt: dtypes.DType, key: str, row: int):
             n = int(v)
             lo, hi = INT_RANGE[dt.name]
             if not lo <= n <= hi:
-                raise ValidationError(f"entity row {row}: {key}={v!r} is out of the {dt} range [{lo}, {hi}]",
+                raise ValidationError(f"entity row {row}: {key}={show(v, pii)} is out of the {dt} range [{lo}, {hi}]",
                                       column=key, row=row)
             return n
         if dt is dtypes.String:
@@ -50,7 +52,8 @@ def _norm(v: Any, dt: dtypes.DType, key: str, row: int):
         if dt is dtypes.Bool:
             return bool(v)
     except (TypeError, ValueError, OverflowError):
-        raise ValidationError(f"entity row {row}: {key}={v!r} is not a valid {dt}", column=key, row=row) from None
+        raise ValidationError(f"entity row {row}: {key}={show(v, pii)} is not a valid {dt}", column=key,
+                              row=row) from None
     return v
 
 
@@ -61,13 +64,13 @@ _NORMAL_TYPE = {"Int32": int, "Int64": int, "String": str, "Bool": bool}
 
 
 def _rows_keys(view_name: str, spec: list[tuple[str, dtypes.DType, type | None, tuple | None]],
-               entity_rows: Sequence[dict]):
+               entity_rows: Sequence[dict], hidden: frozenset[str] = frozenset()):
     """The general normaliser: any number of join keys, errors naming the row, the key and the view."""
     out = []
     for i, r in enumerate(entity_rows):
         try:
-            out.append(tuple([v if type(v) is t and (rng is None or rng[0] <= v <= rng[1]) else _norm(v, dt, k, i)
-                              for k, dt, t, rng in spec for v in (r[k],)]))
+            out.append(tuple([v if type(v) is t and (rng is None or rng[0] <= v <= rng[1])
+                              else _norm(v, dt, k, i, k in hidden) for k, dt, t, rng in spec for v in (r[k],)]))
         except KeyError as exc:
             raise ValidationError(f"entity row {i} lacks join key {exc.args[0]!r} needed by view {view_name!r}",
                                   column=exc.args[0], row=i) from None
@@ -79,9 +82,9 @@ def _rows_keys(view_name: str, spec: list[tuple[str, dtypes.DType, type | None, 
 def _normaliser(view: FeatureView) -> Callable[[Sequence[dict]], list[tuple]]:
     """``entity_rows -> [key tuple per row]`` for ``view``'s join keys, specialised for the common one-key case."""
     spec = [(k, dt, _NORMAL_TYPE.get(dt.name), INT_RANGE.get(dt.name)) for k, dt in view.join_key_dtypes.items()]
-    name = view.name
+    name, hidden = view.name, view.pii_names
     if len(spec) != 1:
-        return lambda rows: _rows_keys(name, spec, rows)
+        return lambda rows: _rows_keys(name, spec, rows, hidden)
     key, dt, t, rng = spec[0]
     lo, hi = rng or (None, None)
 
@@ -89,11 +92,11 @@ def _normaliser(view: FeatureView) -> Callable[[Sequence[dict]], list[tuple]]:
         try:
             vals = [r[key] for r in rows]
         except (KeyError, TypeError):  # a row without the key or not a dict: the general path names the row
-            return _rows_keys(name, spec, rows)
+            return _rows_keys(name, spec, rows, hidden)
         out = [(v,) for v in vals if type(v) is t]
         if len(out) == len(vals) and (rng is None or not vals or lo <= min(vals) and max(vals) <= hi):
             return out  # (min/max run in C: the range check costs little next to building the tuples)
-        return [(v,) if type(v) is t and (rng is None or lo <= v <= hi) else (_norm(v, dt, key, i),)
+        return [(v,) if type(v) is t and (rng is None or lo <= v <= hi) else (_norm(v, dt, key, i, key in hidden),)
                 for i, v in enumerate(vals)]
     return one_key
 

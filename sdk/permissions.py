@@ -30,7 +30,8 @@ from typing import Any, Iterable, Sequence
 from .definitions import check_name
 from .errors import DefinitionError, PermissionDenied
 
-ACTIONS = ("read_online", "read_offline", "ingest", "apply", "deploy", "view_ui")
+# read_pii: see the values of PII fields where outputs mask them (skewless.pii), on the views it is granted on
+ACTIONS = ("read_online", "read_offline", "ingest", "apply", "deploy", "view_ui", "read_pii")
 RESOURCE_KINDS = ("view", "service", "model", "project")
 PERMISSION_KINDS = ("principal", "role", "grant")
 PROJECT = ("project", "*")  # the resource of project-wide actions (apply, view_ui)
@@ -245,6 +246,25 @@ def read_resources(state, refs) -> list[tuple[str, str]]:
         for v in ([i.partition(":")[0] for i in t["spec"]["inputs"].values()] if t is not None else [name]):
             views[v] = None
     return [("view", v) for v in views]
+
+
+def needed_for_read(state, principal: str | None, action: str, features) -> list[tuple[str, str]]:
+    """What a read of ``features`` (a feature service's name, or ``view:feature`` refs) must be allowed ``action``
+    on: nothing more when the principal holds it on the service it names; else each view it reads (a service that
+    does not exist: the service itself, so the denial names it). A ``FeatureService`` object is judged by its
+    name and its own refs (it may be one not applied yet)."""
+    if hasattr(features, "feature_refs"):
+        if allowed(state, principal, action, ("service", features.name)):
+            return []
+        return read_resources(state, features.feature_refs)
+    if isinstance(features, str):
+        if allowed(state, principal, action, ("service", features)):
+            return []
+        services = state.objects.get("feature_service", {})
+        if features not in services:
+            return [("service", features)]
+        features = state.get("feature_service", features).feature_refs
+    return read_resources(state, features)
 
 
 def resource_text(resource: tuple[str, str]) -> str:

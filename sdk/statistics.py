@@ -396,10 +396,12 @@ def read(offline, view: str, version: int | None) -> ViewStatistics:
     return to_view_statistics(view, version, merge([decode(t) for t in offline.statistics_records(view, version)]))
 
 
-def for_training_set(store, name: str, version: int | None) -> dict[str, FeatureStatistics]:
+def for_training_set(store, name: str, version: int | None, authorize: Callable | None = None
+                     ) -> dict[str, FeatureStatistics]:
     """A registered training set's feature statistics, keyed by feature ref ``view:feature``: each view's at the
     history version the training set recorded. Refs that are not a view's stored feature (an on-demand
-    transform's output) have none; a view with no history at the snapshot has zero rows."""
+    transform's output) have none; a view with no history at the snapshot has zero rows. ``authorize(refs)``
+    (the store's ``read_offline`` check) runs on its features before any statistics are read."""
     if version is None:
         ts = store.get_training_set(name)
     else:
@@ -409,6 +411,8 @@ def for_training_set(store, name: str, version: int | None) -> dict[str, Feature
         if not found:
             raise NotFoundError(f"training set {name!r} has no version {version}")
         ts = TrainingSet.from_dict(found[0].spec)
+    if authorize is not None:
+        authorize(list(ts.features))
     at = {**ts.snapshot, **(ts.statistics or {})}
     by_view: dict[str, ViewStatistics | None] = {}
     out: dict[str, FeatureStatistics] = {}

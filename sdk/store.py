@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 from . import audit as audit_mod
 from . import config as config_mod
 from . import permissions as perms
+from . import pii as pii_mod
 from . import features as features_mod
 from . import ingest as ingest_mod
 from . import materialize as mat
@@ -129,6 +130,25 @@ class FeatureStore:
                 self.audit_log.append(who, action, exc.resource, "denied", str(exc))
                 raise
         return who
+
+    def masking(self) -> "pii_mod.Masking":
+        """What this caller may not see of personal data in display outputs (the CLI, the UI, logs): PII columns,
+        unless the principal holds ``read_pii`` on their view (skewless.pii)."""
+        state = self._registry_state(fresh=True)
+        return pii_mod.Masking(state, self.principal(state))
+
+    def authorize_read(self, features, state=None) -> str | None:
+        """``read_offline`` for a read of ``features`` (a feature service's name: on it, or else on every view it
+        reads; refs: on every view they read, a transform's input views included), before anything is read. An
+        open registry costs no registry read (its cached state, at most REGISTRY_CACHE_SECONDS old, as the servers
+        read it); a governed one is checked against its newest version, as the write paths are."""
+        if state is None:
+            state = self._registry_state()
+            if perms.governed(state):
+                state = self._registry_state(fresh=True)
+        needed = perms.needed_for_read(state, self.principal(state), "read_offline", features) \
+            if perms.governed(state) else []
+        return self.authorize("read_offline", needed, state)
 
     # -- registry --------------------------------------------------------------------------------------------
     def _registry_state(self, fresh: bool = False):
@@ -430,15 +450,17 @@ class FeatureStore:
         """Per-feature statistics of every row written to the view's history up to ``version`` (None: the newest),
         recorded at write time (skewless.statistics; docs/statistics.md). NotFoundError for an unknown view or
         version; ``StatisticsUnavailable`` (a NotFoundError) for a version written without statistics."""
-        view = self._registry_state(fresh=True).get("feature_view", view_name)
+        state = self._registry_state(fresh=True)
+        view = state.get("feature_view", view_name)
+        self.authorize("read_offline", [("view", view.name)], state)
         return stats_mod.read(self.offline, view.name, version)
 
     def get_training_set_statistics(self, name: str, version: int | None = None
                                     ) -> dict[str, stats_mod.FeatureStatistics]:
         """The statistics of a registered training set's features (``version``: the training set's registry
         version, None: the newest), keyed ``view:feature``: each view's at the history version the training set
-        recorded (its ``statistics``)."""
-        return stats_mod.for_training_set(self, name, version)
+        recorded (its ``statistics``). Needs ``read_offline`` on each of its views."""
+        return stats_mod.for_training_set(self, name, version, authorize=self.authorize_read)
 
     # -- training sets ---------------------------------------------------------------------------------------
     def get_historical_features(self, entity_df: Any, features: Sequence[str] | FeatureService | str, *,
@@ -457,6 +479,7 @@ class FeatureStore:
         ``date_format``: the format of a text timestamp column (default: ISO 8601 only)."""
         if point_in_time not in ("event", "available"):
             raise ValidationError(f"point_in_time must be 'event' or 'available', not {point_in_time!r}")
+        self.authorize_read(features)
         req = self._transforms(features)
         resolved = self._resolve(features) if req is None else req.resolved
         names = [v.name for v, _ in resolved]

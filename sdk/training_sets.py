@@ -108,6 +108,8 @@ def register(store, ts: TrainingSet, *, new_version: bool = False) -> tuple[Trai
     check_name("training set", ts.name)
     if not ts.features or not ts.snapshot:
         raise ValidationError(f"training set {ts.name!r}: no features or no snapshot to register")
+    # read_offline on every view it holds, before anything is committed: registering records what was read
+    store.authorize_read(list(ts.features))
     spec = ts.to_dict()
     for _ in range(_ATTEMPTS):
         state = store._registry_state(fresh=True)

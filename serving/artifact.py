@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from skewless import dtypes
-from skewless.definitions import FeatureService, FeatureView, Field, check_name
+from skewless.definitions import LOG_PII, FeatureService, FeatureView, Field, check_name
 from skewless.drift import check_monitoring
 from skewless.errors import DefinitionError, NotFoundError, ValidationError
 from skewless.features import resolve
@@ -76,6 +76,9 @@ class ModelManifest:
     training: dict | None = None  # {"snapshot", "features", "registry_version", "feature_view_versions", ...}
     # Skew/drift thresholds of this model (skewless.drift.check_monitoring), over its feature service's; None: none.
     monitoring: dict | None = None
+    # What the prediction log stores for a PII feature (FeatureService.log_pii, or package_model's override):
+    # redact | hash | keep (skewless.pii.log_value).
+    log_pii: str = "redact"
     description: str = ""
     created_at: str = ""
     created_by: str = ""
@@ -246,7 +249,8 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
                   outputs: Sequence[tuple[str, Any]] | None = None, method: str | None = None,
                   artifacts: dict[str, str] | None = None, requirements: Sequence[str] = (),
                   full_feature_names: bool = False, description: str = "", missing_features: str = "serve",
-                  required_features: Sequence[str] | None = None, monitoring: dict | None = None) -> ModelArtifact:
+                  required_features: Sequence[str] | None = None, monitoring: dict | None = None,
+                  log_pii: str | None = None) -> ModelArtifact:
     """Package a trained model with the feature service it was trained on.
 
     ``training_set``: the ``RetrievalJob`` the model was trained on (its ``snapshot`` is the lineage; or give
@@ -258,8 +262,12 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
     ``missing_features``: ``serve`` (predict, count the rows missing a required view in the response's
     ``feature_status``), ``flag`` (also list those rows) or ``reject`` (422 naming the missing features);
     ``required_features``: the ``view`` or ``view:feature`` entries that count (default: all).
-    ``monitoring``: the model's skew/drift thresholds, over its feature service's (docs/monitoring.md)."""
+    ``monitoring``: the model's skew/drift thresholds, over its feature service's (docs/monitoring.md).
+    ``log_pii``: what its prediction log stores for PII features (``redact`` | ``hash`` | ``keep``; default: the
+    feature service's ``log_pii``)."""
     check_name("model", name)
+    if log_pii is not None and log_pii not in LOG_PII:
+        raise DefinitionError(f"model {name!r}: log_pii must be one of {list(LOG_PII)}, not {log_pii!r}")
     check_missing_policy(missing_features)
     monitoring = check_monitoring(monitoring, f"model {name!r}")
     fl = flavors.get(flavor) if flavor else flavors.detect(model)
@@ -373,6 +381,7 @@ def package_model(model: Any, *, name: str, store, feature_service: str | Featur
         key_lookups=key_lookups, missing_features=missing_features, transforms=frozen,
         required_features=list(required_features) if required_features is not None else None,
         requirements=reqs, training=training, monitoring=monitoring, description=description,
+        log_pii=log_pii or getattr(svc, "log_pii", "redact"),
         created_at=datetime.now(timezone.utc).isoformat(), created_by=_user(), python=platform.python_version())
     for o in manifest.outputs:
         check_name("model output", o["name"])

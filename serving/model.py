@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from skewless import dtypes, online_read
+from skewless import dtypes, online_read, pii
 from skewless.definitions import EVENT_TS
 from skewless.errors import ConfigError, SkewlessError, StoreUnavailable, ValidationError
 from skewless.online.base import PRESENT
@@ -41,13 +41,12 @@ _FLOAT32_MAX = 3.4028234663852886e38
 _JSON_TYPE = {"Int32": int, "Int64": int, "String": str, "Bool": bool, "Float32": float, "Float64": float}
 
 
-def _bad(k: str, v: Any, dt: dtypes.DType, i: int, why: str = "") -> ValidationError:
-    r = repr(v)
-    r = r if len(r) <= 40 else r[:30] + f"... ({len(r)} chars)"  # a huge value is not echoed whole
-    return ValidationError(f"row {i}: {k}={r} is not a valid {dt}{why}", column=k, row=i)
+def _bad(k: str, v: Any, dt: dtypes.DType, i: int, why: str = "", hidden: bool = False) -> ValidationError:
+    # a huge value is not echoed whole, a PII one not at all (skewless.pii)
+    return ValidationError(f"row {i}: {k}={pii.show(v, hidden, 40)} is not a valid {dt}{why}", column=k, row=i)
 
 
-def _strict(v: Any, dt: dtypes.DType, k: str, i: int) -> Any:
+def _strict(v: Any, dt: dtypes.DType, k: str, i: int, hidden: bool = False) -> Any:
     """A JSON value of a request key or field, checked against its dtype (the slow path of ``parse``): the value
     it stands for, or a ValidationError naming it. Strict on purpose: a value the log or a store cannot hold (an
     Int64 beyond 64 bits, `true` for an integer key) is refused here, before it reaches a batch."""
@@ -55,17 +54,17 @@ def _strict(v: Any, dt: dtypes.DType, k: str, i: int) -> Any:
         return None
     name = dt.name
     if isinstance(v, bool) and name != "Bool":
-        raise _bad(k, v, dt, i, " (a boolean)")
+        raise _bad(k, v, dt, i, " (a boolean)", hidden)
     if name in INT_RANGE:
         # A float stands for an integer only where floats are exact: orjson reads an integer below Int64 as a float
         # that rounds to -2**63, a key the caller never sent.
         if isinstance(v, float) and v.is_integer() and abs(v) <= 2**53:
             v = int(v)
         if type(v) is not int:
-            raise _bad(k, v, dt, i)
+            raise _bad(k, v, dt, i, "", hidden)
         lo, hi = INT_RANGE[name]
         if not lo <= v <= hi:
-            raise _bad(k, v, dt, i, f" (out of range [{lo}, {hi}])")
+            raise _bad(k, v, dt, i, f" (out of range [{lo}, {hi}])", hidden)
         return v
     if name in ("Float32", "Float64"):
         try:
@@ -73,13 +72,13 @@ def _strict(v: Any, dt: dtypes.DType, k: str, i: int) -> Any:
         except OverflowError:  # an integer beyond any double
             f = None
         if f is None or f != f or abs(f) > (_FLOAT32_MAX if name == "Float32" else sys.float_info.max):
-            raise _bad(k, v, dt, i)
+            raise _bad(k, v, dt, i, "", hidden)
         return f
     if name in ("String", "Bool"):
         if type(v) is not _JSON_TYPE[name]:
-            raise _bad(k, v, dt, i)
+            raise _bad(k, v, dt, i, "", hidden)
         return v
-    return normalize(v, dt, k, i)  # timestamps and bytes: the SDK's conversions
+    return normalize(v, dt, k, i, hidden)  # timestamps and bytes: the SDK's conversions
 
 
 @dataclass
@@ -125,7 +124,12 @@ class ServedModel:
                          for k, dt in self._fields.items()]
         self._inputs = [(i["name"], i["source"], dtypes.by_name(i["dtype"]).arrow) for i in m.inputs]
         self._input_names = [name for name, _, _ in self._inputs]
+        # request keys and fields that are personal data: an error quoting one says *** (skewless.pii)
+        self._pii_names = frozenset().union(*(v.pii_names for v in m.views().values()))
         self._log_columns = prediction_log.columns(m)
+        # log_pii="hash" needs its key at start (ConfigError), not at the first prediction
+        self._pii_key = pii.hash_key() if any(k == "feature_pii" for _, k, _ in self._log_columns.values()) \
+            and m.log_pii == "hash" else None
         self._log_join = [f.name for f in prediction_log.log_view(m).schema if f.name in m.request_keys]
         self.log = prediction_log.PredictionLogWriter(store, m, on_event=on_log_event, **(log_writer_options or {}))
 
@@ -214,7 +218,7 @@ class ServedModel:
                     if v is None and key:
                         raise ValidationError(f"row {i} lacks entity key {k!r} (the model needs "
                                               f"{sorted(self._keys)})", column=k, row=i)
-                    v = _strict(v, dt, k, i)
+                    v = _strict(v, dt, k, i, k in self._pii_names)
                 row[k] = v
             for k, t in self._transform_fields:
                 if k not in r:
@@ -411,6 +415,9 @@ class ServedModel:
         for col, (_, kind, what) in self._log_columns.items():
             if kind in sources:
                 chunk[col] = sources[kind][what]
+            elif kind == "feature_pii":
+                policy, key = self.manifest.log_pii, self._pii_key
+                chunk[col] = [pii.log_value(v, policy, key) for v in values[what]]
             elif kind in ("request", "key"):
                 chunk[col] = [r.get(what) for r in rows]
         return chunk

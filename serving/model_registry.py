@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from skewless import permissions as perms
 from skewless import plugins
 from skewless.errors import ConflictError, DefinitionError, NotFoundError, ValidationError
 
@@ -71,6 +72,8 @@ class ModelRegistry:
         from .prediction_log import log_view
 
         m = artifact.manifest
+        # `deploy` on the model, checked before anything is written (a denial is audited and does nothing)
+        who = self.store.authorize("deploy", [("model", m.name)])
         view = log_view(m)
         for _ in range(_ATTEMPTS):  # before the version exists: a failure leaves nothing half-registered
             try:
@@ -95,6 +98,8 @@ class ModelRegistry:
         else:
             raise ConflictError(f"model {m.name!r}: {_ATTEMPTS} concurrent registrations won first")
         self._add_to_index(m.name)
+        if perms.governed(self.store._registry_state()):  # as data writes: an open registry records none
+            self.store.audit_log.append(who, "deploy", f"model:{m.name}", "allowed", f"register version {version}")
         if stage:
             self.promote(m.name, version, stage, author=author)
         return self.get(m.name, version)

@@ -12,6 +12,7 @@ them are skipped); only the feature and status columns are read. See docs/monito
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 from skewless import drift
 from skewless.definitions import EVENT_TS
 from skewless.errors import NotFoundError, ValidationError
+from skewless.pii import MASK
 
 from . import prediction_log
 from .artifact import ModelManifest
@@ -195,6 +197,19 @@ def _window(mon: Monitored, table: pa.Table, start, end) -> Window:
     return Window(start, end, len(table), features, breaches)
 
 
+def mask_report(report: Report, masking) -> Report:
+    """``report`` for display to a caller (``skewless.pii.Masking``): the bin labels of a PII feature (its top
+    categories, or the KLL edges: values) become ``***``; the metrics and shares stay (they are no one's value).
+    A copy where something is masked: a report cached for several viewers is never changed."""
+    hidden = {ref for w in report.windows for ref, d in w.features.items() if d.bins and masking.hides(ref)}
+    if not hidden:
+        return report
+    windows = [dataclasses.replace(w, features={ref: dataclasses.replace(d, bins=[MASK] * len(d.bins))
+                                                if ref in hidden else d for ref, d in w.features.items()})
+               for w in report.windows]
+    return dataclasses.replace(report, windows=windows)
+
+
 def monitor(store, model: str, *, version: int | None = None, stage: str | None = None,
             since: datetime | None = None, until: datetime | None = None,
             window: timedelta | None = None) -> Report:
@@ -208,7 +223,8 @@ def monitor(store, model: str, *, version: int | None = None, stage: str | None 
     mon = monitored(store, mv.manifest, mv.version)
     cols = _columns(mon)
     table = read_rows(store, model, mv.version, cols, since=since, until=until)
-    return Report(model, mv.version, mon.training_set, mon.thresholds, evaluate(mon, table, window=window))
+    return mask_report(Report(model, mv.version, mon.training_set, mon.thresholds,
+                              evaluate(mon, table, window=window)), store.masking())
 
 
 class Refresher:

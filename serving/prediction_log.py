@@ -68,9 +68,20 @@ def _log_keys(m: ModelManifest) -> tuple[list[str], dict[str, str], dict[str, st
     return entities, join, {k: d for k, d in keys.items() if k not in join}
 
 
+def pii_refs(m: ModelManifest, views: dict[str, FeatureView] | None = None) -> frozenset[str]:
+    """The ``view:feature`` refs the log stores redacted or hashed: PII features (``Field(pii=True)``), unless the
+    manifest's ``log_pii`` is ``keep``. Join keys are the log's identity (what replay joins on, what ``forget``
+    finds a person by), so they are kept as they are even when their entity is PII."""
+    if getattr(m, "log_pii", "redact") == "keep":
+        return frozenset()
+    views = views if views is not None else m.views()
+    return frozenset(f"{v.name}:{f.name}" for v in views.values() for f in v.features if f.pii)
+
+
 def columns(m: ModelManifest) -> dict[str, tuple[str, str, str]]:
     """The log's columns besides join keys and event time: name -> (dtype name, kind, what), in order. Kinds:
-    meta, key, view_ts, view_status (what = view), feature (what = "view:feature"), request, output."""
+    meta, key, view_ts, view_status (what = view), feature (what = "view:feature"), feature_pii (a PII feature,
+    stored as ``log_pii`` says: ``skewless.pii.log_value``), request, output."""
     _, _, other = _log_keys(m)
     cols = {"request_id": ("String", "meta", ""), "request_row": ("Int64", "meta", ""),
             "model_name": ("String", "meta", ""), "model_version": ("Int64", "meta", "")}
@@ -79,20 +90,27 @@ def columns(m: ModelManifest) -> dict[str, tuple[str, str, str]]:
         for v, _ in stage:
             cols[f"{v.name}__event_timestamp"] = ("UnixTimestamp", "view_ts", v.name)
             cols[f"{v.name}__status"] = ("String", "view_status", v.name)
+    views = m.views()
+    pii = pii_refs(m, views)
+
+    def feature(ref: str, dtype: str) -> tuple[str, str, str]:
+        # a PII feature the log redacts or hashes is stored as text (<redacted> / hmac-sha256:...), of its own kind:
+        # the skew monitor and a replay skip it rather than compare a stand-in with the value
+        return ("String", "feature_pii", ref) if ref in pii else (dtype, "feature", ref)
+
     for i in m.inputs:
         src = i["source"]
         if src.startswith("request:"):
             cols[f"request__{src[8:]}"] = (i["dtype"], "request", src[8:])
         else:
-            cols[src.replace(":", "__")] = (i["dtype"], "feature", src)
+            cols[src.replace(":", "__")] = feature(src, i["dtype"])
     # What the transforms read, logged even when the model does not take it: replaying a row through training-set
     # retrieval must be able to run them on the same inputs (their outputs the model takes are logged above).
-    views = m.views()
     for spec in m.transforms.values():
         for ref in spec["inputs"].values():
             v, f = ref.split(":")
             dt = next(x.dtype.name for x in views[v].features if x.name == f)
-            cols.setdefault(ref.replace(":", "__"), (dt, "feature", ref))
+            cols.setdefault(ref.replace(":", "__"), feature(ref, dt))
         for f in spec.get("request", []):
             cols.setdefault(f"request__{f['name']}", (f["dtype"], "request", f["name"]))
     for o in m.outputs:

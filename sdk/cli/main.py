@@ -264,12 +264,40 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
         else:
             console.print(f"Wrote {out} (snapshot {json.dumps(job.snapshot)})")
         return
-    df = job.to_pandas()
+    # printed rows are a display: PII columns masked unless the caller holds read_pii (--out writes the data)
+    df = _masked_frame(store, job.to_pandas(), job.features)
     if as_json:
         head = json.loads(df.head(20).to_json(orient="records", date_format="iso"))
         print_json({"rows": len(df), "snapshot": job.snapshot, "head": head})
     else:
         console.print(df.head(20).to_string(), soft_wrap=True)
+
+
+def _refs_by_name(store, chosen) -> dict[str, str]:
+    """Output name -> ``view:feature`` of a read's view features (transform outputs have no view: not listed)."""
+    from ..errors import SkewlessError
+
+    try:
+        resolved = store._resolve(chosen)
+    except SkewlessError:  # transform outputs among them: the views' features are listed by their refs
+        refs = chosen if not isinstance(chosen, str) else store.get_feature_service(chosen).feature_refs
+        return {r.partition(":")[2]: r for r in refs if ":" in r}
+    return {f: f"{v.name}:{f}" for v, fs in resolved for f in fs}
+
+
+def _masked_frame(store, df, refs):
+    """``df`` (a training set or its head) with the PII columns the caller may not see masked: a feature column
+    under its short or full name, and the join keys of PII entities."""
+    from ..pii import mask_frame
+
+    masking = store.masking()
+    views = {r.partition(":")[0] for r in refs}
+    hidden = set(masking.keys(views))
+    for ref in refs:
+        if masking.hides(ref):
+            view, _, name = ref.partition(":")
+            hidden |= {name, f"{view}__{name}"}
+    return mask_frame(df, hidden)
 
 
 _DECIMAL = re.compile(r"^-?(\d+\.\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -298,18 +326,28 @@ def get_online(entity: list[str] = typer.Option(..., "--entity", "-e", help="key
                 raise typer.BadParameter(f"--entity {e!r}: expected key=value")
             row[k.strip()] = _scalar(v.strip())
         rows.append(row)
-    resp = _store(repo).get_online_features(_features(features, service), rows)
+    from ..pii import mask, mask_list
+
+    store = _store(repo)
+    chosen = _features(features, service)
+    resp = store.get_online_features(chosen, rows)
+    # printed values are a display: PII masked unless the caller holds read_pii on the view (skewless.pii)
+    masking, refs = store.masking(), _refs_by_name(store, chosen)
+    values = {name: mask_list(vs) if name in refs and masking.hides(refs[name]) else vs
+              for name, vs in resp.values.items()}
+    hidden_keys = masking.keys({ref.partition(":")[0] for ref in refs.values()})
+    rows = [{k: mask(v) if k in hidden_keys else v for k, v in r.items()} for r in rows]
     if as_json:
-        print_json([{"entity": r, "features": {name: {"value": values[i], "status": resp.statuses[name][i],
+        print_json([{"entity": r, "features": {name: {"value": vs[i], "status": resp.statuses[name][i],
                                                       "event_timestamp": resp.event_timestamps[name][i]}
-                                               for name, values in resp.values.items()}}
+                                               for name, vs in values.items()}}
                     for i, r in enumerate(rows)])
         return
     table = Table("entity", "feature", "value", "status", "event_timestamp")
     for i, r in enumerate(rows):
-        for name, values in resp.values.items():
+        for name, vs in values.items():
             ts = resp.event_timestamps[name][i]
-            table.add_row(json.dumps(r), name, repr(values[i]), resp.statuses[name][i], ts.isoformat() if ts else "")
+            table.add_row(json.dumps(r), name, repr(vs[i]), resp.statuses[name][i], ts.isoformat() if ts else "")
     print_table(console, table)
 
 

@@ -62,11 +62,15 @@ def stats(view: Optional[str] = typer.Argument(None, help="A feature view"),
 
     if view is None and training_set is None:
         raise ValidationError("name a feature view, or a training set with --training-set")
+    from ..pii import mask_view_statistics
+
     store = FeatureStore(repo)
+    masking = store.masking()
     if training_set is not None:
         feats = store.get_training_set_statistics(training_set, version)
         if view is not None:
             feats = {r: f for r, f in feats.items() if r.partition(":")[0] == view}
+        feats = {r: mask_view_statistics({r: f}, masking.hidden(r.partition(":")[0]))[r] for r, f in feats.items()}
         title = f"training set {training_set}" + (f" (version {version})" if version is not None else "")
         if plot is not None:
             _plot(feats, title, plot)
@@ -76,7 +80,7 @@ def stats(view: Optional[str] = typer.Argument(None, help="A feature view"),
             return
     else:
         vs = store.get_statistics(view, version)
-        feats = vs.features
+        vs.features = feats = mask_view_statistics(vs.features, masking.hidden(vs.view))
         title = f"{vs.view} at version {vs.version}: {vs.rows:,} rows written"
         if plot is not None:
             _plot(feats, title, plot)

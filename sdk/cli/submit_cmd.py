@@ -20,6 +20,7 @@ def _submit(repo: Path, kind: str, args: dict, name: Optional[str], wait: bool, 
     from ..jobs import JobSpec, portable_config, submitter
 
     target = submitter(repo)
+    _authorize(repo, kind, args)
     spec = JobSpec(kind, portable_config(repo), args)
     run_id = target.start(spec, name)
     if not wait:
@@ -45,6 +46,19 @@ def _submit(repo: Path, kind: str, args: dict, name: Optional[str], wait: bool, 
     if logs:
         typer.echo(driver_log or "(no driver log)")
     typer.echo(f"job run {run_id}: {outcome.state}" + (f" {outcome.result}" if outcome.result else ""))
+
+
+def _authorize(repo: Path, kind: str, args: dict) -> None:
+    """The submitter's permission, checked here (the cluster's job runs with the cluster's role): ``read_offline``
+    for a training set, ``ingest`` on each view a materialize writes. A denial is audited, nothing is submitted."""
+    from ..store import FeatureStore
+
+    store = FeatureStore(repo)
+    if kind == "training-set":
+        store.authorize_read(args["features"])
+    else:
+        views = args.get("views") or [v.name for v in store.list_feature_views() if v.online]
+        store.authorize("ingest", [("view", v) for v in views])
 
 
 @app.command("training-set")

@@ -61,6 +61,11 @@ def _view_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
     for n in sorted(old_f.keys() & new_f.keys()):
         if old_f[n]["dtype"] != new_f[n]["dtype"]:
             breaking.append(f"field {n} dtype {old_f[n]['dtype']} -> {new_f[n]['dtype']}")
+        elif old_f[n].get("classification") != new_f[n].get("classification"):
+            # personal data tagged or untagged: never breaking (values do not change), but said, as it changes
+            # what every output shows (skewless.pii)
+            details.append(f"field {n} classification: {old_f[n].get('classification')} -> "
+                           f"{new_f[n].get('classification')}")
         elif old_f[n] != new_f[n]:
             details.append(f"field {n} metadata")
     if old["join_keys"] != new["join_keys"]:
@@ -70,7 +75,7 @@ def _view_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
     agg_details, agg_breaking = _aggregation_changes(old, new)
     details += agg_details
     breaking += agg_breaking
-    for attr in ("ttl_seconds", "source", "owner", "tags", "description", "online"):
+    for attr in ("ttl_seconds", "source", "owner", "tags", "description", "online", "pii_keys"):
         if old.get(attr) != new.get(attr):
             details.append(f"{attr}: {old.get(attr)!r} -> {new.get(attr)!r}")
     return details, breaking
@@ -168,12 +173,16 @@ def diff(base_version: int, old: dict[str, dict], new: dict[str, dict]) -> Plan:
                 details = [f"add {', '.join(added)}"] if added else []
                 if o[name].get("monitoring") != n[name].get("monitoring"):
                     details.append(f"monitoring: {o[name].get('monitoring')!r} -> {n[name].get('monitoring')!r}")
+                if o[name].get("log_pii", "redact") != n[name].get("log_pii", "redact"):
+                    details.append(f"log_pii: {o[name].get('log_pii', 'redact')} -> {n[name].get('log_pii', 'redact')}")
                 details += [] if removed or added or details else ["metadata"]
                 breaking = [f"features removed: {', '.join(removed)}"] if removed else []
             elif kind in PERMISSION_KINDS:
                 details, breaking = _permission_changes(o[name], n[name]), []
             elif o[name]["join_keys"] != n[name]["join_keys"]:
                 details, breaking = [], [f"join keys {o[name]['join_keys']} -> {n[name]['join_keys']}"]
+            elif o[name].get("pii", False) != n[name].get("pii", False):
+                details, breaking = [f"pii: {o[name].get('pii', False)} -> {n[name].get('pii', False)}"], []
             else:
                 details, breaking = ["metadata"], []
             changes.append(Change(kind, name, "update", details, breaking))

@@ -151,17 +151,7 @@ class FeatureServer:
         if not perms.governed(state):
             return
         who = self._principal(auth, state)
-        if isinstance(features, str):
-            if perms.allowed(state, who, "read_online", ("service", features)):
-                return
-            refs = state.get("feature_service", features).feature_refs if features in state.objects.get(
-                "feature_service", {}) else []
-            resources = [("service", features)] if not refs else []
-        else:
-            refs = features
-            resources = []
-        resources += perms.read_resources(state, refs)
-        for resource in resources:
+        for resource in perms.needed_for_read(state, who, "read_online", features):
             try:
                 perms.check(state, who, "read_online", resource)
             except PermissionDenied as exc:

@@ -48,6 +48,15 @@ def _authorized(request: Request, tokens: tuple[str, ...]) -> bool:
 TOKEN_COOKIE = "skewless_token"
 
 
+def request_token(request: Request) -> str | None:
+    """The caller's token: ``Authorization`` (Bearer or bare), else ``?token=``, else the cookie a link set."""
+    token = request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE)
+    auth = request.headers.get("authorization", "")
+    if auth:
+        token = auth[7:] if auth.lower().startswith("bearer ") else auth
+    return token
+
+
 class _Gate:
     """ASGI middleware: ``check(token)`` (raising PermissionDenied) before every route but /health and /static."""
 
@@ -62,10 +71,7 @@ class _Gate:
 
         request = Request(scope)
         given = request.query_params.get("token")
-        token = given or request.cookies.get(TOKEN_COOKIE)
-        auth = request.headers.get("authorization", "")
-        if auth:
-            token = auth[7:] if auth.lower().startswith("bearer ") else auth
+        token = request_token(request)
         try:
             self.check(token)
         except PermissionDenied as exc:
@@ -93,6 +99,16 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
     models page's endpoints and traffic splits. ``store``: the ``FeatureStore`` whose models' prediction logs the
     skew and drift pages read (None: no such pages). ``gate``: called with the caller's token before every page,
     raises PermissionDenied to refuse it (``view_ui``; None: no check)."""
+    def viewer(request: Request):
+        """(the caller's principal, what it may not see of personal data: ``skewless.pii.Masking``)."""
+        from skewless import permissions as perms
+        from skewless.pii import Masking
+
+        state = store._registry_state() if store is not None else catalogue.registry.state()
+        token = request_token(request)
+        who = perms.principal_for_token(state, token) if token else None
+        return who, Masking(state, who)
+
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
 
@@ -197,8 +213,9 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         Route("/health", health),
         Route("/actions/clear-cache", clear_cache, methods=["POST"]),
         Route("/object/{kind}/{name}", detail),
-        *([Route("/statistics/{view}", statistics_page(page, statistics))] if statistics is not None else []),
-        *([Route("/monitor/{model}", monitor_page(page, store))] if store is not None else []),
+        *([Route("/statistics/{view}", statistics_page(page, statistics, viewer, store))] if statistics is not None
+          else []),
+        *([Route("/monitor/{model}", monitor_page(page, store, viewer))] if store is not None else []),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
         Route("/{section}", listing),
     ])

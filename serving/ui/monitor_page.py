@@ -65,14 +65,16 @@ def _charts(whole, windowed) -> dict:
     return {"skew": skew, "over_time": over_time}
 
 
-def monitor_page(page, store) -> Callable:
+def monitor_page(page, store, viewer: Callable) -> Callable:
     """The ``/monitor/{model}`` route: ``?version=N`` or ``?stage=S`` (default: the newest version), ``period``
     (one of PERIODS, default 7d) and ``window`` (one of WINDOWS, default 1h). 404 for an unknown model or version,
-    400 for a bad choice or a model that cannot be monitored (no registered training set), said on the page."""
-    from skewless.errors import NotFoundError, ValidationError
+    400 for a bad choice or a model that cannot be monitored (no registered training set), said on the page. Read as
+    the viewer (``viewer(request)``): 403 without ``read_offline`` on the training set's views once permissions
+    exist; a PII feature's bin labels masked unless it holds ``read_pii`` (skewless.pii)."""
+    from skewless.errors import NotFoundError, PermissionDenied, ValidationError
 
     from ..model_registry import ModelRegistry
-    from ..monitor import Report, _columns, evaluate, monitored, read_rows
+    from ..monitor import Report, _columns, evaluate, mask_report, monitored, read_rows
 
     cache = _Cache()
     files: OrderedDict = OrderedDict()  # (model, version, period) -> read_rows' file cache
@@ -105,14 +107,20 @@ def monitor_page(page, store) -> Callable:
         version = int(raw_version) if raw_version else None
         since = None if PERIODS[period] is None else now() - PERIODS[period]
 
+        who, masking = viewer(request)
+
         def compute():
-            return reports(model, version, stage, period, window, since)
-        try:
-            whole, windowed = cache.get((model, version, stage, period, window), compute)
+            with store.acting_as(who):
+                return reports(model, version, stage, period, window, since)
+        try:  # the viewer is part of the key: a result one principal was allowed is never served to another
+            whole, windowed = cache.get((who, model, version, stage, period, window), compute)
         except NotFoundError as exc:
             return page(request, "monitor.html", 404, error=str(exc), **ctx)
+        except PermissionDenied as exc:
+            return page(request, "monitor.html", 403, error=str(exc), **ctx)
         except ValidationError as exc:
             return page(request, "monitor.html", 400, error=str(exc), **ctx)
+        whole, windowed = mask_report(whole, masking), mask_report(windowed, masking)
         features = whole.windows[0].features if whole.windows else {}
         breaches = whole.windows[0].breaches if whole.windows else {}
         return page(request, "monitor.html", report=whole, features=features, breaches=breaches,

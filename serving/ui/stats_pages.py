@@ -8,6 +8,7 @@ sketch's rank error, read from the stored sketch, never from the data.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from skewless.plots import histogram
@@ -23,10 +24,15 @@ def rows(stats) -> list[dict]:
     return out
 
 
-def statistics_page(page, get_statistics: Callable) -> Callable:
+def statistics_page(page, get_statistics: Callable, viewer: Callable, store=None) -> Callable:
     """The ``/statistics/{view}`` route (``?version=N``; none: the newest): 404 for an unknown view or version,
-    and for a version written without statistics (the page says so)."""
-    from skewless.errors import NotFoundError
+    and for a version written without statistics (the page says so). Read as the viewer (``viewer(request)``: its
+    principal and ``Masking``): 403 without ``read_offline`` on the view once permissions exist, and a PII
+    feature's values masked unless it holds ``read_pii`` (skewless.pii)."""
+    import contextlib
+
+    from skewless.errors import NotFoundError, PermissionDenied
+    from skewless.pii import mask_view_statistics
 
     async def statistics(request):
         view = request.path_params["view"]
@@ -34,10 +40,15 @@ def statistics_page(page, get_statistics: Callable) -> Callable:
         if raw and not raw.isdigit():
             return page(request, "statistics.html", 400, title=f"Statistics of {view}", view=view,
                         error="version must be a history version number")
+        who, masking = viewer(request)
         try:
-            stats = get_statistics(view, int(raw) if raw else None)
+            with store.acting_as(who) if store is not None else contextlib.nullcontext():
+                stats = get_statistics(view, int(raw) if raw else None)
         except NotFoundError as exc:
             return page(request, "statistics.html", 404, title=f"Statistics of {view}", view=view, error=str(exc))
+        except PermissionDenied as exc:
+            return page(request, "statistics.html", 403, title=f"Statistics of {view}", view=view, error=str(exc))
+        stats = dataclasses.replace(stats, features=mask_view_statistics(stats.features, masking.hidden(view)))
         return page(request, "statistics.html", title=f"Statistics of {view}", view=view, stats=stats,
                     features=rows(stats))
     return statistics
