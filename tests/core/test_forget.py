@@ -241,3 +241,38 @@ def test_cli_forget_and_retention(tmp_path):
     out = runner.invoke(app, ["retention", "run", "--prediction-log-days", "36500", "--repo", str(repo), "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["log_rows_deleted"] == {"predictions_m1": 0}
+
+
+def test_forget_by_an_entity_with_two_join_keys(tmp_path):
+    fs = sk.init_repo(tmp_path / "repo")
+    acct = sk.Entity("account", ["bank", "number"])
+    fs.apply([acct, sk.FeatureView("balance", [acct], [sk.Field("bank", sk.String), sk.Field("number", sk.Int64),
+                                                       sk.Field("amount", sk.Float64)])])
+    fs.ingest("balance", pd.DataFrame({"bank": ["a", "a", "b", "it's"], "number": [1, 2, 1, 1],
+                                       "event_timestamp": [T0] * 4, "amount": [1.0, 2.0, 3.0, 4.0]}))
+    report = fs.forget("account", [{"bank": "a", "number": 1}, ("it's", 1)], purge_now=True)
+    assert report.offline_rows == {"balance": 2} and report.online_entities == {"balance": 2}
+    got = fs.get_online_features(["balance:amount"], [{"bank": b, "number": n} for b, n in
+                                                     [("a", 1), ("a", 2), ("b", 1), ("it's", 1)]])
+    assert got.to_dict()["amount"] == [None, 2.0, 3.0, None]
+    left = pq.read_table(str(Path(fs.offline.root.removeprefix("file://")) / "balance"))
+    assert sorted(zip(left.column("bank").to_pylist(), left.column("number").to_pylist())) == [("a", 2), ("b", 1)]
+    with pytest.raises(sk.ValidationError, match="join keys"):
+        fs.forget("account", [("a",)])
+
+
+def test_forget_needs_ingest_on_every_view_and_a_denial_does_nothing(tmp_path):
+    fs = _setup(tmp_path / "repo")
+    views = [v for v in fs.list_feature_views()]
+    fs.apply([*views, *fs.list_entities(), sk.Principal("admin"), sk.Principal("etl"),
+              sk.Role("owner", ["apply", "ingest"]), sk.Grant("admins", role="owner", principals=["admin"]),
+              sk.Grant("etl_profile", role="owner", principals=["etl"], resources=["view:profile"])])
+    etl = sk.FeatureStore(tmp_path / "repo", principal="etl")
+    before = scan_everything(fs, tmp_path / "repo")
+    with pytest.raises(sk.PermissionDenied):
+        etl.forget("k", [GONE])
+    assert scan_everything(fs, tmp_path / "repo") == before
+    assert not fs.registry.store.record_keys("forget/")  # nothing recorded either
+    report = sk.FeatureStore(tmp_path / "repo", principal="admin").forget("k", [GONE], purge_now=True)
+    assert report.complete and scan_everything(fs, tmp_path / "repo") == {}
+    assert [r.principal for r in fs.audit_log.records(action="forget")] == ["admin"]
