@@ -39,6 +39,8 @@ PREFIX = "forget/"
 
 @dataclass
 class ForgetReport:
+    """What ``FeatureStore.forget`` removed (``to_dict()``: the CLI's ``--json``). ``complete``: every view purged."""
+
     request: str  # the request id (a hash of the entity and its keys)
     entity: str
     keys: int  # how many keys were forgotten

@@ -31,6 +31,9 @@ LOG_KIND = "prediction_log"
 
 @dataclass
 class RetentionReport:
+    """What ``FeatureStore.retention_run`` did: per view the oldest readable version, the older versions kept for
+    registered training sets and the files vacuumed; prediction-log rows deleted; forget requests completed."""
+
     expired: dict[str, dict] = field(default_factory=dict)  # view -> {"oldest": n, "kept": [...], "files": k}
     log_rows_deleted: dict[str, int] = field(default_factory=dict)  # prediction-log view -> rows
     forgets_completed: list[str] = field(default_factory=list)
