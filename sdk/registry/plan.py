@@ -70,7 +70,7 @@ def _view_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
     agg_details, agg_breaking = _aggregation_changes(old, new)
     details += agg_details
     breaking += agg_breaking
-    for attr in ("ttl_seconds", "source", "owner", "tags", "description", "online"):
+    for attr in ("ttl_seconds", "source", "owner", "tags", "description", "online", "history_retention_seconds"):
         if old.get(attr) != new.get(attr):
             details.append(f"{attr}: {old.get(attr)!r} -> {new.get(attr)!r}")
     return details, breaking

@@ -276,3 +276,19 @@ def test_forget_needs_ingest_on_every_view_and_a_denial_does_nothing(tmp_path):
     report = sk.FeatureStore(tmp_path / "repo", principal="admin").forget("k", [GONE], purge_now=True)
     assert report.complete and scan_everything(fs, tmp_path / "repo") == {}
     assert [r.principal for r in fs.audit_log.records(action="forget")] == ["admin"]
+
+
+def test_history_retention_is_a_definition_the_plan_shows(tmp_path):
+    fs = sk.init_repo(tmp_path / "repo")
+    k = sk.Entity("k", ["k"], dtype=sk.Int64)
+
+    def v(retention=None):
+        return sk.FeatureView("v", [k], [sk.Field("k", sk.Int64), sk.Field("x", sk.Float64)],
+                              history_retention=retention)
+    fs.apply([k, v()])
+    plan = fs.plan([k, v(timedelta(days=90))])
+    assert "history_retention_seconds: None -> 7776000.0" in str(plan) and not plan.breaking
+    fs.apply([k, v(timedelta(days=90))])
+    assert fs.get_feature_view("v").history_retention == timedelta(days=90)
+    with pytest.raises(sk.DefinitionError, match="history_retention"):
+        v(timedelta(days=-1))
