@@ -358,6 +358,14 @@ def _ttl(ttl: Any, view: str) -> timedelta | None:
     return ttl if ttl > timedelta(0) else None
 
 
+def _retention(value: Any, view: str) -> timedelta | None:
+    if value is None:
+        return None
+    if not isinstance(value, timedelta) or value < timedelta(0):
+        raise DefinitionError(f"feature view {view!r}: history_retention must be a non-negative timedelta or None")
+    return value
+
+
 class FeatureView:
     """A named group of features of one or more entities, with a history and an optional TTL."""
 
@@ -365,7 +373,11 @@ class FeatureView:
 
     def __init__(self, name: str, entities: Sequence[Entity | str], schema: Sequence[Field],
                  source: DataSource | None = None, ttl: timedelta | None = None, *, owner: str = "",
-                 tags: dict[str, str] | None = None, description: str = "", online: bool = True):
+                 tags: dict[str, str] | None = None, description: str = "", online: bool = True,
+                 history_retention: timedelta | None = None):
+        """``history_retention``: how long old versions of the view's history stay rebuildable (a retention run,
+        ``FeatureStore.retention_run``, expires and vacuums older ones, except those a registered training set
+        pins; docs/governance.md). None: kept until removed by hand."""
         self.name = check_name("feature view", name)
         if not entities:
             raise DefinitionError(f"feature view {name!r}: needs at least one entity")
@@ -390,6 +402,7 @@ class FeatureView:
                                   "for push-only)")
         self.source = source
         self.ttl = _ttl(ttl, name)
+        self.history_retention = _retention(history_retention, name)
         self.owner, self.description, self.online = owner, description, bool(online)
         self.tags = _tags(tags, f"feature view {name!r}")
         self._join_key_dtypes: dict[str, DType] | None = None
@@ -472,6 +485,9 @@ class FeatureView:
             "ttl_seconds": self.ttl.total_seconds() if self.ttl else None,
             "owner": self.owner, "tags": self.tags, "description": self.description, "online": self.online,
             **({"pii_keys": list(self._pii_keys)} if getattr(self, "_pii_keys", None) else {}),
+            # only when set: registry documents of views without it stay as they were (no plan change)
+            **({"history_retention_seconds": self.history_retention.total_seconds()}
+               if self.history_retention is not None else {}),
         }
 
     @classmethod
@@ -495,6 +511,8 @@ class FeatureView:
         fv.ttl = timedelta(seconds=d["ttl_seconds"]) if d.get("ttl_seconds") else None
         fv.owner, fv.tags, fv.description = d.get("owner", ""), d.get("tags", {}), d.get("description", "")
         fv.online = d.get("online", True)
+        hr = d.get("history_retention_seconds")
+        fv.history_retention = None if hr is None else timedelta(seconds=hr)
         fv._join_key_dtypes = {k: dtypes.by_name(v) for k, v in d["join_keys"].items()}
         fv._pii_keys = list(d.get("pii_keys", ()))
         return fv

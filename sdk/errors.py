@@ -9,8 +9,10 @@
     ├── ConflictError             a conditional commit lost a race (e.g. two concurrent `apply` runs); re-read and retry
     ├── NotFoundError             a named object, version or snapshot does not exist
     │   ├── StreamPositionExpired a stream position to resume from is no longer retained (records were trimmed)
-    │   └── StatisticsUnavailable a history version has no write-time statistics (written before them, or with
-    │                             them off)
+    │   ├── StatisticsUnavailable a history version has no write-time statistics (written before them, or with
+    │   │                         them off)
+    │   └── SnapshotExpired       a history version a snapshot asks for is past the view's retention (vacuumed, or
+    │                             purged by ``forget``): it cannot be rebuilt as it was
     ├── EngineError               an offline engine could not run a query (e.g. out of memory); says what to tune
     ├── TransformError            an on-demand transform raised, or returned an output of the wrong type or shape
     │                             (names the transform and the row; nothing is silently nulled)
@@ -87,6 +89,19 @@ class StatisticsUnavailable(NotFoundError):
         super().__init__(message)
         self.view = view
         self.version = version
+
+
+class SnapshotExpired(NotFoundError):
+    """A history version asked for (a training set's snapshot) is older than the view's history retention, or was
+    purged by ``forget``: its files may be gone, so rebuilding it would silently read something else. ``view`` and
+    ``version`` name it; ``oldest`` is the oldest version still readable (older versions a live snapshot pinned
+    may be kept too)."""
+
+    def __init__(self, message: str, *, view: str, version: int, oldest: int | None):
+        super().__init__(message)
+        self.view = view
+        self.version = version
+        self.oldest = oldest
 
 
 class EngineError(SkewlessError):

@@ -445,6 +445,27 @@ class FeatureStore:
         self.authorize("ingest", [("view", view.name)], state)  # it writes a new history version
         return self.offline.compact(view.name, target_file_mb)
 
+    # -- erasure and retention (skewless.forget, skewless.retention; docs/governance.md) -------------------------
+    def forget(self, entity: str, keys: Sequence[Any], *, purge_now: bool = False, progress=None):
+        """Erase the rows of ``keys`` (values of ``entity``'s join keys: scalars, tuples or dicts) from every view
+        keyed by the entity — offline histories (prediction logs included), online rows, aggregation tiles — and,
+        once each view's history retention allows (``purge_now``: at once), vacuum the older versions holding them.
+        Resumable: calling it again with the same keys completes an interrupted or pending request. Returns a
+        ``ForgetReport`` (rows removed per view and store, the registered training sets that held the entity)."""
+        from .forget import forget
+
+        return forget(self, entity, keys, purge_now=purge_now, progress=progress)
+
+    def retention_run(self, views: Sequence[str] | None = None, *, prediction_log_retention=None, now=None,
+                      progress=None):
+        """Expire and vacuum history versions older than each view's ``history_retention`` (keeping every version a
+        registered training set pins), delete prediction-log rows older than ``prediction_log_retention`` (a
+        timedelta), and complete pending forget purges. Returns a ``RetentionReport``."""
+        from .retention import run
+
+        return run(self, views=list(views) if views else None, prediction_log_retention=prediction_log_retention,
+                   now=now, progress=progress)
+
     # -- statistics ------------------------------------------------------------------------------------------
     def get_statistics(self, view_name: str, version: int | None = None) -> stats_mod.ViewStatistics:
         """Per-feature statistics of every row written to the view's history up to ``version`` (None: the newest),
@@ -491,6 +512,9 @@ class FeatureStore:
         missing = [n for n in names if n not in snap]
         if missing:
             raise ValidationError(f"snapshot has no version for views {missing}")
+        if snapshot is not None:  # a rebuild: refuse versions past their retention rather than read other files
+            for n in names:
+                self.offline.check_readable(n, snap[n])
         files = {n: self.offline.files(n, snap[n]) for n in names}
         keep = None
         if isinstance(entity_df, str) and (sources.is_query(entity_df) or sources.on_object_store(entity_df)):

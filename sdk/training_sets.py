@@ -126,3 +126,16 @@ def register(store, ts: TrainingSet, *, new_version: bool = False) -> tuple[Trai
         state = store._registry_state(fresh=True)
         return ts, state.object_version(KIND, ts.name)
     raise ConflictError(f"training set {ts.name!r}: {_ATTEMPTS} concurrent registry commits won first")
+
+
+def pinned_snapshots(registry_store) -> list[tuple[str, int, dict[str, int | None]]]:
+    """(name, version, snapshot) of every training set version ever registered, read from every registry version
+    (a model version may point at an older one): the history versions those snapshots need kept (retention) and
+    whose rows they hold (forget)."""
+    import json
+
+    seen: dict[tuple[str, int], dict] = {}
+    for v in registry_store.versions():
+        for name, entry in json.loads(registry_store.read(v)).get("objects", {}).get(KIND, {}).items():
+            seen.setdefault((name, entry["version"]), entry["spec"].get("snapshot") or {})
+    return [(n, v, snap) for (n, v), snap in sorted(seen.items())]

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from skewless import drift
 from skewless.definitions import EVENT_TS
 from skewless.errors import NotFoundError, ValidationError
+from skewless.offline.scan import plain_types
 from skewless.pii import MASK
 
 from . import prediction_log
@@ -141,8 +142,8 @@ def read_rows(store, model: str, version: int, columns: list[str], *, since: dat
             continue
         path = uri.removeprefix("file://") if files.filesystem is None else uri.split("://", 1)[-1]
         has = set(pq.read_schema(path, filesystem=files.filesystem).names)
-        t = pq.read_table(path, filesystem=files.filesystem, columns=[c for c in wanted if c in has],
-                          filters=cond if "model_version" in has else None)
+        t = plain_types(pq.read_table(path, filesystem=files.filesystem, columns=[c for c in wanted if c in has],
+                                      filters=cond if "model_version" in has else None))
         if cache is not None:
             cache[uri] = t, _first(t)
         tables.append(t)

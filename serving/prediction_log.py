@@ -38,6 +38,7 @@ from skewless import dtypes
 from skewless.definitions import EVENT_TS, FeatureView
 from skewless.errors import ConfigError, DefinitionError
 from skewless.ingest import prepare
+from skewless.offline.scan import plain_types
 from skewless.timeutil import new_batch_id
 
 from . import journal
@@ -387,7 +388,7 @@ def read_log(store, model: str) -> pa.Table:
     tables = []
     for uri in files.uris:
         path = uri.removeprefix("file://") if files.filesystem is None else uri.split("://", 1)[-1]
-        tables.append(pq.read_table(path, filesystem=files.filesystem))
+        tables.append(plain_types(pq.read_table(path, filesystem=files.filesystem)))
     if not tables:
         return pa.table({})
     return pa.concat_tables(tables, promote_options="default")

@@ -41,7 +41,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from skewless.errors import NotFoundError, StoreUnavailable
+from skewless.errors import ConfigError, NotFoundError, StoreUnavailable
 from skewless.offline.base import HistoryFiles
 from skewless.faults import kill_point
 from skewless.offline.delta import ORPHAN_MIN_AGE_HOURS, DeltaOfflineStore
@@ -273,6 +273,20 @@ class OSSOfflineStore(DeltaOfflineStore):
             self.oss.call(f"deleting orphan files of {view!r}", self.oss.bucket.batch_delete_objects,
                           [prefix + name for name in gone[i:i + 1000]])
         return gone
+
+    # -- erasure: not yet (a DELETE rewrites data files, which commits here build without: see _commit) ------------
+    supports_erasure = False
+
+    def delete_rows(self, view, key_dtypes, keys, *, tag):
+        raise ConfigError(f"deleting rows of an oss:// history ({view!r}) is not supported yet: a commit is built on a "
+                          "mirror of the log without the data files a DELETE rewrites; forget needs a local or s3:// "
+                          "offline store")
+
+    def delete_before(self, view, before, *, tag):
+        return self.delete_rows(view, {}, [], tag=tag)
+
+    def vacuum(self, view, *, retention_hours, keep_versions):
+        raise ConfigError(f"vacuuming an oss:// history ({view!r}) is not supported yet")
 
     def drop(self, view: str) -> None:
         self.oss.delete_prefix(self.loc.key(view) + "/", f"dropping history of {view!r}")

@@ -80,6 +80,24 @@ def _key_part_py(v: Any, dt: dtypes.DType) -> bytes:
     return b"%d" % v
 
 
+def key_part(v: Any, dt: dtypes.DType) -> bytes:
+    """One join-key value as it appears in a composite entity key (``entity_py``)."""
+    return _key_part_py(v, dt)
+
+
+def split_composite(entity: bytes) -> list[bytes] | None:
+    """A composite entity key (``len:part:len:part...``) back into its parts; None when it is not one."""
+    parts, i = [], 0
+    while i < len(entity):
+        colon = entity.find(b":", i)
+        if colon < 0 or not entity[i:colon].isdigit():
+            return None
+        n = int(entity[i:colon])
+        parts.append(entity[colon + 1:colon + 1 + n])
+        i = colon + 1 + n + 1  # the part, then the ':' before the next one
+    return parts
+
+
 def _key_part_arrow(col: pa.Array, dt: dtypes.DType) -> pa.Array:
     if dt in (dtypes.String, dtypes.Bytes):
         return col.cast(BIN)

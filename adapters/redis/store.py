@@ -73,6 +73,7 @@ from skewless.errors import ConfigError, StoreUnavailable, ValidationError
 from skewless.online.base import Key, OnlineStore
 from skewless.redact import redact_url
 
+from . import codec
 from . import row_layout as rowcodec
 from . import scripts
 from .row_writes import write_cluster, write_standalone
@@ -387,6 +388,45 @@ class RedisOnlineStore(RedisTiles, OnlineStore):
             if isinstance(exc.__cause__, redis.exceptions.ResponseError):  # refused (ACL, no SCAN): cannot tell
                 return None
             raise
+
+    def delete_entities(self, view: FeatureView, key_columns, keys) -> int:
+        """UNLINK each entity's key (its row, or its hash of tiles: the same key). With a subset of a composite key
+        (one entity of a view keyed by several), a SCAN of the view's keys, each key's parts compared with the
+        entity's (in a cluster: on every primary). Writes racing with it may survive, as with ``drop_view``."""
+        wanted = [tuple(k) for k in dict.fromkeys(tuple(k) for k in keys) if None not in k]
+        if not wanted:
+            return 0
+        head = self.key_head(view.name)
+        if list(key_columns) == view.join_keys:
+            entity = codec.entity_py(view)
+            names = [b"%b%b}" % (head, entity(k)) for k in wanted]
+        else:
+            names = self._matching_keys(view, head, list(key_columns), wanted)
+
+        def unlink() -> int:
+            gone = 0
+            for i in range(0, len(names), 1000):
+                gone += int(self.client.unlink(*names[i:i + 1000]) if not self.cluster else
+                            sum(self.client.unlink(n) for n in names[i:i + 1000]))
+            return gone
+        return self.call("delete_entities", unlink) if names else 0
+
+    def _matching_keys(self, view: FeatureView, head: bytes, key_columns: list[str], wanted: list[tuple]
+                       ) -> list[bytes]:
+        """The view's keys whose parts at ``key_columns`` equal one of ``wanted`` (a SCAN of the view's keys)."""
+        dts = view.join_key_dtypes
+        at = [view.join_keys.index(c) for c in key_columns]
+        want = {tuple(codec.key_part(v, dts[c]) for v, c in zip(k, key_columns)) for k in wanted}
+        pattern = _glob_escape(head) + b"*"
+
+        def scan() -> list[bytes]:
+            out = []
+            for name in self.client.scan_iter(match=pattern, count=1000):
+                parts = codec.split_composite(name[len(head):-1])
+                if parts is not None and tuple(parts[i] for i in at) in want:
+                    out.append(name)
+            return out
+        return self.call("delete_entities", scan)
 
     def drop_view(self, view: str) -> None:
         """SCAN + UNLINK the view's keys (in a cluster: on every primary). Writes racing with it may survive."""

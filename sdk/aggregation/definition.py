@@ -135,14 +135,14 @@ class AggregatedView(FeatureView):
     def __init__(self, name: str, entities: Sequence[Entity | str], schema: Sequence[Field],
                  aggregations: Sequence[Aggregation], hop: timedelta, *, event_id: str | None = None,
                  source: DataSource | None = None, owner: str = "", tags: dict[str, str] | None = None,
-                 description: str = "", online: bool = True):
+                 description: str = "", online: bool = True, history_retention: timedelta | None = None):
         self.aggregations = list(aggregations or [])
         if not self.aggregations:
             raise DefinitionError(f"aggregated view {name!r}: needs at least one aggregation")
         self.hop = _duration(hop, f"aggregated view {name!r} hop")
         self.event_id = event_id
         super().__init__(name, entities, schema, source, None, owner=owner, tags=tags, description=description,
-                         online=online)
+                         online=online, history_retention=history_retention)
         self._check()
 
     def _check(self) -> None:

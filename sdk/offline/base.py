@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pyarrow as pa
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
@@ -185,6 +187,52 @@ class OfflineStore(abc.ABC):
 
     def snapshot(self, views: list[str]) -> dict[str, int | None]:
         return {v: self.version(v) for v in views}
+
+    # -- erasure and retention (skewless.forget, skewless.retention; stores with ``supports_erasure``) --------------
+    supports_erasure = False
+
+    def delete_rows(self, view: str, key_dtypes: dict, keys: list[tuple], *, tag: str) -> tuple[int, int | None]:
+        """Delete every row of ``view``'s history whose columns ``key_dtypes`` (name -> skewless dtype, a subset of
+        the join keys) equal one of ``keys`` (tuples in that order), as one commit tagged ``tag``; returns (rows
+        deleted, the version of that commit or None when nothing was committed). Idempotent by ``tag``: a commit
+        already tagged so is found and its count returned, nothing deleted twice. Older versions still hold the
+        rows until ``vacuum`` removes the files only they reference."""
+        raise ConfigError(f"the offline store {self.url} cannot delete rows of a history (forget needs a Delta "
+                          f"store: local, s3://, oss://)")
+
+    def delete_before(self, view: str, before, *, tag: str) -> tuple[int, int | None]:
+        """``delete_rows`` of every row whose event time is before ``before`` (an aware datetime): prediction-log
+        retention."""
+        raise ConfigError(f"the offline store {self.url} cannot delete rows of a history (retention needs a Delta "
+                          f"store: local, s3://, oss://)")
+
+    def vacuum(self, view: str, *, retention_hours: float, keep_versions: list[int]) -> list[str]:
+        """Physically delete the files no version needs: files removed from the history more than
+        ``retention_hours`` ago that neither the newest version nor ``keep_versions`` reference. Returns them."""
+        raise ConfigError(f"the offline store {self.url} cannot vacuum a history")
+
+    def expiry(self, view: str) -> tuple[int, list[int]] | None:
+        """What a retention run or a purge recorded: (the oldest readable version, older versions kept readable),
+        or None when nothing was ever expired."""
+        return None
+
+    def set_expiry(self, view: str, oldest: int, kept: list[int]) -> None:
+        """Record that versions below ``oldest`` but ``kept`` are no longer readable (before they are vacuumed)."""
+        raise ConfigError(f"the offline store {self.url} cannot record a history's retention")
+
+    def version_times(self, view: str) -> list[tuple[int, int]]:
+        """(version, commit time in ms since the epoch) of every version whose log entry is kept, oldest first."""
+        return []
+
+    def check_readable(self, view: str, version: int | None) -> None:
+        """SnapshotExpired when ``version`` of ``view`` was expired by a retention run or a purge."""
+        from ..errors import SnapshotExpired
+
+        rec = self.expiry(view) if version is not None else None
+        if rec is not None and version < rec[0] and version not in rec[1]:
+            raise SnapshotExpired(f"version {version} of the history of {view!r} is past its retention (versions "
+                                  f"before {rec[0]} were expired or purged; kept: {rec[1] or 'none'}): it cannot be "
+                                  f"rebuilt as it was", view=view, version=version, oldest=rec[0])
 
 
 class Engine(abc.ABC):

@@ -24,6 +24,7 @@ from ..definitions import EVENT_TS
 from ..errors import ConflictError, NotFoundError, StoreUnavailable
 from ..faults import kill_point
 from . import delta_stats
+from .delta_erase import DeltaErasure
 from .base import (FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles, HistoryStats,
                    OfflineStore, StreamProgress, TieCheck, Watermark, WatermarkMoved)
 from .key_packing import KeyPacking, combine_stats, covers, envelope, packing_stats_arrow, recorded_packing
@@ -141,7 +142,7 @@ def _tie_candidates(dt: DeltaTable | None, prior: HistoryFiles | None, table: pa
     return dataclasses.replace(prior, uris=uris)
 
 
-class DeltaOfflineStore(OfflineStore):
+class DeltaOfflineStore(DeltaErasure, OfflineStore):
     supports_watermarks = True
     supports_statistics = True
 

@@ -202,6 +202,13 @@ class OnlineStore(abc.ABC):
     def drop_view(self, view: str) -> None:
         """Forget every value of ``view``."""
 
+    def delete_entities(self, view: FeatureView, key_columns: Sequence[str], keys: Sequence[Key]) -> int:
+        """Erase every row and every aggregation tile of ``view`` whose join keys ``key_columns`` (all of the view's
+        join keys, or a subset: one entity of a view keyed by several) equal one of ``keys`` (tuples in
+        ``key_columns`` order). Idempotent. Returns how many stored entities (a row, or an entity's tiles) went.
+        With a subset of the join keys a store may scan the view's keys. ``forget`` calls it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete entities")
+
     def holds_rows(self, view: FeatureView) -> bool | None:
         """Whether the store holds at least one row of ``view``, found with a bounded amount of work (a serving
         readiness check calls it every few seconds); None when the store cannot tell cheaply."""

@@ -296,6 +296,38 @@ class SQLiteOnlineStore(OnlineStore):
                 return False
             raise StoreUnavailable(f"cannot read SQLite online store {self.path}: {exc}", endpoint=self.url) from exc
 
+    def delete_entities(self, view: FeatureView, key_columns, keys) -> int:
+        wanted = [tuple(k) for k in dict.fromkeys(tuple(k) for k in keys) if None not in k]
+        if not wanted:
+            return 0
+        cols = ", ".join(_q(c) for c in key_columns)
+        step = max(1, _CHUNK // len(key_columns))
+        gone = 0
+        with self._lock:
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+                for table in (_table(view.name), _tiles_table(view.name)):
+                    if not self._con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                             (table[1:-1].replace('""', '"'),)).fetchone():
+                        continue
+                    for i in range(0, len(wanted), step):
+                        chunk = wanted[i:i + step]
+                        ph = ", ".join(["(" + ", ".join("?" * len(key_columns)) + ")"] * len(chunk))
+                        params = [v for k in chunk for v in k]
+                        where = f"WHERE ({cols}) IN (VALUES {ph})"
+                        if table == _tiles_table(view.name):  # an entity's tiles (many rows) count once
+                            gone += len(self._con.execute(f"SELECT DISTINCT {cols} FROM {table} {where}",
+                                                          params).fetchall())
+                            self._con.execute(f"DELETE FROM {table} {where}", params)
+                        else:
+                            gone += self._con.execute(f"DELETE FROM {table} {where}", params).rowcount
+                self._con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._con.in_transaction:
+                    self._con.execute("ROLLBACK")
+                raise StoreUnavailable(f"delete in {self.url} failed: {exc}", endpoint=self.url) from exc
+        return gone
+
     def drop_view(self, view: str) -> None:
         with self._lock:
             self._con.execute(f"DROP TABLE IF EXISTS {_table(view)}")

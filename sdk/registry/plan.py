@@ -75,7 +75,8 @@ def _view_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
     agg_details, agg_breaking = _aggregation_changes(old, new)
     details += agg_details
     breaking += agg_breaking
-    for attr in ("ttl_seconds", "source", "owner", "tags", "description", "online", "pii_keys"):
+    for attr in ("ttl_seconds", "source", "owner", "tags", "description", "online", "pii_keys",
+                 "history_retention_seconds"):
         if old.get(attr) != new.get(attr):
             details.append(f"{attr}: {old.get(attr)!r} -> {new.get(attr)!r}")
     return details, breaking

@@ -131,3 +131,37 @@ def check_endpoint_that_never_answers_fails_within_bounds(calls_for) -> None:
             with pytest.raises(StoreUnavailable):
                 call()
             assert time.monotonic() - t0 < 15
+
+
+def check_forget_leaves_nothing_in_the_bucket(store: sk.FeatureStore, list_keys, read_object) -> None:
+    """``forget`` on an object-store history: the report, then every Parquet object under the offline prefix (read
+    with the cloud's own client: old versions' files included) holds no row of the key; the newest version reads the
+    others (their strings too: the DELETE's rewritten file); the pinned snapshot that held it refuses to rebuild."""
+    import io
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from skewless.errors import SnapshotExpired
+
+    ent = sk.Entity("person", join_keys=["k"])
+    store.apply([ent, sk.FeatureView("people", [ent], [sk.Field("k", sk.Int64), sk.Field("name", sk.String)])])
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    store.ingest("people", pd.DataFrame({"k": [1, 2], "event_timestamp": [t, t], "name": ["ann", "bob"]}))
+    entities = pd.DataFrame({"k": [2, 1], "event_timestamp": [t + pd.Timedelta(days=1)] * 2})
+    store.get_historical_features(entities, ["people:name"]).register("ts")
+    store.ingest("people", pd.DataFrame({"k": [3], "event_timestamp": [t], "name": ["cy"]}))
+    report = store.forget("person", [1], purge_now=True)
+    assert report.offline_rows == {"people": 1} and report.online_entities == {"people": 1}
+    assert report.training_sets == ["ts@1"] and report.complete
+    prefix = store.offline.loc.key("people") + "/"
+    parquet = [k for k in list_keys(prefix) if k.endswith(".parquet")]
+    assert parquet
+    for key in parquet:
+        table = pq.read_table(io.BytesIO(read_object(key)))
+        assert pc.sum(pc.equal(table.column("k"), 1)).as_py() in (None, 0), key
+    got = store.get_historical_features(entities.assign(k=[2, 3]), ["people:name"]).to_pandas()
+    assert got["name"].tolist() == ["bob", "cy"]
+    with pytest.raises(SnapshotExpired):
+        store.get_historical_features(entities, ["people:name"], snapshot=store.get_training_set("ts").snapshot)
+    assert list_keys(store.registry.store.loc.key("forget") + "/")  # the journal lives beside the registry

@@ -326,3 +326,17 @@ def test_shim_takes_streamed_uploads_of_unknown_length(bucket):
     key = f"{fresh_prefix()}/streamed"
     bucket.put_object(key, (f"part{i}-".encode() for i in range(4)))  # no length known: chunked transfer
     assert bucket.get_object(key).read() == b"part0-part1-part2-part3-"
+
+
+def test_forget_on_an_oss_history_is_refused_before_anything_is_done(tmp_path, oss, bucket):
+    """An OSS commit is built on a mirror of the log without data files, which a DELETE rewrites: not supported
+    yet, said with a ConfigError before any journal record, delete or online change."""
+    store = oss_repo(tmp_path, oss)
+    one_view(store)
+    store.ingest("v", rows(1, 2))
+    version = store.offline.version("v")
+    with pytest.raises(ConfigError, match="cannot delete rows"):
+        store.forget("ent", [1])
+    assert store.offline.version("v") == version
+    assert _keys(bucket, store.registry.store.loc.key("forget") + "/") == []
+    assert store.get_online_features(["v:x"], [{"k": 1}]).to_dict()["x"] == [1.0]

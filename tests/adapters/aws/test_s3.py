@@ -9,6 +9,7 @@ from tests.support.conformance.offline import OfflineConformance
 from tests.support.conformance.registry import RegistryStoreConformance
 from tests.support.object_store import (check_concurrent_applies_never_lose_an_update,
                                         check_endpoint_that_never_answers_fails_within_bounds,
+                                        check_forget_leaves_nothing_in_the_bucket,
                                         check_permissions_and_audit_log_in_the_store,
                                         check_history_lives_in_the_store_and_drop_removes_it, fresh_prefix, object_store_repo)
 
@@ -97,3 +98,12 @@ def test_endpoint_that_never_answers_fails_within_the_configured_bounds():
         return (lambda: S3RegistryStore(f"s3://{BUCKET}/x", opts).versions(),
                 lambda: S3OfflineStore(f"s3://{BUCKET}/x", opts).version("v"))
     check_endpoint_that_never_answers_fails_within_bounds(calls)
+
+
+def test_forget_leaves_nothing_of_the_entity_in_s3(tmp_path, s3_endpoint):
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                      region_name="us-east-1")
+    check_forget_leaves_nothing_in_the_bucket(
+        s3_repo(tmp_path, s3_endpoint),
+        lambda prefix: [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])],
+        lambda key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())

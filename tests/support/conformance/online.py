@@ -322,3 +322,39 @@ class OnlineStoreConformance(AggregationInvariant):
         store.write(v, rows(v, [{"k": 1, "ev": T0, "x": 1.0}]))
         store.drop_view("v")
         assert self.read1(store, v, [1], T0 + timedelta(days=1)).statuses == [NOT_FOUND]
+
+    # -- forget (skewless.forget): an entity's rows and tiles erased ------------------------------------------
+    def test_delete_entities_erases_the_keys_rows_only_and_is_idempotent(self, store):
+        v, other = view(), view("other")
+        store.write(v, rows(v, [{"k": k, "ev": T0, "x": float(k)} for k in (1, 2, 3)]))
+        store.write(other, rows(other, [{"k": 1, "ev": T0, "x": 9.0}]))
+        assert store.delete_entities(v, ["k"], [(1,), (3,), (4,)]) == 2
+        r = self.read1(store, v, [1, 2, 3], T0 + timedelta(days=1))
+        assert r.statuses == [NOT_FOUND, PRESENT, NOT_FOUND] and r.values[1] == [2.0, None]
+        assert self.read1(store, other, [1], T0 + timedelta(days=1)).values == [[9.0, None]]  # another view: kept
+        assert store.delete_entities(v, ["k"], [(1,), (3,)]) == 0
+        # a key forgotten can be written again (a new customer reusing an id): it is a fresh row
+        store.write(v, rows(v, [{"k": 1, "ev": T0 - timedelta(days=1), "x": -1.0}]))
+        assert self.read1(store, v, [1], T0 + timedelta(days=1)).values == [[-1.0, None]]
+
+    def test_delete_entities_by_one_entity_of_a_composite_key(self, store):
+        v = view("pair", keys=("ka", "kb"), key_dtype=sk.String)
+        store.write(v, rows(v, [{"ka": "x", "kb": "1", "ev": T0, "x": 1.0}, {"ka": "x", "kb": "2", "ev": T0, "x": 2.0},
+                                {"ka": "y", "kb": "1", "ev": T0, "x": 3.0}, {"ka": "1", "kb": "x", "ev": T0, "x": 4.0}]))
+        assert store.delete_entities(v, ["ka"], [("x",)]) == 2
+        r = store.read([(v, ["x"], [("x", "1"), ("x", "2"), ("y", "1"), ("1", "x")])], T0 + timedelta(days=1))[0]
+        assert r.values == [[None], [None], [3.0], [4.0]]
+        assert store.delete_entities(v, ["kb"], [("1",)]) == 1  # the second key: only y/1 is left with kb = 1
+        r = store.read([(v, ["x"], [("y", "1"), ("1", "x")])], T0 + timedelta(days=1))[0]
+        assert r.values == [[None], [4.0]]
+
+    def test_delete_entities_erases_aggregation_tiles(self, store, tmp_path):
+        r = self.agg_repo(store, tmp_path)
+        r.clock = AT0 + 12 * D
+        r.ingest(self.txns(AT0, 1, 20, "a") + self.txns(AT0, 2, 20, "a"))
+        refs = [f"{r.view.name}:count_365d"]
+        assert r.fs.get_online_features(refs, [{"card": 1}, {"card": 2}], now=r.clock).values == \
+            {"count_365d": [20, 20]}
+        assert store.delete_entities(r.view, ["card"], [(1,)]) == 1
+        assert r.fs.get_online_features(refs, [{"card": 1}, {"card": 2}], now=r.clock).values == \
+            {"count_365d": [0, 20]}

@@ -1,0 +1,153 @@
+"""Erasure and retention of Delta histories (``DeltaOfflineStore`` inherits this): row deletes by entity key,
+vacuum, and the record of which versions are expired.
+
+A delete is one Delta ``DELETE`` commit: the files holding matching rows are rewritten without them and the old
+files only marked removed, so older versions still read the rows until ``vacuum`` deletes the files they alone
+reference. Which versions a retention run or a purge made unreadable is recorded in the table's own properties
+(``EXPIRED_BEFORE``, ``KEPT``), committed *before* the vacuum deletes anything: a reader asking for such a version
+gets ``SnapshotExpired`` (``check_readable``) instead of a scan that fails half-way, or silently reads other files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+from deltalake import CommitProperties, DeltaTable
+from deltalake.exceptions import CommitFailedError, DeltaError
+
+from .. import dtypes
+from ..definitions import EVENT_TS
+from ..errors import ConflictError, StoreUnavailable, ValidationError
+
+FORGET_TAG = "skewless.forget"  # commit metadata of a delete made by forget / a retention run: its request id
+EXPIRED_BEFORE, KEPT = "skewless.expiredBefore", "skewless.keptVersions"
+_ATTEMPTS = 30
+_SEARCH = 200  # newest commits searched for a tagged delete (a forget resumed soon after it was killed)
+
+
+def _literal(value, dt) -> str:
+    """A key value as a SQL literal of delta-rs' predicate dialect (DataFusion)."""
+    if value is None:
+        raise ValidationError("an entity key to forget is null")
+    if dt in (dtypes.Int32, dtypes.Int64):
+        return str(int(value))
+    if dt is dtypes.String:
+        return "'" + str(value).replace("'", "''") + "'"
+    if dt is dtypes.Bool:
+        return "true" if value else "false"
+    if dt in (dtypes.Float32, dtypes.Float64) and math.isfinite(float(value)):
+        return repr(float(value))
+    raise ValidationError(f"entity keys of dtype {dt.name} cannot be forgotten by value (Int, String, Bool, Float)")
+
+
+def keys_predicate(key_dtypes: dict, keys: list[tuple]) -> str:
+    cols = list(key_dtypes)
+    quoted = ['"' + c.replace('"', '""') + '"' for c in cols]
+    if len(cols) == 1:
+        return f"{quoted[0]} IN ({', '.join(_literal(k[0], key_dtypes[cols[0]]) for k in keys)})"
+    return " OR ".join("(" + " AND ".join(f"{q} = {_literal(v, key_dtypes[c])}" for q, c, v in zip(quoted, cols, k))
+                       + ")" for k in keys)
+
+
+class DeltaErasure:
+    """Mixed into ``DeltaOfflineStore`` (which provides ``_table``, ``_commit``, ``root``)."""
+
+    supports_erasure = True
+    root: str
+    _table: Callable
+    _commit: Callable
+
+    def delete_rows(self, view: str, key_dtypes: dict, keys: list[tuple], *, tag: str) -> tuple[int, int | None]:
+        if not keys:
+            return 0, None
+        return self._delete(view, keys_predicate(key_dtypes, keys), tag)
+
+    def delete_before(self, view: str, before: datetime, *, tag: str) -> tuple[int, int | None]:
+        us = int(before.astimezone(timezone.utc).timestamp() * 1_000_000)
+        return self._delete(view, f"\"{EVENT_TS}\" < arrow_cast({us}, 'Timestamp(Microsecond, Some(\"UTC\"))')", tag)
+
+    def _delete(self, view: str, predicate: str, tag: str) -> tuple[int, int | None]:
+        for attempt in range(_ATTEMPTS):
+            before = self._table(view)
+            if before is None:
+                return 0, None
+            done = self._tagged_delete(before, tag)
+            if done is not None:
+                return done
+            read = before.version()  # (delete moves ``before`` itself to the version it commits)
+            out: list[dict] = []
+            props = CommitProperties(custom_metadata={FORGET_TAG: tag}, max_commit_retries=0)
+            try:
+                self._commit(view, before, lambda dt, o=out, c=props: o.append(dt.delete(predicate, commit_properties=c)))
+            except CommitFailedError:
+                time.sleep(min(0.01 * 2 ** attempt, 0.5))  # another writer committed first: re-read, retry
+                continue
+            except (DeltaError, OSError) as exc:
+                raise StoreUnavailable(f"deleting rows of the history of {view!r} failed: "
+                                       f"{str(exc).splitlines()[0]}", endpoint=self.root) from exc
+            rows = int((out[0] if out else {}).get("num_deleted_rows", 0))
+            after = self._table(view)
+            # delta-rs commits nothing when no file holds a matching row
+            return rows, (after.version() if after is not None and after.version() > read else None)
+        raise ConflictError(f"delete in the history of {view!r}: {_ATTEMPTS} concurrent commits won first")
+
+    @staticmethod
+    def _tagged_delete(dt: DeltaTable, tag: str) -> tuple[int, int] | None:
+        """(rows, version) of a delete commit tagged ``tag`` among the newest commits, None when there is none."""
+        try:
+            for info in dt.history(_SEARCH):
+                if info.get(FORGET_TAG) == tag:
+                    metrics = info.get("operationMetrics") or {}
+                    return int(metrics.get("num_deleted_rows", 0)), int(info["version"])
+        except DeltaError:  # older log entries cleaned up: no tagged commit can be found there
+            return None
+        return None
+
+    def vacuum(self, view: str, *, retention_hours: float, keep_versions: list[int]) -> list[str]:
+        dt = self._table(view)
+        if dt is None:
+            return []
+        try:
+            return dt.vacuum(retention_hours=max(0, int(retention_hours)), dry_run=False,
+                             enforce_retention_duration=False, keep_versions=sorted(set(keep_versions)) or None)
+        except (DeltaError, OSError) as exc:
+            raise StoreUnavailable(f"vacuuming the history of {view!r} failed: {str(exc).splitlines()[0]}",
+                                   endpoint=self.root) from exc
+
+    def expiry(self, view: str) -> tuple[int, list[int]] | None:
+        dt = self._table(view)
+        config = dt.metadata().configuration if dt is not None else {}
+        if EXPIRED_BEFORE not in config:
+            return None
+        kept = config.get(KEPT) or ""
+        return int(config[EXPIRED_BEFORE]), [int(v) for v in kept.split(",") if v]
+
+    def set_expiry(self, view: str, oldest: int, kept: list[int]) -> None:
+        props = {EXPIRED_BEFORE: str(oldest), KEPT: ",".join(str(v) for v in sorted(set(kept)))}
+        for attempt in range(_ATTEMPTS):
+            before = self._table(view)
+            if before is None:
+                return
+            try:
+                self._commit(view, before, lambda dt: dt.alter.set_table_properties(
+                    props, raise_if_not_exists=False, commit_properties=CommitProperties(max_commit_retries=0)))
+                return
+            except CommitFailedError:
+                time.sleep(min(0.01 * 2 ** attempt, 0.5))
+            except (DeltaError, OSError) as exc:
+                raise StoreUnavailable(f"recording the retention of {view!r} failed: {str(exc).splitlines()[0]}",
+                                       endpoint=self.root) from exc
+        raise ConflictError(f"recording the retention of {view!r}: {_ATTEMPTS} concurrent commits won first")
+
+    def version_times(self, view: str) -> list[tuple[int, int]]:
+        dt = self._table(view)
+        if dt is None:
+            return []
+        try:
+            return sorted((int(i["version"]), int(i["timestamp"])) for i in dt.history())
+        except DeltaError as exc:
+            raise StoreUnavailable(f"reading the history log of {view!r} failed: {str(exc).splitlines()[0]}",
+                                   endpoint=self.root) from exc
