@@ -326,7 +326,7 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
             assert stack["skewless_config"]["offline_engine"] == "spark" and stack["emr_application_id"] is None
 
             # the principals' policies (moto IAM): exactly the generated documents, attached to their identities
-            arns = out["permission_policies"]
+            arns = stack["permission_policies"]
             assert set(arns) == {"scoring", "etl"}  # admin has no cloud identity: no policy
             attached = moto["iam"].list_attached_role_policies(RoleName=f"{name}-scoring")["AttachedPolicies"]
             assert [a["PolicyArn"] for a in attached] == [arns["scoring"]]
@@ -339,7 +339,7 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
                 assert doc == json.loads(generated[principal]["aws_policy_json"])
             resources = json.loads(generated["scoring"]["aws_policy_json"])["Statement"][0]["Resource"]
             assert resources == [f"arn:aws:s3:::{bucket_name}/offline/loan_apps/*"]
-            assert out["redis_user_group_id"] is None  # ElastiCache users need aws >= 3.6x: not in this rendering
+            assert stack["redis_user_group_id"] is None  # ElastiCache users need aws >= 3.6x: not in this rendering
 
             # Glue (moto)
             database = moto["glue"].get_database(Name=stack["glue_database_name"])["Database"]
