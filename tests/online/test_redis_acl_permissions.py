@@ -111,3 +111,63 @@ def test_writes_need_ingest_on_the_view(governed):
     assert got["city"] == ["paris", "oslo"]
     with pytest.raises(StoreUnavailable, match="NOPERM|NoPermissionError"):  # write-only on its view: it reads no other view
         etl.get_online_features(["driver_stats:conv_rate"], [{"driver_id": 1}])
+
+
+def test_aggregated_views_tiles_follow_the_same_rules(tmp_path, redis_url, monkeypatch):
+    """Tiles of an aggregated view live under the view's key pattern too: its reader reads the aggregates (HMGET of
+    tile hashes), its writer writes tiles (the tile script by EVALSHA), and neither reaches the plain view."""
+    from datetime import datetime, timedelta, timezone
+
+    from tests.support.agg_online import CARD, txn_view
+
+    prefix = f"aclagg{uuid.uuid4().hex[:10]}"
+    repo = tmp_path / "repo"
+    store = sk.init_repo(repo, project="fs")
+    (repo / "skewless.yaml").write_text((repo / "skewless.yaml").read_text().replace(
+        "url: sqlite:///data/online.db", f"url: {redis_url}\n  options: {{key_prefix: {prefix}}}"))
+    store = sk.FeatureStore(repo)
+    day = timedelta(days=1)
+    txn = txn_view([sk.Aggregation("amount", "sum", day), sk.Aggregation(None, "count", 7 * day)])
+    profile = sk.FeatureView("profile", [CARD], [sk.Field("card", sk.Int64), sk.Field("tier", sk.String)])
+    store.apply([CARD, txn, profile])
+
+    def txns(card, amount, when):
+        return pd.DataFrame({"card": [card], "amount": [amount], "qty": [1], "merchant": ["m"],
+                             "paid": [when], "txn": [f"t{card}{amount}"], "event_timestamp": [when]})
+    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
+    now = start + timedelta(hours=4)  # tiles expire after the longest window: recent events keep theirs
+    store.ingest("txn", txns(1, 2.5, start))
+    store.ingest("profile", pd.DataFrame({"card": [1], "tier": ["gold"], "event_timestamp": [start]}))
+    store.apply([CARD, txn, profile, sk.Principal("scorer"), sk.Principal("etl"), sk.Principal("admin"),
+                 sk.Role("reader", ["read_online"]), sk.Role("writer", ["ingest"]),
+                 sk.Role("owner", ["read_online", "ingest", "apply"]),
+                 sk.Grant("scorer_txn", role="reader", principals=["scorer"], resources=["view:txn"]),
+                 sk.Grant("etl_txn", role="writer", principals=["etl"], resources=["view:txn"]),
+                 sk.Grant("admins", role="owner", principals=["admin"])])
+    passwords = {p: secrets.token_hex(16) for p in USERS}
+    for p, pw in passwords.items():
+        monkeypatch.setenv(f"SKEWLESS_REDIS_PASSWORD_{p.upper()}", pw)
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        res = runner.invoke(app, ["permissions", "apply-redis-acl", "--repo", str(repo)])
+        assert res.exit_code == 0, res.output
+        tile_key = next(admin.scan_iter(match=f"{prefix}:txn:*"))
+        assert admin.type(tile_key) == b"hash"  # a tile hash, under the view's own pattern
+
+        scorer = as_user(repo, "scorer", passwords["scorer"])
+        got = scorer.get_online_features(["txn:amount_sum_1d", "txn:count_7d"], [{"card": 1}], now=now).to_dict()
+        assert got["amount_sum_1d"] == [2.5] and got["count_7d"] == [1]
+        with pytest.raises(StoreUnavailable, match="NOPERM|NoPermissionError"):
+            scorer.get_online_features(["profile:tier"], [{"card": 1}], now=now)
+        with pytest.raises(StoreUnavailable, match="NOPERM|NoPermissionError"):
+            scorer.ingest("txn", txns(1, 4.0, start + timedelta(hours=1)))
+
+        as_user(repo, "etl", passwords["etl"]).ingest("txn", txns(1, 4.0, start + timedelta(hours=2)))
+        got = scorer.get_online_features(["txn:amount_sum_1d", "txn:count_7d"], [{"card": 1}], now=now).to_dict()
+        assert got["amount_sum_1d"] == [6.5] and got["count_7d"] == [2]
+    finally:
+        admin.acl_deluser(*USERS.values())
+        keys = list(admin.scan_iter(match=f"{prefix}:*", count=10_000))
+        if keys:
+            admin.unlink(*keys)
+        admin.close()

@@ -91,6 +91,8 @@ def test_ram_policies_limit_each_principal_to_its_views(tmp_path, oss_endpoint, 
     try:
         scoring = oss2.Bucket(oss2.AuthV4(*KEYS["scoring"]), endpoint, BUCKET, region=REGION)
         assert scoring.get_object(loan[0]).read()
+        v1 = oss2.Bucket(oss2.Auth(*KEYS["scoring"]), endpoint, BUCKET)  # V1 signatures: the same decisions
+        assert v1.get_object(loan[0]).read() and _denied(lambda: v1.get_object(payroll[0]))
         assert all(_denied(lambda k=k: scoring.get_object(k)) for k in payroll)
         assert _denied(lambda: scoring.head_object(payroll[0]))
         assert _denied(lambda: scoring.put_object(loan[0], b"x"))
