@@ -75,7 +75,8 @@ def redis_rules(access: dict, prefix: str = DEFAULT_KEY_PREFIX, flavor: str = "r
     """The ACL SETUSER rules (no password rule, no ``on``/``off``) of one principal's ``access``."""
     if flavor not in READ:
         raise ConfigError(f"unknown online store flavor {flavor!r}; known: {sorted(READ)}")
-    rules = ["resetkeys", "resetchannels", "-@all"]
+    # A new user (ElastiCache) or one just `reset` (apply-redis-acl) holds no key pattern; these make sure of the rest.
+    rules = ["resetchannels", "-@all"]
     reads, writes = access.get("read_online", []), access.get("ingest", [])
     if access.get("apply"):
         cmds = CONNECT + READ[flavor] + WRITE[flavor] + ADMIN

@@ -50,8 +50,12 @@ def export(fmt: str = typer.Option("tfvars", "--format", help="tfvars: the `skew
         typer.echo(text, nl=False)
         return
     tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(output)  # whole or not at all
+    try:
+        tmp.write_text(text)
+        tmp.replace(output)  # whole or not at all
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from exc
     console.print(f"wrote {output} ({len(policies['principals'])} principals)")
 
 

@@ -64,7 +64,7 @@ def test_view_access_follows_the_one_rule_with_services_giving_their_views(tmp_p
 
 
 def test_redis_rules_per_access():
-    read = ["resetkeys", "resetchannels", "-@all", "+ping", "+client|setname", "+select", "+mget", "+hget", "+hmget"]
+    read = ["resetchannels", "-@all", "+ping", "+client|setname", "+select", "+mget", "+hget", "+hmget"]
     assert redis_rules({"read_online": ["a", "b"], "ingest": []}, "p") == read + [
         "%R~p:a:{*", "%R~p:b:{*", "%R~p:__layouts"]
     writes = ["+set", "+getrange", "+hset", "+hsetnx", "+hdel", "+hgetall", "+exists", "+hvals", "+pexpiretime",
@@ -73,7 +73,7 @@ def test_redis_rules_per_access():
     assert redis_rules({"read_online": ["a", "b"], "ingest": ["b"]}, "p") == read + writes + [
         "~p:b:{*", "%R~p:a:{*", "~p:__layouts", "~p:__meta"]
     assert redis_rules({"read_online": [], "ingest": []}, "p") == [
-        "resetkeys", "resetchannels", "-@all", "+ping", "+client|setname", "+select"]
+        "resetchannels", "-@all", "+ping", "+client|setname", "+select"]
     admin = redis_rules({"apply": True}, "p")
     assert admin[-1] == "~p:*" and "+scan" in admin and "+unlink" in admin
     tair = redis_rules({"read_online": ["a"], "ingest": ["a"]}, "p", "tair")
@@ -172,10 +172,14 @@ def test_export_writes_the_tfvars_both_stacks_read(tmp_path):
     scoring = doc["skewless_permissions"]["scoring"]
     policies = cloud_policies(store.registry.state(), sk.FeatureStore(tmp_path / "repo").config)
     assert scoring == tfvars(policies)["skewless_permissions"]["scoring"]
-    assert scoring["redis_access_string"].startswith("on resetkeys resetchannels -@all +ping")
+    assert scoring["redis_access_string"].startswith("on resetchannels -@all +ping")
     assert scoring["aws_policy_json"] is None  # the offline store is a local folder here: no S3 policy
     res = runner.invoke(app, ["permissions", "export", "--repo", str(tmp_path / "repo"), "--format", "json"])
     assert res.exit_code == 0 and json.loads(res.output)["principals"]["etl"]["ingest"] == ["loan_apps",
                                                                                           "loan_scores"]
     res = runner.invoke(app, ["permissions", "export", "--repo", str(tmp_path / "repo"), "--format", "yaml"])
     assert res.exit_code == 1 and "--format must be tfvars or json" in res.output
+    res = runner.invoke(app, ["permissions", "export", "--repo", str(tmp_path / "repo"), "-o",
+                              str(tmp_path / "missing" / "x.json")])
+    assert res.exit_code == 1 and "error: ConfigError: cannot write" in res.output
+    assert not (tmp_path / "missing").exists()

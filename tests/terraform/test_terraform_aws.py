@@ -330,7 +330,9 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
             assert set(arns) == {"scoring", "etl"}  # admin has no cloud identity: no policy
             attached = moto["iam"].list_attached_role_policies(RoleName=f"{name}-scoring")["AttachedPolicies"]
             assert [a["PolicyArn"] for a in attached] == [arns["scoring"]]
-            attached = moto["iam"].list_attached_user_policies(UserName=f"{name}-etl")["AttachedPolicies"]
+            groups = moto["iam"].list_groups_for_user(UserName=f"{name}-etl")["Groups"]  # a user: through a group
+            assert [g["GroupName"] for g in groups] == [f"{name}-etl"]
+            attached = moto["iam"].list_attached_group_policies(GroupName=f"{name}-etl")["AttachedPolicies"]
             assert [a["PolicyArn"] for a in attached] == [arns["etl"]]
             for principal, policy_arn in arns.items():
                 version = moto["iam"].get_policy(PolicyArn=policy_arn)["Policy"]["DefaultVersionId"]
@@ -404,6 +406,7 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
         assert tf.state_list() == []
         assert moto["iam"].list_attached_role_policies(RoleName=f"{name}-scoring")["AttachedPolicies"] == []
         assert _gone(lambda: moto["iam"].get_policy(PolicyArn=arns["scoring"]), "NoSuchEntity")
+        assert _gone(lambda: moto["iam"].get_group(GroupName=f"{name}-etl"), "NoSuchEntity")
         assert _gone(lambda: s3.head_bucket(Bucket=f"{name}-data-123456789012-us-east-1"), "NoSuchBucket")
         assert _gone(lambda: moto["ecr"].describe_repositories(repositoryNames=[f"{name}/serving"]),
                      "RepositoryNotFoundException")

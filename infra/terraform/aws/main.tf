@@ -197,11 +197,25 @@ resource "aws_iam_role_policy_attachment" "permissions" {
   policy_arn = aws_iam_policy.permissions[each.key].arn
 }
 
-resource "aws_iam_user_policy_attachment" "permissions" {
+# A principal that is an IAM user gets its policy through a group of its own (policies on groups or roles only).
+resource "aws_iam_group" "permissions" {
   for_each = { for k, p in local.permission_policies : k => p if p.aws_attach_kind == "user" }
 
-  user       = each.value.aws_attach_name
+  name = "${var.name}-${each.key}"
+}
+
+resource "aws_iam_group_policy_attachment" "permissions" {
+  for_each = aws_iam_group.permissions
+
+  group      = each.value.name
   policy_arn = aws_iam_policy.permissions[each.key].arn
+}
+
+resource "aws_iam_user_group_membership" "permissions" {
+  for_each = aws_iam_group.permissions
+
+  user   = local.permission_policies[each.key].aws_attach_name
+  groups = [each.value.name]
 }
 
 resource "aws_elasticache_user" "permissions" {
