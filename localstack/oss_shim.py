@@ -16,6 +16,7 @@ URLs). Objects live in moto's S3 (buckets made through either side are the same 
     auth:    header signatures V1 (``OSS ak:sig``) and V4 (``OSS4-HMAC-SHA256``), verified against the dummy pair
              ``test``/``test``: an unknown key is InvalidAccessKeyId, a wrong signature SignatureDoesNotMatch (403);
              an unsigned request is AccessDenied (buckets are private). x-oss-security-token is accepted unchecked.
+             ``--ram-policies``: extra keys, each with a RAM policy deciding its requests (``oss_ram``: a subset).
     GET /_shim/health: the shim's own liveness (200 when moto answers too)
 
 Anything else is refused loudly: other subresources (acl, tagging, append, symlink, ...), other x-oss-* request
@@ -46,6 +47,7 @@ import zlib
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.etree import ElementTree as ET
 
+from . import oss_ram
 from .emulator_http import HOST, Reply, serve
 
 log = logging.getLogger("skewless.localcloud.oss_shim")
@@ -106,7 +108,8 @@ class Request:
 
 
 class OssShim:
-    def __init__(self, moto_url: str):
+    def __init__(self, moto_url: str, ram: dict[str, dict] | None = None):
+        self.ram = ram or {}  # access key id -> {"secret", "policy"} (oss_ram)
         parts = urlsplit(moto_url)
         self.moto_url = moto_url.rstrip("/")
         self.moto_host, self.moto_port = parts.hostname or HOST, parts.port or 80
@@ -120,8 +123,7 @@ class OssShim:
             if req.bucket == "_shim" and req.key == "health":
                 ok = self._moto("GET", "/moto-api/", {}, b"")[0] == 200
                 return (200 if ok else 503), {"Content-Type": "text/plain"}, b"ok" if ok else b"moto is not answering"
-            self._authenticate(req)
-            status, out_headers, data = self._operation(req)
+            status, out_headers, data = self._operation(req, self._authenticate(req))
         except OssFault as fault:
             status, out_headers, data = self._error(fault, req, request_id)
         except OSError as exc:  # moto itself is unreachable
@@ -143,22 +145,22 @@ class OssShim:
         return fault.status, {"Content-Type": "application/xml"}, data
 
     # -- authentication (the server side of oss2's signers) ------------------------------------------------------
-    def _authenticate(self, req: Request) -> None:
+    def _authenticate(self, req: Request) -> str:
+        """The access key id of a correctly signed request."""
         auth = req.headers.get("authorization", "")
         if {"OSSAccessKeyId", "x-oss-signature", "Signature"} & set(req.params):
             raise _unsupported("presigned URLs")
         if auth.startswith("OSS4-HMAC-SHA256 "):
-            self._verify_v4(req, auth)
+            return self._verify_v4(req, auth)
         elif auth.startswith("OSS "):
-            self._verify_v1(req, auth)
+            return self._verify_v1(req, auth)
         elif auth.startswith("OSS2 "):
             raise _unsupported("V2 signatures (use oss2.Auth or oss2.AuthV4)")
         else:
             raise OssFault(403, "AccessDenied", "You have no right to access this object because of bucket acl.")
 
-    @staticmethod
-    def _secret(access_key_id: str) -> str:
-        secret = CREDENTIALS.get(access_key_id)
+    def _secret(self, access_key_id: str) -> str:
+        secret = CREDENTIALS.get(access_key_id) or self.ram.get(access_key_id, {}).get("secret")
         if secret is None:
             raise OssFault(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our "
                                                        "records.", OSSAccessKeyId=access_key_id)
@@ -169,7 +171,7 @@ class OssShim:
         return OssFault(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "
                                                       "signature you provided. Check your key and signing method.")
 
-    def _verify_v4(self, req: Request, auth: str) -> None:
+    def _verify_v4(self, req: Request, auth: str) -> str:
         try:
             fields = dict(part.strip().split("=", 1) for part in auth[len("OSS4-HMAC-SHA256 "):].split(","))
             access_key_id, date, region, product, terminal = fields["Credential"].split("/")
@@ -193,8 +195,9 @@ class OssShim:
         expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, fields.get("Signature", "")):
             raise self._mismatch()
+        return access_key_id
 
-    def _verify_v1(self, req: Request, auth: str) -> None:
+    def _verify_v1(self, req: Request, auth: str) -> str:
         from oss2.auth import ProviderAuth  # the protocol's list of signed subresources
 
         access_key_id, _, signature = auth[len("OSS "):].rpartition(":")
@@ -208,15 +211,22 @@ class OssShim:
         expected = base64.b64encode(hmac.new(secret.encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
         if not hmac.compare_digest(expected, signature):
             raise self._mismatch()
+        return access_key_id
 
     # -- operations --------------------------------------------------------------------------------------------
-    def _operation(self, req: Request) -> Reply:
+    def _operation(self, req: Request, access_key_id: str) -> Reply:
         if not req.bucket:
             raise _unsupported(f"{req.method} / (ListBuckets and other service-level calls)")
         op, allowed = self._classify(req)
         extra = set(req.params) - allowed
         if extra:
             raise _unsupported(f"{op} with {sorted(extra)}")
+        entry = self.ram.get(access_key_id)
+        if entry is not None:  # a key with a RAM policy (oss_ram): every action the operation needs must be allowed
+            for action, resource in oss_ram.requests_of(op, req.bucket, req.key, req.params, req.headers, req.body):
+                if not oss_ram.allowed(entry["policy"], action, resource, req.params):
+                    raise OssFault(403, "AccessDenied", f"You are not authorized to do {action} on {resource} "
+                                                        "(RAM policy).")
         headers = self._request_headers(req)
         if req.headers.get("x-oss-storage-class", "Standard") != "Standard":
             raise _unsupported(f"x-oss-storage-class {req.headers['x-oss-storage-class']}")
@@ -402,9 +412,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="An OSS-protocol front for moto's S3")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--moto", required=True, help="moto server's URL, e.g. http://127.0.0.1:5055")
+    ap.add_argument("--ram-policies", help="JSON {access key id: {secret, policy}}: extra keys whose requests the "
+                                           "RAM policy decides (oss_ram)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    serve(OssShim(args.moto).dispatch, args.port, lambda: None)
+    serve(OssShim(args.moto, oss_ram.load(args.ram_policies) if args.ram_policies else None).dispatch, args.port,
+          lambda: None)
 
 
 if __name__ == "__main__":

@@ -223,8 +223,11 @@ AWS3_DROPS = {
     "aws_emrserverless_application": "EMR Serverless resources arrived in aws provider 4.x; the CI apply creates the "
                                      "job runtime role around it, and the tests start jobs on an application "
                                      "created with boto3 on moto",
+    "aws_elasticache_user": "ElastiCache RBAC users arrived in aws provider 3.6x; the Redis ACL rules they carry are "
+                            "applied to the local redis-server by `skewless permissions apply-redis-acl` instead",
+    "aws_elasticache_user_group": "as aws_elasticache_user",
 }
-AWS3_STAND_INS = {"aws_emrserverless_application": "null"}
+AWS3_STAND_INS = {"aws_emrserverless_application": "null", "aws_elasticache_user_group": "null"}
 _BLOCK = re.compile(r"^(resource|data|provider|module|variable|output|locals|terraform|check|moved|import)\b"
                     r"([^{\n]*)\{\n(.*?)^\}[ \t]*$\n?", re.M | re.S)
 _BUCKET_REF = re.compile(r"^\s*bucket\s*=\s*aws_s3_bucket\.([A-Za-z0-9_-]+)\.(?:id|bucket)\s*$", re.M)
@@ -291,7 +294,7 @@ def render_aws3_text(files: dict[str, str]) -> dict[str, str]:
     for address in removed:
         stand_in = AWS3_STAND_INS.get(address.split(".")[0])
         if stand_in is not None:
-            out = {f: re.sub(rf"\b{re.escape(address)}\.\w+", stand_in, t) for f, t in out.items()}
+            out = {f: re.sub(rf"\b{re.escape(address)}(?:\[\d+\])?\.\w+", stand_in, t) for f, t in out.items()}
     for fname, text in out.items():
         for address in removed:
             if re.search(rf"\b{re.escape(address)}\b", text):

@@ -453,7 +453,8 @@ def audit_log(since: Optional[str] = typer.Option(None, help="Only records at or
 
 
 def _add_groups() -> None:
-    from . import config_cmd, governance_cmd, lineage_cmd, local, model, monitor_cmd, serve_cmd, stats_cmd, submit_cmd
+    from . import (config_cmd, governance_cmd, lineage_cmd, local, model, monitor_cmd, permissions_cmd, serve_cmd, stats_cmd,
+                   submit_cmd)
 
     app.command("lineage")(lineage_cmd.lineage)
     app.command("stats")(stats_cmd.stats)
@@ -468,6 +469,7 @@ def _add_groups() -> None:
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")
     app.add_typer(submit_cmd.app, name="submit")
+    app.add_typer(permissions_cmd.app, name="permissions")
 
 
 _add_groups()

@@ -169,7 +169,8 @@ def test_aws3_rendering_of_the_tree_changes_only_the_listed_constructs(tmp_path)
             changed.append(rel.as_posix())
     assert {c for c in changed if not c.endswith("versions.tf")} == {
         "modules/aws-s3-data/main.tf", "modules/aws-redis/main.tf", "aws/examples/localcloud/main.tf",
-        "modules/aws-emr-serverless/main.tf", "modules/aws-emr-serverless/outputs.tf"}
+        "modules/aws-emr-serverless/main.tf", "modules/aws-emr-serverless/outputs.tf",
+        "aws/main.tf", "aws/outputs.tf"}  # the ElastiCache RBAC users and group (aws >= 3.6x) are dropped
     rendered = "".join(p.read_text() for p in dst.rglob("*.tf"))
     for gone in (*tfm.AWS3_FOLDS, *tfm.AWS3_DROPS, "s3_use_path_style", SUPPORTED):
         assert gone not in rendered
@@ -254,6 +255,18 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
     moto = {svc: boto3.client(svc, endpoint_url=moto_endpoint, **DUMMY) for svc in ("ecr", "iam", "glue", "sagemaker")}
     elasticache = boto3.client("elasticache", endpoint_url=ec_url, **DUMMY)
     tf = tfm.Terraform(work, timeout=300)
+    # per-principal policies from a governed registry (`skewless permissions export`), attached to a role and a
+    # user that exist before the stack (as a team's identities do)
+    bucket_name = f"{name}-data-123456789012-us-east-1"
+    moto["iam"].create_role(RoleName=f"{name}-scoring", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "ec2.amazonaws.com"}}]}))
+    moto["iam"].create_user(UserName=f"{name}-etl")
+    permissions = _governed_repo(tmp_path / "perm-repo", name, bucket_name)
+    res = runner.invoke(app, ["permissions", "export", "--repo", str(permissions), "-o",
+                              str(work / "skewless_permissions.auto.tfvars.json")])
+    assert res.exit_code == 0, res.output
+    generated = json.loads((work / "skewless_permissions.auto.tfvars.json").read_text())["skewless_permissions"]
     try:
         try:
             tf.init()
@@ -311,6 +324,24 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
                               "execution_role_arn": emr_role["Arn"], "log_uri": f"s3://{bucket}/emr-logs/",
                               "jobs_uri": f"s3://{bucket}/jobs/"}
             assert stack["skewless_config"]["offline_engine"] == "spark" and stack["emr_application_id"] is None
+
+            # the principals' policies (moto IAM): exactly the generated documents, attached to their identities
+            arns = stack["permission_policies"]
+            assert set(arns) == {"scoring", "etl"}  # admin has no cloud identity: no policy
+            attached = moto["iam"].list_attached_role_policies(RoleName=f"{name}-scoring")["AttachedPolicies"]
+            assert [a["PolicyArn"] for a in attached] == [arns["scoring"]]
+            groups = moto["iam"].list_groups_for_user(UserName=f"{name}-etl")["Groups"]  # a user: through a group
+            assert [g["GroupName"] for g in groups] == [f"{name}-etl"]
+            attached = moto["iam"].list_attached_group_policies(GroupName=f"{name}-etl")["AttachedPolicies"]
+            assert [a["PolicyArn"] for a in attached] == [arns["etl"]]
+            for principal, policy_arn in arns.items():
+                version = moto["iam"].get_policy(PolicyArn=policy_arn)["Policy"]["DefaultVersionId"]
+                doc = moto["iam"].get_policy_version(PolicyArn=policy_arn, VersionId=version)["PolicyVersion"]
+                doc = doc["Document"] if isinstance(doc["Document"], dict) else json.loads(doc["Document"])
+                assert doc == json.loads(generated[principal]["aws_policy_json"])
+            resources = json.loads(generated["scoring"]["aws_policy_json"])["Statement"][0]["Resource"]
+            assert resources == [f"arn:aws:s3:::{bucket_name}/offline/loan_apps/*"]
+            assert stack["redis_user_group_id"] is None  # ElastiCache users need aws >= 3.6x: not in this rendering
 
             # Glue (moto)
             database = moto["glue"].get_database(Name=stack["glue_database_name"])["Database"]
@@ -373,6 +404,9 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
             tf.destroy(variables, timeout=480)  # also after a failed apply: whatever was created goes
 
         assert tf.state_list() == []
+        assert moto["iam"].list_attached_role_policies(RoleName=f"{name}-scoring")["AttachedPolicies"] == []
+        assert _gone(lambda: moto["iam"].get_policy(PolicyArn=arns["scoring"]), "NoSuchEntity")
+        assert _gone(lambda: moto["iam"].get_group(GroupName=f"{name}-etl"), "NoSuchEntity")
         assert _gone(lambda: s3.head_bucket(Bucket=f"{name}-data-123456789012-us-east-1"), "NoSuchBucket")
         assert _gone(lambda: moto["ecr"].describe_repositories(repositoryNames=[f"{name}/serving"]),
                      "RepositoryNotFoundException")
@@ -385,6 +419,29 @@ def test_apply_then_destroy_the_stack_on_the_local_cloud(tmp_path, localstack_s3
         assert _gone(lambda: moto["sagemaker"].describe_endpoint(EndpointName=f"{name}-serving"), "ValidationException")
     finally:
         elasticache_moto.stop(ec_state)
+        moto["iam"].delete_role(RoleName=f"{name}-scoring")
+        moto["iam"].delete_user(UserName=f"{name}-etl")
+
+
+def _governed_repo(repo: Path, name: str, bucket: str) -> Path:
+    """A repo whose offline store is the stack's bucket: scoring (a role) reads loan_apps' history, etl (a user)
+    ingests it, admin (no cloud identity) owns everything."""
+    import skewless as sk
+
+    store = sk.init_repo(repo, project="perm")
+    text = (repo / "skewless.yaml").read_text()
+    (repo / "skewless.yaml").write_text(re.sub(r"(?m)^  url: data/offline$", f"  url: s3://{bucket}/offline", text))
+    ent = sk.Entity("customer", join_keys=["customer_id"])
+    views = [sk.FeatureView(v, entities=[ent], schema=[sk.Field("customer_id", sk.Int64), sk.Field("x", sk.Float64)])
+             for v in ("loan_apps", "payroll")]
+    store.apply([ent, *views, sk.Principal("scoring", aws_iam=f"arn:aws:iam::123456789012:role/{name}-scoring"),
+                 sk.Principal("etl", aws_iam=f"arn:aws:iam::123456789012:user/{name}-etl"), sk.Principal("admin"),
+                 sk.Role("analyst", ["read_offline"]), sk.Role("writer", ["ingest"]), sk.Role("owner", ["apply"]),
+                 sk.Grant("scoring", role="analyst", principals=["scoring"], resources=["view:loan_apps"]),
+                 sk.Grant("etl", role="writer", principals=["etl"], resources=["view:loan_apps"]),
+                 sk.Grant("admin", role="owner", principals=["admin"])])
+    assert sk.FeatureStore(repo).config.offline.url == f"s3://{bucket}/offline"
+    return repo
 
 
 # -- from-terraform without Terraform ------------------------------------------------------------------------------

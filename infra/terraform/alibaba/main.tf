@@ -127,3 +127,36 @@ module "serving" {
   tair_port       = module.tair.port
   tags            = local.tags
 }
+
+# Least privilege per registry principal (`skewless permissions export`, docs/governance.md): a RAM policy limited to
+# the OSS prefixes of the views it may read or ingest, attached to its RAM role or user. (Tair's accounts carry no key
+# patterns: apply the Redis ACL rules with `skewless permissions apply-redis-acl` where the instance accepts ACL
+# SETUSER.)
+locals {
+  permission_policies = { for k, p in var.skewless_permissions : k => p if p.alibaba_policy_json != null }
+}
+
+resource "alicloud_ram_policy" "permissions" {
+  for_each = local.permission_policies
+
+  policy_name     = "${var.name}-${replace(each.key, "_", "-")}"
+  description     = "skewless principal ${each.key}: the OSS prefixes of the views it may read or ingest."
+  policy_document = each.value.alibaba_policy_json
+  force           = true
+}
+
+resource "alicloud_ram_role_policy_attachment" "permissions" {
+  for_each = { for k, p in local.permission_policies : k => p if p.alibaba_attach_kind == "role" }
+
+  role_name   = each.value.alibaba_attach_name
+  policy_name = alicloud_ram_policy.permissions[each.key].policy_name
+  policy_type = "Custom"
+}
+
+resource "alicloud_ram_user_policy_attachment" "permissions" {
+  for_each = { for k, p in local.permission_policies : k => p if p.alibaba_attach_kind == "user" }
+
+  user_name   = each.value.alibaba_attach_name
+  policy_name = alicloud_ram_policy.permissions[each.key].policy_name
+  policy_type = "Custom"
+}

@@ -105,3 +105,8 @@ output "eas_service_name" {
   description = "PAI-EAS service name, or null when enable_eas_service is false."
   value       = try(module.serving[0].service_name, null)
 }
+
+output "permission_policies" {
+  description = "Per registry principal with a cloud identity, the id (name) of its generated policy."
+  value       = { for k, p in alicloud_ram_policy.permissions : k => p.policy_name }
+}

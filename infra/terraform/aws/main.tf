@@ -172,3 +172,80 @@ resource "aws_security_group_rule" "emr_https" {
   security_group_id = aws_security_group.emr[0].id
   cidr_blocks       = ["0.0.0.0/0"]
 }
+
+# Least privilege per registry principal (`skewless permissions export`, docs/governance.md): an IAM policy limited
+# to the S3 prefixes of the views it may read or ingest, attached to its role or user, and an ElastiCache user whose
+# access string limits it to those views' keys.
+locals {
+  permission_policies = { for k, p in var.skewless_permissions : k => p if p.aws_policy_json != null }
+  redis_users         = { for k, p in var.skewless_permissions : k => p if p.redis_access_string != null }
+}
+
+resource "aws_iam_policy" "permissions" {
+  for_each = local.permission_policies
+
+  name        = "${var.name}-${each.key}"
+  description = "skewless principal ${each.key}: the S3 prefixes of the views it may read or ingest."
+  policy      = each.value.aws_policy_json
+  tags        = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "permissions" {
+  for_each = { for k, p in local.permission_policies : k => p if p.aws_attach_kind == "role" }
+
+  role       = each.value.aws_attach_name
+  policy_arn = aws_iam_policy.permissions[each.key].arn
+}
+
+# A principal that is an IAM user gets its policy through a group of its own (policies on groups or roles only).
+resource "aws_iam_group" "permissions" {
+  for_each = { for k, p in local.permission_policies : k => p if p.aws_attach_kind == "user" }
+
+  name = "${var.name}-${each.key}"
+}
+
+resource "aws_iam_group_policy_attachment" "permissions" {
+  for_each = aws_iam_group.permissions
+
+  group      = each.value.name
+  policy_arn = aws_iam_policy.permissions[each.key].arn
+}
+
+resource "aws_iam_user_group_membership" "permissions" {
+  for_each = aws_iam_group.permissions
+
+  user   = local.permission_policies[each.key].aws_attach_name
+  groups = [each.value.name]
+}
+
+resource "aws_elasticache_user" "permissions" {
+  for_each = local.redis_users
+
+  user_id       = each.value.redis_user
+  user_name     = each.value.redis_user
+  engine        = "REDIS"
+  access_string = each.value.redis_access_string
+  passwords     = [var.redis_user_passwords[each.key]]
+  tags          = local.tags
+}
+
+# A user group must hold a user named "default": this one is switched off.
+resource "aws_elasticache_user" "default" {
+  count = length(local.redis_users) > 0 ? 1 : 0
+
+  user_id              = "${var.name}-default"
+  user_name            = "default"
+  engine               = "REDIS"
+  access_string        = "off -@all"
+  no_password_required = true
+  tags                 = local.tags
+}
+
+resource "aws_elasticache_user_group" "permissions" {
+  count = length(local.redis_users) > 0 ? 1 : 0
+
+  user_group_id = "${var.name}-principals"
+  engine        = "REDIS"
+  user_ids      = concat(aws_elasticache_user.default[*].user_id, [for u in aws_elasticache_user.permissions : u.user_id])
+  tags          = local.tags
+}

@@ -100,3 +100,13 @@ output "emr_execution_role_arn" {
   description = "EMR Serverless job runtime role, or null when enable_emr_serverless is false."
   value       = try(module.emr[0].execution_role_arn, null)
 }
+
+output "permission_policies" {
+  description = "Per registry principal with a cloud identity, the id (ARN) of its generated policy."
+  value       = { for k, p in aws_iam_policy.permissions : k => p.arn }
+}
+
+output "redis_user_group_id" {
+  description = "ElastiCache user group holding the principals' users (attach it to the replication group); null without any."
+  value       = length(local.redis_users) > 0 ? aws_elasticache_user_group.permissions[0].user_group_id : null
+}

@@ -138,3 +138,30 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "skewless_permissions" {
+  description = "Per registry principal, the cloud policies `skewless permissions export` generates (write it to skewless_permissions.auto.tfvars.json beside the root module): its Redis user and ACL access string, and its IAM policy JSON with the role or user it attaches to. Empty: no per-principal policy."
+  type = map(object({
+    redis_user          = optional(string)
+    redis_access_string = optional(string)
+    aws_attach_kind     = optional(string)
+    aws_attach_name     = optional(string)
+    aws_policy_json     = optional(string)
+    alibaba_attach_kind = optional(string)
+    alibaba_attach_name = optional(string)
+    alibaba_policy_json = optional(string)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for p in values(var.skewless_permissions) : p.aws_attach_kind == null ? true : contains(["role", "user"], p.aws_attach_kind)])
+    error_message = "aws_attach_kind must be role or user."
+  }
+}
+
+variable "redis_user_passwords" {
+  description = "Password (16 to 128 characters) of each principal's ElastiCache user, by principal name; every principal with a Redis access string needs one."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+}

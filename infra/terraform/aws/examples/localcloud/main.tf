@@ -53,4 +53,5 @@ module "stack" {
   enable_sagemaker_endpoint = var.enable_sagemaker_endpoint
   enable_emr_serverless     = var.enable_emr_serverless
   serving_image             = "${module.stack.ecr_repository_url}:local"
+  skewless_permissions      = var.skewless_permissions
 }

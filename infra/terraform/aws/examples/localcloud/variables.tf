@@ -46,3 +46,18 @@ variable "enable_emr_serverless" {
   type        = bool
   default     = true
 }
+
+variable "skewless_permissions" {
+  description = "Per registry principal, the cloud policies `skewless permissions export` generates (skewless_permissions.auto.tfvars.json in this folder), passed to the stack: its Redis user and ACL access string, and its IAM policy JSON with the role or user it attaches to. Empty: no per-principal policy."
+  type = map(object({
+    redis_user          = optional(string)
+    redis_access_string = optional(string)
+    aws_attach_kind     = optional(string)
+    aws_attach_name     = optional(string)
+    aws_policy_json     = optional(string)
+    alibaba_attach_kind = optional(string)
+    alibaba_attach_name = optional(string)
+    alibaba_policy_json = optional(string)
+  }))
+  default = {}
+}
