@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import DefinitionError, ValidationError
-from .timeutil import to_utc_us, utc
+from .timeutil import parse_timestamps, to_utc_us, utc
 
 NAMES = ("train", "validation", "test")
 HASH_VERSION = "sha256-len-prefixed-v1"  # recorded with the split: what ``entity_buckets`` computes
@@ -154,13 +154,15 @@ class Split:
     def time_split(self, ts: pa.ChunkedArray | pa.Array) -> pa.Array:
         if isinstance(ts, pa.Array):
             ts = pa.chunked_array([ts])
+        if pa.types.is_string(ts.type) or pa.types.is_large_string(ts.type):  # as the engine reads text times
+            ts = pa.chunked_array([pa.array(parse_timestamps(ts.to_pandas(), "split time"), pa.timestamp("us", "UTC"))])
         if not pa.types.is_timestamp(ts.type):
             raise ValidationError(f"split: the time column holds {ts.type}, not timestamps")
         us = pc.cast(to_utc_us(ts), pa.int64()).combine_chunks()
         names = ["train", *self.time]
         cut = np.array([(t - _EPOCH) // _US for t in self.time.values()], dtype=np.int64)
         idx = np.searchsorted(cut, pc.fill_null(us, 0).to_numpy(zero_copy_only=False), side="right")
-        out = pa.array(np.array(names, dtype=object)[idx], pa.string())
+        out = pa.array(names, pa.string()).take(pa.array(idx))
         return pc.if_else(pc.is_valid(us), out, pa.scalar(None, pa.string()))
 
     def entity_split(self, columns: list, declared: list, n: int) -> pa.Array:
@@ -169,7 +171,7 @@ class Split:
         bounds = np.array([min(_TWO_64 - 1, int(float(c) * _TWO_64))
                            for c in np.cumsum(list(self.entity.values()))[:-1]],
                           dtype=np.uint64)
-        return pa.array(np.array(names, dtype=object)[np.searchsorted(bounds, buckets, side="right")], pa.string())
+        return pa.array(names, pa.string()).take(pa.array(np.searchsorted(bounds, buckets, side="right")))
 
     @property
     def columns(self) -> list[str]:
@@ -252,6 +254,14 @@ def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
     return table.column(name)
 
 
+def _canonical_cast(arr: pa.Array, declared: pa.DataType) -> pa.Array:
+    try:
+        return arr.cast(declared)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ValidationError(f"split: a key column of type {arr.type} does not convert to its declared "
+                              f"{declared}: {exc}") from exc
+
+
 def _canonical_text(col: pa.ChunkedArray | pa.Array, declared: pa.DataType | None) -> pa.Array:
     """A key column as text, the same for the same values whatever their Arrow type: integers and decimals in
     decimal, booleans ``true``/``false``, timestamps as UTC epoch microseconds, bytes in hex; each value prefixed
@@ -260,11 +270,7 @@ def _canonical_text(col: pa.ChunkedArray | pa.Array, declared: pa.DataType | Non
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     if declared is not None and arr.type != declared:
-        try:
-            arr = arr.cast(declared)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise ValidationError(f"split: a key column of type {arr.type} does not convert to its declared "
-                                  f"{declared}: {exc}") from exc
+        arr = _canonical_cast(arr, declared)
     t = arr.type
     if pa.types.is_timestamp(t):
         arr = pc.cast(to_utc_us(pa.chunked_array([arr])).combine_chunks(), pa.int64())
@@ -284,12 +290,21 @@ def entity_buckets(columns: list, declared: list, seed: str, n: int) -> np.ndarr
     """Per row, the unsigned 64-bit bucket of its entity: the first 8 bytes (big-endian) of
     ``sha256(seed + "\\n" + canonical key text)``. Each distinct entity is hashed once."""
     if not columns:
-        texts = pa.array([""] * n, pa.string())
+        texts, indices = pa.array([""], pa.string()), np.zeros(n, dtype=np.int64)
+    elif len(columns) == 1:  # one key: its distinct values first, so only they are turned into text
+        col = columns[0].combine_chunks() if isinstance(columns[0], pa.ChunkedArray) else columns[0]
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        if declared[0] is not None and col.type != declared[0]:
+            col = _canonical_cast(col, declared[0])
+        encoded = col.dictionary_encode(null_encoding="encode")
+        texts = _canonical_text(encoded.dictionary, None)
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
     else:
         parts = [_canonical_text(c, d) for c, d in zip(columns, declared)]
-        texts = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "")
-    encoded = texts.dictionary_encode()
+        encoded = pc.binary_join_element_wise(*parts, "").dictionary_encode()
+        texts, indices = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
     prefix = seed.encode() + b"\n"
     uniq = np.fromiter((int.from_bytes(hashlib.sha256(prefix + s.encode()).digest()[:8], "big")
-                        for s in encoded.dictionary.to_pylist()), dtype=np.uint64, count=len(encoded.dictionary))
-    return uniq[encoded.indices.to_numpy(zero_copy_only=False)]
+                        for s in texts.to_pylist()), dtype=np.uint64, count=len(texts))
+    return uniq[indices]

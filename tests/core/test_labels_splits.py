@@ -160,6 +160,11 @@ def test_entity_hash_is_the_documented_sha256_of_the_canonical_key_text():
     want = [("train" if int.from_bytes(hashlib.sha256(b"v1\n" + t.encode()).digest()[:8], "big") < 2 ** 63
              else "test") for t in texts]
     assert split.assign(table).to_pylist() == want
+    one = sk.Split(entity={"train": 0.5, "test": 0.5}, keys=["a"], seed="v1")
+    ids = pa.array([1, None, 12, 1, None], pa.int64())
+    want = [split_oracle.entity_split((v,), one.entity, "v1") for v in ids.to_pylist()]
+    for arr in (ids, ids.dictionary_encode(), ids.dictionary_encode(null_encoding="encode")):
+        assert one.assign(pa.table({"a": arr})).to_pylist() == want
 
 
 keys_st = st.one_of(st.integers(-2 ** 62, 2 ** 62), st.text(max_size=6), st.none())
