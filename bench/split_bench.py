@@ -53,7 +53,7 @@ def assign_figures(n: int, reps: int) -> dict:
     }
     out = {}
     for name, (split, table) in tables.items():
-        runs = [timed(lambda: split.assign(table)) for _ in range(reps)]
+        runs = [timed(lambda s=split, t=table: s.assign(t)) for _ in range(reps)]
         out[name] = {"wall_s": round(min(r[0] for r in runs), 4), "cpu_s": round(min(r[1] for r in runs), 4)}
         print(f"assign {name}: {n:,} rows: {out[name]['wall_s'] * 1000:.0f} ms", flush=True)
     return out
