@@ -311,15 +311,9 @@ class LabelledJob(MappedJob):
         self._labels, self._split, self._key_types = labels, split, key_types
 
     def to_spark(self):
-        """The engine's own DataFrame (Spark), when it already is the result: no split column to add, no label to
-        rename. Otherwise an EngineError: the split is computed in Arrow (``to_arrow``, ``to_reader``,
-        ``to_parquet``)."""
-        if not hasattr(self._job, "to_spark"):
-            raise EngineError("to_spark() needs the spark engine")
-        if self._split is not None or any(c != out for c, out in self._labels):
-            raise EngineError("a training set with a split (or labels beside transforms) is finished in Arrow: use "
-                              "to_arrow(), to_reader() or to_parquet(), not to_spark()")
-        return self._job.to_spark()
+        """An EngineError: this result is finished in Arrow (``to_arrow``, ``to_reader``, ``to_parquet``)."""
+        raise EngineError("a training set with a split (or labels beside transforms) is finished in Arrow: use "
+                          "to_arrow(), to_reader() or to_parquet(), not to_spark()")
 
     def _apply(self, table: pa.Table, row_offset: int = 0) -> pa.Table:
         moved = {c for c, _ in self._labels}

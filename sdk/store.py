@@ -497,8 +497,9 @@ class FeatureStore:
         if req is not None:
             job = transforms_offline.TransformedJob(job, req, timestamp_column=timestamp_column,
                                                     full_feature_names=full_feature_names)
-        if label_views or split is not None:
-            # label columns as the engine named them -> as requested (after the features)
+        if split is not None or (label_views and req is not None):
+            # label columns as the engine named them -> as requested, after the features (without transforms the
+            # engine already put them there under their names: its job, and its own outputs, are kept)
             moved = [(f"{v.name}__{f}" if full else f, f"{v.name}__{f}" if full_feature_names else f)
                      for v, fs in label_views for f in fs]
             job = LabelledJob(job, moved, split, key_types)

@@ -159,3 +159,21 @@ def test_labels_and_splits_on_spark_equal_the_duckdb_engines(tmp_path):
         assert got.schema == want.schema and got.equals(want)
         assert job.to_reader(batch_rows=50).read_all().equals(want)
         assert want.column("defaulted").null_count < 300 and want.column("split").null_count < 300  # not vacuous
+
+
+def test_labels_alone_stay_spark_output_and_a_split_refuses_to_spark(tmp_path):
+    import skewless as sk
+    from skewless.errors import EngineError
+    from tests.support.conformance.offline_labels import LABELS, define_labelled
+
+    store = spark_repo(tmp_path / "repo")
+    define_labelled(store)
+    store.ingest("outcome", pd.DataFrame(LABELS, columns=["k", "event_timestamp", "created_timestamp", "defaulted",
+                                                          "loss"]))
+    ents = pd.DataFrame({"k": [1, 2], "event_timestamp": [H(1), H(2)]})
+    job = store.get_historical_features(ents, ["v:x"], labels=["outcome:defaulted"])
+    assert [r["defaulted"] for r in job.to_spark().collect()] == [1, 0]  # Spark's own DataFrame
+    split = store.get_historical_features(ents, ["v:x"], labels=["outcome:defaulted"], split=sk.Split(time={"test": H(2)}))
+    with pytest.raises(EngineError, match="finished in Arrow"):
+        split.to_spark()
+    assert split.to_pandas()["split"].tolist() == ["train", "test"]
