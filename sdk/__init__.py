@@ -15,6 +15,8 @@ from .aggregation import AggregatedView, Aggregation
 from .definitions import (CsvSource, DataSource, DeltaSource, Entity, FeatureService, FeatureView, Field, FileSource,
                           MaxComputeSource, ParquetSource, SqlSource)
 from .dtypes import Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
+from .labels import LabelView
+from .splits import Split
 from .errors import (ConfigError, ConflictError, DefinitionError, EngineError, NotFoundError, PermissionDenied,
                      SkewlessError, StoreUnavailable, TransformError, ValidationError)
 from .permissions import Grant, Principal, Role
@@ -26,7 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AggregatedView", "Aggregation", "Bool", "Bytes", "ConfigError", "ConflictError", "CsvSource", "DataSource", "DefinitionError", "DeltaSource", "EngineError", "EXPIRED", "Entity", "FeatureService",
-    "FeatureStore", "FeatureView", "Field", "Grant", "PermissionDenied", "Principal", "Role", "FileSource", "Float32", "Float64", "Int32", "Int64", "NOT_FOUND",
+    "FeatureStore", "FeatureView", "Field", "Grant", "LabelView", "Split", "PermissionDenied", "Principal", "Role", "FileSource", "Float32", "Float64", "Int32", "Int64", "NOT_FOUND",
     "MaxComputeSource", "NotFoundError", "OnDemandTransform", "PRESENT", "ParquetSource", "SkewlessError", "StoreUnavailable", "SqlSource", "String", "UnixTimestamp",
     "TransformError", "ValidationError", "init_repo", "on_demand",
 ]

@@ -370,6 +370,8 @@ class FeatureView:
     """A named group of features of one or more entities, with a history and an optional TTL."""
 
     kind = "feature_view"
+    # Its columns are labels (skewless.labels.LabelView): requested as labels=, never as model inputs.
+    is_label = False
 
     def __init__(self, name: str, entities: Sequence[Entity | str], schema: Sequence[Field],
                  source: DataSource | None = None, ttl: timedelta | None = None, *, owner: str = "",
@@ -569,6 +571,10 @@ class FeatureService:
             raise DefinitionError(f"feature service {name!r}: needs at least one feature view")
         refs: list[str] = []
         for item in features:
+            view = item if isinstance(item, FeatureView) else getattr(item, "view", None)
+            if getattr(view, "is_label", False):
+                raise DefinitionError(f"feature service {name!r}: {view.name!r} is a label view; labels are not "
+                                      "model inputs (request them with labels=[...] in a training set)")
             if isinstance(item, FeatureView):
                 refs += [f"{item.name}:{f}" for f in item.feature_names]
             elif isinstance(item, FeatureViewProjection):

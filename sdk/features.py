@@ -8,24 +8,29 @@ from .definitions import FeatureService, FeatureView
 from .errors import DefinitionError, NotFoundError
 
 
-def resolve(state, features: Sequence[str] | FeatureService | str) -> list[tuple[FeatureView, list[str]]]:
-    """[(view, [feature, ...]), ...] in order of first appearance; a feature asked twice is an error."""
+def resolve(state, features: Sequence[str] | FeatureService | str, *, labels: bool = False
+            ) -> list[tuple[FeatureView, list[str]]]:
+    """[(view, [feature, ...]), ...] in order of first appearance; a feature asked twice is an error.
+
+    Features name plain or aggregated views, never label views (labels are not model inputs); with ``labels`` the
+    refs are a training set's labels and must all name label views (skewless.labels)."""
     if isinstance(features, FeatureService):
         refs = features.feature_refs
     elif isinstance(features, str):
         refs = state.get("feature_service", features).feature_refs
     else:
         refs = list(features)
+    what = "label" if labels else "feature"
     if not refs:
-        raise DefinitionError("no features requested")
+        raise DefinitionError(f"no {what}s requested")
     by_view: dict[str, list[str]] = {}
     for ref in refs:
         if not isinstance(ref, str) or ref.count(":") != 1:
-            raise DefinitionError(f"feature reference {ref!r} must look like 'view:feature'")
+            raise DefinitionError(f"{what} reference {ref!r} must look like 'view:{what}'")
         view, feat = ref.split(":")
         by_view.setdefault(view, [])
         if feat in by_view[view]:
-            raise DefinitionError(f"feature {ref!r} is requested twice")
+            raise DefinitionError(f"{what} {ref!r} is requested twice")
         by_view[view].append(feat)
     out = []
     for vname, feats in by_view.items():
@@ -33,8 +38,13 @@ def resolve(state, features: Sequence[str] | FeatureService | str) -> list[tuple
             view = state.get("feature_view", vname)
         except NotFoundError as exc:
             raise DefinitionError(str(exc)) from None
+        if view.is_label != labels:
+            raise DefinitionError(
+                f"{vname!r} is a label view: labels are not model inputs; request them with labels=[...]"
+                if view.is_label else f"labels must name label views (skewless.LabelView); {vname!r} is a feature view")
         unknown = [f for f in feats if f not in view.feature_names]
         if unknown:
-            raise DefinitionError(f"feature view {vname!r} has no features {unknown}; it has {view.feature_names}")
+            raise DefinitionError(f"{'label' if labels else 'feature'} view {vname!r} has no {what}s {unknown}; it has "
+                                  f"{view.feature_names}")
         out.append((view, feats))
     return out

@@ -148,7 +148,8 @@ def run(spec: JobSpec) -> dict:
         if spec.kind == "training-set":
             job = store.get_historical_features(a["entities"], a["features"],
                                                 full_feature_names=bool(a.get("full_feature_names")),
-                                                point_in_time=a.get("point_in_time", "event"))
+                                                point_in_time=a.get("point_in_time", "event"),
+                                                labels=a.get("labels"), split=a.get("split"))
             job.to_parquet(a["destination"])
             return {"kind": spec.kind, "destination": a["destination"], "snapshot": job.snapshot,
                     "engine": store.config.engine}

@@ -43,7 +43,7 @@ class Node:
 class Edge:
     source: str  # node id data flows from
     target: str  # node id it flows to
-    relation: str  # "feeds", "has_feature", "input", "output", "serves", "trained_on", "deployed"
+    relation: str  # "feeds", "has_feature", "input", "output", "serves", "trained_on", "labels", "deployed"
     attrs: dict = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -139,7 +139,8 @@ def _add_definitions(g: Graph, specs: dict[str, dict[str, dict]]) -> None:
     for name, v in specs.get("feature_view", {}).items():
         kind = "aggregated_view" if v.get("aggregations") else "feature_view"
         vid = g.add(Node(kind, name, attrs={"entities": v["entities"], "online": v.get("online"),
-                                            "owner": v.get("owner", ""), "tags": v.get("tags", {})}))
+                                            "owner": v.get("owner", ""), "tags": v.get("tags", {}),
+                                            **({"label": True} if v.get("label") else {})}))
         if v.get("source"):
             g.add_edge(Edge(g.add(Node("source", _source_name(v["source"]), attrs={"type": v["source"].get("type")})),
                             vid, "feeds"))
@@ -168,6 +169,8 @@ def _add_training_sets(g: Graph, state) -> None:
             g.add_edge(Edge(g.add(Node("feature_service", ts["feature_service"])), tid, "trained_on"))
         for ref in ts["features"]:
             g.add_edge(Edge(g.add(Node("feature", ref)), tid, "trained_on"))
+        for ref in ts.get("labels", []):  # a label view's columns: the training set's targets
+            g.add_edge(Edge(g.add(Node("feature", ref)), tid, "labels"))
 
 
 def _add_models(g: Graph, docs: list[dict]) -> None:

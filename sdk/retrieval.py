@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .aggregation.sql import OVERFLOW
 from .errors import EngineError, ValidationError
+from .splits import Split
 from .timeutil import parse_timestamps
 
 
@@ -162,12 +165,14 @@ class LocatedJob:
     copy of an entity table that came from a query or an object store for as long as the job lives."""
 
     def __init__(self, job, config, keep=None, *, store=None, entity=None, feature_service: str | None = None,
-                 point_in_time: str = "event"):
+                 point_in_time: str = "event", labels: list[str] | None = None, split: Split | None = None,
+                 key_types: dict[str, pa.DataType] | None = None):
         self._job, self._config = job, config
         # On the job itself: ``get_historical_features(...).to_pandas()`` drops this wrapper before the job runs.
         job._entity_copy = keep
         self._store, self._entity = store, entity
         self.feature_service, self.point_in_time = feature_service, point_in_time
+        self.labels, self.split, self._key_types = list(labels or []), split, key_types or {}
 
     @property
     def entity_fingerprint(self) -> tuple[str | None, int | None]:
@@ -175,6 +180,14 @@ class LocatedJob:
         from .training_sets import fingerprint
 
         return fingerprint(self._entity)
+
+    @property
+    def split_rows(self) -> dict | None:
+        """Rows per split and each split's first and last row time, from the entity rows alone (the split depends
+        on nothing else), computed when asked (registering); None without a split."""
+        if self.split is None:
+            return None
+        return self.split.count(entity_tables(self._entity, self.split.columns), self._key_types)
 
     def register(self, name: str, *, description: str = "", new_version: bool = False):
         """Register this training set under ``name`` (see ``skewless.training_sets``); returns the
@@ -195,6 +208,131 @@ class LocatedJob:
         if isinstance(path, str) and sources.on_object_store(path):
             return sources.write_parquet_at(self._config, self._job.to_reader(), path, self._job.snapshot)
         return self._job.to_parquet(path)
+
+
+def _parquet_where(entity: str | Path) -> str | list[str]:
+    text = str(entity)
+    return sorted(glob.glob(text, recursive=True)) if any(ch in text for ch in "*?[") else text
+
+
+def entity_columns(entity: Any) -> list[str] | None:
+    """The column names of the entity rows as given to retrieval (None: not readable here; the engine says why)."""
+    if isinstance(entity, (str, Path)):
+        import pyarrow.dataset as ds
+
+        try:
+            return ds.dataset(_parquet_where(entity), format="parquet").schema.names
+        except (OSError, ValueError, pa.ArrowException):
+            return None
+    if isinstance(entity, (pa.Table, pa.RecordBatch)):
+        return entity.schema.names
+    return list(map(str, entity.columns)) if hasattr(entity, "columns") else None
+
+
+def entity_tables(entity: Any, columns: list[str]) -> Iterator[pa.Table]:
+    """``columns`` of the entity rows as given to retrieval (a pandas or Arrow table, or a Parquet file, folder or
+    glob), in input order, in parts (a Parquet input is streamed, never read whole)."""
+    if isinstance(entity, (str, Path)):
+        import pyarrow.dataset as ds
+
+        for batch in ds.dataset(_parquet_where(entity), format="parquet").to_batches(columns=columns):
+            yield pa.Table.from_batches([batch])
+        return
+    if isinstance(entity, pa.RecordBatch):
+        entity = pa.Table.from_batches([entity])
+    if not isinstance(entity, pa.Table):
+        entity = pa.Table.from_pandas(entity[columns], preserve_index=False)
+    yield entity.select(columns)
+
+
+class MappedJob:
+    """A training-set job whose result is another job's with each part mapped in Arrow by ``_apply`` (same
+    snapshot): in memory, streamed in input order, or written to Parquet."""
+
+    def __init__(self, job):
+        self._job = job
+        self.snapshot, self.features, self.sql = job.snapshot, list(job.features), job.sql
+
+    def _apply(self, table: pa.Table, row_offset: int = 0) -> pa.Table:
+        raise NotImplementedError
+
+    def to_arrow(self) -> pa.Table:
+        return self._apply(self._job.to_arrow())
+
+    def to_pandas(self):
+        return self.to_arrow().to_pandas()
+
+    def to_df(self):  # Feast's name
+        return self.to_pandas()
+
+    def to_reader(self, batch_rows: int = 100_000) -> pa.RecordBatchReader:
+        """Streamed in input order, each batch mapped (``row_offset``: its first row's input position)."""
+        source = self._job.to_reader(batch_rows)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            offset = 0
+            for b in source:
+                out = self._apply(pa.Table.from_batches([b]), offset)
+                offset += b.num_rows
+                yield from out.to_batches()
+        it = batches()
+        first = next(it, None)
+        if first is None:
+            empty = self._apply(source.schema.empty_table())
+            return pa.RecordBatchReader.from_batches(empty.schema, iter(()))
+        schema = first.schema
+
+        def chained() -> Iterator[pa.RecordBatch]:
+            yield first
+            for b in it:
+                yield b.cast(schema) if b.schema != schema else b
+        return pa.RecordBatchReader.from_batches(schema, chained())
+
+    def to_parquet(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        reader = self.to_reader()
+        with pq.ParquetWriter(tmp, reader.schema) as w:
+            for b in reader:
+                w.write_batch(b)
+        tmp.replace(path)
+        path.with_name(path.name + ".snapshot.json").write_text(json.dumps(self.snapshot, indent=1))
+        return path
+
+
+class LabelledJob(MappedJob):
+    """The training set with its labels last (after the features, under their output names) and then, with a
+    split, the split column (skewless.splits: computed here in Arrow, the same on every engine)."""
+
+    def __init__(self, job, labels: list[tuple[str, str]], split: Split | None,
+                 key_types: dict[str, pa.DataType]):
+        super().__init__(job)
+        self._labels, self._split, self._key_types = labels, split, key_types
+
+    def to_spark(self):
+        """An EngineError: this result is finished in Arrow (``to_arrow``, ``to_reader``, ``to_parquet``)."""
+        raise EngineError("a training set with a split (or labels beside transforms) is finished in Arrow: use "
+                          "to_arrow(), to_reader() or to_parquet(), not to_spark()")
+
+    def _apply(self, table: pa.Table, row_offset: int = 0) -> pa.Table:
+        moved = {c for c, _ in self._labels}
+        names = [c for c in table.column_names if c not in moved]
+        taken = set(names)
+        for _, out in self._labels:
+            if out in taken:
+                raise ValidationError(f"label column {out!r} collides with another column (never a silent "
+                                      "overwrite); use full_feature_names=True or rename the input column", column=out)
+            taken.add(out)
+        columns = [table.column(c) for c in names] + [table.column(c) for c, _ in self._labels]
+        names += [out for _, out in self._labels]
+        if self._split is not None:
+            if self._split.column in taken:
+                raise ValidationError(f"split column {self._split.column!r} collides with another column; give the "
+                                      "split another column=", column=self._split.column)
+            columns.append(self._split.assign(table, self._key_types))
+            names.append(self._split.column)
+        return pa.table(columns, names=names)
 
 
 def polars_to_arrow(entity: Any) -> Any:

@@ -32,7 +32,9 @@ from .faults import kill_point
 from .offline.base import BatchAlreadyCommitted, CommittedBatch, Watermark, WatermarkMoved
 from .redact import redact_url
 from .registry import Plan, Registry
-from .retrieval import LocatedJob, entity_input, polars_to_arrow
+from .offline.pit import join_key_types
+from .retrieval import LabelledJob, LocatedJob, entity_columns, entity_input, polars_to_arrow
+from .splits import Split
 from .training_sets import TrainingSet
 from .timeutil import new_batch_id, now as utc_now, utc
 from .transforms import OnDemandTransform
@@ -137,7 +139,7 @@ class FeatureStore:
         state = self._registry_state(fresh=True)
         return pii_mod.Masking(state, self.principal(state))
 
-    def authorize_read(self, features, state=None) -> str | None:
+    def authorize_read(self, features, state=None, labels=None) -> str | None:
         """``read_offline`` for a read of ``features`` (a feature service's name: on it, or else on every view it
         reads; refs: on every view they read, a transform's input views included), before anything is read. An
         open registry costs no registry read (its cached state, at most REGISTRY_CACHE_SECONDS old, as the servers
@@ -148,6 +150,9 @@ class FeatureStore:
                 state = self._registry_state(fresh=True)
         needed = perms.needed_for_read(state, self.principal(state), "read_offline", features) \
             if perms.governed(state) else []
+        if labels is not None and perms.governed(state):  # label views are read like any other history
+            needed += [r for r in perms.read_resources(state, [labels] if isinstance(labels, str) else labels)
+                       if r not in needed]
         return self.authorize("read_offline", needed, state)
 
     # -- registry --------------------------------------------------------------------------------------------
@@ -488,7 +493,8 @@ class FeatureStore:
                                 full_feature_names: bool = False, point_in_time: str = "event",
                                 timestamp_column: str = "event_timestamp",
                                 snapshot: dict[str, int | None] | None = None,
-                                include_event_timestamps: bool = False, date_format: str | None = None
+                                include_event_timestamps: bool = False, date_format: str | None = None,
+                                labels: Sequence[str] | None = None, split: Split | dict | None = None
                                 ) -> LocatedJob:
         """A point-in-time-correct training set: every entity row once, in order, plus feature values at its time.
 
@@ -497,13 +503,19 @@ class FeatureStore:
         ``job.to_parquet`` writes locally or to an ``s3://`` / ``oss://`` URL, streamed (an object appears only whole).
         ``point_in_time``: "event" (default) or "available" (only rows already known at t: no backfill leakage).
         ``snapshot``: the ``job.snapshot`` of an earlier training set, to rebuild it identically.
-        ``date_format``: the format of a text timestamp column (default: ISO 8601 only)."""
+        ``date_format``: the format of a text timestamp column (default: ISO 8601 only).
+        ``labels``: ``label_view:label`` refs (skewless.LabelView), joined by the same point-in-time rule and put
+        after the features; ``split``: a ``skewless.Split`` (or its dict form) adding the split column
+        (docs/concepts/labels-and-splits.md). Both are recorded when the job is registered."""
         if point_in_time not in ("event", "available"):
             raise ValidationError(f"point_in_time must be 'event' or 'available', not {point_in_time!r}")
-        self.authorize_read(features)
+        self.authorize_read(features, labels=labels)
         req = self._transforms(features)
         resolved = self._resolve(features) if req is None else req.resolved
-        names = [v.name for v, _ in resolved]
+        label_views = features_mod.resolve(self._registry_state(), [labels] if isinstance(labels, str) else labels,
+                                           labels=True) if labels is not None else []
+        split = Split.of(split) if split is not None else None
+        names = [v.name for v, _ in resolved + label_views]
         aggregated = [v.name for v, _ in resolved if isinstance(v, AggregatedView)]
         if aggregated and not self.engine.supports_aggregations:
             raise EngineError(f"the {self.engine.name} engine does not compute aggregated views' features in "
@@ -524,17 +536,28 @@ class FeatureStore:
         refs = [f"{v.name}:{f}" for v, fs in resolved for f in fs]
         if req is not None:
             req.names(full_feature_names)  # a name given twice fails before the join runs
+        key_types = {k: d.arrow for k, d in join_key_types(resolved + label_views).items()}
+        if split is not None:
+            split = split.bind(key_types, timestamp_column, entity_columns(entity_df))
         # With transforms, views are read under full names (inputs nobody requested included) and renamed after.
-        job = self.engine.historical(entity_df, resolved, files, snapshot={n: snap[n] for n in names}, features=refs,
-                                     timestamp_column=timestamp_column,
-                                     full_feature_names=full_feature_names or req is not None,
+        full = full_feature_names or req is not None
+        job = self.engine.historical(entity_df, resolved + label_views, files, snapshot={n: snap[n] for n in names},
+                                     features=refs, timestamp_column=timestamp_column, full_feature_names=full,
                                      point_in_time=point_in_time, event_timestamps=include_event_timestamps)
         if req is not None:
             job = transforms_offline.TransformedJob(job, req, timestamp_column=timestamp_column,
                                                     full_feature_names=full_feature_names)
+        if split is not None or (label_views and req is not None):
+            # label columns as the engine named them -> as requested, after the features (without transforms the
+            # engine already put them there under their names: its job, and its own outputs, are kept)
+            moved = [(f"{v.name}__{f}" if full else f, f"{v.name}__{f}" if full_feature_names else f)
+                     for v, fs in label_views for f in fs]
+            job = LabelledJob(job, moved, split, key_types)
         return LocatedJob(job, self.config, keep, store=self, entity=entity_df, point_in_time=point_in_time,
                           feature_service=features.name if isinstance(features, FeatureService) else
-                          features if isinstance(features, str) else None)
+                          features if isinstance(features, str) else None,
+                          labels=[f"{v.name}:{f}" for v, fs in label_views for f in fs], split=split,
+                          key_types=key_types)
 
     # -- materialization -------------------------------------------------------------------------------------
     def _views_for(self, names: Sequence[str] | None) -> list[FeatureView]:

@@ -2,7 +2,8 @@
 
 A training set records what rebuilds it and what describes it: the history version each view was read at
 (``snapshot``), the feature refs, the feature service (when one was asked for), the point-in-time mode and a
-fingerprint of the entity rows. Registering is idempotent (the same definition under the same name is a no-op);
+fingerprint of the entity rows, and, when asked for, its labels (``label_view:label`` refs) and its split (the
+rule and each split's rows and time range: ``split_of`` tells which split any rows fall in). Registering is idempotent (the same definition under the same name is a no-op);
 another definition under a taken name is a ``DefinitionError`` unless ``new_version=True``, which commits it as
 the name's next version (the registry's per-object versions). A model version points at ``name`` + ``version``.
 
@@ -21,6 +22,7 @@ import pyarrow as pa
 
 from .definitions import check_name
 from .errors import ConflictError, DefinitionError, ValidationError
+from .splits import Split
 
 KIND = "training_set"
 _ATTEMPTS = 50
@@ -39,12 +41,25 @@ class TrainingSet:
     statistics: dict[str, int | None] = field(default_factory=dict)  # view -> history version its stats are of
     description: str = ""
     tags: dict[str, str] = field(default_factory=lambda: {MANAGED_TAG: KIND})
+    labels: list[str] = field(default_factory=list)  # "label_view:label" refs (skewless.labels)
+    split: dict | None = None  # the request's skewless.Split (Split.to_dict), keys and time column fixed
+    split_rows: dict | None = None  # per split: rows, first and last row time (Split.count)
     kind: str = KIND
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("kind")
+        for k in ("labels", "split", "split_rows"):  # absent when unused: records written before them compare equal
+            if not d[k]:
+                d.pop(k)
         return d
+
+    def split_of(self, rows: pa.Table) -> pa.Array:
+        """Which split each of ``rows`` (with this training set's time column and split keys) falls in under its
+        recorded split rule, null for none: e.g. whether rows an upstream stage was fit on are in the test split."""
+        if not self.split:
+            raise ValidationError(f"training set {self.name!r} was registered without a split")
+        return Split.from_dict(self.split).assign(rows)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainingSet":
@@ -96,10 +111,13 @@ def fingerprint(entity: Any) -> tuple[str | None, int | None]:
 def from_job(job, name: str, *, description: str = "") -> TrainingSet:
     snapshot = dict(job.snapshot)
     fp, rows = getattr(job, "entity_fingerprint", (None, None))
+    split = getattr(job, "split", None)
     return TrainingSet(name=name, features=list(job.features), snapshot=snapshot,
                        feature_service=getattr(job, "feature_service", None),
                        point_in_time=getattr(job, "point_in_time", "event"), entity_fingerprint=fp, entity_rows=rows,
-                       statistics=dict(snapshot), description=description)
+                       statistics=dict(snapshot), description=description, labels=list(getattr(job, "labels", [])),
+                       split=split.to_dict() if split is not None else None,
+                       split_rows=job.split_rows if split is not None else None)
 
 
 def register(store, ts: TrainingSet, *, new_version: bool = False) -> tuple[TrainingSet, int]:

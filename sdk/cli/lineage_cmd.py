@@ -51,10 +51,13 @@ def lineage(name: str = typer.Argument(..., help="A node id (feature_view/NAME, 
     print_table(console, table)
 
 
+_SPLIT_ORDER = ("train", "validation", "test", "none")  # the registry keeps a record's keys sorted
+
+
 @friendly
 def training_sets(name: Optional[str] = typer.Argument(None, help="A training set: show its definition"),
                   repo: Path = RepoOpt, as_json: bool = JsonOpt):
-    """List the registered training sets (or show one)."""
+    """List the registered training sets (or show one): features, labels, rows per split, snapshot."""
     from ..store import FeatureStore
 
     store = FeatureStore(repo)
@@ -64,12 +67,15 @@ def training_sets(name: Optional[str] = typer.Argument(None, help="A training se
         return
     state = store._registry_state(fresh=True)
     rows = [{"name": t.name, "version": state.object_version("training_set", t.name), "features": len(t.features),
-             "snapshot": t.snapshot, "feature_service": t.feature_service} for t in store.list_training_sets()]
+             "snapshot": t.snapshot, "feature_service": t.feature_service, "labels": t.labels,
+             "split": {k: t.split_rows[k]["rows"] for k in _SPLIT_ORDER if k in (t.split_rows or {})} or None}
+            for t in store.list_training_sets()]
     if as_json:
         print_json(rows)
         return
-    table = Table("training set", "version", "features", "feature service", "snapshot")
+    table = Table("training set", "version", "features", "labels", "split (rows)", "feature service", "snapshot")
     for r in rows:
-        table.add_row(r["name"], str(r["version"]), str(r["features"]), r["feature_service"] or "",
+        table.add_row(r["name"], str(r["version"]), str(r["features"]), ", ".join(r["labels"]),
+                      " ".join(f"{k}={n:,}" for k, n in (r["split"] or {}).items()), r["feature_service"] or "",
                       ", ".join(f"{v}@{n}" for v, n in r["snapshot"].items()))
     print_table(console, table)

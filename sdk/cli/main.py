@@ -243,9 +243,13 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
                    out: Optional[Path] = typer.Option(None, help="Write the training set here (Parquet)"),
                    full_feature_names: bool = False,
                    point_in_time: str = typer.Option("event", help="event | available"),
+                   labels: Optional[str] = typer.Option(None, help="label_view:label,... (label views' columns, "
+                                                        "joined point in time, after the features)"),
+                   split: Optional[str] = typer.Option(None, help='A split as JSON, e.g. {"time": {"test": '
+                                                       '"2024-04-01"}, "entity": {"train": 0.8, "test": 0.2}}'),
                    repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt, as_json: bool = JsonOpt):
     """Build a point-in-time-correct training set (printed: its first 20 rows; --json: row count, snapshot and
-    those rows as records)."""
+    those rows as records). --labels adds label columns, --split the split column (docs/concepts/labels-and-splits.md)."""
     store = _store(repo)
     if entities.suffix.lower() == ".csv":
         from ..ingest import read_file
@@ -253,8 +257,13 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
         ent = read_file(entities)
     else:
         ent = str(entities)
+    try:
+        split_spec = json.loads(split) if split else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"--split is not JSON: {exc}") from None
     job = store.get_historical_features(ent, _features(features, service), full_feature_names=full_feature_names,
-                                        point_in_time=point_in_time, date_format=date_format)
+                                        point_in_time=point_in_time, date_format=date_format, split=split_spec,
+                                        labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None)
     if out:
         job.to_parquet(out)
         if as_json:

@@ -121,6 +121,9 @@ def _check_references(specs: dict[str, dict[str, dict]]) -> None:
             v = specs["feature_view"].get(view)
             if v is None:
                 raise DefinitionError(f"feature service {sname!r} refers to unknown feature view {view!r}")
+            if v.get("label"):
+                raise DefinitionError(f"feature service {sname!r} refers to label view {view!r}: labels are not "
+                                      "model inputs (request them with labels=[...] in a training set)")
             # an aggregated view serves its aggregation outputs, not its event columns
             served = {a["name"] for a in v["aggregations"]} if v.get("aggregations") else \
                 {f["name"] for f in v["schema"]} - set(v["join_keys"])

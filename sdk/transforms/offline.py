@@ -4,15 +4,11 @@ columns and the entity row's timestamp as its time, then the requested columns i
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Iterator
-
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..dtypes import UnixTimestamp
 from ..errors import ValidationError
+from ..retrieval import MappedJob
 from .resolve import TransformRequest
 from .run import run_arrays
 from .values import request_column
@@ -54,58 +50,14 @@ def apply(req: TransformRequest, table: pa.Table, *, timestamp_column: str, full
     return pa.table(cols, names=keep + names)
 
 
-class TransformedJob:
+class TransformedJob(MappedJob):
     """A RetrievalJob whose result gets the requested transforms' outputs (same methods, same snapshot)."""
 
     def __init__(self, job, req: TransformRequest, *, timestamp_column: str, full_feature_names: bool):
-        self._job, self._req = job, req
-        self._ts, self._full = timestamp_column, full_feature_names
-        self.snapshot, self.features, self.sql = job.snapshot, list(req.refs), job.sql
+        super().__init__(job)
+        self._req, self._ts, self._full = req, timestamp_column, full_feature_names
+        self.features = list(req.refs)
 
     def _apply(self, table: pa.Table, row_offset: int = 0) -> pa.Table:
         return apply(self._req, table, timestamp_column=self._ts, full_feature_names=self._full,
                      row_offset=row_offset)
-
-    def to_arrow(self) -> pa.Table:
-        return self._apply(self._job.to_arrow())
-
-    def to_pandas(self):
-        return self.to_arrow().to_pandas()
-
-    def to_df(self):  # Feast's name
-        return self.to_pandas()
-
-    def to_reader(self, batch_rows: int = 100_000) -> pa.RecordBatchReader:
-        """Streamed in input order, each batch transformed (errors name rows in input numbering)."""
-        source = self._job.to_reader(batch_rows)
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            offset = 0
-            for b in source:
-                out = self._apply(pa.Table.from_batches([b]), offset)
-                offset += b.num_rows
-                yield from out.to_batches()
-        it = batches()
-        first = next(it, None)
-        if first is None:
-            empty = self._apply(source.schema.empty_table())
-            return pa.RecordBatchReader.from_batches(empty.schema, iter(()))
-        schema = first.schema
-
-        def chained() -> Iterator[pa.RecordBatch]:
-            yield first
-            for b in it:
-                yield b.cast(schema) if b.schema != schema else b
-        return pa.RecordBatchReader.from_batches(schema, chained())
-
-    def to_parquet(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        reader = self.to_reader()
-        with pq.ParquetWriter(tmp, reader.schema) as w:
-            for b in reader:
-                w.write_batch(b)
-        tmp.replace(path)
-        path.with_name(path.name + ".snapshot.json").write_text(json.dumps(self.snapshot, indent=1))
-        return path

@@ -84,6 +84,9 @@ def check_inputs(transform: OnDemandTransform, views: dict[str, FeatureView]) ->
         if view is None:
             raise DefinitionError(f"transform {transform.name!r}: input {col!r} refers to unknown feature view "
                                   f"{vname!r} (a transform's inputs are view features)")
+        if view.is_label:
+            raise DefinitionError(f"transform {transform.name!r}: input {col!r} reads label view {vname!r}; labels "
+                                  "are not model inputs")
         if feat not in view.feature_names:
             raise DefinitionError(f"transform {transform.name!r}: input {ref!r}: view {vname!r} has no feature "
                                   f"{feat!r}; it has {view.feature_names}")

@@ -94,3 +94,17 @@ def test_result_of_takes_the_last_result_line():
     log = f"spark noise\n{RESULT_MARK}{{\"n\": 1}}\nmore\n{RESULT_MARK}{{\"n\": 2}}\n"
     assert result_of(log) == {"n": 2}
     assert result_of("nothing here") is None and result_of(None) is None
+
+
+def test_a_training_set_job_carries_its_split(repo, tmp_path, capsys):
+    out = tmp_path / "ts.parquet"
+    split = {"time": {"test": "2021-01-01"}, "column": "part"}
+    spec = JobSpec("training-set", portable_config(repo),
+                   {"entities": str(repo / "data" / "entities.parquet"), "features": "credit_model_v1",
+                    "destination": str(out), "split": split})
+    assert main(["--job", spec.to_json()]) == 0
+    want = FeatureStore(repo).get_historical_features(str(repo / "data" / "entities.parquet"), "credit_model_v1",
+                                                      split=split).to_arrow()
+    got = pq.read_table(out)
+    assert got.equals(want) and got.column_names[-1] == "part"
+    assert set(got.column("part").to_pylist()) == {"train", "test"}  # loans from 2020-08 to 2021-08

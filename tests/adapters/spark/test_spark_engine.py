@@ -132,3 +132,48 @@ def test_kill_mid_materialize_on_spark_then_rerun_resumes_exactly(tmp_path):
     [res] = store.materialize(fm.START, fm.END, chunk_rows=fm.CHUNK)
     assert (res.rows, res.resumed_from) == (fm.N, 2 * fm.CHUNK)
     fm.assert_online_exact(store)
+
+
+def test_labels_and_splits_on_spark_equal_the_duckdb_engines(tmp_path):
+    """The same histories computed by DuckDB and by Spark: label columns and the split column (time, entity, both)
+    are identical, column for column, on every output path."""
+    import skewless as sk
+    from tests.support.conformance.offline_labels import FEATURES, LABELS, define_labelled
+
+    duck = sk.init_repo(tmp_path / "repo")
+    define_labelled(duck)
+    duck.ingest("v", pd.DataFrame(FEATURES, columns=["k", "event_timestamp", "created_timestamp", "x"]))
+    duck.ingest("outcome", pd.DataFrame(LABELS, columns=["k", "event_timestamp", "created_timestamp", "defaulted",
+                                                         "loss"]))
+    spark_config(tmp_path / "repo")
+    spark = sk.FeatureStore(tmp_path / "repo")
+    ents = pd.DataFrame({"k": [i % 11 for i in range(300)], "event_timestamp": [H(i % 37) for i in range(300)]})
+    split = sk.Split(time={"validation": H(12), "test": H(25)}, entity={"train": 0.6, "validation": 0.2, "test": 0.2})
+    for mode in ("event", "available"):
+        want = duck.get_historical_features(ents, ["v:x"], labels=["outcome:defaulted", "outcome:loss"], split=split,
+                                            point_in_time=mode).to_arrow()
+        job = spark.get_historical_features(ents, ["v:x"], labels=["outcome:defaulted", "outcome:loss"], split=split,
+                                            point_in_time=mode)
+        assert isinstance(spark.engine, SparkEngine)
+        got = job.to_arrow()
+        assert got.schema == want.schema and got.equals(want)
+        assert job.to_reader(batch_rows=50).read_all().equals(want)
+        assert want.column("defaulted").null_count < 300 and want.column("split").null_count < 300  # not vacuous
+
+
+def test_labels_alone_stay_spark_output_and_a_split_refuses_to_spark(tmp_path):
+    import skewless as sk
+    from skewless.errors import EngineError
+    from tests.support.conformance.offline_labels import LABELS, define_labelled
+
+    store = spark_repo(tmp_path / "repo")
+    define_labelled(store)
+    store.ingest("outcome", pd.DataFrame(LABELS, columns=["k", "event_timestamp", "created_timestamp", "defaulted",
+                                                          "loss"]))
+    ents = pd.DataFrame({"k": [1, 2], "event_timestamp": [H(1), H(2)]})
+    job = store.get_historical_features(ents, ["v:x"], labels=["outcome:defaulted"])
+    assert [r["defaulted"] for r in job.to_spark().collect()] == [1, 0]  # Spark's own DataFrame
+    split = store.get_historical_features(ents, ["v:x"], labels=["outcome:defaulted"], split=sk.Split(time={"test": H(2)}))
+    with pytest.raises(EngineError, match="finished in Arrow"):
+        split.to_spark()
+    assert split.to_pandas()["split"].tolist() == ["train", "test"]

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support import oracle
 from tests.support.conformance.offline_agg import AggregationConformance
+from tests.support.conformance.offline_labels import LabelsConformance
 import skewless as sk
 from skewless import ingest
 from skewless.errors import ValidationError
@@ -40,7 +41,7 @@ def frame(rows):
     return pd.DataFrame(rows, columns=["k", "event_timestamp", "created_timestamp", "x", "s"])
 
 
-class OfflineConformance(AggregationConformance):
+class OfflineConformance(AggregationConformance, LabelsConformance):
     @pytest.fixture
     def feature_store(self, tmp_path):  # pragma: no cover
         raise NotImplementedError
