@@ -415,7 +415,7 @@ def audit_log(since: Optional[str] = typer.Option(None, help="Only records at or
 
 
 def _add_groups() -> None:
-    from . import config_cmd, lineage_cmd, local, model, monitor_cmd, serve_cmd, stats_cmd, submit_cmd
+    from . import audit_cmd, config_cmd, lineage_cmd, local, model, monitor_cmd, serve_cmd, stats_cmd, submit_cmd
 
     app.command("lineage")(lineage_cmd.lineage)
     app.command("stats")(stats_cmd.stats)
@@ -424,6 +424,7 @@ def _add_groups() -> None:
     app.command("serve-image")(serve_cmd.serve_image)
     app.command("ui")(serve_cmd.ui)
     app.command("monitor")(monitor_cmd.monitor)
+    app.command("audit")(audit_cmd.audit)
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")
