@@ -204,3 +204,33 @@ def test_cli_exit_codes_json_sample_and_metrics(fraud, tmp_path):
                 ["audit", "fraud", "--repo", repo, "--since", "yesterday"]):
         r = cli.invoke(app, bad)
         assert r.exit_code == 2, (bad, r.output)
+
+
+def test_the_ui_audit_page_shows_the_result(fraud):
+    """``/audit/fraud`` in a real headless browser, reached from the models page: every phase's rows (the transform
+    re-applied as pinned since, so its phase audits exact), the faults' causes and the swapped model's rows."""
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.ui_site import ARGS, CHROMIUM, serving as ui
+
+    total = len(fraud["clean"]) + len(fraud["faulty"]) + len(fraud["rest"])
+    with ui(fraud["repo"]) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{base}/models")
+        page.locator("table.models a", has_text="skew audit").first.click()
+        page.wait_for_url(lambda u: "/audit/fraud" in u)
+        summary = page.locator("#audit-summary").inner_text()
+        assert f"{total} of {total} logged" in summary and "mismatches found" in summary
+        assert page.locator("#audit-exact").inner_text() == str(total - 5)  # 3 faulty rows, 2 swapped-model rows
+        rows = {tuple(r.split("\t")[:3]) for r in page.locator("#audit-causes tbody tr").all_inner_texts()}
+        assert {("cards:home_lat", "online_value", "1"), ("cards:home_lat", "materialization_lag", "1"),
+                ("cards:home_lat", "ingest_after_serving", "1"), ("prediction", "model_artifact", "2")} <= rows
+        assert "point_in_time=available" in page.content()
+        browser.close()
+        assert httpx.get(f"{base}/audit/nope").status_code == 404
+        assert httpx.get(f"{base}/audit/fraud", params={"period": "5m"}).status_code == 400
+    assert errors == []
