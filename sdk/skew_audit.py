@@ -19,6 +19,7 @@ online and offline sums differ in their last bits, and so does a ratio taken of 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -79,6 +80,7 @@ class FeatureAudit:
     mismatches: list[Mismatch]
     late: list[Mismatch]  # equal in "available" mode, different in "event" mode: late events
     modes: list[dict]
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time (retrievals, compare, explain)
 
 
 def _plain(v):
@@ -142,9 +144,12 @@ def audit_features(store, served: pa.Table, spec: AuditSpec) -> FeatureAudit:
         entity = entity.append_column(name, served.column(col))
     state = store._registry_state()
     views = {name: state.get("feature_view", name) for name in _views_of(refs, state)}
+    t0 = time.perf_counter()
     available = store.get_historical_features(entity, refs, full_feature_names=True, point_in_time="available",
                                               include_event_timestamps=True).to_arrow()
+    t1 = time.perf_counter()
     event = store.get_historical_features(entity, refs, full_feature_names=True, point_in_time="event").to_arrow()
+    t2 = time.perf_counter()
     row_ok = np.ones(n, dtype=bool)
     wrong: dict[str, np.ndarray] = {}
     late_idx: dict[str, np.ndarray] = {}
@@ -158,11 +163,13 @@ def audit_features(store, served: pa.Table, spec: AuditSpec) -> FeatureAudit:
         ok_event = equal(served.column(col), event.column(out), tol)
         if not (ok_event | ~ok).all():
             late_idx[col] = np.flatnonzero(ok & ~ok_event)
+    t3 = time.perf_counter()
     mismatches = _explain(store, served, spec, views, available, wrong) if wrong else []
     late = _explain_late(store, served, spec, views, event, late_idx) if late_idx else []
     modes = [{"comparison": "verdict", "point_in_time": "available", "why": AVAILABLE_WHY},
              {"comparison": "late events", "point_in_time": "event", "why": EVENT_WHY}]
-    return FeatureAudit(n, row_ok, mismatches, late, modes)
+    seconds = {"available": t1 - t0, "event": t2 - t1, "compare": t3 - t2, "explain": time.perf_counter() - t3}
+    return FeatureAudit(n, row_ok, mismatches, late, modes, seconds)
 
 
 def _views_of(refs: list[str], state) -> list[str]:

@@ -3,9 +3,10 @@ predictions; the audit replays them through the training path and the registered
 
 Phases, each served and audited in its own time range:
 1. clean traffic -> every row exact, aggregations and transform outputs included;
-2. faults, one card each: a Redis value edited by hand, a materialization skipped (history only), an event written
-   to the history after serving although created before it, a late event (created after serving) -> each caught
-   and attributed (the late event only in event mode: no serving fault);
+2. faults, one card each: a Redis value edited by hand, a key written to Redis by hand that the history lacks, a
+   materialization skipped (history only), an event written to the history after serving although created before
+   it, a late event (created after serving) -> each caught and attributed (the late event only in event mode: no
+   serving fault);
 3. a model artifact swapped on disk under the registered version -> the prediction check catches it;
 4. a transform changed in the registry without redeploying the server -> its output attributed to transform_hash.
 """
@@ -34,6 +35,7 @@ from tests.support.transactions_repo import requests
 from tests.support.transactions_repo import trained as trained_repo
 
 EDITED_LAT = 12.345
+ONLINE_ONLY = 10_000_002
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +66,15 @@ def card_row(t, card: int, lat: float, event, created) -> pd.DataFrame:
                          "event_timestamp": [pd.Timestamp(event)], "created_timestamp": [pd.Timestamp(created)]})
 
 
-def edit_redis(t, card: int, lat: float) -> None:
-    """Overwrite the card's home_lat in its Redis value by hand (the order header kept: same event time)."""
+def edit_redis(t, card: int, lat: float, *, copy_to: int | None = None) -> None:
+    """Overwrite the card's home_lat in its Redis value by hand (the order header kept: same event time); or copy
+    its value to the key of card ``copy_to``, which the history does not have."""
     r = redis.Redis.from_url(t["redis_url"])
     [key] = list(r.scan_iter(match=f"{t['prefix']}:cards:{{{card}}}*"))
     value = bytearray(r.get(key))
+    if copy_to is not None:
+        r.set(key.replace(b"{%d}" % card, b"{%d}" % copy_to), bytes(value))
+        return
     value[41:49] = struct.pack("<d", lat)  # header 32 + layout id 8 + null bitmap 1, then home_lat (Float64)
     r.set(key, bytes(value))
 
@@ -82,13 +88,14 @@ def phases(t) -> dict:
     time.sleep(0.01)
     a, b, c, d = (r["card_id"] for r in t["faulty"])
     edit_redis(t, a, EDITED_LAT)
+    edit_redis(t, t["clean"][0]["card_id"], 0.0, copy_to=ONLINE_ONLY)  # a key online that the history lacks
     assert store.get_online_features(["cards:home_lat"], [{"card_id": a}]).values["home_lat"] == [EDITED_LAT]
     before = utc_now()
     store.ingest("cards", card_row(t, b, 1.5, before - timedelta(seconds=2), before - timedelta(seconds=2)),
                  online=False)  # materialization skipped: the history has it, the online store not
     time.sleep(1.0)  # a lag the audit can measure
     served_at = utc_now()
-    serve(cfg, t["faulty"])
+    serve(cfg, t["faulty"] + [{"card_id": ONLINE_ONLY, "amount": 10.0, "lat": 40.0, "lon": -74.0}])
     after = utc_now()
     # written after serving, but stamped as created before it (a late write, not a late event)
     store.ingest("cards", card_row(t, c, 2.5, served_at - timedelta(seconds=30), served_at - timedelta(seconds=20)))
@@ -143,11 +150,12 @@ def test_each_fault_is_caught_and_attributed(fraud):
     p = fraud["phases"]
     report = audit(fraud["store"], "fraud", since=p["clean"], until=p["faults"])
     a, b, c, d = (r["card_id"] for r in fraud["faulty"])
-    assert report.rows == 4 and report.exact == 1  # card d: exact in available mode
-    assert report.features["cards:home_lat"] == {"online_value": 1, "materialization_lag": 1,
+    assert report.rows == 5 and report.exact == 1  # card d: exact in available mode
+    assert report.features["cards:home_lat"] == {"online_value": 1, "online_only": 1, "materialization_lag": 1,
                                                  "ingest_after_serving": 1}
+    assert report.features["cards:home_lon"] == {"online_only": 1}  # the others kept their longitude
     # the transform reading home_lat inherits its input's mismatch
-    assert report.features["distance:km_from_home"] == {"upstream_input": 3}
+    assert report.features["distance:km_from_home"] == {"upstream_input": 4}
     by_card = {}
     for ex in report.examples:
         by_card.setdefault(ex["feature"], []).append(ex)
@@ -160,7 +168,7 @@ def test_each_fault_is_caught_and_attributed(fraud):
     late = [ex for ex in report.examples if ex["cause"] == "late_event" and ex["feature"] == "cards:home_lat"]
     assert late[0]["offline"] == 3.5 and late[0]["lag_seconds"] > 0
     assert report.prediction["mismatched"] == 0  # the model, on the logged inputs, is the registered one
-    assert report.breached and report.mismatch_rate == 0.75
+    assert report.breached and report.mismatch_rate == 0.8
 
 
 def test_a_swapped_model_artifact_is_caught(fraud):
@@ -196,7 +204,7 @@ def test_cli_exit_codes_json_sample_and_metrics(fraud, tmp_path):
     assert 'skewless_audit_breach{model="fraud",version="1"} 1.0' in text
     r = cli.invoke(app, ["audit", "fraud", "--repo", repo, "--since", p["clean"].isoformat(), "--until",
                          p["faults"].isoformat(), "--threshold", "0.8"])
-    assert r.exit_code == 0, r.output  # 3 of 4 rows: under 80 %
+    assert r.exit_code == 0, r.output  # 4 of 5 rows: not over 80 %
     r = cli.invoke(app, ["audit", "fraud", "--repo", repo, "--until", p["clean"].isoformat(), "--sample", "3",
                          "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["rows"] == 3
@@ -214,7 +222,7 @@ def test_the_ui_audit_page_shows_the_result(fraud):
 
     from tests.support.ui_site import ARGS, CHROMIUM, serving as ui
 
-    total = len(fraud["clean"]) + len(fraud["faulty"]) + len(fraud["rest"])
+    total = len(fraud["clean"]) + len(fraud["faulty"]) + 1 + len(fraud["rest"])
     with ui(fraud["repo"]) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page()
@@ -225,7 +233,7 @@ def test_the_ui_audit_page_shows_the_result(fraud):
         page.wait_for_url(lambda u: "/audit/fraud" in u)
         summary = page.locator("#audit-summary").inner_text()
         assert f"{total} of {total} logged" in summary and "mismatches found" in summary
-        assert page.locator("#audit-exact").inner_text() == str(total - 5)  # 3 faulty rows, 2 swapped-model rows
+        assert page.locator("#audit-exact").inner_text() == str(total - 6)  # 4 faulty rows, 2 swapped-model rows
         rows = {tuple(r.split("\t")[:3]) for r in page.locator("#audit-causes tbody tr").all_inner_texts()}
         assert {("cards:home_lat", "online_value", "1"), ("cards:home_lat", "materialization_lag", "1"),
                 ("cards:home_lat", "ingest_after_serving", "1"), ("prediction", "model_artifact", "2")} <= rows
