@@ -231,50 +231,63 @@ def _explain(store, served: pa.Table, spec: AuditSpec, views: dict, available: p
     return out
 
 
-def _history(store, view, served: pa.Table, rows: list[int]) -> pa.Table:
-    """The view's history rows for the entities of ``rows`` (order columns and features)."""
+class _History:
+    """A view's history rows for some entities, as order arrays (event and created time in us, write time in us
+    from the write batch's ns) indexed by entity key, so each mismatched row finds its candidates in O(1)."""
+
+    def __init__(self, view, table: pa.Table):
+        self.keys = list(view.join_keys)
+        self._index: dict = {}
+        if not table.num_rows:
+            self.ev = self.cr = self.wr = np.empty(0, dtype=np.int64)
+            return
+        us = pa.timestamp("us", "UTC")
+        self.ev = table.column(EVENT_TS).cast(us).cast(pa.int64()).to_numpy()
+        self.cr = table.column(CREATED_TS).cast(us).cast(pa.int64()).to_numpy()
+        self.wr = table.column(WRITE_BATCH).to_numpy() // 1000  # the write batch is the write time in ns
+        frame = table.select(self.keys).to_pandas()
+        self._index = frame.groupby(self.keys, sort=False, dropna=False).indices
+
+    def rows(self, served: pa.Table, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(event, created, written) of the entity of served row ``i``'s history rows."""
+        key = tuple(served.column(k)[i].as_py() for k in self.keys)
+        idx = self._index.get(key[0] if len(key) == 1 else key)
+        if idx is None:
+            idx = np.empty(0, dtype=np.int64)
+        return self.ev[idx], self.cr[idx], self.wr[idx]
+
+
+def _history(store, view, served: pa.Table, rows: list[int]) -> _History:
+    """The view's history rows for the entities of ``rows``."""
     files = store.offline.files(view.name, store.offline.version(view.name))
-    keys = list(view.join_keys)
     if files.version is None or not files.uris:
-        return pa.table({})
+        return _History(view, pa.table({}))
     paths = [u.removeprefix("file://") if files.filesystem is None else u.split("://", 1)[-1] for u in files.uris]
     dataset = ds.dataset(paths, format="parquet", filesystem=files.filesystem)
     cond = None
     take = pa.array(rows)
-    for k in keys:
+    for k in view.join_keys:
         values = pc.unique(served.column(k).take(take))
         c = pc.field(k).isin(values.cast(dataset.schema.field(k).type))
         cond = c if cond is None else cond & c
-    return dataset.to_table(filter=cond)
-
-
-def _candidates(hist: pa.Table, view, served: pa.Table, i: int) -> pa.Table:
-    if not hist.num_rows:
-        return hist
-    mask = None
-    for k in view.join_keys:
-        c = pc.equal(hist.column(k), pa.scalar(served.column(k)[i].as_py(), hist.schema.field(k).type))
-        mask = c if mask is None else pc.and_(mask, c)
-    return hist.filter(mask)
+    return _History(view, dataset.to_table(columns=[*view.join_keys, EVENT_TS, CREATED_TS, WRITE_BATCH],
+                                           filter=cond))
 
 
 def _us(t: datetime) -> int:
     return int((t - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1))
 
 
-def _view_cause(view, hist: pa.Table, served: pa.Table, spec: AuditSpec, available: pa.Table,
+def _view_cause(view, hist: _History, served: pa.Table, spec: AuditSpec, available: pa.Table,
                 i: int) -> tuple[str, float | None]:
     """Why the served values of ``view`` differ from the history at the read time ``t`` (see CAUSES)."""
     t = served.column(EVENT_TS)[i].as_py()
     tus = _us(t)
-    rows = _candidates(hist, view, served, i)
+    ev, cr, wr = hist.rows(served, i)
     if isinstance(view, AggregatedView):
         # The window's events: one written to the history after the read although known before it explains it
         longest = max(a.window for a in view.aggregations) + view.hop
-        if rows.num_rows:
-            ev = rows.column(EVENT_TS).cast(pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
-            cr = rows.column(CREATED_TS).cast(pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
-            wr = rows.column(WRITE_BATCH).to_numpy() // 1000
+        if len(ev):
             inside = (ev <= tus) & (ev > tus - longest // timedelta(microseconds=1)) & (cr <= tus)
             after = inside & (wr > tus)
             if after.any():
@@ -285,11 +298,8 @@ def _view_cause(view, hist: pa.Table, served: pa.Table, spec: AuditSpec, availab
     served_ts = served.column(ts_col)[i].as_py() if ts_col else None
     off_ts_name = f"{view.name}__{EVENT_TS}"
     off_ts = available.column(off_ts_name)[i].as_py() if off_ts_name in available.column_names else None
-    if not rows.num_rows:
+    if not len(ev):
         return ("online_only", None) if status == PRESENT else ("unexplained", None)
-    ev = rows.column(EVENT_TS).cast(pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
-    cr = rows.column(CREATED_TS).cast(pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
-    wr = rows.column(WRITE_BATCH).to_numpy() // 1000  # the write batch is the write time in ns
     ttl_us = view.ttl // timedelta(microseconds=1) if view.ttl else None
     if status == PRESENT and served_ts is not None:
         s_us = _us(served_ts)
@@ -323,25 +333,21 @@ def _explain_late(store, served: pa.Table, spec: AuditSpec, views: dict, event: 
     """Values equal in "available" mode but not in "event" mode: a late event (created after the read) decides the
     event-mode value; its lag is how long after the read it was created."""
     out = []
-    hist_cache: dict[str, pa.Table] = {}
+    hist_cache: dict[str, _History] = {}
     transforms = store._registry_state().objects.get("transform", {})
     for col, idx in late_idx.items():
         ref = spec.features[col]
         name = ref.split(":")[0]
-        lag = None
         for i in idx.tolist():
+            lag = None
             if name not in transforms and name in views:
-                view = views[name]
                 if name not in hist_cache:
-                    hist_cache[name] = _history(store, view, served, sorted(
+                    hist_cache[name] = _history(store, views[name], served, sorted(
                         {j for c, ix in late_idx.items() if spec.features[c].startswith(name + ":") for j in ix}))
-                rows = _candidates(hist_cache[name], view, served, i)
+                ev, cr, _ = hist_cache[name].rows(served, i)
                 tus = _us(served.column(EVENT_TS)[i].as_py())
-                if rows.num_rows:
-                    ev = rows.column(EVENT_TS).cast(pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
-                    cr = rows.column(CREATED_TS).cast(pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
-                    later = (ev <= tus) & (cr > tus)
-                    lag = float((cr[later].min() - tus) / 1e6) if later.any() else None
+                later = (ev <= tus) & (cr > tus)
+                lag = float((cr[later].min() - tus) / 1e6) if later.any() else None
             out.append(Mismatch(i, ref, served.column(col)[i].as_py(),
                                 event.column(ref.replace(":", "__"))[i].as_py(), "late_event", lag))
     return out
