@@ -208,6 +208,10 @@ def test_cli_exit_codes_json_sample_and_metrics(fraud, tmp_path):
     r = cli.invoke(app, ["audit", "fraud", "--repo", repo, "--until", p["clean"].isoformat(), "--sample", "3",
                          "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["rows"] == 3
+    halves = [cli.invoke(app, ["audit", "fraud", "--repo", repo, "--sample", "0.5", "--json"]) for _ in range(2)]
+    picked = [sorted((e["request_id"], e["request_row"]) for e in json.loads(h.output)["examples"]) for h in halves]
+    assert picked[0] == picked[1] and json.loads(halves[0].output)["rows"] < json.loads(halves[0].output)[
+        "logged_rows"]  # a share: the same rows on every run
     for bad in (["audit", "nope", "--repo", repo], ["audit", "fraud", "--repo", repo, "--sample", "1.5"],
                 ["audit", "fraud", "--repo", repo, "--since", "yesterday"]):
         r = cli.invoke(app, bad)
