@@ -30,7 +30,7 @@ from skewless.skew_audit import CAUSES, AuditSpec, Mismatch, audit_features, equ
 
 from . import prediction_log
 from .artifact import ModelManifest
-from .monitor import read_rows
+from .monitor import Periodic, read_rows
 
 EXAMPLES = 20
 
@@ -246,33 +246,93 @@ def _examples(table: pa.Table, mismatches: list[Mismatch], late: list[Mismatch])
     return out
 
 
+class AuditGauges:
+    """The audit's Prometheus gauges in ``registry``: the job's textfile (``metrics_text``) and the model server's
+    ``/metrics`` (``Refresher``) publish the same series."""
+
+    def __init__(self, registry):
+        from prometheus_client import Gauge
+
+        ids = ["model", "version"]
+
+        def gauge(name: str, text: str, labels=()):
+            return Gauge(name, text, ids + list(labels), registry=registry)
+        self.rows = gauge("skewless_audit_rows", "Logged prediction rows audited")
+        self.exact = gauge("skewless_audit_exact_rows", "Audited rows whose inputs and outputs equal the training "
+                           "path's")
+        self.rate = gauge("skewless_audit_mismatch_rate", "Share of audited rows with a mismatch")
+        self.breach = gauge("skewless_audit_breach", "1 when the mismatch rate is over the threshold")
+        self.causes = gauge("skewless_audit_mismatches", "Mismatched values by cause", ["cause"])
+        self.features = gauge("skewless_audit_feature_mismatches", "Mismatched values by feature and cause",
+                              ["feature", "cause"])
+        self.late = gauge("skewless_audit_late_event_values", "Values equal in available mode that differ in event "
+                          "mode", ["feature"])
+        self.seconds = gauge("skewless_audit_seconds", "How long the audit took")
+        self.when = gauge("skewless_audit_timestamp_seconds", "When the audit ran (Unix time)")
+
+    def publish(self, report: AuditReport) -> None:
+        lv = (report.model, str(report.version))
+        self.rows.labels(*lv).set(report.rows)
+        self.exact.labels(*lv).set(report.exact)
+        self.rate.labels(*lv).set(report.mismatch_rate)
+        self.breach.labels(*lv).set(1 if report.breached else 0)
+        for g in (self.causes, self.features, self.late):  # a cause gone since the last audit is no stale series
+            g.clear()
+        for c, n in report.causes.items():
+            self.causes.labels(*lv, c).set(n)
+        for ref, causes in report.features.items():
+            for c, n in causes.items():
+                self.features.labels(*lv, ref, c).set(n)
+        for ref, n in report.late_events.items():
+            self.late.labels(*lv, ref).set(n)
+        self.seconds.labels(*lv).set(report.seconds)
+        self.when.labels(*lv).set(time.time())
+
+
 def metrics_text(report: AuditReport) -> str:
     """The report as Prometheus text (a node_exporter textfile, or what a Pushgateway takes)."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+    from prometheus_client import CollectorRegistry, generate_latest
 
     r = CollectorRegistry()
-    ids = ["model", "version"]
-    lv = (report.model, str(report.version))
-    Gauge("skewless_audit_rows", "Logged prediction rows audited", ids, registry=r).labels(*lv).set(report.rows)
-    Gauge("skewless_audit_exact_rows", "Audited rows whose inputs and outputs equal the training path's", ids,
-          registry=r).labels(*lv).set(report.exact)
-    Gauge("skewless_audit_mismatch_rate", "Share of audited rows with a mismatch", ids,
-          registry=r).labels(*lv).set(report.mismatch_rate)
-    Gauge("skewless_audit_breach", "1 when the mismatch rate is over the threshold", ids,
-          registry=r).labels(*lv).set(1 if report.breached else 0)
-    by_cause = Gauge("skewless_audit_mismatches", "Mismatched values by cause", ids + ["cause"], registry=r)
-    for c, n in report.causes.items():
-        by_cause.labels(*lv, c).set(n)
-    by_feature = Gauge("skewless_audit_feature_mismatches", "Mismatched values by feature and cause",
-                       ids + ["feature", "cause"], registry=r)
-    for ref, causes in report.features.items():
-        for c, n in causes.items():
-            by_feature.labels(*lv, ref, c).set(n)
-    late = Gauge("skewless_audit_late_event_values", "Values equal in available mode that differ in event mode",
-                 ids + ["feature"], registry=r)
-    for ref, n in report.late_events.items():
-        late.labels(*lv, ref).set(n)
-    Gauge("skewless_audit_seconds", "How long the audit took", ids, registry=r).labels(*lv).set(report.seconds)
-    Gauge("skewless_audit_timestamp_seconds", "When the audit ran (Unix time)", ids,
-          registry=r).labels(*lv).set(time.time())
+    AuditGauges(r).publish(report)
     return generate_latest(r).decode()
+
+
+class Refresher(Periodic):
+    """The model server's audit: every ``interval`` seconds, a sample of at most ``sample`` rows of the last
+    ``lookback`` of its own prediction log, audited (``audit``) and handed to ``publish``. A background thread, off
+    by default (two retrievals per run); failures are logged and retried at the next tick. A model not served as a
+    registered version (``version`` 0) has nothing to audit against: the thread logs that once and ends."""
+
+    def __init__(self, store, model: str, version: int, publish, *, interval: float, lookback: float = 3600.0,
+                 sample: int = 10_000):
+        self.store, self.model, self.version, self.publish = store, model, version, publish
+        self.interval, self.lookback, self.sample = interval, lookback, sample
+        self.last: AuditReport | None = None
+        super().__init__("skewless-audit")
+
+    def refresh(self) -> AuditReport:
+        from datetime import timedelta
+
+        from skewless.timeutil import now
+
+        report = audit(self.store, self.model, version=self.version, since=now() - timedelta(seconds=self.lookback),
+                       sample_rows=self.sample)
+        self.last = report
+        self.publish(report)
+        return report
+
+    def _run(self) -> None:
+        import logging
+
+        log = logging.getLogger("skewless.serving")
+        if not self.version:
+            log.info("skew audit off: the model is not served as a registered version", extra={"model": self.model})
+            return
+        while not self._stop.wait(self.interval):  # the first audit after one interval: the log has rows by then
+            try:
+                self.refresh()
+                self.last_error = None
+            except Exception as exc:  # e.g. the offline store is down for a while: next tick
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("skew audit failed", extra={"model": self.model, "error": self.last_error})

@@ -246,3 +246,21 @@ def test_the_ui_audit_page_shows_the_result(fraud):
         assert httpx.get(f"{base}/audit/nope").status_code == 404
         assert httpx.get(f"{base}/audit/fraud", params={"period": "5m"}).status_code == 400
     assert errors == []
+
+
+def test_the_model_server_publishes_audit_gauges(fraud):
+    """SKEWLESS_AUDIT_SECONDS on: the server audits a sample of its own recent log in the background and its
+    /metrics carries the audit's gauges (the fixture's faults included: they are within the lookback)."""
+    cfg = ServeConfig(repo=str(fraud["repo"]), model="fraud", stage="production", log_flush_seconds=0.1,
+                      audit_seconds=0.5)
+    with running(cfg) as (client, _):
+        assert client.post("/invocations", json={"instances": fraud["clean"]}).status_code == 200
+        deadline = time.monotonic() + 60
+        while True:
+            text = client.get("/metrics").text
+            if 'skewless_audit_mismatches{cause="online_value",model="fraud",version="1"} 1.0' in text:
+                break
+            assert time.monotonic() < deadline, text[-3000:]
+            time.sleep(0.2)
+        assert 'skewless_audit_mismatches{cause="model_artifact",model="fraud",version="1"} 2.0' in text
+        assert 'skewless_audit_breach{model="fraud",version="1"} 1.0' in text
