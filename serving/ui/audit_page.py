@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Callable
 
+from starlette.concurrency import run_in_threadpool
+
 from skewless.timeutil import now
 
 from .monitor_page import _Cache
@@ -37,8 +39,8 @@ def audit_page(page, store) -> Callable:
                         "number", **ctx)
         version = int(raw_version) if raw_version else None
         since = None if PERIODS[period] is None else now() - PERIODS[period]
-        try:
-            report = cache.get((model, version, stage, period), lambda: audit(
+        try:  # off the event loop: an audit is retrievals of up to SAMPLE rows (seconds), other pages go on
+            report = await run_in_threadpool(cache.get, (model, version, stage, period), lambda: audit(
                 store, model, version=version, stage=stage, since=since, sample_rows=SAMPLE))
         except NotFoundError as exc:
             return page(request, "audit.html", 404, error=str(exc), **ctx)
