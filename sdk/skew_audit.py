@@ -81,6 +81,7 @@ class FeatureAudit:
     late: list[Mismatch]  # equal in "available" mode, different in "event" mode: late events
     modes: list[dict]
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time (retrievals, compare, explain)
+    snapshot: dict[str, int | None] = field(default_factory=dict)  # the history versions audited against
 
 
 def _plain(v):
@@ -145,10 +146,13 @@ def audit_features(store, served: pa.Table, spec: AuditSpec) -> FeatureAudit:
     state = store._registry_state()
     views = {name: state.get("feature_view", name) for name in _views_of(refs, state)}
     t0 = time.perf_counter()
-    available = store.get_historical_features(entity, refs, full_feature_names=True, point_in_time="available",
-                                              include_event_timestamps=True).to_arrow()
+    job = store.get_historical_features(entity, refs, full_feature_names=True, point_in_time="available",
+                                        include_event_timestamps=True)
+    snapshot = dict(job.snapshot)  # both passes and the causes read the histories at these versions
+    available = job.to_arrow()
     t1 = time.perf_counter()
-    event = store.get_historical_features(entity, refs, full_feature_names=True, point_in_time="event").to_arrow()
+    event = store.get_historical_features(entity, refs, full_feature_names=True, point_in_time="event",
+                                          snapshot=snapshot).to_arrow()
     t2 = time.perf_counter()
     row_ok = np.ones(n, dtype=bool)
     wrong: dict[str, np.ndarray] = {}
@@ -164,12 +168,12 @@ def audit_features(store, served: pa.Table, spec: AuditSpec) -> FeatureAudit:
         if not (ok_event | ~ok).all():
             late_idx[col] = np.flatnonzero(ok & ~ok_event)
     t3 = time.perf_counter()
-    mismatches = _explain(store, served, spec, views, available, wrong) if wrong else []
-    late = _explain_late(store, served, spec, views, event, late_idx) if late_idx else []
+    mismatches = _explain(store, snapshot, served, spec, views, available, wrong) if wrong else []
+    late = _explain_late(store, snapshot, served, spec, views, event, late_idx) if late_idx else []
     modes = [{"comparison": "verdict", "point_in_time": "available", "why": AVAILABLE_WHY},
              {"comparison": "late events", "point_in_time": "event", "why": EVENT_WHY}]
     seconds = {"available": t1 - t0, "event": t2 - t1, "compare": t3 - t2, "explain": time.perf_counter() - t3}
-    return FeatureAudit(n, row_ok, mismatches, late, modes, seconds)
+    return FeatureAudit(n, row_ok, mismatches, late, modes, seconds, snapshot)
 
 
 def _views_of(refs: list[str], state) -> list[str]:
@@ -185,11 +189,7 @@ def _views_of(refs: list[str], state) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _ts(col: pa.ChunkedArray, i: int):
-    return col[i].as_py()
-
-
-def _explain(store, served: pa.Table, spec: AuditSpec, views: dict, available: pa.Table,
+def _explain(store, snapshot: dict, served: pa.Table, spec: AuditSpec, views: dict, available: pa.Table,
              wrong: dict[str, np.ndarray]) -> list[Mismatch]:
     """The cause of each mismatched value. Reads the history only for the mismatched rows' entities."""
     state = store._registry_state()
@@ -199,7 +199,7 @@ def _explain(store, served: pa.Table, spec: AuditSpec, views: dict, available: p
         name = spec.features[col].split(":")[0]
         if name not in transforms:
             by_view_rows.setdefault(name, set()).update(idx.tolist())
-    history = {v: _history(store, views[v], served, sorted(rows)) for v, rows in by_view_rows.items()}
+    history = {v: _history(store, snapshot, views[v], served, sorted(rows)) for v, rows in by_view_rows.items()}
     out = []
     cause_at: dict[tuple[str, int], tuple[str, float | None]] = {}
     for col, idx in wrong.items():  # views first: a transform's mismatch may come from its inputs
@@ -257,9 +257,9 @@ class _History:
         return self.ev[idx], self.cr[idx], self.wr[idx]
 
 
-def _history(store, view, served: pa.Table, rows: list[int]) -> _History:
-    """The view's history rows for the entities of ``rows``."""
-    files = store.offline.files(view.name, store.offline.version(view.name))
+def _history(store, snapshot: dict, view, served: pa.Table, rows: list[int]) -> _History:
+    """The view's history rows (at its ``snapshot`` version) for the entities of ``rows``."""
+    files = store.offline.files(view.name, snapshot.get(view.name))
     if files.version is None or not files.uris:
         return _History(view, pa.table({}))
     paths = [u.removeprefix("file://") if files.filesystem is None else u.split("://", 1)[-1] for u in files.uris]
@@ -328,7 +328,7 @@ def _view_cause(view, hist: _History, served: pa.Table, spec: AuditSpec, availab
     return "unexplained", None
 
 
-def _explain_late(store, served: pa.Table, spec: AuditSpec, views: dict, event: pa.Table,
+def _explain_late(store, snapshot: dict, served: pa.Table, spec: AuditSpec, views: dict, event: pa.Table,
                   late_idx: dict[str, np.ndarray]) -> list[Mismatch]:
     """Values equal in "available" mode but not in "event" mode: a late event (created after the read) decides the
     event-mode value; its lag is how long after the read it was created."""
@@ -342,7 +342,7 @@ def _explain_late(store, served: pa.Table, spec: AuditSpec, views: dict, event: 
             lag = None
             if name not in transforms and name in views:
                 if name not in hist_cache:
-                    hist_cache[name] = _history(store, views[name], served, sorted(
+                    hist_cache[name] = _history(store, snapshot, views[name], served, sorted(
                         {j for c, ix in late_idx.items() if spec.features[c].startswith(name + ":") for j in ix}))
                 ev, cr, _ = hist_cache[name].rows(served, i)
                 tus = _us(served.column(EVENT_TS)[i].as_py())

@@ -53,6 +53,7 @@ class AuditReport:
     threshold: float
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # where the time went: read, retrievals, model...
+    snapshot: dict[str, int | None] = field(default_factory=dict)  # the history versions audited against
     examples: list[dict] = field(default_factory=list)
 
     @property
@@ -73,7 +74,7 @@ class AuditReport:
                 "mismatched_rows": self.mismatched, "mismatch_rate": self.mismatch_rate,
                 "threshold": self.threshold, "breached": self.breached, "causes": self.causes,
                 "features": self.features, "lags": self.lags, "late_events": self.late_events,
-                "prediction": self.prediction, "modes": self.modes, "seconds": self.seconds, "stages": self.stages,
+                "prediction": self.prediction, "modes": self.modes, "seconds": self.seconds, "stages": self.stages, "snapshot": self.snapshot,
                 "examples": self.examples}
 
 
@@ -193,6 +194,7 @@ def audit(store, model: str, *, version: int | None = None, stage: str | None = 
         feats = audit_features(store, table, spec)
         (model_ok, model_cause), t_model = check.result()
     report.stages = {"read": t_read, **feats.seconds, "model": t_model}
+    report.snapshot = feats.snapshot
     row_ok = feats.row_ok & model_ok
     report.exact = int(row_ok.sum())
     report.modes = feats.modes + [{"comparison": "prediction", "point_in_time": None,
