@@ -5,6 +5,7 @@ and serve it over HTTP (SageMaker and PAI-EAS contracts) with online feature loo
     ModelRegistry(store).register(art, stage="staging")
     skewless model serve --model credit --stage production      # or: python -m skewless.serving serve
     skewless monitor credit --stage production                  # skew of its predictions vs its training set
+    skewless audit credit --since 24h                             # its logged rows replayed through the training path
 """
 
 from .artifact import ModelArtifact, ModelManifest, package_model
@@ -12,6 +13,7 @@ from .flavors import Flavor, LoadedModel, register as register_flavor
 from .prediction_log import log_view, read_log
 from .model_registry import ModelRegistry, ModelVersion
 from .monitor import Report as MonitorReport, monitor
+from .skew_audit import AuditReport, audit
 
-__all__ = ["Flavor", "LoadedModel", "ModelArtifact", "ModelManifest", "ModelRegistry", "ModelVersion", "MonitorReport",
-           "log_view", "monitor", "package_model", "read_log", "register_flavor"]
+__all__ = ["AuditReport", "Flavor", "LoadedModel", "ModelArtifact", "ModelManifest", "ModelRegistry", "ModelVersion", "MonitorReport",
+           "audit", "log_view", "monitor", "package_model", "read_log", "register_flavor"]

@@ -82,6 +82,11 @@ class AppOptions:
     # seconds of the prediction log, in a background thread.
     monitor_seconds: float = 60.0
     monitor_lookback: float = 3600.0
+    # Skew audit gauges (skew_audit.Refresher): a sample of audit_sample rows of the last audit_lookback seconds
+    # replayed through the training path every audit_seconds (0: off, the default: two retrievals per run).
+    audit_seconds: float = 0.0
+    audit_lookback: float = 3600.0
+    audit_sample: int = 10_000
 
 
 class _Server(PredictionRoutes):
@@ -121,6 +126,14 @@ class _Server(PredictionRoutes):
         self.refresher = Refresher(model.store, model.manifest, model.version, self.metrics.skew,
                                    interval=opts.monitor_seconds, lookback=opts.monitor_lookback) \
             if opts.monitor_seconds else None
+        self.auditor = None
+        if opts.audit_seconds:
+            from .skew_audit import AuditGauges, Refresher as AuditRefresher
+
+            gauges = AuditGauges(self.metrics.prometheus_registry)
+            self.auditor = AuditRefresher(model.store, model.name, model.version, gauges.publish,
+                                          interval=opts.audit_seconds, lookback=opts.audit_lookback,
+                                          sample=opts.audit_sample)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     @asynccontextmanager
@@ -128,6 +141,8 @@ class _Server(PredictionRoutes):
         self.batcher.start()
         if self.refresher is not None:
             self.refresher.start()
+        if self.auditor is not None:
+            self.auditor.start()
         loop = self._loop = asyncio.get_running_loop()
         # Loaded in the background: the port answers (/live, /ping = 503) while a large model loads.
         load = loop.run_in_executor(self.health_pool, self._load)
@@ -137,6 +152,8 @@ class _Server(PredictionRoutes):
             await self.batcher.drain(self.opts.shutdown_timeout)
             if self.refresher is not None:
                 await loop.run_in_executor(None, self.refresher.stop)
+            if self.auditor is not None:
+                await loop.run_in_executor(None, self.auditor.stop)
             if not load.done():
                 await load
             ok = await loop.run_in_executor(None, self.model.close, self.opts.shutdown_timeout)
@@ -288,6 +305,11 @@ def create_app(model: ServedModel, options: AppOptions | None = None) -> Starlet
 
         raise ConfigError(f"monitor_seconds must be >= 0 (0: off) and monitor_lookback > 0 seconds, not "
                           f"{opts.monitor_seconds} and {opts.monitor_lookback}")
+    if opts.audit_seconds < 0 or opts.audit_lookback <= 0 or opts.audit_sample < 1:
+        from skewless.errors import ConfigError
+
+        raise ConfigError(f"audit_seconds must be >= 0 (0: off), audit_lookback > 0 seconds and audit_sample >= 1 "
+                          f"row, not {opts.audit_seconds}, {opts.audit_lookback} and {opts.audit_sample}")
     if opts.predict_timeout is not None and opts.predict_timeout <= 0:
         from skewless.errors import ConfigError
 

@@ -228,7 +228,27 @@ def monitor(store, model: str, *, version: int | None = None, stage: str | None 
                               evaluate(mon, table, window=window)), store.masking())
 
 
-class Refresher:
+class Periodic:
+    """A daemon thread running ``_run`` (the subclass's loop, waiting on ``_stop`` between ticks)."""
+
+    def __init__(self, name: str):
+        self._stop = threading.Event()
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+
+class Refresher(Periodic):
     """The model server's monitor: every ``interval`` seconds, the last ``lookback`` of its own prediction log
     against its training set, handed to ``publish(report)``. A background thread; failures are logged and retried
     at the next tick. A model packaged without a registered training set has nothing to compare with: the thread
@@ -238,20 +258,10 @@ class Refresher:
                  interval: float = 60.0, lookback: float = 3600.0):
         self.store, self.manifest, self.version, self.publish = store, manifest, version, publish
         self.interval, self.lookback = interval, lookback
-        self._stop = threading.Event()
         self._mon: Monitored | None = None
         self._files: dict = {}  # read_rows' cache: the log's files read so far
         self.last: Report | None = None
-        self.last_error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="skewless-monitor", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().__init__("skewless-monitor")
 
     def refresh(self) -> Report:
         if self._mon is None:  # loaded once: a version's training set and thresholds do not change while it serves

@@ -75,6 +75,8 @@ class ServeConfig:
     log_level: str = "INFO"
     monitor_seconds: float = 60.0
     monitor_lookback: float = 3600.0
+    audit_seconds: float = 0.0
+    audit_lookback: float = 3600.0
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -170,7 +172,8 @@ def build(cfg: ServeConfig):
     app = create_app(model, AppOptions(contracts=cfg.contracts(), token=cfg.token, max_batch_rows=cfg.max_batch_rows,
                                        max_queue=cfg.max_queue, predict_timeout=cfg.predict_timeout,
                                        max_body_bytes=cfg.max_body_bytes, monitor_seconds=cfg.monitor_seconds,
-                                       monitor_lookback=cfg.monitor_lookback,
+                                       monitor_lookback=cfg.monitor_lookback, audit_seconds=cfg.audit_seconds,
+                                       audit_lookback=cfg.audit_lookback,
                                        tracing=tracing.from_env(model.name, model.version), **cfg.extra))
     return store, model, app
 

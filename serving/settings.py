@@ -23,6 +23,8 @@ listing every bad one. The variables (``ServeConfig`` field in brackets):
     SKEWLESS_LOG_LEVEL            DEBUG | INFO | WARNING | ERROR                             [log_level]
     SKEWLESS_MONITOR_SECONDS      seconds >= 0 between skew gauge refreshes (0: off)         [monitor_seconds]
     SKEWLESS_MONITOR_LOOKBACK_SECONDS  seconds > 0 of prediction log the gauges cover        [monitor_lookback]
+    SKEWLESS_AUDIT_SECONDS        seconds >= 0 between skew audits of the log (0: off)       [audit_seconds]
+    SKEWLESS_AUDIT_LOOKBACK_SECONDS  seconds > 0 of prediction log each audit samples          [audit_lookback]
 
 Read elsewhere, and checked there at startup too: ``SKEWLESS_PREDICTION_LOG_DIR`` (the prediction log's journal
 folder: ``prediction_log``, which creates it when the server is built) and the standard ``OTEL_*`` variables of
@@ -142,6 +144,8 @@ PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SKEWLESS_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, upper=True)),
     "SKEWLESS_MONITOR_SECONDS": ("monitor_seconds", _seconds(zero=True)),
     "SKEWLESS_MONITOR_LOOKBACK_SECONDS": ("monitor_lookback", _seconds(zero=False)),
+    "SKEWLESS_AUDIT_SECONDS": ("audit_seconds", _seconds(zero=True)),
+    "SKEWLESS_AUDIT_LOOKBACK_SECONDS": ("audit_lookback", _seconds(zero=False)),
 }
 
 

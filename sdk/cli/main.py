@@ -462,8 +462,8 @@ def audit_log(since: Optional[str] = typer.Option(None, help="Only records at or
 
 
 def _add_groups() -> None:
-    from . import (config_cmd, governance_cmd, lineage_cmd, local, model, monitor_cmd, permissions_cmd, serve_cmd, stats_cmd,
-                   submit_cmd)
+    from . import (audit_cmd, config_cmd, governance_cmd, lineage_cmd, local, model, monitor_cmd, permissions_cmd, serve_cmd,
+                   stats_cmd, submit_cmd)
 
     app.command("lineage")(lineage_cmd.lineage)
     app.command("stats")(stats_cmd.stats)
@@ -474,6 +474,7 @@ def _add_groups() -> None:
     app.command("monitor")(monitor_cmd.monitor)
     app.command("forget")(governance_cmd.forget)
     app.add_typer(governance_cmd.app, name="retention")
+    app.command("audit")(audit_cmd.audit)
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")

@@ -47,12 +47,29 @@ def instant(text: str, what: str) -> datetime:
                               "ago (2h, 7d)") from None
 
 
-def monitor(model: str = typer.Argument(..., help="A registered model"),
-            version: Optional[int] = typer.Option(None, "--version", help="The model version (default: the newest)"),
-            stage: Optional[str] = typer.Option(None, "--stage", help="The version in this stage, e.g. production"),
-            since: Optional[str] = typer.Option(None, "--since", help="Predictions from this time on: ISO 8601, "
-                                                "or a duration ago (24h, 7d)"),
-            until: Optional[str] = typer.Option(None, "--until", help="Predictions before this time (same forms)"),
+# The options `monitor` and `audit` share: which model version, which predictions.
+ModelArg = typer.Argument(..., help="A registered model")
+VersionOpt = typer.Option(None, "--version", help="The model version (default: the newest)")
+StageOpt = typer.Option(None, "--stage", help="The version in this stage, e.g. production")
+SinceOpt = typer.Option(None, "--since", help="Predictions from this time on: ISO 8601, or a duration ago (24h, 7d)")
+UntilOpt = typer.Option(None, "--until", help="Predictions before this time (same forms)")
+
+
+def period(version, stage, since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """--since/--until as instants (checked: since before until), and --version and --stage not both."""
+    from ..errors import ValidationError
+
+    if version is not None and stage is not None:
+        raise ValidationError("give --version or --stage, not both")
+    start = instant(since, "--since") if since else None
+    end = instant(until, "--until") if until else None
+    if start and end and start >= end:
+        raise ValidationError(f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})")
+    return start, end
+
+
+def monitor(model: str = ModelArg, version: Optional[int] = VersionOpt, stage: Optional[str] = StageOpt,
+            since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
             window: Optional[str] = typer.Option(None, "--window", help="One result per window of this length "
                                                  "(1h, 1d): drift over time"),
             plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw drift over time (PSI per feature "
@@ -74,13 +91,8 @@ def _run(model, version, stage, since, until, window, repo, as_json, plot=None) 
     from ..errors import ValidationError
     from ..store import FeatureStore
 
-    if version is not None and stage is not None:
-        raise ValidationError("give --version or --stage, not both")
     serving = _serving()
-    start = instant(since, "--since") if since else None
-    end = instant(until, "--until") if until else None
-    if start and end and start >= end:
-        raise ValidationError(f"--since ({start.isoformat()}) must be before --until ({end.isoformat()})")
+    start, end = period(version, stage, since, until)
     if plot is not None and not window:
         raise ValidationError("--plot draws drift over time: give --window too (e.g. --window 1h)")
     report = serving.monitor(FeatureStore(repo), model, version=version, stage=stage, since=start, until=end,

@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .catalogue import SECTIONS, Catalogue
+from .audit_page import audit_page
 from .monitor_page import monitor_page
 from .stats_pages import statistics_page
 
@@ -216,6 +217,7 @@ def create_app(catalogue: Catalogue, tokens: tuple[str, ...] = (), lineage_graph
         *([Route("/statistics/{view}", statistics_page(page, statistics, viewer, store))] if statistics is not None
           else []),
         *([Route("/monitor/{model}", monitor_page(page, store, viewer))] if store is not None else []),
+        *([Route("/audit/{model}", audit_page(page, store, viewer))] if store is not None else []),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
         Route("/{section}", listing),
     ])

@@ -44,6 +44,17 @@ class _Cache:
         return value
 
 
+def failed_page(page, request, template: str, exc: Exception, ctx: dict):
+    """The page for an error of a report's computation (404 unknown, 403 denied, 400 a bad choice); anything else
+    is re-raised (a 500 with no detail to the viewer)."""
+    from skewless.errors import NotFoundError, PermissionDenied, ValidationError
+
+    for kind, status in ((NotFoundError, 404), (PermissionDenied, 403), (ValidationError, 400)):
+        if isinstance(exc, kind):
+            return page(request, template, status, error=str(exc), **ctx)
+    raise exc
+
+
 def _charts(whole, windowed) -> dict:
     """The page's chart data: per feature its skew chart; per metric its drift-over-time chart."""
     skew = {}
@@ -114,12 +125,8 @@ def monitor_page(page, store, viewer: Callable) -> Callable:
                 return reports(model, version, stage, period, window, since)
         try:  # the viewer is part of the key: a result one principal was allowed is never served to another
             whole, windowed = cache.get((who, model, version, stage, period, window), compute)
-        except NotFoundError as exc:
-            return page(request, "monitor.html", 404, error=str(exc), **ctx)
-        except PermissionDenied as exc:
-            return page(request, "monitor.html", 403, error=str(exc), **ctx)
-        except ValidationError as exc:
-            return page(request, "monitor.html", 400, error=str(exc), **ctx)
+        except (NotFoundError, PermissionDenied, ValidationError) as exc:
+            return failed_page(page, request, "monitor.html", exc, ctx)
         whole, windowed = mask_report(whole, masking), mask_report(windowed, masking)
         features = whole.windows[0].features if whole.windows else {}
         breaches = whole.windows[0].breaches if whole.windows else {}

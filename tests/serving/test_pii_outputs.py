@@ -242,3 +242,55 @@ def test_registering_a_model_needs_deploy_and_a_denial_registers_nothing(tmp_pat
     assert mv.version == 1
     got = [(r.principal, r.action, r.resource, r.outcome) for r in store.audit_log.records(action="deploy")]
     assert got == [("dev", "deploy", "model:scorer", "denied"), ("ops", "deploy", "model:scorer", "allowed")]
+
+
+def audit_examples(base: str, token: str | None) -> tuple[int, str]:
+    """(status, the example table's text) of /audit/scorer?period=all in headless chromium."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page()
+            resp = page.goto(f"{base}/audit/scorer?period=all" + (f"&token={token}" if token else ""))
+            page.wait_for_load_state("networkidle")
+            return resp.status, page.locator("body").inner_text()
+        finally:
+            browser.close()
+
+
+def test_skew_audit_masks_pii_examples_in_the_cli_and_the_ui_and_skips_redacted_inputs(tmp_path):
+    from typer.testing import CliRunner
+
+    from skewless.cli.main import app
+    from skewless.serving import audit
+
+    redacted = pii_repo(tmp_path / "red" / "repo")
+    serve_and_log(tmp_path / "red", redacted)
+    rep = audit(redacted, "scorer")  # the log holds no values of the PII inputs: the model can't be re-run
+    assert rep.prediction["cause"] == "skipped_redacted_inputs" and rep.prediction["rows"] == 0
+    assert rep.rows == 3 and rep.exact == 3 and rep.features == {}  # the stand-ins are not compared as values
+
+    repo = tmp_path / "repo"
+    store = pii_repo(repo)
+    serve_and_log(tmp_path, store, log_pii_override="keep")
+    # a correction of 101's email and income at the served instant, ingested after serving: late events (equal in
+    # available mode, different in event mode), each row an example with both values
+    store.ingest("customer_profile", pd.DataFrame({"customer_id": [101], "income": [99000.0],
+                                                   "email": ["zed@example.com"], "trips": [1],
+                                                   "event_timestamp": [T0]}))
+    rep = audit(store, "scorer")
+    raw = json.dumps(rep.to_dict(), default=str)
+    assert "zed@example.com" in raw and "ann@example.com" in raw  # the unmasked report: what a read_pii holder sees
+    r = CliRunner().invoke(app, ["audit", "scorer", "--repo", str(repo), "--json"])
+    out = json.loads(r.output)
+    emails = [e for e in out["examples"] if e["feature"] == "customer_profile:email"]
+    assert r.exit_code == 0 and out["late_events"]["customer_profile:email"] == 2, r.output
+    assert emails and all(e["served"] == e["offline"] == MASK for e in emails), out
+    assert "example.com" not in r.output and "99000" not in r.output
+    govern(store)
+    with ui_serving(repo) as base:
+        status, text = audit_examples(base, VIEWER)
+        assert status == 200 and "customer_profile:email" in text and MASK in text and "example.com" not in text
+        status, text = audit_examples(base, AUDITOR)  # read_pii: the values themselves
+        assert status == 200 and "zed@example.com" in text and "ann@example.com" in text
+        status, text = audit_examples(base, OUTSIDER)  # view_ui only: the audit reads the views offline
+        assert status == 403 and "example.com" not in text

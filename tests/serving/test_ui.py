@@ -109,7 +109,7 @@ def test_models_page_lists_the_model_and_its_stage(ui, browser):
     page = _page(browser, [], [])
     page.goto(f"{ui}/models")
     rows = [t.split("\t") for t in page.locator("table.models tbody tr").all_inner_texts()]
-    assert [[c.strip() for c in r] for r in rows] == [["risk", "1", "production: v1", "lineage · skew and drift"]]
+    assert [[c.strip() for c in r] for r in rows] == [["risk", "1", "production: v1", "lineage · skew and drift · skew audit"]]
     page.locator("table.models a", has_text="lineage").click()
     page.wait_for_url(lambda url: "lineage" in url)
     assert "model/risk@1" in page.locator("h1").inner_text() + page.content()

@@ -34,11 +34,15 @@ def init(path) -> None:
     assert r.exit_code == 0, r.output
 
 
-def trained(repo: Path) -> dict:
+def trained(repo: Path, online_yaml: str | None = None) -> dict:
     """The template with its history moved to end now (what has arrived by now: created_timestamp <= now), so the
     windows read at serving time hold events; a training set with point_in_time="available", a model, materialized,
-    packaged."""
+    packaged. ``online_yaml`` replaces the online store's ``url:`` line of skewless.yaml (e.g. a Redis URL)."""
     init(repo)
+    if online_yaml:
+        cfg = (repo / "skewless.yaml").read_text()
+        assert "url: sqlite:///data/online.db" in cfg
+        (repo / "skewless.yaml").write_text(cfg.replace("url: sqlite:///data/online.db", online_yaml))
     now = utc_now().replace(microsecond=0)
     generate(repo / "data", start=now - timedelta(days=30))
     txn_path = repo / "data" / "transactions.parquet"
