@@ -130,6 +130,23 @@ class RetrievalJob:
         return path
 
 
+def write_parquet(reader: pa.RecordBatchReader, path: str | Path, snapshot: dict) -> Path:
+    """A training set's batches to one Parquet file at a local ``path`` without holding them in memory (written
+    beside it, then renamed: a failure leaves no half file under the name), its snapshot beside it."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a path the user gave that cannot be a folder (a file in the way, no permission)
+        raise ValidationError(f"cannot write the training set to {path}: {exc.strerror or exc}") from exc
+    tmp = path.with_name(path.name + ".tmp")
+    with pq.ParquetWriter(tmp, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+    tmp.replace(path)
+    path.with_name(path.name + ".snapshot.json").write_text(json.dumps(snapshot, indent=1))
+    return path
+
+
 def input_rank(position: pa.ChunkedArray) -> np.ndarray:
     """Where each row goes in input order: its input position when those are 0..n-1 (one entity file or table),
     else the rank of its (file, row) position."""
@@ -289,16 +306,7 @@ class MappedJob:
         return pa.RecordBatchReader.from_batches(schema, chained())
 
     def to_parquet(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        reader = self.to_reader()
-        with pq.ParquetWriter(tmp, reader.schema) as w:
-            for b in reader:
-                w.write_batch(b)
-        tmp.replace(path)
-        path.with_name(path.name + ".snapshot.json").write_text(json.dumps(self.snapshot, indent=1))
-        return path
+        return write_parquet(self.to_reader(), path, self.snapshot)
 
 
 class LabelledJob(MappedJob):

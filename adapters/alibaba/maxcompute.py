@@ -17,14 +17,12 @@ through the tunnel, the events downloaded; their partials are computed here by t
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import sqlglot
 
 from skewless import dtypes
@@ -36,7 +34,7 @@ from skewless.errors import ConfigError, EngineError, ValidationError
 from skewless.offline.base import FULL_TIES, Engine, HistoryFiles
 from skewless.offline.duckdb_engine import DuckDBEngine
 from skewless.offline.pit import ENTITY_ROW, PitQuery, ViewQuery, join_key_types, latest_per_entity, q, render, view_queries
-from skewless.retrieval import in_input_order, run_duckdb
+from skewless.retrieval import in_input_order, run_duckdb, write_parquet
 from skewless.sqlnames import output_names
 from skewless.timeutil import UTC_US
 
@@ -445,16 +443,7 @@ class MaxComputeJob:
 
     def to_parquet(self, path: str | Path) -> Path:
         """Write the training set to one Parquet file without holding it in memory, with the snapshot beside it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        reader = self.to_reader()
-        with pq.ParquetWriter(tmp, reader.schema) as writer:
-            for batch in reader:
-                writer.write_batch(batch)
-        tmp.replace(path)
-        path.with_name(path.name + ".snapshot.json").write_text(json.dumps(self.snapshot, indent=1))
-        return path
+        return write_parquet(self.to_reader(), path, self.snapshot)
 
     def close(self) -> None:
         """Drop the uploaded entity rows now rather than at the end of their lifecycle."""
