@@ -117,11 +117,7 @@ class RetrievalJob:
 
     def to_parquet(self, path: str | Path) -> Path:
         """Write the result to one Parquet file without holding it in memory, with the snapshot beside it."""
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # a path the user gave that cannot be a folder (a file in the way, no permission)
-            raise ValidationError(f"cannot write the training set to {path}: {exc.strerror or exc}") from exc
+        path = output_path(path)
         tmp = path.with_name(path.name + ".tmp")
         self._run(lambda: self._con.execute(f"COPY ({self.sql}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' "
                                             "(FORMAT parquet)"))
@@ -130,14 +126,20 @@ class RetrievalJob:
         return path
 
 
-def write_parquet(reader: pa.RecordBatchReader, path: str | Path, snapshot: dict) -> Path:
-    """A training set's batches to one Parquet file at a local ``path`` without holding them in memory (written
-    beside it, then renamed: a failure leaves no half file under the name), its snapshot beside it."""
+def output_path(path: str | Path) -> Path:
+    """``path`` with its folder made: a ValidationError naming it when it cannot be a folder."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a path the user gave that cannot be a folder (a file in the way, no permission)
         raise ValidationError(f"cannot write the training set to {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+def write_parquet(reader: pa.RecordBatchReader, path: str | Path, snapshot: dict) -> Path:
+    """A training set's batches to one Parquet file at a local ``path`` without holding them in memory (written
+    beside it, then renamed: a failure leaves no half file under the name), its snapshot beside it."""
+    path = output_path(path)
     tmp = path.with_name(path.name + ".tmp")
     with pq.ParquetWriter(tmp, reader.schema) as writer:
         for batch in reader:

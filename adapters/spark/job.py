@@ -27,9 +27,8 @@ import pyarrow as pa
 
 from skewless.aggregation.definition import AggregatedView
 from skewless.aggregation.sql import agg_view_query, render_training
-from skewless.errors import ValidationError
 from skewless.offline.pit import ENTITY_ROW, PitQuery, join_key_types, q, render, view_queries
-from skewless.retrieval import in_input_order, run_duckdb
+from skewless.retrieval import in_input_order, output_path, run_duckdb
 from skewless.sqlnames import output_names
 from skewless.timeutil import UTC_US
 
@@ -179,11 +178,7 @@ class SparkJob:
     def to_parquet(self, path: str | Path) -> Path:
         """Write the training set with Spark, never collected: ``path`` becomes a folder of Parquet files (one per
         partition, in input order; pyarrow and pandas read the folder as one table), the snapshot beside it."""
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ValidationError(f"cannot write the training set to {path}: {exc.strerror or exc}") from exc
+        path = output_path(path)
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         self._engine.write_sorted(None, self.spark_sql(), str(tmp), "write the training set")
