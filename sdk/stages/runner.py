@@ -1,0 +1,151 @@
+"""``run(store, stage)``: the stage and every stale stage upstream of it, in DAG order; resumable and idempotent.
+
+Each stage's run is keyed by what it reads (``records.run_key``): its definition, each input's definition version
+and history version, its model version. A key with a run record is fresh and is skipped; otherwise the stage runs
+and its output is ingested under a batch id made from the key, then the record is written. Killed anywhere, a
+rerun finds the same key: before the output commit it runs again, after it the ingest finds the batch committed
+(``already_ingested``: no row twice) and only the record is written. An upstream stage that ran changes its output
+view's history version, which changes the key of every stage reading it: that is what "stale" is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .. import plugins
+from ..errors import DefinitionError, ValidationError
+from ..faults import kill_point
+from ..offline.scan import read_rows
+from ..timeutil import now
+from . import fits as fits_mod
+from . import records
+from .dag import Dag, input_views
+from .definition import ModelStage, Stage, StageBase
+
+
+@dataclass(frozen=True)
+class StageRun:
+    stage: str
+    status: str  # "ran" | "fresh" (a run of the same inputs is recorded: nothing done)
+    key: str
+    output: str
+    output_version: int | None
+    rows: int | None  # rows written by this run (None when fresh)
+    model_version: int | None = None
+
+
+def run(store, name: str, *, entities: Any = None, objects: list | None = None,
+        progress: Callable[[StageRun], None] | None = None) -> list[StageRun]:
+    """Run stage ``name`` and whatever upstream of it is stale. ``entities``: the rows the stage scores or reads
+    its feature services at (default: its declared ``entities``). ``objects``: the declared definitions holding the
+    featurization stages' functions (default: the repo's, ``store.repo_objects()``). Returns one ``StageRun`` per
+    stage of the DAG up to ``name``, in the order they were considered."""
+    state = store._registry_state(fresh=True)
+    dag = Dag(state.specs())
+    ctx = _Context(store, state, dag, objects)
+    out = []
+    for stage in dag.order(name):
+        result = ctx.run_one(stage, entities if stage == name else None)
+        if progress is not None:
+            progress(result)
+        out.append(result)
+    return out
+
+
+class _Context:
+    def __init__(self, store, state, dag: Dag, objects: list | None):
+        self.store, self.state, self.dag, self._objects = store, state, dag, objects
+        self._models: list[dict] | None = None
+
+    def models(self) -> list[dict]:
+        if self._models is None:
+            self._models = fits_mod.model_records(self.store)
+        return self._models
+
+    def _inputs(self, spec: dict) -> dict:
+        """Each input's definition version and the history version(s) a run reads now."""
+        out: dict = {}
+        offline = self.store.offline
+        for ref in spec["inputs"]:
+            kind, _, obj = ref.partition("/")
+            entry: dict = {"definition": self.state.object_version(kind, obj)}
+            if kind == "feature_view":
+                entry["history"] = offline.version(obj)
+            elif kind == "feature_service":
+                views = input_views({"inputs": [ref]}, self.dag.specs)
+                entry["history"] = {v: offline.version(v) for v in views}
+            out[ref] = entry
+        return out
+
+    def run_one(self, name: str, entities: Any) -> StageRun:
+        spec = self.dag.stage(name)
+        stage = StageBase.from_dict(spec)
+        model = fits_mod.model_version(self.models(), spec) if isinstance(stage, ModelStage) else None
+        inputs = self._inputs(spec)
+        key = records.run_key({"stage": spec, "inputs": inputs,
+                               "model": [model["name"], model["version"]] if model else None})
+        rstore = self.store.registry.store
+        done = records.find(rstore, name, key)
+        mversion = model["version"] if model else None
+        if done is not None:
+            return StageRun(name, "fresh", key, stage.output, done["output"]["version"], None, mversion)
+        started = now().isoformat()
+        entities = entities if entities is not None else stage.entities
+        if isinstance(stage, ModelStage):
+            rows, version = self._score(stage, mversion, entities)
+        else:
+            rows, version = self._featurize(stage, inputs, entities, key)
+        kill_point("stages.before_record")
+        fits = [f.to_dict() for f in fits_mod.current(self.state, spec, model)]
+        records.put(rstore, name, key, {"stage": name, "key": key, "definition": spec, "inputs": inputs,
+                                        "model": {"name": stage.model, "version": mversion} if model else None,
+                                        "fit": fits, "output": {"view": stage.output, "version": version,
+                                                                "rows": rows},
+                                        "started_at": started, "completed_at": now().isoformat()})
+        return StageRun(name, "ran", key, stage.output, version, rows, mversion)
+
+    def _score(self, stage: ModelStage, version: int, entities: Any) -> tuple[int, int | None]:
+        if entities is None:
+            raise ValidationError(f"stage {stage.name!r} scores entity rows: declare entities= on the stage or pass "
+                                  "them to run")
+        stage.version = version  # the version this run scores with: its predictions' lineage
+        rows = plugins.load("stage", "model")(self.store, stage, entities)
+        return rows, self.store.offline.version(stage.output)
+
+    def _function(self, stage: Stage) -> Callable:
+        objects = self._objects if self._objects is not None else self.store.repo_objects()
+        mine = [o for o in objects if isinstance(o, Stage) and o.name == stage.name]
+        if not mine:
+            raise DefinitionError(f"stage {stage.name!r}: its function {stage.function!r} is not among the declared "
+                                  "definitions (run it from its repo, or pass objects=[...])")
+        if mine[0].hash != stage.hash:
+            raise DefinitionError(f"stage {stage.name!r}: the declared function {mine[0].function!r} differs from "
+                                  f"the registry's (hash {mine[0].hash[:12]} vs {stage.hash[:12]}): apply first")
+        return mine[0].transform
+
+    def _featurize(self, stage: Stage, inputs: dict, entities: Any, key: str) -> tuple[int, int | None]:
+        fn = self._function(stage)
+        store = self.store
+        views = stage.input_names("feature_view")
+        if views:
+            store.authorize("read_offline", [("view", v) for v in views])
+        data: dict[str, Any] = {}
+        for ref in stage.inputs:
+            kind, _, obj = ref.partition("/")
+            if kind == "feature_view":
+                data[obj] = read_rows(store.offline.files(obj, inputs[ref]["history"]))
+            elif kind == "training_set":
+                data[obj] = self.state.get("training_set", obj)
+            else:
+                if entities is None:
+                    raise ValidationError(f"stage {stage.name!r} reads feature service {obj!r} at entity rows: "
+                                          "declare entities= on the stage or pass them to run")
+                data[obj] = store.get_historical_features(entities, obj, snapshot=inputs[ref]["history"]).to_arrow()
+        table = fn(data)
+        if table is None:
+            raise ValidationError(f"stage {stage.name!r}: its function returned nothing (return the output rows)")
+        kill_point("stages.before_output")
+        result = store.ingest(stage.output, table, batch_id=f"stage-{stage.name}-{key[:32]}")
+        return result.rows, result.version
+
