@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import plugins
+from ..definitions import WRITE_BATCH, WRITE_ROW
 from ..errors import DefinitionError, ValidationError
 from ..faults import kill_point
 from ..offline.scan import read_rows
@@ -134,7 +135,9 @@ class _Context:
         for ref in stage.inputs:
             kind, _, obj = ref.partition("/")
             if kind == "feature_view":
-                data[obj] = read_rows(store.offline.files(obj, inputs[ref]["history"]))
+                rows = read_rows(store.offline.files(obj, inputs[ref]["history"]))
+                # the view's columns and its times; the write order columns are the store's, not data
+                data[obj] = rows.drop_columns([c for c in (WRITE_BATCH, WRITE_ROW) if c in rows.column_names])
             elif kind == "training_set":
                 data[obj] = self.state.get("training_set", obj)
             else:
