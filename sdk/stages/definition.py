@@ -157,9 +157,14 @@ class ModelStage(StageBase):
     stage's ``entities`` and its predictions are written to ``output`` (the scoring runs through the plugin table's
     ``stage`` role, ``skewless.serving.batch_score``). ``inputs``: what the model reads (its feature service or
     views), the DAG's edges. Its fit is the registered training set its model version's manifest names;
-    ``fit_split``: the split of that training set the model was fit on (default: all its rows)."""
+    ``fit_split``: the split of that training set the model was fit on (default: all its rows).
+
+    The scorer, ``run_model_stage(store, stage, entities) -> rows written``, gets this object with ``version`` set to
+    the version the run scores with and ``batch_id`` to the run's identity: it ingests the predictions under that
+    batch id, so a run resumed after a kill writes no row twice."""
 
     type = "model"
+    batch_id: str | None = None  # set by ``run`` for the scorer
 
     def __init__(self, name: str, *, model: str, inputs: Sequence[Any], output: Any, version: int | None = None,
                  entities: str | None = None, fit_split: str | None = None, owner: str = "",

@@ -19,6 +19,7 @@ from ..errors import DefinitionError, ValidationError
 from ..faults import kill_point
 from ..offline.scan import read_rows
 from ..timeutil import now
+from ..training_sets import fingerprint
 from . import fits as fits_mod
 from . import records
 from .dag import Dag, input_views
@@ -84,7 +85,8 @@ class _Context:
         stage = StageBase.from_dict(spec)
         model = fits_mod.model_version(self.models(), spec) if isinstance(stage, ModelStage) else None
         inputs = self._inputs(spec)
-        key = records.run_key({"stage": spec, "inputs": inputs,
+        entities = entities if entities is not None else stage.entities
+        key = records.run_key({"stage": spec, "inputs": inputs, "entities": _entities_key(entities),
                                "model": [model["name"], model["version"]] if model else None})
         rstore = self.store.registry.store
         done = records.find(rstore, name, key)
@@ -92,9 +94,8 @@ class _Context:
         if done is not None:
             return StageRun(name, "fresh", key, stage.output, done["output"]["version"], None, mversion)
         started = now().isoformat()
-        entities = entities if entities is not None else stage.entities
         if isinstance(stage, ModelStage):
-            rows, version = self._score(stage, mversion, entities)
+            rows, version = self._score(stage, mversion, entities, key)
         else:
             rows, version = self._featurize(stage, inputs, entities, key)
         kill_point("stages.before_record")
@@ -106,11 +107,12 @@ class _Context:
                                         "started_at": started, "completed_at": now().isoformat()})
         return StageRun(name, "ran", key, stage.output, version, rows, mversion)
 
-    def _score(self, stage: ModelStage, version: int, entities: Any) -> tuple[int, int | None]:
+    def _score(self, stage: ModelStage, version: int, entities: Any, key: str) -> tuple[int, int | None]:
         if entities is None:
             raise ValidationError(f"stage {stage.name!r} scores entity rows: declare entities= on the stage or pass "
                                   "them to run")
         stage.version = version  # the version this run scores with: its predictions' lineage
+        stage.batch_id = _batch_id(stage.name, key)  # the scorer ingests under it: a resumed run writes no row twice
         rows = plugins.load("stage", "model")(self.store, stage, entities)
         return rows, self.store.offline.version(stage.output)
 
@@ -149,6 +151,18 @@ class _Context:
         if table is None:
             raise ValidationError(f"stage {stage.name!r}: its function returned nothing (return the output rows)")
         kill_point("stages.before_output")
-        result = store.ingest(stage.output, table, batch_id=f"stage-{stage.name}-{key[:32]}")
+        result = store.ingest(stage.output, table, batch_id=_batch_id(stage.name, key))
         return result.rows, result.version
 
+
+
+def _batch_id(stage: str, key: str) -> str:
+    return f"stage-{stage}-{key[:32]}"
+
+
+def _entities_key(entities: Any) -> str | None:
+    """What identifies the entity rows of a run: their content's hash (a table, Parquet files), else the query."""
+    if entities is None:
+        return None
+    digest, _ = fingerprint(entities)
+    return digest or str(entities)
