@@ -343,3 +343,12 @@ def test_training_rows_hash_entities_not_their_keys(store):
     assert keys == ["customer_id"] and rows.num_rows == N and rows.column_names == ["t", "entity"]
     assert rows.schema.field("entity").type == pa.uint64()
     assert pc.count_distinct(rows.column("entity")).as_py() == CUSTOMERS
+
+
+def test_lineage_shows_stages_between_their_inputs_and_outputs(store):
+    from skewless import lineage
+
+    up = lineage.graph(store).upstream("feature_view/ranked")
+    assert {"stage/rank", "feature_view/scaled", "stage/scale", "feature_view/activity"} <= set(up.nodes)
+    assert ("stage/scale", "feature_view/scaled", "output") in {(e.source, e.target, e.relation) for e in up.edges}
+    assert up.nodes["stage/rank"].attrs["type"] == "featurization"

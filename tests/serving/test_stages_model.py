@@ -136,3 +136,16 @@ def test_a_model_stage_without_entities_is_refused(store):
     assert run(store, "segment", entities=rows.copy())[0].status == "fresh"  # the same rows: the same run
     (other,) = run(store, "segment", entities=rows[rows.customer_id < 5])  # other rows: another run
     assert (other.status, other.rows) == ("ran", 5 * len(MONTHS))
+
+
+def test_lineage_links_model_versions_to_their_stage(store):
+    from skewless import lineage
+
+    segmentation(store, "seg_first_quarter", MONTHS[:3])
+    segmentation(store, "seg_first_two_months", MONTHS[:2])
+    declare(store, version=2)
+    g = lineage.graph(store, models=ModelRegistry(store).records())
+    edges = {(e.source, e.target, e.relation) for e in g.edges}
+    assert ("model/segmentation@2", "stage/segment", "scores") in edges
+    assert ("model/segmentation@1", "stage/segment", "scores") not in edges  # pinned to version 2
+    assert "training_set/seg_first_two_months" in g.upstream("feature_view/segment").nodes
