@@ -1,11 +1,12 @@
 """``run(store, stage)``: the stage and every stale stage upstream of it, in DAG order; resumable and idempotent.
 
-Each stage's run is keyed by what it reads (``records.run_key``): its definition, each input's definition version
-and history version, its model version. A key with a run record is fresh and is skipped; otherwise the stage runs
-and its output is ingested under a batch id made from the key, then the record is written. Killed anywhere, a
-rerun finds the same key: before the output commit it runs again, after it the ingest finds the batch committed
-(``already_ingested``: no row twice) and only the record is written. An upstream stage that ran changes its output
-view's history version, which changes the key of every stage reading it: that is what "stale" is.
+Each stage's run is keyed by what it reads (``records.run_key``): its definition, each input's definition and
+history versions, its output view's definition, its model version, its entity rows. A stage whose newest run
+record has the key a run would have now is fresh and is skipped; otherwise it runs: its output is ingested under a
+batch id made of its run number and key, then its record is written. Killed anywhere, a rerun has the same number
+and key: before the output commit it runs again, after it the ingest finds the batch committed (``already_ingested``:
+no row twice) and only the record is written. An upstream stage that ran changes its output view's history version,
+which changes the key of every stage reading it: that is what "stale" is.
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ class _Context:
             elif kind == "feature_service":
                 views = input_views({"inputs": [ref]}, self.dag.specs)
                 entry["history"] = {v: offline.version(v) for v in views}
+                entry["views"] = {v: self.state.object_version("feature_view", v) for v in views}
             out[ref] = entry
+        # a redefined output view (a field added) is filled by the next run
+        out["output"] = {"definition": self.state.object_version("feature_view", spec["output"])}
         return out
 
     def run_one(self, name: str, entities: Any) -> StageRun:
@@ -89,30 +93,31 @@ class _Context:
         key = records.run_key({"stage": spec, "inputs": inputs, "entities": _entities_key(entities),
                                "model": [model["name"], model["version"]] if model else None})
         rstore = self.store.registry.store
-        done = records.find(rstore, name, key)
+        runs = records.completed(rstore, name)
         mversion = model["version"] if model else None
-        if done is not None:
-            return StageRun(name, "fresh", key, stage.output, done["output"]["version"], None, mversion)
+        if runs and runs[-1]["key"] == key:
+            return StageRun(name, "fresh", key, stage.output, runs[-1]["output"]["version"], None, mversion)
         started = now().isoformat()
+        # this attempt's identity: the same for a rerun after a kill (nothing recorded since), new for any later run
+        run_id = f"{name}-{len(runs) + 1}-{key[:24]}"
         if isinstance(stage, ModelStage):
-            rows, version = self._score(stage, mversion, entities, key)
+            rows, version = self._score(stage, mversion, entities, run_id)
         else:
-            rows, version = self._featurize(stage, inputs, entities, key)
+            rows, version = self._featurize(stage, inputs, entities, run_id)
         kill_point("stages.before_record")
         fits = [f.to_dict() for f in fits_mod.current(self.state, spec, model)]
-        records.put(rstore, name, key, {"stage": name, "key": key, "definition": spec, "inputs": inputs,
-                                        "model": {"name": stage.model, "version": mversion} if model else None,
-                                        "fit": fits, "output": {"view": stage.output, "version": version,
-                                                                "rows": rows},
-                                        "started_at": started, "completed_at": now().isoformat()})
+        records.put(rstore, name, {"n": len(runs) + 1, "stage": name, "key": key, "definition": spec,
+                                   "inputs": inputs, "model": {"name": stage.model, "version": mversion} if model else None,
+                                   "fit": fits, "output": {"view": stage.output, "version": version, "rows": rows},
+                                   "started_at": started, "completed_at": now().isoformat()})
         return StageRun(name, "ran", key, stage.output, version, rows, mversion)
 
-    def _score(self, stage: ModelStage, version: int, entities: Any, key: str) -> tuple[int, int | None]:
+    def _score(self, stage: ModelStage, version: int, entities: Any, run_id: str) -> tuple[int, int | None]:
         if entities is None:
             raise ValidationError(f"stage {stage.name!r} scores entity rows: declare entities= on the stage or pass "
                                   "them to run")
         stage.version = version  # the version this run scores with: its predictions' lineage
-        stage.batch_id = _batch_id(stage.name, key)  # the scorer ingests under it: a resumed run writes no row twice
+        stage.batch_id = f"stage-{run_id}"  # the scorer ingests under it: a resumed run writes no row twice
         rows = plugins.load("stage", "model")(self.store, stage, entities)
         return rows, self.store.offline.version(stage.output)
 
@@ -127,7 +132,7 @@ class _Context:
                                   f"the registry's (hash {mine[0].hash[:12]} vs {stage.hash[:12]}): apply first")
         return mine[0].transform
 
-    def _featurize(self, stage: Stage, inputs: dict, entities: Any, key: str) -> tuple[int, int | None]:
+    def _featurize(self, stage: Stage, inputs: dict, entities: Any, run_id: str) -> tuple[int, int | None]:
         fn = self._function(stage)
         store = self.store
         views = stage.input_names("feature_view")
@@ -137,6 +142,9 @@ class _Context:
         for ref in stage.inputs:
             kind, _, obj = ref.partition("/")
             if kind == "feature_view":
+                if inputs[ref]["history"] is None:
+                    raise ValidationError(f"stage {stage.name!r}: its input view {obj!r} has no rows yet (ingest it, or "
+                                          "run the stage writing it)")
                 rows = read_rows(store.offline.files(obj, inputs[ref]["history"]))
                 # the view's columns and its times; the write order columns are the store's, not data
                 data[obj] = rows.drop_columns([c for c in (WRITE_BATCH, WRITE_ROW) if c in rows.column_names])
@@ -151,13 +159,11 @@ class _Context:
         if table is None:
             raise ValidationError(f"stage {stage.name!r}: its function returned nothing (return the output rows)")
         kill_point("stages.before_output")
-        result = store.ingest(stage.output, table, batch_id=_batch_id(stage.name, key))
+        if not len(table):  # nothing to write is a result too (e.g. no input rows yet)
+            return 0, store.offline.version(stage.output)
+        result = store.ingest(stage.output, table, batch_id=f"stage-{run_id}")
         return result.rows, result.version
 
-
-
-def _batch_id(stage: str, key: str) -> str:
-    return f"stage-{stage}-{key[:32]}"
 
 
 def _entities_key(entities: Any) -> str | None:

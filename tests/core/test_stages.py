@@ -179,6 +179,42 @@ def test_a_stale_upstream_reruns_and_a_fresh_one_does_not(store):
     assert statuses(run(store, "scale")) == {"scale": "fresh"}
 
 
+def test_inputs_back_to_an_earlier_state_run_again(store):
+    objs = {o.name: o for o in load_objects(store.repo_path)}
+    rest = [o for n, o in objs.items() if n != "scale"]
+    copy = Stage("scale", inputs=["activity"], output="scaled", transform=FNS["passthrough"])
+    assert statuses(run(store, "scale")) == {"scale": "ran"}
+    store.apply([*rest, copy], prune=True)
+    assert statuses(run(store, "scale", objects=[copy])) == {"scale": "ran"}
+    store.apply(list(objs.values()), prune=True)  # the first definition again: its view holds the copy's rows
+    assert statuses(run(store, "scale")) == {"scale": "ran"}
+    newest = store.get_historical_features(entity_rows(MONTHS[:1]), ["scaled:spend_scaled"]).to_pandas()
+    assert newest.spend_scaled.max() < 10  # scaled by the mean again, not the copied spend (up to 390)
+    assert statuses(run(store, "scale")) == {"scale": "fresh"}
+
+
+def test_an_empty_output_is_recorded_without_a_write(store):
+    empty = load_objects_from('''
+import pyarrow as pa
+
+
+def nothing(inputs):
+    return pa.table({"customer_id": pa.array([], pa.int64())})
+''')["nothing"]
+    objs = {o.name: o for o in load_objects(store.repo_path)}
+    stage = Stage("scale", inputs=["activity"], output="scaled", transform=empty)
+    store.apply([*(o for n, o in objs.items() if n != "scale"), stage], prune=True)
+    (r,) = run(store, "scale", objects=[stage])
+    assert (r.status, r.rows, r.output_version) == ("ran", 0, None)
+    assert statuses(run(store, "scale", objects=[stage])) == {"scale": "fresh"}
+
+
+def test_an_input_without_rows_is_a_validation_error(tmp_path):
+    store = make_repo(tmp_path, ingest=False)
+    with pytest.raises(ValidationError, match="its input view 'activity' has no rows yet"):
+        run(store, "scale")
+
+
 def test_run_refuses_a_function_that_is_not_the_registrys(store):
     other = Stage("scale", inputs=["activity"], output="scaled", transform=FNS["passthrough"])
     with pytest.raises(DefinitionError, match="differs from the registry's .*apply first"):

@@ -109,7 +109,7 @@ def test_a_new_model_version_makes_the_stage_stale_and_is_recorded(store):
     runs = records.completed(store.registry.store, "segment")
     assert [(r["model"]["version"], r["fit"][0]["training_set"]) for r in runs] == [
         (1, "seg_first_quarter"), (2, "seg_first_two_months")]
-    # pinned to version 1: its run of version 1 is recorded, so it is fresh
+    # pinned back to version 1: the view holds version 2's predictions, so it runs again (not "fresh")
     declare(store, version=1)
     out = CliRunner().invoke(app, ["run", "segment", "--repo", str(store.repo_path), "--json"])
     assert out.exit_code == 0, out.output

@@ -61,11 +61,12 @@ def entity_rows(months=MONTHS) -> pd.DataFrame:
     return pd.DataFrame([{"customer_id": c, "event_timestamp": m} for m in months for c in range(CUSTOMERS)])
 
 
-def make_repo(path: Path, features: str = FEATURES) -> sk.FeatureStore:
+def make_repo(path: Path, features: str = FEATURES, *, ingest: bool = True) -> sk.FeatureStore:
     store = sk.init_repo(path)
     (path / "features.py").write_text(features)
     from skewless.repo import load_objects
 
     store.apply(load_objects(path), prune=True)
-    store.ingest("activity", activity_rows())
+    if ingest:
+        store.ingest("activity", activity_rows())
     return store
