@@ -230,8 +230,13 @@ class LocatedJob:
         keys = [k for k in self._key_types if k in columns]
         if self.timestamp_column not in columns:
             return
-        rows = training_rows.build(entity_tables(self._entity, [*keys, self.timestamp_column]), keys,
-                                   self._key_types, self.timestamp_column, self.split)
+        try:
+            rows = training_rows.build(entity_tables(self._entity, [*keys, self.timestamp_column]), keys,
+                                       self._key_types, self.timestamp_column, self.split)
+        except (ValidationError, pa.ArrowException):
+            # rows the engine read but the index cannot (a key not castable to its declared type): the training set
+            # is registered all the same; a stage fit on it is reported as not checkable by the guard
+            return
         training_rows.write(self._store.registry.store, name, version, rows)
 
     def __getattr__(self, name):
