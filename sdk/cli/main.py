@@ -247,9 +247,13 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
                                                         "joined point in time, after the features)"),
                    split: Optional[str] = typer.Option(None, help='A split as JSON, e.g. {"time": {"test": '
                                                        '"2024-04-01"}, "entity": {"train": 0.8, "test": 0.2}}'),
+                   allow_leakage: Optional[str] = typer.Option(None, help="stage,...: accept features of these "
+                                                               "stages though they were fit on test rows"),
                    repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt, as_json: bool = JsonOpt):
     """Build a point-in-time-correct training set (printed: its first 20 rows; --json: row count, snapshot and
-    those rows as records). --labels adds label columns, --split the split column (docs/concepts/labels-and-splits.md)."""
+    those rows as records). --labels adds label columns, --split the split column (docs/concepts/labels-and-splits.md);
+    with a split, features of a stage fit on test rows are a LeakageError unless --allow-leakage names it
+    (docs/concepts/stages.md)."""
     store = _store(repo)
     if entities.suffix.lower() == ".csv":
         from ..ingest import read_file
@@ -263,7 +267,9 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
         raise typer.BadParameter(f"--split is not JSON: {exc}") from None
     job = store.get_historical_features(ent, _features(features, service), full_feature_names=full_feature_names,
                                         point_in_time=point_in_time, date_format=date_format, split=split_spec,
-                                        labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None)
+                                        labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None,
+                                        allow_leakage=[x.strip() for x in allow_leakage.split(",") if x.strip()]
+                                        if allow_leakage else None)
     if out:
         job.to_parquet(out)
         if as_json:

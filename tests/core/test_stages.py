@@ -388,3 +388,16 @@ def test_lineage_shows_stages_between_their_inputs_and_outputs(store):
     assert {"stage/rank", "feature_view/scaled", "stage/scale", "feature_view/activity"} <= set(up.nodes)
     assert ("stage/scale", "feature_view/scaled", "output") in {(e.source, e.target, e.relation) for e in up.edges}
     assert up.nodes["stage/rank"].attrs["type"] == "featurization"
+
+
+def test_get_historical_cli_fails_on_leakage_unless_allowed(store, tmp_path):
+    _fit_on(store, "all_months_cli", MONTHS)
+    rows = tmp_path / "rows.parquet"
+    entity_rows().to_parquet(rows)
+    args = ["get-historical", "--repo", str(store.repo_path), "--entities", str(rows), "--features", "encoded:code",
+            "--split", json.dumps({"time": {"test": TEST_FROM}}), "--json"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 1 and "LeakageError: stage 'encode' was fit on 120 rows" in out.output
+    out = CliRunner().invoke(app, [*args, "--allow-leakage", "encode"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["rows"] == N
