@@ -44,7 +44,7 @@ class TrainingSet:
     labels: list[str] = field(default_factory=list)  # "label_view:label" refs (skewless.labels)
     split: dict | None = None  # the request's skewless.Split (Split.to_dict), keys and time column fixed
     split_rows: dict | None = None  # per split: rows, first and last row time (Split.count)
-    # stages the request accepted leakage from (allow_leakage=), each with the overlap found (None: none found)
+    # stages the request accepted leakage from (allow_leakage=), each with the overlaps found (empty: none)
     allowed_leakage: dict = field(default_factory=dict)
     kind: str = KIND
 

@@ -72,5 +72,10 @@ def of_stage(store, state, spec: dict, runs: list[dict]) -> list[Fit]:
     recorded = [Fit.from_dict(f) for r in runs for f in r.get("fit", [])]
     if recorded:
         return list(dict.fromkeys(recorded))
-    model = model_version(model_records(store), spec) if spec.get("type") == "model" else None
+    model = None
+    if spec.get("type") == "model":
+        try:
+            model = model_version(model_records(store), spec)
+        except NotFoundError as exc:  # never run, and no version to run with: nothing says what it was fit on
+            return [Fit(None, None, spec.get("fit_split"), f"{exc}, and the stage has no recorded run")]
     return current(state, spec, model)

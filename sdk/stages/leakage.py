@@ -7,7 +7,7 @@ the test cut-off) and by entity (its entity is one of the request's test entitie
 registered with (only its ``fit_split`` when the stage declares one). Any such row fails the request with a
 ``LeakageError`` naming the stage, the split and the overlap (rows, first and last row time); a fit that cannot be
 checked (nothing recorded of it) fails too, saying why. ``allow_leakage=[stage, ...]`` accepts named stages; what
-was accepted, with the overlap found, is recorded with the registered training set.
+was accepted, with the overlaps found, is recorded with the registered training set.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def _overlap(stage: str, fit: fits_mod.Fit, request: _Request, registry_store) -
 def guard(store, views: Iterable[str], split: Split | None, entity_tables, key_types: Mapping[str, pa.DataType],
           allow: Iterable[str] | None) -> dict[str, Any]:
     """Check a request reading ``views`` with ``split`` (``entity_tables(columns)``: the entity rows' columns, in
-    parts). Returns what ``allow`` accepted: stage -> the overlap found (None: none). Raises LeakageError."""
+    parts). Returns what ``allow`` accepted: stage -> the overlap found with each of its fits (empty: none). Raises
+    LeakageError."""
     allow = list(allow or [])
     if not allow and (split is None or TEST not in split.names):
         return {}  # nothing to check: no registry read on the common path
@@ -117,7 +118,7 @@ def guard(store, views: Iterable[str], split: Split | None, entity_tables, key_t
             if found is None:
                 continue
             if name in allow:
-                accepted[name] = found
+                accepted.setdefault(name, []).append(found)
                 continue
             raise LeakageError(
                 f"stage {name!r} was fit on {found['rows']} rows of this request's {TEST!r} split (row times "
@@ -127,5 +128,5 @@ def guard(store, views: Iterable[str], split: Split | None, entity_tables, key_t
                 "to accept it (recorded with the training set)",
                 stage=name, split=TEST, rows=found["rows"], first=found["first"], last=found["last"])
     for name in allow:
-        accepted.setdefault(name, None)
+        accepted.setdefault(name, [])
     return accepted

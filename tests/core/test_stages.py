@@ -351,8 +351,8 @@ def test_allow_leakage_is_explicit_and_recorded(store):
     ts = job.register("with_accepted_leakage")
     got = store.get_training_set("with_accepted_leakage")
     assert got == ts and set(got.allowed_leakage) == {"encode"}
-    assert got.allowed_leakage["encode"]["rows"] == CUSTOMERS * 3
-    assert got.allowed_leakage["encode"]["first"].startswith("2024-04-01")
+    (overlap,) = got.allowed_leakage["encode"]
+    assert overlap["rows"] == CUSTOMERS * 3 and overlap["first"].startswith("2024-04-01")
     # a training set that accepted none records none (its spec is as before)
     clean = store.get_historical_features(entity_rows(), ["activity:spend"], split=split).register("clean")
     assert "allowed_leakage" not in clean.to_dict()
@@ -370,7 +370,8 @@ def test_an_unchecked_fit_fails_unless_allowed(store):
         store.get_historical_features(entity_rows(), ["encoded:code"], split=split)
     assert info.value.rows is None
     job = store.get_historical_features(entity_rows(), ["encoded:code"], split=split, allow_leakage=["encode"])
-    assert job.allowed_leakage["encode"]["rows"] is None
+    (overlap,) = job.allowed_leakage["encode"]
+    assert overlap["rows"] is None and "were not kept" in overlap["why"]
 
 
 def test_training_rows_hash_entities_not_their_keys(store):

@@ -94,8 +94,8 @@ def test_override_is_recorded_with_the_training_set(store):
     run(store, "segment")
     job = store.get_historical_features(entity_rows(), NBA, split=SPLIT, allow_leakage=["segment"])
     job.register("nba_accepting_leakage")
-    got = store.get_training_set("nba_accepting_leakage").allowed_leakage
-    assert got["segment"]["rows"] == CUSTOMERS * 3 and "seg_all_months" in got["segment"]["fit"]
+    (got,) = store.get_training_set("nba_accepting_leakage").allowed_leakage["segment"]
+    assert got["rows"] == CUSTOMERS * 3 and "seg_all_months" in got["fit"]
 
 
 def test_a_new_model_version_makes_the_stage_stale_and_is_recorded(store):
@@ -123,6 +123,12 @@ def test_a_model_without_a_registered_training_set_cannot_be_checked(store):
         store.get_historical_features(entity_rows(), NBA, split=SPLIT)  # never run: the version it would use
     assert info.value.rows is None
     store.get_historical_features(entity_rows(), NBA, split=SPLIT, allow_leakage=["segment"])
+
+
+def test_a_model_stage_without_a_model_version_cannot_be_checked(store):
+    declare(store)  # no model named segmentation is registered, and the stage never ran
+    with pytest.raises(LeakageError, match="model 'segmentation' is not registered, and the stage has no recorded run"):
+        store.get_historical_features(entity_rows(), NBA, split=SPLIT)
 
 
 def test_a_model_stage_without_entities_is_refused(store):
