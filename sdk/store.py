@@ -236,6 +236,12 @@ class FeatureStore:
     def list_transforms(self) -> list[OnDemandTransform]:
         return self._registry_state(fresh=True).list("transform")
 
+    def get_stage(self, name: str) -> Stage | ModelStage:
+        return self._registry_state(fresh=True).get("stage", name)
+
+    def list_stages(self) -> list[Stage | ModelStage]:
+        return self._registry_state(fresh=True).list("stage")
+
     def get_training_set(self, name: str) -> TrainingSet:
         return self._registry_state(fresh=True).get("training_set", name)
 

@@ -368,13 +368,13 @@ def get_online(entity: list[str] = typer.Option(..., "--entity", "-e", help="key
 
 @app.command("list")
 @friendly
-def list_(kind: str = typer.Argument("all", help="entities | views | transforms | services | all"),
+def list_(kind: str = typer.Argument("all", help="entities | views | transforms | services | stages | all"),
           repo: Path = RepoOpt,
           as_json: bool = JsonOpt):
     """List definitions."""
     store = _store(repo)
     kinds = {"entities": store.list_entities, "views": store.list_feature_views,
-             "transforms": store.list_transforms, "services": store.list_feature_services}
+             "transforms": store.list_transforms, "services": store.list_feature_services, "stages": store.list_stages}
     if kind != "all" and kind not in kinds:
         raise typer.BadParameter(f"kind must be one of all, {', '.join(kinds)}")
     _print_objects([o for k, f in kinds.items() if kind in ("all", k) for o in f()], as_json)
@@ -398,7 +398,7 @@ def describe(name: str, repo: Path = RepoOpt, as_json: bool = JsonOpt):
     """Show one definition and its version history."""
     store = _store(repo)
     state = store.registry.state()
-    for kind in ("feature_view", "transform", "feature_service", "entity"):
+    for kind in ("feature_view", "transform", "feature_service", "entity", "stage"):
         if name in state.objects.get(kind, {}):
             versions = store.registry.history(kind, name)
             if as_json:
@@ -412,7 +412,7 @@ def describe(name: str, repo: Path = RepoOpt, as_json: bool = JsonOpt):
             return
     from ..errors import NotFoundError
 
-    raise NotFoundError(f"no entity, feature view, transform or feature service named {name!r}")
+    raise NotFoundError(f"no entity, feature view, transform, feature service or stage named {name!r}")
 
 
 @app.command()

@@ -402,3 +402,12 @@ def test_get_historical_cli_fails_on_leakage_unless_allowed(store, tmp_path):
     out = CliRunner().invoke(app, [*args, "--allow-leakage", "encode"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["rows"] == N
+
+
+def test_list_and_describe_show_stages(store):
+    assert [s.name for s in store.list_stages()] == ["rank", "scale"]
+    assert store.get_stage("rank").inputs == ["feature_view/scaled"]
+    out = CliRunner().invoke(app, ["list", "stages", "--repo", str(store.repo_path), "--json"])
+    assert out.exit_code == 0 and [o["name"] for o in json.loads(out.output)] == ["rank", "scale"]
+    out = CliRunner().invoke(app, ["describe", "scale", "--repo", str(store.repo_path), "--json"])
+    assert out.exit_code == 0 and json.loads(out.output)["spec"]["function"] == "scale_spend"
