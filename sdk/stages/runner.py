@@ -11,14 +11,19 @@ which changes the key of every stage reading it: that is what "stale" is.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
-from .. import plugins
+import pyarrow as pa
+
+from .. import plugins, sources
 from ..definitions import WRITE_BATCH, WRITE_ROW
 from ..errors import DefinitionError, ValidationError
 from ..faults import kill_point
 from ..offline.scan import read_rows
+from ..retrieval import entity_columns, entity_tables
 from ..timeutil import now
 from ..training_sets import fingerprint
 from . import fits as fits_mod
@@ -118,7 +123,7 @@ class _Context:
                                   "them to run")
         stage.version = version  # the version this run scores with: its predictions' lineage
         stage.batch_id = f"stage-{run_id}"  # the scorer ingests under it: a resumed run writes no row twice
-        rows = plugins.load("stage", "model")(self.store, stage, entities)
+        rows = plugins.load("stage", "model")(self.store, stage, _entity_table(self.store, entities))
         return rows, self.store.offline.version(stage.output)
 
     def _function(self, stage: Stage) -> Callable:
@@ -172,3 +177,17 @@ def _entities_key(entities: Any) -> str | None:
         return None
     digest, _ = fingerprint(entities)
     return digest or str(entities)
+
+
+def _entity_table(store, entities: Any) -> Any:
+    """Entity rows given as text (a Parquet path or glob, an object-store URL, a SQL query) as one Arrow table, as
+    the scorer takes them; tables (and a scorer's ``(start, end)`` window) as given."""
+    if not isinstance(entities, str):
+        return entities
+    with tempfile.TemporaryDirectory(prefix="skewless-stage-") as tmp:
+        if sources.is_query(entities) or sources.on_object_store(entities):
+            entities = sources.entity_files(store.config, entities, Path(tmp))
+        columns = entity_columns(entities)
+        if columns is None:
+            raise ValidationError(f"entity rows {entities!r}: not a readable Parquet file, folder or glob")
+        return pa.concat_tables(entity_tables(entities, columns))

@@ -53,7 +53,9 @@ FEATURES = textwrap.dedent('''
 
 
 def activity_rows(months=MONTHS, spend_shift: float = 0.0) -> pd.DataFrame:
-    return pd.DataFrame([{"customer_id": c, "event_timestamp": m, "spend": float(c * 10 + i) + spend_shift}
+    """Each month's spend, known when it happened (``created_timestamp``: read as available then)."""
+    return pd.DataFrame([{"customer_id": c, "event_timestamp": m, "created_timestamp": m,
+                          "spend": float(c * 10 + i) + spend_shift}
                          for i, m in enumerate(months) for c in range(CUSTOMERS)])
 
 
