@@ -127,8 +127,9 @@ class _Context:
         return rows, self.store.offline.version(stage.output)
 
     def _function(self, stage: Stage) -> Callable:
-        objects = self._objects if self._objects is not None else self.store.repo_objects()
-        mine = [o for o in objects if isinstance(o, Stage) and o.name == stage.name]
+        if self._objects is None:  # the repo's files, imported once per run
+            self._objects = self.store.repo_objects()
+        mine = [o for o in self._objects if isinstance(o, Stage) and o.name == stage.name]
         if not mine:
             raise DefinitionError(f"stage {stage.name!r}: its function {stage.function!r} is not among the declared "
                                   "definitions (run it from its repo, or pass objects=[...])")
