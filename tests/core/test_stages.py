@@ -380,6 +380,9 @@ def test_training_rows_hash_entities_not_their_keys(store):
     assert keys == ["customer_id"] and rows.num_rows == N and rows.column_names == ["t", "entity"]
     assert rows.schema.field("entity").type == pa.uint64()
     assert pc.count_distinct(rows.column("entity")).as_py() == CUSTOMERS
+    # registering it again is a no-op, its kept rows included (written once)
+    store.get_historical_features(entity_rows(), ["activity:spend"]).register("kept")
+    assert training_rows.read(store.registry.store, "kept", 1)[0].equals(rows)
 
 
 def test_lineage_shows_stages_between_their_inputs_and_outputs(store):
