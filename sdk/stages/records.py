@@ -28,13 +28,22 @@ def _no_records(registry_store) -> ConfigError:
                        "(resumable, idempotent runs need them)")
 
 
-def completed(registry_store, stage: str) -> list[dict]:
-    """Every completed run of ``stage``, oldest first (each with its number ``n``)."""
+def _keys(registry_store, stage: str) -> list[str]:
     try:
-        keys = registry_store.record_keys(f"{PREFIX}{stage}/runs/")
+        return sorted(k for k in registry_store.record_keys(f"{PREFIX}{stage}/runs/") if k.endswith(".json"))
     except NotImplementedError:
         raise _no_records(registry_store) from None
-    return [json.loads(registry_store.read_record(k)) for k in sorted(keys) if k.endswith(".json")]
+
+
+def completed(registry_store, stage: str) -> list[dict]:
+    """Every completed run of ``stage``, oldest first (each with its number ``n``)."""
+    return [json.loads(registry_store.read_record(k)) for k in _keys(registry_store, stage)]
+
+
+def latest(registry_store, stage: str) -> dict | None:
+    """The newest completed run of ``stage`` (None: never run), read alone."""
+    keys = _keys(registry_store, stage)
+    return json.loads(registry_store.read_record(keys[-1])) if keys else None
 
 
 def put(registry_store, stage: str, doc: dict) -> None:

@@ -98,20 +98,21 @@ class _Context:
         key = records.run_key({"stage": spec, "inputs": inputs, "entities": _entities_key(entities),
                                "model": [model["name"], model["version"]] if model else None})
         rstore = self.store.registry.store
-        runs = records.completed(rstore, name)
+        last = records.latest(rstore, name)
         mversion = model["version"] if model else None
-        if runs and runs[-1]["key"] == key:
-            return StageRun(name, "fresh", key, stage.output, runs[-1]["output"]["version"], None, mversion)
+        if last is not None and last["key"] == key:
+            return StageRun(name, "fresh", key, stage.output, last["output"]["version"], None, mversion)
         started = now().isoformat()
+        n = last["n"] + 1 if last is not None else 1
         # this attempt's identity: the same for a rerun after a kill (nothing recorded since), new for any later run
-        run_id = f"{name}-{len(runs) + 1}-{key[:24]}"
+        run_id = f"{name}-{n}-{key[:24]}"
         if isinstance(stage, ModelStage):
             rows, version = self._score(stage, mversion, entities, run_id)
         else:
             rows, version = self._featurize(stage, inputs, entities, run_id)
         kill_point("stages.before_record")
         fits = [f.to_dict() for f in fits_mod.current(self.state, spec, model)]
-        records.put(rstore, name, {"n": len(runs) + 1, "stage": name, "key": key, "definition": spec,
+        records.put(rstore, name, {"n": n, "stage": name, "key": key, "definition": spec,
                                    "inputs": inputs, "model": {"name": stage.model, "version": mversion} if model else None,
                                    "fit": fits, "output": {"view": stage.output, "version": version, "rows": rows},
                                    "started_at": started, "completed_at": now().isoformat()})
