@@ -211,6 +211,13 @@ def _rows(m: ModelManifest, version: int, entity: pa.Table, values: dict, reques
     return pa.table(cols)
 
 
+def _empty(m: ModelManifest) -> pa.Table:
+    view = prediction_log.log_view(m)
+    fields = [(k, view.join_key_dtypes[k].arrow) for k in view.join_keys] + [(EVENT_TS, UTC_US)]
+    fields += [(f.name, f.dtype.arrow) for f in view.schema if f.name not in view.join_keys]
+    return pa.schema(fields).empty_table()
+
+
 def _logged(m: ModelManifest, table: pa.Table) -> pa.Table:
     """PII features as the prediction log stores them (``log_pii``: redacted, hashed or kept)."""
     pii_cols = [c for c, (_, kind, _) in prediction_log.columns(m).items() if kind == "feature_pii"]
@@ -243,6 +250,8 @@ def score(store, model: str, entities: Any = None, *, version: int | None = None
         if start is None or end is None:
             raise ValidationError("give the entity rows to score, or a window (start and end)")
         entities = model_window(store, m, start, end)
+        if not entities.num_rows:  # a scheduled window with nothing in it: nothing to score (not an error)
+            return ScoreResult(m.name, mv.version, _empty(m))
     elif start is not None or end is not None:
         raise ValidationError("give the entity rows or a window (start and end), not both")
     entity = _entity(m, entities, timestamp_column)
