@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skewless import pii
+from skewless import dtypes, pii
 from skewless.aggregation.definition import AggregatedView
 from skewless.definitions import EVENT_TS, FeatureView, check_name
 from skewless.errors import ConflictError, DefinitionError, ValidationError
@@ -141,10 +141,24 @@ def _entity(m: ModelManifest, entities: Any, timestamp_column: str) -> pa.Table:
     if not pa.types.is_timestamp(ts.type):
         raise ValidationError(f"entity rows: {timestamp_column!r} holds {ts.type}, not timestamps",
                               column=timestamp_column)
-    cols = {k: table.column(k) for k in m.request_keys}
+    cols = {k: _typed(table, k, d) for k, d in m.request_keys.items()}
+    for k, col in cols.items():
+        if col.null_count:  # the server refuses a row without its key too
+            raise ValidationError(f"entity rows: key {k!r} is null at row {pc.index(col.is_null(), True).as_py()}",
+                                  column=k)
     cols[EVENT_TS] = ts.cast(UTC_US)  # a naive time is UTC, as everywhere in skewless
-    cols.update({f: table.column(f) for f in fields})
+    cols.update({f: _typed(table, f, d) for f, d in fields.items()})
     return pa.table(cols)
+
+
+def _typed(table: pa.Table, name: str, dtype: str) -> pa.ChunkedArray:
+    """Column ``name`` as the model's dtype for it (a ValidationError naming it when its values are not)."""
+    col = table.column(name)
+    try:
+        return col.cast(dtypes.by_name(dtype).arrow)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise ValidationError(f"entity rows: column {name!r} holds {col.type} values that are not {dtype}",
+                              column=name) from None
 
 
 def _features(store, m: ModelManifest, entity: pa.Table, point_in_time: str) -> tuple[pa.Table, dict, dict]:

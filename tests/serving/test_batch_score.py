@@ -20,16 +20,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from typer.testing import CliRunner
 
+from skewless import errors
 from skewless.cli.main import app
+from skewless.ingest import read_file
 from skewless.errors import DefinitionError, NotFoundError, ValidationError
 from skewless.serving import ModelRegistry, read_log
 from skewless.serving import prediction_log
 from skewless.serving.batch_score import prediction_view, run_model_stage, score, window_entities
 from skewless.serving.server import ServeConfig
 from skewless.skew_audit import equal
+from tests.core.test_bad_inputs import cli_error, write_case
 from tests.serving.test_serving import running, trained_credit
+from tests.support.paths import FIXTURES
 from tests.support.transactions_repo import requests
 from tests.support.transactions_repo import trained as trained_repo
 
@@ -218,3 +223,18 @@ def test_cli_scores_a_file_and_a_window(credit, tmp_path):
     assert r.exit_code == 1 and "window" in r.output
     r = CliRunner().invoke(app, ["score", "credit", "--version", "9", "--entities", str(path), "--repo", repo])
     assert r.exit_code == 1 and "no version 9" in r.output
+
+
+BAD = yaml.safe_load((FIXTURES / "bad_inputs" / "batch_score.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c["id"] for c in BAD])
+def test_bad_entity_files_sdk_and_cli(case, credit, tmp_path):
+    store = credit["store"]
+    path = write_case(case, tmp_path)
+    with pytest.raises(getattr(errors, case["error"])) as info:
+        score(store, "credit", read_file(path), output_view="bad_scores")
+    assert case["message"] in str(info.value) and "\n" not in str(info.value)
+    out = cli_error(["score", "credit", "--entities", path, "--output", "bad_scores", "--repo", credit["repo"]])
+    assert out.startswith(f"error: {case['error']}: ") and case["message"] in out, out
+    assert "bad_scores" not in {v.name for v in store.list_feature_views()}  # nothing declared, nothing written
