@@ -30,7 +30,7 @@ from skewless import dtypes, pii
 from skewless.aggregation.definition import AggregatedView
 from skewless.definitions import EVENT_TS, FeatureView, check_name
 from skewless.errors import ConflictError, DefinitionError, ValidationError
-from skewless.online.base import NOT_FOUND, PRESENT
+from skewless.online.base import EXPIRED, NOT_FOUND, PRESENT
 from skewless.retrieval import polars_to_arrow
 from skewless.timeutil import utc
 from skewless.training_sets import fingerprint
@@ -190,8 +190,11 @@ def _features(store, m: ModelManifest, entity: pa.Table, point_in_time: str) -> 
                     len(v.join_keys) > 1 else pc.is_valid(entity.column(v.join_keys[0]))
             else:
                 known = pc.is_valid(ts)
+            status = pc.if_else(known, PRESENT, NOT_FOUND)
+            if v.ttl is not None and not isinstance(v, AggregatedView) and ts.null_count:
+                status = _expired(store, v, entity, ts, status, job.snapshot[v.name], point_in_time)
             values[f"{v.name}__{EVENT_TS}"] = ts
-            values[f"{v.name}__status"] = pc.if_else(known, PRESENT, NOT_FOUND)
+            values[f"{v.name}__status"] = status
         for key, ref in m.key_lookups.items():  # keys the next stage needs, read from this one
             if ref.split(":")[0] in {v.name for v, _ in stage}:
                 col = values[ref.replace(":", "__")].cast(entity.schema.field(key).type if key in
@@ -199,6 +202,30 @@ def _features(store, m: ModelManifest, entity: pa.Table, point_in_time: str) -> 
                 entity = entity.set_column(entity.column_names.index(key), key, col) if key in \
                     entity.column_names else entity.append_column(key, col)
     return entity, values, snapshot
+
+
+def _expired(store, view: FeatureView, entity: pa.Table, ts: pa.ChunkedArray, status, version: int | None,
+             point_in_time: str):
+    """Of the rows without a value of ``view`` (which has a TTL), those that had one older than the TTL: EXPIRED,
+    as the online store says (the training path returns no value either way). One retrieval on the engine of just
+    those rows against the view without its TTL, at the same history version."""
+    import numpy as np
+
+    rows = np.flatnonzero(ts.is_null().to_numpy(zero_copy_only=False))
+    probe = FeatureView.from_dict({**view.to_dict(), "ttl_seconds": None})
+    feature = view.features[0].name
+    job = store.engine.historical(entity.take(pa.array(rows)).select([*view.join_keys, EVENT_TS]),
+                                  [(probe, [feature])], {view.name: store.offline.files(view.name, version)},
+                                  snapshot={view.name: version}, features=[f"{view.name}:{feature}"],
+                                  timestamp_column=EVENT_TS, full_feature_names=True, point_in_time=point_in_time,
+                                  event_timestamps=True)
+    had = job.to_arrow().column(f"{view.name}__{EVENT_TS}").is_valid().to_numpy(zero_copy_only=False)
+    if not had.any():
+        return status
+    out = status.to_numpy(zero_copy_only=False).copy() if isinstance(status, pa.Array) else \
+        status.combine_chunks().to_numpy(zero_copy_only=False).copy()
+    out[rows[had]] = EXPIRED
+    return pa.array(out, pa.string())
 
 
 def _rows(m: ModelManifest, version: int, entity: pa.Table, values: dict, request_id: str) -> pa.Table:

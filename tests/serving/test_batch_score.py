@@ -238,3 +238,33 @@ def test_bad_entity_files_sdk_and_cli(case, credit, tmp_path):
     out = cli_error(["score", "credit", "--entities", path, "--output", "bad_scores", "--repo", credit["repo"]])
     assert out.startswith(f"error: {case['error']}: ") and case["message"] in out, out
     assert "bad_scores" not in {v.name for v in store.list_feature_views()}  # nothing declared, nothing written
+
+
+def test_a_value_past_its_ttl_reads_expired_as_online(tmp_path):
+    """A view with a TTL: a row whose newest value is older than the TTL at the scoring time is EXPIRED (the online
+    store's status, not the training path's plain null), one with no value NOT_FOUND; values null in both."""
+    import skewless as sk
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from skewless.serving import package_model
+
+    store = sk.init_repo(tmp_path / "repo")
+    acct = sk.Entity("acct", ["acct_id"], dtype=sk.Int64)
+    bal = sk.FeatureView("balance", [acct], [sk.Field("amount", sk.Float64)], ttl=timedelta(hours=1))
+    store.apply([acct, bal, sk.FeatureService("bal_svc", [bal])])
+    t0 = pd.Timestamp("2026-01-01T12:00:00Z")
+    rows = pd.DataFrame({"acct_id": [1, 2, 4], "amount": [10.0, 20.0, 30.0],
+                         "event_timestamp": [t0, t0 - timedelta(hours=3), t0 - timedelta(minutes=10)]})
+    store.ingest("balance", rows.assign(created_timestamp=rows.event_timestamp))
+    train = store.get_historical_features(rows[["acct_id", "event_timestamp"]].assign(y=[0, 1, 0]), "bal_svc")
+    frame = train.to_pandas()
+    model = HistGradientBoostingClassifier(max_iter=2, min_samples_leaf=1).fit(frame[["amount"]], frame.y)
+    ModelRegistry(store).register(package_model(model, name="bal", store=store, feature_service="bal_svc",
+                                                training_set=train))
+    at = t0 + timedelta(minutes=30)
+    keys = [{"acct_id": k} for k in (1, 2, 3, 4)]
+    online = store.get_online_features(["balance:amount"], keys, now=at.to_pydatetime())
+    result = score(store, "bal", pd.DataFrame({"acct_id": [1, 2, 3, 4], "event_timestamp": at}))
+    assert result.table.column("balance__status").to_pylist() == online.statuses["amount"] == \
+        ["PRESENT", "EXPIRED", "NOT_FOUND", "PRESENT"]
+    assert result.table.column("balance__amount").to_pylist() == online.values["amount"] == [10.0, None, None, 30.0]
