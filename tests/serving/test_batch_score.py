@@ -5,7 +5,8 @@ batch at the logged read times are equal column for column (features, view event
 request fields, outputs); on the credit model (a loan -> zipcode key lookup, SQLite online) and on the
 `transactions` template's fraud model (aggregations, on-demand transforms, request fields, Redis online).
 Then: predictions written to a view and read back as features, a rerun appending nothing, window scoring, the
-pipeline entry point, the CLI and the typed errors."""
+pipeline entry point, the CLI, the typed errors and the bad-entity-file corpus, a TTL's EXPIRED status as online,
+and PII features stored as the log stores them."""
 
 from __future__ import annotations
 
@@ -268,3 +269,19 @@ def test_a_value_past_its_ttl_reads_expired_as_online(tmp_path):
     assert result.table.column("balance__status").to_pylist() == online.statuses["amount"] == \
         ["PRESENT", "EXPIRED", "NOT_FOUND", "PRESENT"]
     assert result.table.column("balance__amount").to_pylist() == online.values["amount"] == [10.0, None, None, 30.0]
+
+
+def test_pii_features_are_stored_as_the_log_stores_them_while_the_model_gets_their_values(tmp_path, monkeypatch):
+    """log_pii="hash": the served log and the batch rows hold the same HMACs of the PII features, and the same
+    outputs (the model read the values: its score is computed from the PII income)."""
+    from skewless.pii import HASH_KEY_ENV, HASH_PREFIX
+    from tests.serving.test_pii_outputs import pii_repo, serve_and_log
+
+    monkeypatch.setenv(HASH_KEY_ENV, "k1")
+    store = pii_repo(tmp_path / "repo", log_pii="hash")
+    log = serve_and_log(tmp_path, store).reset_index(drop=True)
+    entity = log[["customer_id", "event_timestamp"]].assign(amount=log.request__amount, delay=log.request__delay)
+    result = score(store, "scorer", entity)
+    assert_rows_equal(store, "scorer", log, result.table)
+    assert all(v.startswith(HASH_PREFIX) for v in result.table.column("customer_profile__email").to_pylist())
+    assert result.table.column("output__score").to_pylist()[0] == 102001.0
