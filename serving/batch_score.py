@@ -17,12 +17,15 @@ See docs/batch-scoring.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -31,7 +34,7 @@ from skewless.aggregation.definition import AggregatedView
 from skewless.definitions import EVENT_TS, FeatureView, check_name
 from skewless.errors import ConflictError, DefinitionError, ValidationError
 from skewless.online.base import EXPIRED, NOT_FOUND, PRESENT
-from skewless.retrieval import polars_to_arrow
+from skewless.retrieval import entity_input, polars_to_arrow
 from skewless.timeutil import utc
 from skewless.training_sets import fingerprint
 
@@ -110,13 +113,8 @@ def _as_table(entities: Any) -> pa.Table:
         return entities
     if isinstance(entities, pa.RecordBatch):
         return pa.Table.from_batches([entities])
-    try:
-        import pandas as pd
-
-        if isinstance(entities, pd.DataFrame):
-            return pa.Table.from_pandas(entities, preserve_index=False)
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pass
+    if isinstance(entities, pd.DataFrame):
+        return pa.Table.from_pandas(entities, preserve_index=False)
     raise ValidationError(f"entities must be a pandas, pyarrow or polars table, not {type(entities).__name__}")
 
 
@@ -131,8 +129,6 @@ def _entity(m: ModelManifest, entities: Any, timestamp_column: str) -> pa.Table:
                               column=missing[0])
     if not table.num_rows:
         raise ValidationError(f"entity rows for model {m.name!r}: no rows")
-    from skewless.retrieval import entity_input
-
     table = entity_input(table, timestamp_column, None)
     ts = table.column(timestamp_column)
     if ts.null_count:
@@ -186,31 +182,27 @@ def _features(store, m: ModelManifest, entity: pa.Table, point_in_time: str) -> 
             if isinstance(v, AggregatedView):
                 # online, every output of an entity is PRESENT (a value at `now`, zero events included); only a
                 # key with a null part reads NOT_FOUND (aggregation/online_values.py)
-                known = pc.and_kleene(*[pc.is_valid(entity.column(k)) for k in v.join_keys]) if \
-                    len(v.join_keys) > 1 else pc.is_valid(entity.column(v.join_keys[0]))
+                known = functools.reduce(pc.and_kleene, [pc.is_valid(entity.column(k)) for k in v.join_keys])
             else:
                 known = pc.is_valid(ts)
-            status = pc.if_else(known, PRESENT, NOT_FOUND)
+            status = np.where(pc.fill_null(known, False).to_numpy(zero_copy_only=False), PRESENT, NOT_FOUND)
             if v.ttl is not None and not isinstance(v, AggregatedView) and ts.null_count:
-                status = _expired(store, v, entity, ts, status, job.snapshot[v.name], point_in_time)
+                status[_expired(store, v, entity, ts, job.snapshot[v.name], point_in_time)] = EXPIRED
             values[f"{v.name}__{EVENT_TS}"] = ts
-            values[f"{v.name}__status"] = status
+            values[f"{v.name}__status"] = pa.array(status, pa.string())
         for key, ref in m.key_lookups.items():  # keys the next stage needs, read from this one
             if ref.split(":")[0] in {v.name for v, _ in stage}:
-                col = values[ref.replace(":", "__")].cast(entity.schema.field(key).type if key in
-                                                           entity.column_names else values[ref.replace(":", "__")].type)
+                col = values[ref.replace(":", "__")]
                 entity = entity.set_column(entity.column_names.index(key), key, col) if key in \
                     entity.column_names else entity.append_column(key, col)
     return entity, values, snapshot
 
 
-def _expired(store, view: FeatureView, entity: pa.Table, ts: pa.ChunkedArray, status, version: int | None,
-             point_in_time: str):
-    """Of the rows without a value of ``view`` (which has a TTL), those that had one older than the TTL: EXPIRED,
-    as the online store says (the training path returns no value either way). One retrieval on the engine of just
-    those rows against the view without its TTL, at the same history version."""
-    import numpy as np
-
+def _expired(store, view: FeatureView, entity: pa.Table, ts: pa.ChunkedArray, version: int | None,
+             point_in_time: str) -> np.ndarray:
+    """The rows without a value of ``view`` (which has a TTL) that had one older than the TTL: EXPIRED, as the
+    online store says (the training path returns no value either way). One retrieval on the engine, of just those
+    rows, against the view without its TTL at the same history version."""
     rows = np.flatnonzero(ts.is_null().to_numpy(zero_copy_only=False))
     probe = FeatureView.from_dict({**view.to_dict(), "ttl_seconds": None})
     feature = view.features[0].name
@@ -220,12 +212,7 @@ def _expired(store, view: FeatureView, entity: pa.Table, ts: pa.ChunkedArray, st
                                   timestamp_column=EVENT_TS, full_feature_names=True, point_in_time=point_in_time,
                                   event_timestamps=True)
     had = job.to_arrow().column(f"{view.name}__{EVENT_TS}").is_valid().to_numpy(zero_copy_only=False)
-    if not had.any():
-        return status
-    out = status.to_numpy(zero_copy_only=False).copy() if isinstance(status, pa.Array) else \
-        status.combine_chunks().to_numpy(zero_copy_only=False).copy()
-    out[rows[had]] = EXPIRED
-    return pa.array(out, pa.string())
+    return rows[had]
 
 
 def _rows(m: ModelManifest, version: int, entity: pa.Table, values: dict, request_id: str) -> pa.Table:
