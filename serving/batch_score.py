@@ -277,6 +277,9 @@ def score(store, model: str, entities: Any = None, *, version: int | None = None
     if entities is None:
         if start is None or end is None:
             raise ValidationError("give the entity rows to score, or a window (start and end)")
+        if m.request_fields():
+            raise ValidationError(f"model {m.name!r} takes request fields {list(m.request_fields())}, which only "
+                                  "entity rows carry (a window gives keys and a time): score entity rows")
         entities = model_window(store, m, start, end)
         if not entities.num_rows:  # a scheduled window with nothing in it: nothing to score (not an error)
             return ScoreResult(m.name, mv.version, _empty(m))
@@ -331,6 +334,9 @@ def window_entities(store, source: str | Sequence[str], start: datetime | str, e
     found = []
     for v in views:
         files = store.offline.files(v.name, store.offline.version(v.name))
+        if isinstance(v, AggregatedView):  # its history holds the events: scanned as the plain view of its columns
+            v = FeatureView.from_dict({"name": v.name, "entities": v.entities, "schema": [f.to_dict() for f in v.schema],
+                                       "join_keys": {k: d.name for k, d in v.join_key_dtypes.items()}})
         con = store.engine.connect()
         try:
             found.append(store.engine.latest_rows(con, v, files, start, end).read_all().select(keys))

@@ -115,6 +115,18 @@ def test_batch_scores_equal_online_predictions_with_aggregations_transforms_and_
     assert t.column("spend__amount_vs_mean").null_count == 1  # transform outputs computed (but the unknown card)
 
 
+def test_window_over_an_aggregated_view_finds_the_cards_with_events_in_it(fraud):
+    txn = fraud["txn"]
+    end = txn.event_timestamp.max()
+    start = end - timedelta(hours=2)
+    expected = sorted(txn[(txn.event_timestamp >= start) & (txn.event_timestamp <= end)].card_id.unique())
+    assert 2 <= len(expected) < txn.card_id.nunique()
+    assert window_entities(fraud["store"], "txn_stats", start, end).column("card_id").to_pylist() == expected
+    # the fraud model takes request fields: a window cannot give them
+    with pytest.raises(ValidationError, match=r"takes request fields \['lat', 'lon', 'amount'\]"):
+        score(fraud["store"], "fraud", start=start, end=end)
+
+
 def rows_in(store, view: str) -> int:
     files = store.offline.files(view, store.offline.version(view))
     return sum(pq.read_metadata(u.removeprefix("file://")).num_rows for u in files.uris)
