@@ -70,10 +70,11 @@ class ScoreResult:
 
 
 def prediction_view(store, model: str | ModelManifest, name: str | None = None, *, version: int | None = None,
-                    stage: str | None = None, online: bool = False) -> FeatureView:
+                    stage: str | None = None, online: bool | None = None) -> FeatureView:
     """Declare (apply) the view batch predictions of ``model``'s version are written to: the prediction log's
     schema (``prediction_log.log_view``) under ``name`` (default ``scores_<model>``), tagged with the model.
-    A no-op when the registry holds it already; a DefinitionError when ``name`` is another view, or holds
+    ``online``: also pushed online by each write (predictions served as features); None keeps what the view was
+    declared with (a new one: offline only). A no-op when the registry holds it already; a DefinitionError when ``name`` is another view, or holds
     predictions of another signature (a version with other inputs or outputs needs a view of its own)."""
     m = model if isinstance(model, ModelManifest) else ModelRegistry(store).get(model, version, stage=stage).manifest
     name = name or f"scores_{m.name}"
@@ -82,7 +83,7 @@ def prediction_view(store, model: str | ModelManifest, name: str | None = None, 
         raise DefinitionError(f"view {name!r} is the model's prediction log (online predictions): batch "
                               "predictions go to a view of their own")
     spec = prediction_log.log_view(m).to_dict()
-    spec.update(name=name, online=online, tags={"skewless.kind": KIND, "skewless.model": m.name},
+    spec.update(name=name, online=bool(online), tags={"skewless.kind": KIND, "skewless.model": m.name},
                 description=f"Batch predictions of model {m.name!r} (batch scoring), in its prediction log's columns")
     view = FeatureView.from_dict(spec)
     for _ in range(10):
@@ -97,7 +98,7 @@ def prediction_view(store, model: str | ModelManifest, name: str | None = None, 
                 raise DefinitionError(f"view {name!r} holds predictions with other columns (model "
                                       f"{have.tags.get('skewless.model')!r}); write model {m.name!r} to another "
                                       "output view")
-            if have.online == online:
+            if online is None or have.online == online:
                 return have
         try:
             store.apply([view])

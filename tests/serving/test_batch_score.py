@@ -297,3 +297,16 @@ def test_pii_features_are_stored_as_the_log_stores_them_while_the_model_gets_the
     assert_rows_equal(store, "scorer", log, result.table)
     assert all(v.startswith(HASH_PREFIX) for v in result.table.column("customer_profile__email").to_pylist())
     assert result.table.column("output__score").to_pylist()[0] == 102001.0
+
+
+def test_an_online_prediction_view_serves_the_scores_as_features(credit):
+    store = credit["store"]
+    view = prediction_view(store, "credit", "credit_scores_online", online=True)
+    assert view.online
+    entity = credit["log"][["loan_id", "event_timestamp"]].head(4)
+    result = score(store, "credit", entity, output_view="credit_scores_online")
+    assert store.get_feature_view("credit_scores_online").online  # score kept the declaration
+    got = store.get_online_features(["credit_scores_online:output__proba_1"],
+                                    [{"loan_id": int(i)} for i in entity.loan_id])
+    assert got.values["output__proba_1"] == result.table.column("output__proba_1").to_pylist()
+    assert got.statuses["output__proba_1"] == ["PRESENT"] * 4
