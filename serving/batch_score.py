@@ -158,6 +158,36 @@ def _typed(table: pa.Table, name: str, dtype: str) -> pa.ChunkedArray:
                               column=name) from None
 
 
+READS = ("join_keys", "ttl_seconds", "aggregations", "hop_us", "event_id")  # what changes a view's values
+
+
+def check_definitions(store, m: ModelManifest) -> None:
+    """The feature registry's views and transforms read the model's features as its server does: the same keys,
+    TTL, aggregations and dtypes of what it reads as frozen in the artifact, the same transform code as pinned (the
+    server refuses other code too). A DefinitionError naming each difference otherwise: retrieval reads through
+    the registry's definitions, and the batch rows would not be comparable with the server's."""
+    state = store._registry_state()
+    wrong = []
+    reads: dict[str, set[str]] = {}
+    for ref in m.online_refs():
+        reads.setdefault(ref.split(":")[0], set()).add(ref.split(":")[1])
+    for name, frozen in m.feature_views.items():
+        have = state.get("feature_view", name).to_dict()
+        wrong += [f"{name}.{k}: {frozen.get(k)!r} -> {have.get(k)!r}" for k in READS if have.get(k) != frozen.get(k)]
+        was, now = ({f["name"]: f["dtype"] for f in d["schema"]} for d in (frozen, have))
+        wrong += [f"{name}:{f} dtype {was[f]} -> {now.get(f)}" for f in sorted(reads.get(name, ()))
+                  if f in was and now.get(f) != was[f]]
+    for name, pinned in m.transform_hashes().items():
+        have = state.objects.get("transform", {}).get(name)
+        if have is None or have["spec"]["hash"] != pinned:
+            wrong.append(f"transform {name}: pinned {pinned[:12]}, registry "
+                         f"{have['spec']['hash'][:12] if have else 'none'}")
+    if wrong:
+        raise DefinitionError(f"model {m.name!r} was packaged with other definitions than the feature registry "
+                              f"(version {state.version}) holds: {'; '.join(wrong)}; its batch scores would not be "
+                              "its server's: package the model on the registry's definitions")
+
+
 def _features(store, m: ModelManifest, entity: pa.Table, point_in_time: str) -> tuple[pa.Table, dict, dict]:
     """(the final entity rows, keys read by lookups added; {column: values} of every feature, view event time and
     status the log holds; the snapshot read). One retrieval per read stage of the server (usually one)."""
@@ -287,6 +317,7 @@ def score(store, model: str, entities: Any = None, *, version: int | None = None
     elif start is not None or end is not None:
         raise ValidationError("give the entity rows or a window (start and end), not both")
     entity = _entity(m, entities, timestamp_column)
+    check_definitions(store, m)
     batch_id = _batch_id(mv, output_view, entity, point_in_time)
     view = prediction_view(store, m, output_view) if output_view else None
     entity, values, snapshot = _features(store, m, entity, point_in_time)

@@ -127,6 +127,23 @@ def test_window_over_an_aggregated_view_finds_the_cards_with_events_in_it(fraud)
         score(fraud["store"], "fraud", start=start, end=end)
 
 
+def test_a_transform_changed_since_packaging_is_refused_as_the_server_refuses_it(fraud):
+    from skewless.repo import load_objects
+
+    repo, store = fraud["repo"], fraud["store"]
+    features = (repo / "features.py").read_text()
+    entity = fraud["log"][["card_id", "event_timestamp"]].assign(amount=1.0, lat=40.0, lon=-74.0)
+    try:
+        (repo / "features.py").write_text(features.replace("2 * 6371.0 *", "2 * 6371.5 *"))
+        store.apply(load_objects(repo))
+        with pytest.raises(DefinitionError, match=r"transform distance: pinned [0-9a-f]{12}, registry [0-9a-f]{12}"):
+            score(store, "fraud", entity)
+    finally:
+        (repo / "features.py").write_text(features)
+        store.apply(load_objects(repo))
+    assert score(store, "fraud", entity).rows == len(entity)
+
+
 def rows_in(store, view: str) -> int:
     files = store.offline.files(view, store.offline.version(view))
     return sum(pq.read_metadata(u.removeprefix("file://")).num_rows for u in files.uris)
@@ -281,6 +298,10 @@ def test_a_value_past_its_ttl_reads_expired_as_online(tmp_path):
     assert result.table.column("balance__status").to_pylist() == online.statuses["amount"] == \
         ["PRESENT", "EXPIRED", "NOT_FOUND", "PRESENT"]
     assert result.table.column("balance__amount").to_pylist() == online.values["amount"] == [10.0, None, None, 30.0]
+    # the view's TTL changed in the registry since packaging: the server keeps the frozen one, so batch refuses
+    store.apply([sk.FeatureView("balance", [acct], [sk.Field("amount", sk.Float64)], ttl=timedelta(hours=2))])
+    with pytest.raises(DefinitionError, match=r"balance.ttl_seconds: 3600.0 -> 7200.0"):
+        score(store, "bal", pd.DataFrame({"acct_id": [1], "event_timestamp": at}))
 
 
 def test_pii_features_are_stored_as_the_log_stores_them_while_the_model_gets_their_values(tmp_path, monkeypatch):
