@@ -311,7 +311,7 @@ def score(store, model: str, entities: Any = None, *, version: int | None = None
         if m.request_fields():
             raise ValidationError(f"model {m.name!r} takes request fields {list(m.request_fields())}, which only "
                                   "entity rows carry (a window gives keys and a time): score entity rows")
-        entities = model_window(store, m, start, end)
+        entities, timestamp_column = model_window(store, m, start, end), EVENT_TS
         if not entities.num_rows:  # a scheduled window with nothing in it: nothing to score (not an error)
             return ScoreResult(m.name, mv.version, _empty(m))
     elif start is not None or end is not None:
