@@ -469,7 +469,7 @@ def audit_log(since: Optional[str] = typer.Option(None, help="Only records at or
 
 def _add_groups() -> None:
     from . import (audit_cmd, config_cmd, governance_cmd, lineage_cmd, local, model, monitor_cmd, permissions_cmd, run_cmd,
-                   serve_cmd, stats_cmd, submit_cmd)
+                   score_cmd, serve_cmd, stats_cmd, submit_cmd)
 
     app.command("lineage")(lineage_cmd.lineage)
     app.command("stats")(stats_cmd.stats)
@@ -482,6 +482,7 @@ def _add_groups() -> None:
     app.command("forget")(governance_cmd.forget)
     app.add_typer(governance_cmd.app, name="retention")
     app.command("audit")(audit_cmd.audit)
+    app.command("score")(score_cmd.score)
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")
