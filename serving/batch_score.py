@@ -297,11 +297,13 @@ def _batch_id(mv, view: str | None, entity: pa.Table, point_in_time: str) -> str
 
 def score(store, model: str, entities: Any = None, *, version: int | None = None, stage: str | None = None,
           output_view: str | None = None, start: datetime | str | None = None, end: datetime | str | None = None,
-          timestamp_column: str = EVENT_TS, point_in_time: str = "available") -> ScoreResult:
+          timestamp_column: str = EVENT_TS, point_in_time: str = "available",
+          batch_id: str | None = None) -> ScoreResult:
     """Score ``model``'s version (by number, stage, or the newest) over ``entities`` (pandas/Arrow/polars: the
     request keys, ``timestamp_column``, the request fields) or, given ``start``/``end`` instead, over the entities
     with rows in that window (``window_entities``, scored as of ``end``). With ``output_view``, the rows are
-    written there (``prediction_view`` declares it) once: a rerun of the same job appends nothing."""
+    written there (``prediction_view`` declares it) once: a rerun of the same job appends nothing. ``batch_id``: the
+    write's identity instead of the job's (a pipeline stage's run, ``run_model_stage``)."""
     t0 = time.perf_counter()
     mv = ModelRegistry(store).get(model, version, stage=stage)
     m = mv.manifest
@@ -318,11 +320,12 @@ def score(store, model: str, entities: Any = None, *, version: int | None = None
         raise ValidationError("give the entity rows or a window (start and end), not both")
     entity = _entity(m, entities, timestamp_column)
     check_definitions(store, m)
-    batch_id = _batch_id(mv, output_view, entity, point_in_time)
+    job = _batch_id(mv, output_view, entity, point_in_time)
+    batch_id = batch_id or job
     view = prediction_view(store, m, output_view) if output_view else None
     entity, values, snapshot = _features(store, m, entity, point_in_time)
     t1 = time.perf_counter()
-    table = _rows(m, mv.version, entity, values, "batch-" + batch_id.split(":")[1][:16])
+    table = _rows(m, mv.version, entity, values, "batch-" + job.split(":")[1][:16])
     with loaded_version(store, model, mv.version) as (_, loaded):
         outputs = model_outputs(m, loaded, table)
     for name, arr in outputs.items():
@@ -389,11 +392,14 @@ def model_window(store, m: ModelManifest, start, end) -> pa.Table:
 def run_model_stage(store, stage, entities) -> int:
     """A pipeline's model stage: ``stage.model``'s version ``stage.version`` (None: the newest) scored over
     ``entities`` (a table, or a ``(start, end)`` window) into the view ``stage.output``. Returns the rows written
-    (0 when the same job was written before)."""
+    (0 when the same job was written before). ``stage.batch_id`` (set by ``skewless.stages.run``: the stage run's
+    identity) replaces the job's own: a stale stage run again after new feature data writes new predictions, while
+    the same run resumed after a kill writes none twice."""
     version = getattr(stage, "version", None)
+    batch_id = getattr(stage, "batch_id", None)
     if isinstance(entities, tuple) and len(entities) == 2:
         result = score(store, stage.model, version=version, output_view=stage.output, start=entities[0],
-                       end=entities[1])
+                       end=entities[1], batch_id=batch_id)
     else:
-        result = score(store, stage.model, entities, version=version, output_view=stage.output)
+        result = score(store, stage.model, entities, version=version, output_view=stage.output, batch_id=batch_id)
     return result.written

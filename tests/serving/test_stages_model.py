@@ -1,10 +1,10 @@
-"""The issue's leakage example end to end, through the model registry: a segmentation model (k-means on spend)
-packaged from a registered training set, a ``ModelStage`` writing its predictions to view ``segment``, and a
-next-best-action training set with a time split reading ``segment:prediction``. Fit on every month -> the request
-fails naming the stage, the split and the overlap; fit on the months before the test cut-off -> allowed. Also: a
-new model version makes an unpinned model stage stale, the run records the version and its training set, and a
-model packaged without a registered training set cannot be checked. The scoring runs through the plugin table's
-``stage`` role; until ``skewless.serving.batch_score`` lands, ``tests/support/stage_scorer.py`` provides it."""
+"""The issue's leakage example end to end, through the model registry and batch scoring: a segmentation model
+(k-means on spend) packaged from a registered training set, a ``ModelStage`` whose runs score it with
+``skewless.serving.batch_score.run_model_stage`` (the plugin table's ``stage`` role) into view ``segment``, and a
+next-best-action training set with a time split reading the segment. Fit on every month -> the request fails naming
+the stage, the split and the overlap; fit on the months before the test cut-off -> allowed. Also: a new model
+version, or new feature rows, make the model stage stale and its rerun writes new predictions; the run records the
+version and its training set; a model packaged without a registered training set cannot be checked."""
 
 from __future__ import annotations
 
@@ -19,29 +19,21 @@ from typer.testing import CliRunner
 import skewless as sk
 from skewless.cli.main import app
 from skewless.errors import LeakageError
+from skewless.offline.scan import read_rows
 from skewless.serving import ModelRegistry, package_model
-from skewless.stages import ModelStage, run
-from skewless.stages import records
-from tests.support import stage_scorer
-from tests.support.stages_repo import CUSTOMERS, MONTHS, TEST_FROM, entity_rows, make_repo
+from skewless.serving.batch_score import prediction_view
+from skewless.stages import ModelStage, records, run
+from tests.support.stages_repo import CUSTOMERS, MONTHS, TEST_FROM, activity_rows, entity_rows, make_repo
 
-NBA = ["activity:spend", "segment:prediction"]  # the next-best-action model's features
+NBA = ["activity:spend", "segment:output__prediction"]  # the next-best-action model's features
 SPLIT = sk.Split(time={"test": TEST_FROM})
-
-
-@pytest.fixture(autouse=True)
-def scorer():
-    prior = stage_scorer.install()
-    yield
-    stage_scorer.restore(prior)
+ALL = CUSTOMERS * len(MONTHS)
 
 
 @pytest.fixture
 def store(tmp_path):
     store = make_repo(tmp_path / "repo")
-    segment = sk.FeatureView("segment", entities=["customer"],
-                             schema=[sk.Field("customer_id", sk.Int64), sk.Field("prediction", sk.Float64)])
-    store.apply([sk.FeatureService("seg_inputs", [store.get_feature_view("activity")]), segment])
+    store.apply([sk.FeatureService("seg_inputs", [store.get_feature_view("activity")])])
     path = tmp_path / "score_rows.parquet"
     entity_rows().to_parquet(path)
     store.score_rows = str(path)
@@ -55,8 +47,10 @@ def segmentation(store, name: str, months, *, register: bool = True):
         job.register(name)
     km = KMeans(2, n_init=3, random_state=0).fit(job.to_pandas()[["spend"]])
     lineage = {"training_set": job} if register else {"snapshot": job.snapshot}
-    return ModelRegistry(store).register(package_model(km, name="segmentation", store=store,
-                                                       feature_service="seg_inputs", **lineage))
+    mv = ModelRegistry(store).register(package_model(km, name="segmentation", store=store,
+                                                     feature_service="seg_inputs", **lineage))
+    prediction_view(store, "segmentation", "segment")  # batch scoring's view of its predictions
+    return mv
 
 
 def declare(store, version: int | None = None) -> ModelStage:
@@ -70,7 +64,7 @@ def test_segmentation_fit_on_all_rows_is_flagged(store):
     segmentation(store, "seg_all_months", MONTHS)
     declare(store)
     (result,) = run(store, "segment")
-    assert (result.status, result.rows, result.model_version) == ("ran", CUSTOMERS * len(MONTHS), 1)
+    assert (result.status, result.rows, result.model_version) == ("ran", ALL, 1)
     with pytest.raises(LeakageError) as info:
         store.get_historical_features(entity_rows(), NBA, split=SPLIT)
     e = info.value
@@ -84,7 +78,7 @@ def test_segmentation_fit_on_train_rows_only_is_allowed(store):
     declare(store)
     run(store, "segment")
     t = store.get_historical_features(entity_rows(), NBA, split=SPLIT).to_arrow()
-    assert t.num_rows == CUSTOMERS * len(MONTHS) and t.column("prediction").null_count == 0
+    assert t.num_rows == ALL and t.column("output__prediction").null_count == 0
     assert pc.sum(pc.equal(t.column("split"), "test")).as_py() == CUSTOMERS * 3
 
 
@@ -105,7 +99,7 @@ def test_a_new_model_version_makes_the_stage_stale_and_is_recorded(store):
     assert run(store, "segment")[0].status == "fresh"
     segmentation(store, "seg_first_two_months", MONTHS[:2])
     (again,) = run(store, "segment")
-    assert (again.status, again.model_version) == ("ran", 2)
+    assert (again.status, again.model_version, again.rows) == ("ran", 2, ALL)
     runs = records.completed(store.registry.store, "segment")
     assert [(r["model"]["version"], r["fit"][0]["training_set"]) for r in runs] == [
         (1, "seg_first_quarter"), (2, "seg_first_two_months")]
@@ -113,7 +107,19 @@ def test_a_new_model_version_makes_the_stage_stale_and_is_recorded(store):
     declare(store, version=1)
     out = CliRunner().invoke(app, ["run", "segment", "--repo", str(store.repo_path), "--json"])
     assert out.exit_code == 0, out.output
-    assert [(r["status"], r["model_version"]) for r in json.loads(out.output)] == [("ran", 1)]
+    assert [(r["status"], r["model_version"], r["rows"]) for r in json.loads(out.output)] == [("ran", 1, ALL)]
+    newest = store.get_historical_features(entity_rows(MONTHS[:1]), ["segment:model_version"]).to_pandas()
+    assert set(newest.model_version) == {1}
+
+
+def test_new_feature_rows_make_the_stage_stale_and_it_writes_new_predictions(store):
+    segmentation(store, "seg_first_quarter", MONTHS[:3])
+    declare(store)
+    run(store, "segment")
+    store.ingest("activity", activity_rows(MONTHS[:1], spend_shift=1000.0))  # January's spend corrected
+    (again,) = run(store, "segment")
+    assert (again.status, again.rows) == ("ran", ALL)  # scored again: not the first run's job
+    assert read_rows(store.offline.files("segment", store.offline.version("segment"))).num_rows == 2 * ALL
 
 
 def test_a_model_without_a_registered_training_set_cannot_be_checked(store):
@@ -126,6 +132,9 @@ def test_a_model_without_a_registered_training_set_cannot_be_checked(store):
 
 
 def test_a_model_stage_without_a_model_version_cannot_be_checked(store):
+    segment = sk.FeatureView("segment", entities=["customer"],
+                             schema=[sk.Field("customer_id", sk.Int64), sk.Field("output__prediction", sk.Float64)])
+    store.apply([segment])
     declare(store)  # no model named segmentation is registered, and the stage never ran
     with pytest.raises(LeakageError, match="model 'segmentation' is not registered, and the stage has no recorded run"):
         store.get_historical_features(entity_rows(), NBA, split=SPLIT)
