@@ -477,6 +477,12 @@ class FeatureView:
             names = [names]
         return FeatureViewProjection(self.name, list(names), self)
 
+    def pin(self, version: str, names: Iterable[str] | None = None) -> "FeatureViewProjection":
+        """This view's features (or ``names``) at one version of the stage writing it: ``"v2"`` or an alias
+        (``"staging"``), for a FeatureService (docs/concepts/stages.md#versions-side-by-side)."""
+        names = self.feature_names if names is None else [names] if isinstance(names, str) else list(names)
+        return FeatureViewProjection(f"{self.name}@{version}", list(names), self)
+
     # -- serialisation ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {

@@ -34,8 +34,9 @@ def resolve(state, features: Sequence[str] | FeatureService | str, *, labels: bo
         by_view[view].append(feat)
     out = []
     for vname, feats in by_view.items():
+        read = state.read_view(vname)  # a stage version's own view (skewless.stages.versions); NotFoundError
         try:
-            view = state.get("feature_view", vname)
+            view = state.get("feature_view", read)
         except NotFoundError as exc:
             raise DefinitionError(str(exc)) from None
         if view.is_label != labels:

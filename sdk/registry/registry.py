@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Iterable
 
@@ -15,6 +16,7 @@ from ..permissions import KINDS as PERMISSION_KINDS
 from ..permissions import Grant, Principal, Role
 from ..permissions import check_references as check_permission_references
 from ..stages import dag as stage_dag
+from ..stages import versions as stage_versions
 from ..stages.definition import ModelStage, Stage, StageBase
 from ..training_sets import TrainingSet
 from ..transforms import OnDemandTransform
@@ -25,7 +27,7 @@ from .store import RegistryStore
 FORMAT = 1
 # Every kind of object the registry holds (a registry written before a kind existed simply has none of it).
 KINDS = {**DEFINITION_KINDS, "transform": OnDemandTransform, "training_set": TrainingSet, **PERMISSION_KINDS,
-         "stage": StageBase}
+         "stage": StageBase, stage_versions.ALIAS_KIND: stage_versions.StageAliases}
 APPLICABLE = (Entity, FeatureView, OnDemandTransform, FeatureService, Principal, Role, Grant, Stage, ModelStage)
 
 
@@ -54,7 +56,19 @@ class RegistryState:
     def specs(self) -> dict[str, dict[str, dict]]:
         return {k: {n: e["spec"] for n, e in objs.items()} for k, objs in self.objects.items()}
 
+    @cached_property
+    def versions(self) -> stage_versions.Versions:
+        """The stage versions and aliases of this state (immutable, so built once)."""
+        return stage_versions.Versions(self.specs())
+
+    def read_view(self, name: str) -> str:
+        """The view a read of ``name`` reads: ``view@vN`` / ``view@alias`` a stage version's, an unpinned versioned
+        output its production version's, any other name itself."""
+        return self.versions.view(name) if "@" in name or name in self.versions.of_view else name
+
     def get(self, kind: str, name: str):
+        if kind == "feature_view" and "@" in name:  # a pinned stage version: its physical view
+            name = self.versions.view(name)
         entry = self.objects.get(kind, {}).get(name)
         if entry is None:
             raise NotFoundError(f"{kind.replace('_', ' ')} {name!r} is not in the registry (version {self.version}); "
@@ -94,6 +108,7 @@ def _desired_specs(base: RegistryState, objects: Iterable, prune: bool) -> dict[
         if isinstance(o, FeatureView):
             o.resolve(entities)
         specs[o.kind][o.name] = o.to_dict()
+    stage_versions.derive_views(specs, MANAGED_TAG)
     _check_references(specs)
     return specs
 
@@ -117,6 +132,12 @@ def _check_references(specs: dict[str, dict[str, dict]]) -> None:
     for sname, s in specs["feature_service"].items():
         for ref in s["features"]:
             view, _, feat = ref.partition(":")
+            view, pinned, _ = view.partition("@")
+            if pinned:  # a stage version's view: the version exists (an alias may be unset until a promotion)
+                try:
+                    stage_versions.Versions(specs).view(ref.partition(":")[0], strict=False)
+                except NotFoundError as exc:
+                    raise DefinitionError(f"feature service {sname!r}: {exc}") from None
             if view in transforms:
                 if feat not in {f["name"] for f in transforms[view]["outputs"]}:
                     raise DefinitionError(f"feature service {sname!r} refers to unknown transform output {ref!r}")

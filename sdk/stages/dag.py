@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..errors import DefinitionError, NotFoundError
 from .definition import KIND
+from .versions import Versions
 
 
 def _views_of_service(spec: dict, specs: dict) -> list[str]:
@@ -20,9 +21,11 @@ def _views_of_service(spec: dict, specs: dict) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def input_views(spec: dict, specs: dict) -> list[str]:
+def input_views(spec: dict, specs: dict, versions: Versions | None = None, *, strict: bool = False) -> list[str]:
     """The feature views a stage reads: its view inputs and its services' views (training sets are fixed
-    snapshots: a rerun upstream does not change them, so they are no edge)."""
+    snapshots: a rerun upstream does not change them, so they are no edge). A version of a stage's output is read
+    as its physical view; one pinned by an alias no version holds yet is left out (``strict``: NotFoundError)."""
+    versions = versions or Versions(specs)
     out: list[str] = []
     for ref in spec["inputs"]:
         kind, _, name = ref.partition("/")
@@ -30,7 +33,8 @@ def input_views(spec: dict, specs: dict) -> list[str]:
             out.append(name)
         elif kind == "feature_service":
             out += _views_of_service(specs["feature_service"][name], specs)
-    return list(dict.fromkeys(out))
+    found = [versions.view(v, strict=strict) for v in out]
+    return list(dict.fromkeys(v for v in found if v is not None))
 
 
 class Dag:
@@ -39,15 +43,18 @@ class Dag:
     def __init__(self, specs: dict):
         self.specs = specs
         self.stages: dict[str, dict] = dict(specs.get(KIND, {}))
-        self.writer: dict[str, str] = {}  # view -> the stage writing it
+        self.versions = Versions(specs)
+        self.writer: dict[str, str] = {}  # view -> the stage writing it (a stage version: its physical view)
         for name, s in sorted(self.stages.items()):
             other = self.writer.get(s["output"])
+            if other is None and "@" not in name and s["output"] in self.versions.of_view:
+                other = self.versions.base_of_view[s["output"]] + "@v*"
             if other is not None:
                 raise DefinitionError(f"stages {other!r} and {name!r} both write view {s['output']!r}: a view has one "
                                       "writing stage")
-            self.writer[s["output"]] = name
+            self.writer[self.versions.output(s)] = name
         self.upstream_of: dict[str, list[str]] = {
-            name: sorted({self.writer[v] for v in input_views(s, specs) if v in self.writer})
+            name: sorted({self.writer[v] for v in input_views(s, specs, self.versions) if v in self.writer})
             for name, s in self.stages.items()}
         self._check_acyclic()
 
@@ -101,9 +108,16 @@ class Dag:
 
 def check(specs: dict) -> None:
     """The registry's reference checks for stages: inputs and outputs exist, one writer per view, no cycle."""
+    versions = Versions(specs)
     for name, s in specs.get(KIND, {}).items():
         for ref in s["inputs"]:
             kind, _, obj = ref.partition("/")
+            if "@" in obj:  # a pinned version: its view exists, and so does the version (an alias may be unset yet)
+                try:
+                    versions.view(obj, strict=False)
+                except NotFoundError as exc:
+                    raise DefinitionError(f"stage {name!r}: {exc}") from None
+                obj = obj.partition("@")[0]
             if obj not in specs.get(kind, {}):
                 raise DefinitionError(f"stage {name!r} refers to unknown {kind.replace('_', ' ')} {obj!r}")
         out = specs["feature_view"].get(s["output"])

@@ -24,6 +24,7 @@ from ..errors import DefinitionError
 from ..splits import NAMES as SPLIT_NAMES
 from ..training_sets import TrainingSet
 from ..transforms.purity import source_of
+from .versions import parse_pin, split_stage
 
 KIND = "stage"
 INPUT_KINDS = ("feature_view", "feature_service", "training_set")
@@ -44,7 +45,12 @@ def _input(item: Any, stage: str) -> str:
         kind = kind if sep else "feature_view"
         if kind not in INPUT_KINDS:
             raise DefinitionError(f"stage {stage!r}: input {item!r}: inputs are {', '.join(k + '/NAME' for k in INPUT_KINDS)}")
-        check_name(f"stage {stage!r} input", name)
+        view, sep, pin = name.partition("@")
+        check_name(f"stage {stage!r} input", view)
+        if sep:  # a pinned version of a stage's output (skewless.stages.versions)
+            if kind != "feature_view":
+                raise DefinitionError(f"stage {stage!r}: input {item!r}: only a view's version is pinned (view@vN)")
+            parse_pin(pin)
         return f"{kind}/{name}"
     raise DefinitionError(f"stage {stage!r}: an input must be a FeatureView, FeatureService, TrainingSet or "
                           f"'kind/name', not {type(item).__name__}")
@@ -68,7 +74,9 @@ class StageBase:
     def __init__(self, name: str, *, inputs: Sequence[Any], output: Any, entities: str | None = None,
                  fit_split: str | None = None, owner: str = "", tags: dict[str, str] | None = None,
                  description: str = ""):
-        self.name = check_name("stage", name)
+        base, version = split_stage(name) if isinstance(name, str) else (name, None)
+        check_name("stage", base)
+        self.name = name  # NAME@vN: version N of stage NAME, writing its own view version (versions.py)
         if isinstance(inputs, (str, FeatureView, FeatureService, TrainingSet)):
             inputs = [inputs]
         self.inputs = [_input(i, name) for i in inputs or ()]

@@ -75,23 +75,28 @@ class _Context:
         """Each input's definition version and the history version(s) a run reads now."""
         out: dict = {}
         offline = self.store.offline
+        versions = self.dag.versions
         for ref in spec["inputs"]:
             kind, _, obj = ref.partition("/")
-            entry: dict = {"definition": self.state.object_version(kind, obj)}
+            read = versions.view(obj) if kind == "feature_view" else obj  # a stage version's own view
+            entry: dict = {"definition": self.state.object_version(kind, read)}
+            if read != obj:  # which version the pin (or the production alias) named at this run
+                entry["reads"] = read
             if kind == "feature_view":
-                entry["history"] = offline.version(obj)
+                entry["history"] = offline.version(read)
             elif kind == "feature_service":
-                views = input_views({"inputs": [ref]}, self.dag.specs)
+                views = input_views({"inputs": [ref]}, self.dag.specs, versions, strict=True)
                 entry["history"] = {v: offline.version(v) for v in views}
                 entry["views"] = {v: self.state.object_version("feature_view", v) for v in views}
             out[ref] = entry
         # a redefined output view (a field added) is filled by the next run
-        out["output"] = {"definition": self.state.object_version("feature_view", spec["output"])}
+        out["output"] = {"definition": self.state.object_version("feature_view", versions.output(spec))}
         return out
 
     def run_one(self, name: str, entities: Any) -> StageRun:
         spec = self.dag.stage(name)
         stage = StageBase.from_dict(spec)
+        stage.output = self.dag.versions.output(spec)  # a stage version writes its own view
         model = fits_mod.model_version(self.models(), spec) if isinstance(stage, ModelStage) else None
         inputs = self._inputs(spec)
         entities = entities if entities is not None else stage.entities
@@ -144,7 +149,7 @@ class _Context:
         store = self.store
         views = stage.input_names("feature_view")
         if views:
-            store.authorize("read_offline", [("view", v) for v in views])
+            store.authorize("read_offline", [("view", v.partition("@")[0]) for v in views])
         data: dict[str, Any] = {}
         for ref in stage.inputs:
             kind, _, obj = ref.partition("/")
@@ -152,9 +157,11 @@ class _Context:
                 if inputs[ref]["history"] is None:
                     raise ValidationError(f"stage {stage.name!r}: its input view {obj!r} has no rows yet (ingest it, or "
                                           "run the stage writing it)")
-                rows = read_rows(store.offline.files(obj, inputs[ref]["history"]))
-                # the view's columns and its times; the write order columns are the store's, not data
-                data[obj] = rows.drop_columns([c for c in (WRITE_BATCH, WRITE_ROW) if c in rows.column_names])
+                rows = read_rows(store.offline.files(inputs[ref].get("reads", obj), inputs[ref]["history"]))
+                # the view's columns and its times; the write order columns are the store's, not data. Keyed by the
+                # view's name without its pin: which version is read does not change the function
+                data[obj.partition("@")[0]] = rows.drop_columns([c for c in (WRITE_BATCH, WRITE_ROW)
+                                                                 if c in rows.column_names])
             elif kind == "training_set":
                 data[obj] = self.state.get("training_set", obj)
             else:
