@@ -469,11 +469,12 @@ def audit_log(since: Optional[str] = typer.Option(None, help="Only records at or
 
 def _add_groups() -> None:
     from . import (audit_cmd, config_cmd, governance_cmd, lineage_cmd, local, model, monitor_cmd, permissions_cmd, run_cmd,
-                   score_cmd, serve_cmd, stats_cmd, submit_cmd)
+                   score_cmd, serve_cmd, stage_cmd, stats_cmd, submit_cmd)
 
     app.command("lineage")(lineage_cmd.lineage)
     app.command("stats")(stats_cmd.stats)
     app.command("run")(run_cmd.run)
+    app.add_typer(stage_cmd.app, name="stage")
     app.command("training-sets")(lineage_cmd.training_sets)
     app.command("serve")(serve_cmd.serve)
     app.command("serve-image")(serve_cmd.serve_image)

@@ -72,3 +72,37 @@ def make_repo(path: Path, features: str = FEATURES, *, ingest: bool = True) -> s
     if ingest:
         store.ingest("activity", activity_rows())
     return store
+
+
+# Two versions of stage ``scale`` side by side (docs/concepts/stages.md#versions-side-by-side): v1 scales spend by the
+# history's mean, v2 by its maximum; ``copy`` (a downstream stage) is pinned to v2 and service ``svc_v1`` to v1;
+# ``svc`` and ``follow`` read ``scaled`` unpinned (the production version).
+VERSIONED = FEATURES.replace('scale = Stage("scale", inputs=[activity], output=scaled, transform=scale_spend)\n', "") \
+    .replace('rank = Stage("rank", inputs=[scaled], output=ranked, transform=rank_spend)\n', "") + textwrap.dedent('''
+
+    copied = sk.FeatureView("copied", entities=[customer],
+                            schema=[sk.Field("customer_id", sk.Int64), sk.Field("spend_copy", sk.Float64)])
+    followed = sk.FeatureView("followed", entities=[customer],
+                              schema=[sk.Field("customer_id", sk.Int64), sk.Field("spend_copy", sk.Float64)])
+
+
+    def scale_by_max(inputs):
+        rows = inputs["activity"]
+        top = pc.max(rows.column("spend")).as_py()
+        return pa.table({"customer_id": rows.column("customer_id"), "event_timestamp": rows.column("event_timestamp"),
+                         "spend_scaled": pc.divide(rows.column("spend"), top)})
+
+
+    def copy_scaled(inputs):
+        rows = inputs["scaled"]  # the view's name without the pin: the function does not depend on the version
+        return pa.table({"customer_id": rows.column("customer_id"), "event_timestamp": rows.column("event_timestamp"),
+                         "spend_copy": rows.column("spend_scaled")})
+
+
+    scale_v1 = Stage("scale@v1", inputs=[activity], output=scaled, transform=scale_spend)
+    scale_v2 = Stage("scale@v2", inputs=[activity], output=scaled, transform=scale_by_max)
+    copy = Stage("copy", inputs=["scaled@v2"], output=copied, transform=copy_scaled)
+    follow = Stage("follow", inputs=[scaled], output=followed, transform=copy_scaled)
+    svc_v1 = sk.FeatureService("svc_v1", [scaled.pin("v1")])
+    svc = sk.FeatureService("svc", [scaled])
+''')
