@@ -87,10 +87,9 @@ VERSIONED = FEATURES.replace('scale = Stage("scale", inputs=[activity], output=s
 
 
     def scale_by_max(inputs):
-        rows = inputs["activity"]
-        top = pc.max(rows.column("spend")).as_py()
-        return pa.table({"customer_id": rows.column("customer_id"), "event_timestamp": rows.column("event_timestamp"),
-                         "spend_scaled": pc.divide(rows.column("spend"), top)})
+        spend = inputs["activity"].column("spend")
+        return inputs["activity"].select(["customer_id", "event_timestamp"]).append_column(
+            "spend_scaled", pc.divide(spend, pc.max(spend)))
 
 
     def copy_scaled(inputs):
