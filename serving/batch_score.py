@@ -188,9 +188,13 @@ def check_definitions(store, m: ModelManifest) -> None:
                               "its server's: package the model on the registry's definitions")
 
 
-def _features(store, m: ModelManifest, entity: pa.Table, point_in_time: str) -> tuple[pa.Table, dict, dict]:
+def _features(store, m: ModelManifest, entity: pa.Table, point_in_time: str, read_views: dict[str, str] | None = None
+              ) -> tuple[pa.Table, dict, dict]:
     """(the final entity rows, keys read by lookups added; {column: values} of every feature, view event time and
-    status the log holds; the snapshot read). One retrieval per read stage of the server (usually one)."""
+    status the log holds; the snapshot read). One retrieval per read stage of the server (usually one).
+    ``read_views``: a view to read in place of one of the model's (another version of a stage's output: the same
+    schema), its columns named as the model's."""
+    swap = read_views or {}
     stages = m.read_stages()
     transform_refs = [i["source"] for i in m.inputs if m.is_transform(i["source"])]
     values: dict[str, pa.ChunkedArray] = {}
@@ -199,15 +203,16 @@ def _features(store, m: ModelManifest, entity: pa.Table, point_in_time: str) -> 
         refs = [f"{v.name}:{f}" for v, fs in stage for f in fs]
         if n == len(stages) - 1:  # every key is known by the last stage: the transforms run there
             refs += [r for r in transform_refs if r not in refs]
-        job = store.get_historical_features(entity, refs, full_feature_names=True, point_in_time=point_in_time,
+        read = [f"{swap.get(r.partition(':')[0], r.partition(':')[0])}:{r.partition(':')[2]}" for r in refs]
+        job = store.get_historical_features(entity, read, full_feature_names=True, point_in_time=point_in_time,
                                             include_event_timestamps=True)
         snapshot.update(job.snapshot)
         got = job.to_arrow()
-        for ref in refs:
-            col = ref.replace(":", "__")
-            values[col] = got.column(col)
+        for ref, r in zip(refs, read):
+            values[ref.replace(":", "__")] = got.column(r.replace(":", "__"))
         for v, _ in stage:
-            ts_col = f"{v.name}__{EVENT_TS}"
+            rv = swap.get(v.name, v.name)
+            ts_col = f"{rv}__{EVENT_TS}"
             ts = got.column(ts_col).cast(UTC_US) if ts_col in got.column_names else \
                 pa.nulls(got.num_rows, UTC_US)
             if isinstance(v, AggregatedView):
@@ -218,7 +223,8 @@ def _features(store, m: ModelManifest, entity: pa.Table, point_in_time: str) -> 
                 known = pc.is_valid(ts)
             status = np.where(pc.fill_null(known, False).to_numpy(zero_copy_only=False), PRESENT, NOT_FOUND)
             if v.ttl is not None and not isinstance(v, AggregatedView) and ts.null_count:
-                status[_expired(store, v, entity, ts, job.snapshot[v.name], point_in_time)] = EXPIRED
+                probe = v if rv == v.name else FeatureView.from_dict({**v.to_dict(), "name": rv})
+                status[_expired(store, probe, entity, ts, job.snapshot[rv], point_in_time)] = EXPIRED
             values[f"{v.name}__{EVENT_TS}"] = ts
             values[f"{v.name}__status"] = pa.array(status, pa.string())
         for key, ref in m.key_lookups.items():  # keys the next stage needs, read from this one
@@ -298,12 +304,17 @@ def _batch_id(mv, view: str | None, entity: pa.Table, point_in_time: str) -> str
 def score(store, model: str, entities: Any = None, *, version: int | None = None, stage: str | None = None,
           output_view: str | None = None, start: datetime | str | None = None, end: datetime | str | None = None,
           timestamp_column: str = EVENT_TS, point_in_time: str = "available",
-          batch_id: str | None = None) -> ScoreResult:
+          batch_id: str | None = None, read_views: dict[str, str] | None = None) -> ScoreResult:
     """Score ``model``'s version (by number, stage, or the newest) over ``entities`` (pandas/Arrow/polars: the
     request keys, ``timestamp_column``, the request fields) or, given ``start``/``end`` instead, over the entities
     with rows in that window (``window_entities``, scored as of ``end``). With ``output_view``, the rows are
     written there (``prediction_view`` declares it) once: a rerun of the same job appends nothing. ``batch_id``: the
-    write's identity instead of the job's (a pipeline stage's run, ``run_model_stage``)."""
+    write's identity instead of the job's (a pipeline stage's run, ``run_model_stage``). ``read_views``: view ->
+    a view of the same schema read in its place (another version of a stage's output: ``skewless.serving.
+    stage_compare``); such scores are not written (``output_view`` refused)."""
+    if read_views and output_view:
+        raise ValidationError("scores reading other views than the model's are a comparison, not written: give "
+                              "read_views or output_view, not both")
     t0 = time.perf_counter()
     mv = ModelRegistry(store).get(model, version, stage=stage)
     m = mv.manifest
@@ -323,7 +334,7 @@ def score(store, model: str, entities: Any = None, *, version: int | None = None
     job = _batch_id(mv, output_view, entity, point_in_time)
     batch_id = batch_id or job
     view = prediction_view(store, m, output_view) if output_view else None
-    entity, values, snapshot = _features(store, m, entity, point_in_time)
+    entity, values, snapshot = _features(store, m, entity, point_in_time, read_views)
     t1 = time.perf_counter()
     table = _rows(m, mv.version, entity, values, "batch-" + job.split(":")[1][:16])
     with loaded_version(store, model, mv.version) as (_, loaded):

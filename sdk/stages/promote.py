@@ -14,7 +14,7 @@ from .versions import ALIAS_KIND, ALIASES, DEFAULT_ALIAS, StageAliases, parse_pi
 _ATTEMPTS = 20
 
 
-def _versions(state, stage: str) -> tuple[dict[int, str], str]:
+def versions_of(state, stage: str) -> tuple[dict[int, str], str]:
     """Stage ``stage``'s versions (version -> stage name) and its logical output view; NotFoundError if none."""
     versions = state.versions.versions(stage)
     if not versions:
@@ -28,7 +28,7 @@ def _versions(state, stage: str) -> tuple[dict[int, str], str]:
 def aliases(store, stage: str) -> dict[str, int]:
     """Alias -> version of stage ``stage`` (NotFoundError: the stage has no versions)."""
     state = store._registry_state(fresh=True)
-    _versions(state, stage)
+    versions_of(state, stage)
     return dict(state.versions.aliases.get(stage, {}))
 
 
@@ -46,7 +46,7 @@ def _change(store, stage: str, alias: str, action: str, version: int | str | Non
         raise ValidationError(f"alias must be one of {', '.join(ALIASES)}, not {alias!r}")
     for _ in range(_ATTEMPTS):
         state = store._registry_state(fresh=True)
-        versions, output = _versions(state, stage)
+        versions, output = versions_of(state, stage)
         who = store.authorize("deploy", [("view", output)], state)  # before anything changes: a denial does nothing
         current = state.objects.get(ALIAS_KIND, {}).get(stage)
         obj = StageAliases.from_dict(current["spec"]) if current else StageAliases(stage, {})

@@ -129,7 +129,7 @@ class _Context:
                                   "them to run")
         stage.version = version  # the version this run scores with: its predictions' lineage
         stage.batch_id = f"stage-{run_id}"  # the scorer ingests under it: a resumed run writes no row twice
-        rows = plugins.load("stage", "model")(self.store, stage, _entity_table(self.store, entities))
+        rows = plugins.load("stage", "model")(self.store, stage, entity_table(self.store, entities))
         return rows, self.store.offline.version(stage.output)
 
     def _function(self, stage: Stage) -> Callable:
@@ -188,7 +188,7 @@ def _entities_key(entities: Any) -> str | None:
     return digest or str(entities)
 
 
-def _entity_table(store, entities: Any) -> Any:
+def entity_table(store, entities: Any) -> Any:
     """Entity rows given as text (a Parquet path or glob, an object-store URL, a SQL query) as one Arrow table, as
     the scorer takes them; tables (and a scorer's ``(start, end)`` window) as given."""
     if not isinstance(entities, str):

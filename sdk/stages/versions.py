@@ -2,7 +2,7 @@
 
 A stage named ``BASE@vN`` is version N of stage BASE. Versions of one stage declare the same output view (the
 *logical* view, ``scaled``) and each writes its own *physical* view, ``scaled__vN``: a registry view skewless
-derives at ``apply`` from the logical one (same schema, tagged ``skewless.kind: stage_version``). Because each
+derives at ``apply`` from the logical one (same schema, tagged ``skewless.stage_version``). Because each
 version's rows live in a view of their own, point-in-time reads, materialization and the leakage guard work on
 them unchanged: they never see two versions' rows at once.
 
@@ -21,7 +21,7 @@ from ..errors import DefinitionError, NotFoundError
 ALIASES = ("production", "staging")
 ALIAS_KIND = "stage_alias"
 DEFAULT_ALIAS = "production"  # what an unpinned read of a versioned output resolves to
-VIEW_TAG = "stage_version"  # the ``skewless.kind`` tag of a derived physical view
+VIEW_TAG = "skewless.stage_version"  # a derived physical view's tag: the stage version writing it
 _VERSION = re.compile(r"v([1-9][0-9]{0,5})")
 
 
@@ -144,8 +144,10 @@ def derive_views(specs: dict, managed_tag: str) -> None:
             continue
         target = physical(s["output"], version)
         held = views.get(target)
-        if held is not None and (held.get("tags") or {}).get(managed_tag) != VIEW_TAG:
+        if held is not None and (held.get("tags") or {}).get(VIEW_TAG) != name:
             raise DefinitionError(f"feature view {target!r} is declared, but it is the view stage {name!r} writes "
                                   f"(version {version} of view {s['output']!r}): rename the view")
-        views[target] = {**logical, "name": target, "description": f"version {version} of view {s['output']!r}, "
-                         f"written by stage {name!r}", "tags": {**(logical.get("tags") or {}), managed_tag: VIEW_TAG}}
+        # managed (kept by `apply --prune`), keeping a managed logical view's own kind (a batch prediction view)
+        tags = {managed_tag: "stage_version", **(logical.get("tags") or {}), VIEW_TAG: name}
+        views[target] = {**logical, "name": target, "tags": tags,
+                         "description": f"version {version} of view {s['output']!r}, written by stage {name!r}"}
