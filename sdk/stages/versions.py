@@ -136,6 +136,7 @@ class Versions:
 def derive_views(specs: dict, managed_tag: str) -> None:
     """Add (or refresh) the physical view of every stage version to ``specs``: its logical view's definition under
     the physical name. A declared view of that name is a DefinitionError."""
+    Versions(specs)  # two stages' versions writing one view: named as such, before their views clash
     views = specs.get("feature_view", {})
     for name, s in specs.get("stage", {}).items():
         version = split_stage(name)[1]
