@@ -241,7 +241,7 @@ def read_resources(state, refs) -> list[tuple[str, str]]:
     transforms = state.objects.get("transform", {})
     views: dict[str, None] = {}
     for ref in refs:
-        name = ref.partition(":")[0]
+        name = ref.partition(":")[0].partition("@")[0]  # a pinned stage version (view@v2) is read as its view
         t = transforms.get(name)
         for v in ([i.partition(":")[0] for i in t["spec"]["inputs"].values()] if t is not None else [name]):
             views[v] = None

@@ -183,6 +183,18 @@ def test_promotion_needs_deploy_on_the_output_view(store):
     assert rec.principal == "ops"
 
 
+def test_a_pinned_read_needs_read_offline_on_the_view(store):
+    run(store, "scale@v1")
+    store.apply([sk.Principal("admin"), sk.Principal("reader"), sk.Principal("other"),
+                 sk.Role("admins", ["apply", "deploy", "read_offline"]), sk.Role("readers", ["read_offline"]),
+                 sk.Grant("admin_all", role="admins", principals=["admin"]),
+                 sk.Grant("scaled_readers", role="readers", principals=["reader"], resources=["view:scaled"])])
+    reader = sk.FeatureStore(store.repo_path, principal="reader")
+    pd.testing.assert_series_equal(read(reader, ["scaled@v1:spend_scaled"]), expected(1), check_index_type=False)
+    with pytest.raises(PermissionDenied, match="read_offline on view:scaled"):
+        read(sk.FeatureStore(store.repo_path, principal="other"), ["scaled@v1:spend_scaled"])
+
+
 def test_the_leakage_guard_checks_the_version_read(store):
     """Each version has its own fit: reading the version fit on test rows is flagged, the other is allowed."""
     fns = {o.name: o for o in load_objects(store.repo_path)}
