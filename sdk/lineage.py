@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from .errors import NotFoundError, ValidationError
+from .stages.versions import Versions
 
 KINDS = ("source", "feature_view", "aggregated_view", "transform", "feature", "feature_service", "training_set",
          "stage", "model", "endpoint")
@@ -154,10 +155,21 @@ def _add_definitions(g: Graph, specs: dict[str, dict[str, dict]]) -> None:
             g.add_edge(Edge(g.add(Node("feature", ref)), tid, "input"))
         for o in t["outputs"]:
             g.add_edge(Edge(tid, g.add(Node("feature", f"{name}:{o['name']}")), "output"))
+    versions = Versions(specs)
     for name, s in specs.get("feature_service", {}).items():
         sid = g.add(Node("feature_service", name, attrs={"owner": s.get("owner", ""), "tags": s.get("tags", {})}))
         for ref in s["features"]:
-            g.add_edge(Edge(g.add(Node("feature", ref)), sid, "serves"))
+            view, _, feature = ref.partition(":")
+            g.add_edge(Edge(g.add(Node("feature", f"{_read_view(versions, view)}:{feature}")), sid, "serves"))
+
+
+def _read_view(versions: Versions, view: str) -> str:
+    """The view a pinned (or unpinned versioned) read names now: a stage version's own view; the name as written
+    while its alias is unset."""
+    try:
+        return versions.view(view, strict=False) or view
+    except NotFoundError:
+        return view
 
 
 def _add_training_sets(g: Graph, state) -> None:
@@ -198,13 +210,14 @@ def _add_stages(g: Graph, specs: dict[str, dict[str, dict]]) -> None:
             return f"aggregated_view/{name}"
         return g.add(Node(kind, name))
 
+    versions = Versions(specs)
     for name, s in specs.get("stage", {}).items():
         sid = g.add(Node("stage", name, attrs={"type": s.get("type"), "model": s.get("model"),
                                                "version": s.get("version"), "fit_split": s.get("fit_split")}))
         for ref in s["inputs"]:
             kind, _, obj = ref.partition("/")
-            g.add_edge(Edge(node(kind, obj), sid, "input"))
-        g.add_edge(Edge(sid, node("feature_view", s["output"]), "output"))
+            g.add_edge(Edge(node(kind, _read_view(versions, obj) if kind == "feature_view" else obj), sid, "input"))
+        g.add_edge(Edge(sid, node("feature_view", versions.output(s)), "output"))
         if s.get("model"):
             for m in g.of_kind("model"):
                 if m.name == s["model"] and s.get("version") in (None, m.version):

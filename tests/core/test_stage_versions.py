@@ -220,6 +220,19 @@ def test_the_leakage_guard_checks_the_version_read(store):
         store.get_historical_features(entity_rows(), ["encoded:spend_copy"], split=split)
 
 
+def test_lineage_draws_each_version_writing_its_view(store):
+    from skewless import lineage
+
+    stage_promote.promote(store, "scale", 1)
+    g = lineage.graph(store)
+    edges = {(e.source, e.target, e.relation) for e in g.edges}
+    assert {("stage/scale@v1", "feature_view/scaled__v1", "output"), ("stage/scale@v2", "feature_view/scaled__v2", "output"),
+            ("feature_view/scaled__v2", "stage/copy", "input"),  # pinned to v2
+            ("feature_view/scaled__v1", "stage/follow", "input"),  # unpinned: production
+            ("feature/scaled__v1:spend_scaled", "feature_service/svc_v1", "serves")} <= edges
+    assert "stage/scale@v1" in g.upstream("feature_service/svc").nodes
+
+
 def test_stage_cli_promote_rollback_versions(store):
     repo = str(store.repo_path)
     out = CliRunner().invoke(app, ["stage", "promote", "scale", "v2", "--alias", "staging", "--repo", repo, "--json"])
