@@ -164,3 +164,39 @@ def test_lineage_links_model_versions_to_their_stage(store):
     assert ("model/segmentation@2", "stage/segment", "scores") in edges
     assert ("model/segmentation@1", "stage/segment", "scores") not in edges  # pinned to version 2
     assert "training_set/seg_first_two_months" in g.upstream("feature_view/segment").nodes
+
+
+def test_two_model_stage_versions_side_by_side(store):
+    """Model stages A/B: model version 1 (fit on the first quarter) and version 2 (fit on every month) score as stage
+    versions ``segment@v1`` and ``segment@v2``, each into its own view; the guard flags reading v2 (fit on test
+    rows) and allows v1; the comparison's agreement of their predictions is the two k-means' own, refit here."""
+    from skewless.stages import ModelStage as MS
+    from skewless.stages.compare import compare_outputs
+
+    segmentation(store, "seg_first_quarter", MONTHS[:3])
+    segmentation(store, "seg_all_months", MONTHS)
+    store.apply([MS(f"segment@v{v}", model="segmentation", version=v, inputs=["feature_service/seg_inputs"],
+                    output="segment", entities=store.score_rows) for v in (1, 2)])
+    for v in (1, 2):
+        (r,) = run(store, f"segment@v{v}")
+        assert (r.status, r.output, r.rows, r.model_version) == ("ran", f"segment__v{v}", ALL, v)
+    with pytest.raises(LeakageError) as info:
+        store.get_historical_features(entity_rows(), ["activity:spend", "segment@v2:output__prediction"], split=SPLIT)
+    assert (info.value.stage, info.value.rows) == ("segment@v2", CUSTOMERS * 3)
+    t = store.get_historical_features(entity_rows(), ["activity:spend", "segment@v1:output__prediction"],
+                                      split=SPLIT).to_arrow()
+    assert t.column("output__prediction").null_count == 0
+    got = compare_outputs(store, "segment", "v1", "v2", entity_rows())
+    spend = store.get_historical_features(entity_rows(), "seg_inputs").to_pandas()[["spend"]]
+    fits = [KMeans(2, n_init=3, random_state=0).fit(
+        store.get_historical_features(entity_rows(m), "seg_inputs").to_pandas()[["spend"]]) for m in (MONTHS[:3], MONTHS)]
+    agree = (fits[0].predict(spend) == fits[1].predict(spend)).mean()
+    assert got["outputs"]["output__prediction"]["share_equal"] == pytest.approx(agree)
+    # each version's view holds its own model's predictions (here the two fits label the clusters the other way)
+    both = store.get_historical_features(entity_rows(), ["segment@v1:output__prediction",
+                                                         "segment@v2:output__prediction"],
+                                         full_feature_names=True).to_pandas()
+    for v, fit in ((1, fits[0]), (2, fits[1])):
+        assert (both[f"segment__v{v}__output__prediction"].to_numpy() == fit.predict(spend)).all()
+    mv = got["outputs"]["model_version"]
+    assert (mv["share_equal"], mv["mean_a"], mv["mean_b"], mv["both"]) == (0.0, 1.0, 2.0, ALL)
