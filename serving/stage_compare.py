@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from skewless.errors import ValidationError
 from skewless.stages.compare import agreement, compare_outputs
-from skewless.stages.promote import versions_of
+from skewless.stages.aliases import versions_of
 from skewless.stages.runner import entity_table
 from skewless.stages.versions import physical
 

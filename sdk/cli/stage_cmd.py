@@ -29,10 +29,10 @@ def promote(stage: str = typer.Argument(..., help="The stage (its versions are n
             alias: str = AliasOpt, repo: Path = RepoOpt, as_json: bool = JsonOpt):
     """Make VERSION of STAGE its --alias: unpinned reads of its output (production) and VIEW@ALIAS pins read it.
     Needs `deploy` on the stage's output view when the registry declares permissions; audited."""
-    from ..stages import promote as promote_mod
+    from ..stages import aliases as aliases_mod
     from ..store import FeatureStore
 
-    aliases = promote_mod.promote(FeatureStore(repo), stage, version, alias)
+    aliases = aliases_mod.promote(FeatureStore(repo), stage, version, alias)
     print_json({"stage": stage, "aliases": aliases}) if as_json else console.print(_aliases_line(stage, aliases),
                                                                                    highlight=False)
 
@@ -42,10 +42,10 @@ def promote(stage: str = typer.Argument(..., help="The stage (its versions are n
 def rollback(stage: str = typer.Argument(..., help="The stage"), alias: str = AliasOpt, repo: Path = RepoOpt,
              as_json: bool = JsonOpt):
     """Return STAGE's --alias to the version it held before its newest promotion (audited)."""
-    from ..stages import promote as promote_mod
+    from ..stages import aliases as aliases_mod
     from ..store import FeatureStore
 
-    aliases = promote_mod.rollback(FeatureStore(repo), stage, alias)
+    aliases = aliases_mod.rollback(FeatureStore(repo), stage, alias)
     print_json({"stage": stage, "aliases": aliases}) if as_json else console.print(_aliases_line(stage, aliases),
                                                                                    highlight=False)
 
@@ -54,17 +54,17 @@ def rollback(stage: str = typer.Argument(..., help="The stage"), alias: str = Al
 @friendly
 def versions(stage: str = typer.Argument(..., help="The stage"), repo: Path = RepoOpt, as_json: bool = JsonOpt):
     """STAGE's versions, the view each writes, its aliases, and the history of promotions and rollbacks."""
-    from ..stages import promote as promote_mod
+    from ..stages import aliases as aliases_mod
     from ..stages.versions import physical
     from ..store import FeatureStore
 
     store = FeatureStore(repo)
-    aliases = promote_mod.aliases(store, stage)
+    aliases = aliases_mod.current(store, stage)
     state = store._registry_state()
     rows = [{"version": v, "stage": name, "view": physical(state.get("stage", name).output, v),
              "aliases": sorted(a for a, held in aliases.items() if held == v)}
             for v, name in sorted(state.versions.versions(stage).items())]
-    history = promote_mod.history(store, stage)
+    history = aliases_mod.history(store, stage)
     if as_json:
         print_json({"stage": stage, "versions": rows, "aliases": aliases, "history": history})
         return

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ValidationError
-from .promote import versions_of
+from .aliases import versions_of
 from .versions import parse_pin, physical
 
 

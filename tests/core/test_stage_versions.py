@@ -19,7 +19,7 @@ from skewless.errors import DefinitionError, LeakageError, NotFoundError, Permis
 from skewless.offline.scan import read_rows
 from skewless.repo import load_objects
 from skewless.stages import Stage, run
-from skewless.stages import promote as stage_promote
+from skewless.stages import aliases as stage_aliases
 from tests.support.stages_repo import CUSTOMERS, MONTHS, TEST_FROM, VERSIONED, activity_rows, entity_rows, make_repo
 
 N = CUSTOMERS * len(MONTHS)
@@ -86,7 +86,7 @@ def test_two_stage_versions_serve_two_pinned_consumers(store):
     got = store.get_online_features("svc_v1", [{"customer_id": 7}]).to_dict()
     assert got["spend_scaled"] == [pytest.approx((70 + 5) / activity_rows().spend.mean())]  # June, the newest
     # promoting v1 changes neither pinned consumer
-    stage_promote.promote(store, "scale", "v1")
+    stage_aliases.promote(store, "scale", "v1")
     assert [r.status for r in run(store, "copy")] == ["fresh", "fresh"]
     pd.testing.assert_series_equal(read(store, ["copied:spend_copy"]), expected(2), check_index_type=False)
 
@@ -96,20 +96,20 @@ def test_promote_switches_the_unpinned_reader_and_rollback_returns_it(store):
     run(store, "scale@v2")
     with pytest.raises(NotFoundError, match="no version of stage 'scale' is 'production'.*skewless stage promote"):
         read(store, "svc")
-    assert stage_promote.promote(store, "scale", "v1") == {"production": 1}
+    assert stage_aliases.promote(store, "scale", "v1") == {"production": 1}
     pd.testing.assert_series_equal(read(store, "svc"), expected(1), check_index_type=False)
     # a downstream stage reading the unpinned view follows production: a promotion makes it stale
     assert {r.stage: r.status for r in run(store, "follow")} == {"scale@v1": "fresh", "follow": "ran"}
     pd.testing.assert_series_equal(read(store, ["followed:spend_copy"]), expected(1), check_index_type=False)
-    assert stage_promote.promote(store, "scale", 2, "staging") == {"production": 1, "staging": 2}
+    assert stage_aliases.promote(store, "scale", 2, "staging") == {"production": 1, "staging": 2}
     pd.testing.assert_series_equal(read(store, ["scaled@staging:spend_scaled"]), expected(2), check_index_type=False)
-    assert stage_promote.promote(store, "scale", "staging") == {"production": 2, "staging": 2}  # staging -> production
+    assert stage_aliases.promote(store, "scale", "staging") == {"production": 2, "staging": 2}  # staging -> production
     pd.testing.assert_series_equal(read(store, "svc"), expected(2), check_index_type=False)
     assert {r.stage: r.status for r in run(store, "follow")} == {"scale@v2": "fresh", "follow": "ran"}
-    assert stage_promote.rollback(store, "scale") == {"production": 1, "staging": 2}
+    assert stage_aliases.rollback(store, "scale") == {"production": 1, "staging": 2}
     pd.testing.assert_series_equal(read(store, "svc"), expected(1), check_index_type=False)
-    assert stage_promote.promote(store, "scale", 1) == {"production": 1, "staging": 2}  # already: nothing recorded
-    history = stage_promote.history(store, "scale")
+    assert stage_aliases.promote(store, "scale", 1) == {"production": 1, "staging": 2}  # already: nothing recorded
+    history = stage_aliases.history(store, "scale")
     assert [(h["action"], h["alias"], h["previous"], h["version"]) for h in history] == [
         ("promote", "production", None, 1), ("promote", "staging", None, 2), ("promote", "production", 1, 2),
         ("rollback", "production", 2, 1)]
@@ -118,7 +118,7 @@ def test_promote_switches_the_unpinned_reader_and_rollback_returns_it(store):
                        "promote production to v2 (was v1)", "rollback production to v1 (was v2)"]
     # a later apply of the repo (pruning) keeps the aliases: skewless manages them
     store.apply(load_objects(store.repo_path), prune=True)
-    assert stage_promote.aliases(store, "scale") == {"production": 1, "staging": 2}
+    assert stage_aliases.current(store, "scale") == {"production": 1, "staging": 2}
 
 
 def test_unknown_versions_and_aliases_are_typed_errors(store):
@@ -132,16 +132,16 @@ def test_unknown_versions_and_aliases_are_typed_errors(store):
     with pytest.raises(NotFoundError, match="view 'activity' is not written by versions of a stage"):
         read(store, ["activity@v1:spend"])
     with pytest.raises(NotFoundError, match="stage 'scale' has no version v3"):
-        stage_promote.promote(store, "scale", 3)
+        stage_aliases.promote(store, "scale", 3)
     with pytest.raises(NotFoundError, match="stage 'nope' has no versions"):
-        stage_promote.promote(store, "nope", 1)
+        stage_aliases.promote(store, "nope", 1)
     with pytest.raises(ValidationError, match="alias must be one of production, staging"):
-        stage_promote.promote(store, "scale", 1, "canary")
+        stage_aliases.promote(store, "scale", 1, "canary")
     with pytest.raises(ValidationError, match="alias 'production' has never been set"):
-        stage_promote.rollback(store, "scale")
-    stage_promote.promote(store, "scale", 1)
+        stage_aliases.rollback(store, "scale")
+    stage_aliases.promote(store, "scale", 1)
     with pytest.raises(ValidationError, match="has held only v1: nothing to roll back to"):
-        stage_promote.rollback(store, "scale")
+        stage_aliases.rollback(store, "scale")
 
 
 def test_bad_version_declarations_are_definition_errors(store):
@@ -173,12 +173,12 @@ def test_promotion_needs_deploy_on_the_output_view(store):
                  sk.Grant("ops_deploy", role="deployers", principals=["ops"])])
     as_analyst = sk.FeatureStore(store.repo_path, principal="analyst")
     with pytest.raises(PermissionDenied, match="deploy on view:scaled"):
-        stage_promote.promote(as_analyst, "scale", 1)
-    assert stage_promote.history(store, "scale") == []  # a denial changed nothing
+        stage_aliases.promote(as_analyst, "scale", 1)
+    assert stage_aliases.history(store, "scale") == []  # a denial changed nothing
     denied = [r for r in store.audit_log.records(outcome="denied") if r.action == "deploy"]
     assert [(r.principal, r.resource) for r in denied] == [("analyst", "view:scaled")]
     as_ops = sk.FeatureStore(store.repo_path, principal="ops")
-    assert stage_promote.promote(as_ops, "scale", 1) == {"production": 1}
+    assert stage_aliases.promote(as_ops, "scale", 1) == {"production": 1}
     (rec,) = [r for r in store.audit_log.records(action="deploy", outcome="allowed") if r.resource == "stage:scale"]
     assert rec.principal == "ops"
 
@@ -215,7 +215,7 @@ def test_the_leakage_guard_checks_the_version_read(store):
     assert (info.value.stage, info.value.rows) == ("enc@v1", CUSTOMERS * 3)
     t = store.get_historical_features(entity_rows(), ["encoded@v2:spend_copy"], split=split).to_arrow()
     assert t.num_rows == N
-    stage_promote.promote(store, "enc", "v1")
+    stage_aliases.promote(store, "enc", "v1")
     with pytest.raises(LeakageError, match="stage 'enc@v1' was fit on 120 rows"):  # unpinned: production's fit
         store.get_historical_features(entity_rows(), ["encoded:spend_copy"], split=split)
 
@@ -223,7 +223,7 @@ def test_the_leakage_guard_checks_the_version_read(store):
 def test_lineage_draws_each_version_writing_its_view(store):
     from skewless import lineage
 
-    stage_promote.promote(store, "scale", 1)
+    stage_aliases.promote(store, "scale", 1)
     g = lineage.graph(store)
     edges = {(e.source, e.target, e.relation) for e in g.edges}
     assert {("stage/scale@v1", "feature_view/scaled__v1", "output"), ("stage/scale@v2", "feature_view/scaled__v2", "output"),

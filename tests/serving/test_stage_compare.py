@@ -47,7 +47,7 @@ def store(tmp_path):
     store = make_repo(tmp_path / "repo", VERSIONED)
     run(store, "scale@v1")
     run(store, "scale@v2")
-    promote.promote(store, "scale", "v1")
+    promote(store, "scale", "v1")
     return store
 
 

@@ -25,7 +25,7 @@ def versions_of(state, stage: str) -> tuple[dict[int, str], str]:
     return versions, output
 
 
-def aliases(store, stage: str) -> dict[str, int]:
+def current(store, stage: str) -> dict[str, int]:
     """Alias -> version of stage ``stage`` (NotFoundError: the stage has no versions)."""
     state = store._registry_state(fresh=True)
     versions_of(state, stage)
