@@ -84,7 +84,7 @@ def _definitions(code: str) -> list:
     exec(LOAN + code, scope)  # noqa: S102 - the corpus is this repo's own test data
     return [v for v in scope.values()
             if isinstance(v, (sk.Entity, sk.FeatureView, sk.OnDemandTransform, sk.FeatureService, sk.Principal,
-                              sk.Role, sk.Grant))]
+                              sk.Role, sk.Grant, sk.Stage, sk.ModelStage))]
 
 
 @pytest.mark.parametrize("case", DEFINITIONS, ids=[c["id"] for c in DEFINITIONS])
