@@ -20,6 +20,7 @@ import skewless as sk
 from skewless.cli.main import app
 from skewless.errors import NotFoundError, ValidationError
 from skewless.serving import ModelRegistry, package_model
+from skewless.serving.batch_score import score
 from skewless.serving.stage_compare import compare_stage_versions, metric
 from skewless.stages import promote, run
 from skewless.stages.compare import compare_outputs
@@ -105,6 +106,8 @@ def test_the_downstream_model_scored_with_each_version(store):
         compare_stage_versions(store, "scale", "v1", "v2", entities(), model="nba", labels="big", metric_name="f1")
     with pytest.raises(ValidationError, match="no column 'nope'"):
         compare_stage_versions(store, "scale", "v1", "v2", entities(), model="nba", labels="nope")
+    with pytest.raises(ValidationError, match="give read_views or output_view, not both"):  # a comparison is not written
+        score(store, "nba", entities(), read_views={"scaled__v1": "scaled__v2"}, output_view="nba_scores")
 
 
 def test_metric_matches_scikit_learn():
