@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -52,8 +53,20 @@ def keys_predicate(key_dtypes: dict, keys: list[tuple]) -> str:
                        + ")" for k in keys)
 
 
+@dataclass(frozen=True)
+class Erasing:
+    """The rows one delete removes: its predicate for delta-rs, and the same rows as values, for stores that pick
+    the files a delete must read from the log's file statistics (``_commit_erase``)."""
+
+    predicate: str  # delta-rs' SQL (DataFusion)
+    key_dtypes: dict | None = None  # rows whose columns equal one of ``keys`` ...
+    keys: tuple = ()
+    before_us: int | None = None  # ... or whose event time is before this (µs since the epoch, UTC)
+
+
 class DeltaErasure:
-    """Mixed into ``DeltaOfflineStore`` (which provides ``_table``, ``_commit``, ``root``)."""
+    """Mixed into ``DeltaOfflineStore`` (which provides ``_table``, ``_commit``, ``root``). Stores that commit
+    through their own log store override the hooks ``_commit_erase`` and ``_vacuum`` (``oss_erase``)."""
 
     supports_erasure = True
     root: str
@@ -63,13 +76,19 @@ class DeltaErasure:
     def delete_rows(self, view: str, key_dtypes: dict, keys: list[tuple], *, tag: str) -> tuple[int, int | None]:
         if not keys:
             return 0, None
-        return self._delete(view, keys_predicate(key_dtypes, keys), tag)
+        return self._delete(view, Erasing(keys_predicate(key_dtypes, keys), dict(key_dtypes), tuple(keys)), tag)
 
     def delete_before(self, view: str, before: datetime, *, tag: str) -> tuple[int, int | None]:
         us = int(before.astimezone(timezone.utc).timestamp() * 1_000_000)
-        return self._delete(view, f"\"{EVENT_TS}\" < arrow_cast({us}, 'Timestamp(Microsecond, Some(\"UTC\"))')", tag)
+        return self._delete(view, Erasing(f"\"{EVENT_TS}\" < arrow_cast({us}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
+                                          before_us=us), tag)
 
-    def _delete(self, view: str, predicate: str, tag: str) -> tuple[int, int | None]:
+    def _commit_erase(self, view: str, before: DeltaTable, write: Callable, rows: Erasing) -> None:
+        """The delete's commit (``write(table)``): by default ``_commit``; ``rows`` says what it deletes."""
+        self._commit(view, before, write)
+
+    def _delete(self, view: str, rows: Erasing, tag: str) -> tuple[int, int | None]:
+        predicate = rows.predicate
         for attempt in range(_ATTEMPTS):
             before = self._table(view)
             if before is None:
@@ -81,7 +100,8 @@ class DeltaErasure:
             out: list[dict] = []
             props = CommitProperties(custom_metadata={FORGET_TAG: tag}, max_commit_retries=0)
             try:
-                self._commit(view, before, lambda dt, o=out, c=props: o.append(dt.delete(predicate, commit_properties=c)))
+                self._commit_erase(view, before, lambda dt, o=out, c=props: o.append(
+                    dt.delete(predicate, commit_properties=c)), rows)
             except CommitFailedError:
                 time.sleep(min(0.01 * 2 ** attempt, 0.5))  # another writer committed first: re-read, retry
                 continue
@@ -111,11 +131,15 @@ class DeltaErasure:
         if dt is None:
             return []
         try:
-            return dt.vacuum(retention_hours=max(0, int(retention_hours)), dry_run=False,
-                             enforce_retention_duration=False, keep_versions=sorted(set(keep_versions)) or None)
+            return self._vacuum(view, dt, retention_hours=max(0, int(retention_hours)), enforce_retention_duration=False,
+                                keep_versions=sorted(set(keep_versions)) or None)
         except (DeltaError, OSError) as exc:
             raise StoreUnavailable(f"vacuuming the history of {view!r} failed: {str(exc).splitlines()[0]}",
                                    endpoint=self.root) from exc
+
+    def _vacuum(self, view: str, dt: DeltaTable, **options) -> list[str]:
+        """delta-rs' vacuum of ``dt`` with ``options``; the files deleted."""
+        return dt.vacuum(dry_run=False, **options)
 
     def expiry(self, view: str) -> tuple[int, list[int]] | None:
         dt = self._table(view)
