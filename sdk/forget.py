@@ -129,8 +129,8 @@ def forget(fs, entity_name: str, keys: Sequence[Any], *, purge_now: bool = False
                             "after re-applying them, or forget their histories by deleting the views")
     who = fs.authorize("ingest", [("view", n) for n in names], state)  # every view, before anything is done
     if not fs.offline.supports_erasure:  # refused before anything is recorded or deleted
-        raise ConfigError(f"the offline store {fs.offline.url} cannot delete rows of a history: forget needs a local "
-                          "or s3:// Delta store (docs/governance.md)")
+        raise ConfigError(f"the offline store {fs.offline.url} cannot delete rows of a history: forget needs a local, "
+                          "s3:// or oss:// Delta store (docs/governance.md)")
     if plan is None:
         holding, clean = _training_sets_holding(fs, [views[n] for n in names], entity, tuples)
         plan = journal.record("plan", {"views": names, "started": now.isoformat(), "training_sets": holding,
