@@ -18,6 +18,8 @@ next log entry if it is absent, which is exactly what ``x-oss-forbid-overwrite: 
   re-reads and retries with the same tie checks, so no update is lost and none is half-visible (files nobody's log
   names are invisible to readers). A checkpoint delta-rs wrote with the commit is uploaded after it (optional).
 - Engines scan the Parquet files through ``oss_fs`` (a pyarrow filesystem over oss2), with sizes from the log.
+- Erasure and retention (``oss_erase``): a DELETE's commit is built the same way, with the files it rewrites
+  downloaded into the scratch table first (``_commit(fetch=)``); vacuum deletes the objects delta-rs' dry run lists.
 
 The result is a standard Delta table that any Delta reader with OSS access (Spark on EMR, MaxCompute external
 tables) can open.

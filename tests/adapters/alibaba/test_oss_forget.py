@@ -24,7 +24,7 @@ from deltalake import DeltaTable
 import skewless as sk
 from skewless.adapters.alibaba.oss_erase import REDACTED
 from skewless.errors import SnapshotExpired
-from skewless.offline.delta_erase import FORGET_TAG
+from skewless.offline.delta_erase import FORGET_TAG, Erasing, keys_predicate
 from tests.support.object_store import check_forget_leaves_nothing_in_the_bucket
 
 from .conftest import oss_keys, oss_repo
@@ -91,10 +91,30 @@ def test_a_delete_downloads_only_the_files_that_may_hold_the_keys_and_its_log_en
     assert len(deletes) == 1
     assert deletes[0]["operationParameters"]["predicate"] == REDACTED.format(tag=report.request)
     assert deletes[0]["operation"] == "DELETE" and deletes[0]["operationMetrics"]["num_deleted_rows"] == 2
+    # the same request again: resumed from its journal, nothing downloaded or deleted again
+    again = store.forget("person", gone, purge_now=True)
+    assert again.resumed and again.offline_rows == report.offline_rows and len(store.offline.erase_reads) == 1
     # forgetting keys no file can hold (of the 7 left: the two rewritten as one) downloads and commits nothing
     version = store.offline.version("people")
     assert store.forget("person", [999], purge_now=True).offline_rows == {"people": 0}
     assert store.offline.erase_reads[-1] == ("people", 0, 7) and store.offline.version("people") == version
+
+
+def test_a_delete_that_reads_a_file_its_statistics_excluded_is_redone_with_every_file(tmp_path, oss, bucket):
+    """delta-rs prunes with the statistics the files were picked by, so it never asks for another; if it did (here:
+    rows given that do not match the predicate), the delete is redone with every file downloaded, never failed."""
+    store = oss_repo(tmp_path / "repo", oss)
+    _people(store)
+    for day in range(4):
+        _ingest(store, [10 * day, 10 * day + 1], T0 + day * D)
+    rows = Erasing(keys_predicate({"k": sk.Int64}, [(31,)]), {"k": sk.Int64}, ((1,),))  # picks day 0's file
+    version = store.offline.version("people")
+    assert store.offline._delete("people", rows, "t-1") == (1, version + 1)
+    assert store.offline.erase_reads == [("people", 1, 4), ("people", 4, 4)]
+    assert sum(rows_in_bucket(store, bucket, [31]).values()) == 1  # in the old version's file, until a vacuum
+    got = store.get_historical_features(pd.DataFrame({"k": [1, 30, 31], "event_timestamp": [T0 + 9 * D] * 3}),
+                                        ["people:name"]).to_pandas()
+    assert got["name"].iloc[:2].tolist() == ["person 1", "person 30"] and pd.isna(got["name"].iloc[2])
 
 
 def test_forget_by_two_join_keys_with_long_strings_on_oss(tmp_path, oss, bucket):
