@@ -100,6 +100,31 @@ def test_a_delete_downloads_only_the_files_that_may_hold_the_keys_and_its_log_en
     assert store.offline.erase_reads[-1] == ("people", 0, 7) and store.offline.version("people") == version
 
 
+def test_after_forget_no_object_of_the_repo_on_oss_holds_the_key(tmp_path, oss, bucket):
+    """A full scan with oss2 of every object under the repo's prefix — registry, forget journal, audit log, Delta
+    log entries and every data file: the key is in no row, and in no other object's bytes (the delete's predicate
+    is replaced; the key is neither minimum nor maximum of its file, the statistics caveat of docs/governance.md)."""
+    store = oss_repo(tmp_path / "repo", oss)
+    customer = sk.Entity("customer", ["cid"])
+    store.apply([customer, sk.FeatureView("orders", [customer], [sk.Field("cid", sk.String),
+                                                                 sk.Field("total", sk.Float64)])])
+    secret = "m-mallory-7f3a"
+    store.ingest("orders", pd.DataFrame({"cid": ["a-anna", secret, "z-zoe"], "event_timestamp": [T0] * 3,
+                                         "total": [1.0, 2.0, 3.0]}))
+    store.ingest("orders", pd.DataFrame({"cid": ["b-bob"], "event_timestamp": [T0 + D], "total": [4.0]}))
+    assert store.forget("customer", [secret], purge_now=True).complete
+    root = store.offline.loc.key("").rsplit("/", 2)[0] + "/"  # <fresh prefix>/: registry/ and offline/ under it
+    keys = oss_keys(bucket, root)
+    assert any("/forget/" in k for k in keys) and any("/audit/" in k for k in keys)
+    assert any(k.endswith(".parquet") and "_delta_log/" not in k for k in keys)
+    for key in keys:
+        data = bucket.get_object(key).read()
+        if key.endswith(".parquet") and "_delta_log/" not in key:
+            assert secret not in pq.read_table(io.BytesIO(data)).column("cid").to_pylist(), key
+        else:
+            assert secret.encode() not in data, key
+
+
 def test_a_delete_that_reads_a_file_its_statistics_excluded_is_redone_with_every_file(tmp_path, oss, bucket):
     """delta-rs prunes with the statistics the files were picked by, so it never asks for another; if it did (here:
     rows given that do not match the predicate), the delete is redone with every file downloaded, never failed."""
