@@ -91,12 +91,14 @@ class OSSOfflineStore(OSSErasure, DeltaOfflineStore):
                 self._logs[view] = _Log(folder)
             return self._logs[view]
 
-    def _sync(self, view: str, version: int | None = None, into: Path | None = None) -> int | None:
+    def _sync(self, view: str, version: int | None = None, into: Path | None = None, relist: bool = True) -> int | None:
         """Bring the mirror up to ``version`` (None: the newest); return that version, None for no table. ``into``:
-        also link the entries that version needs into that scratch table's log."""
+        also link the entries that version needs into that scratch table's log. ``relist=False``: a ``version``
+        listed already (just read: a commit on it) is not listed again."""
         log = self._log(view)
         with log.lock:
-            self._list_new(view, log)
+            if relist or version is None or f"{version:020d}.json" not in log.entries:
+                self._list_new(view, log)
             commits = log.versions("json")
             if not commits:
                 if version is not None:
@@ -186,7 +188,7 @@ class OSSOfflineStore(OSSErasure, DeltaOfflineStore):
         try:
             (work / "_delta_log").mkdir()
             if before is not None:
-                self._sync(view, base, into=work)
+                self._sync(view, base, into=work, relist=False)
             fetched = {self._fetch(view, path, work) for path in fetch}
             write(DeltaTable(str(work)) if before is not None else str(work))
             log_entry = work / "_delta_log" / f"{base + 1:020d}.json"

@@ -122,7 +122,7 @@ class OSSErasure:
         log = self._log(view)
         for version in versions:
             if not all((log.folder / "_delta_log" / name).exists() for name in self._needed(log, version)):
-                self._sync(view, version)
+                self._sync(view, version, relist=False)
 
     def _vacuum(self, view: str, dt: DeltaTable, **options) -> list[str]:
         self._mirror(view, options.get("keep_versions") or ())  # delta-rs reads the kept versions' files
