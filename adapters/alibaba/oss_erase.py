@@ -10,12 +10,18 @@ record stay delta-rs' and ``DeltaErasure``'s; this module supplies only what an 
   The entry's ``operationParameters.predicate`` names the deleted keys: it is replaced by the forget request's tag
   before the entry is published, so the log does not keep the very values a forget erases.
 - Vacuum (``_vacuum``): delta-rs lists, from the log alone, the removed files past the retention that no kept
-  version reads (its dry run needs no data file); those objects are deleted on OSS.
+  version reads (its dry run needs no data file), replaying every commit (see ``_every_entry``); those objects are
+  deleted on OSS.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote
 
@@ -24,6 +30,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from skewless.definitions import EVENT_TS
+from skewless.errors import StoreUnavailable
 from skewless.offline.delta_erase import FORGET_TAG, Erasing
 
 REDACTED = "<keys erased by skewless forget: see the request {tag}>"
@@ -93,7 +100,9 @@ class OSSErasure:
     _commit: Callable
     _sync: Callable
     _log: Callable
-    _needed: Callable
+    _log_entry: Callable
+    _cache: Path
+    root: str
     erase_reads: list  # (view, files downloaded, files in the version read) per delete: what it cost
     loc: object
     oss: object
@@ -116,24 +125,53 @@ class OSSErasure:
             self.erase_reads.append((view, len(every), len(every)))  # delta-rs read a file the statistics excluded
             self._commit(view, before, write, fetch=every, optional=True, entry=redact)
 
-    def _mirror(self, view: str, versions) -> None:
-        """The log entries delta-rs needs to open each of ``versions`` (older than the newest checkpoint, the mirror
-        lacks them), fetched once."""
+    def _every_entry(self, view: str) -> Path | None:
+        """A scratch table whose log is every commit entry of the history, no checkpoint (None: some entry is gone, or
+        no table). Why: a checkpoint drops the removed files whose ``delta.deletedFileRetentionDuration`` (a week by
+        default) has passed, so a vacuum reading it would never list them again, and a purge waiting for a longer
+        history retention would leave the erased rows on OSS; replaying the commits keeps every removal."""
+        newest = self._sync(view)
+        if newest is None:
+            return None
         log = self._log(view)
-        for version in versions:
-            if not all((log.folder / "_delta_log" / name).exists() for name in self._needed(log, version)):
-                self._sync(view, version, relist=False)
+        names = [f"{v:020d}.json" for v in range(newest + 1)]
+        for name in names:
+            path = log.folder / "_delta_log" / name
+            if not path.exists():
+                data = self._log_entry(view, int(name[:20]))
+                if data is None:
+                    return None
+                with log.lock:
+                    tmp = path.with_name(f".{name}.{threading.get_ident()}.tmp")
+                    tmp.write_bytes(data)
+                    os.replace(tmp, path)
+        work = Path(tempfile.mkdtemp(prefix="log-", dir=self._cache))
+        (work / "_delta_log").mkdir()
+        for name in names:
+            os.link(log.folder / "_delta_log" / name, work / "_delta_log" / name)
+        return work
 
     def _vacuum(self, view: str, dt: DeltaTable, **options) -> list[str]:
-        self._mirror(view, options.get("keep_versions") or ())  # delta-rs reads the kept versions' files
-        gone = dt.vacuum(dry_run=True, **options)
+        work = self._every_entry(view)
+        try:
+            gone = (DeltaTable(str(work)) if work is not None else dt).vacuum(dry_run=True, **options)
+        finally:
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
         keys = [self.loc.key(view, unquote(p)) for p in gone]
         for i in range(0, len(keys), 1000):  # OSS deletes at most 1000 objects per request
             self.oss.call(f"vacuuming the history of {view!r}", self.oss.bucket.batch_delete_objects, keys[i:i + 1000])
         return gone
 
     def version_times(self, view: str) -> list[tuple[int, int]]:
-        """Every kept commit's time, so its log entries older than the newest checkpoint are mirrored first."""
-        if self._sync(view) is not None:
-            self._mirror(view, self._log(view).versions("json"))
-        return super().version_times(view)
+        """Every kept commit's time, from every log entry (the mirror holds only those after the newest checkpoint)."""
+        work = self._every_entry(view)
+        if work is None:
+            return super().version_times(view)
+        try:
+            return sorted((int(i["version"]), int(i["timestamp"])) for i in DeltaTable(str(work)).history())
+        except DeltaError as exc:
+            raise StoreUnavailable(f"reading the history log of {view!r} failed: {str(exc).splitlines()[0]}",
+                                   endpoint=self.root) from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)

@@ -246,6 +246,40 @@ def test_retention_on_oss_keeps_what_a_training_set_pins_and_completes_a_pending
     assert sorted(DeltaTable(str(copy)).to_pyarrow_table().column("k").to_pylist()) == [10, 11, 13]
 
 
+def test_a_purge_after_a_checkpoint_dropped_the_deletes_removals_still_erases_the_rows(tmp_path, oss, bucket):
+    """A checkpoint keeps removed files only for ``delta.deletedFileRetentionDuration`` (a week by default; here a
+    second, with a checkpoint every 2 commits): a purge waiting longer than that for the view's retention still finds
+    the files the delete removed — the vacuum replays every commit — and erases them from OSS."""
+    import time
+
+    from skewless.adapters.alibaba.oss_delta import OSSOfflineStore
+
+    from .conftest import oss_options
+
+    store = oss_repo(tmp_path / "repo", oss)
+    _people(store, retention=D)
+    _ingest(store, [1, 2])
+    _ingest(store, [3], T0 + D)
+    store.offline._commit("people", store.offline._table("people"), lambda dt: dt.alter.set_table_properties(
+        {"delta.deletedFileRetentionDuration": "interval 1 seconds", "delta.checkpointInterval": "2"},
+        raise_if_not_exists=False))
+    report = store.forget("person", [1])
+    assert report.purged["people"].startswith("pending until") and rows_in_bucket(store, bucket, [1])
+    time.sleep(1.5)
+    _ingest(store, [4], T0 + 2 * D)
+    _ingest(store, [5], T0 + 3 * D)
+    assert any(k.endswith(".checkpoint.parquet") for k in oss_keys(bucket, store.offline._log_prefix("people")))
+    # the premise: the newest checkpoint no longer lists the delete's removals
+    fresh = OSSOfflineStore(store.offline.url, oss_options(oss))
+    assert fresh._table("people").vacuum(retention_hours=0, dry_run=True, enforce_retention_duration=False) == []
+    done = store.retention_run(now=datetime.now(UTC) + 2 * D)
+    assert done.forgets_completed == [report.request]
+    assert rows_in_bucket(store, bucket, [1]) == {}
+    got = store.get_historical_features(pd.DataFrame({"k": [1, 2, 5], "event_timestamp": [T0 + 9 * D] * 3}),
+                                        ["people:name"]).to_pandas()
+    assert pd.isna(got["name"].iloc[0]) and got["name"].iloc[1:].tolist() == ["person 2", "person 5"]
+
+
 def test_prediction_log_retention_on_oss_reads_only_the_old_files(tmp_path, oss, bucket):
     from skewless.serving import prediction_log
     from tests.support import predlog_helpers
