@@ -142,6 +142,37 @@ def test_a_delete_that_reads_a_file_its_statistics_excluded_is_redone_with_every
     assert got["name"].iloc[:2].tolist() == ["person 1", "person 30"] and pd.isna(got["name"].iloc[2])
 
 
+def test_forget_while_another_store_ingests_loses_no_row_and_deletes_once(tmp_path, oss, bucket):
+    """Another process's store (its own log mirror) appends while forget deletes and purges: every append lands, the
+    delete commits once (a lost race re-reads and retries on the new version), and no object holds the key."""
+    import threading
+
+    store = oss_repo(tmp_path / "repo", oss)
+    _people(store)
+    _ingest(store, [1, 2, 3])
+    other = sk.FeatureStore(tmp_path / "repo")
+    errors: list[BaseException] = []
+
+    def ingest():
+        try:
+            for i in range(6):
+                other.ingest("people", pd.DataFrame({"k": [100 + i], "event_timestamp": [T0 + D],
+                                                     "name": [f"person {100 + i}"]}))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    writer = threading.Thread(target=ingest)
+    writer.start()
+    report = store.forget("person", [1], purge_now=True)
+    writer.join()
+    assert not errors and report.offline_rows == {"people": 1} and report.complete
+    assert rows_in_bucket(store, bucket, [1]) == {}
+    assert sum(1 for h in store.offline._table("people").history() if h.get(FORGET_TAG)) == 1
+    keys = [1, 2, 3] + [100 + i for i in range(6)]
+    got = store.get_historical_features(pd.DataFrame({"k": keys, "event_timestamp": [T0 + 2 * D] * len(keys)}),
+                                        ["people:name"]).to_pandas()
+    assert pd.isna(got["name"].iloc[0]) and got["name"].iloc[1:].tolist() == [f"person {k}" for k in keys[1:]]
+
+
 def test_forget_by_two_join_keys_with_long_strings_on_oss(tmp_path, oss, bucket):
     """String keys longer than Delta's statistics keep (truncated min/max): the file holding them is still read."""
     store = oss_repo(tmp_path / "repo", oss)
