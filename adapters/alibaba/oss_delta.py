@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -189,7 +190,10 @@ class OSSOfflineStore(OSSErasure, DeltaOfflineStore):
             (work / "_delta_log").mkdir()
             if before is not None:
                 self._sync(view, base, into=work, relist=False)
-            fetched = {self._fetch(view, path, work) for path in fetch}
+            fetched: set[Path] = set()
+            if fetch:
+                with ThreadPoolExecutor(min(8, len(fetch))) as pool:  # downloads overlap: each is a round trip
+                    fetched = set(pool.map(lambda path: self._fetch(view, path, work), fetch))
             write(DeltaTable(str(work)) if before is not None else str(work))
             log_entry = work / "_delta_log" / f"{base + 1:020d}.json"
             if optional and not log_entry.exists():
