@@ -32,7 +32,6 @@ from . import training_sets as ts_mod
 from .definitions import Entity, FeatureView
 from .errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from .faults import kill_point
-from .offline.scan import count_rows
 
 PREFIX = "forget/"
 
@@ -249,7 +248,7 @@ def _training_sets_holding(fs, views: list[FeatureView], entity: Entity, keys: l
                 keyed = {c: names[view].join_key_dtypes[c] for c in entity.join_keys}
                 try:
                     fs.offline.check_readable(view, at)
-                    held[(view, at)] = count_rows(fs.offline.files(view, at), keyed, keys) > 0
+                    held[(view, at)] = fs.offline.count_key_rows(view, at, keyed, keys) > 0
                 except NotFoundError:  # expired or gone already: nothing to keep, nothing to report
                     held[(view, at)] = False
             holds = holds or held[(view, at)]
