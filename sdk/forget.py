@@ -142,7 +142,9 @@ def forget(fs, entity_name: str, keys: Sequence[Any], *, purge_now: bool = False
         step = journal.done.get(f"offline-{name}")
         if step is None:
             say(f"{name}: deleting history rows")
-            rows, version = fs.offline.delete_rows(name, keyed, tuples, tag=request)
+            # a store erasing in place expires older versions itself, keeping the pins that held none of the rows
+            keep = {"keep": plan.get("clean_pins", {}).get(name, [])} if fs.offline.erases_in_place else {}
+            rows, version = fs.offline.delete_rows(name, keyed, tuples, tag=request, **keep)
             kill_point("forget.offline_deleted")
             step = journal.record(f"offline-{name}", {"rows": rows, "version": version, "time": now.isoformat()})
         report.offline_rows[name], report.offline_versions[name] = step["rows"], step["version"]
@@ -174,7 +176,7 @@ def purge(fs, journal: _Journal, view: FeatureView, now: datetime, *, force: boo
     if f"purge-{view.name}" in journal.done:
         return "done"
     deleted = journal.done[f"offline-{view.name}"]
-    if deleted["version"] is not None:
+    if deleted["version"] is not None and not fs.offline.erases_in_place:  # (in place: nothing left to purge)
         retention = view.history_retention or timedelta(0)
         due = datetime.fromisoformat(deleted["time"]) + retention
         if now < due and not force:

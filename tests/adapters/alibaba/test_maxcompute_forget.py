@@ -1,0 +1,250 @@
+"""``forget`` on MaxCompute histories (the local MaxCompute emulator, pyodps): the entity's rows erased in place
+(``INSERT OVERWRITE`` per affected partition), then a full scan of every table of the store through pyodps finds
+nothing of it; registered training sets that held it raise SnapshotExpired, the one that never did still rebuilds;
+a re-run redoes nothing; kill -9 at each step (forget's and the store's) then a re-run completes; an ingest racing
+the erase neither brings the erased rows back nor loses its own (reproduced deterministically: the erase runs
+between the ingest's upload and its commit, and between its start and its upload)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from tests.adapters.alibaba.test_maxcompute import mc_repo
+
+import skewless as sk
+from skewless import ingest as ingest_mod
+from skewless.adapters.alibaba.maxcompute_store import MaxComputeOfflineStore
+from skewless.errors import SnapshotExpired
+from skewless.offline.base import NO_TIES
+from skewless.timeutil import new_batch_id
+
+UTC = timezone.utc
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+D = timedelta(days=1)
+GONE = 1  # the customer forgotten (join key k)
+
+
+def _define(fs: sk.FeatureStore) -> None:
+    k = sk.Entity("k", ["k"], dtype=sk.Int64)
+    m = sk.Entity("m", ["m"], dtype=sk.Int64)
+    fs.apply([k, m,
+              sk.FeatureView("profile", [k], [sk.Field("k", sk.Int64), sk.Field("name", sk.String)]),
+              sk.FeatureView("pairs", [k, m], [sk.Field("k", sk.Int64), sk.Field("m", sk.Int64),
+                                               sk.Field("y", sk.Float64)]),
+              sk.FeatureView("other", [m], [sk.Field("m", sk.Int64), sk.Field("z", sk.Float64)])])
+
+
+def _profile(keys: list[int], when: datetime) -> pd.DataFrame:
+    return pd.DataFrame({"k": keys, "event_timestamp": [when] * len(keys), "name": [f"person {k}" for k in keys]})
+
+
+def _ingest(fs: sk.FeatureStore, keys: list[int], when: datetime) -> None:
+    fs.ingest("profile", _profile(keys, when))
+    fs.ingest("pairs", pd.DataFrame({"k": keys, "m": [7] * len(keys), "event_timestamp": [when] * len(keys),
+                                     "y": [float(k) for k in keys]}))
+    fs.ingest("other", pd.DataFrame({"m": [7], "event_timestamp": [when], "z": [1.0]}))
+
+
+def _entities(keys: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"k": keys, "m": [7] * len(keys), "event_timestamp": [T0 + 10 * D] * len(keys)})
+
+
+def _setup(path, endpoint) -> sk.FeatureStore:
+    fs = mc_repo(path, endpoint)
+    _define(fs)
+    _ingest(fs, [2, 3], T0)
+    fs.get_historical_features(_entities([2, 3]), ["profile:name"]).register("before")  # no row of GONE
+    _ingest(fs, [GONE, 2], T0 + D)
+    _ingest(fs, [GONE], T0 + 2 * D)  # GONE's rows in two date partitions
+    fs.get_historical_features(_entities([2]), ["profile:name", "pairs:y"]).register("after")  # GONE's rows in it
+    return fs
+
+
+def scan_everything(fs: sk.FeatureStore, key: int = GONE) -> dict[str, int]:
+    """Rows of ``key`` in every table of the store's prefix (histories with every partition and write batch,
+    committed or not), counted by MaxCompute SQL through pyodps, and in every table of the SQLite online store."""
+    odps, prefix = fs.offline.client.odps, fs.offline.settings.table_prefix
+    found = {}
+    for table in odps.list_tables(prefix=prefix):
+        if "k" not in [c.name for c in table.table_schema.simple_columns]:
+            continue
+        with odps.execute_sql(f"SELECT COUNT(*) AS n FROM `{table.name}` WHERE k = {key}",
+                              hints={"odps.sql.allow.fullscan": "true"}).open_reader() as reader:
+            n = [r["n"] for r in reader][0]
+        if n:
+            found[table.name] = n
+    import sqlite3
+    con = sqlite3.connect(fs.online.path)
+    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        cols = [r[1] for r in con.execute(f'PRAGMA table_info("{name}")')]
+        if "k" in cols and con.execute(f'SELECT COUNT(*) FROM "{name}" WHERE k = ?', (key,)).fetchone()[0]:
+            found[f"online:{name}"] = 1
+    con.close()
+    return found
+
+
+def test_forget_erases_the_histories_in_place_and_expires_the_snapshots_that_held_the_entity(tmp_path,
+                                                                                                maxcompute_endpoint):
+    fs = _setup(tmp_path / "repo", maxcompute_endpoint)
+    assert {fs.offline.history_table("profile"), fs.offline.history_table("pairs"), "online:fv_profile"} <= set(
+        scan_everything(fs))
+    others = fs.get_historical_features(_entities([2, 3]), ["profile:name", "pairs:y"]).to_pandas()
+    before_rows = fs.get_training_set("before")
+
+    report = fs.forget("k", [GONE])
+
+    assert report.offline_rows == {"profile": 2, "pairs": 2} and report.training_sets == ["after@1"]
+    assert report.complete and report.purged == {"profile": "done", "pairs": "done"}  # nothing left to purge
+    assert scan_everything(fs) == {}
+    fresh = sk.FeatureStore(fs.repo_path)
+    pd.testing.assert_frame_equal(
+        fresh.get_historical_features(_entities([2, 3]), ["profile:name", "pairs:y"]).to_pandas(), others)
+    # the training set that held the entity refuses to rebuild, with the reason; the one that never did rebuilds
+    after = fresh.get_training_set("after")
+    with pytest.raises(SnapshotExpired) as exc:
+        fresh.get_historical_features(_entities([2]), ["profile:name", "pairs:y"], snapshot=after.snapshot)
+    assert exc.value.view in ("profile", "pairs") and "past its retention" in str(exc.value)
+    assert f"version {after.snapshot[exc.value.view]}" in str(exc.value)
+    again = fresh.get_historical_features(_entities([2, 3]), ["profile:name"], snapshot=before_rows.snapshot)
+    assert again.to_pandas()["name"].tolist() == ["person 2", "person 3"]
+    # forgetting the same keys again redoes nothing: no new version, the same counts
+    versions = {v: fresh.offline.version(v) for v in ("profile", "pairs")}
+    second = fresh.forget("k", [GONE])
+    assert second.resumed and second.offline_rows == report.offline_rows
+    assert {v: fresh.offline.version(v) for v in ("profile", "pairs")} == versions
+    # the store's own idempotence, without forget's journal: the tagged erase is found, nothing erased twice
+    keyed = {"k": sk.Int64}
+    assert fresh.offline.delete_rows("profile", keyed, [(GONE,)], tag=report.request) == (
+        2, report.offline_versions["profile"])
+    assert fresh.offline.version("profile") == versions["profile"]
+
+
+CHILD = """
+import json, sys
+import skewless as sk
+r = sk.FeatureStore(sys.argv[1]).forget("k", [1])
+print(json.dumps(r.to_dict()))
+"""
+
+
+@pytest.mark.parametrize("point", ["forget.planned", "maxcompute.erase_recorded", "maxcompute.erase_partition",
+                                   "forget.offline_deleted:2", "forget.online_deleted:2"])
+def test_kill_9_at_each_step_then_a_rerun_completes(tmp_path, maxcompute_endpoint, point):
+    repo = tmp_path / "repo"
+    fs = _setup(repo, maxcompute_endpoint)
+    env = {**os.environ, "SKEWLESS_KILL_AT": point}
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    env.pop("SKEWLESS_KILL_AT")
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["resumed"] and got["complete"]
+    assert got["offline_rows"] == {"profile": 2, "pairs": 2} and got["training_sets"] == ["after@1"]
+    assert scan_everything(fs) == {}
+    for view in ("profile", "pairs"):  # one erase per view, recorded once, finished once
+        metas = [json.loads(r["meta"]) for r in fs.offline._records(view, fs.offline.version(view))]
+        assert sum(1 for m in metas if "erase" in m) == 1 and sum(1 for m in metas if "erased" in m) == 1
+    rows = fs.get_historical_features(_entities([2, 3]), ["profile:name"]).to_pandas()
+    assert rows["name"].tolist() == ["person 2", "person 3"]
+
+
+def _rows(fs: sk.FeatureStore, keys: list[int], when: datetime) -> tuple[int, pa.Table]:
+    view = fs._registry_state(fresh=True).get("feature_view", "profile")
+    batch = new_batch_id()
+    return batch, ingest_mod.prepare(view, _profile(keys, when), batch=batch, write_time=datetime.now(UTC))
+
+
+def _names(fs: sk.FeatureStore, keys: list[int]) -> list:
+    got = sk.FeatureStore(fs.repo_path).get_historical_features(_entities(keys), ["profile:name"]).to_pandas()
+    return [None if pd.isna(v) else v for v in got["name"]]
+
+
+def test_an_ingest_uploaded_before_the_erase_and_committed_after_keeps_its_rows_less_the_entitys(
+        tmp_path, maxcompute_endpoint):
+    fs = _setup(tmp_path / "repo", maxcompute_endpoint)
+    batch, rows = _rows(fs, [GONE, 4], T0 + 3 * D)
+    erased = []
+
+    def forget_meanwhile(table, prior):  # called by append between its upload and its commit
+        if not erased:
+            erased.append(sk.FeatureStore(fs.repo_path).forget("k", [GONE]))
+        return NO_TIES
+
+    version = fs.offline.append("profile", rows, batch=batch, tie_check=forget_meanwhile)
+    assert erased and erased[0].offline_rows["profile"] == 2  # the committed rows: the racing ones were not yet
+    assert version > erased[0].offline_versions["profile"]
+    assert _names(fs, [4, 2]) == ["person 4", "person 2"]
+    assert scan_everything(fs) == {}  # GONE's racing rows too: erased before the ingest committed
+
+
+class _ForgetBeforeUpload(MaxComputeOfflineStore):
+    """The erase starts and finishes after the ingest noted the newest version and before its upload lands: the
+    upload brings the erased entity's rows back into the table unless the guard catches it."""
+
+    forget = None
+
+    def _upload(self, view, table, columns):
+        if self.forget is not None:
+            self.forget, run = None, self.forget
+            run()
+        return super()._upload(view, table, columns)
+
+
+def test_an_ingest_uploaded_after_the_erase_does_not_bring_the_entity_back(tmp_path, maxcompute_endpoint):
+    fs = _setup(tmp_path / "repo", maxcompute_endpoint)
+    store = _ForgetBeforeUpload(fs.offline.settings)
+    reports = []
+    store.forget = lambda: reports.append(sk.FeatureStore(fs.repo_path).forget("k", [GONE]))
+    batch, rows = _rows(fs, [GONE, 4, 5], T0 + 3 * D)
+
+    version = store.append("profile", rows, batch=batch)
+
+    assert reports and store.forget is None and version > reports[0].offline_versions["profile"]
+    assert scan_everything(fs) == {}
+    assert _names(fs, [4, 5, 2, GONE]) == ["person 4", "person 5", "person 2", None]
+    # its first upload was erased whole (a recorded erase of its own batch), then uploaded again less GONE's row
+    metas = [json.loads(r["meta"]) for r in store._records("profile", version)]
+    assert [m["erase"] for m in metas if "erase" in m][-1] == f"ingest-{batch}"
+
+
+class _LoseUpload(MaxComputeOfflineStore):
+    """MaxCompute may lose a tunnel upload committing into a partition while an INSERT OVERWRITE rewrites it (the
+    emulator runs one write at a time, so it never does): here the erase's rewrite is followed by exactly that
+    loss, the batch's rows dropped from the table, before the ingest commits."""
+
+    def lose(self, view, batch):
+        hist = self.history_table(view)
+        cols = ", ".join(f"`{c.name}`" for c in self.client.odps.get_table(hist).table_schema.simple_columns)
+        for p in self.client.odps.get_table(hist).partitions:
+            ds = p.partition_spec["ds"]
+            self.client.execute(f"INSERT OVERWRITE TABLE `{hist}` PARTITION (ds='{ds}') SELECT {cols} FROM `{hist}` "
+                                f"WHERE ds = '{ds}' AND `_skewless_batch` <> {batch}", "lose")
+
+
+def test_an_ingest_whose_upload_an_erase_lost_uploads_it_again(tmp_path, maxcompute_endpoint):
+    fs = _setup(tmp_path / "repo", maxcompute_endpoint)
+    store = _LoseUpload(fs.offline.settings)
+    batch, rows = _rows(fs, [GONE, 4], T0 + 3 * D)
+    done = []
+
+    def forget_and_lose(table, prior):
+        if not done:
+            done.append(sk.FeatureStore(fs.repo_path).forget("k", [GONE]))
+            store.lose("profile", batch)
+        return NO_TIES
+
+    store.append("profile", rows, batch=batch, tie_check=forget_and_lose)
+
+    assert done and _names(fs, [4, 2, GONE]) == ["person 4", "person 2", None]
+    assert scan_everything(fs) == {}
