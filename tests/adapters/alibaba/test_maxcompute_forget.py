@@ -166,7 +166,11 @@ def _rows(fs: sk.FeatureStore, keys: list[int], when: datetime) -> tuple[int, pa
 
 
 def _names(fs: sk.FeatureStore, keys: list[int]) -> list:
-    got = sk.FeatureStore(fs.repo_path).get_historical_features(_entities(keys), ["profile:name"]).to_pandas()
+    job = sk.FeatureStore(fs.repo_path).get_historical_features(_entities(keys), ["profile:name"])
+    try:
+        got = job.to_pandas()
+    finally:
+        job.close()  # (its entity rows, GONE's key among them, are a table of the store until then)
     return [None if pd.isna(v) else v for v in got["name"]]
 
 
