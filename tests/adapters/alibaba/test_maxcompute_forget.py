@@ -252,3 +252,53 @@ def test_an_ingest_whose_upload_an_erase_lost_uploads_it_again(tmp_path, maxcomp
 
     assert done and _names(fs, [4, 2, GONE]) == ["person 4", "person 2", None]
     assert scan_everything(fs) == {}
+
+
+def test_string_keys_with_quotes_and_backslashes_render_as_maxcompute_literals(tmp_path, maxcompute_endpoint):
+    fs = mc_repo(tmp_path / "repo", maxcompute_endpoint)
+    u = sk.Entity("u", ["u"], dtype=sk.String)
+    fs.apply([u, sk.FeatureView("names", [u], [sk.Field("u", sk.String), sk.Field("x", sk.Float64)])])
+    odd = ["o'brien", "back\\slash", "both\\'", "plain"]
+    fs.ingest("names", pd.DataFrame({"u": odd, "event_timestamp": [T0] * 4, "x": [1.0, 2.0, 3.0, 4.0]}))
+    version, keyed = fs.offline.version("names"), {"u": sk.String}
+    assert fs.offline.count_key_rows("names", version, keyed, [(v,) for v in odd[:3]]) == 3
+    assert fs.offline.delete_rows("names", keyed, [(v,) for v in odd[:3]], tag="t1") == (3, version + 1)
+    assert fs.offline.count_key_rows("names", fs.offline.version("names"), keyed, [(v,) for v in odd]) == 1
+
+
+def test_retention_expires_old_versions_but_the_pinned_ones(tmp_path, maxcompute_endpoint):
+    fs = mc_repo(tmp_path / "repo", maxcompute_endpoint)
+    k = sk.Entity("k", ["k"], dtype=sk.Int64)
+    fs.apply([k, sk.FeatureView("profile", [k], [sk.Field("k", sk.Int64), sk.Field("name", sk.String)],
+                                history_retention=timedelta(days=7))])
+    for day in range(3):
+        fs.ingest("profile", _profile([10 + day], T0 + day * D))
+        if day == 0:
+            pinned = fs.get_historical_features(_entities([10]), ["profile:name"]).register("pinned")
+    newest = fs.offline.version("profile")
+    assert fs.retention_run(["profile"], now=datetime.now(UTC) + 3 * D).expired["profile"]["oldest"] == 0  # young
+    report = fs.retention_run(["profile"], now=datetime.now(UTC) + 8 * D)
+    assert report.expired["profile"] == {"oldest": newest, "kept": [pinned.snapshot["profile"]], "files": 0}
+    with pytest.raises(SnapshotExpired):
+        fs.get_historical_features(_entities([10]), ["profile:name"], snapshot={"profile": 1})
+    job = fs.get_historical_features(_entities([10]), ["profile:name"], snapshot=pinned.snapshot)
+    assert job.to_pandas()["name"].tolist() == ["person 10"]
+
+
+def test_prediction_log_retention_deletes_old_rows(tmp_path, maxcompute_endpoint):
+    from skewless.serving import prediction_log
+    from tests.support import predlog_helpers
+
+    fs = mc_repo(tmp_path / "repo", maxcompute_endpoint)
+    manifest = predlog_helpers.manifest("m1")
+    fs.apply([sk.Entity("k", ["k"], dtype=sk.Int64), prediction_log.log_view(manifest)])
+    writer = prediction_log.PredictionLogWriter(fs, manifest, spill_dir=tmp_path / "spool")
+    writer.add(predlog_helpers.rows(manifest, [1, 2, 3, 1]))
+    assert writer.close()
+    report = fs.retention_run(prediction_log_retention=timedelta(days=1),
+                              now=predlog_helpers.T0 + timedelta(days=1, seconds=2))  # rows at +0 s and +1 s go
+    assert report.log_rows_deleted == {prediction_log.view_name("m1"): 2}
+    hist = fs.offline.history_table(prediction_log.view_name("m1"))  # every row of the table (read_log reads files)
+    with fs.offline.client.odps.execute_sql(f"SELECT request_id FROM `{hist}`",
+                                            hints={"odps.sql.allow.fullscan": "true"}).open_reader() as reader:
+        assert sorted(r["request_id"] for r in reader) == ["r2", "r3"]
