@@ -190,8 +190,8 @@ class MaxComputeErasure:
     # -- the ingest guard -------------------------------------------------------------------------------------
     def reconcile(self, view: str, table: pa.Table, batch: int, start: int | None, newest: int,
                   stored: list[tuple[str, str]]) -> int:
-        """Called by ``append`` when versions were committed since ``start`` (the newest version before its
-        upload): if an erase may have raced the upload, wait for it, check the batch's rows and, when they are not
+        """Called by ``append`` before each commit attempt, ``start`` being the newest version before its upload
+        (``newest`` the one it builds on): if an erase may have raced the upload, wait for it, check the batch's rows and, when they are not
         exactly the uploaded ones less the erased ones, erase the batch and upload it again less those. Returns
         the version up to which every erase is accounted for."""
         raced = self._raced(view, newest, start)

@@ -114,7 +114,7 @@ class MaxComputeOfflineStore(MaxComputeErasure, OfflineStore):
         kill_point("maxcompute.before_commit")  # test hook: rows uploaded, no commit names them yet
         for _ in range(_ATTEMPTS):
             prior_version = self.version(view)
-            if prior_version is not None and prior_version != start:  # an erase may have raced the upload
+            if prior_version is not None:  # an erase recorded since ``start``, or not done, may have raced the upload
                 start = prior_version = self.reconcile(view, table, batch, start, prior_version, stored)
             if once and batch_id and prior_version is not None:
                 found = self._committed(view, prior_version, batch_id)

@@ -302,3 +302,36 @@ def test_prediction_log_retention_deletes_old_rows(tmp_path, maxcompute_endpoint
     with fs.offline.client.odps.execute_sql(f"SELECT request_id FROM `{hist}`",
                                             hints={"odps.sql.allow.fullscan": "true"}).open_reader() as reader:
         assert sorted(r["request_id"] for r in reader) == ["r2", "r3"]
+
+
+def test_an_ingest_during_an_interrupted_erase_waits_for_it_to_be_finished(tmp_path, maxcompute_endpoint):
+    import threading
+
+    repo = tmp_path / "repo"
+    fs = _setup(repo, maxcompute_endpoint)
+    env = {**os.environ, "SKEWLESS_KILL_AT": "maxcompute.erase_recorded:2"}  # pairs erased; profile's recorded
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    metas = [json.loads(r["meta"]) for r in fs.offline._records("profile", fs.offline.version("profile"))]
+    assert sum(1 for m in metas if "erase" in m) == 1 and not any("erased" in m for m in metas)  # not done
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(fs.ingest("profile", _profile([GONE, 4], T0 + 3 * D), online=False))
+        except BaseException as exc:  # (shown by the assertions below)
+            outcome.append(exc)
+    ingest = threading.Thread(target=run)
+    ingest.start()
+    ingest.join(3)
+    assert ingest.is_alive() and not outcome, outcome  # waiting for the erase its upload may have raced
+    env.pop("SKEWLESS_KILL_AT")
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ingest.join(60)
+    assert outcome and outcome[0].version > json.loads(proc.stdout.strip().splitlines()[-1])["offline_versions"][
+        "profile"]
+    assert _names(fs, [4, 2, GONE]) == ["person 4", "person 2", None]
+    assert scan_everything(fs) == {}
