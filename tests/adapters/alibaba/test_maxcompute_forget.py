@@ -8,16 +8,14 @@ between the ingest's upload and its commit, and between its start and its upload
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pyarrow as pa
 import pytest
 from tests.adapters.alibaba.test_maxcompute import mc_repo
+from tests.support import killed_run
 
 import skewless as sk
 from skewless import ingest as ingest_mod
@@ -140,15 +138,7 @@ print(json.dumps(r.to_dict()))
 def test_kill_9_at_each_step_then_a_rerun_completes(tmp_path, maxcompute_endpoint, point):
     repo = tmp_path / "repo"
     fs = _setup(repo, maxcompute_endpoint)
-    env = {**os.environ, "SKEWLESS_KILL_AT": point}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    env.pop("SKEWLESS_KILL_AT")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = killed_run.killed_then_rerun(CHILD, str(repo), kill_at=point)
     assert got["resumed"] and got["complete"]
     assert got["offline_rows"] == {"profile": 2, "pairs": 2} and got["training_sets"] == ["after@1"]
     assert scan_everything(fs) == {}
@@ -305,14 +295,9 @@ def test_prediction_log_retention_deletes_old_rows(tmp_path, maxcompute_endpoint
 
 
 def test_an_ingest_during_an_interrupted_erase_waits_for_it_to_be_finished(tmp_path, maxcompute_endpoint):
-    import threading
-
     repo = tmp_path / "repo"
     fs = _setup(repo, maxcompute_endpoint)
-    env = {**os.environ, "SKEWLESS_KILL_AT": "maxcompute.erase_recorded:2"}  # pairs erased; profile's recorded
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    killed_run.run(CHILD, str(repo), kill_at="maxcompute.erase_recorded:2")  # pairs erased; profile's recorded
     metas = [json.loads(r["meta"]) for r in fs.offline._records("profile", fs.offline.version("profile"))]
     assert sum(1 for m in metas if "erase" in m) == 1 and not any("erased" in m for m in metas)  # not done
     outcome = []
@@ -326,12 +311,8 @@ def test_an_ingest_during_an_interrupted_erase_waits_for_it_to_be_finished(tmp_p
     ingest.start()
     ingest.join(3)
     assert ingest.is_alive() and not outcome, outcome  # waiting for the erase its upload may have raced
-    env.pop("SKEWLESS_KILL_AT")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    resumed = killed_run.last_json(killed_run.run(CHILD, str(repo)))
     ingest.join(60)
-    assert outcome and outcome[0].version > json.loads(proc.stdout.strip().splitlines()[-1])["offline_versions"][
-        "profile"]
+    assert outcome and outcome[0].version > resumed["offline_versions"]["profile"], outcome
     assert _names(fs, [4, 2, GONE]) == ["person 4", "person 2", None]
     assert scan_everything(fs) == {}
