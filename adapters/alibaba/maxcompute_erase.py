@@ -85,7 +85,7 @@ class MaxComputeErasure:
 
     def expiry(self, view: str) -> tuple[int, list[int]] | None:
         newest = self.version(view)
-        found = [m["expire"] for _r, m in self._metas(view, newest)] if newest is not None else []
+        found = [m["expire"] for _r, m in self._metas(view, newest, "expire")] if newest is not None else []
         return (int(found[-1][0]), [int(v) for v in found[-1][1]]) if found else None
 
     def set_expiry(self, view: str, oldest: int, kept: list[int]) -> None:
@@ -95,7 +95,7 @@ class MaxComputeErasure:
         newest = self.version(view)
         if newest is None:
             return []
-        return sorted((int(r["version"]), int(m["at"])) for r, m in self._metas(view, newest, every=True) if "at" in m)
+        return sorted((int(r["version"]), int(m["at"])) for r, m in self._metas(view, newest, "at"))
 
     # -- the erase --------------------------------------------------------------------------------------------
     def _erase(self, view: str, tag: str, where: str, match: dict, *, keep: list[int] | None
@@ -175,17 +175,20 @@ class MaxComputeErasure:
         raise ConflictError(f"recording an erase of {view!r}: {_ATTEMPTS} concurrent commits won first")
 
     # -- the records ------------------------------------------------------------------------------------------
-    def _metas(self, view: str, version: int, every: bool = False) -> list[tuple[dict, dict]]:
-        """(record, parsed meta) up to ``version``, oldest first: those with an expiry, or ``every`` one."""
-        out = [(r, json.loads(r["meta"])) for r in sorted(self._records(view, version), key=lambda r: r["version"])]
-        return out if every else [(r, m) for r, m in out if "expire" in m]
+    def _metas(self, view: str, version: int, *fields: str) -> list[tuple[dict, dict]]:
+        """(record, parsed meta) of the records up to ``version`` having one of ``fields``, oldest first. (Every
+        commit attempt of an ingest asks for the erase records: the text is searched before any JSON is parsed.)"""
+        marks = [f'"{f}":' for f in fields]
+        out = [(r, json.loads(r["meta"])) for r in sorted(self._records(view, version), key=lambda r: r["version"])
+               if any(k in r["meta"] for k in marks)]
+        return [(r, m) for r, m in out if any(f in m for f in fields)]
 
     def _started(self, view: str, version: int, tag: str) -> tuple[int, dict] | None:
-        return next(((int(r["version"]), m) for r, m in self._metas(view, version, every=True)
+        return next(((int(r["version"]), m) for r, m in self._metas(view, version, "erase")
                      if m.get("erase") == tag), None)
 
     def _done(self, view: str, version: int, tag: str) -> bool:
-        return any(m.get("erased") == tag for _r, m in self._metas(view, version, every=True))
+        return any(m.get("erased") == tag for _r, m in self._metas(view, version, "erased"))
 
     # -- the ingest guard -------------------------------------------------------------------------------------
     def reconcile(self, view: str, table: pa.Table, batch: int, start: int | None, newest: int,
@@ -224,7 +227,7 @@ class MaxComputeErasure:
 
     def _raced(self, view: str, version: int, start: int | None) -> dict[str, dict]:
         """tag -> match of every erase not recorded done by version ``start`` (None: the history did not exist)."""
-        metas = self._metas(view, version, every=True)
+        metas = self._metas(view, version, "erase", "erased")
         done = {m["erased"]: int(r["version"]) for r, m in metas if "erased" in m}
         floor = -1 if start is None else start
         return {m["erase"]: m["match"] for _r, m in metas
