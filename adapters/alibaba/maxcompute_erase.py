@@ -58,6 +58,10 @@ class MaxComputeErasure:
 
     supports_erasure = True
     erases_in_place = True
+    # An erase matching no keys (an ingest's own batch, prediction-log rows by time) left unfinished this long —
+    # its process killed — is finished by the ingest waiting on it: nobody else would (a forget is re-run by its
+    # caller; an ingest's or a retention run's retry makes an erase of its own).
+    stale_erase_seconds = 60.0
 
     # -- the OfflineStore erasure contract --------------------------------------------------------------------
     def delete_rows(self, view: str, key_dtypes: dict, keys: list[tuple], *, tag: str,
@@ -69,8 +73,8 @@ class MaxComputeErasure:
                            keep=list(keep))
 
     def delete_before(self, view: str, before, *, tag: str) -> tuple[int, int | None]:
-        us = int(before.timestamp() * 1_000_000)  # instants are stored as BIGINT microseconds (maxcompute_client)
-        return self._erase(view, tag, f"{bq(EVENT_TS)} < {us}", {"before_us": us}, keep=[])
+        match = {"before_us": int(before.timestamp() * 1_000_000)}  # instants are BIGINT µs (maxcompute_client)
+        return self._erase(view, tag, _keyless_where(match), match, keep=[])
 
     def count_key_rows(self, view: str, version: int, key_dtypes: dict, keys: list[tuple]) -> int:
         if not keys:
@@ -194,43 +198,49 @@ class MaxComputeErasure:
     def reconcile(self, view: str, table: pa.Table, batch: int, start: int | None, newest: int,
                   stored: list[tuple[str, str]]) -> int:
         """Called by ``append`` before each commit attempt, ``start`` being the newest version before its upload
-        (``newest`` the one it builds on): if an erase may have raced the upload, wait for it, check the batch's rows and, when they are not
-        exactly the uploaded ones less the erased ones, erase the batch and upload it again less those. Returns
-        the version up to which every erase is accounted for."""
+        (``newest`` the one it builds on): if an erase may have raced the upload, wait for it, check the batch's
+        rows and, when they are not exactly the uploaded ones less the erased ones, erase the batch and upload it
+        again less those. Returns the version up to which every erase is accounted for."""
         raced = self._raced(view, newest, start)
         if not raced:
             return newest
         deadline = time.monotonic() + _WAIT_S
         while pending := [tag for tag in raced if not self._done(view, newest, tag)]:
+            for tag in pending:
+                match, at = raced[tag]
+                if "hashes" not in match and time.time() * 1000 - at > self.stale_erase_seconds * 1000:
+                    self._erase(view, tag, _keyless_where(match), match, keep=None)  # (finds it: finishes it)
             if time.monotonic() > deadline:
                 raise ConflictError(f"an erase of the history of {view!r} ({', '.join(pending)}) is in progress or "
-                                    "was interrupted: nothing was ingested; finish it (re-run the forget or retention "
-                                    "run) and ingest again")
+                                    "was interrupted: nothing was ingested; finish it (re-run the forget) and ingest "
+                                    "again")
             time.sleep(_POLL_S)
             newest = self.version(view)
             raced = self._raced(view, newest, start)  # (erases recorded meanwhile raced the upload as well)
-        matches = list(raced.values())
+        matches = [match for match, _at in raced.values()]
         erased = _mask(table, matches)
         expected = table.num_rows - (pc.sum(erased).as_py() or 0)
-        own = f"{bq(WRITE_BATCH)} = {int(batch)}"
         survivors = _sql(table.filter(erased), matches)
         found = self._ints(f"SELECT COUNT(*) AS n, SUM(CASE WHEN {survivors} THEN 1 ELSE 0 END) AS m FROM "
-                           f"{bq(self.history_table(view))} WHERE {own}", f"check ingest batch {batch} of {view!r}",
+                           f"{bq(self.history_table(view))} WHERE {bq(WRITE_BATCH)} = {int(batch)}", f"check ingest batch {batch} of {view!r}",
                            ["n", "m"])[0]
         if found[0] == expected and not found[1]:
             return newest
-        # rows lost to the overwrite, or erased rows uploaded after it: the batch again, cleanly
-        self._erase(view, f"ingest-{int(batch)}", own, {"batch": int(batch)}, keep=None)
+        # Rows lost to the overwrite, or erased rows uploaded after it: the batch again, cleanly. (A tag of its own
+        # per attempt: should another erase race the upload again, the next attempt really rewrites.)
+        match = {"batch": int(batch)}
+        self._erase(view, f"ingest-{int(batch)}-{newest}", _keyless_where(match), match, keep=None)
         newest = self.version(view)
         self._upload(view, table.filter(pc.invert(erased)), stored)
         return newest
 
-    def _raced(self, view: str, version: int, start: int | None) -> dict[str, dict]:
-        """tag -> match of every erase not recorded done by version ``start`` (None: the history did not exist)."""
+    def _raced(self, view: str, version: int, start: int | None) -> dict[str, tuple[dict, int]]:
+        """tag -> (match, when it was recorded) of every erase not recorded done by version ``start`` (None: the
+        history did not exist)."""
         metas = self._metas(view, version, "erase", "erased")
         done = {m["erased"]: int(r["version"]) for r, m in metas if "erased" in m}
         floor = -1 if start is None else start
-        return {m["erase"]: m["match"] for _r, m in metas
+        return {m["erase"]: (m["match"], int(m["at"])) for _r, m in metas
                 if "erase" in m and done.get(m["erase"], floor + 1) > floor}
 
     # -- SQL results ------------------------------------------------------------------------------------------
@@ -243,6 +253,13 @@ class MaxComputeErasure:
 
     def _ints(self, sql: str, what: str, names: list[str]) -> list[tuple]:
         return [tuple(int(v or 0) for v in row) for row in self._rows(sql, what, [(n, pa.int64()) for n in names])]
+
+
+def _keyless_where(match: dict) -> str:
+    """The SQL of an erase that matches no keys: an ingest's own batch, or rows older than an event time."""
+    if "batch" in match:
+        return f"{bq(WRITE_BATCH)} = {int(match['batch'])}"
+    return f"{bq(EVENT_TS)} < {int(match['before_us'])}"
 
 
 def _mask(table: pa.Table, matches: list[dict]) -> pa.Array:

@@ -316,3 +316,30 @@ def test_an_ingest_during_an_interrupted_erase_waits_for_it_to_be_finished(tmp_p
     assert outcome and outcome[0].version > resumed["offline_versions"]["profile"], outcome
     assert _names(fs, [4, 2, GONE]) == ["person 4", "person 2", None]
     assert scan_everything(fs) == {}
+
+
+RACING_CHILD = """
+import sys
+import skewless as sk
+from tests.adapters.alibaba.test_maxcompute_forget import D, GONE, T0, _ForgetBeforeUpload, _rows
+fs = sk.FeatureStore(sys.argv[1])
+store = _ForgetBeforeUpload(fs.offline.settings)
+store.forget = lambda: sk.FeatureStore(sys.argv[1]).forget("k", [GONE])
+batch, rows = _rows(fs, [GONE, 4], T0 + 3 * D)
+store.append("profile", rows, batch=batch)
+"""
+
+
+def test_an_ingest_killed_while_erasing_its_own_batch_is_finished_by_the_next_one(tmp_path, maxcompute_endpoint):
+    repo = tmp_path / "repo"
+    fs = _setup(repo, maxcompute_endpoint)
+    # the forget erases pairs (1) and profile (2) between the ingest's start and its upload; the ingest's guard
+    # records the erase of its own batch (3) and is killed there: its rows, GONE's among them, are left in the table
+    killed_run.run(RACING_CHILD, str(repo), kill_at="maxcompute.erase_recorded:3")
+    assert scan_everything(fs) == {fs.offline.history_table("profile"): 1}
+    store = MaxComputeOfflineStore(fs.offline.settings)
+    store.stale_erase_seconds = 0  # (60 s by default)
+    batch, rows = _rows(fs, [6], T0 + 3 * D)
+    store.append("profile", rows, batch=batch)  # waits on the unfinished erase, finishes it, commits
+    assert scan_everything(fs) == {}
+    assert _names(fs, [6, 4, 2]) == ["person 6", None, "person 2"]
