@@ -126,7 +126,7 @@ class MaxComputeErasure:
                 prior = self.expiry(view)
                 kept = [v for v in keep if v < newest + 1 and (prior is None or v >= prior[0] or v in prior[1])]
                 meta["expire"] = [newest + 1, sorted(set(kept))]
-            if self._record(view, meta, at=newest + 1):
+            if self._record(view, meta, only_as=newest + 1):
                 break
         else:
             raise ConflictError(f"erase in the history of {view!r}: {_ATTEMPTS} concurrent commits won first")
@@ -161,20 +161,20 @@ class MaxComputeErasure:
                                 f"erase rows of {view!r} in partition ds={ds}")
             kill_point("maxcompute.erase_partition")
 
-    def _record(self, view: str, record: dict, at: int | None = None) -> bool:
-        """Commit ``record`` as the next version (its own version naming no rows); with ``at``, only as that
+    def _record(self, view: str, record: dict, only_as: int | None = None) -> bool:
+        """Commit ``record`` as the next version (its own version naming no rows); with ``only_as``, only as that
         version (False when another writer took it). Otherwise retried until it commits."""
         for _ in range(_ATTEMPTS):
             newest = self.version(view)
             version = newest + 1 if newest is not None else 0
-            if at is not None and version != at:
+            if only_as is not None and version != only_as:
                 return False
             prior = self.files(view, newest) if newest is not None else None
             columns = {c: dtype_name_of(t) for c, t in prior.columns.items()} if prior is not None else {}
             level = prior.tie_level if prior is not None else 0
             if self._commit_record(view, version, NO_ROWS, level, {"columns": columns, **record}):
                 return True
-            if at is not None:
+            if only_as is not None:
                 return False
         raise ConflictError(f"recording an erase of {view!r}: {_ATTEMPTS} concurrent commits won first")
 
