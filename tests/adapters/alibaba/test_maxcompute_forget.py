@@ -244,16 +244,21 @@ def test_an_ingest_whose_upload_an_erase_lost_uploads_it_again(tmp_path, maxcomp
     assert scan_everything(fs) == {}
 
 
-def test_string_keys_with_quotes_and_backslashes_render_as_maxcompute_literals(tmp_path, maxcompute_endpoint):
+def test_string_and_composite_keys_render_as_maxcompute_literals(tmp_path, maxcompute_endpoint):
     fs = mc_repo(tmp_path / "repo", maxcompute_endpoint)
-    u = sk.Entity("u", ["u"], dtype=sk.String)
-    fs.apply([u, sk.FeatureView("names", [u], [sk.Field("u", sk.String), sk.Field("x", sk.Float64)])])
+    u = sk.Entity("u", ["u", "n"])
+    fs.apply([u, sk.FeatureView("names", [u], [sk.Field("u", sk.String), sk.Field("n", sk.Int64),
+                                               sk.Field("x", sk.Float64)])])
     odd = ["o'brien", "back\\slash", "both\\'", "plain"]
-    fs.ingest("names", pd.DataFrame({"u": odd, "event_timestamp": [T0] * 4, "x": [1.0, 2.0, 3.0, 4.0]}))
-    version, keyed = fs.offline.version("names"), {"u": sk.String}
-    assert fs.offline.count_key_rows("names", version, keyed, [(v,) for v in odd[:3]]) == 3
-    assert fs.offline.delete_rows("names", keyed, [(v,) for v in odd[:3]], tag="t1") == (3, version + 1)
-    assert fs.offline.count_key_rows("names", fs.offline.version("names"), keyed, [(v,) for v in odd]) == 1
+    fs.ingest("names", pd.DataFrame({"u": odd + odd, "n": [1] * 4 + [2] * 4, "event_timestamp": [T0] * 8,
+                                     "x": [float(i) for i in range(8)]}))
+    version, keyed = fs.offline.version("names"), {"u": sk.String, "n": sk.Int64}
+    gone = [(v, 1) for v in odd[:3]]  # (u, n) pairs: the same names with n=2 stay
+    assert fs.offline.count_key_rows("names", version, keyed, gone) == 3
+    assert fs.offline.delete_rows("names", keyed, gone, tag="t1") == (3, version + 1)
+    newest = fs.offline.version("names")
+    assert fs.offline.count_key_rows("names", newest, keyed, [(v, n) for v in odd for n in (1, 2)]) == 5
+    assert fs.offline.count_key_rows("names", newest, {"u": sk.String}, [(v,) for v in odd[:3]]) == 3
 
 
 def test_retention_expires_old_versions_but_the_pinned_ones(tmp_path, maxcompute_endpoint):
