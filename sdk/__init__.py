@@ -17,9 +17,10 @@ from .definitions import (CsvSource, DataSource, DeltaSource, Entity, FeatureSer
 from .dtypes import Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
 from .labels import LabelView
 from .splits import Split
-from .errors import (ConfigError, ConflictError, DefinitionError, EngineError, NotFoundError, PermissionDenied,
-                     SkewlessError, StoreUnavailable, TransformError, ValidationError)
+from .errors import (ConfigError, ConflictError, DefinitionError, EngineError, LeakageError, NotFoundError,
+                     PermissionDenied, SkewlessError, StoreUnavailable, TransformError, ValidationError)
 from .permissions import Grant, Principal, Role
+from .stages import ModelStage, Stage
 from .online.base import EXPIRED, NOT_FOUND, PRESENT
 from .store import FeatureStore, init_repo
 from .transforms import OnDemandTransform, on_demand
@@ -28,7 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AggregatedView", "Aggregation", "Bool", "Bytes", "ConfigError", "ConflictError", "CsvSource", "DataSource", "DefinitionError", "DeltaSource", "EngineError", "EXPIRED", "Entity", "FeatureService",
-    "FeatureStore", "FeatureView", "Field", "Grant", "LabelView", "Split", "PermissionDenied", "Principal", "Role", "FileSource", "Float32", "Float64", "Int32", "Int64", "NOT_FOUND",
+    "FeatureStore", "FeatureView", "Field", "Grant", "LabelView", "LeakageError", "ModelStage", "Split", "Stage", "PermissionDenied", "Principal", "Role", "FileSource", "Float32", "Float64", "Int32", "Int64", "NOT_FOUND",
     "MaxComputeSource", "NotFoundError", "OnDemandTransform", "PRESENT", "ParquetSource", "SkewlessError", "StoreUnavailable", "SqlSource", "String", "UnixTimestamp",
     "TransformError", "ValidationError", "init_repo", "on_demand",
 ]

@@ -61,6 +61,18 @@ class ValidationError(SkewlessError):
         self.row = row
 
 
+class LeakageError(ValidationError):
+    """A training-set request with a split reads the output of a stage (skewless.stages) that was fit on rows of the
+    request's test split: the test rows' information reached the features through that stage. ``stage``,
+    ``split`` and the overlap (``rows``, ``first`` and ``last`` row time, ISO 8601) name it; ``rows`` is None when
+    the overlap could not be checked (nothing recorded of the fit). Override only with ``allow_leakage=[stage]``."""
+
+    def __init__(self, message: str, *, stage: str, split: str, rows: int | None, first: str | None = None,
+                 last: str | None = None):
+        super().__init__(message)
+        self.stage, self.split, self.rows, self.first, self.last = stage, split, rows, first, last
+
+
 class ConflictError(SkewlessError):
     """A conditional write lost to a concurrent writer; nothing was written."""
 

@@ -24,7 +24,7 @@ from typing import Iterable
 from .errors import NotFoundError, ValidationError
 
 KINDS = ("source", "feature_view", "aggregated_view", "transform", "feature", "feature_service", "training_set",
-         "model", "endpoint")
+         "stage", "model", "endpoint")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Node:
 class Edge:
     source: str  # node id data flows from
     target: str  # node id it flows to
-    relation: str  # "feeds", "has_feature", "input", "output", "serves", "trained_on", "labels", "deployed"
+    relation: str  # "feeds", "has_feature", "input", "output", "serves", "trained_on", "labels", "deployed", "scores"
     attrs: dict = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -190,6 +190,27 @@ def _add_models(g: Graph, docs: list[dict]) -> None:
             g.add_edge(Edge(g.add(Node("feature", ref)), mid, "input"))
 
 
+def _add_stages(g: Graph, specs: dict[str, dict[str, dict]]) -> None:
+    """Stages (skewless.stages): their inputs feed them, they write their output view; a model stage is fed by the
+    versions of its model (the pinned one, else every version: each run takes the newest)."""
+    def node(kind: str, name: str) -> str:
+        if kind == "feature_view" and f"aggregated_view/{name}" in g.nodes:
+            return f"aggregated_view/{name}"
+        return g.add(Node(kind, name))
+
+    for name, s in specs.get("stage", {}).items():
+        sid = g.add(Node("stage", name, attrs={"type": s.get("type"), "model": s.get("model"),
+                                               "version": s.get("version"), "fit_split": s.get("fit_split")}))
+        for ref in s["inputs"]:
+            kind, _, obj = ref.partition("/")
+            g.add_edge(Edge(node(kind, obj), sid, "input"))
+        g.add_edge(Edge(sid, node("feature_view", s["output"]), "output"))
+        if s.get("model"):
+            for m in g.of_kind("model"):
+                if m.name == s["model"] and s.get("version") in (None, m.version):
+                    g.add_edge(Edge(m.id, sid, "scores"))
+
+
 def _add_endpoints(g: Graph, endpoints: Iterable) -> None:
     for ep in endpoints:
         model = getattr(ep, "model", None)
@@ -211,5 +232,6 @@ def graph(store, models: Iterable[dict] = (), endpoints: Iterable = ()) -> Graph
     _add_definitions(g, state.specs())
     _add_training_sets(g, state)
     _add_models(g, models)
+    _add_stages(g, state.specs())
     _add_endpoints(g, endpoints)
     return g

@@ -12,6 +12,8 @@ cloud SDK). The roles:
     stream:   kinesis://STREAM | datahub://PROJECT/TOPIC | memory:///FOLDER   (sources of ``skewless stream``,
               skewless.streams.source)
     submit:   emr-serverless   (where ``skewless submit`` runs jobs: a name, like an engine; skewless.jobs)
+    stage:    model | model-registry   (skewless.stages: how a model stage scores, ``run_model_stage(store, stage,
+              entities) -> rows``; and the model registry whose records say what each model version was fit on)
 
 An unknown scheme, or a scheme whose extra is not installed, is a ConfigError that says what to install.
 Third parties add schemes to the table with ``register``.
@@ -28,7 +30,7 @@ from .errors import ConfigError
 from .redact import redact_url
 
 
-_NAMED = ("engine", "submit")  # roles chosen by a name, not by a URL's scheme
+_NAMED = ("engine", "submit", "stage")  # roles chosen by a name, not by a URL's scheme
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ _ADAPTERS: dict[str, dict[str, Adapter]] = {
     },
     "submit": {
         "emr-serverless": Adapter("skewless.adapters.aws.emr_serverless:submitter", "aws"),
+    },
+    # the serving layer's, reached by name so the core never imports it (skewless.stages)
+    "stage": {
+        "model": Adapter("skewless.serving.batch_score:run_model_stage", "serving"),
+        "model-registry": Adapter("skewless.serving.model_registry:ModelRegistry", "serving"),
     },
     "engine": {
         "duckdb": Adapter("skewless.factories:duckdb_engine", None),

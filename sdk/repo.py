@@ -1,5 +1,6 @@
 """Feature repos are Python files: every Entity / FeatureView / OnDemandTransform / FeatureService and every
-Principal / Role / Grant (skewless.permissions) defined at module level counts."""
+Principal / Role / Grant (skewless.permissions) and Stage / ModelStage (skewless.stages) defined at module level
+counts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from .definitions import Entity, FeatureService, FeatureView
 from .errors import DefinitionError
 from .permissions import Grant, Principal, Role
+from .stages.definition import ModelStage, Stage
 from .transforms import OnDemandTransform
 
 _SKIP_DIRS = {"data", "__pycache__", ".venv", "venv", ".git"}
@@ -56,7 +58,8 @@ def load_objects(repo_path: str | Path) -> list:
             except Exception as exc:
                 raise DefinitionError(f"{path.name} failed to import: {type(exc).__name__}: {exc}") from exc
             for obj in vars(module).values():
-                if isinstance(obj, (Entity, FeatureView, OnDemandTransform, FeatureService, Principal, Role, Grant)):
+                if isinstance(obj, (Entity, FeatureView, OnDemandTransform, FeatureService, Principal, Role, Grant,
+                                    Stage, ModelStage)):
                     other = found.get((obj.kind, obj.name))
                     if other is not None and other is not obj and other.to_dict() != obj.to_dict():
                         raise DefinitionError(f"{obj.kind.replace('_', ' ')} {obj.name!r} is defined twice, "
@@ -64,6 +67,6 @@ def load_objects(repo_path: str | Path) -> list:
                     found[(obj.kind, obj.name)] = obj
     finally:
         sys.path.remove(str(repo_path))
-    order = {"entity": 0, "feature_view": 1, "transform": 2, "feature_service": 3, "principal": 4, "role": 5,
-             "grant": 6}
+    order = {"entity": 0, "feature_view": 1, "transform": 2, "feature_service": 3, "stage": 4, "principal": 5,
+             "role": 6, "grant": 7}
     return [o for _, o in sorted(found.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))]

@@ -185,13 +185,15 @@ class LocatedJob:
 
     def __init__(self, job, config, keep=None, *, store=None, entity=None, feature_service: str | None = None,
                  point_in_time: str = "event", labels: list[str] | None = None, split: Split | None = None,
-                 key_types: dict[str, pa.DataType] | None = None):
+                 key_types: dict[str, pa.DataType] | None = None, timestamp_column: str = "event_timestamp",
+                 allowed_leakage: dict | None = None):
         self._job, self._config = job, config
         # On the job itself: ``get_historical_features(...).to_pandas()`` drops this wrapper before the job runs.
         job._entity_copy = keep
         self._store, self._entity = store, entity
         self.feature_service, self.point_in_time = feature_service, point_in_time
         self.labels, self.split, self._key_types = list(labels or []), split, key_types or {}
+        self.timestamp_column, self.allowed_leakage = timestamp_column, dict(allowed_leakage or {})
 
     @property
     def entity_fingerprint(self) -> tuple[str | None, int | None]:
@@ -216,7 +218,26 @@ class LocatedJob:
         ts, version = training_sets.register(self._store, training_sets.from_job(self, name, description=description),
                                              new_version=new_version)
         self.registered = (ts.name, version)
+        self._keep_rows(ts.name, version)
         return ts
+
+    def _keep_rows(self, name: str, version: int) -> None:
+        """The entity rows' times and entity hashes, for the leakage guard of stages fit on this training set
+        (skewless.training_rows)."""
+        from . import training_rows
+
+        columns = entity_columns(self._entity) or []
+        keys = [k for k in self._key_types if k in columns]
+        if self.timestamp_column not in columns:
+            return
+        try:
+            rows = training_rows.build(entity_tables(self._entity, [*keys, self.timestamp_column]), keys,
+                                       self._key_types, self.timestamp_column, self.split)
+        except (ValidationError, pa.ArrowException):
+            # rows the engine read but the index cannot (a key not castable to its declared type): the training set
+            # is registered all the same; a stage fit on it is reported as not checkable by the guard
+            return
+        training_rows.write(self._store.registry.store, name, version, rows)
 
     def __getattr__(self, name):
         return getattr(self._job, name)

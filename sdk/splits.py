@@ -152,13 +152,7 @@ class Split:
         return pc.if_else(pc.equal(by_time, by_entity), by_time, pa.scalar(None, pa.string()))
 
     def time_split(self, ts: pa.ChunkedArray | pa.Array) -> pa.Array:
-        if isinstance(ts, pa.Array):
-            ts = pa.chunked_array([ts])
-        if pa.types.is_string(ts.type) or pa.types.is_large_string(ts.type):  # as the engine reads text times
-            ts = pa.chunked_array([pa.array(parse_timestamps(ts.to_pandas(), "split time"), pa.timestamp("us", "UTC"))])
-        if not pa.types.is_timestamp(ts.type):
-            raise ValidationError(f"split: the time column holds {ts.type}, not timestamps")
-        us = pc.cast(to_utc_us(ts), pa.int64()).combine_chunks()
+        us = times_us(ts)
         names = ["train", *self.time]
         cut = np.array([(t - _EPOCH) // _US for t in self.time.values()], dtype=np.int64)
         idx = np.searchsorted(cut, pc.fill_null(us, 0).to_numpy(zero_copy_only=False), side="right")
@@ -203,7 +197,7 @@ class Split:
                         lo, hi = bounds.get(key, (mm["min"], mm["max"]))
                         bounds[key] = [min(lo, mm["min"]), max(hi, mm["max"])]
         for key, (lo, hi) in bounds.items():
-            out[key].update(first=(_EPOCH + lo * _US).isoformat(), last=(_EPOCH + hi * _US).isoformat())
+            out[key].update(first=iso_us(lo), last=iso_us(hi))
         return out
 
     # -- the record ----------------------------------------------------------------------------------------------
@@ -246,6 +240,22 @@ class Split:
 
 
 _EPOCH, _US = datetime(1970, 1, 1, tzinfo=timezone.utc), timedelta(microseconds=1)
+
+
+def times_us(ts: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A time column as UTC epoch microseconds (int64, nulls kept); text is parsed as the engine reads it."""
+    if isinstance(ts, pa.Array):
+        ts = pa.chunked_array([ts])
+    if pa.types.is_string(ts.type) or pa.types.is_large_string(ts.type):  # as the engine reads text times
+        ts = pa.chunked_array([pa.array(parse_timestamps(ts.to_pandas(), "split time"), pa.timestamp("us", "UTC"))])
+    if not pa.types.is_timestamp(ts.type):
+        raise ValidationError(f"split: the time column holds {ts.type}, not timestamps")
+    return pc.cast(to_utc_us(ts), pa.int64()).combine_chunks()
+
+
+def iso_us(us: int) -> str:
+    """Epoch microseconds as ISO 8601 (UTC)."""
+    return (_EPOCH + us * _US).isoformat()
 
 
 def _column(table: pa.Table, name: str) -> pa.ChunkedArray:

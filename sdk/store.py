@@ -33,8 +33,10 @@ from .offline.base import BatchAlreadyCommitted, CommittedBatch, Watermark, Wate
 from .redact import redact_url
 from .registry import Plan, Registry
 from .offline.pit import join_key_types
-from .retrieval import LabelledJob, LocatedJob, entity_columns, entity_input, polars_to_arrow
+from .retrieval import LabelledJob, LocatedJob, entity_columns, entity_input, entity_tables, polars_to_arrow
 from .splits import Split
+from .stages import ModelStage, Stage
+from .stages import leakage as stage_leakage
 from .training_sets import TrainingSet
 from .timeutil import new_batch_id, now as utc_now, utc
 from .transforms import OnDemandTransform
@@ -175,7 +177,7 @@ class FeatureStore:
               allow_breaking: bool = False, message: str = "") -> Plan:
         """Commit definitions as a new registry version (ConflictError if another apply won the race)."""
         if isinstance(objects, (Entity, FeatureView, FeatureService, OnDemandTransform, perms.Principal, perms.Role,
-                                perms.Grant)):
+                                perms.Grant, Stage, ModelStage)):
             objects = [objects]
         before = self._registry_state(fresh=True)
         # Checked against the registry as it is: the apply that first declares permissions is allowed (open), and
@@ -203,6 +205,13 @@ class FeatureStore:
                     mat.forget_progress(self.online, change.name)
         return plan
 
+    def repo_objects(self) -> list:
+        """The definitions the repo's files declare (``skewless.repo.load_objects``): where ``skewless.stages.run``
+        finds a featurization stage's function."""
+        from .repo import load_objects
+
+        return load_objects(self.repo_path)
+
     def get_entity(self, name: str) -> Entity:
         return self._registry_state().get("entity", name)
 
@@ -226,6 +235,12 @@ class FeatureStore:
 
     def list_transforms(self) -> list[OnDemandTransform]:
         return self._registry_state(fresh=True).list("transform")
+
+    def get_stage(self, name: str) -> Stage | ModelStage:
+        return self._registry_state(fresh=True).get("stage", name)
+
+    def list_stages(self) -> list[Stage | ModelStage]:
+        return self._registry_state(fresh=True).list("stage")
 
     def get_training_set(self, name: str) -> TrainingSet:
         return self._registry_state(fresh=True).get("training_set", name)
@@ -494,8 +509,8 @@ class FeatureStore:
                                 timestamp_column: str = "event_timestamp",
                                 snapshot: dict[str, int | None] | None = None,
                                 include_event_timestamps: bool = False, date_format: str | None = None,
-                                labels: Sequence[str] | None = None, split: Split | dict | None = None
-                                ) -> LocatedJob:
+                                labels: Sequence[str] | None = None, split: Split | dict | None = None,
+                                allow_leakage: Sequence[str] | None = None) -> LocatedJob:
         """A point-in-time-correct training set: every entity row once, in order, plus feature values at its time.
 
         ``entity_df``: pandas, pyarrow or polars table; a Parquet path or glob, local or at an ``s3://`` / ``oss://``
@@ -506,7 +521,9 @@ class FeatureStore:
         ``date_format``: the format of a text timestamp column (default: ISO 8601 only).
         ``labels``: ``label_view:label`` refs (skewless.LabelView), joined by the same point-in-time rule and put
         after the features; ``split``: a ``skewless.Split`` (or its dict form) adding the split column
-        (docs/concepts/labels-and-splits.md). Both are recorded when the job is registered."""
+        (docs/concepts/labels-and-splits.md). Both are recorded when the job is registered.
+        With a split, reading the output of a stage fit on rows of the test split is a ``LeakageError``
+        (skewless.stages.leakage) unless the stage is named in ``allow_leakage`` (recorded when registered)."""
         if point_in_time not in ("event", "available"):
             raise ValidationError(f"point_in_time must be 'event' or 'available', not {point_in_time!r}")
         self.authorize_read(features, labels=labels)
@@ -539,6 +556,9 @@ class FeatureStore:
         key_types = {k: d.arrow for k, d in join_key_types(resolved + label_views).items()}
         if split is not None:
             split = split.bind(key_types, timestamp_column, entity_columns(entity_df))
+        rows = entity_df  # the guard reads the entity rows as given (the engine's job may consume an iterator)
+        allowed = stage_leakage.guard(self, names, split, lambda cols: entity_tables(rows, [*cols]), key_types,
+                                      allow_leakage)
         # With transforms, views are read under full names (inputs nobody requested included) and renamed after.
         full = full_feature_names or req is not None
         job = self.engine.historical(entity_df, resolved + label_views, files, snapshot={n: snap[n] for n in names},
@@ -557,7 +577,7 @@ class FeatureStore:
                           feature_service=features.name if isinstance(features, FeatureService) else
                           features if isinstance(features, str) else None,
                           labels=[f"{v.name}:{f}" for v, fs in label_views for f in fs], split=split,
-                          key_types=key_types)
+                          key_types=key_types, timestamp_column=timestamp_column, allowed_leakage=allowed)
 
     # -- materialization -------------------------------------------------------------------------------------
     def _views_for(self, names: Sequence[str] | None) -> list[FeatureView]:

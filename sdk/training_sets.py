@@ -44,12 +44,14 @@ class TrainingSet:
     labels: list[str] = field(default_factory=list)  # "label_view:label" refs (skewless.labels)
     split: dict | None = None  # the request's skewless.Split (Split.to_dict), keys and time column fixed
     split_rows: dict | None = None  # per split: rows, first and last row time (Split.count)
+    # stages the request accepted leakage from (allow_leakage=), each with the overlaps found (empty: none)
+    allowed_leakage: dict = field(default_factory=dict)
     kind: str = KIND
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("kind")
-        for k in ("labels", "split", "split_rows"):  # absent when unused: records written before them compare equal
+        for k in ("labels", "split", "split_rows", "allowed_leakage"):  # absent when unused: records written before them compare equal
             if not d[k]:
                 d.pop(k)
         return d
@@ -117,7 +119,8 @@ def from_job(job, name: str, *, description: str = "") -> TrainingSet:
                        point_in_time=getattr(job, "point_in_time", "event"), entity_fingerprint=fp, entity_rows=rows,
                        statistics=dict(snapshot), description=description, labels=list(getattr(job, "labels", [])),
                        split=split.to_dict() if split is not None else None,
-                       split_rows=job.split_rows if split is not None else None)
+                       split_rows=job.split_rows if split is not None else None,
+                       allowed_leakage=dict(getattr(job, "allowed_leakage", None) or {}))
 
 
 def register(store, ts: TrainingSet, *, new_version: bool = False) -> tuple[TrainingSet, int]:

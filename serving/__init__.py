@@ -6,6 +6,7 @@ and serve it over HTTP (SageMaker and PAI-EAS contracts) with online feature loo
     skewless model serve --model credit --stage production      # or: python -m skewless.serving serve
     skewless monitor credit --stage production                  # skew of its predictions vs its training set
     skewless audit credit --since 24h                             # its logged rows replayed through the training path
+    skewless score credit --entities loans.parquet --output credit_scores   # batch scoring (serving.batch_score)
 """
 
 from .artifact import ModelArtifact, ModelManifest, package_model

@@ -15,10 +15,12 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -31,6 +33,8 @@ from skewless.skew_audit import CAUSES, AuditSpec, Mismatch, audit_features, equ
 
 from . import prediction_log
 from .artifact import ModelManifest
+from .flavors import LoadedModel
+from .model_registry import ModelRegistry, ModelVersion
 from .monitor import Periodic, read_rows
 
 EXAMPLES = 20
@@ -120,36 +124,56 @@ def sample(table: pa.Table, n: int | None = None, rate: float | None = None) -> 
     return table.take(pa.array(keep))
 
 
+@contextmanager
+def loaded_version(store, model: str, version: int | None = None, *, stage: str | None = None
+                   ) -> Iterator[tuple[ModelVersion, LoadedModel]]:
+    """(the model version, its registered artifact loaded), by number, stage or the newest: what the audit and
+    batch scoring (``batch_score``) run. The artifact is checked against its registered digest (a DefinitionError
+    naming the digest otherwise) and unpacked into a folder removed on exit."""
+    reg = ModelRegistry(store)
+    mv = reg.get(model, version, stage=stage)
+    with tempfile.TemporaryDirectory(prefix=f"skewless-{model}-v{mv.version}-") as tmp:
+        yield mv, reg.download(model, mv.version, dest=tmp).load()
+
+
+def model_outputs(manifest: ModelManifest, loaded: LoadedModel, table: pa.Table) -> dict[str, pa.Array]:
+    """Per output, the model's values on the inputs held in ``table``'s prediction-log columns (``view__feature``,
+    ``request__field``), built as the server builds them, cast to the output's dtype."""
+    x = _inputs(manifest, table)
+    # Each distinct input row is predicted once (a model's output is a function of its row), its outputs
+    # then given to every row that has it: logs re-scoring the same entities hold many equal rows.
+    first, back = _distinct(x)
+    out = loaded.predict(x.iloc[first].reset_index(drop=True))
+    arrays = {}
+    for o in manifest.outputs:
+        values, t = np.asarray(out[o["name"]])[back], dtypes.by_name(o["dtype"]).arrow
+        try:  # numbers straight from numpy; anything Arrow will not take as is goes through Python values
+            arrays[o["name"]] = pa.array(values, type=t)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            arrays[o["name"]] = pa.array(values.tolist(), type=t)
+    return arrays
+
+
 def predictions(store, model: str, version: int, manifest: ModelManifest, table: pa.Table) -> tuple[np.ndarray, str]:
     """Per row: the logged outputs equal the registered artifact's outputs on the logged inputs. And the cause
     given to the rows that differ (``model_hash``: the registry's copy of the artifact is not what was registered;
     ``model_artifact``: the served model was not that artifact, e.g. swapped on disk)."""
-    from .model_registry import ModelRegistry
-
     redacted = prediction_log.pii_refs(manifest)
     if any(i["source"] in redacted for i in manifest.inputs):
         # The log holds a stand-in (<redacted> / an HMAC) for a PII input, not its value: the model cannot be re-run
         # on it. The check is skipped and said so, never counted as a mismatch (features are still audited).
         return np.ones(table.num_rows, dtype=bool), "skipped_redacted_inputs"
     try:
-        with tempfile.TemporaryDirectory(prefix=f"skewless-audit-{model}-") as tmp:
-            artifact = ModelRegistry(store).download(model, version, dest=tmp)
-            loaded = artifact.load()
-            x = _inputs(manifest, table)
-            # Each distinct input row is predicted once (a model's output is a function of its row), its outputs
-            # then given to every row that has it: logs re-scoring the same entities hold many equal rows.
-            first, back = _distinct(x)
-            out = loaded.predict(x.iloc[first].reset_index(drop=True))
+        with loaded_version(store, model, version) as (_, loaded):
+            out = model_outputs(manifest, loaded, table)
     except DefinitionError as exc:
         if "digest" not in str(exc):
             raise
         return np.zeros(table.num_rows, dtype=bool), "model_hash"
     ok = np.ones(table.num_rows, dtype=bool)
     for o in manifest.outputs:
-        col = f"output__{o['name']}"
-        got = pa.array(np.asarray(out[o["name"]])[back].tolist(), type=dtypes.by_name(o["dtype"]).arrow)
         # The model's own float arithmetic may differ with the batch it runs in (BLAS blocking): 1e-9 relative.
-        ok &= equal(table.column(col), got, tolerant=True)
+        ok &= equal(table.column(f"output__{o['name']}"), out[o["name"]], tolerant=True)
     return ok, "model_artifact"
 
 
@@ -180,8 +204,6 @@ def audit(store, model: str, *, version: int | None = None, stage: str | None = 
           since: datetime | None = None, until: datetime | None = None, sample_rows: int | None = None,
           sample_rate: float | None = None, threshold: float = 0.0) -> AuditReport:
     """Audit ``model``'s version (by number, stage, or the newest) over its prediction log in [since, until)."""
-    from .model_registry import ModelRegistry
-
     if sample_rows is not None and sample_rows < 1:
         raise ValidationError(f"sample must be a positive number of rows, not {sample_rows}")
     if sample_rate is not None and not 0 < sample_rate <= 1:

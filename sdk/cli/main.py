@@ -247,9 +247,13 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
                                                         "joined point in time, after the features)"),
                    split: Optional[str] = typer.Option(None, help='A split as JSON, e.g. {"time": {"test": '
                                                        '"2024-04-01"}, "entity": {"train": 0.8, "test": 0.2}}'),
+                   allow_leakage: Optional[str] = typer.Option(None, help="stage,...: accept features of these "
+                                                               "stages though they were fit on test rows"),
                    repo: Path = RepoOpt, date_format: Optional[str] = DateFormatOpt, as_json: bool = JsonOpt):
     """Build a point-in-time-correct training set (printed: its first 20 rows; --json: row count, snapshot and
-    those rows as records). --labels adds label columns, --split the split column (docs/concepts/labels-and-splits.md)."""
+    those rows as records). --labels adds label columns, --split the split column (docs/concepts/labels-and-splits.md);
+    with a split, features of a stage fit on test rows are a LeakageError unless --allow-leakage names it
+    (docs/concepts/stages.md)."""
     store = _store(repo)
     if entities.suffix.lower() == ".csv":
         from ..ingest import read_file
@@ -263,7 +267,9 @@ def get_historical(entities: Path = typer.Option(..., help="Parquet (or CSV) fil
         raise typer.BadParameter(f"--split is not JSON: {exc}") from None
     job = store.get_historical_features(ent, _features(features, service), full_feature_names=full_feature_names,
                                         point_in_time=point_in_time, date_format=date_format, split=split_spec,
-                                        labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None)
+                                        labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None,
+                                        allow_leakage=[x.strip() for x in allow_leakage.split(",") if x.strip()]
+                                        if allow_leakage else None)
     if out:
         job.to_parquet(out)
         if as_json:
@@ -362,13 +368,13 @@ def get_online(entity: list[str] = typer.Option(..., "--entity", "-e", help="key
 
 @app.command("list")
 @friendly
-def list_(kind: str = typer.Argument("all", help="entities | views | transforms | services | all"),
+def list_(kind: str = typer.Argument("all", help="entities | views | transforms | services | stages | all"),
           repo: Path = RepoOpt,
           as_json: bool = JsonOpt):
     """List definitions."""
     store = _store(repo)
     kinds = {"entities": store.list_entities, "views": store.list_feature_views,
-             "transforms": store.list_transforms, "services": store.list_feature_services}
+             "transforms": store.list_transforms, "services": store.list_feature_services, "stages": store.list_stages}
     if kind != "all" and kind not in kinds:
         raise typer.BadParameter(f"kind must be one of all, {', '.join(kinds)}")
     _print_objects([o for k, f in kinds.items() if kind in ("all", k) for o in f()], as_json)
@@ -392,7 +398,7 @@ def describe(name: str, repo: Path = RepoOpt, as_json: bool = JsonOpt):
     """Show one definition and its version history."""
     store = _store(repo)
     state = store.registry.state()
-    for kind in ("feature_view", "transform", "feature_service", "entity"):
+    for kind in ("feature_view", "transform", "feature_service", "entity", "stage"):
         if name in state.objects.get(kind, {}):
             versions = store.registry.history(kind, name)
             if as_json:
@@ -406,7 +412,7 @@ def describe(name: str, repo: Path = RepoOpt, as_json: bool = JsonOpt):
             return
     from ..errors import NotFoundError
 
-    raise NotFoundError(f"no entity, feature view, transform or feature service named {name!r}")
+    raise NotFoundError(f"no entity, feature view, transform, feature service or stage named {name!r}")
 
 
 @app.command()
@@ -462,11 +468,12 @@ def audit_log(since: Optional[str] = typer.Option(None, help="Only records at or
 
 
 def _add_groups() -> None:
-    from . import (audit_cmd, config_cmd, governance_cmd, lineage_cmd, local, model, monitor_cmd, permissions_cmd, serve_cmd,
-                   stats_cmd, submit_cmd)
+    from . import (audit_cmd, config_cmd, governance_cmd, lineage_cmd, local, model, monitor_cmd, permissions_cmd, run_cmd,
+                   score_cmd, serve_cmd, stats_cmd, submit_cmd)
 
     app.command("lineage")(lineage_cmd.lineage)
     app.command("stats")(stats_cmd.stats)
+    app.command("run")(run_cmd.run)
     app.command("training-sets")(lineage_cmd.training_sets)
     app.command("serve")(serve_cmd.serve)
     app.command("serve-image")(serve_cmd.serve_image)
@@ -475,6 +482,7 @@ def _add_groups() -> None:
     app.command("forget")(governance_cmd.forget)
     app.add_typer(governance_cmd.app, name="retention")
     app.command("audit")(audit_cmd.audit)
+    app.command("score")(score_cmd.score)
     app.add_typer(local.app, name="local")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(model.app, name="model")

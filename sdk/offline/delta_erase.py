@@ -29,14 +29,24 @@ _ATTEMPTS = 30
 _SEARCH = 200  # newest commits searched for a tagged delete (a forget resumed soon after it was killed)
 
 
-def _literal(value, dt) -> str:
-    """A key value as a SQL literal of delta-rs' predicate dialect (DataFusion)."""
+def _name(column: str) -> str:
+    """A column name in delta-rs' predicate dialect (DataFusion)."""
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _string(value: str) -> str:
+    """A string literal in delta-rs' predicate dialect (DataFusion)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _literal(value, dt, string: Callable[[str], str] = _string) -> str:
+    """A key value as a SQL literal (strings quoted by ``string``: dialects differ only there)."""
     if value is None:
         raise ValidationError("an entity key to forget is null")
     if dt in (dtypes.Int32, dtypes.Int64):
         return str(int(value))
     if dt is dtypes.String:
-        return "'" + str(value).replace("'", "''") + "'"
+        return string(str(value))
     if dt is dtypes.Bool:
         return "true" if value else "false"
     if dt in (dtypes.Float32, dtypes.Float64) and math.isfinite(float(value)):
@@ -44,13 +54,16 @@ def _literal(value, dt) -> str:
     raise ValidationError(f"entity keys of dtype {dt.name} cannot be forgotten by value (Int, String, Bool, Float)")
 
 
-def keys_predicate(key_dtypes: dict, keys: list[tuple]) -> str:
+def keys_predicate(key_dtypes: dict, keys: list[tuple], *, name: Callable[[str], str] = _name,
+                   string: Callable[[str], str] = _string) -> str:
+    """SQL true for a row whose columns ``key_dtypes`` equal one of ``keys``; ``name`` quotes a column and
+    ``string`` a string literal (delta-rs' dialect by default; MaxCompute's SQL passes its own)."""
     cols = list(key_dtypes)
-    quoted = ['"' + c.replace('"', '""') + '"' for c in cols]
+    quoted = [name(c) for c in cols]
     if len(cols) == 1:
-        return f"{quoted[0]} IN ({', '.join(_literal(k[0], key_dtypes[cols[0]]) for k in keys)})"
-    return " OR ".join("(" + " AND ".join(f"{q} = {_literal(v, key_dtypes[c])}" for q, c, v in zip(quoted, cols, k))
-                       + ")" for k in keys)
+        return f"{quoted[0]} IN ({', '.join(_literal(k[0], key_dtypes[cols[0]], string) for k in keys)})"
+    return " OR ".join("(" + " AND ".join(f"{q} = {_literal(v, key_dtypes[c], string)}"
+                                          for q, c, v in zip(quoted, cols, k)) + ")" for k in keys)
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,19 @@ full scans."""
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from .base import HistoryFiles
+
+class HistoryFiles(Protocol):
+    """What a count needs of ``base.HistoryFiles`` (named structurally: ``base.OfflineStore.count_key_rows``
+    imports this module, so it cannot import ``base``)."""
+
+    uris: list[str]
+    filesystem: Any
 
 
 def _paths(files: HistoryFiles) -> list[str]:
@@ -43,3 +51,14 @@ def plain_types(table: pa.Table) -> pa.Table:
               for f in table.schema]
     schema = pa.schema(fields, table.schema.metadata)
     return table if schema.equals(table.schema) else table.cast(schema)
+
+
+def read_rows(files: HistoryFiles, columns: list[str] | None = None) -> pa.Table:
+    """Every row of a history snapshot (a stage's view input), files of older schemas read with the newer
+    columns as null; an empty table for a snapshot without files."""
+    if not files.uris:
+        return pa.table({})
+    import pyarrow.parquet as pq
+
+    tables = [plain_types(pq.read_table(p, filesystem=files.filesystem, columns=columns)) for p in _paths(files)]
+    return pa.concat_tables(tables, promote_options="default")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-KIND_ORDER = ("entity", "feature_view", "transform", "feature_service", "principal", "role", "grant")
+KIND_ORDER = ("entity", "feature_view", "transform", "feature_service", "stage", "principal", "role", "grant")
 # Permission objects (skewless.permissions): never breaking (no data changes meaning), but every change is shown.
 PERMISSION_KINDS = ("principal", "role", "grant")
 
@@ -133,6 +133,19 @@ def _transform_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
     return details, breaking
 
 
+def _stage_changes(old: dict, new: dict) -> list[str]:
+    """A stage: new code, model version, inputs or output make it stale (its next run rewrites its output); none is
+    breaking, the output view's own changes are shown with the view."""
+    details = []
+    if old.get("hash") != new.get("hash"):
+        details.append(f"code changed (hash {str(old.get('hash'))[:12]} -> {str(new.get('hash'))[:12]})")
+    for attr in ("type", "function", "model", "version", "inputs", "output", "entities", "fit_split", "owner", "tags",
+                 "description"):
+        if old.get(attr) != new.get(attr):
+            details.append(f"{attr}: {old.get(attr)!r} -> {new.get(attr)!r}")
+    return details
+
+
 def _permission_changes(old: dict, new: dict) -> list[str]:
     """Each changed attribute; token hashes only as a count (the digests are secret-adjacent and unreadable)."""
     out = []
@@ -159,7 +172,8 @@ def diff(base_version: int, old: dict[str, dict], new: dict[str, dict]) -> Plan:
         for name in sorted(n.keys() - o.keys()):
             changes.append(Change(kind, name, "add"))
         for name in sorted(o.keys() - n.keys()):
-            why = [] if kind == "entity" or kind in PERMISSION_KINDS else [f"{kind} removed"]
+            # a removed stage leaves its output view as it is: nothing read changes meaning
+            why = [] if kind in ("entity", "stage") or kind in PERMISSION_KINDS else [f"{kind} removed"]
             changes.append(Change(kind, name, "delete", breaking=why))
         for name in sorted(o.keys() & n.keys()):
             if o[name] == n[name]:
@@ -180,6 +194,8 @@ def diff(base_version: int, old: dict[str, dict], new: dict[str, dict]) -> Plan:
                 breaking = [f"features removed: {', '.join(removed)}"] if removed else []
             elif kind in PERMISSION_KINDS:
                 details, breaking = _permission_changes(o[name], n[name]), []
+            elif kind == "stage":
+                details, breaking = _stage_changes(o[name], n[name]), []
             elif o[name]["join_keys"] != n[name]["join_keys"]:
                 details, breaking = [], [f"join keys {o[name]['join_keys']} -> {n[name]['join_keys']}"]
             elif o[name].get("pii", False) != n[name].get("pii", False):

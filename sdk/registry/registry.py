@@ -14,6 +14,8 @@ from ..errors import DefinitionError, NotFoundError
 from ..permissions import KINDS as PERMISSION_KINDS
 from ..permissions import Grant, Principal, Role
 from ..permissions import check_references as check_permission_references
+from ..stages import dag as stage_dag
+from ..stages.definition import ModelStage, Stage, StageBase
 from ..training_sets import TrainingSet
 from ..transforms import OnDemandTransform
 from ..transforms.resolve import check_inputs
@@ -22,8 +24,9 @@ from .store import RegistryStore
 
 FORMAT = 1
 # Every kind of object the registry holds (a registry written before a kind existed simply has none of it).
-KINDS = {**DEFINITION_KINDS, "transform": OnDemandTransform, "training_set": TrainingSet, **PERMISSION_KINDS}
-APPLICABLE = (Entity, FeatureView, OnDemandTransform, FeatureService, Principal, Role, Grant)
+KINDS = {**DEFINITION_KINDS, "transform": OnDemandTransform, "training_set": TrainingSet, **PERMISSION_KINDS,
+         "stage": StageBase}
+APPLICABLE = (Entity, FeatureView, OnDemandTransform, FeatureService, Principal, Role, Grant, Stage, ModelStage)
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def _desired_specs(base: RegistryState, objects: Iterable, prune: bool) -> dict[
     for o in objects:
         if not isinstance(o, APPLICABLE):
             raise DefinitionError(f"cannot apply {type(o).__name__}: expected Entity, FeatureView, "
-                                  "OnDemandTransform, FeatureService, Principal, Role or Grant")
+                                  "OnDemandTransform, FeatureService, Principal, Role, Grant, Stage or ModelStage")
     # Objects skewless manages itself (tagged ``skewless.kind``, e.g. a model's prediction log view) are not in the
     # user's repo files, so pruning to "what the files declare" must keep them.
     specs = {k: {n: s for n, s in v.items() if (s.get("tags") or {}).get(MANAGED_TAG)}
@@ -129,6 +132,7 @@ def _check_references(specs: dict[str, dict[str, dict]]) -> None:
                 {f["name"] for f in v["schema"]} - set(v["join_keys"])
             if feat not in served:
                 raise DefinitionError(f"feature service {sname!r} refers to unknown feature {ref!r}")
+    stage_dag.check(specs)
 
 
 class Registry:

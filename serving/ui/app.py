@@ -34,7 +34,7 @@ from .stats_pages import statistics_page
 HERE = Path(__file__).parent
 KIND_OF_SECTION = {s: k for s, (k, _) in SECTIONS.items()}
 KINDS_SHOWN = ("source", "feature_view", "aggregated_view", "transform", "feature", "feature_service",
-               "training_set", "model", "endpoint")  # skewless.lineage.KINDS, in flow order
+               "training_set", "stage", "model", "endpoint")  # skewless.lineage.KINDS, in flow order
 
 
 NO_TARGET = "endpoints are shown when the UI is started with a deploy target (skewless ui -t TARGET)"

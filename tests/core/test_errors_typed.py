@@ -91,9 +91,10 @@ def registered(roles=("online", "offline", "registry", "source", "table")) -> li
 
 
 def test_the_roles_checked_through_the_config_are_every_role_but_engines_and_streams():
-    # engine and submit are names, not URLs: their unknown names are checked in test_config_field_types_...
+    # engine and submit are names, not URLs: their unknown names are checked in test_config_field_types_...; stage
+    # is named by skewless.stages itself (the serving layer's scorer and model registry), never by a config
     assert set(plugins._ADAPTERS) == {"online", "offline", "registry", "source", "table", "engine", "stream",
-                                      "submit"}
+                                      "submit", "stage"}
 
 
 @pytest.mark.parametrize("role, scheme", registered(("stream",)))

@@ -165,3 +165,34 @@ def check_forget_leaves_nothing_in_the_bucket(store: sk.FeatureStore, list_keys,
     with pytest.raises(SnapshotExpired):
         store.get_historical_features(entities, ["people:name"], snapshot=store.get_training_set("ts").snapshot)
     assert list_keys(store.registry.store.loc.key("forget") + "/")  # the journal lives beside the registry
+
+
+def check_stages_in_the_store(store: sk.FeatureStore, list_keys) -> None:
+    """Stages on an object-store registry: each completed run is a record under the registry's ``stages/`` prefix (a
+    rerun is fresh: none added), a registered training set's kept rows one under ``training_sets/``, and the leakage
+    guard reads them back from there (``list_keys``: as in the checks above)."""
+    from skewless.repo import load_objects
+    from skewless.stages import Stage, run
+    from tests.support.stages_repo import CUSTOMERS, FEATURES, TEST_FROM, activity_rows, entity_rows
+
+    (store.repo_path / "features.py").write_text(FEATURES)
+    objects = load_objects(store.repo_path)
+    store.apply(objects, prune=True)
+    store.ingest("activity", activity_rows())
+    assert [r.status for r in run(store, "rank")] == ["ran", "ran"]
+    assert [r.status for r in run(store, "rank")] == ["fresh", "fresh"]
+    runs = list_keys(store.registry.store.loc.key("stages") + "/")
+    assert sorted(k.split("/stages/", 1)[1] for k in runs) == ["rank/runs/0000000001.json",
+                                                               "scale/runs/0000000001.json"]
+    store.get_historical_features(entity_rows(), ["activity:spend"]).register("every_month")
+    kept = list_keys(store.registry.store.loc.key("training_sets") + "/")
+    assert [k.split("/training_sets/", 1)[1] for k in kept] == ["every_month/v0000000001.rows.parquet"]
+    scale = next(o for o in objects if o.name == "scale")
+    fitted = sk.FeatureView("fitted", entities=["customer"],
+                            schema=[sk.Field("customer_id", sk.Int64), sk.Field("spend_scaled", sk.Float64)])
+    fit = Stage("fit_scale", inputs=["activity", "training_set/every_month"], output=fitted, transform=scale.transform)
+    store.apply([fitted, fit])
+    run(store, "fit_scale", objects=[fit])
+    with pytest.raises(sk.LeakageError) as info:
+        store.get_historical_features(entity_rows(), ["fitted:spend_scaled"], split=sk.Split(time={"test": TEST_FROM}))
+    assert (info.value.stage, info.value.rows) == ("fit_scale", CUSTOMERS * 3)

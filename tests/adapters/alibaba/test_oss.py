@@ -18,8 +18,8 @@ from deltalake import DeltaTable
 from tests.support.object_store import (check_concurrent_applies_never_lose_an_update,
                                         check_endpoint_that_never_answers_fails_within_bounds,
                                         check_permissions_and_audit_log_in_the_store,
-                                        check_history_lives_in_the_store_and_drop_removes_it, fresh_prefix,
-                                        one_view, rows)
+                                        check_history_lives_in_the_store_and_drop_removes_it,
+                                        check_stages_in_the_store, fresh_prefix, one_view, rows)
 
 from skewless.adapters.alibaba.oss import OSSRegistryStore
 from skewless.adapters.alibaba.oss_delta import OSSOfflineStore
@@ -69,6 +69,10 @@ def test_history_really_lives_in_oss_and_drop_removes_it(tmp_path, oss, bucket):
 
 def test_permissions_and_audit_log_on_an_oss_registry(tmp_path, oss, bucket):
     check_permissions_and_audit_log_in_the_store(oss_repo(tmp_path, oss), lambda prefix: _keys(bucket, prefix))
+
+
+def test_stages_on_an_oss_registry(tmp_path, oss, bucket):
+    check_stages_in_the_store(oss_repo(tmp_path, oss), lambda prefix: _keys(bucket, prefix))
 
 
 def test_history_is_a_standard_delta_table(tmp_path, oss, bucket):

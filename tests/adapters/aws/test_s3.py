@@ -11,7 +11,8 @@ from tests.support.object_store import (check_concurrent_applies_never_lose_an_u
                                         check_endpoint_that_never_answers_fails_within_bounds,
                                         check_forget_leaves_nothing_in_the_bucket,
                                         check_permissions_and_audit_log_in_the_store,
-                                        check_history_lives_in_the_store_and_drop_removes_it, fresh_prefix, object_store_repo)
+                                        check_history_lives_in_the_store_and_drop_removes_it,
+                                        check_stages_in_the_store, fresh_prefix, object_store_repo)
 
 from skewless.adapters.aws.s3 import S3OfflineStore, S3RegistryStore
 from skewless.errors import ConfigError, StoreUnavailable
@@ -47,20 +48,24 @@ class TestS3DeltaDuckDB(OfflineConformance):
         return s3_repo(tmp_path, s3_endpoint)
 
 
-def test_history_really_lives_in_s3_and_drop_removes_it(tmp_path, s3_endpoint):
+def _lister(s3_endpoint):
+    """The object keys under a prefix of the bucket, listed with boto3 (not through skewless)."""
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
                       region_name="us-east-1")
-    check_history_lives_in_the_store_and_drop_removes_it(
-        tmp_path, s3_repo(tmp_path, s3_endpoint),
-        lambda prefix: [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])])
+    return lambda prefix: [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+
+def test_history_really_lives_in_s3_and_drop_removes_it(tmp_path, s3_endpoint):
+    check_history_lives_in_the_store_and_drop_removes_it(tmp_path, s3_repo(tmp_path, s3_endpoint),
+                                                         _lister(s3_endpoint))
 
 
 def test_permissions_and_audit_log_on_an_s3_registry(tmp_path, s3_endpoint):
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                      region_name="us-east-1")
-    check_permissions_and_audit_log_in_the_store(
-        s3_repo(tmp_path, s3_endpoint),
-        lambda prefix: [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])])
+    check_permissions_and_audit_log_in_the_store(s3_repo(tmp_path, s3_endpoint), _lister(s3_endpoint))
+
+
+def test_stages_on_an_s3_registry(tmp_path, s3_endpoint):
+    check_stages_in_the_store(s3_repo(tmp_path, s3_endpoint), _lister(s3_endpoint))
 
 
 def test_unreachable_endpoint_is_store_unavailable_fast_and_names_it():
