@@ -63,7 +63,9 @@ Result types: DuckDB's HUGEINT sums become BIGINT and microsecond timestamps TIM
 The conventional result (``open_reader(tunnel=False)``, CSV) carries DATETIME in whole seconds, the format
 pyodps parses; the instance tunnel keeps milliseconds (DATETIME) and nanoseconds (TIMESTAMP).
 Not emulated: hints/settings (accepted, ignored), full-scan protection of partitioned tables, lifecycles, quotas,
-ACLs, logview; instances finish inside the POST that creates them (status is Terminated at once).
+ACLs, logview; instances finish inside the POST that creates them (status is Terminated at once); concurrent writes
+(each SQL task and tunnel commit is one transaction of its own, in turn: a tunnel upload committing while an INSERT
+OVERWRITE rewrites its partition is never lost here, as it can be on MaxCompute).
 """
 
 from __future__ import annotations

@@ -32,7 +32,6 @@ from . import training_sets as ts_mod
 from .definitions import Entity, FeatureView
 from .errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from .faults import kill_point
-from .offline.scan import count_rows
 
 PREFIX = "forget/"
 
@@ -129,8 +128,8 @@ def forget(fs, entity_name: str, keys: Sequence[Any], *, purge_now: bool = False
                             "after re-applying them, or forget their histories by deleting the views")
     who = fs.authorize("ingest", [("view", n) for n in names], state)  # every view, before anything is done
     if not fs.offline.supports_erasure:  # refused before anything is recorded or deleted
-        raise ConfigError(f"the offline store {fs.offline.url} cannot delete rows of a history: forget needs a local "
-                          "or s3:// Delta store (docs/governance.md)")
+        raise ConfigError(f"the offline store {fs.offline.url} cannot delete rows of a history: forget needs a local, "
+                          "s3:// or oss:// Delta store (docs/governance.md)")
     if plan is None:
         holding, clean = _training_sets_holding(fs, [views[n] for n in names], entity, tuples)
         plan = journal.record("plan", {"views": names, "started": now.isoformat(), "training_sets": holding,
@@ -143,7 +142,9 @@ def forget(fs, entity_name: str, keys: Sequence[Any], *, purge_now: bool = False
         step = journal.done.get(f"offline-{name}")
         if step is None:
             say(f"{name}: deleting history rows")
-            rows, version = fs.offline.delete_rows(name, keyed, tuples, tag=request)
+            # a store erasing in place expires older versions itself, keeping the pins that held none of the rows
+            keep = {"keep": plan.get("clean_pins", {}).get(name, [])} if fs.offline.erases_in_place else {}
+            rows, version = fs.offline.delete_rows(name, keyed, tuples, tag=request, **keep)
             kill_point("forget.offline_deleted")
             step = journal.record(f"offline-{name}", {"rows": rows, "version": version, "time": now.isoformat()})
         report.offline_rows[name], report.offline_versions[name] = step["rows"], step["version"]
@@ -175,7 +176,7 @@ def purge(fs, journal: _Journal, view: FeatureView, now: datetime, *, force: boo
     if f"purge-{view.name}" in journal.done:
         return "done"
     deleted = journal.done[f"offline-{view.name}"]
-    if deleted["version"] is not None:
+    if deleted["version"] is not None and not fs.offline.erases_in_place:  # (in place: nothing left to purge)
         retention = view.history_retention or timedelta(0)
         due = datetime.fromisoformat(deleted["time"]) + retention
         if now < due and not force:
@@ -249,7 +250,7 @@ def _training_sets_holding(fs, views: list[FeatureView], entity: Entity, keys: l
                 keyed = {c: names[view].join_key_dtypes[c] for c in entity.join_keys}
                 try:
                     fs.offline.check_readable(view, at)
-                    held[(view, at)] = count_rows(fs.offline.files(view, at), keyed, keys) > 0
+                    held[(view, at)] = fs.offline.count_key_rows(view, at, keyed, keys) > 0
                 except NotFoundError:  # expired or gone already: nothing to keep, nothing to report
                     held[(view, at)] = False
             holds = holds or held[(view, at)]

@@ -68,6 +68,16 @@ class Settings:
         return cls(project, endpoint.rstrip("/"), access_id, secret, opts.get("tunnel_endpoint"), prefix)
 
 
+def bq(name: str) -> str:
+    """A MaxCompute (backtick) identifier."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def sq(value: str) -> str:
+    """A MaxCompute string literal (Hive-style: quotes and backslashes escaped by a backslash)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def arrow_of(dtype_name: str) -> pa.DataType:
     return dtypes.by_name(dtype_name).arrow
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
@@ -32,7 +33,8 @@ from skewless.faults import kill_point
 from skewless.offline.base import (FULL_TIES, NO_TIES, BatchAlreadyCommitted, CommittedBatch, HistoryFiles,
                                    HistoryStats, OfflineStore, TieCheck)
 
-from .maxcompute_client import MC_TYPES, Client, Settings, arrow_of, dtype_name_of
+from .maxcompute_client import MC_TYPES, Client, Settings, arrow_of, bq, dtype_name_of
+from .maxcompute_erase import NO_ROWS, MaxComputeErasure
 
 _ATTEMPTS = 30
 _DIGITS = 10
@@ -40,12 +42,7 @@ _UPLOADS = 4  # tunnel upload sessions in flight at once
 _DIRECT_DAYS = 4  # above this many event dates in one ingest, rows go through a staging table
 
 
-def bq(name: str) -> str:
-    """A MaxCompute (backtick) identifier."""
-    return "`" + name.replace("`", "``") + "`"
-
-
-class MaxComputeOfflineStore(OfflineStore):
+class MaxComputeOfflineStore(MaxComputeErasure, OfflineStore):
     supports_concurrent_writers = True  # commits are create-if-absent (CTAS)
 
     def __init__(self, settings: Settings, client: Client | None = None):
@@ -55,6 +52,7 @@ class MaxComputeOfflineStore(OfflineStore):
         self._lock = threading.Lock()
         self._columns: dict[str, list[tuple[str, str]]] = {}  # view -> history table columns known to exist
         self._files: dict[tuple[str, int], HistoryFiles] = {}  # versions never change: cached
+        self._record_cache: dict[tuple[str, int], list[dict]] = {}  # (the records up to a version: neither)
 
     @property
     def client(self) -> Client:
@@ -91,7 +89,7 @@ class MaxComputeOfflineStore(OfflineStore):
         table = self.commit_table(view, version)
         if not self.client.exists(table):
             raise NotFoundError(f"history of view {view!r} has no version {version}")
-        rows = self.client.download(table).to_pylist()
+        rows = self._records(view, version)
         own = [r for r in rows if r["version"] == version]
         if len(own) != 1:
             raise EngineError(f"MaxCompute commit table {table} is damaged: {len(own)} records for its version")
@@ -110,10 +108,14 @@ class MaxComputeOfflineStore(OfflineStore):
         ``batch_id`` is recorded in the commit record's metadata; with ``once`` each commit attempt first checks
         the version it builds on (CTAS of the next version fails if another writer got there first)."""
         types = {c: dtype_name_of(table.schema.field(c).type) for c in table.column_names}
-        self._upload(view, table, self._ensure_history(view, types))
+        start = self.version(view)  # erases recorded done by then cannot have touched our rows (``reconcile``)
+        stored = self._ensure_history(view, types)
+        self._upload(view, table, stored)
         kill_point("maxcompute.before_commit")  # test hook: rows uploaded, no commit names them yet
         for _ in range(_ATTEMPTS):
             prior_version = self.version(view)
+            if prior_version is not None:  # an erase recorded since ``start``, or not done, may have raced the upload
+                start = prior_version = self.reconcile(view, table, batch, start, prior_version, stored)
             if once and batch_id and prior_version is not None:
                 found = self._committed(view, prior_version, batch_id)
                 if found is not None:  # our uploaded rows stay invisible: no commit names their batch
@@ -176,7 +178,13 @@ class MaxComputeOfflineStore(OfflineStore):
     def _commit(self, view: str, version: int, batch: int, level: int, columns: dict[str, str],
                 batch_id: str | None = None) -> bool:
         """Create the commit table of ``version``; False when another writer created it first."""
-        meta = json.dumps({"columns": columns, **({"id": batch_id} if batch_id else {})}, separators=(",", ":"))
+        return self._commit_record(view, version, batch, level, {"columns": columns,
+                                                                 **({"id": batch_id} if batch_id else {})})
+
+    def _commit_record(self, view: str, version: int, batch: int, level: int, record: dict) -> bool:
+        """``_commit`` of any record: an append's, or an erase's (``maxcompute_erase``: batch -1, naming no rows).
+        Every record carries its commit time (``at``, ms: ``version_times``)."""
+        meta = json.dumps({**record, "at": int(time.time() * 1000)}, separators=(",", ":"))
         if "'" in meta or "\\" in meta:  # a quote in a column name is a bug; in a batch id, a refused id
             raise EngineError(f"unexpected quote or backslash in the column names or batch id of {view!r}")
         new = (f"SELECT CAST({int(batch)} AS BIGINT) AS {bq('batch')}, CAST({version} AS BIGINT) AS {bq('version')}, "
@@ -195,14 +203,17 @@ class MaxComputeOfflineStore(OfflineStore):
 
     def _records(self, view: str, version: int) -> list[dict]:
         """The commit records (batch, version, tie_level, meta) of every version up to ``version``."""
-        return self.client.download(self.commit_table(view, version)).to_pylist()
+        if (view, version) not in self._record_cache:
+            self._record_cache[(view, version)] = self.client.download(self.commit_table(view, version)).to_pylist()
+        return self._record_cache[(view, version)]
 
     def committed(self, view: str, batch_id: str) -> CommittedBatch | None:
         version = self.version(view)
         return None if version is None else self._committed(view, version, batch_id)
 
     def _committed(self, view: str, version: int, batch_id: str) -> CommittedBatch | None:
-        records = sorted(self._records(view, version), key=lambda r: r["version"])
+        records = sorted((r for r in self._records(view, version) if r["batch"] != NO_ROWS),  # (erase records)
+                         key=lambda r: r["version"])
         for r in reversed(records):
             if json.loads(r["meta"]).get("id") == batch_id:
                 return CommittedBatch(int(r["batch"]), int(r["version"]), r is records[-1])
@@ -213,6 +224,7 @@ class MaxComputeOfflineStore(OfflineStore):
             self.client.execute(f"DROP TABLE IF EXISTS {bq(table)}", f"drop {table}")
         self._columns.pop(view, None)
         self._files = {k: v for k, v in self._files.items() if k[0] != view}
+        self._record_cache = {k: v for k, v in self._record_cache.items() if k[0] != view}
 
 
 def snapshot_filter(files: HistoryFiles) -> str:

@@ -18,6 +18,8 @@ next log entry if it is absent, which is exactly what ``x-oss-forbid-overwrite: 
   re-reads and retries with the same tie checks, so no update is lost and none is half-visible (files nobody's log
   names are invisible to readers). A checkpoint delta-rs wrote with the commit is uploaded after it (optional).
 - Engines scan the Parquet files through ``oss_fs`` (a pyarrow filesystem over oss2), with sizes from the log.
+- Erasure and retention (``oss_erase``): a DELETE's commit is built the same way, with the files it rewrites
+  downloaded into the scratch table first (``_commit(fetch=)``); vacuum deletes the objects delta-rs' dry run lists.
 
 The result is a standard Delta table that any Delta reader with OSS access (Spark on EMR, MaxCompute external
 tables) can open.
@@ -32,6 +34,7 @@ import tempfile
 import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -41,12 +44,13 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from skewless.errors import ConfigError, NotFoundError, StoreUnavailable
+from skewless.errors import NotFoundError, StoreUnavailable
 from skewless.offline.base import HistoryFiles
 from skewless.faults import kill_point
 from skewless.offline.delta import ORPHAN_MIN_AGE_HOURS, DeltaOfflineStore
 
 from . import oss_fs
+from .oss_erase import OSSErasure
 from .oss import OSSLocation, OSSSession
 
 _LOG_ENTRY = re.compile(r"^(\d{20})\.(json|checkpoint\.parquet)$")
@@ -63,7 +67,9 @@ class _Log:
         return sorted(int(m.group(1)) for n in self.entries if (m := _LOG_ENTRY.match(n)) and m.group(2) == kind)
 
 
-class OSSOfflineStore(DeltaOfflineStore):
+class OSSOfflineStore(OSSErasure, DeltaOfflineStore):
+    """Erasure and retention: ``oss_erase``."""
+
     def __init__(self, url: str, options: dict | None = None):
         self.loc = OSSLocation.parse(url)
         self.oss = OSSSession(options, self.loc.bucket)
@@ -72,6 +78,7 @@ class OSSOfflineStore(DeltaOfflineStore):
         weakref.finalize(self, shutil.rmtree, self._cache, True)
         self._logs: dict[str, _Log] = {}
         self._logs_lock = threading.Lock()
+        self.erase_reads: list[tuple[str, int, int]] = []
 
     # -- the log mirror --------------------------------------------------------------------------------------------
     def _log_prefix(self, view: str) -> str:
@@ -85,12 +92,14 @@ class OSSOfflineStore(DeltaOfflineStore):
                 self._logs[view] = _Log(folder)
             return self._logs[view]
 
-    def _sync(self, view: str, version: int | None = None, into: Path | None = None) -> int | None:
+    def _sync(self, view: str, version: int | None = None, into: Path | None = None, relist: bool = True) -> int | None:
         """Bring the mirror up to ``version`` (None: the newest); return that version, None for no table. ``into``:
-        also link the entries that version needs into that scratch table's log."""
+        also link the entries that version needs into that scratch table's log. ``relist=False``: a ``version``
+        listed already (just read: a commit on it) is not listed again."""
         log = self._log(view)
         with log.lock:
-            self._list_new(view, log)
+            if relist or version is None or f"{version:020d}.json" not in log.entries:
+                self._list_new(view, log)
             commits = log.versions("json")
             if not commits:
                 if version is not None:
@@ -170,26 +179,46 @@ class OSSOfflineStore(DeltaOfflineStore):
         return self.oss.call(f"reading the history log of {view!r}", get)
 
     # -- commits -----------------------------------------------------------------------------------------------------
-    def _commit(self, view: str, before: DeltaTable | None, write: Callable) -> None:
+    def _commit(self, view: str, before: DeltaTable | None, write: Callable, *, fetch: list[str] = (),
+                entry: Callable[[bytes], bytes] | None = None, optional: bool = False) -> None:
+        """``fetch``: data files (log paths) of ``before`` the write reads (a DELETE rewrites them), downloaded into
+        the scratch table first and never uploaded again; ``entry``: rewrites the new log entry before it is
+        published; ``optional``: the write may commit nothing (a DELETE that matched no row), then nothing is."""
         base = -1 if before is None else before.version()
         work = Path(tempfile.mkdtemp(prefix="commit-", dir=self._cache))
         try:
             (work / "_delta_log").mkdir()
             if before is not None:
-                self._sync(view, base, into=work)
+                self._sync(view, base, into=work, relist=False)
+            fetched: set[Path] = set()
+            if fetch:
+                with ThreadPoolExecutor(min(8, len(fetch))) as pool:  # downloads overlap: each is a round trip
+                    fetched = set(pool.map(lambda path: self._fetch(view, path, work), fetch))
             write(DeltaTable(str(work)) if before is not None else str(work))
-            self._publish(view, work, base + 1)
+            log_entry = work / "_delta_log" / f"{base + 1:020d}.json"
+            if optional and not log_entry.exists():
+                return
+            if entry is not None and log_entry.exists():
+                log_entry.write_bytes(entry(log_entry.read_bytes()))
+            self._publish(view, work, base + 1, fetched)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _publish(self, view: str, work: Path, version: int) -> None:
+    def _fetch(self, view: str, path: str, work: Path) -> Path:
+        local = work / unquote(path)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        self.oss.call(f"reading a file of the history of {view!r}", self.oss.bucket.get_object_to_file,
+                      self.loc.key(view, unquote(path)), str(local))
+        return local
+
+    def _publish(self, view: str, work: Path, version: int, fetched: set[Path] = frozenset()) -> None:
         entry = work / "_delta_log" / f"{version:020d}.json"
         if not entry.exists():
             raise StoreUnavailable(f"delta-rs did not write version {version} of {view!r} (found "
                                    f"{sorted(os.listdir(work / '_delta_log'))})", endpoint=self.oss.endpoint)
         what = f"committing version {version} of the history of {view!r}"
         data_files = [p for p in work.rglob("*") if p.is_file() and "_delta_log" not in p.relative_to(work).parts
-                      and not p.name.startswith(".")]
+                      and not p.name.startswith(".") and p not in fetched]
         uploaded: list[str] = []
         try:
             for path in data_files:
@@ -273,20 +302,6 @@ class OSSOfflineStore(DeltaOfflineStore):
             self.oss.call(f"deleting orphan files of {view!r}", self.oss.bucket.batch_delete_objects,
                           [prefix + name for name in gone[i:i + 1000]])
         return gone
-
-    # -- erasure: not yet (a DELETE rewrites data files, which commits here build without: see _commit) ------------
-    supports_erasure = False
-
-    def delete_rows(self, view, key_dtypes, keys, *, tag):
-        raise ConfigError(f"deleting rows of an oss:// history ({view!r}) is not supported yet: a commit is built on a "
-                          "mirror of the log without the data files a DELETE rewrites; forget needs a local or s3:// "
-                          "offline store")
-
-    def delete_before(self, view, before, *, tag):
-        return self.delete_rows(view, {}, [], tag=tag)
-
-    def vacuum(self, view, *, retention_hours, keep_versions):
-        raise ConfigError(f"vacuuming an oss:// history ({view!r}) is not supported yet")
 
     def drop(self, view: str) -> None:
         self.oss.delete_prefix(self.loc.key(view) + "/", f"dropping history of {view!r}")

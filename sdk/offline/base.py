@@ -190,6 +190,17 @@ class OfflineStore(abc.ABC):
 
     # -- erasure and retention (skewless.forget, skewless.retention; stores with ``supports_erasure``) --------------
     supports_erasure = False
+    # Rows ``delete_rows`` deletes are gone from every version at once (a warehouse table every version reads, e.g.
+    # MaxCompute): it records the expiry of the versions before it itself, before changing data, keeping the
+    # versions its ``keep=`` names (pinned versions that held none of the rows); a purge has nothing left to do.
+    erases_in_place = False
+
+    def count_key_rows(self, view: str, version: int, key_dtypes: dict, keys: list[tuple]) -> int:
+        """Rows of ``view``'s history at ``version`` whose columns ``key_dtypes`` equal one of ``keys`` (forget's
+        plan: which registered training sets held them). Default: a scan of the version's Parquet files."""
+        from .scan import count_rows
+
+        return count_rows(self.files(view, version), key_dtypes, keys)
 
     def delete_rows(self, view: str, key_dtypes: dict, keys: list[tuple], *, tag: str) -> tuple[int, int | None]:
         """Delete every row of ``view``'s history whose columns ``key_dtypes`` (name -> skewless dtype, a subset of

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -28,14 +29,24 @@ _ATTEMPTS = 30
 _SEARCH = 200  # newest commits searched for a tagged delete (a forget resumed soon after it was killed)
 
 
-def _literal(value, dt) -> str:
-    """A key value as a SQL literal of delta-rs' predicate dialect (DataFusion)."""
+def _name(column: str) -> str:
+    """A column name in delta-rs' predicate dialect (DataFusion)."""
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _string(value: str) -> str:
+    """A string literal in delta-rs' predicate dialect (DataFusion)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _literal(value, dt, string: Callable[[str], str] = _string) -> str:
+    """A key value as a SQL literal (strings quoted by ``string``: dialects differ only there)."""
     if value is None:
         raise ValidationError("an entity key to forget is null")
     if dt in (dtypes.Int32, dtypes.Int64):
         return str(int(value))
     if dt is dtypes.String:
-        return "'" + str(value).replace("'", "''") + "'"
+        return string(str(value))
     if dt is dtypes.Bool:
         return "true" if value else "false"
     if dt in (dtypes.Float32, dtypes.Float64) and math.isfinite(float(value)):
@@ -43,17 +54,32 @@ def _literal(value, dt) -> str:
     raise ValidationError(f"entity keys of dtype {dt.name} cannot be forgotten by value (Int, String, Bool, Float)")
 
 
-def keys_predicate(key_dtypes: dict, keys: list[tuple]) -> str:
+def keys_predicate(key_dtypes: dict, keys: list[tuple], *, name: Callable[[str], str] = _name,
+                   string: Callable[[str], str] = _string) -> str:
+    """SQL true for a row whose columns ``key_dtypes`` equal one of ``keys``; ``name`` quotes a column and
+    ``string`` a string literal (delta-rs' dialect by default; MaxCompute's SQL passes its own)."""
     cols = list(key_dtypes)
-    quoted = ['"' + c.replace('"', '""') + '"' for c in cols]
+    quoted = [name(c) for c in cols]
     if len(cols) == 1:
-        return f"{quoted[0]} IN ({', '.join(_literal(k[0], key_dtypes[cols[0]]) for k in keys)})"
-    return " OR ".join("(" + " AND ".join(f"{q} = {_literal(v, key_dtypes[c])}" for q, c, v in zip(quoted, cols, k))
-                       + ")" for k in keys)
+        return f"{quoted[0]} IN ({', '.join(_literal(k[0], key_dtypes[cols[0]], string) for k in keys)})"
+    return " OR ".join("(" + " AND ".join(f"{q} = {_literal(v, key_dtypes[c], string)}"
+                                          for q, c, v in zip(quoted, cols, k)) + ")" for k in keys)
+
+
+@dataclass(frozen=True)
+class Erasing:
+    """The rows one delete removes: its predicate for delta-rs, and the same rows as values, for stores that pick
+    the files a delete must read from the log's file statistics (``_commit_erase``)."""
+
+    predicate: str  # delta-rs' SQL (DataFusion)
+    key_dtypes: dict | None = None  # rows whose columns equal one of ``keys`` ...
+    keys: tuple = ()
+    before_us: int | None = None  # ... or whose event time is before this (µs since the epoch, UTC)
 
 
 class DeltaErasure:
-    """Mixed into ``DeltaOfflineStore`` (which provides ``_table``, ``_commit``, ``root``)."""
+    """Mixed into ``DeltaOfflineStore`` (which provides ``_table``, ``_commit``, ``root``). Stores that commit
+    through their own log store override the hooks ``_commit_erase`` and ``_vacuum`` (``oss_erase``)."""
 
     supports_erasure = True
     root: str
@@ -63,13 +89,19 @@ class DeltaErasure:
     def delete_rows(self, view: str, key_dtypes: dict, keys: list[tuple], *, tag: str) -> tuple[int, int | None]:
         if not keys:
             return 0, None
-        return self._delete(view, keys_predicate(key_dtypes, keys), tag)
+        return self._delete(view, Erasing(keys_predicate(key_dtypes, keys), dict(key_dtypes), tuple(keys)), tag)
 
     def delete_before(self, view: str, before: datetime, *, tag: str) -> tuple[int, int | None]:
         us = int(before.astimezone(timezone.utc).timestamp() * 1_000_000)
-        return self._delete(view, f"\"{EVENT_TS}\" < arrow_cast({us}, 'Timestamp(Microsecond, Some(\"UTC\"))')", tag)
+        return self._delete(view, Erasing(f"\"{EVENT_TS}\" < arrow_cast({us}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
+                                          before_us=us), tag)
 
-    def _delete(self, view: str, predicate: str, tag: str) -> tuple[int, int | None]:
+    def _commit_erase(self, view: str, before: DeltaTable, write: Callable, rows: Erasing) -> None:
+        """The delete's commit (``write(table)``): by default ``_commit``; ``rows`` says what it deletes."""
+        self._commit(view, before, write)
+
+    def _delete(self, view: str, rows: Erasing, tag: str) -> tuple[int, int | None]:
+        predicate = rows.predicate
         for attempt in range(_ATTEMPTS):
             before = self._table(view)
             if before is None:
@@ -81,7 +113,8 @@ class DeltaErasure:
             out: list[dict] = []
             props = CommitProperties(custom_metadata={FORGET_TAG: tag}, max_commit_retries=0)
             try:
-                self._commit(view, before, lambda dt, o=out, c=props: o.append(dt.delete(predicate, commit_properties=c)))
+                self._commit_erase(view, before, lambda dt, o=out, c=props: o.append(
+                    dt.delete(predicate, commit_properties=c)), rows)
             except CommitFailedError:
                 time.sleep(min(0.01 * 2 ** attempt, 0.5))  # another writer committed first: re-read, retry
                 continue
@@ -111,11 +144,15 @@ class DeltaErasure:
         if dt is None:
             return []
         try:
-            return dt.vacuum(retention_hours=max(0, int(retention_hours)), dry_run=False,
-                             enforce_retention_duration=False, keep_versions=sorted(set(keep_versions)) or None)
+            return self._vacuum(view, dt, retention_hours=max(0, int(retention_hours)), enforce_retention_duration=False,
+                                keep_versions=sorted(set(keep_versions)) or None)
         except (DeltaError, OSError) as exc:
             raise StoreUnavailable(f"vacuuming the history of {view!r} failed: {str(exc).splitlines()[0]}",
                                    endpoint=self.root) from exc
+
+    def _vacuum(self, view: str, dt: DeltaTable, **options) -> list[str]:
+        """delta-rs' vacuum of ``dt`` with ``options``; the files deleted."""
+        return dt.vacuum(dry_run=False, **options)
 
     def expiry(self, view: str) -> tuple[int, list[int]] | None:
         dt = self._table(view)

@@ -7,11 +7,7 @@ except those a training set pins, an expired snapshot raises SnapshotExpired."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,7 +21,7 @@ import skewless as sk
 from skewless.cli.main import app
 from skewless.errors import SnapshotExpired
 from skewless.serving import prediction_log
-from tests.support import predlog_helpers
+from tests.support import killed_run, predlog_helpers
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -168,15 +164,7 @@ print(json.dumps(r.to_dict()))
 def test_kill_9_at_each_step_then_a_rerun_completes_without_redoing(tmp_path, point):
     repo = tmp_path / "repo"
     _setup(repo)
-    env = {**os.environ, "SKEWLESS_KILL_AT": point}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo)], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    env.pop("SKEWLESS_KILL_AT")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(repo)], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = killed_run.killed_then_rerun(CHILD, str(repo), kill_at=point, timeout=120)
     assert got["resumed"] and got["complete"]
     # counted once, whatever was done before the kill (the offline counts come from the tagged commits)
     assert got["offline_rows"] == {"profile": 1, "pairs": 1, "txn": 1, "predictions_m1": 2}

@@ -19,40 +19,18 @@ from tests.support.object_store import (check_concurrent_applies_never_lose_an_u
                                         check_endpoint_that_never_answers_fails_within_bounds,
                                         check_permissions_and_audit_log_in_the_store,
                                         check_history_lives_in_the_store_and_drop_removes_it,
-                                        check_stages_in_the_store, fresh_prefix, object_store_repo, one_view, rows)
+                                        check_stages_in_the_store, fresh_prefix, one_view, rows)
 
 from skewless.adapters.alibaba.oss import OSSRegistryStore
 from skewless.adapters.alibaba.oss_delta import OSSOfflineStore
 from skewless.definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW
 from skewless.errors import ConfigError, NotFoundError, StoreUnavailable
 
-BUCKET = "skewless-oss-tests"
-REGION = "cn-hangzhou"
+from .conftest import BUCKET, REGION, oss_keys, oss_options, oss_repo
+
 SECRET = "s3cr3t-never-printed"
 TOKEN = "t0ken-never-printed"
-
-
-def _options(endpoint, **extra):
-    return {"endpoint": endpoint, "region": REGION, "access_key_id": "test", "access_key_secret": "test", **extra}
-
-
-@pytest.fixture(scope="session")
-def oss(oss_endpoint, moto_endpoint, local_cloud):
-    local_cloud.ensure_bucket(BUCKET, moto_endpoint)  # buckets are moto's: the shim fronts them
-    return oss_endpoint
-
-
-@pytest.fixture
-def bucket(oss):
-    return oss2.Bucket(oss2.AuthV4("test", "test"), oss, BUCKET, region=REGION)
-
-
-def oss_repo(tmp_path, endpoint, project="osstest"):
-    return object_store_repo(tmp_path, f"oss://{BUCKET}", _options(endpoint), project)
-
-
-def _keys(bucket, prefix):
-    return [o.key for o in oss2.ObjectIteratorV2(bucket, prefix=prefix)]
+_options, _keys = oss_options, oss_keys
 
 
 def _canonical(keys, batch):
@@ -330,17 +308,3 @@ def test_shim_takes_streamed_uploads_of_unknown_length(bucket):
     key = f"{fresh_prefix()}/streamed"
     bucket.put_object(key, (f"part{i}-".encode() for i in range(4)))  # no length known: chunked transfer
     assert bucket.get_object(key).read() == b"part0-part1-part2-part3-"
-
-
-def test_forget_on_an_oss_history_is_refused_before_anything_is_done(tmp_path, oss, bucket):
-    """An OSS commit is built on a mirror of the log without data files, which a DELETE rewrites: not supported
-    yet, said with a ConfigError before any journal record, delete or online change."""
-    store = oss_repo(tmp_path, oss)
-    one_view(store)
-    store.ingest("v", rows(1, 2))
-    version = store.offline.version("v")
-    with pytest.raises(ConfigError, match="cannot delete rows"):
-        store.forget("ent", [1])
-    assert store.offline.version("v") == version
-    assert _keys(bucket, store.registry.store.loc.key("forget") + "/") == []
-    assert store.get_online_features(["v:x"], [{"k": 1}]).to_dict()["x"] == [1.0]
