@@ -55,11 +55,13 @@ def compare_stage_versions(store, stage: str, a: int | str, b: int | str, entiti
     defaults to ``prediction`` (a classifier's class), else the model's first output."""
     if metric_name not in METRICS:
         raise ValidationError(f"metric must be one of {', '.join(METRICS)}, not {metric_name!r}")
+    if labels is not None and model is None:
+        raise ValidationError("labels score a downstream model: give model= too")
     rows = _as_table(entity_table(store, entities))  # one Arrow table: both reads and the labels see the same rows
+    if labels is not None and labels not in rows.column_names:
+        raise ValidationError(f"labels: the entity rows have no column {labels!r}")
     report = compare_outputs(store, stage, a, b, rows, timestamp_column=timestamp_column, point_in_time=point_in_time)
     if model is None:
-        if labels is not None:
-            raise ValidationError("labels score a downstream model: give model= too")
         return report
     mv = ModelRegistry(store).get(model, model_version)
     m = mv.manifest
@@ -81,8 +83,6 @@ def compare_stage_versions(store, stage: str, a: int | str, b: int | str, entiti
     down: dict[str, Any] = {"model": model, "version": mv.version, "reads": mine, "output": output,
                             "agreement": agreement(predicted["a"], predicted["b"])}
     if labels is not None:
-        if labels not in rows.column_names:
-            raise ValidationError(f"labels: the entity rows have no column {labels!r}")
         truth = rows.column(labels).to_numpy()
         down["metric"] = metric_name
         for side in ("a", "b"):

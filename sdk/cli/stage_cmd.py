@@ -73,7 +73,8 @@ def versions(stage: str = typer.Argument(..., help="The stage"), repo: Path = Re
         table.add_row(f"v{r['version']}", r["stage"], r["view"], ",".join(r["aliases"]))
     print_table(console, table)
     for h in history:
-        console.print(f"{h['at'][:19]} {h['action']} {h['alias']}: v{h['previous']} -> v{h['version']} by {h['by']}",
+        console.print(f"{h['at'][:19]} {h['action']} {h['alias']}: "
+                      f"{'v' + str(h['previous']) if h['previous'] else 'none'} -> v{h['version']} by {h['by']}",
                       highlight=False)
 
 

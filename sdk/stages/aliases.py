@@ -80,7 +80,7 @@ def _change(store, stage: str, alias: str, action: str, version: int | str | Non
             continue
         store.refresh_registry()
         store.audit_log.append(who, "deploy", f"stage:{stage}", "allowed",
-                               f"{action} {alias} to v{held[-1]} (was v{previous})")
+                               f"{action} {alias} to v{held[-1]} (was " + (f"v{previous})" if previous else "none)"))
         return new.aliases
     raise ConflictError(f"stage {stage!r}: {_ATTEMPTS} concurrent registry commits won first")
 

@@ -114,7 +114,7 @@ def test_promote_switches_the_unpinned_reader_and_rollback_returns_it(store):
         ("promote", "production", None, 1), ("promote", "staging", None, 2), ("promote", "production", 1, 2),
         ("rollback", "production", 2, 1)]
     audited = [r.detail for r in store.audit_log.records(action="deploy") if r.resource == "stage:scale"]
-    assert audited == ["promote production to v1 (was vNone)", "promote staging to v2 (was vNone)",
+    assert audited == ["promote production to v1 (was none)", "promote staging to v2 (was none)",
                        "promote production to v2 (was v1)", "rollback production to v1 (was v2)"]
     # a later apply of the repo (pruning) keeps the aliases: skewless manages them
     store.apply(load_objects(store.repo_path), prune=True)

@@ -106,6 +106,8 @@ def test_the_downstream_model_scored_with_each_version(store):
         compare_stage_versions(store, "scale", "v1", "v2", entities(), model="nba", labels="big", metric_name="f1")
     with pytest.raises(ValidationError, match="no column 'nope'"):
         compare_stage_versions(store, "scale", "v1", "v2", entities(), model="nba", labels="nope")
+    with pytest.raises(ValidationError, match="labels score a downstream model: give model= too"):
+        compare_stage_versions(store, "scale", "v1", "v2", entities(), labels="big")
     with pytest.raises(ValidationError, match="give read_views or output_view, not both"):  # a comparison is not written
         score(store, "nba", entities(), read_views={"scaled__v1": "scaled__v2"}, output_view="nba_scores")
 
