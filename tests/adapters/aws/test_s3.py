@@ -6,6 +6,7 @@ import time
 import boto3
 import pytest
 from tests.support.conformance.offline import OfflineConformance
+from tests.support.forget_checkpoint import check_purge_after_a_checkpoint_erases_the_rows
 from tests.support.conformance.registry import RegistryStoreConformance
 from tests.support.object_store import (check_concurrent_applies_never_lose_an_update,
                                         check_endpoint_that_never_answers_fails_within_bounds,
@@ -112,3 +113,23 @@ def test_forget_leaves_nothing_of_the_entity_in_s3(tmp_path, s3_endpoint):
         s3_repo(tmp_path, s3_endpoint),
         lambda prefix: [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])],
         lambda key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def test_a_purge_after_a_checkpoint_dropped_the_removals_still_erases_the_rows_in_s3(tmp_path, s3_endpoint):
+    """Every Parquet object under the history, listed and read with boto3, is free of the erased rows."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                      region_name="us-east-1")
+    store = s3_repo(tmp_path, s3_endpoint)
+
+    def parquet_files():
+        prefix = store.offline.loc.key("people") + "/"
+        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+                for o in page.get("Contents", [])]
+        return {k[len(prefix):]: pq.read_table(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()))
+                for k in keys if k.endswith(".parquet")}
+
+    check_purge_after_a_checkpoint_erases_the_rows(store, parquet_files)

@@ -1,0 +1,19 @@
+"""A forget's purge on a local Delta history after a checkpoint dropped the delete's removals: every Parquet file
+under the history (read with pyarrow, referenced by a version or not) is free of the erased rows, and the version a
+training set pins still reads (the scenario: tests/support/forget_checkpoint.py; on S3: tests/adapters/aws)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+import skewless as sk
+from tests.support.forget_checkpoint import check_purge_after_a_checkpoint_erases_the_rows
+
+
+def test_a_purge_after_a_checkpoint_dropped_the_removals_still_erases_the_rows(tmp_path):
+    store = sk.init_repo(tmp_path / "repo")
+    folder = Path(store.offline.root.removeprefix("file://")) / "people"
+    check_purge_after_a_checkpoint_erases_the_rows(
+        store, lambda: {str(f.relative_to(folder)): pq.read_table(f) for f in folder.rglob("*.parquet")})
