@@ -9,9 +9,9 @@ record stay delta-rs' and ``DeltaErasure``'s; this module supplies only what an 
   differently), the delete is redone with every file. Its rewritten files and the log entry go up as any commit's.
   The entry's ``operationParameters.predicate`` names the deleted keys: it is replaced by the forget request's tag
   before the entry is published, so the log does not keep the very values a forget erases.
-- Vacuum (``_vacuum``): delta-rs lists, from the log alone, the removed files past the retention that no kept
-  version reads (its dry run needs no data file), replaying every commit (see ``_every_entry``); those objects are
-  deleted on OSS.
+- Vacuum: ``DeltaErasure._vacuum`` has delta-rs list, from the log alone, the removed files past the retention that
+  no kept version reads (its dry run needs no data file), replaying every commit; here ``_every_entry`` builds that
+  replay from the local mirror of the log, and ``_delete_files`` deletes those objects on OSS.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import Callable
-from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -151,17 +150,12 @@ class OSSErasure:
             os.link(log.folder / "_delta_log" / name, work / "_delta_log" / name)
         return work
 
-    def _vacuum(self, view: str, dt: DeltaTable, **options) -> list[str]:
-        work = self._every_entry(view)
-        try:
-            gone = (DeltaTable(str(work)) if work is not None else dt).vacuum(dry_run=True, **options)
-        finally:
-            if work is not None:
-                shutil.rmtree(work, ignore_errors=True)
-        keys = [self.loc.key(view, unquote(p)) for p in gone]
+    def _delete_files(self, view: str, paths: list[str]) -> list[str]:
+        """The vacuum's deletes (``DeltaErasure._vacuum`` lists them from ``_every_entry``'s replay), with oss2."""
+        keys = [self.loc.key(view, p) for p in paths]
         for i in range(0, len(keys), 1000):  # OSS deletes at most 1000 objects per request
             self.oss.call(f"vacuuming the history of {view!r}", self.oss.bucket.batch_delete_objects, keys[i:i + 1000])
-        return gone
+        return paths
 
     def version_times(self, view: str) -> list[tuple[int, int]]:
         """Every kept commit's time, from every log entry (the mirror holds only those after the newest checkpoint)."""

@@ -6,17 +6,30 @@ files only marked removed, so older versions still read the rows until ``vacuum`
 reference. Which versions a retention run or a purge made unreadable is recorded in the table's own properties
 (``EXPIRED_BEFORE``, ``KEPT``), committed *before* the vacuum deletes anything: a reader asking for such a version
 gets ``SnapshotExpired`` (``check_readable``) instead of a scan that fails half-way, or silently reads other files.
+
+The vacuum is delta-rs' decision (its dry run: removed past the retention, read by no kept version) taken on a replay
+of every commit entry rather than on the table as delta-rs opens it, and the files it lists are deleted here. Why: a
+checkpoint keeps a removal only for the table's ``delta.deletedFileRetentionDuration`` (a week by default), so once a
+checkpoint is written that long after a delete, delta-rs' own vacuum never lists the files the delete removed
+again, and a purge waiting for a longer ``history_retention`` would leave the erased rows on disk while reporting
+it done. Replaying the commits keeps every removal, whatever checkpoints exist.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
+from urllib.parse import unquote
 
 from deltalake import CommitProperties, DeltaTable
+from pyarrow import fs as pafs
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from .. import dtypes
@@ -27,6 +40,7 @@ FORGET_TAG = "skewless.forget"  # commit metadata of a delete made by forget / a
 EXPIRED_BEFORE, KEPT = "skewless.expiredBefore", "skewless.keptVersions"
 _ATTEMPTS = 30
 _SEARCH = 200  # newest commits searched for a tagged delete (a forget resumed soon after it was killed)
+_FETCHERS = 16  # log entries read at once for a replay (object stores: one GET each)
 
 
 def _name(column: str) -> str:
@@ -78,13 +92,16 @@ class Erasing:
 
 
 class DeltaErasure:
-    """Mixed into ``DeltaOfflineStore`` (which provides ``_table``, ``_commit``, ``root``). Stores that commit
-    through their own log store override the hooks ``_commit_erase`` and ``_vacuum`` (``oss_erase``)."""
+    """Mixed into ``DeltaOfflineStore`` (which provides ``_table``, ``_commit``, ``_log_entry``, ``_uri``, ``root``).
+    Stores that commit through their own log store override the hooks ``_commit_erase`` and ``_every_entry``
+    (``oss_erase``); object stores override ``_delete_files``."""
 
     supports_erasure = True
     root: str
     _table: Callable
     _commit: Callable
+    _log_entry: Callable
+    _uri: Callable
 
     def delete_rows(self, view: str, key_dtypes: dict, keys: list[tuple], *, tag: str) -> tuple[int, int | None]:
         if not keys:
@@ -151,8 +168,50 @@ class DeltaErasure:
                                    endpoint=self.root) from exc
 
     def _vacuum(self, view: str, dt: DeltaTable, **options) -> list[str]:
-        """delta-rs' vacuum of ``dt`` with ``options``; the files deleted."""
-        return dt.vacuum(dry_run=False, **options)
+        """The files delta-rs' vacuum with ``options`` lists from every commit of the history (see the module
+        docstring), deleted; returns those deleted. A history some of whose commit entries are gone (Delta's log
+        cleanup) is vacuumed from ``dt`` as delta-rs opens it."""
+        work = self._every_entry(view)
+        try:
+            listed = (DeltaTable(str(work)) if work is not None else dt).vacuum(dry_run=True, **options)
+        finally:
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
+        return self._delete_files(view, [unquote(p) for p in listed])
+
+    def _every_entry(self, view: str) -> Path | None:
+        """A scratch table (a temporary folder: the caller removes it) whose log is every commit entry of the
+        history, read through ``_log_entry``, and no checkpoint; None when some entry is gone, or no table."""
+        dt = self._table(view)
+        if dt is None:
+            return None
+        versions = range(dt.version() + 1)
+        work = Path(tempfile.mkdtemp(prefix="skewless-log-"))
+        (work / "_delta_log").mkdir()
+        try:
+            with ThreadPoolExecutor(_FETCHERS) as pool:
+                for version, data in zip(versions, pool.map(lambda v: self._log_entry(view, v), versions)):
+                    if data is None:
+                        shutil.rmtree(work, ignore_errors=True)
+                        return None
+                    (work / "_delta_log" / f"{version:020d}.json").write_bytes(data)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        return work
+
+    def _delete_files(self, view: str, paths: list[str]) -> list[str]:
+        """Delete the data files ``paths`` (relative to the history's folder) from a local history; returns those
+        that were there (a replay lists again the files an earlier vacuum deleted)."""
+        filesystem, base = pafs.FileSystem.from_uri(self._uri(view))
+        gone = []
+        for path in paths:
+            try:
+                filesystem.delete_file(f"{base}/{path}")
+            except FileNotFoundError:
+                continue
+            gone.append(path)
+        return gone
 
     def expiry(self, view: str) -> tuple[int, list[int]] | None:
         dt = self._table(view)
