@@ -243,25 +243,32 @@ class S3OfflineStore(DeltaOfflineStore):
             raise StoreUnavailable(f"reading the history log of {view!r}: {str(exc).splitlines()[0]}",
                                    endpoint=self.s3.endpoint) from exc
 
+    def _stored_files(self, view: str) -> dict[str, float]:
+        prefix = self.loc.key(view) + "/"
+        try:
+            return {o["Key"][len(prefix):]: o["LastModified"].timestamp()
+                    for page in self.s3.client().get_paginator("list_objects_v2").paginate(
+                        Bucket=self.loc.bucket, Prefix=prefix) for o in page.get("Contents", [])}
+        except _client_errors() as exc:
+            raise self.s3.translate(exc, f"listing the history of {view!r}") from exc
+
     def _delete_files(self, view: str, paths: list[str]) -> list[str]:
         """The vacuum's deletes, with boto3: of ``paths`` (relative to the history's prefix), those still in the
         bucket (one listing), at most 1000 per request."""
-        prefix = self.loc.key(view) + "/"
-        client = self.s3.client()
-        wanted = {prefix + p: p for p in paths}
+        stored = self._stored_files(view)
+        there = [p for p in paths if p in stored]
+        objects = [{"Key": self.loc.key(view, p)} for p in there]
         try:
-            there = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.loc.bucket, Prefix=prefix) for o in page.get("Contents", []) if o["Key"] in wanted]
-            for i in range(0, len(there), 1000):
-                done = client.delete_objects(Bucket=self.loc.bucket, Delete={
-                    "Objects": [{"Key": k} for k in there[i:i + 1000]], "Quiet": True})
+            for i in range(0, len(objects), 1000):
+                done = self.s3.client().delete_objects(Bucket=self.loc.bucket,
+                                                       Delete={"Objects": objects[i:i + 1000], "Quiet": True})
                 if done.get("Errors"):
                     raise StoreUnavailable(f"vacuuming the history of {view!r}: S3 refused to delete "
                                            f"{len(done['Errors'])} object(s) ({done['Errors'][0].get('Code')})",
                                            endpoint=self.s3.endpoint)
         except _client_errors() as exc:
             raise self.s3.translate(exc, f"vacuuming the history of {view!r}") from exc
-        return [wanted[k] for k in there]
+        return there
 
     def drop(self, view: str) -> None:
         prefix = self.loc.key(view) + "/"

@@ -7,21 +7,15 @@ reference. Which versions a retention run or a purge made unreadable is recorded
 (``EXPIRED_BEFORE``, ``KEPT``), committed *before* the vacuum deletes anything: a reader asking for such a version
 gets ``SnapshotExpired`` (``check_readable``) instead of a scan that fails half-way, or silently reads other files.
 
-The vacuum is delta-rs' decision (its dry run: removed past the retention, read by no kept version) taken on a replay
-of every commit entry rather than on the table as delta-rs opens it, and the files it lists are deleted here. Why: a
-checkpoint keeps a removal only for the table's ``delta.deletedFileRetentionDuration`` (a week by default), so once a
-checkpoint is written that long after a delete, delta-rs' own vacuum never lists the files the delete removed
-again, and a purge waiting for a longer ``history_retention`` would leave the erased rows on disk while reporting
-it done. Replaying the commits keeps every removal, whatever checkpoints exist.
+The vacuum's decision is delta-rs' taken on a replay of every commit, not on the newest checkpoint (which forgets
+old removals), and the files it lists are deleted here, by the store's own client: see ``delta_purge``.
 """
 
 from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,13 +28,13 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from .. import dtypes
 from ..definitions import EVENT_TS
-from ..errors import ConflictError, StoreUnavailable, ValidationError
+from ..errors import ConflictError, NotFoundError, StoreUnavailable, ValidationError
+from . import delta_purge
 
 FORGET_TAG = "skewless.forget"  # commit metadata of a delete made by forget / a retention run: its request id
 EXPIRED_BEFORE, KEPT = "skewless.expiredBefore", "skewless.keptVersions"
 _ATTEMPTS = 30
 _SEARCH = 200  # newest commits searched for a tagged delete (a forget resumed soon after it was killed)
-_FETCHERS = 16  # log entries read at once for a replay (object stores: one GET each)
 
 
 def _name(column: str) -> str:
@@ -168,37 +162,55 @@ class DeltaErasure:
                                    endpoint=self.root) from exc
 
     def _vacuum(self, view: str, dt: DeltaTable, **options) -> list[str]:
-        """The files delta-rs' vacuum with ``options`` lists from every commit of the history (see the module
-        docstring), deleted; returns those deleted. A history some of whose commit entries are gone (Delta's log
-        cleanup) is vacuumed from ``dt`` as delta-rs opens it."""
+        """The files delta-rs' vacuum with ``options`` lists from every commit of the history (``_every_entry``),
+        deleted; returns those deleted. When Delta's log cleanup removed commit entries: what delta-rs lists from
+        ``dt`` as it opens it, and every Parquet file no readable version reads (``_unread_files``)."""
         work = self._every_entry(view)
-        try:
-            listed = (DeltaTable(str(work)) if work is not None else dt).vacuum(dry_run=True, **options)
-        finally:
-            if work is not None:
+        if work is not None:
+            try:
+                listed = DeltaTable(str(work)).vacuum(dry_run=True, **options)
+            finally:
                 shutil.rmtree(work, ignore_errors=True)
-        return self._delete_files(view, [unquote(p) for p in listed])
+            return self._delete_files(view, sorted({unquote(p) for p in listed}))
+        # a kept version whose entries are gone loads no more (delta-rs' vacuum would fail on it): nothing to keep
+        kept = {v: t for v in options.get("keep_versions") or [] if (t := self._loaded(view, v)) is not None}
+        listed = dt.vacuum(dry_run=True, **{**options, "keep_versions": sorted(kept) or None})
+        unread = self._unread_files(view, dt, kept)
+        return self._delete_files(view, sorted({unquote(p) for p in listed} | set(unread)))
+
+    def _loaded(self, view: str, version: int) -> DeltaTable | None:
+        try:
+            return self._table(view, version)
+        except NotFoundError:
+            return None
 
     def _every_entry(self, view: str) -> Path | None:
-        """A scratch table (a temporary folder: the caller removes it) whose log is every commit entry of the
-        history, read through ``_log_entry``, and no checkpoint; None when some entry is gone, or no table."""
+        """A scratch table of every commit entry, no checkpoint (``delta_purge.replay``; the caller removes the
+        folder); None when some entry is gone, or there is no table."""
         dt = self._table(view)
-        if dt is None:
-            return None
-        versions = range(dt.version() + 1)
-        work = Path(tempfile.mkdtemp(prefix="skewless-log-"))
-        (work / "_delta_log").mkdir()
-        try:
-            with ThreadPoolExecutor(_FETCHERS) as pool:
-                for version, data in zip(versions, pool.map(lambda v: self._log_entry(view, v), versions)):
-                    if data is None:
-                        shutil.rmtree(work, ignore_errors=True)
-                        return None
-                    (work / "_delta_log" / f"{version:020d}.json").write_bytes(data)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        return work
+        return None if dt is None else delta_purge.replay(lambda v: self._log_entry(view, v), dt.version())
+
+    def _unread_files(self, view: str, dt: DeltaTable, kept: dict[int, DeltaTable]) -> list[str]:
+        """The Parquet files in the history's storage that no readable version reads, for a history whose older
+        commit entries Delta's log cleanup removed (with them, the only record of what those commits removed).
+        Readable: ``dt`` (the newest), the versions from the expiry record's oldest on — what they read is ``dt``'s
+        files plus what each later commit removed, from the entries still there —, and the ``kept`` versions that
+        still load (one whose entries are gone cannot be read by anyone: its files are not kept)."""
+        oldest = (self.expiry(view) or (0, []))[0]
+        read = delta_purge.paths_of(dt)
+        for _version, data in delta_purge.entries(lambda v: self._log_entry(view, v),
+                                                  range(max(oldest + 1, 1), dt.version() + 1)):
+            if data is not None:  # (entries gone are the oldest ones: the versions they made are unreadable)
+                read |= delta_purge.removed(data)
+        for old in kept.values():
+            read |= delta_purge.paths_of(old)
+        return delta_purge.unreferenced(self._stored_files(view), read)
+
+    def _stored_files(self, view: str) -> dict[str, float]:
+        """Every file in the history's storage: path relative to its folder -> modification time (epoch seconds)."""
+        filesystem, base = pafs.FileSystem.from_uri(self._uri(view))
+        infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        return {i.path[len(base):].lstrip("/"): i.mtime.timestamp() for i in infos if i.type == pafs.FileType.File}
 
     def _delete_files(self, view: str, paths: list[str]) -> list[str]:
         """Delete the data files ``paths`` (relative to the history's folder) from a local history; returns those

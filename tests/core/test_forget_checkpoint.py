@@ -4,6 +4,8 @@ training set pins still reads (the scenario: tests/support/forget_checkpoint.py;
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,3 +19,17 @@ def test_a_purge_after_a_checkpoint_dropped_the_removals_still_erases_the_rows(t
     folder = Path(store.offline.root.removeprefix("file://")) / "people"
     check_purge_after_a_checkpoint_erases_the_rows(
         store, lambda: {str(f.relative_to(folder)): pq.read_table(f) for f in folder.rglob("*.parquet")})
+
+
+def test_a_purge_after_the_log_cleanup_removed_the_deletes_commit_still_erases_the_rows(tmp_path):
+    store = sk.init_repo(tmp_path / "repo")
+    folder = Path(store.offline.root.removeprefix("file://")) / "people"
+
+    def age(by: timedelta) -> None:
+        for f in folder.rglob("*"):
+            if f.is_file():
+                at = f.stat().st_mtime - by.total_seconds()
+                os.utime(f, (at, at))
+
+    check_purge_after_a_checkpoint_erases_the_rows(
+        store, lambda: {str(f.relative_to(folder)): pq.read_table(f) for f in folder.rglob("*.parquet")}, age)
