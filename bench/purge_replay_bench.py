@@ -21,6 +21,8 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import write_deltalake
 
+from bench.verdict import result_dirs
+
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "skewless-bench-purge"
 
@@ -72,19 +74,19 @@ def main(argv: list[str] | None = None) -> int:
         result["s3_moto"] = measure(s3, a.commits)
     finally:
         cloud.release()
-    print(json.dumps(result, indent=2))
-    out = ROOT / "bench" / ("results" if a.publish else "out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "purge_replay.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "purge_replay.md").write_text(
-        f"# The purge's replay of every commit (`python -m bench.purge_replay_bench --commits {a.commits}`)\n\n"
-        f"A history of {a.commits} one-row appends (delta-rs checkpoints every 100).\n\n"
-        "| store | skewless vacuum (replay), s | delta-rs dry run from the checkpoint, s |\n|---|---|---|\n"
-        + "".join(f"| {name} | {r['replay_seconds']:.2f} | {r['checkpoint_seconds']:.2f} |\n"
-                  for name, r in result.items())
-        + "\nThe replay reads every commit entry (16 at a time): its cost grows with the history's commits, once per "
-        "purge or retention run of a view; the checkpoint's dry run is cheaper but misses the removals a checkpoint "
-        "dropped (docs/governance.md).\n")
+    text = (f"# The purge's replay of every commit (`python -m bench.purge_replay_bench --commits {a.commits}`)\n\n"
+            f"A history of {a.commits} one-row appends (delta-rs checkpoints every 100).\n\n"
+            "| store | skewless vacuum (replay), s | delta-rs dry run from the checkpoint, s |\n|---|---|---|\n"
+            + "".join(f"| {name} | {r['replay_seconds']:.2f} | {r['checkpoint_seconds']:.2f} |\n"
+                      for name, r in result.items())
+            + "\nThe replay reads every commit entry (16 at a time): its cost grows with the history's commits, once "
+            "per purge or retention run of a view; the checkpoint's dry run is cheaper but misses the removals a "
+            "checkpoint dropped (docs/governance.md).\n")
+    print(text)
+    for folder in result_dirs(a.publish):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "purge_replay.json").write_text(json.dumps(result, indent=2) + "\n")
+        (folder / "purge_replay.md").write_text(text)
     return 0
 
 
