@@ -23,8 +23,8 @@ from typing import Callable
 from urllib.parse import unquote
 
 from deltalake import CommitProperties, DeltaTable
-from pyarrow import fs as pafs
 from deltalake.exceptions import CommitFailedError, DeltaError
+from pyarrow import fs as pafs
 
 from .. import dtypes
 from ..definitions import EVENT_TS
@@ -91,6 +91,8 @@ class DeltaErasure:
     (``oss_erase``); object stores override ``_delete_files``."""
 
     supports_erasure = True
+    # Files no version reads younger than this are left by ``_unread_files``: a writer's, not yet committed.
+    unread_min_age_hours: float = delta_purge.MIN_AGE_HOURS
     root: str
     _table: Callable
     _commit: Callable
@@ -204,7 +206,7 @@ class DeltaErasure:
                 read |= delta_purge.removed(data)
         for old in kept.values():
             read |= delta_purge.paths_of(old)
-        return delta_purge.unreferenced(self._stored_files(view), read)
+        return delta_purge.unreferenced(self._stored_files(view), read, min_age_hours=self.unread_min_age_hours)
 
     def _stored_files(self, view: str) -> dict[str, float]:
         """Every file in the history's storage: path relative to its folder -> modification time (epoch seconds)."""

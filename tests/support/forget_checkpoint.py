@@ -47,11 +47,12 @@ def check_purge_after_a_checkpoint_erases_the_rows(store: sk.FeatureStore,
                                                    parquet_files: Callable[[], dict[str, pa.Table]],
                                                    age_files: Callable[[timedelta], None] | None = None) -> None:
     """``parquet_files()``: every Parquet file under the history ``people``, read with the store's own client.
-    With ``age_files`` (which makes every file under the history that much older), Delta's log cleanup also
-    removes the commit entries older than the checkpoint (``delta.logRetentionDuration`` a second): the removals
-    are then in no log at all, and the purge finds the files by listing the history's storage; files younger than
-    an hour may be a writer's not yet committed, hence the aging. The version the clean training set pins is
-    unreadable then (its entries are gone: Delta's own limit), so only the newest is read."""
+    With ``age_files`` (which makes every file under the history that much older: local files are aged, an object
+    store's cannot be, so there the store's guard ``unread_min_age_hours`` is lowered instead), Delta's log cleanup
+    also removes the commit entries older than the checkpoint (``delta.logRetentionDuration`` a second): the
+    removals are then in no log at all, and the purge finds the files by listing the history's storage; files
+    younger than an hour may be a writer's not yet committed, hence the aging. The version the clean training set
+    pins is unreadable then (its entries are gone: Delta's own limit), so only the newest is read."""
     ent = sk.Entity("person", join_keys=["k"])
     store.apply([ent, sk.FeatureView("people", [ent], [sk.Field("k", sk.Int64), sk.Field("name", sk.String)],
                                      history_retention=D)])
