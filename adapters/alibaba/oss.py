@@ -209,6 +209,10 @@ class OSSRegistryStore(RegistryStore):
         if not self.oss.put_if_absent(self.loc.key(key), data, f"writing record {key}"):
             raise ConflictError(f"record {key} exists already")
 
+    def replace_record(self, key: str, data: bytes) -> None:
+        # a plain PUT (no forbid-overwrite): OSS replaces the object whole; retried, as it is idempotent
+        self.oss.call(f"replacing record {key}", self.oss.bucket.put_object, self.loc.key(key), data)
+
     def record_keys(self, prefix: str) -> list[str]:
         root = self.loc.key("") + "/" if self.loc.prefix else ""
         return sorted(k[len(root):] for k, _ in self.oss.keys(root + prefix))

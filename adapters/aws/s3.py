@@ -174,6 +174,14 @@ class S3RegistryStore(RegistryStore):
     def put_record(self, key: str, data: bytes) -> None:
         self._put_if_absent(self.loc.key(key), data, f"writing record {key}", f"record {key} exists already")
 
+    def replace_record(self, key: str, data: bytes) -> None:
+        # a plain PUT: S3 replaces the object whole (readers see the old object or the new one)
+        what = f"replacing record {key}"
+        try:
+            self.s3.client().put_object(Bucket=self.loc.bucket, Key=self.loc.key(key), Body=data)
+        except _client_errors() as exc:
+            raise self.s3.translate(exc, what) from exc
+
     def _put_if_absent(self, key: str, data: bytes, what: str, conflict: str) -> None:
         """One conditional PUT (S3 makes the object visible whole or not at all); ConflictError(``conflict``) when
         the key exists (412) or a concurrent conditional write to it is in flight (409)."""

@@ -52,6 +52,12 @@ class RegistryStore(abc.ABC):
         all; never overwritten (ConflictError when it exists)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no records (the audit log)")
 
+    def replace_record(self, key: str, data: bytes) -> None:
+        """Overwrite the record at ``key`` (or create it) with ``data``, whole: a reader sees the old bytes or the
+        new, never a mix. Only for records whose content a later step must shrink (``forget`` removing an
+        entity's rows from a training set's rows record, skewless.forget); audit records are never replaced."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no records (the audit log)")
+
     def record_keys(self, prefix: str) -> list[str]:
         """The keys of the records under ``prefix``, sorted."""
         raise NotImplementedError(f"{type(self).__name__} keeps no records (the audit log)")
@@ -89,17 +95,32 @@ class LocalRegistryStore(RegistryStore):
     def put_record(self, key: str, data: bytes) -> None:
         self._create_exclusive(self.path / key, data, f"record {key} exists already")  # never replaced
 
+    def replace_record(self, key: str, data: bytes) -> None:
+        target = self.path / key
+        tmp = self._write_temp(target, data)
+        try:
+            os.replace(tmp, target)  # atomic on POSIX: the old file or the new one, never a half-written one
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
     @staticmethod
-    def _create_exclusive(target: Path, data: bytes, conflict: str) -> None:
-        """``target`` with ``data``, whole (written, synced, then hard-linked into place) and only when absent:
-        ConflictError(``conflict``) when it exists."""
+    def _write_temp(target: Path, data: bytes) -> str:
+        """A synced temporary file holding ``data`` beside ``target`` (hidden from ``record_keys``)."""
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return tmp
+
+    @classmethod
+    def _create_exclusive(cls, target: Path, data: bytes, conflict: str) -> None:
+        """``target`` with ``data``, whole (written, synced, then hard-linked into place) and only when absent:
+        ConflictError(``conflict``) when it exists."""
+        tmp = cls._write_temp(target, data)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
             try:
                 os.link(tmp, target)
             except FileExistsError:

@@ -71,6 +71,18 @@ class RegistryStoreConformance:
         with pytest.raises(NotFoundError):
             registry_store.read_record("audit/nope.json")
 
+    def test_a_record_can_be_replaced_whole(self, registry_store):
+        registry_store.put_record("training_sets/t/v0000000001.rows.parquet", b"all rows")
+        registry_store.replace_record("training_sets/t/v0000000001.rows.parquet", b"fewer")
+        assert registry_store.read_record("training_sets/t/v0000000001.rows.parquet") == b"fewer"
+        registry_store.replace_record("training_sets/t/v0000000001.rows.parquet", b"fewer")  # idempotent
+        registry_store.replace_record("training_sets/u/v0000000001.rows.parquet", b"new")  # absent: created
+        assert registry_store.record_keys("training_sets/") == ["training_sets/t/v0000000001.rows.parquet",
+                                                                "training_sets/u/v0000000001.rows.parquet"]
+        assert registry_store.read_record("training_sets/u/v0000000001.rows.parquet") == b"new"
+        with pytest.raises(ConflictError):  # put_record still never overwrites
+            registry_store.put_record("training_sets/t/v0000000001.rows.parquet", b"again")
+
     def test_audit_log_appends_and_filters(self, registry_store):
         from datetime import datetime, timezone
 
