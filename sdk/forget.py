@@ -8,7 +8,12 @@ registered view, tagged ``skewless.kind=prediction_log``, whose history lives in
 2. ``offline``: one Delta DELETE commit per view (``OfflineStore.delete_rows``), tagged with the request id, so a
    re-run finds the commit and its count instead of deleting again.
 3. ``online``: the rows and the aggregation tiles of the keys (``OnlineStore.delete_entities``; idempotent).
-4. ``purge``: older versions still hold the rows in files the delete only marked removed. Once the view's
+4. ``training rows``: the leakage guard's record of each registered training set's entity rows (skewless.training_rows)
+   keeps a hash of each row's join keys under a public seed, which anyone can recompute for a guessable key: the
+   rows of the keys are removed from every such record (rewritten whole), one step per record. A record written
+   before per-key hashes were kept, whose training set has join keys beyond the entity's, cannot tell the entity's
+   rows: it is reported as not erasable (``training_rows_not_erasable``), left as it is.
+5. ``purge``: older versions still hold the rows in files the delete only marked removed. Once the view's
    ``history_retention`` has passed since the delete (at once for a view without one), versions before the delete
    are recorded as expired (``SnapshotExpired`` for a snapshot asking for them) and vacuumed: the files are gone.
    Until then the purge is *pending*: a later ``forget`` of the same keys, or ``skewless retention run``, does it.
@@ -28,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
+from . import training_rows
 from . import training_sets as ts_mod
 from .definitions import Entity, FeatureView
 from .errors import ConfigError, ConflictError, NotFoundError, ValidationError
@@ -48,6 +54,8 @@ class ForgetReport:
     offline_versions: dict[str, int | None] = field(default_factory=dict)  # view -> its delete commit (None: no row)
     online_entities: dict[str, int] = field(default_factory=dict)  # view -> stored rows / tile sets deleted
     training_sets: list[str] = field(default_factory=list)  # "name@version" whose snapshot held the entity
+    training_rows: dict[str, int] = field(default_factory=dict)  # "name@version" -> leakage-guard rows removed
+    training_rows_not_erasable: list[str] = field(default_factory=list)  # records that cannot tell the entity's rows
     purged: dict[str, str] = field(default_factory=dict)  # view -> "done" | "pending until <UTC time>"
     resumed: bool = False  # steps of an earlier run of this request were found and skipped
 
@@ -158,6 +166,8 @@ def forget(fs, entity_name: str, keys: Sequence[Any], *, purge_now: bool = False
             kill_point("forget.online_deleted")
             step = journal.record(f"online-{name}", {"entities": gone})
         report.online_entities[name] = step["entities"]
+    _erase_training_rows(fs, journal, report, entity, {c: views[plan["views"][0]].join_key_dtypes[c].arrow
+                                                       for c in entity.join_keys}, tuples, say)
     for name in plan["views"]:
         report.purged[name] = purge(fs, journal, views[name], now, force=purge_now)
     if "done" not in journal.done and report.complete:
@@ -166,9 +176,38 @@ def forget(fs, entity_name: str, keys: Sequence[Any], *, purge_now: bool = False
         fs.audit_log.append(who, "forget", f"entity:{entity.name}", "allowed",
                             f"request {request}: {len(tuples)} key(s) sha256 {digest[:16]}; history rows "
                             f"{sum(report.offline_rows.values())}, online {sum(report.online_entities.values())}; "
-                            f"training sets {report.training_sets or 'none'}")
+                            f"training sets {report.training_sets or 'none'}; leakage-guard rows "
+                            f"{sum(report.training_rows.values())}")
         journal.record("audited", {"time": now.isoformat()})
     return report
+
+
+def _erase_training_rows(fs, journal: _Journal, report: ForgetReport, entity: Entity, key_types: dict,
+                         keys: list[tuple], say) -> None:
+    """The training-rows steps: which records hold rows of ``keys`` (``rows-plan``, found before any is rewritten),
+    then each rewritten without them (``rows-<name>@<version>``; a rewrite killed before its step was recorded is
+    redone, finding nothing left to remove, and the count comes from the plan)."""
+    store = fs.registry.store
+    plan = journal.done.get("rows-plan")
+    if plan is None:
+        found: dict[str, int] = {}
+        blind = []
+        for name, version in training_rows.recorded(store):
+            n = training_rows.erase(store, name, version, entity.join_keys, key_types, keys, dry_run=True)
+            if n is None:
+                blind.append(f"{name}@{version}")
+            elif n:
+                found[f"{name}@{version}"] = n
+        plan = journal.record("rows-plan", {"records": found, "not_erasable": blind})
+    for ref, n in plan["records"].items():
+        if f"rows-{ref}" not in journal.done:
+            say(f"training set {ref}: removing {n} leakage-guard row(s)")
+            name, _, version = ref.rpartition("@")
+            training_rows.erase(store, name, int(version), entity.join_keys, key_types, keys)
+            kill_point("forget.training_rows_erased")
+            journal.record(f"rows-{ref}", {"rows": n})
+    report.training_rows = dict(plan["records"])
+    report.training_rows_not_erasable = list(plan["not_erasable"])
 
 
 def purge(fs, journal: _Journal, view: FeatureView, now: datetime, *, force: bool = False) -> str:
