@@ -139,6 +139,7 @@ def check_forget_leaves_nothing_in_the_bucket(store: sk.FeatureStore, list_keys,
     others (their strings too: the DELETE's rewritten file); the pinned snapshot that held it refuses to rebuild."""
     import io
 
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -154,6 +155,13 @@ def check_forget_leaves_nothing_in_the_bucket(store: sk.FeatureStore, list_keys,
     report = store.forget("person", [1], purge_now=True)
     assert report.offline_rows == {"people": 1} and report.online_entities == {"people": 1}
     assert report.training_sets == ["ts@1"] and report.complete
+    # the leakage guard's record of the training set's rows, read with the cloud's client: the entity's hash is gone
+    assert report.training_rows == {"ts@1": 1}
+    from skewless import training_rows
+
+    kept = pq.read_table(io.BytesIO(read_object(store.registry.store.loc.key(training_rows.record_key("ts", 1)))))
+    ours = training_rows.entity_hashes(pa.table({"k": pa.array([1, 2], pa.int64())}), ["k"], {"k": pa.int64()})
+    assert kept.column("entity").to_pylist() == [ours[1].as_py()]  # k=2's row only
     prefix = store.offline.loc.key("people") + "/"
     parquet = [k for k in list_keys(prefix) if k.endswith(".parquet")]
     assert parquet
