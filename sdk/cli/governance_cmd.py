@@ -73,6 +73,12 @@ def forget(entity: str = typer.Argument(..., help="The entity whose rows to eras
                       f"purge {report.purged[view]}", highlight=False)
     console.print(f"  training sets that held the entity: {', '.join(report.training_sets) or 'none'}",
                   highlight=False)
+    rows = ", ".join(f"{ref}: {n}" for ref, n in report.training_rows.items())
+    console.print(f"  leakage-guard rows removed: {rows or 'none'}", highlight=False)
+    if report.training_rows_not_erasable:
+        console.print(f"  leakage-guard records that cannot tell the entity's rows (older format, more join keys): "
+                      f"{', '.join(report.training_rows_not_erasable)}; delete them to forget it there",
+                      highlight=False)
     if not report.complete:
         console.print("  purges pending: `skewless retention run` (or this command again) completes them after the "
                       "time shown", highlight=False)

@@ -153,3 +153,18 @@ def test_kill_9_after_a_records_rewrite_then_a_rerun_completes(tmp_path, point):
     assert public_hash("1") not in hashes(fs, "pairs_ts", "entity.k") and len(hashes(fs, "pairs_ts")) == 4
     steps = [k.rsplit("/", 1)[1] for k in fs.registry.store.record_keys("forget/")]
     assert steps.count("rows-pairs_ts@1.json") == 1 and "rows-plan.json" in steps
+
+
+def test_cli_forget_shows_the_leakage_guard_rows(tmp_path):
+    from typer.testing import CliRunner
+
+    from skewless.cli.main import app
+
+    fs = _pairs_repo(tmp_path / "repo")
+    rows, _ = training_rows.read(fs.registry.store, "pairs_ts", 1)
+    training_rows.write(fs.registry.store, "legacy", 1,
+                        rows.drop_columns(["entity.k", "entity.m"]).replace_schema_metadata(rows.schema.metadata))
+    out = CliRunner().invoke(app, ["forget", "k", "1", "--purge-now", "--repo", str(tmp_path / "repo")])
+    assert out.exit_code == 0, out.output
+    assert "leakage-guard rows removed: pairs_ts@1: 2" in out.output
+    assert "cannot tell the entity's rows" in out.output and "legacy@1" in out.output
