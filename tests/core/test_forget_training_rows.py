@@ -168,3 +168,18 @@ def test_cli_forget_shows_the_leakage_guard_rows(tmp_path):
     assert out.exit_code == 0, out.output
     assert "leakage-guard rows removed: pairs_ts@1: 2" in out.output
     assert "cannot tell the entity's rows" in out.output and "legacy@1" in out.output
+
+
+def test_a_request_completed_before_this_step_existed_erases_the_rows_when_run_again(tmp_path):
+    fs = _pairs_repo(tmp_path / "repo")
+    key = training_rows.record_key("pairs_ts", 1)
+    held = fs.registry.store.read_record(key)
+    report = fs.forget("k", [1], purge_now=True)
+    # as an older skewless left it: the request done, the record untouched, no step of the training rows
+    fs.registry.store.replace_record(key, held)
+    base = fs.registry.store.path / "forget" / report.request
+    for step in base.glob("rows-*.json"):
+        step.unlink()
+    again = fs.forget("k", [1], purge_now=True)
+    assert again.resumed and again.training_rows == {"pairs_ts@1": 2}
+    assert public_hash("1") not in hashes(fs, "pairs_ts", "entity.k")
