@@ -69,7 +69,8 @@ def test_served_outputs_equal_online_and_training_paths_and_the_log_replays(serv
         served_p = [p["proba_1"] for p in r.json()["predictions"]]
         # one row per request, too: the row-mode path of a single-entity request
         single = [client.post("/invocations", json=row).json()["predictions"][0]["proba_1"] for row in rows[:2]]
-        assert single == served_p[:2]
+        # a 1-row batch and a 6-row batch take different BLAS kernels: equal to a few ulp (tests/support/predictions.py)
+        assert_same_predictions(single, served_p[:2])
     log = read_log(store, "odt").to_pandas().sort_values(["request_id", "request_row"]).reset_index(drop=True)
     assert len(log) == len(rows) + 2
     for col in ["stats__trips", "stats__rate", "request__amount", "ratios__ratio", "ratios__big", "ratios__score",
