@@ -103,6 +103,8 @@ class Wire:
         conn = self.connection()
         deadline = getattr(self.local, "deadline", None)
         try:
+            if deadline is not None and getattr(conn, "_sock", None) is None:
+                connect_by(conn, deadline)
             n = send(conn)
             sock = getattr(conn, "_sock", None)
             if deadline is None or sock is None:
@@ -122,6 +124,25 @@ class Wire:
             conns = list(self._conns)
         for c in conns:
             c.disconnect()
+
+
+def connect_by(conn, deadline: float) -> None:
+    """Connect ``conn`` (TCP, then redis-py's handshake: AUTH/HELLO, CLIENT SETNAME, SELECT) by ``deadline``
+    (monotonic). Left to ``send``, the handshake's replies would each wait ``socket_timeout`` (5 s by default): a
+    bounded read on a thread whose connection is new (the model server's event loop, when its first inline read
+    comes after the store hung) would block that long, not its bound. The connection keeps its own timeouts after."""
+    timeouts = conn.socket_timeout, conn.socket_connect_timeout
+    left = max(deadline - time.monotonic(), 0.001)
+    conn.socket_timeout = left
+    conn.socket_connect_timeout = left if timeouts[1] is None else min(timeouts[1], left)
+    try:
+        conn.connect()
+    finally:
+        conn.socket_timeout, conn.socket_connect_timeout = timeouts
+    if hasattr(conn, "update_current_socket_timeout"):  # the socket's and the reply parser's (redis-py >= 7)
+        conn.update_current_socket_timeout(-1)
+    else:  # pragma: no cover - redis-py internals moved
+        conn._sock.settimeout(timeouts[0])
 
 
 def _poll(conn, sock, reader, buf: bytearray, out: list, n: int, budget_ns: int) -> bool:
@@ -196,4 +217,4 @@ def read_into(conn, sock, reader, buf: bytearray, out: list, n: int) -> list:
     return out
 
 
-__all__ = ["SPIN_KEYS", "SpinPolicy", "Wire", "read_into", "read_replies"]
+__all__ = ["SPIN_KEYS", "SpinPolicy", "Wire", "connect_by", "read_into", "read_replies"]

@@ -69,17 +69,28 @@ def until_ok(c: httpx.Client, loan: int, within: float) -> float:
     raise AssertionError(f"the server did not recover within {within}s")
 
 
-@pytest.fixture(params=["measured", "always"])
+@pytest.fixture(params=["measured", "always", "thread-then-inline"])
 def inline(request, monkeypatch):
     """Lone small requests run on the event loop once they have been fast (5 ms): on a busy machine they may not
-    be. ``always`` makes every lone request run there, so the hang starts inside one (the loop itself blocked)."""
-    if request.param == "always":
-        init = batcher.MicroBatcher.__init__
+    be. ``always`` makes every lone request run there, so the hang starts inside one (the loop itself blocked).
+    ``thread-then-inline`` is what a loaded machine does by chance: the warm-up requests all run on the predict
+    thread (too slow for inline), the first request after the hang on the event loop, whose connection to the store
+    is then still to be made. Returns what to call once warm: it lets lone requests run inline from then on."""
+    init = batcher.MicroBatcher.__init__
+    made: list[batcher.MicroBatcher] = []
+    first = {"always": 3600.0, "thread-then-inline": 0.0}.get(request.param)
 
-        def always(self, *args, **kwargs):
-            init(self, *args, **{**kwargs, "inline_seconds": 3600.0} if "inline_seconds" not in kwargs else kwargs)
-        monkeypatch.setattr(batcher.MicroBatcher, "__init__", always)
-    return request.param
+    def patched(self, *args, **kwargs):
+        init(self, *args, **{**kwargs, "inline_seconds": first} if "inline_seconds" not in kwargs else kwargs)
+        made.append(self)
+    if first is not None:
+        monkeypatch.setattr(batcher.MicroBatcher, "__init__", patched)
+
+    def warm():
+        if request.param == "thread-then-inline":
+            assert len(made) == 1 and made[0]._inline is not made[0].fn  # the server's bounded inline path
+            made[0].inline_seconds = 3600.0
+    return warm
 
 
 def probes_started(c: httpx.Client) -> float:
@@ -93,6 +104,7 @@ def test_hung_store_fails_fast_and_recovers_without_restart(own_redis, credit, t
     with running(served_from(own_redis, credit, tmp_path)) as (c, _):
         for loan in loans[:5]:  # warm: lone fast requests (the batcher may then run them on the event loop)
             assert c.post("/invocations", json={"loan_id": loan}).status_code == 200
+        inline()
         pid = svc.pid(state)
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -166,3 +178,26 @@ def test_bounded_reads_give_up_in_time_on_a_hung_redis(own_redis, credit, tmp_pa
         os.kill(pid, signal.SIGCONT)
     with store.online.bounded_reads(5.0):
         assert store.get_online_features(["loan_features:loan_amnt"], loan).to_dict() == want
+
+
+def test_bounded_read_on_a_new_connection_gives_up_in_time_on_a_hung_redis(own_redis, credit, tmp_path):  # noqa: F811
+    """The bound covers making the thread's connection too (redis-py's handshake replies wait ``socket_timeout``,
+    5 s): the server's event loop may make its first read only after the store hung, when earlier lone requests
+    all ran on the predict thread (a loaded machine)."""
+    svc, state = own_redis
+    store = sk.FeatureStore(served_from(own_redis, credit, tmp_path).repo)
+    loan = [{"loan_id": int(credit["loans"].loan_id.iloc[0])}]
+    with ThreadPoolExecutor(1) as other:  # the predict thread: it connects (and learns the row layouts); not us
+        want = other.submit(lambda: store.get_online_features(["loan_features:loan_amnt"], loan).to_dict()).result()
+    pid = svc.pid(state)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(sk.StoreUnavailable, match="read failed"), store.online.bounded_reads(0.2):
+            store.get_online_features(["loan_features:loan_amnt"], loan)
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    with store.online.bounded_reads(5.0):  # the same thread connects again, and keeps the store's own timeouts
+        assert store.get_online_features(["loan_features:loan_amnt"], loan).to_dict() == want
+    assert store.online.wire.connection()._sock.gettimeout() == store.online.options["socket_timeout"]
