@@ -31,8 +31,8 @@ eviction a read reports NOT_FOUND where an embedded store reports EXPIRED (the v
 
 Failures: connection errors are retried with exponential backoff (defaults: 3 attempts, < 2 s even against a
 black hole), then raised as ``StoreUnavailable`` naming host:port (never the password). Inside
-``bounded_reads(s)`` a read on that thread gets one attempt of at most ``s`` seconds (the model server's event loop
-uses it). Each command and script call is atomic, and rows are independent upserts, so an interrupted ``write``
+``bounded_reads(s)`` a read on that thread gets one attempt of at most ``s`` seconds, making the thread's connection
+included (the model server's event loop uses it). Each command and script call is atomic, and rows are independent upserts, so an interrupted ``write``
 leaves some rows applied and others not: every stored row is still a real row that won, and repeating the write (a
 materialize rerun resumes from its checkpoint) converges to the same state.
 
@@ -201,9 +201,10 @@ class RedisOnlineStore(RedisTiles, OnlineStore):
 
     def bounded_reads(self, seconds: float):
         """Within the block, on this thread, each read of a standalone server waits at most ``seconds`` in all for
-        its replies, in one attempt (no retry), else StoreUnavailable: for a caller that must not block long (the
-        model server runs small reads on its event loop) and has a slower path to fall back to. A cluster's reads
-        go through redis-py and keep their own timeouts."""
+        its replies (and for connecting, when this thread's connection is new), in one attempt (no retry), else
+        StoreUnavailable: for a caller that must not block long (the model server runs small reads on its event
+        loop) and has a slower path to fall back to. A cluster's reads go through redis-py and keep their own
+        timeouts."""
         return self.wire.bounded(seconds)
 
     def call(self, op: str, fn: Callable[[], Any]) -> Any:
