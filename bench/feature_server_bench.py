@@ -213,17 +213,37 @@ def stages(repo: Path, body_file: Path, calls: int) -> dict:
     return out
 
 
+class LeanClient:
+    """The timed loops' HTTP client: the standard library's keep-alive ``http.client`` with the JSON encoded by
+    ``json.dumps`` (as httpx encodes ``json=``) inside the timed interval. Not httpx: on this 2-core host its layers
+    cost ~1.2 ms of client CPU per request paced 10 ms apart (http.client ~0.55 ms, against a server answering in
+    ~5 us), and a freshness cycle is two requests timed end to end on the same cores as the server, so httpx put
+    1.5-2.5 ms of the client's own work into every push -> visible figure (bench/results/feature_server_i16fs.md)."""
+
+    def __init__(self, port: int):
+        import http.client
+
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    def post(self, path: str, doc) -> tuple[int, bytes]:
+        self.conn.request("POST", path, json.dumps(doc, separators=(",", ":")).encode(), self.headers)
+        r = self.conn.getresponse()
+        return r.status, r.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def freshness(server: Server, rate: int, batch: int, seconds: float, warmup: int = 20) -> dict:
     """``/push`` (online) at ``rate`` events/s in batches of ``batch``: per push, send -> answer (readable from then
     on), and send -> a read that sees it; the first ``warmup`` pushes not counted (the first one's time apart).
-    Also the server's CPU per push (its process CPU over the measured run / pushes, the reads included): what a push
-    costs when nothing else wants the cores."""
-    import httpx
+    Also the server's CPU per push (its process CPU over the measured run / pushes, the reads included), and this
+    client's (``LeanClient``: it runs on the same cores)."""
+    import resource
 
-    url, cpu0 = server.url, server.cpu()
-
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    client, reader = httpx.Client(base_url=url, headers=headers), httpx.Client(base_url=url, headers=headers)
+    cpu0 = server.cpu()
+    client, reader = LeanClient(server.port), LeanClient(server.port)
     answered, visible = [], []
     interval = batch / rate
     n_push = int(seconds * rate / batch) + warmup
@@ -246,12 +266,13 @@ def freshness(server: Server, rate: int, batch: int, seconds: float, warmup: int
             "driver_id": ids, "conv_rate": [marker] * batch, "acc_rate": [0.5] * batch, "trips": [k] * batch,
             "event_timestamp": [stamp] * batch}}
         t0 = time.perf_counter()
-        r = client.post("/push", json=body)
+        status, text = client.post("/push", body)
         t1 = time.perf_counter()
-        assert r.status_code == 200, r.text
+        assert status == 200, text
         while True:
-            doc = reader.post("/get-online-features", json={"features": ["driver_stats:conv_rate"],
-                                                            "entities": {"driver_id": [ids[-1]]}}).json()
+            status, text = reader.post("/get-online-features", {"features": ["driver_stats:conv_rate"],
+                                                                "entities": {"driver_id": [ids[-1]]}})
+            doc = json.loads(text)
             if doc["results"][1]["values"] == [marker]:
                 seen = time.perf_counter()
                 break
@@ -261,9 +282,11 @@ def freshness(server: Server, rate: int, batch: int, seconds: float, warmup: int
             continue
         if k == warmup:
             measured_from, cpu0, late = t0, server.cpu(), 0
+            mine0 = resource.getrusage(resource.RUSAGE_SELF)
         answered.append(t1 - t0)
         visible.append(seen - t0)
     wall = time.perf_counter() - measured_from
+    mine = resource.getrusage(resource.RUSAGE_SELF)
     client.close()
     reader.close()
 
@@ -273,6 +296,8 @@ def freshness(server: Server, rate: int, batch: int, seconds: float, warmup: int
     return {"rate_target": rate, "rate_achieved": round(n_push * batch / wall), "batch": batch, "pushes": n_push,
             "warmup_pushes": warmup, "first_push_visible_ms": first_ms,
             "server_cpu_ms_per_push": round((server.cpu() - cpu0) / n_push * 1000, 2),
+            "client_cpu_ms_per_push": round((mine.ru_utime + mine.ru_stime - mine0.ru_utime - mine0.ru_stime)
+                                            / n_push * 1000, 2),
             "late_pushes": late, "push_p50_ms": pct(answered, 0.5), "push_p99_ms": pct(answered, 0.99),
             "visible_p50_ms": pct(visible, 0.5), "visible_p99_ms": pct(visible, 0.99)}
 
@@ -282,14 +307,13 @@ def mixed(server: Server, rate: int, batch: int, seconds: float, body_file: Path
     batches of ``batch`` on another connection: what pushes cost the reads, and what reads cost the pushes."""
     import threading
 
-    import httpx
-
     from bench.serving_bench import wrk
 
     stop, answered = threading.Event(), []
 
     def pusher():
-        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        client = LeanClient(server.port)
+        try:
             next_id, due = 20_000_000, time.perf_counter()
             while not stop.is_set():
                 ids = list(range(next_id, next_id + batch))
@@ -298,11 +322,13 @@ def mixed(server: Server, rate: int, batch: int, seconds: float, body_file: Path
                     "driver_id": ids, "conv_rate": [1.0] * batch, "acc_rate": [0.5] * batch, "trips": [1] * batch,
                     "event_timestamp": [datetime.now(timezone.utc).isoformat()] * batch}}
                 t0 = time.perf_counter()
-                r = client.post("/push", json=body)
+                status, text = client.post("/push", body)
                 answered.append(time.perf_counter() - t0)
-                assert r.status_code == 200, r.text
+                assert status == 200, text
                 due += batch / rate
                 time.sleep(max(0.0, due - time.perf_counter()))
+        finally:
+            client.close()
     thread = threading.Thread(target=pusher, daemon=True)
     thread.start()
     time.sleep(1.0)  # the pushes' warm-up
@@ -490,7 +516,7 @@ def markdown(doc: dict) -> str:
                   f"({f['rate_achieved']:,} achieved; {f['pushes']} pushes of {f['batch']} rows, {f['late_pushes']} "
                   f"sent late): push answered p50 {f['push_p50_ms']} ms / p99 {f['push_p99_ms']} ms; visible to a "
                   f"read p50 {f['visible_p50_ms']} ms / p99 {f['visible_p99_ms']} ms; server CPU "
-                  f"{f.get('server_cpu_ms_per_push', '?')} ms per push; after {f.get('warmup_pushes', 0)} warm-up "
+                  f"{f.get('server_cpu_ms_per_push', '?')} ms per push (client {f.get('client_cpu_ms_per_push', '?')}); after {f.get('warmup_pushes', 0)} warm-up "
                   f"pushes (the server's first push visible in {f.get('first_push_visible_ms', '?')} ms) (load average "
                   f"{f.get('load_before', '?')} before, {f.get('load_after', '?')} after)."]
     for m in doc.get("mixed", []):

@@ -34,11 +34,12 @@ MODES = ("online", "offline", "online_and_offline")
 _VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def views_for(store, name: str) -> list:
+def views_for(store, name: str, *, fresh: bool = True) -> list:
     """The views a push to ``name`` writes: the view of that name, else every view whose source is named so. The
     registry's newest version is read each time (a push right after an apply writes the new definitions); its
-    views are decoded once per version."""
-    state = store._registry_state(fresh=True)
+    views are decoded once per version. ``fresh=False``: the store's cached state (``REGISTRY_CACHE_SECONDS``
+    old at most), for a caller that only needs a hint (the feature server's timestamp columns)."""
+    state = store._registry_state(fresh=fresh)
     by_push = _VIEWS.get(state)
     if by_push is None:
         by_push = _VIEWS[state] = {}
@@ -54,13 +55,17 @@ def views_for(store, name: str) -> list:
     return list(found)
 
 
-def push(store, name: str, data: Any, *, to: str = "online", identify: bool = True) -> list[ingest_mod.IngestResult]:
+def push(store, name: str, data: Any, *, to: str = "online", identify: bool = True,
+         views: list | None = None) -> list[ingest_mod.IngestResult]:
     """``FeatureStore.push``. ``identify=False``: an online push's results have ``batch_id`` None instead of the
     rows' sha256 (~0.1 ms of a 100-row push), for a caller whose answer does not carry it (the feature server's);
-    a push that appends to the history always has its identity (it is what makes a rerun a no-op)."""
+    a push that appends to the history always has its identity (it is what makes a rerun a no-op). ``views``:
+    ``views_for(store, name)`` when the caller has just read them (``FeatureStore.push``, which authorized those
+    very views): the registry's folder listed once per push, not twice."""
     if to not in MODES:
         raise ValidationError(f"push to {to!r}: expected one of {', '.join(MODES)}", column="to")
-    views = views_for(store, name)
+    if views is None:
+        views = views_for(store, name)
     if to != "offline":
         off = [v.name for v in views if not v.online]
         if off:

@@ -418,7 +418,7 @@ class FeatureStore:
         state = self._registry_state()  # cached (as views_for's): a push is the feature server's hot write path
         views = push_mod.views_for(self, name)
         who = self.authorize("ingest", [("view", v.name) for v in views], state)  # every view, before any write
-        results = push_mod.push(self, name, data, to=to, identify=identify)
+        results = push_mod.push(self, name, data, to=to, identify=identify, views=views)
         if to == "online":  # the other modes went through ingest, which audited each view
             for r in results:
                 self._audit_write(who, f"view:{r.view}", "allowed", f"push {r.rows} rows, online only")

@@ -98,6 +98,7 @@ class FeatureServer:
         # when the read is bounded, else on the read threads.
         self.reads = ReadCoalescer(self._read, self.read_pool, inline=self._inline)
         self._offline_locks: dict[str, threading.Lock] = {}  # one history append per push source at a time
+        self._time_cols: dict[str, tuple[object, set[str]]] = {}  # per push source: (registry state, names)
         self.in_flight = 0  # pushes
         self.reading = 0  # online reads being answered
 
@@ -318,15 +319,23 @@ class FeatureServer:
             return self.store.push(req.source, df, to=req.to)
 
     def _time_columns(self, source: str) -> set[str]:
-        """The columns ingest parses as timestamps for a push to ``source``'s views (its ``_to_arrow``'s)."""
+        """The columns ingest parses as timestamps for a push to ``source``'s views (its ``_to_arrow``'s), from the
+        store's cached registry state, once per state: a hint for ``push_frame`` only (a column missing from it is
+        parsed by ingest instead, a stale name merely tried by Arrow first), so it does not list the registry's
+        folder again; the push reads the newest version itself."""
+        state = self.store._registry_state()
+        hit = self._time_cols.get(source)
+        if hit is not None and hit[0] is state:
+            return hit[1]
         names = {EVENT_TS, CREATED_TS}
         try:
-            views = push_views(self.store, source)
+            views = push_views(self.store, source, fresh=False)
         except NotFoundError:
             return names  # the push itself says so
         for v in views:
             if v.source is not None:
                 names |= {v.source.timestamp_field, v.source.created_timestamp_column} - {None}
+        self._time_cols[source] = (state, names)
         return names
 
     async def health(self, request: Request) -> Response:
