@@ -26,7 +26,9 @@ in alternating order round by round, each with the load average before and after
 
 Where the time goes: the in-process stages of a ``1x3`` request (``--stage-calls`` calls each, medians: JSON parse,
 the store's read with its Redis round trip, the JSON answer) and, per server, its CPU per request at
-``--concurrency`` connections (server CPU / req/s), beside the trivial ASGI app's (uvicorn's HTTP floor). The
+``--concurrency`` connections (server CPU / req/s), beside the trivial ASGI app's (uvicorn's HTTP floor) and the
+same fixed answer as a direct route of skewless' protocol (``bench.serving_apps.trivial_direct``: the floor of the
+stack ``skewless serve`` answers ``/get-online-features`` with, no ASGI request cycle). The
 machine may be shared: the 1-minute load average is recorded before and after each server's runs.
 """
 
@@ -422,6 +424,13 @@ def main(argv: list[str] | None = None) -> int:
             servers.append(multi)
         triv = uvicorn_server("trivial-fs", "bench.serving_apps:trivial", {}, "/", factory=False)
         servers.append(triv)
+        from skewless.serving.http_protocol import PROTOCOL_PATH
+
+        dport = free_port()  # the same fixed answer through the protocol's direct route (skewless serve's floor)
+        direct = Server("trivial-direct-fs", [sys.executable, "-m", "uvicorn", "bench.serving_apps:trivial_direct",
+                                              "--host", "127.0.0.1", "--port", str(dport), "--no-access-log",
+                                              "--log-level", "warning", "--http", PROTOCOL_PATH], {}, "/", dport)
+        servers.append(direct)
         feast = None
         if http and not args.no_feast:
             from skewless.process import cached_venv
@@ -441,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop("AUTH", None)
             rows.append({"case": "trivial ASGI (calibration)", "body": "1x3", "round": rnd,
                          **loaded(measure, triv, "/", files["1x3"], args)})
+            rows.append({"case": "trivial direct route (calibration)", "body": "1x3", "round": rnd,
+                         **loaded(measure, direct, "/", files["1x3"], args)})
             for body in ("1x3", "100x3"):
                 os.environ["AUTH"] = f"Bearer {TOKEN}"
                 # alternated: the baseline first in odd rounds, this code first in even ones (shared machine)

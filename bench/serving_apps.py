@@ -1,6 +1,8 @@
 """The comparison servers of ``bench/serving_bench.py``, each run by uvicorn in its own process.
 
     trivial   a bare ASGI app answering a fixed body: calibrates the load generator and is the HTTP stack's floor
+              (``trivial_direct``: the same answered by skewless' protocol as a direct route, the feature server's
+              floor)
     baseline  plain FastAPI + scikit-learn, written as its docs suggest: the request carries the features (no
               lookup, no prediction log, no metrics), a one-row DataFrame in the fitted column order, predict_proba
     peer      the same job as skewless's server, as a plain FastAPI app would do it without skewless: the request
@@ -38,6 +40,27 @@ async def trivial(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(_BODY)).encode())]})
     await send({"type": "http.response.body", "body": _BODY})
+
+
+class _TrivialDirect:
+    """``trivial``, with ``POST /`` also a direct route (``skewless.serving.http_protocol``): under uvicorn with
+    that protocol (``--http skewless.serving.http_protocol:CoalescingHttpToolsProtocol``) it is answered by the
+    protocol without an ASGI request cycle, as ``skewless serve`` answers ``/get-online-features``: the floor of
+    that stack, beside the trivial ASGI app's."""
+
+    direct_max_body = 1 << 20
+
+    def __init__(self):
+        self.direct_post = {b"/": self.answer}
+
+    async def __call__(self, scope, receive, send):
+        await trivial(scope, receive, send)
+
+    def answer(self, headers, body, reply) -> None:
+        reply(_BODY)
+
+
+trivial_direct = _TrivialDirect()
 
 
 def baseline():

@@ -60,6 +60,11 @@ from .coalesce import ReadCoalescer
 from .metrics import FeatureServerMetrics
 
 log = logging.getLogger("skewless.serving")
+ONLINE = "get-online-features"  # the route's metrics label
+
+
+async def _given(body: bytes) -> bytes:  # a body already read, as ``_online`` awaits it
+    return body
 
 
 @dataclass
@@ -223,22 +228,65 @@ class FeatureServer:
         """The answer's JSON (200), or an error Response. ``body``: the awaitable reading the body (not awaited
         when the token is wrong: the body is never read)."""
         t0 = time.perf_counter()
-        tokens = self.opts.tokens
-        if tokens and not token_ok(auth, tokens) and self._principal(auth) is None:
+        if self._bad_token(auth):
             body.close()
-            return self._unauthorized("get-online-features")
+            return self._unauthorized(ONLINE)
         self.reading += 1
         try:
-            req = feast_json.parse_online(await body, self.opts.max_entities)
-            self._check_read(auth, req.features)
+            req = self._online_request(auth, await body)
             await self._admit()
             out = feast_json.render_online(req, await self.reads.read(req))
         except Exception as exc:
-            return self._error(exc, "get-online-features", t0)
+            return self._error(exc, ONLINE, t0)
         finally:
             self.reading -= 1
+        return self._online_answered(req, out, t0)
+
+    def online_direct(self, headers: list, body: bytes, reply) -> None:
+        """``POST /get-online-features`` answered by the HTTP protocol itself (``http_protocol``, direct routes):
+        what ``_online`` does, without an ASGI request cycle or a task; ``reply`` gets the answer once. A request
+        while the breaker is not closed (its admission waits) goes through ``_online`` on a task."""
+        t0 = time.perf_counter()
+        auth = ""
+        for name, value in headers:
+            if name == b"authorization":
+                auth = value.decode("latin-1")
+                break
+        if self._bad_token(auth):
+            return reply(self._unauthorized(ONLINE))
+        if not self.breaker.closed:
+            task = asyncio.ensure_future(self._online(auth, _given(body)))
+            task.add_done_callback(lambda t: t.cancelled() or reply(t.result()))  # _online answers its errors
+            return
+        self.reading += 1
+        try:
+            req = self._online_request(auth, body)
+            pending = self.reads.read(req)
+        except Exception as exc:
+            self.reading -= 1
+            return reply(self._error(exc, ONLINE, t0))
+        pending.add_done_callback(lambda done: reply(self._online_read(req, done, t0)))
+
+    def _online_read(self, req, done: asyncio.Future, t0: float) -> bytes | Response:
+        self.reading -= 1
+        try:
+            out = feast_json.render_online(req, done.result())
+        except Exception as exc:
+            return self._error(exc, ONLINE, t0)
+        return self._online_answered(req, out, t0)
+
+    def _bad_token(self, auth: str) -> bool:
+        tokens = self.opts.tokens
+        return bool(tokens) and not token_ok(auth, tokens) and self._principal(auth) is None
+
+    def _online_request(self, auth: str, raw: bytes) -> feast_json.OnlineRequest:
+        req = feast_json.parse_online(raw, self.opts.max_entities)
+        self._check_read(auth, req.features)
+        return req
+
+    def _online_answered(self, req, out: bytes, t0: float) -> bytes:
         self.metrics.entities.observe(len(req.rows))
-        self.metrics.observe("get-online-features", 200, time.perf_counter() - t0)
+        self.metrics.observe(ONLINE, 200, time.perf_counter() - t0)
         return out
 
     def _read(self, features, rows: list[dict], full_feature_names: bool):
@@ -400,6 +448,10 @@ def create_app(store, options: FeatureServerOptions | None = None) -> Starlette:
               Route("/docs/{name}", srv.docs_asset)]
     app = _App(routes=routes, lifespan=srv.lifespan, exception_handlers={HTTPException: http_error})
     app.hot = srv.online_asgi
+    # Answered by the HTTP protocol itself under ``skewless serve`` (http_protocol's direct routes); the ASGI
+    # paths above serve any other server, and the requests the protocol leaves to the app.
+    app.direct_post = {b"/get-online-features": srv.online_direct}
+    app.direct_max_body = opts.max_body_bytes
     app.state.server = srv
     return app
 

@@ -12,9 +12,18 @@ A batch is grouped by (feature references, full_feature_names); each group is on
 concatenated (at most ``max_rows`` rows per read, so a crowd of large requests is several reads), and each request
 gets its slice of the answer (``Slice``, what ``feast_json.render_online`` reads). A read that fails with anything but
 ``StoreUnavailable`` is redone one request at a time, so one request's bad entity key (a 422) is its own error, not
-its neighbours'. With ``inline`` (a store whose reads are bounded) a batch of one request, while no other read
-runs, is read on the loop (the one-connection latency: no thread hop); any other batch, and every batch of a store
-whose reads cannot be bounded, is read on ``pool`` while the loop goes on serving.
+its neighbours'. With ``inline`` (a store whose reads are bounded) a batch of one request, or of at most
+``inline_rows`` rows in all, while no other read runs, is read on the loop: no thread hop. A larger batch, and every
+batch of a store whose reads cannot be bounded, is read on ``pool`` while the loop goes on serving.
+
+Why small batches stay on the loop: the hop to a read thread and back (a queue put that wakes the thread, the GIL
+handed over and back, ``call_soon_threadsafe`` waking the loop through its self-pipe) costs more than a small MGET's
+round trip, on a loaded 2-core host several scheduler waits more. At 16 connections, 1 entity x 3 views, the same
+server measured 4.4-7.1k req/s at 124-207 us of CPU per request with every crowd on the thread, 7.4-11.2k at 83-110
+us with batches of up to 64 rows on the loop (bench/results/feature_server_i16fs.md). A large batch (the 100-entity
+requests of a crowd) still goes to the thread: its round trip is long enough for the loop to parse and answer other
+requests meanwhile, and a store that stops answering holds the loop ``read_timeout`` at most either way (then the
+breaker opens).
 """
 
 from __future__ import annotations
@@ -49,8 +58,10 @@ class ReadCoalescer:
     ``OnlineRequest``), read together with the other requests of this loop step. ``read_many(features, rows,
     full_feature_names)`` is the store's read."""
 
-    def __init__(self, read_many: Callable, pool: Executor, *, inline: bool, max_rows: int = 1024):
+    def __init__(self, read_many: Callable, pool: Executor, *, inline: bool, max_rows: int = 1024,
+                 inline_rows: int = 64):
         self._read_many, self._pool, self.inline, self.max_rows = read_many, pool, inline, max_rows
+        self.inline_rows = inline_rows
         self._pending: list[tuple[object, asyncio.Future]] = []
         self._threaded = 0  # reads running on the pool now
         self.reads = 0  # store reads made (for tests and the bench: reads < requests under load)
@@ -83,10 +94,10 @@ class ReadCoalescer:
             self._dispatch(batch)
 
     def _dispatch(self, batch: list) -> None:
-        # A lone request with nothing else reading runs on the loop (no thread hop: the one-connection latency).
-        # A crowd goes to a thread, so that the loop parses and answers other requests during the store's round
-        # trip instead of blocking in it (at 16 connections: ~10k against 3-8k req/s inline, loaded machine).
-        if self.inline and len(batch) == 1 and not self._threaded:
+        # A lone request, or a batch of few rows, with nothing else reading runs on the loop (no thread hop: the
+        # module docstring); a large batch goes to a thread, the loop parsing and answering other requests meanwhile.
+        if self.inline and not self._threaded and (len(batch) == 1 or sum(len(r.rows) for r, _ in batch)
+                                                   <= self.inline_rows):
             _settle(batch, self._answers(batch))
             return
         self._threaded += 1

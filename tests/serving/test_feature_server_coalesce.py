@@ -93,16 +93,19 @@ def test_concurrent_http_requests_share_reads_and_answer_as_alone(store):
         assert a.content == _alone(store, _req(FEATURES, i))
 
 
-def test_a_lone_read_stays_on_the_loop_and_a_crowd_goes_to_a_thread(store):
+def test_a_lone_read_and_a_small_crowd_stay_on_the_loop_and_a_large_crowd_goes_to_a_thread(store):
     threads = []
 
     def read(f, rows, full):
         threads.append(threading.current_thread())
         return store.get_online_features(f, rows, full_feature_names=full)
-    co = ReadCoalescer(read, ThreadPoolExecutor(2), inline=True)
+    co = ReadCoalescer(read, ThreadPoolExecutor(2), inline=True, inline_rows=4)
 
     async def main():
         await co.read(_req(FEATURES, [1]))  # alone: on the loop's thread, no hop
-        await asyncio.gather(*(co.read(_req(FEATURES, [i])) for i in (1, 2, 3)))  # a crowd: on a thread
+        await co.read(_req(FEATURES, [1, 2, 3, 4, 5, 6]))  # alone, however many rows: on the loop
+        await asyncio.gather(*(co.read(_req(FEATURES, [i])) for i in (1, 2, 3)))  # 3 rows in all: on the loop
+        await asyncio.gather(*(co.read(_req(FEATURES, [i, i + 1])) for i in (1, 2, 3)))  # 6 rows: on a thread
     asyncio.run(main())
-    assert threads[0] is threading.main_thread() and threads[1] is not threading.main_thread()
+    main_thread = threading.main_thread()
+    assert [t is main_thread for t in threads] == [True, True, True, False]
