@@ -220,7 +220,7 @@ class LeanClient:
     ``json.dumps`` (as httpx encodes ``json=``) inside the timed interval. Not httpx: on this 2-core host its layers
     cost ~1.2 ms of client CPU per request paced 10 ms apart (http.client ~0.55 ms, against a server answering in
     ~5 us), and a freshness cycle is two requests timed end to end on the same cores as the server, so httpx put
-    1.5-2.5 ms of the client's own work into every push -> visible figure (bench/results/feature_server_i16fs.md)."""
+    1.5-2.5 ms of the client's own work into every push -> visible figure (bench/results/feature_server_i16fs_fresh.md)."""
 
     def __init__(self, port: int):
         import http.client

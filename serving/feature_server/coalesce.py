@@ -18,9 +18,10 @@ batch of a store whose reads cannot be bounded, is read on ``pool`` while the lo
 
 Why small batches stay on the loop: the hop to a read thread and back (a queue put that wakes the thread, the GIL
 handed over and back, ``call_soon_threadsafe`` waking the loop through its self-pipe) costs more than a small MGET's
-round trip, on a loaded 2-core host several scheduler waits more. At 16 connections, 1 entity x 3 views, the same
-server measured 4.4-7.1k req/s at 124-207 us of CPU per request with every crowd on the thread, 7.4-11.2k at 83-110
-us with batches of up to 64 rows on the loop (bench/results/feature_server_i16fs.md). A large batch (the 100-entity
+round trip, on a loaded 2-core host several scheduler waits more. At 16 connections, 1 entity x 3 views (batches
+of at most 16 rows), the same server (direct route) measured 4.4-7.1k req/s at 124-207 us of CPU per request with
+every crowd on the thread, 7.4-11.2k at 83-110 us with them on the loop (ad-hoc A/B, load 3-4; published with the
+direct route against main: bench/results/feature_server_i16fs_http.md). A large batch (the 100-entity
 requests of a crowd) still goes to the thread: its round trip is long enough for the loop to parse and answer other
 requests meanwhile, and a store that stops answering holds the loop ``read_timeout`` at most either way (then the
 breaker opens).
