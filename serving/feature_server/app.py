@@ -101,7 +101,9 @@ class FeatureServer:
             isinstance(getattr(store.registry, "store", None), LocalRegistryStore)
         # Concurrent requests' reads coalesced, one store read per loop step (``coalesce``): a lone one on the loop
         # when the read is bounded, else on the read threads.
-        self.reads = ReadCoalescer(self._read, self.read_pool, inline=self._inline)
+        # A crowd's small batch is read on the loop unless a push is in flight (on a push thread): the loop holding
+        # the GIL through each read's round trip held that push (reads under pushes, bench --mixed).
+        self.reads = ReadCoalescer(self._read, self.read_pool, inline=self._inline, crowded=lambda: self.in_flight > 0)
         self._offline_locks: dict[str, threading.Lock] = {}  # one history append per push source at a time
         self._time_cols: dict[str, tuple[object, set[str]]] = {}  # per push source: (registry state, names)
         self.in_flight = 0  # pushes

@@ -13,7 +13,8 @@ concatenated (at most ``max_rows`` rows per read, so a crowd of large requests i
 gets its slice of the answer (``Slice``, what ``feast_json.render_online`` reads). A read that fails with anything but
 ``StoreUnavailable`` is redone one request at a time, so one request's bad entity key (a 422) is its own error, not
 its neighbours'. With ``inline`` (a store whose reads are bounded) a batch of one request, or of at most
-``inline_rows`` rows in all, while no other read runs, is read on the loop: no thread hop. A larger batch, and every
+``inline_rows`` rows in all (unless ``crowded()``: the feature server's pushes in flight), while no other read
+runs, is read on the loop: no thread hop. A larger batch, and every
 batch of a store whose reads cannot be bounded, is read on ``pool`` while the loop goes on serving.
 
 Why small batches stay on the loop: the hop to a read thread and back (a queue put that wakes the thread, the GIL
@@ -60,9 +61,9 @@ class ReadCoalescer:
     full_feature_names)`` is the store's read."""
 
     def __init__(self, read_many: Callable, pool: Executor, *, inline: bool, max_rows: int = 1024,
-                 inline_rows: int = 64):
+                 inline_rows: int = 64, crowded: Callable[[], bool] = lambda: False):
         self._read_many, self._pool, self.inline, self.max_rows = read_many, pool, inline, max_rows
-        self.inline_rows = inline_rows
+        self.inline_rows, self.crowded = inline_rows, crowded
         self._pending: list[tuple[object, asyncio.Future]] = []
         self._threaded = 0  # reads running on the pool now
         self.reads = 0  # store reads made (for tests and the bench: reads < requests under load)
@@ -97,8 +98,8 @@ class ReadCoalescer:
     def _dispatch(self, batch: list) -> None:
         # A lone request, or a batch of few rows, with nothing else reading runs on the loop (no thread hop: the
         # module docstring); a large batch goes to a thread, the loop parsing and answering other requests meanwhile.
-        if self.inline and not self._threaded and (len(batch) == 1 or sum(len(r.rows) for r, _ in batch)
-                                                   <= self.inline_rows):
+        if self.inline and not self._threaded and (len(batch) == 1 or (
+                sum(len(r.rows) for r, _ in batch) <= self.inline_rows and not self.crowded())):
             _settle(batch, self._answers(batch))
             return
         self._threaded += 1

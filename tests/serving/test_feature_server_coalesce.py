@@ -99,13 +99,17 @@ def test_a_lone_read_and_a_small_crowd_stay_on_the_loop_and_a_large_crowd_goes_t
     def read(f, rows, full):
         threads.append(threading.current_thread())
         return store.get_online_features(f, rows, full_feature_names=full)
-    co = ReadCoalescer(read, ThreadPoolExecutor(2), inline=True, inline_rows=4)
+    pushing = []  # the server's pushes in flight
+    co = ReadCoalescer(read, ThreadPoolExecutor(2), inline=True, inline_rows=4, crowded=lambda: bool(pushing))
 
     async def main():
         await co.read(_req(FEATURES, [1]))  # alone: on the loop's thread, no hop
         await co.read(_req(FEATURES, [1, 2, 3, 4, 5, 6]))  # alone, however many rows: on the loop
         await asyncio.gather(*(co.read(_req(FEATURES, [i])) for i in (1, 2, 3)))  # 3 rows in all: on the loop
         await asyncio.gather(*(co.read(_req(FEATURES, [i, i + 1])) for i in (1, 2, 3)))  # 6 rows: on a thread
+        pushing.append(1)  # a push in flight: a small crowd leaves the loop to it, a lone read stays
+        await asyncio.gather(*(co.read(_req(FEATURES, [i])) for i in (1, 2, 3)))
+        await co.read(_req(FEATURES, [1]))
     asyncio.run(main())
     main_thread = threading.main_thread()
-    assert [t is main_thread for t in threads] == [True, True, True, False]
+    assert [t is main_thread for t in threads] == [True, True, True, False, False, True]
