@@ -246,12 +246,27 @@ class RedisOnlineStore(RedisTiles, OnlineStore):
     def _layout_of(self, lid: bytes) -> rowcodec.Layout:
         layout = self._layouts.get(lid)
         if layout is None:
-            text = self.call("read layout", lambda: self.client.hget(self.layouts_key, lid.hex()))
+            text = self.call("read layout", lambda: self._read_layout(lid.hex()))
             if text is None:
                 raise ValidationError(f"Redis online store {self.url}: a stored row names layout {lid.hex()}, which "
                                       f"is not recorded in {self.layouts_key.decode()}: re-materialize the view")
             layout = self._layouts[lid] = rowcodec.Layout.from_json(text.decode())
         return layout
+
+    def _read_layout(self, field: str) -> bytes | None:
+        """HGET of one recorded layout. Standalone: on this thread's wire connection, so inside ``bounded_reads``
+        it keeps the read's bound (a row's decode looks its layout up after the rows came back: through redis-py's
+        pool, a store that hung in between held the caller 5 s a reply, the model server's event loop included)."""
+        if self.cluster:
+            return self.client.hget(self.layouts_key, field)
+
+        def send(conn) -> int:
+            conn.send_packed_command(conn.pack_command("HGET", self.layouts_key, field), check_health=False)
+            return 1
+        (reply,) = self.wire.exchange(send)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def write(self, view: FeatureView, rows: pa.Table) -> int:
         if rows.num_rows == 0:

@@ -190,3 +190,34 @@ def test_bounded_reads_give_up_in_time_on_a_hung_redis(own_redis, credit, tmp_pa
         assert read(store, loan) == want
     # connected again within a bound, the thread's connection keeps the store's own timeout for later reads
     assert store.online.wire.connection()._sock.gettimeout() == store.online.options["socket_timeout"]
+
+
+def test_a_row_layout_looked_up_after_the_store_hung_keeps_the_bound(own_redis, credit, tmp_path):  # noqa: F811
+    """Rows written under an older layout of their view (before a schema change, until re-materialized) are
+    decoded by that layout, looked up once per store after the rows came back. When the store hangs between the
+    two, the lookup must keep the read's bound too: through redis-py's pool it waited ``socket_timeout`` (5 s),
+    blocking the model server's event loop. The lookup is called as a decode calls it, with a recorded layout this
+    store has not cached."""
+    from skewless.adapters.redis import row_layout
+
+    svc, state = own_redis
+    store = sk.FeatureStore(served_from(own_redis, credit, tmp_path).repo)
+    loan = [{"loan_id": int(credit["loans"].loan_id.iloc[0])}]
+    want = read(store, loan)
+    online = store.online
+    lid = row_layout.Layout.of(store.registry.state().get("feature_view", "loan_features")).id
+    online._layouts.clear()
+    assert online._layout_of(lid).id == lid  # recorded at materialize; read through the wire
+    online._layouts.clear()
+    pid = svc.pid(state)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(sk.StoreUnavailable, match="read layout failed"), online.bounded_reads(0.2):
+            online._layout_of(lid)
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    online._layouts.clear()
+    with online.bounded_reads(5.0):  # the thread's connection was dropped mid-read; the next read reconnects
+        assert read(store, loan) == want
