@@ -257,15 +257,21 @@ class IngestResult:
     already_ingested: bool = False
 
 
+def check_batch_id(batch_id: str | None) -> None:
+    """A ValidationError unless ``batch_id`` is None or a usable batch id."""
+    if batch_id is not None and (
+            not isinstance(batch_id, str) or not batch_id.strip() or len(batch_id) > MAX_BATCH_ID or
+            any(c in "'\"\\" or not c.isprintable() for c in batch_id)):
+        raise ValidationError(f"batch_id must be a non-empty printable string of at most {MAX_BATCH_ID} "
+                              f"characters without quotes or backslashes, not {str(batch_id)[:40]!r}")
+
+
 def identity(rows: pa.Table, write_time: datetime, batch_id: str | None) -> str:
     """The batch's identity: ``batch_id`` when the caller gives one, else ``sha256:`` of its canonical rows. The
     hash leaves out what differs between two runs of the same data: the write batch and row columns, and created
     times that ingest filled in with ``write_time`` (hashed as null)."""
     if batch_id is not None:
-        if not isinstance(batch_id, str) or not batch_id.strip() or len(batch_id) > MAX_BATCH_ID or \
-                any(c in "'\"\\" or not c.isprintable() for c in batch_id):
-            raise ValidationError(f"batch_id must be a non-empty printable string of at most {MAX_BATCH_ID} "
-                                  f"characters without quotes or backslashes, not {str(batch_id)[:40]!r}")
+        check_batch_id(batch_id)
         return batch_id
     table = rows.drop_columns([WRITE_BATCH, WRITE_ROW])
     i = table.column_names.index(CREATED_TS)
