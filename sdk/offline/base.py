@@ -319,8 +319,8 @@ class Engine(abc.ABC):
 
 def distinct_keys(rows: pa.Table, keys: list[str]) -> bool:
     """Whether no two of ``rows`` (keys never null: ingest checked) share their ``keys``: then no two tie on any
-    columns that include the keys. One integer key is sorted with numpy (~1 ms for 100k keys; Arrow's hash
-    ``count_distinct`` took ~10 ms); other keys are hashed by Arrow."""
+    columns that include the keys. One integer key is sorted with numpy (a tenth of Arrow's hash ``count_distinct``:
+    bench/results/figures_in_code.md); other keys are hashed by Arrow."""
     if len(keys) == 1:
         col = rows.column(keys[0])
         if pa.types.is_integer(col.type):

@@ -77,7 +77,8 @@ class SQLiteOnlineStore(OnlineStore):
         if _integer_key(view):
             # One integer key: the table's rowid (INTEGER PRIMARY KEY). An upsert then rewrites the row in place,
             # where a WITHOUT ROWID table (every other key) deletes and reinserts its entry in the key's b-tree:
-            # ~40% less CPU to upsert 100k existing entities (an incremental ingest whose rows touch all of them).
+            # much less CPU to upsert existing entities (an incremental ingest whose rows touch all of them; figures:
+            # bench/results/figures_in_code.md).
             # Tables made before keep their layout; reads, upserts and deletes are the same SQL for both.
             self._con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({keys} INTEGER PRIMARY KEY, {order})")
         else:
@@ -369,12 +370,12 @@ class _Staged(StagedWrite):
 
     Its commit does not checkpoint the WAL: an incremental ingest's push rewrites every page of a view whose entities
     all changed (100k rows: ~1,600 pages), so SQLite's automatic checkpoint at that commit (past 1,000 pages) copied
-    them into the database file and synced it twice, ~20 ms of the ingest's wall time spent after its rows were
-    committed and visible. The checkpoint runs instead in a thread of its own right after the commit (SQLite's
-    documented alternative to automatic checkpoints), on the staging connection, then closed. It is a PASSIVE
-    checkpoint: it never blocks readers or writers; one that finds another checkpoint running leaves the frames to
-    it or to the next automatic one. A process killed during it leaves a WAL that SQLite replays at the next open,
-    as after any crash: the committed transaction is in the WAL either way."""
+    them into the database file and synced it twice, in the ingest's wall time after its rows were committed and
+    visible (figures: bench/results/figures_in_code.md). The checkpoint runs instead in a thread of its own right
+    after the commit (SQLite's documented alternative to automatic checkpoints), on the staging connection, then
+    closed. It is a PASSIVE checkpoint: it never blocks readers or writers; one that finds another checkpoint running
+    leaves the frames to it or to the next automatic one. A process killed during it leaves a WAL that SQLite replays
+    at the next open, as after any crash: the committed transaction is in the WAL either way."""
 
     def __init__(self, store: SQLiteOnlineStore, view: FeatureView, tables: Callable[[], Iterable[pa.Table]],
                  meta: dict[str, str | None]):
