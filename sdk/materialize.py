@@ -29,7 +29,7 @@ from .definitions import EVENT_TS, WRITE_BATCH, FeatureView
 from .errors import ValidationError
 from .faults import kill_point
 from .ingest import pending_batches, pending_key
-from .offline.base import FULL_TIES
+from .offline.base import FULL_TIES, distinct_keys
 from .offline.pit import ORDER, q
 from .online.base import StagedWrite, to_us
 
@@ -119,7 +119,8 @@ def _winners(ctx, view: FeatureView, source, now: datetime, tie_level: int = FUL
 STAGE_MIN_ROWS = 10_000
 
 
-def stage_push(ctx, view: FeatureView, rows: pa.Table) -> StagedWrite | None:
+def stage_push(ctx, view: FeatureView, rows: pa.Table, meta: dict[str, str | None] | None = None
+               ) -> StagedWrite | None:
     """The online push of an ingest's ``rows``, begun before its offline append where the online store stages
     writes (``OnlineStore.stage_write``): the winners are computed and upserted in a thread, in a transaction
     that the caller commits after the offline commit (``commit()``; ``abort()`` when the append failed), so the
@@ -127,12 +128,13 @@ def stage_push(ctx, view: FeatureView, rows: pa.Table) -> StagedWrite | None:
     the rows are in the history. None: the push happens after the commit (``push_batch``): an aggregated view, a
     store that does not stage, fewer than STAGE_MIN_ROWS rows (a thread and a transaction of their own cost more
     than they save there), or more than SMALL_SESSION_ROWS (an engine scan of their own beside the append's tie
-    check would hold two scans' memory at once)."""
+    check would hold two scans' memory at once). ``meta``: bookkeeping entries written with the rows (an ingest's
+    pending marker cleared in the same commit)."""
     if isinstance(view, AggregatedView) or not ctx.online.stages_writes or \
             not STAGE_MIN_ROWS <= rows.num_rows <= SMALL_SESSION_ROWS:
         return None
     now = ctx.now()
-    return ctx.online.stage_write(view, lambda: _winners(ctx, view, rows, now))
+    return ctx.online.stage_write(view, lambda: _winners(ctx, view, rows, now), meta)
 
 
 SMALL_SESSION_ROWS = 1_000_000
@@ -147,13 +149,10 @@ def _own_winners(view: FeatureView, rows: pa.Table, now: datetime) -> pa.Table |
     if rows.num_rows == 0 or rows.num_rows > FAST_ROWS:
         return None
     keys = list(view.join_keys)
-    if len(keys) == 1:
-        distinct = pc.count_distinct(rows.column(keys[0])).as_py()
-    else:
-        distinct = rows.group_by(keys).aggregate([]).num_rows
-    if distinct != rows.num_rows or pc.max(rows.column(EVENT_TS)).as_py() > now:
+    if not distinct_keys(rows, keys) or pc.max(rows.column(EVENT_TS)).as_py() > now:
         return None
     return rows.select([*keys, *ORDER, *view.feature_names])
+
 
 
 def push_batch(ctx, view: FeatureView, rows: pa.Table | None, batch: int, version: int | None = None,

@@ -326,22 +326,31 @@ class FeatureStore:
         to_online = view.online and online
         batch, write_time = new_batch_id(), utc_now()
         rows = ingest_mod.prepare(view, data, batch=batch, write_time=write_time, date_format=date_format)
-        ident = ingest_mod.identity(rows, write_time, batch_id)
-        found = self.offline.committed(view.name, ident)
-        # The same rows again after other ingests is a deliberate re-send (it wins ties again): appended. A batch
-        # id always means "this batch", and a batch whose push never finished is the same run being retried.
-        if found is not None and (batch_id is not None or found.newest or self._pending(view, found.batch)):
-            return self._complete(view, found, ident, rows.num_rows)
+        ingest_mod.check_batch_id(batch_id)  # before anything is written
+        pending = ingest_mod.pending_key(view.name, batch)
+        staged = None
         if to_online:
             if isinstance(view, AggregatedView):  # before anything is written: nothing half-done
                 check_store(self, view)
             ingest_mod.mark_pending(self.online, view.name, batch)
+            # The online push begins now where the store stages writes (alongside hashing the batch's identity and
+            # the append; visible after the append's commit, this batch's pending marker cleared in the same commit).
+            staged = mat.stage_push(self, view, rows, meta={pending: None})
+        try:
+            ident = ingest_mod.identity(rows, write_time, batch_id)
+            found = self.offline.committed(view.name, ident)
+        except BaseException:
+            self._drop_push(view, staged, pending, to_online)
+            raise
+        # The same rows again after other ingests is a deliberate re-send (it wins ties again): appended. A batch
+        # id always means "this batch", and a batch whose push never finished is the same run being retried.
+        if found is not None and (batch_id is not None or found.newest or self._pending(view, found.batch)):
+            self._drop_push(view, staged, pending, to_online)
+            return self._complete(view, found, ident, rows.num_rows)
         # Computed alongside the checks and staging below; the append takes it just before its commit.
         extra = stats_mod.append_options(self, view, rows)
         if watermark:
             extra["watermark"] = watermark
-        # The online push begins now where the store stages writes (alongside the append, visible after it).
-        staged = mat.stage_push(self, view, rows) if to_online else None
         kill_point("ingest.before_offline_commit")
         # Stores that record the key packing scan the prior history through the engine, only when it must widen.
         try:
@@ -354,26 +363,33 @@ class FeatureStore:
                 staged.abort()
             if isinstance(exc, BatchAlreadyCommitted):  # a concurrent run of the same batch committed it first
                 if to_online:
-                    self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+                    self.online.set_meta(pending, None)
                 return self._complete(view, exc.found, ident, rows.num_rows)
             if isinstance(exc, WatermarkMoved):  # another ingest of this source committed first: nothing appended
                 if to_online:
-                    self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+                    self.online.set_meta(pending, None)
                 raise ConflictError(f"ingest of {view.name!r} from its source: another ingest committed first "
                                     f"({exc}); run it again to ingest what is new since") from None
             raise
         kill_point("ingest.after_offline_commit")
         if to_online:
             if staged is not None:
-                staged.commit()
+                staged.commit()  # the rows and the marker's removal, one commit
                 kill_point("ingest.online_push_chunk")
             else:
                 mat.push_batch(self, view, rows, batch, version)
-            self.online.set_meta(ingest_mod.pending_key(view.name, batch), None)
+                self.online.set_meta(pending, None)
         # After the whole write (a failure here leaves the rows written and the push complete, unrecorded)
         self._audit_write(who, f"view:{view.name}", "allowed",
                           f"{rows.num_rows} rows, history version {version}{'' if to_online else ', offline only'}")
         return ingest_mod.IngestResult(view.name, version, rows.num_rows, ident)
+
+    def _drop_push(self, view: FeatureView, staged, pending: str, to_online: bool) -> None:
+        """An ingest that appends nothing after all: its staged push dropped, its pending marker removed."""
+        if staged is not None:
+            staged.abort()
+        if to_online:
+            self.online.set_meta(pending, None)
 
     def _pending(self, view: FeatureView, batch: int) -> bool:
         return view.online and self.online.get_meta(ingest_mod.pending_key(view.name, batch)) is not None

@@ -7,7 +7,9 @@ import abc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import ConfigError
 
@@ -314,3 +316,15 @@ class Engine(abc.ABC):
         when this engine cannot compute it (the store then records nothing and retrieval finds it per query)."""
         return None
 
+
+def distinct_keys(rows: pa.Table, keys: list[str]) -> bool:
+    """Whether no two of ``rows`` (keys never null: ingest checked) share their ``keys``: then no two tie on any
+    columns that include the keys. One integer key is sorted with numpy (a tenth of Arrow's hash ``count_distinct``:
+    bench/results/figures_in_code.md); other keys are hashed by Arrow."""
+    if len(keys) == 1:
+        col = rows.column(keys[0])
+        if pa.types.is_integer(col.type):
+            a = np.sort(col.to_numpy())
+            return not bool((a[1:] == a[:-1]).any())
+        return len(pc.unique(col)) == rows.num_rows
+    return rows.group_by(keys).aggregate([]).num_rows == rows.num_rows

@@ -28,7 +28,7 @@ from ..aggregation.sql import AggViewQuery, agg_view_query, render_training
 from ..errors import ValidationError
 from ..sqlnames import output_names
 from ..timeutil import parse_timestamps, to_utc_us  # floors sub-microsecond times exactly as ingest does
-from .base import EVENT_TIES, FULL_TIES, NO_TIES, Engine, HistoryFiles
+from .base import EVENT_TIES, FULL_TIES, NO_TIES, Engine, HistoryFiles, distinct_keys
 from .gather import POSITION, PositionGather, position_sql
 from .key_packing import packing, packing_stats_sql
 from .pit import ENTITY_ROW, PitQuery, ViewQuery, join_key_types, latest_per_entity, q, render, view_queries
@@ -287,8 +287,12 @@ class DuckDBEngine(Engine):
                 # arrive in time order: incremental source ingests) are skipped by their statistics, not read.
                 hist = f"(SELECT * FROM {hist} WHERE {q(EVENT_TS)} >= make_timestamptz({int(first)}))"
 
+            # Rows of distinct keys tie with none of themselves: only the history is asked (one query, not two).
+            among = not distinct_keys(rows, list(view.join_keys))
+
             def ties(cols: str) -> bool:
-                if con.execute(f"SELECT 1 FROM __skewless_new GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchone():
+                if among and con.execute(
+                        f"SELECT 1 FROM __skewless_new GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchone():
                     return True
                 return hist is not None and con.execute(
                     f"SELECT 1 FROM __skewless_new SEMI JOIN {hist} AS h USING ({cols}) LIMIT 1").fetchone() is not None

@@ -11,7 +11,7 @@ import abc
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from math import inf
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -164,13 +164,21 @@ class OnlineStore(abc.ABC):
         older snapshot never undoes a newer one). Idempotent. Returns the number of tiles offered."""
         raise NotImplementedError(f"{type(self).__name__} keeps no aggregation tiles")
 
-    def stage_write(self, view: FeatureView, tables: Callable[[], Iterable[pa.Table]]) -> "StagedWrite":
+    def stage_write(self, view: FeatureView, tables: Callable[[], Iterable[pa.Table]],
+                    meta: Mapping[str, str | None] | None = None) -> "StagedWrite":
         """``write`` of the tables ``tables()`` yields, visible only once ``commit()`` of the returned object has run,
         never after ``abort()`` (one of the two is called). A store that ``stages_writes`` does the work now, in a
         thread, in a transaction that ``commit()`` completes: a caller commits elsewhere meanwhile (an ingest, its
         offline append) and makes the rows visible after that, as if it had written them then; a crash before
-        ``commit()`` leaves none of them. Default: the whole write at ``commit()``."""
-        return StagedWrite(lambda: sum(self.write(view, t) for t in tables()))
+        ``commit()`` leaves none of them. ``meta``: bookkeeping entries ``set_meta`` at commit, after the rows (in
+        the same transaction where the store stages writes: an ingest's pending marker goes with its rows).
+        Default: the whole write at ``commit()``."""
+        def commit() -> int:
+            n = sum(self.write(view, t) for t in tables())
+            for k, v in (meta or {}).items():
+                self.set_meta(k, v)
+            return n
+        return StagedWrite(commit)
 
     def start_write_tiles(self, view: FeatureView, tiles, version: int) -> Callable[[], int]:
         """``write_tiles`` in two halves: this call may only send the writes; the function it returns waits until

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,6 +24,11 @@ _ORDER = ("__ev", "__cr", "__wb", "__wr")
 _CHUNK = 400  # keys per SELECT (SQLite's bound-parameter limit is far above this)
 _ROWS_PER_INSERT = 100  # rows per upsert statement (more gains nothing measurable)
 _MAX_PARAMS = 999  # bound parameters per statement: SQLite's limit before 3.32, the lowest a user's build may have
+
+
+def _integer_key(view: FeatureView) -> bool:
+    """One join key of an integer dtype (its values are validated integers: the rowid can hold them)."""
+    return len(view.join_keys) == 1 and next(iter(view.join_key_dtypes.values())) in (dtypes.Int64, dtypes.Int32)
 
 
 def _q(name: str) -> str:
@@ -68,8 +73,16 @@ class SQLiteOnlineStore(OnlineStore):
             return
         t = _table(view.name)
         keys = ", ".join(_q(k) for k in view.join_keys)
-        self._con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({keys}, __ev INTEGER NOT NULL, __cr INTEGER NOT NULL, "
-                          f"__wb INTEGER NOT NULL, __wr INTEGER NOT NULL, PRIMARY KEY ({keys})) WITHOUT ROWID")
+        order = "__ev INTEGER NOT NULL, __cr INTEGER NOT NULL, __wb INTEGER NOT NULL, __wr INTEGER NOT NULL"
+        if _integer_key(view):
+            # One integer key: the table's rowid (INTEGER PRIMARY KEY). An upsert then rewrites the row in place,
+            # where a WITHOUT ROWID table (every other key) deletes and reinserts its entry in the key's b-tree:
+            # much less CPU to upsert existing entities (an incremental ingest whose rows touch all of them; figures:
+            # bench/results/figures_in_code.md).
+            # Tables made before keep their layout; reads, upserts and deletes are the same SQL for both.
+            self._con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({keys} INTEGER PRIMARY KEY, {order})")
+        else:
+            self._con.execute(f"CREATE TABLE IF NOT EXISTS {t} ({keys}, {order}, PRIMARY KEY ({keys})) WITHOUT ROWID")
         cols = {r[1] for r in self._con.execute(f"PRAGMA table_info({t})")}
         for f in view.feature_names:
             if f not in cols:
@@ -97,47 +110,64 @@ class SQLiteOnlineStore(OnlineStore):
         """The newest-wins upserts of ``rows``, in ``con``'s open transaction."""
         feats = view.feature_names
         cols = list(view.join_keys) + list(_ORDER) + feats
-        data = [_to_sql_values(rows.column(k)) for k in view.join_keys]
-        data += [_to_sql_values(rows.column(c)) for c in (EVENT_TS, CREATED_TS, WRITE_BATCH, WRITE_ROW)]
-        data += [_to_sql_values(rows.column(f)) for f in feats]
-        n, width = rows.num_rows, len(cols)
-        per = max(1, min(_ROWS_PER_INSERT, _MAX_PARAMS // width))
+        sources = list(view.join_keys) + [EVENT_TS, CREATED_TS, WRITE_BATCH, WRITE_ROW] + feats
+        # An order column holding one value in every row (an ingest's write batch always; its created time when
+        # ingest filled it in) is bound once per statement, not once per row: a quarter fewer values converted,
+        # copied and bound for a plain three-feature view.
+        nk = len(view.join_keys)
+        const = tuple(nk <= i < nk + len(_ORDER) and _constant(rows.column(src)) for i, src in enumerate(sources))
+        data = [_to_sql_values(rows.column(src).slice(0, 1) if k else rows.column(src))
+                for src, k in zip(sources, const)]
+        head = [d[0] for d, k in zip(data, const) if k]
+        data = [d for d, k in zip(data, const) if not k]
+        n = rows.num_rows
+        per = max(1, min(_ROWS_PER_INSERT, (_MAX_PARAMS - len(head)) // max(1, len(data))))
         full = n - n % per
         # Rows go in statements of ``per`` rows each (multi-row VALUES, applied in order: the same as one statement
         # per row), which saves SQLite's per-statement work and the binding loop's per-row overhead: ~30% of a
         # 100k-row upsert, the bulk of a small incremental ingest's cost. The parameters are numbered column by
         # column, so a statement's are slices of the columns, never a tuple per row.
         if full:
-            con.executemany(self._upsert_sql(view, cols, per), (_params(data, i, i + per) for i in range(0, full, per)))
+            con.executemany(self._upsert_sql(view, cols, per, const),
+                            (_params(head, data, i, i + per) for i in range(0, full, per)))
         if n > full:
-            con.execute(self._upsert_sql(view, cols, n - full), _params(data, full, n))
+            con.execute(self._upsert_sql(view, cols, n - full, const), _params(head, data, full, n))
         return n
 
-    def stage_write(self, view: FeatureView, tables: Callable[[], Iterable[pa.Table]]) -> StagedWrite:
+    def stage_write(self, view: FeatureView, tables: Callable[[], Iterable[pa.Table]],
+                    meta: Mapping[str, str | None] | None = None) -> StagedWrite:
         """The upserts run now, in a thread, in a transaction of a connection of their own (``BEGIN IMMEDIATE``:
         the write lock is held until ``commit()`` or ``abort()``; other writers wait, readers read the committed
-        state); ``commit()`` commits it. A killed process leaves an uncommitted transaction: SQLite discards it."""
+        state); ``commit()`` commits it, ``meta`` included. A killed process leaves an uncommitted transaction:
+        SQLite discards it."""
         if not self.stages_writes:
-            return super().stage_write(view, tables)
+            return super().stage_write(view, tables, meta)
         with self._lock:
             try:
                 self._ensure_table(view)  # schema changes first, committed on the store's own connection
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"write to {self.url} failed: {exc}", endpoint=self.url) from exc
-        return _Staged(self, view, tables)
+        return _Staged(self, view, tables, dict(meta or {}))
 
-    def _upsert_sql(self, view: FeatureView, cols: list[str], nrows: int) -> str:
+    def _upsert_sql(self, view: FeatureView, cols: list[str], nrows: int, const: tuple[bool, ...]) -> str:
         """The newest-wins upsert of ``nrows`` rows of ``cols``: a row replaces the stored one only when its order
-        (event, created, write batch, write row) is greater."""
-        ck = (view.name, "upsert", tuple(cols), nrows)
+        (event, created, write batch, write row) is greater. Columns marked in ``const`` take one value for every
+        row."""
+        ck = (view.name, "upsert", tuple(cols), nrows, const)
         sql = self._plans.get(ck)
         if sql is None:
             keys = ", ".join(_q(k) for k in view.join_keys)
             sets = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in cols[len(view.join_keys):])
             newer = f"({', '.join('excluded.' + c for c in _ORDER)}) > ({', '.join(_ORDER)})"
-            # row r's value of column c is parameter c * nrows + r + 1 (see _params)
-            values = ", ".join("(" + ", ".join(f"?{c * nrows + r + 1}" for c in range(len(cols))) + ")"
-                               for r in range(nrows))
+            # The constant columns' values are parameters 1..m; then row r's value of the j-th other column is
+            # parameter m + j * nrows + r + 1 (see _params).
+            m = sum(const)
+            const_no = {i: sum(const[:i]) + 1 for i, k in enumerate(const) if k}
+            var_no = {i: n for n, i in enumerate(i for i, k in enumerate(const) if not k)}
+
+            def param(c: int, r: int) -> str:
+                return f"?{const_no[c]}" if c in const_no else f"?{m + var_no[c] * nrows + r + 1}"
+            values = ", ".join("(" + ", ".join(param(c, r) for c in range(len(cols))) + ")" for r in range(nrows))
             sql = self._plans[ck] = (f"INSERT INTO {_table(view.name)} ({', '.join(_q(c) for c in cols)}) "
                                      f"VALUES {values} ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {newer}")
         return sql
@@ -272,11 +302,7 @@ class SQLiteOnlineStore(OnlineStore):
 
     def set_meta(self, key: str, value: str | None) -> None:
         with self._lock:
-            if value is None:
-                self._con.execute("DELETE FROM skewless_meta WHERE k = ?", (key,))
-            else:
-                self._con.execute("INSERT INTO skewless_meta (k, v) VALUES (?, ?) "
-                                  "ON CONFLICT (k) DO UPDATE SET v = excluded.v", (key, value))
+            _set_meta(self._con, key, value)
 
     def list_meta(self, prefix: str) -> dict[str, str]:
         with self._lock:
@@ -340,21 +366,32 @@ class SQLiteOnlineStore(OnlineStore):
 
 
 class _Staged(StagedWrite):
-    """``SQLiteOnlineStore.stage_write``'s transaction and the thread that writes it."""
+    """``SQLiteOnlineStore.stage_write``'s transaction and the thread that writes it.
 
-    def __init__(self, store: SQLiteOnlineStore, view: FeatureView, tables: Callable[[], Iterable[pa.Table]]):
+    Its commit does not checkpoint the WAL: an incremental ingest's push rewrites every page of a view whose entities
+    all changed (100k rows: ~1,600 pages), so SQLite's automatic checkpoint at that commit (past 1,000 pages) copied
+    them into the database file and synced it twice, in the ingest's wall time after its rows were committed and
+    visible (figures: bench/results/figures_in_code.md). The checkpoint runs instead in a thread of its own right
+    after the commit (SQLite's documented alternative to automatic checkpoints), on the staging connection, then
+    closed. It is a PASSIVE checkpoint: it never blocks readers or writers; one that finds another checkpoint running
+    leaves the frames to it or to the next automatic one. A process killed during it leaves a WAL that SQLite replays
+    at the next open, as after any crash: the committed transaction is in the WAL either way."""
+
+    def __init__(self, store: SQLiteOnlineStore, view: FeatureView, tables: Callable[[], Iterable[pa.Table]],
+                 meta: dict[str, str | None]):
         self._store, self._rows, self._error = store, 0, None
         try:
             self._con = sqlite3.connect(store.path, check_same_thread=False, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite online store {store.path}: {exc}", endpoint=store.url) from exc
-        self._thread = threading.Thread(target=self._run, args=(view, tables), name="skewless-sqlite-stage",
+        self._thread = threading.Thread(target=self._run, args=(view, tables, meta), name="skewless-sqlite-stage",
                                         daemon=True)
         self._thread.start()
 
-    def _run(self, view: FeatureView, tables: Callable[[], Iterable[pa.Table]]) -> None:
+    def _run(self, view: FeatureView, tables: Callable[[], Iterable[pa.Table]], meta: dict[str, str | None]) -> None:
         try:
             self._con.execute("PRAGMA synchronous=NORMAL")
+            self._con.execute("PRAGMA wal_autocheckpoint=0")  # checkpointed after the commit, in a thread (above)
             self._con.execute("BEGIN IMMEDIATE")
             it = tables()
             try:
@@ -363,6 +400,8 @@ class _Staged(StagedWrite):
                         self._rows += self._store._upsert(self._con, view, t)
             finally:
                 getattr(it, "close", lambda: None)()  # a generator's own clean-up (an engine session) now
+            for k, v in meta.items():
+                _set_meta(self._con, k, v)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by commit()
             self._error = exc
 
@@ -373,10 +412,21 @@ class _Staged(StagedWrite):
                 raise self._error
             self._con.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"write to {self._store.url} failed: {exc}", endpoint=self._store.url) from exc
-        finally:
             self._close()
+            raise StoreUnavailable(f"write to {self._store.url} failed: {exc}", endpoint=self._store.url) from exc
+        except BaseException:
+            self._close()
+            raise
+        threading.Thread(target=self._checkpoint, name="skewless-sqlite-checkpoint", daemon=True).start()
         return self._rows
+
+    def _checkpoint(self) -> None:
+        try:
+            self._con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:
+            pass  # best effort: the frames stay in the WAL (readable) until a later checkpoint copies them
+        finally:
+            self._con.close()
 
     def abort(self) -> None:
         self._thread.join()
@@ -390,12 +440,29 @@ class _Staged(StagedWrite):
             self._con.close()
 
 
-def _params(columns: list[list], start: int, stop: int) -> list:
-    """The parameters of rows [start, stop) for an upsert statement of ``_upsert_sql``: column after column."""
-    out: list = []
+def _set_meta(con: sqlite3.Connection, key: str, value: str | None) -> None:
+    if value is None:
+        con.execute("DELETE FROM skewless_meta WHERE k = ?", (key,))
+    else:
+        con.execute("INSERT INTO skewless_meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                    (key, value))
+
+
+def _params(head: list, columns: list[list], start: int, stop: int) -> list:
+    """The parameters of rows [start, stop) for an upsert statement of ``_upsert_sql``: the constant columns' values
+    (``head``), then the other columns' values column after column."""
+    out = list(head)
     for col in columns:
         out += col[start:stop]
     return out
+
+
+def _constant(col: pa.ChunkedArray) -> bool:
+    """Whether an integer or timestamp column holds one non-null value in every row (min == max, no nulls)."""
+    if col.null_count or len(col) == 0 or not (pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)):
+        return False
+    lo_hi = pc.min_max(col)
+    return lo_hi["min"] == lo_hi["max"]
 
 
 def _to_sql_values(col: pa.ChunkedArray) -> list:

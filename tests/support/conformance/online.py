@@ -198,6 +198,47 @@ class OnlineStoreConformance(AggregationInvariant):
         assert [x[0] for x in got.values] == [want[k][2] for k in range(keys)]
         assert sum(w[2] == -1.0 for w in want.values()) > 0  # some keys kept their stored (newer) row
 
+    def test_large_write_with_constant_order_columns_keeps_newest_wins(self, store):
+        """A write whose created time and write batch are the same in every row (an ingest's rows: one batch, the
+        created time filled in; stores may send such a column once per group of rows) on top of stored rows of a
+        higher batch for some keys and a lower one for others, with equal event and created times: each key ends
+        with its greatest (event, created, batch, row), as when the rows are written one at a time."""
+        import random
+
+        v = view()
+        rnd = random.Random(11)
+        keys, created = 130, T0 + timedelta(days=3)
+        stored = {k: (T0 + timedelta(hours=k % 5), 6 if k % 2 else 4) for k in range(keys)}  # (event, batch)
+        store.write(v, rows(v, [{"k": k, "ev": ev, "cr": created, "x": -1.0, "wb": wb, "wr": 0}
+                                for k, (ev, wb) in stored.items()]))
+        data = [{"k": rnd.randrange(keys), "ev": T0 + timedelta(hours=rnd.randrange(5)), "cr": created,
+                 "x": float(i), "wb": 5, "wr": i} for i in range(1_037)]
+        store.write(v, rows(v, data))
+        want = {k: ((ev, wb, 0), -1.0) for k, (ev, wb) in stored.items()}
+        for d in data:
+            if (d["ev"], 5, d["wr"]) > want[d["k"]][0]:
+                want[d["k"]] = ((d["ev"], 5, d["wr"]), d["x"])
+        got = self.read1(store, v, list(range(keys)), T0 + timedelta(days=30))
+        assert [x[0] for x in got.values] == [want[k][1] for k in range(keys)]
+        assert {w[1] == -1.0 for w in want.values()} == {True, False}  # stored rows both kept and replaced
+
+    def test_staged_write_commits_its_meta_with_its_rows(self, store):
+        """``stage_write(meta=)`` (an ingest's pending marker cleared with its push): the entries change at
+        ``commit()``, with the rows, and not at all after ``abort()``."""
+        v = view()
+        store.set_meta("pending/v/1", "x")
+        store.set_meta("pending/v/2", "y")
+        staged = store.stage_write(v, lambda: iter([rows(v, [{"k": 1, "ev": T0, "x": 2.0}])]),
+                                   {"pending/v/1": None, "other": "z"})
+        assert store.get_meta("pending/v/1") == "x" and store.get_meta("other") is None
+        assert staged.commit() == 1
+        assert store.get_meta("pending/v/1") is None and store.get_meta("other") == "z"
+        assert self.read1(store, v, [1], T0 + timedelta(days=1)).values == [[2.0, None]]
+        dropped = store.stage_write(v, lambda: iter([rows(v, [{"k": 2, "ev": T0, "x": 3.0}])]), {"pending/v/2": None})
+        dropped.abort()
+        assert store.get_meta("pending/v/2") == "y"
+        assert self.read1(store, v, [2], T0 + timedelta(days=1)).values == [[None, None]]
+
     def test_staged_write_is_visible_only_after_commit_and_never_after_abort(self, store):
         """``stage_write`` (an ingest's online push begun before its offline commit): reads see none of the rows
         until ``commit()``, which returns the rows offered; an aborted one leaves nothing, and the store takes
