@@ -161,3 +161,29 @@ def test_kill_during_a_tile_backfill_then_rerun_resumes_to_one_clean_run(tmp_pat
     assert state["done"] and state["rows_done"] == CARDS  # entities, resumed after the last checkpoint
     for t, want in clean.items():
         assert same(online_values(repo, t), want)
+
+
+@pytest.fixture(scope="module")
+def clean_numeric(tmp_path_factory) -> dict:
+    from tests.core.test_agg_ingest_own_rows import numeric_view
+
+    repo = AggRepo(tmp_path_factory.mktemp("clean") / "repo", None, view=numeric_view(), clock=None)
+    run_child(repo.fs.repo_path)
+    return {t: online_values(repo, t) for t in (NOW, NOW + timedelta(days=3))}
+
+
+@pytest.mark.parametrize("point", ["ingest.before_offline_commit", "ingest.online_push_chunk:2"])
+def test_kill_during_a_first_ingest_with_tiles_computed_ahead_then_rerun_gives_one_clean_run(
+        tmp_path, clean_numeric, point):
+    """A view without event ids and string outputs: the first ingest computes its tiles while it commits
+    (``own_rows.Ahead``). Killed while that thread runs, or with parts of them written, the rerun gives exactly the
+    values of one clean run, the oracle's."""
+    from tests.core.test_agg_ingest_own_rows import numeric_view
+
+    repo = AggRepo(tmp_path / "repo", None, view=numeric_view(), clock=None)
+    run_child(repo.fs.repo_path, "b-1", kill_at=point)
+    run_child(repo.fs.repo_path, "b-1")
+    assert len(repo.history()) == N
+    for t, want in clean_numeric.items():
+        assert same(online_values(repo, t), want)
+    repo.check(list(range(CARDS + 1)), [NOW])
