@@ -15,6 +15,7 @@ only ever moves later.
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Sequence
 
 import numpy as np
@@ -31,17 +32,10 @@ from . import codec, resp, tile_stream
 from .scripts import script_sha
 from .wire import SPIN_KEYS
 
-TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
--- KEYS: one hash per entity. ARGV: the version, then per key: its field count n, the expire time ('' for none),
--- n field/value pairs. Field '~v' holds the newest version written to the hash: when it is not later than ours,
+# The newest-wins write of one hash's fields (A[first..last]: field/value pairs), shared by both scripts below.
+_UPSERT_FN = """-- Field '~v' holds the newest version written to the hash: when it is not later than ours,
 -- no field is (every write raises it), so the fields are set without reading them.
-local ver = tonumber(ARGV[1])
-local a = 2
-for k = 1, #KEYS do
-  local key = KEYS[k]
-  local first, last = a + 2, a + 1 + 2 * tonumber(ARGV[a])
-  local at = ARGV[a + 1]
-  a = last + 1
+local function upsert(key, ver, sver, A, first, last, at)
   local hv = redis.call('HGET', key, '~v')
   local top = nil
   if hv then
@@ -55,21 +49,21 @@ for k = 1, #KEYS do
     redis.call('HSET', key, '~v', string.format('%.0f', top))
   end
   if top == nil or top <= ver then
-    redis.call('HSET', key, '~v', ARGV[1])
+    redis.call('HSET', key, '~v', sver)
     -- slices keep unpack under Lua's stack limit
-    for lo = first, last, 1000 do redis.call('HSET', key, unpack(ARGV, lo, math.min(lo + 999, last))) end
+    for lo = first, last, 1000 do redis.call('HSET', key, unpack(A, lo, math.min(lo + 999, last))) end
   else
     for lo = first, last, 1000 do
       local hi = math.min(lo + 999, last)
       local fields = {}
-      for i = lo, hi, 2 do fields[#fields + 1] = ARGV[i] end
+      for i = lo, hi, 2 do fields[#fields + 1] = A[i] end
       local cur = redis.call('HMGET', key, unpack(fields))
       local set = {}
       for j = 1, #fields do
         local c = cur[j]
         if (not c) or tonumber(string.sub(c, 1, 20)) <= ver then
-          set[#set + 1] = ARGV[lo + 2 * j - 2]
-          set[#set + 1] = ARGV[lo + 2 * j - 1]
+          set[#set + 1] = A[lo + 2 * j - 2]
+          set[#set + 1] = A[lo + 2 * j - 1]
         end
       end
       if #set > 0 then redis.call('HSET', key, unpack(set)) end
@@ -78,6 +72,46 @@ for k = 1, #KEYS do
   if at ~= '' then
     local cur = redis.call('PEXPIRETIME', key)
     if cur == -1 or cur < tonumber(at) then redis.call('PEXPIREAT', key, at) end
+  end
+end
+"""
+TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
+-- KEYS: one hash per entity. ARGV: the version, then per key: its field count n, the expire time ('' for none),
+-- n field/value pairs.
+""" + _UPSERT_FN + """
+local ver = tonumber(ARGV[1])
+local a = 2
+for k = 1, #KEYS do
+  local first, last = a + 2, a + 1 + 2 * tonumber(ARGV[a])
+  local at = ARGV[a + 1]
+  a = last + 1
+  upsert(KEYS[k], ver, ARGV[1], ARGV, first, last, at)
+end
+return 0
+"""
+# Tiles of entities that most likely have none stored yet (``TileBatch.fresh``): each entity's fields, '~v' included,
+# are written by a plain HSET into a staging hash of this write's own (no Lua argument per field: half the server's
+# CPU of the script above), then claimed here: renamed onto the tile hash when that does not exist (which is what
+# ``upsert`` would write into an absent hash), else merged into it by ``upsert`` and dropped.
+TILE_CLAIM = """-- skewless aggregation tiles: a staged hash becomes the tile hash if there is none, else is merged into it
+-- KEYS: pairs (staging hash, tile hash). ARGV: the version, then each pair's expire time.
+""" + _UPSERT_FN + """
+local ver = tonumber(ARGV[1])
+for k = 1, #KEYS / 2 do
+  local tmp, key, at = KEYS[2 * k - 1], KEYS[2 * k], ARGV[k + 1]
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('RENAME', tmp, key)  -- (no staging hash: an error, and the client writes the tiles again)
+    redis.call('PEXPIREAT', key, at)
+  else
+    local got, pairs = redis.call('HGETALL', tmp), {}
+    for i = 1, #got, 2 do
+      if got[i] ~= '~v' then
+        pairs[#pairs + 1] = got[i]
+        pairs[#pairs + 1] = got[i + 1]
+      end
+    end
+    redis.call('DEL', tmp)
+    upsert(key, ver, ARGV[1], pairs, 1, #pairs, at)
   end
 end
 return 0
@@ -95,9 +129,11 @@ end
 return 0
 """
 _SHA = script_sha(TILE_UPSERT)
+_SHA_CLAIM = script_sha(TILE_CLAIM)
 _SHA_EXHASH = script_sha(TILE_UPSERT_EXHASH)
 _VER = 20  # digits of the version prefix
 KEYS_PER_CALL = 100  # entities per EVALSHA: the script's call overhead shared, a call still short
+STAGED_MS = 600_000  # a staging hash left by a writer that died before its claim expires after this
 _NONE = np.iinfo(np.int64).min
 _STREAMS_LOCK = threading.Lock()
 _EMPTY, _DOLLAR, _CRLF = (pa.scalar(x, resp.BIN) for x in (b"", b"$", b"\r\n"))
@@ -153,7 +189,7 @@ class RedisTiles:
                 or tile_stream.hiredis is None:
             n = self.write_tiles(view, tiles, version)
             return lambda: n
-        packed, ncalls = self._frame_batch(view, tiles, version)
+        packed, ncalls = self._frame_batch(view, tiles, version, staged=tiles.fresh)
         try:
             ticket = self._tile_streams().get().send(packed)
         except (RedisError, OSError):  # no stream (cannot connect): the synchronous path retries and raises typed
@@ -163,7 +199,9 @@ class RedisTiles:
         def finish() -> int:
             replies = ticket.replies(ncalls)
             if replies is None or any(isinstance(r, Exception) for r in replies):
-                return self.write_tiles(view, tiles, version)
+                if any(str(r).startswith("NOSCRIPT") for r in replies or ()):  # both, for the chunks after this one
+                    self.call("script load", lambda: [self.client.script_load(x) for x in (TILE_UPSERT, TILE_CLAIM)])
+                return self.write_tiles(view, tiles, version)  # (every field through TILE_UPSERT)
             return len(tiles)
         return finish
 
@@ -206,13 +244,17 @@ class RedisTiles:
                           len(pre) + len(items) * (3 if exhash else 2)))
         return calls
 
-    def _frame_batch(self, view, b: TileBatch, version: int) -> tuple[list, int]:
+    def _frame_batch(self, view, b: TileBatch, version: int, staged: bool = False) -> tuple[list, int]:
         """The EVALSHA calls of a batch, part by part (``TileBatch.parts``), ``KEYS_PER_CALL`` entities each, framed
         as RESP with numpy and Arrow (no Python object per tile): the buffers to send in turn (the tiles' frames
-        as views of one buffer per part, never joined) and the number of calls. An entity with
-        tiles in two parts is in two calls; each keeps the newest version per field, so that is one write."""
+        as views of one buffer per part, never joined) and the number of calls (replies). An entity with
+        tiles in two parts is in two calls; each keeps the newest version per field, so that is one write.
+        ``staged``: parts of packable states go through staging hashes and ``TILE_CLAIM`` (``_staged``)."""
         out, ncalls = [], 0
         for e, lv, tile, states in b.parts:
+            if staged and isinstance(states, state_bytes.Rows) and states.packable:
+                ncalls += self._staged(view, b.keys, e, lv, tile, states, version, out)
+                continue
             if isinstance(states, state_bytes.Rows) and states.packable:
                 frames = self._frames_packed(view, e, lv, tile, states, version)
             else:
@@ -248,29 +290,27 @@ class RedisTiles:
             state, _CRLF, _EMPTY)
 
     def _frames_packed(self, view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray, states: state_bytes.Rows,
-                       version: int) -> pa.Array:
+                       version: int, heads: bool = True) -> pa.Array:
         """``_frames_arrow`` for states not packed yet (every one present): the frames are pieces around the
-        states' own and everything is packed in one pass of numpy over the bytes."""
+        states' own and everything is packed in one pass of numpy over the bytes. ``heads``: False for the field and
+        value alone (``_staged``)."""
         n = len(e)
-        keep_ms = (view.longest_window_us + view.hop_us) // 1000
-        starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]])
-        counts = np.diff(np.r_[starts, n])
-        end_ms = -(-(tile + 1) * (FANOUT ** lv * view.hop_us) // 1000)
-        exp = np.maximum.reduceat(end_ms, starts) + keep_ms
-        head = state_bytes.Rows(len(starts))  # per entity: its tile count and expire time as bulk strings
-        for v in (counts, exp):
-            head.const(b"$")
-            head.decimal(state_bytes.decimal_width(v))
-            head.const(b"\r\n")
-            head.decimal(v)
-            head.const(b"\r\n")
-        mat, lens = head.matrix()
-        at = np.zeros((n, mat.shape[1]), np.uint8)
-        at[starts] = mat
-        width = np.zeros(n, np.int64)
-        width[starts] = lens
         frame = state_bytes.Rows(n)
-        frame.padded(at, width)  # the entity's head before its first tile
+        if heads:
+            starts, counts, exp = _entity_runs(view, e, lv, tile)
+            head = state_bytes.Rows(len(starts))  # per entity: its tile count and expire time as bulk strings
+            for v in (counts, exp):
+                head.const(b"$")
+                head.decimal(state_bytes.decimal_width(v))
+                head.const(b"\r\n")
+                head.decimal(v)
+                head.const(b"\r\n")
+            mat, lens = head.matrix()
+            at = np.zeros((n, mat.shape[1]), np.uint8)
+            at[starts] = mat
+            width = np.zeros(n, np.int64)
+            width[starts] = lens
+            frame.padded(at, width)  # the entity's head before its first tile
         frame.const(b"$")
         frame.decimal(state_bytes.decimal_width(lv) + 1 + state_bytes.decimal_width(tile))
         frame.const(b"\r\n")
@@ -283,6 +323,42 @@ class RedisTiles:
         frame.extend(states)
         frame.const(b"\r\n")
         return frame.build()
+
+    def _staged(self, view, keys: pa.Table, e: np.ndarray, lv: np.ndarray, tile: np.ndarray,
+                states: state_bytes.Rows, version: int, out: list) -> int:
+        """Tiles of entities that most likely have none stored (``TileBatch.fresh``): per entity, ``HSET`` of its
+        fields and ``~v`` into a staging hash of this write's own (a random name: a concurrent writer's, or a dead
+        one's, is never mixed in), ``PEXPIRE`` of it (``STAGED_MS``: what a writer dying before its claim leaves
+        goes), then per ``KEYS_PER_CALL`` entities one ``TILE_CLAIM``. Returns the number of replies."""
+        n = len(e)
+        starts, counts, exp = _entity_runs(view, e, lv, tile)
+        frames = resp.Slicer(self._frames_packed(view, e, lv, tile, states, version, heads=False))
+        entity = codec.entity_arrow(view, keys.take(pa.array(e[starts])))
+        head = self.key_head(view.name)
+        tmp = resp.Slicer(resp.framed_keys(head, entity, b"~w" + uuid.uuid4().hex[:16].encode()))
+        key = resp.Slicer(resp.framed_keys(head, entity))
+        ver = resp.bulk(b"%d" % version)
+        v_field = b"$2\r\n~v\r\n" + ver
+        expire = resp.bulk(b"%d" % STAGED_MS)
+        claim = resp.evalsha_head(_SHA_CLAIM.encode())
+        tile_at, counts, exps = np.r_[starts, n].tolist(), counts.tolist(), exp.tolist()
+        replies = 0
+        for lo in range(0, len(starts), KEYS_PER_CALL):
+            hi = min(lo + KEYS_PER_CALL, len(starts))
+            pieces: list = []
+            for i in range(lo, hi):
+                t = tmp(i, i + 1)
+                pieces += [b"*%d\r\n$4\r\nHSET\r\n" % (4 + 2 * counts[i]), t, v_field, frames(tile_at[i], tile_at[i + 1]),
+                           b"*3\r\n$7\r\nPEXPIRE\r\n", t, expire]
+            k = hi - lo
+            pieces += [claim % (4 + 3 * k), resp.bulk(b"%d" % (2 * k))]
+            for i in range(lo, hi):
+                pieces += [tmp(i, i + 1), key(i, i + 1)]
+            pieces.append(ver)
+            pieces += [resp.bulk(b"%d" % x) for x in exps[lo:hi]]
+            out.append(b"".join(pieces))
+            replies += 2 * k + 1
+        return replies
 
     def _calls(self, view, keys: pa.Table, e: np.ndarray, frames: pa.Array, version: int, out: list) -> int:
         """The EVALSHA calls of the tiles ``frames`` (sorted by entity ``e``, rows of ``keys``), their pieces added to
@@ -367,6 +443,15 @@ class RedisTiles:
         for i, vals in zip(live, replies):
             out[i] = {t: v[_VER:] for t, v in zip(tiles, vals) if v is not None and len(v) > _VER}
         return out
+
+
+def _entity_runs(view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of tiles sorted by entity ``e``: each entity's first tile, its tile count and its hash's expire time (ms: its
+    newest tile's end, rounded up, plus the longest window and the hop)."""
+    starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]])
+    counts = np.diff(np.r_[starts, len(e)])
+    end_ms = -(-(tile + 1) * (FANOUT ** lv * view.hop_us) // 1000)  # tile_range's end, ms rounded up
+    return starts, counts, np.maximum.reduceat(end_ms, starts) + (view.longest_window_us + view.hop_us) // 1000
 
 
 def _unframe(body: bytes) -> list[bytes]:
