@@ -91,14 +91,15 @@ return 0
 """
 # Tiles of entities that most likely have none stored yet (``TileBatch.fresh``): each entity's fields, '~v' included,
 # are written by a plain HSET into a staging hash of this write's own (no Lua argument per field: half the server's
-# CPU of the script above), then claimed here: renamed onto the tile hash when that does not exist (which is what
-# ``upsert`` would write into an absent hash), else merged into it by ``upsert`` and dropped.
+# CPU of the script above), then claimed here in the same MULTI/EXEC: renamed onto the tile hash when that does not
+# exist (which is what ``upsert`` would write into an absent hash), else merged into it by ``upsert`` and dropped.
 TILE_CLAIM = """-- skewless aggregation tiles: a staged hash becomes the tile hash if there is none, else is merged into it
--- KEYS: pairs (staging hash, tile hash). ARGV: the version, then each pair's expire time.
+-- KEYS: n staging hashes, then their n tile hashes. ARGV: the version, then each tile hash's expire time.
 """ + _UPSERT_FN + """
 local ver = tonumber(ARGV[1])
-for k = 1, #KEYS / 2 do
-  local tmp, key, at = KEYS[2 * k - 1], KEYS[2 * k], ARGV[k + 1]
+local n = #KEYS / 2
+for k = 1, n do
+  local tmp, key, at = KEYS[k], KEYS[n + k], ARGV[k + 1]
   if redis.call('EXISTS', key) == 0 then
     redis.call('RENAME', tmp, key)  -- (no staging hash: an error, and the client writes the tiles again)
     redis.call('PEXPIREAT', key, at)
@@ -133,7 +134,7 @@ _SHA_CLAIM = script_sha(TILE_CLAIM)
 _SHA_EXHASH = script_sha(TILE_UPSERT_EXHASH)
 _VER = 20  # digits of the version prefix
 KEYS_PER_CALL = 100  # entities per EVALSHA: the script's call overhead shared, a call still short
-STAGED_MS = 600_000  # a staging hash left by a writer that died before its claim expires after this
+_MULTI, _EXEC = b"*1\r\n$5\r\nMULTI\r\n", b"*1\r\n$4\r\nEXEC\r\n"
 _NONE = np.iinfo(np.int64).min
 _STREAMS_LOCK = threading.Lock()
 _EMPTY, _DOLLAR, _CRLF = (pa.scalar(x, resp.BIN) for x in (b"", b"$", b"\r\n"))
@@ -166,7 +167,7 @@ class RedisTiles:
             run = (lambda: self._upsert_cluster(sha, calls)) if self.cluster else \
                 (lambda: self._upsert_raw(sha, calls))
         else:
-            packed, ncalls = self._frame_batch(view, tiles, version)
+            packed, ncalls, _ = self._frame_batch(view, tiles, version)
             run = lambda: self._send_framed(packed, ncalls)  # noqa: E731
         sha, script = (_SHA_EXHASH, TILE_UPSERT_EXHASH) if exhash else (_SHA, TILE_UPSERT)
         for attempt in (0, 1):
@@ -189,8 +190,12 @@ class RedisTiles:
                 or tile_stream.hiredis is None:
             n = self.write_tiles(view, tiles, version)
             return lambda: n
-        packed, ncalls = self._frame_batch(view, tiles, version, staged=tiles.fresh)
+        staged = tiles.fresh
         try:
+            if staged and not self.__dict__.get("_claim_loaded"):  # once per store: not a NOSCRIPT per chunk
+                self.client.script_load(TILE_CLAIM)
+                self.__dict__["_claim_loaded"] = True
+            packed, ncalls, staging = self._frame_batch(view, tiles, version, staged=staged)
             ticket = self._tile_streams().get().send(packed)
         except (RedisError, OSError):  # no stream (cannot connect): the synchronous path retries and raises typed
             n = self.write_tiles(view, tiles, version)
@@ -198,10 +203,16 @@ class RedisTiles:
 
         def finish() -> int:
             replies = ticket.replies(ncalls)
-            if replies is None or any(isinstance(r, Exception) for r in replies):
-                if any(str(r).startswith("NOSCRIPT") for r in replies or ()):  # both, for the chunks after this one
+            # (a staged chunk's EXEC answers an array: its commands' errors are in it)
+            errors = None if replies is None else [x for r in replies for x in (r if isinstance(r, list) else (r,))
+                                                   if isinstance(x, Exception)]
+            if errors is None or errors:
+                if any(str(x).startswith("NOSCRIPT") for x in errors or ()):  # both, for the chunks after this one
                     self.call("script load", lambda: [self.client.script_load(x) for x in (TILE_UPSERT, TILE_CLAIM)])
-                return self.write_tiles(view, tiles, version)  # (every field through TILE_UPSERT)
+                n = self.write_tiles(view, tiles, version)  # (every field through TILE_UPSERT)
+                for names in staging:  # what a transaction whose claim failed staged (names of this write only)
+                    self.call("drop staging hashes", lambda names=names: self.client.delete(*names))
+                return n
             return len(tiles)
         return finish
 
@@ -249,18 +260,19 @@ class RedisTiles:
         as RESP with numpy and Arrow (no Python object per tile): the buffers to send in turn (the tiles' frames
         as views of one buffer per part, never joined) and the number of calls (replies). An entity with
         tiles in two parts is in two calls; each keeps the newest version per field, so that is one write.
-        ``staged``: parts of packable states go through staging hashes and ``TILE_CLAIM`` (``_staged``)."""
-        out, ncalls = [], 0
+        ``staged``: parts of packable states go through staging hashes and ``TILE_CLAIM`` (``_staged``); the
+        third value lists their names, per part."""
+        out, ncalls, staging = [], 0, []
         for e, lv, tile, states in b.parts:
             if staged and isinstance(states, state_bytes.Rows) and states.packable:
-                ncalls += self._staged(view, b.keys, e, lv, tile, states, version, out)
+                ncalls += self._staged(view, b.keys, e, lv, tile, states, version, out, staging)
                 continue
             if isinstance(states, state_bytes.Rows) and states.packable:
                 frames = self._frames_packed(view, e, lv, tile, states, version)
             else:
                 frames = self._frames_arrow(view, e, lv, tile, states, version)
             ncalls += self._calls(view, b.keys, e, frames, version, out)
-        return out, ncalls
+        return out, ncalls, staging
 
     def _frames_arrow(self, view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray, state, version: int) -> pa.Array:
         """Per tile (sorted by entity), its ARGV frames: the entity's count and expire time before its first tile,
@@ -290,14 +302,13 @@ class RedisTiles:
             state, _CRLF, _EMPTY)
 
     def _frames_packed(self, view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray, states: state_bytes.Rows,
-                       version: int, heads: bool = True) -> pa.Array:
+                       version: int, head: state_bytes.Rows | None = None) -> pa.Array:
         """``_frames_arrow`` for states not packed yet (every one present): the frames are pieces around the
-        states' own and everything is packed in one pass of numpy over the bytes. ``heads``: False for the field and
-        value alone (``_staged``)."""
+        states' own and everything is packed in one pass of numpy over the bytes. ``head``: what goes before each
+        entity's first tile (one row per entity; default its tile count and expire time, the upsert's ARGV)."""
         n = len(e)
-        frame = state_bytes.Rows(n)
-        if heads:
-            starts, counts, exp = _entity_runs(view, e, lv, tile)
+        starts, counts, exp = _entity_runs(view, e, lv, tile)
+        if head is None:
             head = state_bytes.Rows(len(starts))  # per entity: its tile count and expire time as bulk strings
             for v in (counts, exp):
                 head.const(b"$")
@@ -305,12 +316,13 @@ class RedisTiles:
                 head.const(b"\r\n")
                 head.decimal(v)
                 head.const(b"\r\n")
-            mat, lens = head.matrix()
-            at = np.zeros((n, mat.shape[1]), np.uint8)
-            at[starts] = mat
-            width = np.zeros(n, np.int64)
-            width[starts] = lens
-            frame.padded(at, width)  # the entity's head before its first tile
+        mat, lens = head.matrix()
+        at = np.zeros((n, mat.shape[1]), np.uint8)
+        at[starts] = mat
+        width = np.zeros(n, np.int64)
+        width[starts] = lens
+        frame = state_bytes.Rows(n)
+        frame.padded(at, width)  # the entity's head before its first tile
         frame.const(b"$")
         frame.decimal(state_bytes.decimal_width(lv) + 1 + state_bytes.decimal_width(tile))
         frame.const(b"\r\n")
@@ -325,39 +337,39 @@ class RedisTiles:
         return frame.build()
 
     def _staged(self, view, keys: pa.Table, e: np.ndarray, lv: np.ndarray, tile: np.ndarray,
-                states: state_bytes.Rows, version: int, out: list) -> int:
-        """Tiles of entities that most likely have none stored (``TileBatch.fresh``): per entity, ``HSET`` of its
-        fields and ``~v`` into a staging hash of this write's own (a random name: a concurrent writer's, or a dead
-        one's, is never mixed in), ``PEXPIRE`` of it (``STAGED_MS``: what a writer dying before its claim leaves
-        goes), then per ``KEYS_PER_CALL`` entities one ``TILE_CLAIM``. Returns the number of replies."""
+                states: state_bytes.Rows, version: int, out: list, staging: list) -> int:
+        """Tiles of entities that most likely have none stored (``TileBatch.fresh``): per ``KEYS_PER_CALL`` entities
+        one transaction: ``MULTI``, per entity ``HSET`` of its fields and ``~v`` into a staging hash named for this
+        write (random: a concurrent writer's is never mixed in), one ``TILE_CLAIM``, ``EXEC``. Queued, nothing runs
+        until ``EXEC`` arrives, so a writer dying mid-way leaves no staging hash (a claim that fails leaves them:
+        the caller drops them, by the names added to ``staging``). Returns the number of replies."""
         n = len(e)
         starts, counts, exp = _entity_runs(view, e, lv, tile)
-        frames = resp.Slicer(self._frames_packed(view, e, lv, tile, states, version, heads=False))
         entity = codec.entity_arrow(view, keys.take(pa.array(e[starts])))
-        head = self.key_head(view.name)
-        tmp = resp.Slicer(resp.framed_keys(head, entity, b"~w" + uuid.uuid4().hex[:16].encode()))
-        key = resp.Slicer(resp.framed_keys(head, entity))
+        key_head, tail = self.key_head(view.name), b"~w" + uuid.uuid4().hex[:16].encode()
+        staging.append(pc.binary_join_element_wise(pa.scalar(key_head, resp.BIN), entity.cast(resp.BIN),
+                                                   pa.scalar(b"}" + tail, resp.BIN), _EMPTY).to_pylist())
+        framed = resp.framed_keys(key_head, entity, tail)
         ver = resp.bulk(b"%d" % version)
-        v_field = b"$2\r\n~v\r\n" + ver
-        expire = resp.bulk(b"%d" % STAGED_MS)
+        head = state_bytes.Rows(len(starts))  # HSET <staging hash> ~v <version>, the fields follow
+        head.const(b"*")
+        head.decimal(4 + 2 * counts)
+        head.const(b"\r\n$4\r\nHSET\r\n")
+        head.padded(*_padded(framed))
+        head.const(b"$2\r\n~v\r\n" + ver)
+        frames = resp.Slicer(self._frames_packed(view, e, lv, tile, states, version, head=head))
+        tmp, key = resp.Slicer(framed), resp.Slicer(resp.framed_keys(key_head, entity))
+        at = resp.Slicer(resp.bulk_numbers(exp))
         claim = resp.evalsha_head(_SHA_CLAIM.encode())
-        tile_at, counts, exps = np.r_[starts, n].tolist(), counts.tolist(), exp.tolist()
+        tile_at = np.r_[starts, n].tolist()
         replies = 0
         for lo in range(0, len(starts), KEYS_PER_CALL):
             hi = min(lo + KEYS_PER_CALL, len(starts))
-            pieces: list = []
-            for i in range(lo, hi):
-                t = tmp(i, i + 1)
-                pieces += [b"*%d\r\n$4\r\nHSET\r\n" % (4 + 2 * counts[i]), t, v_field, frames(tile_at[i], tile_at[i + 1]),
-                           b"*3\r\n$7\r\nPEXPIRE\r\n", t, expire]
             k = hi - lo
-            pieces += [claim % (4 + 3 * k), resp.bulk(b"%d" % (2 * k))]
-            for i in range(lo, hi):
-                pieces += [tmp(i, i + 1), key(i, i + 1)]
-            pieces.append(ver)
-            pieces += [resp.bulk(b"%d" % x) for x in exps[lo:hi]]
-            out.append(b"".join(pieces))
-            replies += 2 * k + 1
+            out += [_MULTI, frames(tile_at[lo], tile_at[hi]),
+                    b"".join([claim % (4 + 3 * k), resp.bulk(b"%d" % (2 * k)), tmp(lo, hi), key(lo, hi), ver,
+                              at(lo, hi), _EXEC])]
+            replies += k + 3  # OK, k + 1 QUEUED, the EXEC's array
         return replies
 
     def _calls(self, view, keys: pa.Table, e: np.ndarray, frames: pa.Array, version: int, out: list) -> int:
@@ -443,6 +455,21 @@ class RedisTiles:
         for i, vals in zip(live, replies):
             out[i] = {t: v[_VER:] for t, v in zip(tiles, vals) if v is not None and len(v) > _VER}
         return out
+
+
+def _padded(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A binary array as a byte matrix, each value left-aligned in its row, and the values' lengths."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(resp.BIN)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], np.int64, len(arr) + 1, arr.offset * 8)
+    lens = np.diff(offsets)
+    width = int(lens.max()) if len(arr) else 0
+    mat = np.zeros((len(arr), width), np.uint8)
+    mat[np.arange(width) < lens[:, None]] = np.frombuffer(bufs[2], np.uint8, int(offsets[-1] - offsets[0]),
+                                                          int(offsets[0]))
+    return mat, lens
 
 
 def _entity_runs(view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -79,7 +79,6 @@ def test_a_staged_write_gives_exactly_what_the_script_writes_whatever_is_stored(
     top = to_us(wall_now()) // VIEW.hop_us
     for s in stores:
         _prepare(s, top)
-    staged.client.script_load(redis_tiles.TILE_CLAIM)  # (else the first claim is refused: the next test)
     assert staged.start_write_tiles(VIEW, _batch(top, True), 5)() == 4 * CARDS
     assert scripted.start_write_tiles(VIEW, _batch(top, False), 5)() == 4 * CARDS
     got, want = _dump(staged), _dump(scripted)
@@ -93,7 +92,7 @@ def test_a_staged_write_gives_exactly_what_the_script_writes_whatever_is_stored(
 
 def test_a_claim_that_fails_is_written_again_through_the_script(stores, monkeypatch):
     """The claim refused (NOSCRIPT, as on a server that never saw it): the chunk is written again by TILE_UPSERT,
-    the result the same; the staging hashes left behind expire."""
+    the result the same, and the staging hashes its transaction wrote are dropped."""
     staged, scripted = stores
     top = to_us(wall_now()) // VIEW.hop_us
     for s in stores:
@@ -102,6 +101,26 @@ def test_a_claim_that_fails_is_written_again_through_the_script(stores, monkeypa
     assert staged.start_write_tiles(VIEW, _batch(top, True), 5)() == 4 * CARDS
     assert scripted.start_write_tiles(VIEW, _batch(top, False), 5)() == 4 * CARDS
     assert _dump(staged) == _dump(scripted)
-    left = _staging(staged)
-    assert len(left) == CARDS  # one per entity, each expiring soon (never read: their names are the write's own)
-    assert all(0 < staged.client.pttl(k) <= redis_tiles.STAGED_MS for k in left)
+    assert _staging(staged) == []
+
+
+def test_a_staged_chunk_whose_exec_never_arrives_leaves_nothing(stores):
+    """A writer dying after sending a chunk's HSETs but before its EXEC (here: the connection closed there): the
+    server discards the queued transaction, so no staging hash and no tile of it exists."""
+    import socket
+
+    staged = stores[0]
+    top = to_us(wall_now()) // VIEW.hop_us
+    out: list = []
+    staged._staged(VIEW, *_parts(_batch(top, True)), 5, out, [])
+    host, port = staged.client.connection_pool.connection_kwargs["host"], \
+        staged.client.connection_pool.connection_kwargs["port"]
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(b"".join(bytes(x) for x in out[:2]))  # MULTI and the first 100 entities' HSETs, no EXEC
+        sock.recv(1 << 16)
+    assert _staging(staged) == [] and all(not h for h, _ in _dump(staged).values())
+
+
+def _parts(b: TileBatch) -> tuple:
+    (e, lv, t, states), = b.parts
+    return b.keys, e, lv, t, states
