@@ -41,10 +41,11 @@ DEFAULT_KEY_PREFIX = "skewless"
 # Connection set-up (redis-py's CLIENT SETNAME, SELECT of the URL's db) and PING come with any access.
 CONNECT = ("ping", "client|setname", "select")
 READ = {"redis": ("mget", "hget", "hmget"), "tair": ("mget", "hget", "hmget", "exhget", "exhmget")}
+# (multi, exec, rename, del: a first ingest's aggregation tiles staged and claimed, adapters/redis/tiles.py)
 WRITE = {"redis": ("set", "getrange", "hset", "hsetnx", "hdel", "hgetall", "exists", "hvals", "pexpiretime",
-                   "pexpireat", "evalsha", "script|load"),
+                   "pexpireat", "evalsha", "script|load", "multi", "exec", "rename", "del"),
          "tair": ("set", "getrange", "hset", "hsetnx", "hdel", "hgetall", "exists", "hvals", "pexpiretime",
-                  "pexpireat", "evalsha", "script|load", "exhset", "exhdel")}
+                  "pexpireat", "evalsha", "script|load", "multi", "exec", "rename", "del", "exhset", "exhdel")}
 ADMIN = ("scan", "unlink")
 S3_READ = ("s3:GetObject",)
 S3_WRITE = ("s3:PutObject", "s3:DeleteObject")

@@ -156,10 +156,11 @@ def _own_winners(view: FeatureView, rows: pa.Table, now: datetime) -> pa.Table |
 
 
 def push_batch(ctx, view: FeatureView, rows: pa.Table | None, batch: int, version: int | None = None,
-               point: str = "ingest.online_push_chunk") -> int:
+               point: str = "ingest.online_push_chunk", ahead: maintain.Ahead | None = None) -> int:
     """The online part of an ingest of write ``batch`` (its rows, when in memory): the newest values of a plain
     view; an aggregated view's tiles dirtied by the batch, recomputed from the history at ``version`` (default: the
-    newest) and overwritten (maintain.refresh: a rerun writes the same tiles again)."""
+    newest) and overwritten (maintain.refresh: a rerun writes the same tiles again). ``ahead``: the tiles of
+    ``rows`` started before their commit (``maintain.start_ahead``)."""
     if not isinstance(view, AggregatedView):
         if rows is not None:
             return push_latest(ctx, view, rows, point=point)
@@ -170,7 +171,7 @@ def push_batch(ctx, view: FeatureView, rows: pa.Table | None, batch: int, versio
     files = ctx.offline.files(view.name, ctx.offline.version(view.name) if version is None or rows is None
                               else version)
     return maintain.refresh(ctx, view, files, f'{q(WRITE_BATCH)} = {int(batch)}', rows=rows,
-                            on_chunk=lambda _done: kill_point(point))
+                            on_chunk=lambda _done: kill_point(point), ahead=ahead)
 
 
 def repair_pending(ctx, views: list[FeatureView]) -> int:

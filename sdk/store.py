@@ -24,6 +24,7 @@ from . import online_read, plugins, sources
 from . import push as push_mod
 from . import statistics as stats_mod
 from .aggregation.definition import AggregatedView
+from .aggregation import maintain
 from .aggregation.maintain import check_store
 from .aggregation.partials import layout as tile_layout
 from .definitions import Entity, FeatureService, FeatureView
@@ -351,6 +352,10 @@ class FeatureStore:
         extra = stats_mod.append_options(self, view, rows)
         if watermark:
             extra["watermark"] = watermark
+        # An aggregated view's tiles, when they may be the rows' own (an empty history), computed while the commit
+        # runs (maintain.start_ahead; used only once the committed snapshot proves it, nothing written before).
+        ahead = maintain.start_ahead(self, view, rows) \
+            if to_online and staged is None and isinstance(view, AggregatedView) else None
         kill_point("ingest.before_offline_commit")
         # Stores that record the key packing scan the prior history through the engine, only when it must widen.
         try:
@@ -359,6 +364,8 @@ class FeatureStore:
                                           history_stats=lambda prior: self.engine.packing_stats(view, prior),
                                           **extra)
         except BaseException as exc:
+            if ahead is not None:
+                ahead.cancel()
             if staged is not None:  # nothing of this run's rows becomes visible online
                 staged.abort()
             if isinstance(exc, BatchAlreadyCommitted):  # a concurrent run of the same batch committed it first
@@ -377,7 +384,7 @@ class FeatureStore:
                 staged.commit()  # the rows and the marker's removal, one commit
                 kill_point("ingest.online_push_chunk")
             else:
-                mat.push_batch(self, view, rows, batch, version)
+                mat.push_batch(self, view, rows, batch, version, ahead=ahead)
                 self.online.set_meta(pending, None)
         # After the whole write (a failure here leaves the rows written and the push complete, unrecorded)
         self._audit_write(who, f"view:{view.name}", "allowed",

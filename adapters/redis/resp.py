@@ -86,10 +86,10 @@ def framed_rows(ev: pa.Array, ordr: pa.Array, exp: pa.Array | None, cols: list) 
     return pc.binary_join_element_wise(*pieces, _NOSEP)
 
 
-def framed_keys(head: bytes, entity: pa.Array) -> pa.Array:
-    """Each row's full key (``head`` + entity + "}") as a RESP bulk string."""
-    length = pc.cast(pc.add(pc.binary_length(entity), len(head) + 1), pa.string()).cast(BIN)
-    return pc.binary_join_element_wise(_DOLLAR, length, _CRLF, _s(head), entity, _s(b"}\r\n"), _NOSEP)
+def framed_keys(head: bytes, entity: pa.Array, tail: bytes = b"") -> pa.Array:
+    """Each row's full key (``head`` + entity + "}" + ``tail``) as a RESP bulk string."""
+    length = pc.cast(pc.add(pc.binary_length(entity), len(head) + 1 + len(tail)), pa.string()).cast(BIN)
+    return pc.binary_join_element_wise(_DOLLAR, length, _CRLF, _s(head), entity, _s(b"}%b\r\n" % tail), _NOSEP)
 
 
 def set_nx_commands(keys: pa.Array, values: pa.Array, exp: pa.Array | None) -> pa.Array:

@@ -15,6 +15,7 @@ only ever moves later.
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Sequence
 
 import numpy as np
@@ -31,17 +32,10 @@ from . import codec, resp, tile_stream
 from .scripts import script_sha
 from .wire import SPIN_KEYS
 
-TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
--- KEYS: one hash per entity. ARGV: the version, then per key: its field count n, the expire time ('' for none),
--- n field/value pairs. Field '~v' holds the newest version written to the hash: when it is not later than ours,
+# The newest-wins write of one hash's fields (A[first..last]: field/value pairs), shared by both scripts below.
+_UPSERT_FN = """-- Field '~v' holds the newest version written to the hash: when it is not later than ours,
 -- no field is (every write raises it), so the fields are set without reading them.
-local ver = tonumber(ARGV[1])
-local a = 2
-for k = 1, #KEYS do
-  local key = KEYS[k]
-  local first, last = a + 2, a + 1 + 2 * tonumber(ARGV[a])
-  local at = ARGV[a + 1]
-  a = last + 1
+local function upsert(key, ver, sver, A, first, last, at)
   local hv = redis.call('HGET', key, '~v')
   local top = nil
   if hv then
@@ -55,21 +49,21 @@ for k = 1, #KEYS do
     redis.call('HSET', key, '~v', string.format('%.0f', top))
   end
   if top == nil or top <= ver then
-    redis.call('HSET', key, '~v', ARGV[1])
+    redis.call('HSET', key, '~v', sver)
     -- slices keep unpack under Lua's stack limit
-    for lo = first, last, 1000 do redis.call('HSET', key, unpack(ARGV, lo, math.min(lo + 999, last))) end
+    for lo = first, last, 1000 do redis.call('HSET', key, unpack(A, lo, math.min(lo + 999, last))) end
   else
     for lo = first, last, 1000 do
       local hi = math.min(lo + 999, last)
       local fields = {}
-      for i = lo, hi, 2 do fields[#fields + 1] = ARGV[i] end
+      for i = lo, hi, 2 do fields[#fields + 1] = A[i] end
       local cur = redis.call('HMGET', key, unpack(fields))
       local set = {}
       for j = 1, #fields do
         local c = cur[j]
         if (not c) or tonumber(string.sub(c, 1, 20)) <= ver then
-          set[#set + 1] = ARGV[lo + 2 * j - 2]
-          set[#set + 1] = ARGV[lo + 2 * j - 1]
+          set[#set + 1] = A[lo + 2 * j - 2]
+          set[#set + 1] = A[lo + 2 * j - 1]
         end
       end
       if #set > 0 then redis.call('HSET', key, unpack(set)) end
@@ -78,6 +72,47 @@ for k = 1, #KEYS do
   if at ~= '' then
     local cur = redis.call('PEXPIRETIME', key)
     if cur == -1 or cur < tonumber(at) then redis.call('PEXPIREAT', key, at) end
+  end
+end
+"""
+TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
+-- KEYS: one hash per entity. ARGV: the version, then per key: its field count n, the expire time ('' for none),
+-- n field/value pairs.
+""" + _UPSERT_FN + """
+local ver = tonumber(ARGV[1])
+local a = 2
+for k = 1, #KEYS do
+  local first, last = a + 2, a + 1 + 2 * tonumber(ARGV[a])
+  local at = ARGV[a + 1]
+  a = last + 1
+  upsert(KEYS[k], ver, ARGV[1], ARGV, first, last, at)
+end
+return 0
+"""
+# Tiles of entities that most likely have none stored yet (``TileBatch.fresh``): each entity's fields, '~v' included,
+# are written by a plain HSET into a staging hash of this write's own (no Lua argument per field: half the server's
+# CPU of the script above), then claimed here in the same MULTI/EXEC: renamed onto the tile hash when that does not
+# exist (which is what ``upsert`` would write into an absent hash), else merged into it by ``upsert`` and dropped.
+TILE_CLAIM = """-- skewless aggregation tiles: a staged hash becomes the tile hash if there is none, else is merged into it
+-- KEYS: n staging hashes, then their n tile hashes. ARGV: the version, then each tile hash's expire time.
+""" + _UPSERT_FN + """
+local ver = tonumber(ARGV[1])
+local n = #KEYS / 2
+for k = 1, n do
+  local tmp, key, at = KEYS[k], KEYS[n + k], ARGV[k + 1]
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('RENAME', tmp, key)  -- (no staging hash: an error, and the client writes the tiles again)
+    redis.call('PEXPIREAT', key, at)
+  else
+    local got, pairs = redis.call('HGETALL', tmp), {}
+    for i = 1, #got, 2 do
+      if got[i] ~= '~v' then
+        pairs[#pairs + 1] = got[i]
+        pairs[#pairs + 1] = got[i + 1]
+      end
+    end
+    redis.call('DEL', tmp)
+    upsert(key, ver, ARGV[1], pairs, 1, #pairs, at)
   end
 end
 return 0
@@ -95,9 +130,11 @@ end
 return 0
 """
 _SHA = script_sha(TILE_UPSERT)
+_SHA_CLAIM = script_sha(TILE_CLAIM)
 _SHA_EXHASH = script_sha(TILE_UPSERT_EXHASH)
 _VER = 20  # digits of the version prefix
 KEYS_PER_CALL = 100  # entities per EVALSHA: the script's call overhead shared, a call still short
+_MULTI, _EXEC = b"*1\r\n$5\r\nMULTI\r\n", b"*1\r\n$4\r\nEXEC\r\n"
 _NONE = np.iinfo(np.int64).min
 _STREAMS_LOCK = threading.Lock()
 _EMPTY, _DOLLAR, _CRLF = (pa.scalar(x, resp.BIN) for x in (b"", b"$", b"\r\n"))
@@ -130,7 +167,7 @@ class RedisTiles:
             run = (lambda: self._upsert_cluster(sha, calls)) if self.cluster else \
                 (lambda: self._upsert_raw(sha, calls))
         else:
-            packed, ncalls = self._frame_batch(view, tiles, version)
+            packed, ncalls, _ = self._frame_batch(view, tiles, version)
             run = lambda: self._send_framed(packed, ncalls)  # noqa: E731
         sha, script = (_SHA_EXHASH, TILE_UPSERT_EXHASH) if exhash else (_SHA, TILE_UPSERT)
         for attempt in (0, 1):
@@ -153,8 +190,12 @@ class RedisTiles:
                 or tile_stream.hiredis is None:
             n = self.write_tiles(view, tiles, version)
             return lambda: n
-        packed, ncalls = self._frame_batch(view, tiles, version)
+        staged = tiles.fresh
         try:
+            if staged and not self.__dict__.get("_claim_loaded"):  # once per store: not a NOSCRIPT per chunk
+                self.client.script_load(TILE_CLAIM)
+                self.__dict__["_claim_loaded"] = True
+            packed, ncalls, staging = self._frame_batch(view, tiles, version, staged=staged)
             ticket = self._tile_streams().get().send(packed)
         except (RedisError, OSError):  # no stream (cannot connect): the synchronous path retries and raises typed
             n = self.write_tiles(view, tiles, version)
@@ -162,8 +203,16 @@ class RedisTiles:
 
         def finish() -> int:
             replies = ticket.replies(ncalls)
-            if replies is None or any(isinstance(r, Exception) for r in replies):
-                return self.write_tiles(view, tiles, version)
+            # (a staged chunk's EXEC answers an array: its commands' errors are in it)
+            errors = None if replies is None else [x for r in replies for x in (r if isinstance(r, list) else (r,))
+                                                   if isinstance(x, Exception)]
+            if errors is None or errors:
+                if any(str(x).startswith("NOSCRIPT") for x in errors or ()):  # both, for the chunks after this one
+                    self.call("script load", lambda: [self.client.script_load(x) for x in (TILE_UPSERT, TILE_CLAIM)])
+                n = self.write_tiles(view, tiles, version)  # (every field through TILE_UPSERT)
+                for names in staging:  # what a transaction whose claim failed staged (names of this write only)
+                    self.call("drop staging hashes", lambda names=names: self.client.delete(*names))
+                return n
             return len(tiles)
         return finish
 
@@ -206,19 +255,24 @@ class RedisTiles:
                           len(pre) + len(items) * (3 if exhash else 2)))
         return calls
 
-    def _frame_batch(self, view, b: TileBatch, version: int) -> tuple[list, int]:
+    def _frame_batch(self, view, b: TileBatch, version: int, staged: bool = False) -> tuple[list, int]:
         """The EVALSHA calls of a batch, part by part (``TileBatch.parts``), ``KEYS_PER_CALL`` entities each, framed
         as RESP with numpy and Arrow (no Python object per tile): the buffers to send in turn (the tiles' frames
-        as views of one buffer per part, never joined) and the number of calls. An entity with
-        tiles in two parts is in two calls; each keeps the newest version per field, so that is one write."""
-        out, ncalls = [], 0
+        as views of one buffer per part, never joined) and the number of calls (replies). An entity with
+        tiles in two parts is in two calls; each keeps the newest version per field, so that is one write.
+        ``staged``: parts of packable states go through staging hashes and ``TILE_CLAIM`` (``_staged``); the
+        third value lists their names, per part."""
+        out, ncalls, staging = [], 0, []
         for e, lv, tile, states in b.parts:
+            if staged and isinstance(states, state_bytes.Rows) and states.packable:
+                ncalls += self._staged(view, b.keys, e, lv, tile, states, version, out, staging)
+                continue
             if isinstance(states, state_bytes.Rows) and states.packable:
                 frames = self._frames_packed(view, e, lv, tile, states, version)
             else:
                 frames = self._frames_arrow(view, e, lv, tile, states, version)
             ncalls += self._calls(view, b.keys, e, frames, version, out)
-        return out, ncalls
+        return out, ncalls, staging
 
     def _frames_arrow(self, view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray, state, version: int) -> pa.Array:
         """Per tile (sorted by entity), its ARGV frames: the entity's count and expire time before its first tile,
@@ -248,22 +302,20 @@ class RedisTiles:
             state, _CRLF, _EMPTY)
 
     def _frames_packed(self, view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray, states: state_bytes.Rows,
-                       version: int) -> pa.Array:
+                       version: int, head: state_bytes.Rows | None = None) -> pa.Array:
         """``_frames_arrow`` for states not packed yet (every one present): the frames are pieces around the
-        states' own and everything is packed in one pass of numpy over the bytes."""
+        states' own and everything is packed in one pass of numpy over the bytes. ``head``: what goes before each
+        entity's first tile (one row per entity; default its tile count and expire time, the upsert's ARGV)."""
         n = len(e)
-        keep_ms = (view.longest_window_us + view.hop_us) // 1000
-        starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]])
-        counts = np.diff(np.r_[starts, n])
-        end_ms = -(-(tile + 1) * (FANOUT ** lv * view.hop_us) // 1000)
-        exp = np.maximum.reduceat(end_ms, starts) + keep_ms
-        head = state_bytes.Rows(len(starts))  # per entity: its tile count and expire time as bulk strings
-        for v in (counts, exp):
-            head.const(b"$")
-            head.decimal(state_bytes.decimal_width(v))
-            head.const(b"\r\n")
-            head.decimal(v)
-            head.const(b"\r\n")
+        starts, counts, exp = _entity_runs(view, e, lv, tile)
+        if head is None:
+            head = state_bytes.Rows(len(starts))  # per entity: its tile count and expire time as bulk strings
+            for v in (counts, exp):
+                head.const(b"$")
+                head.decimal(state_bytes.decimal_width(v))
+                head.const(b"\r\n")
+                head.decimal(v)
+                head.const(b"\r\n")
         mat, lens = head.matrix()
         at = np.zeros((n, mat.shape[1]), np.uint8)
         at[starts] = mat
@@ -283,6 +335,42 @@ class RedisTiles:
         frame.extend(states)
         frame.const(b"\r\n")
         return frame.build()
+
+    def _staged(self, view, keys: pa.Table, e: np.ndarray, lv: np.ndarray, tile: np.ndarray,
+                states: state_bytes.Rows, version: int, out: list, staging: list) -> int:
+        """Tiles of entities that most likely have none stored (``TileBatch.fresh``): per ``KEYS_PER_CALL`` entities
+        one transaction: ``MULTI``, per entity ``HSET`` of its fields and ``~v`` into a staging hash named for this
+        write (random: a concurrent writer's is never mixed in), one ``TILE_CLAIM``, ``EXEC``. Queued, nothing runs
+        until ``EXEC`` arrives, so a writer dying mid-way leaves no staging hash (a claim that fails leaves them:
+        the caller drops them, by the names added to ``staging``). Returns the number of replies."""
+        n = len(e)
+        starts, counts, exp = _entity_runs(view, e, lv, tile)
+        entity = codec.entity_arrow(view, keys.take(pa.array(e[starts])))
+        key_head, tail = self.key_head(view.name), b"~w" + uuid.uuid4().hex[:16].encode()
+        staging.append(pc.binary_join_element_wise(pa.scalar(key_head, resp.BIN), entity.cast(resp.BIN),
+                                                   pa.scalar(b"}" + tail, resp.BIN), _EMPTY).to_pylist())
+        framed = resp.framed_keys(key_head, entity, tail)
+        ver = resp.bulk(b"%d" % version)
+        head = state_bytes.Rows(len(starts))  # HSET <staging hash> ~v <version>, the fields follow
+        head.const(b"*")
+        head.decimal(4 + 2 * counts)
+        head.const(b"\r\n$4\r\nHSET\r\n")
+        head.padded(*_padded(framed))
+        head.const(b"$2\r\n~v\r\n" + ver)
+        frames = resp.Slicer(self._frames_packed(view, e, lv, tile, states, version, head=head))
+        tmp, key = resp.Slicer(framed), resp.Slicer(resp.framed_keys(key_head, entity))
+        at = resp.Slicer(resp.bulk_numbers(exp))
+        claim = resp.evalsha_head(_SHA_CLAIM.encode())
+        tile_at = np.r_[starts, n].tolist()
+        replies = 0
+        for lo in range(0, len(starts), KEYS_PER_CALL):
+            hi = min(lo + KEYS_PER_CALL, len(starts))
+            k = hi - lo
+            out += [_MULTI, frames(tile_at[lo], tile_at[hi]),
+                    b"".join([claim % (4 + 3 * k), resp.bulk(b"%d" % (2 * k)), tmp(lo, hi), key(lo, hi), ver,
+                              at(lo, hi), _EXEC])]
+            replies += k + 3  # OK, k + 1 QUEUED, the EXEC's array
+        return replies
 
     def _calls(self, view, keys: pa.Table, e: np.ndarray, frames: pa.Array, version: int, out: list) -> int:
         """The EVALSHA calls of the tiles ``frames`` (sorted by entity ``e``, rows of ``keys``), their pieces added to
@@ -367,6 +455,30 @@ class RedisTiles:
         for i, vals in zip(live, replies):
             out[i] = {t: v[_VER:] for t, v in zip(tiles, vals) if v is not None and len(v) > _VER}
         return out
+
+
+def _padded(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A binary array as a byte matrix, each value left-aligned in its row, and the values' lengths."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(resp.BIN)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], np.int64, len(arr) + 1, arr.offset * 8)
+    lens = np.diff(offsets)
+    width = int(lens.max()) if len(arr) else 0
+    mat = np.zeros((len(arr), width), np.uint8)
+    mat[np.arange(width) < lens[:, None]] = np.frombuffer(bufs[2], np.uint8, int(offsets[-1] - offsets[0]),
+                                                          int(offsets[0]))
+    return mat, lens
+
+
+def _entity_runs(view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of tiles sorted by entity ``e``: each entity's first tile, its tile count and its hash's expire time (ms: its
+    newest tile's end, rounded up, plus the longest window and the hop)."""
+    starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]])
+    counts = np.diff(np.r_[starts, len(e)])
+    end_ms = -(-(tile + 1) * (FANOUT ** lv * view.hop_us) // 1000)  # tile_range's end, ms rounded up
+    return starts, counts, np.maximum.reduceat(end_ms, starts) + (view.longest_window_us + view.hop_us) // 1000
 
 
 def _unframe(body: bytes) -> list[bytes]:

@@ -16,19 +16,17 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import ConfigError
-from ..timeutil import UTC_US
 from ..online.base import to_us
 from . import partials, tile_states
 from .definition import AggregatedView
-from ..definitions import CREATED_TS, EVENT_TS, WRITE_BATCH, WRITE_ROW
-from . import tile_sql
-from .dirty import Dirty, TileBatch, entity_starts
+from .dirty import Dirty, TileBatch
+from .own_rows import Ahead, spans, written_rows
 from .tiles import FANOUT, level_count
 
 ENTITIES_PER_CHUNK = 2_000
+
 
 
 class TileScan(Protocol):
@@ -47,7 +45,7 @@ class TileScan(Protocol):
 
     # Optional: ``entities_per_chunk``, the chunk size that suits the engine (default ``ENTITIES_PER_CHUNK``);
     # ``count(where) -> (rows, rows matching where)`` of the snapshot (``tile_sql.count_sql``), cheap (metadata):
-    # lets a write whose rows are the whole history skip both queries (``_written_rows``).
+    # lets a write whose rows are the whole history skip both queries (``own_rows.written_rows``).
 
 
 def check_store(ctx, view: AggregatedView) -> None:
@@ -64,14 +62,24 @@ def check_store(ctx, view: AggregatedView) -> None:
 
 def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
             on_chunk: Callable[[int], None] | None = None, chunk: int | None = None,
-            rows: pa.Table | None = None) -> int:
+            rows: pa.Table | None = None, ahead: Ahead | None = None) -> int:
     """Recompute and write the tiles dirtied by the history rows matching ``where`` (SQL over the history's
     columns). Entities go in key order, ``chunk`` at a time (the first and last chunks written in parts,
-    ``_spans``), each part's write started before the part before is waited for; ``skip``: entities a resumed run
+    ``own_rows.spans``), each part's write started before the part before is waited for; ``skip``: entities a resumed run
     already wrote; ``on_chunk(entities done)`` after each part is written. ``files``: the snapshot's ``offline.base.HistoryFiles``
     (untyped here: the offline package imports this one). ``rows``: the rows matching ``where`` when the caller
     holds them (an ingest's batch, in the history's layout); used instead of the scans only when the snapshot holds
-    no other row (``_written_rows``). Returns the number of tiles written."""
+    no other row (``own_rows.written_rows``). ``ahead``: the same rows' tiles computed while their commit ran
+    (``own_rows.Ahead``), used only then too. Returns the number of tiles written."""
+    try:
+        return _refresh(ctx, view, files, where, skip, on_chunk, chunk, rows, ahead)
+    finally:
+        if ahead is not None:  # whether used or not, it computes nothing more
+            ahead.cancel()
+
+
+def _refresh(ctx, view: AggregatedView, files: Any, where: str, skip: int, on_chunk: Callable[[int], None] | None,
+             chunk: int | None, rows: pa.Table | None, ahead: Ahead | None) -> int:
     check_store(ctx, view)
     if files.version is None:
         return 0
@@ -81,13 +89,23 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
     pool = ThreadPoolExecutor(1, thread_name_prefix="skewless-tile-scan")
     fetching = None  # the scan of the next chunk's events, run while this one is computed and written
     try:
-        own = _written_rows(view, scan, where, rows)
-        dirty = Dirty(scan.touched(where) if own is None else own.touched, len(view.join_keys), view.hop_us, levels)
+        own = written_rows(view, scan, where, rows, ahead)
+        dirty, ready, now_us = None, {}, 0
+        if ahead is not None and own is not None:
+            dirty, ready, now_us = ahead.take(own)
+            if dirty is not None:  # no scans on this path: its parts are the ones computed ahead
+                chunk = ahead.chunk
+        elif ahead is not None:  # the events are scanned; the tiles they fill are the batch's own
+            dirty = ahead.batch_dirty()
+        if dirty is None:
+            dirty = Dirty(scan.touched(where) if own is None else own.touched, len(view.join_keys), view.hop_us,
+                          levels)
+        if not now_us:
+            now_us = to_us(ctx.now())
         specs = partials.ColumnSpecs(view)
         vectorised = tile_states.supported(specs)  # else per event in Python (string columns...)
         written = 0
-        now_us = to_us(ctx.now())
-        groups = _spans(skip, len(dirty), chunk)
+        groups = spans(skip, len(dirty), chunk)
 
         def events(k: int) -> pa.Table:  # one query at a time on the scan's session: this thread, in turn
             lo, hi = groups[k][0][0], groups[k][-1][1]
@@ -104,10 +122,12 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
                     table = events_k if len(group) == 1 else _entities(events_k, lo, hi)
                     part = dirty.span(lo, hi)
                     e, lv, tile = dirty.e[part], dirty.lv[part], dirty.tile[part]
-                    if vectorised:
+                    batch = ready.pop((lo, hi), None)  # computed ahead, while the commit ran
+                    if batch is None and vectorised:
                         batch = tile_states.encoded_states(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
-                    else:
+                    elif batch is None:
                         batch = _batch(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
+                    batch.fresh = own is not None
                     # started before the chunk before is waited for: the store's server goes on to this chunk
                     # without waiting for the client, and works while the next one is computed
                     pending.append((ctx.online.start_write_tiles(view, batch, files.version), hi))
@@ -128,34 +148,10 @@ def refresh(ctx, view: AggregatedView, files: Any, where: str, *, skip: int = 0,
         scan.close()
 
 
-def _spans(lo: int, n: int, chunk: int) -> list[list[tuple[int, int]]]:
-    """Entities ``lo .. n - 1`` in chunks of ``chunk`` entities (one events scan each), each a list of the spans
-    written one by one. The first and last chunks are written in parts: the store's server writes a part while the
-    client computes the next, so it waits for the client's first part before it starts and has the last part
-    alone to write once the client is done; quarters instead of whole chunks shorten both."""
-    out = [[(a, min(a + chunk, n))] for a in range(lo, n, chunk)]
-    if len(out) > 1:
-        out[0] = _parts(*out[0][0], chunk, first=True)
-    if out:
-        out[-1] = _parts(*out[-1][0], chunk, first=False)
-    return out
-
-
-def _parts(lo: int, hi: int, chunk: int, first: bool) -> list[tuple[int, int]]:
-    """``lo .. hi - 1`` as growing (``first``) or shrinking parts, halving down to a quarter of ``chunk``."""
-    sizes, left = [], hi - lo
-    while left > max(chunk // 4, 1):
-        sizes.append(-(-left // 2))
-        left -= sizes[-1]
-    if left:
-        sizes.append(left)
-    if first:
-        sizes.reverse()
-    out = []
-    for size in sizes:
-        out.append((lo, lo + size))
-        lo += size
-    return out
+def start_ahead(ctx, view: AggregatedView, rows: pa.Table) -> Ahead | None:
+    """An ingest's tiles computed while its offline commit runs, if they may be its rows' own
+    (``own_rows.Ahead``): hand it to ``refresh``, or ``cancel`` it if the commit fails."""
+    return Ahead.start(ctx, view, rows, ENTITIES_PER_CHUNK)
 
 
 def _entities(events: pa.Table, lo: int, hi: int) -> pa.Table:
@@ -171,48 +167,6 @@ def _finish(pending: list, on_chunk: Callable[[int], None] | None) -> int:
     if on_chunk is not None:
         on_chunk(done)
     return n
-
-
-class _Written:
-    """A write's rows as ``TileScan`` would answer for them when they are the whole history: ``touched`` (join keys,
-    ``__ev``; sorted) and the events of entities ``lo .. hi - 1`` (``events_of``), entities numbered as ``Dirty``
-    numbers them (the same sort)."""
-
-    def __init__(self, view: AggregatedView, rows: pa.Table):
-        keys = list(view.join_keys)
-        specs = partials.ColumnSpecs(view)
-        us = {c: pc.cast(rows.column(c), pa.int64()) for c in (EVENT_TS, CREATED_TS)}  # timestamp[us]: its µs
-        t = pa.table({**{k: rows.column(k) for k in keys}, "__ev": us[EVENT_TS], "__cr": us[CREATED_TS],
-                      "__wb": rows.column(WRITE_BATCH), "__wr": rows.column(WRITE_ROW),
-                      **{"v_" + c: rows.column(c) for c in specs.names}})
-        # tile_sql's orders: join keys then the ordering key (event, created, batch, row)
-        t = t.take(pc.sort_indices(t, [(c, "ascending") for c in (*keys, "__ev", "__cr", "__wb", "__wr")]))
-        self.touched = t.select([*keys, "__ev"]).cast(tile_sql.touched_schema(view))
-        self.entity = np.cumsum(entity_starts(t, len(keys))) - 1
-        self.events = pa.table([pa.array(self.entity, pa.int64()), *t.columns[len(keys):]],
-                               schema=tile_sql.events_schema(view))
-
-    def events_of(self, lo: int, hi: int) -> pa.Table:
-        a, b = np.searchsorted(self.entity, [lo, hi])
-        return self.events.slice(int(a), int(b - a))
-
-
-def _written_rows(view: AggregatedView, scan: TileScan, where: str, rows: pa.Table | None) -> _Written | None:
-    """``rows`` as the scans' answers, when they are provably all the history holds: the snapshot's row count and
-    its count of rows matching ``where`` both equal theirs (``count``), so every tile they dirty holds exactly their
-    events. Not for views with an ``event_id`` (which version of an event counts depends on every version), nor
-    null join keys (no entity), nor engines without ``count``. Else None: the scans run."""
-    if rows is None or view.event_id is not None or not hasattr(scan, "count") or not rows.num_rows:
-        return None
-    if any(rows.column(k).null_count for k in view.join_keys):
-        return None
-    dt = {f.name: f.dtype for f in view.schema}
-    if any(rows.schema.field(c).type != UTC_US for c in (EVENT_TS, CREATED_TS)) or \
-            any(rows.schema.field(c).type != dt[c].arrow for c in partials.ColumnSpecs(view).names):
-        return None  # not the history's layout: µs timestamps, the declared types
-    if scan.count(where) != (rows.num_rows, rows.num_rows):
-        return None
-    return _Written(view, rows)
 
 
 def _ranges(view: AggregatedView, dirty: Dirty, part: slice, levels: int) -> pa.Table:

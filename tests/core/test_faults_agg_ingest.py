@@ -89,7 +89,7 @@ def test_kill_during_aggregated_ingest_then_rerun_gives_one_clean_run(tmp_path, 
     repo.check(list(range(CARDS + 1)), [NOW])  # and one clean run is the oracle's
 
 
-def redis_run(tmp_path: Path, redis_url: str, name: str, kill_at: str | None = None):
+def redis_run(tmp_path: Path, redis_url: str, name: str, kill_at: str | None = None, view=None):
     """A repo whose online store is Redis, the child's ingest run into it (killed at ``kill_at``), its events 40
     days back from today (``agg_online.T0``: Redis expires tiles no window reads any more)."""
     import uuid
@@ -99,7 +99,7 @@ def redis_run(tmp_path: Path, redis_url: str, name: str, kill_at: str | None = N
     from skewless.adapters.redis.store import from_url
 
     prefix = "kill" + uuid.uuid4().hex[:12]
-    repo = AggRepo(tmp_path / name, from_url(redis_url, None, {"key_prefix": prefix}), clock=None)
+    repo = AggRepo(tmp_path / name, from_url(redis_url, None, {"key_prefix": prefix}), view=view, clock=None)
     run_child(repo.fs.repo_path, "b-1", kill_at=kill_at, redis=(redis_url, prefix, RECENT))
     return repo, (redis_url, prefix, RECENT), RECENT + timedelta(minutes=37 * N)
 
@@ -161,3 +161,55 @@ def test_kill_during_a_tile_backfill_then_rerun_resumes_to_one_clean_run(tmp_pat
     assert state["done"] and state["rows_done"] == CARDS  # entities, resumed after the last checkpoint
     for t, want in clean.items():
         assert same(online_values(repo, t), want)
+
+
+@pytest.fixture(scope="module")
+def clean_numeric(tmp_path_factory) -> dict:
+    from tests.core.test_agg_ingest_own_rows import numeric_view
+
+    repo = AggRepo(tmp_path_factory.mktemp("clean") / "repo", None, view=numeric_view(), clock=None)
+    run_child(repo.fs.repo_path)
+    return {t: online_values(repo, t) for t in (NOW, NOW + timedelta(days=3))}
+
+
+@pytest.mark.parametrize("point", ["ingest.before_offline_commit", "ingest.online_push_chunk:2"])
+def test_kill_during_a_first_ingest_with_tiles_computed_ahead_then_rerun_gives_one_clean_run(
+        tmp_path, clean_numeric, point):
+    """A view without event ids and string outputs: the first ingest computes its tiles while it commits
+    (``own_rows.Ahead``). Killed while that thread runs, or with parts of them written, the rerun gives exactly the
+    values of one clean run, the oracle's."""
+    from tests.core.test_agg_ingest_own_rows import numeric_view
+
+    repo = AggRepo(tmp_path / "repo", None, view=numeric_view(), clock=None)
+    run_child(repo.fs.repo_path, "b-1", kill_at=point)
+    run_child(repo.fs.repo_path, "b-1")
+    assert len(repo.history()) == N
+    for t, want in clean_numeric.items():
+        assert same(online_values(repo, t), want)
+    repo.check(list(range(CARDS + 1)), [NOW])
+
+
+@pytest.mark.parametrize("point", ["ingest.online_push_chunk:2", "ingest.online_push_chunk:4"])
+def test_kill_during_a_staged_first_push_into_redis_then_rerun_gives_one_clean_run(tmp_path, redis_url, point):
+    """A first ingest into an empty history of a view without event ids: its tiles go through staging hashes and
+    claims (``RedisTiles._staged``), chunks in flight when killed. The rerun (rows committed: the script path)
+    gives exactly the values of one clean run; no staging hash is left (a transaction without its EXEC is
+    discarded)."""
+    from tests.core.test_agg_ingest_own_rows import numeric_view
+
+    clean, _, now = redis_run(tmp_path, redis_url, "clean", view=numeric_view())
+    repo, redis, _ = redis_run(tmp_path, redis_url, "killed", kill_at=point, view=numeric_view())
+    nows = (now, now + timedelta(days=3))
+    want = {t: online_values(clean, t) for t in nows}
+    assert not same(online_values(repo, now), want[now])
+    run_child(repo.fs.repo_path, "b-1", redis=redis)
+    assert len(repo.history()) == N
+    for t in nows:
+        assert same(online_values(repo, t), want[t])
+    repo.check(list(range(CARDS + 1)), [now])
+    client = repo.fs.online.client
+    for r in (clean, repo):
+        assert not list(client.scan_iter(match=f"{r.fs.online.key_head('txn').decode()}*~w*", count=10_000))
+    for r in (clean, repo):
+        r.fs.online.drop_view("txn")
+        r.fs.online.close()
