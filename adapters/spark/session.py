@@ -97,9 +97,10 @@ def _local(master: str) -> bool:
 # The driver JVM's JIT in local mode, where that JVM is the whole of Spark and lives as long as one Python process:
 # C1 only. Java's default (tiered: C1, then C2 for hot code) spends more CPU compiling in a fresh process's first
 # minute than Spark spends on the rows of a training set of 100k entity rows (bench/spark_bench.py: the C2 compiler
-# thread alone took ~7 s of ~22 s of JVM CPU on 2 cores, and the first call took 1.5-2x as long); C1's code was as
-# fast on this engine's queries up to 10M entity rows (docs/engines/spark.md, "first call"). ``jit: full`` restores
-# Java's default, e.g. for a long-lived local session; under spark-submit or on a cluster's executors nothing changes.
+# thread alone took ~7 s of ~22 s of JVM CPU on 2 cores; first call, median 13.0 s against 9.3 s with C1); C1's code
+# was as fast on this engine's queries up to 10M entity rows (docs/engines/spark.md, "A process's first call").
+# ``jit: full`` restores Java's default, e.g. for a long-lived local session; under spark-submit or on a cluster's
+# executors nothing changes.
 QUICK_JIT = ["-XX:TieredStopAtLevel=1"]
 # spark-submit first runs a small Java program (org.apache.spark.launcher.Main) that only prints the driver's command
 # line: a JVM that needs neither C2 nor a parallel collector (~0.1-0.2 s less). An existing setting is kept.
