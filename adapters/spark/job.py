@@ -36,6 +36,20 @@ from .session import stream_parts, unique_name
 from .spark_sql import SparkSkewless
 
 
+def read_own_parquet(spark, path: str):
+    """A Parquet file written here, as a Spark DataFrame with its schema given: Spark would otherwise run a job to
+    read the footer and infer it (in a fresh process, ~0.3-1 s of the first call for cold code); the file's own
+    Arrow schema maps to what Spark infers (tests/adapters/spark/test_spark_engine.py checks every key type)."""
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    try:
+        schema = from_arrow_schema(pq.read_schema(path), prefer_timestamp_ntz=True)
+    except TypeError:  # a type pyspark does not map from Arrow (e.g. unsigned integers): Spark infers it
+        return spark.read.parquet(path)
+    return spark.read.schema(schema).parquet(path)
+
+
 def _bq(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
@@ -74,7 +88,7 @@ class SparkJob:
             path = os.path.join(folder, "entity-narrow.parquet")
             select = ", ".join(q(c) for c in (ENTITY_ROW, timestamp_column, *keys))
             run_duckdb(lambda: con.execute(f"COPY (SELECT {select} FROM {relation}) TO '{path}' (FORMAT parquet)"))
-            engine.spark.read.parquet(path).createOrReplaceTempView(narrow)
+            read_own_parquet(engine.spark, path).createOrReplaceTempView(narrow)
             views.append(narrow)
             taken, plain, parts, order = set(cols), [], [], []
             tie_levels = {n: f.tie_level for n, f in files.items()}
@@ -148,7 +162,7 @@ class SparkJob:
             run_duckdb(lambda: self._con.execute(
                 f"COPY (SELECT {cols} FROM {self._relation}) TO '{path}' (FORMAT parquet)"))
             name = unique_name("entity_wide")
-            self._engine.spark.read.parquet(path).createOrReplaceTempView(name)
+            read_own_parquet(self._engine.spark, path).createOrReplaceTempView(name)
             self._views.append(name)
             self._wide = name
         return self._wide

@@ -8,6 +8,7 @@ a job group of its own, so ``interrupt()`` from another thread cancels exactly i
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -37,11 +38,12 @@ class SparkSettings:
     driver_memory: str | None = None
     conf: dict = field(default_factory=dict)  # any further Spark setting, as given
     class_data_sharing: bool = True  # the driver JVM's class archive (cds.py)
+    jit: str | None = None  # the driver JVM's JIT: "quick" (C1 only) | "full" (tiered); None: quick in local mode
     materialize_writes: str | None = None  # "workers" | "driver"; None: workers when the online store accepts it
     materialize_partitions: int | None = None  # parts of a materialize job written by workers (None: 2 x cores)
 
     KNOWN = ("master", "shuffle_partitions", "driver_memory", "conf", "memory_limit", "threads", "class_data_sharing",
-             "materialize_writes", "materialize_partitions")
+             "jit", "materialize_writes", "materialize_partitions")
 
     @classmethod
     def from_options(cls, options: dict) -> "SparkSettings":
@@ -55,12 +57,19 @@ class SparkSettings:
         cds = options.get("class_data_sharing", True)
         if not isinstance(cds, bool):
             raise ConfigError("spark engine option class_data_sharing must be true or false")
+        jit = options.get("jit")
+        if jit not in (None, "quick", "full"):
+            raise ConfigError(f"spark engine option jit must be quick or full, not {jit!r}")
         writes = options.get("materialize_writes")
         if writes not in (None, "workers", "driver"):
             raise ConfigError(f"spark engine option materialize_writes must be workers or driver, not {writes!r}")
         return cls(str(options.get("master", cls.master)), partitions, options.get("driver_memory"),
-                   {str(k): str(v) for k, v in conf.items()}, cds, writes,
+                   {str(k): str(v) for k, v in conf.items()}, cds, jit, writes,
                    _count(options, "materialize_partitions", None))
+
+    def quick_jit(self) -> bool:
+        """Whether the driver JVM skewless starts compiles with C1 only (see ``QUICK_JIT``)."""
+        return self.jit == "quick" if self.jit is not None else _local(self.master)
 
 
 def _count(options: dict, name: str, default: int | None) -> int | None:
@@ -78,6 +87,37 @@ def _java() -> str | None:
     if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
         return os.path.join(home, "bin", "java")
     return shutil.which("java")
+
+
+def _local(master: str) -> bool:
+    """Whether ``master`` runs Spark inside the driver JVM: ``local``, ``local[N]``, ``local[*]``, ``local[N,F]``."""
+    return master == "local" or master.startswith("local[")
+
+
+# The driver JVM's JIT in local mode, where that JVM is the whole of Spark and lives as long as one Python process:
+# C1 only. Java's default (tiered: C1, then C2 for hot code) spends more CPU compiling in a fresh process's first
+# minute than Spark spends on the rows of a training set of 100k entity rows (bench/spark_bench.py: the C2 compiler
+# thread alone took ~7 s of ~22 s of JVM CPU on 2 cores; first call, median 13.0 s against 9.3 s with C1); C1's code
+# was as fast on this engine's queries up to 10M entity rows (docs/engines/spark.md, "A process's first call").
+# ``jit: full`` restores Java's default, e.g. for a long-lived local session; under spark-submit or on a cluster's
+# executors nothing changes.
+QUICK_JIT = ["-XX:TieredStopAtLevel=1"]
+# spark-submit first runs a small Java program (org.apache.spark.launcher.Main) that only prints the driver's command
+# line: a JVM that needs neither C2 nor a parallel collector (~0.1-0.2 s less). An existing setting is kept.
+LAUNCHER_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
+@contextlib.contextmanager
+def _launcher_options():
+    """``SPARK_LAUNCHER_OPTS`` (read by pyspark's bin/spark-class) for the launch only, unless the user set it."""
+    if "SPARK_LAUNCHER_OPTS" in os.environ:
+        yield
+        return
+    os.environ["SPARK_LAUNCHER_OPTS"] = LAUNCHER_OPTS
+    try:
+        yield
+    finally:
+        os.environ.pop("SPARK_LAUNCHER_OPTS", None)
 
 
 def session(settings: SparkSettings):
@@ -110,19 +150,24 @@ def session(settings: SparkSettings):
             **({"spark.driver.memory": settings.driver_memory} if settings.driver_memory else {}),
             **settings.conf,
         }
-        cds_plan = None
-        if settings.class_data_sharing and not os.environ.get("PYSPARK_GATEWAY_PORT"):  # we start the JVM
+        cds_plan, options = None, []
+        starts_jvm = not os.environ.get("PYSPARK_GATEWAY_PORT")  # not under spark-submit: we start the JVM
+        if starts_jvm and settings.class_data_sharing:
             from . import cds
 
             cds_plan = cds.plan(_java())
-            if cds_plan.options:
-                conf["spark.driver.extraJavaOptions"] = " ".join(
-                    [*cds_plan.options, conf.get("spark.driver.extraJavaOptions", "")]).strip()
+            options += cds_plan.options
+        if starts_jvm and settings.quick_jit():
+            options += QUICK_JIT
+        if options:  # the user's own options last: for the JVM, a later flag wins
+            conf["spark.driver.extraJavaOptions"] = " ".join(
+                [*options, conf.get("spark.driver.extraJavaOptions", "")]).strip()
         builder = SparkSession.builder.master(settings.master).appName("skewless")
         for k, v in conf.items():
             builder = builder.config(k, v)
         try:
-            _SESSION = builder.getOrCreate()
+            with _launcher_options():
+                _SESSION = builder.getOrCreate()
         except Exception as exc:  # noqa: BLE001 - the JVM did not start: say why, typed
             raise EngineError(f"the spark engine could not start Spark ({str(exc).splitlines()[0][:300]})") from exc
         if cds_plan is not None and cds_plan.writing is not None:

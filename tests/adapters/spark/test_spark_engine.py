@@ -177,3 +177,27 @@ def test_labels_alone_stay_spark_output_and_a_split_refuses_to_spark(tmp_path):
     with pytest.raises(EngineError, match="finished in Arrow"):
         split.to_spark()
     assert split.to_pandas()["split"].tolist() == ["train", "test"]
+
+
+def test_parquet_written_here_is_read_with_the_schema_spark_would_infer(tmp_path):
+    """The entity files the engine writes (DuckDB's Parquet) are read with their schema given, which must be what
+    Spark infers, type by type, with the same rows; a type pyspark cannot map from Arrow falls back to inference."""
+    import duckdb
+
+    from skewless.adapters.spark.job import read_own_parquet
+    from skewless.adapters.spark.session import SparkSettings, session
+
+    spark = session(SparkSettings.from_options(SPARK_OPTIONS))
+    path = str(tmp_path / "e.parquet")
+    duckdb.sql("""COPY (SELECT i::BIGINT AS _skewless_entity_row, TIMESTAMPTZ '2024-01-01 00:00:00+00' + i * INTERVAL 1
+               SECOND AS event_timestamp, i::INTEGER AS k32, i::SMALLINT AS k16, i::TINYINT AS k8, 'k' || i AS ks,
+               ('b' || i)::BLOB AS kb, i % 2 = 0 AS flag, i / 3 AS d, (i / 3)::FLOAT AS f, DATE '2024-01-01' + i::INTEGER AS day,
+               TIMESTAMP '2024-01-01 00:00:00' + i * INTERVAL 1 MINUTE AS naive, (i / 7)::DECIMAL(18, 3) AS dec,
+               (i / 7)::DECIMAL(38, 10) AS wide, [i, i + 1] AS xs, {'a': i, 'b': 'x'} AS st,
+               CASE WHEN i % 5 = 0 THEN NULL ELSE i END AS maybe FROM range(50) t(i)) TO 'PATH' (FORMAT parquet)""".replace("PATH", path))
+    got, inferred = read_own_parquet(spark, path), spark.read.parquet(path)
+    assert got.schema == inferred.schema
+    assert got.collect() == inferred.collect()
+    unsigned = str(tmp_path / "u.parquet")
+    duckdb.sql(f"COPY (SELECT i::UINTEGER AS u FROM range(3) t(i)) TO '{unsigned}' (FORMAT parquet)")
+    assert read_own_parquet(spark, unsigned).schema == spark.read.parquet(unsigned).schema
