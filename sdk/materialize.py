@@ -154,7 +154,6 @@ def _own_winners(view: FeatureView, rows: pa.Table, now: datetime) -> pa.Table |
     return rows.select([*keys, *ORDER, *view.feature_names])
 
 
-
 def push_batch(ctx, view: FeatureView, rows: pa.Table | None, batch: int, version: int | None = None,
                point: str = "ingest.online_push_chunk", ahead: maintain.Ahead | None = None) -> int:
     """The online part of an ingest of write ``batch`` (its rows, when in memory): the newest values of a plain

@@ -149,6 +149,7 @@ class RedisTiles:
     ``exchange``, ``key_head``, ``cluster``)."""
 
     supports_tiles = True
+    _claim_loaded = False  # TILE_CLAIM loaded on this store's server (once per store: not a NOSCRIPT per chunk)
 
     @property
     def tiles_in_exhash(self) -> bool:
@@ -192,9 +193,9 @@ class RedisTiles:
             return lambda: n
         staged = tiles.fresh
         try:
-            if staged and not self.__dict__.get("_claim_loaded"):  # once per store: not a NOSCRIPT per chunk
+            if staged and not self._claim_loaded:
                 self.client.script_load(TILE_CLAIM)
-                self.__dict__["_claim_loaded"] = True
+                self._claim_loaded = True
             packed, ncalls, staging = self._frame_batch(view, tiles, version, staged=staged)
             ticket = self._tile_streams().get().send(packed)
         except (RedisError, OSError):  # no stream (cannot connect): the synchronous path retries and raises typed
@@ -210,7 +211,9 @@ class RedisTiles:
                 if any(str(x).startswith("NOSCRIPT") for x in errors or ()):  # both, for the chunks after this one
                     self.call("script load", lambda: [self.client.script_load(x) for x in (TILE_UPSERT, TILE_CLAIM)])
                 n = self.write_tiles(view, tiles, version)  # (every field through TILE_UPSERT)
-                for names in staging:  # what a transaction whose claim failed staged (names of this write only)
+                for head, entity, tail in staging:  # what a transaction whose claim failed staged (this write's)
+                    names = pc.binary_join_element_wise(pa.scalar(head, resp.BIN), entity.cast(resp.BIN),
+                                                        pa.scalar(b"}" + tail, resp.BIN), _EMPTY).to_pylist()
                     self.call("drop staging hashes", lambda names=names: self.client.delete(*names))
                 return n
             return len(tiles)
@@ -255,13 +258,13 @@ class RedisTiles:
                           len(pre) + len(items) * (3 if exhash else 2)))
         return calls
 
-    def _frame_batch(self, view, b: TileBatch, version: int, staged: bool = False) -> tuple[list, int]:
+    def _frame_batch(self, view, b: TileBatch, version: int, staged: bool = False) -> tuple[list, int, list]:
         """The EVALSHA calls of a batch, part by part (``TileBatch.parts``), ``KEYS_PER_CALL`` entities each, framed
         as RESP with numpy and Arrow (no Python object per tile): the buffers to send in turn (the tiles' frames
         as views of one buffer per part, never joined) and the number of calls (replies). An entity with
         tiles in two parts is in two calls; each keeps the newest version per field, so that is one write.
         ``staged``: parts of packable states go through staging hashes and ``TILE_CLAIM`` (``_staged``); the
-        third value lists their names, per part."""
+        third value says how to name them, per part."""
         out, ncalls, staging = [], 0, []
         for e, lv, tile, states in b.parts:
             if staged and isinstance(states, state_bytes.Rows) and states.packable:
@@ -342,13 +345,12 @@ class RedisTiles:
         one transaction: ``MULTI``, per entity ``HSET`` of its fields and ``~v`` into a staging hash named for this
         write (random: a concurrent writer's is never mixed in), one ``TILE_CLAIM``, ``EXEC``. Queued, nothing runs
         until ``EXEC`` arrives, so a writer dying mid-way leaves no staging hash (a claim that fails leaves them:
-        the caller drops them, by the names added to ``staging``). Returns the number of replies."""
+        the caller drops them, by the (key head, entities, suffix) added to ``staging``). Returns the number of replies."""
         n = len(e)
         starts, counts, exp = _entity_runs(view, e, lv, tile)
         entity = codec.entity_arrow(view, keys.take(pa.array(e[starts])))
         key_head, tail = self.key_head(view.name), b"~w" + uuid.uuid4().hex[:16].encode()
-        staging.append(pc.binary_join_element_wise(pa.scalar(key_head, resp.BIN), entity.cast(resp.BIN),
-                                                   pa.scalar(b"}" + tail, resp.BIN), _EMPTY).to_pylist())
+        staging.append((key_head, entity, tail))  # the staging hashes' names, made only if they must be dropped
         framed = resp.framed_keys(key_head, entity, tail)
         ver = resp.bulk(b"%d" % version)
         head = state_bytes.Rows(len(starts))  # HSET <staging hash> ~v <version>, the fields follow

@@ -28,7 +28,6 @@ from .tiles import FANOUT, level_count
 ENTITIES_PER_CHUNK = 2_000
 
 
-
 class TileScan(Protocol):
     """What an engine's ``tile_scan(view, files)`` returns: the two queries of ``tile_sql`` over one history snapshot,
     run where the engine computes (DuckDB here, MaxCompute in its warehouse), answered as Arrow. The partials are then
