@@ -236,20 +236,23 @@ class RedisTiles:
                 head.const(b"\r\n")
                 head.decimal(v)
                 head.const(b"\r\n")
-        mat, lens = head.matrix()
-        at = np.zeros((n, mat.shape[1]), np.uint8)
-        at[starts] = mat
-        width = np.zeros(n, np.int64)
-        width[starts] = lens
+        first = np.full(n, len(starts), np.int64)  # the entity's head before its first tile, else nothing
+        first[starts] = np.arange(len(starts))
         frame = state_bytes.Rows(n)
-        frame.padded(at, width)  # the entity's head before its first tile
-        frame.const(b"$")
-        frame.decimal(state_bytes.decimal_width(lv) + 1 + state_bytes.decimal_width(tile))
-        frame.const(b"\r\n")
-        frame.decimal(lv)  # the field: field(lv, tile)
-        frame.const(b":")
-        frame.decimal(tile)
-        frame.const(b"\r\n$")
+        # (an Arrow piece, joined row by row: a padded column of the heads would make every row as wide as one)
+        frame.pieces.append(pa.concat_arrays([head.build(), pa.array([b""], state_bytes.BIN)]).take(pa.array(first)))
+        names = _field_frames(lv, tile)
+        if names is not None:  # "$<len>\r\n<level>:<tile>\r\n" of each distinct tile spelled once, gathered
+            frame.padded(*names)
+            frame.const(b"$")
+        else:
+            frame.const(b"$")
+            frame.decimal(state_bytes.decimal_width(lv) + 1 + state_bytes.decimal_width(tile))
+            frame.const(b"\r\n")
+            frame.decimal(lv)  # the field: field(lv, tile)
+            frame.const(b":")
+            frame.decimal(tile)
+            frame.const(b"\r\n$")
         frame.decimal(states.lengths() + _VER)
         frame.const(b"\r\n%0*d" % (_VER, version))
         frame.extend(states)
@@ -391,6 +394,30 @@ def _padded(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     mat[np.arange(width) < lens[:, None]] = np.frombuffer(bufs[2], np.uint8, int(offsets[-1] - offsets[0]),
                                                           int(offsets[0]))
     return mat, lens
+
+
+def _field_frames(lv: np.ndarray, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per tile, its field as a RESP bulk string (``$<len>\r\n<level>:<tile>\r\n``), as a padded byte matrix and
+    lengths: each distinct (level, tile) spelled once by Python and gathered, as a level's tiles span a narrow range
+    (a write's recent hours). None when they do not (few tiles, or spread over a wide range)."""
+    n = len(lv)
+    if n < 256 or int(lv.min()) < 0:
+        return None
+    levels = int(lv.max()) + 1
+    lo, hi = np.zeros(levels, np.int64), np.full(levels, -1, np.int64)
+    for j in range(levels):
+        mine = tile[lv == j]
+        if len(mine):
+            lo[j], hi[j] = mine.min(), mine.max()
+    sizes = hi - lo + 1
+    if int(sizes.sum()) > n // 16:
+        return None
+    base = np.cumsum(sizes) - sizes
+    names = [b"$%d\r\n%b\r\n" % (len(f), f) for j in range(levels) for f in
+             (b"%d:%d" % (j, t) for t in range(int(lo[j]), int(hi[j]) + 1))]
+    mat, lens = _padded(pa.array(names, resp.BIN))
+    code = base[lv] + (tile - lo[lv])
+    return mat[code], lens[code]
 
 
 def _entity_runs(view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

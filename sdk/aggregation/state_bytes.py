@@ -158,11 +158,11 @@ class Rows:
                 run.append(p)
                 continue
             if run:
-                parts.append(_pack(run, self.n))
+                parts += _pack(run, self.n)
                 run = []
             parts.append(p)
         if run:
-            parts.append(_pack(run, self.n))
+            parts += _pack(run, self.n)
         if len(parts) == 1:
             return parts[0]
         return pc.binary_join_element_wise(*parts, pa.scalar(b"", BIN))
@@ -200,17 +200,16 @@ _SPLIT_TAIL = 32  # bytes of fixed pieces after the last varying one that are pa
 _BLOCK = 4096  # rows packed at a time: the block's matrix stays in cache while every piece is written into it
 
 
-def _pack(pieces: list, n: int) -> pa.Array:
-    """Matrix pieces side by side, each row cut to its pieces' lengths, as one binary array. The pieces after the
-    last one of varying length are packed apart, without a mask (a fixed width), and joined to the rest row by
-    row by Arrow: cutting rows to their lengths is a byte-wise compress whose cost grows with the width it runs
-    over, and the varying pieces (a frame's head) come first and are narrow."""
+def _pack(pieces: list, n: int) -> list[pa.Array]:
+    """Matrix pieces side by side, each row cut to its pieces' lengths, as binary arrays to be joined row by row
+    (``build`` joins every part with Arrow at once). The pieces after the last one of varying length are packed
+    apart, without a mask (a fixed width): cutting rows to their lengths is a byte-wise compress whose cost grows
+    with the width it runs over, and the varying pieces (a frame's head) come first and are narrow."""
     last = max((i for i, (_, ln) in enumerate(pieces) if ln is not None), default=-1)
     tail = sum(m.shape[1] for m, _ in pieces[last + 1:])
     if last < 0 or tail < _SPLIT_TAIL:
-        return _pack_block(pieces, n)
-    return pc.binary_join_element_wise(_pack_block(pieces[:last + 1], n), _pack_block(pieces[last + 1:], n),
-                                       pa.scalar(b"", BIN))
+        return [_pack_block(pieces, n)]
+    return [_pack_block(pieces[:last + 1], n), _pack_block(pieces[last + 1:], n)]
 
 
 def _pack_block(pieces: list, n: int) -> pa.Array:
