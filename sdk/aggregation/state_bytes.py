@@ -103,7 +103,7 @@ class Rows:
         if small.all():  # TYPE_INT only: a narrower matrix
             mat = np.empty((self.n, 5), np.uint8)
             mat[:, 0] = ord("i")
-            mat[:, 1:] = v.astype("<i4").view(np.uint8).reshape(-1, 4)
+            _copy_rows(mat[:, 1:], v.astype("<i4").view(np.uint8).reshape(-1, 4))
             self._opt(mat, None, has)
             return
         neg = v < 0
@@ -115,7 +115,7 @@ class Rows:
                 mat = np.empty((self.n, 5 + 2 * hi), np.uint8)
                 mat[:, :5] = np.frombuffer(b"l" + hi.to_bytes(4, "little"), np.uint8)
                 digits = (mag[:, None] >> _DIGIT_SHIFTS[:hi]) & np.uint64(0x7FFF)
-                mat[:, 5:] = digits.astype("<u2").view(np.uint8).reshape(-1, 2 * hi)
+                _copy_rows(mat[:, 5:], digits.astype("<u2").view(np.uint8).reshape(-1, 2 * hi))
                 self._opt(mat, None, has)
                 return
         ndig = np.searchsorted(_DIGIT_TOPS, mag, side="right") + 1  # 15-bit digits (ints here are >= 2**31)
@@ -132,7 +132,7 @@ class Rows:
         """float64 values (marshal's binary float); None where ``has`` is False."""
         mat = np.empty((self.n, 9), np.uint8)
         mat[:, 0] = ord("g")
-        mat[:, 1:] = v.astype("<f8").view(np.uint8).reshape(-1, 8)
+        _copy_rows(mat[:, 1:], v.astype("<f8").view(np.uint8).reshape(-1, 8))
         self._opt(mat, None, has)
 
     def bools(self, b: np.ndarray) -> None:
@@ -166,6 +166,16 @@ class Rows:
         if len(parts) == 1:
             return parts[0]
         return pc.binary_join_element_wise(*parts, pa.scalar(b"", BIN))
+
+
+def _copy_rows(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[:] = src`` for byte matrices whose rows are contiguous: one item of the row's width per row (a void
+    view), not byte by byte (``dst``'s rows are a column range of a wider matrix, so numpy would copy bytes)."""
+    w = src.shape[1]
+    if w and len(src) and dst.strides[1] == 1 and src.strides[1] == 1:
+        dst.view(f"V{w}")[:, 0] = src.view(f"V{w}")[:, 0]
+    else:
+        dst[:] = src
 
 
 def _magnitude(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
