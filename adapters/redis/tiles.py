@@ -236,11 +236,17 @@ class RedisTiles:
                 head.const(b"\r\n")
                 head.decimal(v)
                 head.const(b"\r\n")
-        first = np.full(n, len(starts), np.int64)  # the entity's head before its first tile, else nothing
-        first[starts] = np.arange(len(starts))
         frame = state_bytes.Rows(n)
-        # (an Arrow piece, joined row by row: a padded column of the heads would make every row as wide as one)
-        frame.pieces.append(pa.concat_arrays([head.build(), pa.array([b""], state_bytes.BIN)]).take(pa.array(first)))
+        # the entity's head before its first tile, else nothing: an Arrow piece joined row by row (a padded column
+        # would make every row as wide as a head), the heads' own bytes under offsets that stand still between them
+        heads = head.build()
+        lens = np.zeros(n, np.int64)
+        lens[starts] = np.diff(np.frombuffer(heads.buffers()[1], np.int64, len(heads) + 1, heads.offset))
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        offsets += np.frombuffer(heads.buffers()[1], np.int64, 1, heads.offset)[0]
+        frame.pieces.append(pa.Array.from_buffers(state_bytes.BIN, n, [None, pa.py_buffer(offsets),
+                                                                         heads.buffers()[2]]))
         names = _field_frames(lv, tile)
         if names is not None:  # "$<len>\r\n<level>:<tile>\r\n" of each distinct tile spelled once, gathered
             frame.padded(*names)
