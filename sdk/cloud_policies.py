@@ -43,9 +43,10 @@ CONNECT = ("ping", "client|setname", "select")
 READ = {"redis": ("mget", "hget", "hmget"), "tair": ("mget", "hget", "hmget", "exhget", "exhmget")}
 # (multi, exec, rename, del: a first ingest's aggregation tiles staged and claimed, adapters/redis/tiles.py)
 WRITE = {"redis": ("set", "getrange", "hset", "hsetnx", "hdel", "hgetall", "exists", "hvals", "pexpiretime",
-                   "pexpireat", "evalsha", "script|load", "multi", "exec", "rename", "del"),
+                   "pexpireat", "evalsha", "script|load", "multi", "exec", "rename", "del", "eval"),
          "tair": ("set", "getrange", "hset", "hsetnx", "hdel", "hgetall", "exists", "hvals", "pexpiretime",
-                  "pexpireat", "evalsha", "script|load", "multi", "exec", "rename", "del", "exhset", "exhdel")}
+                  "pexpireat", "evalsha", "script|load", "multi", "exec", "rename", "del", "eval", "exhset",
+                  "exhdel")}
 ADMIN = ("scan", "unlink")
 S3_READ = ("s3:GetObject",)
 S3_WRITE = ("s3:PutObject", "s3:DeleteObject")

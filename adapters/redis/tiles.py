@@ -2,10 +2,12 @@
 
 A field holds the partial's history version as 20 decimal digits, then the encoded partial (skewless.aggregation
 decides what it holds; nothing after the version: the tile is empty now, a tombstone an older writer cannot undo).
-Writes go through ``TILE_UPSERT`` (one EVALSHA per entity, framed here and pipelined in one round trip): a field is
-replaced unless it holds a later version. Reads are one HMGET per entity of the tiles ``now`` needs (the same fields for every entity), all sent at
-once and answered in one round trip. The Tair store puts them in a TairHash instead (``tiles_in_exhash``): the same
-fields with a per-field expire, read by EXHMGET.
+Writes keep the partial of the latest history version per field (``tile_scripts``): an ingest's or a refresh's
+chunks as transactions of plain ``HSET``s between two scripts that take only the keys (``_guarded``), anything else
+(the synchronous path, tiles given as tuples, a cluster, states not packed here) through ``TILE_UPSERT``, 100
+entities per EVALSHA; framed here and pipelined. Reads are one HMGET per entity of the tiles ``now`` needs (the same
+fields for every entity), all sent at once and answered in one round trip. The Tair store puts them in a TairHash
+instead (``tiles_in_exhash``): the same fields with a per-field expire, read by EXHMGET.
 
 Eviction (transformations.md: tiles older than ``now - longest window - hop`` may go): the hash expires at its
 newest tile's end + the longest window + the hop, so an entity without recent events frees its key; the expire time
@@ -30,111 +32,17 @@ from skewless.online.base import Key
 
 from . import codec, resp, tile_stream
 from .scripts import script_sha
+from .tile_scripts import TILE_OPEN, TILE_SETTLE, TILE_UPSERT, TILE_UPSERT_EXHASH
 from .wire import SPIN_KEYS
 
-# The newest-wins write of one hash's fields (A[first..last]: field/value pairs), shared by both scripts below.
-_UPSERT_FN = """-- Field '~v' holds the newest version written to the hash: when it is not later than ours,
--- no field is (every write raises it), so the fields are set without reading them.
-local function upsert(key, ver, sver, A, first, last, at)
-  local hv = redis.call('HGET', key, '~v')
-  local top = nil
-  if hv then
-    top = tonumber(hv)
-  elseif redis.call('EXISTS', key) == 1 then
-    top = 0  -- written before '~v' was kept: the newest version of its fields
-    for _, v in ipairs(redis.call('HVALS', key)) do
-      local x = tonumber(string.sub(v, 1, 20)) or 0
-      if x > top then top = x end
-    end
-    redis.call('HSET', key, '~v', string.format('%.0f', top))
-  end
-  if top == nil or top <= ver then
-    redis.call('HSET', key, '~v', sver)
-    -- slices keep unpack under Lua's stack limit
-    for lo = first, last, 1000 do redis.call('HSET', key, unpack(A, lo, math.min(lo + 999, last))) end
-  else
-    for lo = first, last, 1000 do
-      local hi = math.min(lo + 999, last)
-      local fields = {}
-      for i = lo, hi, 2 do fields[#fields + 1] = A[i] end
-      local cur = redis.call('HMGET', key, unpack(fields))
-      local set = {}
-      for j = 1, #fields do
-        local c = cur[j]
-        if (not c) or tonumber(string.sub(c, 1, 20)) <= ver then
-          set[#set + 1] = A[lo + 2 * j - 2]
-          set[#set + 1] = A[lo + 2 * j - 1]
-        end
-      end
-      if #set > 0 then redis.call('HSET', key, unpack(set)) end
-    end
-  end
-  if at ~= '' then
-    local cur = redis.call('PEXPIRETIME', key)
-    if cur == -1 or cur < tonumber(at) then redis.call('PEXPIREAT', key, at) end
-  end
-end
-"""
-TILE_UPSERT = """-- skewless aggregation tiles: keep the partial of the latest history version per field
--- KEYS: one hash per entity. ARGV: the version, then per key: its field count n, the expire time ('' for none),
--- n field/value pairs.
-""" + _UPSERT_FN + """
-local ver = tonumber(ARGV[1])
-local a = 2
-for k = 1, #KEYS do
-  local first, last = a + 2, a + 1 + 2 * tonumber(ARGV[a])
-  local at = ARGV[a + 1]
-  a = last + 1
-  upsert(KEYS[k], ver, ARGV[1], ARGV, first, last, at)
-end
-return 0
-"""
-# Tiles of entities that most likely have none stored yet (``TileBatch.fresh``): each entity's fields, '~v' included,
-# are written by a plain HSET into a staging hash of this write's own (no Lua argument per field: half the server's
-# CPU of the script above), then claimed here in the same MULTI/EXEC: renamed onto the tile hash when that does not
-# exist (which is what ``upsert`` would write into an absent hash), else merged into it by ``upsert`` and dropped.
-TILE_CLAIM = """-- skewless aggregation tiles: a staged hash becomes the tile hash if there is none, else is merged into it
--- KEYS: n staging hashes, then their n tile hashes. ARGV: the version, then each tile hash's expire time.
-""" + _UPSERT_FN + """
-local ver = tonumber(ARGV[1])
-local n = #KEYS / 2
-for k = 1, n do
-  local tmp, key, at = KEYS[k], KEYS[n + k], ARGV[k + 1]
-  if redis.call('EXISTS', key) == 0 then
-    redis.call('RENAME', tmp, key)  -- (no staging hash: an error, and the client writes the tiles again)
-    redis.call('PEXPIREAT', key, at)
-  else
-    local got, pairs = redis.call('HGETALL', tmp), {}
-    for i = 1, #got, 2 do
-      if got[i] ~= '~v' then
-        pairs[#pairs + 1] = got[i]
-        pairs[#pairs + 1] = got[i + 1]
-      end
-    end
-    redis.call('DEL', tmp)
-    upsert(key, ver, ARGV[1], pairs, 1, #pairs, at)
-  end
-end
-return 0
-"""
-# TairHash (Tair's store, when the server has it): every field expires on its own, once no window can read its tile
-# any more (tile end + longest window + hop), so old tiles go while the entity's newer ones stay.
-TILE_UPSERT_EXHASH = """-- skewless aggregation tiles in TairHash: latest history version per field, per-field expire
-local ver = tonumber(ARGV[1])
-for i = 2, #ARGV, 3 do
-  local cur = redis.call('EXHGET', KEYS[1], ARGV[i])
-  if (not cur) or tonumber(string.sub(cur, 1, 20)) <= ver then
-    redis.call('EXHSET', KEYS[1], ARGV[i], ARGV[i + 1], 'PXAT', ARGV[i + 2])
-  end
-end
-return 0
-"""
 _SHA = script_sha(TILE_UPSERT)
-_SHA_CLAIM = script_sha(TILE_CLAIM)
 _SHA_EXHASH = script_sha(TILE_UPSERT_EXHASH)
 _VER = 20  # digits of the version prefix
 KEYS_PER_CALL = 100  # entities per EVALSHA: the script's call overhead shared, a call still short
 _MULTI, _EXEC = b"*1\r\n$5\r\nMULTI\r\n", b"*1\r\n$4\r\nEXEC\r\n"
+# EVAL with the script's text, not EVALSHA: a script missing from the server's cache (a restart, SCRIPT FLUSH) is then
+# no NOSCRIPT error inside the transaction, where the commands after it would run regardless
+_OPEN, _SETTLE = (b"$4\r\nEVAL\r\n" + resp.bulk(x.encode()) for x in (TILE_OPEN, TILE_SETTLE))
 _NONE = np.iinfo(np.int64).min
 _STREAMS_LOCK = threading.Lock()
 _EMPTY, _DOLLAR, _CRLF = (pa.scalar(x, resp.BIN) for x in (b"", b"$", b"\r\n"))
@@ -149,7 +57,6 @@ class RedisTiles:
     ``exchange``, ``key_head``, ``cluster``)."""
 
     supports_tiles = True
-    _claim_loaded = False  # TILE_CLAIM loaded on this store's server (once per store: not a NOSCRIPT per chunk)
 
     @property
     def tiles_in_exhash(self) -> bool:
@@ -191,12 +98,8 @@ class RedisTiles:
                 or tile_stream.hiredis is None:
             n = self.write_tiles(view, tiles, version)
             return lambda: n
-        staged = tiles.fresh
         try:
-            if staged and not self._claim_loaded:
-                self.client.script_load(TILE_CLAIM)
-                self._claim_loaded = True
-            packed, ncalls, staging = self._frame_batch(view, tiles, version, staged=staged)
+            packed, ncalls, work = self._frame_batch(view, tiles, version, guarded=True)
             ticket = self._tile_streams().get().send(packed)
         except (RedisError, OSError):  # no stream (cannot connect): the synchronous path retries and raises typed
             n = self.write_tiles(view, tiles, version)
@@ -204,20 +107,34 @@ class RedisTiles:
 
         def finish() -> int:
             replies = ticket.replies(ncalls)
-            # (a staged chunk's EXEC answers an array: its commands' errors are in it)
+            # (a guarded chunk's EXEC answers an array: its commands' errors are in it)
             errors = None if replies is None else [x for r in replies for x in (r if isinstance(r, list) else (r,))
                                                    if isinstance(x, Exception)]
             if errors is None or errors:
-                if any(str(x).startswith("NOSCRIPT") for x in errors or ()):  # both, for the chunks after this one
-                    self.call("script load", lambda: [self.client.script_load(x) for x in (TILE_UPSERT, TILE_CLAIM)])
-                n = self.write_tiles(view, tiles, version)  # (every field through TILE_UPSERT)
-                for head, entity, tail in staging:  # what a transaction whose claim failed staged (this write's)
-                    names = pc.binary_join_element_wise(pa.scalar(head, resp.BIN), entity.cast(resp.BIN),
-                                                        pa.scalar(b"}" + tail, resp.BIN), _EMPTY).to_pylist()
-                    self.call("drop staging hashes", lambda names=names: self.client.delete(*names))
-                return n
+                if any(str(x).startswith("NOSCRIPT") for x in errors or ()):  # for the chunks after this one too
+                    self.call("script load", lambda: self.client.script_load(TILE_UPSERT))
+                self._settle_again(work, version)
+                return self.write_tiles(view, tiles, version)  # (every field through TILE_UPSERT)
             return len(tiles)
         return finish
+
+    def _settle_again(self, work: list, version: int) -> None:
+        """After a guarded chunk failed: ``TILE_SETTLE`` once more over its keys, so that no work hash is left
+        holding a tile hash's fields whatever went wrong (each transaction settles its own; this only matters if
+        that failed as a whole). Idempotent: a work hash no longer there is skipped."""
+        ver = b"%d" % version
+        for key_head, entity, tail, exp in work:
+            for lo in range(0, len(entity), KEYS_PER_CALL):
+                ent = entity.slice(lo, KEYS_PER_CALL).to_pylist()
+                keys = [b"%b%b}" % (key_head, x) for x in ent]
+                args = [*keys, *(k + tail for k in keys), ver, *(b"%d" % x for x in exp[lo:lo + KEYS_PER_CALL])]
+                self.call("settle tiles", lambda args=args, n=len(keys): self._settle(n, args))
+
+    def _settle(self, n: int, args: list) -> None:
+        try:
+            self.client.eval(TILE_SETTLE, 2 * n, *args)
+        except ResponseError:  # a merge refused (not a hash), returned once every key was settled: write_tiles
+            pass  # meets it again and raises it
 
     def _tile_streams(self) -> tile_stream.Streams:
         streams = self.__dict__.get("_streams")
@@ -258,24 +175,24 @@ class RedisTiles:
                           len(pre) + len(items) * (3 if exhash else 2)))
         return calls
 
-    def _frame_batch(self, view, b: TileBatch, version: int, staged: bool = False) -> tuple[list, int, list]:
+    def _frame_batch(self, view, b: TileBatch, version: int, guarded: bool = False) -> tuple[list, int, list]:
         """The EVALSHA calls of a batch, part by part (``TileBatch.parts``), ``KEYS_PER_CALL`` entities each, framed
         as RESP with numpy and Arrow (no Python object per tile): the buffers to send in turn (the tiles' frames
-        as views of one buffer per part, never joined) and the number of calls (replies). An entity with
-        tiles in two parts is in two calls; each keeps the newest version per field, so that is one write.
-        ``staged``: parts of packable states go through staging hashes and ``TILE_CLAIM`` (``_staged``); the
-        third value says how to name them, per part."""
-        out, ncalls, staging = [], 0, []
+        as views of one buffer per part, never joined) and the number of replies. An entity with tiles in two
+        parts is in two calls; each keeps the newest version per field, so that is one write. ``guarded``: parts
+        of packable states go as transactions of ``HSET``s (``_guarded``); the third value says how to name their
+        work hashes, per part."""
+        out, ncalls, work = [], 0, []
         for e, lv, tile, states in b.parts:
-            if staged and isinstance(states, state_bytes.Rows) and states.packable:
-                ncalls += self._staged(view, b.keys, e, lv, tile, states, version, out, staging)
+            if guarded and isinstance(states, state_bytes.Rows) and states.packable:
+                ncalls += self._guarded(view, b.keys, e, lv, tile, states, version, out, work)
                 continue
             if isinstance(states, state_bytes.Rows) and states.packable:
                 frames = self._frames_packed(view, e, lv, tile, states, version)
             else:
                 frames = self._frames_arrow(view, e, lv, tile, states, version)
             ncalls += self._calls(view, b.keys, e, frames, version, out)
-        return out, ncalls, staging
+        return out, ncalls, work
 
     def _frames_arrow(self, view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray, state, version: int) -> pa.Array:
         """Per tile (sorted by entity), its ARGV frames: the entity's count and expire time before its first tile,
@@ -319,41 +236,53 @@ class RedisTiles:
                 head.const(b"\r\n")
                 head.decimal(v)
                 head.const(b"\r\n")
-        mat, lens = head.matrix()
-        at = np.zeros((n, mat.shape[1]), np.uint8)
-        at[starts] = mat
-        width = np.zeros(n, np.int64)
-        width[starts] = lens
         frame = state_bytes.Rows(n)
-        frame.padded(at, width)  # the entity's head before its first tile
-        frame.const(b"$")
-        frame.decimal(state_bytes.decimal_width(lv) + 1 + state_bytes.decimal_width(tile))
-        frame.const(b"\r\n")
-        frame.decimal(lv)  # the field: field(lv, tile)
-        frame.const(b":")
-        frame.decimal(tile)
-        frame.const(b"\r\n$")
+        # the entity's head before its first tile, else nothing: an Arrow piece joined row by row (a padded column
+        # would make every row as wide as a head), the heads' own bytes under offsets that stand still between them
+        heads = head.build()
+        lens = np.zeros(n, np.int64)
+        lens[starts] = np.diff(np.frombuffer(heads.buffers()[1], np.int64, len(heads) + 1, heads.offset))
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        offsets += np.frombuffer(heads.buffers()[1], np.int64, 1, heads.offset)[0]
+        frame.pieces.append(pa.Array.from_buffers(state_bytes.BIN, n, [None, pa.py_buffer(offsets),
+                                                                         heads.buffers()[2]]))
+        names = _field_frames(lv, tile)
+        if names is not None:  # "$<len>\r\n<level>:<tile>\r\n" of each distinct tile spelled once, gathered
+            frame.padded(*names)
+            frame.const(b"$")
+        else:
+            frame.const(b"$")
+            frame.decimal(state_bytes.decimal_width(lv) + 1 + state_bytes.decimal_width(tile))
+            frame.const(b"\r\n")
+            frame.decimal(lv)  # the field: field(lv, tile)
+            frame.const(b":")
+            frame.decimal(tile)
+            frame.const(b"\r\n$")
         frame.decimal(states.lengths() + _VER)
         frame.const(b"\r\n%0*d" % (_VER, version))
         frame.extend(states)
         frame.const(b"\r\n")
         return frame.build()
 
-    def _staged(self, view, keys: pa.Table, e: np.ndarray, lv: np.ndarray, tile: np.ndarray,
-                states: state_bytes.Rows, version: int, out: list, staging: list) -> int:
-        """Tiles of entities that most likely have none stored (``TileBatch.fresh``): per ``KEYS_PER_CALL`` entities
-        one transaction: ``MULTI``, per entity ``HSET`` of its fields and ``~v`` into a staging hash named for this
-        write (random: a concurrent writer's is never mixed in), one ``TILE_CLAIM``, ``EXEC``. Queued, nothing runs
-        until ``EXEC`` arrives, so a writer dying mid-way leaves no staging hash (a claim that fails leaves them:
-        the caller drops them, by the (key head, entities, suffix) added to ``staging``). Returns the number of replies."""
+    def _guarded(self, view, keys: pa.Table, e: np.ndarray, lv: np.ndarray, tile: np.ndarray,
+                 states: state_bytes.Rows, version: int, out: list, work: list) -> int:
+        """Per ``KEYS_PER_CALL`` entities one transaction: ``MULTI``, ``TILE_OPEN`` (each tile hash whose ``~v`` is
+        not later than ``version`` renamed to a work hash named for this write), per entity an ``HSET`` of its fields
+        and ``~v`` into its work hash, ``TILE_SETTLE`` (each work hash renamed back, or merged field by field into a
+        tile hash that was not opened), ``EXEC``. The result is exactly ``TILE_UPSERT``'s whatever is stored, and
+        nothing runs before ``EXEC`` arrives (a writer dying mid-way leaves nothing). The fields are not Lua
+        arguments: that is most of the upsert's server CPU. Adds (key head, entities, suffix, expire times) to
+        ``work`` (the work hashes' names, made only if they must be settled again); returns the number of
+        replies."""
         n = len(e)
         starts, counts, exp = _entity_runs(view, e, lv, tile)
         entity = codec.entity_arrow(view, keys.take(pa.array(e[starts])))
         key_head, tail = self.key_head(view.name), b"~w" + uuid.uuid4().hex[:16].encode()
-        staging.append((key_head, entity, tail))  # the staging hashes' names, made only if they must be dropped
+        work.append((key_head, entity, tail, exp))
         framed = resp.framed_keys(key_head, entity, tail)
         ver = resp.bulk(b"%d" % version)
-        head = state_bytes.Rows(len(starts))  # HSET <staging hash> ~v <version>, the fields follow
+        head = state_bytes.Rows(len(starts))  # HSET <work hash> ~v <version>, the fields follow
         head.const(b"*")
         head.decimal(4 + 2 * counts)
         head.const(b"\r\n$4\r\nHSET\r\n")
@@ -362,16 +291,15 @@ class RedisTiles:
         frames = resp.Slicer(self._frames_packed(view, e, lv, tile, states, version, head=head))
         tmp, key = resp.Slicer(framed), resp.Slicer(resp.framed_keys(key_head, entity))
         at = resp.Slicer(resp.bulk_numbers(exp))
-        claim = resp.evalsha_head(_SHA_CLAIM.encode())
         tile_at = np.r_[starts, n].tolist()
         replies = 0
         for lo in range(0, len(starts), KEYS_PER_CALL):
             hi = min(lo + KEYS_PER_CALL, len(starts))
             k = hi - lo
-            out += [_MULTI, frames(tile_at[lo], tile_at[hi]),
-                    b"".join([claim % (4 + 3 * k), resp.bulk(b"%d" % (2 * k)), tmp(lo, hi), key(lo, hi), ver,
-                              at(lo, hi), _EXEC])]
-            replies += k + 3  # OK, k + 1 QUEUED, the EXEC's array
+            both = [resp.bulk(b"%d" % (2 * k)), key(lo, hi), tmp(lo, hi), ver]
+            out += [b"".join([_MULTI, b"*%d\r\n" % (4 + 2 * k), _OPEN, *both]), frames(tile_at[lo], tile_at[hi]),
+                    b"".join([b"*%d\r\n" % (4 + 3 * k), _SETTLE, *both, at(lo, hi), _EXEC])]
+            replies += k + 4  # OK, k + 2 QUEUED, the EXEC's array
         return replies
 
     def _calls(self, view, keys: pa.Table, e: np.ndarray, frames: pa.Array, version: int, out: list) -> int:
@@ -472,6 +400,30 @@ def _padded(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     mat[np.arange(width) < lens[:, None]] = np.frombuffer(bufs[2], np.uint8, int(offsets[-1] - offsets[0]),
                                                           int(offsets[0]))
     return mat, lens
+
+
+def _field_frames(lv: np.ndarray, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per tile, its field as a RESP bulk string (``$<len>\r\n<level>:<tile>\r\n``), as a padded byte matrix and
+    lengths: each distinct (level, tile) spelled once by Python and gathered, as a level's tiles span a narrow range
+    (a write's recent hours). None when they do not (few tiles, or spread over a wide range)."""
+    n = len(lv)
+    if n < 256 or int(lv.min()) < 0:
+        return None
+    levels = int(lv.max()) + 1
+    lo, hi = np.zeros(levels, np.int64), np.full(levels, -1, np.int64)
+    for j in range(levels):
+        mine = tile[lv == j]
+        if len(mine):
+            lo[j], hi[j] = mine.min(), mine.max()
+    sizes = hi - lo + 1
+    if int(sizes.sum()) > n // 16:
+        return None
+    base = np.cumsum(sizes) - sizes
+    names = [b"$%d\r\n%b\r\n" % (len(f), f) for j in range(levels) for f in
+             (b"%d:%d" % (j, t) for t in range(int(lo[j]), int(hi[j]) + 1))]
+    mat, lens = _padded(pa.array(names, resp.BIN))
+    code = base[lv] + (tile - lo[lv])
+    return mat[code], lens[code]
 
 
 def _entity_runs(view, e: np.ndarray, lv: np.ndarray, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -100,9 +100,6 @@ class TileBatch:
     def __init__(self, keys: pa.Table, parts: list):
         self.keys, self.parts = keys, [p for p in parts if len(p[0])]
         self._merged: tuple | None = None
-        # The entities most likely have no tiles stored yet (the history held no other row): a store may write
-        # them in a way that is cheaper then, and must still give the same result if they have some.
-        self.fresh = False
 
     @classmethod
     def of(cls, keys: pa.Table, e, lv, tile, states: list) -> "TileBatch":

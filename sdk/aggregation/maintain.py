@@ -126,7 +126,6 @@ def _refresh(ctx, view: AggregatedView, files: Any, where: str, skip: int, on_ch
                         batch = tile_states.encoded_states(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
                     elif batch is None:
                         batch = _batch(table, specs, dirty.keys, e, lv, tile, view.hop_us, now_us)
-                    batch.fresh = own is not None
                     # started before the chunk before is waited for: the store's server goes on to this chunk
                     # without waiting for the client, and works while the next one is computed
                     pending.append((ctx.online.start_write_tiles(view, batch, files.version), hi))

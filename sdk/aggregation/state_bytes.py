@@ -103,7 +103,7 @@ class Rows:
         if small.all():  # TYPE_INT only: a narrower matrix
             mat = np.empty((self.n, 5), np.uint8)
             mat[:, 0] = ord("i")
-            mat[:, 1:] = v.astype("<i4").view(np.uint8).reshape(-1, 4)
+            _copy_rows(mat[:, 1:], v.astype("<i4").view(np.uint8).reshape(-1, 4))
             self._opt(mat, None, has)
             return
         neg = v < 0
@@ -115,7 +115,7 @@ class Rows:
                 mat = np.empty((self.n, 5 + 2 * hi), np.uint8)
                 mat[:, :5] = np.frombuffer(b"l" + hi.to_bytes(4, "little"), np.uint8)
                 digits = (mag[:, None] >> _DIGIT_SHIFTS[:hi]) & np.uint64(0x7FFF)
-                mat[:, 5:] = digits.astype("<u2").view(np.uint8).reshape(-1, 2 * hi)
+                _copy_rows(mat[:, 5:], digits.astype("<u2").view(np.uint8).reshape(-1, 2 * hi))
                 self._opt(mat, None, has)
                 return
         ndig = np.searchsorted(_DIGIT_TOPS, mag, side="right") + 1  # 15-bit digits (ints here are >= 2**31)
@@ -132,7 +132,7 @@ class Rows:
         """float64 values (marshal's binary float); None where ``has`` is False."""
         mat = np.empty((self.n, 9), np.uint8)
         mat[:, 0] = ord("g")
-        mat[:, 1:] = v.astype("<f8").view(np.uint8).reshape(-1, 8)
+        _copy_rows(mat[:, 1:], v.astype("<f8").view(np.uint8).reshape(-1, 8))
         self._opt(mat, None, has)
 
     def bools(self, b: np.ndarray) -> None:
@@ -158,14 +158,24 @@ class Rows:
                 run.append(p)
                 continue
             if run:
-                parts.append(_pack(run, self.n))
+                parts += _pack(run, self.n)
                 run = []
             parts.append(p)
         if run:
-            parts.append(_pack(run, self.n))
+            parts += _pack(run, self.n)
         if len(parts) == 1:
             return parts[0]
         return pc.binary_join_element_wise(*parts, pa.scalar(b"", BIN))
+
+
+def _copy_rows(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[:] = src`` for byte matrices whose rows are contiguous: one item of the row's width per row (a void
+    view), not byte by byte (``dst``'s rows are a column range of a wider matrix, so numpy would copy bytes)."""
+    w = src.shape[1]
+    if w and len(src) and dst.strides[1] == 1 and src.strides[1] == 1:
+        dst.view(f"V{w}")[:, 0] = src.view(f"V{w}")[:, 0]
+    else:
+        dst[:] = src
 
 
 def _magnitude(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -200,17 +210,16 @@ _SPLIT_TAIL = 32  # bytes of fixed pieces after the last varying one that are pa
 _BLOCK = 4096  # rows packed at a time: the block's matrix stays in cache while every piece is written into it
 
 
-def _pack(pieces: list, n: int) -> pa.Array:
-    """Matrix pieces side by side, each row cut to its pieces' lengths, as one binary array. The pieces after the
-    last one of varying length are packed apart, without a mask (a fixed width), and joined to the rest row by
-    row by Arrow: cutting rows to their lengths is a byte-wise compress whose cost grows with the width it runs
-    over, and the varying pieces (a frame's head) come first and are narrow."""
+def _pack(pieces: list, n: int) -> list[pa.Array]:
+    """Matrix pieces side by side, each row cut to its pieces' lengths, as binary arrays to be joined row by row
+    (``build`` joins every part with Arrow at once). The pieces after the last one of varying length are packed
+    apart, without a mask (a fixed width): cutting rows to their lengths is a byte-wise compress whose cost grows
+    with the width it runs over, and the varying pieces (a frame's head) come first and are narrow."""
     last = max((i for i, (_, ln) in enumerate(pieces) if ln is not None), default=-1)
     tail = sum(m.shape[1] for m, _ in pieces[last + 1:])
     if last < 0 or tail < _SPLIT_TAIL:
-        return _pack_block(pieces, n)
-    return pc.binary_join_element_wise(_pack_block(pieces[:last + 1], n), _pack_block(pieces[last + 1:], n),
-                                       pa.scalar(b"", BIN))
+        return [_pack_block(pieces, n)]
+    return [_pack_block(pieces[:last + 1], n), _pack_block(pieces[last + 1:], n)]
 
 
 def _pack_block(pieces: list, n: int) -> pa.Array:

@@ -141,12 +141,16 @@ class _Column:
         if self._events is None:
             e = self._events = {"present": self.present.astype(np.int64), "clean": self.clean.astype(np.int64),
                                 "nan": self.nan.astype(np.int64)}
+            # no null, no NaN (the usual column): counts are the runs' lengths, no reduction needed
+            e["all_present"], e["all_clean"] = bool(self.present.all()), bool(self.clean.all())
             if self.numeric:
                 x = e["x"] = np.where(self.clean, self.vals, 0)
                 if self.integer:
                     e["abs"] = np.abs(x.astype(np.float64))
                 else:
                     e["neg"], e["pos"] = (x < 0).astype(np.int64), (x > 0).astype(np.int64)
+                    # a column of one sign has no run of both: the two reductions say nothing then
+                    e["signs"] = bool(e["neg"].any()) and bool(e["pos"].any())
             if self.ordered:
                 if self.integer:
                     hi_fill, lo_fill = np.iinfo(np.int64).max, np.iinfo(np.int64).min
@@ -158,21 +162,23 @@ class _Column:
 
     def _reduce(self, starts: np.ndarray, ends: np.ndarray) -> dict:
         ev = self._per_event()
-        count = np.add.reduceat(ev["present"], starts)
-        clean_n = np.add.reduceat(ev["clean"], starts)
-        got = {"count": count, "nan": np.add.reduceat(ev["nan"], starts) > 0,
-               "has": clean_n > 0, "slow": np.zeros(len(starts), dtype=bool)}
+        count = ends - starts if ev["all_present"] else np.add.reduceat(ev["present"], starts)
+        clean_n = count if ev["all_clean"] else np.add.reduceat(ev["clean"], starts)
+        nan = np.zeros(len(starts), dtype=bool) if ev["all_clean"] else np.add.reduceat(ev["nan"], starts) > 0
+        got = {"count": count, "nan": nan, "has": clean_n > 0, "slow": np.zeros(len(starts), dtype=bool)}
         if self.numeric:
             total = np.add.reduceat(ev["x"], starts)
             if self.integer:
                 got["slow"] = np.add.reduceat(ev["abs"], starts) >= _EXACT_INT
                 mean = total.astype(np.float64) / np.maximum(clean_n, 1)
             else:
-                neg = np.add.reduceat(ev["neg"], starts)
-                pos = np.add.reduceat(ev["pos"], starts)
-                got["slow"] = ((neg > 0) & (pos > 0)) | ~np.isfinite(total)
+                got["slow"] = ~np.isfinite(total)
+                if ev["signs"]:
+                    got["slow"] |= (np.add.reduceat(ev["neg"], starts) > 0) & (np.add.reduceat(ev["pos"], starts) > 0)
                 mean = total / np.maximum(clean_n, 1)
-            dev = np.where(self.clean, self.vals - np.repeat(mean, ends - starts), 0.0)
+            dev = self.vals - np.repeat(mean, ends - starts)
+            if not ev["all_clean"]:
+                dev = np.where(self.clean, dev, 0.0)
             got["sum"], got["mean"], got["m2"] = total, mean, np.add.reduceat(dev * dev, starts)
         if self.ordered:
             got["min"] = np.minimum.reduceat(ev["lo"], starts)

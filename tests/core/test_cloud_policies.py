@@ -68,7 +68,7 @@ def test_redis_rules_per_access():
     assert redis_rules({"read_online": ["a", "b"], "ingest": []}, "p") == read + [
         "%R~p:a:{*", "%R~p:b:{*", "%R~p:__layouts"]
     writes = ["+set", "+getrange", "+hset", "+hsetnx", "+hdel", "+hgetall", "+exists", "+hvals", "+pexpiretime",
-              "+pexpireat", "+evalsha", "+script|load", "+multi", "+exec", "+rename", "+del"]
+              "+pexpireat", "+evalsha", "+script|load", "+multi", "+exec", "+rename", "+del", "+eval"]
     # reading one view and writing another: the written view read-write, the other read-only
     assert redis_rules({"read_online": ["a", "b"], "ingest": ["b"]}, "p") == read + writes + [
         "~p:b:{*", "%R~p:a:{*", "~p:__layouts", "~p:__meta"]

@@ -190,11 +190,11 @@ def test_kill_during_a_first_ingest_with_tiles_computed_ahead_then_rerun_gives_o
 
 
 @pytest.mark.parametrize("point", ["ingest.online_push_chunk:2", "ingest.online_push_chunk:4"])
-def test_kill_during_a_staged_first_push_into_redis_then_rerun_gives_one_clean_run(tmp_path, redis_url, point):
-    """A first ingest into an empty history of a view without event ids: its tiles go through staging hashes and
-    claims (``RedisTiles._staged``), chunks in flight when killed. The rerun (rows committed: the script path)
-    gives exactly the values of one clean run; no staging hash is left (a transaction without its EXEC is
-    discarded)."""
+def test_kill_during_a_guarded_first_push_into_redis_then_rerun_gives_one_clean_run(tmp_path, redis_url, point):
+    """A first ingest into an empty history of a view without event ids: its tiles go as transactions of HSETs into
+    work hashes (``RedisTiles._guarded``), chunks in flight when killed. The rerun (rows committed: a refresh from
+    the history, the same transactions over the hashes the killed run wrote) gives exactly the values of one clean
+    run; no work hash is left (a transaction without its EXEC is discarded)."""
     from tests.core.test_agg_ingest_own_rows import numeric_view
 
     clean, _, now = redis_run(tmp_path, redis_url, "clean", view=numeric_view())
@@ -207,9 +207,38 @@ def test_kill_during_a_staged_first_push_into_redis_then_rerun_gives_one_clean_r
     for t in nows:
         assert same(online_values(repo, t), want[t])
     repo.check(list(range(CARDS + 1)), [now])
-    client = repo.fs.online.client
-    for r in (clean, repo):
-        assert not list(client.scan_iter(match=f"{r.fs.online.key_head('txn').decode()}*~w*", count=10_000))
-    for r in (clean, repo):
+    _no_work_hash_left_then_drop(clean, repo)
+
+
+@pytest.mark.parametrize("point", ["ingest.online_push_chunk:2", "ingest.online_push_chunk:4"])
+def test_kill_during_a_guarded_push_into_existing_tiles_then_rerun_gives_one_clean_run(tmp_path, redis_url, point):
+    """A second ingest (another batch, its events between the first's: every tile it touches already holds events)
+    of a view without event ids: its transactions open the tile hashes (renamed to work hashes), write, and settle
+    them back. Killed with chunks in flight, the rerun gives exactly the values of two clean ingests, the oracle's;
+    no work hash is left and no tile hash is lost (a transaction is whole or not at all)."""
+    from tests.core.test_agg_ingest_own_rows import numeric_view
+
+    later = timedelta(minutes=13)
+    clean, (url, clean_prefix, start), now = redis_run(tmp_path, redis_url, "clean", view=numeric_view())
+    run_child(clean.fs.repo_path, "b-2", redis=(url, clean_prefix, start + later))
+    repo, redis, _ = redis_run(tmp_path, redis_url, "killed", view=numeric_view())
+    run_child(repo.fs.repo_path, "b-2", kill_at=point, redis=(url, redis[1], start + later))
+    nows = (now, now + later, now + timedelta(days=3))
+    want = {t: online_values(clean, t) for t in nows}
+    assert not same(online_values(repo, now + later), want[now + later])  # killed before the push was done
+    run_child(repo.fs.repo_path, "b-2", redis=(url, redis[1], start + later))
+    assert len(repo.history()) == 2 * N
+    for t in nows:
+        assert same(online_values(repo, t), want[t])
+    repo.check(list(range(CARDS + 1)), [now + later])
+    _no_work_hash_left_then_drop(clean, repo)
+
+
+def _no_work_hash_left_then_drop(*repos: AggRepo) -> None:
+    """No work hash (``RedisTiles._guarded``'s ``~w`` names) is left in the repos' Redis; their tiles dropped."""
+    for r in repos:
+        head = r.fs.online.key_head("txn").decode()
+        assert not list(r.fs.online.client.scan_iter(match=f"{head}*~w*", count=10_000))
+    for r in repos:
         r.fs.online.drop_view("txn")
         r.fs.online.close()

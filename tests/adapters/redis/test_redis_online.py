@@ -472,7 +472,7 @@ def test_auth_password(extra_redis):
 # The least-privilege ACL documented in adapters/redis/store.py's docstring, command by command.
 ACL_COMMANDS = ["+set", "+mget", "+getrange", "+evalsha", "+script|load", "+hget", "+hset", "+hsetnx", "+hdel",
                 "+hgetall", "+scan", "+unlink", "+ping", "+client|setname", "+select",
-                "+hmget", "+exists", "+hvals", "+pexpiretime", "+pexpireat", "+multi", "+exec", "+rename", "+del"]
+                "+hmget", "+exists", "+hvals", "+pexpiretime", "+pexpireat", "+multi", "+exec", "+rename", "+del", "+eval"]
 
 
 def test_acl_user_with_least_privilege(extra_redis):
@@ -523,23 +523,25 @@ def test_acl_user_with_least_privilege_keeps_aggregation_tiles(extra_redis, form
     assert s.read_tiles(v, [(1,), (2,)], [(0, cur)]) == [{}, {}]
 
 
-def test_acl_user_with_least_privilege_stages_a_first_ingests_tiles(extra_redis):
-    """The documented ACL covers the staged write of fresh tiles (MULTI, HSET, then the claim's EXISTS, RENAME,
-    PEXPIREAT, or HGETALL, DEL and the upsert, EXEC): claimed, not refused and written again."""
-    from tests.adapters.redis import test_redis_tile_claim as claim
+def test_acl_user_with_least_privilege_writes_tiles_as_transactions(extra_redis):
+    """The documented ACL covers the guarded write of packed tiles (MULTI, EVAL of TILE_OPEN: HGET, RENAME; HSET;
+    EVAL of TILE_SETTLE: EXISTS, RENAME, PEXPIRETIME, PEXPIREAT, or HGETALL, DEL and the upsert; EXEC) over absent,
+    older, newer, mixed and pre-``~v`` hashes: nothing refused and written again, exactly the upsert's result."""
+    from tests.adapters.redis import test_redis_tile_guard as guard
 
     from skewless.online.base import to_us
 
     p = prefix()
-    svc = extra_redis("redis-acl-staged", ["--user", "skewless", "on", ">s3cret", f"~{p}:*", *ACL_COMMANDS])
+    svc = extra_redis("redis-acl-guarded", ["--user", "skewless", "on", ">s3cret", f"~{p}:*", *ACL_COMMANDS])
     s = from_url(f"redis://skewless:s3cret@127.0.0.1:{svc.port}/1", None, {"key_prefix": p})
-    top = to_us(wall_now()) // claim.VIEW.hop_us
-    claim._prepare(s, top)  # some hashes exist (merged), others not (renamed)
-    assert s.start_write_tiles(claim.VIEW, claim._batch(top, True), 5)() == 4 * claim.CARDS
-    assert claim._staging(s) == []
-    assert s.read_tiles(claim.VIEW, [(0,), (250,)], [(0, top)]) == [
-        {(0, top): claim._batch(top, True).state[2].as_py()}, {(0, top): b"newer250"}]
-    s.drop_view(claim.VIEW.name)
+    top = to_us(wall_now()) // guard.VIEW.hop_us
+    guard._prepare(s, top)
+    s.write_tiles = None  # a refused chunk would be written again through it: here it must not be
+    assert s.start_write_tiles(guard.VIEW, guard._batch(top), 5)() == 4 * guard.CARDS
+    assert guard._work(s) == []
+    assert s.read_tiles(guard.VIEW, [(0,), (250,)], [(0, top)]) == [
+        {(0, top): guard._batch(top).state[2].as_py()}, {(0, top): b"newer250"}]
+    s.drop_view(guard.VIEW.name)
 
 
 def _certificates(folder: Path) -> tuple[Path, Path, Path]:

@@ -30,12 +30,12 @@ def _view(last_k: bool):
     return sk.AggregatedView("v", [CARD], fields, aggs, hop=timedelta(hours=1))
 
 
-def _batch(view, seed: int):
+def _batch(view, seed: int, cards: int = 30, start: int = -30 * H):
     rng = random.Random(seed)
     rows = []
-    for card in rng.sample(range(-5, 10 ** 12), 30):
+    for card in rng.sample(range(-5, 10 ** 12), cards):
         for _ in range(rng.choice([1, 2, 5, 40])):
-            ev = rng.randint(-30 * H, 200 * H)  # before and after the epoch
+            ev = rng.randint(start, start + 230 * H)  # (by default before and after the epoch)
             f = None if rng.random() < 0.1 else rng.random() * 100  # one sign: the fast path
             i = None if rng.random() < 0.1 else rng.choice([rng.randint(0, 50), rng.randint(0, 2 ** 40)])
             rows.append((card, ev, rng.randint(0, 10 ** 15), rng.randint(0, 2 ** 62), rng.randint(0, 10 ** 6), f, i))
@@ -50,14 +50,20 @@ def _batch(view, seed: int):
                                       view.hop_us, 250 * H)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_packed_frames_equal_arrow_frames(seed):
+@pytest.mark.parametrize("seed, cards, start", [*((s, 30, -30 * H) for s in range(5)), (5, 400, -30 * H),
+                                                (6, 400, 490_000 * H)])
+def test_packed_frames_equal_arrow_frames(seed, cards, start):
+    """Also on batches of many tiles, whose fields are spelled once per distinct tile and gathered
+    (``_field_frames``), negative tiles among them or not."""
+    from skewless.adapters.redis.tiles import _field_frames
+
     view = _view(last_k=False)
-    batch = _batch(view, seed)
+    batch = _batch(view, seed, cards, start)
     version = 10 ** 17 + seed
     packed = [p for p in batch.parts if isinstance(p[3], state_bytes.Rows)]
     assert packed and all(p[3].packable for p in packed)
-    assert any((p[2] < 0).any() for p in packed)  # negative tiles are spelled too
+    assert any((p[2] < 0).any() for p in packed) == (start < 0)  # negative tiles are spelled too
+    assert any(_field_frames(p[1], p[2]) is not None for p in packed) == (cards > 30)
     for e, lv, tile, states in packed:
         got = RedisTiles._frames_packed(None, view, e, lv, tile, states, version).to_pylist()
         want = RedisTiles._frames_arrow(None, view, e, lv, tile, states.build(), version).to_pylist()
