@@ -30,6 +30,7 @@ from skewless.push import MODES as PUSH_MODES
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _STATUS = {EXPIRED: "OUTSIDE_MAX_AGE"}  # the others (PRESENT, NOT_FOUND) have Feast's names already
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)  # orjson makes these exact types: a value of another type is a list or object
 _UTC_US = pa.timestamp("us", tz="UTC")  # ingest's one timestamp type (timeutil.UTC_US)
 
 
@@ -64,10 +65,11 @@ def _columns(value: Any, field: str, max_rows: int, what: str, whats: str) -> tu
         elif len(col) != n:
             raise ValidationError(f"{field}: column {name!r} has {len(col)} values, the first column {n}: every "
                                   f"column needs one value per {what}", column=name)
-        for i, v in enumerate(col):
-            if not isinstance(v, _SCALARS):
-                raise ValidationError(f"{field}[{name!r}][{i}]: a value must be a string, number, boolean or null",
-                                      column=name, row=i)
+        if not _SCALAR_TYPES.issuperset(map(type, col)):  # C loops; the row named by the loop below
+            for i, v in enumerate(col):
+                if not isinstance(v, _SCALARS):
+                    raise ValidationError(f"{field}[{name!r}][{i}]: a value must be a string, number, boolean or "
+                                          f"null", column=name, row=i)
     if not n:
         raise ValidationError(f"{field!r}: no {whats} (each column is empty)", column=field)
     if n > max_rows:
