@@ -32,6 +32,7 @@ from .ingest import pending_batches, pending_key
 from .offline.base import FULL_TIES, distinct_keys
 from .offline.pit import ORDER, q
 from .online.base import StagedWrite, to_us
+from .timeutil import UTC_US
 
 ProgressFn = Callable[[str, int], None]
 CHUNK_ROWS = 50_000
@@ -116,6 +117,15 @@ def _winners(ctx, view: FeatureView, source, now: datetime, tie_level: int = FUL
         con.close()
 
 
+def _later_than(ev: pa.ChunkedArray, now: datetime) -> bool:
+    """Whether any event time is later than ``now``. Ingest's rows hold UTC µs without nulls: numpy's max of their one
+    chunk (Arrow's ``max`` kernel and a datetime made of its result were ~60 µs of a push paced 10 ms apart, caches
+    cold); anything else as before."""
+    if ev.type == UTC_US and ev.num_chunks == 1 and not ev.null_count and now.tzinfo is not None:
+        return int(ev.chunk(0).to_numpy().view("int64").max()) > to_us(now)
+    return pc.max(ev).as_py() > now
+
+
 STAGE_MIN_ROWS = 10_000
 
 
@@ -149,7 +159,7 @@ def _own_winners(view: FeatureView, rows: pa.Table, now: datetime) -> pa.Table |
     if rows.num_rows == 0 or rows.num_rows > FAST_ROWS:
         return None
     keys = list(view.join_keys)
-    if not distinct_keys(rows, keys) or pc.max(rows.column(EVENT_TS)).as_py() > now:
+    if not distinct_keys(rows, keys) or _later_than(rows.column(EVENT_TS), now):
         return None
     return rows.select([*keys, *ORDER, *view.feature_names])
 

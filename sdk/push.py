@@ -22,7 +22,6 @@ from typing import Any
 from . import ingest as ingest_mod
 from . import materialize as mat
 from .aggregation.definition import AggregatedView
-from .definitions import WRITE_BATCH
 from .errors import NotFoundError, ValidationError
 from .timeutil import new_batch_id, now as utc_now
 
@@ -83,10 +82,10 @@ def push(store, name: str, data: Any, *, to: str = "online", identify: bool = Tr
                 ingest_mod.prepare(v, data, batch=0, write_time=write_time)
         return [store.ingest(v.name, data, online=to == "online_and_offline") for v in views]
     # Validate for every view first (prepare raises naming the column and row): nothing written on a bad push.
-    prepared = [(v, ingest_mod.prepare(v, data, batch=new_batch_id(), write_time=write_time)) for v in views]
+    prepared = [(v, b, ingest_mod.prepare(v, data, batch=b, write_time=write_time)) for v in views
+                for b in (new_batch_id(),)]
     out = []
-    for view, rows in prepared:
-        batch = rows.column(WRITE_BATCH)[0].as_py()
+    for view, batch, rows in prepared:
         mat.push_batch(store, view, rows, batch)
         out.append(ingest_mod.IngestResult(view.name, None, rows.num_rows,
                                            ingest_mod.identity(rows, write_time, None) if identify else None))

@@ -78,6 +78,8 @@ def to_utc_us(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """Timestamps -> UTC microseconds. Naive values are UTC; finer units are floored (never rounded up, so a
     value never moves later in time), the same way everywhere: ingest, entity rows and ``now``."""
     t = col.type
+    if t == UTC_US:  # already (a cast to its own type is the same values, and a kernel call)
+        return col
     if t.tz is None:
         col = pc.cast(col, pa.timestamp(t.unit, tz="UTC"))
     if t.unit == "ns":

@@ -6,6 +6,7 @@ hooks. Installed with the ``redis`` extra (which ``aws`` and ``alibaba`` include
   built on it uses), ``from_url``.
 - ``row_layout``: the row layout (one string per (view, entity)): encode, decode, read plans.
 - ``row_writes``: its newest-wins writes (SET NX, then the Lua compare-and-set), standalone and cluster.
+- ``row_small``: a small write's one script call framed without Arrow kernels (the same bytes).
 - ``scripts``: the Lua upsert script, ``script_sha``.
 - ``codec``: keys, value encodings and encoding passes (also the field layout's read plan, used by Tair).
 - ``resp``: RESP framing of whole Arrow slices.

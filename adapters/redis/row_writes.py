@@ -21,6 +21,7 @@ from skewless.definitions import FeatureView
 
 from . import codec, resp
 from . import row_layout as rows_
+from .row_small import script_call
 from .wire import Wire
 
 _SEND_ROWS = 4_096  # SET commands per socket write
@@ -48,7 +49,12 @@ def write_standalone(wire: Wire, sha: bytes, batch_rows: int, view: FeatureView,
     if rows.num_rows <= batch_rows:
         # One script call holds them all: one round trip whether the keys exist or not, where SET NX then the
         # script is two when they do (a push updating entities already online: the freshness bench's p99 was
-        # the second round trip waiting for Redis' turn on a loaded host).
+        # the second round trip waiting for Redis' turn on a loaded host). The common such write is framed
+        # without Arrow kernels (row_small: the same bytes).
+        call = script_call(view, layout, rows, head, keep_us, sha)
+        if call is not None:
+            return [r for r in wire.exchange(lambda conn: _send_joined(conn, [call]) or 1)
+                    if isinstance(r, Exception)]
         return _send(wire, sha, batch_rows, passes, None, nx=False)[0]
     errors, refused = _send(wire, sha, batch_rows, passes, 1, nx=True)
     existing = sum(len(r[0]) for r in refused)

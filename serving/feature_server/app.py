@@ -3,6 +3,7 @@
     POST /get-online-features     Feast's request and answer (``feast_json``)
     POST /push                    Feast's push: ``FeatureStore.push`` (ingest's validation and write path)
     POST /write-to-online-store   what Feast's ``remote`` online store sends when a Feast client writes online
+                                  (both in ``push_route``)
     GET  /health                  200 while the online store answers, else 503 (no token: a load balancer's probe)
     GET  /metrics, /openapi.json, /docs (+ /docs/<Swagger UI file>, served from the package: no CDN)
 
@@ -22,7 +23,8 @@ whose reads are bounded: ``bounded_reads(read_timeout)``), others on a thread wh
 on their own threads (``push_threads``), but a small online push with no other push or read in flight is written on
 the loop, its store calls bounded as a read's (``inline_push_rows``; a timeout redoes it on a thread). At shutdown
 uvicorn stops accepting, the pushes in flight finish (their threads are waited for, ``shutdown_timeout``), and only
-then does the process exit: every push answered 200 is written. Errors are mapped to statuses in one place (``serving.errors``).
+then does the process exit: every push answered 200 is written. Under ``skewless serve`` the reads and the writes
+are direct routes of the HTTP protocol (``http_protocol``): answered without an ASGI request cycle. Errors are mapped to statuses in one place (``serving.errors``).
 """
 
 from __future__ import annotations
@@ -42,11 +44,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from skewless.definitions import CREATED_TS, EVENT_TS
 from skewless import permissions as perms
 from skewless.errors import (DefinitionError, NotFoundError, PermissionDenied, SkewlessError, StoreUnavailable,
                              ValidationError)
-from skewless.push import views_for as push_views
 from skewless.registry.store import LocalRegistryStore
 
 from .. import openapi as model_openapi
@@ -58,6 +58,7 @@ from ..invocations import json_response, read_body
 from . import feast_json, openapi
 from .coalesce import ReadCoalescer
 from .metrics import FeatureServerMetrics
+from .push_route import PushRoutes
 
 log = logging.getLogger("skewless.serving")
 ONLINE = "get-online-features"  # the route's metrics label
@@ -81,7 +82,7 @@ class FeatureServerOptions:
     shutdown_timeout: float = 30.0
 
 
-class FeatureServer:
+class FeatureServer(PushRoutes):
     def __init__(self, store, opts: FeatureServerOptions):
         self.store, self.opts = store, opts
         self.metrics = m = FeatureServerMetrics()
@@ -298,96 +299,6 @@ class FeatureServer:
         except DefinitionError as exc:  # the references are well formed (parse_online): a name the repo lacks
             raise NotFoundError(str(exc)) from None
 
-    async def push(self, request: Request) -> Response:
-        return await self._write(request, "push")
-
-    async def write_to_online_store(self, request: Request) -> Response:
-        return await self._write(request, "write-to-online-store")
-
-    async def _write(self, request: Request, route: str) -> Response:
-        t0 = time.perf_counter()
-        if (denied := self._deny(request, route)) is not None:
-            return denied
-        try:
-            raw = await read_body(request, self.opts.max_body_bytes, "SKEWLESS_FS_MAX_BODY_BYTES")
-            req = (feast_json.parse_push(raw, self.opts.max_push_rows) if route == "push"
-                   else feast_json.parse_online_write(raw, self.opts.max_push_rows))
-            if req.to != "offline":
-                await self._admit()
-            self.in_flight += 1
-            self.metrics.pushes_in_flight.inc()
-            try:
-                principal = self._principal(request.headers.get("authorization", ""))
-                results = self._push_inline(principal, req) if self._inline_push(req) else None
-                if results is None:
-                    results = await asyncio.get_running_loop().run_in_executor(
-                        self.push_pool, self._push_as, principal, req)
-            finally:
-                self.in_flight -= 1
-                self.metrics.pushes_in_flight.dec()
-        except Exception as exc:
-            return self._error(exc, route, t0)
-        rows = sum(r.rows for r in results)
-        self.metrics.pushed_rows.labels(req.to).inc(rows)
-        self.metrics.observe(route, 200, time.perf_counter() - t0)
-        return json_response({"to": req.to, "views": [{"view": r.view, "rows": r.rows, "version": r.version,
-                                                       "already_pushed": r.already_ingested} for r in results]})
-
-    def _inline_push(self, req: feast_json.PushRequest) -> bool:
-        """Whether ``req`` is written on the event loop: a small online push, alone (no other push in flight, no
-        read being answered), to a store whose calls can be bounded, in a repo without permissions (a governed
-        push is audited: that write stays on a thread). A push thread costs two thread wake-ups per push (to the
-        thread, back to the loop), each a scheduler wait on a busy host. Not while reads are served: the loop
-        blocked in the push's round trip cut reads at 16 connections by ~45% with pushes at 100/s (load 7-8),
-        where on a thread the push only shares the GIL."""
-        return self._bounded_writes and req.to == "online" and self.in_flight == 1 and not self.reading and \
-            len(next(iter(req.columns.values()), ())) <= self.opts.inline_push_rows and not self._governed()
-
-    def _push_inline(self, principal: str | None, req: feast_json.PushRequest) -> list | None:
-        """The push on the loop, its store calls bounded as an inline read's (one attempt, ``read_timeout``); None
-        when the store did not answer in time: the caller redoes it on a push thread, with its retries (rows are
-        newest-wins upserts: writing some of them twice changes nothing)."""
-        try:
-            with self._bound():
-                return self._push_as(principal, req)
-        except StoreUnavailable:
-            return None
-
-    def _push_as(self, principal: str | None, req: feast_json.PushRequest) -> list:
-        """The push made as the token's principal: ``FeatureStore.push`` checks ``ingest`` on every view first."""
-        with self.store.acting_as(principal):
-            return self._push_now(req)
-
-    def _push_now(self, req: feast_json.PushRequest) -> list:
-        """On a push thread: the rows as a table (``feast_json.push_frame``; text timestamps parsed as ingest parses
-        them), written. An online push skips hashing its rows: the answer carries no batch id."""
-        df = feast_json.push_frame(req.columns, self._time_columns(req.source))
-        if req.to == "online":
-            return self.store.push(req.source, df, to="online", identify=False)
-        lock = self._offline_locks.setdefault(req.source, threading.Lock())
-        with lock:
-            return self.store.push(req.source, df, to=req.to)
-
-    def _time_columns(self, source: str) -> set[str]:
-        """The columns ingest parses as timestamps for a push to ``source``'s views (its ``_to_arrow``'s), from the
-        store's cached registry state, once per state: a hint for ``push_frame`` only (a column missing from it is
-        parsed by ingest instead, a stale name merely tried by Arrow first), so it does not list the registry's
-        folder again; the push reads the newest version itself."""
-        state = self.store._registry_state()
-        hit = self._time_cols.get(source)
-        if hit is not None and hit[0] is state:
-            return hit[1]
-        names = {EVENT_TS, CREATED_TS}
-        try:
-            views = push_views(self.store, source, fresh=False)
-        except NotFoundError:
-            return names  # the push itself says so
-        for v in views:
-            if v.source is not None:
-                names |= {v.source.timestamp_field, v.source.created_timestamp_column} - {None}
-        self._time_cols[source] = (state, names)
-        return names
-
     async def health(self, request: Request) -> Response:
         if await self.breaker.check(self.opts.store_check_seconds):
             self.metrics.breaker_open.set(0)
@@ -452,7 +363,8 @@ def create_app(store, options: FeatureServerOptions | None = None) -> Starlette:
     app.hot = srv.online_asgi
     # Answered by the HTTP protocol itself under ``skewless serve`` (http_protocol's direct routes); the ASGI
     # paths above serve any other server, and the requests the protocol leaves to the app.
-    app.direct_post = {b"/get-online-features": srv.online_direct}
+    app.direct_post = {b"/get-online-features": srv.online_direct, b"/push": srv.push_direct,
+                       b"/write-to-online-store": srv.write_direct}
     app.direct_max_body = opts.max_body_bytes
     app.state.server = srv
     return app

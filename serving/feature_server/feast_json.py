@@ -15,7 +15,8 @@ EXPIRED). Event timestamps are RFC 3339 in UTC with ``Z``; a value that is not P
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import re
+from datetime import datetime, timedelta, timezone
 from typing import Any, Collection
 
 import orjson
@@ -30,6 +31,7 @@ from skewless.push import MODES as PUSH_MODES
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _STATUS = {EXPIRED: "OUTSIDE_MAX_AGE"}  # the others (PRESENT, NOT_FOUND) have Feast's names already
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)  # orjson makes these exact types: a value of another type is a list or object
 _UTC_US = pa.timestamp("us", tz="UTC")  # ingest's one timestamp type (timeutil.UTC_US)
 
 
@@ -64,10 +66,11 @@ def _columns(value: Any, field: str, max_rows: int, what: str, whats: str) -> tu
         elif len(col) != n:
             raise ValidationError(f"{field}: column {name!r} has {len(col)} values, the first column {n}: every "
                                   f"column needs one value per {what}", column=name)
-        for i, v in enumerate(col):
-            if not isinstance(v, _SCALARS):
-                raise ValidationError(f"{field}[{name!r}][{i}]: a value must be a string, number, boolean or null",
-                                      column=name, row=i)
+        if not _SCALAR_TYPES.issuperset(map(type, col)):  # C loops; the row named by the loop below
+            for i, v in enumerate(col):
+                if not isinstance(v, _SCALARS):
+                    raise ValidationError(f"{field}[{name!r}][{i}]: a value must be a string, number, boolean or "
+                                          f"null", column=name, row=i)
     if not n:
         raise ValidationError(f"{field!r}: no {whats} (each column is empty)", column=field)
     if n > max_rows:
@@ -171,12 +174,16 @@ def push_frame(columns: dict[str, list], timestamps: Collection[str] = ()):
     ``timestamps`` (the views' event and created time columns, which ingest parses as ISO 8601 text) whose every
     value is an ISO 8601 instant with a zone offset is parsed here by Arrow (~10 us for 100 values, against ~0.8 ms
     through pandas inside ingest: most of a 100-row push's CPU, bench/feature_server_bench.py freshness); such text
-    names one instant whoever parses it. Text Arrow refuses (no offset, a date, finer than microseconds) is left for
+    names one instant whoever parses it (a column of a few distinct such texts is parsed by Python: ``_instants``).
+    Text Arrow refuses (no offset, a date, finer than microseconds) is left for
     ingest's parser, and a column with nulls or values Arrow refuses (mixed types, integers past int64) makes the
     whole push a DataFrame: its values and errors are exactly those of a DataFrame push."""
     arrays = []
     try:
         for name, col in columns.items():
+            if name in timestamps and (arr := _instants(col)) is not None:
+                arrays.append(arr)
+                continue
             arr = pa.array(col)
             if arr.null_count or pa.types.is_null(arr.type):
                 break
@@ -198,6 +205,34 @@ def push_frame(columns: dict[str, list], timestamps: Collection[str] = ()):
         return pd.DataFrame(columns)
     except ValueError as exc:  # e.g. columns of different lengths (checked before; a last guard)
         raise ValidationError(f"'df': {exc}", column="df") from None
+
+
+# An instant as ISO 8601 text with a zone: date, 'T' or a space, hh:mm:ss, up to 6 fraction digits, 'Z' or +-hh:mm.
+# Python's fromisoformat, Arrow's cast and pandas' parser read each such text as the same instant (pandas refuses
+# years outside 1677-2262, which Arrow's cast, the path this replaces, takes): tests/serving/test_feature_server_push_frame.py.
+_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+                      r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
+_FEW_INSTANTS = 16
+_ONE_US = timedelta(microseconds=1)
+
+
+def _instants(col: list) -> pa.Array | None:
+    """A time column of at most ``_FEW_INSTANTS`` distinct texts, each an ``_INSTANT``, as UTC µs; None otherwise
+    (Arrow's cast or ingest's parser decides). A push's rows often share their time (a batch stamped once): each
+    distinct text is parsed once, ~1 µs, where Arrow's string-to-timestamp kernel cost ~120 µs of a push paced
+    10 ms apart (its code cold: bench/feature_server_bench.py freshness); past a few distinct texts that kernel is
+    the cheaper way."""
+    parsed = dict.fromkeys(col)
+    if len(parsed) > _FEW_INSTANTS:
+        return None
+    for text in parsed:
+        if type(text) is not str or _INSTANT.fullmatch(text) is None:
+            return None
+        try:
+            parsed[text] = (datetime.fromisoformat(text) - EPOCH) // _ONE_US
+        except ValueError:  # not a date (30 February): left to the parsers that name it
+            return None
+    return pa.array([parsed[t] for t in col], pa.int64()).view(_UTC_US)
 
 
 def _too_large(columns: dict[str, list]) -> None:

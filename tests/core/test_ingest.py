@@ -121,3 +121,15 @@ def test_row_hash_identity_is_pinned_across_versions():
     assert identity(table, wt, None) == "sha256:1819827a29ccdd38f79372fc71ebf66dd2d256f2c7dd7c64d6a27c55fa3083d1"
     assert identity(table.slice(5, 200), wt, None) == \
         "sha256:22119c6bb53b87e1a00a85159e811782a90f200161ea8b638b291144305d4a8e"
+
+
+@pytest.mark.parametrize("t", [datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
+                               datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=-7))),
+                               datetime(2026, 1, 2, 3, 4, 5, 678901), datetime(1600, 1, 1, tzinfo=timezone.utc)])
+def test_the_write_time_column_is_arrows_reading_of_the_write_time(t):
+    """(Made from the instant's integer, not Arrow's scalar of the datetime: the same values.)"""
+    from skewless import ingest
+
+    assert ingest._repeat_time(t, 3).equals(pa.repeat(pa.scalar(t, pa.timestamp("us", tz="UTC")), 3))
+    assert ingest._row_numbers(5).to_pylist() == [0, 1, 2, 3, 4] == ingest._row_numbers(5).to_pylist()
+    assert ingest._row_numbers(5000).to_pylist() == list(range(5000))

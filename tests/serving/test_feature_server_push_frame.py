@@ -8,12 +8,13 @@ from datetime import datetime, timezone
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from tests.support.feature_server import driver_repo
 
 from skewless import ingest
 from skewless.errors import ValidationError
-from skewless.serving.feature_server.feast_json import push_frame
+from skewless.serving.feature_server.feast_json import _instants, push_frame
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
 TS = {"event_timestamp", "created_timestamp"}
@@ -28,6 +29,13 @@ GOOD = {
     "dates": {"driver_id": [1], "conv_rate": [0.5], "trips": [3], "event_timestamp": ["2026-01-02"]},
     "nanoseconds_floored": {"driver_id": [1], "conv_rate": [0.5], "trips": [3],
                             "event_timestamp": ["2026-01-02T03:04:05.123456789Z"]},
+    "few_distinct_times": {"driver_id": [1, 2, 3, 4], "conv_rate": [0.5, 0.25, 1, 2], "trips": [3, 4, 5, 6],
+                           "event_timestamp": ["2026-01-02T03:04:05.1Z", "2026-01-02 03:04:05-23:59",
+                                               "2026-01-02T03:04:05.123456+05:30", "2026-01-02T03:04:05.1Z"]},
+    "many_distinct_times": {"driver_id": list(range(40)), "conv_rate": [0.5] * 40, "trips": [3] * 40,
+                            "event_timestamp": [f"2026-01-02T03:04:{s:02d}.{s}Z" for s in range(40)]},
+    "far_years": {"driver_id": [1, 2], "conv_rate": [0.5, 0.25], "trips": [3, 4],
+                  "event_timestamp": ["1600-01-01T00:00:00Z", "9999-12-31T23:59:59.999999+00:00"]},
     "null_feature": {"driver_id": [1, 2], "conv_rate": [None, 0.5], "trips": [3, 4],
                      "event_timestamp": ["2026-01-02T03:04:05Z"] * 2},
 }
@@ -53,11 +61,40 @@ def _prepared(view, data):
     return ingest.prepare(view, data, batch=7, write_time=WHEN)
 
 
-@pytest.mark.parametrize("case", list(GOOD))
+@pytest.mark.parametrize("case", [c for c in GOOD if c != "far_years"])
 def test_the_server_frame_validates_as_a_dataframe_does(view, case):
     cols = GOOD[case]
     frame = push_frame(cols, TS)
     assert _prepared(view, frame).equals(_prepared(view, pd.DataFrame(cols)))
+
+
+def test_times_outside_pandas_years_are_arrows_instants():
+    """(A DataFrame's parser refuses them; the server's frame took Arrow's reading before ``_instants`` too.)"""
+    times = GOOD["far_years"]["event_timestamp"]
+    frame = push_frame(GOOD["far_years"], TS)
+    assert frame.column("event_timestamp").equals(pc.cast(pa.chunked_array([times]), pa.timestamp("us", tz="UTC")))
+
+
+TEXTS = ["2026-01-02T03:04:05Z", "2026-01-02 03:04:05Z", "2026-01-02T03:04:05.1Z", "2026-01-02T03:04:05.000001Z",
+         "2026-01-02T03:04:05.123456+05:30", "2026-01-02T03:04:05-23:59", "2026-01-02T03:04:05+23:59",
+         "2026-01-02T03:04:05-00:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2024-02-29T00:00:00Z",
+         # not taken by _instants: Arrow's cast, or ingest's parser, decides as before
+         "2023-02-29T00:00:00Z", "2026-01-02T24:00:00Z", "2026-01-02T23:59:60Z", "2026-01-02t03:04:05Z",
+         "2026-01-02T03:04:05z", "2026-01-02T03:04:05+0530", "2026-01-02T03:04:05+05", "2026-01-02T03:04:05+24:00",
+         "2026-01-02T03:04:05.1234567Z", "2026-01-02T03:04:05", "2026-01-02", "0000-01-01T00:00:00Z",
+         "\u0662026-01-02T03:04:05Z", "2026-01-02T03:04:05Z ", ""]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_a_time_python_parses_is_the_instant_arrow_reads(text):
+    ours = _instants([text])
+    try:
+        arrows = pc.cast(pa.array([text]), pa.timestamp("us", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        arrows = None
+    if ours is not None:
+        assert arrows is not None and ours.equals(arrows)
+    assert (ours is not None) == (TEXTS.index(text) < TEXTS.index("2023-02-29T00:00:00Z"))
 
 
 def test_an_integer_past_64_bits_is_a_validation_error_naming_it():
