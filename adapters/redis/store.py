@@ -36,9 +36,9 @@ included (the model server's event loop uses it). Each command and script call i
 leaves some rows applied and others not: every stored row is still a real row that won, and repeating the write (a
 materialize rerun resumes from its checkpoint) converges to the same state.
 
-Least-privilege ACL (tested): ``~<prefix>:* +set +mget +getrange +evalsha +script|load +hget +hset +hsetnx +hdel
+Least-privilege ACL (tested): ``~<prefix>:* +set +mget +evalsha +script|load +hget +hset +hsetnx +hdel
 +hgetall +scan +unlink +ping +client|setname +select +hmget +exists +hvals +pexpiretime +pexpireat +multi +exec
-+rename +del +eval`` (GETRANGE from the row script; the H* commands keep the ``<prefix>:__meta`` hash of checkpoints and
++rename +del +eval`` (the row script reads stored rows by MGET; the H* commands keep the ``<prefix>:__meta`` hash of checkpoints and
 the ``<prefix>:__layouts`` hash of row layouts; HMGET, EXISTS, HVALS, PEXPIRETIME and PEXPIREAT read and write
 aggregation tiles, MULTI, EXEC, EVAL, RENAME and DEL write them as transactions of HSETs, ``tiles.py``).
 
