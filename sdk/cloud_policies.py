@@ -42,9 +42,9 @@ DEFAULT_KEY_PREFIX = "skewless"
 CONNECT = ("ping", "client|setname", "select")
 READ = {"redis": ("mget", "hget", "hmget"), "tair": ("mget", "hget", "hmget", "exhget", "exhmget")}
 # (multi, exec, rename, del: a first ingest's aggregation tiles staged and claimed, adapters/redis/tiles.py)
-WRITE = {"redis": ("set", "hset", "hsetnx", "hdel", "hgetall", "exists", "hvals", "pexpiretime",
+WRITE = {"redis": ("set", "mset", "hset", "hsetnx", "hdel", "hgetall", "exists", "hvals", "pexpiretime",
                    "pexpireat", "evalsha", "script|load", "multi", "exec", "rename", "del", "eval"),
-         "tair": ("set", "hset", "hsetnx", "hdel", "hgetall", "exists", "hvals", "pexpiretime",
+         "tair": ("set", "mset", "hset", "hsetnx", "hdel", "hgetall", "exists", "hvals", "pexpiretime",
                   "pexpireat", "evalsha", "script|load", "multi", "exec", "rename", "del", "eval", "exhset",
                   "exhdel")}
 ADMIN = ("scan", "unlink")
