@@ -129,8 +129,8 @@ def test_many_rows_across_script_calls_and_duplicate_keys(redis_url):
 
 
 def command_calls(redis_url: str, key_prefix: str, action) -> list[int]:
-    """The SET and EVALSHA commands (a SET run by a script counts too) on keys under ``key_prefix`` while
-    ``action()`` runs, read from MONITOR. The server-wide commandstats would also count the commands of tests running
+    """The SET and EVALSHA commands (a SET run by a script counts too, and a script's MSET once per key) on keys
+    under ``key_prefix`` while ``action()`` runs, read from MONITOR. The server-wide commandstats would also count the commands of tests running
     at the same time in other workers against the same server."""
     sentinel = "end-" + uuid.uuid4().hex
     with redis.Redis.from_url(redis_url).monitor() as mon:  # MONITOR is on when this returns
@@ -144,6 +144,8 @@ def command_calls(redis_url: str, key_prefix: str, action) -> list[int]:
             name = cmd.split(" ", 1)[0].upper()
             if key_prefix in cmd and name in ("SET", "EVALSHA"):
                 counts[name == "EVALSHA"] += 1
+            elif key_prefix in cmd and name == "MSET":
+                counts[0] += cmd.count(f"{key_prefix}:")
 
 
 def test_new_keys_take_set_nx_and_existing_keys_the_script(redis_url):
