@@ -13,7 +13,7 @@ Why one string and not a hash of fields: a batched read of any number of views a
 (one command, not one HMGET per key), and a write of a new key is a plain ``SET ... NX`` that needs no script
 (``row_writes.py``): Redis spends about a third of the time per new row that a scripted multi-field HSET + PEXPIREAT
 costs (figures: bench/results/figures_in_code.md).
-The order tuple leads the value so the newest-wins script reads only those 32 bytes (GETRANGE) and compares them
+The order tuple leads the value so the newest-wins script compares only its first 32 bytes (read by one MGET per call)
 with Lua's ``struct.unpack`` (numbers: every part fits a double exactly; the 64-bit write batch is split in two).
 
 A ``Layout`` is the view's fields in value order (fixed-width first) with their dtypes; its id is a hash of that.

@@ -36,11 +36,12 @@ included (the model server's event loop uses it). Each command and script call i
 leaves some rows applied and others not: every stored row is still a real row that won, and repeating the write (a
 materialize rerun resumes from its checkpoint) converges to the same state.
 
-Least-privilege ACL (tested): ``~<prefix>:* +set +mget +getrange +evalsha +script|load +hget +hset +hsetnx +hdel
-+hgetall +scan +unlink +ping +client|setname +select +hmget +exists +hvals +pexpiretime +pexpireat +multi +exec
-+rename +del +eval`` (GETRANGE from the row script; the H* commands keep the ``<prefix>:__meta`` hash of checkpoints and
-the ``<prefix>:__layouts`` hash of row layouts; HMGET, EXISTS, HVALS, PEXPIRETIME and PEXPIREAT read and write
-aggregation tiles, MULTI, EXEC, EVAL, RENAME and DEL write them as transactions of HSETs, ``tiles.py``).
+Least-privilege ACL (tested): ``~<prefix>:* +set +mset +mget +evalsha +script|load +hget +hset +hsetnx
++hdel +hgetall +scan +unlink +ping +client|setname +select +hmget +exists +hvals +pexpiretime +pexpireat +multi
++exec +rename +del +eval`` (the row script reads stored rows by MGET and writes rows without expire time by MSET;
+the H* commands keep the ``<prefix>:__meta`` hash of checkpoints and the ``<prefix>:__layouts`` hash of row layouts;
+HMGET, EXISTS, HVALS, PEXPIRETIME and PEXPIREAT read and write aggregation tiles,
+MULTI, EXEC, EVAL, RENAME and DEL write them as transactions of HSETs, ``tiles.py``).
 
 Building on this store (public hooks, as Alibaba's Tair store does): subclass ``RedisOnlineStore`` and override
 ``write``, ``read_raw`` and ``read_raw_columns`` (the ``OnlineStore`` contract), calling ``super()`` for the row

@@ -67,7 +67,7 @@ def test_redis_rules_per_access():
     read = ["resetchannels", "-@all", "+ping", "+client|setname", "+select", "+mget", "+hget", "+hmget"]
     assert redis_rules({"read_online": ["a", "b"], "ingest": []}, "p") == read + [
         "%R~p:a:{*", "%R~p:b:{*", "%R~p:__layouts"]
-    writes = ["+set", "+getrange", "+hset", "+hsetnx", "+hdel", "+hgetall", "+exists", "+hvals", "+pexpiretime",
+    writes = ["+set", "+mset", "+getrange", "+hset", "+hsetnx", "+hdel", "+hgetall", "+exists", "+hvals", "+pexpiretime",
               "+pexpireat", "+evalsha", "+script|load", "+multi", "+exec", "+rename", "+del", "+eval"]
     # reading one view and writing another: the written view read-write, the other read-only
     assert redis_rules({"read_online": ["a", "b"], "ingest": ["b"]}, "p") == read + writes + [
