@@ -5,16 +5,14 @@ Per view, ``materialize(start, end)`` writes for every entity with rows in [star
 rerun of the same job after a crash reads the same snapshot in the same key order and skips what was written.
 Writes are newest-wins, so even a rerun from scratch leaves the same online state as one clean run.
 
-The scans (the engine's ``latest_rows``) run in a thread ahead of the writes (``_ReadAhead``): while the online
-store takes one chunk, the engine computes the next chunk or the next view. Writes, checkpoints and progress
+The scans (the engine's ``latest_rows``) run in a thread ahead of the writes (``materialize_scan.ReadAhead``): while
+the online store takes one chunk, the engine computes the next chunk or the next view. Writes, checkpoints and progress
 callbacks stay in the caller's thread, in order, so a checkpoint never covers a row that is not written yet.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterator
@@ -23,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import materialize_parts as parts
+from .materialize_scan import ReadAhead
 from .aggregation import maintain
 from .aggregation.definition import AggregatedView
 from .definitions import EVENT_TS, WRITE_BATCH, FeatureView
@@ -36,7 +35,6 @@ from .timeutil import UTC_US
 
 ProgressFn = Callable[[str, int], None]
 CHUNK_ROWS = 50_000
-READ_AHEAD_BYTES = 64 << 20  # scanned chunks waiting for the writer, at most (see _ReadAhead)
 
 
 @dataclass
@@ -221,99 +219,6 @@ def _prepare(ctx, view: FeatureView, start: datetime | None, end: datetime) -> _
     return job
 
 
-class _ReadAhead:
-    """Scans the views' winners in a thread of its own while the caller writes earlier rows online.
-
-    DuckDB and the online store's socket both release the GIL, so the next chunks, and the next views, are computed
-    on one core while the store takes the previous chunk on the other. Scanned chunks wait in a FIFO of at most
-    ``READ_AHEAD_BYTES`` (always at least one chunk), which bounds memory: a scan is not held back by a writer still
-    busy with an earlier view as long as the results fit. Items: ("rows", i, batch), ("end", i) after job i's last
-    chunk, or ("error", exc); a scan error thus reaches the writer after every row scanned before it."""
-
-    def __init__(self, ctx, jobs: list[_Job], chunk_rows: int):
-        self._ctx, self._jobs, self._chunk_rows = ctx, jobs, chunk_rows
-        self._items: deque = deque()  # (item, bytes)
-        self._bytes = 0
-        self._cv = threading.Condition()
-        self._stop = threading.Event()
-        self._con = None
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="skewless-materialize-scan", daemon=True)
-
-    def __enter__(self) -> "_ReadAhead":
-        self._thread.start()
-        return self
-
-    def _put(self, item, nbytes: int = 0) -> bool:
-        with self._cv:
-            while self._items and self._bytes + nbytes > READ_AHEAD_BYTES and not self._stop.is_set():
-                self._cv.wait(0.1)
-            if self._stop.is_set():
-                return False
-            self._items.append((item, nbytes))
-            self._bytes += nbytes
-            self._cv.notify_all()
-            return True
-
-    def _run(self) -> None:
-        engine = self._ctx.engine
-        try:
-            for i, job in enumerate(self._jobs):
-                # The first scan runs alone. Later ones overlap the writes: they leave a core to the writer (and to
-                # an online store on this machine), which is the slower side of the pipeline there.
-                con = engine.connect(spare_cores=1 if i else 0)
-                with self._lock:
-                    self._con = con
-                try:
-                    if self._stop.is_set():
-                        return
-                    for batch in engine.latest_rows(con, job.view, job.files, job.start, job.end, self._chunk_rows):
-                        if not self._put(("rows", i, batch), batch.nbytes):
-                            return
-                finally:
-                    with self._lock:
-                        self._con = None
-                    con.close()
-                if not self._put(("end", i)):
-                    return
-        except BaseException as exc:  # handed to the writer, which raises it
-            self._put(("error", exc))
-
-    def __iter__(self):
-        while True:
-            with self._cv:
-                while not self._items:
-                    if not self._thread.is_alive():  # never wait on a scan that is gone
-                        raise RuntimeError("the materialize scan thread ended without a result")
-                    self._cv.wait(0.5)
-                item, nbytes = self._items.popleft()
-                self._bytes -= nbytes
-                self._cv.notify_all()
-            if item[0] == "error":
-                raise item[1]
-            yield item
-
-    def _interrupt(self) -> None:
-        with self._lock:
-            interrupt = getattr(self._con, "interrupt", None)
-            if interrupt is not None:
-                try:
-                    interrupt()
-                except Exception:  # noqa: BLE001 - the query already ended: nothing to interrupt
-                    pass
-
-    def __exit__(self, *exc) -> None:
-        # Normal end or the writer failed: stop the scan, unblock it, wait for it. The running query is interrupted
-        # again on every round: an interrupt that lands just before a query starts does not stop that query.
-        self._stop.set()
-        while self._thread.is_alive():
-            self._interrupt()
-            with self._cv:
-                self._cv.notify_all()
-            self._thread.join(0.05)
-        self._items.clear()
-
-
 def _finish(ctx, job: _Job) -> None:
     """The job is done: its record says so, and the view's last end moves forward (never back)."""
     job.state["done"] = True
@@ -338,7 +243,7 @@ def _by_workers(ctx, job: _Job, progress: ProgressFn | None) -> ViewResult:
 
 def materialize_views(ctx, specs: list[tuple[FeatureView, datetime | None, datetime]],
                       progress: ProgressFn | None = None, chunk_rows: int = CHUNK_ROWS) -> list[ViewResult]:
-    """Materialize each (view, start, end) in turn; the scans run ahead of the writes (``_ReadAhead``), or the
+    """Materialize each (view, start, end) in turn; the scans run ahead of the writes (``ReadAhead``), or the
     engine's workers write the rows (``materialize_parts``) where the engine and the online store allow it.
 
     A view's checkpoint is saved after each chunk, once every row before it was written: the writes and the
@@ -354,7 +259,7 @@ def _scan_and_write(ctx, jobs: list[_Job], progress: ProgressFn | None, chunk_ro
         return []
     results: list[ViewResult] = []
     seen, started = 0, -1
-    with _ReadAhead(ctx, jobs, chunk_rows) as scan:
+    with ReadAhead(ctx, jobs, chunk_rows) as scan:
         for item in scan:
             job = jobs[item[1]]
             key, state = _job_key(job.view.name), job.state
