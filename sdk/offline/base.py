@@ -326,7 +326,7 @@ def distinct_keys(rows: pa.Table, keys: list[str]) -> bool:
         if pa.types.is_integer(col.type):
             # one chunk (a push's, a small ingest's): the chunk's own to_numpy, not the ChunkedArray's (which goes
             # through Arrow's pandas conversion, ~30 us more per call with the caches cold)
-            a = np.sort(col.chunk(0).to_numpy() if col.num_chunks == 1 else col.to_numpy())
+            a = np.sort(col.chunk(0).to_numpy(zero_copy_only=False) if col.num_chunks == 1 else col.to_numpy())
             return not bool((a[1:] == a[:-1]).any())
         return len(pc.unique(col)) == rows.num_rows
     return rows.group_by(keys).aggregate([]).num_rows == rows.num_rows
