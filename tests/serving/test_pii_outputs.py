@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import logging
 import sys
 from datetime import datetime, timezone
@@ -285,7 +286,8 @@ def test_skew_audit_masks_pii_examples_in_the_cli_and_the_ui_and_skips_redacted_
     emails = [e for e in out["examples"] if e["feature"] == "customer_profile:email"]
     assert r.exit_code == 0 and out["late_events"]["customer_profile:email"] == 2, r.output
     assert emails and all(e["served"] == e["offline"] == MASK for e in emails), out
-    assert "example.com" not in r.output and "99000" not in r.output
+    # (the income as a number of its own: the report's timings are floats whose digits may hold "99000")
+    assert "example.com" not in r.output and not re.search(r"(?<![0-9.])99000(\.0)?(?![0-9])", r.output)
     govern(store)
     with ui_serving(repo) as base:
         status, text = audit_examples(base, VIEWER)
